@@ -1,0 +1,64 @@
+//! The HTTP side: the old tool's four handles, the versioned REST API, health and metrics.
+//!
+//! [`app`] builds the whole router over an [`AppState`], so tests drive it with `oneshot`
+//! and no socket. Handlers are thin: extract and check parameters, call the backend, map the
+//! result. Both modes serve the same app; only the [`Backend`] differs.
+
+mod auth;
+mod error;
+mod legacy;
+mod metrics;
+mod openapi;
+mod runs;
+mod v1;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tower_http::trace::TraceLayer;
+
+pub use auth::Tokens;
+pub use error::{ApiError, ErrorBody};
+pub use runs::{LegacyStatus, TestView, new_run};
+
+use crate::backend::Backend;
+use crate::packs::PacksConfig;
+
+/// What handlers can reach: read-mostly, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub backend: Arc<dyn Backend>,
+    pub config: Arc<PacksConfig>,
+    pub tokens: Tokens,
+    /// Base URL of the web UI for links in reports (`TOMATO_PUBLIC_URL`).
+    pub public_url: String,
+    /// Where attempt logs and JUnit files live (standalone mode).
+    pub data_dir: Option<std::path::PathBuf>,
+}
+
+/// The whole application router.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .merge(legacy::routes())
+        .merge(v1::routes())
+        .route("/metrics", get(metrics::metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token_for_writes,
+        ))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(1 << 20))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
+    match state.backend.ready().await {
+        Ok(()) => (StatusCode::OK, "ready".to_string()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}")),
+    }
+}

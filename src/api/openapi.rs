@@ -1,0 +1,51 @@
+//! The OpenAPI document of `/api` and `/api/v1`, generated from the handlers' annotations.
+//!
+//! Resource schemas (TestRun and its parts) come from the same schemars derivation as the
+//! CRDs, so the API document and `kubectl explain` never disagree.
+
+use axum::Json;
+use schemars::generate::SchemaSettings;
+use utoipa::OpenApi;
+use utoipa::openapi::{RefOr, Schema};
+
+use super::{legacy, runs, v1};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Tomato", description = "Runs a QA team's autotests: queue, launch, rerun failed tests, classify, report."),
+    paths(
+        legacy::runned, legacy::run_now, legacy::nightly, legacy::status,
+        v1::runs_list, v1::runs_create, v1::runs_get, v1::runs_cancel, v1::runs_patch, v1::runs_tests,
+        v1::attempt_log, v1::attempt_junit, v1::services_list, v1::services_get, v1::services_queue,
+    ),
+    components(schemas(
+        super::ErrorBody, legacy::RunId, legacy::RunIds, runs::QueueView, runs::QueueEntry, runs::LegacyStatus,
+        runs::TestView, runs::TestAttempt, v1::ServiceView,
+    )),
+    tags(
+        (name = "legacy", description = "The old tool's four handles, kept byte for byte where its clients depend on them"),
+        (name = "runs", description = "Test runs"),
+        (name = "services", description = "Services from packs_config"),
+    )
+)]
+struct ApiDoc;
+
+/// The document, with the resource schemas added.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    let mut generator = SchemaSettings::openapi3().into_generator();
+    let _ = generator.subschema_for::<crate::crd::TestRun>();
+    let components = doc.components.get_or_insert_with(Default::default);
+    for (name, schema) in generator.take_definitions(true) {
+        // schemars writes JSON Schema; utoipa reads the same JSON. A schema utoipa cannot
+        // represent is left out rather than failing the whole document.
+        if let Ok(s) = serde_json::from_value::<RefOr<Schema>>(schema) {
+            components.schemas.insert(name, s);
+        }
+    }
+    doc
+}
+
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(document())
+}

@@ -1,0 +1,312 @@
+//! Operations and views shared by the legacy and v1 handlers: creating a run from checked
+//! input, the queue of a service, a run's status, its tests.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{ApiError, AppState};
+use crate::crd::{
+    Attempt, CategoryStat, LABEL_SERVICE, Phase, ReportStatus, RunTemplate, RunType, Summary, TestRun,
+    TestRunSpec, TestRunStatus,
+};
+use crate::packs::{InputError, PacksConfig};
+use crate::results::{CaseStatus, MergedTest};
+use crate::store::{ListFilter, StoreError, created, random_suffix};
+
+/// Builds a new, checked `TestRun` for `template` (named `<service>-<random>` unless `name`
+/// is given). Nothing is stored.
+pub fn new_run(
+    config: &PacksConfig,
+    template: RunTemplate,
+    run_type: RunType,
+    timeout: Option<String>,
+    name: Option<String>,
+    mut labels: BTreeMap<String, String>,
+) -> Result<TestRun, InputError> {
+    config.check_run(&template)?;
+    if let Some(t) = &timeout {
+        crate::duration::parse(t).map_err(|e| InputError::new("timeout", e))?;
+    }
+    if let Some(n) = &name {
+        check_object_name(n).map_err(|e| InputError::new("metadata.name", e))?;
+    }
+    let name = name.unwrap_or_else(|| format!("{}-{}", template.service, random_suffix(8)));
+    labels.insert(LABEL_SERVICE.to_string(), template.service.clone());
+    let mut run = TestRun::new(
+        &name,
+        TestRunSpec {
+            template,
+            run_type,
+            timeout,
+            cancel: false,
+        },
+    );
+    run.metadata.labels = Some(labels);
+    run.status = Some(TestRunStatus::default());
+    Ok(run)
+}
+
+/// Object names follow Kubernetes' rules (a DNS subdomain), so the same name works in both modes.
+pub fn check_object_name(n: &str) -> Result<(), String> {
+    let ok = !n.is_empty()
+        && n.len() <= 63
+        && n.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && n.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && n.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{n:?} is not a valid name (lowercase letters, digits, '-' and '.'; at most 63)"
+        ))
+    }
+}
+
+/// Stores a run; a generated name that collides is drawn again.
+pub async fn store_run(
+    state: &AppState,
+    mut run: TestRun,
+    generated_name: bool,
+) -> Result<TestRun, ApiError> {
+    for _ in 0..5 {
+        match state.backend.create_run(run.clone()).await {
+            Err(StoreError::AlreadyExists { .. }) if generated_name => {
+                run.metadata.name = Some(format!("{}-{}", run.spec.template.service, random_suffix(8)));
+            }
+            other => return Ok(other?),
+        }
+    }
+    Err(ApiError::conflict("could not find a free run name; try again"))
+}
+
+/// Fetches a run or answers 404 naming `parameter`.
+pub async fn find_run(state: &AppState, name: &str, parameter: &str) -> Result<TestRun, ApiError> {
+    state
+        .backend
+        .get_run(name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(parameter, format!("run {name:?} not found")))
+}
+
+/// One run in a queue listing.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct QueueEntry {
+    pub run_id: String,
+    pub priority: u8,
+    pub stand: String,
+    pub category: Option<String>,
+    #[serde(rename = "type")]
+    #[schema(value_type = String)]
+    pub run_type: RunType,
+    #[schema(value_type = String)]
+    pub phase: Phase,
+    pub created: DateTime<Utc>,
+    /// 1-based position in the service's queue (queued runs only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<u32>,
+    /// The attempt in progress (running runs only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started: Option<DateTime<Utc>>,
+}
+
+/// The queue of one service: what runs now and what waits, in admission order.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct QueueView {
+    pub service: String,
+    pub running: Vec<QueueEntry>,
+    pub queued: Vec<QueueEntry>,
+    pub running_count: usize,
+    pub queued_count: usize,
+}
+
+pub async fn queue_view(state: &AppState, service: &str) -> Result<QueueView, ApiError> {
+    let phases = [Phase::Queued, Phase::Running, Phase::Retrying, Phase::Reporting];
+    let filter = ListFilter {
+        service: Some(service.to_string()),
+        phases: phases.iter().map(|p| p.to_string()).collect(),
+        ..Default::default()
+    };
+    let mut runs = state.backend.list_runs(&filter).await?;
+    runs.sort_by(|a, b| {
+        let key = |r: &TestRun| {
+            (
+                r.spec.template.priority,
+                created(r),
+                r.metadata.name.clone().unwrap_or_default(),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+    let mut running = Vec::new();
+    let mut queued = Vec::new();
+    for r in &runs {
+        let st = r.status.clone().unwrap_or_default();
+        let mut e = QueueEntry {
+            run_id: r.metadata.name.clone().unwrap_or_default(),
+            priority: r.spec.template.priority,
+            stand: r.spec.template.stand.clone(),
+            category: r.spec.template.category.clone(),
+            run_type: r.spec.run_type,
+            phase: st.phase,
+            created: created(r),
+            position: None,
+            attempt: st.attempts.last().map(|a| a.number),
+            started: st.started_at,
+        };
+        if st.phase == Phase::Queued {
+            e.attempt = None;
+            e.position = Some(queued.len() as u32 + 1);
+            queued.push(e);
+        } else {
+            running.push(e);
+        }
+    }
+    Ok(QueueView {
+        service: service.to_string(),
+        running_count: running.len(),
+        queued_count: queued.len(),
+        running,
+        queued,
+    })
+}
+
+/// `GET /api/status`: a run's state in the legacy shape (snake_case at the top level; the
+/// nested attempt, summary, category and report objects are the resource's own).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LegacyStatus {
+    pub run_id: String,
+    pub service: String,
+    pub stand: String,
+    pub category: Option<String>,
+    pub packs: Vec<String>,
+    #[serde(rename = "type")]
+    #[schema(value_type = String)]
+    pub run_type: RunType,
+    pub priority: u8,
+    #[schema(value_type = String)]
+    pub phase: Phase,
+    pub message: Option<String>,
+    pub created: DateTime<Utc>,
+    pub started: Option<DateTime<Utc>>,
+    pub finished: Option<DateTime<Utc>>,
+    pub queue_position: Option<u32>,
+    pub emails: Vec<String>,
+    #[serde(rename = "issueKey")]
+    pub issue_key: Option<String>,
+    pub testpalm: Option<String>,
+    #[schema(value_type = Vec<Object>)]
+    pub attempts: Vec<Attempt>,
+    #[schema(value_type = Object)]
+    pub summary: Summary,
+    #[schema(value_type = Vec<Object>)]
+    pub categories: Vec<CategoryStat>,
+    #[schema(value_type = Object)]
+    pub report: ReportStatus,
+}
+
+impl LegacyStatus {
+    pub fn of(run: &TestRun) -> Self {
+        let st = run.status.clone().unwrap_or_default();
+        let t = &run.spec.template;
+        LegacyStatus {
+            run_id: run.metadata.name.clone().unwrap_or_default(),
+            service: t.service.clone(),
+            stand: t.stand.clone(),
+            category: t.category.clone(),
+            packs: st
+                .attempts
+                .first()
+                .map(|a| a.selection.packs.clone())
+                .unwrap_or_else(|| t.packs.clone()),
+            run_type: run.spec.run_type,
+            priority: t.priority,
+            phase: st.phase,
+            message: st.message,
+            created: created(run),
+            started: st.started_at,
+            finished: st.finished_at,
+            queue_position: st.queue_position,
+            emails: t.emails.clone(),
+            issue_key: t.issue_key.clone(),
+            testpalm: t.version.clone(),
+            attempts: st.attempts,
+            summary: st.summary.unwrap_or_default(),
+            categories: st.categories,
+            report: st.report.unwrap_or_default(),
+        }
+    }
+}
+
+/// One test of a run with its verdict over all attempts.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TestView {
+    pub id: String,
+    pub name: String,
+    pub classname: String,
+    pub suite: String,
+    pub file: Option<String>,
+    /// `passed`, `flaky`, `failed`, `broken` or `skipped`.
+    pub verdict: String,
+    /// Failure category (failed, broken and flaky tests).
+    pub category: Option<String>,
+    /// Status on each attempt that ran it.
+    pub attempts: Vec<TestAttempt>,
+    /// The attempt whose result explains the verdict (a flaky test's failing attempt).
+    pub explained_by: u32,
+    pub message: String,
+    pub trace: String,
+    pub duration_ms: Option<u64>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TestAttempt {
+    pub attempt: u32,
+    pub status: String,
+}
+
+impl TestView {
+    pub fn of(t: &MergedTest, category: Option<String>) -> Self {
+        let status = |s: CaseStatus| match s {
+            CaseStatus::Passed => "passed",
+            CaseStatus::Failed => "failed",
+            CaseStatus::Errored => "error",
+            CaseStatus::Skipped => "skipped",
+        };
+        TestView {
+            id: t.id.clone(),
+            name: t.case.name.clone(),
+            classname: t.case.classname.clone(),
+            suite: t.case.suites.join(" > "),
+            file: t.case.file.clone(),
+            verdict: t.verdict.as_str().to_string(),
+            category,
+            attempts: t
+                .history
+                .iter()
+                .map(|(a, s)| TestAttempt {
+                    attempt: *a,
+                    status: status(*s).to_string(),
+                })
+                .collect(),
+            explained_by: t.attempt,
+            message: t.case.message.clone(),
+            trace: t.case.trace.clone(),
+            duration_ms: t.case.time_ms,
+        }
+    }
+}
+
+/// The merged tests of a run, failing first (failed, broken, flaky, passed, skipped).
+pub async fn merged_tests(state: &AppState, run: &TestRun) -> Result<Vec<MergedTest>, ApiError> {
+    let name = run.metadata.name.clone().unwrap_or_default();
+    let results = state.backend.results(&name).await?;
+    let status = run.status.clone().unwrap_or_default();
+    let mut merged = crate::core::merge_run(&status, results);
+    merged.sort_by_key(|t| t.verdict);
+    Ok(merged)
+}

@@ -1,0 +1,493 @@
+//! `/api/v1`: runs (list, create, get, cancel, re-prioritise, tests, logs) and services, with
+//! objects in Kubernetes shape so the same JSON or YAML works with `kubectl` in operator mode.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+
+use super::runs::{QueueView, TestView, find_run, merged_tests, new_run, queue_view, store_run};
+use super::{ApiError, AppState};
+use crate::crd::{Phase, TestRun, TestRunSpec};
+use crate::store::ListFilter;
+
+pub fn routes() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/api/v1/openapi.json", get(super::openapi::openapi_json))
+        .route("/api/v1/runs", get(runs_list).post(runs_create))
+        .route(
+            "/api/v1/runs/{id}",
+            get(runs_get).delete(runs_cancel).patch(runs_patch),
+        )
+        .route("/api/v1/runs/{id}/tests", get(runs_tests))
+        .route("/api/v1/runs/{id}/attempts/{n}/log", get(attempt_log))
+        .route("/api/v1/runs/{id}/attempts/{n}/junit", get(attempt_junit))
+        .route("/api/v1/services", get(services_list))
+        .route("/api/v1/services/{name}", get(services_get))
+        .route("/api/v1/services/{name}/queue", get(services_queue))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct RunsQuery {
+    /// Only runs of this service.
+    service: Option<String>,
+    /// Only runs in this phase (comma-separated for several).
+    phase: Option<String>,
+    /// At most this many, newest first (default 100, at most 1000).
+    limit: Option<usize>,
+}
+
+/// A list in Kubernetes shape.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ObjectList<T> {
+    #[serde(rename = "apiVersion")]
+    pub api_version: &'static str,
+    pub kind: String,
+    pub items: Vec<T>,
+}
+
+fn run_list(items: Vec<TestRun>) -> ObjectList<TestRun> {
+    ObjectList {
+        api_version: "tomato.dev/v1alpha1",
+        kind: "TestRunList".into(),
+        items,
+    }
+}
+
+/// List runs, newest first.
+#[utoipa::path(get, path = "/api/v1/runs", tag = "runs", params(RunsQuery),
+    responses((status = 200, description = "TestRunList", body = Object), (status = 400, body = super::ErrorBody)))]
+pub async fn runs_list(
+    State(state): State<AppState>,
+    Query(q): Query<RunsQuery>,
+) -> Result<Json<ObjectList<TestRun>>, ApiError> {
+    let mut phases = Vec::new();
+    for p in q
+        .phase
+        .iter()
+        .flat_map(|p| p.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        phases.push(
+            p.parse::<Phase>()
+                .map_err(|e| ApiError::bad_request("phase", e))?
+                .to_string(),
+        );
+    }
+    if let Some(s) = &q.service
+        && state.config.service(s).is_none()
+    {
+        return Err(ApiError::bad_request("service", format!("unknown service {s:?}")));
+    }
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > 1000 {
+        return Err(ApiError::bad_request("limit", "must be 1–1000"));
+    }
+    let filter = ListFilter {
+        service: q.service,
+        phases,
+        newest: Some(limit),
+        ..Default::default()
+    };
+    Ok(Json(run_list(state.backend.list_runs(&filter).await?)))
+}
+
+/// A TestRun as a client sends it: `metadata` (optional name, labels) and `spec`.
+#[derive(Deserialize)]
+pub struct RunRequest {
+    #[serde(rename = "apiVersion")]
+    api_version: Option<String>,
+    kind: Option<String>,
+    #[serde(default)]
+    metadata: RequestMeta,
+    spec: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize, Default)]
+pub struct RequestMeta {
+    name: Option<String>,
+    #[serde(rename = "generateName")]
+    generate_name: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+/// Spec fields a client may send (serde's `flatten` cannot refuse unknown fields itself).
+const SPEC_FIELDS: &[&str] = &[
+    "service", "stand", "category", "packs", "priority", "emails", "issueKey", "version", "retries", "env",
+    "type", "timeout", "cancel",
+];
+
+/// Parses a spec, naming the field at fault.
+pub fn parse_spec<T: serde::de::DeserializeOwned>(
+    spec: serde_json::Value,
+    allowed: &[&str],
+) -> Result<T, ApiError> {
+    let serde_json::Value::Object(map) = &spec else {
+        return Err(ApiError::bad_request("spec", "spec must be an object"));
+    };
+    if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(ApiError::bad_request(
+            format!("spec.{unknown}"),
+            format!("unknown field {unknown:?}; known: {}", allowed.join(", ")),
+        ));
+    }
+    // Check each field alone first, so the error names it (flattened structs lose the path).
+    serde_path_to_error::deserialize::<_, T>(spec).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." || path == "?" {
+            "spec".to_string()
+        } else {
+            format!("spec.{path}")
+        };
+        ApiError::bad_request(field, e.into_inner().to_string())
+    })
+}
+
+/// Create a run from a TestRun-shaped body; it is queued at once.
+#[utoipa::path(post, path = "/api/v1/runs", tag = "runs",
+    request_body(content = Object, description = "A TestRun: {\"metadata\": {\"name\"?, \"labels\"?}, \"spec\": {...}}"),
+    responses((status = 201, description = "The stored TestRun", body = Object), (status = 400, body = super::ErrorBody),
+        (status = 409, body = super::ErrorBody)))]
+pub async fn runs_create(
+    State(state): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let req: RunRequest = serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&body))
+        .map_err(|e| {
+            ApiError::bad_request(
+                e.path().to_string(),
+                format!("the body is not a TestRun: {}", e.inner()),
+            )
+        })?;
+    if let Some(v) = req.api_version.as_deref().filter(|v| *v != "tomato.dev/v1alpha1") {
+        return Err(ApiError::bad_request(
+            "apiVersion",
+            format!("expected tomato.dev/v1alpha1, got {v:?}"),
+        ));
+    }
+    if let Some(k) = req.kind.as_deref().filter(|k| *k != "TestRun") {
+        return Err(ApiError::bad_request(
+            "kind",
+            format!("expected TestRun, got {k:?}"),
+        ));
+    }
+    let spec = req
+        .spec
+        .ok_or_else(|| ApiError::bad_request("spec", "spec is required"))?;
+    let spec: TestRunSpec = parse_spec(check_spec_fields(spec)?, SPEC_FIELDS)?;
+    if spec.cancel {
+        return Err(ApiError::bad_request(
+            "spec.cancel",
+            "a new run cannot start cancelled",
+        ));
+    }
+    let generated = req.metadata.name.is_none();
+    let name = match (req.metadata.name, req.metadata.generate_name) {
+        (Some(n), _) => Some(n),
+        (None, Some(prefix)) => Some(format!("{prefix}{}", crate::store::random_suffix(5))),
+        (None, None) => None,
+    };
+    let run = new_run(
+        &state.config,
+        spec.template,
+        spec.run_type,
+        spec.timeout,
+        name,
+        req.metadata.labels,
+    )
+    .map_err(|e| ApiError::bad_request(format!("spec.{}", e.field), e.message))?;
+    let run = store_run(&state, run, generated).await?;
+    Ok((StatusCode::CREATED, Json(run)).into_response())
+}
+
+/// Checks fields one by one so a wrong type names its field (serde's flatten loses paths).
+fn check_spec_fields(spec: serde_json::Value) -> Result<serde_json::Value, ApiError> {
+    if let serde_json::Value::Object(map) = &spec {
+        for (k, v) in map {
+            let bad = |what: &str| ApiError::bad_request(format!("spec.{k}"), format!("must be {what}"));
+            match k.as_str() {
+                "priority" | "retries" if v.as_u64().is_none_or(|n| n > 255) => {
+                    return Err(bad("an integer 0–9"));
+                }
+                "service" | "stand" | "category" | "issueKey" | "version" | "timeout" | "type"
+                    if !v.is_string() =>
+                {
+                    return Err(bad("a string"));
+                }
+                "packs" | "emails" if !v.as_array().is_some_and(|a| a.iter().all(|x| x.is_string())) => {
+                    return Err(bad("a list of strings"));
+                }
+                "cancel" if !v.is_boolean() => return Err(bad("true or false")),
+                _ => {}
+            }
+        }
+    }
+    Ok(spec)
+}
+
+/// Get a run.
+#[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "runs", params(("id" = String, Path, description = "Run name")),
+    responses((status = 200, description = "TestRun", body = Object), (status = 404, body = super::ErrorBody)))]
+pub async fn runs_get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<TestRun>, ApiError> {
+    Ok(Json(find_run(&state, &id, "id").await?))
+}
+
+/// Cancel a run: a queued run ends at once, a running one is stopped (its process group is
+/// killed). The run stays in history as `Cancelled`.
+#[utoipa::path(delete, path = "/api/v1/runs/{id}", tag = "runs", params(("id" = String, Path, description = "Run name")),
+    responses((status = 202, description = "TestRun with spec.cancel set", body = Object), (status = 404, body = super::ErrorBody)))]
+pub async fn runs_cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    find_run(&state, &id, "id").await?;
+    let run = state.backend.cancel_run(&id).await?;
+    Ok((StatusCode::ACCEPTED, Json(run)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunPatch {
+    spec: PatchSpec,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchSpec {
+    priority: Option<i64>,
+    cancel: Option<bool>,
+}
+
+/// Change a run's priority or cancel it (a JSON merge patch of `spec.priority` / `spec.cancel`).
+#[utoipa::path(patch, path = "/api/v1/runs/{id}", tag = "runs", params(("id" = String, Path, description = "Run name")),
+    request_body(content = Object, description = "{\"spec\": {\"priority\": 0}} or {\"spec\": {\"cancel\": true}}"),
+    responses((status = 200, description = "TestRun", body = Object), (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
+pub async fn runs_patch(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<TestRun>, ApiError> {
+    let patch: RunPatch = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            "spec",
+            format!("only spec.priority and spec.cancel can change: {e}"),
+        )
+    })?;
+    let run = find_run(&state, &id, "id").await?;
+    let mut run = run;
+    if let Some(p) = patch.spec.priority {
+        let p = u8::try_from(p)
+            .ok()
+            .filter(|p| *p <= crate::queue::MAX_PRIORITY)
+            .ok_or_else(|| ApiError::bad_request("spec.priority", format!("must be 0–9, got {p}")))?;
+        if run.status.as_ref().is_some_and(|s| s.phase != Phase::Queued) && p != run.spec.template.priority {
+            return Err(ApiError::conflict("only a queued run can change priority"));
+        }
+        run = state.backend.set_priority(&id, p).await?;
+    }
+    if patch.spec.cancel == Some(true) {
+        run = state.backend.cancel_run(&id).await?;
+    } else if patch.spec.cancel == Some(false) && run.spec.cancel {
+        return Err(ApiError::bad_request(
+            "spec.cancel",
+            "a cancelled run cannot be resumed",
+        ));
+    }
+    Ok(Json(run))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct TestsQuery {
+    /// Only tests with this verdict (`failed`, `broken`, `flaky`, `passed`, `skipped`; comma-separated).
+    verdict: Option<String>,
+}
+
+/// The tests of a run with their verdicts, failing first.
+#[utoipa::path(get, path = "/api/v1/runs/{id}/tests", tag = "runs",
+    params(("id" = String, Path, description = "Run name"), TestsQuery),
+    responses((status = 200, body = Vec<TestView>), (status = 404, body = super::ErrorBody)))]
+pub async fn runs_tests(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<TestsQuery>,
+) -> Result<Json<Vec<TestView>>, ApiError> {
+    const VERDICTS: &[&str] = &["failed", "broken", "flaky", "passed", "skipped"];
+    let wanted: Vec<&str> = q
+        .verdict
+        .as_deref()
+        .map(|v| v.split(',').map(str::trim).collect())
+        .unwrap_or_default();
+    if let Some(bad) = wanted.iter().find(|v| !VERDICTS.contains(v)) {
+        return Err(ApiError::bad_request(
+            "verdict",
+            format!("unknown verdict {bad:?}; known: {}", VERDICTS.join(", ")),
+        ));
+    }
+    let run = find_run(&state, &id, "id").await?;
+    let tests = merged_tests(&state, &run).await?;
+    Ok(Json(
+        tests
+            .iter()
+            .filter(|t| wanted.is_empty() || wanted.contains(&t.verdict.as_str()))
+            .map(|t| TestView::of(t, None))
+            .collect(),
+    ))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct LogQuery {
+    /// Only the last N bytes (cut at a line start).
+    tail: Option<u64>,
+}
+
+/// An attempt's log (stdout and stderr interleaved), as plain text. `n` is the position in
+/// `status.attempts`, from 1.
+#[utoipa::path(get, path = "/api/v1/runs/{id}/attempts/{n}/log", tag = "runs",
+    params(("id" = String, Path, description = "Run name"), ("n" = usize, Path, description = "Attempt position, from 1"), LogQuery),
+    responses((status = 200, content_type = "text/plain", body = String), (status = 404, body = super::ErrorBody)))]
+pub async fn attempt_log(
+    State(state): State<AppState>,
+    Path((id, n)): Path<(String, usize)>,
+    Query(q): Query<LogQuery>,
+) -> Result<Response, ApiError> {
+    let path = attempt_file(&state, &id, n, crate::launch::process::LOG_FILE).await?;
+    let text = read_tail(&path, q.tail).await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+}
+
+/// An attempt's JUnit XML as the framework wrote it.
+#[utoipa::path(get, path = "/api/v1/runs/{id}/attempts/{n}/junit", tag = "runs",
+    params(("id" = String, Path, description = "Run name"), ("n" = usize, Path, description = "Attempt position, from 1")),
+    responses((status = 200, content_type = "application/xml", body = String), (status = 404, body = super::ErrorBody)))]
+pub async fn attempt_junit(
+    State(state): State<AppState>,
+    Path((id, n)): Path<(String, usize)>,
+) -> Result<Response, ApiError> {
+    let path = attempt_file(&state, &id, n, "junit.xml").await?;
+    let bytes = tokio::fs::read(&path)
+        .await
+        .map_err(|_| ApiError::not_found("n", format!("attempt {n} of {id} wrote no junit.xml")))?;
+    Ok(([(header::CONTENT_TYPE, "application/xml")], bytes).into_response())
+}
+
+async fn attempt_file(
+    state: &AppState,
+    id: &str,
+    n: usize,
+    file: &str,
+) -> Result<std::path::PathBuf, ApiError> {
+    let run = find_run(state, id, "id").await?;
+    let count = run.status.as_ref().map_or(0, |s| s.attempts.len());
+    if n == 0 || n > count {
+        return Err(ApiError::not_found(
+            "n",
+            format!("run {id} has {count} attempt(s); there is no attempt {n}"),
+        ));
+    }
+    let data = state
+        .data_dir
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found("n", "this server keeps no attempt files"))?;
+    Ok(crate::standalone::attempt_dir(data, id, n).join(file))
+}
+
+/// Reads a file, or its last `tail` bytes starting at a line boundary.
+pub async fn read_tail(path: &std::path::Path, tail: Option<u64>) -> Result<String, ApiError> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let mut f = match tokio::fs::File::open(path).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
+        Err(e) => return Err(ApiError::internal("cannot open the log", e)),
+    };
+    let len = f
+        .metadata()
+        .await
+        .map_err(|e| ApiError::internal("cannot read the log", e))?
+        .len();
+    let start = tail.map_or(0, |t| len.saturating_sub(t));
+    f.seek(std::io::SeekFrom::Start(start))
+        .await
+        .map_err(|e| ApiError::internal("cannot read the log", e))?;
+    let mut buf = Vec::new();
+    f.take(len - start)
+        .read_to_end(&mut buf)
+        .await
+        .map_err(|e| ApiError::internal("cannot read the log", e))?;
+    let mut text = String::from_utf8_lossy(&buf).into_owned();
+    if start > 0
+        && let Some(nl) = text.find('\n')
+    {
+        text.drain(..=nl);
+    }
+    Ok(text)
+}
+
+/// A service as API clients see it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ServiceView {
+    pub name: String,
+    pub description: String,
+    /// Stands must match this regex (whole string).
+    pub stand_pattern: String,
+    pub concurrency: u32,
+    pub stand_concurrency: u32,
+    pub retries: u8,
+    pub packs: Vec<String>,
+    /// Presets (`category`) and their packs.
+    pub presets: BTreeMap<String, Vec<String>>,
+}
+
+fn service_view(s: &crate::packs::Service) -> ServiceView {
+    ServiceView {
+        name: s.name.clone(),
+        description: s.description.clone(),
+        stand_pattern: s.stand_pattern_source(),
+        concurrency: s.concurrency,
+        stand_concurrency: s.stand_concurrency,
+        retries: s.retries,
+        packs: s.packs.keys().cloned().collect(),
+        presets: s.presets.clone(),
+    }
+}
+
+/// Every service in packs_config.
+#[utoipa::path(get, path = "/api/v1/services", tag = "services", responses((status = 200, body = Vec<ServiceView>)))]
+pub async fn services_list(State(state): State<AppState>) -> Json<Vec<ServiceView>> {
+    Json(state.config.services().map(|s| service_view(s)).collect())
+}
+
+/// One service.
+#[utoipa::path(get, path = "/api/v1/services/{name}", tag = "services", params(("name" = String, Path, description = "Service")),
+    responses((status = 200, body = ServiceView), (status = 404, body = super::ErrorBody)))]
+pub async fn services_get(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<ServiceView>, ApiError> {
+    let s = state
+        .config
+        .service(&name)
+        .ok_or_else(|| ApiError::not_found("name", format!("unknown service {name:?}")))?;
+    Ok(Json(service_view(s)))
+}
+
+/// A service's queue: what runs now and what waits, in admission order.
+#[utoipa::path(get, path = "/api/v1/services/{name}/queue", tag = "services", params(("name" = String, Path, description = "Service")),
+    responses((status = 200, body = QueueView), (status = 404, body = super::ErrorBody)))]
+pub async fn services_queue(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<QueueView>, ApiError> {
+    if state.config.service(&name).is_none() {
+        return Err(ApiError::not_found("name", format!("unknown service {name:?}")));
+    }
+    Ok(Json(queue_view(&state, &name).await?))
+}

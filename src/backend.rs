@@ -1,0 +1,91 @@
+//! What the HTTP side sees of a mode: reading runs and their results, and the few writes an
+//! API client can make (create a run, cancel it, change its priority).
+//!
+//! Standalone mode implements it over the SQLite store; operator mode over the Kubernetes API
+//! (reads from a reflector cache). Handlers never see the drivers' internals.
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+
+use crate::crd::TestRun;
+use crate::results::AttemptResult;
+use crate::store::{Change, ListFilter, SqliteStore, StoreError};
+
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// `standalone` or `operator`.
+    fn mode(&self) -> &'static str;
+    /// Stores a new run (name set by the caller); durable when this returns.
+    async fn create_run(&self, run: TestRun) -> Result<TestRun, StoreError>;
+    async fn get_run(&self, name: &str) -> Result<Option<TestRun>, StoreError>;
+    async fn list_runs(&self, filter: &ListFilter) -> Result<Vec<TestRun>, StoreError>;
+    /// Asks a run to stop (`spec.cancel = true`).
+    async fn cancel_run(&self, name: &str) -> Result<TestRun, StoreError>;
+    /// Changes a run's priority (`spec.priority`).
+    async fn set_priority(&self, name: &str, priority: u8) -> Result<TestRun, StoreError>;
+    /// Every stored per-attempt test result of a run.
+    async fn results(&self, name: &str) -> Result<Vec<AttemptResult>, StoreError>;
+    /// Committed changes, for live views.
+    fn subscribe(&self) -> broadcast::Receiver<Change>;
+    /// Whether the mode is ready to serve (store open, driver running).
+    async fn ready(&self) -> Result<(), String>;
+}
+
+#[async_trait]
+impl Backend for SqliteStore {
+    fn mode(&self) -> &'static str {
+        "standalone"
+    }
+
+    async fn create_run(&self, run: TestRun) -> Result<TestRun, StoreError> {
+        self.create(run).await
+    }
+
+    async fn get_run(&self, name: &str) -> Result<Option<TestRun>, StoreError> {
+        self.get(name).await
+    }
+
+    async fn list_runs(&self, filter: &ListFilter) -> Result<Vec<TestRun>, StoreError> {
+        self.list(filter).await
+    }
+
+    async fn cancel_run(&self, name: &str) -> Result<TestRun, StoreError> {
+        let (run, _) = self
+            .update::<TestRun, _>(name, |r| {
+                let changed = !r.spec.cancel && !r.status.as_ref().is_some_and(|s| s.phase.is_terminal());
+                r.spec.cancel |= changed;
+                Ok((changed, ()))
+            })
+            .await?;
+        Ok(run)
+    }
+
+    async fn set_priority(&self, name: &str, priority: u8) -> Result<TestRun, StoreError> {
+        let (run, _) = self
+            .update::<TestRun, _>(name, move |r| {
+                let changed = r.spec.template.priority != priority;
+                r.spec.template.priority = priority;
+                Ok((changed, ()))
+            })
+            .await?;
+        Ok(run)
+    }
+
+    async fn results(&self, name: &str) -> Result<Vec<AttemptResult>, StoreError> {
+        SqliteStore::results(self, name).await
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Change> {
+        SqliteStore::subscribe(self)
+    }
+
+    async fn ready(&self) -> Result<(), String> {
+        self.list::<TestRun>(&ListFilter {
+            newest: Some(1),
+            ..Default::default()
+        })
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    }
+}

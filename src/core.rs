@@ -1,0 +1,423 @@
+//! The reconcile core: what happens next to a run, decided from what is known of it.
+//!
+//! Both drivers (the SQLite event loop of standalone mode and the kube-runtime controller of
+//! operator mode) call these functions and only carry out the answer. Nothing here does I/O,
+//! so every rule is unit-tested directly: admission lives in [`crate::queue`], the verdict
+//! merge in [`crate::results`]; this module decides between rerun and verdict after each
+//! attempt and applies the resulting transitions to a run's status.
+
+use chrono::{DateTime, Utc};
+
+use crate::crd::{
+    Attempt, AttemptState, Condition, ConditionStatus, Phase, Selection, Summary, TestRunStatus, Verdict,
+};
+use std::collections::{HashMap, HashSet};
+
+use crate::crd::SelectionKind;
+use crate::results::{self, AttemptResult, MergedTest};
+
+/// What became of an attempt's JUnit report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReportRead {
+    /// Read; this many test cases.
+    Found(usize),
+    /// The attempt wrote no report.
+    Missing,
+    /// A report exists but could not be parsed (the reason).
+    Invalid(String),
+}
+
+/// How an attempt ended, as the launcher saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttemptEnd {
+    pub number: u32,
+    /// `Finished`, `TimedOut` or `LaunchFailed`.
+    pub state: AttemptState,
+    pub exit_code: Option<i32>,
+    pub report: ReportRead,
+    /// The launcher's explanation (launch error, timeout).
+    pub message: Option<String>,
+}
+
+/// The decision after an attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Launch attempt `number` with only these (still failing) tests.
+    Rerun { number: u32, tests: Vec<String> },
+    /// No more attempts: this is the run's outcome.
+    Finish {
+        verdict: Verdict,
+        message: Option<String>,
+    },
+}
+
+/// Decides what follows an attempt, given the merged verdicts so far and the run's attempt
+/// budget (`1 + retries`).
+pub fn after_attempt(end: &AttemptEnd, merged: &[MergedTest], max_attempts: u32) -> Next {
+    let failing: Vec<String> = merged
+        .iter()
+        .filter(|t| t.verdict.is_failing())
+        .map(|t| t.id.clone())
+        .collect();
+    let more = end.number < max_attempts;
+    let why_no_report = || match (&end.report, end.state, end.exit_code) {
+        (ReportRead::Invalid(e), _, _) => format!("its JUnit report is unreadable: {e}"),
+        (_, AttemptState::TimedOut, _) => end.message.clone().unwrap_or_else(|| "it timed out".into()),
+        (_, _, Some(code)) => format!("it wrote no JUnit report (exit code {code}); see its log"),
+        _ => "it wrote no JUnit report; see its log".to_string(),
+    };
+
+    if end.state == AttemptState::LaunchFailed {
+        let why = end.message.clone().unwrap_or_else(|| "the launch failed".into());
+        return Next::Finish {
+            verdict: Verdict::Error,
+            message: Some(format!("attempt {} could not start: {why}", end.number)),
+        };
+    }
+    match &end.report {
+        ReportRead::Found(_) => {}
+        _ if end.number == 1 => {
+            return Next::Finish {
+                verdict: Verdict::Error,
+                message: Some(format!("attempt 1 produced no results: {}", why_no_report())),
+            };
+        }
+        // A rerun without a report leaves its tests failing: try again while attempts remain.
+        _ if more && !failing.is_empty() => {
+            return Next::Rerun {
+                number: end.number + 1,
+                tests: failing,
+            };
+        }
+        _ => {
+            return Next::Finish {
+                verdict: if failing.is_empty() {
+                    Verdict::Succeeded
+                } else {
+                    Verdict::Failed
+                },
+                message: Some(format!(
+                    "attempt {} produced no results: {}",
+                    end.number,
+                    why_no_report()
+                )),
+            };
+        }
+    }
+    if end.number == 1 && merged.is_empty() {
+        return Next::Finish {
+            verdict: Verdict::Error,
+            message: Some("attempt 1 ran no tests: the report is empty (check the packs' selectors)".into()),
+        };
+    }
+    if failing.is_empty() {
+        return Next::Finish {
+            verdict: Verdict::Succeeded,
+            message: None,
+        };
+    }
+    if more {
+        return Next::Rerun {
+            number: end.number + 1,
+            tests: failing,
+        };
+    }
+    let n = failing.len();
+    Next::Finish {
+        verdict: Verdict::Failed,
+        message: Some(format!(
+            "{n} test{} still failing after {} attempt{}",
+            if n == 1 { "" } else { "s" },
+            end.number,
+            if end.number == 1 { "" } else { "s" }
+        )),
+    }
+}
+
+/// Merges a run's stored results, honouring each rerun's selection (an interrupted attempt's
+/// relaunch carries the same selection, so only finished attempts count).
+pub fn merge_run(status: &TestRunStatus, results: Vec<AttemptResult>) -> Vec<MergedTest> {
+    let reruns: HashMap<u32, HashSet<String>> = status
+        .attempts
+        .iter()
+        .filter(|a| a.selection.kind == SelectionKind::Failed && a.state != AttemptState::Interrupted)
+        .map(|a| (a.number, a.selection.tests.iter().cloned().collect()))
+        .collect();
+    results::merge(results, results::selection_filter(reruns))
+}
+
+/// Status transitions. Each takes the time explicitly so that tests and both drivers agree.
+impl TestRunStatus {
+    /// A queued run was admitted.
+    pub fn admit(&mut self, now: DateTime<Utc>) {
+        self.phase = Phase::Running;
+        self.queue_position = None;
+        self.started_at.get_or_insert(now);
+        self.message = None;
+        Condition::set(
+            &mut self.conditions,
+            "Admitted",
+            ConditionStatus::True,
+            "Admitted",
+            "",
+            now,
+        );
+    }
+
+    /// An attempt was launched.
+    pub fn begin_attempt(&mut self, number: u32, selection: Selection, launch: String, now: DateTime<Utc>) {
+        self.phase = Phase::Running;
+        self.attempts.push(Attempt {
+            number,
+            selection,
+            state: AttemptState::Running,
+            launch: Some(launch),
+            started_at: Some(now),
+            finished_at: None,
+            exit_code: None,
+            summary: None,
+            message: None,
+        });
+    }
+
+    /// The running attempt (the last one, if it is still running).
+    pub fn running_attempt(&self) -> Option<&Attempt> {
+        self.attempts.last().filter(|a| a.state == AttemptState::Running)
+    }
+
+    /// Records how the last attempt ended.
+    pub fn end_attempt(&mut self, end: &AttemptEnd, summary: Option<Summary>, now: DateTime<Utc>) {
+        if let Some(a) = self.attempts.iter_mut().rev().find(|a| a.number == end.number) {
+            a.state = end.state;
+            a.finished_at = Some(now);
+            a.exit_code = end.exit_code;
+            a.summary = summary;
+            a.message = end.message.clone();
+        }
+    }
+
+    /// Marks the running attempt, if any, as ended in `state` (interrupted, cancelled).
+    pub fn stop_attempt(
+        &mut self,
+        state: AttemptState,
+        message: &str,
+        now: DateTime<Utc>,
+    ) -> Option<Attempt> {
+        let a = self
+            .attempts
+            .last_mut()
+            .filter(|a| a.state == AttemptState::Running)?;
+        a.state = state;
+        a.finished_at = Some(now);
+        a.message = Some(message.to_string());
+        Some(a.clone())
+    }
+
+    /// Failed tests remain and another attempt follows.
+    pub fn retry(&mut self, number: u32, failing: usize) {
+        self.phase = Phase::Retrying;
+        self.message = Some(format!("re-running {failing} failed test(s) as attempt {number}"));
+    }
+
+    /// The verdict is final; reporting starts.
+    pub fn conclude(&mut self, verdict: Verdict, message: Option<String>, now: DateTime<Utc>) {
+        self.phase = Phase::Reporting;
+        self.verdict = Some(verdict);
+        self.message = message;
+        Condition::set(
+            &mut self.conditions,
+            "Complete",
+            ConditionStatus::True,
+            verdict.phase().as_str(),
+            self.message.clone().unwrap_or_default(),
+            now,
+        );
+    }
+
+    /// Reporting is done; the run ends in its verdict's phase.
+    pub fn finish(&mut self, now: DateTime<Utc>) {
+        self.phase = self.verdict.map_or(Phase::Error, Verdict::phase);
+        self.finished_at = Some(now);
+    }
+
+    /// The run was cancelled; it ends at once.
+    pub fn cancel(&mut self, now: DateTime<Utc>) {
+        self.stop_attempt(AttemptState::Cancelled, "the run was cancelled", now);
+        self.phase = Phase::Cancelled;
+        self.queue_position = None;
+        self.finished_at = Some(now);
+        self.message = Some("cancelled".into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::{AttemptResult, Case, CaseStatus, merge};
+
+    fn merged(statuses: &[(u32, &str, CaseStatus)]) -> Vec<MergedTest> {
+        let results = statuses.iter().map(|(a, id, s)| AttemptResult {
+            attempt: *a,
+            id: id.to_string(),
+            case: Case {
+                suites: vec![],
+                classname: String::new(),
+                name: id.to_string(),
+                file: None,
+                time_ms: None,
+                status: *s,
+                message: String::new(),
+                kind: String::new(),
+                trace: String::new(),
+                system_out: String::new(),
+                system_err: String::new(),
+            },
+        });
+        merge(results, |_, _| true)
+    }
+
+    fn end(number: u32, report: ReportRead) -> AttemptEnd {
+        AttemptEnd {
+            number,
+            state: AttemptState::Finished,
+            exit_code: Some(1),
+            report,
+            message: None,
+        }
+    }
+
+    use CaseStatus::*;
+
+    #[test]
+    fn failed_tests_are_rerun_while_attempts_remain() {
+        let m = merged(&[(1, "a", Passed), (1, "b", Failed), (1, "c", Errored)]);
+        assert_eq!(
+            after_attempt(&end(1, ReportRead::Found(3)), &m, 4),
+            Next::Rerun {
+                number: 2,
+                tests: vec!["b".into(), "c".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn the_last_attempt_ends_the_run_failed() {
+        let m = merged(&[
+            (1, "b", Failed),
+            (2, "b", Failed),
+            (3, "b", Failed),
+            (4, "b", Failed),
+        ]);
+        match after_attempt(&end(4, ReportRead::Found(1)), &m, 4) {
+            Next::Finish {
+                verdict: Verdict::Failed,
+                message: Some(msg),
+            } => {
+                assert!(msg.contains("1 test still failing after 4 attempts"), "{msg}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn zero_retries_means_one_attempt() {
+        let m = merged(&[(1, "b", Failed)]);
+        assert!(matches!(
+            after_attempt(&end(1, ReportRead::Found(1)), &m, 1),
+            Next::Finish {
+                verdict: Verdict::Failed,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn flaky_only_run_succeeds() {
+        let m = merged(&[(1, "a", Failed), (2, "a", Passed)]);
+        assert_eq!(
+            after_attempt(&end(2, ReportRead::Found(1)), &m, 4),
+            Next::Finish {
+                verdict: Verdict::Succeeded,
+                message: None
+            }
+        );
+    }
+
+    #[test]
+    fn launch_failure_is_an_error_with_the_reason() {
+        let e = AttemptEnd {
+            number: 1,
+            state: AttemptState::LaunchFailed,
+            exit_code: None,
+            report: ReportRead::Missing,
+            message: Some("command not found: nope".into()),
+        };
+        match after_attempt(&e, &[], 4) {
+            Next::Finish {
+                verdict: Verdict::Error,
+                message: Some(m),
+            } => assert!(m.contains("command not found: nope")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_first_attempt_without_report_is_an_error_naming_the_exit_code() {
+        match after_attempt(&end(1, ReportRead::Missing), &[], 4) {
+            Next::Finish {
+                verdict: Verdict::Error,
+                message: Some(m),
+            } => assert!(m.contains("exit code 1"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_rerun_without_report_is_retried_then_fails() {
+        let m = merged(&[(1, "b", Failed)]);
+        assert_eq!(
+            after_attempt(&end(2, ReportRead::Missing), &m, 4),
+            Next::Rerun {
+                number: 3,
+                tests: vec!["b".into()]
+            }
+        );
+        assert!(matches!(
+            after_attempt(&end(4, ReportRead::Missing), &m, 4),
+            Next::Finish {
+                verdict: Verdict::Failed,
+                message: Some(_)
+            }
+        ));
+    }
+
+    #[test]
+    fn an_empty_first_report_is_an_error() {
+        assert!(matches!(
+            after_attempt(&end(1, ReportRead::Found(0)), &[], 4),
+            Next::Finish {
+                verdict: Verdict::Error,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn status_walks_the_phases() {
+        let now = Utc::now();
+        let mut st = TestRunStatus::default();
+        assert_eq!(st.phase, Phase::Queued);
+        st.admit(now);
+        st.begin_attempt(1, Selection::all(vec!["basic".into()]), "pid 1".into(), now);
+        assert_eq!(st.running_attempt().map(|a| a.number), Some(1));
+        st.end_attempt(&end(1, ReportRead::Found(2)), Some(Summary::default()), now);
+        assert!(st.running_attempt().is_none());
+        st.retry(2, 1);
+        assert_eq!(st.phase, Phase::Retrying);
+        st.conclude(Verdict::Failed, Some("1 test still failing".into()), now);
+        assert_eq!(st.phase, Phase::Reporting);
+        st.finish(now);
+        assert_eq!(st.phase, Phase::Failed);
+        assert!(st.finished_at.is_some());
+    }
+}

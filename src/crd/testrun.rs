@@ -1,0 +1,343 @@
+//! `TestRun`: one request to run a service's packs against a stand.
+
+use chrono::{DateTime, Utc};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{Condition, DURATION_PATTERN, RunTemplate};
+
+/// Spec of a [`TestRun`]: the run template plus the run's type and per-attempt timeout.
+// kube's printcolumn(...) repeats keys by design; clippy reads them as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[kube(
+    group = "tomato.dev",
+    version = "v1alpha1",
+    kind = "TestRun",
+    namespaced,
+    status = "TestRunStatus",
+    shortname = "tr",
+    category = "tomato",
+    derive = "PartialEq",
+    doc = "A run of a service's test packs against a stand: queued by priority, launched, failed tests re-run, failures classified, reported.",
+    printcolumn(name = "Service", type_ = "string", json_path = ".spec.service"),
+    printcolumn(name = "Stand", type_ = "string", json_path = ".spec.stand"),
+    printcolumn(name = "Priority", type_ = "integer", json_path = ".spec.priority"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Passed", type_ = "integer", json_path = ".status.summary.passed"),
+    printcolumn(name = "Failed", type_ = "integer", json_path = ".status.summary.failed"),
+    printcolumn(name = "Flaky", type_ = "integer", json_path = ".status.summary.flaky"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct TestRunSpec {
+    #[serde(flatten)]
+    pub template: RunTemplate,
+    /// `Regular` (default) or `Nightly` (set when a schedule creates the run).
+    #[serde(default, rename = "type")]
+    pub run_type: RunType,
+    /// Per-attempt timeout (`90s`, `30m`, `1h30m`); default from packs_config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub timeout: Option<String>,
+    /// Set to true to stop the run: it ends `Cancelled` and stays in history. (Deleting the
+    /// object stops it too, and removes it.)
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancel: bool,
+}
+
+/// Whether a person or a schedule asked for the run.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+pub enum RunType {
+    #[default]
+    Regular,
+    Nightly,
+}
+
+/// Life cycle of a run:
+/// `Queued` → `Running` → (`Retrying` → `Running`)* → `Reporting` → `Succeeded` | `Failed` | `Error` | `Cancelled`.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
+)]
+pub enum Phase {
+    #[default]
+    Queued,
+    Running,
+    Retrying,
+    Reporting,
+    Succeeded,
+    Failed,
+    Error,
+    Cancelled,
+}
+
+impl Phase {
+    /// Every phase, in life-cycle order.
+    pub const ALL: [Phase; 8] = [
+        Phase::Queued,
+        Phase::Running,
+        Phase::Retrying,
+        Phase::Reporting,
+        Phase::Succeeded,
+        Phase::Failed,
+        Phase::Error,
+        Phase::Cancelled,
+    ];
+
+    /// A finished run never changes phase again.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Phase::Succeeded | Phase::Failed | Phase::Error | Phase::Cancelled
+        )
+    }
+
+    /// Occupies a slot of its service and stand (admitted and not finished).
+    pub fn is_active(self) -> bool {
+        matches!(self, Phase::Running | Phase::Retrying | Phase::Reporting)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Queued => "Queued",
+            Phase::Running => "Running",
+            Phase::Retrying => "Retrying",
+            Phase::Reporting => "Reporting",
+            Phase::Succeeded => "Succeeded",
+            Phase::Failed => "Failed",
+            Phase::Error => "Error",
+            Phase::Cancelled => "Cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Phase {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Phase::ALL
+            .into_iter()
+            .find(|p| p.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                let names: Vec<&str> = Phase::ALL.iter().map(|p| p.as_str()).collect();
+                format!("unknown phase {s:?}; expected one of {}", names.join(", "))
+            })
+    }
+}
+
+/// The run's outcome, fixed before reporting starts so that no report failure can change it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum Verdict {
+    /// Nothing failed or broke (flaky tests are allowed).
+    Succeeded,
+    /// Some test still failed or broke after the last attempt.
+    Failed,
+    /// The tests could not run (launch failure, no report); `message` says why.
+    Error,
+}
+
+impl Verdict {
+    pub fn phase(self) -> Phase {
+        match self {
+            Verdict::Succeeded => Phase::Succeeded,
+            Verdict::Failed => Phase::Failed,
+            Verdict::Error => Phase::Error,
+        }
+    }
+}
+
+/// Observed state of a [`TestRun`]; written only by Tomato.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TestRunStatus {
+    pub phase: Phase,
+    /// 1-based position in the service's queue while `Queued`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_position: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Human-readable explanation of the current phase (why it errored, what it waits for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The outcome, set when the last attempt is done and before reporting starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+    /// Every attempt, in launch order (an interrupted attempt stays listed beside its relaunch).
+    #[serde(default)]
+    pub attempts: Vec<Attempt>,
+    /// Verdict counts over the merged attempts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<Summary>,
+    /// Failure categories: count and the first few tests of each.
+    #[serde(default)]
+    pub categories: Vec<CategoryStat>,
+    /// Delivery of the report, per channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<ReportStatus>,
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// Counts of tests by verdict. For a run: the merged verdicts. For an attempt: that attempt's
+/// own results (`flaky` is then always 0).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct Summary {
+    pub total: u32,
+    pub passed: u32,
+    /// Still failing after the last attempt.
+    pub failed: u32,
+    /// Failed, then passed on a rerun.
+    pub flaky: u32,
+    pub skipped: u32,
+    /// Errored or could not run.
+    pub broken: u32,
+}
+
+/// One launch of the tests.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    /// 1 for the first run of everything, 2.. for reruns. A relaunch after an interruption
+    /// keeps the number of the attempt it replaces.
+    pub number: u32,
+    /// What the attempt ran.
+    pub selection: Selection,
+    pub state: AttemptState,
+    /// Launch reference: `pid <n>` (process launcher) or the Job name (job launcher).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Results of this attempt alone (absent until it finished and its report was read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<Summary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// What an attempt ran: everything in the chosen packs, or the failed tests of an earlier attempt.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Selection {
+    pub kind: SelectionKind,
+    /// Packs the attempt covers.
+    #[serde(default)]
+    pub packs: Vec<String>,
+    /// For `Failed`: the attempt whose failures are re-run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub of_attempt: Option<u32>,
+    /// For `Failed`: the test ids re-run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tests: Vec<String>,
+}
+
+impl Selection {
+    pub fn all(packs: Vec<String>) -> Self {
+        Selection {
+            kind: SelectionKind::All,
+            packs,
+            of_attempt: None,
+            tests: Vec::new(),
+        }
+    }
+
+    pub fn failed(packs: Vec<String>, of_attempt: u32, tests: Vec<String>) -> Self {
+        Selection {
+            kind: SelectionKind::Failed,
+            packs,
+            of_attempt: Some(of_attempt),
+            tests,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum SelectionKind {
+    /// Every test of the selected packs.
+    All,
+    /// Only the listed tests (those still failing).
+    Failed,
+}
+
+/// Where an attempt is in its life.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum AttemptState {
+    /// Launched, not finished.
+    Running,
+    /// Exited and its report was read.
+    Finished,
+    /// Killed because it ran past its timeout.
+    TimedOut,
+    /// Could not be started at all (command not found, image pull failure); see `message`.
+    LaunchFailed,
+    /// Tomato restarted while it ran; it was cleaned up and launched again.
+    Interrupted,
+    /// Stopped because the run was cancelled.
+    Cancelled,
+}
+
+/// A failure category with its count and the first few tests that fell in it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct CategoryStat {
+    pub name: String,
+    pub count: u32,
+    /// The first tests of the category (at most a handful), with their messages.
+    #[serde(default)]
+    pub tests: Vec<CategoryTest>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct CategoryTest {
+    pub name: String,
+    #[serde(default)]
+    pub message: String,
+}
+
+/// Delivery of the report, per channel.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct ReportStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<ChannelReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracker: Option<ChannelReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<ChannelReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tms: Option<ChannelReport>,
+}
+
+/// State of one report channel.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct ChannelReport {
+    pub state: DeliveryState,
+    /// Delivery attempts made so far.
+    pub attempts: u32,
+    /// When the state last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<DateTime<Utc>>,
+    /// Why it failed or was skipped. Never contains credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum DeliveryState {
+    Pending,
+    Sent,
+    Failed,
+    Skipped,
+}

@@ -1,0 +1,21 @@
+//! Tomato runs a QA team's autotests: it queues runs by priority, launches the packs,
+//! re-runs only the failed tests, classifies failures and reports — as a Kubernetes operator
+//! or as a standalone server over SQLite, with one reconcile core.
+//!
+//! The pure core ([`queue`], [`core`], [`results`], [`packs`]) is apart from I/O; the
+//! drivers ([`standalone`]) carry out its decisions; [`api`] is the HTTP side of both modes.
+
+pub mod api;
+pub mod backend;
+pub mod cli;
+pub mod core;
+pub mod crd;
+pub mod duration;
+pub mod launch;
+pub mod packs;
+pub mod queue;
+pub mod results;
+pub mod secrets;
+pub mod signals;
+pub mod standalone;
+pub mod store;

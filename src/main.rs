@@ -1,0 +1,56 @@
+//! The `tomato` binary: wiring only. Everything it runs lives in the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tomato::cli::{Cli, Command, ServeArgs};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli
+        .command
+        .unwrap_or_else(|| Command::Serve(ServeArgs::default()))
+    {
+        Command::Serve(args) => runtime().block_on(tomato::standalone::serve(args.options())),
+        Command::Crds => {
+            print!("{}", tomato::crd::crds_yaml());
+            Ok(())
+        }
+        Command::CheckConfig { config } => tomato::packs::PacksConfig::load(&config)
+            .map(|c| {
+                for s in c.services() {
+                    println!(
+                        "{}: {} pack(s), {} preset(s)",
+                        s.name,
+                        s.packs.len(),
+                        s.presets.len()
+                    );
+                }
+            })
+            .map_err(Into::into),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tomato: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts")
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TOMATO_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

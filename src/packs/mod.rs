@@ -1,0 +1,379 @@
+//! packs_config: per-service configuration — packs, presets, stands, launch, reruns, reporting.
+//!
+//! One YAML file per service (`packs_config/<service>.yaml`); the service's own files (its
+//! test suite, category rules) may live in `packs_config/<service>/`, which templates reach
+//! as `{dir}`. Loading parses every file into raw serde types and then validates them into
+//! the types below, collecting every problem (file, field, reason) rather than stopping at the
+//! first: the server refuses to start on an invalid config and prints them all. Everything
+//! after loading works on values that cannot be invalid (compiled regexes, parsed templates).
+
+mod raw;
+pub mod template;
+mod testid;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use regex::Regex;
+
+pub use template::{Template, Var};
+pub use testid::{TestIdStyle, case_var};
+
+use crate::crd::RunTemplate;
+
+/// Default number of reruns of failed tests.
+pub const DEFAULT_RETRIES: u8 = 3;
+/// Default per-attempt timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// The whole packs_config directory, validated.
+#[derive(Clone, Debug)]
+pub struct PacksConfig {
+    pub dir: PathBuf,
+    services: BTreeMap<String, Arc<Service>>,
+}
+
+/// One service: what can be run and how.
+#[derive(Clone, Debug)]
+pub struct Service {
+    pub name: String,
+    pub description: String,
+    /// The YAML file it was loaded from.
+    pub file: PathBuf,
+    /// `<config>/<service>`: where its suite and files live (`{dir}` in templates).
+    pub dir: PathBuf,
+    /// Stands must match this (whole-string match).
+    pub stand_pattern: Regex,
+    /// Runs at once on one stand (`stands.concurrency`), counted across services.
+    pub stand_concurrency: u32,
+    /// Runs of this service at once.
+    pub concurrency: u32,
+    /// Reruns of failed tests when a run does not say.
+    pub retries: u8,
+    pub launch: Launch,
+    pub rerun: Rerun,
+    /// Packs by name (sorted).
+    pub packs: BTreeMap<String, Pack>,
+    /// Presets (`category`) by name: each a list of pack names.
+    pub presets: BTreeMap<String, Vec<String>>,
+    pub report: ReportDefaults,
+}
+
+/// How an attempt is launched.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    /// argv; `{tests}` (a whole element) expands to the selection.
+    pub command: Vec<Template>,
+    pub timeout: Duration,
+    /// Extra environment for the tests (never secrets: those come through `spec.env` references).
+    pub env: BTreeMap<String, String>,
+}
+
+/// How failed tests are selected for a rerun.
+#[derive(Clone, Debug)]
+pub struct Rerun {
+    /// How a JUnit case becomes a test id.
+    pub test_id: TestIdStyle,
+    /// Arguments added for each failed test (e.g. `{dir}/{id}` for pytest,
+    /// `--test-name-pattern=^{name:regex}$` for Node).
+    pub args: Vec<Template>,
+    /// Whether the packs' own selectors stay on a rerun's command line (Node needs its test
+    /// files; pytest must not get them, or it would run everything again).
+    pub include_pack_tests: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Pack {
+    pub description: String,
+    /// argv elements selecting the pack's tests (files, directories, markers).
+    pub tests: Vec<Template>,
+}
+
+/// Reporting defaults of a service.
+#[derive(Clone, Debug, Default)]
+pub struct ReportDefaults {
+    /// Always receive the report, in addition to the run's `emails`.
+    pub emails: Vec<String>,
+}
+
+/// One problem in packs_config.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// Dotted path of the field (`packs.smoke.tests[0]`), empty for the file as a whole.
+    pub field: String,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}: {}", self.file.display(), self.reason)
+        } else {
+            write!(f, "{}: {}: {}", self.file.display(), self.field, self.reason)
+        }
+    }
+}
+
+/// Every problem found while loading packs_config.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "packs_config is invalid ({} problem(s)):", self.0.len())?;
+        for e in &self.0 {
+            writeln!(f, "  - {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// A request that does not fit the config, naming the offending field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputError {
+    /// The field as the run spec names it (`service`, `stand`, `category`, `packs`, `emails`, ...).
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl InputError {
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        InputError {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for InputError {}
+
+impl PacksConfig {
+    /// Loads and validates every `*.yaml`/`*.yml` file directly in `dir`.
+    pub fn load(dir: &Path) -> Result<PacksConfig, ConfigErrors> {
+        let err = |reason: String| {
+            ConfigErrors(vec![ConfigError {
+                file: dir.to_path_buf(),
+                field: String::new(),
+                reason,
+            }])
+        };
+        let dir = dir
+            .canonicalize()
+            .map_err(|e| err(format!("cannot open the packs_config directory: {e}")))?;
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map_err(|e| err(format!("cannot list the packs_config directory: {e}")))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+            .collect();
+        files.sort();
+        let mut errors = Vec::new();
+        let mut services = BTreeMap::new();
+        for file in files {
+            match raw::load_service(&dir, &file) {
+                Ok(svc) => {
+                    if let Some(prev) = services.get(&svc.name).map(|s: &Arc<Service>| s.file.clone()) {
+                        errors.push(ConfigError {
+                            file: file.clone(),
+                            field: String::new(),
+                            reason: format!("service {:?} is also defined in {}", svc.name, prev.display()),
+                        });
+                    } else {
+                        services.insert(svc.name.clone(), Arc::new(svc));
+                    }
+                }
+                Err(mut errs) => errors.append(&mut errs),
+            }
+        }
+        if services.is_empty() && errors.is_empty() {
+            errors.push(ConfigError {
+                file: dir.clone(),
+                field: String::new(),
+                reason: "no service is defined: add a <service>.yaml file".into(),
+            });
+        }
+        if errors.is_empty() {
+            Ok(PacksConfig { dir, services })
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    pub fn service(&self, name: &str) -> Option<&Arc<Service>> {
+        self.services.get(name)
+    }
+
+    pub fn services(&self) -> impl Iterator<Item = &Arc<Service>> {
+        self.services.values()
+    }
+
+    /// Checks a run template against the config; on success returns the packs it selects.
+    pub fn check_run(&self, t: &RunTemplate) -> Result<Vec<String>, InputError> {
+        if t.service.is_empty() {
+            return Err(InputError::new("service", "is required"));
+        }
+        let svc = self.service(&t.service).ok_or_else(|| {
+            let known: Vec<&str> = self.services.keys().map(String::as_str).collect();
+            InputError::new(
+                "service",
+                format!("unknown service {:?}; known: {}", t.service, known.join(", ")),
+            )
+        })?;
+        svc.check_stand(&t.stand)?;
+        let packs = svc.resolve_packs(t.category.as_deref(), &t.packs)?;
+        if t.priority > crate::queue::MAX_PRIORITY {
+            return Err(InputError::new(
+                "priority",
+                format!("must be 0–9, got {}", t.priority),
+            ));
+        }
+        for e in &t.emails {
+            check_email(e).map_err(|m| InputError::new("emails", m))?;
+        }
+        if let Some(key) = &t.issue_key {
+            check_issue_key(key)?;
+        }
+        if let Some(v) = &t.version
+            && (v.trim().is_empty() || v.len() > 255)
+        {
+            return Err(InputError::new("version", "must be 1–255 characters"));
+        }
+        if let Some(r) = t.retries
+            && r > 9
+        {
+            return Err(InputError::new("retries", format!("must be 0–9, got {r}")));
+        }
+        for var in &t.env {
+            crate::secrets::check_env_var(var).map_err(|m| InputError::new("env", m))?;
+        }
+        Ok(packs)
+    }
+}
+
+impl Service {
+    /// The stand must match `stands.pattern` as a whole.
+    pub fn check_stand(&self, stand: &str) -> Result<(), InputError> {
+        if stand.trim().is_empty() {
+            return Err(InputError::new("stand", "is required"));
+        }
+        if stand.len() > 253 || stand.chars().any(char::is_whitespace) {
+            return Err(InputError::new(
+                "stand",
+                format!("{stand:?} is not a host or URL"),
+            ));
+        }
+        if !self.stand_pattern.is_match(stand) {
+            return Err(InputError::new(
+                "stand",
+                format!(
+                    "{stand:?} is not a stand of {} (must match {})",
+                    self.name,
+                    raw::unanchor(self.stand_pattern.as_str())
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The packs a run selects: explicit `packs` win over `category`; neither means every pack.
+    pub fn resolve_packs(&self, category: Option<&str>, packs: &[String]) -> Result<Vec<String>, InputError> {
+        if !packs.is_empty() {
+            let mut out = Vec::new();
+            for p in packs {
+                if !self.packs.contains_key(p) {
+                    let known: Vec<&str> = self.packs.keys().map(String::as_str).collect();
+                    return Err(InputError::new(
+                        "packs",
+                        format!("unknown pack {p:?} of {}; known: {}", self.name, known.join(", ")),
+                    ));
+                }
+                if !out.contains(p) {
+                    out.push(p.clone());
+                }
+            }
+            return Ok(out);
+        }
+        match category.filter(|c| !c.is_empty()) {
+            None => Ok(self.packs.keys().cloned().collect()),
+            Some(c) => self.presets.get(c).cloned().ok_or_else(|| {
+                let known: Vec<&str> = self.presets.keys().map(String::as_str).collect();
+                InputError::new(
+                    "category",
+                    format!(
+                        "unknown category {c:?} of {}; known: {}",
+                        self.name,
+                        if known.is_empty() {
+                            "(none)".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                )
+            }),
+        }
+    }
+
+    /// The stand pattern as written in packs_config.
+    pub fn stand_pattern_source(&self) -> String {
+        raw::unanchor(self.stand_pattern.as_str()).to_string()
+    }
+
+    /// The effective number of reruns for a run.
+    pub fn retries_for(&self, t: &RunTemplate) -> u8 {
+        t.retries.unwrap_or(self.retries)
+    }
+}
+
+/// A report recipient must be a plain mailbox address (`name@domain`).
+pub fn check_email(e: &str) -> Result<(), String> {
+    let trimmed = e.trim();
+    if trimmed.is_empty() {
+        return Err("an empty address".into());
+    }
+    trimmed
+        .parse::<lettre::Address>()
+        .map(|_| ())
+        .map_err(|err| format!("{trimmed:?} is not an email address ({err})"))
+}
+
+fn check_issue_key(key: &str) -> Result<(), InputError> {
+    let ok = key.split_once('-').is_some_and(|(project, num)| {
+        project.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+            && project
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+            && !num.is_empty()
+            && num.chars().all(|c| c.is_ascii_digit())
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(InputError::new(
+            "issueKey",
+            format!("{key:?} is not a tracker key like QA-123"),
+        ))
+    }
+}
+
+impl crate::queue::Limits for PacksConfig {
+    fn service_concurrency(&self, service: &str) -> u32 {
+        self.service(service).map_or(1, |s| s.concurrency)
+    }
+    fn stand_concurrency(&self, service: &str) -> u32 {
+        self.service(service).map_or(1, |s| s.stand_concurrency)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,317 @@
+//! The packs_config file format as written (serde types) and its validation into [`Service`].
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use regex::Regex;
+use serde::Deserialize;
+
+use super::template::{COMMAND_VARS, PACK_VARS, TEST_VARS, Template, Var};
+use super::{
+    ConfigError, DEFAULT_RETRIES, DEFAULT_TIMEOUT, Launch, Pack, ReportDefaults, Rerun, Service, TestIdStyle,
+};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawService {
+    #[serde(default)]
+    description: String,
+    stands: RawStands,
+    #[serde(default = "one")]
+    concurrency: u32,
+    #[serde(default = "default_retries")]
+    retries: u8,
+    launch: RawLaunch,
+    #[serde(default)]
+    rerun: RawRerun,
+    packs: BTreeMap<String, RawPack>,
+    #[serde(default)]
+    presets: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    report: RawReport,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawStands {
+    pattern: String,
+    #[serde(default = "one")]
+    concurrency: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawLaunch {
+    command: Vec<String>,
+    #[serde(default)]
+    timeout: Option<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawRerun {
+    #[serde(default)]
+    test_id: Option<String>,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    include_pack_tests: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawPack {
+    #[serde(default)]
+    description: String,
+    tests: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawReport {
+    #[serde(default)]
+    emails: Vec<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+fn default_retries() -> u8 {
+    DEFAULT_RETRIES
+}
+
+/// Collects problems of one file.
+struct Problems<'a> {
+    file: &'a Path,
+    errors: Vec<ConfigError>,
+}
+
+impl Problems<'_> {
+    fn add(&mut self, field: impl Into<String>, reason: impl Into<String>) {
+        self.errors.push(ConfigError {
+            file: self.file.to_path_buf(),
+            field: field.into(),
+            reason: reason.into(),
+        });
+    }
+
+    fn templates(&mut self, field: &str, items: &[String], vars: &[Var]) -> Vec<Template> {
+        items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                Template::parse(s, vars)
+                    .map_err(|e| self.add(format!("{field}[{i}]"), e))
+                    .ok()
+            })
+            .collect()
+    }
+}
+
+/// Wraps a user's stand pattern so it must match the whole stand.
+fn anchor(pattern: &str) -> String {
+    format!("^(?:{pattern})$")
+}
+
+/// The user's pattern back from [`anchor`], for messages.
+pub(super) fn unanchor(anchored: &str) -> &str {
+    anchored
+        .strip_prefix("^(?:")
+        .and_then(|s| s.strip_suffix(")$"))
+        .unwrap_or(anchored)
+}
+
+fn valid_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'_')
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+}
+
+pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Vec<ConfigError>> {
+    let mut p = Problems {
+        file,
+        errors: Vec::new(),
+    };
+    let name = file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default()
+        .to_string();
+    if !valid_name(&name) {
+        p.add(
+            "",
+            format!("{name:?} is not a valid service name (lowercase letters, digits, '-', '_'; at most 63)"),
+        );
+    }
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            p.add("", format!("cannot read: {e}"));
+            return Err(p.errors);
+        }
+    };
+    let raw = match parse_yaml(&text) {
+        Ok(r) => r,
+        Err((field, reason)) => {
+            p.add(field, reason);
+            return Err(p.errors);
+        }
+    };
+
+    let stand_pattern = match Regex::new(&anchor(&raw.stands.pattern)) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            p.add("stands.pattern", format!("invalid regex: {e}"));
+            None
+        }
+    };
+    if raw.stands.concurrency == 0 {
+        p.add("stands.concurrency", "must be at least 1");
+    }
+    if raw.concurrency == 0 {
+        p.add("concurrency", "must be at least 1");
+    }
+    if raw.retries > 9 {
+        p.add("retries", format!("must be 0–9, got {}", raw.retries));
+    }
+
+    if raw.launch.command.is_empty() {
+        p.add("launch.command", "must name the program to run");
+    }
+    let command = p.templates("launch.command", &raw.launch.command, COMMAND_VARS);
+    if command.first().is_some_and(|t| t.uses(Var::Tests)) {
+        p.add("launch.command[0]", "the program itself cannot be {tests}");
+    }
+    if command.iter().filter(|t| t.is_exactly(Var::Tests)).count() > 1 {
+        p.add("launch.command", "{tests} may appear only once");
+    }
+    let timeout = match raw.launch.timeout.as_deref().map(crate::duration::parse) {
+        None => DEFAULT_TIMEOUT,
+        Some(Ok(d)) => d,
+        Some(Err(e)) => {
+            p.add("launch.timeout", e);
+            DEFAULT_TIMEOUT
+        }
+    };
+    for k in raw.launch.env.keys() {
+        if !is_env_name(k) {
+            p.add(format!("launch.env.{k}"), "not a valid environment variable name");
+        } else if k.starts_with("TOMATO_") {
+            p.add(
+                format!("launch.env.{k}"),
+                "TOMATO_* variables are set by Tomato itself",
+            );
+        }
+    }
+
+    let test_id = match raw.rerun.test_id.as_deref() {
+        None => Some(TestIdStyle::default()),
+        Some(s) => TestIdStyle::parse(s).map_err(|e| p.add("rerun.testId", e)).ok(),
+    };
+    let rerun_args = p.templates("rerun.args", &raw.rerun.args, TEST_VARS);
+
+    if raw.packs.is_empty() {
+        p.add("packs", "define at least one pack");
+    }
+    let mut packs = BTreeMap::new();
+    for (pname, pack) in &raw.packs {
+        if !valid_name(pname) {
+            p.add(
+                format!("packs.{pname}"),
+                "not a valid pack name (lowercase letters, digits, '-', '_')",
+            );
+        }
+        let field = format!("packs.{pname}.tests");
+        let tests = p.templates(&field, &pack.tests, PACK_VARS);
+        packs.insert(
+            pname.clone(),
+            Pack {
+                description: pack.description.clone(),
+                tests,
+            },
+        );
+    }
+    for (preset, members) in &raw.presets {
+        if !valid_name(preset) {
+            p.add(
+                format!("presets.{preset}"),
+                "not a valid preset name (lowercase letters, digits, '-', '_')",
+            );
+        }
+        if members.is_empty() {
+            p.add(format!("presets.{preset}"), "lists no pack");
+        }
+        for (i, m) in members.iter().enumerate() {
+            if !raw.packs.contains_key(m) {
+                p.add(format!("presets.{preset}[{i}]"), format!("unknown pack {m:?}"));
+            }
+        }
+    }
+    for (i, e) in raw.report.emails.iter().enumerate() {
+        if let Err(m) = super::check_email(e) {
+            p.add(format!("report.emails[{i}]"), m);
+        }
+    }
+
+    match (stand_pattern, test_id) {
+        (Some(stand_pattern), Some(test_id)) if p.errors.is_empty() => Ok(Service {
+            dir: config_dir.join(&name),
+            name,
+            description: raw.description,
+            file: file.to_path_buf(),
+            stand_pattern,
+            stand_concurrency: raw.stands.concurrency,
+            concurrency: raw.concurrency,
+            retries: raw.retries,
+            launch: Launch {
+                command,
+                timeout,
+                env: raw.launch.env,
+            },
+            rerun: Rerun {
+                test_id,
+                args: rerun_args,
+                include_pack_tests: raw.rerun.include_pack_tests,
+            },
+            packs,
+            presets: raw.presets,
+            report: ReportDefaults {
+                emails: raw.report.emails,
+            },
+        }),
+        _ => Err(p.errors),
+    }
+}
+
+fn is_env_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Parses YAML, returning the failing field's path (from serde_path_to_error) and the
+/// parser's reason with its line and column.
+fn parse_yaml(text: &str) -> Result<RawService, (String, String)> {
+    let path = RefCell::new(String::new());
+    let options = serde_saphyr::options! { with_snippet: false };
+    serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let p = e.path().to_string();
+            *path.borrow_mut() = if p == "." { String::new() } else { p };
+            e.into_inner()
+        })
+    })
+    .map_err(|e| {
+        (
+            path.into_inner(),
+            e.to_string().trim_start_matches("error: ").trim().to_string(),
+        )
+    })
+}

@@ -1,0 +1,147 @@
+//! How a JUnit case becomes a test id: the identity that merges a test's results across
+//! attempts and the value a rerun passes back to the framework.
+
+use super::template::{Template, Var};
+use crate::results::junit::Case;
+
+/// `rerun.testId` in packs_config: `pytest`, `node`, or a template over
+/// `{classname}`, `{name}`, `{file}`, `{suite}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TestIdStyle {
+    /// pytest node ids (`tests/test_x.py::TestClass::test_name[param]`). Needs the JUnit `file`
+    /// attribute (`-o junit_family=xunit1`); without it the module path is derived from
+    /// `classname`, which is right for module-level tests only.
+    Pytest,
+    /// Node's test runner: enclosing `describe` names and the test name joined by ` > `.
+    Node,
+    Template(Template),
+}
+
+impl Default for TestIdStyle {
+    fn default() -> Self {
+        TestIdStyle::Template(
+            Template::parse("{classname}::{name}", ID_VARS).expect("the default test id template is valid"),
+        )
+    }
+}
+
+const ID_VARS: &[Var] = &[Var::Classname, Var::Name, Var::File, Var::Suite];
+
+impl TestIdStyle {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "pytest" => Ok(TestIdStyle::Pytest),
+            "node" => Ok(TestIdStyle::Node),
+            t => Template::parse(t, ID_VARS)
+                .map(TestIdStyle::Template)
+                .map_err(|e| format!("{e} (or use one of the built-in styles: pytest, node)")),
+        }
+    }
+
+    pub fn id_of(&self, case: &Case) -> String {
+        match self {
+            TestIdStyle::Pytest => pytest_id(case),
+            TestIdStyle::Node => {
+                let mut parts: Vec<&str> = case.suites.iter().map(String::as_str).collect();
+                parts.push(&case.name);
+                parts.join(" > ")
+            }
+            TestIdStyle::Template(t) => t.render(|v| case_var(case, v)),
+        }
+    }
+}
+
+/// The value of a per-test template variable for `case` (`{id}` and `{dir}` are filled by the caller).
+pub fn case_var(case: &Case, v: Var) -> String {
+    match v {
+        Var::Name => case.name.clone(),
+        Var::Classname => case.classname.clone(),
+        Var::File => case.file.clone().unwrap_or_default(),
+        Var::Suite => case.suites.last().cloned().unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+fn pytest_id(case: &Case) -> String {
+    match case.file.as_deref().filter(|f| !f.is_empty()) {
+        Some(file) => {
+            let module = file.strip_suffix(".py").unwrap_or(file).replace(['/', '\\'], ".");
+            let class = case
+                .classname
+                .strip_prefix(&module)
+                .map(|rest| rest.trim_start_matches('.'))
+                .unwrap_or_default();
+            if class.is_empty() {
+                format!("{file}::{}", case.name)
+            } else {
+                format!("{file}::{}::{}", class.replace('.', "::"), case.name)
+            }
+        }
+        None => format!("{}.py::{}", case.classname.replace('.', "/"), case.name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::junit::CaseStatus;
+
+    fn case(suites: &[&str], classname: &str, name: &str, file: Option<&str>) -> Case {
+        Case {
+            suites: suites.iter().map(|s| s.to_string()).collect(),
+            classname: classname.into(),
+            name: name.into(),
+            file: file.map(Into::into),
+            time_ms: None,
+            status: CaseStatus::Failed,
+            message: String::new(),
+            kind: String::new(),
+            trace: String::new(),
+            system_out: String::new(),
+            system_err: String::new(),
+        }
+    }
+
+    #[test]
+    fn pytest_ids_for_functions_classes_and_params() {
+        let s = TestIdStyle::Pytest;
+        let f = Some("tests/test_demo.py");
+        assert_eq!(
+            s.id_of(&case(&["pytest"], "tests.test_demo", "test_a", f)),
+            "tests/test_demo.py::test_a"
+        );
+        assert_eq!(
+            s.id_of(&case(&["pytest"], "tests.test_demo.TestLogin", "test_b[1-x]", f)),
+            "tests/test_demo.py::TestLogin::test_b[1-x]"
+        );
+        assert_eq!(
+            s.id_of(&case(&["pytest"], "tests.test_demo", "test_c", None)),
+            "tests/test_demo.py::test_c"
+        );
+    }
+
+    #[test]
+    fn node_ids_join_describe_blocks() {
+        let s = TestIdStyle::Node;
+        assert_eq!(s.id_of(&case(&[], "test", "passes", None)), "passes");
+        assert_eq!(
+            s.id_of(&case(&["group", "inner"], "test", "x", None)),
+            "group > inner > x"
+        );
+    }
+
+    #[test]
+    fn template_ids_and_errors() {
+        let s = TestIdStyle::parse("{classname}#{name}").unwrap();
+        assert_eq!(
+            s.id_of(&case(&[], "com.x.FooTest", "bar", None)),
+            "com.x.FooTest#bar"
+        );
+        assert!(TestIdStyle::parse("{id}").is_err());
+        assert_eq!(
+            TestIdStyle::default().id_of(&case(&[], "a.B", "c", None)),
+            "a.B::c",
+            "default is classname::name"
+        );
+    }
+}

@@ -1,0 +1,221 @@
+use std::path::Path;
+
+use super::*;
+use crate::crd::{EnvVar, RunTemplate};
+
+fn shipped() -> PacksConfig {
+    PacksConfig::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/packs_config"))).unwrap()
+}
+
+fn template(service: &str, stand: &str) -> RunTemplate {
+    RunTemplate {
+        service: service.into(),
+        stand: stand.into(),
+        category: None,
+        packs: vec![],
+        priority: 2,
+        emails: vec![],
+        issue_key: None,
+        version: None,
+        retries: None,
+        env: vec![],
+    }
+}
+
+/// Writes `files` into a fresh directory and loads it.
+fn load(files: &[(&str, &str)]) -> Result<PacksConfig, ConfigErrors> {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    PacksConfig::load(dir.path())
+}
+
+const MINIMAL: &str = r#"
+stands: {pattern: 'qa[0-9]+\.example\.com'}
+launch: {command: [runner, "{tests}"]}
+packs:
+  smoke: {tests: [smoke/]}
+  full: {tests: [full/]}
+presets:
+  quick: [smoke]
+"#;
+
+#[test]
+fn shipped_examples_load_with_their_packs_and_presets() {
+    let cfg = shipped();
+    let demo = cfg.service("demo").unwrap();
+    assert_eq!(demo.retries, 3);
+    assert!(demo.presets.contains_key("smoke") && demo.presets.contains_key("slow"));
+    assert!(demo.check_stand("localhost").is_ok());
+    assert!(cfg.service("demo-py").is_some());
+}
+
+#[test]
+fn defaults_apply_when_fields_are_left_out() {
+    let cfg = load(&[("svc.yaml", MINIMAL)]).unwrap();
+    let s = cfg.service("svc").unwrap();
+    assert_eq!(
+        (s.concurrency, s.stand_concurrency, s.retries),
+        (1, 1, DEFAULT_RETRIES)
+    );
+    assert_eq!(s.launch.timeout, DEFAULT_TIMEOUT);
+}
+
+#[test]
+fn every_problem_is_reported_with_file_field_and_reason() {
+    let bad = r#"
+stands: {pattern: '(unclosed', concurrency: 0}
+concurrency: 0
+retries: 12
+launch: {command: ["{stnad}", "--x={tests}"], timeout: 5d, env: {TOMATO_X: "1"}}
+rerun: {testId: "{id}", args: ["{nope}"]}
+packs:
+  Smoke: {tests: ["{dir}/x"]}
+presets:
+  quick: [missing]
+  empty: []
+report: {emails: [not-an-address]}
+"#;
+    let errs = load(&[("svc.yaml", bad)]).unwrap_err();
+    let fields: Vec<&str> = errs.0.iter().map(|e| e.field.as_str()).collect();
+    for expected in [
+        "stands.pattern",
+        "stands.concurrency",
+        "concurrency",
+        "retries",
+        "launch.command[0]",
+        "launch.command[1]",
+        "launch.timeout",
+        "launch.env.TOMATO_X",
+        "rerun.testId",
+        "rerun.args[0]",
+        "packs.Smoke",
+        "presets.quick[0]",
+        "presets.empty",
+        "report.emails[0]",
+    ] {
+        assert!(fields.contains(&expected), "missing {expected} in {fields:?}");
+    }
+    assert!(errs.0.iter().all(|e| e.file.ends_with("svc.yaml")));
+    let text = errs.to_string();
+    assert!(text.contains("svc.yaml: stands.pattern: invalid regex"), "{text}");
+    assert!(text.contains("unknown placeholder {stnad}"), "{text}");
+}
+
+#[test]
+fn yaml_errors_name_the_field_and_line() {
+    let errs = load(&[(
+        "svc.yaml",
+        "stands: {pattern: x}\nlaunch: {command: [a]}\npacks:\n  p: {tests: [a], tset: 1}\n",
+    )])
+    .unwrap_err();
+    assert_eq!(errs.0.len(), 1);
+    let e = &errs.0[0];
+    assert_eq!(e.field, "packs.p.tset");
+    assert!(
+        e.reason.contains("unknown field `tset`") && e.reason.contains("line 4"),
+        "{}",
+        e.reason
+    );
+}
+
+#[test]
+fn problems_of_several_files_are_all_reported() {
+    let errs = load(&[
+        ("a.yaml", "stands: {}\n"),
+        ("b.yaml", "packs: 3\n"),
+        ("Bad Name.yaml", MINIMAL),
+    ])
+    .unwrap_err();
+    let files: std::collections::BTreeSet<_> = errs
+        .0
+        .iter()
+        .map(|e| e.file.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files.len(), 3, "{errs}");
+}
+
+#[test]
+fn an_empty_directory_is_an_error() {
+    let errs = load(&[]).unwrap_err();
+    assert!(errs.to_string().contains("no service is defined"));
+}
+
+#[test]
+fn check_run_names_the_field_at_fault() {
+    let cfg = load(&[("svc.yaml", MINIMAL)]).unwrap();
+    let field = |t: RunTemplate| cfg.check_run(&t).unwrap_err().field;
+    assert_eq!(field(template("nope", "qa1.example.com")), "service");
+    assert_eq!(field(template("svc", "prod.example.com")), "stand");
+    assert_eq!(
+        field(RunTemplate {
+            category: Some("nightly".into()),
+            ..template("svc", "qa1.example.com")
+        }),
+        "category"
+    );
+    assert_eq!(
+        field(RunTemplate {
+            packs: vec!["x".into()],
+            ..template("svc", "qa1.example.com")
+        }),
+        "packs"
+    );
+    assert_eq!(
+        field(RunTemplate {
+            priority: 10,
+            ..template("svc", "qa1.example.com")
+        }),
+        "priority"
+    );
+    assert_eq!(
+        field(RunTemplate {
+            emails: vec!["a@b".into(), "nope".into()],
+            ..template("svc", "qa1.example.com")
+        }),
+        "emails"
+    );
+    assert_eq!(
+        field(RunTemplate {
+            issue_key: Some("qa-1".into()),
+            ..template("svc", "qa1.example.com")
+        }),
+        "issueKey"
+    );
+    let env = vec![EnvVar {
+        name: "X".into(),
+        value: None,
+        value_from: None,
+    }];
+    assert_eq!(
+        field(RunTemplate {
+            env,
+            ..template("svc", "qa1.example.com")
+        }),
+        "env"
+    );
+}
+
+#[test]
+fn stand_pattern_must_match_the_whole_stand() {
+    let cfg = load(&[("svc.yaml", MINIMAL)]).unwrap();
+    let s = cfg.service("svc").unwrap();
+    assert!(s.check_stand("qa12.example.com").is_ok());
+    assert!(s.check_stand("qa12.example.com.evil.org").is_err());
+    assert!(s.check_stand("xqa1.example.com").is_err());
+    assert!(s.check_stand("qa1.example.com; rm -rf /").is_err());
+}
+
+#[test]
+fn packs_win_over_category_and_nothing_means_everything() {
+    let cfg = load(&[("svc.yaml", MINIMAL)]).unwrap();
+    let s = cfg.service("svc").unwrap();
+    assert_eq!(s.resolve_packs(None, &[]).unwrap(), vec!["full", "smoke"]);
+    assert_eq!(s.resolve_packs(Some("quick"), &[]).unwrap(), vec!["smoke"]);
+    assert_eq!(
+        s.resolve_packs(Some("quick"), &["full".into(), "full".into()])
+            .unwrap(),
+        vec!["full"]
+    );
+}

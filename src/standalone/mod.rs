@@ -1,0 +1,80 @@
+//! Standalone mode (`tomato serve`): the embedded SQLite store, local processes, and the
+//! same HTTP app as operator mode, on one machine.
+
+mod driver;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+pub use driver::{Driver, attempt_dir};
+
+use crate::api::{AppState, Tokens};
+use crate::packs::PacksConfig;
+use crate::secrets::SecretsDir;
+use crate::store::SqliteStore;
+
+/// Settings of `tomato serve`.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub config_dir: PathBuf,
+    pub secrets_dir: Option<PathBuf>,
+    pub public_url: Option<String>,
+}
+
+/// Runs standalone mode until SIGINT or SIGTERM.
+pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
+    let config = Arc::new(PacksConfig::load(&opts.config_dir)?);
+    let names: Vec<&str> = config.services().map(|s| s.name.as_str()).collect();
+    info!(config = %config.dir.display(), services = ?names, "packs_config loaded");
+    let tokens = Tokens::from_env().map_err(anyhow::Error::msg)?;
+    let store = SqliteStore::open(&opts.data_dir)
+        .with_context(|| format!("cannot open the store in {}", opts.data_dir.display()))?;
+    let data_dir = opts.data_dir.canonicalize().unwrap_or(opts.data_dir.clone());
+    let secrets = SecretsDir::new(
+        opts.secrets_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("secrets")),
+    );
+
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", opts.listen))?;
+    let addr = listener.local_addr()?;
+    let public_url = opts
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let state = AppState {
+        backend: Arc::new(store.clone()),
+        config: config.clone(),
+        tokens,
+        public_url,
+        data_dir: Some(data_dir.clone()),
+    };
+
+    let shutdown = CancellationToken::new();
+    let driver = Driver::new(store, config, &data_dir, secrets);
+    let driver_task = tokio::spawn(driver.run(shutdown.clone()));
+
+    info!(%addr, data_dir = %data_dir.display(), api_tokens = state.tokens.is_enabled(), "serving");
+    let app = crate::api::app(state);
+    let stop = shutdown.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            crate::signals::terminated().await;
+            stop.cancel();
+        })
+        .await
+        .context("the HTTP server failed")?;
+    shutdown.cancel();
+    let _ = driver_task.await;
+    info!("stopped");
+    Ok(())
+}

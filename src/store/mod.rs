@@ -1,0 +1,122 @@
+//! Where runs and schedules live.
+//!
+//! Standalone mode keeps the same objects the operator keeps in the Kubernetes API —
+//! metadata, spec, status — in one SQLite file ([`sqlite::SqliteStore`]). Every write is
+//! committed (WAL, `synchronous=FULL`) before the call returns, so whatever the API
+//! acknowledged survives a `kill -9`. Every committed write is also announced on a broadcast
+//! channel ([`Change`]), which wakes the standalone driver and feeds the UI's live updates.
+
+pub mod sqlite;
+
+use chrono::{DateTime, TimeZone, Utc};
+use kube::Resource;
+
+pub use sqlite::SqliteStore;
+
+/// What a write did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeOp {
+    Created,
+    Updated,
+    Deleted,
+}
+
+/// A committed write, announced to subscribers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// Resource kind (`TestRun`, `NightlySchedule`).
+    pub kind: String,
+    pub name: String,
+    pub op: ChangeOp,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{kind} {name:?} not found")]
+    NotFound { kind: String, name: String },
+    #[error("{kind} {name:?} already exists")]
+    AlreadyExists { kind: String, name: String },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("stored object is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("the database task failed: {0}")]
+    Task(String),
+}
+
+/// Filters for listing objects.
+#[derive(Clone, Debug, Default)]
+pub struct ListFilter {
+    /// Only objects whose `spec.service` is this.
+    pub service: Option<String>,
+    /// Only objects whose `status.phase` is one of these (an empty list means any).
+    pub phases: Vec<String>,
+    /// Only objects carrying this label with this value.
+    pub label: Option<(String, String)>,
+    /// Newest first and at most this many (oldest first and unlimited when `None`).
+    pub newest: Option<usize>,
+}
+
+/// Annotation holding an object's creation instant to the nanosecond (`creationTimestamp`
+/// has whole seconds, too coarse to keep a queue in creation order).
+pub const ANNOTATION_CREATED: &str = "tomato.dev/created";
+
+/// RFC 3339 with nine fraction digits, so that the text sorts as the time does.
+pub fn precise_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// Creation time of an object: the precise annotation when present, else
+/// `creationTimestamp` (the epoch when neither is set).
+pub fn created<K: Resource>(obj: &K) -> DateTime<Utc> {
+    let meta = obj.meta();
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_CREATED))
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .or_else(|| {
+            meta.creation_timestamp
+                .as_ref()
+                .and_then(|t| Utc.timestamp_millis_opt(t.0.as_millisecond()).single())
+        })
+        .unwrap_or_default()
+}
+
+/// A fresh random name suffix in the style of Kubernetes' `generateName` (lowercase letters
+/// and digits, no vowels so it never spells words).
+pub fn random_suffix(len: usize) -> String {
+    use rand::RngExt;
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+/// A random RFC 4122 version-4 UUID, for `metadata.uid`.
+pub fn random_uid() -> String {
+    let b: [u8; 16] = rand::random();
+    format!(
+        "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-4{:01x}{:02x}-{:01x}{:01x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+        b[0],
+        b[1],
+        b[2],
+        b[3],
+        b[4],
+        b[5],
+        b[6] & 0x0f,
+        b[7],
+        8 | (b[8] & 0x03),
+        b[8] >> 4,
+        b[9],
+        b[10],
+        b[11],
+        b[12],
+        b[13],
+        b[14],
+        b[15]
+    )
+}

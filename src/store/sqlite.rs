@@ -1,0 +1,583 @@
+//! The embedded store: Kubernetes-shaped objects and test results in one SQLite file.
+//!
+//! Objects are kept whole, as JSON (`body`), with the fields that queries filter on
+//! (`spec.service`, `status.phase`, creation time) exposed as generated, indexed columns.
+//! One connection behind a mutex serializes writes; each call runs on tokio's blocking pool
+//! so an `fsync` never stalls the async runtime.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use kube::Resource;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::broadcast;
+
+use super::{Change, ChangeOp, ListFilter, StoreError, random_uid};
+use crate::results::{AttemptResult, Case, CaseStatus};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[
+    // 1: objects and per-attempt test results.
+    r#"
+    CREATE TABLE objects (
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        resource_version INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        service TEXT GENERATED ALWAYS AS (json_extract(body, '$.spec.service')) VIRTUAL,
+        phase TEXT GENERATED ALWAYS AS (json_extract(body, '$.status.phase')) VIRTUAL,
+        created TEXT GENERATED ALWAYS AS (coalesce(
+            json_extract(body, '$.metadata.annotations."tomato.dev/created"'),
+            json_extract(body, '$.metadata.creationTimestamp'))) VIRTUAL,
+        PRIMARY KEY (kind, name)
+    );
+    CREATE INDEX objects_phase ON objects (kind, phase);
+    CREATE INDEX objects_service ON objects (kind, service, created);
+    CREATE TABLE test_results (
+        run TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        ordinal INTEGER NOT NULL,
+        test_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        suites TEXT NOT NULL,
+        classname TEXT NOT NULL,
+        name TEXT NOT NULL,
+        file TEXT,
+        time_ms INTEGER,
+        message TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        trace TEXT NOT NULL,
+        system_out TEXT NOT NULL,
+        system_err TEXT NOT NULL,
+        PRIMARY KEY (run, attempt, ordinal)
+    );
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    INSERT INTO meta (key, value) VALUES ('revision', '0');
+    "#,
+];
+
+/// Namespace given to objects in standalone mode (there is only one).
+pub const NAMESPACE: &str = "default";
+
+/// The SQLite-backed store. Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    changes: broadcast::Sender<Change>,
+    instance: String,
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating as needed) `<dir>/tomato.db`.
+    pub fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Invalid(format!("cannot create data directory {}: {e}", dir.display()))
+        })?;
+        let mut conn = Connection::open(dir.join("tomato.db"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // WAL + FULL: a committed transaction is on disk before the call returns.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
+        if version > MIGRATIONS.len() {
+            return Err(StoreError::Invalid(format!(
+                "the database has schema version {version}, newer than this Tomato knows ({}); upgrade Tomato",
+                MIGRATIONS.len()
+            )));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        let instance: String = {
+            let existing: Option<String> = conn
+                .query_row("SELECT value FROM meta WHERE key = 'instance'", [], |r| r.get(0))
+                .optional()?;
+            match existing {
+                Some(v) => v,
+                None => {
+                    let v = random_uid();
+                    conn.execute("INSERT INTO meta (key, value) VALUES ('instance', ?1)", [&v])?;
+                    v
+                }
+            }
+        };
+        let (changes, _) = broadcast::channel(1024);
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+            changes,
+            instance,
+        })
+    }
+
+    /// A stable id of this data directory (marks the processes it starts).
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// Subscribes to committed writes.
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+
+    fn announce(&self, kind: &str, name: &str, op: ChangeOp) {
+        // No subscriber is fine: nothing listens during start-up.
+        let _ = self.changes.send(Change {
+            kind: kind.to_string(),
+            name: name.to_string(),
+            op,
+        });
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn with_conn<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// Stores a new object: fills `uid`, `namespace`, `creationTimestamp`, `generation` and
+    /// `resourceVersion`. The name must be set and free.
+    pub async fn create<K>(&self, mut obj: K) -> Result<K, StoreError>
+    where
+        K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Send + 'static,
+    {
+        let kind = K::kind(&()).to_string();
+        let name = obj
+            .meta()
+            .name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| StoreError::Invalid(format!("a {kind} needs metadata.name")))?;
+        let k2 = kind.clone();
+        let n2 = name.clone();
+        let obj = self
+            .with_conn(move |conn| {
+                let tx = conn.transaction()?;
+                let exists: bool = tx
+                    .query_row(
+                        "SELECT 1 FROM objects WHERE kind = ?1 AND name = ?2",
+                        params![k2, n2],
+                        |_| Ok(()),
+                    )
+                    .optional()?
+                    .is_some();
+                if exists {
+                    return Err(StoreError::AlreadyExists { kind: k2, name: n2 });
+                }
+                let rv = next_revision(&tx)?;
+                let meta = obj.meta_mut();
+                meta.uid = Some(random_uid());
+                meta.namespace.get_or_insert_with(|| NAMESPACE.to_string());
+                let now = chrono::Utc::now();
+                meta.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::from_millisecond(now.timestamp_millis())
+                        .map_err(|e| StoreError::Invalid(e.to_string()))?,
+                ));
+                // creationTimestamp has whole seconds; queue order needs the exact instant.
+                meta.annotations
+                    .get_or_insert_default()
+                    .insert(super::ANNOTATION_CREATED.to_string(), super::precise_time(now));
+                meta.generation = Some(1);
+                meta.resource_version = Some(rv.to_string());
+                tx.execute(
+                    "INSERT INTO objects (kind, name, resource_version, body) VALUES (?1, ?2, ?3, ?4)",
+                    params![k2, n2, rv, serde_json::to_string(&obj)?],
+                )?;
+                tx.commit()?;
+                Ok(obj)
+            })
+            .await?;
+        self.announce(&kind, &name, ChangeOp::Created);
+        Ok(obj)
+    }
+
+    pub async fn get<K>(&self, name: &str) -> Result<Option<K>, StoreError>
+    where
+        K: Resource<DynamicType = ()> + DeserializeOwned + Send + 'static,
+    {
+        let kind = K::kind(&()).to_string();
+        let name = name.to_string();
+        self.with_conn(move |conn| {
+            let body: Option<String> = conn
+                .query_row(
+                    "SELECT body FROM objects WHERE kind = ?1 AND name = ?2",
+                    params![kind, name],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(body.map(|b| serde_json::from_str(&b)).transpose()?)
+        })
+        .await
+    }
+
+    pub async fn list<K>(&self, filter: &ListFilter) -> Result<Vec<K>, StoreError>
+    where
+        K: Resource<DynamicType = ()> + DeserializeOwned + Send + 'static,
+    {
+        let kind = K::kind(&()).to_string();
+        let filter = filter.clone();
+        self.with_conn(move |conn| {
+            let mut sql = String::from("SELECT body FROM objects WHERE kind = ?");
+            let mut args: Vec<String> = vec![kind];
+            if let Some(s) = &filter.service {
+                sql.push_str(" AND service = ?");
+                args.push(s.clone());
+            }
+            if !filter.phases.is_empty() {
+                sql.push_str(" AND phase IN (");
+                sql.push_str(&vec!["?"; filter.phases.len()].join(", "));
+                sql.push(')');
+                args.extend(filter.phases.iter().cloned());
+            }
+            if let Some((k, v)) = &filter.label {
+                sql.push_str(" AND json_extract(body, '$.metadata.labels.' || json_quote(?)) = ?");
+                args.push(k.clone());
+                args.push(v.clone());
+            }
+            match filter.newest {
+                Some(n) => sql.push_str(&format!(" ORDER BY created DESC, name DESC LIMIT {n}")),
+                None => sql.push_str(" ORDER BY created, name"),
+            }
+            let mut stmt = conn.prepare(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| r.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for body in rows {
+                out.push(serde_json::from_str(&body?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Read-modify-write of one object in a transaction. `f` returns whether it changed
+    /// anything; an unchanged object is not written (and no change is announced). A change
+    /// of `spec` bumps `metadata.generation`, as the API server does.
+    pub async fn update<K, R>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut K) -> Result<(bool, R), StoreError> + Send + 'static,
+    ) -> Result<(K, R), StoreError>
+    where
+        K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Send + 'static,
+        R: Send + 'static,
+    {
+        let kind = K::kind(&()).to_string();
+        let (k2, n2) = (kind.clone(), name.to_string());
+        let (obj, r, changed) = self
+            .with_conn(move |conn| {
+                let tx = conn.transaction()?;
+                let body: String = tx
+                    .query_row(
+                        "SELECT body FROM objects WHERE kind = ?1 AND name = ?2",
+                        params![k2, n2],
+                        |r| r.get(0),
+                    )
+                    .optional()?
+                    .ok_or_else(|| StoreError::NotFound {
+                        kind: k2.clone(),
+                        name: n2.clone(),
+                    })?;
+                let before: serde_json::Value = serde_json::from_str(&body)?;
+                let mut obj: K = serde_json::from_value(before.clone())?;
+                let (changed, r) = f(&mut obj)?;
+                if !changed {
+                    return Ok((obj, r, false));
+                }
+                let rv = next_revision(&tx)?;
+                let after = serde_json::to_value(&obj)?;
+                let meta = obj.meta_mut();
+                if before.get("spec") != after.get("spec") {
+                    meta.generation = Some(meta.generation.unwrap_or(1) + 1);
+                }
+                meta.resource_version = Some(rv.to_string());
+                tx.execute(
+                    "UPDATE objects SET body = ?3, resource_version = ?4 WHERE kind = ?1 AND name = ?2",
+                    params![k2, n2, serde_json::to_string(&obj)?, rv],
+                )?;
+                tx.commit()?;
+                Ok((obj, r, true))
+            })
+            .await?;
+        if changed {
+            self.announce(&kind, name, ChangeOp::Updated);
+        }
+        Ok((obj, r))
+    }
+
+    /// Deletes an object (and, for a run, its test results). Returns whether it existed.
+    pub async fn delete<K>(&self, name: &str) -> Result<bool, StoreError>
+    where
+        K: Resource<DynamicType = ()> + Send + 'static,
+    {
+        let kind = K::kind(&()).to_string();
+        let (k2, n2) = (kind.clone(), name.to_string());
+        let existed = self
+            .with_conn(move |conn| {
+                let tx = conn.transaction()?;
+                let n = tx.execute(
+                    "DELETE FROM objects WHERE kind = ?1 AND name = ?2",
+                    params![k2, n2],
+                )?;
+                if k2 == "TestRun" {
+                    tx.execute("DELETE FROM test_results WHERE run = ?1", params![n2])?;
+                }
+                if n > 0 {
+                    next_revision(&tx)?;
+                }
+                tx.commit()?;
+                Ok(n > 0)
+            })
+            .await?;
+        if existed {
+            self.announce(&kind, name, ChangeOp::Deleted);
+        }
+        Ok(existed)
+    }
+
+    /// Replaces the results of one attempt of a run.
+    pub async fn put_results(
+        &self,
+        run: &str,
+        attempt: u32,
+        results: Vec<AttemptResult>,
+    ) -> Result<(), StoreError> {
+        let run = run.to_string();
+        self.with_conn(move |conn| {
+            let tx = conn.transaction()?;
+            tx.execute("DELETE FROM test_results WHERE run = ?1 AND attempt = ?2", params![run, attempt])?;
+            {
+                let mut stmt = tx.prepare(
+                    "INSERT INTO test_results (run, attempt, ordinal, test_id, status, suites, classname, name, file,
+                     time_ms, message, kind, trace, system_out, system_err)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                )?;
+                for (i, r) in results.iter().enumerate() {
+                    let c = &r.case;
+                    stmt.execute(params![
+                        run,
+                        attempt,
+                        i as i64,
+                        r.id,
+                        status_str(c.status),
+                        serde_json::to_string(&c.suites)?,
+                        c.classname,
+                        c.name,
+                        c.file,
+                        c.time_ms.map(|t| t as i64),
+                        c.message,
+                        c.kind,
+                        c.trace,
+                        c.system_out,
+                        c.system_err,
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Every stored result of a run, in attempt order.
+    pub async fn results(&self, run: &str) -> Result<Vec<AttemptResult>, StoreError> {
+        let run = run.to_string();
+        self.with_conn(move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT attempt, test_id, status, suites, classname, name, file, time_ms, message, kind, trace,
+                 system_out, system_err FROM test_results WHERE run = ?1 ORDER BY attempt, ordinal",
+            )?;
+            let rows = stmt.query_map(params![run], |r| {
+                Ok((
+                    r.get::<_, u32>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    Case {
+                        suites: Vec::new(),
+                        classname: r.get(4)?,
+                        name: r.get(5)?,
+                        file: r.get(6)?,
+                        time_ms: r.get::<_, Option<i64>>(7)?.map(|t| t.max(0) as u64),
+                        status: CaseStatus::Passed,
+                        message: r.get(8)?,
+                        kind: r.get(9)?,
+                        trace: r.get(10)?,
+                        system_out: r.get(11)?,
+                        system_err: r.get(12)?,
+                    },
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (attempt, id, status, suites, mut case) = row?;
+                case.status = parse_status(&status)
+                    .ok_or_else(|| StoreError::Invalid(format!("unknown stored test status {status:?}")))?;
+                case.suites = serde_json::from_str(&suites)?;
+                out.push(AttemptResult { attempt, id, case });
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+fn next_revision(tx: &rusqlite::Transaction<'_>) -> Result<i64, StoreError> {
+    Ok(tx.query_row(
+        "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'revision' RETURNING CAST(value AS INTEGER)",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+fn status_str(s: CaseStatus) -> &'static str {
+    match s {
+        CaseStatus::Passed => "passed",
+        CaseStatus::Failed => "failed",
+        CaseStatus::Errored => "errored",
+        CaseStatus::Skipped => "skipped",
+    }
+}
+
+fn parse_status(s: &str) -> Option<CaseStatus> {
+    Some(match s {
+        "passed" => CaseStatus::Passed,
+        "failed" => CaseStatus::Failed,
+        "errored" => CaseStatus::Errored,
+        "skipped" => CaseStatus::Skipped,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{Phase, RunTemplate, RunType, TestRun, TestRunSpec, TestRunStatus};
+
+    fn run(name: &str, service: &str) -> TestRun {
+        let mut r = TestRun::new(
+            name,
+            TestRunSpec {
+                template: RunTemplate {
+                    service: service.into(),
+                    stand: "localhost".into(),
+                    category: None,
+                    packs: vec![],
+                    priority: 2,
+                    emails: vec![],
+                    issue_key: None,
+                    version: None,
+                    retries: None,
+                    env: vec![],
+                },
+                run_type: RunType::Regular,
+                timeout: None,
+                cancel: false,
+            },
+        );
+        r.status = Some(TestRunStatus::default());
+        r
+    }
+
+    #[tokio::test]
+    async fn objects_survive_reopening_and_keep_their_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let mut changes = store.subscribe();
+        let created = store.create(run("demo-1", "demo")).await.unwrap();
+        assert_eq!(changes.recv().await.unwrap().op, ChangeOp::Created);
+        assert!(created.metadata.uid.is_some() && created.metadata.creation_timestamp.is_some());
+        assert!(matches!(
+            store.create(run("demo-1", "demo")).await,
+            Err(StoreError::AlreadyExists { .. })
+        ));
+        let instance = store.instance().to_string();
+        drop(store);
+
+        let store = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(store.instance(), instance, "the instance id is kept");
+        let got: TestRun = store.get("demo-1").await.unwrap().unwrap();
+        assert_eq!(got, created);
+    }
+
+    #[tokio::test]
+    async fn list_filters_by_service_phase_and_label() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let mut labelled = run("b", "demo");
+        labelled.metadata.labels = Some([("tomato.dev/schedule".to_string(), "n1".to_string())].into());
+        store.create(run("a", "demo")).await.unwrap();
+        store.create(labelled).await.unwrap();
+        store.create(run("c", "other")).await.unwrap();
+        store
+            .update::<TestRun, _>("a", |r| {
+                r.status.get_or_insert_default().phase = Phase::Running;
+                Ok((true, ()))
+            })
+            .await
+            .unwrap();
+        let names = |v: Vec<TestRun>| {
+            v.into_iter()
+                .map(|r| r.metadata.name.unwrap())
+                .collect::<Vec<_>>()
+        };
+        let f = ListFilter {
+            service: Some("demo".into()),
+            ..Default::default()
+        };
+        assert_eq!(names(store.list(&f).await.unwrap()), vec!["a", "b"]);
+        let f = ListFilter {
+            phases: vec!["Running".into()],
+            ..Default::default()
+        };
+        assert_eq!(names(store.list(&f).await.unwrap()), vec!["a"]);
+        let f = ListFilter {
+            label: Some(("tomato.dev/schedule".into(), "n1".into())),
+            ..Default::default()
+        };
+        assert_eq!(names(store.list(&f).await.unwrap()), vec!["b"]);
+        let f = ListFilter {
+            newest: Some(2),
+            ..Default::default()
+        };
+        assert_eq!(names(store.list(&f).await.unwrap()).len(), 2);
+    }
+
+    #[tokio::test]
+    async fn update_bumps_generation_only_for_spec_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        store.create(run("a", "demo")).await.unwrap();
+        let (r, _) = store
+            .update::<TestRun, _>("a", |r| {
+                r.status.get_or_insert_default().phase = Phase::Running;
+                Ok((true, ()))
+            })
+            .await
+            .unwrap();
+        assert_eq!(r.metadata.generation, Some(1));
+        let (r, _) = store
+            .update::<TestRun, _>("a", |r| {
+                r.spec.template.priority = 0;
+                Ok((true, ()))
+            })
+            .await
+            .unwrap();
+        assert_eq!(r.metadata.generation, Some(2));
+        assert!(matches!(
+            store.update::<TestRun, ()>("nope", |_| Ok((true, ()))).await,
+            Err(StoreError::NotFound { .. })
+        ));
+    }
+}
