@@ -182,7 +182,7 @@ impl SqliteStore {
                 meta.namespace.get_or_insert_with(|| NAMESPACE.to_string());
                 let now = chrono::Utc::now();
                 meta.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                    k8s_openapi::jiff::Timestamp::from_millisecond(now.timestamp_millis())
+                    k8s_openapi::jiff::Timestamp::from_second(now.timestamp())
                         .map_err(|e| StoreError::Invalid(e.to_string()))?,
                 ));
                 // creationTimestamp has whole seconds; queue order needs the exact instant.
