@@ -20,8 +20,13 @@ pub struct Cli {
 pub enum Command {
     /// Standalone mode: SQLite store, local processes, HTTP API (the default).
     Serve(ServeArgs),
-    /// Print the CustomResourceDefinitions as YAML.
-    Crds,
+    /// Print the CustomResourceDefinitions as YAML (or write one file per CRD into a directory).
+    Crds {
+        /// Write `<plural>.<group>.yaml` files here instead of printing.
+        #[arg(long = "out-dir")]
+        out_dir: Option<PathBuf>,
+    },
+
     /// Load and validate packs_config, print every problem, and exit.
     CheckConfig {
         /// packs_config directory.

@@ -13,10 +13,12 @@ fn main() -> ExitCode {
         .unwrap_or_else(|| Command::Serve(ServeArgs::default()))
     {
         Command::Serve(args) => runtime().block_on(tomato::standalone::serve(args.options())),
-        Command::Crds => {
+        Command::Crds { out_dir: None } => {
             print!("{}", tomato::crd::crds_yaml());
             Ok(())
         }
+        Command::Crds { out_dir: Some(dir) } => tomato::crd::write_crds(&dir).map_err(Into::into),
+
         Command::CheckConfig { config } => tomato::packs::PacksConfig::load(&config)
             .map(|c| {
                 for s in c.services() {

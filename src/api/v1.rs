@@ -140,12 +140,16 @@ pub fn parse_spec<T: serde::de::DeserializeOwned>(
     // Check each field alone first, so the error names it (flattened structs lose the path).
     serde_path_to_error::deserialize::<_, T>(spec).map_err(|e| {
         let path = e.path().to_string();
-        let field = if path == "." || path == "?" {
-            "spec".to_string()
-        } else {
-            format!("spec.{path}")
+        let message = e.into_inner().to_string();
+        let field = match message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.split_once('`'))
+        {
+            Some((missing, _)) => format!("spec.{missing}"),
+            None if path == "." || path == "?" => "spec".to_string(),
+            None => format!("spec.{path}"),
         };
-        ApiError::bad_request(field, e.into_inner().to_string())
+        ApiError::bad_request(field, message)
     })
 }
 

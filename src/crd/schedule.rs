@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{Condition, RunTemplate};
 
-/// Spec of a [`NightlySchedule`]: what to run plus when, with a Kubernetes CronJob's meaning
+/// Spec of a NightlySchedule: what to run plus when, with a Kubernetes CronJob's meaning
 /// for every scheduling field.
 // kube's printcolumn(...) repeats keys by design; clippy reads them as duplicated attributes.
 #[allow(clippy::duplicated_attributes)]

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{Condition, DURATION_PATTERN, RunTemplate};
 
-/// Spec of a [`TestRun`]: the run template plus the run's type and per-attempt timeout.
+/// Spec of a TestRun: the run template plus the run's type and per-attempt timeout.
 // kube's printcolumn(...) repeats keys by design; clippy reads them as duplicated attributes.
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
@@ -152,7 +152,7 @@ impl Verdict {
     }
 }
 
-/// Observed state of a [`TestRun`]; written only by Tomato.
+/// Observed state of a TestRun; written only by Tomato.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TestRunStatus {

@@ -1,0 +1,643 @@
+//! End to end, standalone mode: the real `tomato` binary, real test runners (Node's built-in
+//! runner, pytest) writing real JUnit, the legacy API as old clients call it.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::{Server, config_with, processes_with_env};
+
+const RUN: Duration = Duration::from_secs(60);
+
+fn attempts(st: &Value) -> &Vec<Value> {
+    st["attempts"].as_array().unwrap()
+}
+
+#[tokio::test]
+async fn demo_reruns_only_failed_tests_and_reports_flaky_and_failed() {
+    let server = Server::start().await;
+    let id = server
+        .run_now("service=demo&stand=localhost&category=smoke&emails=qa@example.com")
+        .await;
+    let st = server.wait_finished(&id, RUN).await;
+
+    assert_eq!(st["phase"], "Failed", "{st:#}");
+    assert_eq!(st["type"], "Regular");
+    let s = &st["summary"];
+    assert_eq!(
+        (s["total"].as_u64(), s["passed"].as_u64()),
+        (Some(6), Some(3)),
+        "{st:#}"
+    );
+    assert_eq!(
+        (s["failed"].as_u64(), s["flaky"].as_u64(), s["skipped"].as_u64()),
+        (Some(1), Some(1), Some(1))
+    );
+
+    // Attempt 1 ran everything; attempt 2 only the two failed tests; attempts 3 and 4 only the
+    // one still failing; never more than 1 + 3 attempts.
+    let a = attempts(&st);
+    assert_eq!(a.len(), 4, "{st:#}");
+    assert_eq!(a[0]["selection"]["kind"], "All");
+    assert_eq!(a[1]["selection"]["kind"], "Failed");
+    let mut rerun: Vec<&str> = a[1]["selection"]["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    rerun.sort();
+    assert_eq!(
+        rerun,
+        vec!["cart > applies the discount", "submits the order form"]
+    );
+    assert_eq!(a[3]["selection"]["tests"], json!(["cart > applies the discount"]));
+    assert_eq!(
+        a[1]["summary"]["total"], 2,
+        "attempt 2 counts only what it ran: {st:#}"
+    );
+    for (i, at) in a.iter().enumerate() {
+        assert_eq!(at["number"], i + 1);
+        assert_eq!(at["state"], "Finished");
+    }
+
+    let verdicts = server.verdicts(&id).await;
+    assert_eq!(verdicts["submits the order form"], "flaky");
+    assert_eq!(verdicts["cart > applies the discount"], "failed");
+    assert_eq!(verdicts["exports to PDF"], "skipped");
+    assert_eq!(verdicts["adds numbers"], "passed");
+
+    // The rerun's command line names exactly the failed tests.
+    let (code, log) = server
+        .get_text(&format!("/api/v1/runs/{id}/attempts/2/log"))
+        .await;
+    assert_eq!(code, 200);
+    let header = log.lines().next().unwrap();
+    assert!(
+        header.contains(r"--test-name-pattern=^applies the discount$"),
+        "{header}"
+    );
+    assert!(
+        header.contains(r"--test-name-pattern=^submits the order form$"),
+        "{header}"
+    );
+    assert!(!header.contains("adds numbers"), "{header}");
+    let (code, xml) = server
+        .get_text(&format!("/api/v1/runs/{id}/attempts/1/junit"))
+        .await;
+    assert_eq!(code, 200);
+    assert!(xml.contains("<testsuites"), "{xml}");
+}
+
+/// The same rerun selection on pytest's JUnit dialect (node ids from `file` + `classname`).
+#[tokio::test]
+async fn pytest_service_reruns_failed_node_ids() {
+    let server = Server::start().await;
+    let id = server.run_now("service=demo-py&stand=127.0.0.1").await;
+    let st = server.wait_finished(&id, RUN).await;
+    assert_eq!(st["phase"], "Failed", "{st:#}\n{}", server.log());
+    let a = attempts(&st);
+    assert_eq!(a.len(), 4);
+    let mut rerun: Vec<&str> = a[1]["selection"]["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    rerun.sort();
+    assert_eq!(
+        rerun,
+        vec![
+            "tests/test_accounts.py::TestProfile::test_changes_avatar",
+            "tests/test_core.py::test_applies_coupon",
+            "tests/test_core.py::test_flaky_payment_gateway",
+        ]
+    );
+    assert_eq!(
+        a[1]["summary"]["total"], 3,
+        "pytest ran only the three node ids: {st:#}"
+    );
+    let verdicts = server.verdicts(&id).await;
+    assert_eq!(
+        verdicts["tests/test_core.py::test_flaky_payment_gateway"],
+        "flaky"
+    );
+    assert_eq!(verdicts["tests/test_core.py::test_applies_coupon"], "failed");
+    assert_eq!(
+        verdicts["tests/test_accounts.py::TestProfile::test_changes_avatar"],
+        "failed"
+    );
+    assert_eq!(verdicts["tests/test_core.py::test_gift_cards"], "skipped");
+    assert_eq!(
+        verdicts["tests/test_accounts.py::TestProfile::test_shows_name"],
+        "passed"
+    );
+    let s = &st["summary"];
+    assert_eq!((s["failed"].as_u64(), s["flaky"].as_u64()), (Some(2), Some(1)));
+}
+
+#[tokio::test]
+async fn runned_lists_the_running_run_and_the_queue_in_priority_order() {
+    let server = Server::start().await;
+    let first = server
+        .run_now("service=demo&stand=localhost&category=slow&priority=4")
+        .await;
+    server.wait_phase(&first, "Running", RUN).await;
+    let low = server
+        .run_now("service=demo&stand=localhost&category=slow&priority=5")
+        .await;
+    let urgent = server
+        .run_now("service=demo&stand=localhost&category=slow&priority=0")
+        .await;
+    let mid = server.run_now("service=demo&stand=localhost&category=slow").await;
+
+    let (code, q) = server.get("/api/runned?project=demo").await;
+    assert_eq!(code, 200, "{q}");
+    assert_eq!(q["service"], "demo");
+    assert_eq!(q["running_count"], 1, "{q:#}");
+    assert_eq!(q["queued_count"], 3, "{q:#}");
+    assert_eq!(q["running"][0]["run_id"], first.as_str());
+    let queued: Vec<(&str, u64, u64)> = q["queued"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["run_id"].as_str().unwrap(),
+                e["priority"].as_u64().unwrap(),
+                e["position"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        queued,
+        vec![
+            (urgent.as_str(), 0, 1),
+            (mid.as_str(), 2, 2),
+            (low.as_str(), 5, 3)
+        ]
+    );
+    for e in q["queued"].as_array().unwrap() {
+        assert_eq!(e["stand"], "localhost");
+        assert!(e["created"].is_string());
+    }
+    // The driver keeps status.queuePosition in step.
+    let st = server
+        .wait_until(&low, "at position 3", RUN, |s| s["queue_position"] == 3)
+        .await;
+    assert_eq!(st["phase"], "Queued");
+
+    // Re-prioritising takes effect at once: the low run jumps to the front.
+    let (code, body) = server
+        .send(
+            server
+                .client
+                .patch(format!("{}/api/v1/runs/{low}", server.url))
+                .json(&json!({"spec": {"priority": 0}})),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let (_, q) = server.get("/api/runned?project=demo").await;
+    assert_eq!(
+        q["queued"][0]["run_id"],
+        low.as_str(),
+        "equal priority: the older run first"
+    );
+    assert_eq!(q["queued"][1]["run_id"], urgent.as_str());
+
+    // The queue drains in that order.
+    let done = server.wait_finished(&mid, Duration::from_secs(90)).await;
+    assert_eq!(done["phase"], "Succeeded");
+    let started = |s: &Value| s["started"].as_str().unwrap().to_string();
+    let (u, l, m) = (
+        server.status(&urgent).await,
+        server.status(&low).await,
+        server.status(&mid).await,
+    );
+    assert!(
+        started(&l) < started(&u) && started(&u) < started(&m),
+        "{l:#}\n{u:#}\n{m:#}"
+    );
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_with_the_parameter_named_and_queues_nothing() {
+    let server = Server::start().await;
+    let cases: &[(&str, &str)] = &[
+        ("/api/run_now?stand=localhost", "service"),
+        ("/api/run_now?service=demo", "stand"),
+        ("/api/run_now?service=nope&stand=localhost", "service"),
+        ("/api/run_now?service=demo&stand=prod.example.com", "stand"),
+        ("/api/run_now?service=demo&stand=localhost;reboot", "stand"),
+        (
+            "/api/run_now?service=demo&stand=localhost&category=nightly",
+            "category",
+        ),
+        (
+            "/api/run_now?service=demo&stand=localhost&packs=basic,nope",
+            "packs",
+        ),
+        (
+            "/api/run_now?service=demo&stand=localhost&priority=10",
+            "priority",
+        ),
+        (
+            "/api/run_now?service=demo&stand=localhost&priority=-1",
+            "priority",
+        ),
+        (
+            "/api/run_now?service=demo&stand=localhost&priority=high",
+            "priority",
+        ),
+        (
+            "/api/run_now?service=demo&stand=localhost&emails=qa@example.com,not-an-email",
+            "emails",
+        ),
+        (
+            "/api/run_now?service=demo&stand=localhost&issueKey=not a key",
+            "issueKey",
+        ),
+        ("/api/nightly?service=nope", "service"),
+        ("/api/nightly", "service"),
+    ];
+    for (url, parameter) in cases {
+        let (code, body) = server.post(url).await;
+        assert_eq!(code, 400, "{url} answered {code} {body}");
+        assert_eq!(body["parameter"], *parameter, "{url}: {body}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{url}: {body}"
+        );
+    }
+    for (url, parameter) in [
+        ("/api/runned?project=nope", "project"),
+        ("/api/runned", "project"),
+        ("/api/status", "run_id"),
+    ] {
+        let (code, body) = server.get(url).await;
+        assert_eq!(code, 400, "{url}: {body}");
+        assert_eq!(body["parameter"], parameter);
+    }
+    let (code, body) = server.get("/api/status?run_id=demo-doesnotexist").await;
+    assert_eq!(code, 404, "{body}");
+    assert_eq!(body["parameter"], "run_id");
+
+    // Nothing was queued by any of it.
+    let (_, q) = server.get("/api/runned?project=demo").await;
+    assert_eq!(
+        (q["running_count"].as_u64(), q["queued_count"].as_u64()),
+        (Some(0), Some(0)),
+        "{q}"
+    );
+    let (_, list) = server.get("/api/v1/runs").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 0, "{list}");
+}
+
+#[tokio::test]
+async fn parameters_may_come_as_a_form_or_json_body() {
+    let server = Server::start().await;
+    let (code, body) = server
+        .send(server.client.post(format!("{}/api/run_now", server.url)).form(&[
+            ("service", "demo"),
+            ("stand", "localhost"),
+            ("category", "smoke"),
+            ("testpalm", "mail-2.14"),
+            ("issueKey", "QA-42"),
+            ("priority", "7"),
+        ]))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let st = server.status(body["run_id"].as_str().unwrap()).await;
+    assert_eq!(
+        (
+            st["testpalm"].as_str(),
+            st["issueKey"].as_str(),
+            st["priority"].as_u64()
+        ),
+        (Some("mail-2.14"), Some("QA-42"), Some(7))
+    );
+
+    let (code, body) = server
+        .post_json("/api/run_now", &json!({"service": "demo", "stand": "localhost", "priority": 1, "emails": ["a@example.com", "b@example.com"]}))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let st = server.status(body["run_id"].as_str().unwrap()).await;
+    assert_eq!(st["emails"], json!(["a@example.com", "b@example.com"]));
+    assert_eq!(st["priority"], 1);
+
+    let (code, body) = server
+        .post_json(
+            "/api/run_now",
+            &json!({"service": "demo", "stand": "localhost", "priority": 12}),
+        )
+        .await;
+    assert_eq!((code, body["parameter"].as_str()), (400, Some("priority")));
+}
+
+#[tokio::test]
+async fn nightly_answers_an_empty_list_for_a_known_service() {
+    let server = Server::start().await;
+    let (code, body) = server.post("/api/nightly?service=demo").await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body["run_ids"].is_array(), "{body}");
+}
+
+/// `kill -9` of the server while one run runs and two wait: after the restart nothing is
+/// lost, the orphaned test process is killed, the attempt is marked interrupted and launched
+/// again, and every run reaches its verdict.
+#[tokio::test]
+async fn kill_9_loses_nothing_and_leaves_no_orphan() {
+    let mut server = Server::start().await;
+    let running = server.run_now("service=demo&stand=localhost&category=slow").await;
+    let waiting = [
+        server
+            .run_now("service=demo&stand=localhost&category=smoke&priority=3")
+            .await,
+        server
+            .run_now("service=demo&stand=localhost&category=slow&priority=4")
+            .await,
+    ];
+    server.wait_phase(&running, "Running", RUN).await;
+    let orphans = processes_with_env("TOMATO_RUN", Some(&running));
+    assert!(!orphans.is_empty(), "the slow test process should be running");
+
+    server.kill9();
+    // The test process outlived its server (it has its own process group).
+    assert!(
+        !processes_with_env("TOMATO_RUN", Some(&running)).is_empty(),
+        "expected an orphan to clean up"
+    );
+
+    server.restart().await;
+    let old: Vec<u32> = orphans
+        .iter()
+        .copied()
+        .filter(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+        .collect();
+    let st = server.wait_finished(&running, RUN).await;
+    assert_eq!(st["phase"], "Succeeded", "{st:#}\n{}", server.log());
+    let a = attempts(&st);
+    assert_eq!(a[0]["state"], "Interrupted", "{st:#}");
+    assert_eq!(a[0]["number"], 1);
+    assert_eq!(
+        a[1]["number"], 1,
+        "the interrupted attempt is launched again with its number"
+    );
+    assert_eq!(a[1]["state"], "Finished");
+    for pid in old {
+        let alive = processes_with_env("TOMATO_RUN", Some(&running)).contains(&pid);
+        assert!(!alive, "orphan {pid} of the killed server is still running");
+    }
+
+    for id in &waiting {
+        let st = server.wait_finished(id, RUN).await;
+        assert!(
+            matches!(st["phase"].as_str(), Some("Succeeded" | "Failed")),
+            "{st:#}"
+        );
+        assert!(!attempts(&st).is_empty());
+    }
+    assert_eq!(server.status(&waiting[0]).await["summary"]["flaky"], 1);
+}
+
+#[tokio::test]
+async fn cancelling_a_running_run_kills_its_tests_and_a_queued_one_ends_at_once() {
+    let server = Server::start().await;
+    let running = server.run_now("service=demo&stand=localhost&category=slow").await;
+    let queued = server.run_now("service=demo&stand=localhost&category=slow").await;
+    server.wait_phase(&running, "Running", RUN).await;
+    assert!(!processes_with_env("TOMATO_RUN", Some(&running)).is_empty());
+
+    let (code, body) = server
+        .send(
+            server
+                .client
+                .delete(format!("{}/api/v1/runs/{queued}", server.url)),
+        )
+        .await;
+    assert_eq!(code, 202, "{body}");
+    let st = server
+        .wait_phase(&queued, "Cancelled", Duration::from_secs(5))
+        .await;
+    assert!(attempts(&st).is_empty());
+
+    let (code, _) = server
+        .send(
+            server
+                .client
+                .delete(format!("{}/api/v1/runs/{running}", server.url)),
+        )
+        .await;
+    assert_eq!(code, 202);
+    let st = server
+        .wait_phase(&running, "Cancelled", Duration::from_secs(10))
+        .await;
+    assert_eq!(attempts(&st)[0]["state"], "Cancelled");
+    assert!(
+        processes_with_env("TOMATO_RUN", Some(&running)).is_empty(),
+        "the test process was killed"
+    );
+}
+
+const BROKEN: &str = r#"
+description: A service whose runner is not installed
+stands: {pattern: localhost}
+launch: {command: [no-such-test-runner, "{tests}"]}
+packs: {all: {tests: [x]}}
+"#;
+
+const NO_REPORT: &str = r#"
+description: A runner that writes no JUnit
+stands: {pattern: localhost}
+launch: {command: [sh, -c, "echo collecting...; echo 'ImportError: no module named app' >&2; exit 2"]}
+packs: {all: {tests: []}}
+"#;
+
+#[tokio::test]
+async fn a_launch_that_cannot_run_ends_in_error_with_the_reason() {
+    let config = config_with(&[("broken.yaml", BROKEN), ("noreport.yaml", NO_REPORT)]);
+    let server = Server::start_with(Some(config.path()), &[]).await;
+    let id = server.run_now("service=broken&stand=localhost").await;
+    let st = server.wait_finished(&id, RUN).await;
+    assert_eq!(st["phase"], "Error", "{st:#}");
+    assert!(
+        st["message"]
+            .as_str()
+            .unwrap()
+            .contains("command not found: no-such-test-runner"),
+        "{st:#}"
+    );
+    assert_eq!(attempts(&st)[0]["state"], "LaunchFailed");
+
+    let id = server.run_now("service=noreport&stand=localhost").await;
+    let st = server.wait_finished(&id, RUN).await;
+    assert_eq!(st["phase"], "Error", "{st:#}");
+    let msg = st["message"].as_str().unwrap();
+    assert!(
+        msg.contains("no JUnit report") && msg.contains("exit code 2"),
+        "{msg}"
+    );
+    let (_, log) = server
+        .get_text(&format!("/api/v1/runs/{id}/attempts/1/log"))
+        .await;
+    assert!(log.contains("ImportError: no module named app"), "{log}");
+}
+
+#[tokio::test]
+async fn an_invalid_packs_config_stops_the_server_with_every_problem() {
+    let config = config_with(&[(
+        "bad.yaml",
+        "stands: {pattern: '('}\nlaunch: {command: []}\npacks: {}\n",
+    )]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tomato"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(config.path())
+        .env("TOMATO_DATA_DIR", config.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "bad.yaml: stands.pattern",
+        "bad.yaml: launch.command",
+        "bad.yaml: packs",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+    }
+}
+
+#[tokio::test]
+async fn writes_need_a_token_when_tokens_are_configured_and_the_token_is_never_logged() {
+    let secret = "tok-Zq81-very-secret";
+    let server = Server::start_with(None, &[("TOMATO_API_TOKENS", &format!("other,{secret}"))]).await;
+    let url = format!(
+        "{}/api/run_now?service=demo&stand=localhost&category=smoke",
+        server.url
+    );
+    let (code, body) = server.send(server.client.post(&url)).await;
+    assert_eq!(
+        (code, body["parameter"].as_str()),
+        (401, Some("Authorization")),
+        "{body}"
+    );
+    let (code, _) = server.send(server.client.post(&url).bearer_auth("wrong")).await;
+    assert_eq!(code, 401);
+    let (code, body) = server.send(server.client.post(&url).bearer_auth(secret)).await;
+    assert_eq!(code, 200, "{body}");
+    let id = body["run_id"].as_str().unwrap().to_string();
+    // Reads stay open.
+    let (code, _) = server.get(&format!("/api/status?run_id={id}")).await;
+    assert_eq!(code, 200);
+    let (code, _) = server
+        .send(server.client.delete(format!("{}/api/v1/runs/{id}", server.url)))
+        .await;
+    assert_eq!(code, 401);
+    server.wait_finished(&id, RUN).await;
+    // Neither the log nor the tests' environment ever saw it.
+    assert!(!server.log().contains(secret), "the token leaked into the log");
+    let (_, log) = server
+        .get_text(&format!("/api/v1/runs/{id}/attempts/1/log"))
+        .await;
+    assert!(!log.contains(secret));
+}
+
+#[tokio::test]
+async fn v1_creates_lists_gets_and_describes_runs() {
+    let server = Server::start().await;
+    let body = json!({
+        "apiVersion": "tomato.dev/v1alpha1",
+        "kind": "TestRun",
+        "metadata": {"name": "release-check", "labels": {"team": "mail"}},
+        "spec": {"service": "demo", "stand": "localhost", "packs": ["basic"], "priority": 1, "retries": 1}
+    });
+    let (code, run) = server.post_json("/api/v1/runs", &body).await;
+    assert_eq!(code, 201, "{run}");
+    assert_eq!(run["metadata"]["name"], "release-check");
+    assert_eq!(run["metadata"]["labels"]["team"], "mail");
+    assert_eq!(run["metadata"]["labels"]["tomato.dev/service"], "demo");
+    assert!(run["metadata"]["uid"].is_string() && run["metadata"]["creationTimestamp"].is_string());
+    let (code, dup) = server.post_json("/api/v1/runs", &body).await;
+    assert_eq!(code, 409, "{dup}");
+
+    let st = server.wait_finished("release-check", RUN).await;
+    assert_eq!(
+        attempts(&st).len(),
+        2,
+        "retries: 1 means at most two attempts: {st:#}"
+    );
+
+    let (code, got) = server.get("/api/v1/runs/release-check").await;
+    assert_eq!(code, 200);
+    assert_eq!(got["status"]["phase"], "Failed");
+    assert_eq!(got["spec"]["retries"], 1);
+    let (_, list) = server.get("/api/v1/runs?service=demo&phase=Failed").await;
+    assert_eq!(list["kind"], "TestRunList");
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    let (_, list) = server.get("/api/v1/runs?phase=Queued").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 0);
+    let (code, err) = server.get("/api/v1/runs?phase=Sleeping").await;
+    assert_eq!((code, err["parameter"].as_str()), (400, Some("phase")));
+    let (_, failed) = server
+        .get("/api/v1/runs/release-check/tests?verdict=failed,flaky")
+        .await;
+    assert_eq!(failed.as_array().unwrap().len(), 2, "{failed:#}");
+    assert_eq!(failed[0]["verdict"], "failed", "failing tests come first");
+
+    for (spec, field) in [
+        (json!({"service": "demo"}), "spec.stand"),
+        (
+            json!({"service": "demo", "stand": "localhost", "prority": 1}),
+            "spec.prority",
+        ),
+        (
+            json!({"service": "demo", "stand": "localhost", "priority": "high"}),
+            "spec.priority",
+        ),
+        (
+            json!({"service": "demo", "stand": "localhost", "timeout": "soon"}),
+            "spec.timeout",
+        ),
+        (
+            json!({"service": "demo", "stand": "localhost", "type": "Weekly"}),
+            "spec.type",
+        ),
+        (
+            json!({"service": "demo", "stand": "localhost", "env": [{"name": "A"}]}),
+            "spec.env",
+        ),
+    ] {
+        let (code, err) = server.post_json("/api/v1/runs", &json!({"spec": spec})).await;
+        assert_eq!(code, 400, "{spec}: {err}");
+        assert_eq!(err["parameter"], field, "{spec}: {err}");
+    }
+
+    let (code, doc) = server.get("/api/v1/openapi.json").await;
+    assert_eq!(code, 200);
+    for path in [
+        "/api/run_now",
+        "/api/status",
+        "/api/runned",
+        "/api/nightly",
+        "/api/v1/runs",
+        "/api/v1/runs/{id}/tests",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    assert!(
+        doc["components"]["schemas"]["TestRunSpec"].is_object(),
+        "the resource schemas are included"
+    );
+
+    let (code, metrics) = server.get_text("/metrics").await;
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains("tomato_runs{service=\"demo\",phase=\"Failed\"} 1"),
+        "{metrics}"
+    );
+    let (code, _) = server.get_text("/readyz").await;
+    assert_eq!(code, 200);
+}
