@@ -10,6 +10,8 @@ mod legacy;
 mod metrics;
 mod openapi;
 mod runs;
+mod schedules;
+mod spec;
 mod v1;
 
 use std::sync::Arc;
@@ -44,6 +46,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(legacy::routes())
         .merge(v1::routes())
+        .merge(schedules::routes())
         .route("/metrics", get(metrics::metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
