@@ -25,6 +25,8 @@ pub trait Backend: Send + Sync + 'static {
     async fn set_priority(&self, name: &str, priority: u8) -> Result<TestRun, StoreError>;
     /// Every stored per-attempt test result of a run.
     async fn results(&self, name: &str) -> Result<Vec<AttemptResult>, StoreError>;
+    /// Run counts per `(service, phase)`, for metrics.
+    async fn run_counts(&self) -> Result<Vec<(String, String, u64)>, StoreError>;
     /// Committed changes, for live views.
     fn subscribe(&self) -> broadcast::Receiver<Change>;
     /// Whether the mode is ready to serve (store open, driver running).
@@ -87,6 +89,10 @@ impl Backend for SqliteStore {
 
     async fn results(&self, name: &str) -> Result<Vec<AttemptResult>, StoreError> {
         SqliteStore::results(self, name).await
+    }
+
+    async fn run_counts(&self) -> Result<Vec<(String, String, u64)>, StoreError> {
+        self.count_by_service_and_phase("TestRun").await
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Change> {

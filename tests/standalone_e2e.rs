@@ -370,9 +370,12 @@ async fn kill_9_loses_nothing_and_leaves_no_orphan() {
             .run_now("service=demo&stand=localhost&category=slow&priority=4")
             .await,
     ];
-    server.wait_until(&running, "recorded as running", RUN, |s| s["attempts"][0]["state"] == "Running").await;
+    server
+        .wait_until(&running, "recorded as running", RUN, |s| {
+            s["attempts"][0]["state"] == "Running"
+        })
+        .await;
     let orphans = wait_for_process(&running).await;
-
 
     server.kill9();
     // The test process outlived its server (it has its own process group).
