@@ -7,10 +7,12 @@
 
 pub mod api;
 pub mod backend;
+pub mod classify;
 pub mod cli;
 pub mod core;
 pub mod crd;
 pub mod duration;
+pub mod grep;
 pub mod launch;
 pub mod packs;
 pub mod queue;

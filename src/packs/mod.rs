@@ -60,6 +60,8 @@ pub struct Service {
     /// Presets (`category`) by name: each a list of pack names.
     pub presets: BTreeMap<String, Vec<String>>,
     pub report: ReportDefaults,
+    /// Failure categories (`categories` / `categoriesFile`); `None` when the service has none.
+    pub classifier: Option<Arc<crate::classify::Classifier>>,
 }
 
 /// How an attempt is launched.

@@ -464,12 +464,19 @@ impl Driver {
         let merged = crate::core::merge_run(&status, results);
         let next = after_attempt(&end, &merged, max_attempts);
         let run_summary = results::summarize(&merged);
+        let categories = {
+            let (svc, data_dir, run, status) = (svc.clone(), self.data_dir.clone(), name.to_string(), status.clone());
+            tokio::task::spawn_blocking(move || classify_run(&svc, &data_dir, &run, &status, &merged).stats)
+                .await
+                .map_err(|e| StoreError::Task(e.to_string()))?
+        };
         info!(run = name, attempt = end.number, state = ?end.state, next = ?next, "attempt ended");
         self.store
             .update::<TestRun, _>(name, move |r| {
                 let st = r.status.get_or_insert_default();
                 st.end_attempt(&end, summary, Utc::now());
                 st.summary = Some(run_summary);
+                st.categories = categories;
                 match next {
                     Next::Rerun { number, tests } => st.retry(number, tests.len()),
                     Next::Finish { verdict, message } => st.conclude(verdict, message, Utc::now()),
@@ -547,6 +554,22 @@ fn entry(run: &TestRun, active: bool) -> Entry {
         created: created(run),
         active,
     }
+}
+
+/// Classifies a run's failing and flaky tests with its service's rules, reading attempt logs
+/// from the data directory for tests without output of their own.
+pub fn classify_run(
+    svc: &Service,
+    data_dir: &Path,
+    run: &str,
+    status: &TestRunStatus,
+    merged: &[MergedTest],
+) -> crate::classify::Classification {
+    crate::classify::classify(svc.classifier.as_deref(), merged, |number| {
+        // The last launch with that number (an interrupted launch is followed by its relaunch).
+        let seq = status.attempts.iter().rposition(|a| a.number == number)? + 1;
+        std::fs::File::open(process::log_path(&attempt_dir(data_dir, run, seq))).ok()
+    })
 }
 
 /// `<data>/runs/<run>/attempt-<seq>`: one directory per launch (a relaunch after an
