@@ -19,3 +19,4 @@ pub mod secrets;
 pub mod signals;
 pub mod standalone;
 pub mod store;
+pub mod ui;

@@ -1,0 +1,357 @@
+// Tomato web UI: live updates, buttons and forms. Hand-written, no build step, no libraries.
+//
+// - Live: the server streams every committed change (/ui/events, Server-Sent Events). A page
+//   says which changes concern it (body[data-watch]); on one, it fetches its own URL again and
+//   swaps in the fresh [data-live] parts. The server renders every page; this script never
+//   builds markup from data (text goes in with textContent).
+// - Changes go to /api/v1 with fetch (JSON). When the server wants an API token, the user is
+//   asked for it once; it stays in this browser and is sent as Authorization: Bearer.
+'use strict';
+
+(() => {
+  const body = document.body;
+  const TOKEN_KEY = 'tomato.apiToken';
+
+  // ---------------------------------------------------------------- messages
+  let toastTimer = 0;
+  function toast(text, kind) {
+    const el = document.getElementById('toast');
+    if (!el) return;
+    el.textContent = text;
+    el.dataset.kind = kind || 'info';
+    el.hidden = false;
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => { el.hidden = true; }, kind === 'error' ? 8000 : 3500);
+  }
+
+  // ---------------------------------------------------------------- API token
+  const storedToken = () => { try { return localStorage.getItem(TOKEN_KEY) || ''; } catch { return ''; } };
+  const storeToken = (t) => { try { t ? localStorage.setItem(TOKEN_KEY, t) : localStorage.removeItem(TOKEN_KEY); } catch { /* private mode */ } };
+
+  // Shows the token dialog; resolves with the token, or null when the user cancels.
+  function askToken(reason, isError) {
+    const dialog = document.getElementById('token-dialog');
+    const form = document.getElementById('token-form');
+    const input = document.getElementById('token-input');
+    const why = document.getElementById('token-reason');
+    why.textContent = reason;
+    why.dataset.error = isError ? 'true' : 'false';
+    input.value = '';
+    return new Promise((resolve) => {
+      const done = (value) => {
+        form.removeEventListener('submit', onSubmit);
+        cancel.removeEventListener('click', onCancel);
+        dialog.removeEventListener('cancel', onCancel);
+        if (dialog.open) dialog.close();
+        resolve(value);
+      };
+      const onSubmit = (e) => {
+        e.preventDefault();
+        const t = input.value.trim();
+        if (t) done(t);
+      };
+      const onCancel = (e) => { e.preventDefault(); done(null); };
+      const cancel = document.getElementById('token-cancel');
+      form.addEventListener('submit', onSubmit);
+      cancel.addEventListener('click', onCancel);
+      dialog.addEventListener('cancel', onCancel);
+      dialog.showModal();
+      input.focus();
+    });
+  }
+
+  class Cancelled extends Error {}
+
+  // Calls the API; asks for a token when the server needs one. Answers {status, ok, data}.
+  async function api(method, url, payload) {
+    let reason = null;
+    for (;;) {
+      if (reason || (body.dataset.auth === 'required' && !storedToken())) {
+        const t = await askToken(reason || 'This server asks for an API token to change anything.', !!reason);
+        if (!t) throw new Cancelled('no token');
+        storeToken(t);
+      }
+      const headers = { Accept: 'application/json' };
+      if (payload !== undefined) headers['Content-Type'] = 'application/json';
+      const token = storedToken();
+      if (token) headers.Authorization = 'Bearer ' + token;
+      const r = await fetch(url, {
+        method,
+        headers,
+        body: payload === undefined ? undefined : JSON.stringify(payload),
+        credentials: 'same-origin',
+      });
+      let data = null;
+      try { data = await r.json(); } catch { /* not JSON */ }
+      if (r.status === 401) {
+        storeToken('');
+        reason = (data && data.error) || 'The token was not accepted.';
+        continue;
+      }
+      return { status: r.status, ok: r.ok, data };
+    }
+  }
+
+  const failure = (res) => (res.data && res.data.error) || ('The server answered ' + res.status);
+
+  // ---------------------------------------------------------------- live updates
+  let refreshing = false;
+  let refreshAgain = false;
+  let refreshTimer = 0;
+
+  // Fetches this page again and replaces each [data-live] part that changed, keeping which
+  // <details> were open and the log panel's content.
+  async function refresh() {
+    if (refreshing) { refreshAgain = true; return; }
+    refreshing = true;
+    try {
+      const r = await fetch(location.href, { headers: { Accept: 'text/html' }, credentials: 'same-origin' });
+      if (!r.ok) return;
+      const doc = new DOMParser().parseFromString(await r.text(), 'text/html');
+      for (const el of document.querySelectorAll('[data-live]')) {
+        const fresh = doc.getElementById(el.id);
+        if (!fresh) continue;
+        for (const d of el.querySelectorAll('details[id][open]')) {
+          const twin = fresh.querySelector('#' + CSS.escape(d.id));
+          if (twin) twin.open = true;
+        }
+        if (fresh.outerHTML !== el.outerHTML) el.replaceWith(document.adoptNode(fresh));
+      }
+      body.dataset.watch = doc.body.dataset.watch || '';
+      tick();
+      followLog();
+    } catch (e) {
+      // The next change or reconnect tries again.
+    } finally {
+      refreshing = false;
+      if (refreshAgain) { refreshAgain = false; refresh(); }
+    }
+  }
+
+  function scheduleRefresh() {
+    clearTimeout(refreshTimer);
+    refreshTimer = setTimeout(refresh, Number(body.dataset.debounce || 150));
+  }
+
+  function concerns(change) {
+    return (body.dataset.watch || '').split(/\s+/).filter(Boolean).some((w) => {
+      const [kind, name] = w.split('/');
+      return kind === change.kind && (!name || name === change.name);
+    });
+  }
+
+  function connect() {
+    if (!body.dataset.watch || !window.EventSource) return;
+    const state = document.getElementById('live-state');
+    const setState = (s, title) => { if (state) { state.dataset.state = s; state.title = title; } };
+    const source = new EventSource('/ui/events');
+    let connectedBefore = false;
+    source.addEventListener('hello', () => {
+      setState('open', 'Live: updates as runs change');
+      // After a reconnect, changes may have been missed.
+      if (connectedBefore) scheduleRefresh();
+      connectedBefore = true;
+    });
+    source.addEventListener('change', (e) => {
+      try { if (concerns(JSON.parse(e.data))) scheduleRefresh(); } catch { /* ignore malformed */ }
+    });
+    source.addEventListener('refresh', scheduleRefresh);
+    source.addEventListener('error', () => setState('error', 'Reconnecting…'));
+  }
+
+  // ---------------------------------------------------------------- clocks
+  function fmtDuration(s) {
+    s = Math.max(0, Math.floor(s));
+    const pad = (n) => String(n).padStart(2, '0');
+    if (s < 60) return s + 's';
+    if (s < 3600) return Math.floor(s / 60) + 'm ' + pad(s % 60) + 's';
+    if (s < 86400) return Math.floor(s / 3600) + 'h ' + pad(Math.floor((s % 3600) / 60)) + 'm';
+    return Math.floor(s / 86400) + 'd ' + Math.floor((s % 86400) / 3600) + 'h';
+  }
+
+  function tick() {
+    const now = Date.now();
+    for (const el of document.querySelectorAll('[data-since]')) {
+      const since = Date.parse(el.dataset.since);
+      if (!Number.isNaN(since)) el.textContent = fmtDuration((now - since) / 1000);
+    }
+  }
+
+  // Shows times in the reader's zone; the UTC value stays in the tooltip.
+  function localTimes(root) {
+    for (const el of root.querySelectorAll('time[datetime]:not([data-zone])')) {
+      const t = new Date(el.getAttribute('datetime'));
+      if (Number.isNaN(t.getTime())) continue;
+      el.title = el.textContent;
+      el.textContent = t.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+    }
+  }
+
+  // ---------------------------------------------------------------- log tail
+  let logTimer = 0;
+  let logUrl = '';
+
+  async function loadLog() {
+    const src = document.getElementById('log-source');
+    const pre = document.getElementById('log');
+    if (!src || !pre) return;
+    pre.hidden = false;
+    const url = src.dataset.url;
+    const atBottom = pre.scrollHeight - pre.scrollTop - pre.clientHeight < 40;
+    try {
+      const r = await fetch(url + '?tail=65536', { headers: { Accept: 'text/plain' } });
+      const text = r.ok ? await r.text() : '';
+      const changed = url !== logUrl;
+      logUrl = url;
+      pre.textContent = text || '(the log is empty so far)';
+      if (atBottom || changed) pre.scrollTop = pre.scrollHeight;
+    } catch {
+      // Try again on the next tick.
+    }
+  }
+
+  function followLog() {
+    clearTimeout(logTimer);
+    const src = document.getElementById('log-source');
+    if (!src) return;
+    loadLog().then(() => {
+      const current = document.getElementById('log-source');
+      if (current && current.dataset.follow === 'true') logTimer = setTimeout(followLog, 1500);
+    });
+  }
+
+  // ---------------------------------------------------------------- run-now form
+  // "spec.emails[0]" → "emails": the form field an API error names.
+  function fieldOf(parameter) {
+    if (!parameter) return '_form';
+    const name = parameter.replace(/^spec\./, '').replace(/^metadata\./, '').split(/[.[]/)[0];
+    return name || '_form';
+  }
+
+  function clearErrors(form) {
+    for (const el of form.querySelectorAll('[data-error-for]')) { el.hidden = true; el.textContent = ''; }
+    for (const el of form.querySelectorAll('[aria-invalid]')) el.removeAttribute('aria-invalid');
+  }
+
+  function showError(form, parameter, message) {
+    let field = fieldOf(parameter);
+    let slot = form.querySelector('[data-error-for="' + CSS.escape(field) + '"]');
+    if (!slot) { slot = form.querySelector('[data-error-for="_form"]'); field = '_form'; }
+    slot.textContent = message;
+    slot.hidden = false;
+    const input = form.querySelector('[name="' + CSS.escape(field) + '"]');
+    if (input) {
+      input.setAttribute('aria-invalid', 'true');
+      input.focus();
+    }
+  }
+
+  const list = (s) => s.split(/[\s,;]+/).map((x) => x.trim()).filter(Boolean);
+
+  function runSpec(form) {
+    const f = new FormData(form);
+    const spec = { service: form.dataset.service, stand: (f.get('stand') || '').trim() };
+    const packs = f.getAll('packs');
+    if (packs.length) spec.packs = packs;
+    else if (f.get('category')) spec.category = f.get('category');
+    const emails = list(f.get('emails') || '');
+    if (emails.length) spec.emails = emails;
+    for (const k of ['version', 'issueKey']) {
+      const v = (f.get(k) || '').trim();
+      if (v) spec[k] = v;
+    }
+    spec.priority = Number(f.get('priority'));
+    return spec;
+  }
+
+  async function submitRun(form) {
+    clearErrors(form);
+    const button = form.querySelector('button[type=submit]');
+    button.disabled = true;
+    try {
+      const res = await api('POST', '/api/v1/runs', { spec: runSpec(form) });
+      if (res.status === 201 && res.data && res.data.metadata) {
+        location.assign('/runs/' + encodeURIComponent(res.data.metadata.name));
+        return;
+      }
+      showError(form, res.data && res.data.parameter, failure(res));
+    } catch (e) {
+      if (!(e instanceof Cancelled)) showError(form, null, 'Could not reach the server: ' + e.message);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  // ---------------------------------------------------------------- buttons
+  async function act(fn, done) {
+    try {
+      const res = await fn();
+      if (!res.ok) { toast(failure(res), 'error'); return; }
+      if (done) done(res); else toast('Done');
+      scheduleRefresh();
+    } catch (e) {
+      if (!(e instanceof Cancelled)) toast('Could not reach the server: ' + e.message, 'error');
+    }
+  }
+
+  const runUrl = (id) => '/api/v1/runs/' + encodeURIComponent(id);
+
+  document.addEventListener('click', (e) => {
+    const el = e.target.closest('[data-action]');
+    if (!el || el.tagName === 'SELECT') return;
+    const action = el.dataset.action;
+    if (action === 'cancel') {
+      const id = el.dataset.run;
+      if (!confirm('Cancel run ' + id + '?')) return;
+      act(() => api('DELETE', runUrl(id)), () => toast('Cancelling ' + id));
+    } else if (action === 'token') {
+      askToken('Enter the API token to use for changes.', false).then((t) => {
+        if (t) { storeToken(t); toast('Token stored in this browser'); }
+      });
+    } else if (window.tomatoActions && window.tomatoActions[action]) {
+      window.tomatoActions[action](el);
+    }
+  });
+
+  document.addEventListener('change', (e) => {
+    const el = e.target;
+    if (el.matches('select[data-action="priority"]')) {
+      const id = el.dataset.run;
+      act(
+        () => api('PATCH', runUrl(id), { spec: { priority: Number(el.value) } }),
+        () => toast('Priority of ' + id + ' is now ' + el.value),
+      );
+    } else if (el.matches('select[data-autosubmit]')) {
+      el.form.submit();
+    }
+  });
+
+  document.addEventListener('submit', (e) => {
+    const form = e.target;
+    if (form.matches('form[data-form="run"]')) {
+      e.preventDefault();
+      submitRun(form);
+    } else if (window.tomatoForms && window.tomatoForms[form.dataset.form]) {
+      e.preventDefault();
+      window.tomatoForms[form.dataset.form](form);
+    }
+  });
+
+  // Shared with page-specific parts (schedules) of this same file.
+  const tomato = { api, toast, clearErrors, showError, failure, list, Cancelled, scheduleRefresh };
+
+  // ---------------------------------------------------------------- start
+  document.getElementById('token-forget')?.addEventListener('click', () => {
+    storeToken('');
+    toast('Stored token forgotten');
+  });
+  localTimes(document);
+  new MutationObserver((records) => {
+    for (const rec of records) for (const n of rec.addedNodes) if (n.nodeType === 1) localTimes(n);
+  }).observe(document.querySelector('main') || body, { childList: true, subtree: true });
+  tick();
+  setInterval(tick, 1000);
+  followLog();
+  connect();
+  window.tomato = tomato;
+})();
