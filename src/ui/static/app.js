@@ -145,12 +145,11 @@
     const state = document.getElementById('live-state');
     const setState = (s, title) => { if (state) { state.dataset.state = s; state.title = title; } };
     const source = new EventSource('/ui/events');
-    let connectedBefore = false;
     source.addEventListener('hello', () => {
       setState('open', 'Live: updates as runs change');
-      // After a reconnect, changes may have been missed.
-      if (connectedBefore) scheduleRefresh();
-      connectedBefore = true;
+      // Changes committed between rendering this page (or losing the stream) and subscribing
+      // were not announced to us: catch up once.
+      scheduleRefresh();
     });
     source.addEventListener('change', (e) => {
       try { if (concerns(JSON.parse(e.data))) scheduleRefresh(); } catch { /* ignore malformed */ }
