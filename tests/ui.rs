@@ -89,7 +89,9 @@ async fn markup_from_test_output_is_text_and_cross_site_writes_are_refused() {
     browse("hygiene.test.mjs", &server).await;
 
     // The old tool's clients send no Origin: they still queue runs.
-    let id = server.run_now("service=demo&stand=localhost&category=smoke").await;
+    let id = server
+        .run_now("service=demo&stand=localhost&category=smoke")
+        .await;
     assert!(id.starts_with("demo-"), "{id}");
 }
 

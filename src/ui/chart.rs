@@ -107,7 +107,7 @@ fn y_axis(out: &mut String, axis: &Axis, data_max: f64) -> impl Fn(f64) -> f64 +
 fn x_labels(out: &mut String, points: &[Point], x: impl Fn(usize) -> f64) {
     let every = points.len().div_ceil(8).max(1);
     for (i, p) in points.iter().enumerate() {
-        if (points.len() - 1 - i) % every == 0 {
+        if (points.len() - 1 - i).is_multiple_of(every) {
             let _ = write!(
                 out,
                 r#"<text class="tick" x="{:.1}" y="{}" text-anchor="middle">{}</text>"#,
@@ -396,7 +396,10 @@ mod tests {
         };
         let svg = bar_chart("Duration", &points, &axis);
         assert_eq!(svg.matches("<rect class=\"bar ok\"").count(), 2, "{svg}");
-        assert!(svg.contains(r#"height="1.5""#), "a zero bar keeps a sliver: {svg}");
+        assert!(
+            svg.contains(r#"height="1.5""#),
+            "a zero bar keeps a sliver: {svg}"
+        );
         assert!(svg.contains(">60s</text>"), "{svg}");
     }
 
@@ -410,8 +413,14 @@ mod tests {
     #[test]
     fn a_stacked_bar_splits_the_width_by_count() {
         let svg = stacked_bar(&[("passed", 3), ("failed", 1), ("skipped", 0)]);
-        assert!(svg.contains(r#"class="seg passed" x="0.00" y="0" width="75.00""#), "{svg}");
-        assert!(svg.contains(r#"class="seg failed" x="75.00" y="0" width="25.00""#), "{svg}");
+        assert!(
+            svg.contains(r#"class="seg passed" x="0.00" y="0" width="75.00""#),
+            "{svg}"
+        );
+        assert!(
+            svg.contains(r#"class="seg failed" x="75.00" y="0" width="25.00""#),
+            "{svg}"
+        );
         assert!(!svg.contains("skipped"), "empty segments are left out: {svg}");
         assert!(stacked_bar(&[("passed", 0)]).contains("seg none"));
     }
@@ -427,7 +436,10 @@ mod tests {
                 note: "3 of 10 runs".into(),
             }],
         );
-        assert!(svg.contains(&format!("<title>{long}: 3 of 10 runs</title>")), "{svg}");
+        assert!(
+            svg.contains(&format!("<title>{long}: 3 of 10 runs</title>")),
+            "{svg}"
+        );
         assert!(svg.contains("…</text>"), "{svg}");
     }
 }

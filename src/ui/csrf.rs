@@ -102,7 +102,10 @@ mod tests {
         assert_eq!(check(&Method::POST, &fetch, PUBLIC), Ok(()));
         let old_browser = headers(&[("host", "127.0.0.1:8080"), ("origin", "http://127.0.0.1:8080")]);
         assert_eq!(check(&Method::PATCH, &old_browser, PUBLIC), Ok(()));
-        let behind_proxy = headers(&[("host", "10.0.0.5:8080"), ("origin", "https://tomato.example.com")]);
+        let behind_proxy = headers(&[
+            ("host", "10.0.0.5:8080"),
+            ("origin", "https://tomato.example.com"),
+        ]);
         assert_eq!(check(&Method::POST, &behind_proxy, PUBLIC), Ok(()));
     }
 
@@ -125,7 +128,10 @@ mod tests {
 
     #[test]
     fn reads_are_never_refused() {
-        let cross = headers(&[("origin", "http://evil.example"), ("sec-fetch-site", "cross-site")]);
+        let cross = headers(&[
+            ("origin", "http://evil.example"),
+            ("sec-fetch-site", "cross-site"),
+        ]);
         assert_eq!(check(&Method::GET, &cross, PUBLIC), Ok(()));
     }
 }

@@ -121,7 +121,9 @@ pub async fn runs_show(
     {
         return Err(UiError {
             status: axum::http::StatusCode::BAD_REQUEST,
-            message: format!("There is no verdict {v:?}: filter by failed, broken, flaky, passed or skipped."),
+            message: format!(
+                "There is no verdict {v:?}: filter by failed, broken, flaky, passed or skipped."
+            ),
         });
     }
     let run = find_run(&state, &id).await?;
@@ -204,7 +206,11 @@ pub async fn services_history(
     // Only runs that had flaky tests need their tests read.
     let mut flaky_by_run = Vec::new();
     for r in &finished {
-        if r.status.as_ref().and_then(|s| s.summary).is_some_and(|s| s.flaky > 0) {
+        if r.status
+            .as_ref()
+            .and_then(|s| s.summary)
+            .is_some_and(|s| s.flaky > 0)
+        {
             let tests = merged_tests(&state, r).await?;
             flaky_by_run.push((
                 r.metadata.name.clone().unwrap_or_default(),
@@ -219,8 +225,14 @@ pub async fn services_history(
     let flaky = view::most_flaky(&flaky_by_run, 10);
     let with_results = with_summary.len();
     let (pass, duration) = view::trend_points(&runs, now);
-    let durations: Vec<i64> = finished.iter().filter_map(|r| view::run_seconds(r, now)).collect();
-    let rates: Vec<f64> = with_summary.iter().filter_map(|s| view::pass_fraction(s)).collect();
+    let durations: Vec<i64> = finished
+        .iter()
+        .filter_map(|r| view::run_seconds(r, now))
+        .collect();
+    let rates: Vec<f64> = with_summary
+        .iter()
+        .filter_map(|s| view::pass_fraction(s))
+        .collect();
     let view = History {
         description: svc.description.clone(),
         limit,
@@ -241,8 +253,12 @@ pub async fn services_history(
             .count(),
         average_duration: (!durations.is_empty())
             .then(|| super::format::duration(durations.iter().sum::<i64>() / durations.len() as i64)),
-        average_pass_rate: (!rates.is_empty())
-            .then(|| format!("{}%", (rates.iter().sum::<f64>() / rates.len() as f64 * 100.0).floor())),
+        average_pass_rate: (!rates.is_empty()).then(|| {
+            format!(
+                "{}%",
+                (rates.iter().sum::<f64>() / rates.len() as f64 * 100.0).floor()
+            )
+        }),
         pass_chart: super::chart::line_chart(
             "Pass rate per run",
             &pass,
@@ -277,7 +293,11 @@ pub async fn services_history(
         form: view::run_form(&svc, &runs),
         name,
     };
-    let layout = Layout::new(&state, format!("{} history", view.name), format!("service:{}", view.name))
-        .watching("TestRun", 1500);
+    let layout = Layout::new(
+        &state,
+        format!("{} history", view.name),
+        format!("service:{}", view.name),
+    )
+    .watching("TestRun", 1500);
     Ok(page("service.html", &layout, &view))
 }

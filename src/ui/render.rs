@@ -98,7 +98,10 @@ fn with_page_headers(mut resp: Response) -> Response {
              connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'",
         ),
     );
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
@@ -162,7 +165,12 @@ impl IntoResponse for UiError {
         };
         let html = render_to_string("error.html", &layout, &view)
             // The error page is static apart from escaped text; if even it fails, say so plainly.
-            .unwrap_or_else(|e| format!("<!doctype html><title>Error</title><p>{}</p>", super::chart::escape(&e)));
+            .unwrap_or_else(|e| {
+                format!(
+                    "<!doctype html><title>Error</title><p>{}</p>",
+                    super::chart::escape(&e)
+                )
+            });
         with_page_headers((self.status, axum::response::Html(html)).into_response())
     }
 }

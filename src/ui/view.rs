@@ -142,7 +142,9 @@ pub struct ActiveRow {
 /// A queue entry as the dashboard shows it; `run` (running entries) adds the attempt detail.
 pub fn active_row(e: &QueueEntry, run: Option<&TestRun>, max: Option<u32>, now: DateTime<Utc>) -> ActiveRow {
     let since = e.started.unwrap_or(e.created);
-    let current = run.and_then(|r| r.status.as_ref()).and_then(|s| s.attempts.last());
+    let current = run
+        .and_then(|r| r.status.as_ref())
+        .and_then(|s| s.attempts.last());
     ActiveRow {
         id: e.run_id.clone(),
         priority: e.priority,
@@ -253,7 +255,10 @@ pub fn attempt_label(a: &Attempt) -> String {
         SelectionKind::All => format!("every test of {}", a.selection.packs.join(", ")),
         SelectionKind::Failed => {
             let n = a.selection.tests.len();
-            let of = a.selection.of_attempt.map_or(String::new(), |k| format!(" of attempt {k}"));
+            let of = a
+                .selection
+                .of_attempt
+                .map_or(String::new(), |k| format!(" of attempt {k}"));
             format!("rerun of {n} failed test{}{of}", if n == 1 { "" } else { "s" })
         }
     }
@@ -437,7 +442,10 @@ pub fn failure_groups(categories: &[CategoryStat], tests: &[TestView]) -> Vec<Ca
             .collect()
     } else {
         let mut by_name: BTreeMap<String, Vec<&TestView>> = BTreeMap::new();
-        for t in tests.iter().filter(|t| t.verdict == "failed" || t.verdict == "broken") {
+        for t in tests
+            .iter()
+            .filter(|t| t.verdict == "failed" || t.verdict == "broken")
+        {
             let c = t.category.clone().unwrap_or_else(|| UNCLASSIFIED.to_string());
             by_name.entry(c).or_default().push(t);
         }
@@ -891,7 +899,11 @@ mod tests {
         assert_eq!(groups[0].name, UNCLASSIFIED);
         assert_eq!(groups[0].count, 2);
         let names: Vec<&str> = groups[0].tests.iter().map(|t| t.name.as_str()).collect();
-        assert_eq!(names, vec!["a", "c"], "flaky tests are listed apart, not as failures");
+        assert_eq!(
+            names,
+            vec!["a", "c"],
+            "flaky tests are listed apart, not as failures"
+        );
         assert_eq!(groups[0].tests[0].message, "a broke");
     }
 
@@ -927,7 +939,10 @@ mod tests {
     fn anchors_are_stable_and_safe_whatever_the_test_name() {
         let a = test_anchor(r#"<script>"x" & y</script>"#);
         assert_eq!(a, test_anchor(r#"<script>"x" & y</script>"#));
-        assert!(a.starts_with("t-") && a[2..].chars().all(|c| c.is_ascii_hexdigit()), "{a}");
+        assert!(
+            a.starts_with("t-") && a[2..].chars().all(|c| c.is_ascii_hexdigit()),
+            "{a}"
+        );
         assert_ne!(a, test_anchor("other"));
     }
 
