@@ -100,3 +100,9 @@ async fn with_api_tokens_the_ui_asks_for_a_token_before_changing_anything() {
     let server = Server::start_with(None, &[("TOMATO_API_TOKENS", "ui-test-token")]).await;
     browse("token.test.mjs", &server).await;
 }
+
+#[tokio::test]
+async fn schedules_are_created_suspended_triggered_edited_and_deleted_in_a_browser() {
+    let server = Server::start().await;
+    browse("schedules.test.mjs", &server).await;
+}

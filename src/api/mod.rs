@@ -22,7 +22,9 @@ use tower_http::trace::TraceLayer;
 
 pub use auth::Tokens;
 pub use error::{ApiError, ErrorBody};
-pub use runs::{LegacyStatus, QueueEntry, QueueView, TestView, merged_tests, new_run, queue_view};
+pub use runs::{
+    LegacyStatus, QueueEntry, QueueView, TestView, check_object_name, merged_tests, new_run, queue_view,
+};
 
 use crate::backend::Backend;
 use crate::packs::PacksConfig;

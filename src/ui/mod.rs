@@ -1,7 +1,8 @@
 //! The web UI: the live queue with run-now forms, run pages, schedules and service history,
 //! served by the same axum app as the API.
 //!
-//! Server-rendered: each page is built from the backend by a thin handler ([`pages`]) into a
+//! Server-rendered: each page is built from the backend by a thin handler ([`pages`],
+//! [`schedules`]) into a
 //! view model ([`view`], pure) and laid out by an embedded minijinja template ([`render`]),
 //! with charts drawn as SVG by the server ([`chart`]). A little hand-written script
 //! ([`assets`]) makes pages live — on each change announced by [`events`] (Server-Sent Events)
@@ -17,6 +18,7 @@ mod events;
 pub mod format;
 mod pages;
 mod render;
+mod schedules;
 pub mod view;
 
 use axum::Router;
@@ -32,6 +34,9 @@ pub fn routes() -> Router<AppState> {
         .route("/", get(pages::dashboard_show))
         .route("/runs/{id}", get(pages::runs_show))
         .route("/services/{name}", get(pages::services_history))
+        .route("/schedules", get(schedules::schedules_list))
+        .route("/schedules/new", get(schedules::schedules_new))
+        .route("/schedules/{name}/edit", get(schedules::schedules_edit))
         .route("/ui/events", get(events::events_stream))
         .route("/ui/static/{name}", get(assets::static_file))
 }

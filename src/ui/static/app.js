@@ -281,6 +281,63 @@
     }
   }
 
+  // ---------------------------------------------------------------- schedule form
+  const scheduleUrl = (name) => '/api/v1/schedules/' + encodeURIComponent(name);
+
+  // Shows only the chosen service's packs, presets and stand hint.
+  function showServiceChoices(form) {
+    const service = form.elements.service.value;
+    for (const el of form.querySelectorAll('[data-for-service]')) {
+      const mine = el.dataset.forService === service;
+      el.hidden = !mine;
+      if (el.tagName === 'OPTION') el.disabled = !mine;
+      if (!mine) for (const box of el.querySelectorAll('input[type=checkbox]')) box.checked = false;
+    }
+    const category = form.elements.category;
+    if (category.selectedOptions[0]?.disabled) category.value = '';
+  }
+
+  // A whole number as a number; anything else as typed, for the API to name what is wrong.
+  const numberOr = (v) => (/^\d+$/.test(v.trim()) ? Number(v.trim()) : v);
+
+  function scheduleSpec(form) {
+    const f = new FormData(form);
+    const text = (k) => (f.get(k) || '').trim();
+    const spec = runSpec(form);
+    spec.service = text('service');
+    for (const k of ['schedule', 'timeZone', 'concurrencyPolicy']) spec[k] = text(k);
+    spec.suspend = f.get('suspend') === 'on';
+    for (const k of ['successfulRunsHistoryLimit', 'failedRunsHistoryLimit']) spec[k] = numberOr(text(k));
+    for (const k of ['retries', 'startingDeadlineSeconds']) if (text(k)) spec[k] = numberOr(text(k));
+    if (text('timeout')) spec.timeout = text('timeout');
+    const env = JSON.parse(form.dataset.env || '[]');
+    if (env.length) spec.env = env;
+    return spec;
+  }
+
+  async function submitSchedule(form) {
+    clearErrors(form);
+    const editing = form.dataset.editing === 'true';
+    const name = editing ? form.dataset.name : (new FormData(form).get('name') || '').trim();
+    const button = form.querySelector('button[type=submit]');
+    button.disabled = true;
+    try {
+      const body = { metadata: { name }, spec: scheduleSpec(form) };
+      const res = editing
+        ? await api('PUT', scheduleUrl(name), body)
+        : await api('POST', '/api/v1/schedules', body);
+      if (res.ok) {
+        location.assign('/schedules');
+        return;
+      }
+      showError(form, res.data && res.data.parameter, failure(res));
+    } catch (e) {
+      if (!(e instanceof Cancelled)) showError(form, null, 'Could not reach the server: ' + e.message);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
   // ---------------------------------------------------------------- buttons
   async function act(fn, done) {
     try {
@@ -307,13 +364,30 @@
       askToken('Enter the API token to use for changes.', false).then((t) => {
         if (t) { storeToken(t); toast('Token stored in this browser'); }
       });
-    } else if (window.tomatoActions && window.tomatoActions[action]) {
-      window.tomatoActions[action](el);
+    } else if (action === 'schedule-suspend') {
+      const suspend = el.dataset.suspend === 'true';
+      act(
+        () => api('PATCH', scheduleUrl(el.dataset.schedule), { spec: { suspend } }),
+        () => toast((suspend ? 'Suspended ' : 'Resumed ') + el.dataset.schedule),
+      );
+    } else if (action === 'schedule-trigger') {
+      act(
+        () => api('POST', scheduleUrl(el.dataset.schedule) + '/trigger'),
+        (res) => location.assign('/runs/' + encodeURIComponent(res.data.run_id)),
+      );
+    } else if (action === 'schedule-delete') {
+      const name = el.dataset.schedule;
+      if (!confirm('Delete schedule ' + name + '? Its runs stay in history.')) return;
+      act(() => api('DELETE', scheduleUrl(name)), () => toast('Deleted ' + name));
     }
   });
 
   document.addEventListener('change', (e) => {
     const el = e.target;
+    if (el.matches('form[data-form="schedule"] select[name="service"]')) {
+      showServiceChoices(el.form);
+      return;
+    }
     if (el.matches('select[data-action="priority"]')) {
       const id = el.dataset.run;
       act(
@@ -330,14 +404,11 @@
     if (form.matches('form[data-form="run"]')) {
       e.preventDefault();
       submitRun(form);
-    } else if (window.tomatoForms && window.tomatoForms[form.dataset.form]) {
+    } else if (form.matches('form[data-form="schedule"]')) {
       e.preventDefault();
-      window.tomatoForms[form.dataset.form](form);
+      submitSchedule(form);
     }
   });
-
-  // Shared with page-specific parts (schedules) of this same file.
-  const tomato = { api, toast, clearErrors, showError, failure, list, Cancelled, scheduleRefresh };
 
   // ---------------------------------------------------------------- start
   document.getElementById('token-forget')?.addEventListener('click', () => {
@@ -348,9 +419,9 @@
   new MutationObserver((records) => {
     for (const rec of records) for (const n of rec.addedNodes) if (n.nodeType === 1) localTimes(n);
   }).observe(document.querySelector('main') || body, { childList: true, subtree: true });
+  for (const form of document.querySelectorAll('form[data-form="schedule"]')) showServiceChoices(form);
   tick();
   setInterval(tick, 1000);
   followLog();
   connect();
-  window.tomato = tomato;
 })();
