@@ -15,6 +15,8 @@ pub mod launch;
 pub mod packs;
 pub mod queue;
 pub mod results;
+pub mod runs;
+pub mod schedule;
 pub mod secrets;
 pub mod signals;
 pub mod standalone;

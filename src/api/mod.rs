@@ -10,6 +10,8 @@ mod legacy;
 mod metrics;
 mod openapi;
 mod runs;
+mod schedules;
+mod spec;
 mod v1;
 
 use std::sync::Arc;
@@ -22,9 +24,7 @@ use tower_http::trace::TraceLayer;
 
 pub use auth::Tokens;
 pub use error::{ApiError, ErrorBody};
-pub use runs::{
-    LegacyStatus, QueueEntry, QueueView, TestView, check_object_name, merged_tests, new_run, queue_view,
-};
+pub use runs::{LegacyStatus, QueueEntry, QueueView, TestView, merged_tests, new_run, queue_view};
 
 use crate::backend::Backend;
 use crate::packs::PacksConfig;
@@ -46,6 +46,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(legacy::routes())
         .merge(v1::routes())
+        .merge(schedules::routes())
         .merge(crate::ui::routes())
         .route("/metrics", get(metrics::metrics))
         .route("/healthz", get(|| async { "ok" }))

@@ -1,69 +1,14 @@
 //! Operations and views shared by the legacy and v1 handlers: creating a run from checked
 //! input, the queue of a service, a run's status, its tests.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{ApiError, AppState};
-use crate::crd::{
-    Attempt, CategoryStat, LABEL_SERVICE, Phase, ReportStatus, RunTemplate, RunType, Summary, TestRun,
-    TestRunSpec, TestRunStatus,
-};
-use crate::packs::{InputError, PacksConfig};
+use crate::crd::{Attempt, CategoryStat, Phase, ReportStatus, RunType, Summary, TestRun};
 use crate::results::{CaseStatus, MergedTest};
+pub use crate::runs::new_run;
 use crate::store::{ListFilter, StoreError, created, random_suffix};
-
-/// Builds a new, checked `TestRun` for `template` (named `<service>-<random>` unless `name`
-/// is given). Nothing is stored.
-pub fn new_run(
-    config: &PacksConfig,
-    template: RunTemplate,
-    run_type: RunType,
-    timeout: Option<String>,
-    name: Option<String>,
-    mut labels: BTreeMap<String, String>,
-) -> Result<TestRun, InputError> {
-    config.check_run(&template)?;
-    if let Some(t) = &timeout {
-        crate::duration::parse(t).map_err(|e| InputError::new("timeout", e))?;
-    }
-    if let Some(n) = &name {
-        check_object_name(n).map_err(|e| InputError::new("metadata.name", e))?;
-    }
-    let name = name.unwrap_or_else(|| format!("{}-{}", template.service, random_suffix(8)));
-    labels.insert(LABEL_SERVICE.to_string(), template.service.clone());
-    let mut run = TestRun::new(
-        &name,
-        TestRunSpec {
-            template,
-            run_type,
-            timeout,
-            cancel: false,
-        },
-    );
-    run.metadata.labels = Some(labels);
-    run.status = Some(TestRunStatus::default());
-    Ok(run)
-}
-
-/// Object names follow Kubernetes' rules (a DNS subdomain), so the same name works in both modes.
-pub fn check_object_name(n: &str) -> Result<(), String> {
-    let ok = !n.is_empty()
-        && n.len() <= 63
-        && n.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-        && n.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && n.ends_with(|c: char| c.is_ascii_alphanumeric());
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{n:?} is not a valid name (lowercase letters, digits, '-' and '.'; at most 63)"
-        ))
-    }
-}
 
 /// Stores a run; a generated name that collides is drawn again.
 pub async fn store_run(

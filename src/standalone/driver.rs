@@ -196,21 +196,27 @@ impl Driver {
             self.advance(&run).await?;
         }
         let positions: HashMap<&str, u32> = admission.waiting.iter().map(|(n, p)| (n.as_str(), *p)).collect();
-        for run in &runs {
-            let name = run.metadata.name.as_deref().unwrap_or_default();
-            let Some(&pos) = positions.get(name) else { continue };
-            if run.status.as_ref().and_then(|s| s.queue_position) != Some(pos) {
-                self.store
-                    .update::<TestRun, _>(name, move |r| {
-                        let st = r.status.get_or_insert_default();
-                        let changed = st.phase == Phase::Queued && st.queue_position != Some(pos);
-                        if changed {
-                            st.queue_position = Some(pos);
-                        }
-                        Ok((changed, ()))
-                    })
-                    .await?;
-            }
+        // Renumber the queue in one transaction: a long queue moves as a whole at each admission.
+        let moved: Vec<(String, u32)> = runs
+            .iter()
+            .filter_map(|run| {
+                let name = run.metadata.name.as_deref()?;
+                let pos = *positions.get(name)?;
+                (run.status.as_ref().and_then(|s| s.queue_position) != Some(pos))
+                    .then(|| (name.to_string(), pos))
+            })
+            .collect();
+        if !moved.is_empty() {
+            self.store
+                .update_many::<TestRun, u32>(moved, |r, pos| {
+                    let st = r.status.get_or_insert_default();
+                    let changed = st.phase == Phase::Queued && st.queue_position != Some(pos);
+                    if changed {
+                        st.queue_position = Some(pos);
+                    }
+                    changed
+                })
+                .await?;
         }
         Ok(())
     }

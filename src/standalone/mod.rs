@@ -2,6 +2,7 @@
 //! same HTTP app as operator mode, on one machine.
 
 mod driver;
+mod scheduler;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 pub use driver::{Driver, attempt_dir};
+pub use scheduler::Scheduler;
 
 use crate::api::{AppState, Tokens};
 use crate::packs::PacksConfig;
@@ -60,6 +62,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     };
 
     let shutdown = CancellationToken::new();
+    let scheduler_task = tokio::spawn(Scheduler::new(store.clone(), config.clone()).run(shutdown.clone()));
     let driver = Driver::new(store, config, &data_dir, secrets);
     let driver_task = tokio::spawn(driver.run(shutdown.clone()));
 
@@ -75,6 +78,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .context("the HTTP server failed")?;
     shutdown.cancel();
     let _ = driver_task.await;
+    let _ = scheduler_task.await;
     info!("stopped");
     Ok(())
 }

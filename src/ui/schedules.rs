@@ -1,54 +1,19 @@
 //! The schedules pages: the list (next run in each schedule's own time zone, suspend/resume,
 //! run now, delete) and the create/edit form.
 //!
-//! Schedules are read through this server's own `GET /api/v1/schedules[/{name}]`, answered
-//! in-process: the schedules API owns their validation and status (next and last fire time,
-//! active runs), and the page shows exactly what an API client would get. Changes, like every
-//! change the UI makes, are sent by the browser to the same API.
+//! Schedules are read from the backend, as runs are; their status (next and last fire time,
+//! active runs) is the scheduler's. Changes, like every change the UI makes, are sent by the
+//! browser to `/api/v1/schedules`, which owns their validation.
 
-use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{Request, StatusCode};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
-use tower::ServiceExt;
 
 use super::format;
 use super::render::{Layout, UiError, page};
 use crate::api::AppState;
 use crate::crd::{ConcurrencyPolicy, NightlySchedule, NightlyScheduleSpec};
-
-/// Reads `path` from this server's own API, as a client would.
-async fn api_json<T: DeserializeOwned>(state: &AppState, path: &str) -> Result<T, UiError> {
-    let req = Request::get(path)
-        .body(Body::empty())
-        .expect("a GET with a path from this module is a valid request");
-    let resp = crate::api::app(state.clone())
-        .oneshot(req)
-        .await
-        .expect("the router never fails (its error type is Infallible)");
-    let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), 64 << 20)
-        .await
-        .map_err(|e| UiError::from(crate::api::ApiError::internal("cannot read the API's answer", e)))?;
-    if !status.is_success() {
-        let message = serde_json::from_slice::<serde_json::Value>(&bytes)
-            .ok()
-            .and_then(|v| v["error"].as_str().map(str::to_string))
-            .unwrap_or_else(|| format!("{path} answered {status}"));
-        return Err(UiError { status, message });
-    }
-    serde_json::from_slice(&bytes).map_err(|e| {
-        crate::api::ApiError::internal("the schedules API answered something unexpected", e).into()
-    })
-}
-
-#[derive(serde::Deserialize)]
-struct ScheduleList {
-    items: Vec<NightlySchedule>,
-}
 
 /// An instant in an IANA zone, to the minute, with the zone's abbreviation: `2024-05-02 02:00 MSK`.
 pub fn in_zone(t: DateTime<Utc>, zone: &str) -> Result<String, String> {
@@ -127,9 +92,14 @@ struct SchedulesView {
 
 /// `GET /schedules`: every schedule with its next run in its own time zone.
 pub async fn schedules_list(State(state): State<AppState>) -> Result<Response, UiError> {
-    let list: ScheduleList = api_json(&state, "/api/v1/schedules").await?;
     let now = Utc::now();
-    let mut schedules: Vec<ScheduleRow> = list.items.iter().map(|s| schedule_row(s, now)).collect();
+    let mut schedules: Vec<ScheduleRow> = state
+        .backend
+        .list_schedules(None)
+        .await?
+        .iter()
+        .map(|s| schedule_row(s, now))
+        .collect();
     schedules.sort_by(|a, b| (&a.service, &a.name).cmp(&(&b.service, &b.name)));
     let layout = Layout::new(&state, "Schedules", "schedules").watching("NightlySchedule TestRun", 500);
     Ok(page("schedules.html", &layout, &SchedulesView { schedules }))
@@ -246,15 +216,11 @@ pub async fn schedules_edit(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Response, UiError> {
-    if crate::api::check_object_name(&name).is_err() {
-        return Err(UiError::not_found(format!("There is no schedule {name:?}.")));
-    }
-    let schedule: NightlySchedule = api_json(&state, &format!("/api/v1/schedules/{name}"))
-        .await
-        .map_err(|e| match e.status {
-            StatusCode::NOT_FOUND => UiError::not_found(format!("There is no schedule {name:?}.")),
-            _ => e,
-        })?;
+    let schedule = state.backend.get_schedule(&name).await?.ok_or_else(|| {
+        UiError::not_found(format!(
+            "There is no schedule {name:?}. It may have been deleted."
+        ))
+    })?;
     let form = schedule_form(service_choices(&state), &name, Some(&schedule.spec));
     let layout = Layout::new(&state, format!("Edit {name}"), "schedules");
     Ok(page("schedule_form.html", &layout, &form))
