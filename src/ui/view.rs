@@ -973,6 +973,84 @@ mod tests {
     }
 
     #[test]
+    fn report_channels_show_in_a_fixed_order_with_their_reasons() {
+        use crate::crd::{ChannelReport, DeliveryState, ReportStatus};
+        let channel = |state, reason: Option<&str>| {
+            Some(ChannelReport {
+                state,
+                attempts: 2,
+                at: Some(at("2024-05-01T10:00:00Z")),
+                reason: reason.map(str::to_string),
+            })
+        };
+        let report = ReportStatus {
+            email: channel(DeliveryState::Sent, None),
+            tracker: channel(DeliveryState::Failed, Some("tracker answered 503")),
+            webhook: None,
+            tms: channel(DeliveryState::Skipped, Some("no version")),
+        };
+        let views = channel_views(Some(&report));
+        let states: Vec<(&str, &str)> = views.iter().map(|c| (c.channel, c.state)).collect();
+        assert_eq!(
+            states,
+            vec![("email", "Sent"), ("tracker", "Failed"), ("tms", "Skipped")]
+        );
+        assert_eq!(views[1].reason.as_deref(), Some("tracker answered 503"));
+        assert_eq!(views[1].class, "failed");
+        assert_eq!(views[0].at.as_deref(), Some("2024-05-01 10:00:00 UTC"));
+        assert!(channel_views(None).is_empty());
+    }
+
+    #[test]
+    fn the_run_page_follows_the_running_attempts_log_and_filters_tests() {
+        let mut r = run("demo-1");
+        let first = Attempt {
+            number: 1,
+            selection: Selection::all(vec!["basic".into()]),
+            state: AttemptState::Finished,
+            launch: None,
+            started_at: Some(at("2024-05-01T10:00:00Z")),
+            finished_at: Some(at("2024-05-01T10:01:00Z")),
+            exit_code: Some(1),
+            summary: None,
+            message: None,
+        };
+        let second = Attempt {
+            number: 2,
+            selection: Selection::failed(vec!["basic".into()], 1, vec!["a".into()]),
+            state: AttemptState::Running,
+            finished_at: None,
+            ..first.clone()
+        };
+        r.status = Some(TestRunStatus {
+            phase: Phase::Running,
+            started_at: Some(at("2024-05-01T10:00:00Z")),
+            attempts: vec![first, second],
+            ..Default::default()
+        });
+        let tests = vec![test("a", "failed"), test("b", "flaky"), test("c", "passed")];
+        let page = run_page(&r, &tests, 4, Some("flaky"), at("2024-05-01T10:02:00Z"));
+        let log = page.log.as_ref().unwrap();
+        assert_eq!((log.position, log.follow), (2, true));
+        assert_eq!(log.url, "/api/v1/runs/demo-1/attempts/2/log");
+        assert_eq!(page.tests.len(), 1);
+        assert_eq!(page.tests[0].name, "b");
+        assert!(page.tests[0].flaky);
+        assert_eq!(page.flaky.len(), 1, "the flaky list ignores the filter");
+        assert_eq!(page.categories[0].tests[0].name, "a");
+        assert_eq!(page.elapsed.as_deref(), Some("2m 00s"));
+        assert_eq!(
+            page.since.as_deref(),
+            Some("2024-05-01T10:00:00Z"),
+            "the clock keeps running"
+        );
+        assert!(page.cancellable && !page.queued);
+        let counts: Vec<(String, usize)> = page.filters.iter().map(|f| (f.key.clone(), f.count)).collect();
+        assert_eq!(counts[0], (String::new(), 3));
+        assert!(page.filters.iter().any(|f| f.key == "flaky" && f.active));
+    }
+
+    #[test]
     fn trends_run_oldest_to_newest_and_skip_runs_without_results() {
         let now = at("2024-05-02T00:00:00Z");
         let mut done = run("demo-new");

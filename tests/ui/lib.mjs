@@ -37,6 +37,10 @@ export async function newPage({ width = 1280, height = 900, context } = {}) {
   const ctx = context ?? (await browser.newContext({ viewport: { width, height } }));
   const page = await ctx.newPage();
   page.on('pageerror', (e) => problems.push(`script error on ${page.url()}: ${e.message}`));
+  page.on('console', (m) => {
+    // The pages' Content-Security-Policy must never have to block anything of the UI's own.
+    if (m.type() === 'error' && /Content Security Policy/i.test(m.text())) problems.push(`CSP on ${page.url()}: ${m.text()}`);
+  });
   page.on('dialog', async (d) => {
     if (d.type() !== 'confirm') problems.push(`unexpected ${d.type()} dialog: ${d.message()}`);
     await d.accept();
@@ -80,6 +84,12 @@ export async function runNow(query, headers = {}) {
 
 export async function waitForPhase(page, phase, timeout = 60_000) {
   await page.locator(`#run-phase [data-phase="${phase}"]`).waitFor({ timeout });
+}
+
+/** The page is no wider than the screen (tables scroll inside their cards). */
+export async function assertFitsScreen(page, what) {
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 1, `${what} fits a phone screen (overflows by ${overflow}px)`);
 }
 
 export function assertNoProblems() {

@@ -3,7 +3,8 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  BASE, newPage, shot, markLoaded, assertNotReloaded, runNow, waitForPhase, assertNoProblems,
+  BASE, newPage, shot, markLoaded, assertNotReloaded, runNow, waitForPhase, assertNoProblems, assertFitsScreen,
+  apiCall,
 } from './lib.mjs';
 
 after(assertNoProblems);
@@ -42,6 +43,12 @@ test('a run queued from the form goes from Queued to Running to Succeeded withou
   assert.equal((await queuedRow.locator('td').first().innerText()).trim(), '1');
   assert.equal(await queuedRow.locator('select.priority').inputValue(), '2');
   await shot(watcher, 'dashboard-running-and-waiting');
+
+  // Re-prioritise it from the queue: the change is stored and both pages show it.
+  await queuedRow.locator('select.priority').selectOption('0');
+  await watcher.locator('#toast', { hasText: `Priority of ${id} is now 0` }).waitFor();
+  assert.equal((await apiCall('GET', `/api/v1/runs/${id}`)).data.spec.priority, 0);
+  await page.locator('#run-head .sub', { hasText: 'priority 0' }).waitFor();
 
   await waitForPhase(page, 'Running', 30_000);
   await watcher.locator(`#queue-demo tbody[data-queue="running"] tr[data-run="${id}"]`).waitFor();
@@ -104,8 +111,7 @@ test('the run page shows the flaky test, failures by category, attempts and link
 
   const narrow = await newPage({ width: 390, height: 844 });
   await narrow.goto(`${BASE}/runs/${id}`);
-  const overflow = await narrow.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-  assert.ok(overflow <= 1, `the run page fits a phone screen (overflows by ${overflow}px)`);
+  await assertFitsScreen(narrow, 'the run page');
   await shot(narrow, 'run-narrow');
 });
 
@@ -146,10 +152,13 @@ test('the history page draws pass-rate and duration trends and the most flaky te
 
   const narrow = await newPage({ width: 390, height: 844 });
   await narrow.goto(BASE + '/services/demo');
-  const overflow = await narrow.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-  assert.ok(overflow <= 1, `the history page fits a phone screen (overflows by ${overflow}px)`);
+  await assertFitsScreen(narrow, 'the history page');
   await shot(narrow, 'service-history-narrow');
-  const dash = await newPage({ width: 390, height: 844 });
-  await dash.goto(BASE + '/');
-  await shot(dash, 'dashboard-narrow');
+  await runNow('service=demo&stand=localhost&category=slow');
+  await runNow('service=demo&stand=localhost&category=slow');
+  await narrow.goto(BASE + '/');
+  await narrow.locator('#queue-demo tbody[data-queue="queued"] tr[data-run]').first().waitFor();
+  await narrow.click('#run-now-demo > summary');
+  await assertFitsScreen(narrow, 'the dashboard');
+  await shot(narrow, 'dashboard-narrow');
 });

@@ -2,7 +2,7 @@
 // schedule's own zone, suspend/resume, run now, edit, delete.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { BASE, newPage, shot, apiCall, waitForPhase, assertNoProblems } from './lib.mjs';
+import { BASE, newPage, shot, apiCall, waitForPhase, assertNoProblems, assertFitsScreen } from './lib.mjs';
 
 after(assertNoProblems);
 
@@ -45,6 +45,13 @@ test('a schedule is created with field errors first, then listed with its next r
   assert.match(await r.innerText(), /30 2 \* \* \*/);
   assert.match(await r.innerText(), /Europe\/Moscow/);
   await shot(page, 'schedules');
+
+  const narrow = await newPage({ width: 390, height: 844 });
+  for (const [path, name] of [['/schedules', 'schedules-narrow'], ['/schedules/demo-nightly/edit', 'schedule-edit-narrow']]) {
+    await narrow.goto(BASE + path);
+    await assertFitsScreen(narrow, path);
+    await shot(narrow, name);
+  }
 });
 
 test('a schedule is suspended, resumed, run now, edited and deleted from the list', { timeout: 90_000 }, async () => {
