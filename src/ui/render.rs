@@ -52,7 +52,7 @@ pub struct Layout {
     /// `Kind/name` (empty: the page does not update itself).
     pub watch: String,
     /// How long the page waits to gather changes before refetching, in milliseconds.
-    pub debounce_ms: u32,
+    pub gather_ms: u32,
     pub asset_version: &'static str,
 }
 
@@ -64,15 +64,15 @@ impl Layout {
             services: state.config.services().map(|s| s.name.clone()).collect(),
             auth_required: state.tokens.is_enabled(),
             watch: String::new(),
-            debounce_ms: 150,
+            gather_ms: 150,
             asset_version: assets::version(),
         }
     }
 
     /// Makes the page refresh its live parts on these changes.
-    pub fn watching(mut self, watch: impl Into<String>, debounce_ms: u32) -> Layout {
+    pub fn watching(mut self, watch: impl Into<String>, gather_ms: u32) -> Layout {
         self.watch = watch.into();
-        self.debounce_ms = debounce_ms;
+        self.gather_ms = gather_ms;
         self
     }
 }
@@ -157,7 +157,7 @@ impl IntoResponse for UiError {
             services: Vec::new(),
             auth_required: false,
             watch: String::new(),
-            debounce_ms: 0,
+            gather_ms: 0,
             asset_version: assets::version(),
         };
         let view = ErrorView {

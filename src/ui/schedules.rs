@@ -288,7 +288,7 @@ mod tests {
             services: vec!["demo".into()],
             auth_required: false,
             watch: String::new(),
-            debounce_ms: 0,
+            gather_ms: 0,
             asset_version: "v",
         }
     }

@@ -128,9 +128,14 @@
     }
   }
 
+  // Gathers the changes of a short while into one refresh. The first change starts the wait and
+  // later ones join it (a steady stream of changes must not postpone the refresh for ever).
   function scheduleRefresh() {
-    clearTimeout(refreshTimer);
-    refreshTimer = setTimeout(refresh, Number(body.dataset.debounce || 150));
+    if (refreshTimer) return;
+    refreshTimer = setTimeout(() => {
+      refreshTimer = 0;
+      refresh();
+    }, Number(body.dataset.gather || 150));
   }
 
   function concerns(change) {
