@@ -593,10 +593,18 @@ pub fn most_flaky(runs: &[(String, Vec<String>)], limit: usize) -> Vec<FlakyTest
 pub fn trend_points(runs: &[TestRun], now: DateTime<Utc>) -> (Vec<chart::Point>, Vec<chart::Point>) {
     let mut pass = Vec::new();
     let mut duration = Vec::new();
+    // Runs of one day are told apart by the hour, runs of several days by the date.
+    let one_day = runs
+        .iter()
+        .map(|r| created(r).date_naive())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+        <= 1;
+    let label_format = if one_day { "%H:%M" } else { "%m-%d" };
     for run in runs.iter().rev() {
         let id = run.metadata.name.clone().unwrap_or_default();
         let st = run.status.clone().unwrap_or_default();
-        let label = created(run).format("%m-%d").to_string();
+        let label = created(run).format(label_format).to_string();
         let class = match st.phase {
             Phase::Succeeded => "ok",
             Phase::Failed | Phase::Error => "bad",
@@ -1074,5 +1082,6 @@ mod tests {
         assert_eq!(pass[1].class, "bad");
         assert_eq!(duration[1].value, Some(120.0));
         assert_eq!(pass[1].href.as_deref(), Some("/runs/demo-new"));
+        assert_eq!(pass[1].label, "00:00", "runs of one day are labelled by the hour");
     }
 }
