@@ -23,3 +23,4 @@ pub mod secrets;
 pub mod signals;
 pub mod standalone;
 pub mod store;
+pub mod ui;

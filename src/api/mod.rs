@@ -24,7 +24,7 @@ use tower_http::trace::TraceLayer;
 
 pub use auth::Tokens;
 pub use error::{ApiError, ErrorBody};
-pub use runs::{LegacyStatus, TestView, new_run};
+pub use runs::{LegacyStatus, QueueEntry, QueueView, TestView, merged_tests, new_run, queue_view};
 
 use crate::backend::Backend;
 use crate::packs::PacksConfig;
@@ -47,12 +47,17 @@ pub fn app(state: AppState) -> Router {
         .merge(legacy::routes())
         .merge(v1::routes())
         .merge(schedules::routes())
+        .merge(crate::ui::routes())
         .route("/metrics", get(metrics::metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token_for_writes,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::ui::refuse_cross_site_writes,
         ))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(1 << 20))
         .layer(TraceLayer::new_for_http())
