@@ -14,6 +14,7 @@ pub mod duration;
 pub mod launch;
 pub mod packs;
 pub mod queue;
+pub mod report;
 pub mod results;
 pub mod secrets;
 pub mod signals;

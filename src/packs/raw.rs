@@ -7,6 +7,7 @@ use std::path::Path;
 use regex::Regex;
 use serde::Deserialize;
 
+use super::Webhook;
 use super::template::{COMMAND_VARS, PACK_VARS, TEST_VARS, Template, Var};
 use super::{
     ConfigError, DEFAULT_RETRIES, DEFAULT_TIMEOUT, Launch, Pack, ReportDefaults, Rerun, Service, TestIdStyle,
@@ -74,6 +75,8 @@ struct RawPack {
 struct RawReport {
     #[serde(default)]
     emails: Vec<String>,
+    #[serde(default)]
+    webhooks: Vec<String>,
 }
 
 fn one() -> u32 {
@@ -259,6 +262,18 @@ pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Ve
             p.add(format!("report.emails[{i}]"), m);
         }
     }
+    // The error never repeats a webhook URL: its path is usually its secret.
+    let webhooks: Vec<Webhook> = raw
+        .report
+        .webhooks
+        .iter()
+        .enumerate()
+        .filter_map(|(i, u)| {
+            Webhook::parse(u)
+                .map_err(|m| p.add(format!("report.webhooks[{i}]"), m))
+                .ok()
+        })
+        .collect();
 
     match (stand_pattern, test_id) {
         (Some(stand_pattern), Some(test_id)) if p.errors.is_empty() => Ok(Service {
@@ -284,6 +299,7 @@ pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Ve
             presets: raw.presets,
             report: ReportDefaults {
                 emails: raw.report.emails,
+                webhooks,
             },
         }),
         _ => Err(p.errors),
