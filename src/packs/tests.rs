@@ -102,7 +102,10 @@ report: {emails: [not-an-address], webhooks: ["ftp://hooks.example.com/s3cret-pa
     let text = errs.to_string();
     assert!(text.contains("svc.yaml: stands.pattern: invalid regex"), "{text}");
     assert!(text.contains("unknown placeholder {stnad}"), "{text}");
-    assert!(!text.contains("s3cret-path"), "a webhook URL is never repeated: {text}");
+    assert!(
+        !text.contains("s3cret-path"),
+        "a webhook URL is never repeated: {text}"
+    );
 }
 
 #[test]

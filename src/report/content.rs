@@ -437,7 +437,9 @@ mod tests {
     }
 
     fn finished_run(verdict: Verdict, summary: Summary, categories: Vec<CategoryStat>) -> TestRun {
-        let t0 = DateTime::parse_from_rfc3339("2024-05-01T12:00:00Z").unwrap().with_timezone(&Utc);
+        let t0 = DateTime::parse_from_rfc3339("2024-05-01T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
         let mut run = TestRun::new(
             "demo-abc",
             TestRunSpec {
@@ -508,7 +510,10 @@ mod tests {
 
     #[test]
     fn headline_of_a_passing_run_counts_flaky_tests_as_passed_and_names_them() {
-        assert_eq!(headline(Verdict::Succeeded, &counts(5, 0, 0, 0, 0), None), "all 5 passed");
+        assert_eq!(
+            headline(Verdict::Succeeded, &counts(5, 0, 0, 0, 0), None),
+            "all 5 passed"
+        );
         assert_eq!(
             headline(Verdict::Succeeded, &counts(5, 0, 0, 1, 1), None),
             "all 6 passed, 1 flaky, 1 skipped"
@@ -517,11 +522,20 @@ mod tests {
 
     #[test]
     fn headline_of_an_error_run_gives_the_reason_on_one_short_line() {
-        let why = format!("attempt 1 could not start:\ncommand not found: nope {}", "x".repeat(200));
+        let why = format!(
+            "attempt 1 could not start:\ncommand not found: nope {}",
+            "x".repeat(200)
+        );
         let h = headline(Verdict::Error, &Summary::default(), Some(&why));
-        assert!(h.starts_with("error: attempt 1 could not start: command not found: nope"), "{h}");
+        assert!(
+            h.starts_with("error: attempt 1 could not start: command not found: nope"),
+            "{h}"
+        );
         assert!(!h.contains('\n'));
-        assert!(h.chars().count() <= "error: ".len() + MAX_HEADLINE_MESSAGE_CHARS, "{h}");
+        assert!(
+            h.chars().count() <= "error: ".len() + MAX_HEADLINE_MESSAGE_CHARS,
+            "{h}"
+        );
         assert_eq!(headline(Verdict::Error, &Summary::default(), None), "error");
     }
 
@@ -548,7 +562,12 @@ mod tests {
         let groups: Vec<(&str, Vec<&str>)> = r
             .failures
             .iter()
-            .map(|g| (g.category.as_str(), g.tests.iter().map(|t| t.name.as_str()).collect()))
+            .map(|g| {
+                (
+                    g.category.as_str(),
+                    g.tests.iter().map(|t| t.name.as_str()).collect(),
+                )
+            })
             .collect();
         assert_eq!(
             groups,
@@ -558,7 +577,11 @@ mod tests {
         assert_eq!(r.failing, 3);
         assert_eq!(r.flaky.len(), 1);
         assert_eq!(
-            (r.flaky[0].name.as_str(), r.flaky[0].failed_on, r.flaky[0].passed_on),
+            (
+                r.flaky[0].name.as_str(),
+                r.flaky[0].failed_on,
+                r.flaky[0].passed_on
+            ),
             ("d", 1, Some(2))
         );
         assert_eq!(r.flaky[0].message, "timeout");
@@ -590,12 +613,17 @@ mod tests {
         let many: Vec<(u32, String, CaseStatus, String)> = (0..MAX_TESTS_PER_GROUP + 7)
             .map(|i| (1, format!("t{i}"), CaseStatus::Failed, "m".repeat(2000)))
             .collect();
-        let refs: Vec<(u32, &str, CaseStatus, &str)> =
-            many.iter().map(|(a, id, s, m)| (*a, id.as_str(), *s, m.as_str())).collect();
+        let refs: Vec<(u32, &str, CaseStatus, &str)> = many
+            .iter()
+            .map(|(a, id, s, m)| (*a, id.as_str(), *s, m.as_str()))
+            .collect();
         let run = finished_run(Verdict::Failed, counts(0, 57, 0, 0, 0), vec![]);
         let r = RunReport::build(&run, &merged(&refs), "http://x");
         assert_eq!(r.failures[0].tests.len(), MAX_TESTS_PER_GROUP);
-        assert_eq!((r.failures[0].count, r.failures[0].more), (MAX_TESTS_PER_GROUP + 7, 7));
+        assert_eq!(
+            (r.failures[0].count, r.failures[0].more),
+            (MAX_TESTS_PER_GROUP + 7, 7)
+        );
         assert_eq!(r.failures[0].tests[0].message.chars().count(), MAX_MESSAGE_CHARS);
     }
 

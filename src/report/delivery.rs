@@ -345,7 +345,11 @@ mod tests {
         };
         record(email, failed("connection refused"), &p, t(1), 0.5);
         assert!(finish_if_delivered(&mut st, t(2)));
-        assert_eq!(st.phase, Phase::Failed, "a failed channel never changes the verdict");
+        assert_eq!(
+            st.phase,
+            Phase::Failed,
+            "a failed channel never changes the verdict"
+        );
         assert_eq!(st.verdict, Some(Verdict::Failed));
         assert_eq!(st.message.as_deref(), Some("1 test still failing"));
     }

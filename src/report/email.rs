@@ -42,12 +42,19 @@ pub fn recipients<'a>(
             continue;
         }
         match e.parse::<Address>() {
-            Ok(a) if valid.iter().any(|v| v.to_string().eq_ignore_ascii_case(&a.to_string())) => {}
+            Ok(a) if valid.iter().any(|v| same_mailbox(v, &a)) => {}
             Ok(a) => valid.push(a),
             Err(_) => dropped.push(e.to_string()),
         }
     }
     (valid, dropped)
+}
+
+/// Addresses are compared without case: mail systems treat the domain so, and in practice
+/// the local part too.
+fn same_mailbox(a: &Address, b: &Address) -> bool {
+    let (a, b): (&str, &str) = (a.as_ref(), b.as_ref());
+    a.eq_ignore_ascii_case(b)
 }
 
 /// The report email of `report` for `service`'s templates.
@@ -76,16 +83,8 @@ pub fn compose(
     builder
         .multipart(
             MultiPart::alternative()
-                .singlepart(
-                    SinglePart::builder()
-                        .header(ContentType::TEXT_PLAIN)
-                        .body(text),
-                )
-                .singlepart(
-                    SinglePart::builder()
-                        .header(ContentType::TEXT_HTML)
-                        .body(html),
-                ),
+                .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(text))
+                .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(html)),
         )
         .map_err(|e| format!("cannot build the message: {e}"))
 }
@@ -126,7 +125,9 @@ impl Mailer for SmtpMailer {
         match self.transport.send(message).await {
             Ok(_) => Ok(()),
             Err(e) => {
-                let reason = self.redactor.clean(&format!("SMTP {}: {}", self.server, chain(&e)));
+                let reason = self
+                    .redactor
+                    .clean(&format!("SMTP {}: {}", self.server, chain(&e)));
                 // A 5xx answer (unknown mailbox, authentication refused) will not change by waiting.
                 Err(if e.is_permanent() {
                     DeliveryError::Permanent(reason)
@@ -182,7 +183,10 @@ mod tests {
     fn the_message_is_multipart_alternative_with_the_subject_and_every_recipient() {
         let report = RunReport::sample();
         let from: Mailbox = "Tomato <tomato@example.com>".parse().unwrap();
-        let to: Vec<Address> = ["a@example.com", "b@example.com"].iter().map(|a| a.parse().unwrap()).collect();
+        let to: Vec<Address> = ["a@example.com", "b@example.com"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
         let msg = compose(&report, &Templates::built_in(), "demo", &from, &to).unwrap();
         let text = String::from_utf8(msg.formatted()).unwrap();
         assert!(
@@ -190,9 +194,15 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("To: a@example.com, b@example.com"), "{text}");
-        assert!(text.contains("Message-ID: <demo-sample.report@example.com>"), "{text}");
+        assert!(
+            text.contains("Message-ID: <demo-sample.report@example.com>"),
+            "{text}"
+        );
         assert!(text.contains("multipart/alternative"), "{text}");
-        assert!(text.contains("text/plain") && text.contains("text/html"), "{text}");
+        assert!(
+            text.contains("text/plain") && text.contains("text/html"),
+            "{text}"
+        );
         let envelope: Vec<String> = msg.envelope().to().iter().map(ToString::to_string).collect();
         assert_eq!(envelope, vec!["a@example.com", "b@example.com"]);
     }

@@ -25,9 +25,15 @@ const MAX_BODY_CHARS: usize = 300;
 #[derive(Clone, Debug)]
 pub enum Auth {
     None,
-    Basic { user: String, password: Secret },
+    Basic {
+        user: String,
+        password: Secret,
+    },
     /// `Authorization: <scheme> <token>` (`Bearer`, `OAuth`).
-    Token { scheme: &'static str, token: Secret },
+    Token {
+        scheme: &'static str,
+        token: Secret,
+    },
 }
 
 /// A JSON POST, ready to send.
@@ -55,7 +61,11 @@ pub fn client() -> Result<reqwest::Client, String> {
 }
 
 /// Sends `post`; a 2xx answer is success.
-pub async fn send(client: &reqwest::Client, post: &JsonPost, redactor: &Redactor) -> Result<(), DeliveryError> {
+pub async fn send(
+    client: &reqwest::Client,
+    post: &JsonPost,
+    redactor: &Redactor,
+) -> Result<(), DeliveryError> {
     let mut req = client.post(post.url.clone()).json(&post.body);
     match &post.auth {
         Auth::None => {}
@@ -82,7 +92,14 @@ pub async fn send(client: &reqwest::Client, post: &JsonPost, redactor: &Redactor
     }
     let body = response.text().await.unwrap_or_default();
     let excerpt = super::content::shorten(&super::content::one_line(&body), MAX_BODY_CHARS);
-    let reason = clean(format!("HTTP {status}{}", if excerpt.is_empty() { String::new() } else { format!(": {excerpt}") }));
+    let reason = clean(format!(
+        "HTTP {status}{}",
+        if excerpt.is_empty() {
+            String::new()
+        } else {
+            format!(": {excerpt}")
+        }
+    ));
     let retry = status.is_server_error()
         || status == reqwest::StatusCode::TOO_MANY_REQUESTS
         || status == reqwest::StatusCode::REQUEST_TIMEOUT;

@@ -238,7 +238,11 @@ impl Reporter {
         let result = if errors.is_empty() {
             Ok(())
         } else {
-            let reason = errors.iter().map(DeliveryError::reason).collect::<Vec<_>>().join("; ");
+            let reason = errors
+                .iter()
+                .map(DeliveryError::reason)
+                .collect::<Vec<_>>()
+                .join("; ");
             // Retry while any webhook may still take it; give up when every one refused.
             if errors.iter().all(|e| matches!(e, DeliveryError::Permanent(_))) {
                 Err(DeliveryError::Permanent(reason))
@@ -246,6 +250,9 @@ impl Reporter {
                 Err(DeliveryError::Transient(reason))
             }
         };
-        Delivery { sent_to: sent, result }
+        Delivery {
+            sent_to: sent,
+            result,
+        }
     }
 }

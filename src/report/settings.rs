@@ -159,7 +159,11 @@ pub struct SettingsErrors(pub Vec<String>);
 
 impl fmt::Display for SettingsErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "the report settings are invalid ({} problem(s)):", self.0.len())?;
+        writeln!(
+            f,
+            "the report settings are invalid ({} problem(s)):",
+            self.0.len()
+        )?;
         for e in &self.0 {
             writeln!(f, "  - {e}")?;
         }
@@ -241,7 +245,10 @@ impl Reader<'_> {
 
     /// The variable when set, else the file's field.
     fn get(&self, var: &str, from_file: &Option<String>, field: &str) -> Option<Setting> {
-        if let Some(v) = (self.var)(var).map(|v| v.trim().to_string()).filter(|v| !v.is_empty()) {
+        if let Some(v) = (self.var)(var)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+        {
             return Some(Setting {
                 value: v,
                 origin: var.to_string(),
@@ -334,15 +341,19 @@ impl ReportSettings {
 
     /// One line on what is configured, for the start-up log (no secrets).
     pub fn describe(&self) -> String {
-        let email = self
-            .smtp
-            .as_ref()
-            .map_or("off".to_string(), |s| format!("{} from {}", s.server, s.from.email));
+        let email = self.smtp.as_ref().map_or("off".to_string(), |s| {
+            format!("{} from {}", s.server, s.from.email)
+        });
         let tracker = self
             .tracker
             .as_ref()
             .map_or("off".to_string(), |t| format!("{} at {}", t.kind.as_str(), t.url));
-        let schedule: Vec<String> = self.retry.schedule().into_iter().map(crate::duration::human).collect();
+        let schedule: Vec<String> = self
+            .retry
+            .schedule()
+            .into_iter()
+            .map(crate::duration::human)
+            .collect();
         format!(
             "email: {email}; tracker: {tracker}; webhooks: {}; retry: {} attempts, waits {}",
             self.webhooks.len(),
@@ -405,7 +416,10 @@ fn smtp(r: &mut Reader<'_>, raw: &RawSmtp) -> Option<SmtpSettings> {
     let parsed = match Url::parse(&url.value) {
         Ok(u) => u,
         Err(e) => {
-            r.problem(&url.origin, format!("not a URL ({e}); write it like smtp://host:port"));
+            r.problem(
+                &url.origin,
+                format!("not a URL ({e}); write it like smtp://host:port"),
+            );
             return None;
         }
     };
@@ -413,17 +427,22 @@ fn smtp(r: &mut Reader<'_>, raw: &RawSmtp) -> Option<SmtpSettings> {
         r.redactor.add(p);
         r.redactor.add(&percent_decode(p));
     }
+    // The URL itself is no secret without its password (registered above); keeping the
+    // whole URL out would hide the server's address from every reason too.
     let secret_url = Secret::new(url.value.clone());
-    r.redactor.add(secret_url.expose());
     if let Err(e) = lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(secret_url.expose()) {
         let reason = r.redactor.clean(&e.to_string());
         r.problem(
             &url.origin,
-            format!("not an SMTP URL ({reason}); use smtp://host:port, smtp://host?tls=required or smtps://host"),
+            format!(
+                "not an SMTP URL ({reason}); use smtp://host:port, smtp://host?tls=required or smtps://host"
+            ),
         );
         return None;
     }
-    let url_user = Some(parsed.username()).filter(|u| !u.is_empty()).map(percent_decode);
+    let url_user = Some(parsed.username())
+        .filter(|u| !u.is_empty())
+        .map(percent_decode);
     let url_password = parsed.password().map(percent_decode);
     let credentials = match (user.map(|u| u.value).or(url_user), password, url_password) {
         (Some(u), Some((p, _)), _) => Some((u, p)),
@@ -499,7 +518,10 @@ fn tracker(r: &mut Reader<'_>, raw: &RawTracker) -> Option<TrackerSettings> {
         "jira" => TrackerKind::Jira,
         "yandex" => TrackerKind::Yandex,
         other => {
-            r.problem(&kind.origin, format!("unknown tracker {other:?}; known: jira, yandex"));
+            r.problem(
+                &kind.origin,
+                format!("unknown tracker {other:?}; known: jira, yandex"),
+            );
             return None;
         }
     };
@@ -517,27 +539,37 @@ fn tracker(r: &mut Reader<'_>, raw: &RawTracker) -> Option<TrackerSettings> {
                 None
             }
         },
-        (None, TrackerKind::Yandex) => Some(Url::parse(YANDEX_TRACKER_API).expect("the default URL is valid")),
+        (None, TrackerKind::Yandex) => {
+            Some(Url::parse(YANDEX_TRACKER_API).expect("the default URL is valid"))
+        }
         (None, TrackerKind::Jira) => {
-            r.problem("TOMATO_TRACKER_URL", "is required for Jira (the base URL of the Jira site)");
+            r.problem(
+                "TOMATO_TRACKER_URL",
+                "is required for Jira (the base URL of the Jira site)",
+            );
             None
         }
     };
     let Some((token, token_origin)) = token else {
         r.problem(
             "TOMATO_TRACKER_TOKEN",
-            format!("is required for the {} tracker (or TOMATO_TRACKER_TOKEN_FILE)", kind.as_str()),
+            format!(
+                "is required for the {} tracker (or TOMATO_TRACKER_TOKEN_FILE)",
+                kind.as_str()
+            ),
         );
         return None;
     };
     let scheme = auth.as_ref().map(|a| a.value.to_ascii_lowercase());
     let auth = match (kind, scheme.as_deref(), user) {
-        (TrackerKind::Jira, None | Some("basic"), Some(u)) => Some(TrackerAuth::Basic {
-            user: u.value,
-            token,
-        }),
+        (TrackerKind::Jira, None | Some("basic"), Some(u)) => {
+            Some(TrackerAuth::Basic { user: u.value, token })
+        }
         (TrackerKind::Jira, Some("basic"), None) => {
-            r.problem(&token_origin, "basic auth needs TOMATO_TRACKER_USER (tracker.user)");
+            r.problem(
+                &token_origin,
+                "basic auth needs TOMATO_TRACKER_USER (tracker.user)",
+            );
             None
         }
         (TrackerKind::Jira, None | Some("bearer"), _) => Some(TrackerAuth::Bearer(token)),
@@ -551,11 +583,20 @@ fn tracker(r: &mut Reader<'_>, raw: &RawTracker) -> Option<TrackerSettings> {
             let origin = auth.map(|a| a.origin).unwrap_or_default();
             r.problem(
                 &origin,
-                format!("{other:?} is not an auth scheme of {}; known: {known}", kind.as_str()),
+                format!(
+                    "{other:?} is not an auth scheme of {}; known: {known}",
+                    kind.as_str()
+                ),
             );
             None
         }
     };
+    if let Some(TrackerAuth::Basic { user, token }) = &auth {
+        // What `Authorization: Basic` carries, in case the tracker's error answer echoes it.
+        r.redactor.add(&super::redact::base64(
+            format!("{user}:{}", token.expose()).as_bytes(),
+        ));
+    }
     let org = match (kind, org) {
         (TrackerKind::Yandex, None) => {
             r.problem(
@@ -571,7 +612,10 @@ fn tracker(r: &mut Reader<'_>, raw: &RawTracker) -> Option<TrackerSettings> {
                 Some(h) if h == "x-cloud-org-id" => Some("X-Cloud-Org-ID"),
                 Some(_) => {
                     let origin = org_header.as_ref().map(|h| h.origin.clone()).unwrap_or_default();
-                    r.problem(&origin, "must be X-Org-ID (Yandex 360) or X-Cloud-Org-ID (Yandex Cloud)");
+                    r.problem(
+                        &origin,
+                        "must be X-Org-ID (Yandex 360) or X-Cloud-Org-ID (Yandex Cloud)",
+                    );
                     None
                 }
             };
@@ -628,7 +672,10 @@ fn retry(r: &mut Reader<'_>, raw: &RawRetry) -> RetryPolicy {
     if let Some(a) = attempts {
         match a.value.parse::<u32>() {
             Ok(n) if (1..=MAX_ATTEMPTS).contains(&n) => p.attempts = n,
-            _ => r.problem(&a.origin, format!("must be a number 1–{MAX_ATTEMPTS}, got {:?}", a.value)),
+            _ => r.problem(
+                &a.origin,
+                format!("must be a number 1–{MAX_ATTEMPTS}, got {:?}", a.value),
+            ),
         }
     }
     for (var, raw_value, field, slot) in [
@@ -669,7 +716,8 @@ mod tests {
     use super::*;
 
     fn load(vars: &[(&str, &str)], file: Option<&str>) -> Result<ReportSettings, SettingsErrors> {
-        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let vars: HashMap<String, String> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("settings.yaml");
         if let Some(text) = file {
@@ -723,7 +771,10 @@ mod tests {
                 ("TOMATO_SMTP_URL", "ftp://u:topsecret@host"),
                 ("TOMATO_SMTP_FROM", "not a mailbox"),
                 ("TOMATO_TRACKER", "redmine"),
-                ("TOMATO_WEBHOOK_URLS", "https://hooks.example.com/T/B/tok3n,notaurl"),
+                (
+                    "TOMATO_WEBHOOK_URLS",
+                    "https://hooks.example.com/T/B/tok3n,notaurl",
+                ),
                 ("TOMATO_REPORT_RETRY_ATTEMPTS", "0"),
                 ("TOMATO_REPORT_RETRY_BASE", "fast"),
             ],
@@ -761,15 +812,21 @@ mod tests {
         assert!(matches!(t.auth, TrackerAuth::Basic { ref user, .. } if user == "bot@example.com"));
 
         let errs = load(&[("TOMATO_TRACKER", "jira")], None).unwrap_err().to_string();
-        assert!(errs.contains("TOMATO_TRACKER_URL: is required for Jira"), "{errs}");
+        assert!(
+            errs.contains("TOMATO_TRACKER_URL: is required for Jira"),
+            "{errs}"
+        );
         assert!(errs.contains("TOMATO_TRACKER_TOKEN: is required"), "{errs}");
     }
 
     #[test]
     fn yandex_needs_an_organisation_and_takes_either_header() {
-        let errs = load(&[("TOMATO_TRACKER", "yandex"), ("TOMATO_TRACKER_TOKEN", "y0")], None)
-            .unwrap_err()
-            .to_string();
+        let errs = load(
+            &[("TOMATO_TRACKER", "yandex"), ("TOMATO_TRACKER_TOKEN", "y0")],
+            None,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(errs.contains("TOMATO_TRACKER_ORG: is required"), "{errs}");
         let t = load(
             &[
@@ -814,7 +871,9 @@ mod tests {
             }
         );
 
-        let errs = load(&[], Some("smtp: {url: x, passwd: y}\n")).unwrap_err().to_string();
+        let errs = load(&[], Some("smtp: {url: x, passwd: y}\n"))
+            .unwrap_err()
+            .to_string();
         assert!(errs.contains("unknown field `passwd`"), "{errs}");
     }
 
@@ -822,7 +881,12 @@ mod tests {
     fn a_webhook_is_shown_by_host_and_a_stable_hash_only() {
         let w = Webhook::parse("https://hooks.slack.com/services/T0/B0/s3cret").unwrap();
         assert!(w.label().starts_with("hooks.slack.com#"), "{}", w.label());
-        assert_eq!(w.label(), Webhook::parse("https://hooks.slack.com/services/T0/B0/s3cret").unwrap().label());
+        assert_eq!(
+            w.label(),
+            Webhook::parse("https://hooks.slack.com/services/T0/B0/s3cret")
+                .unwrap()
+                .label()
+        );
         assert!(!format!("{w:?}").contains("s3cret"));
         assert!(Webhook::parse("ftp://x/y").is_err());
     }

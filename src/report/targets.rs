@@ -144,22 +144,36 @@ mod tests {
     #[test]
     fn a_run_without_recipients_or_issue_key_skips_those_channels_saying_why() {
         let r = reasons(targets(&run(&[], None), None, &configured()));
-        assert_eq!(r[0], "no recipients: the run has no emails and its service no report.emails");
+        assert_eq!(
+            r[0],
+            "no recipients: the run has no emails and its service no report.emails"
+        );
         assert_eq!(r[1], "the run has no issueKey");
         assert_eq!(r[2], "", "the webhook is configured");
     }
 
     #[test]
     fn channels_tomato_is_not_set_up_for_are_skipped_saying_what_to_set() {
-        let r = reasons(targets(&run(&["a@example.com"], Some("QA-1")), None, &ReportSettings::default()));
-        assert_eq!(r[0], "email is not configured (set TOMATO_SMTP_URL and TOMATO_SMTP_FROM)");
+        let r = reasons(targets(
+            &run(&["a@example.com"], Some("QA-1")),
+            None,
+            &ReportSettings::default(),
+        ));
+        assert_eq!(
+            r[0],
+            "email is not configured (set TOMATO_SMTP_URL and TOMATO_SMTP_FROM)"
+        );
         assert_eq!(r[1], "no tracker is configured (set TOMATO_TRACKER)");
         assert!(r[2].starts_with("no webhook is configured"), "{}", r[2]);
     }
 
     #[test]
     fn a_configured_run_gets_every_target() {
-        let t = targets(&run(&["a@example.com", "A@example.com"], Some("QA-1")), None, &configured());
+        let t = targets(
+            &run(&["a@example.com", "A@example.com"], Some("QA-1")),
+            None,
+            &configured(),
+        );
         assert_eq!(t[0].1.as_ref().unwrap().names(), vec!["a@example.com"]);
         assert_eq!(
             t[1].1,

@@ -12,8 +12,6 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use std::fmt::Write as _;
-
 use minijinja::syntax::SyntaxConfig;
 use minijinja::{AutoEscape, Environment, Value, value::Serde};
 
@@ -54,7 +52,9 @@ pub struct Templates {
 
 impl std::fmt::Debug for Templates {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Templates").field("overrides", &self.overrides).finish()
+        f.debug_struct("Templates")
+            .field("overrides", &self.overrides)
+            .finish()
     }
 }
 
@@ -70,7 +70,7 @@ impl Templates {
                 .build()
                 .expect("the default delimiters are valid"),
         );
-        env.set_auto_escape_callback(|name| escape_for(name));
+        env.set_auto_escape_callback(escape_for);
         env.set_formatter(|out, state, value| {
             let custom = match state.auto_escape() {
                 AutoEscape::Custom(kind) => Some(kind.clone()),
@@ -83,7 +83,8 @@ impl Templates {
                     } else {
                         value.to_string()
                     };
-                    out.write_str(&escape(&kind, &text)).map_err(minijinja::Error::from)
+                    out.write_str(&escape(&kind, &text))
+                        .map_err(minijinja::Error::from)
                 }
                 Some(_) => write!(out, "{value}").map_err(minijinja::Error::from),
                 None if value.is_none() => Ok(()),
@@ -111,7 +112,11 @@ impl Templates {
             let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;
             };
-            let mut files: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect();
+            let mut files: Vec<PathBuf> = entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect();
             files.sort();
             for file in files {
                 let problem = |reason: String| ConfigError {
@@ -119,7 +124,11 @@ impl Templates {
                     field: String::new(),
                     reason,
                 };
-                let name = file.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+                let name = file
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default()
+                    .to_string();
                 if !BUILT_IN.iter().any(|(n, _)| *n == name) {
                     let known: Vec<&str> = BUILT_IN.iter().map(|(n, _)| *n).collect();
                     errors.push(problem(format!(
@@ -156,9 +165,15 @@ impl Templates {
     /// Renders template `name` for `service` (its override, else the built-in).
     pub fn render(&self, service: &str, name: &str, report: &RunReport) -> Result<String, String> {
         let key = format!("{service}/{name}");
-        let chosen = if self.overrides.contains(&key) { key.as_str() } else { name };
+        let chosen = if self.overrides.contains(&key) {
+            key.as_str()
+        } else {
+            name
+        };
         let template = self.env.get_template(chosen).map_err(|e| describe(&e))?;
-        template.render(Value::from(Serde(report))).map_err(|e| describe(&e))
+        template
+            .render(Value::from(Serde(report)))
+            .map_err(|e| describe(&e))
     }
 }
 
@@ -210,12 +225,18 @@ pub fn escape_jira(text: &str) -> String {
     out
 }
 
-/// Markdown (CommonMark, YFM): a backslash before every ASCII punctuation character (each
-/// may start markup, and CommonMark allows escaping any of them), and one line.
+/// Markdown (CommonMark, YFM) inside a line: a backslash before each character that can
+/// start inline markup there — emphasis, code, links and images (`[`), HTML and autolinks
+/// (`<`), tables (`|`), strikethrough (`~`), entities (`&`), YFM's `{{ }}`/`{% %}` — and one
+/// line (a newline could start a heading or a list). CommonMark allows a backslash before
+/// any punctuation, so these all render as the characters themselves.
 pub fn escape_markdown(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in super::content::one_line(text).chars() {
-        if c.is_ascii_punctuation() {
+        if matches!(
+            c,
+            '\\' | '`' | '*' | '_' | '{' | '}' | '[' | ']' | '<' | '>' | '|' | '~' | '&'
+        ) {
             out.push('\\');
         }
         out.push(c);
@@ -226,7 +247,9 @@ pub fn escape_markdown(text: &str) -> String {
 /// Slack mrkdwn: `&`, `<` and `>` as entities (the only escaping Slack defines; `<...>`
 /// would otherwise be a link or a mention).
 pub fn escape_slack(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 #[cfg(test)]
@@ -261,32 +284,46 @@ mod tests {
 
     #[test]
     fn test_output_in_the_html_email_is_escaped() {
-        let html = Templates::built_in().render("demo", EMAIL_HTML, &hostile()).unwrap();
+        let html = Templates::built_in()
+            .render("demo", EMAIL_HTML, &hostile())
+            .unwrap();
         assert!(!html.contains("<script>"), "{html}");
         assert!(!html.contains("<img src=x"), "{html}");
         assert!(!html.contains("<b>Product"), "{html}");
-        assert!(html.contains("&lt;script&gt;alert(&#x27;name&#x27;)&lt;&#x2f;script&gt;"), "{html}");
-        assert!(html.contains("&lt;img src=x onerror=alert(1)&gt; &amp; *bold*"), "{html}");
+        assert!(
+            html.contains("&lt;script&gt;alert(&#x27;name&#x27;)&lt;&#x2f;script&gt;"),
+            "{html}"
+        );
+        assert!(
+            html.contains("&lt;img src=x onerror=alert(1)&gt; &amp; *bold*"),
+            "{html}"
+        );
     }
 
     #[test]
     fn jira_markup_in_test_output_is_escaped() {
-        let out = Templates::built_in().render("demo", TRACKER_JIRA, &hostile()).unwrap();
+        let out = Templates::built_in()
+            .render("demo", TRACKER_JIRA, &hostile())
+            .unwrap();
         assert!(out.contains(r"\*bold\* \[link\|http://evil\] \{code\}"), "{out}");
         assert_eq!(escape_jira("a-b\nc|d"), r"a\-b c\|d");
     }
 
     #[test]
     fn markdown_in_test_output_is_escaped() {
-        let out = Templates::built_in().render("demo", TRACKER_YANDEX, &hostile()).unwrap();
-        assert!(out.contains(r"\*bold\* \[link\|http\:\/\/evil\]"), "{out}");
+        let out = Templates::built_in()
+            .render("demo", TRACKER_YANDEX, &hostile())
+            .unwrap();
+        assert!(out.contains(r"\*bold\* \[link\|http://evil\]"), "{out}");
         assert!(out.contains(r"\<script\>"), "{out}");
         assert_eq!(escape_markdown("a_b\n`c`"), r"a\_b \`c\`");
     }
 
     #[test]
     fn slack_text_escapes_angle_brackets_and_ampersands() {
-        let out = Templates::built_in().render("demo", WEBHOOK_TEXT, &hostile()).unwrap();
+        let out = Templates::built_in()
+            .render("demo", WEBHOOK_TEXT, &hostile())
+            .unwrap();
         assert!(!out.contains("<script>"), "{out}");
         assert!(out.contains("&lt;script&gt;"), "{out}");
         assert_eq!(escape_slack("a<b>&c"), "a&lt;b&gt;&amp;c");
@@ -309,17 +346,25 @@ mod tests {
 
     #[test]
     fn a_service_overrides_a_template_by_file_name_and_keeps_the_escaping() {
-        let (_dir, config) = config_with_templates(&[(EMAIL_SUBJECT, "Tests of {{ service }}: {{ headline }}")]);
+        let (_dir, config) =
+            config_with_templates(&[(EMAIL_SUBJECT, "Tests of {{ service }}: {{ headline }}")]);
         let t = Templates::load(&config).unwrap();
         assert_eq!(
             t.render("svc", EMAIL_SUBJECT, &RunReport::sample()).unwrap(),
             "Tests of demo: 1 failed, 1 flaky"
         );
         // Other services keep the built-in.
-        assert!(t.render("other", EMAIL_SUBJECT, &RunReport::sample()).unwrap().starts_with("[Tomato]"));
+        assert!(
+            t.render("other", EMAIL_SUBJECT, &RunReport::sample())
+                .unwrap()
+                .starts_with("[Tomato]")
+        );
 
         let (_dir, config) = config_with_templates(&[(EMAIL_HTML, "<p>{{ failures[0].tests[0].name }}</p>")]);
-        let html = Templates::load(&config).unwrap().render("svc", EMAIL_HTML, &hostile()).unwrap();
+        let html = Templates::load(&config)
+            .unwrap()
+            .render("svc", EMAIL_HTML, &hostile())
+            .unwrap();
         assert!(html.starts_with("<p>&lt;script&gt;"), "{html}");
     }
 
@@ -334,7 +379,13 @@ mod tests {
         let text = errs.to_string();
         assert_eq!(errs.0.len(), 3, "{text}");
         assert!(text.contains("templates/email.txt: syntax error"), "{text}");
-        assert!(text.contains("templates/emial.html: not a report template"), "{text}");
-        assert!(text.contains("templates/webhook.txt: ") && text.contains("no_such_filter"), "{text}");
+        assert!(
+            text.contains("templates/emial.html: not a report template"),
+            "{text}"
+        );
+        assert!(
+            text.contains("templates/webhook.txt: ") && text.contains("no_such_filter"),
+            "{text}"
+        );
     }
 }

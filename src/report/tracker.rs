@@ -28,8 +28,14 @@ pub fn template(kind: TrackerKind) -> &'static str {
 pub fn comment(settings: &TrackerSettings, issue_key: &str, text: String) -> JsonPost {
     let base = settings.url.as_str().trim_end_matches('/');
     let (path, body) = match settings.kind {
-        TrackerKind::Jira => (format!("/rest/api/2/issue/{issue_key}/comment"), json!({ "body": text })),
-        TrackerKind::Yandex => (format!("/v2/issues/{issue_key}/comments"), json!({ "text": text })),
+        TrackerKind::Jira => (
+            format!("/rest/api/2/issue/{issue_key}/comment"),
+            json!({ "body": text }),
+        ),
+        TrackerKind::Yandex => (
+            format!("/v2/issues/{issue_key}/comments"),
+            json!({ "text": text }),
+        ),
     };
     let url = reqwest::Url::parse(&format!("{base}{path}"))
         .expect("a checked base URL followed by a path of checked parts is a URL");
@@ -87,7 +93,10 @@ mod tests {
             },
         );
         let post = comment(&s, "QA-12", "hello".into());
-        assert_eq!(post.url.as_str(), "https://example.com/jira/rest/api/2/issue/QA-12/comment");
+        assert_eq!(
+            post.url.as_str(),
+            "https://example.com/jira/rest/api/2/issue/QA-12/comment"
+        );
         assert_eq!(post.body, json!({"body": "hello"}));
         assert!(matches!(post.auth, Auth::Basic { ref user, .. } if user == "bot"));
         assert!(post.headers.is_empty());
@@ -102,7 +111,10 @@ mod tests {
             TrackerAuth::OAuth(Secret::new("y0")),
         );
         let post = comment(&s, "QA-12", "hello".into());
-        assert_eq!(post.url.as_str(), "https://api.tracker.yandex.net/v2/issues/QA-12/comments");
+        assert_eq!(
+            post.url.as_str(),
+            "https://api.tracker.yandex.net/v2/issues/QA-12/comments"
+        );
         assert_eq!(post.body, json!({"text": "hello"}));
         assert!(matches!(post.auth, Auth::Token { scheme: "OAuth", ref token } if token.expose() == "y0"));
         assert_eq!(post.headers, vec![("X-Org-ID", "123".to_string())]);
@@ -113,11 +125,25 @@ mod tests {
         let text = Templates::built_in()
             .render("demo", template(TrackerKind::Jira), &RunReport::sample())
             .unwrap();
-        assert!(text.starts_with("h3. (x) Tomato: demo smoke on localhost — Failed"), "{text}");
-        assert!(text.contains("||Total||Passed||Failed||Broken||Flaky||Skipped||\n|3|1|1|0|1|0|"), "{text}");
+        assert!(
+            text.starts_with("h3. (x) Tomato: demo smoke on localhost — Failed"),
+            "{text}"
+        );
+        assert!(
+            text.contains("||Total||Passed||Failed||Broken||Flaky||Skipped||\n|3|1|1|0|1|0|"),
+            "{text}"
+        );
         assert!(text.contains("h4. Failures by category\n* *Unclassified* (1)\n** cart > applies the discount — _expected 85 but was 90_"), "{text}");
-        assert!(text.contains("h4. Flaky tests\n* submits the order form (failed on attempt 1, passed on attempt 2)"), "{text}");
-        assert!(text.contains("[Run demo\\-sample|http://localhost:8080/runs/demo-sample]"), "{text}");
+        assert!(
+            text.contains(
+                "h4. Flaky tests\n* submits the order form (failed on attempt 1, passed on attempt 2)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("[Run demo\\-sample|http://localhost:8080/runs/demo-sample]"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -125,10 +151,19 @@ mod tests {
         let text = Templates::built_in()
             .render("demo", template(TrackerKind::Yandex), &RunReport::sample())
             .unwrap();
-        assert!(text.starts_with("**Tomato: demo smoke on localhost — Failed**"), "{text}");
+        assert!(
+            text.starts_with("**Tomato: demo smoke on localhost — Failed**"),
+            "{text}"
+        );
         assert!(text.contains("| 3 | 1 | 1 | 0 | 1 | 0 |"), "{text}");
         assert!(text.contains("#### Failures by category\n\n- **Unclassified** (1)\n  - cart \\> applies the discount — _expected 85 but was 90_"), "{text}");
-        assert!(text.contains("- submits the order form (failed on attempt 1, passed on attempt 2)"), "{text}");
-        assert!(text.contains("[Run demo\\-sample](http://localhost:8080/runs/demo-sample)"), "{text}");
+        assert!(
+            text.contains("- submits the order form (failed on attempt 1, passed on attempt 2)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("[Run demo\\-sample](http://localhost:8080/runs/demo-sample)"),
+            "{text}"
+        );
     }
 }

@@ -42,7 +42,11 @@ pub fn payload(r: &RunReport, text: &str) -> Value {
             _ => "⚠️",
         },
         r.service,
-        if r.selection.is_empty() { String::new() } else { format!(" {}", r.selection) },
+        if r.selection.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", r.selection)
+        },
         r.stand,
         r.verdict
     );
@@ -57,7 +61,10 @@ pub fn payload(r: &RunReport, text: &str) -> Value {
         s.flaky,
         s.skipped
     );
-    let mut fields = vec![field("Stand", &r.stand), field("Priority", &r.priority.to_string())];
+    let mut fields = vec![
+        field("Stand", &r.stand),
+        field("Priority", &r.priority.to_string()),
+    ];
     if let Some(v) = &r.version {
         fields.push(field("Version", v));
     }
@@ -144,11 +151,22 @@ mod tests {
         let blocks = p["blocks"].as_array().unwrap();
         assert_eq!(blocks[0]["type"], "header");
         assert_eq!(blocks[0]["text"]["text"], "❌ demo smoke on localhost: Failed");
-        assert!(blocks[1]["text"]["text"].as_str().unwrap().starts_with("*1 failed, 1 flaky*"));
+        assert!(
+            blocks[1]["text"]["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("*1 failed, 1 flaky*")
+        );
         let all = serde_json::to_string(&p).unwrap();
         assert!(all.contains("*Unclassified* (1)"), "{all}");
-        assert!(all.contains("• `cart &gt; applies the discount` — _expected 85 but was 90_"), "{all}");
-        assert!(all.contains("• `submits the order form` (failed on attempt 1)"), "{all}");
+        assert!(
+            all.contains("• `cart &gt; applies the discount` — _expected 85 but was 90_"),
+            "{all}"
+        );
+        assert!(
+            all.contains("• `submits the order form` (failed on attempt 1)"),
+            "{all}"
+        );
         let button = &blocks.last().unwrap()["elements"][0];
         assert_eq!(button["url"], "http://localhost:8080/runs/demo-sample");
     }
@@ -168,7 +186,13 @@ mod tests {
             more: 0,
         }];
         let all = serde_json::to_string(&payload(&r, "")).unwrap();
-        assert!(!all.contains("<!channel>") && !all.contains("<http://evil"), "{all}");
-        assert!(all.contains("&lt;!channel&gt;") && all.contains("a &amp; b"), "{all}");
+        assert!(
+            !all.contains("<!channel>") && !all.contains("<http://evil"),
+            "{all}"
+        );
+        assert!(
+            all.contains("&lt;!channel&gt;") && all.contains("a &amp; b"),
+            "{all}"
+        );
     }
 }
