@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::core::{AttemptEnd, Next, ReportRead, after_attempt};
-use crate::crd::{AttemptState, Phase, Selection, SelectionKind, TestRun, TestRunStatus};
+use crate::crd::{AttemptState, DeliveryState, Phase, Selection, SelectionKind, TestRun, TestRunStatus};
 use crate::launch::process::{self, Exit, ProcessSpec};
 use crate::launch::{AttemptRef, RerunTest, plan};
 use crate::packs::{PacksConfig, Service};
@@ -535,16 +535,16 @@ impl Driver {
             .map(|(c, t)| (*c, t.as_ref().err().cloned()))
             .collect();
         let now = Utc::now();
-        let (run, planned) = self
+        let (run, (planned, finished)) = self
             .store
             .update::<TestRun, _>(&name, move |r| {
                 let st = r.status.get_or_insert_default();
                 if st.phase != Phase::Reporting {
-                    return Ok((false, Vec::new()));
+                    return Ok((false, (Vec::new(), false)));
                 }
                 let planned = delivery::plan(st.report.get_or_insert_default(), &plans, now);
                 let finished = delivery::finish_if_delivered(st, now);
-                Ok((!planned.is_empty() || finished, planned))
+                Ok((!planned.is_empty() || finished, (planned, finished)))
             })
             .await?;
         let Some(status) = run.status.as_ref() else {
@@ -556,8 +556,10 @@ impl Driver {
                 info!(run = name, channel = %c, state = ?ch.state, reason = ch.reason.as_deref().unwrap_or(""), "report channel planned");
             }
         }
-        if status.phase != Phase::Reporting {
+        if finished {
             info!(run = name, phase = %status.phase, "run finished");
+        }
+        if status.phase != Phase::Reporting {
             return Ok(());
         }
 
@@ -571,10 +573,7 @@ impl Driver {
             }
             if delivery::is_due(ch, now) {
                 due.push((channel, target, ch.sent_to.clone()));
-            } else if let Some(at) = ch
-                .next_at
-                .filter(|_| ch.state == crate::crd::DeliveryState::Pending)
-            {
+            } else if let Some(at) = ch.next_at.filter(|_| ch.state == DeliveryState::Pending) {
                 self.next_due = Some(self.next_due.map_or(at, |t| t.min(at)));
             }
         }
@@ -618,10 +617,7 @@ impl Driver {
                 let st = r.status.get_or_insert_default();
                 let now = Utc::now();
                 let slot = st.report.get_or_insert_default().channel_mut(channel);
-                let Some(ch) = slot
-                    .as_mut()
-                    .filter(|c| c.state == crate::crd::DeliveryState::Pending)
-                else {
+                let Some(ch) = slot.as_mut().filter(|c| c.state == DeliveryState::Pending) else {
                     return Ok((false, None));
                 };
                 delivery::record(ch, d.delivery, &policy, now, jitter);
@@ -631,8 +627,8 @@ impl Driver {
             })
             .await?;
         let name = d.run;
-        match recorded {
-            Some(ch) if ch.state == crate::crd::DeliveryState::Sent => {
+        match &recorded {
+            Some(ch) if ch.state == DeliveryState::Sent => {
                 info!(run = name, channel = %channel, attempts = ch.attempts, to = ?ch.sent_to, "report delivered")
             }
             Some(ch) => warn!(
@@ -645,7 +641,9 @@ impl Driver {
             ),
             None => {}
         }
-        if let Some(st) = run.status.as_ref().filter(|s| s.phase.is_terminal()) {
+        if let (true, Some(st)) = (recorded.is_some(), run.status.as_ref())
+            && st.phase.is_terminal()
+        {
             info!(run = name, phase = %st.phase, "run finished");
         }
         Ok(())
