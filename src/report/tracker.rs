@@ -162,7 +162,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("[Run demo\\-sample](http://localhost:8080/runs/demo-sample)"),
+            text.contains("[Run demo-sample](http://localhost:8080/runs/demo-sample)"),
             "{text}"
         );
     }
