@@ -527,6 +527,16 @@ fn tracker(r: &mut Reader<'_>, raw: &RawTracker) -> Option<TrackerSettings> {
     };
     let base = match (url, kind) {
         (Some(u), _) => match Url::parse(&u.value) {
+            Ok(parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+                if let Some(p) = parsed.password() {
+                    r.redactor.add(p);
+                }
+                r.problem(
+                    &u.origin,
+                    "must not carry credentials: use TOMATO_TRACKER_USER and TOMATO_TRACKER_TOKEN",
+                );
+                None
+            }
             Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host_str().is_some() => {
                 Some(parsed)
             }
@@ -817,6 +827,15 @@ mod tests {
             "{errs}"
         );
         assert!(errs.contains("TOMATO_TRACKER_TOKEN: is required"), "{errs}");
+
+        let mut with_password = base.to_vec();
+        with_password[1] = ("TOMATO_TRACKER_URL", "https://bot:hunter2@jira.example.com");
+        let errs = load(&with_password, None).unwrap_err().to_string();
+        assert!(
+            errs.contains("TOMATO_TRACKER_URL: must not carry credentials"),
+            "{errs}"
+        );
+        assert!(!errs.contains("hunter2"), "{errs}");
     }
 
     #[test]
