@@ -52,6 +52,9 @@ pub struct ServeArgs {
     /// Base URL of this server as people reach it, for links in reports.
     #[arg(long = "public-url", env = "TOMATO_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Report settings file (YAML: smtp, tracker, webhooks, retry); environment variables win over it.
+    #[arg(long = "settings", env = "TOMATO_SETTINGS")]
+    pub settings: Option<PathBuf>,
 }
 
 impl Default for ServeArgs {
@@ -74,6 +77,7 @@ impl ServeArgs {
             config_dir: self.config,
             secrets_dir: self.secrets_dir,
             public_url: self.public_url,
+            settings: self.settings,
         }
     }
 }

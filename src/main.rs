@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         Command::Crds { out_dir: Some(dir) } => tomato::crd::write_crds(&dir).map_err(Into::into),
 
         Command::CheckConfig { config } => tomato::packs::PacksConfig::load(&config)
+            .and_then(|c| tomato::report::Templates::load(&c).map(|_| c))
             .map(|c| {
                 for s in c.services() {
                     println!(

@@ -7,6 +7,7 @@ use std::path::Path;
 use regex::Regex;
 use serde::Deserialize;
 
+use super::Webhook;
 use super::template::{COMMAND_VARS, PACK_VARS, TEST_VARS, Template, Var};
 use crate::classify::Classifier;
 use super::{
@@ -81,6 +82,8 @@ struct RawPack {
 struct RawReport {
     #[serde(default)]
     emails: Vec<String>,
+    #[serde(default)]
+    webhooks: Vec<String>,
 }
 
 fn one() -> u32 {
@@ -266,6 +269,18 @@ pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Ve
             p.add(format!("report.emails[{i}]"), m);
         }
     }
+    // The error never repeats a webhook URL: its path is usually its secret.
+    let webhooks: Vec<Webhook> = raw
+        .report
+        .webhooks
+        .iter()
+        .enumerate()
+        .filter_map(|(i, u)| {
+            Webhook::parse(u)
+                .map_err(|m| p.add(format!("report.webhooks[{i}]"), m))
+                .ok()
+        })
+        .collect();
 
     let classifier = load_categories(&mut p, config_dir, raw.categories, raw.categories_file.as_deref());
 
@@ -293,6 +308,7 @@ pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Ve
             presets: raw.presets,
             report: ReportDefaults {
                 emails: raw.report.emails,
+                webhooks,
             },
             classifier,
         }),

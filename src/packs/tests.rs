@@ -75,7 +75,7 @@ packs:
 presets:
   quick: [missing]
   empty: []
-report: {emails: [not-an-address]}
+report: {emails: [not-an-address], webhooks: ["ftp://hooks.example.com/s3cret-path"]}
 "#;
     let errs = load(&[("svc.yaml", bad)]).unwrap_err();
     let fields: Vec<&str> = errs.0.iter().map(|e| e.field.as_str()).collect();
@@ -94,6 +94,7 @@ report: {emails: [not-an-address]}
         "presets.quick[0]",
         "presets.empty",
         "report.emails[0]",
+        "report.webhooks[0]",
     ] {
         assert!(fields.contains(&expected), "missing {expected} in {fields:?}");
     }
@@ -101,6 +102,10 @@ report: {emails: [not-an-address]}
     let text = errs.to_string();
     assert!(text.contains("svc.yaml: stands.pattern: invalid regex"), "{text}");
     assert!(text.contains("unknown placeholder {stnad}"), "{text}");
+    assert!(
+        !text.contains("s3cret-path"),
+        "a webhook URL is never repeated: {text}"
+    );
 }
 
 #[test]
