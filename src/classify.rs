@@ -35,7 +35,12 @@ impl Classifier {
     pub fn new(rules: Vec<CategoryRule>) -> Result<Classifier, RuleSetError> {
         let rules = RuleSet::from_rules(rules)?;
         let engine = Engine::new(&rules).map_err(|e| RuleSetError {
-            errors: vec![crate::grep::RuleError { index: None, name: None, field: "logRegex".into(), reason: e.to_string() }],
+            errors: vec![crate::grep::RuleError {
+                index: None,
+                name: None,
+                field: "logRegex".into(),
+                reason: e.to_string(),
+            }],
         })?;
         Ok(Classifier { rules, engine })
     }
@@ -89,7 +94,10 @@ pub fn classify<R: Read>(
     let mut counts: HashMap<usize, (u32, Vec<CategoryTest>)> = HashMap::new();
     let unclassified = usize::MAX;
     for t in tests {
-        if !matches!(t.verdict, TestVerdict::Failed | TestVerdict::Broken | TestVerdict::Flaky) {
+        if !matches!(
+            t.verdict,
+            TestVerdict::Failed | TestVerdict::Broken | TestVerdict::Flaky
+        ) {
             continue;
         }
         let index = classifier.and_then(|c| {
@@ -107,7 +115,11 @@ pub fn classify<R: Read>(
             } else {
                 log_matches
                     .entry(t.attempt)
-                    .or_insert_with(|| attempt_log(t.attempt).map(|r| c.scan_reader(r)).unwrap_or_default())
+                    .or_insert_with(|| {
+                        attempt_log(t.attempt)
+                            .map(|r| c.scan_reader(r))
+                            .unwrap_or_default()
+                    })
                     .clone()
             };
             c.rules.classify(status, &t.case.message, &t.case.trace, &matches)
@@ -120,7 +132,10 @@ pub fn classify<R: Read>(
         let entry = counts.entry(index.unwrap_or(unclassified)).or_default();
         entry.0 += 1;
         if entry.1.len() < FIRST_TESTS {
-            entry.1.push(CategoryTest { name: t.id.clone(), message: shorten(&t.case.message) });
+            entry.1.push(CategoryTest {
+                name: t.id.clone(),
+                message: shorten(&t.case.message),
+            });
         }
     }
     let mut keys: Vec<usize> = counts.keys().copied().collect();
@@ -189,8 +204,20 @@ mod tests {
     fn failures_land_in_the_first_matching_category() {
         let tests = merge(
             vec![
-                result(1, "refused", CaseStatus::Failed, "request failed", "GET /api -> connect ECONNREFUSED 127.0.0.1:1"),
-                result(1, "slow", CaseStatus::Failed, "TimeoutError: waiting for #submit", ""),
+                result(
+                    1,
+                    "refused",
+                    CaseStatus::Failed,
+                    "request failed",
+                    "GET /api -> connect ECONNREFUSED 127.0.0.1:1",
+                ),
+                result(
+                    1,
+                    "slow",
+                    CaseStatus::Failed,
+                    "TimeoutError: waiting for #submit",
+                    "",
+                ),
                 result(1, "wrong", CaseStatus::Failed, "expected 85 but was 90", ""),
                 result(1, "setup", CaseStatus::Errored, "fixture crashed", ""),
                 result(1, "odd", CaseStatus::Failed, "something else", ""),
@@ -206,7 +233,16 @@ mod tests {
         assert_eq!(c.by_test["odd"], UNCLASSIFIED);
         assert!(!c.by_test.contains_key("ok"));
         let names: Vec<&str> = c.stats.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["Infrastructure", "Timeouts", "Product defects", "Test defects", UNCLASSIFIED]);
+        assert_eq!(
+            names,
+            [
+                "Infrastructure",
+                "Timeouts",
+                "Product defects",
+                "Test defects",
+                UNCLASSIFIED
+            ]
+        );
         assert!(c.stats.iter().all(|s| s.count == 1));
         assert_eq!(c.stats[2].tests[0].message, "expected 85 but was 90");
     }
@@ -250,6 +286,16 @@ mod tests {
     fn without_rules_every_failure_is_unclassified() {
         let tests = merge(vec![result(1, "x", CaseStatus::Failed, "boom", "")], |_, _| true);
         let c = classify(None, &tests, |_| None::<&[u8]>);
-        assert_eq!(c.stats, vec![CategoryStat { name: UNCLASSIFIED.into(), count: 1, tests: vec![CategoryTest { name: "x".into(), message: "boom".into() }] }]);
+        assert_eq!(
+            c.stats,
+            vec![CategoryStat {
+                name: UNCLASSIFIED.into(),
+                count: 1,
+                tests: vec![CategoryTest {
+                    name: "x".into(),
+                    message: "boom".into()
+                }]
+            }]
+        );
     }
 }

@@ -27,6 +27,8 @@ pub enum Command {
         out_dir: Option<PathBuf>,
     },
 
+    /// Run the log-grep engine on files: per-rule matching line counts for a categories.json.
+    Grep(crate::grep::GrepArgs),
     /// Load and validate packs_config, print every problem, and exit.
     CheckConfig {
         /// packs_config directory.

@@ -13,6 +13,7 @@ fn main() -> ExitCode {
         .unwrap_or_else(|| Command::Serve(ServeArgs::default()))
     {
         Command::Serve(args) => runtime().block_on(tomato::standalone::serve(args.options())),
+        Command::Grep(args) => tomato::grep::run(&args),
         Command::Crds { out_dir: None } => {
             print!("{}", tomato::crd::crds_yaml());
             Ok(())

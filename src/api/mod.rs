@@ -24,7 +24,9 @@ use tower_http::trace::TraceLayer;
 
 pub use auth::Tokens;
 pub use error::{ApiError, ErrorBody};
-pub use runs::{LegacyStatus, QueueEntry, QueueView, TestView, merged_tests, new_run, queue_view};
+pub use runs::{
+    LegacyStatus, QueueEntry, QueueView, TestView, merged_tests, new_run, queue_view, test_views,
+};
 
 use crate::backend::Backend;
 use crate::packs::PacksConfig;

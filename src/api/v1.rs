@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
-use super::runs::{QueueView, TestView, find_run, merged_tests, new_run, queue_view, store_run};
+use super::runs::{QueueView, TestView, find_run, new_run, queue_view, store_run, test_views};
 use super::spec::{RUN_FIELDS, parse_spec};
 use super::{ApiError, AppState};
 use crate::crd::{Phase, TestRun, TestRunSpec};
@@ -279,12 +279,11 @@ pub async fn runs_tests(
         ));
     }
     let run = find_run(&state, &id, "id").await?;
-    let tests = merged_tests(&state, &run).await?;
+    let tests = test_views(&state, &run).await?;
     Ok(Json(
         tests
-            .iter()
+            .into_iter()
             .filter(|t| wanted.is_empty() || wanted.contains(&t.verdict.as_str()))
-            .map(|t| TestView::of(t, None))
             .collect(),
     ))
 }

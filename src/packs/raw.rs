@@ -9,10 +9,10 @@ use serde::Deserialize;
 
 use super::Webhook;
 use super::template::{COMMAND_VARS, PACK_VARS, TEST_VARS, Template, Var};
-use crate::classify::Classifier;
 use super::{
     ConfigError, DEFAULT_RETRIES, DEFAULT_TIMEOUT, Launch, Pack, ReportDefaults, Rerun, Service, TestIdStyle,
 };
+use crate::classify::Classifier;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -327,7 +327,10 @@ fn load_categories(
     let (json, field) = match (inline, file) {
         (None, None) => return None,
         (Some(_), Some(_)) => {
-            p.add("categoriesFile", "give either categories or categoriesFile, not both");
+            p.add(
+                "categoriesFile",
+                "give either categories or categoriesFile, not both",
+            );
             return None;
         }
         (Some(rules), None) => (serde_json::Value::Array(rules).to_string(), "categories"),
@@ -339,9 +342,7 @@ fn load_categories(
             }
         },
     };
-    let rules = crate::grep::RuleSet::from_json(&json).and_then(|set| {
-        Classifier::new(set.rules().to_vec())
-    });
+    let rules = crate::grep::RuleSet::from_json(&json).and_then(|set| Classifier::new(set.rules().to_vec()));
     match rules {
         Ok(c) => Some(std::sync::Arc::new(c)),
         Err(errs) => {

@@ -118,7 +118,12 @@ pub struct FlakyTest {
 impl RunReport {
     /// Builds the report of a run whose verdict is final. `tests` are its merged tests
     /// (`crate::core::merge_run`); `public_url` is where people reach Tomato's web UI.
-    pub fn build(run: &TestRun, tests: &[MergedTest], public_url: &str) -> RunReport {
+    pub fn build(
+        run: &TestRun,
+        tests: &[MergedTest],
+        categories: &HashMap<String, String>,
+        public_url: &str,
+    ) -> RunReport {
         let id = run.metadata.name.clone().unwrap_or_default();
         let t = &run.spec.template;
         let st = run.status.clone().unwrap_or_default();
@@ -135,7 +140,7 @@ impl RunReport {
             _ => String::new(),
         };
         let finished = finished_at(&st);
-        let (failures, failing) = failure_groups(tests, &st);
+        let (failures, failing) = failure_groups(tests, &st, categories);
         let (flaky, flaky_more) = flaky_tests(tests);
         RunReport {
             link: format!("{}/runs/{id}", public_url.trim_end_matches('/')),
@@ -311,25 +316,18 @@ fn attempt_state(s: AttemptState) -> &'static str {
     }
 }
 
-/// Failed and broken tests by category. A test's category is the classification's
-/// (`status.categories`, which lists tests by id or name); a test it does not list is
-/// `Unclassified`.
-fn failure_groups(tests: &[MergedTest], st: &TestRunStatus) -> (Vec<FailureGroup>, usize) {
-    let mut category_of: HashMap<&str, &str> = HashMap::new();
-    for c in &st.categories {
-        for t in &c.tests {
-            category_of.entry(t.name.as_str()).or_insert(c.name.as_str());
-        }
-    }
+/// Failed and broken tests by category (`categories`: test id → category, from the
+/// classification), in the order of `status.categories`; `Unclassified` last.
+fn failure_groups(
+    tests: &[MergedTest],
+    st: &TestRunStatus,
+    categories: &HashMap<String, String>,
+) -> (Vec<FailureGroup>, usize) {
     let mut order: Vec<&str> = st.categories.iter().map(|c| c.name.as_str()).collect();
     let mut groups: HashMap<&str, Vec<&MergedTest>> = HashMap::new();
     let failing: Vec<&MergedTest> = tests.iter().filter(|t| t.verdict.is_failing()).collect();
     for t in &failing {
-        let category = category_of
-            .get(t.id.as_str())
-            .or_else(|| category_of.get(t.case.name.as_str()))
-            .copied()
-            .unwrap_or(UNCLASSIFIED);
+        let category = categories.get(&t.id).map_or(UNCLASSIFIED, String::as_str);
         if !order.contains(&category) {
             order.push(category);
         }
@@ -434,6 +432,15 @@ mod tests {
             }),
             |_, _| true,
         )
+    }
+
+    /// Test id → category, as the classification would give for the tests `status.categories` lists.
+    fn categories_of(run: &TestRun) -> HashMap<String, String> {
+        let st = run.status.clone().unwrap_or_default();
+        st.categories
+            .iter()
+            .flat_map(|c| c.tests.iter().map(move |t| (t.name.clone(), c.name.clone())))
+            .collect()
     }
 
     fn finished_run(verdict: Verdict, summary: Summary, categories: Vec<CategoryStat>) -> TestRun {
@@ -558,7 +565,7 @@ mod tests {
             }],
         }];
         let run = finished_run(Verdict::Failed, counts(1, 2, 1, 1, 0), categories);
-        let r = RunReport::build(&run, &tests, "http://tomato.example.com/");
+        let r = RunReport::build(&run, &tests, &categories_of(&run), "http://tomato.example.com/");
         let groups: Vec<(&str, Vec<&str>)> = r
             .failures
             .iter()
@@ -590,7 +597,7 @@ mod tests {
     #[test]
     fn report_carries_the_run_its_attempts_timing_and_link() {
         let run = finished_run(Verdict::Failed, counts(1, 1, 0, 0, 0), vec![]);
-        let r = RunReport::build(&run, &[], "http://tomato.example.com/");
+        let r = RunReport::build(&run, &[], &HashMap::new(), "http://tomato.example.com/");
         assert_eq!(r.link, "http://tomato.example.com/runs/demo-abc");
         assert_eq!(
             (r.service.as_str(), r.stand.as_str(), r.selection.as_str()),
@@ -618,7 +625,7 @@ mod tests {
             .map(|(a, id, s, m)| (*a, id.as_str(), *s, m.as_str()))
             .collect();
         let run = finished_run(Verdict::Failed, counts(0, 57, 0, 0, 0), vec![]);
-        let r = RunReport::build(&run, &merged(&refs), "http://x");
+        let r = RunReport::build(&run, &merged(&refs), &HashMap::new(), "http://x");
         assert_eq!(r.failures[0].tests.len(), MAX_TESTS_PER_GROUP);
         assert_eq!(
             (r.failures[0].count, r.failures[0].more),
@@ -630,11 +637,17 @@ mod tests {
     #[test]
     fn selection_names_the_category_else_the_packs_else_nothing() {
         let mut run = finished_run(Verdict::Succeeded, counts(1, 0, 0, 0, 0), vec![]);
-        assert_eq!(RunReport::build(&run, &[], "").selection, "smoke");
+        assert_eq!(
+            RunReport::build(&run, &[], &HashMap::new(), "").selection,
+            "smoke"
+        );
         run.spec.template.packs = vec!["basic".into(), "api".into()];
-        assert_eq!(RunReport::build(&run, &[], "").selection, "basic+api");
+        assert_eq!(
+            RunReport::build(&run, &[], &HashMap::new(), "").selection,
+            "basic+api"
+        );
         run.spec.template.packs.clear();
         run.spec.template.category = None;
-        assert_eq!(RunReport::build(&run, &[], "").selection, "");
+        assert_eq!(RunReport::build(&run, &[], &HashMap::new(), "").selection, "");
     }
 }

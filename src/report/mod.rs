@@ -146,9 +146,14 @@ impl Reporter {
         targets::targets(run, svc, &self.settings)
     }
 
-    /// The report of a finished run.
-    pub fn content(&self, run: &TestRun, tests: &[MergedTest]) -> RunReport {
-        RunReport::build(run, tests, &self.public_url)
+    /// The report of a finished run; `categories` maps test ids to their failure category.
+    pub fn content(
+        &self,
+        run: &TestRun,
+        tests: &[MergedTest],
+        categories: &std::collections::HashMap<String, String>,
+    ) -> RunReport {
+        RunReport::build(run, tests, categories, &self.public_url)
     }
 
     /// One delivery attempt of a channel. `sent_to` are the targets that already have the

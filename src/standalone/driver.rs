@@ -451,7 +451,7 @@ impl Driver {
             let report = if cancelled {
                 ReportRead::Missing
             } else {
-                ingest(&store, &name, number, dir, move |c| test_id.id_of(c)).await
+                ingest(&store, &name, number, dir, test_id).await
             };
             let end = AttemptEnd {
                 number,
@@ -515,7 +515,12 @@ impl Driver {
         let next = after_attempt(&end, &merged, max_attempts);
         let run_summary = results::summarize(&merged);
         let categories = {
-            let (svc, data_dir, run, status) = (svc.clone(), self.data_dir.clone(), name.to_string(), status.clone());
+            let (svc, data_dir, run, status) = (
+                svc.clone(),
+                self.data_dir.clone(),
+                name.to_string(),
+                status.clone(),
+            );
             tokio::task::spawn_blocking(move || classify_run(&svc, &data_dir, &run, &status, &merged).stats)
                 .await
                 .map_err(|e| StoreError::Task(e.to_string()))?
@@ -594,7 +599,17 @@ impl Driver {
             return Ok(());
         }
         let tests = self.merged(&name, status).await?;
-        let content = Arc::new(self.reporter.content(&run, &tests));
+        let categories = {
+            let (svc, data_dir, status) = (svc.clone(), self.data_dir.clone(), status.clone());
+            let (run_name, tests) = (name.clone(), tests.clone());
+            tokio::task::spawn_blocking(move || match svc {
+                Some(svc) => classify_run(&svc, &data_dir, &run_name, &status, &tests).by_test,
+                None => Default::default(),
+            })
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+        };
+        let content = Arc::new(self.reporter.content(&run, &tests, &categories));
         for (channel, target, sent_to) in due {
             self.delivering.insert((name.clone(), channel));
             let (reporter, content, tx, run) = (
@@ -744,7 +759,7 @@ async fn ingest(
     run: &str,
     number: u32,
     dir: PathBuf,
-    id_of: impl Fn(&results::Case) -> String + Send + 'static,
+    style: crate::packs::TestIdStyle,
 ) -> ReportRead {
     let parsed = tokio::task::spawn_blocking(move || -> Result<Option<Vec<AttemptResult>>, String> {
         let mut files = Vec::new();
@@ -769,7 +784,8 @@ async fn ingest(
             results::junit::parse_file(f, |c| cases.push(c))
                 .map_err(|e| format!("{}: {e}", f.file_name().unwrap_or_default().to_string_lossy()))?;
         }
-        Ok(Some(results::assign_ids(number, cases, id_of)))
+        cases.iter_mut().for_each(|c| style.normalize(c));
+        Ok(Some(results::assign_ids(number, cases, |c| style.id_of(c))))
     })
     .await;
     match parsed {

@@ -12,7 +12,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-pub use driver::{Driver, attempt_dir};
+pub use driver::{Driver, attempt_dir, classify_run};
 pub use scheduler::Scheduler;
 
 use crate::api::{AppState, Tokens};

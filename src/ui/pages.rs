@@ -127,11 +127,7 @@ pub async fn runs_show(
         });
     }
     let run = find_run(&state, &id).await?;
-    let tests: Vec<TestView> = merged_tests(&state, &run)
-        .await?
-        .iter()
-        .map(|t| TestView::of(t, None))
-        .collect();
+    let tests: Vec<TestView> = crate::api::test_views(&state, &run).await?;
     let max = view::max_attempts(&state.config, &run);
     let view = view::run_page(&run, &tests, max, filter.as_deref(), Utc::now());
     let layout = Layout::new(&state, format!("Run {id}"), format!("service:{}", view.service))

@@ -989,6 +989,8 @@ mod tests {
                 attempts: 2,
                 at: Some(at("2024-05-01T10:00:00Z")),
                 reason: reason.map(str::to_string),
+                next_at: None,
+                sent_to: Vec::new(),
             })
         };
         let report = ReportStatus {
