@@ -109,7 +109,7 @@ async fn report_email_reaches_a_real_smtp_server_once_with_subject_recipients_ca
         "  1. all tests of basic: Finished, 6 tests",
         "  2. 2 failed tests of attempt 1: Finished",
         "Failures by category (1)",
-        "  Unclassified (1)",
+        "  Product defects (1)",
         "    - cart > applies the discount [failed, attempt 4]",
         "Flaky tests (1)",
         "    - submits the order form (failed on attempt 1, passed on attempt 2)",
@@ -124,7 +124,7 @@ async fn report_email_reaches_a_real_smtp_server_once_with_subject_recipients_ca
     let html = part(m, "text/html").replace("&#x2f;", "/");
     for expected in [
         "Failures by category",
-        "Unclassified",
+        "Product defects",
         "cart &gt; applies the discount",
         "submits the order form",
         "failed on attempt 1, passed on attempt 2",
@@ -262,7 +262,7 @@ async fn jira_gets_one_wiki_markup_comment_on_the_issue_with_basic_auth() {
         "h3. (x) Tomato: demo smoke on localhost — Failed\n",
         "*1 failed, 1 flaky*",
         "||Total||Passed||Failed||Broken||Flaky||Skipped||\n|6|3|1|0|1|1|",
-        "h4. Failures by category\n* *Unclassified* (1)\n** cart > applies the discount — _",
+        "h4. Failures by category\n* *Product defects* (1)\n** cart > applies the discount — _",
         "h4. Flaky tests\n* submits the order form (failed on attempt 1, passed on attempt 2)",
         &format!("[Run {}|{}/runs/{id}]", escape_jira(&id), server.url),
     ] {
@@ -305,7 +305,7 @@ async fn yandex_tracker_gets_one_markdown_comment_with_oauth_and_the_organisatio
         "**Tomato: demo smoke on localhost — Failed**",
         "**1 failed, 1 flaky**",
         "| 6 | 3 | 1 | 0 | 1 | 1 |",
-        "#### Failures by category\n\n- **Unclassified** (1)\n  - cart \\> applies the discount — _",
+        "#### Failures by category\n\n- **Product defects** (1)\n  - cart \\> applies the discount — _",
         "- submits the order form (failed on attempt 1, passed on attempt 2)",
         &format!("({}/runs/{id})", server.url),
     ] {
@@ -383,7 +383,7 @@ async fn webhooks_get_slack_json_once_each_even_when_one_needs_retries() {
         assert_eq!(blocks[0]["text"]["text"], "❌ demo smoke on localhost: Failed");
         let all = r.body.to_string();
         assert!(
-            all.contains("*Unclassified* (1)") && all.contains("cart &gt; applies the discount"),
+            all.contains("*Product defects* (1)") && all.contains("cart &gt; applies the discount"),
             "{all}"
         );
         assert!(

@@ -14,7 +14,7 @@ use super::chart;
 use super::format;
 use crate::api::{QueueEntry, TestView};
 use crate::crd::{
-    Attempt, AttemptState, CategoryStat, ChannelReport, DeliveryState, Phase, SelectionKind, Summary, TestRun,
+    Attempt, AttemptState, ChannelReport, DeliveryState, Phase, SelectionKind, Summary, TestRun,
 };
 use crate::packs::{PacksConfig, Service};
 use crate::store::created;
@@ -361,7 +361,7 @@ pub fn test_anchor(id: &str) -> String {
     format!("t-{h:016x}")
 }
 
-pub fn test_row(t: &TestView, category: Option<String>) -> TestRow {
+pub fn test_row(t: &TestView) -> TestRow {
     let context = [t.suite.as_str(), t.classname.as_str()]
         .into_iter()
         .filter(|s| !s.is_empty() && *s != t.name)
@@ -375,7 +375,7 @@ pub fn test_row(t: &TestView, category: Option<String>) -> TestRow {
         file: t.file.clone(),
         verdict: t.verdict.clone(),
         flaky: t.verdict == "flaky",
-        category: t.category.clone().or(category),
+        category: t.category.clone(),
         history: t
             .attempts
             .iter()
@@ -412,70 +412,36 @@ pub struct CategoryEntry {
 /// Category of a failure no rule matched (DESIGN.md "Failure classification").
 pub const UNCLASSIFIED: &str = "Unclassified";
 
-/// Failures grouped by category, largest group first. The run's own classification
-/// (`status.categories`) is used when there is one; otherwise each failing test goes under its
-/// own category, or `Unclassified` — what the classifier says of a failure no rule matches.
-pub fn failure_groups(categories: &[CategoryStat], tests: &[TestView]) -> Vec<CategoryGroup> {
-    let anchor_of = |name: &str| {
-        tests
-            .iter()
-            .find(|t| t.name == name || t.id == name)
-            .map(|t| test_anchor(&t.id))
-    };
-    let mut groups: Vec<CategoryGroup> = if !categories.is_empty() {
-        categories
-            .iter()
-            .map(|c| CategoryGroup {
-                name: c.name.clone(),
-                count: c.count,
-                more: c.count.saturating_sub(c.tests.len() as u32),
-                tests: c
-                    .tests
-                    .iter()
-                    .map(|t| CategoryEntry {
-                        name: t.name.clone(),
-                        message: t.message.clone(),
-                        anchor: anchor_of(&t.name),
-                    })
-                    .collect(),
-            })
-            .collect()
-    } else {
-        let mut by_name: BTreeMap<String, Vec<&TestView>> = BTreeMap::new();
-        for t in tests
-            .iter()
-            .filter(|t| t.verdict == "failed" || t.verdict == "broken")
-        {
-            let c = t.category.clone().unwrap_or_else(|| UNCLASSIFIED.to_string());
-            by_name.entry(c).or_default().push(t);
-        }
-        by_name
-            .into_iter()
-            .map(|(name, ts)| CategoryGroup {
-                name,
-                count: ts.len() as u32,
-                more: 0,
-                tests: ts
-                    .into_iter()
-                    .map(|t| CategoryEntry {
-                        name: t.name.clone(),
-                        message: t.message.clone(),
-                        anchor: Some(test_anchor(&t.id)),
-                    })
-                    .collect(),
-            })
-            .collect()
-    };
+/// Failed and broken tests grouped by their category (the classifier's, which every test view
+/// carries), largest group first; a failure no rule matched is `Unclassified`. Flaky tests have a
+/// section of their own.
+pub fn failure_groups(tests: &[TestView]) -> Vec<CategoryGroup> {
+    let mut by_name: BTreeMap<String, Vec<&TestView>> = BTreeMap::new();
+    for t in tests
+        .iter()
+        .filter(|t| t.verdict == "failed" || t.verdict == "broken")
+    {
+        let c = t.category.clone().unwrap_or_else(|| UNCLASSIFIED.to_string());
+        by_name.entry(c).or_default().push(t);
+    }
+    let mut groups: Vec<CategoryGroup> = by_name
+        .into_iter()
+        .map(|(name, ts)| CategoryGroup {
+            name,
+            count: ts.len() as u32,
+            more: 0,
+            tests: ts
+                .into_iter()
+                .map(|t| CategoryEntry {
+                    name: t.name.clone(),
+                    message: t.message.clone(),
+                    anchor: Some(test_anchor(&t.id)),
+                })
+                .collect(),
+        })
+        .collect();
     groups.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.name.cmp(&b.name)));
     groups
-}
-
-/// The category a test falls in, by the run's classification.
-pub fn category_of(categories: &[CategoryStat], t: &TestView) -> Option<String> {
-    categories
-        .iter()
-        .find(|c| c.tests.iter().any(|ct| ct.name == t.name || ct.name == t.id))
-        .map(|c| c.name.clone())
 }
 
 /// A filter tab over the results table.
@@ -709,7 +675,6 @@ pub fn run_page(
     let st = run.status.clone().unwrap_or_default();
     let t = &run.spec.template;
     let created = created(run);
-    let category = |tv: &TestView| category_of(&st.categories, tv);
     let shown: Vec<&TestView> = tests
         .iter()
         .filter(|tv| filter.is_none_or(|f| tv.verdict == f))
@@ -766,20 +731,16 @@ pub fn run_page(
             .collect(),
         log,
         summary: st.summary.as_ref().map(summary_view),
-        categories: failure_groups(&st.categories, tests),
+        categories: failure_groups(tests),
         flaky: tests
             .iter()
             .filter(|tv| tv.verdict == "flaky")
-            .map(|tv| test_row(tv, category(tv)))
+            .map(test_row)
             .collect(),
         filters: filter_tabs(tests, filter),
         filter: filter.map(str::to_string),
         hidden_tests: shown.len().saturating_sub(MAX_TEST_ROWS),
-        tests: shown
-            .into_iter()
-            .take(MAX_TEST_ROWS)
-            .map(|tv| test_row(tv, category(tv)))
-            .collect(),
+        tests: shown.into_iter().take(MAX_TEST_ROWS).map(test_row).collect(),
         report: channel_views(st.report.as_ref()),
         id,
     }
@@ -789,7 +750,7 @@ pub fn run_page(
 mod tests {
     use super::*;
     use crate::api::TestView;
-    use crate::crd::{CategoryTest, RunTemplate, RunType, Selection, TestRunSpec, TestRunStatus};
+    use crate::crd::{RunTemplate, RunType, Selection, TestRunSpec, TestRunStatus};
 
     fn run(name: &str) -> TestRun {
         let mut r = TestRun::new(
@@ -902,7 +863,7 @@ mod tests {
             test("c", "broken"),
             test("d", "passed"),
         ];
-        let groups = failure_groups(&[], &tests);
+        let groups = failure_groups(&tests);
         assert_eq!(groups.len(), 1);
         assert_eq!(groups[0].name, UNCLASSIFIED);
         assert_eq!(groups[0].count, 2);
@@ -916,31 +877,21 @@ mod tests {
     }
 
     #[test]
-    fn the_runs_classification_wins_and_links_its_tests_largest_first() {
-        let tests = vec![test("a", "failed"), test("c", "broken")];
-        let cats = vec![
-            CategoryStat {
-                name: "Product defects".into(),
-                count: 1,
-                tests: vec![CategoryTest {
-                    name: "a".into(),
-                    message: "expected 85".into(),
-                }],
-            },
-            CategoryStat {
-                name: "Infrastructure".into(),
-                count: 7,
-                tests: vec![CategoryTest {
-                    name: "c".into(),
-                    message: "ECONNREFUSED".into(),
-                }],
-            },
+    fn failures_are_grouped_by_their_category_largest_first_and_linked() {
+        let mut tests = vec![
+            test("a", "failed"),
+            test("c", "broken"),
+            test("d", "failed"),
+            test("f", "flaky"),
         ];
-        let groups = failure_groups(&cats, &tests);
-        assert_eq!(groups[0].name, "Infrastructure");
-        assert_eq!(groups[0].more, 6);
+        tests[0].category = Some("Product defects".into());
+        tests[1].category = Some("Infrastructure".into());
+        tests[2].category = Some("Infrastructure".into());
+        tests[3].category = Some("Timeouts".into());
+        let groups = failure_groups(&tests);
+        let names: Vec<(&str, u32)> = groups.iter().map(|g| (g.name.as_str(), g.count)).collect();
+        assert_eq!(names, vec![("Infrastructure", 2), ("Product defects", 1)]);
         assert_eq!(groups[0].tests[0].anchor, Some(test_anchor("c")));
-        assert_eq!(category_of(&cats, &tests[0]).as_deref(), Some("Product defects"));
     }
 
     #[test]
