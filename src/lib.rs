@@ -24,4 +24,5 @@ pub mod secrets;
 pub mod signals;
 pub mod standalone;
 pub mod store;
+pub mod tms;
 pub mod ui;

@@ -28,7 +28,7 @@ pub mod webhook;
 
 pub use content::RunReport;
 pub use delivery::{Delivery, DeliveryError, RetryPolicy};
-pub use settings::{ReportSettings, Webhook};
+pub use settings::{ReportSettings, TmsSettings, Webhook};
 pub use targets::Target;
 pub use templates::Templates;
 
