@@ -16,6 +16,7 @@ pub mod grep;
 pub mod launch;
 pub mod packs;
 pub mod queue;
+pub mod regression;
 pub mod report;
 pub mod results;
 pub mod runs;
