@@ -167,6 +167,13 @@ pub fn assessor_email(
     from: &Mailbox,
     to: &Address,
 ) -> Result<Message, String> {
+    let (text, html) = assessor_parts(about, assessor, cases)?;
+    let id = format!("<{}.{assessor}.assigned@{}>", about.name, from.email.domain());
+    message(from, std::slice::from_ref(to), &assessor_subject(about, cases.len()), id, text, html)
+}
+
+/// The plain-text and HTML bodies of an assessor's email.
+pub fn assessor_parts(about: &About, assessor: &str, cases: &[CaseLine]) -> Result<(String, String), String> {
     let mut text = format!(
         "Hello {assessor},\n\nYou are an assessor of the {} {} regression on {} (plan {}).\n",
         about.service, about.version, about.stand, about.plan
@@ -193,8 +200,7 @@ pub fn assessor_email(
         ASSESSOR_HTML,
         minijinja::context! { about => V::from(Serde(about)), assessor => assessor, cases => V::from(Serde(cases)) },
     )?;
-    let id = format!("<{}.{assessor}.assigned@{}>", about.name, from.email.domain());
-    message(from, std::slice::from_ref(to), &assessor_subject(about, cases.len()), id, text, html)
+    Ok((text, html))
 }
 
 /// The lines of the cases that failed or are blocked.
@@ -358,8 +364,10 @@ mod tests {
         let msg = assessor_email(&about(), "alice", &cases(), &from, &to).unwrap();
         let raw = String::from_utf8(msg.formatted()).unwrap();
         assert!(raw.contains("Message-ID: <demo-2-0.alice.assigned@example.com>"), "{raw}");
-        assert!(raw.contains("1. Log in <b>& out — http://kiwi/case/7/"), "{raw}");
-        assert!(raw.contains("Log in &lt;b&gt;&amp; out"), "{raw}");
+        let (text, html) = assessor_parts(&about(), "alice", &cases()).unwrap();
+        assert!(text.contains("1. Log in <b>& out — http://kiwi/case/7/"), "{text}");
+        assert!(html.contains("Log in &lt;b&gt;&amp; out"), "{html}");
+        assert!(!html.contains("<b>&"), "{html}");
         assert_eq!(
             assessor_subject(&about(), 3),
             "[Tomato] Regression of demo 2.0: 3 cases for you by 2030-01-01 18:00 UTC"
