@@ -46,8 +46,6 @@ impl Regressions {
                     Some(Duration::from_secs(10))
                 }
             };
-            // Our own writes during the pass are not news.
-            while changes.try_recv().is_ok() {}
             let sleep = next.unwrap_or(IDLE_WAKE).min(IDLE_WAKE);
             tokio::select! {
                 _ = tokio::time::sleep(sleep) => {}
@@ -59,6 +57,9 @@ impl Regressions {
                 },
                 _ = shutdown.cancelled() => return,
             }
+            // A burst of changes (our own writes among them) makes one pass; changes during
+            // the pass stay queued and wake the next one.
+            while changes.try_recv().is_ok() {}
         }
     }
 
