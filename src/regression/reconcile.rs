@@ -735,3 +735,204 @@ pub async fn cleanup(reg: &Regression, ctx: &Context, now: DateTime<Utc>) -> Cle
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::RegressionSpec;
+    use crate::report::settings::TrackerKind;
+    use crate::tms::Outcome as Verdict;
+    use crate::tms::memory::Memory;
+
+    fn ctx(tms: &Arc<Memory>, tracker: Option<Arc<dyn IssueTracker>>) -> Context {
+        let config = PacksConfig::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packs_config"))
+            .expect("the shipped packs_config loads");
+        Context {
+            tms: Some(tms.clone() as Arc<dyn TestManagement>),
+            tracker,
+            mail: None,
+            config: Arc::new(config),
+            public_url: "http://tomato".into(),
+            poll: Duration::from_secs(60),
+            retry: RetryPolicy {
+                attempts: 3,
+                base: Duration::from_secs(1),
+                max: Duration::from_secs(10),
+            },
+        }
+    }
+
+    fn regression(queue: Option<&str>) -> Regression {
+        let mut r = Regression::new(
+            "demo-2-0",
+            RegressionSpec {
+                service: "demo".into(),
+                version: "2.0".into(),
+                plan: None,
+                stand: "localhost".into(),
+                assessors: vec!["alice".into(), "bob".into()],
+                deadline: None,
+                queue: queue.map(str::to_string),
+                issue_key: None,
+                emails: vec![],
+            },
+        );
+        r.metadata.uid = Some("u-1".into());
+        r
+    }
+
+    /// Reconciles, storing each status as a driver does, until it has to wait.
+    async fn settle(reg: &mut Regression, ctx: &Context, now: DateTime<Utc>) -> Option<Duration> {
+        for _ in 0..20 {
+            let o = reconcile(reg, ctx, now).await;
+            reg.status = Some(o.status);
+            if o.requeue != Some(Duration::ZERO) {
+                return o.requeue;
+            }
+        }
+        panic!("reconcile never settled: {:#?}", reg.status);
+    }
+
+    fn st(reg: &Regression) -> &RegressionStatus {
+        reg.status.as_ref().unwrap()
+    }
+
+    #[tokio::test]
+    async fn preparing_makes_one_run_of_the_confirmed_cases_shared_evenly_and_repeating_it_changes_nothing() {
+        let tms = Arc::new(Memory::with_plan("demo regression", 6, 1, &["alice", "bob"]));
+        let ctx = ctx(&tms, None);
+        let now = Utc::now();
+        let mut reg = regression(None);
+        assert_eq!(settle(&mut reg, &ctx, now).await, Some(ctx.poll));
+        assert_eq!(st(&reg).phase, RegressionPhase::InProgress);
+        let shares: Vec<usize> = st(&reg).assignments.iter().map(|a| a.executions.len()).collect();
+        assert_eq!(shares, vec![3, 3]);
+        {
+            let s = tms.state.lock().unwrap();
+            assert_eq!(s.runs.len(), 1);
+            assert_eq!(s.executions.len(), 6, "the draft case is not in the run");
+            let alice = s.executions.iter().filter(|(_, e)| e.assignee.as_deref() == Some("alice")).count();
+            assert_eq!(alice, 3);
+        }
+        let ticket = st(&reg).conditions.iter().find(|c| c.type_ == TICKET_CONDITION).unwrap();
+        assert_eq!(ticket.reason, "NotRequested");
+        assert_eq!(
+            st(&reg).assessor_emails.as_ref().unwrap().state,
+            DeliveryState::Skipped
+        );
+
+        // Reconciling again before the next poll changes nothing.
+        let again = reconcile(&reg, &ctx, now + chrono::Duration::seconds(5)).await;
+        assert_eq!(&again.status, st(&reg));
+
+        // A status lost in a crash: everything is found again, nothing is made twice.
+        let before = st(&reg).clone();
+        let mut lost = regression(None);
+        settle(&mut lost, &ctx, now).await;
+        assert_eq!(st(&lost).assignments, before.assignments);
+        assert!(st(&lost).created.is_empty(), "{:?}", st(&lost).created);
+        let s = tms.state.lock().unwrap();
+        assert_eq!((s.runs.len(), s.executions.len(), s.versions.len(), s.builds.len()), (1, 6, 2, 1));
+    }
+
+    #[tokio::test]
+    async fn once_every_case_has_a_verdict_the_regression_completes() {
+        let tms = Arc::new(Memory::with_plan("demo regression", 4, 0, &["alice", "bob"]));
+        let ctx = ctx(&tms, None);
+        let now = Utc::now();
+        let mut reg = regression(None);
+        settle(&mut reg, &ctx, now).await;
+        let ids: Vec<u64> = st(&reg).assignments.iter().flat_map(|a| a.executions.clone()).collect();
+        for (i, id) in ids.iter().enumerate() {
+            tms.set_outcome(*id, [Verdict::Passed, Verdict::Failed, Verdict::Blocked, Verdict::Passed][i]);
+        }
+        let later = now + chrono::Duration::seconds(61);
+        assert_eq!(settle(&mut reg, &ctx, later).await, None);
+        let s = st(&reg);
+        assert_eq!(s.phase, RegressionPhase::Completed);
+        assert_eq!(
+            (s.progress.as_ref().unwrap().counts.passed, s.progress.as_ref().unwrap().counts.blocked),
+            (2, 1)
+        );
+        assert_eq!(
+            s.summary_comment.as_ref().unwrap().reason.as_deref(),
+            Some("the regression has no ticket")
+        );
+        assert_eq!(s.message.as_deref(), Some("completed: 4 cases, 2 passed, 1 failed, 1 blocked"));
+    }
+
+    struct RefusingTracker;
+
+    #[async_trait::async_trait]
+    impl IssueTracker for RefusingTracker {
+        fn kind(&self) -> TrackerKind {
+            TrackerKind::Jira
+        }
+        fn issue_url(&self, key: &str) -> String {
+            format!("jira:/{key}")
+        }
+        async fn ensure_version(&self, _: &str, name: &str) -> Result<String, DeliveryError> {
+            Ok(name.into())
+        }
+        async fn find_issue(&self, _: &str, _: &str) -> Result<Option<String>, DeliveryError> {
+            Ok(None)
+        }
+        async fn create_issue(&self, _: &NewIssue) -> Result<String, DeliveryError> {
+            Err(DeliveryError::Permanent("jira: HTTP 400: project QA does not exist".into()))
+        }
+        async fn comment(&self, _: &str, _: &str) -> Result<(), DeliveryError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_ticket_fails_the_regression_listing_what_was_already_created() {
+        let tms = Arc::new(Memory::with_plan("demo regression", 2, 0, &["alice", "bob"]));
+        let ctx = ctx(&tms, Some(Arc::new(RefusingTracker)));
+        let mut reg = regression(Some("QA"));
+        assert_eq!(settle(&mut reg, &ctx, Utc::now()).await, None);
+        let s = st(&reg);
+        assert_eq!(s.phase, RegressionPhase::Failed);
+        let ready = s.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+        assert_eq!(ready.reason, "TrackerRefused");
+        let message = s.message.as_deref().unwrap();
+        assert!(message.starts_with("jira: HTTP 400: project QA does not exist (already created: version 2.0 of demo (id"), "{message}");
+        assert!(message.contains("test run"), "{message}");
+        assert_eq!(s.tms.as_ref().unwrap().run_id.is_some(), true, "the run is still listed");
+    }
+
+    #[tokio::test]
+    async fn unreachable_test_management_is_retried_with_backoff_then_fails_the_regression() {
+        let tms = Arc::new(Memory::with_plan("demo regression", 2, 0, &["alice", "bob"]));
+        tms.state.lock().unwrap().down = true;
+        let ctx = ctx(&tms, None);
+        let mut reg = regression(None);
+        let mut now = Utc::now();
+        for attempt in 1..=2 {
+            let wait = settle(&mut reg, &ctx, now).await.unwrap();
+            assert!(wait > Duration::ZERO);
+            assert_eq!(st(&reg).retry.as_ref().unwrap().failures, attempt);
+            assert_eq!(st(&reg).phase, RegressionPhase::Preparing);
+            // Not due yet: nothing is tried.
+            assert_eq!(reconcile(&reg, &ctx, now).await.status, *st(&reg));
+            now += chrono::Duration::seconds(30);
+        }
+        assert_eq!(settle(&mut reg, &ctx, now).await, None);
+        let ready = st(&reg).conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+        assert_eq!(ready.reason, "TmsUnreachable");
+        assert_eq!(ready.message, "gave up after 3 attempts: memory: connection refused");
+    }
+
+    #[tokio::test]
+    async fn cleanup_stops_the_test_run_once() {
+        let tms = Arc::new(Memory::with_plan("demo regression", 2, 0, &["alice", "bob"]));
+        let ctx = ctx(&tms, None);
+        let mut reg = regression(None);
+        settle(&mut reg, &ctx, Utc::now()).await;
+        let done = cleanup(&reg, &ctx, Utc::now()).await;
+        assert!(done.done && done.status.tms.as_ref().unwrap().stopped);
+        assert!(tms.state.lock().unwrap().runs[0].3);
+        reg.status = Some(done.status);
+        assert!(cleanup(&reg, &ctx, Utc::now()).await.done, "nothing left to stop");
+    }
+}

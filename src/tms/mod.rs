@@ -10,6 +10,8 @@
 
 pub mod automated;
 pub mod kiwi;
+#[cfg(test)]
+pub mod memory;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
