@@ -181,9 +181,10 @@ impl Backend for SqliteStore {
             .update::<Regression, _>(name, |r| {
                 let changed = r.metadata.deletion_timestamp.is_none();
                 if changed {
-                    r.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                        k8s_openapi::jiff::Timestamp::now(),
-                    ));
+                    r.metadata.deletion_timestamp =
+                        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                            k8s_openapi::jiff::Timestamp::now(),
+                        ));
                 }
                 Ok((changed, ()))
             })

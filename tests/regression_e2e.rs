@@ -27,14 +27,20 @@ async fn start(envs: &[Vec<(String, String)>]) -> Server {
 
 fn smtp_env(sink: &SmtpSink) -> Vec<(String, String)> {
     vec![
-        ("TOMATO_SMTP_URL".into(), format!("smtp://127.0.0.1:{}", sink.port)),
+        (
+            "TOMATO_SMTP_URL".into(),
+            format!("smtp://127.0.0.1:{}", sink.port),
+        ),
         ("TOMATO_SMTP_FROM".into(), "Tomato <tomato@example.com>".into()),
     ]
 }
 
 async fn create(server: &Server, spec: Value) -> (u16, Value) {
     server
-        .post_json("/api/v1/regressions", &json!({"metadata": {"name": "demo-2-0"}, "spec": spec}))
+        .post_json(
+            "/api/v1/regressions",
+            &json!({"metadata": {"name": "demo-2-0"}, "spec": spec}),
+        )
         .await
 }
 
@@ -65,10 +71,15 @@ async fn mark(kiwi: &Kiwi, assessor: &str, execution: u64, status: &str) {
     let password = ASSESSORS.iter().find(|a| a.0 == assessor).unwrap().1;
     let c = kiwi.client((assessor, password));
     let statuses = rpc(&c, "TestExecutionStatus.filter", json!([{"name": status}])).await;
-    rpc(&c, "TestExecution.update", json!([execution, {"status": statuses[0]["id"]}])).await;
+    rpc(
+        &c,
+        "TestExecution.update",
+        json!([execution, {"status": statuses[0]["id"]}]),
+    )
+    .await;
 }
 
-fn executions_of<'a>(reg: &'a Value, assessor: &str) -> Vec<u64> {
+fn executions_of(reg: &Value, assessor: &str) -> Vec<u64> {
     reg["status"]["assignments"]
         .as_array()
         .unwrap()
@@ -98,7 +109,10 @@ async fn a_regression_of_six_cases_goes_to_two_assessors_and_completes_with_the_
     )
     .await;
     assert_eq!(code, 201, "{created}");
-    assert_eq!(created["metadata"]["finalizers"], json!(["tomato.dev/regression"]));
+    assert_eq!(
+        created["metadata"]["finalizers"],
+        json!(["tomato.dev/regression"])
+    );
 
     let reg = wait_phase(&server, "demo-2-0", "InProgress").await;
     let st = &reg["status"];
@@ -108,7 +122,10 @@ async fn a_regression_of_six_cases_goes_to_two_assessors_and_completes_with_the_
     let alice = executions_of(&reg, "alice");
     let bob = executions_of(&reg, "bob");
     assert_eq!((alice.len(), bob.len()), (3, 3), "{st:#}");
-    assert_eq!(st["progress"]["assessors"][0], json!({"assessor": "alice", "total": 3, "idle": 3, "passed": 0, "failed": 0, "blocked": 0}));
+    assert_eq!(
+        st["progress"]["assessors"][0],
+        json!({"assessor": "alice", "total": 3, "idle": 3, "passed": 0, "failed": 0, "blocked": 0})
+    );
 
     // Kiwi: version 2.0 and its build, a child plan of that version, a run with the six
     // confirmed cases (not the draft), each assigned to its assessor.
@@ -125,11 +142,20 @@ async fn a_regression_of_six_cases_goes_to_two_assessors_and_completes_with_the_
     in_run.sort();
     assert_eq!(in_run, cases);
     for e in executions {
-        let mine = if alice.contains(&e["id"].as_u64().unwrap()) { "alice" } else { "bob" };
+        let mine = if alice.contains(&e["id"].as_u64().unwrap()) {
+            "alice"
+        } else {
+            "bob"
+        };
         assert_eq!(e["assignee__username"], mine, "{e:#}");
     }
     let created_list = st["created"].as_array().unwrap();
-    assert!(created_list.iter().any(|c| c.as_str().unwrap().starts_with("version 2.0 of demo")), "{st:#}");
+    assert!(
+        created_list
+            .iter()
+            .any(|c| c.as_str().unwrap().starts_with("version 2.0 of demo")),
+        "{st:#}"
+    );
     assert!(created_list.iter().any(|c| c == "ticket QA-1"), "{st:#}");
 
     // The ticket: created in QA with the release version, labelled for this regression.
@@ -138,7 +164,10 @@ async fn a_regression_of_six_cases_goes_to_two_assessors_and_completes_with_the_
     let issue = &jira.issues()[0];
     assert_eq!(issue.fields["summary"], "Regression of demo 2.0 on localhost");
     assert_eq!(issue.fields["fixVersions"], json!([{"name": "2.0"}]));
-    assert_eq!(issue.fields["labels"], json!([format!("tomato-{}", created["metadata"]["uid"].as_str().unwrap())]));
+    assert_eq!(
+        issue.fields["labels"],
+        json!([format!("tomato-{}", created["metadata"]["uid"].as_str().unwrap())])
+    );
 
     // Each assessor got one email with their three cases.
     let messages = sink.wait_messages(2, WAIT).await;
@@ -153,13 +182,25 @@ async fn a_regression_of_six_cases_goes_to_two_assessors_and_completes_with_the_
             "[Tomato] Regression of demo 2.0: 3 cases for you by 2099-01-01 18:00 UTC"
         );
         let text = part(m, "text/plain");
-        let listed = text.lines().filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit())).count();
+        let listed = text
+            .lines()
+            .filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+            .count();
         assert_eq!(listed, 3, "{text}");
-        for e in executions.iter().filter(|e| mine.contains(&e["id"].as_u64().unwrap())) {
-            assert!(text.contains(&format!("{}case/{}/", kiwi.url, e["case"])), "{text}");
+        for e in executions
+            .iter()
+            .filter(|e| mine.contains(&e["id"].as_u64().unwrap()))
+        {
+            assert!(
+                text.contains(&format!("{}case/{}/", kiwi.url, e["case"])),
+                "{text}"
+            );
         }
         assert!(text.contains("Manual check"), "{text}");
-        assert!(part(m, "text/html").contains("&lt;b&gt;&amp;"), "case names are escaped in HTML");
+        assert!(
+            part(m, "text/html").contains("&lt;b&gt;&amp;"),
+            "case names are escaped in HTML"
+        );
     }
     assert_eq!(reg["status"]["assessorEmails"]["sentTo"], json!(["alice", "bob"]));
 
@@ -167,10 +208,19 @@ async fn a_regression_of_six_cases_goes_to_two_assessors_and_completes_with_the_
     mark(&kiwi, "alice", alice[0], "PASSED").await;
     mark(&kiwi, "alice", alice[1], "PASSED").await;
     mark(&kiwi, "alice", alice[2], "FAILED").await;
-    let reg = wait_for(&server, "demo-2-0", "following alice's verdicts", |st| st["progress"]["idle"] == 3).await;
+    let reg = wait_for(&server, "demo-2-0", "following alice's verdicts", |st| {
+        st["progress"]["idle"] == 3
+    })
+    .await;
     assert_eq!(reg["status"]["phase"], "InProgress");
-    assert_eq!(reg["status"]["progress"]["assessors"][0], json!({"assessor": "alice", "total": 3, "idle": 0, "passed": 2, "failed": 1, "blocked": 0}));
-    assert_eq!(reg["status"]["message"], "3 of 6 cases have a verdict: 2 passed, 1 failed, 0 blocked");
+    assert_eq!(
+        reg["status"]["progress"]["assessors"][0],
+        json!({"assessor": "alice", "total": 3, "idle": 0, "passed": 2, "failed": 1, "blocked": 0})
+    );
+    assert_eq!(
+        reg["status"]["message"],
+        "3 of 6 cases have a verdict: 2 passed, 1 failed, 0 blocked"
+    );
 
     // Bob finishes: every case has a verdict.
     mark(&kiwi, "bob", bob[0], "PASSED").await;
@@ -179,7 +229,12 @@ async fn a_regression_of_six_cases_goes_to_two_assessors_and_completes_with_the_
     let reg = wait_phase(&server, "demo-2-0", "Completed").await;
     let st = &reg["status"];
     assert_eq!(
-        (&st["progress"]["passed"], &st["progress"]["failed"], &st["progress"]["blocked"], &st["progress"]["idle"]),
+        (
+            &st["progress"]["passed"],
+            &st["progress"]["failed"],
+            &st["progress"]["blocked"],
+            &st["progress"]["idle"]
+        ),
         (&json!(4), &json!(1), &json!(1), &json!(0)),
         "{st:#}"
     );
@@ -188,8 +243,14 @@ async fn a_regression_of_six_cases_goes_to_two_assessors_and_completes_with_the_
     let issue = &jira.issues()[0];
     assert_eq!(issue.comments.len(), 1, "{:#?}", issue.comments);
     let comment = &issue.comments[0];
-    assert!(comment.starts_with("h3. Regression of demo 2.0: completed\n6 cases — 4 passed, 1 failed, 1 blocked"), "{comment}");
-    assert!(comment.contains("- alice: 3 cases — 2 passed, 1 failed, 0 blocked"), "{comment}");
+    assert!(
+        comment.starts_with("h3. Regression of demo 2.0: completed\n6 cases — 4 passed, 1 failed, 1 blocked"),
+        "{comment}"
+    );
+    assert!(
+        comment.contains("- alice: 3 cases — 2 passed, 1 failed, 0 blocked"),
+        "{comment}"
+    );
     assert!(comment.contains("- BLOCKED: [Manual check"), "{comment}");
 
     let messages = sink.wait_messages(3, WAIT).await;
@@ -215,7 +276,11 @@ async fn a_regression_of_six_cases_goes_to_two_assessors_and_completes_with_the_
 
     // Deleting it stops the Kiwi test run.
     let (code, _) = server
-        .send(server.client.delete(format!("{}/api/v1/regressions/demo-2-0", server.url)))
+        .send(
+            server
+                .client
+                .delete(format!("{}/api/v1/regressions/demo-2-0", server.url)),
+        )
         .await;
     assert_eq!(code, 202);
     let deadline = Instant::now() + WAIT;
@@ -228,7 +293,10 @@ async fn a_regression_of_six_cases_goes_to_two_assessors_and_completes_with_the_
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let run = rpc(&c, "TestRun.filter", json!([{"pk": run_id}])).await;
-    assert!(run[0]["stop_date"].is_string(), "the Kiwi run is stopped: {run:#}");
+    assert!(
+        run[0]["stop_date"].is_string(),
+        "the Kiwi run is stopped: {run:#}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -247,7 +315,10 @@ async fn a_regression_past_its_deadline_is_overdue_naming_who_has_open_cases() {
     .await;
     assert_eq!(code, 201, "{body}");
     let reg = wait_phase(&server, "demo-2-0", "InProgress").await;
-    assert_eq!(reg["status"]["ticket"], json!({"key": "QA-77", "url": format!("{}/browse/QA-77", jira.url), "created": false}));
+    assert_eq!(
+        reg["status"]["ticket"],
+        json!({"key": "QA-77", "url": format!("{}/browse/QA-77", jira.url), "created": false})
+    );
     assert_eq!(
         reg["status"]["assessorEmails"]["reason"],
         "email is not configured (set TOMATO_SMTP_URL and TOMATO_SMTP_FROM)"
@@ -262,9 +333,20 @@ async fn a_regression_past_its_deadline_is_overdue_naming_who_has_open_cases() {
         "past the deadline; alice has 2 open cases. 1 of 3 cases have a verdict: 1 passed, 0 failed, 0 blocked",
         "{st:#}"
     );
-    let overdue = st["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Overdue").unwrap();
-    assert_eq!((&overdue["status"], &overdue["message"]), (&json!("True"), &json!("alice has 2 open cases")));
-    assert!(jira.issues()[0].comments.is_empty(), "no summary before every case has a verdict");
+    let overdue = st["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Overdue")
+        .unwrap();
+    assert_eq!(
+        (&overdue["status"], &overdue["message"]),
+        (&json!("True"), &json!("alice has 2 open cases"))
+    );
+    assert!(
+        jira.issues()[0].comments.is_empty(),
+        "no summary before every case has a verdict"
+    );
     assert_eq!(jira.issues().len(), 1, "the given ticket is used, none created");
 }
 
@@ -282,22 +364,58 @@ async fn bad_input_ends_in_a_clear_condition_and_lists_what_was_created() {
         s
     };
     let cases = [
-        ("unknown-plan", with("plan", json!("no such plan")), "UnknownPlan", "plan \"no such plan\" is not in Kiwi TCMS at"),
-        ("unknown-plan-id", with("plan", json!(999)), "UnknownPlan", "plan #999 is not in Kiwi TCMS at"),
-        ("unknown-assessor", with("assessors", json!(["alice", "zed", "yan"])), "UnknownAssessor", "unknown assessors zed, yan: no such user in Kiwi TCMS at"),
-        ("empty-plan", with("plan", json!("drafts only")), "EmptyPlan", "plan \"drafts only\" has no confirmed case (1 case in all); only CONFIRMED cases can join a test run"),
+        (
+            "unknown-plan",
+            with("plan", json!("no such plan")),
+            "UnknownPlan",
+            "plan \"no such plan\" is not in Kiwi TCMS at",
+        ),
+        (
+            "unknown-plan-id",
+            with("plan", json!(999)),
+            "UnknownPlan",
+            "plan #999 is not in Kiwi TCMS at",
+        ),
+        (
+            "unknown-assessor",
+            with("assessors", json!(["alice", "zed", "yan"])),
+            "UnknownAssessor",
+            "unknown assessors zed, yan: no such user in Kiwi TCMS at",
+        ),
+        (
+            "empty-plan",
+            with("plan", json!("drafts only")),
+            "EmptyPlan",
+            "plan \"drafts only\" has no confirmed case (1 case in all); only CONFIRMED cases can join a test run",
+        ),
     ];
     for (name, spec, _, _) in &cases {
         let (code, body) = server
-            .post_json("/api/v1/regressions", &json!({"metadata": {"name": name}, "spec": spec}))
+            .post_json(
+                "/api/v1/regressions",
+                &json!({"metadata": {"name": name}, "spec": spec}),
+            )
             .await;
         assert_eq!(code, 201, "{body}");
     }
     for (name, _, reason, message) in &cases {
         let reg = wait_phase(&server, name, "Failed").await;
-        let ready = reg["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap().clone();
-        assert_eq!((&ready["status"], &ready["reason"]), (&json!("False"), &json!(reason)), "{name}: {reg:#}");
-        assert!(ready["message"].as_str().unwrap().starts_with(message), "{name}: {ready:#}");
+        let ready = reg["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .unwrap()
+            .clone();
+        assert_eq!(
+            (&ready["status"], &ready["reason"]),
+            (&json!("False"), &json!(reason)),
+            "{name}: {reg:#}"
+        );
+        assert!(
+            ready["message"].as_str().unwrap().starts_with(message),
+            "{name}: {ready:#}"
+        );
     }
     // Nothing was created for any of them.
     for (name, ..) in &cases {
@@ -314,10 +432,16 @@ async fn bad_input_ends_in_a_clear_condition_and_lists_what_was_created() {
         (with("deadline", json!("2001-01-01T00:00:00Z")), "spec.deadline"),
         (with("queue", json!("qa")), "spec.queue"),
         (with("assesors", json!(["a"])), "spec.assesors"),
-        (json!({"service": "demo-py", "version": "1", "stand": "localhost", "assessors": ["a"]}), "spec.plan"),
+        (
+            json!({"service": "demo-py", "version": "1", "stand": "localhost", "assessors": ["a"]}),
+            "spec.plan",
+        ),
     ] {
         let (code, body) = server
-            .post_json("/api/v1/regressions", &json!({"metadata": {"name": "refused"}, "spec": spec}))
+            .post_json(
+                "/api/v1/regressions",
+                &json!({"metadata": {"name": "refused"}, "spec": spec}),
+            )
             .await;
         assert_eq!((code, body["parameter"].as_str()), (400, Some(field)), "{body}");
     }
@@ -342,9 +466,18 @@ async fn an_unreachable_kiwi_fails_the_regression_after_the_retries_with_the_rea
     .await;
     assert_eq!(code, 201, "{body}");
     let reg = wait_phase(&server, "demo-2-0", "Failed").await;
-    let ready = reg["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap().clone();
+    let ready = reg["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
     assert_eq!(ready["reason"], "TmsUnreachable", "{reg:#}");
     let message = ready["message"].as_str().unwrap();
-    assert!(message.starts_with("gave up after 3 attempts: Kiwi TCMS at 127.0.0.1"), "{message}");
+    assert!(
+        message.starts_with("gave up after 3 attempts: Kiwi TCMS at 127.0.0.1"),
+        "{message}"
+    );
     assert!(!server.log().contains("pw-never-shown"));
 }

@@ -22,8 +22,17 @@ async fn start(env: &[(String, String)]) -> Server {
 /// Kiwi executions of the run named after Tomato run `id`: case summary → (status, comments).
 async fn kiwi_executions(kiwi: &Kiwi, id: &str) -> (Value, HashMap<String, (String, Vec<String>)>) {
     let c = kiwi.client(TOMATO_USER);
-    let runs = rpc(&c, "TestRun.filter", json!([{"summary": format!("Tomato {id}: demo on localhost")}])).await;
-    assert_eq!(runs.as_array().unwrap().len(), 1, "exactly one Kiwi run: {runs:#}");
+    let runs = rpc(
+        &c,
+        "TestRun.filter",
+        json!([{"summary": format!("Tomato {id}: demo on localhost")}]),
+    )
+    .await;
+    assert_eq!(
+        runs.as_array().unwrap().len(),
+        1,
+        "exactly one Kiwi run: {runs:#}"
+    );
     let run = runs[0].clone();
     let executions = rpc(&c, "TestExecution.filter", json!([{"run": run["id"]}])).await;
     let mut out = HashMap::new();
@@ -69,7 +78,10 @@ async fn a_demo_run_with_a_version_becomes_a_kiwi_test_run_whose_executions_matc
     let c = kiwi.client(TOMATO_USER);
     let full = rpc(&c, "TestRun.filter", json!([{"pk": run["id"]}])).await;
     assert!(
-        full[0]["notes"].as_str().unwrap().contains(&format!("{}/runs/{id}", server.url)),
+        full[0]["notes"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{}/runs/{id}", server.url)),
         "the Kiwi run links back to Tomato: {full:#}"
     );
 
@@ -115,7 +127,9 @@ async fn a_second_run_of_the_same_version_reuses_its_cases_and_a_run_without_ver
     let first = server
         .run_now("service=demo&stand=localhost&category=smoke&testpalm=3.0&priority=1")
         .await;
-    let plain = server.run_now("service=demo&stand=localhost&category=smoke").await;
+    let plain = server
+        .run_now("service=demo&stand=localhost&category=smoke")
+        .await;
     let first_st = server.wait_finished(&first, RUN).await;
     assert_eq!(first_st["report"]["tms"]["state"], "Sent", "{first_st:#}");
     let plain_st = server.wait_finished(&plain, RUN).await;
@@ -128,10 +142,19 @@ async fn a_second_run_of_the_same_version_reuses_its_cases_and_a_run_without_ver
     assert_eq!(second_st["report"]["tms"]["state"], "Sent", "{second_st:#}");
 
     let c = kiwi.client(TOMATO_USER);
-    let runs = rpc(&c, "TestRun.filter", json!([{"plan__name": "demo 3.0 — Tomato autotests"}])).await;
+    let runs = rpc(
+        &c,
+        "TestRun.filter",
+        json!([{"plan__name": "demo 3.0 — Tomato autotests"}]),
+    )
+    .await;
     assert_eq!(runs.as_array().unwrap().len(), 2, "{runs:#}");
     let cases = rpc(&c, "TestCase.filter", json!([{"plan": runs[0]["plan"]}])).await;
-    assert_eq!(cases.as_array().unwrap().len(), 6, "the second run reuses the cases");
+    assert_eq!(
+        cases.as_array().unwrap().len(),
+        6,
+        "the second run reuses the cases"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,6 +180,9 @@ async fn an_unreachable_kiwi_is_retried_and_then_fails_the_channel_without_chang
     assert_eq!(tms["state"], "Failed", "{st:#}");
     assert_eq!(tms["attempts"], 2);
     let reason = tms["reason"].as_str().unwrap();
-    assert!(reason.starts_with("gave up after 2 attempts: Kiwi TCMS at 127.0.0.1"), "{reason}");
+    assert!(
+        reason.starts_with("gave up after 2 attempts: Kiwi TCMS at 127.0.0.1"),
+        "{reason}"
+    );
     assert!(!server.log().contains("s3cret-kiwi-pw") && !st.to_string().contains("s3cret-kiwi-pw"));
 }

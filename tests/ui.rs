@@ -148,8 +148,16 @@ async fn regressions_show_their_progress_and_are_deleted_in_a_browser() {
     let reg = wait_regression(&server, |st| st["progress"]["idle"] == 2).await;
     browse("regressions.test.mjs", &server).await;
     let c = kiwi.client(TOMATO_USER);
-    let run = rpc(&c, "TestRun.filter", json!([{"pk": reg["status"]["tms"]["runId"]}])).await;
-    assert!(run[0]["stop_date"].is_string(), "deleting stopped the Kiwi run: {run:#}");
+    let run = rpc(
+        &c,
+        "TestRun.filter",
+        json!([{"pk": reg["status"]["tms"]["runId"]}]),
+    )
+    .await;
+    assert!(
+        run[0]["stop_date"].is_string(),
+        "deleting stopped the Kiwi run: {run:#}"
+    );
 }
 
 async fn wait_regression(server: &Server, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {

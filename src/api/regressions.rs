@@ -19,7 +19,10 @@ use crate::runs::check_object_name;
 
 pub fn routes() -> axum::Router<AppState> {
     axum::Router::new()
-        .route("/api/v1/regressions", get(regressions_list).post(regressions_create))
+        .route(
+            "/api/v1/regressions",
+            get(regressions_list).post(regressions_create),
+        )
         .route(
             "/api/v1/regressions/{name}",
             get(regressions_get).delete(regressions_delete),
@@ -47,7 +50,10 @@ fn parse_request(body: &[u8]) -> Result<ObjectRequest, ApiError> {
         ));
     }
     if let Some(k) = req.kind.as_deref().filter(|k| *k != "Regression") {
-        return Err(ApiError::bad_request("kind", format!("expected Regression, got {k:?}")));
+        return Err(ApiError::bad_request(
+            "kind",
+            format!("expected Regression, got {k:?}"),
+        ));
     }
     Ok(req)
 }

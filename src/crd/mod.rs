@@ -12,8 +12,8 @@ mod testrun;
 
 pub use common::{Condition, ConditionStatus, EnvVar, EnvVarSource, RunTemplate, SecretKeySelector};
 pub use regression::{
-    AssessorProgress, Assignment, Counts, Progress, Regression, RegressionPhase, RegressionSpec, RegressionStatus,
-    RetryState, TicketRecord, TmsRecord,
+    AssessorProgress, Assignment, Counts, Progress, Regression, RegressionPhase, RegressionSpec,
+    RegressionStatus, RetryState, TicketRecord, TmsRecord,
 };
 pub use schedule::{ConcurrencyPolicy, NightlySchedule, NightlyScheduleSpec, NightlyScheduleStatus};
 pub use testrun::{

@@ -234,10 +234,16 @@ fn a_service_names_its_default_regression_plan_by_id_or_name() {
         cfg.service("a").unwrap().regression_plan,
         Some(crate::tms::PlanRef::Name("Release regression".into()))
     );
-    assert_eq!(cfg.service("b").unwrap().regression_plan, Some(crate::tms::PlanRef::Id(42)));
+    assert_eq!(
+        cfg.service("b").unwrap().regression_plan,
+        Some(crate::tms::PlanRef::Id(42))
+    );
     assert_eq!(cfg.service("c").unwrap().regression_plan, None);
     let bad = format!("{MINIMAL}regression: {{plan: [1]}}\n");
     let errs = load(&[("svc.yaml", &bad)]).unwrap_err();
     assert_eq!(errs.0[0].field, "regression.plan");
-    assert!(errs.0[0].reason.contains("a plan id (a number) or a plan name"), "{errs}");
+    assert!(
+        errs.0[0].reason.contains("a plan id (a number) or a plan name"),
+        "{errs}"
+    );
 }

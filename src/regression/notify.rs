@@ -55,7 +55,11 @@ impl About {
             version: reg.spec.version.clone(),
             stand: reg.spec.stand.clone(),
             plan: st.tms.as_ref().map(|t| t.plan_name.clone()).unwrap_or_default(),
-            run_url: st.tms.as_ref().and_then(|t| t.run_url.clone()).unwrap_or_default(),
+            run_url: st
+                .tms
+                .as_ref()
+                .and_then(|t| t.run_url.clone())
+                .unwrap_or_default(),
             deadline: reg
                 .spec
                 .deadline
@@ -169,7 +173,14 @@ pub fn assessor_email(
 ) -> Result<Message, String> {
     let (text, html) = assessor_parts(about, assessor, cases)?;
     let id = format!("<{}.{assessor}.assigned@{}>", about.name, from.email.domain());
-    message(from, std::slice::from_ref(to), &assessor_subject(about, cases.len()), id, text, html)
+    message(
+        from,
+        std::slice::from_ref(to),
+        &assessor_subject(about, cases.len()),
+        id,
+        text,
+        html,
+    )
 }
 
 /// The plain-text and HTML bodies of an assessor's email.
@@ -192,7 +203,11 @@ pub fn assessor_parts(about: &About, assessor: &str, cases: &[CaseLine]) -> Resu
     if let Some(t) = &about.ticket {
         text.push_str(&format!(
             "Ticket: {t}{}\n",
-            about.ticket_url.as_ref().map(|u| format!(" {u}")).unwrap_or_default()
+            about
+                .ticket_url
+                .as_ref()
+                .map(|u| format!(" {u}"))
+                .unwrap_or_default()
         ));
     }
     text.push_str(&format!("Progress of the regression: {}\n", about.link));
@@ -245,7 +260,10 @@ pub fn report_email(
             text.push_str(&format!("  - {}: {} — {}\n", c.status, c.summary, c.url));
         }
     }
-    text.push_str(&format!("\nTest run: {}\nRegression: {}\n", about.run_url, about.link));
+    text.push_str(&format!(
+        "\nTest run: {}\nRegression: {}\n",
+        about.run_url, about.link
+    ));
     let assessors: Vec<serde_json::Value> = p
         .assessors
         .iter()
@@ -293,7 +311,10 @@ pub fn ticket_description(kind: TrackerKind, about: &About, shares: &[(String, u
         escape(kind, &about.stand),
         escape(kind, &about.plan)
     );
-    out.push_str(&format!("Test run: {}\n", link(kind, "Kiwi TCMS", &about.run_url)));
+    out.push_str(&format!(
+        "Test run: {}\n",
+        link(kind, "Kiwi TCMS", &about.run_url)
+    ));
     if let Some(d) = &about.deadline {
         out.push_str(&format!("Deadline: {d}\n"));
     }
@@ -301,7 +322,10 @@ pub fn ticket_description(kind: TrackerKind, about: &About, shares: &[(String, u
     for (a, n) in shares {
         out.push_str(&format!("- {}: {}\n", escape(kind, a), plural(*n, "case")));
     }
-    out.push_str(&format!("\n{}\n", link(kind, "Regression in Tomato", &about.link)));
+    out.push_str(&format!(
+        "\n{}\n",
+        link(kind, "Regression in Tomato", &about.link)
+    ));
     out
 }
 
@@ -313,7 +337,11 @@ pub fn summary_comment(kind: TrackerKind, about: &About, p: &Progress, problems:
     };
     out.push_str(&format!("{}\n\n", counts_line(&p.counts)));
     for a in &p.assessors {
-        out.push_str(&format!("- {}: {}\n", escape(kind, &a.assessor), counts_line(&a.counts)));
+        out.push_str(&format!(
+            "- {}: {}\n",
+            escape(kind, &a.assessor),
+            counts_line(&a.counts)
+        ));
     }
     if !problems.is_empty() {
         out.push_str("\nFailed and blocked cases:\n");
@@ -363,9 +391,15 @@ mod tests {
         let to: Address = "alice@example.com".parse().unwrap();
         let msg = assessor_email(&about(), "alice", &cases(), &from, &to).unwrap();
         let raw = String::from_utf8(msg.formatted()).unwrap();
-        assert!(raw.contains("Message-ID: <demo-2-0.alice.assigned@example.com>"), "{raw}");
+        assert!(
+            raw.contains("Message-ID: <demo-2-0.alice.assigned@example.com>"),
+            "{raw}"
+        );
         let (text, html) = assessor_parts(&about(), "alice", &cases()).unwrap();
-        assert!(text.contains("1. Log in <b>& out — http://kiwi/case/7/"), "{text}");
+        assert!(
+            text.contains("1. Log in <b>& out — http://kiwi/case/7/"),
+            "{text}"
+        );
         assert!(html.contains("Log in &lt;b&gt;&amp; out"), "{html}");
         assert!(!html.contains("<b>&"), "{html}");
         assert_eq!(
@@ -397,9 +431,20 @@ mod tests {
             checked_at: None,
         };
         let jira = summary_comment(TrackerKind::Jira, &about(), &p, &cases());
-        assert!(jira.starts_with("h3. Regression of demo 2.0: completed\n2 cases — 1 passed, 1 failed, 0 blocked"), "{jira}");
-        assert!(jira.contains("- FAILED: [Log in <b>& out|http://kiwi/case/7/]"), "{jira}");
+        assert!(
+            jira.starts_with(
+                "h3. Regression of demo 2.0: completed\n2 cases — 1 passed, 1 failed, 0 blocked"
+            ),
+            "{jira}"
+        );
+        assert!(
+            jira.contains("- FAILED: [Log in <b>& out|http://kiwi/case/7/]"),
+            "{jira}"
+        );
         let md = summary_comment(TrackerKind::Yandex, &about(), &p, &cases());
-        assert!(md.contains("- FAILED: [Log in \\<b\\>\\& out](http://kiwi/case/7/)"), "{md}");
+        assert!(
+            md.contains("- FAILED: [Log in \\<b\\>\\& out](http://kiwi/case/7/)"),
+            "{md}"
+        );
     }
 }

@@ -31,7 +31,8 @@ pub enum Step {
 
 /// The next step of a regression with this status.
 pub fn next_step(st: &RegressionStatus) -> Step {
-    let final_or_absent = |c: &Option<crate::crd::ChannelReport>| c.as_ref().is_some_and(|c| c.state.is_final());
+    let final_or_absent =
+        |c: &Option<crate::crd::ChannelReport>| c.as_ref().is_some_and(|c| c.state.is_final());
     if st.phase.is_terminal() {
         return Step::Done;
     }
@@ -105,7 +106,8 @@ pub fn check_spec(spec: &RegressionSpec, config: &PacksConfig) -> Result<PlanRef
     }
     if let Some(q) = &spec.queue {
         let ok = q.chars().next().is_some_and(|c| c.is_ascii_uppercase())
-            && q.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            && q.chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
         if !ok {
             return Err(InputError::new(
                 "queue",
@@ -116,7 +118,8 @@ pub fn check_spec(spec: &RegressionSpec, config: &PacksConfig) -> Result<PlanRef
     if let Some(key) = &spec.issue_key {
         let ok = key.split_once('-').is_some_and(|(p, n)| {
             p.chars().next().is_some_and(|c| c.is_ascii_uppercase())
-                && p.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                && p.chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
                 && !n.is_empty()
                 && n.chars().all(|c| c.is_ascii_digit())
         });
@@ -318,7 +321,10 @@ mod tests {
         assert_eq!(phase_of(&p, None, now), RegressionPhase::InProgress);
         let past = now - chrono::Duration::minutes(1);
         assert_eq!(phase_of(&p, Some(past), now), RegressionPhase::Overdue);
-        assert!(progress_message(&p, RegressionPhase::Overdue).starts_with("past the deadline; alice has 1 open case."));
+        assert!(
+            progress_message(&p, RegressionPhase::Overdue)
+                .starts_with("past the deadline; alice has 1 open case.")
+        );
         execs[1].outcome = Outcome::Blocked;
         let p = progress(&execs, &a, now);
         assert_eq!(phase_of(&p, Some(past), now), RegressionPhase::Reporting);

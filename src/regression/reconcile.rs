@@ -177,19 +177,29 @@ pub async fn reconcile(reg: &Regression, ctx: &Context, now: DateTime<Utc>) -> O
                     "Reachable",
                     ConditionStatus::False,
                     reason,
-                    format!("attempt {failures} failed: {message}; next in {}", crate::duration::human(wait)),
+                    format!(
+                        "attempt {failures} failed: {message}; next in {}",
+                        crate::duration::human(wait)
+                    ),
                     now,
                 );
                 Some(wait)
             }
         }
     };
-    if st.retry.is_none() {
-        if let Some(c) = st.conditions.iter().find(|c| c.type_ == "Reachable")
-            && c.status == ConditionStatus::False
-        {
-            Condition::set(&mut st.conditions, "Reachable", ConditionStatus::True, "Reached", "", now);
-        }
+    let was_unreachable = st
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Reachable" && c.status == ConditionStatus::False);
+    if st.retry.is_none() && was_unreachable {
+        Condition::set(
+            &mut st.conditions,
+            "Reachable",
+            ConditionStatus::True,
+            "Reached",
+            "",
+            now,
+        );
     }
     Outcome { status: st, requeue }
 }
@@ -204,7 +214,14 @@ fn fail(st: &mut RegressionStatus, reason: &'static str, message: String, now: D
     st.message = Some(format!("{message}{created}"));
     st.completed_at = Some(now);
     st.retry = None;
-    Condition::set(&mut st.conditions, "Ready", ConditionStatus::False, reason, message, now);
+    Condition::set(
+        &mut st.conditions,
+        "Ready",
+        ConditionStatus::False,
+        reason,
+        message,
+        now,
+    );
 }
 
 fn note_created(st: &mut RegressionStatus, made: bool, what: String) {
@@ -213,7 +230,7 @@ fn note_created(st: &mut RegressionStatus, made: bool, what: String) {
     }
 }
 
-fn tms<'a>(ctx: &'a Context) -> Result<&'a dyn TestManagement, Failure> {
+fn tms(ctx: &Context) -> Result<&dyn TestManagement, Failure> {
     ctx.tms.as_deref().ok_or_else(|| {
         bad(
             "TmsNotConfigured",
@@ -237,10 +254,12 @@ async fn prepare(
     let tms = tms(ctx)?;
     let plan_ref = check_spec(spec, &ctx.config)
         .map_err(|e| bad("InvalidSpec", format!("spec.{}: {}", e.field, e.message)))?;
-    let plan = tms
-        .find_plan(&plan_ref)
-        .await?
-        .ok_or_else(|| bad("UnknownPlan", format!("plan {plan_ref} is not in {}", tms.describe())))?;
+    let plan = tms.find_plan(&plan_ref).await?.ok_or_else(|| {
+        bad(
+            "UnknownPlan",
+            format!("plan {plan_ref} is not in {}", tms.describe()),
+        )
+    })?;
     {
         let r = record(st);
         r.plan_id = plan.id;
@@ -287,7 +306,11 @@ async fn prepare(
     );
     record(st).version_id = Some(version.id);
     let build = tms.ensure_build(version.id, &spec.version).await?;
-    note_created(st, build.created, format!("build {} (id {})", spec.version, build.id));
+    note_created(
+        st,
+        build.created,
+        format!("build {} (id {})", spec.version, build.id),
+    );
     record(st).build_id = Some(build.id);
     // A run's build must be of its plan's version: a plan of another version gets a child
     // plan for the release, holding the same cases.
@@ -302,7 +325,10 @@ async fn prepare(
                 version_id: version.id,
                 plan_type: PlanType::Id(plan.type_id),
                 parent: Some(plan.id),
-                text: format!("{} for {}, made by Tomato for regression {name}.", plan.name, spec.version),
+                text: format!(
+                    "{} for {}, made by Tomato for regression {name}.",
+                    plan.name, spec.version
+                ),
             })
             .await?;
         note_created(st, child.created, format!("plan {plan_name} (id {})", child.id));
@@ -356,8 +382,20 @@ async fn prepare(
         .iter()
         .map(|a| format!("{} to {}", a.executions.len(), a.assessor))
         .collect();
-    let message = format!("test run {} with {} cases: {}", run.id, executions.len(), shares.join(", "));
-    Condition::set(&mut st.conditions, "Ready", ConditionStatus::True, "Prepared", message.clone(), now);
+    let message = format!(
+        "test run {} with {} cases: {}",
+        run.id,
+        executions.len(),
+        shares.join(", ")
+    );
+    Condition::set(
+        &mut st.conditions,
+        "Ready",
+        ConditionStatus::True,
+        "Prepared",
+        message.clone(),
+        now,
+    );
     st.message = Some(message);
     Ok(Some(Duration::ZERO))
 }
@@ -401,7 +439,10 @@ async fn ticket(
                 .map_err(tracker_failure)?;
             let label = format!(
                 "tomato-{}",
-                reg.metadata.uid.clone().unwrap_or_else(|| reg.metadata.name.clone().unwrap_or_default())
+                reg.metadata
+                    .uid
+                    .clone()
+                    .unwrap_or_else(|| reg.metadata.name.clone().unwrap_or_default())
             );
             let about = About::new(reg, &ctx.public_url);
             let (key, created) = match tracker.find_issue(queue, &label).await.map_err(tracker_failure)? {
@@ -429,7 +470,12 @@ async fn ticket(
                 created: true,
                 version: Some(spec.version.clone()),
             });
-            settle(st, ConditionStatus::True, "Created", format!("ticket {key} in {queue}"));
+            settle(
+                st,
+                ConditionStatus::True,
+                "Created",
+                format!("ticket {key} in {queue}"),
+            );
         }
     }
     Ok(Some(Duration::ZERO))
@@ -452,7 +498,12 @@ async fn addresses(tms: &dyn TestManagement, names: &[String]) -> Result<Vec<(St
 }
 
 /// Records a delivery attempt on a channel and says when to look again.
-fn settle_channel(ch: &mut ChannelReport, d: Delivery, ctx: &Context, now: DateTime<Utc>) -> Option<Duration> {
+fn settle_channel(
+    ch: &mut ChannelReport,
+    d: Delivery,
+    ctx: &Context,
+    now: DateTime<Utc>,
+) -> Option<Duration> {
     delivery::record(ch, d, &ctx.retry, now, rand::random());
     match (ch.state, ch.next_at) {
         (DeliveryState::Pending, Some(at)) => Some(until(at, now)),
@@ -473,7 +524,10 @@ async fn notify_assessors(
         ));
         return Ok(Some(Duration::ZERO));
     };
-    let ch = st.assessor_emails.get_or_insert_with(|| delivery::pending(now)).clone();
+    let ch = st
+        .assessor_emails
+        .get_or_insert_with(|| delivery::pending(now))
+        .clone();
     if !delivery::is_due(&ch, now) {
         return Ok(ch.next_at.map(|t| until(t, now)));
     }
@@ -485,7 +539,11 @@ async fn notify_assessors(
     let mut sent = Vec::new();
     let mut errors: Vec<DeliveryError> = Vec::new();
     let mut without_address = Vec::new();
-    for a in st.assignments.iter().filter(|a| !ch.sent_to.contains(&a.assessor)) {
+    for a in st
+        .assignments
+        .iter()
+        .filter(|a| !ch.sent_to.contains(&a.assessor))
+    {
         let address = people
             .iter()
             .find(|(n, _)| *n == a.assessor)
@@ -520,7 +578,15 @@ async fn notify_assessors(
         [.., last] => Err(DeliveryError::Transient(last.reason().to_string())),
     };
     let slot = st.assessor_emails.get_or_insert_with(|| delivery::pending(now));
-    let requeue = settle_channel(slot, Delivery { sent_to: sent, result }, ctx, now);
+    let requeue = settle_channel(
+        slot,
+        Delivery {
+            sent_to: sent,
+            result,
+        },
+        ctx,
+        now,
+    );
     if !without_address.is_empty() && slot.state == DeliveryState::Sent {
         slot.reason = Some(format!(
             "no email address in test management: {}",
@@ -559,9 +625,17 @@ async fn follow(
     Condition::set(
         &mut st.conditions,
         "Overdue",
-        if overdue { ConditionStatus::True } else { ConditionStatus::False },
+        if overdue {
+            ConditionStatus::True
+        } else {
+            ConditionStatus::False
+        },
         if overdue { "PastDeadline" } else { "OnTime" },
-        if overdue { super::plan::open_cases(&p) } else { String::new() },
+        if overdue {
+            super::plan::open_cases(&p)
+        } else {
+            String::new()
+        },
         now,
     );
     st.phase = phase;
@@ -622,11 +696,13 @@ async fn report(
             .service(&reg.spec.service)
             .map(|s| s.report.emails.clone())
             .unwrap_or_default();
-        let assessor_emails: Vec<String> = people.into_iter().map(|(_, e)| e).filter(|e| !e.is_empty()).collect();
-        let (to, _) = crate::report::email::recipients(
-            assessor_emails.iter().chain(&reg.spec.emails),
-            &service_emails,
-        );
+        let assessor_emails: Vec<String> = people
+            .into_iter()
+            .map(|(_, e)| e)
+            .filter(|e| !e.is_empty())
+            .collect();
+        let (to, _) =
+            crate::report::email::recipients(assessor_emails.iter().chain(&reg.spec.emails), &service_emails);
         match (&ctx.mail, to.is_empty()) {
             (_, true) if st.report_email.is_none() => {
                 st.report_email = Some(delivery::skipped("no recipients", now));
@@ -665,7 +741,14 @@ async fn report(
             "completed: {} cases, {} passed, {} failed, {} blocked",
             progress.counts.total, progress.counts.passed, progress.counts.failed, progress.counts.blocked
         );
-        Condition::set(&mut st.conditions, "Completed", ConditionStatus::True, "AllVerdicts", message.clone(), now);
+        Condition::set(
+            &mut st.conditions,
+            "Completed",
+            ConditionStatus::True,
+            "AllVerdicts",
+            message.clone(),
+            now,
+        );
         st.message = Some(message);
         return Ok(None);
     }
@@ -745,8 +828,9 @@ mod tests {
     use crate::tms::memory::Memory;
 
     fn ctx(tms: &Arc<Memory>, tracker: Option<Arc<dyn IssueTracker>>) -> Context {
-        let config = PacksConfig::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packs_config"))
-            .expect("the shipped packs_config loads");
+        let config =
+            PacksConfig::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packs_config"))
+                .expect("the shipped packs_config loads");
         Context {
             tms: Some(tms.clone() as Arc<dyn TestManagement>),
             tracker,
@@ -811,10 +895,18 @@ mod tests {
             let s = tms.state.lock().unwrap();
             assert_eq!(s.runs.len(), 1);
             assert_eq!(s.executions.len(), 6, "the draft case is not in the run");
-            let alice = s.executions.iter().filter(|(_, e)| e.assignee.as_deref() == Some("alice")).count();
+            let alice = s
+                .executions
+                .iter()
+                .filter(|(_, e)| e.assignee.as_deref() == Some("alice"))
+                .count();
             assert_eq!(alice, 3);
         }
-        let ticket = st(&reg).conditions.iter().find(|c| c.type_ == TICKET_CONDITION).unwrap();
+        let ticket = st(&reg)
+            .conditions
+            .iter()
+            .find(|c| c.type_ == TICKET_CONDITION)
+            .unwrap();
         assert_eq!(ticket.reason, "NotRequested");
         assert_eq!(
             st(&reg).assessor_emails.as_ref().unwrap().state,
@@ -832,7 +924,10 @@ mod tests {
         assert_eq!(st(&lost).assignments, before.assignments);
         assert!(st(&lost).created.is_empty(), "{:?}", st(&lost).created);
         let s = tms.state.lock().unwrap();
-        assert_eq!((s.runs.len(), s.executions.len(), s.versions.len(), s.builds.len()), (1, 6, 2, 1));
+        assert_eq!(
+            (s.runs.len(), s.executions.len(), s.versions.len(), s.builds.len()),
+            (1, 6, 2, 1)
+        );
     }
 
     #[tokio::test]
@@ -842,23 +937,41 @@ mod tests {
         let now = Utc::now();
         let mut reg = regression(None);
         settle(&mut reg, &ctx, now).await;
-        let ids: Vec<u64> = st(&reg).assignments.iter().flat_map(|a| a.executions.clone()).collect();
+        let ids: Vec<u64> = st(&reg)
+            .assignments
+            .iter()
+            .flat_map(|a| a.executions.clone())
+            .collect();
         for (i, id) in ids.iter().enumerate() {
-            tms.set_outcome(*id, [Verdict::Passed, Verdict::Failed, Verdict::Blocked, Verdict::Passed][i]);
+            tms.set_outcome(
+                *id,
+                [
+                    Verdict::Passed,
+                    Verdict::Failed,
+                    Verdict::Blocked,
+                    Verdict::Passed,
+                ][i],
+            );
         }
         let later = now + chrono::Duration::seconds(61);
         assert_eq!(settle(&mut reg, &ctx, later).await, None);
         let s = st(&reg);
         assert_eq!(s.phase, RegressionPhase::Completed);
         assert_eq!(
-            (s.progress.as_ref().unwrap().counts.passed, s.progress.as_ref().unwrap().counts.blocked),
+            (
+                s.progress.as_ref().unwrap().counts.passed,
+                s.progress.as_ref().unwrap().counts.blocked
+            ),
             (2, 1)
         );
         assert_eq!(
             s.summary_comment.as_ref().unwrap().reason.as_deref(),
             Some("the regression has no ticket")
         );
-        assert_eq!(s.message.as_deref(), Some("completed: 4 cases, 2 passed, 1 failed, 1 blocked"));
+        assert_eq!(
+            s.message.as_deref(),
+            Some("completed: 4 cases, 2 passed, 1 failed, 1 blocked")
+        );
     }
 
     struct RefusingTracker;
@@ -878,7 +991,9 @@ mod tests {
             Ok(None)
         }
         async fn create_issue(&self, _: &NewIssue) -> Result<String, DeliveryError> {
-            Err(DeliveryError::Permanent("jira: HTTP 400: project QA does not exist".into()))
+            Err(DeliveryError::Permanent(
+                "jira: HTTP 400: project QA does not exist".into(),
+            ))
         }
         async fn comment(&self, _: &str, _: &str) -> Result<(), DeliveryError> {
             Ok(())
@@ -896,9 +1011,17 @@ mod tests {
         let ready = s.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
         assert_eq!(ready.reason, "TrackerRefused");
         let message = s.message.as_deref().unwrap();
-        assert!(message.starts_with("jira: HTTP 400: project QA does not exist (already created: version 2.0 of demo (id"), "{message}");
+        assert!(
+            message.starts_with(
+                "jira: HTTP 400: project QA does not exist (already created: version 2.0 of demo (id"
+            ),
+            "{message}"
+        );
         assert!(message.contains("test run"), "{message}");
-        assert_eq!(s.tms.as_ref().unwrap().run_id.is_some(), true, "the run is still listed");
+        assert!(
+            s.tms.as_ref().unwrap().run_id.is_some(),
+            "the run is still listed"
+        );
     }
 
     #[tokio::test]
@@ -920,7 +1043,10 @@ mod tests {
         assert_eq!(settle(&mut reg, &ctx, now).await, None);
         let ready = st(&reg).conditions.iter().find(|c| c.type_ == "Ready").unwrap();
         assert_eq!(ready.reason, "TmsUnreachable");
-        assert_eq!(ready.message, "gave up after 3 attempts: memory: connection refused");
+        assert_eq!(
+            ready.message,
+            "gave up after 3 attempts: memory: connection refused"
+        );
     }
 
     #[tokio::test]

@@ -190,7 +190,10 @@ impl IssueTracker for HttpTracker {
 
     fn issue_url(&self, key: &str) -> String {
         match self.settings.kind {
-            TrackerKind::Jira => format!("{}/browse/{key}", self.settings.url.as_str().trim_end_matches('/')),
+            TrackerKind::Jira => format!(
+                "{}/browse/{key}",
+                self.settings.url.as_str().trim_end_matches('/')
+            ),
             // The API's host is not the web UI's; Yandex Tracker's UI is one site for all.
             TrackerKind::Yandex => format!("https://tracker.yandex.ru/{key}"),
         }
@@ -213,7 +216,9 @@ impl IssueTracker for HttpTracker {
                     Value::String(s) => s.clone(),
                     other => other.to_string(),
                 })
-                .ok_or_else(|| DeliveryError::Permanent("the tracker created a version without an id".into())),
+                .ok_or_else(|| {
+                    DeliveryError::Permanent("the tracker created a version without an id".into())
+                }),
         }
     }
 
@@ -323,7 +328,10 @@ mod tests {
         );
         let (m, search) = search_request(&yandex, "QA", "tomato-1234");
         assert_eq!((m, search.url.path()), (Method::POST, "/v2/issues/_search"));
-        assert_eq!(search.body, json!({"filter": {"queue": "QA", "tags": ["tomato-1234"]}}));
+        assert_eq!(
+            search.body,
+            json!({"filter": {"queue": "QA", "tags": ["tomato-1234"]}})
+        );
         assert_eq!(
             create_version_request(&yandex, "QA", "2.0").1.body,
             json!({"queue": "QA", "name": "2.0"})
@@ -333,8 +341,14 @@ mod tests {
     #[test]
     fn an_existing_version_is_found_by_name() {
         let answer = json!([{"id": "3", "name": "1.0"}, {"id": 9, "name": "2.0"}]);
-        assert_eq!(version_ref(TrackerKind::Jira, &answer, "2.0").as_deref(), Some("2.0"));
-        assert_eq!(version_ref(TrackerKind::Yandex, &answer, "2.0").as_deref(), Some("9"));
+        assert_eq!(
+            version_ref(TrackerKind::Jira, &answer, "2.0").as_deref(),
+            Some("2.0")
+        );
+        assert_eq!(
+            version_ref(TrackerKind::Yandex, &answer, "2.0").as_deref(),
+            Some("9")
+        );
         assert_eq!(version_ref(TrackerKind::Yandex, &answer, "3.0"), None);
     }
 }

@@ -66,7 +66,9 @@ pub async fn send(
     post: &JsonPost,
     redactor: &Redactor,
 ) -> Result<(), DeliveryError> {
-    exchange(client, reqwest::Method::POST, post, redactor).await.map(|_| ())
+    exchange(client, reqwest::Method::POST, post, redactor)
+        .await
+        .map(|_| ())
 }
 
 /// Sends `req` with `method` (a `GET` carries no body) and returns the answer's JSON (`null`

@@ -245,7 +245,9 @@ impl Reporter {
         let Some(tms) = &self.tms else {
             return Delivery {
                 sent_to: Vec::new(),
-                result: Err(DeliveryError::Permanent("test management is not configured".into())),
+                result: Err(DeliveryError::Permanent(
+                    "test management is not configured".into(),
+                )),
             };
         };
         let run = crate::tms::automated::AutomatedRun {

@@ -386,10 +386,9 @@ impl ReportSettings {
             .into_iter()
             .map(crate::duration::human)
             .collect();
-        let tms = self
-            .tms
-            .as_ref()
-            .map_or("off".to_string(), |t| format!("Kiwi TCMS at {} as {}", t.url, t.user));
+        let tms = self.tms.as_ref().map_or("off".to_string(), |t| {
+            format!("Kiwi TCMS at {} as {}", t.url, t.user)
+        });
         format!(
             "email: {email}; tracker: {tracker}; webhooks: {}; test management: {tms}; retry: {} attempts, waits {}",
             self.webhooks.len(),
@@ -681,7 +680,12 @@ fn tms(r: &mut Reader<'_>, raw: &RawTms) -> Option<TmsSettings> {
     let url = r.get("TOMATO_TMS_URL", &raw.url, "tms.url");
     let user = r.get("TOMATO_TMS_USER", &raw.user, "tms.user");
     let poll = r.get("TOMATO_TMS_POLL", &raw.poll, "tms.poll");
-    let password = r.secret("TOMATO_TMS_PASSWORD", &raw.password, &raw.password_file, "tms.password");
+    let password = r.secret(
+        "TOMATO_TMS_PASSWORD",
+        &raw.password,
+        &raw.password_file,
+        "tms.password",
+    );
     let Some(url) = url else {
         let origins: Vec<String> = [user.map(|u| u.origin), password.map(|p| p.1)]
             .into_iter()
@@ -703,7 +707,9 @@ fn tms(r: &mut Reader<'_>, raw: &RawTms) -> Option<TmsSettings> {
             );
             None
         }
-        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host_str().is_some() => Some(parsed),
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host_str().is_some() => {
+            Some(parsed)
+        }
         Ok(_) => {
             r.problem(&url.origin, "must be an http(s) URL with a host");
             None
@@ -716,7 +722,10 @@ fn tms(r: &mut Reader<'_>, raw: &RawTms) -> Option<TmsSettings> {
     let user = match user {
         Some(u) => Some(u.value),
         None => {
-            r.problem("TOMATO_TMS_USER", "is required with TOMATO_TMS_URL (the Kiwi TCMS user Tomato signs in as)");
+            r.problem(
+                "TOMATO_TMS_USER",
+                "is required with TOMATO_TMS_URL (the Kiwi TCMS user Tomato signs in as)",
+            );
             None
         }
     };
@@ -1022,7 +1031,10 @@ mod tests {
         );
         assert_eq!(tms.poll, Duration::from_millis(500));
         assert!(!s.describe().contains("k1wi") && !format!("{s:?}").contains("k1wi"));
-        assert!(s.describe().contains("test management: Kiwi TCMS at https://kiwi.example.com/ as tomato"));
+        assert!(
+            s.describe()
+                .contains("test management: Kiwi TCMS at https://kiwi.example.com/ as tomato")
+        );
         assert_eq!(s.redactor.clean("login k1wi-s3cret refused"), "login *** refused");
 
         let errs = load(&[("TOMATO_TMS_URL", "https://kiwi.example.com")], None)
@@ -1030,8 +1042,13 @@ mod tests {
             .to_string();
         assert!(errs.contains("TOMATO_TMS_USER: is required"), "{errs}");
         assert!(errs.contains("TOMATO_TMS_PASSWORD: is required"), "{errs}");
-        let errs = load(&[("TOMATO_TMS_PASSWORD", "k1wi")], None).unwrap_err().to_string();
-        assert!(errs.contains("TOMATO_TMS_PASSWORD: is set but TOMATO_TMS_URL"), "{errs}");
+        let errs = load(&[("TOMATO_TMS_PASSWORD", "k1wi")], None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            errs.contains("TOMATO_TMS_PASSWORD: is set but TOMATO_TMS_URL"),
+            "{errs}"
+        );
         let errs = load(
             &[
                 ("TOMATO_TMS_URL", "https://u:k1wi-pw@kiwi.example.com"),
@@ -1042,7 +1059,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(errs.contains("TOMATO_TMS_URL: must not carry credentials") && !errs.contains("k1wi-pw"), "{errs}");
+        assert!(
+            errs.contains("TOMATO_TMS_URL: must not carry credentials") && !errs.contains("k1wi-pw"),
+            "{errs}"
+        );
     }
 
     #[test]

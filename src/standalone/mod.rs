@@ -77,7 +77,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     let scheduler_task = tokio::spawn(Scheduler::new(store.clone(), config.clone()).run(shutdown.clone()));
-    let regressions_task = tokio::spawn(Regressions::new(store.clone(), regression_ctx).run(shutdown.clone()));
+    let regressions_task =
+        tokio::spawn(Regressions::new(store.clone(), regression_ctx).run(shutdown.clone()));
     let driver = Driver::new(store, config, &data_dir, secrets, Arc::new(reporter));
     let driver_task = tokio::spawn(driver.run(shutdown.clone()));
 
@@ -109,12 +110,16 @@ fn regression_context(
     use crate::regression::reconcile::Mail;
     let redactor = settings.redactor.clone();
     let tms = match &settings.tms {
-        Some(t) => Some(Arc::new(crate::tms::Kiwi::new(t, redactor.clone())?) as Arc<dyn crate::tms::TestManagement>),
+        Some(t) => {
+            Some(Arc::new(crate::tms::Kiwi::new(t, redactor.clone())?) as Arc<dyn crate::tms::TestManagement>)
+        }
         None => None,
     };
     let tracker = match &settings.tracker {
-        Some(t) => Some(Arc::new(crate::regression::tracker::HttpTracker::new(t.clone(), redactor.clone())?)
-            as Arc<dyn crate::regression::tracker::IssueTracker>),
+        Some(t) => Some(Arc::new(crate::regression::tracker::HttpTracker::new(
+            t.clone(),
+            redactor.clone(),
+        )?) as Arc<dyn crate::regression::tracker::IssueTracker>),
         None => None,
     };
     let mail = match &settings.smtp {

@@ -113,7 +113,11 @@ impl Regressions {
                     .as_ref()
                     .is_some_and(|t| t.stopped || t.run_id.is_none())
             }) {
-                warn!(regression = name, message = m, "deleting without stopping the test run");
+                warn!(
+                    regression = name,
+                    message = m,
+                    "deleting without stopping the test run"
+                );
             }
             if result.status.tms.as_ref().is_some_and(|t| t.stopped) {
                 info!(regression = name, "test run stopped");
@@ -129,7 +133,11 @@ impl Regressions {
     }
 
     /// Stores a status; `None` when the regression is gone.
-    async fn set_status(&self, name: &str, status: RegressionStatus) -> Result<Option<Regression>, StoreError> {
+    async fn set_status(
+        &self,
+        name: &str,
+        status: RegressionStatus,
+    ) -> Result<Option<Regression>, StoreError> {
         let res = self
             .store
             .update::<Regression, _>(name, move |r| {
@@ -156,7 +164,11 @@ fn log_change(name: &str, before: Option<&RegressionStatus>, after: &RegressionS
             "regression phase"
         );
     }
-    if let Some(r) = after.retry.as_ref().filter(|r| before.and_then(|b| b.retry.as_ref()) != Some(*r)) {
+    if let Some(r) = after
+        .retry
+        .as_ref()
+        .filter(|r| before.and_then(|b| b.retry.as_ref()) != Some(*r))
+    {
         warn!(
             regression = name,
             failures = r.failures,

@@ -118,9 +118,15 @@ pub async fn record(tms: &dyn TestManagement, run: &AutomatedRun) -> Result<Reco
         }
     };
     let product = tms.ensure_product(&run.service).await?;
-    note(format!("product {} (id {})", run.service, product.id), product.created);
+    note(
+        format!("product {} (id {})", run.service, product.id),
+        product.created,
+    );
     let version = tms.ensure_version(product.id, &run.version).await?;
-    note(format!("version {} (id {})", run.version, version.id), version.created);
+    note(
+        format!("version {} (id {})", run.version, version.id),
+        version.created,
+    );
     let build = tms.ensure_build(version.id, &run.version).await?;
     note(format!("build {} (id {})", run.version, build.id), build.created);
     let plan_name = plan_name(&run.service, &run.version);

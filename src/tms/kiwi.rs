@@ -25,8 +25,8 @@ use serde_json::{Value, json};
 use tokio::sync::{Mutex, OnceCell};
 
 use super::{
-    CaseInfo, Ensured, Execution, ExecutionChange, NewCase, NewPlan, NewRun, Outcome, Plan, PlanRef, PlanType,
-    TestManagement, TmsError, User,
+    CaseInfo, Ensured, Execution, ExecutionChange, NewCase, NewPlan, NewRun, Outcome, Plan, PlanRef,
+    PlanType, TestManagement, TmsError, User,
 };
 use crate::report::redact::Redactor;
 use crate::report::settings::TmsSettings;
@@ -93,7 +93,9 @@ impl Kiwi {
         let mut req = self.http.post(self.endpoint.clone()).json(&body);
         if let Some(s) = session {
             let mut cookie = reqwest::header::HeaderValue::from_str(&format!("sessionid={}", s.expose()))
-                .map_err(|_| TmsError::Refused("Kiwi TCMS answered a session key that is not a cookie".into()))?;
+                .map_err(|_| {
+                    TmsError::Refused("Kiwi TCMS answered a session key that is not a cookie".into())
+                })?;
             cookie.set_sensitive(true);
             req = req.header(reqwest::header::COOKIE, cookie);
         }
@@ -128,18 +130,16 @@ impl Kiwi {
                 .map(unescape)
                 .unwrap_or_else(|| err.to_string());
             let message = message.trim_start_matches("Internal error: ").to_string();
-            return Err(TmsError::Refused(self.clean(&format!("Kiwi TCMS: {method}: {message}"))));
+            return Err(TmsError::Refused(
+                self.clean(&format!("Kiwi TCMS: {method}: {message}")),
+            ));
         }
         Ok(unescape_all(answer.get("result").cloned().unwrap_or(Value::Null)))
     }
 
     async fn login(&self) -> Result<Secret, TmsError> {
         let key = self
-            .post(
-                "Auth.login",
-                json!([self.user, self.password.expose()]),
-                None,
-            )
+            .post("Auth.login", json!([self.user, self.password.expose()]), None)
             .await
             .map_err(|e| match e {
                 TmsError::Refused(r) => TmsError::Refused(format!("signing in as {}: {r}", self.user)),
@@ -149,10 +149,7 @@ impl Kiwi {
             .as_str()
             .filter(|k| !k.is_empty())
             .ok_or_else(|| TmsError::Refused("Kiwi TCMS: Auth.login answered no session key".into()))?;
-        self.redactor
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .add(key);
+        self.redactor.lock().unwrap_or_else(|p| p.into_inner()).add(key);
         Ok(Secret::new(key))
     }
 
@@ -255,7 +252,10 @@ fn id(v: &Value, field: &str) -> Option<u64> {
 }
 
 fn str_of(v: &Value, field: &str) -> String {
-    v.get(field).and_then(Value::as_str).unwrap_or_default().to_string()
+    v.get(field)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// Undoes the HTML escaping Kiwi applies to stored text (Python's `html.escape`).
@@ -392,7 +392,8 @@ impl TestManagement for Kiwi {
     }
 
     async fn ensure_plan(&self, plan: &NewPlan) -> Result<Ensured, TmsError> {
-        let query = json!({"name": plan.name, "product": plan.product_id, "product_version": plan.version_id});
+        let query =
+            json!({"name": plan.name, "product": plan.product_id, "product_version": plan.version_id});
         if let Some(id) = self.first_id("TestPlan", query.clone()).await? {
             return Ok(Ensured { id, created: false });
         }
@@ -434,7 +435,8 @@ impl TestManagement for Kiwi {
     }
 
     async fn ensure_case(&self, case: &NewCase) -> Result<Ensured, TmsError> {
-        let query = json!({"summary": case.summary, "category__product": case.product_id, "is_automated": true});
+        let query =
+            json!({"summary": case.summary, "category__product": case.product_id, "is_automated": true});
         let ensured = match self.first_id("TestCase", query).await? {
             Some(id) => Ensured { id, created: false },
             None => {
@@ -473,8 +475,9 @@ impl TestManagement for Kiwi {
                     )
                     .await?;
                 Ensured {
-                    id: id(&created, "id")
-                        .ok_or_else(|| TmsError::Refused("Kiwi TCMS: TestCase.create answered no id".into()))?,
+                    id: id(&created, "id").ok_or_else(|| {
+                        TmsError::Refused("Kiwi TCMS: TestCase.create answered no id".into())
+                    })?,
                     created: true,
                 }
             }
@@ -545,9 +548,10 @@ impl TestManagement for Kiwi {
         let comments = self
             .call("TestExecution.get_comments", json!([execution]))
             .await?;
-        let present = comments
-            .as_array()
-            .is_some_and(|cs| cs.iter().any(|c| c.get("comment").and_then(Value::as_str) == Some(text)));
+        let present = comments.as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c.get("comment").and_then(Value::as_str) == Some(text))
+        });
         if present {
             return Ok(false);
         }
@@ -570,7 +574,8 @@ mod tests {
 
     #[test]
     fn kiwis_escaping_is_undone_in_every_string_of_an_answer() {
-        let answer = json!({"name": "a &lt;b&gt; &amp; &quot;c&quot; &#x27;d&#x27;", "list": ["&amp;amp;"], "n": 3});
+        let answer =
+            json!({"name": "a &lt;b&gt; &amp; &quot;c&quot; &#x27;d&#x27;", "list": ["&amp;amp;"], "n": 3});
         assert_eq!(
             unescape_all(answer),
             json!({"name": "a <b> & \"c\" 'd'", "list": ["&amp;"], "n": 3})

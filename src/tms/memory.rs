@@ -8,8 +8,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{
-    CaseInfo, Ensured, Execution, ExecutionChange, NewCase, NewPlan, NewRun, Outcome, Plan, PlanRef, TestManagement,
-    TmsError, User,
+    CaseInfo, Ensured, Execution, ExecutionChange, NewCase, NewPlan, NewRun, Outcome, Plan, PlanRef,
+    TestManagement, TmsError, User,
 };
 
 #[derive(Default, Debug)]
@@ -144,7 +144,11 @@ impl TestManagement for Memory {
 
     async fn find_users(&self, names: &[String]) -> Result<Vec<User>, TmsError> {
         let s = self.guard()?;
-        Ok(s.users.iter().filter(|u| names.contains(&u.username)).cloned().collect())
+        Ok(s.users
+            .iter()
+            .filter(|u| names.contains(&u.username))
+            .cloned()
+            .collect())
     }
 
     async fn ensure_product(&self, name: &str) -> Result<Ensured, TmsError> {
@@ -179,11 +183,9 @@ impl TestManagement for Memory {
 
     async fn ensure_plan(&self, plan: &NewPlan) -> Result<Ensured, TmsError> {
         let mut s = self.guard()?;
-        if let Some(p) = s
-            .plans
-            .iter()
-            .find(|p| p.name == plan.name && p.product_id == plan.product_id && p.version_id == plan.version_id)
-        {
+        if let Some(p) = s.plans.iter().find(|p| {
+            p.name == plan.name && p.product_id == plan.product_id && p.version_id == plan.version_id
+        }) {
             return found(p.id);
         }
         let id = s.id();
@@ -234,7 +236,11 @@ impl TestManagement for Memory {
 
     async fn ensure_run(&self, run: &NewRun) -> Result<Ensured, TmsError> {
         let mut s = self.guard()?;
-        if let Some((id, ..)) = s.runs.iter().find(|(_, p, n, _)| *p == run.plan_id && *n == run.summary) {
+        if let Some((id, ..)) = s
+            .runs
+            .iter()
+            .find(|(_, p, n, _)| *p == run.plan_id && *n == run.summary)
+        {
             return found(*id);
         }
         let id = s.id();

@@ -63,7 +63,10 @@ pub fn phase_view(p: RegressionPhase) -> PhaseView {
         RegressionPhase::Completed => "succeeded",
         RegressionPhase::Failed => "failed",
     };
-    PhaseView { name: p.as_str(), class }
+    PhaseView {
+        name: p.as_str(),
+        class,
+    }
 }
 
 #[derive(Serialize, Debug, Clone, PartialEq)]
@@ -148,7 +151,10 @@ pub fn regression_view(r: &Regression, now: DateTime<Utc>) -> RegressionView {
         plan,
         phase: phase_view(st.phase),
         message: st.message.clone(),
-        deadline: r.spec.deadline.map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string()),
+        deadline: r
+            .spec
+            .deadline
+            .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string()),
         deadline_in: r
             .spec
             .deadline
@@ -231,8 +237,14 @@ mod tests {
             blocked: 0,
         };
         let svg = progress_bar(&c, "<alice>");
-        assert!(svg.contains(r#"aria-label="&lt;alice&gt;: 3 of 4 with a verdict""#), "{svg}");
-        assert!(svg.contains(r#"<rect class="passed" x="0.0" y="0" width="100.0""#), "{svg}");
+        assert!(
+            svg.contains(r#"aria-label="&lt;alice&gt;: 3 of 4 with a verdict""#),
+            "{svg}"
+        );
+        assert!(
+            svg.contains(r#"<rect class="passed" x="0.0" y="0" width="100.0""#),
+            "{svg}"
+        );
         assert!(svg.contains(r#"<rect class="idle" x="150.0""#), "{svg}");
         assert!(!svg.contains("blocked"), "{svg}");
     }

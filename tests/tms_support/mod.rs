@@ -205,7 +205,12 @@ pub async fn rpc(client: &KiwiClient, method: &str, params: Value) -> Value {
 /// cases' ids.
 pub async fn regression_plan(kiwi: &Kiwi, product: &str, plan: &str, confirmed: usize) -> (u64, Vec<u64>) {
     let c = kiwi.client(TOMATO_USER);
-    let class = rpc(&c, "Classification.create", json!([{"name": format!("{product} class")}])).await;
+    let class = rpc(
+        &c,
+        "Classification.create",
+        json!([{"name": format!("{product} class")}]),
+    )
+    .await;
     let product = rpc(
         &c,
         "Product.create",
@@ -213,7 +218,12 @@ pub async fn regression_plan(kiwi: &Kiwi, product: &str, plan: &str, confirmed: 
     )
     .await;
     let pid = product["id"].as_u64().unwrap();
-    let version = rpc(&c, "Version.filter", json!([{"product": pid, "value": "unspecified"}])).await;
+    let version = rpc(
+        &c,
+        "Version.filter",
+        json!([{"product": pid, "value": "unspecified"}]),
+    )
+    .await;
     let plan_type = rpc(&c, "PlanType.filter", json!([{"name": "Regression"}])).await;
     let plan = rpc(
         &c,
@@ -282,7 +292,10 @@ impl FakeJira {
     pub async fn start() -> FakeJira {
         use axum::extract::{Request, State};
         let state = Arc::new(Mutex::new(TrackerState::default()));
-        async fn handle(State(state): State<Arc<Mutex<TrackerState>>>, req: Request) -> (axum::http::StatusCode, String) {
+        async fn handle(
+            State(state): State<Arc<Mutex<TrackerState>>>,
+            req: Request,
+        ) -> (axum::http::StatusCode, String) {
             let method = req.method().to_string();
             let path = req.uri().path().to_string();
             let query = req.uri().query().unwrap_or_default().to_string();
@@ -292,7 +305,9 @@ impl FakeJira {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default()
                 .to_string();
-            let bytes = axum::body::to_bytes(req.into_body(), 1 << 20).await.unwrap_or_default();
+            let bytes = axum::body::to_bytes(req.into_body(), 1 << 20)
+                .await
+                .unwrap_or_default();
             let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             let mut st = state.lock().unwrap();
             st.requests.push((method.clone(), path.clone()));
@@ -314,7 +329,10 @@ impl FakeJira {
                     let project = body["project"].as_str().unwrap_or_default().to_string();
                     let name = body["name"].as_str().unwrap_or_default().to_string();
                     st.versions.push((project, name.clone()));
-                    (axum::http::StatusCode::CREATED, json!({"id": "10", "name": name}).to_string())
+                    (
+                        axum::http::StatusCode::CREATED,
+                        json!({"id": "10", "name": name}).to_string(),
+                    )
                 }
                 ("GET", ["search"]) => {
                     let jql = urlencoding_decode(&query);
@@ -322,23 +340,30 @@ impl FakeJira {
                         .issues
                         .iter()
                         .filter(|i| {
-                            i.fields["labels"]
-                                .as_array()
-                                .is_some_and(|ls| ls.iter().any(|l| jql.contains(&format!("\"{}\"", l.as_str().unwrap_or("")))))
+                            i.fields["labels"].as_array().is_some_and(|ls| {
+                                ls.iter()
+                                    .any(|l| jql.contains(&format!("\"{}\"", l.as_str().unwrap_or(""))))
+                            })
                         })
                         .map(|i| json!({"key": i.key}))
                         .collect();
                     ok(json!({"issues": found, "total": found.len()}))
                 }
                 ("POST", ["issue"]) => {
-                    let project = body["fields"]["project"]["key"].as_str().unwrap_or("X").to_string();
+                    let project = body["fields"]["project"]["key"]
+                        .as_str()
+                        .unwrap_or("X")
+                        .to_string();
                     let key = format!("{project}-{}", st.issues.len() + 1);
                     st.issues.push(Issue {
                         key: key.clone(),
                         fields: body["fields"].clone(),
                         comments: Vec::new(),
                     });
-                    (axum::http::StatusCode::CREATED, json!({"id": "1", "key": key}).to_string())
+                    (
+                        axum::http::StatusCode::CREATED,
+                        json!({"id": "1", "key": key}).to_string(),
+                    )
                 }
                 ("POST", ["issue", key, "comment"]) => {
                     let text = body["body"].as_str().unwrap_or_default().to_string();
@@ -347,7 +372,10 @@ impl FakeJira {
                             i.comments.push(text);
                             (axum::http::StatusCode::CREATED, "{}".into())
                         }
-                        None => (axum::http::StatusCode::NOT_FOUND, "{\"errorMessages\":[\"Issue does not exist\"]}".into()),
+                        None => (
+                            axum::http::StatusCode::NOT_FOUND,
+                            "{\"errorMessages\":[\"Issue does not exist\"]}".into(),
+                        ),
                     }
                 }
                 _ => (axum::http::StatusCode::NOT_FOUND, "{}".into()),
