@@ -97,7 +97,7 @@ pub fn fit(name: &str) -> String {
     let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     });
-    let head: String = name.chars().take(MAX_SUMMARY - 18).collect();
+    let head: String = name.chars().take(MAX_SUMMARY - 19).collect();
     format!("{head}… #{hash:016x}")
 }
 
