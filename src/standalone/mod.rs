@@ -60,12 +60,18 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
-    let regression_ctx = regression_context(&report_settings, config.clone(), public_url.clone())
-        .map_err(anyhow::Error::msg)
-        .context("cannot set up regressions")?;
-    let reporter = Reporter::new(report_settings, templates, &config, public_url.clone())
+    let reporter = Reporter::new(report_settings.clone(), templates, &config, public_url.clone())
         .map_err(anyhow::Error::msg)
         .context("cannot set up reporting")?;
+    // Regressions share the reporter's test-management client (one session with Kiwi).
+    let regression_ctx = regression_context(
+        &report_settings,
+        reporter.tms(),
+        config.clone(),
+        public_url.clone(),
+    )
+    .map_err(anyhow::Error::msg)
+    .context("cannot set up regressions")?;
     info!(settings = %reporter.describe(), "reporting");
     let state = AppState {
         backend: Arc::new(store.clone()),
@@ -100,21 +106,16 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The clients regressions use, from the report settings: test management, the tracker and
-/// email, each when configured.
+/// The clients regressions use: the reporter's test-management client, and the tracker and
+/// email from the report settings, each when configured.
 fn regression_context(
     settings: &ReportSettings,
+    tms: Option<Arc<dyn crate::tms::TestManagement>>,
     config: Arc<PacksConfig>,
     public_url: String,
 ) -> Result<crate::regression::Context, String> {
     use crate::regression::reconcile::Mail;
     let redactor = settings.redactor.clone();
-    let tms = match &settings.tms {
-        Some(t) => {
-            Some(Arc::new(crate::tms::Kiwi::new(t, redactor.clone())?) as Arc<dyn crate::tms::TestManagement>)
-        }
-        None => None,
-    };
     let tracker = match &settings.tracker {
         Some(t) => Some(Arc::new(crate::regression::tracker::HttpTracker::new(
             t.clone(),
