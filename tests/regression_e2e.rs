@@ -204,6 +204,17 @@ async fn a_regression_of_six_cases_goes_to_two_assessors_and_completes_with_the_
     }
     assert_eq!(reg["status"]["assessorEmails"]["sentTo"], json!(["alice", "bob"]));
 
+    // A kill -9 and restart mid-campaign: it carries on, and nothing is sent or made twice.
+    let mut server = server;
+    server.restart().await;
+    let reg = wait_phase(&server, "demo-2-0", "InProgress").await;
+    assert_eq!(executions_of(&reg, "alice"), alice);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(sink.messages().len(), 2);
+    assert_eq!((jira.issues().len(), jira.versions().len()), (1, 1));
+    let again = rpc(&c, "TestExecution.filter", json!([{"run": run_id}])).await;
+    assert_eq!(again.as_array().unwrap().len(), 6);
+
     // The assessors work: alice passes two and fails one; progress follows.
     mark(&kiwi, "alice", alice[0], "PASSED").await;
     mark(&kiwi, "alice", alice[1], "PASSED").await;
@@ -265,7 +276,6 @@ async fn a_regression_of_six_cases_goes_to_two_assessors_and_completes_with_the_
     );
 
     // A restart changes nothing: no second ticket, comment or email.
-    let mut server = server;
     server.restart().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (_, after) = server.get("/api/v1/regressions/demo-2-0").await;
