@@ -46,16 +46,20 @@ impl Regressions {
                     Some(Duration::from_secs(10))
                 }
             };
-            let sleep = next.unwrap_or(IDLE_WAKE).min(IDLE_WAKE);
-            tokio::select! {
-                _ = tokio::time::sleep(sleep) => {}
-                change = changes.recv() => match change {
-                    Ok(c) if c.kind == "Regression" => {}
-                    Ok(_) => continue,
-                    Err(RecvError::Lagged(_)) => {}
-                    Err(RecvError::Closed) => return,
-                },
-                _ = shutdown.cancelled() => return,
+            let wake = tokio::time::Instant::now() + next.unwrap_or(IDLE_WAKE).min(IDLE_WAKE);
+            // Only a change of a regression (or the time) starts a pass; runs change often
+            // and are none of this task's business.
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(wake) => break,
+                    change = changes.recv() => match change {
+                        Ok(c) if c.kind == "Regression" => break,
+                        Ok(_) => {}
+                        Err(RecvError::Lagged(_)) => break,
+                        Err(RecvError::Closed) => return,
+                    },
+                    _ = shutdown.cancelled() => return,
+                }
             }
             // A burst of changes (our own writes among them) makes one pass; changes during
             // the pass stay queued and wake the next one.
