@@ -226,6 +226,47 @@ fn packs_win_over_category_and_nothing_means_everything() {
 }
 
 #[test]
+fn bad_category_rules_are_refused_with_the_rule_name_and_regex_error() {
+    let with_rules = format!(
+        "{MINIMAL}categories:\n  - name: Broken regex\n    logRegex: '(unclosed'\n  - name: Odd status\n    matchedStatuses: [exploded]\n  - name: ''\n"
+    );
+    let errs = load(&[("svc.yaml", &with_rules)]).unwrap_err();
+    let text = errs.to_string();
+    assert!(
+        text.contains("categories[0]") && text.contains("Broken regex") && text.contains("unclosed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("categories[1]") && text.contains("exploded"),
+        "{text}"
+    );
+    assert!(text.contains("categories[2]"), "{text}");
+
+    let both = format!("{MINIMAL}categories: []\ncategoriesFile: x.json\n");
+    assert_eq!(
+        load(&[("svc.yaml", &both)]).unwrap_err().0[0].field,
+        "categoriesFile"
+    );
+    let missing = format!("{MINIMAL}categoriesFile: nope.json\n");
+    let e = load(&[("svc.yaml", &missing)]).unwrap_err();
+    assert!(e.0[0].reason.contains("nope.json"), "{e}");
+}
+
+#[test]
+fn shipped_demo_has_categories() {
+    let cfg = shipped();
+    let rules = cfg
+        .service("demo")
+        .unwrap()
+        .classifier
+        .as_ref()
+        .unwrap()
+        .rules()
+        .len();
+    assert!(rules >= 4);
+}
+
+#[test]
 fn a_service_names_its_default_regression_plan_by_id_or_name() {
     let by_name = format!("{MINIMAL}regression: {{plan: Release regression}}\n");
     let by_id = format!("{MINIMAL}regression: {{plan: 42}}\n");
