@@ -12,6 +12,7 @@ pub mod core;
 pub mod crd;
 pub mod duration;
 pub mod launch;
+pub mod operator;
 pub mod packs;
 pub mod queue;
 pub mod results;

@@ -1,0 +1,3 @@
+//! Operator mode (`tomato operator`).
+
+pub mod results;
