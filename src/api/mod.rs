@@ -10,6 +10,7 @@ mod legacy;
 mod metrics;
 mod openapi;
 mod runs;
+mod uploads;
 mod v1;
 
 use std::sync::Arc;
@@ -52,6 +53,8 @@ pub fn app(state: AppState) -> Router {
             auth::require_token_for_writes,
         ))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(1 << 20))
+        // Uploads from Jobs carry the run's own token, not an API token, and are larger.
+        .merge(uploads::routes())
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -8,7 +8,7 @@ use schemars::generate::SchemaSettings;
 use utoipa::OpenApi;
 use utoipa::openapi::{RefOr, Schema};
 
-use super::{legacy, runs, v1};
+use super::{legacy, runs, uploads, v1};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,10 +17,11 @@ use super::{legacy, runs, v1};
         legacy::runned, legacy::run_now, legacy::nightly, legacy::status,
         v1::runs_list, v1::runs_create, v1::runs_get, v1::runs_cancel, v1::runs_patch, v1::runs_tests,
         v1::attempt_log, v1::attempt_junit, v1::services_list, v1::services_get, v1::services_queue,
+        uploads::attempt_results_upload,
     ),
     components(schemas(
         super::ErrorBody, legacy::RunId, legacy::RunIds, runs::QueueView, runs::QueueEntry, runs::LegacyStatus,
-        runs::TestView, runs::TestAttempt, v1::ServiceView,
+        runs::TestView, runs::TestAttempt, v1::ServiceView, uploads::Received,
     )),
     tags(
         (name = "legacy", description = "The old tool's four handles, kept byte for byte where its clients depend on them"),

@@ -61,6 +61,15 @@ impl Ended {
     }
 }
 
+/// `tomato exec` as the command line asked: copy itself (init container), or run and upload.
+pub async fn main(args: crate::cli::ExecArgs) -> anyhow::Result<i32> {
+    if let Some(to) = &args.copy_self_to {
+        copy_self_to(to)?;
+        return Ok(0);
+    }
+    run(args.options().map_err(anyhow::Error::msg)?).await
+}
+
 /// Runs the command, then uploads. Returns the status to exit with. An upload failure is
 /// reported on stderr but does not change the status: the operator then reads the pod log.
 pub async fn run(opts: ExecOptions) -> anyhow::Result<i32> {

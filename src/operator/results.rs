@@ -370,6 +370,71 @@ pub async fn load(api: &Api<ConfigMap>, run: &str, seq: usize) -> Result<Option<
     unpack(&primary, &parts).map(Some)
 }
 
+/// Recently read results, by run uid and launch. Stored results are immutable, so an entry
+/// never goes stale; the cache only saves API calls and decompression for the API's
+/// `/tests`, `/log` and `/junit` and for the controller's merges.
+#[derive(Default)]
+pub struct ResultsCache {
+    entries: std::sync::Mutex<std::collections::VecDeque<(String, usize, std::sync::Arc<StoredResults>)>>,
+}
+
+/// Entries kept (the oldest go first).
+const CACHE_ENTRIES: usize = 64;
+
+impl ResultsCache {
+    /// The stored results of `run`'s `seq`-th launch, if stored.
+    pub async fn load(
+        &self,
+        client: &kube::Client,
+        run: &TestRun,
+        seq: usize,
+    ) -> Result<Option<std::sync::Arc<StoredResults>>, ResultsError> {
+        let uid = run.metadata.uid.clone().unwrap_or_default();
+        if let Some(hit) = self
+            .entries
+            .lock()
+            .expect("the cache lock is never held across a panic")
+            .iter()
+            .find(|(u, s, _)| *u == uid && *s == seq)
+            .map(|(_, _, r)| r.clone())
+        {
+            return Ok(Some(hit));
+        }
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), &run.namespace().unwrap_or_default());
+        let Some(found) = load(&api, &run.name_any(), seq).await? else {
+            return Ok(None);
+        };
+        let found = std::sync::Arc::new(found);
+        let mut entries = self.entries.lock().expect("the cache lock is never held across a panic");
+        entries.push_back((uid, seq, found.clone()));
+        while entries.len() > CACHE_ENTRIES {
+            entries.pop_front();
+        }
+        Ok(Some(found))
+    }
+
+    /// Every stored result of `run` (each launch that stored some, except interrupted ones,
+    /// whose relaunch carries their number), with test ids as `id_of` makes them.
+    pub async fn run_results(
+        &self,
+        client: &kube::Client,
+        run: &TestRun,
+        id_of: impl Fn(&Case) -> String,
+    ) -> Result<Vec<AttemptResult>, ResultsError> {
+        let mut out = Vec::new();
+        let attempts = run.status.as_ref().map(|s| s.attempts.clone()).unwrap_or_default();
+        for (i, a) in attempts.iter().enumerate() {
+            if a.state == crate::crd::AttemptState::Interrupted {
+                continue;
+            }
+            if let Some(stored) = self.load(client, run, i + 1).await? {
+                out.extend(stored.parse(a.number, &id_of).1);
+            }
+        }
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
