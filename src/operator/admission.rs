@@ -48,9 +48,17 @@ impl Queue {
 
 /// Runs admission passes until `stop`.
 pub async fn run(store: Store<TestRun>, ctx: Arc<Context>, stop: CancellationToken) {
-    tokio::select! {
-        r = store.wait_until_ready() => if r.is_err() { return },
-        _ = stop.cancelled() => return,
+    // `wait_until_ready` wakes only its last waiter (the controller also waits on this
+    // store), so it is polled again every so often rather than awaited once.
+    loop {
+        tokio::select! {
+            r = tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready()) => match r {
+                Ok(Ok(())) => break,
+                Ok(Err(_)) => return,
+                Err(_) => {}
+            },
+            _ = stop.cancelled() => return,
+        }
     }
     loop {
         pass(&store, &ctx).await;
@@ -94,6 +102,7 @@ async fn pass(store: &Store<TestRun>, ctx: &Context) {
             }
         }
         let decision = queue::admit(&entries, ctx.config.as_ref());
+        tracing::debug!(namespace = ns, entries = entries.len(), admitted = ?decision.admitted, waiting = ?decision.waiting, "admission pass");
         let by_name: HashMap<String, &Arc<TestRun>> = runs.iter().map(|r| (r.name_any(), r)).collect();
         for name in &decision.admitted {
             let Some(run) = by_name.get(name) else { continue };
