@@ -114,7 +114,11 @@ pub struct OperatorArgs {
     #[arg(long, env = "TOMATO_IDENTITY")]
     pub identity: Option<String>,
     /// Name of the leader Lease.
-    #[arg(long = "lease-name", env = "TOMATO_LEASE_NAME", default_value = "tomato-operator")]
+    #[arg(
+        long = "lease-name",
+        env = "TOMATO_LEASE_NAME",
+        default_value = "tomato-operator"
+    )]
     pub lease_name: String,
     /// How long after a Job ends its upload may still come before the pod log is read instead.
     #[arg(long = "upload-grace", env = "TOMATO_UPLOAD_GRACE", default_value = "60s", value_parser = parse_duration)]

@@ -16,7 +16,6 @@ use std::collections::{HashMap, HashSet};
 use crate::crd::SelectionKind;
 use crate::results::{self, AttemptResult, MergedTest};
 
-
 /// What became of an attempt's JUnit report.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReportRead {

@@ -22,7 +22,10 @@ pub const MAX_UPLOAD_BYTES: usize = 64 << 20;
 
 pub fn routes() -> axum::Router<AppState> {
     axum::Router::new()
-        .route("/api/v1/runs/{id}/attempts/{n}/results", post(attempt_results_upload))
+        .route(
+            "/api/v1/runs/{id}/attempts/{n}/results",
+            post(attempt_results_upload),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
 }
 
@@ -63,7 +66,9 @@ pub async fn attempt_results_upload(
         log: Vec::new(),
         message: None,
     };
-    let bad = |field: &str, e: &dyn std::fmt::Display| ApiError::bad_request(field, format!("cannot read {field}: {e}"));
+    let bad = |field: &str, e: &dyn std::fmt::Display| {
+        ApiError::bad_request(field, format!("cannot read {field}: {e}"))
+    };
     while let Some(field) = form.next_field().await.map_err(|e| bad("body", &e))? {
         let name = field.name().unwrap_or_default().to_string();
         match name.as_str() {

@@ -365,9 +365,17 @@ pub async fn attempt_log(
     Query(q): Query<LogQuery>,
 ) -> Result<Response, ApiError> {
     let text = match &state.data_dir {
-        Some(_) => read_tail(&attempt_file(&state, &id, n, crate::launch::process::LOG_FILE).await?, q.tail).await?,
+        Some(_) => {
+            read_tail(
+                &attempt_file(&state, &id, n, crate::launch::process::LOG_FILE).await?,
+                q.tail,
+            )
+            .await?
+        }
         None => {
-            let log = kept_artifact(&state, &id, n, Artifact::Log).await?.unwrap_or_default();
+            let log = kept_artifact(&state, &id, n, Artifact::Log)
+                .await?
+                .unwrap_or_default();
             tail_text(&log, q.tail)
         }
     };
@@ -387,7 +395,9 @@ pub async fn attempt_junit(
         Some(_) => tokio::fs::read(&attempt_file(&state, &id, n, "junit.xml").await?)
             .await
             .map_err(|_| no_report())?,
-        None => kept_artifact(&state, &id, n, Artifact::Junit).await?.ok_or_else(no_report)?,
+        None => kept_artifact(&state, &id, n, Artifact::Junit)
+            .await?
+            .ok_or_else(no_report)?,
     };
     Ok(([(header::CONTENT_TYPE, "application/xml")], bytes).into_response())
 }
@@ -433,7 +443,11 @@ async fn kept_artifact(
 
 /// The last `tail` bytes of a text, from a line boundary (all of it without `tail`).
 fn tail_text(bytes: &[u8], tail: Option<u64>) -> String {
-    let start = tail.map_or(0, |t| bytes.len().saturating_sub(usize::try_from(t).unwrap_or(usize::MAX)));
+    let start = tail.map_or(0, |t| {
+        bytes
+            .len()
+            .saturating_sub(usize::try_from(t).unwrap_or(usize::MAX))
+    });
     let mut text = String::from_utf8_lossy(&bytes[start..]).into_owned();
     if start > 0
         && let Some(nl) = text.find('\n')

@@ -80,7 +80,10 @@ pub async fn run(opts: ExecOptions) -> anyhow::Result<i32> {
             Err(e) => eprintln!("[tomato exec] the results could not be uploaded: {e:#}"),
         }
     } else {
-        eprintln!("[tomato exec] TOMATO_UPLOAD_URL is not set; results stay in {}", opts.junit.display());
+        eprintln!(
+            "[tomato exec] TOMATO_UPLOAD_URL is not set; results stay in {}",
+            opts.junit.display()
+        );
     }
     Ok(ended.exit_code())
 }
@@ -88,14 +91,18 @@ pub async fn run(opts: ExecOptions) -> anyhow::Result<i32> {
 /// Runs the command with its output teed to our stdout/stderr and the log file.
 async fn run_command(opts: &ExecOptions) -> anyhow::Result<Ended> {
     use anyhow::Context;
-    let (program, args) = opts.command.split_first().context("no command given after `--`")?;
+    let (program, args) = opts
+        .command
+        .split_first()
+        .context("no command given after `--`")?;
     if let Some(dir) = opts.log.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     if let Some(dir) = opts.junit.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let log = std::fs::File::create(&opts.log).with_context(|| format!("cannot create {}", opts.log.display()))?;
+    let log =
+        std::fs::File::create(&opts.log).with_context(|| format!("cannot create {}", opts.log.display()))?;
     let log = Arc::new(Mutex::new(log));
     let mut child = match Command::new(program)
         .args(args)
@@ -277,7 +284,10 @@ async fn upload(opts: &ExecOptions, url: &str, ended: Ended) -> anyhow::Result<S
             }
             Ok(r) => {
                 let status = r.status();
-                anyhow::bail!("the API refused the upload ({status}): {}", r.text().await.unwrap_or_default());
+                anyhow::bail!(
+                    "the API refused the upload ({status}): {}",
+                    r.text().await.unwrap_or_default()
+                );
             }
             Err(e) => last_error = e.to_string(),
         }

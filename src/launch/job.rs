@@ -18,8 +18,8 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, Pod, PodSecurityContext, PodSpec,
-    PodTemplateSpec, ResourceRequirements, SecretKeySelector, SecurityContext, Volume, VolumeMount,
+    Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, Pod, PodSecurityContext, PodSpec, PodTemplateSpec,
+    ResourceRequirements, SecretKeySelector, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -268,9 +268,9 @@ pub fn bounded(base: &str, suffix: &str, max: usize) -> String {
 }
 
 fn fnv1a(bytes: &[u8]) -> u32 {
-    bytes
-        .iter()
-        .fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193))
+    bytes.iter().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 /// What a Job's conditions say.
@@ -439,8 +439,11 @@ mod tests {
     }
 
     fn service() -> Service {
-        let cfg = PacksConfig::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/packs_config")))
-            .unwrap();
+        let cfg = PacksConfig::load(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/packs_config"
+        )))
+        .unwrap();
         let mut svc = (**cfg.service("demo").unwrap()).clone();
         svc.launch.job.image = Some("node:20".into());
         svc.launch.job.working_dir = "/suite".into();
@@ -449,7 +452,14 @@ mod tests {
     }
 
     fn container(job: &Job) -> &Container {
-        &job.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0]
+        &job.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
     }
 
     fn env_of<'a>(job: &'a Job, name: &str) -> &'a EnvVar {
@@ -524,11 +534,23 @@ mod tests {
         );
         let password = env_of(&job, "STAND_PASSWORD");
         assert!(password.value.is_none());
-        let key = password.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
+        let key = password
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap();
         assert_eq!((key.name.as_str(), key.key.as_str()), ("stand-creds", "password"));
         let token = env_of(&job, ENV_UPLOAD_TOKEN);
         assert!(token.value.is_none());
-        let key = token.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
+        let key = token
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap();
         assert_eq!(key.name, "demo-x7k2q9bd-upload-token");
         assert_eq!(env_of(&job, "PLAIN").value.as_deref(), Some("1"));
     }
@@ -552,7 +574,11 @@ mod tests {
             id: "cart > applies the discount",
             case: &case,
         }];
-        let selection = Selection::failed(vec!["basic".into()], 1, vec!["cart > applies the discount".into()]);
+        let selection = Selection::failed(
+            vec!["basic".into()],
+            1,
+            vec!["cart > applies the discount".into()],
+        );
         let job = desired_job(
             &run(),
             &service(),

@@ -81,7 +81,10 @@ async fn pass(store: &Store<TestRun>, ctx: &Context) {
         .clone();
     let mut by_namespace: BTreeMap<String, Vec<Arc<TestRun>>> = BTreeMap::new();
     for run in runs {
-        by_namespace.entry(run.namespace().unwrap_or_default()).or_default().push(run);
+        by_namespace
+            .entry(run.namespace().unwrap_or_default())
+            .or_default()
+            .push(run);
     }
     let mut still_pending = HashSet::new();
     for (ns, runs) in by_namespace {
@@ -89,9 +92,8 @@ async fn pass(store: &Store<TestRun>, ctx: &Context) {
         for run in &runs {
             let phase = run.status.as_ref().map_or(Phase::Queued, |s| s.phase);
             let key = ObjectRef::from_obj(run.as_ref());
-            let queued = phase == Phase::Queued
-                && !run.spec.cancel
-                && run.metadata.deletion_timestamp.is_none();
+            let queued =
+                phase == Phase::Queued && !run.spec.cancel && run.metadata.deletion_timestamp.is_none();
             if queued && admitted.contains(&key) {
                 still_pending.insert(key);
                 entries.push(entry(run, true));
@@ -120,7 +122,9 @@ async fn pass(store: &Store<TestRun>, ctx: &Context) {
                         .await;
                 }
                 // Changed meanwhile (cancelled, deleted, re-prioritised): the change wakes a new pass.
-                Err(e) => warn!(namespace = ns, run = name, error = %e, "cannot admit; trying again on the next pass"),
+                Err(e) => {
+                    warn!(namespace = ns, run = name, error = %e, "cannot admit; trying again on the next pass")
+                }
             }
         }
         for (name, position) in &decision.waiting {

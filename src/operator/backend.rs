@@ -109,7 +109,11 @@ impl KubeBackend {
 
     async fn patch_spec(&self, name: &str, spec: serde_json::Value) -> Result<TestRun, StoreError> {
         self.api()
-            .patch(name, &PatchParams::default(), &Patch::Merge(serde_json::json!({ "spec": spec })))
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({ "spec": spec })),
+            )
             .await
             .map_err(|e| match e {
                 kube::Error::Api(a) if a.code == 404 => not_found(name),
@@ -171,7 +175,12 @@ impl Backend for KubeBackend {
             .runs
             .state()
             .into_iter()
-            .filter(|r| filter.service.as_ref().is_none_or(|s| &r.spec.template.service == s))
+            .filter(|r| {
+                filter
+                    .service
+                    .as_ref()
+                    .is_none_or(|s| &r.spec.template.service == s)
+            })
             .filter(|r| {
                 let phase = r.status.as_ref().map_or(Phase::Queued, |s| s.phase).to_string();
                 filter.phases.is_empty() || filter.phases.contains(&phase)
@@ -184,7 +193,7 @@ impl Backend for KubeBackend {
             })
             .map(|r| (*r).clone())
             .collect();
-        runs.sort_by(|a, b| (created(a), a.name_any()).cmp(&(created(b), b.name_any())));
+        runs.sort_by_key(|r| (created(r), r.name_any()));
         if let Some(n) = filter.newest {
             runs.reverse();
             runs.truncate(n);
@@ -201,7 +210,8 @@ impl Backend for KubeBackend {
     }
 
     async fn set_priority(&self, name: &str, priority: u8) -> Result<TestRun, StoreError> {
-        self.patch_spec(name, serde_json::json!({ "priority": priority })).await
+        self.patch_spec(name, serde_json::json!({ "priority": priority }))
+            .await
     }
 
     async fn results(&self, name: &str) -> Result<Vec<AttemptResult>, StoreError> {
@@ -220,14 +230,24 @@ impl Backend for KubeBackend {
     }
 
     async fn ready(&self) -> Result<(), String> {
-        match tokio::time::timeout(std::time::Duration::from_millis(100), self.runs.wait_until_ready()).await {
+        match tokio::time::timeout(
+            std::time::Duration::from_millis(100),
+            self.runs.wait_until_ready(),
+        )
+        .await
+        {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err("the TestRun watch stopped".into()),
             Err(_) => Err("the first list of TestRuns has not arrived yet".into()),
         }
     }
 
-    async fn attempt_artifact(&self, run: &str, seq: usize, artifact: Artifact) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn attempt_artifact(
+        &self,
+        run: &str,
+        seq: usize,
+        artifact: Artifact,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         let run = self.find(run).await?.ok_or_else(|| not_found(run))?;
         let task = |e: results::ResultsError| StoreError::Task(e.to_string());
         let Some(stored) = self.results.load(&self.client, &run, seq).await.map_err(task)? else {
@@ -266,7 +286,11 @@ impl Backend for KubeBackend {
         if !bool::from(expected.0.as_slice().ct_eq(token.as_bytes())) {
             return Err(UploadError::Unauthorized);
         }
-        let attempts = run.status.as_ref().map(|s| s.attempts.clone()).unwrap_or_default();
+        let attempts = run
+            .status
+            .as_ref()
+            .map(|s| s.attempts.clone())
+            .unwrap_or_default();
         match attempts.get(seq.wrapping_sub(1)) {
             Some(a) if a.state == AttemptState::Running => {}
             Some(a) => {

@@ -138,7 +138,11 @@ impl Context {
     /// never a reason to fail a reconcile.
     pub async fn event(&self, run: &TestRun, warning: bool, reason: &str, note: String) {
         let ev = Event {
-            type_: if warning { EventType::Warning } else { EventType::Normal },
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
             reason: reason.into(),
             note: Some(note),
             action: reason.into(),

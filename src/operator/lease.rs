@@ -76,14 +76,23 @@ fn micro(t: DateTime<Utc>) -> MicroTime {
 }
 
 /// Keeps trying to hold the lease until `stop`; publishes whether this replica leads.
-pub async fn run(client: Client, settings: LeaseSettings, leader: watch::Sender<bool>, stop: CancellationToken) {
+pub async fn run(
+    client: Client,
+    settings: LeaseSettings,
+    leader: watch::Sender<bool>,
+    stop: CancellationToken,
+) {
     let api: Api<Lease> = Api::namespaced(client, &settings.namespace);
     let mut last_renewed: Option<tokio::time::Instant> = None;
     loop {
         match try_hold(&api, &settings).await {
             Ok(true) => {
                 if !*leader.borrow() {
-                    info!(identity = settings.identity, lease = settings.name, "became the leader");
+                    info!(
+                        identity = settings.identity,
+                        lease = settings.name,
+                        "became the leader"
+                    );
                 }
                 last_renewed = Some(tokio::time::Instant::now());
                 leader.send_replace(true);
@@ -99,7 +108,10 @@ pub async fn run(client: Client, settings: LeaseSettings, leader: watch::Sender<
                 warn!(error = %e, "cannot read or renew the lease");
                 // Step down before anyone else may take over.
                 if last_renewed.is_some_and(|t| t.elapsed() + settings.renew_every >= settings.duration) {
-                    warn!(identity = settings.identity, "could not renew the lease in time; stepping down");
+                    warn!(
+                        identity = settings.identity,
+                        "could not renew the lease in time; stepping down"
+                    );
                     last_renewed = None;
                     leader.send_replace(false);
                 }
@@ -159,7 +171,10 @@ async fn try_hold(api: &Api<Lease>, settings: &LeaseSettings) -> Result<bool, ku
         }
     }
     lease.metadata.managed_fields = None;
-    match api.replace(&lease.name_any(), &PostParams::default(), &lease).await {
+    match api
+        .replace(&lease.name_any(), &PostParams::default(), &lease)
+        .await
+    {
         Ok(_) => Ok(true),
         // Another replica wrote first: it leads.
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
@@ -178,7 +193,8 @@ async fn release(api: &Api<Lease>, settings: &LeaseSettings) -> Result<(), kube:
     }
     spec.holder_identity = None;
     lease.metadata.managed_fields = None;
-    api.replace(&settings.name, &PostParams::default(), &lease).await?;
+    api.replace(&settings.name, &PostParams::default(), &lease)
+        .await?;
     Ok(())
 }
 
@@ -214,7 +230,11 @@ mod tests {
     fn an_expired_or_released_lease_is_taken() {
         let now = Utc::now();
         assert_eq!(
-            decide(&spec(Some("b"), now - chrono::Duration::seconds(16), 15), "a", now),
+            decide(
+                &spec(Some("b"), now - chrono::Duration::seconds(16), 15),
+                "a",
+                now
+            ),
             Decision::Acquire
         );
         assert_eq!(decide(&spec(None, now, 15), "a", now), Decision::Acquire);

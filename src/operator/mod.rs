@@ -73,7 +73,12 @@ pub struct Operator {
 impl Operator {
     /// Starts the TestRun watch (for the API), the lease loop, and — while this replica holds
     /// the lease — the controllers. Everything stops when `stop` is cancelled.
-    pub fn start(client: Client, config: Arc<PacksConfig>, settings: Settings, stop: CancellationToken) -> Self {
+    pub fn start(
+        client: Client,
+        config: Arc<PacksConfig>,
+        settings: Settings,
+        stop: CancellationToken,
+    ) -> Self {
         let results = Arc::new(results::ResultsCache::default());
         let backend = KubeBackend::start(
             client.clone(),
@@ -169,11 +174,14 @@ async fn run_controllers(ctx: Arc<Context>, scope: Scope, stop: CancellationToke
     let runs = runs
         .run(testrun::reconcile, testrun::error_policy, ctx.clone())
         .for_each(|_| std::future::ready(()));
-    let schedules = Controller::new(scoped::<NightlySchedule>(&client, &scope), watcher::Config::default())
-        .owns(scoped::<TestRun>(&client, &scope), watcher::Config::default())
-        .graceful_shutdown_on(stop.clone().cancelled_owned())
-        .run(schedule::reconcile, schedule::error_policy, ctx.clone())
-        .for_each(|_| std::future::ready(()));
+    let schedules = Controller::new(
+        scoped::<NightlySchedule>(&client, &scope),
+        watcher::Config::default(),
+    )
+    .owns(scoped::<TestRun>(&client, &scope), watcher::Config::default())
+    .graceful_shutdown_on(stop.clone().cancelled_owned())
+    .run(schedule::reconcile, schedule::error_policy, ctx.clone())
+    .for_each(|_| std::future::ready(()));
     tokio::join!(runs, schedules);
     let _ = admission.await;
     info!("controllers stopped");
@@ -222,7 +230,9 @@ pub async fn serve(opts: OperatorOptions) -> anyhow::Result<()> {
         Some("Always") => Some(PullPolicy::Always),
         Some("IfNotPresent") => Some(PullPolicy::IfNotPresent),
         Some("Never") => Some(PullPolicy::Never),
-        Some(other) => anyhow::bail!("--exec-image-pull-policy: {other:?} is not Always, IfNotPresent or Never"),
+        Some(other) => {
+            anyhow::bail!("--exec-image-pull-policy: {other:?} is not Always, IfNotPresent or Never")
+        }
     };
     let in_cluster_url = opts
         .in_cluster_url
@@ -262,7 +272,10 @@ pub async fn serve(opts: OperatorOptions) -> anyhow::Result<()> {
         backend: Arc::new(operator.backend.clone()),
         config,
         tokens,
-        public_url: opts.public_url.clone().unwrap_or_else(|| format!("http://{addr}")),
+        public_url: opts
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}")),
         data_dir: None,
     };
     info!(%addr, namespace, identity, all_namespaces = opts.all_namespaces, "operator serving");

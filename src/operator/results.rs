@@ -182,7 +182,10 @@ pub fn pack(run: &TestRun, seq: usize, results: &AttemptResults) -> Result<Vec<C
         ..Default::default()
     };
     let mut annotations = BTreeMap::from([
-        (ANNOTATION_PARTS.to_string(), format!("{extra};{}", manifest.join(","))),
+        (
+            ANNOTATION_PARTS.to_string(),
+            format!("{extra};{}", manifest.join(",")),
+        ),
         (ANNOTATION_SOURCE.to_string(), results.source.as_str().to_string()),
     ]);
     if let Some(code) = results.exit_code {
@@ -227,9 +230,14 @@ pub fn unpack(primary: &ConfigMap, parts: &[ConfigMap]) -> Result<StoredResults,
     let (extra, files) = manifest
         .split_once(';')
         .ok_or_else(|| damaged("malformed parts list".into()))?;
-    let extra: usize = extra.parse().map_err(|_| damaged("malformed parts count".into()))?;
+    let extra: usize = extra
+        .parse()
+        .map_err(|_| damaged("malformed parts count".into()))?;
     if parts.len() < extra {
-        return Err(damaged(format!("{} of {extra} part ConfigMaps found", parts.len())));
+        return Err(damaged(format!(
+            "{} of {extra} part ConfigMaps found",
+            parts.len()
+        )));
     }
     let mut data: BTreeMap<&str, &[u8]> = BTreeMap::new();
     for cm in std::iter::once(primary).chain(parts) {
@@ -243,7 +251,9 @@ pub fn unpack(primary: &ConfigMap, parts: &[ConfigMap]) -> Result<StoredResults,
         let (name, count) = entry
             .rsplit_once(':')
             .ok_or_else(|| damaged(format!("malformed entry {entry:?}")))?;
-        let count: usize = count.parse().map_err(|_| damaged(format!("malformed entry {entry:?}")))?;
+        let count: usize = count
+            .parse()
+            .map_err(|_| damaged(format!("malformed entry {entry:?}")))?;
         let mut bytes = Vec::new();
         for i in 0..count {
             let part = data
@@ -352,7 +362,11 @@ pub async fn store(api: &Api<ConfigMap>, maps: Vec<ConfigMap>) -> Result<Stored,
 }
 
 /// Reads the stored results of a run's `seq`-th launch, if stored.
-pub async fn load(api: &Api<ConfigMap>, run: &str, seq: usize) -> Result<Option<StoredResults>, ResultsError> {
+pub async fn load(
+    api: &Api<ConfigMap>,
+    run: &str,
+    seq: usize,
+) -> Result<Option<StoredResults>, ResultsError> {
     let Some(primary) = api.get_opt(&results_name(run, seq)).await? else {
         return Ok(None);
     };
@@ -405,7 +419,10 @@ impl ResultsCache {
             return Ok(None);
         };
         let found = std::sync::Arc::new(found);
-        let mut entries = self.entries.lock().expect("the cache lock is never held across a panic");
+        let mut entries = self
+            .entries
+            .lock()
+            .expect("the cache lock is never held across a panic");
         entries.push_back((uid, seq, found.clone()));
         while entries.len() > CACHE_ENTRIES {
             entries.pop_front();
@@ -422,7 +439,11 @@ impl ResultsCache {
         id_of: impl Fn(&Case) -> String,
     ) -> Result<Vec<AttemptResult>, ResultsError> {
         let mut out = Vec::new();
-        let attempts = run.status.as_ref().map(|s| s.attempts.clone()).unwrap_or_default();
+        let attempts = run
+            .status
+            .as_ref()
+            .map(|s| s.attempts.clone())
+            .unwrap_or_default();
         for (i, a) in attempts.iter().enumerate() {
             if a.state == crate::crd::AttemptState::Interrupted {
                 continue;
@@ -467,7 +488,11 @@ mod tests {
     }
 
     fn sample() -> Vec<u8> {
-        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/junit_samples/node.xml")).unwrap()
+        std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/junit_samples/node.xml"
+        ))
+        .unwrap()
     }
 
     #[test]
@@ -498,7 +523,9 @@ mod tests {
     #[test]
     fn a_large_report_is_split_across_config_maps_and_reassembled() {
         // Incompressible bytes stand in for a huge report: 2.5 MiB after "compression".
-        let noise: Vec<u8> = (0..(5u32 << 19)).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let noise: Vec<u8> = (0..(5u32 << 19))
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
         let results = AttemptResults {
             source: Source::Upload,
             exit_code: Some(0),
@@ -519,7 +546,10 @@ mod tests {
         shuffled.reverse();
         let back = unpack(primary, &shuffled).unwrap();
         assert_eq!(back.junit_gz[0], noise);
-        assert!(matches!(unpack(primary, &parts[1..]), Err(ResultsError::Damaged(_))));
+        assert!(matches!(
+            unpack(primary, &parts[1..]),
+            Err(ResultsError::Damaged(_))
+        ));
     }
 
     #[test]

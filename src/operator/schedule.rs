@@ -15,9 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use kube::ResourceExt;
 use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::ResourceExt;
 use tracing::warn;
 
 use super::context::{Context, Error};
@@ -54,9 +54,20 @@ pub async fn reconcile(schedule: Arc<NightlySchedule>, ctx: Arc<Context>) -> Res
             "the run template fits packs_config; firing at due times comes with the shared schedule logic"
                 .to_string(),
         ),
-        Err(e) => (ConditionStatus::False, "InvalidTemplate", format!("spec.{}: {}", e.field, e.message)),
+        Err(e) => (
+            ConditionStatus::False,
+            "InvalidTemplate",
+            format!("spec.{}: {}", e.field, e.message),
+        ),
     };
-    Condition::set(&mut status.conditions, "Ready", state, reason, message, Utc::now());
+    Condition::set(
+        &mut status.conditions,
+        "Ready",
+        state,
+        reason,
+        message,
+        Utc::now(),
+    );
     if status != before {
         write_status(&ctx, &schedule, status).await?;
     }
@@ -71,7 +82,11 @@ pub fn error_policy(schedule: Arc<NightlySchedule>, error: &Error, ctx: Arc<Cont
     Action::requeue(ctx.timing.retry)
 }
 
-async fn write_status(ctx: &Context, schedule: &NightlySchedule, status: NightlyScheduleStatus) -> Result<(), Error> {
+async fn write_status(
+    ctx: &Context,
+    schedule: &NightlySchedule,
+    status: NightlyScheduleStatus,
+) -> Result<(), Error> {
     let mut obj = schedule.clone();
     obj.metadata.managed_fields = None;
     obj.status = Some(status);

@@ -154,14 +154,25 @@ async fn launch(
     );
     let job_name = job.name_any();
     let jobs: Api<Job> = ctx.api(&ns);
-    jobs.patch(&job_name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&job))
-        .await?;
+    jobs.patch(
+        &job_name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&job),
+    )
+    .await?;
     let tests = reruns.len();
     write_status(&ctx.client, run, |st| {
         st.begin_attempt(number, selection, job_name.clone(), Utc::now())
     })
     .await?;
-    info!(namespace = ns, run = name, attempt = number, job = job_name, tests, "attempt started");
+    info!(
+        namespace = ns,
+        run = name,
+        attempt = number,
+        job = job_name,
+        tests,
+        "attempt started"
+    );
     let note = if number == 1 {
         format!("attempt 1 started as Job {job_name}")
     } else {
@@ -209,7 +220,10 @@ async fn observe(
     attempt: &Attempt,
 ) -> Result<Action, Error> {
     let ns = run.namespace().unwrap_or_default();
-    let job_name = attempt.launch.clone().unwrap_or_else(|| job_name(&run.name_any(), seq));
+    let job_name = attempt
+        .launch
+        .clone()
+        .unwrap_or_else(|| job_name(&run.name_any(), seq));
     let jobs: Api<Job> = ctx.api(&ns);
     let job = jobs.get_opt(&job_name).await?;
     let state = job.as_ref().map(job_state);
@@ -266,12 +280,16 @@ async fn store_pod_log(run: &TestRun, ctx: &Context, seq: usize, job_name: &str)
                 limit_bytes: Some(results::LOG_TAIL_BYTES as i64),
                 ..Default::default()
             };
-            let log = pods_api.logs(&p.name_any(), &params).await.unwrap_or_else(|e| {
-                format!("[tomato] the pod log could not be read either: {e}\n")
-            });
+            let log = pods_api
+                .logs(&p.name_any(), &params)
+                .await
+                .unwrap_or_else(|e| format!("[tomato] the pod log could not be read either: {e}\n"));
             (log, pod_exit_code(p))
         }
-        None => ("[tomato] the Job left no pod to read a log from\n".to_string(), None),
+        None => (
+            "[tomato] the Job left no pod to read a log from\n".to_string(),
+            None,
+        ),
     };
     let results = AttemptResults {
         source: Source::PodLog,
@@ -354,14 +372,27 @@ async fn record(run: &TestRun, ctx: &Context, svc: &Service, end: &AttemptEnd) -
         .and_then(|a| a.summary)
         .map_or_else(
             || end.message.clone().unwrap_or_else(|| "no results".into()),
-            |s| format!("{} passed, {} failed, {} broken, {} skipped", s.passed, s.failed, s.broken, s.skipped),
+            |s| {
+                format!(
+                    "{} passed, {} failed, {} broken, {} skipped",
+                    s.passed, s.failed, s.broken, s.skipped
+                )
+            },
         );
     let warning = end.state != AttemptState::Finished;
-    ctx.event(run, warning, "AttemptFinished", format!("attempt {}: {counts}", end.number))
-        .await;
+    ctx.event(
+        run,
+        warning,
+        "AttemptFinished",
+        format!("attempt {}: {counts}", end.number),
+    )
+    .await;
     match next {
         Next::Rerun { number, tests } => {
-            let note = format!("{} failed test(s) will run again as attempt {number}", tests.len());
+            let note = format!(
+                "{} failed test(s) will run again as attempt {number}",
+                tests.len()
+            );
             ctx.event(run, false, "RerunScheduled", note).await;
         }
         Next::Finish { verdict, message } => announce_verdict(run, ctx, verdict, message).await,
@@ -370,7 +401,12 @@ async fn record(run: &TestRun, ctx: &Context, svc: &Service, end: &AttemptEnd) -
 }
 
 /// No attempt can follow: the verdict is final.
-async fn conclude(run: &TestRun, ctx: &Context, verdict: Verdict, message: Option<String>) -> Result<Action, Error> {
+async fn conclude(
+    run: &TestRun,
+    ctx: &Context,
+    verdict: Verdict,
+    message: Option<String>,
+) -> Result<Action, Error> {
     let m = message.clone();
     write_status(&ctx.client, run, |st| st.conclude(verdict, m, Utc::now())).await?;
     announce_verdict(run, ctx, verdict, message).await;
@@ -382,7 +418,8 @@ async fn announce_verdict(run: &TestRun, ctx: &Context, verdict: Verdict, messag
         Some(m) => format!("{}: {m}", verdict.phase()),
         None => verdict.phase().to_string(),
     };
-    ctx.event(run, verdict != Verdict::Succeeded, "Concluded", note).await;
+    ctx.event(run, verdict != Verdict::Succeeded, "Concluded", note)
+        .await;
 }
 
 /// The Reporting phase: the verdict is final (`status.verdict`) and this is the seam where
@@ -399,7 +436,8 @@ async fn report(run: &TestRun, ctx: &Context) -> Result<Action, Error> {
         st.phase, s.passed, s.failed, s.flaky, s.broken, s.skipped
     );
     info!(run = run.name_any(), phase = %st.phase, "finished");
-    ctx.event(run, st.phase != Phase::Succeeded, "Finished", note).await;
+    ctx.event(run, st.phase != Phase::Succeeded, "Finished", note)
+        .await;
     Ok(Action::await_change())
 }
 
@@ -443,12 +481,19 @@ async fn cleanup(run: &TestRun, ctx: &Context) -> Result<Action, Error> {
     for job in &running {
         if job.metadata.deletion_timestamp.is_none() {
             stop_job(&jobs, &job.name_any()).await?;
-            info!(run = run.name_any(), job = job.name_any(), "stopped the Job of a deleted run");
+            info!(
+                run = run.name_any(),
+                job = job.name_any(),
+                "stopped the Job of a deleted run"
+            );
         }
     }
     for job in &running {
         if jobs.get_opt(&job.name_any()).await?.is_some() {
-            return Err(Error::Waiting(format!("Job {} is still stopping", job.name_any())));
+            return Err(Error::Waiting(format!(
+                "Job {} is still stopping",
+                job.name_any()
+            )));
         }
     }
     Ok(Action::await_change())

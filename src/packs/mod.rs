@@ -264,10 +264,15 @@ impl PacksConfig {
             .map(|s| ConfigError {
                 file: s.file.clone(),
                 field: "launch.image".into(),
-                reason: "operator mode runs each attempt as a Job and needs the image of the test suite".into(),
+                reason: "operator mode runs each attempt as a Job and needs the image of the test suite"
+                    .into(),
             })
             .collect();
-        if errors.is_empty() { Ok(()) } else { Err(ConfigErrors(errors)) }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(errors))
+        }
     }
 
     pub fn services(&self) -> impl Iterator<Item = &Arc<Service>> {

@@ -320,7 +320,10 @@ fn job_launch(p: &mut Problems<'_>, raw: &RawLaunch) -> JobLaunch {
     let image = raw.image.clone().filter(|i| {
         let ok = !i.is_empty() && i.len() <= 1024 && !i.chars().any(|c| c.is_whitespace() || c.is_control());
         if !ok {
-            p.add("launch.image", format!("{i:?} is not a container image reference"));
+            p.add(
+                "launch.image",
+                format!("{i:?} is not a container image reference"),
+            );
         }
         ok
     });
@@ -354,7 +357,10 @@ fn job_launch(p: &mut Problems<'_>, raw: &RawLaunch) -> JobLaunch {
             DEFAULT_WORKING_DIR.to_string()
         }
     };
-    for (kind, map) in [("requests", &raw.resources.requests), ("limits", &raw.resources.limits)] {
+    for (kind, map) in [
+        ("requests", &raw.resources.requests),
+        ("limits", &raw.resources.limits),
+    ] {
         for (name, value) in map {
             let field = format!("launch.resources.{kind}.{name}");
             let known = matches!(name.as_str(), "cpu" | "memory" | "ephemeral-storage") || name.contains('/');
@@ -397,12 +403,10 @@ fn is_quantity(s: &str) -> bool {
     let suffix_ok = matches!(
         suffix,
         "" | "m" | "k" | "M" | "G" | "T" | "P" | "E" | "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei"
-    ) || suffix
-        .strip_prefix(['e', 'E'])
-        .is_some_and(|exp| {
-            let exp = exp.strip_prefix(['+', '-']).unwrap_or(exp);
-            !exp.is_empty() && exp.chars().all(|c| c.is_ascii_digit())
-        });
+    ) || suffix.strip_prefix(['e', 'E']).is_some_and(|exp| {
+        let exp = exp.strip_prefix(['+', '-']).unwrap_or(exp);
+        !exp.is_empty() && exp.chars().all(|c| c.is_ascii_digit())
+    });
     number_ok && suffix_ok
 }
 
@@ -412,7 +416,9 @@ fn is_dns_subdomain(s: &str) -> bool {
         && s.len() <= 253
         && s.split('.').all(|label| {
             !label.is_empty()
-                && label.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })

@@ -242,7 +242,10 @@ fn operator_launch_settings_are_read_and_checked() {
     assert!(cfg.check_operator().is_ok());
 
     let without = load(&[("svc.yaml", MINIMAL)]).unwrap();
-    assert_eq!(without.service("svc").unwrap().launch.job.working_dir, DEFAULT_WORKING_DIR);
+    assert_eq!(
+        without.service("svc").unwrap().launch.job.working_dir,
+        DEFAULT_WORKING_DIR
+    );
     let err = without.check_operator().unwrap_err();
     assert_eq!(err.0[0].field, "launch.image");
 }

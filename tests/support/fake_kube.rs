@@ -71,9 +71,9 @@ impl Collection {
 /// A parsed request path: the collection, then the object's name and a subresource.
 fn parse_path(path: &str) -> Option<(Collection, Option<String>, Option<String>)> {
     let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let (prefix, rest) = match parts.first()? {
-        &"api" => (format!("/api/{}", parts.get(1)?), &parts[2..]),
-        &"apis" => (format!("/apis/{}/{}", parts.get(1)?, parts.get(2)?), &parts[3..]),
+    let (prefix, rest) = match *parts.first()? {
+        "api" => (format!("/api/{}", parts.get(1)?), &parts[2..]),
+        "apis" => (format!("/apis/{}/{}", parts.get(1)?, parts.get(2)?), &parts[3..]),
         _ => return None,
     };
     let (namespace, rest) = match rest {
@@ -262,7 +262,10 @@ fn selected(obj: &Value, labels: Option<&str>, fields: Option<&str>) -> bool {
 }
 
 impl Shared {
-    async fn handle(self: Arc<Self>, req: Request<Body>) -> Result<Response<BoxBody<Bytes, BoxError>>, BoxError> {
+    async fn handle(
+        self: Arc<Self>,
+        req: Request<Body>,
+    ) -> Result<Response<BoxBody<Bytes, BoxError>>, BoxError> {
         let (parts, body) = req.into_parts();
         let body = body.collect().await?.to_bytes();
         let path = parts.uri.path().to_string();
@@ -272,10 +275,14 @@ impl Shared {
             return Ok(not_found(&path));
         };
         if parts.method == Method::GET && param("watch").is_some_and(|w| w == "true" || w == "1") {
-            return Ok(self.watch(collection, param("labelSelector"), param("fieldSelector")).await);
+            return Ok(self
+                .watch(collection, param("labelSelector"), param("fieldSelector"))
+                .await);
         }
         if parts.method == Method::GET && collection.plural == "pods" && sub.as_deref() == Some("log") {
-            return self.pod_log(&collection, name.as_deref().unwrap_or_default()).await;
+            return self
+                .pod_log(&collection, name.as_deref().unwrap_or_default())
+                .await;
         }
         // Re-encode the query for the fake (it reads `+` literally).
         let reencoded: Vec<String> = query.iter().map(|(k, v)| format!("{k}={}", encode(v))).collect();
@@ -310,7 +317,10 @@ impl Shared {
                     .as_array()
                     .is_some_and(|f| !f.is_empty());
                 if has_finalizers {
-                    let uid = current["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+                    let uid = current["metadata"]["uid"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
                     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
                     self.overlay.lock().unwrap().terminating.entry(uid).or_insert(now);
                     let mut obj = current;
@@ -386,7 +396,11 @@ impl Shared {
                     .is_some_and(|f| !f.is_empty());
                 if terminating && !finalizers_left {
                     // The last finalizer is gone: now it really goes.
-                    let item = format!("{}/{}", object_collection.path(), value["metadata"]["name"].as_str().unwrap_or_default());
+                    let item = format!(
+                        "{}/{}",
+                        object_collection.path(),
+                        value["metadata"]["name"].as_str().unwrap_or_default()
+                    );
                     let (_, deleted) = self.send(delete(&item)).await?;
                     self.deleted(&object_collection, &deleted).await?;
                     self.decorate(&mut value);
@@ -398,7 +412,11 @@ impl Shared {
                     .known
                     .insert(uid, (object_collection.clone(), value.clone()));
                 self.decorate(&mut value);
-                let kind = if parts.method == Method::POST || !seen { "ADDED" } else { "MODIFIED" };
+                let kind = if parts.method == Method::POST || !seen {
+                    "ADDED"
+                } else {
+                    "MODIFIED"
+                };
                 self.announce(kind, &object_collection, &value);
                 Ok(json_response(status, &value))
             }
@@ -409,7 +427,8 @@ impl Shared {
         let resp = self.inner.send(req).await?;
         let status = resp.status();
         let bytes = resp.into_body().collect().await?.to_bytes();
-        let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| json!({"raw": String::from_utf8_lossy(&bytes)}));
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| json!({"raw": String::from_utf8_lossy(&bytes)}));
         Ok((status, value))
     }
 
@@ -417,7 +436,10 @@ impl Shared {
     fn decorate(&self, v: &mut Value) {
         let overlay = self.overlay.lock().unwrap();
         let mut one = |obj: &mut Value| {
-            if let Some(ts) = obj["metadata"]["uid"].as_str().and_then(|u| overlay.terminating.get(u)) {
+            if let Some(ts) = obj["metadata"]["uid"]
+                .as_str()
+                .and_then(|u| overlay.terminating.get(u))
+            {
                 obj["metadata"]["deletionTimestamp"] = json!(ts);
             }
         };
@@ -440,7 +462,10 @@ impl Shared {
         let mut gone: Vec<(Collection, Value)> = vec![(collection.clone(), object.clone())];
         let mut i = 0;
         while i < gone.len() {
-            let uid = gone[i].1["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+            let uid = gone[i].1["metadata"]["uid"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             {
                 let mut o = self.overlay.lock().unwrap();
                 o.terminating.remove(&uid);
@@ -460,7 +485,11 @@ impl Shared {
                 .cloned()
                 .collect();
             for (c, v) in dependents {
-                let item = format!("{}/{}", c.path(), v["metadata"]["name"].as_str().unwrap_or_default());
+                let item = format!(
+                    "{}/{}",
+                    c.path(),
+                    v["metadata"]["name"].as_str().unwrap_or_default()
+                );
                 let (status, _) = self.send(get(&item)).await?;
                 if status == StatusCode::NOT_FOUND {
                     gone.push((c, v));
@@ -474,7 +503,11 @@ impl Shared {
         Ok(())
     }
 
-    async fn pod_log(&self, collection: &Collection, pod: &str) -> Result<Response<BoxBody<Bytes, BoxError>>, BoxError> {
+    async fn pod_log(
+        &self,
+        collection: &Collection,
+        pod: &str,
+    ) -> Result<Response<BoxBody<Bytes, BoxError>>, BoxError> {
         let item = format!("{}/{pod}", collection.path());
         let (status, _) = self.send(get(&item)).await?;
         if status == StatusCode::NOT_FOUND {

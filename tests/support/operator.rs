@@ -97,7 +97,10 @@ pub fn settings(identity: &str, api_url: &str) -> Settings {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TOMATO_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tomato=debug,kube_runtime=info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
 }
 
 /// Starts a replica over `fake`, serving the HTTP app on a free local port.
@@ -106,7 +109,12 @@ pub async fn start_replica(fake: &FakeKube, config: Arc<PacksConfig>, identity: 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let stop = CancellationToken::new();
-    let operator = Operator::start(fake.client(), config.clone(), settings(identity, &url), stop.clone());
+    let operator = Operator::start(
+        fake.client(),
+        config.clone(),
+        settings(identity, &url),
+        stop.clone(),
+    );
     let state = tomato::api::AppState {
         backend: Arc::new(operator.backend.clone()),
         config,
@@ -186,7 +194,10 @@ where
 pub const WAIT: Duration = Duration::from_secs(20);
 
 pub async fn wait_job(fake: &FakeKube, name: &str) -> Job {
-    eventually(&format!("Job {name}"), WAIT, || async { jobs(fake).get_opt(name).await.unwrap() }).await
+    eventually(&format!("Job {name}"), WAIT, || async {
+        jobs(fake).get_opt(name).await.unwrap()
+    })
+    .await
 }
 
 pub async fn wait_phase(fake: &FakeKube, run: &str, phase: &str) -> TestRun {
@@ -199,7 +210,14 @@ pub async fn wait_phase(fake: &FakeKube, run: &str, phase: &str) -> TestRun {
 
 /// The test container of a Job.
 pub fn container(job: &Job) -> &k8s_openapi::api::core::v1::Container {
-    &job.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0]
+    &job.spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
 }
 
 pub fn env(job: &Job) -> BTreeMap<String, Value> {
@@ -239,9 +257,16 @@ pub async fn finish_job(fake: &FakeKube, job: &str, pod: &str, exit_code: i32, r
         "conditions": [{"type": condition, "status": "True", "reason": reason.unwrap_or("BackoffLimitExceeded"),
                         "lastTransitionTime": now}],
     });
-    status.as_object_mut().unwrap().extend(counts.as_object().unwrap().clone());
+    status
+        .as_object_mut()
+        .unwrap()
+        .extend(counts.as_object().unwrap().clone());
     jobs(fake)
-        .patch_status(job, &PatchParams::default(), &Patch::Merge(json!({ "status": status })))
+        .patch_status(
+            job,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": status })),
+        )
         .await
         .unwrap();
     Api::<Pod>::namespaced(fake.client(), NS)
@@ -262,6 +287,13 @@ pub async fn finish_job(fake: &FakeKube, job: &str, pod: &str, exit_code: i32, r
 /// scratch volume mapped to a temporary directory — then records its log on the pod and
 /// marks the Job finished. Returns the exit code.
 pub async fn run_job(fake: &FakeKube, job: &Job) -> i32 {
+    run_job_via(fake, job, None).await
+}
+
+/// [`run_job`], with the upload sent to `api` instead of the Job's URL: what the operator's
+/// Service does in a cluster when the replica that launched the Job is gone (each test
+/// replica has its own address; a Service would route to a live one).
+pub async fn run_job_via(fake: &FakeKube, job: &Job, api: Option<&str>) -> i32 {
     let work = tempfile::tempdir().unwrap();
     let map = |s: &str| s.replace(WORK_DIR, &work.path().display().to_string());
     let c = container(job);
@@ -276,6 +308,10 @@ pub async fn run_job(fake: &FakeKube, job: &Job) -> i32 {
         .current_dir(PathBuf::from(c.working_dir.clone().unwrap()));
     for e in c.env.iter().flatten() {
         let value = match (&e.value, &e.value_from) {
+            (Some(v), _) if e.name == tomato::launch::job::ENV_UPLOAD_URL && api.is_some() => {
+                let path = v.splitn(4, '/').nth(3).unwrap_or_default();
+                format!("{}/{path}", api.unwrap_or_default())
+            }
             (Some(v), _) => map(v),
             (None, Some(src)) => {
                 let key = src.secret_key_ref.as_ref().unwrap();
