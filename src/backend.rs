@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
-use crate::crd::TestRun;
+use crate::crd::{NightlySchedule, NightlyScheduleSpec, TestRun};
 use crate::operator::results::AttemptResults;
 use crate::results::AttemptResult;
 use crate::store::{Change, ListFilter, SqliteStore, StoreError};
@@ -26,10 +26,26 @@ pub trait Backend: Send + Sync + 'static {
     async fn set_priority(&self, name: &str, priority: u8) -> Result<TestRun, StoreError>;
     /// Every stored per-attempt test result of a run.
     async fn results(&self, name: &str) -> Result<Vec<AttemptResult>, StoreError>;
+    /// Run counts per `(service, phase)`, for metrics.
+    async fn run_counts(&self) -> Result<Vec<(String, String, u64)>, StoreError>;
     /// Committed changes, for live views.
     fn subscribe(&self) -> broadcast::Receiver<Change>;
     /// Whether the mode is ready to serve (store open, driver running).
     async fn ready(&self) -> Result<(), String>;
+
+    /// Stores a new schedule (name set by the caller).
+    async fn create_schedule(&self, schedule: NightlySchedule) -> Result<NightlySchedule, StoreError>;
+    async fn get_schedule(&self, name: &str) -> Result<Option<NightlySchedule>, StoreError>;
+    /// Schedules, optionally of one service, by name.
+    async fn list_schedules(&self, service: Option<&str>) -> Result<Vec<NightlySchedule>, StoreError>;
+    /// Replaces a schedule's spec (its status and history stay).
+    async fn replace_schedule(
+        &self,
+        name: &str,
+        spec: NightlyScheduleSpec,
+    ) -> Result<NightlySchedule, StoreError>;
+    /// Deletes a schedule: it starts nothing more and its unfinished runs are cancelled.
+    async fn delete_schedule(&self, name: &str) -> Result<bool, StoreError>;
 
     /// An attempt's log or JUnit XML where the mode keeps them itself (operator mode: in the
     /// Kubernetes API). `seq` is the launch's position in `status.attempts`, from 1. `Ok(None)`
@@ -128,6 +144,10 @@ impl Backend for SqliteStore {
         SqliteStore::results(self, name).await
     }
 
+    async fn run_counts(&self) -> Result<Vec<(String, String, u64)>, StoreError> {
+        self.count_by_service_and_phase("TestRun").await
+    }
+
     fn subscribe(&self) -> broadcast::Receiver<Change> {
         SqliteStore::subscribe(self)
     }
@@ -140,5 +160,44 @@ impl Backend for SqliteStore {
         .await
         .map(|_| ())
         .map_err(|e| e.to_string())
+    }
+
+    async fn create_schedule(&self, schedule: NightlySchedule) -> Result<NightlySchedule, StoreError> {
+        self.create(schedule).await
+    }
+
+    async fn get_schedule(&self, name: &str) -> Result<Option<NightlySchedule>, StoreError> {
+        self.get(name).await
+    }
+
+    async fn list_schedules(&self, service: Option<&str>) -> Result<Vec<NightlySchedule>, StoreError> {
+        let mut all: Vec<NightlySchedule> = self
+            .list(&ListFilter {
+                service: service.map(str::to_string),
+                ..Default::default()
+            })
+            .await?;
+        all.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        Ok(all)
+    }
+
+    async fn replace_schedule(
+        &self,
+        name: &str,
+        spec: NightlyScheduleSpec,
+    ) -> Result<NightlySchedule, StoreError> {
+        let (s, _) = self
+            .update::<NightlySchedule, _>(name, move |s| {
+                let changed = s.spec != spec;
+                s.spec = spec;
+                Ok((changed, ()))
+            })
+            .await?;
+        Ok(s)
+    }
+
+    async fn delete_schedule(&self, name: &str) -> Result<bool, StoreError> {
+        // The standalone scheduler cancels the runs it leaves unfinished.
+        self.delete::<NightlySchedule>(name).await
     }
 }

@@ -32,6 +32,8 @@ pub enum Command {
         out_dir: Option<PathBuf>,
     },
 
+    /// Run the log-grep engine on files: per-rule matching line counts for a categories.json.
+    Grep(crate::grep::GrepArgs),
     /// Load and validate packs_config, print every problem, and exit.
     CheckConfig {
         /// packs_config directory.
@@ -57,6 +59,9 @@ pub struct ServeArgs {
     /// Base URL of this server as people reach it, for links in reports.
     #[arg(long = "public-url", env = "TOMATO_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Report settings file (YAML: smtp, tracker, webhooks, retry); environment variables win over it.
+    #[arg(long = "settings", env = "TOMATO_SETTINGS")]
+    pub settings: Option<PathBuf>,
 }
 
 impl Default for ServeArgs {
@@ -79,6 +84,7 @@ impl ServeArgs {
             config_dir: self.config,
             secrets_dir: self.secrets_dir,
             public_url: self.public_url,
+            settings: self.settings,
         }
     }
 }

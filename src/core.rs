@@ -214,14 +214,14 @@ pub fn next_step(
 /// counts (over what it selected: a runner may list the rest as skipped), the run's merged
 /// summary, and the decision ([`after_attempt`]) as phase `Retrying` or `Reporting`.
 /// `results` are every stored result of the run, this attempt's included. Returns the
-/// decision so that the driver can log it and announce it.
+/// decision (for the driver to log and announce) and the merged verdicts (for classification).
 pub fn record_end(
     status: &mut TestRunStatus,
     end: &AttemptEnd,
     results: Vec<AttemptResult>,
     max_attempts: u32,
     now: DateTime<Utc>,
-) -> Next {
+) -> (Next, Vec<MergedTest>) {
     let summary = matches!(end.report, ReportRead::Found(_)).then(|| {
         let selected: Option<HashSet<&str>> = status
             .running_attempt()
@@ -243,7 +243,7 @@ pub fn record_end(
         Next::Rerun { number, tests } => status.retry(*number, tests.len()),
         Next::Finish { verdict, message } => status.conclude(*verdict, message.clone(), now),
     }
-    next
+    (next, merged)
 }
 
 /// Status transitions. Each takes the time explicitly so that tests and both drivers agree.
@@ -594,7 +594,7 @@ mod tests {
             result(1, "flaky", Failed),
             result(1, "bad", Failed),
         ];
-        let next = record_end(&mut st, &end(1, ReportRead::Found(3)), first.clone(), 4, now);
+        let (next, _) = record_end(&mut st, &end(1, ReportRead::Found(3)), first.clone(), 4, now);
         assert_eq!(
             next,
             Next::Rerun {
@@ -614,7 +614,8 @@ mod tests {
             result(2, "flaky", Passed),
             result(2, "bad", Failed),
         ]);
-        let next = record_end(&mut st, &end(2, ReportRead::Found(3)), all, 2, now);
+        let (next, merged) = record_end(&mut st, &end(2, ReportRead::Found(3)), all, 2, now);
+        assert_eq!(merged.len(), 3);
         assert!(matches!(
             next,
             Next::Finish {

@@ -7,16 +7,22 @@
 
 pub mod api;
 pub mod backend;
+pub mod classify;
 pub mod cli;
 pub mod core;
 pub mod crd;
 pub mod duration;
+pub mod grep;
 pub mod launch;
 pub mod operator;
 pub mod packs;
 pub mod queue;
+pub mod report;
 pub mod results;
+pub mod runs;
+pub mod schedule;
 pub mod secrets;
 pub mod signals;
 pub mod standalone;
 pub mod store;
+pub mod ui;

@@ -18,6 +18,7 @@ fn main() -> ExitCode {
             Ok(code) => return ExitCode::from(u8::try_from(code).unwrap_or(1)),
             Err(e) => Err(e),
         },
+        Command::Grep(args) => tomato::grep::run(&args),
         Command::Crds { out_dir: None } => {
             print!("{}", tomato::crd::crds_yaml());
             Ok(())
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
         Command::Crds { out_dir: Some(dir) } => tomato::crd::write_crds(&dir).map_err(Into::into),
 
         Command::CheckConfig { config } => tomato::packs::PacksConfig::load(&config)
+            .and_then(|c| tomato::report::Templates::load(&c).map(|_| c))
             .map(|c| {
                 for s in c.services() {
                     println!(

@@ -128,17 +128,25 @@ impl SecretsDir {
 /// Reads a secret given directly or through a `*_FILE` environment variable (the usual
 /// Docker/Kubernetes convention): `NAME` wins, else the contents of the file `NAME_FILE`.
 pub fn from_env(name: &str) -> Result<Option<Secret>, String> {
-    if let Ok(v) = std::env::var(name)
-        && !v.is_empty()
-    {
+    from_vars(name, |n| std::env::var(n).ok())
+}
+
+/// [`from_env`] over any variable lookup (settings are loaded from a given environment in tests).
+pub fn from_vars(name: &str, var: impl Fn(&str) -> Option<String>) -> Result<Option<Secret>, String> {
+    if let Some(v) = var(name).filter(|v| !v.is_empty()) {
         return Ok(Some(Secret(v)));
     }
-    match std::env::var(format!("{name}_FILE")) {
-        Ok(path) if !path.is_empty() => std::fs::read_to_string(&path)
-            .map(|s| Some(Secret(s.trim_end_matches(['\n', '\r']).to_string())))
+    match var(&format!("{name}_FILE")) {
+        Some(path) if !path.is_empty() => read_file(&path)
+            .map(Some)
             .map_err(|e| format!("{name}_FILE={path}: {e}")),
         _ => Ok(None),
     }
+}
+
+/// A secret kept in a file (trailing newlines dropped, as `echo` leaves one).
+pub fn read_file(path: impl AsRef<Path>) -> std::io::Result<Secret> {
+    std::fs::read_to_string(path).map(|s| Secret(s.trim_end_matches(['\n', '\r']).to_string()))
 }
 
 #[cfg(test)]

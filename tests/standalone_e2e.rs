@@ -10,6 +10,18 @@ use support::{Server, config_with, processes_with_env};
 
 const RUN: Duration = Duration::from_secs(60);
 
+/// Waits until the run's test process exists (the phase turns Running just before the launch).
+async fn wait_for_process(run: &str) -> Vec<u32> {
+    for _ in 0..100 {
+        let pids = processes_with_env("TOMATO_RUN", Some(run));
+        if !pids.is_empty() {
+            return pids;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no test process of {run} appeared");
+}
+
 fn attempts(st: &Value) -> &Vec<Value> {
     st["attempts"].as_array().unwrap()
 }
@@ -358,9 +370,12 @@ async fn kill_9_loses_nothing_and_leaves_no_orphan() {
             .run_now("service=demo&stand=localhost&category=slow&priority=4")
             .await,
     ];
-    server.wait_phase(&running, "Running", RUN).await;
-    let orphans = processes_with_env("TOMATO_RUN", Some(&running));
-    assert!(!orphans.is_empty(), "the slow test process should be running");
+    server
+        .wait_until(&running, "recorded as running", RUN, |s| {
+            s["attempts"][0]["state"] == "Running"
+        })
+        .await;
+    let orphans = wait_for_process(&running).await;
 
     server.kill9();
     // The test process outlived its server (it has its own process group).
@@ -407,7 +422,7 @@ async fn cancelling_a_running_run_kills_its_tests_and_a_queued_one_ends_at_once(
     let running = server.run_now("service=demo&stand=localhost&category=slow").await;
     let queued = server.run_now("service=demo&stand=localhost&category=slow").await;
     server.wait_phase(&running, "Running", RUN).await;
-    assert!(!processes_with_env("TOMATO_RUN", Some(&running)).is_empty());
+    wait_for_process(&running).await;
 
     let (code, body) = server
         .send(

@@ -205,8 +205,16 @@ pub struct RunIds {
     params(("service" = String, Query, description = "Service name")),
     responses((status = 200, body = RunIds), (status = 400, body = super::ErrorBody)))]
 pub async fn nightly(State(state): State<AppState>, params: Params) -> Result<Json<RunIds>, ApiError> {
-    let _service = known_service(&state, &params, "service")?;
-    Ok(Json(RunIds { run_ids: Vec::new() }))
+    let service = known_service(&state, &params, "service")?;
+    let mut run_ids = Vec::new();
+    for schedule in state.backend.list_schedules(Some(&service)).await? {
+        if schedule.spec.suspend {
+            continue;
+        }
+        let run = super::schedules::trigger(&state, &schedule).await?;
+        run_ids.push(run.metadata.name.unwrap_or_default());
+    }
+    Ok(Json(RunIds { run_ids }))
 }
 
 /// `GET /api/status?run_id=ID`: a run's phase, attempts, summary, categories and report.

@@ -9,19 +9,17 @@ use axum::response::IntoResponse;
 
 use super::{ApiError, AppState};
 use crate::crd::Phase;
-use crate::store::ListFilter;
 
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let runs = state.backend.list_runs(&ListFilter::default()).await?;
     let mut by: BTreeMap<(String, Phase), u64> = BTreeMap::new();
     for s in state.config.services() {
         for p in Phase::ALL {
             by.insert((s.name.clone(), p), 0);
         }
     }
-    for r in &runs {
-        let phase = r.status.as_ref().map_or(Phase::Queued, |s| s.phase);
-        *by.entry((r.spec.template.service.clone(), phase)).or_default() += 1;
+    for (service, phase, n) in state.backend.run_counts().await? {
+        let phase = phase.parse::<Phase>().unwrap_or_default();
+        *by.entry((service, phase)).or_default() += n;
     }
     let mut out = String::new();
     let _ = writeln!(out, "# HELP tomato_runs Test runs by service and phase.");

@@ -10,6 +10,8 @@ mod legacy;
 mod metrics;
 mod openapi;
 mod runs;
+mod schedules;
+mod spec;
 mod uploads;
 mod v1;
 
@@ -23,7 +25,9 @@ use tower_http::trace::TraceLayer;
 
 pub use auth::Tokens;
 pub use error::{ApiError, ErrorBody};
-pub use runs::{LegacyStatus, TestView, new_run};
+pub use runs::{
+    LegacyStatus, QueueEntry, QueueView, TestView, merged_tests, new_run, queue_view, test_views,
+};
 
 use crate::backend::Backend;
 use crate::packs::PacksConfig;
@@ -45,12 +49,18 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(legacy::routes())
         .merge(v1::routes())
+        .merge(schedules::routes())
+        .merge(crate::ui::routes())
         .route("/metrics", get(metrics::metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token_for_writes,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::ui::refuse_cross_site_writes,
         ))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(1 << 20))
         // Uploads from Jobs carry the run's own token, not an API token, and are larger.

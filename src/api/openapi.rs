@@ -8,7 +8,7 @@ use schemars::generate::SchemaSettings;
 use utoipa::OpenApi;
 use utoipa::openapi::{RefOr, Schema};
 
-use super::{legacy, runs, uploads, v1};
+use super::{legacy, runs, schedules, uploads, v1};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,16 +17,19 @@ use super::{legacy, runs, uploads, v1};
         legacy::runned, legacy::run_now, legacy::nightly, legacy::status,
         v1::runs_list, v1::runs_create, v1::runs_get, v1::runs_cancel, v1::runs_patch, v1::runs_tests,
         v1::attempt_log, v1::attempt_junit, v1::services_list, v1::services_get, v1::services_queue,
+        schedules::schedules_list, schedules::schedules_create, schedules::schedules_get, schedules::schedules_replace,
+        schedules::schedules_patch, schedules::schedules_delete, schedules::schedules_trigger,
         uploads::attempt_results_upload,
     ),
     components(schemas(
         super::ErrorBody, legacy::RunId, legacy::RunIds, runs::QueueView, runs::QueueEntry, runs::LegacyStatus,
-        runs::TestView, runs::TestAttempt, v1::ServiceView, uploads::Received,
+        runs::TestView, runs::TestAttempt, v1::ServiceView, schedules::Deleted, schedules::Triggered, uploads::Received,
     )),
     tags(
         (name = "legacy", description = "The old tool's four handles, kept byte for byte where its clients depend on them"),
         (name = "runs", description = "Test runs"),
         (name = "services", description = "Services from packs_config"),
+        (name = "schedules", description = "Nightly schedules (CronJob semantics)"),
     )
 )]
 struct ApiDoc;
@@ -36,6 +39,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     let mut generator = SchemaSettings::openapi3().into_generator();
     let _ = generator.subschema_for::<crate::crd::TestRun>();
+    let _ = generator.subschema_for::<crate::crd::NightlySchedule>();
     let components = doc.components.get_or_insert_with(Default::default);
     for (name, schema) in generator.take_definitions(true) {
         // schemars writes JSON Schema; utoipa reads the same JSON. A schema utoipa cannot

@@ -1,69 +1,14 @@
 //! Operations and views shared by the legacy and v1 handlers: creating a run from checked
 //! input, the queue of a service, a run's status, its tests.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{ApiError, AppState};
-use crate::crd::{
-    Attempt, CategoryStat, LABEL_SERVICE, Phase, ReportStatus, RunTemplate, RunType, Summary, TestRun,
-    TestRunSpec, TestRunStatus,
-};
-use crate::packs::{InputError, PacksConfig};
+use crate::crd::{Attempt, CategoryStat, Phase, ReportStatus, RunType, Summary, TestRun};
 use crate::results::{CaseStatus, MergedTest};
+pub use crate::runs::new_run;
 use crate::store::{ListFilter, StoreError, created, random_suffix};
-
-/// Builds a new, checked `TestRun` for `template` (named `<service>-<random>` unless `name`
-/// is given). Nothing is stored.
-pub fn new_run(
-    config: &PacksConfig,
-    template: RunTemplate,
-    run_type: RunType,
-    timeout: Option<String>,
-    name: Option<String>,
-    mut labels: BTreeMap<String, String>,
-) -> Result<TestRun, InputError> {
-    config.check_run(&template)?;
-    if let Some(t) = &timeout {
-        crate::duration::parse(t).map_err(|e| InputError::new("timeout", e))?;
-    }
-    if let Some(n) = &name {
-        check_object_name(n).map_err(|e| InputError::new("metadata.name", e))?;
-    }
-    let name = name.unwrap_or_else(|| format!("{}-{}", template.service, random_suffix(8)));
-    labels.insert(LABEL_SERVICE.to_string(), template.service.clone());
-    let mut run = TestRun::new(
-        &name,
-        TestRunSpec {
-            template,
-            run_type,
-            timeout,
-            cancel: false,
-        },
-    );
-    run.metadata.labels = Some(labels);
-    run.status = Some(TestRunStatus::default());
-    Ok(run)
-}
-
-/// Object names follow Kubernetes' rules (a DNS subdomain), so the same name works in both modes.
-pub fn check_object_name(n: &str) -> Result<(), String> {
-    let ok = !n.is_empty()
-        && n.len() <= 63
-        && n.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-        && n.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && n.ends_with(|c: char| c.is_ascii_alphanumeric());
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{n:?} is not a valid name (lowercase letters, digits, '-' and '.'; at most 63)"
-        ))
-    }
-}
 
 /// Stores a run; a generated name that collides is drawn again.
 pub async fn store_run(
@@ -309,4 +254,32 @@ pub async fn merged_tests(state: &AppState, run: &TestRun) -> Result<Vec<MergedT
     let mut merged = crate::core::merge_run(&status, results);
     merged.sort_by_key(|t| t.verdict);
     Ok(merged)
+}
+
+/// The tests of a run as API clients see them: merged, failing first, each failed, broken or
+/// flaky test with its failure category (classified as the driver does: same rules, same logs).
+pub async fn test_views(state: &AppState, run: &TestRun) -> Result<Vec<TestView>, ApiError> {
+    let tests = merged_tests(state, run).await?;
+    let svc = state.config.service(&run.spec.template.service).cloned();
+    let (data_dir, run) = (state.data_dir.clone(), run.clone());
+    tokio::task::spawn_blocking(move || {
+        let name = run.metadata.name.clone().unwrap_or_default();
+        let status = run.status.clone().unwrap_or_default();
+        let categories = match (&svc, &data_dir) {
+            (Some(svc), Some(dir)) => {
+                crate::standalone::classify_run(svc, dir, &name, &status, &tests).by_test
+            }
+            (Some(svc), None) => {
+                crate::classify::classify(svc.classifier.as_deref(), &tests, |_| None::<std::fs::File>)
+                    .by_test
+            }
+            (None, _) => Default::default(),
+        };
+        tests
+            .iter()
+            .map(|t| TestView::of(t, categories.get(&t.id).cloned()))
+            .collect()
+    })
+    .await
+    .map_err(|e| ApiError::internal("classifying the tests failed", e))
 }

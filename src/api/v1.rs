@@ -10,7 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
-use super::runs::{QueueView, TestView, find_run, merged_tests, new_run, queue_view, store_run};
+use super::runs::{QueueView, TestView, find_run, new_run, queue_view, store_run, test_views};
+use super::spec::{RUN_FIELDS, parse_spec};
 use super::{ApiError, AppState};
 use crate::backend::Artifact;
 use crate::crd::{Phase, TestRun, TestRunSpec};
@@ -38,6 +39,8 @@ pub struct RunsQuery {
     service: Option<String>,
     /// Only runs in this phase (comma-separated for several).
     phase: Option<String>,
+    /// Only runs started by this schedule.
+    schedule: Option<String>,
     /// At most this many, newest first (default 100, at most 1000).
     limit: Option<usize>,
 }
@@ -92,66 +95,30 @@ pub async fn runs_list(
     let filter = ListFilter {
         service: q.service,
         phases,
+        label: q.schedule.map(|s| (crate::crd::LABEL_SCHEDULE.to_string(), s)),
         newest: Some(limit),
-        ..Default::default()
     };
     Ok(Json(run_list(state.backend.list_runs(&filter).await?)))
 }
 
 /// A TestRun as a client sends it: `metadata` (optional name, labels) and `spec`.
 #[derive(Deserialize)]
-pub struct RunRequest {
+pub struct ObjectRequest {
     #[serde(rename = "apiVersion")]
-    api_version: Option<String>,
-    kind: Option<String>,
+    pub api_version: Option<String>,
+    pub kind: Option<String>,
     #[serde(default)]
-    metadata: RequestMeta,
-    spec: Option<serde_json::Value>,
+    pub metadata: RequestMeta,
+    pub spec: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize, Default)]
 pub struct RequestMeta {
-    name: Option<String>,
+    pub name: Option<String>,
     #[serde(rename = "generateName")]
-    generate_name: Option<String>,
+    pub generate_name: Option<String>,
     #[serde(default)]
-    labels: BTreeMap<String, String>,
-}
-
-/// Spec fields a client may send (serde's `flatten` cannot refuse unknown fields itself).
-const SPEC_FIELDS: &[&str] = &[
-    "service", "stand", "category", "packs", "priority", "emails", "issueKey", "version", "retries", "env",
-    "type", "timeout", "cancel",
-];
-
-/// Parses a spec, naming the field at fault.
-pub fn parse_spec<T: serde::de::DeserializeOwned>(
-    spec: serde_json::Value,
-    allowed: &[&str],
-) -> Result<T, ApiError> {
-    let serde_json::Value::Object(map) = &spec else {
-        return Err(ApiError::bad_request("spec", "spec must be an object"));
-    };
-    if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(ApiError::bad_request(
-            format!("spec.{unknown}"),
-            format!("unknown field {unknown:?}; known: {}", allowed.join(", ")),
-        ));
-    }
-    // Check each field alone first, so the error names it (flattened structs lose the path).
-    serde_path_to_error::deserialize::<_, T>(spec).map_err(|e| {
-        let path = e.path().to_string();
-        let message = e.into_inner().to_string();
-        let field = match message
-            .strip_prefix("missing field `")
-            .and_then(|m| m.split_once('`'))
-        {
-            Some((missing, _)) => format!("spec.{missing}"),
-            None if path == "." || path == "?" => "spec".to_string(),
-            None => format!("spec.{path}"),
-        };
-        ApiError::bad_request(field, message)
-    })
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Create a run from a TestRun-shaped body; it is queued at once.
@@ -163,8 +130,8 @@ pub async fn runs_create(
     State(state): State<AppState>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let req: RunRequest = serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&body))
-        .map_err(|e| {
+    let req: ObjectRequest =
+        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&body)).map_err(|e| {
             ApiError::bad_request(
                 e.path().to_string(),
                 format!("the body is not a TestRun: {}", e.inner()),
@@ -185,7 +152,7 @@ pub async fn runs_create(
     let spec = req
         .spec
         .ok_or_else(|| ApiError::bad_request("spec", "spec is required"))?;
-    let spec: TestRunSpec = parse_spec(check_spec_fields(spec)?, SPEC_FIELDS)?;
+    let spec: TestRunSpec = parse_spec(spec, RUN_FIELDS)?;
     if spec.cancel {
         return Err(ApiError::bad_request(
             "spec.cancel",
@@ -209,31 +176,6 @@ pub async fn runs_create(
     .map_err(|e| ApiError::bad_request(format!("spec.{}", e.field), e.message))?;
     let run = store_run(&state, run, generated).await?;
     Ok((StatusCode::CREATED, Json(run)).into_response())
-}
-
-/// Checks fields one by one so a wrong type names its field (serde's flatten loses paths).
-fn check_spec_fields(spec: serde_json::Value) -> Result<serde_json::Value, ApiError> {
-    if let serde_json::Value::Object(map) = &spec {
-        for (k, v) in map {
-            let bad = |what: &str| ApiError::bad_request(format!("spec.{k}"), format!("must be {what}"));
-            match k.as_str() {
-                "priority" | "retries" if v.as_u64().is_none_or(|n| n > 255) => {
-                    return Err(bad("an integer 0–9"));
-                }
-                "service" | "stand" | "category" | "issueKey" | "version" | "timeout" | "type"
-                    if !v.is_string() =>
-                {
-                    return Err(bad("a string"));
-                }
-                "packs" | "emails" if !v.as_array().is_some_and(|a| a.iter().all(|x| x.is_string())) => {
-                    return Err(bad("a list of strings"));
-                }
-                "cancel" if !v.is_boolean() => return Err(bad("true or false")),
-                _ => {}
-            }
-        }
-    }
-    Ok(spec)
 }
 
 /// Get a run.
@@ -338,12 +280,11 @@ pub async fn runs_tests(
         ));
     }
     let run = find_run(&state, &id, "id").await?;
-    let tests = merged_tests(&state, &run).await?;
+    let tests = test_views(&state, &run).await?;
     Ok(Json(
         tests
-            .iter()
+            .into_iter()
             .filter(|t| wanted.is_empty() || wanted.contains(&t.verdict.as_str()))
-            .map(|t| TestView::of(t, None))
             .collect(),
     ))
 }

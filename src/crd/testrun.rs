@@ -322,6 +322,7 @@ pub struct ReportStatus {
 
 /// State of one report channel.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct ChannelReport {
     pub state: DeliveryState,
     /// Delivery attempts made so far.
@@ -329,15 +330,34 @@ pub struct ChannelReport {
     /// When the state last changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<DateTime<Utc>>,
-    /// Why it failed or was skipped. Never contains credentials.
+    /// Why it failed or was skipped (for `Pending`: why the last attempt failed). Never contains
+    /// credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// While `Pending`: when the next delivery attempt is due (backoff after a failure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_at: Option<DateTime<Utc>>,
+    /// Targets that already received the report (recipients, the issue key, webhook labels),
+    /// so that a retry or a restart never delivers to them twice.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sent_to: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
 pub enum DeliveryState {
+    /// Not delivered yet; being tried (see `attempts`, `reason`, `nextAt`).
     Pending,
+    /// Delivered.
     Sent,
+    /// Given up on; `reason` says why. The run's verdict is unaffected.
     Failed,
+    /// Not applicable to this run; `reason` says why (no recipients, no issueKey, not configured).
     Skipped,
+}
+
+impl DeliveryState {
+    /// Nothing more will be done for the channel.
+    pub fn is_final(self) -> bool {
+        !matches!(self, DeliveryState::Pending)
+    }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
@@ -22,7 +22,7 @@ use tracing::warn;
 
 use super::results::{self, AttemptResults, ResultsCache, Stored};
 use crate::backend::{Artifact, Backend, UploadError};
-use crate::crd::{AttemptState, Phase, TestRun};
+use crate::crd::{AttemptState, NightlySchedule, NightlyScheduleSpec, Phase, TestRun};
 use crate::launch::job::{TOKEN_KEY, job_name, token_secret_name};
 use crate::packs::PacksConfig;
 use crate::results::AttemptResult;
@@ -36,6 +36,7 @@ pub struct KubeBackend {
     namespace: String,
     config: Arc<PacksConfig>,
     runs: Store<TestRun>,
+    schedules: Store<NightlySchedule>,
     changes: broadcast::Sender<Change>,
     results: Arc<ResultsCache>,
 }
@@ -49,49 +50,32 @@ impl KubeBackend {
         results: Arc<ResultsCache>,
         stop: CancellationToken,
     ) -> Self {
-        let (reader, writer) = reflector::store();
         let (changes, _) = broadcast::channel(1024);
-        let api: Api<TestRun> = Api::namespaced(client.clone(), namespace);
-        let stream = reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
-        let tx = changes.clone();
-        tokio::spawn(async move {
-            use futures::StreamExt;
-            let mut stream = std::pin::pin!(stream);
-            loop {
-                let event = tokio::select! {
-                    e = stream.next() => e,
-                    _ = stop.cancelled() => break,
-                };
-                match event {
-                    None => break,
-                    Some(Ok(ev)) => {
-                        let change = |run: &TestRun, op| Change {
-                            kind: "TestRun".into(),
-                            name: run.name_any(),
-                            op,
-                        };
-                        match ev {
-                            watcher::Event::Apply(r) | watcher::Event::InitApply(r) => {
-                                let _ = tx.send(change(&r, ChangeOp::Updated));
-                            }
-                            watcher::Event::Delete(r) => {
-                                let _ = tx.send(change(&r, ChangeOp::Deleted));
-                            }
-                            watcher::Event::Init | watcher::Event::InitDone => {}
-                        }
-                    }
-                    Some(Err(e)) => warn!(error = %e, "watching TestRuns failed; retrying"),
-                }
-            }
-        });
+        let runs = reflect(
+            Api::namespaced(client.clone(), namespace),
+            "TestRun",
+            changes.clone(),
+            stop.clone(),
+        );
+        let schedules = reflect(
+            Api::namespaced(client.clone(), namespace),
+            "NightlySchedule",
+            changes.clone(),
+            stop,
+        );
         KubeBackend {
             client,
             namespace: namespace.to_string(),
             config,
-            runs: reader,
+            runs,
+            schedules,
             changes,
             results,
         }
+    }
+
+    fn schedules_api(&self) -> Api<NightlySchedule> {
+        Api::namespaced(self.client.clone(), &self.namespace)
     }
 
     fn api(&self) -> Api<TestRun> {
@@ -120,6 +104,53 @@ impl KubeBackend {
                 e => store_error(e),
             })
     }
+}
+
+/// Keeps a store of `api`'s objects (until `stop`), announcing each change on `changes`.
+fn reflect<K>(
+    api: Api<K>,
+    kind: &'static str,
+    changes: broadcast::Sender<Change>,
+    stop: CancellationToken,
+) -> Store<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
+    tokio::spawn(async move {
+        use futures::StreamExt;
+        let mut stream = std::pin::pin!(stream);
+        let change = |obj: &K, op| Change {
+            kind: kind.into(),
+            name: obj.name_any(),
+            op,
+        };
+        loop {
+            let event = tokio::select! {
+                e = stream.next() => e,
+                _ = stop.cancelled() => break,
+            };
+            match event {
+                None => break,
+                Some(Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o))) => {
+                    let _ = changes.send(change(&o, ChangeOp::Updated));
+                }
+                Some(Ok(watcher::Event::Delete(o))) => {
+                    let _ = changes.send(change(&o, ChangeOp::Deleted));
+                }
+                Some(Ok(watcher::Event::Init | watcher::Event::InitDone)) => {}
+                Some(Err(e)) => warn!(kind, error = %e, "watching failed; retrying"),
+            }
+        }
+    });
+    reader
 }
 
 fn not_found(name: &str) -> StoreError {
@@ -223,6 +254,89 @@ impl Backend for KubeBackend {
             .run_results(&self.client, &run, |c| svc.rerun.test_id.id_of(c))
             .await
             .map_err(|e| StoreError::Task(e.to_string()))
+    }
+
+    async fn run_counts(&self) -> Result<Vec<(String, String, u64)>, StoreError> {
+        let mut counts: std::collections::BTreeMap<(String, String), u64> = Default::default();
+        for r in self.runs.state() {
+            let phase = r.status.as_ref().map_or(Phase::Queued, |s| s.phase).to_string();
+            *counts
+                .entry((r.spec.template.service.clone(), phase))
+                .or_default() += 1;
+        }
+        Ok(counts.into_iter().map(|((s, p), n)| (s, p, n)).collect())
+    }
+
+    async fn create_schedule(&self, mut schedule: NightlySchedule) -> Result<NightlySchedule, StoreError> {
+        let name = schedule.name_any();
+        schedule.metadata.namespace = Some(self.namespace.clone());
+        schedule.status = None;
+        self.schedules_api()
+            .create(&PostParams::default(), &schedule)
+            .await
+            .map_err(|e| match e {
+                kube::Error::Api(a) if a.code == 409 => StoreError::AlreadyExists {
+                    kind: "NightlySchedule".into(),
+                    name,
+                },
+                e => store_error(e),
+            })
+    }
+
+    async fn get_schedule(&self, name: &str) -> Result<Option<NightlySchedule>, StoreError> {
+        let key = ObjectRef::new(name).within(&self.namespace);
+        if let Some(s) = self.schedules.get(&key) {
+            return Ok(Some((*s).clone()));
+        }
+        self.schedules_api().get_opt(name).await.map_err(store_error)
+    }
+
+    async fn list_schedules(&self, service: Option<&str>) -> Result<Vec<NightlySchedule>, StoreError> {
+        let mut all: Vec<NightlySchedule> = self
+            .schedules
+            .state()
+            .into_iter()
+            .filter(|s| service.is_none_or(|svc| s.spec.template.service == svc))
+            .map(|s| (*s).clone())
+            .collect();
+        all.sort_by_key(ResourceExt::name_any);
+        Ok(all)
+    }
+
+    async fn replace_schedule(
+        &self,
+        name: &str,
+        spec: NightlyScheduleSpec,
+    ) -> Result<NightlySchedule, StoreError> {
+        let spec = serde_json::to_value(&spec)?;
+        self.schedules_api()
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({ "spec": spec })),
+            )
+            .await
+            .map_err(|e| match e {
+                kube::Error::Api(a) if a.code == 404 => StoreError::NotFound {
+                    kind: "NightlySchedule".into(),
+                    name: name.into(),
+                },
+                e => store_error(e),
+            })
+    }
+
+    /// Deleting a schedule garbage-collects the runs it created (they carry its owner
+    /// reference); the TestRun finalizer stops any still running.
+    async fn delete_schedule(&self, name: &str) -> Result<bool, StoreError> {
+        match self
+            .schedules_api()
+            .delete(name, &DeleteParams::background())
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(a)) if a.code == 404 => Ok(false),
+            Err(e) => Err(store_error(e)),
+        }
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Change> {

@@ -362,7 +362,7 @@ async fn record(run: &TestRun, ctx: &Context, svc: &Service, end: &AttemptEnd) -
         .run_results(&ctx.client, run, |c| svc.rerun.test_id.id_of(c))
         .await?;
     let mut decided = run.status.clone().unwrap_or_default();
-    let next = crate::core::record_end(&mut decided, end, results, max_attempts, Utc::now());
+    let (next, _merged) = crate::core::record_end(&mut decided, end, results, max_attempts, Utc::now());
     let stored = write_status(&ctx.client, run, |st| *st = decided).await?;
     info!(run = run.name_any(), attempt = end.number, state = ?end.state, next = ?next, "attempt ended");
     let counts = stored

@@ -23,6 +23,7 @@ pub use template::{Template, Var};
 pub use testid::{TestIdStyle, case_var};
 
 use crate::crd::RunTemplate;
+use crate::report::Webhook;
 
 /// Default number of reruns of failed tests.
 pub const DEFAULT_RETRIES: u8 = 3;
@@ -63,6 +64,8 @@ pub struct Service {
     /// Presets (`category`) by name: each a list of pack names.
     pub presets: BTreeMap<String, Vec<String>>,
     pub report: ReportDefaults,
+    /// Failure categories (`categories` / `categoriesFile`); `None` when the service has none.
+    pub classifier: Option<Arc<crate::classify::Classifier>>,
 }
 
 /// How an attempt is launched.
@@ -133,11 +136,14 @@ pub struct Pack {
     pub tests: Vec<Template>,
 }
 
-/// Reporting defaults of a service.
+/// Reporting defaults of a service. (Its report templates may be overridden by files in
+/// `<service>/templates/`; see [`crate::report::templates`].)
 #[derive(Clone, Debug, Default)]
 pub struct ReportDefaults {
     /// Always receive the report, in addition to the run's `emails`.
     pub emails: Vec<String>,
+    /// Webhooks that receive every run's report, in addition to `TOMATO_WEBHOOK_URLS`.
+    pub webhooks: Vec<Webhook>,
 }
 
 /// One problem in packs_config.

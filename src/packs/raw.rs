@@ -7,11 +7,13 @@ use std::path::Path;
 use regex::Regex;
 use serde::Deserialize;
 
+use super::Webhook;
 use super::template::{COMMAND_VARS, PACK_VARS, TEST_VARS, Template, Var};
 use super::{
     ConfigError, DEFAULT_RETRIES, DEFAULT_TIMEOUT, DEFAULT_WORKING_DIR, JobLaunch, Launch, Pack, PullPolicy,
     ReportDefaults, Rerun, Service, TestIdStyle,
 };
+use crate::classify::Classifier;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -31,6 +33,12 @@ struct RawService {
     presets: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     report: RawReport,
+    /// Failure categories inline, in the shape of Allure's categories.json.
+    #[serde(default)]
+    categories: Option<Vec<serde_json::Value>>,
+    /// Or a categories.json file, relative to the packs_config directory.
+    #[serde(default)]
+    categories_file: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -95,6 +103,8 @@ struct RawPack {
 struct RawReport {
     #[serde(default)]
     emails: Vec<String>,
+    #[serde(default)]
+    webhooks: Vec<String>,
 }
 
 fn one() -> u32 {
@@ -282,6 +292,20 @@ pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Ve
             p.add(format!("report.emails[{i}]"), m);
         }
     }
+    // The error never repeats a webhook URL: its path is usually its secret.
+    let webhooks: Vec<Webhook> = raw
+        .report
+        .webhooks
+        .iter()
+        .enumerate()
+        .filter_map(|(i, u)| {
+            Webhook::parse(u)
+                .map_err(|m| p.add(format!("report.webhooks[{i}]"), m))
+                .ok()
+        })
+        .collect();
+
+    let classifier = load_categories(&mut p, config_dir, raw.categories, raw.categories_file.as_deref());
 
     match (stand_pattern, test_id) {
         (Some(stand_pattern), Some(test_id)) if p.errors.is_empty() => Ok(Service {
@@ -308,7 +332,9 @@ pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Ve
             presets: raw.presets,
             report: ReportDefaults {
                 emails: raw.report.emails,
+                webhooks,
             },
+            classifier,
         }),
         _ => Err(p.errors),
     }
@@ -422,6 +448,48 @@ fn is_dns_subdomain(s: &str) -> bool {
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
+}
+
+/// Compiles the failure categories (inline or from a file), reporting each rule's problems
+/// under `categories[i]` or `categoriesFile`.
+fn load_categories(
+    p: &mut Problems<'_>,
+    config_dir: &Path,
+    inline: Option<Vec<serde_json::Value>>,
+    file: Option<&str>,
+) -> Option<std::sync::Arc<Classifier>> {
+    let (json, field) = match (inline, file) {
+        (None, None) => return None,
+        (Some(_), Some(_)) => {
+            p.add(
+                "categoriesFile",
+                "give either categories or categoriesFile, not both",
+            );
+            return None;
+        }
+        (Some(rules), None) => (serde_json::Value::Array(rules).to_string(), "categories"),
+        (None, Some(f)) => match std::fs::read_to_string(config_dir.join(f)) {
+            Ok(text) => (text, "categoriesFile"),
+            Err(e) => {
+                p.add("categoriesFile", format!("cannot read {f}: {e}"));
+                return None;
+            }
+        },
+    };
+    let rules = crate::grep::RuleSet::from_json(&json).and_then(|set| Classifier::new(set.rules().to_vec()));
+    match rules {
+        Ok(c) => Some(std::sync::Arc::new(c)),
+        Err(errs) => {
+            for e in errs.errors {
+                let at = match (field, e.index) {
+                    ("categories", Some(i)) => format!("categories[{i}]"),
+                    _ => field.to_string(),
+                };
+                p.add(at, e.to_string());
+            }
+            None
+        }
+    }
 }
 
 fn is_env_name(s: &str) -> bool {

@@ -38,6 +38,25 @@ impl TestIdStyle {
         }
     }
 
+    /// Undoes a reporter's known quirks before the case is stored. Node's JUnit reporter (20.x)
+    /// escapes `"` twice in attributes, so a name `say "hi"` arrives as `say &quot;hi&quot;`;
+    /// left alone, the name would show wrong and a rerun's `--test-name-pattern` would never
+    /// match it.
+    pub fn normalize(&self, case: &mut Case) {
+        if *self == TestIdStyle::Node {
+            for field in [&mut case.name, &mut case.classname, &mut case.message] {
+                if field.contains("&quot;") {
+                    *field = field.replace("&quot;", "\"");
+                }
+            }
+            for suite in &mut case.suites {
+                if suite.contains("&quot;") {
+                    *suite = suite.replace("&quot;", "\"");
+                }
+            }
+        }
+    }
+
     pub fn id_of(&self, case: &Case) -> String {
         match self {
             TestIdStyle::Pytest => pytest_id(case),
@@ -128,6 +147,24 @@ mod tests {
             s.id_of(&case(&["group", "inner"], "test", "x", None)),
             "group > inner > x"
         );
+    }
+
+    #[test]
+    fn node_double_escaped_quotes_are_undone() {
+        let mut c = case(
+            &["say &quot;x&quot;"],
+            "test",
+            "waits for &quot;#submit&quot;",
+            None,
+        );
+        c.message = "waiting for selector &quot;#submit&quot;".into();
+        TestIdStyle::Node.normalize(&mut c);
+        assert_eq!(c.name, "waits for \"#submit\"");
+        assert_eq!(c.message, "waiting for selector \"#submit\"");
+        assert_eq!(c.suites, vec!["say \"x\""]);
+        let mut p = case(&[], "c", "&quot;kept&quot;", None);
+        TestIdStyle::Pytest.normalize(&mut p);
+        assert_eq!(p.name, "&quot;kept&quot;", "other dialects are left as they are");
     }
 
     #[test]

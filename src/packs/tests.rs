@@ -75,7 +75,7 @@ packs:
 presets:
   quick: [missing]
   empty: []
-report: {emails: [not-an-address]}
+report: {emails: [not-an-address], webhooks: ["ftp://hooks.example.com/s3cret-path"]}
 "#;
     let errs = load(&[("svc.yaml", bad)]).unwrap_err();
     let fields: Vec<&str> = errs.0.iter().map(|e| e.field.as_str()).collect();
@@ -94,6 +94,7 @@ report: {emails: [not-an-address]}
         "presets.quick[0]",
         "presets.empty",
         "report.emails[0]",
+        "report.webhooks[0]",
     ] {
         assert!(fields.contains(&expected), "missing {expected} in {fields:?}");
     }
@@ -101,6 +102,10 @@ report: {emails: [not-an-address]}
     let text = errs.to_string();
     assert!(text.contains("svc.yaml: stands.pattern: invalid regex"), "{text}");
     assert!(text.contains("unknown placeholder {stnad}"), "{text}");
+    assert!(
+        !text.contains("s3cret-path"),
+        "a webhook URL is never repeated: {text}"
+    );
 }
 
 #[test]
@@ -218,6 +223,47 @@ fn packs_win_over_category_and_nothing_means_everything() {
             .unwrap(),
         vec!["full"]
     );
+}
+
+#[test]
+fn bad_category_rules_are_refused_with_the_rule_name_and_regex_error() {
+    let with_rules = format!(
+        "{MINIMAL}categories:\n  - name: Broken regex\n    logRegex: '(unclosed'\n  - name: Odd status\n    matchedStatuses: [exploded]\n  - name: ''\n"
+    );
+    let errs = load(&[("svc.yaml", &with_rules)]).unwrap_err();
+    let text = errs.to_string();
+    assert!(
+        text.contains("categories[0]") && text.contains("Broken regex") && text.contains("unclosed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("categories[1]") && text.contains("exploded"),
+        "{text}"
+    );
+    assert!(text.contains("categories[2]"), "{text}");
+
+    let both = format!("{MINIMAL}categories: []\ncategoriesFile: x.json\n");
+    assert_eq!(
+        load(&[("svc.yaml", &both)]).unwrap_err().0[0].field,
+        "categoriesFile"
+    );
+    let missing = format!("{MINIMAL}categoriesFile: nope.json\n");
+    let e = load(&[("svc.yaml", &missing)]).unwrap_err();
+    assert!(e.0[0].reason.contains("nope.json"), "{e}");
+}
+
+#[test]
+fn shipped_demo_has_categories() {
+    let cfg = shipped();
+    let rules = cfg
+        .service("demo")
+        .unwrap()
+        .classifier
+        .as_ref()
+        .unwrap()
+        .rules()
+        .len();
+    assert!(rules >= 4);
 }
 
 #[test]

@@ -7,22 +7,29 @@
 //! what is stored, never from what the loop remembers — so a restart resumes exactly where
 //! the last instance stopped: interrupted attempts are marked and launched again, a decided
 //! rerun is launched, a verdict is reported.
+//!
+//! Reporting works the same way: each channel's state is in `status.report`; the loop hands
+//! due channels to tasks of their own (a slow SMTP server never holds up admission), records
+//! what each attempt did as it comes back, and wakes when the next retry is due. A run in
+//! `Reporting` no longer holds its service's or stand's slot: its tests are done.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::core::{AttemptEnd, ReportRead, Step};
-use crate::crd::{AttemptState, Phase, Selection, SelectionKind, TestRun, TestRunStatus};
+use crate::crd::{AttemptState, DeliveryState, Phase, Selection, SelectionKind, TestRun, TestRunStatus};
 use crate::launch::process::{self, Exit, ProcessSpec};
 use crate::launch::{AttemptRef, RerunTest, plan};
 use crate::packs::{PacksConfig, Service};
 use crate::queue::{self, Entry};
+use crate::report::{Channel, Delivery, Reporter, delivery};
 use crate::results::{self, AttemptResult, MergedTest};
 use crate::secrets::SecretsDir;
 use crate::store::{ListFilter, SqliteStore, StoreError, created};
@@ -30,11 +37,22 @@ use crate::store::{ListFilter, SqliteStore, StoreError, created};
 /// Phases the driver still has work for.
 const UNFINISHED: [Phase; 4] = [Phase::Queued, Phase::Running, Phase::Retrying, Phase::Reporting];
 
+/// Longest sleep of the loop with nothing to wake it (a safety net: every change and every
+/// end of an attempt or a delivery wakes it anyway).
+const IDLE_WAKE: Duration = Duration::from_secs(30);
+
 /// An attempt's end, sent from its waiter task to the loop.
 struct AttemptDone {
     run: String,
     end: AttemptEnd,
     cancelled: bool,
+}
+
+/// A report delivery attempt's end, sent from its task to the loop.
+struct Delivered {
+    run: String,
+    channel: Channel,
+    delivery: Delivery,
 }
 
 /// The standalone driver. Create with [`Driver::new`], run with [`Driver::run`].
@@ -47,11 +65,25 @@ pub struct Driver {
     in_flight: HashMap<String, CancellationToken>,
     done_tx: mpsc::UnboundedSender<AttemptDone>,
     done_rx: mpsc::UnboundedReceiver<AttemptDone>,
+    reporter: Arc<Reporter>,
+    /// Report channels being delivered right now, by run.
+    delivering: HashSet<(String, Channel)>,
+    delivered_tx: mpsc::UnboundedSender<Delivered>,
+    delivered_rx: mpsc::UnboundedReceiver<Delivered>,
+    /// The earliest time a waiting report channel is due (found by the last reconcile).
+    next_due: Option<DateTime<Utc>>,
 }
 
 impl Driver {
-    pub fn new(store: SqliteStore, config: Arc<PacksConfig>, data_dir: &Path, secrets: SecretsDir) -> Self {
+    pub fn new(
+        store: SqliteStore,
+        config: Arc<PacksConfig>,
+        data_dir: &Path,
+        secrets: SecretsDir,
+        reporter: Arc<Reporter>,
+    ) -> Self {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let (delivered_tx, delivered_rx) = mpsc::unbounded_channel();
         Driver {
             store,
             config,
@@ -60,6 +92,11 @@ impl Driver {
             in_flight: HashMap::new(),
             done_tx,
             done_rx,
+            reporter,
+            delivering: HashSet::new(),
+            delivered_tx,
+            delivered_rx,
+            next_due: None,
         }
     }
 
@@ -72,6 +109,7 @@ impl Driver {
             if let Err(e) = self.reconcile().await {
                 error!(error = %e, "reconcile failed; retrying on the next change");
             }
+            let sleep = self.sleep();
             tokio::select! {
                 Some(done) = self.done_rx.recv() => {
                     let run = done.run.clone();
@@ -79,12 +117,18 @@ impl Driver {
                         error!(run, error = %e, "recording an attempt's end failed");
                     }
                 }
+                Some(d) = self.delivered_rx.recv() => {
+                    let run = d.run.clone();
+                    if let Err(e) = self.delivered(d).await {
+                        error!(run, error = %e, "recording a report delivery failed");
+                    }
+                }
                 change = changes.recv() => {
                     if let Err(broadcast::error::RecvError::Closed) = change {
                         break;
                     }
                 }
-                _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => {}
+                _ = tokio::time::sleep(sleep) => {}
                 _ = shutdown.cancelled() => break,
             }
             // Coalesce a burst of changes into one reconcile pass.
@@ -156,8 +200,16 @@ impl Driver {
         self.store.list(&filter).await
     }
 
+    /// How long the loop may sleep: until the next report retry is due, at most [`IDLE_WAKE`].
+    fn sleep(&self) -> Duration {
+        self.next_due
+            .map(|t| (t - Utc::now()).to_std().unwrap_or_default())
+            .map_or(IDLE_WAKE, |d| d.min(IDLE_WAKE))
+    }
+
     /// One pass over every unfinished run.
     async fn reconcile(&mut self) -> Result<(), StoreError> {
+        self.next_due = None;
         let runs = self.unfinished().await?;
         let mut entries = Vec::with_capacity(runs.len());
         for run in &runs {
@@ -175,10 +227,8 @@ impl Driver {
                         self.advance(run).await?;
                     }
                 }
-                Phase::Reporting => {
-                    entries.push(entry(run, true));
-                    self.report(&name).await?;
-                }
+                // Not an admission entry: reporting holds no slot of the service or the stand.
+                Phase::Reporting => self.report(run).await?,
                 _ => {}
             }
         }
@@ -196,21 +246,27 @@ impl Driver {
             self.advance(&run).await?;
         }
         let positions: HashMap<&str, u32> = admission.waiting.iter().map(|(n, p)| (n.as_str(), *p)).collect();
-        for run in &runs {
-            let name = run.metadata.name.as_deref().unwrap_or_default();
-            let Some(&pos) = positions.get(name) else { continue };
-            if run.status.as_ref().and_then(|s| s.queue_position) != Some(pos) {
-                self.store
-                    .update::<TestRun, _>(name, move |r| {
-                        let st = r.status.get_or_insert_default();
-                        let changed = st.phase == Phase::Queued && st.queue_position != Some(pos);
-                        if changed {
-                            st.queue_position = Some(pos);
-                        }
-                        Ok((changed, ()))
-                    })
-                    .await?;
-            }
+        // Renumber the queue in one transaction: a long queue moves as a whole at each admission.
+        let moved: Vec<(String, u32)> = runs
+            .iter()
+            .filter_map(|run| {
+                let name = run.metadata.name.as_deref()?;
+                let pos = *positions.get(name)?;
+                (run.status.as_ref().and_then(|s| s.queue_position) != Some(pos))
+                    .then(|| (name.to_string(), pos))
+            })
+            .collect();
+        if !moved.is_empty() {
+            self.store
+                .update_many::<TestRun, u32>(moved, |r, pos| {
+                    let st = r.status.get_or_insert_default();
+                    let changed = st.phase == Phase::Queued && st.queue_position != Some(pos);
+                    if changed {
+                        st.queue_position = Some(pos);
+                    }
+                    changed
+                })
+                .await?;
         }
         Ok(())
     }
@@ -368,7 +424,7 @@ impl Driver {
             let report = if cancelled {
                 ReportRead::Missing
             } else {
-                ingest(&store, &name, number, dir, move |c| test_id.id_of(c)).await
+                ingest(&store, &name, number, dir, test_id).await
             };
             let end = AttemptEnd {
                 number,
@@ -407,7 +463,18 @@ impl Driver {
         let max_attempts = 1 + u32::from(svc.retries_for(&run.spec.template));
         let results = self.store.results(name).await?;
         let mut decided = run.status.clone().unwrap_or_default();
-        let next = crate::core::record_end(&mut decided, &end, results, max_attempts, Utc::now());
+        let (next, merged) = crate::core::record_end(&mut decided, &end, results, max_attempts, Utc::now());
+        let categories = {
+            let (svc, data_dir, run, status) = (
+                svc.clone(),
+                self.data_dir.clone(),
+                name.to_string(),
+                decided.clone(),
+            );
+            tokio::task::spawn_blocking(move || classify_run(&svc, &data_dir, &run, &status, &merged).stats)
+                .await
+                .map_err(|e| StoreError::Task(e.to_string()))?
+        };
         info!(run = name, attempt = end.number, state = ?end.state, next = ?next, "attempt ended");
         self.store
             .update::<TestRun, _>(name, move |r| {
@@ -418,25 +485,145 @@ impl Driver {
                 st.verdict = decided.verdict;
                 st.message = decided.message;
                 st.conditions = decided.conditions;
+                st.categories = categories;
                 Ok((true, ()))
             })
             .await?;
         Ok(())
     }
 
-    /// Reporting. Channels come with the reporting work; until then the verdict is final
-    /// and the run simply ends in its phase.
-    async fn report(&mut self, name: &str) -> Result<(), StoreError> {
-        self.store
-            .update::<TestRun, _>(name, |r| {
+    /// Reporting: gives each channel its first state, hands the due ones to delivery tasks,
+    /// and ends the run once no channel is pending. Remembers when the next one is due.
+    async fn report(&mut self, run: &TestRun) -> Result<(), StoreError> {
+        let name = run.metadata.name.clone().unwrap_or_default();
+        let svc = self.config.service(&run.spec.template.service).cloned();
+        let targets = self.reporter.targets(run, svc.as_deref());
+        let plans: Vec<delivery::ChannelPlan> = targets
+            .iter()
+            .map(|(c, t)| (*c, t.as_ref().err().cloned()))
+            .collect();
+        let now = Utc::now();
+        let (run, (planned, finished)) = self
+            .store
+            .update::<TestRun, _>(&name, move |r| {
                 let st = r.status.get_or_insert_default();
-                let changed = st.phase == Phase::Reporting;
-                if changed {
-                    st.finish(Utc::now());
+                if st.phase != Phase::Reporting {
+                    return Ok((false, (Vec::new(), false)));
                 }
-                Ok((changed, ()))
+                let planned = delivery::plan(st.report.get_or_insert_default(), &plans, now);
+                let finished = delivery::finish_if_delivered(st, now);
+                Ok((!planned.is_empty() || finished, (planned, finished)))
             })
             .await?;
+        let Some(status) = run.status.as_ref() else {
+            return Ok(());
+        };
+        let report = status.report.clone().unwrap_or_default();
+        for c in &planned {
+            if let Some(ch) = report.channel(*c) {
+                info!(run = name, channel = %c, state = ?ch.state, reason = ch.reason.as_deref().unwrap_or(""), "report channel planned");
+            }
+        }
+        if finished {
+            info!(run = name, phase = %status.phase, "run finished");
+        }
+        if status.phase != Phase::Reporting {
+            return Ok(());
+        }
+
+        let mut due = Vec::new();
+        for (channel, target) in targets {
+            let (Ok(target), Some(ch)) = (target, report.channel(channel)) else {
+                continue;
+            };
+            if self.delivering.contains(&(name.clone(), channel)) {
+                continue;
+            }
+            if delivery::is_due(ch, now) {
+                due.push((channel, target, ch.sent_to.clone()));
+            } else if let Some(at) = ch.next_at.filter(|_| ch.state == DeliveryState::Pending) {
+                self.next_due = Some(self.next_due.map_or(at, |t| t.min(at)));
+            }
+        }
+        if due.is_empty() {
+            return Ok(());
+        }
+        let tests = self.merged(&name, status).await?;
+        let categories = {
+            let (svc, data_dir, status) = (svc.clone(), self.data_dir.clone(), status.clone());
+            let (run_name, tests) = (name.clone(), tests.clone());
+            tokio::task::spawn_blocking(move || match svc {
+                Some(svc) => classify_run(&svc, &data_dir, &run_name, &status, &tests).by_test,
+                None => Default::default(),
+            })
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+        };
+        let content = Arc::new(self.reporter.content(&run, &tests, &categories));
+        for (channel, target, sent_to) in due {
+            self.delivering.insert((name.clone(), channel));
+            let (reporter, content, tx, run) = (
+                self.reporter.clone(),
+                content.clone(),
+                self.delivered_tx.clone(),
+                name.clone(),
+            );
+            tokio::spawn(async move {
+                let delivery = reporter.deliver(&target, &content, &sent_to).await;
+                // The loop may be gone at shutdown; the channel is still Pending in the store
+                // and the next start delivers it.
+                let _ = tx.send(Delivered {
+                    run,
+                    channel,
+                    delivery,
+                });
+            });
+        }
+        Ok(())
+    }
+
+    /// Records a delivery attempt's end in `status.report.<channel>` (and ends the run when
+    /// it was the last pending channel).
+    async fn delivered(&mut self, d: Delivered) -> Result<(), StoreError> {
+        self.delivering.remove(&(d.run.clone(), d.channel));
+        let policy = self.reporter.retry().clone();
+        let jitter: f64 = rand::random();
+        let channel = d.channel;
+        let (run, recorded) = self
+            .store
+            .update::<TestRun, _>(&d.run, move |r| {
+                let st = r.status.get_or_insert_default();
+                let now = Utc::now();
+                let slot = st.report.get_or_insert_default().channel_mut(channel);
+                let Some(ch) = slot.as_mut().filter(|c| c.state == DeliveryState::Pending) else {
+                    return Ok((false, None));
+                };
+                delivery::record(ch, d.delivery, &policy, now, jitter);
+                let recorded = ch.clone();
+                delivery::finish_if_delivered(st, now);
+                Ok((true, Some(recorded)))
+            })
+            .await?;
+        let name = d.run;
+        match &recorded {
+            Some(ch) if ch.state == DeliveryState::Sent => {
+                info!(run = name, channel = %channel, attempts = ch.attempts, to = ?ch.sent_to, "report delivered")
+            }
+            Some(ch) => warn!(
+                run = name,
+                channel = %channel,
+                attempts = ch.attempts,
+                state = ?ch.state,
+                reason = ch.reason.as_deref().unwrap_or(""),
+                "report delivery failed"
+            ),
+            None => {}
+        }
+        if let (true, Some(st)) = (recorded.is_some(), run.status.as_ref())
+            && st.phase.is_terminal()
+        {
+            info!(run = name, phase = %st.phase, "run finished");
+        }
         Ok(())
     }
 
@@ -493,6 +680,22 @@ fn entry(run: &TestRun, active: bool) -> Entry {
     }
 }
 
+/// Classifies a run's failing and flaky tests with its service's rules, reading attempt logs
+/// from the data directory for tests without output of their own.
+pub fn classify_run(
+    svc: &Service,
+    data_dir: &Path,
+    run: &str,
+    status: &TestRunStatus,
+    merged: &[MergedTest],
+) -> crate::classify::Classification {
+    crate::classify::classify(svc.classifier.as_deref(), merged, |number| {
+        // The last launch with that number (an interrupted launch is followed by its relaunch).
+        let seq = status.attempts.iter().rposition(|a| a.number == number)? + 1;
+        std::fs::File::open(process::log_path(&attempt_dir(data_dir, run, seq))).ok()
+    })
+}
+
 /// `<data>/runs/<run>/attempt-<seq>`: one directory per launch (a relaunch after an
 /// interruption gets its own).
 pub fn attempt_dir(data_dir: &Path, run: &str, seq: usize) -> PathBuf {
@@ -506,7 +709,7 @@ async fn ingest(
     run: &str,
     number: u32,
     dir: PathBuf,
-    id_of: impl Fn(&results::Case) -> String + Send + 'static,
+    style: crate::packs::TestIdStyle,
 ) -> ReportRead {
     let parsed = tokio::task::spawn_blocking(move || -> Result<Option<Vec<AttemptResult>>, String> {
         let mut files = Vec::new();
@@ -531,7 +734,8 @@ async fn ingest(
             results::junit::parse_file(f, |c| cases.push(c))
                 .map_err(|e| format!("{}: {e}", f.file_name().unwrap_or_default().to_string_lossy()))?;
         }
-        Ok(Some(results::assign_ids(number, cases, id_of)))
+        cases.iter_mut().for_each(|c| style.normalize(c));
+        Ok(Some(results::assign_ids(number, cases, |c| style.id_of(c))))
     })
     .await;
     match parsed {

@@ -2,6 +2,7 @@
 //! same HTTP app as operator mode, on one machine.
 
 mod driver;
+mod scheduler;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,10 +12,12 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-pub use driver::{Driver, attempt_dir};
+pub use driver::{Driver, attempt_dir, classify_run};
+pub use scheduler::Scheduler;
 
 use crate::api::{AppState, Tokens};
 use crate::packs::PacksConfig;
+use crate::report::{ReportSettings, Reporter, Templates};
 use crate::secrets::SecretsDir;
 use crate::store::SqliteStore;
 
@@ -26,6 +29,8 @@ pub struct ServeOptions {
     pub config_dir: PathBuf,
     pub secrets_dir: Option<PathBuf>,
     pub public_url: Option<String>,
+    /// Report settings file (SMTP, tracker, webhooks, retries); the environment wins over it.
+    pub settings: Option<PathBuf>,
 }
 
 /// Runs standalone mode until SIGINT or SIGTERM.
@@ -34,6 +39,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let names: Vec<&str> = config.services().map(|s| s.name.as_str()).collect();
     info!(config = %config.dir.display(), services = ?names, "packs_config loaded");
     let tokens = Tokens::from_env().map_err(anyhow::Error::msg)?;
+    let report_settings = ReportSettings::load(opts.settings.as_deref())?;
+    let templates = Templates::load(&config)?;
     let store = SqliteStore::open(&opts.data_dir)
         .with_context(|| format!("cannot open the store in {}", opts.data_dir.display()))?;
     let data_dir = opts.data_dir.canonicalize().unwrap_or(opts.data_dir.clone());
@@ -51,6 +58,10 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
+    let reporter = Reporter::new(report_settings, templates, &config, public_url.clone())
+        .map_err(anyhow::Error::msg)
+        .context("cannot set up reporting")?;
+    info!(settings = %reporter.describe(), "reporting");
     let state = AppState {
         backend: Arc::new(store.clone()),
         config: config.clone(),
@@ -60,7 +71,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     };
 
     let shutdown = CancellationToken::new();
-    let driver = Driver::new(store, config, &data_dir, secrets);
+    let scheduler_task = tokio::spawn(Scheduler::new(store.clone(), config.clone()).run(shutdown.clone()));
+    let driver = Driver::new(store, config, &data_dir, secrets, Arc::new(reporter));
     let driver_task = tokio::spawn(driver.run(shutdown.clone()));
 
     info!(%addr, data_dir = %data_dir.display(), api_tokens = state.tokens.is_enabled(), "serving");
@@ -75,6 +87,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .context("the HTTP server failed")?;
     shutdown.cancel();
     let _ = driver_task.await;
+    let _ = scheduler_task.await;
     info!("stopped");
     Ok(())
 }

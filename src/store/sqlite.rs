@@ -278,42 +278,50 @@ impl SqliteStore {
         let (obj, r, changed) = self
             .with_conn(move |conn| {
                 let tx = conn.transaction()?;
-                let body: String = tx
-                    .query_row(
-                        "SELECT body FROM objects WHERE kind = ?1 AND name = ?2",
-                        params![k2, n2],
-                        |r| r.get(0),
-                    )
-                    .optional()?
-                    .ok_or_else(|| StoreError::NotFound {
-                        kind: k2.clone(),
-                        name: n2.clone(),
-                    })?;
-                let before: serde_json::Value = serde_json::from_str(&body)?;
-                let mut obj: K = serde_json::from_value(before.clone())?;
-                let (changed, r) = f(&mut obj)?;
-                if !changed {
-                    return Ok((obj, r, false));
-                }
-                let rv = next_revision(&tx)?;
-                let after = serde_json::to_value(&obj)?;
-                let meta = obj.meta_mut();
-                if before.get("spec") != after.get("spec") {
-                    meta.generation = Some(meta.generation.unwrap_or(1) + 1);
-                }
-                meta.resource_version = Some(rv.to_string());
-                tx.execute(
-                    "UPDATE objects SET body = ?3, resource_version = ?4 WHERE kind = ?1 AND name = ?2",
-                    params![k2, n2, serde_json::to_string(&obj)?, rv],
-                )?;
+                let out = update_in(&tx, &k2, &n2, f)?;
                 tx.commit()?;
-                Ok((obj, r, true))
+                Ok(out)
             })
             .await?;
         if changed {
             self.announce(&kind, name, ChangeOp::Updated);
         }
         Ok((obj, r))
+    }
+
+    /// [`update`](Self::update) of many objects in one transaction (one `fsync`), for batch
+    /// changes such as renumbering a long queue. Missing objects are skipped. Returns how many
+    /// changed.
+    pub async fn update_many<K, V>(
+        &self,
+        items: Vec<(String, V)>,
+        f: impl Fn(&mut K, V) -> bool + Send + 'static,
+    ) -> Result<usize, StoreError>
+    where
+        K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Send + 'static,
+        V: Send + 'static,
+    {
+        let kind = K::kind(&()).to_string();
+        let k2 = kind.clone();
+        let changed: Vec<String> = self
+            .with_conn(move |conn| {
+                let tx = conn.transaction()?;
+                let mut changed = Vec::new();
+                for (name, v) in items {
+                    match update_in::<K, ()>(&tx, &k2, &name, |obj| Ok((f(obj, v), ()))) {
+                        Ok((_, _, true)) => changed.push(name),
+                        Ok(_) | Err(StoreError::NotFound { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                tx.commit()?;
+                Ok(changed)
+            })
+            .await?;
+        for name in &changed {
+            self.announce(&kind, name, ChangeOp::Updated);
+        }
+        Ok(changed.len())
     }
 
     /// Deletes an object (and, for a run, its test results). Returns whether it existed.
@@ -344,6 +352,22 @@ impl SqliteStore {
             self.announce(&kind, name, ChangeOp::Deleted);
         }
         Ok(existed)
+    }
+
+    /// How many objects of `kind` there are per `(spec.service, status.phase)`.
+    pub async fn count_by_service_and_phase(
+        &self,
+        kind: &str,
+    ) -> Result<Vec<(String, String, u64)>, StoreError> {
+        let kind = kind.to_string();
+        self.with_conn(move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT coalesce(service, ''), coalesce(phase, ''), count(*) FROM objects WHERE kind = ?1 GROUP BY 1, 2",
+            )?;
+            let rows = stmt.query_map(params![kind], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
     }
 
     /// Replaces the results of one attempt of a run.
@@ -431,6 +455,47 @@ impl SqliteStore {
         })
         .await
     }
+}
+
+/// Read-modify-write of one object inside a transaction: `(object, result, changed)`.
+fn update_in<K, R>(
+    tx: &rusqlite::Transaction<'_>,
+    kind: &str,
+    name: &str,
+    f: impl FnOnce(&mut K) -> Result<(bool, R), StoreError>,
+) -> Result<(K, R, bool), StoreError>
+where
+    K: Resource<DynamicType = ()> + Serialize + DeserializeOwned,
+{
+    let body: String = tx
+        .query_row(
+            "SELECT body FROM objects WHERE kind = ?1 AND name = ?2",
+            params![kind, name],
+            |r| r.get(0),
+        )
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound {
+            kind: kind.to_string(),
+            name: name.to_string(),
+        })?;
+    let before: serde_json::Value = serde_json::from_str(&body)?;
+    let mut obj: K = serde_json::from_value(before.clone())?;
+    let (changed, r) = f(&mut obj)?;
+    if !changed {
+        return Ok((obj, r, false));
+    }
+    let rv = next_revision(tx)?;
+    let after = serde_json::to_value(&obj)?;
+    let meta = obj.meta_mut();
+    if before.get("spec") != after.get("spec") {
+        meta.generation = Some(meta.generation.unwrap_or(1) + 1);
+    }
+    meta.resource_version = Some(rv.to_string());
+    tx.execute(
+        "UPDATE objects SET body = ?3, resource_version = ?4 WHERE kind = ?1 AND name = ?2",
+        params![kind, name, serde_json::to_string(&obj)?, rv],
+    )?;
+    Ok((obj, r, true))
 }
 
 fn next_revision(tx: &rusqlite::Transaction<'_>) -> Result<i64, StoreError> {

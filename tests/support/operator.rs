@@ -35,6 +35,7 @@ pub fn demo_config(extra: &str) -> (tempfile::TempDir, Arc<PacksConfig>) {
     ) + extra;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("demo.yaml"), text).unwrap();
+    std::os::unix::fs::symlink(format!("{REPO}/packs_config/demo"), dir.path().join("demo")).unwrap();
     let config = Arc::new(PacksConfig::load(dir.path()).unwrap());
     config.check_operator().unwrap();
     (dir, config)

@@ -7,5 +7,6 @@ class TestProfile:
         assert "qa-user".upper() == "QA-USER"
 
     def test_changes_avatar(self):
-        print("uploading avatar.png")
-        assert False, "avatar upload returned HTTP 500"
+        print("POST /api/profile/avatar avatar.png")
+        print("<- HTTP 500 Internal Server Error (request id 7f3a)")
+        assert False, "avatar upload failed"

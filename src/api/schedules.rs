@@ -1,0 +1,261 @@
+//! `/api/v1/schedules`: NightlySchedules in Kubernetes shape (the same YAML works with
+//! `kubectl` in operator mode), and starting a schedule's run by hand.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::runs::store_run;
+use super::spec::{SCHEDULE_FIELDS, parse_spec};
+use super::v1::{ObjectList, ObjectRequest};
+use super::{ApiError, AppState};
+use crate::crd::{LABEL_SERVICE, NightlySchedule, NightlyScheduleSpec, TestRun};
+use crate::runs::{check_object_name, manual_run_name, scheduled_run};
+
+pub fn routes() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/api/v1/schedules", get(schedules_list).post(schedules_create))
+        .route(
+            "/api/v1/schedules/{name}",
+            get(schedules_get)
+                .put(schedules_replace)
+                .patch(schedules_patch)
+                .delete(schedules_delete),
+        )
+        .route("/api/v1/schedules/{name}/trigger", post(schedules_trigger))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct SchedulesQuery {
+    /// Only schedules of this service.
+    service: Option<String>,
+}
+
+/// Checks a schedule spec completely: its own fields, then its run template against packs_config.
+fn checked_spec(state: &AppState, spec: Value) -> Result<NightlyScheduleSpec, ApiError> {
+    let spec: NightlyScheduleSpec = parse_spec(spec, SCHEDULE_FIELDS)?;
+    crate::schedule::check_spec(&spec)
+        .map_err(|e| ApiError::bad_request(format!("spec.{}", e.field), e.message))?;
+    state
+        .config
+        .check_run(&spec.template)
+        .map_err(|e| ApiError::bad_request(format!("spec.{}", e.field), e.message))?;
+    Ok(spec)
+}
+
+fn parse_request(body: &[u8]) -> Result<ObjectRequest, ApiError> {
+    let req: ObjectRequest =
+        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body)).map_err(|e| {
+            ApiError::bad_request(
+                e.path().to_string(),
+                format!("the body is not a NightlySchedule: {}", e.inner()),
+            )
+        })?;
+    if let Some(v) = req.api_version.as_deref().filter(|v| *v != "tomato.dev/v1alpha1") {
+        return Err(ApiError::bad_request(
+            "apiVersion",
+            format!("expected tomato.dev/v1alpha1, got {v:?}"),
+        ));
+    }
+    if let Some(k) = req.kind.as_deref().filter(|k| *k != "NightlySchedule") {
+        return Err(ApiError::bad_request(
+            "kind",
+            format!("expected NightlySchedule, got {k:?}"),
+        ));
+    }
+    Ok(req)
+}
+
+async fn find(state: &AppState, name: &str) -> Result<NightlySchedule, ApiError> {
+    state
+        .backend
+        .get_schedule(name)
+        .await?
+        .ok_or_else(|| ApiError::not_found("name", format!("schedule {name:?} not found")))
+}
+
+/// List schedules, by name.
+#[utoipa::path(get, path = "/api/v1/schedules", tag = "schedules", params(SchedulesQuery),
+    responses((status = 200, description = "NightlyScheduleList", body = Object)))]
+pub async fn schedules_list(
+    State(state): State<AppState>,
+    Query(q): Query<SchedulesQuery>,
+) -> Result<Json<ObjectList<NightlySchedule>>, ApiError> {
+    let items = state.backend.list_schedules(q.service.as_deref()).await?;
+    Ok(Json(ObjectList {
+        api_version: "tomato.dev/v1alpha1",
+        kind: "NightlyScheduleList".into(),
+        items,
+    }))
+}
+
+/// Create a schedule. Invalid cron, unknown time zone, service or category, or a bad policy is a
+/// 400 naming the field, and nothing is stored.
+#[utoipa::path(post, path = "/api/v1/schedules", tag = "schedules",
+    request_body(content = Object, description = "A NightlySchedule: {\"metadata\": {\"name\"}, \"spec\": {...}}"),
+    responses((status = 201, description = "The stored NightlySchedule", body = Object), (status = 400, body = super::ErrorBody),
+        (status = 409, body = super::ErrorBody)))]
+pub async fn schedules_create(
+    State(state): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let req = parse_request(&body)?;
+    let spec = checked_spec(
+        &state,
+        req.spec
+            .ok_or_else(|| ApiError::bad_request("spec", "spec is required"))?,
+    )?;
+    let name = match (req.metadata.name, req.metadata.generate_name) {
+        (Some(n), _) => n,
+        (None, Some(prefix)) => format!("{prefix}{}", crate::store::random_suffix(5)),
+        (None, None) => format!(
+            "{}-nightly-{}",
+            spec.template.service,
+            crate::store::random_suffix(5)
+        ),
+    };
+    check_object_name(&name).map_err(|e| ApiError::bad_request("metadata.name", e))?;
+    let mut labels = req.metadata.labels;
+    labels.insert(LABEL_SERVICE.to_string(), spec.template.service.clone());
+    let mut schedule = NightlySchedule::new(&name, spec);
+    schedule.metadata.labels = Some(labels);
+    let stored = state.backend.create_schedule(schedule).await?;
+    Ok((StatusCode::CREATED, Json(stored)).into_response())
+}
+
+/// Get a schedule.
+#[utoipa::path(get, path = "/api/v1/schedules/{name}", tag = "schedules", params(("name" = String, Path, description = "Schedule")),
+    responses((status = 200, description = "NightlySchedule", body = Object), (status = 404, body = super::ErrorBody)))]
+pub async fn schedules_get(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<NightlySchedule>, ApiError> {
+    Ok(Json(find(&state, &name).await?))
+}
+
+/// Replace a schedule's spec (its status and history stay).
+#[utoipa::path(put, path = "/api/v1/schedules/{name}", tag = "schedules", params(("name" = String, Path, description = "Schedule")),
+    request_body(content = Object, description = "A NightlySchedule"),
+    responses((status = 200, description = "NightlySchedule", body = Object), (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
+pub async fn schedules_replace(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<NightlySchedule>, ApiError> {
+    let req = parse_request(&body)?;
+    if let Some(n) = req.metadata.name.as_deref().filter(|n| *n != name) {
+        return Err(ApiError::bad_request(
+            "metadata.name",
+            format!("{n:?} does not match the URL's {name:?}"),
+        ));
+    }
+    let spec = checked_spec(
+        &state,
+        req.spec
+            .ok_or_else(|| ApiError::bad_request("spec", "spec is required"))?,
+    )?;
+    find(&state, &name).await?;
+    Ok(Json(state.backend.replace_schedule(&name, spec).await?))
+}
+
+/// Change some fields of a schedule's spec (a JSON merge patch of `spec`, e.g.
+/// `{"spec": {"suspend": true}}`).
+#[utoipa::path(patch, path = "/api/v1/schedules/{name}", tag = "schedules", params(("name" = String, Path, description = "Schedule")),
+    request_body(content = Object, description = "{\"spec\": {\"suspend\": true}}"),
+    responses((status = 200, description = "NightlySchedule", body = Object), (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
+pub async fn schedules_patch(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<NightlySchedule>, ApiError> {
+    let patch: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("body", format!("the body is not JSON: {e}")))?;
+    let Some(spec_patch) = patch
+        .get("spec")
+        .filter(|_| patch.as_object().is_some_and(|o| o.len() == 1))
+    else {
+        return Err(ApiError::bad_request(
+            "body",
+            "send {\"spec\": {...}}: only the spec can be patched",
+        ));
+    };
+    let current = find(&state, &name).await?;
+    let mut spec =
+        serde_json::to_value(&current.spec).map_err(|e| ApiError::internal("cannot encode the spec", e))?;
+    merge_patch(&mut spec, spec_patch);
+    let spec = checked_spec(&state, spec)?;
+    Ok(Json(state.backend.replace_schedule(&name, spec).await?))
+}
+
+/// RFC 7396 JSON merge patch: objects merge, `null` removes, anything else replaces.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Deleted {
+    pub deleted: String,
+}
+
+/// Delete a schedule: it starts nothing more and its unfinished runs are cancelled (standalone
+/// mode keeps its finished runs as history).
+#[utoipa::path(delete, path = "/api/v1/schedules/{name}", tag = "schedules", params(("name" = String, Path, description = "Schedule")),
+    responses((status = 200, body = Deleted), (status = 404, body = super::ErrorBody)))]
+pub async fn schedules_delete(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Deleted>, ApiError> {
+    if !state.backend.delete_schedule(&name).await? {
+        return Err(ApiError::not_found(
+            "name",
+            format!("schedule {name:?} not found"),
+        ));
+    }
+    Ok(Json(Deleted { deleted: name }))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Triggered {
+    pub run_id: String,
+}
+
+/// Start a run of the schedule now (even if suspended; `/api/nightly` skips suspended ones).
+#[utoipa::path(post, path = "/api/v1/schedules/{name}/trigger", tag = "schedules", params(("name" = String, Path, description = "Schedule")),
+    responses((status = 200, body = Triggered), (status = 404, body = super::ErrorBody)))]
+pub async fn schedules_trigger(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Triggered>, ApiError> {
+    let schedule = find(&state, &name).await?;
+    let run = trigger(&state, &schedule).await?;
+    Ok(Json(Triggered {
+        run_id: run.metadata.name.unwrap_or_default(),
+    }))
+}
+
+/// Queues one run of `schedule` now.
+pub async fn trigger(state: &AppState, schedule: &NightlySchedule) -> Result<TestRun, ApiError> {
+    let name = schedule.metadata.name.clone().unwrap_or_default();
+    let run = scheduled_run(&state.config, schedule, manual_run_name(&name)).map_err(|e| {
+        ApiError::bad_request(
+            format!("spec.{}", e.field),
+            format!("schedule {name}: {}", e.message),
+        )
+    })?;
+    store_run(state, run, true).await
+}

@@ -1,0 +1,208 @@
+//! Checking a resource `spec` sent by a client, field by field, so every error names its field.
+//!
+//! Specs flatten the shared run template into themselves, and serde's `flatten` can neither
+//! refuse unknown fields nor say which field had the wrong type. So each field is first checked
+//! against a table (unknown field, wrong type, out of range), then the whole spec is
+//! deserialized; only missing fields are left for serde to report.
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::ApiError;
+
+/// What a spec field must hold.
+#[derive(Clone, Copy, Debug)]
+pub enum Kind {
+    Str,
+    Bool,
+    /// An integer in `min..=max`.
+    Int(i64, i64),
+    StrList,
+    /// `env`: a list of environment variables.
+    Env,
+    OneOf(&'static [&'static str]),
+}
+
+/// The run template's fields, shared by TestRun and NightlySchedule specs.
+macro_rules! template_fields {
+    () => {
+        [
+            ("service", Kind::Str),
+            ("stand", Kind::Str),
+            ("category", Kind::Str),
+            ("packs", Kind::StrList),
+            ("priority", Kind::Int(0, 9)),
+            ("emails", Kind::StrList),
+            ("issueKey", Kind::Str),
+            ("version", Kind::Str),
+            ("retries", Kind::Int(0, 9)),
+            ("env", Kind::Env),
+            ("timeout", Kind::Str),
+        ]
+    };
+}
+
+const TEMPLATE: [(&str, Kind); 11] = template_fields!();
+
+/// Fields of a TestRun spec.
+pub const RUN_FIELDS: &[(&str, Kind)] = &concat_fields::<13>(
+    &TEMPLATE,
+    &[
+        ("type", Kind::OneOf(&["Regular", "Nightly"])),
+        ("cancel", Kind::Bool),
+    ],
+);
+
+/// Fields of a NightlySchedule spec.
+pub const SCHEDULE_FIELDS: &[(&str, Kind)] = &concat_fields::<18>(
+    &TEMPLATE,
+    &[
+        ("schedule", Kind::Str),
+        ("timeZone", Kind::Str),
+        ("suspend", Kind::Bool),
+        ("concurrencyPolicy", Kind::OneOf(&["Allow", "Forbid", "Replace"])),
+        ("startingDeadlineSeconds", Kind::Int(0, i64::MAX)),
+        ("successfulRunsHistoryLimit", Kind::Int(0, 1000)),
+        ("failedRunsHistoryLimit", Kind::Int(0, 1000)),
+    ],
+);
+
+const fn concat_fields<const N: usize>(
+    a: &[(&'static str, Kind)],
+    b: &[(&'static str, Kind)],
+) -> [(&'static str, Kind); N] {
+    let mut out = [("", Kind::Str); N];
+    let mut i = 0;
+    while i < a.len() {
+        out[i] = a[i];
+        i += 1;
+    }
+    let mut j = 0;
+    while j < b.len() {
+        out[i + j] = b[j];
+        j += 1;
+    }
+    out
+}
+
+/// Checks `spec` against `fields`, then deserializes it.
+pub fn parse_spec<T: DeserializeOwned>(spec: Value, fields: &[(&str, Kind)]) -> Result<T, ApiError> {
+    let Value::Object(map) = &spec else {
+        return Err(ApiError::bad_request("spec", "spec must be an object"));
+    };
+    for (k, v) in map {
+        let Some((_, kind)) = fields.iter().find(|(name, _)| name == k) else {
+            let known: Vec<&str> = fields.iter().map(|(n, _)| *n).collect();
+            return Err(ApiError::bad_request(
+                format!("spec.{k}"),
+                format!("unknown field {k:?}; known: {}", known.join(", ")),
+            ));
+        };
+        if v.is_null() {
+            continue;
+        }
+        if let Kind::Env = kind {
+            // Deserialized alone, so that a nested error keeps its path (`spec.env[0].name`).
+            serde_path_to_error::deserialize::<_, Vec<crate::crd::EnvVar>>(v.clone())
+                .map_err(|e| error_at("spec.env", e))?;
+            continue;
+        }
+        check(v, *kind)
+            .map_err(|what| ApiError::bad_request(format!("spec.{k}"), format!("must be {what}")))?;
+    }
+    serde_path_to_error::deserialize::<_, T>(spec).map_err(|e| error_at("spec", e))
+}
+
+/// A serde error as a 400 naming the field: `prefix` plus the error's path, plus the field
+/// itself when it is missing (serde reports that at the enclosing object).
+fn error_at(prefix: &str, e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = e.path().to_string();
+    let message = e.into_inner().to_string();
+    let mut field = prefix.to_string();
+    if path != "." && path != "?" {
+        if !path.starts_with('[') {
+            field.push('.');
+        }
+        field.push_str(&path);
+    }
+    if let Some((missing, _)) = message
+        .strip_prefix("missing field `")
+        .and_then(|m| m.split_once('`'))
+    {
+        field = format!("{field}.{missing}");
+    }
+    ApiError::bad_request(field, message)
+}
+
+fn check(v: &Value, kind: Kind) -> Result<(), String> {
+    let ok = match kind {
+        Kind::Str => v.is_string(),
+        Kind::Bool => v.is_boolean(),
+        Kind::Int(min, max) => v.as_i64().is_some_and(|n| (min..=max).contains(&n)),
+        Kind::StrList => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
+        Kind::Env => true,
+        Kind::OneOf(options) => v.as_str().is_some_and(|s| options.contains(&s)),
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(match kind {
+        Kind::Str => "a string".into(),
+        Kind::Bool => "true or false".into(),
+        Kind::Int(min, i64::MAX) => format!("an integer of at least {min}"),
+        Kind::Int(min, max) => format!("an integer {min}–{max}"),
+        Kind::StrList => "a list of strings".into(),
+        Kind::Env => "a list of {name, value | valueFrom}".into(),
+        Kind::OneOf(options) => format!("one of {}", options.join(", ")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{NightlyScheduleSpec, TestRunSpec};
+    use serde_json::json;
+
+    fn field_of<T: DeserializeOwned + std::fmt::Debug>(spec: Value, fields: &[(&str, Kind)]) -> String {
+        parse_spec::<T>(spec, fields).unwrap_err().parameter.unwrap()
+    }
+
+    #[test]
+    fn every_error_names_its_field() {
+        let base = json!({"service": "demo", "stand": "localhost"});
+        let with = |k: &str, v: Value| {
+            let mut s = base.clone();
+            s[k] = v;
+            s
+        };
+        assert_eq!(
+            field_of::<TestRunSpec>(json!({"service": "demo"}), RUN_FIELDS),
+            "spec.stand"
+        );
+        assert_eq!(
+            field_of::<TestRunSpec>(with("prority", json!(1)), RUN_FIELDS),
+            "spec.prority"
+        );
+        assert_eq!(
+            field_of::<TestRunSpec>(with("priority", json!(10)), RUN_FIELDS),
+            "spec.priority"
+        );
+        assert_eq!(
+            field_of::<TestRunSpec>(with("type", json!("Weekly")), RUN_FIELDS),
+            "spec.type"
+        );
+        assert_eq!(
+            field_of::<TestRunSpec>(with("env", json!([{"value": "x"}])), RUN_FIELDS),
+            "spec.env[0].name"
+        );
+        assert_eq!(
+            field_of::<NightlyScheduleSpec>(with("concurrencyPolicy", json!("Sometimes")), SCHEDULE_FIELDS),
+            "spec.concurrencyPolicy"
+        );
+        assert_eq!(
+            field_of::<NightlyScheduleSpec>(with("startingDeadlineSeconds", json!(-5)), SCHEDULE_FIELDS),
+            "spec.startingDeadlineSeconds"
+        );
+        assert!(parse_spec::<NightlyScheduleSpec>(base, SCHEDULE_FIELDS).is_ok());
+    }
+}

@@ -1,0 +1,653 @@
+//! What a report says, built once from the finished run: [`RunReport`].
+//!
+//! Every channel (email subject, text and HTML, tracker comment, webhook) renders this one
+//! value, so they never disagree about a count or a name. It is a pure function of the run,
+//! its merged tests and the public URL, and carries plain strings and numbers only, ready for
+//! templates. Lists are bounded (a run with thousands of failures still makes a readable
+//! email): each category shows its first [`MAX_TESTS_PER_GROUP`] tests and says how many more.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::crd::{AttemptState, SelectionKind, Summary, TestRun, TestRunStatus, Verdict};
+use crate::results::{MergedTest, TestVerdict};
+
+/// Tests listed per failure category (and flaky tests listed) before "and N more".
+pub const MAX_TESTS_PER_GROUP: usize = 50;
+/// Characters of a failure message kept in the report.
+pub const MAX_MESSAGE_CHARS: usize = 500;
+/// Characters of an Error run's message kept in the headline (and so the subject).
+const MAX_HEADLINE_MESSAGE_CHARS: usize = 100;
+/// The group of failed tests no classification rule matched.
+pub const UNCLASSIFIED: &str = "Unclassified";
+
+/// One finished run, as every report channel tells it.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct RunReport {
+    /// The run id.
+    pub id: String,
+    pub service: String,
+    pub stand: String,
+    pub category: Option<String>,
+    /// Packs the run covered.
+    pub packs: Vec<String>,
+    /// What was run, for titles: the category, else the explicit packs (`basic+api`), else empty
+    /// (every pack of the service).
+    pub selection: String,
+    pub version: Option<String>,
+    #[serde(rename = "issueKey")]
+    pub issue_key: Option<String>,
+    pub priority: u8,
+    /// `Regular` or `Nightly`.
+    #[serde(rename = "type")]
+    pub run_type: String,
+    /// `Succeeded`, `Failed` or `Error`.
+    pub verdict: String,
+    /// The outcome in a few words: `3 failed, 1 flaky`, `all 5 passed`, `error: <why>`.
+    pub headline: String,
+    /// The run's message (why it errored, how many tests still fail).
+    pub message: Option<String>,
+    /// `2024-05-01 12:00:03 UTC`.
+    pub started: Option<String>,
+    pub finished: Option<String>,
+    /// `1m5s`.
+    pub duration: Option<String>,
+    pub attempts: Vec<AttemptLine>,
+    pub summary: Summary,
+    /// Failed and broken tests grouped by failure category, categories in the order the
+    /// classification gave them, `Unclassified` last.
+    pub failures: Vec<FailureGroup>,
+    /// Failed and broken tests in all.
+    pub failing: usize,
+    pub flaky: Vec<FlakyTest>,
+    /// Flaky tests not listed in `flaky`.
+    pub flaky_more: usize,
+    /// The run page.
+    pub link: String,
+}
+
+/// One attempt of the run.
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct AttemptLine {
+    pub number: u32,
+    /// `all tests of basic, api` or `2 failed tests of attempt 1`.
+    pub ran: String,
+    /// `Finished`, `TimedOut`, `LaunchFailed`, `Interrupted`, `Cancelled`, `Running`.
+    pub state: String,
+    pub summary: Option<Summary>,
+    pub duration: Option<String>,
+    pub message: Option<String>,
+}
+
+/// Failed and broken tests of one failure category.
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct FailureGroup {
+    pub category: String,
+    /// Tests in the category (listed or not).
+    pub count: usize,
+    pub tests: Vec<FailedTest>,
+    /// Tests of the category not listed.
+    pub more: usize,
+}
+
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct FailedTest {
+    /// The test id (what a rerun selects; readable: `cart > applies the discount`,
+    /// `tests/test_core.py::test_applies_coupon`).
+    pub name: String,
+    /// `failed` or `broken`.
+    pub verdict: String,
+    pub message: String,
+    /// The last attempt that ran it.
+    pub attempt: u32,
+}
+
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct FlakyTest {
+    pub name: String,
+    /// The attempt it failed on.
+    pub failed_on: u32,
+    /// The attempt it then passed on.
+    pub passed_on: Option<u32>,
+    /// Why it failed then.
+    pub message: String,
+}
+
+impl RunReport {
+    /// Builds the report of a run whose verdict is final. `tests` are its merged tests
+    /// (`crate::core::merge_run`); `public_url` is where people reach Tomato's web UI.
+    pub fn build(
+        run: &TestRun,
+        tests: &[MergedTest],
+        categories: &HashMap<String, String>,
+        public_url: &str,
+    ) -> RunReport {
+        let id = run.metadata.name.clone().unwrap_or_default();
+        let t = &run.spec.template;
+        let st = run.status.clone().unwrap_or_default();
+        let summary = st.summary.unwrap_or_default();
+        let verdict = st.verdict.unwrap_or(Verdict::Error);
+        let packs = st
+            .attempts
+            .first()
+            .map(|a| a.selection.packs.clone())
+            .unwrap_or_else(|| t.packs.clone());
+        let selection = match (&t.category, t.packs.is_empty()) {
+            (Some(c), _) if !c.is_empty() && t.packs.is_empty() => c.clone(),
+            (_, false) => t.packs.join("+"),
+            _ => String::new(),
+        };
+        let finished = finished_at(&st);
+        let (failures, failing) = failure_groups(tests, &st, categories);
+        let (flaky, flaky_more) = flaky_tests(tests);
+        RunReport {
+            link: format!("{}/runs/{id}", public_url.trim_end_matches('/')),
+            id,
+            service: t.service.clone(),
+            stand: t.stand.clone(),
+            category: t.category.clone().filter(|c| !c.is_empty()),
+            packs,
+            selection,
+            version: t.version.clone(),
+            issue_key: t.issue_key.clone(),
+            priority: t.priority,
+            run_type: format!("{:?}", run.spec.run_type),
+            verdict: verdict.phase().to_string(),
+            headline: headline(verdict, &summary, st.message.as_deref()),
+            message: st.message.clone(),
+            started: st.started_at.map(timestamp),
+            finished: finished.map(timestamp),
+            duration: st.started_at.zip(finished).map(|(s, f)| span(s, f)),
+            attempts: st.attempts.iter().map(attempt_line).collect(),
+            summary,
+            failures,
+            failing,
+            flaky,
+            flaky_more,
+        }
+    }
+
+    /// A report with a bit of everything, for checking templates without a run.
+    pub fn sample() -> RunReport {
+        let test = |name: &str, message: &str| FailedTest {
+            name: name.into(),
+            verdict: "failed".into(),
+            message: message.into(),
+            attempt: 4,
+        };
+        RunReport {
+            id: "demo-sample".into(),
+            service: "demo".into(),
+            stand: "localhost".into(),
+            category: Some("smoke".into()),
+            packs: vec!["basic".into()],
+            selection: "smoke".into(),
+            version: Some("1.0".into()),
+            issue_key: Some("QA-1".into()),
+            priority: 2,
+            run_type: "Regular".into(),
+            verdict: "Failed".into(),
+            headline: "1 failed, 1 flaky".into(),
+            message: Some("1 test still failing after 4 attempts".into()),
+            started: Some("2024-05-01 12:00:00 UTC".into()),
+            finished: Some("2024-05-01 12:01:05 UTC".into()),
+            duration: Some("1m5s".into()),
+            attempts: vec![AttemptLine {
+                number: 1,
+                ran: "all tests of basic".into(),
+                state: "Finished".into(),
+                summary: Some(Summary {
+                    total: 3,
+                    passed: 1,
+                    failed: 2,
+                    ..Summary::default()
+                }),
+                duration: Some("2s".into()),
+                message: None,
+            }],
+            summary: Summary {
+                total: 3,
+                passed: 1,
+                failed: 1,
+                flaky: 1,
+                ..Summary::default()
+            },
+            failures: vec![FailureGroup {
+                category: UNCLASSIFIED.into(),
+                count: 1,
+                tests: vec![test("cart > applies the discount", "expected 85 but was 90")],
+                more: 0,
+            }],
+            failing: 1,
+            flaky: vec![FlakyTest {
+                name: "submits the order form".into(),
+                failed_on: 1,
+                passed_on: Some(2),
+                message: "TimeoutError".into(),
+            }],
+            flaky_more: 0,
+            link: "http://localhost:8080/runs/demo-sample".into(),
+        }
+    }
+}
+
+/// The outcome in a few words, as the subject and every title show it.
+///
+/// - `Failed`: the counts that are not zero among failed, broken and flaky (`3 failed, 1 flaky`);
+/// - `Succeeded`: `all N passed` (N counts flaky tests: they passed in the end), then the flaky
+///   and skipped counts when not zero (`all 6 passed, 1 flaky, 1 skipped`);
+/// - `Error`: `error: ` and the run's message, shortened.
+pub fn headline(verdict: Verdict, s: &Summary, message: Option<&str>) -> String {
+    let count = |n: u32, what: &str| (n > 0).then(|| format!("{n} {what}"));
+    match verdict {
+        Verdict::Failed => {
+            let parts: Vec<String> = [
+                count(s.failed, "failed"),
+                count(s.broken, "broken"),
+                count(s.flaky, "flaky"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            if s.failed + s.broken == 0 {
+                // The verdict came from an attempt without results, not from a failing test.
+                "failed".to_string()
+            } else {
+                parts.join(", ")
+            }
+        }
+        Verdict::Succeeded => {
+            let mut parts = vec![format!("all {} passed", s.passed + s.flaky)];
+            parts.extend(count(s.flaky, "flaky"));
+            parts.extend(count(s.skipped, "skipped"));
+            parts.join(", ")
+        }
+        Verdict::Error => match message.map(one_line).filter(|m| !m.is_empty()) {
+            Some(m) => format!("error: {}", shorten(&m, MAX_HEADLINE_MESSAGE_CHARS)),
+            None => "error".to_string(),
+        },
+    }
+}
+
+/// When the verdict was reached: the `Complete` condition's time, else the last attempt's end.
+fn finished_at(st: &TestRunStatus) -> Option<DateTime<Utc>> {
+    st.finished_at
+        .or_else(|| {
+            st.conditions
+                .iter()
+                .find(|c| c.type_ == "Complete")
+                .map(|c| c.last_transition_time)
+        })
+        .or_else(|| st.attempts.iter().filter_map(|a| a.finished_at).max())
+}
+
+fn attempt_line(a: &crate::crd::Attempt) -> AttemptLine {
+    let ran = match a.selection.kind {
+        SelectionKind::All => format!("all tests of {}", a.selection.packs.join(", ")),
+        SelectionKind::Failed => {
+            let n = a.selection.tests.len();
+            format!(
+                "{n} failed test{} of attempt {}",
+                if n == 1 { "" } else { "s" },
+                a.selection.of_attempt.unwrap_or(a.number.saturating_sub(1))
+            )
+        }
+    };
+    AttemptLine {
+        number: a.number,
+        ran,
+        state: attempt_state(a.state).to_string(),
+        summary: a.summary,
+        duration: a.started_at.zip(a.finished_at).map(|(s, f)| span(s, f)),
+        message: a.message.clone(),
+    }
+}
+
+fn attempt_state(s: AttemptState) -> &'static str {
+    match s {
+        AttemptState::Running => "Running",
+        AttemptState::Finished => "Finished",
+        AttemptState::TimedOut => "TimedOut",
+        AttemptState::LaunchFailed => "LaunchFailed",
+        AttemptState::Interrupted => "Interrupted",
+        AttemptState::Cancelled => "Cancelled",
+    }
+}
+
+/// Failed and broken tests by category (`categories`: test id → category, from the
+/// classification), in the order of `status.categories`; `Unclassified` last.
+fn failure_groups(
+    tests: &[MergedTest],
+    st: &TestRunStatus,
+    categories: &HashMap<String, String>,
+) -> (Vec<FailureGroup>, usize) {
+    let mut order: Vec<&str> = st.categories.iter().map(|c| c.name.as_str()).collect();
+    let mut groups: HashMap<&str, Vec<&MergedTest>> = HashMap::new();
+    let failing: Vec<&MergedTest> = tests.iter().filter(|t| t.verdict.is_failing()).collect();
+    for t in &failing {
+        let category = categories.get(&t.id).map_or(UNCLASSIFIED, String::as_str);
+        if !order.contains(&category) {
+            order.push(category);
+        }
+        groups.entry(category).or_default().push(t);
+    }
+    // Unclassified goes last, whatever the order of discovery.
+    order.sort_by_key(|c| *c == UNCLASSIFIED);
+    let out = order
+        .into_iter()
+        .filter_map(|c| groups.remove(c).map(|ts| (c, ts)))
+        .map(|(category, ts)| FailureGroup {
+            category: category.to_string(),
+            count: ts.len(),
+            more: ts.len().saturating_sub(MAX_TESTS_PER_GROUP),
+            tests: ts
+                .into_iter()
+                .take(MAX_TESTS_PER_GROUP)
+                .map(|t| FailedTest {
+                    name: t.id.clone(),
+                    verdict: t.verdict.as_str().to_string(),
+                    message: shorten(t.case.message.trim(), MAX_MESSAGE_CHARS),
+                    attempt: t.attempt,
+                })
+                .collect(),
+        })
+        .collect();
+    (out, failing.len())
+}
+
+fn flaky_tests(tests: &[MergedTest]) -> (Vec<FlakyTest>, usize) {
+    let flaky: Vec<&MergedTest> = tests.iter().filter(|t| t.verdict == TestVerdict::Flaky).collect();
+    let listed = flaky
+        .iter()
+        .take(MAX_TESTS_PER_GROUP)
+        .map(|t| FlakyTest {
+            name: t.id.clone(),
+            failed_on: t.attempt,
+            passed_on: t
+                .history
+                .iter()
+                .find(|(a, s)| *a > t.attempt && *s == crate::results::CaseStatus::Passed)
+                .map(|(a, _)| *a),
+            message: shorten(t.case.message.trim(), MAX_MESSAGE_CHARS),
+        })
+        .collect();
+    (listed, flaky.len().saturating_sub(MAX_TESTS_PER_GROUP))
+}
+
+fn timestamp(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+fn span(from: DateTime<Utc>, to: DateTime<Utc>) -> String {
+    crate::duration::human((to - from).to_std().unwrap_or_default())
+}
+
+/// Whitespace runs (newlines included) as one space.
+pub fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// At most `max` characters, with `…` when cut.
+pub fn shorten(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{
+        Attempt, CategoryStat, CategoryTest, Phase, RunTemplate, RunType, Selection, TestRunSpec,
+    };
+    use crate::results::{AttemptResult, Case, CaseStatus, merge};
+
+    fn case(name: &str, status: CaseStatus, message: &str) -> Case {
+        Case {
+            suites: vec![],
+            classname: String::new(),
+            name: name.into(),
+            file: None,
+            time_ms: None,
+            status,
+            message: message.into(),
+            kind: String::new(),
+            trace: String::new(),
+            system_out: String::new(),
+            system_err: String::new(),
+        }
+    }
+
+    fn merged(results: &[(u32, &str, CaseStatus, &str)]) -> Vec<MergedTest> {
+        merge(
+            results.iter().map(|(a, id, s, m)| AttemptResult {
+                attempt: *a,
+                id: id.to_string(),
+                case: case(id, *s, m),
+            }),
+            |_, _| true,
+        )
+    }
+
+    /// Test id → category, as the classification would give for the tests `status.categories` lists.
+    fn categories_of(run: &TestRun) -> HashMap<String, String> {
+        let st = run.status.clone().unwrap_or_default();
+        st.categories
+            .iter()
+            .flat_map(|c| c.tests.iter().map(move |t| (t.name.clone(), c.name.clone())))
+            .collect()
+    }
+
+    fn finished_run(verdict: Verdict, summary: Summary, categories: Vec<CategoryStat>) -> TestRun {
+        let t0 = DateTime::parse_from_rfc3339("2024-05-01T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let mut run = TestRun::new(
+            "demo-abc",
+            TestRunSpec {
+                template: RunTemplate {
+                    service: "demo".into(),
+                    stand: "localhost".into(),
+                    category: Some("smoke".into()),
+                    packs: vec![],
+                    priority: 1,
+                    emails: vec![],
+                    issue_key: Some("QA-7".into()),
+                    version: Some("2.4".into()),
+                    retries: None,
+                    env: vec![],
+                },
+                run_type: RunType::Nightly,
+                timeout: None,
+                cancel: false,
+            },
+        );
+        let mut st = TestRunStatus::default();
+        st.admit(t0);
+        st.begin_attempt(1, Selection::all(vec!["basic".into()]), "pid 1".into(), t0);
+        st.attempts[0].state = AttemptState::Finished;
+        st.attempts[0].finished_at = Some(t0 + chrono::Duration::seconds(3));
+        st.attempts.push(Attempt {
+            number: 2,
+            selection: Selection::failed(vec!["basic".into()], 1, vec!["a".into(), "b".into()]),
+            state: AttemptState::Finished,
+            launch: None,
+            started_at: Some(t0 + chrono::Duration::seconds(4)),
+            finished_at: Some(t0 + chrono::Duration::seconds(6)),
+            exit_code: Some(1),
+            summary: None,
+            message: None,
+        });
+        st.summary = Some(summary);
+        st.categories = categories;
+        st.conclude(verdict, None, t0 + chrono::Duration::seconds(65));
+        assert_eq!(st.phase, Phase::Reporting);
+        run.status = Some(st);
+        run
+    }
+
+    fn counts(passed: u32, failed: u32, broken: u32, flaky: u32, skipped: u32) -> Summary {
+        Summary {
+            total: passed + failed + broken + flaky + skipped,
+            passed,
+            failed,
+            flaky,
+            skipped,
+            broken,
+        }
+    }
+
+    #[test]
+    fn headline_counts_what_failed_and_what_was_flaky() {
+        assert_eq!(
+            headline(Verdict::Failed, &counts(2, 3, 0, 1, 0), None),
+            "3 failed, 1 flaky"
+        );
+        assert_eq!(
+            headline(Verdict::Failed, &counts(2, 1, 2, 0, 1), None),
+            "1 failed, 2 broken"
+        );
+        assert_eq!(headline(Verdict::Failed, &counts(2, 0, 0, 0, 0), None), "failed");
+    }
+
+    #[test]
+    fn headline_of_a_passing_run_counts_flaky_tests_as_passed_and_names_them() {
+        assert_eq!(
+            headline(Verdict::Succeeded, &counts(5, 0, 0, 0, 0), None),
+            "all 5 passed"
+        );
+        assert_eq!(
+            headline(Verdict::Succeeded, &counts(5, 0, 0, 1, 1), None),
+            "all 6 passed, 1 flaky, 1 skipped"
+        );
+    }
+
+    #[test]
+    fn headline_of_an_error_run_gives_the_reason_on_one_short_line() {
+        let why = format!(
+            "attempt 1 could not start:\ncommand not found: nope {}",
+            "x".repeat(200)
+        );
+        let h = headline(Verdict::Error, &Summary::default(), Some(&why));
+        assert!(
+            h.starts_with("error: attempt 1 could not start: command not found: nope"),
+            "{h}"
+        );
+        assert!(!h.contains('\n'));
+        assert!(
+            h.chars().count() <= "error: ".len() + MAX_HEADLINE_MESSAGE_CHARS,
+            "{h}"
+        );
+        assert_eq!(headline(Verdict::Error, &Summary::default(), None), "error");
+    }
+
+    #[test]
+    fn failures_are_grouped_by_category_with_unclassified_last() {
+        let tests = merged(&[
+            (1, "a", CaseStatus::Failed, "expected 85"),
+            (1, "b", CaseStatus::Errored, "ECONNREFUSED"),
+            (1, "c", CaseStatus::Failed, "odd"),
+            (1, "d", CaseStatus::Failed, "timeout"),
+            (2, "d", CaseStatus::Passed, ""),
+            (1, "e", CaseStatus::Passed, ""),
+        ]);
+        let categories = vec![CategoryStat {
+            name: "Infrastructure".into(),
+            count: 1,
+            tests: vec![CategoryTest {
+                name: "b".into(),
+                message: "ECONNREFUSED".into(),
+            }],
+        }];
+        let run = finished_run(Verdict::Failed, counts(1, 2, 1, 1, 0), categories);
+        let r = RunReport::build(&run, &tests, &categories_of(&run), "http://tomato.example.com/");
+        let groups: Vec<(&str, Vec<&str>)> = r
+            .failures
+            .iter()
+            .map(|g| {
+                (
+                    g.category.as_str(),
+                    g.tests.iter().map(|t| t.name.as_str()).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            groups,
+            vec![("Infrastructure", vec!["b"]), (UNCLASSIFIED, vec!["a", "c"])]
+        );
+        assert_eq!(r.failures[0].tests[0].verdict, "broken");
+        assert_eq!(r.failing, 3);
+        assert_eq!(r.flaky.len(), 1);
+        assert_eq!(
+            (
+                r.flaky[0].name.as_str(),
+                r.flaky[0].failed_on,
+                r.flaky[0].passed_on
+            ),
+            ("d", 1, Some(2))
+        );
+        assert_eq!(r.flaky[0].message, "timeout");
+    }
+
+    #[test]
+    fn report_carries_the_run_its_attempts_timing_and_link() {
+        let run = finished_run(Verdict::Failed, counts(1, 1, 0, 0, 0), vec![]);
+        let r = RunReport::build(&run, &[], &HashMap::new(), "http://tomato.example.com/");
+        assert_eq!(r.link, "http://tomato.example.com/runs/demo-abc");
+        assert_eq!(
+            (r.service.as_str(), r.stand.as_str(), r.selection.as_str()),
+            ("demo", "localhost", "smoke")
+        );
+        assert_eq!(
+            (r.version.as_deref(), r.issue_key.as_deref(), r.priority),
+            (Some("2.4"), Some("QA-7"), 1)
+        );
+        assert_eq!((r.run_type.as_str(), r.verdict.as_str()), ("Nightly", "Failed"));
+        assert_eq!(r.started.as_deref(), Some("2024-05-01 12:00:00 UTC"));
+        assert_eq!(r.duration.as_deref(), Some("1m5s"));
+        assert_eq!(r.attempts[0].ran, "all tests of basic");
+        assert_eq!(r.attempts[0].duration.as_deref(), Some("3s"));
+        assert_eq!(r.attempts[1].ran, "2 failed tests of attempt 1");
+    }
+
+    #[test]
+    fn long_lists_and_messages_are_bounded() {
+        let many: Vec<(u32, String, CaseStatus, String)> = (0..MAX_TESTS_PER_GROUP + 7)
+            .map(|i| (1, format!("t{i}"), CaseStatus::Failed, "m".repeat(2000)))
+            .collect();
+        let refs: Vec<(u32, &str, CaseStatus, &str)> = many
+            .iter()
+            .map(|(a, id, s, m)| (*a, id.as_str(), *s, m.as_str()))
+            .collect();
+        let run = finished_run(Verdict::Failed, counts(0, 57, 0, 0, 0), vec![]);
+        let r = RunReport::build(&run, &merged(&refs), &HashMap::new(), "http://x");
+        assert_eq!(r.failures[0].tests.len(), MAX_TESTS_PER_GROUP);
+        assert_eq!(
+            (r.failures[0].count, r.failures[0].more),
+            (MAX_TESTS_PER_GROUP + 7, 7)
+        );
+        assert_eq!(r.failures[0].tests[0].message.chars().count(), MAX_MESSAGE_CHARS);
+    }
+
+    #[test]
+    fn selection_names_the_category_else_the_packs_else_nothing() {
+        let mut run = finished_run(Verdict::Succeeded, counts(1, 0, 0, 0, 0), vec![]);
+        assert_eq!(
+            RunReport::build(&run, &[], &HashMap::new(), "").selection,
+            "smoke"
+        );
+        run.spec.template.packs = vec!["basic".into(), "api".into()];
+        assert_eq!(
+            RunReport::build(&run, &[], &HashMap::new(), "").selection,
+            "basic+api"
+        );
+        run.spec.template.packs.clear();
+        run.spec.template.category = None;
+        assert_eq!(RunReport::build(&run, &[], &HashMap::new(), "").selection, "");
+    }
+}

@@ -1,0 +1,228 @@
+//! The report email: composing the message (pure) and sending it over SMTP (lettre, tokio,
+//! rustls).
+//!
+//! One message per finished run, `multipart/alternative` with a plain-text and an HTML part,
+//! to every recipient at once (each sees who else got it). The `Message-ID` is derived from
+//! the run, so if a crash between the server's acceptance and the recording of `Sent` makes
+//! Tomato send it again, mail clients see the same message twice, not two reports.
+//! Sending opens a fresh connection each time (no pool: a report is one message, and a
+//! pooled connection would only go stale between runs).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use lettre::message::header::ContentType;
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use super::content::{RunReport, one_line, shorten};
+use super::delivery::DeliveryError;
+use super::redact::Redactor;
+use super::settings::SmtpSettings;
+use super::templates::{EMAIL_HTML, EMAIL_SUBJECT, EMAIL_TEXT, Templates};
+
+/// How long one SMTP conversation may take.
+const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest subject kept (longer ones are cut with `…`).
+const MAX_SUBJECT_CHARS: usize = 250;
+
+/// Recipients of a run's report: the run's `emails`, then the service's defaults, each
+/// address once (compared without case) and only if it is a mailbox address. Returns the
+/// valid addresses and the entries dropped.
+pub fn recipients<'a>(
+    run_emails: impl IntoIterator<Item = &'a String>,
+    service_emails: impl IntoIterator<Item = &'a String>,
+) -> (Vec<Address>, Vec<String>) {
+    let mut valid: Vec<Address> = Vec::new();
+    let mut dropped = Vec::new();
+    for e in run_emails.into_iter().chain(service_emails) {
+        let e = e.trim();
+        if e.is_empty() {
+            continue;
+        }
+        match e.parse::<Address>() {
+            Ok(a) if valid.iter().any(|v| same_mailbox(v, &a)) => {}
+            Ok(a) => valid.push(a),
+            Err(_) => dropped.push(e.to_string()),
+        }
+    }
+    (valid, dropped)
+}
+
+/// Addresses are compared without case: mail systems treat the domain so, and in practice
+/// the local part too.
+fn same_mailbox(a: &Address, b: &Address) -> bool {
+    let (a, b): (&str, &str) = (a.as_ref(), b.as_ref());
+    a.eq_ignore_ascii_case(b)
+}
+
+/// The report email of `report` for `service`'s templates.
+pub fn compose(
+    report: &RunReport,
+    templates: &Templates,
+    service: &str,
+    from: &Mailbox,
+    to: &[Address],
+) -> Result<Message, String> {
+    let render = |name: &str| {
+        templates
+            .render(service, name, report)
+            .map_err(|e| format!("template {name}: {e}"))
+    };
+    let subject = shorten(&one_line(&render(EMAIL_SUBJECT)?), MAX_SUBJECT_CHARS);
+    let text = render(EMAIL_TEXT)?;
+    let html = render(EMAIL_HTML)?;
+    let mut builder = Message::builder()
+        .from(from.clone())
+        .subject(subject)
+        .message_id(Some(format!("<{}.report@{}>", report.id, from.email.domain())));
+    for a in to {
+        builder = builder.to(Mailbox::new(None, a.clone()));
+    }
+    builder
+        .multipart(
+            MultiPart::alternative()
+                .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(text))
+                .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(html)),
+        )
+        .map_err(|e| format!("cannot build the message: {e}"))
+}
+
+/// Sends a composed message.
+#[async_trait]
+pub trait Mailer: Send + Sync {
+    async fn send(&self, message: Message) -> Result<(), DeliveryError>;
+}
+
+/// The SMTP server of the settings.
+pub struct SmtpMailer {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    /// The server without credentials, for reasons.
+    server: String,
+    redactor: Redactor,
+}
+
+impl SmtpMailer {
+    pub fn new(settings: &SmtpSettings, redactor: Redactor) -> Result<SmtpMailer, String> {
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(settings.url.expose())
+            .map_err(|e| redactor.clean(&format!("{}: {e}", settings.server)))?
+            .timeout(Some(SMTP_TIMEOUT));
+        if let Some((user, password)) = &settings.credentials {
+            builder = builder.credentials(Credentials::new(user.clone(), password.expose().to_string()));
+        }
+        Ok(SmtpMailer {
+            transport: builder.build(),
+            server: settings.server.clone(),
+            redactor,
+        })
+    }
+}
+
+#[async_trait]
+impl Mailer for SmtpMailer {
+    async fn send(&self, message: Message) -> Result<(), DeliveryError> {
+        match self.transport.send(message).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let reason = self
+                    .redactor
+                    .clean(&format!("SMTP {}: {}", self.server, chain(&e)));
+                // A 5xx answer (unknown mailbox, authentication refused) will not change by waiting.
+                Err(if e.is_permanent() {
+                    DeliveryError::Permanent(reason)
+                } else {
+                    DeliveryError::Transient(reason)
+                })
+            }
+        }
+    }
+}
+
+/// An error and its causes, on one line.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn recipients_are_the_runs_then_the_services_each_once() {
+        let run = strings(&["qa@example.com", " Lead@Example.com ", "qa@example.com"]);
+        let svc = strings(&["team@example.com", "lead@example.com", ""]);
+        let (to, dropped) = recipients(&run, &svc);
+        let to: Vec<String> = to.iter().map(ToString::to_string).collect();
+        assert_eq!(to, vec!["qa@example.com", "Lead@Example.com", "team@example.com"]);
+        assert!(dropped.is_empty());
+    }
+
+    #[test]
+    fn invalid_recipients_are_dropped_and_named() {
+        let (to, dropped) = recipients(&strings(&["not-an-address", "ok@example.com"]), &[]);
+        assert_eq!(to.len(), 1);
+        assert_eq!(dropped, vec!["not-an-address"]);
+    }
+
+    #[test]
+    fn the_message_is_multipart_alternative_with_the_subject_and_every_recipient() {
+        let report = RunReport::sample();
+        let from: Mailbox = "Tomato <tomato@example.com>".parse().unwrap();
+        let to: Vec<Address> = ["a@example.com", "b@example.com"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let msg = compose(&report, &Templates::built_in(), "demo", &from, &to).unwrap();
+        let text = String::from_utf8(msg.formatted()).unwrap();
+        assert!(
+            text.contains("Subject: =?utf-8?") || text.contains("Subject: [Tomato] demo smoke on localhost"),
+            "{text}"
+        );
+        assert!(text.contains("To: a@example.com, b@example.com"), "{text}");
+        assert!(
+            text.contains("Message-ID: <demo-sample.report@example.com>"),
+            "{text}"
+        );
+        assert!(text.contains("multipart/alternative"), "{text}");
+        assert!(
+            text.contains("text/plain") && text.contains("text/html"),
+            "{text}"
+        );
+        let envelope: Vec<String> = msg.envelope().to().iter().map(ToString::to_string).collect();
+        assert_eq!(envelope, vec!["a@example.com", "b@example.com"]);
+    }
+
+    #[test]
+    fn the_subject_reads_as_the_issue_asks() {
+        let t = Templates::built_in();
+        let mut r = RunReport::sample();
+        r.id = "demo-x7k2q9bd".into();
+        r.headline = "3 failed, 1 flaky".into();
+        let subject = t.render("demo", EMAIL_SUBJECT, &r).unwrap();
+        assert_eq!(
+            one_line(&subject),
+            "[Tomato] demo smoke on localhost: 3 failed, 1 flaky — run demo-x7k2q9bd"
+        );
+        r.selection = String::new();
+        r.headline = "all 5 passed".into();
+        assert_eq!(
+            one_line(&t.render("demo", EMAIL_SUBJECT, &r).unwrap()),
+            "[Tomato] demo on localhost: all 5 passed — run demo-x7k2q9bd"
+        );
+    }
+}

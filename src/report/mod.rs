@@ -1,0 +1,263 @@
+//! Reporting: once a run's verdict is final, tell people — an email, a comment on the
+//! tracker ticket, a chat webhook — and record, per channel, whether it got there.
+//!
+//! The pure parts decide and say; the I/O parts only carry a message somewhere:
+//! - [`content`] builds one [`RunReport`] from the finished run — what every channel says;
+//! - [`templates`] renders it (minijinja, built-in templates, per-service overrides);
+//! - [`targets`] decides where each channel goes for a run, or why it is skipped;
+//! - [`delivery`] is a channel's state machine (`Pending` → `Sent` | `Failed`, or `Skipped`)
+//!   with its backoff schedule;
+//! - [`email`] (SMTP), [`tracker`] (Jira, Yandex Tracker) and [`webhook`] (Slack JSON) turn
+//!   a report into a message; [`http`] sends the JSON ones; [`redact`] keeps credentials out
+//!   of every reason.
+//!
+//! [`Reporter`] ties them together for a driver, which keeps the state: it asks for the
+//! targets, records them in `status.report`, hands each due channel to [`Reporter::deliver`]
+//! off its loop, and records what came back. Nothing here touches the store.
+
+pub mod content;
+pub mod delivery;
+pub mod email;
+pub mod http;
+pub mod redact;
+pub mod settings;
+pub mod targets;
+pub mod templates;
+pub mod tracker;
+pub mod webhook;
+
+pub use content::RunReport;
+pub use delivery::{Delivery, DeliveryError, RetryPolicy};
+pub use settings::{ReportSettings, Webhook};
+pub use targets::Target;
+pub use templates::Templates;
+
+use crate::crd::{ChannelReport, ReportStatus, TestRun};
+use crate::packs::{PacksConfig, Service};
+use crate::results::MergedTest;
+use email::{Mailer, SmtpMailer};
+use redact::Redactor;
+
+/// A report channel: one field of `status.report`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Channel {
+    Email,
+    Tracker,
+    Webhook,
+}
+
+impl Channel {
+    /// Every channel this module delivers. (`status.report.tms`, the test-management
+    /// record, is written by that integration.)
+    pub const ALL: [Channel; 3] = [Channel::Email, Channel::Tracker, Channel::Webhook];
+
+    /// The field of `status.report`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Tracker => "tracker",
+            Channel::Webhook => "webhook",
+        }
+    }
+}
+
+impl std::fmt::Display for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ReportStatus {
+    pub fn channel(&self, c: Channel) -> Option<&ChannelReport> {
+        self.slot(c).as_ref()
+    }
+
+    pub fn channel_mut(&mut self, c: Channel) -> &mut Option<ChannelReport> {
+        match c {
+            Channel::Email => &mut self.email,
+            Channel::Tracker => &mut self.tracker,
+            Channel::Webhook => &mut self.webhook,
+        }
+    }
+
+    fn slot(&self, c: Channel) -> &Option<ChannelReport> {
+        match c {
+            Channel::Email => &self.email,
+            Channel::Tracker => &self.tracker,
+            Channel::Webhook => &self.webhook,
+        }
+    }
+}
+
+/// Everything a driver needs to report runs: settings, templates, transports.
+pub struct Reporter {
+    settings: ReportSettings,
+    templates: Templates,
+    mailer: Option<Box<dyn Mailer>>,
+    http: reqwest::Client,
+    redactor: Redactor,
+    public_url: String,
+}
+
+impl Reporter {
+    /// `public_url` is where people reach the web UI (run pages are `<public_url>/runs/<id>`).
+    pub fn new(
+        settings: ReportSettings,
+        templates: Templates,
+        config: &PacksConfig,
+        public_url: String,
+    ) -> Result<Reporter, String> {
+        let mut redactor = settings.redactor.clone();
+        for svc in config.services() {
+            for hook in &svc.report.webhooks {
+                hook.hide_in(&mut redactor);
+            }
+        }
+        let mailer = match &settings.smtp {
+            Some(s) => Some(Box::new(SmtpMailer::new(s, redactor.clone())?) as Box<dyn Mailer>),
+            None => None,
+        };
+        Ok(Reporter {
+            http: http::client()?,
+            settings,
+            templates,
+            mailer,
+            redactor,
+            public_url,
+        })
+    }
+
+    pub fn retry(&self) -> &RetryPolicy {
+        &self.settings.retry
+    }
+
+    /// What is configured, for the start-up log.
+    pub fn describe(&self) -> String {
+        self.settings.describe()
+    }
+
+    /// `text` without any secret this reporter knows.
+    pub fn redact(&self, text: &str) -> String {
+        self.redactor.clean(text)
+    }
+
+    /// Each channel's target for `run`, or why it is skipped.
+    pub fn targets(&self, run: &TestRun, svc: Option<&Service>) -> Vec<(Channel, Result<Target, String>)> {
+        targets::targets(run, svc, &self.settings)
+    }
+
+    /// The report of a finished run; `categories` maps test ids to their failure category.
+    pub fn content(
+        &self,
+        run: &TestRun,
+        tests: &[MergedTest],
+        categories: &std::collections::HashMap<String, String>,
+    ) -> RunReport {
+        RunReport::build(run, tests, categories, &self.public_url)
+    }
+
+    /// One delivery attempt of a channel. `sent_to` are the targets that already have the
+    /// report (from earlier attempts); they are not sent to again.
+    pub async fn deliver(&self, target: &Target, report: &RunReport, sent_to: &[String]) -> Delivery {
+        let delivery = match target {
+            Target::Email { to } => self.email(to, report).await,
+            Target::Tracker { issue_key } if sent_to.contains(issue_key) => Delivery {
+                sent_to: Vec::new(),
+                result: Ok(()),
+            },
+            Target::Tracker { issue_key } => self.tracker(issue_key, report).await,
+            Target::Webhook { hooks } => self.webhooks(hooks, report, sent_to).await,
+        };
+        Delivery {
+            result: delivery.result.map_err(|e| match e {
+                DeliveryError::Transient(r) => DeliveryError::Transient(self.redact(&r)),
+                DeliveryError::Permanent(r) => DeliveryError::Permanent(self.redact(&r)),
+            }),
+            ..delivery
+        }
+    }
+
+    fn render(&self, name: &str, report: &RunReport) -> Result<String, DeliveryError> {
+        self.templates
+            .render(&report.service, name, report)
+            .map_err(|e| DeliveryError::Permanent(format!("template {name}: {e}")))
+    }
+
+    async fn email(&self, to: &[lettre::Address], report: &RunReport) -> Delivery {
+        let result = async {
+            let (Some(smtp), Some(mailer)) = (&self.settings.smtp, &self.mailer) else {
+                return Err(DeliveryError::Permanent("email is not configured".into()));
+            };
+            let message = email::compose(report, &self.templates, &report.service, &smtp.from, to)
+                .map_err(DeliveryError::Permanent)?;
+            mailer.send(message).await
+        }
+        .await;
+        Delivery {
+            sent_to: match result {
+                Ok(()) => to.iter().map(ToString::to_string).collect(),
+                Err(_) => Vec::new(),
+            },
+            result,
+        }
+    }
+
+    async fn tracker(&self, issue_key: &str, report: &RunReport) -> Delivery {
+        let result = async {
+            let Some(settings) = &self.settings.tracker else {
+                return Err(DeliveryError::Permanent("no tracker is configured".into()));
+            };
+            let text = self.render(tracker::template(settings.kind), report)?;
+            let post = tracker::comment(settings, issue_key, text);
+            http::send(&self.http, &post, &self.redactor).await
+        }
+        .await;
+        Delivery {
+            sent_to: if result.is_ok() {
+                vec![issue_key.to_string()]
+            } else {
+                Vec::new()
+            },
+            result,
+        }
+    }
+
+    async fn webhooks(&self, hooks: &[Webhook], report: &RunReport, sent_to: &[String]) -> Delivery {
+        let payload = match self.render(templates::WEBHOOK_TEXT, report) {
+            Ok(text) => webhook::payload(report, &text),
+            Err(e) => {
+                return Delivery {
+                    sent_to: Vec::new(),
+                    result: Err(e),
+                };
+            }
+        };
+        let mut sent = Vec::new();
+        let mut errors = Vec::new();
+        for hook in hooks.iter().filter(|h| !sent_to.iter().any(|s| s == h.label())) {
+            match http::send(&self.http, &webhook::post(hook, payload.clone()), &self.redactor).await {
+                Ok(()) => sent.push(hook.label().to_string()),
+                Err(e) => errors.push(e),
+            }
+        }
+        let result = if errors.is_empty() {
+            Ok(())
+        } else {
+            let reason = errors
+                .iter()
+                .map(DeliveryError::reason)
+                .collect::<Vec<_>>()
+                .join("; ");
+            // Retry while any webhook may still take it; give up when every one refused.
+            if errors.iter().all(|e| matches!(e, DeliveryError::Permanent(_))) {
+                Err(DeliveryError::Permanent(reason))
+            } else {
+                Err(DeliveryError::Transient(reason))
+            }
+        };
+        Delivery {
+            sent_to: sent,
+            result,
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! Where each channel of a run's report goes, or why it goes nowhere. Pure: a function of
+//! the run, its service's packs_config and the settings.
+//!
+//! A channel is skipped, with the reason stored in its status, when the run gives it
+//! nothing to do (no recipients, no `issueKey`) or when Tomato is not set up for it (no
+//! SMTP server, no tracker, no webhook). A skip is a normal outcome, not an error.
+
+use lettre::Address;
+
+use super::Channel;
+use super::email::recipients;
+use super::settings::{ReportSettings, Webhook};
+use crate::crd::TestRun;
+use crate::packs::Service;
+
+/// Where one channel delivers.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Target {
+    /// One message to all of them.
+    Email { to: Vec<Address> },
+    /// A comment on this ticket.
+    Tracker { issue_key: String },
+    /// One POST to each.
+    Webhook { hooks: Vec<Webhook> },
+}
+
+impl Target {
+    /// Every target name, as `sentTo` records them once delivered.
+    pub fn names(&self) -> Vec<String> {
+        match self {
+            Target::Email { to } => to.iter().map(ToString::to_string).collect(),
+            Target::Tracker { issue_key } => vec![issue_key.clone()],
+            Target::Webhook { hooks } => hooks.iter().map(|h| h.label().to_string()).collect(),
+        }
+    }
+}
+
+/// Each channel's target, or the reason it is skipped, in [`Channel::ALL`] order. `svc` is
+/// `None` when the run's service is no longer in packs_config (its defaults are then gone,
+/// the run's own settings still count).
+pub fn targets(
+    run: &TestRun,
+    svc: Option<&Service>,
+    settings: &ReportSettings,
+) -> Vec<(Channel, Result<Target, String>)> {
+    let t = &run.spec.template;
+    let no_defaults = crate::packs::ReportDefaults::default();
+    let defaults = svc.map_or(&no_defaults, |s| &s.report);
+
+    let (to, dropped) = recipients(&t.emails, &defaults.emails);
+    let email = if to.is_empty() && dropped.is_empty() {
+        Err("no recipients: the run has no emails and its service no report.emails".to_string())
+    } else if to.is_empty() {
+        Err(format!(
+            "no valid recipients ({} not an email address)",
+            dropped.join(", ")
+        ))
+    } else if settings.smtp.is_none() {
+        Err("email is not configured (set TOMATO_SMTP_URL and TOMATO_SMTP_FROM)".to_string())
+    } else {
+        Ok(Target::Email { to })
+    };
+
+    let tracker = match (&t.issue_key, &settings.tracker) {
+        (None, _) => Err("the run has no issueKey".to_string()),
+        (Some(_), None) => Err("no tracker is configured (set TOMATO_TRACKER)".to_string()),
+        (Some(key), Some(_)) => Ok(Target::Tracker {
+            issue_key: key.clone(),
+        }),
+    };
+
+    let mut hooks: Vec<Webhook> = settings.webhooks.clone();
+    for h in &defaults.webhooks {
+        if !hooks.contains(h) {
+            hooks.push(h.clone());
+        }
+    }
+    let webhook = if hooks.is_empty() {
+        Err("no webhook is configured (TOMATO_WEBHOOK_URLS or the service's report.webhooks)".to_string())
+    } else {
+        Ok(Target::Webhook { hooks })
+    };
+
+    vec![
+        (Channel::Email, email),
+        (Channel::Tracker, tracker),
+        (Channel::Webhook, webhook),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{RunTemplate, TestRunSpec};
+    use crate::report::settings::{SmtpSettings, TrackerAuth, TrackerKind, TrackerSettings};
+    use crate::secrets::Secret;
+
+    fn run(emails: &[&str], issue_key: Option<&str>) -> TestRun {
+        TestRun::new(
+            "demo-1",
+            TestRunSpec {
+                template: RunTemplate {
+                    service: "demo".into(),
+                    stand: "localhost".into(),
+                    category: None,
+                    packs: vec![],
+                    priority: 2,
+                    emails: emails.iter().map(|e| e.to_string()).collect(),
+                    issue_key: issue_key.map(str::to_string),
+                    version: None,
+                    retries: None,
+                    env: vec![],
+                },
+                run_type: Default::default(),
+                timeout: None,
+                cancel: false,
+            },
+        )
+    }
+
+    fn configured() -> ReportSettings {
+        ReportSettings {
+            smtp: Some(SmtpSettings {
+                server: "smtp://localhost:25".into(),
+                url: Secret::new("smtp://localhost:25"),
+                from: "t@example.com".parse().unwrap(),
+                credentials: None,
+            }),
+            tracker: Some(TrackerSettings {
+                kind: TrackerKind::Jira,
+                url: "https://jira.example.com".parse().unwrap(),
+                auth: TrackerAuth::Bearer(Secret::new("x")),
+                org: None,
+            }),
+            webhooks: vec![Webhook::parse("https://hooks.example.com/a").unwrap()],
+            ..ReportSettings::default()
+        }
+    }
+
+    fn reasons(v: Vec<(Channel, Result<Target, String>)>) -> Vec<String> {
+        v.into_iter().map(|(_, t)| t.err().unwrap_or_default()).collect()
+    }
+
+    #[test]
+    fn a_run_without_recipients_or_issue_key_skips_those_channels_saying_why() {
+        let r = reasons(targets(&run(&[], None), None, &configured()));
+        assert_eq!(
+            r[0],
+            "no recipients: the run has no emails and its service no report.emails"
+        );
+        assert_eq!(r[1], "the run has no issueKey");
+        assert_eq!(r[2], "", "the webhook is configured");
+    }
+
+    #[test]
+    fn channels_tomato_is_not_set_up_for_are_skipped_saying_what_to_set() {
+        let r = reasons(targets(
+            &run(&["a@example.com"], Some("QA-1")),
+            None,
+            &ReportSettings::default(),
+        ));
+        assert_eq!(
+            r[0],
+            "email is not configured (set TOMATO_SMTP_URL and TOMATO_SMTP_FROM)"
+        );
+        assert_eq!(r[1], "no tracker is configured (set TOMATO_TRACKER)");
+        assert!(r[2].starts_with("no webhook is configured"), "{}", r[2]);
+    }
+
+    #[test]
+    fn a_configured_run_gets_every_target() {
+        let t = targets(
+            &run(&["a@example.com", "A@example.com"], Some("QA-1")),
+            None,
+            &configured(),
+        );
+        assert_eq!(t[0].1.as_ref().unwrap().names(), vec!["a@example.com"]);
+        assert_eq!(
+            t[1].1,
+            Ok(Target::Tracker {
+                issue_key: "QA-1".into()
+            })
+        );
+        assert_eq!(t[2].1.as_ref().unwrap().names().len(), 1);
+    }
+
+    #[test]
+    fn only_invalid_recipients_skip_the_email_naming_them() {
+        let r = reasons(targets(&run(&["nope"], None), None, &configured()));
+        assert_eq!(r[0], "no valid recipients (nope not an email address)");
+    }
+}

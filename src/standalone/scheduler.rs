@@ -1,0 +1,314 @@
+//! The standalone scheduler: starts the runs of `NightlySchedule`s when they are due.
+//!
+//! One task. Each pass reads every schedule and its runs from the store, asks
+//! [`crate::schedule::decide`] what to do, does it, and then sleeps until the earliest next
+//! fire time — or until a schedule changes (woken at once) or a run changes (woken after a
+//! short debounce, since runs change often and only their end matters here). No polling.
+//!
+//! Restart-safe by construction: a fired time is recorded as `status.lastScheduleTime`, and the
+//! run's name is derived from the schedule and the scheduled minute, so even a crash between
+//! creating the run and recording the time cannot start that time twice; and a due time not
+//! yet recorded is still due after a restart (within `startingDeadlineSeconds`).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::backend::Backend;
+use crate::crd::{
+    Condition, ConditionStatus, LABEL_SCHEDULE, NightlySchedule, NightlyScheduleStatus, Phase, TestRun,
+};
+use crate::packs::PacksConfig;
+use crate::runs::scheduled_run;
+use crate::schedule::{Decision, FinishedRun, check_spec, decide, history_to_delete, run_name};
+use crate::store::{ChangeOp, ListFilter, SqliteStore, StoreError, created};
+
+/// How long a burst of run changes is gathered before a pass.
+const RUN_CHANGE_DEBOUNCE: Duration = Duration::from_millis(500);
+
+pub struct Scheduler {
+    store: SqliteStore,
+    config: Arc<PacksConfig>,
+}
+
+impl Scheduler {
+    pub fn new(store: SqliteStore, config: Arc<PacksConfig>) -> Self {
+        Scheduler { store, config }
+    }
+
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut changes = self.store.subscribe();
+        loop {
+            let next = match self.pass(Utc::now()).await {
+                Ok(next) => next,
+                Err(e) => {
+                    error!(error = %e, "scheduler pass failed; retrying in 10s");
+                    Some(Utc::now() + chrono::Duration::seconds(10))
+                }
+            };
+            let sleep = next.map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO));
+            tokio::select! {
+                _ = async { match sleep { Some(d) => tokio::time::sleep(d).await, None => std::future::pending().await } } => {}
+                change = changes.recv() => match change {
+                    Ok(c) if c.kind == "NightlySchedule" => {}
+                    Ok(c) if c.kind == "TestRun" && c.op != ChangeOp::Created => {
+                        tokio::time::sleep(RUN_CHANGE_DEBOUNCE).await;
+                    }
+                    Ok(_) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+                _ = shutdown.cancelled() => return,
+            }
+            while changes.try_recv().is_ok() {}
+        }
+    }
+
+    /// One pass over every schedule; returns the earliest time something is due.
+    pub async fn pass(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let schedules: Vec<NightlySchedule> = self.store.list(&ListFilter::default()).await?;
+        let names: HashSet<String> = schedules.iter().filter_map(|s| s.metadata.name.clone()).collect();
+        let mut earliest: Option<DateTime<Utc>> = None;
+        for s in &schedules {
+            if let Some(next) = self.reconcile(s, now).await? {
+                earliest = Some(earliest.map_or(next, |e: DateTime<Utc>| e.min(next)));
+            }
+        }
+        self.cancel_orphans(&names).await?;
+        Ok(earliest)
+    }
+
+    async fn runs_of(&self, schedule: &str) -> Result<Vec<TestRun>, StoreError> {
+        let filter = ListFilter {
+            label: Some((LABEL_SCHEDULE.into(), schedule.into())),
+            ..Default::default()
+        };
+        self.store.list(&filter).await
+    }
+
+    /// Brings one schedule up to date; returns when to look at it again.
+    async fn reconcile(
+        &self,
+        s: &NightlySchedule,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let name = s.metadata.name.clone().unwrap_or_default();
+        let parsed = check_spec(&s.spec).map_err(|e| e.message).and_then(|sch| {
+            self.config
+                .check_run(&s.spec.template)
+                .map(|_| sch)
+                .map_err(|e| e.to_string())
+        });
+        let schedule = match parsed {
+            Ok(sch) => sch,
+            Err(message) => {
+                // Only reachable if packs_config changed under a stored schedule.
+                self.set_status(&name, move |st| {
+                    Condition::set(
+                        &mut st.conditions,
+                        "Ready",
+                        ConditionStatus::False,
+                        "InvalidSpec",
+                        message,
+                        now,
+                    );
+                    st.next_schedule_time = None;
+                })
+                .await?;
+                return Ok(None);
+            }
+        };
+        let runs = self.runs_of(&name).await?;
+        let active: Vec<String> = runs
+            .iter()
+            .filter(|r| !r.status.as_ref().is_some_and(|st| st.phase.is_terminal()))
+            .filter_map(|r| r.metadata.name.clone())
+            .collect();
+        let since = s
+            .status
+            .as_ref()
+            .and_then(|st| st.last_schedule_time)
+            .unwrap_or_else(|| created(s));
+        let decision = decide(&s.spec, &schedule, since, &active, now);
+
+        let mut fired: Option<(DateTime<Utc>, String)> = None;
+        match &decision {
+            Decision::Fire {
+                scheduled, cancel, ..
+            } => {
+                for r in cancel {
+                    info!(
+                        schedule = name,
+                        run = r,
+                        "concurrencyPolicy Replace: cancelling the unfinished run"
+                    );
+                    self.store
+                        .update::<TestRun, _>(r, |run| {
+                            let changed = !run.spec.cancel;
+                            run.spec.cancel = true;
+                            Ok((changed, ()))
+                        })
+                        .await?;
+                }
+                let run_name = run_name(&name, *scheduled);
+                // The template was checked above, so building the run cannot fail on input.
+                match scheduled_run(&self.config, s, run_name.clone()) {
+                    Ok(run) => {
+                        match self.store.create(run).await {
+                            Ok(_) => {
+                                info!(schedule = name, run = run_name, %scheduled, "scheduled run started")
+                            }
+                            // Already started for this time (by an instance that died before recording it).
+                            Err(StoreError::AlreadyExists { .. }) => {}
+                            Err(e) => return Err(e),
+                        }
+                        fired = Some((*scheduled, run_name));
+                    }
+                    Err(e) => warn!(schedule = name, error = %e, "the schedule's run template is refused"),
+                }
+            }
+            Decision::Skip {
+                scheduled, reason, ..
+            } => {
+                let last = s
+                    .status
+                    .as_ref()
+                    .and_then(|st| st.conditions.iter().find(|c| c.type_ == "Skipped"));
+                let message = format!("{scheduled}: {reason}");
+                if last.is_none_or(|c| c.message != message) {
+                    info!(schedule = name, %scheduled, %reason, "due time not started");
+                }
+            }
+            Decision::Wait { .. } => {}
+        }
+
+        // History: delete finished runs beyond the limits.
+        let finished: Vec<FinishedRun> = runs
+            .iter()
+            .filter_map(|r| {
+                let st = r.status.as_ref()?;
+                st.phase.is_terminal().then(|| FinishedRun {
+                    name: r.metadata.name.clone().unwrap_or_default(),
+                    succeeded: st.phase == Phase::Succeeded,
+                    finished: st.finished_at.unwrap_or_else(|| created(r)),
+                })
+            })
+            .collect();
+        for old in history_to_delete(
+            &finished,
+            s.spec.successful_runs_history_limit,
+            s.spec.failed_runs_history_limit,
+        ) {
+            info!(
+                schedule = name,
+                run = old,
+                "deleting a run beyond the history limit"
+            );
+            self.store.delete::<TestRun>(&old).await?;
+        }
+
+        let next = decision.next();
+        let mut active = active;
+        if let Some((_, r)) = &fired
+            && !active.contains(r)
+        {
+            active.push(r.clone());
+        }
+        let suspend = s.spec.suspend;
+        let decision_for_status = decision.clone();
+        self.set_status(&name, move |st| {
+            let decision = decision_for_status;
+            if let Some((scheduled, run)) = &fired {
+                st.last_schedule_time = Some(*scheduled);
+                st.last_run = Some(run.clone());
+            }
+            st.next_schedule_time = if suspend { None } else { next };
+            st.active = active;
+            match &decision {
+                Decision::Skip {
+                    scheduled, reason, ..
+                } => Condition::set(
+                    &mut st.conditions,
+                    "Skipped",
+                    ConditionStatus::True,
+                    "DueTimeNotStarted",
+                    format!("{scheduled}: {reason}"),
+                    now,
+                ),
+                Decision::Fire { .. } => Condition::set(
+                    &mut st.conditions,
+                    "Skipped",
+                    ConditionStatus::False,
+                    "Started",
+                    "",
+                    now,
+                ),
+                Decision::Wait { .. } => {}
+            }
+            Condition::set(
+                &mut st.conditions,
+                "Ready",
+                ConditionStatus::True,
+                "Valid",
+                "",
+                now,
+            );
+        })
+        .await?;
+        // A pending Forbid/Replace time is looked at again when a run changes; otherwise at `next`.
+        Ok(next)
+    }
+
+    /// Writes a schedule's status if `f` changes it.
+    async fn set_status(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut NightlyScheduleStatus) + Send + 'static,
+    ) -> Result<(), StoreError> {
+        let res = self
+            .store
+            .update::<NightlySchedule, _>(name, move |s| {
+                let before = s.status.clone();
+                let st = s.status.get_or_insert_default();
+                f(st);
+                Ok((s.status != before, ()))
+            })
+            .await;
+        match res {
+            Ok(_) | Err(StoreError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Cancels unfinished runs whose schedule was deleted.
+    async fn cancel_orphans(&self, schedules: &HashSet<String>) -> Result<(), StoreError> {
+        let filter = ListFilter {
+            phases: [Phase::Queued, Phase::Running, Phase::Retrying]
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
+            ..Default::default()
+        };
+        let runs: Vec<TestRun> = self.store.list(&filter).await?;
+        for r in runs {
+            let Some(owner) = r.metadata.labels.as_ref().and_then(|l| l.get(LABEL_SCHEDULE)) else {
+                continue;
+            };
+            if schedules.contains(owner) || r.spec.cancel {
+                continue;
+            }
+            let name = r.metadata.name.clone().unwrap_or_default();
+            info!(
+                run = name,
+                schedule = owner,
+                "the schedule was deleted: cancelling its unfinished run"
+            );
+            self.store.cancel_run(&name).await?;
+        }
+        Ok(())
+    }
+}

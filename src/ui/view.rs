@@ -1,0 +1,1040 @@
+//! View models: what each page shows, built from runs, tests and packs_config by pure
+//! functions (the current time is a parameter), so a page's content is unit-tested without a
+//! server and the templates only lay it out.
+//!
+//! Strings here are plain text; the templates escape every one of them. The only markup a
+//! view carries is SVG made by [`super::chart`], which escapes its own labels.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::chart;
+use super::format;
+use crate::api::{QueueEntry, TestView};
+use crate::crd::{
+    Attempt, AttemptState, ChannelReport, DeliveryState, Phase, SelectionKind, Summary, TestRun,
+};
+use crate::packs::{PacksConfig, Service};
+use crate::store::created;
+
+/// What the run-now form offers for one service.
+#[derive(Serialize, Debug)]
+pub struct RunForm {
+    pub service: String,
+    /// The regex a stand must match, as a hint.
+    pub stand_pattern: String,
+    /// Stands of recent runs, offered as suggestions.
+    pub recent_stands: Vec<String>,
+    pub presets: Vec<PresetOption>,
+    pub packs: Vec<PackOption>,
+    pub default_priority: u8,
+    pub priorities: Vec<u8>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct PresetOption {
+    pub name: String,
+    /// Its packs, comma-separated.
+    pub packs: String,
+}
+
+#[derive(Serialize, Debug)]
+pub struct PackOption {
+    pub name: String,
+    pub description: String,
+}
+
+pub fn run_form(svc: &Service, recent: &[TestRun]) -> RunForm {
+    let mut recent_stands: Vec<String> = Vec::new();
+    for r in recent {
+        let s = &r.spec.template.stand;
+        if !recent_stands.contains(s) && recent_stands.len() < 10 {
+            recent_stands.push(s.clone());
+        }
+    }
+    RunForm {
+        service: svc.name.clone(),
+        stand_pattern: svc.stand_pattern_source(),
+        recent_stands,
+        presets: svc
+            .presets
+            .iter()
+            .map(|(name, packs)| PresetOption {
+                name: name.clone(),
+                packs: packs.join(", "),
+            })
+            .collect(),
+        packs: svc
+            .packs
+            .iter()
+            .map(|(name, p)| PackOption {
+                name: name.clone(),
+                description: p.description.clone(),
+            })
+            .collect(),
+        default_priority: crate::queue::DEFAULT_PRIORITY,
+        priorities: (0..=crate::queue::MAX_PRIORITY).collect(),
+    }
+}
+
+/// A phase with its CSS class (`running`, `failed`, ...).
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct PhaseView {
+    pub name: &'static str,
+    pub class: String,
+    pub active: bool,
+    pub terminal: bool,
+}
+
+pub fn phase(p: Phase) -> PhaseView {
+    PhaseView {
+        name: p.as_str(),
+        class: p.as_str().to_ascii_lowercase(),
+        active: p.is_active(),
+        terminal: p.is_terminal(),
+    }
+}
+
+/// What a run covers, in a few words: its category, its packs, or every pack.
+pub fn selection_label(run: &TestRun) -> String {
+    let t = &run.spec.template;
+    if !t.packs.is_empty() {
+        t.packs.join(", ")
+    } else if let Some(c) = t.category.as_deref().filter(|c| !c.is_empty()) {
+        c.to_string()
+    } else {
+        "all packs".to_string()
+    }
+}
+
+/// At most how many attempts a run can have.
+pub fn max_attempts(config: &PacksConfig, run: &TestRun) -> u32 {
+    let t = &run.spec.template;
+    let retries = match config.service(&t.service) {
+        Some(svc) => svc.retries_for(t),
+        None => t.retries.unwrap_or(crate::packs::DEFAULT_RETRIES),
+    };
+    1 + u32::from(retries)
+}
+
+/// One run waiting or running on the dashboard.
+#[derive(Serialize, Debug)]
+pub struct ActiveRow {
+    pub id: String,
+    pub priority: u8,
+    pub stand: String,
+    pub what: String,
+    pub nightly: bool,
+    pub phase: PhaseView,
+    /// 1-based place in the queue (queued runs).
+    pub position: Option<u32>,
+    /// `attempt 2 of 4` (running runs).
+    pub attempt: Option<String>,
+    /// What the attempt does (`rerun of 2 failed tests`).
+    pub doing: Option<String>,
+    /// RFC 3339 instant the elapsed time counts from (started, or queued).
+    pub since: String,
+    pub elapsed: String,
+}
+
+/// A queue entry as the dashboard shows it; `run` (running entries) adds the attempt detail.
+pub fn active_row(e: &QueueEntry, run: Option<&TestRun>, max: Option<u32>, now: DateTime<Utc>) -> ActiveRow {
+    let since = e.started.unwrap_or(e.created);
+    let current = run
+        .and_then(|r| r.status.as_ref())
+        .and_then(|s| s.attempts.last());
+    ActiveRow {
+        id: e.run_id.clone(),
+        priority: e.priority,
+        stand: e.stand.clone(),
+        what: run.map_or_else(
+            || e.category.clone().unwrap_or_else(|| "all packs".into()),
+            selection_label,
+        ),
+        nightly: e.run_type == crate::crd::RunType::Nightly,
+        phase: phase(e.phase),
+        position: e.position,
+        attempt: e.attempt.map(|n| match max {
+            Some(m) => format!("attempt {n} of {m}"),
+            None => format!("attempt {n}"),
+        }),
+        doing: current.map(attempt_label),
+        since: format::rfc3339(since),
+        elapsed: format::duration(format::seconds_between(since, now)),
+    }
+}
+
+/// Counts of a run's tests with the shares for the stacked bar.
+#[derive(Serialize, Debug)]
+pub struct SummaryView {
+    pub total: u32,
+    pub passed: u32,
+    pub failed: u32,
+    pub broken: u32,
+    pub flaky: u32,
+    pub skipped: u32,
+    /// Passed (flaky included) of those that ran.
+    pub pass_rate: String,
+    /// The stacked bar, as SVG.
+    pub bar: String,
+}
+
+/// Passed (flaky tests passed in the end) over the tests that ran (not skipped), as a
+/// fraction; `None` when nothing ran.
+pub fn pass_fraction(s: &Summary) -> Option<f64> {
+    let ran = s.total.saturating_sub(s.skipped);
+    (ran > 0).then(|| f64::from(s.passed + s.flaky) / f64::from(ran))
+}
+
+pub fn summary_view(s: &Summary) -> SummaryView {
+    let ran = s.total.saturating_sub(s.skipped);
+    SummaryView {
+        total: s.total,
+        passed: s.passed,
+        failed: s.failed,
+        broken: s.broken,
+        flaky: s.flaky,
+        skipped: s.skipped,
+        pass_rate: format::percent(s.passed + s.flaky, ran),
+        bar: chart::stacked_bar(&[
+            ("passed", s.passed),
+            ("flaky", s.flaky),
+            ("failed", s.failed),
+            ("broken", s.broken),
+            ("skipped", s.skipped),
+        ]),
+    }
+}
+
+/// A run in a list (recent runs, a service's history).
+#[derive(Serialize, Debug)]
+pub struct RunRow {
+    pub id: String,
+    pub service: String,
+    pub stand: String,
+    pub what: String,
+    pub nightly: bool,
+    pub phase: PhaseView,
+    pub created: String,
+    pub created_at: String,
+    /// Running time (start to end, or to now while active).
+    pub duration: Option<String>,
+    pub summary: Option<SummaryView>,
+}
+
+/// Seconds a run ran: start to finish, or to `now` while unfinished.
+pub fn run_seconds(run: &TestRun, now: DateTime<Utc>) -> Option<i64> {
+    let st = run.status.as_ref()?;
+    let start = st.started_at?;
+    Some(format::seconds_between(start, st.finished_at.unwrap_or(now)))
+}
+
+pub fn run_row(run: &TestRun, now: DateTime<Utc>) -> RunRow {
+    let st = run.status.clone().unwrap_or_default();
+    let created = created(run);
+    RunRow {
+        id: run.metadata.name.clone().unwrap_or_default(),
+        service: run.spec.template.service.clone(),
+        stand: run.spec.template.stand.clone(),
+        what: selection_label(run),
+        nightly: run.spec.run_type == crate::crd::RunType::Nightly,
+        phase: phase(st.phase),
+        created: format::time(created),
+        created_at: format::rfc3339(created),
+        duration: run_seconds(run, now).map(format::duration),
+        summary: st.summary.as_ref().map(summary_view),
+    }
+}
+
+/// What an attempt ran, in words.
+pub fn attempt_label(a: &Attempt) -> String {
+    match a.selection.kind {
+        SelectionKind::All if a.selection.packs.is_empty() => "every test".to_string(),
+        SelectionKind::All => format!("every test of {}", a.selection.packs.join(", ")),
+        SelectionKind::Failed => {
+            let n = a.selection.tests.len();
+            let of = a
+                .selection
+                .of_attempt
+                .map_or(String::new(), |k| format!(" of attempt {k}"));
+            format!("rerun of {n} failed test{}{of}", if n == 1 { "" } else { "s" })
+        }
+    }
+}
+
+/// One attempt on the run page.
+#[derive(Serialize, Debug)]
+pub struct AttemptView {
+    /// Position in `status.attempts`, from 1: what the log and JUnit URLs take.
+    pub position: usize,
+    pub number: u32,
+    pub what: String,
+    /// The re-run test ids (reruns only).
+    pub tests: Vec<String>,
+    pub state: &'static str,
+    pub state_class: String,
+    pub running: bool,
+    pub started: Option<String>,
+    pub started_at: Option<String>,
+    pub duration: Option<String>,
+    pub summary: Option<Summary>,
+    pub exit_code: Option<i32>,
+    pub launch: Option<String>,
+    pub message: Option<String>,
+    pub log_url: String,
+    pub junit_url: String,
+}
+
+fn attempt_state(s: AttemptState) -> &'static str {
+    match s {
+        AttemptState::Running => "Running",
+        AttemptState::Finished => "Finished",
+        AttemptState::TimedOut => "TimedOut",
+        AttemptState::LaunchFailed => "LaunchFailed",
+        AttemptState::Interrupted => "Interrupted",
+        AttemptState::Cancelled => "Cancelled",
+    }
+}
+
+pub fn attempt_view(run_id: &str, position: usize, a: &Attempt, now: DateTime<Utc>) -> AttemptView {
+    let state = attempt_state(a.state);
+    AttemptView {
+        position,
+        number: a.number,
+        what: attempt_label(a),
+        tests: a.selection.tests.clone(),
+        state,
+        state_class: state.to_ascii_lowercase(),
+        running: a.state == AttemptState::Running,
+        started: a.started_at.map(format::time),
+        started_at: a.started_at.map(format::rfc3339),
+        duration: a
+            .started_at
+            .map(|s| format::duration(format::seconds_between(s, a.finished_at.unwrap_or(now)))),
+        summary: a.summary,
+        exit_code: a.exit_code,
+        launch: a.launch.clone(),
+        message: a.message.clone(),
+        log_url: format!("/api/v1/runs/{run_id}/attempts/{position}/log"),
+        junit_url: format!("/api/v1/runs/{run_id}/attempts/{position}/junit"),
+    }
+}
+
+/// One test in the results table.
+#[derive(Serialize, Debug)]
+pub struct TestRow {
+    /// Anchor for links from the category list.
+    pub anchor: String,
+    pub id: String,
+    pub name: String,
+    /// Suite and class, when they add something to the name.
+    pub context: String,
+    pub file: Option<String>,
+    pub verdict: String,
+    pub flaky: bool,
+    pub category: Option<String>,
+    /// Status per attempt that ran it (`1: failed`, `2: passed`).
+    pub history: Vec<HistoryMark>,
+    pub duration: Option<String>,
+    pub message: String,
+    pub trace: String,
+    /// The attempt whose result explains the verdict.
+    pub explained_by: u32,
+}
+
+#[derive(Serialize, Debug)]
+pub struct HistoryMark {
+    pub attempt: u32,
+    pub status: String,
+}
+
+/// An anchor id for a test: stable, and only characters safe in an id and a URL fragment.
+pub fn test_anchor(id: &str) -> String {
+    // FNV-1a: a short stable hash; ids can be long and hold any character.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("t-{h:016x}")
+}
+
+pub fn test_row(t: &TestView) -> TestRow {
+    let context = [t.suite.as_str(), t.classname.as_str()]
+        .into_iter()
+        .filter(|s| !s.is_empty() && *s != t.name)
+        .collect::<Vec<_>>()
+        .join(" › ");
+    TestRow {
+        anchor: test_anchor(&t.id),
+        id: t.id.clone(),
+        name: t.name.clone(),
+        context,
+        file: t.file.clone(),
+        verdict: t.verdict.clone(),
+        flaky: t.verdict == "flaky",
+        category: t.category.clone(),
+        history: t
+            .attempts
+            .iter()
+            .map(|a| HistoryMark {
+                attempt: a.attempt,
+                status: a.status.clone(),
+            })
+            .collect(),
+        duration: t.duration_ms.map(format::millis),
+        message: t.message.clone(),
+        trace: t.trace.clone(),
+        explained_by: t.explained_by,
+    }
+}
+
+/// Failures under one category.
+#[derive(Serialize, Debug, PartialEq, Eq)]
+pub struct CategoryGroup {
+    pub name: String,
+    pub count: u32,
+    pub tests: Vec<CategoryEntry>,
+    /// Tests of the category not listed (status keeps only the first few).
+    pub more: u32,
+}
+
+#[derive(Serialize, Debug, PartialEq, Eq)]
+pub struct CategoryEntry {
+    pub name: String,
+    pub message: String,
+    /// Anchor of the test in the results table, when it is there.
+    pub anchor: Option<String>,
+}
+
+/// Category of a failure no rule matched (DESIGN.md "Failure classification").
+pub const UNCLASSIFIED: &str = "Unclassified";
+
+/// Failed and broken tests grouped by their category (the classifier's, which every test view
+/// carries), largest group first; a failure no rule matched is `Unclassified`. Flaky tests have a
+/// section of their own.
+pub fn failure_groups(tests: &[TestView]) -> Vec<CategoryGroup> {
+    let mut by_name: BTreeMap<String, Vec<&TestView>> = BTreeMap::new();
+    for t in tests
+        .iter()
+        .filter(|t| t.verdict == "failed" || t.verdict == "broken")
+    {
+        let c = t.category.clone().unwrap_or_else(|| UNCLASSIFIED.to_string());
+        by_name.entry(c).or_default().push(t);
+    }
+    let mut groups: Vec<CategoryGroup> = by_name
+        .into_iter()
+        .map(|(name, ts)| CategoryGroup {
+            name,
+            count: ts.len() as u32,
+            more: 0,
+            tests: ts
+                .into_iter()
+                .map(|t| CategoryEntry {
+                    name: t.name.clone(),
+                    message: t.message.clone(),
+                    anchor: Some(test_anchor(&t.id)),
+                })
+                .collect(),
+        })
+        .collect();
+    groups.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.name.cmp(&b.name)));
+    groups
+}
+
+/// A filter tab over the results table.
+#[derive(Serialize, Debug)]
+pub struct FilterTab {
+    pub key: String,
+    pub label: &'static str,
+    pub count: usize,
+    pub active: bool,
+}
+
+/// The verdicts a results table can be filtered by, failing ones first (as the table sorts).
+pub const VERDICTS: [(&str, &str); 5] = [
+    ("failed", "Failed"),
+    ("broken", "Broken"),
+    ("flaky", "Flaky"),
+    ("passed", "Passed"),
+    ("skipped", "Skipped"),
+];
+
+pub fn filter_tabs(tests: &[TestView], active: Option<&str>) -> Vec<FilterTab> {
+    let mut tabs = vec![FilterTab {
+        key: String::new(),
+        label: "All",
+        count: tests.len(),
+        active: active.is_none(),
+    }];
+    for (key, label) in VERDICTS {
+        tabs.push(FilterTab {
+            key: key.to_string(),
+            label,
+            count: tests.iter().filter(|t| t.verdict == key).count(),
+            active: active == Some(key),
+        });
+    }
+    tabs
+}
+
+/// One report channel on the run page.
+#[derive(Serialize, Debug)]
+pub struct ChannelView {
+    pub channel: &'static str,
+    pub state: &'static str,
+    pub class: String,
+    pub attempts: u32,
+    pub at: Option<String>,
+    pub reason: Option<String>,
+}
+
+pub fn channel_views(report: Option<&crate::crd::ReportStatus>) -> Vec<ChannelView> {
+    let Some(r) = report else {
+        return Vec::new();
+    };
+    let channels: [(&'static str, &Option<ChannelReport>); 4] = [
+        ("email", &r.email),
+        ("tracker", &r.tracker),
+        ("webhook", &r.webhook),
+        ("tms", &r.tms),
+    ];
+    channels
+        .into_iter()
+        .filter_map(|(channel, c)| {
+            let c = c.as_ref()?;
+            let state = match c.state {
+                DeliveryState::Pending => "Pending",
+                DeliveryState::Sent => "Sent",
+                DeliveryState::Failed => "Failed",
+                DeliveryState::Skipped => "Skipped",
+            };
+            Some(ChannelView {
+                channel,
+                state,
+                class: state.to_ascii_lowercase(),
+                attempts: c.attempts,
+                at: c.at.map(format::time),
+                reason: c.reason.clone(),
+            })
+        })
+        .collect()
+}
+
+/// A test that was flaky in some of a service's recent runs.
+#[derive(Serialize, Debug, PartialEq, Eq)]
+pub struct FlakyTest {
+    pub name: String,
+    /// Runs in which it was flaky.
+    pub flaky_runs: u32,
+    /// The newest run in which it was flaky.
+    pub last_run: String,
+}
+
+/// Counts how often each test was flaky, given each run's flaky tests (newest run first);
+/// the most flaky first, at most `limit`.
+pub fn most_flaky(runs: &[(String, Vec<String>)], limit: usize) -> Vec<FlakyTest> {
+    let mut by_test: BTreeMap<&str, FlakyTest> = BTreeMap::new();
+    for (run, tests) in runs {
+        for name in tests {
+            by_test
+                .entry(name.as_str())
+                .or_insert_with(|| FlakyTest {
+                    name: name.clone(),
+                    flaky_runs: 0,
+                    last_run: run.clone(),
+                })
+                .flaky_runs += 1;
+        }
+    }
+    let mut out: Vec<FlakyTest> = by_test.into_values().collect();
+    out.sort_by(|a, b| b.flaky_runs.cmp(&a.flaky_runs).then_with(|| a.name.cmp(&b.name)));
+    out.truncate(limit);
+    out
+}
+
+/// The pass-rate and duration trend points of runs (given newest first; drawn oldest first).
+pub fn trend_points(runs: &[TestRun], now: DateTime<Utc>) -> (Vec<chart::Point>, Vec<chart::Point>) {
+    let mut pass = Vec::new();
+    let mut duration = Vec::new();
+    // Runs of one day are told apart by the hour, runs of several days by the date.
+    let one_day = runs
+        .iter()
+        .map(|r| created(r).date_naive())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+        <= 1;
+    let label_format = if one_day { "%H:%M" } else { "%m-%d" };
+    for run in runs.iter().rev() {
+        let id = run.metadata.name.clone().unwrap_or_default();
+        let st = run.status.clone().unwrap_or_default();
+        let label = created(run).format(label_format).to_string();
+        let class = match st.phase {
+            Phase::Succeeded => "ok",
+            Phase::Failed | Phase::Error => "bad",
+            _ => "other",
+        };
+        let fraction = st.summary.as_ref().and_then(pass_fraction);
+        pass.push(chart::Point {
+            label: label.clone(),
+            value: fraction.map(|f| f * 100.0),
+            title: match fraction {
+                Some(f) => format!("{id} ({}): {:.0}% passed", st.phase, (f * 100.0).floor()),
+                None => format!("{id} ({}): no results", st.phase),
+            },
+            href: Some(format!("/runs/{id}")),
+            class,
+        });
+        let secs = if st.phase.is_terminal() {
+            run_seconds(run, now)
+        } else {
+            None
+        };
+        duration.push(chart::Point {
+            label,
+            value: secs.map(|s| s as f64),
+            title: match secs {
+                Some(s) => format!("{id} ({}): {}", st.phase, format::duration(s)),
+                None => format!("{id} ({}): not finished", st.phase),
+            },
+            href: Some(format!("/runs/{id}")),
+            class,
+        });
+    }
+    (pass, duration)
+}
+
+/// The live log panel: which attempt's log it shows and whether it keeps following it.
+#[derive(Serialize, Debug)]
+pub struct LogView {
+    pub url: String,
+    pub number: u32,
+    pub position: usize,
+    /// The attempt is still running: the page polls the tail.
+    pub follow: bool,
+}
+
+/// At most this many rows in a results table (failing tests come first, so they are there).
+pub const MAX_TEST_ROWS: usize = 2000;
+
+/// Everything the run page shows.
+#[derive(Serialize, Debug)]
+pub struct RunPage {
+    pub id: String,
+    pub service: String,
+    pub stand: String,
+    pub what: String,
+    pub packs: Vec<String>,
+    pub priority: u8,
+    pub priorities: Vec<u8>,
+    pub nightly: bool,
+    pub schedule: Option<String>,
+    pub phase: PhaseView,
+    pub message: Option<String>,
+    pub queued: bool,
+    /// Not finished and not already asked to stop.
+    pub cancellable: bool,
+    pub cancel_requested: bool,
+    pub queue_position: Option<u32>,
+    pub created: String,
+    pub created_at: String,
+    pub started: Option<String>,
+    pub started_at: Option<String>,
+    pub finished: Option<String>,
+    pub finished_at: Option<String>,
+    /// Running time so far (or in all), and the instant to keep counting from while active.
+    pub elapsed: Option<String>,
+    pub since: Option<String>,
+    pub emails: Vec<String>,
+    pub issue_key: Option<String>,
+    pub version: Option<String>,
+    pub max_attempts: u32,
+    pub attempts: Vec<AttemptView>,
+    pub log: Option<LogView>,
+    pub summary: Option<SummaryView>,
+    pub categories: Vec<CategoryGroup>,
+    pub flaky: Vec<TestRow>,
+    pub filters: Vec<FilterTab>,
+    pub filter: Option<String>,
+    pub tests: Vec<TestRow>,
+    /// Rows left out of the table (beyond [`MAX_TEST_ROWS`]).
+    pub hidden_tests: usize,
+    pub report: Vec<ChannelView>,
+}
+
+pub fn run_page(
+    run: &TestRun,
+    tests: &[TestView],
+    max_attempts: u32,
+    filter: Option<&str>,
+    now: DateTime<Utc>,
+) -> RunPage {
+    let id = run.metadata.name.clone().unwrap_or_default();
+    let st = run.status.clone().unwrap_or_default();
+    let t = &run.spec.template;
+    let created = created(run);
+    let shown: Vec<&TestView> = tests
+        .iter()
+        .filter(|tv| filter.is_none_or(|f| tv.verdict == f))
+        .collect();
+    let log = st.attempts.iter().enumerate().next_back().map(|(i, a)| LogView {
+        url: format!("/api/v1/runs/{id}/attempts/{}/log", i + 1),
+        number: a.number,
+        position: i + 1,
+        follow: a.state == AttemptState::Running,
+    });
+    RunPage {
+        service: t.service.clone(),
+        stand: t.stand.clone(),
+        what: selection_label(run),
+        packs: st
+            .attempts
+            .first()
+            .map(|a| a.selection.packs.clone())
+            .unwrap_or_else(|| t.packs.clone()),
+        priority: t.priority,
+        priorities: (0..=crate::queue::MAX_PRIORITY).collect(),
+        nightly: run.spec.run_type == crate::crd::RunType::Nightly,
+        schedule: run
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(crate::crd::LABEL_SCHEDULE).cloned()),
+        phase: phase(st.phase),
+        message: st.message.clone(),
+        queued: st.phase == Phase::Queued,
+        cancellable: !st.phase.is_terminal() && !run.spec.cancel,
+        cancel_requested: run.spec.cancel && !st.phase.is_terminal(),
+        queue_position: st.queue_position.filter(|_| st.phase == Phase::Queued),
+        created: format::time(created),
+        created_at: format::rfc3339(created),
+        started: st.started_at.map(format::time),
+        started_at: st.started_at.map(format::rfc3339),
+        finished: st.finished_at.map(format::time),
+        finished_at: st.finished_at.map(format::rfc3339),
+        elapsed: run_seconds(run, now).map(format::duration),
+        since: st
+            .started_at
+            .filter(|_| st.finished_at.is_none())
+            .map(format::rfc3339),
+        emails: t.emails.clone(),
+        issue_key: t.issue_key.clone(),
+        version: t.version.clone(),
+        max_attempts,
+        attempts: st
+            .attempts
+            .iter()
+            .enumerate()
+            .map(|(i, a)| attempt_view(&id, i + 1, a, now))
+            .collect(),
+        log,
+        summary: st.summary.as_ref().map(summary_view),
+        categories: failure_groups(tests),
+        flaky: tests
+            .iter()
+            .filter(|tv| tv.verdict == "flaky")
+            .map(test_row)
+            .collect(),
+        filters: filter_tabs(tests, filter),
+        filter: filter.map(str::to_string),
+        hidden_tests: shown.len().saturating_sub(MAX_TEST_ROWS),
+        tests: shown.into_iter().take(MAX_TEST_ROWS).map(test_row).collect(),
+        report: channel_views(st.report.as_ref()),
+        id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::TestView;
+    use crate::crd::{RunTemplate, RunType, Selection, TestRunSpec, TestRunStatus};
+
+    fn run(name: &str) -> TestRun {
+        let mut r = TestRun::new(
+            name,
+            TestRunSpec {
+                template: RunTemplate {
+                    service: "demo".into(),
+                    stand: "localhost".into(),
+                    category: Some("smoke".into()),
+                    packs: vec![],
+                    priority: 2,
+                    emails: vec![],
+                    issue_key: None,
+                    version: None,
+                    retries: None,
+                    env: vec![],
+                },
+                run_type: RunType::Regular,
+                timeout: None,
+                cancel: false,
+            },
+        );
+        r.status = Some(TestRunStatus::default());
+        r
+    }
+
+    fn test(name: &str, verdict: &str) -> TestView {
+        TestView {
+            id: name.into(),
+            name: name.into(),
+            classname: String::new(),
+            suite: String::new(),
+            file: None,
+            verdict: verdict.into(),
+            category: None,
+            attempts: vec![],
+            explained_by: 1,
+            message: format!("{name} broke"),
+            trace: String::new(),
+            duration_ms: None,
+        }
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_run_is_described_by_its_packs_else_its_category_else_everything() {
+        let mut r = run("demo-1");
+        assert_eq!(selection_label(&r), "smoke");
+        r.spec.template.packs = vec!["basic".into(), "api".into()];
+        assert_eq!(selection_label(&r), "basic, api");
+        r.spec.template.packs.clear();
+        r.spec.template.category = None;
+        assert_eq!(selection_label(&r), "all packs");
+    }
+
+    #[test]
+    fn attempts_say_what_they_ran() {
+        let first = Attempt {
+            number: 1,
+            selection: Selection::all(vec!["basic".into()]),
+            state: AttemptState::Finished,
+            launch: None,
+            started_at: Some(at("2024-05-01T10:00:00Z")),
+            finished_at: Some(at("2024-05-01T10:01:05Z")),
+            exit_code: Some(1),
+            summary: None,
+            message: None,
+        };
+        assert_eq!(attempt_label(&first), "every test of basic");
+        let rerun = Attempt {
+            number: 2,
+            selection: Selection::failed(vec!["basic".into()], 1, vec!["a".into(), "b".into()]),
+            ..first.clone()
+        };
+        assert_eq!(attempt_label(&rerun), "rerun of 2 failed tests of attempt 1");
+        let v = attempt_view("demo-1", 2, &rerun, at("2024-05-01T11:00:00Z"));
+        assert_eq!(v.duration.as_deref(), Some("1m 05s"));
+        assert_eq!(v.log_url, "/api/v1/runs/demo-1/attempts/2/log");
+        assert_eq!(v.tests, vec!["a", "b"]);
+    }
+
+    #[test]
+    fn pass_rate_counts_flaky_as_passed_and_ignores_skipped() {
+        let s = Summary {
+            total: 6,
+            passed: 3,
+            failed: 1,
+            flaky: 1,
+            skipped: 1,
+            broken: 0,
+        };
+        assert_eq!(pass_fraction(&s), Some(0.8));
+        assert_eq!(summary_view(&s).pass_rate, "80%");
+        let nothing_ran = Summary {
+            total: 2,
+            skipped: 2,
+            ..Default::default()
+        };
+        assert_eq!(pass_fraction(&nothing_ran), None);
+    }
+
+    #[test]
+    fn failures_without_a_classification_are_grouped_as_unclassified() {
+        let tests = vec![
+            test("a", "failed"),
+            test("b", "flaky"),
+            test("c", "broken"),
+            test("d", "passed"),
+        ];
+        let groups = failure_groups(&tests);
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].name, UNCLASSIFIED);
+        assert_eq!(groups[0].count, 2);
+        let names: Vec<&str> = groups[0].tests.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(
+            names,
+            vec!["a", "c"],
+            "flaky tests are listed apart, not as failures"
+        );
+        assert_eq!(groups[0].tests[0].message, "a broke");
+    }
+
+    #[test]
+    fn failures_are_grouped_by_their_category_largest_first_and_linked() {
+        let mut tests = vec![
+            test("a", "failed"),
+            test("c", "broken"),
+            test("d", "failed"),
+            test("f", "flaky"),
+        ];
+        tests[0].category = Some("Product defects".into());
+        tests[1].category = Some("Infrastructure".into());
+        tests[2].category = Some("Infrastructure".into());
+        tests[3].category = Some("Timeouts".into());
+        let groups = failure_groups(&tests);
+        let names: Vec<(&str, u32)> = groups.iter().map(|g| (g.name.as_str(), g.count)).collect();
+        assert_eq!(names, vec![("Infrastructure", 2), ("Product defects", 1)]);
+        assert_eq!(groups[0].tests[0].anchor, Some(test_anchor("c")));
+    }
+
+    #[test]
+    fn anchors_are_stable_and_safe_whatever_the_test_name() {
+        let a = test_anchor(r#"<script>"x" & y</script>"#);
+        assert_eq!(a, test_anchor(r#"<script>"x" & y</script>"#));
+        assert!(
+            a.starts_with("t-") && a[2..].chars().all(|c| c.is_ascii_hexdigit()),
+            "{a}"
+        );
+        assert_ne!(a, test_anchor("other"));
+    }
+
+    #[test]
+    fn the_most_flaky_tests_come_first_with_their_newest_flaky_run() {
+        let runs = vec![
+            ("r3".to_string(), vec!["x".to_string()]),
+            ("r2".to_string(), vec!["x".to_string(), "y".to_string()]),
+            ("r1".to_string(), vec![]),
+        ];
+        let top = most_flaky(&runs, 10);
+        assert_eq!(
+            top,
+            vec![
+                FlakyTest {
+                    name: "x".into(),
+                    flaky_runs: 2,
+                    last_run: "r3".into()
+                },
+                FlakyTest {
+                    name: "y".into(),
+                    flaky_runs: 1,
+                    last_run: "r2".into()
+                },
+            ]
+        );
+        assert_eq!(most_flaky(&runs, 1).len(), 1);
+    }
+
+    #[test]
+    fn report_channels_show_in_a_fixed_order_with_their_reasons() {
+        use crate::crd::{ChannelReport, DeliveryState, ReportStatus};
+        let channel = |state, reason: Option<&str>| {
+            Some(ChannelReport {
+                state,
+                attempts: 2,
+                at: Some(at("2024-05-01T10:00:00Z")),
+                reason: reason.map(str::to_string),
+                next_at: None,
+                sent_to: Vec::new(),
+            })
+        };
+        let report = ReportStatus {
+            email: channel(DeliveryState::Sent, None),
+            tracker: channel(DeliveryState::Failed, Some("tracker answered 503")),
+            webhook: None,
+            tms: channel(DeliveryState::Skipped, Some("no version")),
+        };
+        let views = channel_views(Some(&report));
+        let states: Vec<(&str, &str)> = views.iter().map(|c| (c.channel, c.state)).collect();
+        assert_eq!(
+            states,
+            vec![("email", "Sent"), ("tracker", "Failed"), ("tms", "Skipped")]
+        );
+        assert_eq!(views[1].reason.as_deref(), Some("tracker answered 503"));
+        assert_eq!(views[1].class, "failed");
+        assert_eq!(views[0].at.as_deref(), Some("2024-05-01 10:00:00 UTC"));
+        assert!(channel_views(None).is_empty());
+    }
+
+    #[test]
+    fn the_run_page_follows_the_running_attempts_log_and_filters_tests() {
+        let mut r = run("demo-1");
+        let first = Attempt {
+            number: 1,
+            selection: Selection::all(vec!["basic".into()]),
+            state: AttemptState::Finished,
+            launch: None,
+            started_at: Some(at("2024-05-01T10:00:00Z")),
+            finished_at: Some(at("2024-05-01T10:01:00Z")),
+            exit_code: Some(1),
+            summary: None,
+            message: None,
+        };
+        let second = Attempt {
+            number: 2,
+            selection: Selection::failed(vec!["basic".into()], 1, vec!["a".into()]),
+            state: AttemptState::Running,
+            finished_at: None,
+            ..first.clone()
+        };
+        r.status = Some(TestRunStatus {
+            phase: Phase::Running,
+            started_at: Some(at("2024-05-01T10:00:00Z")),
+            attempts: vec![first, second],
+            ..Default::default()
+        });
+        let tests = vec![test("a", "failed"), test("b", "flaky"), test("c", "passed")];
+        let page = run_page(&r, &tests, 4, Some("flaky"), at("2024-05-01T10:02:00Z"));
+        let log = page.log.as_ref().unwrap();
+        assert_eq!((log.position, log.follow), (2, true));
+        assert_eq!(log.url, "/api/v1/runs/demo-1/attempts/2/log");
+        assert_eq!(page.tests.len(), 1);
+        assert_eq!(page.tests[0].name, "b");
+        assert!(page.tests[0].flaky);
+        assert_eq!(page.flaky.len(), 1, "the flaky list ignores the filter");
+        assert_eq!(page.categories[0].tests[0].name, "a");
+        assert_eq!(page.elapsed.as_deref(), Some("2m 00s"));
+        assert_eq!(
+            page.since.as_deref(),
+            Some("2024-05-01T10:00:00Z"),
+            "the clock keeps running"
+        );
+        assert!(page.cancellable && !page.queued);
+        let counts: Vec<(String, usize)> = page.filters.iter().map(|f| (f.key.clone(), f.count)).collect();
+        assert_eq!(counts[0], (String::new(), 3));
+        assert!(page.filters.iter().any(|f| f.key == "flaky" && f.active));
+    }
+
+    #[test]
+    fn trends_run_oldest_to_newest_and_skip_runs_without_results() {
+        let now = at("2024-05-02T00:00:00Z");
+        let mut done = run("demo-new");
+        done.status = Some(TestRunStatus {
+            phase: Phase::Failed,
+            started_at: Some(at("2024-05-01T10:00:00Z")),
+            finished_at: Some(at("2024-05-01T10:02:00Z")),
+            summary: Some(Summary {
+                total: 4,
+                passed: 3,
+                failed: 1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let queued = run("demo-old");
+        let (pass, duration) = trend_points(&[done, queued], now);
+        assert_eq!(pass.len(), 2);
+        assert_eq!(pass[0].value, None, "the older run had no results");
+        assert_eq!(pass[1].value, Some(75.0));
+        assert_eq!(pass[1].class, "bad");
+        assert_eq!(duration[1].value, Some(120.0));
+        assert_eq!(pass[1].href.as_deref(), Some("/runs/demo-new"));
+        assert_eq!(pass[1].label, "00:00", "runs of one day are labelled by the hour");
+    }
+}

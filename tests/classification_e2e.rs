@@ -1,0 +1,172 @@
+//! Failure classification end to end: the demo services' failing tests land in the
+//! categories their rules predict, in `/api/status` and in each test of `/api/v1/runs/{id}/tests`.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::Server;
+
+const RUN: Duration = Duration::from_secs(90);
+
+fn categories(st: &Value) -> HashMap<String, (u64, Vec<String>)> {
+    st["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let tests = c["tests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["name"].as_str().unwrap().to_string())
+                .collect();
+            (
+                c["name"].as_str().unwrap().to_string(),
+                (c["count"].as_u64().unwrap(), tests),
+            )
+        })
+        .collect()
+}
+
+async fn test_categories(server: &Server, id: &str) -> HashMap<String, Option<String>> {
+    let (_, tests) = server.get(&format!("/api/v1/runs/{id}/tests")).await;
+    tests
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["id"].as_str().unwrap().to_string(),
+                t["category"].as_str().map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn demo_failures_land_in_the_predicted_categories() {
+    let server = Server::start().await;
+    let id = server
+        .run_now("service=demo&stand=localhost&packs=basic,api")
+        .await;
+    let st = server.wait_finished(&id, RUN).await;
+    let cats = categories(&st);
+    assert_eq!(
+        cats["Infrastructure problems"],
+        (1, vec!["talks to the billing backend".to_string()]),
+        "{st:#}"
+    );
+    assert_eq!(
+        cats["Timeouts"],
+        (1, vec!["submits the order form".to_string()]),
+        "the flaky test, by its failing attempt"
+    );
+    assert_eq!(
+        cats["Product defects"],
+        (1, vec!["cart > applies the discount".to_string()])
+    );
+    assert!(!cats.contains_key("Unclassified"), "{st:#}");
+    let message = st["categories"][0]["tests"][0]["message"].as_str().unwrap();
+    assert!(message.contains("ECONNREFUSED"), "{message}");
+
+    let per_test = test_categories(&server, &id).await;
+    assert_eq!(
+        per_test["talks to the billing backend"].as_deref(),
+        Some("Infrastructure problems")
+    );
+    assert_eq!(per_test["submits the order form"].as_deref(), Some("Timeouts"));
+    assert_eq!(per_test["adds numbers"], None, "passed tests have no category");
+}
+
+/// pytest keeps each test's output in the JUnit `system-out`: `logRegex` searches it.
+#[tokio::test]
+async fn pytest_output_is_searched_by_log_rules() {
+    let server = Server::start().await;
+    let id = server.run_now("service=demo-py&stand=localhost").await;
+    let st = server.wait_finished(&id, RUN).await;
+    let cats = categories(&st);
+    assert_eq!(
+        cats["Server errors (5xx)"].1,
+        vec!["tests/test_accounts.py::TestProfile::test_changes_avatar".to_string()],
+        "{st:#}"
+    );
+    assert_eq!(
+        cats["Product defects"].1,
+        vec!["tests/test_core.py::test_applies_coupon".to_string()]
+    );
+    assert_eq!(
+        cats["Timeouts"].1,
+        vec!["tests/test_core.py::test_flaky_payment_gateway".to_string()]
+    );
+}
+
+const NO_RULES: &str = r#"
+description: A failing service without category rules
+stands: {pattern: localhost}
+launch: {command: [node, --test, --test-reporter=junit, "--test-reporter-destination={junit}", "{tests}"]}
+retries: 0
+packs: {basic: {tests: ["{dir}/../demo/basic.test.mjs"]}}
+"#;
+
+#[tokio::test]
+async fn without_rules_failures_are_unclassified() {
+    let config = support::config_with(&[("plain.yaml", NO_RULES)]);
+    std::fs::create_dir(config.path().join("plain")).unwrap();
+    let server = Server::start_with(Some(config.path()), &[]).await;
+    let id = server.run_now("service=plain&stand=localhost").await;
+    let st = server.wait_finished(&id, RUN).await;
+    let cats = categories(&st);
+    assert_eq!(cats.len(), 1, "{st:#}");
+    assert_eq!(cats["Unclassified"].0, 2);
+}
+
+/// `tomato grep` on a log file, as the CLI prints it with `--json`.
+#[test]
+fn the_grep_command_counts_lines_per_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.json");
+    std::fs::write(
+        &rules,
+        r#"[{"name": "refused", "logRegex": "ECONNREFUSED"}, {"name": "5xx", "logRegex": "HTTP/1\\.1\" 5[0-9]{2}"},
+            {"name": "no log rule", "messageRegex": ".*"}]"#,
+    )
+    .unwrap();
+    let log = dir.path().join("a.log");
+    std::fs::write(
+        &log,
+        "ok\nconnect ECONNREFUSED 127.0.0.1:1\n\"GET / HTTP/1.1\" 503 12\nECONNREFUSED again\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tomato"))
+        .args(["grep", "--json", "--rules"])
+        .arg(&rules)
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let lines: HashMap<&str, u64> = v["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["lines"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(lines["refused"], 2);
+    assert_eq!(lines["5xx"], 1);
+    assert_eq!(v["bytes"], std::fs::metadata(&log).unwrap().len());
+    assert!(v["seconds"].is_number());
+
+    std::fs::write(&rules, r#"[{"name": "broken", "logRegex": "(unclosed"}]"#).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tomato"))
+        .args(["grep", "--rules"])
+        .arg(&rules)
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("broken") && err.contains("logRegex"), "{err}");
+}

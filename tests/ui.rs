@@ -1,0 +1,108 @@
+//! The web UI in a real browser: the real `tomato` binary, Debian's chromium driven by
+//! `playwright-core` (pinned in tests/ui/package.json; never a downloaded browser), scripts
+//! in tests/ui/*.test.mjs run by Node's test runner. Screenshots of each page land in
+//! tests/artifacts/ui/ for people to look at.
+//!
+//! Needs `/usr/bin/chromium` (`apt-get install chromium`) and `npm ci` in tests/ui; `.ci/run`
+//! does both. Without them these tests fail, saying what is missing.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use support::{REPO, Server, config_with};
+
+/// Runs one browser test script against `server`; fails with its output and the server log.
+async fn browse(script: &str, server: &Server) {
+    let ui = Path::new(REPO).join("tests/ui");
+    assert!(
+        Path::new("/usr/bin/chromium").exists(),
+        "the browser tests need Debian's chromium: apt-get install -y chromium (.ci/run does it)"
+    );
+    assert!(
+        ui.join("node_modules/playwright-core/package.json").exists(),
+        "the browser tests need playwright-core: run `npm ci` in {} (.ci/run does it)",
+        ui.display()
+    );
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg("--test-reporter=spec")
+        .arg(ui.join(script))
+        .current_dir(&ui)
+        .env("TOMATO_URL", &server.url)
+        .env("TOMATO_UI_ARTIFACTS", Path::new(REPO).join("tests/artifacts/ui"))
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(300), cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("{script} did not finish in 5 minutes:\n{}", server.log()))
+        .expect("node runs (Node.js 20 is needed)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{script} failed ({}):\n{stdout}\n{stderr}\n--- server log ---\n{}",
+        out.status,
+        server.log()
+    );
+    println!("{stdout}");
+}
+
+#[tokio::test]
+async fn dashboard_run_form_live_run_page_and_history_work_in_a_browser() {
+    let server = Server::start().await;
+    browse("queue_and_runs.test.mjs", &server).await;
+}
+
+/// A service whose test names and messages are full of markup, beside the shipped ones.
+const MARKUP_SERVICE: &str = r#"
+description: <i>Markup</i> in every field <script>window.__pwned = "description"</script>
+stands:
+  pattern: 'localhost'
+retries: 1
+launch:
+  command: [node, --test, --test-reporter=junit, "--test-reporter-destination={junit}", "{tests}"]
+rerun:
+  testId: node
+  includePackTests: true
+  args: ["--test-name-pattern=^{name:regex}$"]
+packs:
+  markup:
+    description: <b>names</b> that are markup
+    tests: ["{dir}/markup.test.mjs"]
+"#;
+
+const MARKUP_SUITE: &str = r#"
+import { test } from 'node:test';
+test('<script>window.__pwned = "name"</script><img src=x onerror="window.__pwned = 1">', () => {
+  const e = new Error('<script>window.__pwned = "message"</script><b>bold</b>');
+  throw e;
+});
+test('<b>plain</b> & "quoted"', () => {});
+"#;
+
+#[tokio::test]
+async fn markup_from_test_output_is_text_and_cross_site_writes_are_refused() {
+    let config = config_with(&[("markup.yaml", MARKUP_SERVICE)]);
+    std::fs::create_dir(config.path().join("markup")).unwrap();
+    std::fs::write(config.path().join("markup/markup.test.mjs"), MARKUP_SUITE).unwrap();
+    let server = Server::start_with(Some(config.path()), &[]).await;
+    browse("hygiene.test.mjs", &server).await;
+
+    // The old tool's clients send no Origin: they still queue runs.
+    let id = server
+        .run_now("service=demo&stand=localhost&category=smoke")
+        .await;
+    assert!(id.starts_with("demo-"), "{id}");
+}
+
+#[tokio::test]
+async fn with_api_tokens_the_ui_asks_for_a_token_before_changing_anything() {
+    let server = Server::start_with(None, &[("TOMATO_API_TOKENS", "ui-test-token")]).await;
+    browse("token.test.mjs", &server).await;
+}
+
+#[tokio::test]
+async fn schedules_are_created_suspended_triggered_edited_and_deleted_in_a_browser() {
+    let server = Server::start().await;
+    browse("schedules.test.mjs", &server).await;
+}
