@@ -129,6 +129,9 @@ pub struct OperatorArgs {
     /// How long after a Job ends its upload may still come before the pod log is read instead.
     #[arg(long = "upload-grace", env = "TOMATO_UPLOAD_GRACE", default_value = "60s", value_parser = parse_duration)]
     pub upload_grace: std::time::Duration,
+    /// Report settings file (YAML: smtp, tracker, webhooks, retry); environment variables win over it.
+    #[arg(long = "settings", env = "TOMATO_SETTINGS")]
+    pub settings: Option<PathBuf>,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -149,6 +152,7 @@ impl OperatorArgs {
             identity: self.identity,
             lease_name: self.lease_name,
             upload_grace: self.upload_grace,
+            settings: self.settings,
         }
     }
 }

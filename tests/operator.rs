@@ -34,7 +34,15 @@ async fn a_run_reruns_only_its_failed_tests_in_a_second_job_and_ends_failed_with
     create_run(&fake, "demo-e2e", template("demo")).await;
 
     let first = wait_job(&fake, "demo-e2e-1").await;
-    let run = wait_phase(&fake, "demo-e2e", "Running").await;
+    let run = eventually("attempt 1 recorded", WAIT, || async {
+        let r = runs(&fake).get("demo-e2e").await.unwrap();
+        r.status
+            .as_ref()
+            .is_some_and(|s| s.attempts.len() == 1)
+            .then_some(r)
+    })
+    .await;
+    assert_eq!(run.status.as_ref().unwrap().phase.to_string(), "Running");
     assert!(run.finalizers().contains(&"tomato.dev/stop-jobs".to_string()));
     assert_eq!(
         run.status.as_ref().unwrap().attempts[0].launch.as_deref(),
@@ -511,30 +519,79 @@ async fn tomato_exec_uploads_only_with_the_runs_token_and_only_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_schedule_reports_whether_its_template_fits_packs_config() {
+async fn a_due_schedule_starts_one_nightly_run_owned_by_it_and_a_suspended_or_invalid_one_none() {
     let fake = FakeKube::new().await;
     let (_dir, config) = demo_config("");
-    let _replica = start_replica(&fake, config, "tomato-0").await;
     let schedules: kube::Api<tomato::crd::NightlySchedule> = kube::Api::namespaced(fake.client(), NS);
-    for (name, category) in [("nightly-ok", "smoke"), ("nightly-bad", "no-such-preset")] {
+    // Created (as its precise creation annotation says) three minutes ago: a time is due now.
+    let three_minutes_ago = tomato::store::precise_time(chrono::Utc::now() - chrono::Duration::minutes(3));
+    for (name, schedule, suspend) in [
+        ("every-minute", "* * * * *", false),
+        ("paused", "* * * * *", true),
+        ("broken", "61 * * * *", false),
+    ] {
         let s: tomato::crd::NightlySchedule = serde_json::from_value(json!({
             "apiVersion": "tomato.dev/v1alpha1", "kind": "NightlySchedule",
-            "metadata": {"name": name, "namespace": NS},
-            "spec": {"service": "demo", "stand": "localhost", "category": category}
+            "metadata": {"name": name, "namespace": NS, "annotations": {"tomato.dev/created": three_minutes_ago}},
+            "spec": {"service": "demo", "stand": "localhost", "category": "smoke", "schedule": schedule,
+                     "timeZone": "Europe/Moscow", "suspend": suspend}
         }))
         .unwrap();
         schedules.create(&PostParams::default(), &s).await.unwrap();
     }
-    let ready = |name: &'static str| {
-        let schedules = schedules.clone();
-        async move {
-            let s = schedules.get(name).await.unwrap();
-            s.status?.conditions.into_iter().find(|c| c.type_ == "Ready")
-        }
-    };
-    let ok = eventually("nightly-ok Ready", WAIT, || ready("nightly-ok")).await;
-    assert_eq!(ok.status, tomato::crd::ConditionStatus::True);
-    let bad = eventually("nightly-bad Ready", WAIT, || ready("nightly-bad")).await;
-    assert_eq!(bad.status, tomato::crd::ConditionStatus::False);
-    assert!(bad.message.starts_with("spec.category:"), "{}", bad.message);
+    let _replica = start_replica(&fake, config, "tomato-0").await;
+
+    let status = eventually("every-minute fired", WAIT, || async {
+        schedules
+            .get("every-minute")
+            .await
+            .unwrap()
+            .status
+            .filter(|s| s.last_run.is_some())
+    })
+    .await;
+    let run_name = status.last_run.clone().unwrap();
+    let run = runs(&fake).get(&run_name).await.unwrap();
+    assert_eq!(run.spec.run_type, tomato::crd::RunType::Nightly);
+    assert_eq!(run.labels()["tomato.dev/schedule"], "every-minute");
+    let owner = &run.owner_references()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("NightlySchedule", "every-minute")
+    );
+    assert!(status.next_schedule_time.unwrap() > chrono::Utc::now() - chrono::Duration::seconds(1));
+    assert_eq!(status.active, std::slice::from_ref(&run_name));
+    wait_job(&fake, &format!("{run_name}-1")).await;
+
+    let paused = eventually("paused reconciled", WAIT, || async {
+        schedules
+            .get("paused")
+            .await
+            .unwrap()
+            .status
+            .filter(|s| !s.conditions.is_empty())
+    })
+    .await;
+    assert!(paused.last_run.is_none() && paused.next_schedule_time.is_none());
+    let skipped = paused.conditions.iter().find(|c| c.type_ == "Skipped").unwrap();
+    assert!(skipped.message.contains("suspended"), "{}", skipped.message);
+    let broken = eventually("broken reconciled", WAIT, || async {
+        let s = schedules.get("broken").await.unwrap().status?;
+        s.conditions.into_iter().find(|c| c.type_ == "Ready")
+    })
+    .await;
+    assert_eq!(broken.status, tomato::crd::ConditionStatus::False);
+    assert!(broken.message.starts_with("spec.schedule:"), "{}", broken.message);
+
+    // Reconciling again within the minute starts nothing more.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let nightly: Vec<String> = runs(&fake)
+        .list(&ListParams::default().labels("tomato.dev/schedule"))
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|r| r.name_any())
+        .collect();
+    assert_eq!(nightly, [run_name]);
 }

@@ -118,6 +118,12 @@ pub fn desired_job(run: &TestRun, service: &Service, attempt: JobAttempt<'_>, se
             ..Default::default()
         }),
     }));
+    // Where `tomato exec` keeps the log (its default, spelled out so the pod says it).
+    env.push(EnvVar {
+        name: "TOMATO_EXEC_LOG".into(),
+        value: Some(LOG_PATH.into()),
+        value_from: None,
+    });
     env.push(EnvVar {
         name: ENV_UPLOAD_URL.into(),
         value: Some(format!(

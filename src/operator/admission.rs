@@ -118,7 +118,7 @@ async fn pass(store: &Store<TestRun>, ctx: &Context) {
                         .lock()
                         .expect("the admission lock is never held across a panic")
                         .insert(key);
-                    ctx.event(run, false, "Admitted", "admitted from the queue".into())
+                    ctx.event(run.as_ref(), false, "Admitted", "admitted from the queue".into())
                         .await;
                 }
                 // Changed meanwhile (cancelled, deleted, re-prioritised): the change wakes a new pass.

@@ -94,6 +94,8 @@ pub struct Context {
     pub recorder: Recorder,
     pub queue: Arc<Queue>,
     pub results: Arc<ResultsCache>,
+    /// Delivers reports (the same code as standalone mode's).
+    pub reporter: Arc<crate::report::Reporter>,
 }
 
 impl Context {
@@ -104,6 +106,7 @@ impl Context {
         timing: Timing,
         identity: &str,
         results: Arc<ResultsCache>,
+        reporter: Arc<crate::report::Reporter>,
     ) -> Self {
         let recorder = Recorder::new(
             client.clone(),
@@ -120,6 +123,7 @@ impl Context {
             recorder,
             queue: Arc::new(Queue::default()),
             results,
+            reporter,
         }
     }
 
@@ -134,9 +138,15 @@ impl Context {
         self.api(ns)
     }
 
-    /// Publishes a Kubernetes Event about `run`. A failure is logged: events are a courtesy,
-    /// never a reason to fail a reconcile.
-    pub async fn event(&self, run: &TestRun, warning: bool, reason: &str, note: String) {
+    /// Publishes a Kubernetes Event about `obj` (a run or a schedule). A failure is logged:
+    /// events are a courtesy, never a reason to fail a reconcile.
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        warning: bool,
+        reason: &str,
+        note: String,
+    ) {
         let ev = Event {
             type_: if warning {
                 EventType::Warning
@@ -148,8 +158,8 @@ impl Context {
             action: reason.into(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&ev, &run.object_ref(&())).await {
-            warn!(run = run.name_any(), reason, error = %e, "cannot publish an event");
+        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+            warn!(object = obj.meta().name.as_deref().unwrap_or_default(), reason, error = %e, "cannot publish an event");
         }
     }
 }

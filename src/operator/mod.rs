@@ -77,6 +77,7 @@ impl Operator {
         client: Client,
         config: Arc<PacksConfig>,
         settings: Settings,
+        reporter: Arc<crate::report::Reporter>,
         stop: CancellationToken,
     ) -> Self {
         let results = Arc::new(results::ResultsCache::default());
@@ -101,6 +102,7 @@ impl Operator {
             settings.timing,
             &settings.lease.identity,
             results,
+            reporter,
         ));
         let task = tokio::spawn(lead_when_elected(ctx, settings.scope, leader.clone(), stop));
         Operator {
@@ -131,9 +133,11 @@ async fn lead_when_elected(
     stop: CancellationToken,
 ) {
     loop {
+        // `biased`: once stopping, never start another term, even if the lease still says so.
         tokio::select! {
-            r = leader.wait_for(|l| *l) => if r.is_err() { return },
+            biased;
             _ = stop.cancelled() => return,
+            r = leader.wait_for(|l| *l) => if r.is_err() { return },
         }
         info!("leading: starting the controllers");
         let term = stop.child_token();
@@ -143,7 +147,16 @@ async fn lead_when_elected(
             _ = stop.cancelled() => {}
         }
         term.cancel();
-        let _ = controllers.await;
+        // Reconciles in flight get a moment to finish; a controller still waiting for its
+        // first list (the API unreachable) is dropped rather than waited for.
+        let mut controllers = controllers;
+        if tokio::time::timeout(Duration::from_secs(10), &mut controllers)
+            .await
+            .is_err()
+        {
+            warn!("the controllers did not stop in time; dropping them");
+            controllers.abort();
+        }
     }
 }
 
@@ -201,6 +214,8 @@ pub struct OperatorOptions {
     pub identity: Option<String>,
     pub lease_name: String,
     pub upload_grace: Duration,
+    /// Report settings file (SMTP, tracker, webhooks, retry); environment variables win.
+    pub settings: Option<PathBuf>,
 }
 
 /// The namespace this pod runs in, as Kubernetes mounts it.
@@ -266,16 +281,25 @@ pub async fn serve(opts: OperatorOptions) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", opts.listen))?;
     let addr = listener.local_addr()?;
+    let public_url = opts
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let reporter = crate::report::Reporter::new(
+        crate::report::ReportSettings::load(opts.settings.as_deref())?,
+        crate::report::Templates::load(&config)?,
+        &config,
+        public_url.clone(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    info!(reports = reporter.describe(), "reporting");
     let stop = CancellationToken::new();
-    let operator = Operator::start(client, config.clone(), settings, stop.clone());
+    let operator = Operator::start(client, config.clone(), settings, Arc::new(reporter), stop.clone());
     let state = crate::api::AppState {
         backend: Arc::new(operator.backend.clone()),
         config,
         tokens,
-        public_url: opts
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{addr}")),
+        public_url,
         data_dir: None,
     };
     info!(%addr, namespace, identity, all_namespaces = opts.all_namespaces, "operator serving");

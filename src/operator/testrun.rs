@@ -28,13 +28,14 @@ use tracing::{info, warn};
 use super::context::{Context, Error, MANAGER, write_status};
 use super::results::{self, AttemptResults, Source, StoredResults};
 use crate::core::{AttemptEnd, Next, Step};
-use crate::crd::{Attempt, AttemptState, LABEL_RUN, Phase, SelectionKind, TestRun, Verdict};
+use crate::crd::{Attempt, AttemptState, DeliveryState, LABEL_RUN, Phase, SelectionKind, TestRun, Verdict};
 use crate::launch::RerunTest;
 use crate::launch::job::{
     JobAttempt, JobState, LABEL_JOB_NAME, TEST_CONTAINER, TOKEN_KEY, desired_job, job_name, job_state,
     label_value, pod_exit_code, pod_launch_failure, token_secret_name,
 };
 use crate::packs::Service;
+use crate::report::delivery;
 use crate::results::MergedTest;
 
 /// The finalizer that stops a run's Jobs before the run is deleted.
@@ -362,7 +363,8 @@ async fn record(run: &TestRun, ctx: &Context, svc: &Service, end: &AttemptEnd) -
         .run_results(&ctx.client, run, |c| svc.rerun.test_id.id_of(c))
         .await?;
     let mut decided = run.status.clone().unwrap_or_default();
-    let (next, _merged) = crate::core::record_end(&mut decided, end, results, max_attempts, Utc::now());
+    let (next, merged) = crate::core::record_end(&mut decided, end, results, max_attempts, Utc::now());
+    decided.categories = classify(run, ctx, svc, &decided, &merged).await?.stats;
     let stored = write_status(&ctx.client, run, |st| *st = decided).await?;
     info!(run = run.name_any(), attempt = end.number, state = ?end.state, next = ?next, "attempt ended");
     let counts = stored
@@ -422,14 +424,128 @@ async fn announce_verdict(run: &TestRun, ctx: &Context, verdict: Verdict, messag
         .await;
 }
 
-/// The Reporting phase: the verdict is final (`status.verdict`) and this is the seam where
-/// the run's report is delivered. Delivery (email, tracker, webhook, test management) is the
-/// reporting code shared with standalone mode (`src/report`, which lands separately); until
-/// this calls into it, Reporting ends at once in the verdict's phase — exactly what the
-/// standalone driver's Reporting step does today — and no `ReportSent` is claimed.
+/// The Reporting phase: the verdict is final (`status.verdict`); the report goes out through
+/// the reporting code shared with standalone mode ([`crate::report`]). Each channel's state
+/// is planned in `status.report` first (`Pending`, or `Skipped` with the reason), then every
+/// due channel is delivered and the outcome recorded; a transient failure is retried at the
+/// time its backoff sets. The run ends in its verdict's phase once no channel is pending.
+/// A delivery whose outcome could not be recorded (the leader died in between) is tried
+/// again by the next leader: reports are delivered at least once, never lost; the targets a
+/// channel already reached (`sentTo`) are not sent to again.
 async fn report(run: &TestRun, ctx: &Context) -> Result<Action, Error> {
-    let stored = write_status(&ctx.client, run, |st| st.finish(Utc::now())).await?;
-    let st = stored.status.unwrap_or_default();
+    let svc = ctx.config.service(&run.spec.template.service).cloned();
+    let targets = ctx.reporter.targets(run, svc.as_deref());
+    let plans: Vec<delivery::ChannelPlan> = targets
+        .iter()
+        .map(|(c, t)| (*c, t.as_ref().err().cloned()))
+        .collect();
+    let now = Utc::now();
+    let mut planned_status = run.status.clone().unwrap_or_default();
+    let planned = delivery::plan(planned_status.report.get_or_insert_default(), &plans, now);
+    let finished = delivery::finish_if_delivered(&mut planned_status, now);
+    let run = if !planned.is_empty() || finished {
+        write_status(&ctx.client, run, |st| *st = planned_status).await?
+    } else {
+        run.clone()
+    };
+    if finished {
+        announce_finished(&run, ctx).await;
+        return Ok(Action::await_change());
+    }
+
+    let status = run.status.clone().unwrap_or_default();
+    let report = status.report.clone().unwrap_or_default();
+    let mut due = Vec::new();
+    let mut next_due: Option<chrono::DateTime<Utc>> = None;
+    for (channel, target) in targets {
+        let (Ok(target), Some(ch)) = (target, report.channel(channel)) else {
+            continue;
+        };
+        if delivery::is_due(ch, now) {
+            due.push((channel, target, ch.sent_to.clone()));
+        } else if let Some(at) = ch.next_at.filter(|_| ch.state == DeliveryState::Pending) {
+            next_due = Some(next_due.map_or(at, |t| t.min(at)));
+        }
+    }
+    if due.is_empty() {
+        return Ok(match next_due {
+            Some(at) => Action::requeue(
+                (at - now)
+                    .to_std()
+                    .unwrap_or_default()
+                    .max(Duration::from_millis(100)),
+            ),
+            None => Action::await_change(),
+        });
+    }
+    let tests = merged(&run, ctx, svc.as_deref()).await?;
+    let categories = match &svc {
+        Some(svc) => classify(&run, ctx, svc, &status, &tests).await?.by_test,
+        None => Default::default(),
+    };
+    let content = ctx.reporter.content(&run, &tests, &categories);
+    for (channel, target, sent_to) in due {
+        let outcome = ctx.reporter.deliver(&target, &content, &sent_to).await;
+        let recorded = record_delivery(&run, ctx, channel, outcome).await?;
+        match recorded {
+            Some(ch) if ch.state == DeliveryState::Sent => {
+                info!(run = run.name_any(), channel = %channel, attempts = ch.attempts, "report delivered");
+                let note = format!("{channel} report sent to {}", ch.sent_to.join(", "));
+                ctx.event(&run, false, "ReportSent", note).await;
+            }
+            Some(ch) => {
+                let reason = ch.reason.clone().unwrap_or_default();
+                warn!(run = run.name_any(), channel = %channel, state = ?ch.state, reason, "report delivery failed");
+                ctx.event(&run, true, "ReportFailed", format!("{channel}: {reason}"))
+                    .await;
+            }
+            None => {}
+        }
+    }
+    // Plan again (a retry's time, or the end of reporting) from the recorded state.
+    Ok(Action::requeue(Duration::from_millis(100)))
+}
+
+/// Records one delivery attempt in `status.report.<channel>` on fresh state (a user's spec
+/// change may have moved the resourceVersion meanwhile), and ends the run when it was the
+/// last pending channel. `None` when the channel was no longer pending.
+async fn record_delivery(
+    run: &TestRun,
+    ctx: &Context,
+    channel: crate::report::Channel,
+    outcome: crate::report::Delivery,
+) -> Result<Option<crate::crd::ChannelReport>, Error> {
+    let api: Api<TestRun> = ctx.api(&run.namespace().unwrap_or_default());
+    let policy = ctx.reporter.retry().clone();
+    let jitter: f64 = rand::random();
+    let mut last_error = None;
+    for _ in 0..5 {
+        let fresh = api.get(&run.name_any()).await?;
+        let now = Utc::now();
+        let mut st = fresh.status.clone().unwrap_or_default();
+        let slot = st.report.get_or_insert_default().channel_mut(channel);
+        let Some(ch) = slot.as_mut().filter(|c| c.state == DeliveryState::Pending) else {
+            return Ok(None);
+        };
+        delivery::record(ch, outcome.clone(), &policy, now, jitter);
+        let recorded = ch.clone();
+        let finished = delivery::finish_if_delivered(&mut st, now);
+        match write_status(&ctx.client, &fresh, |s| *s = st).await {
+            Ok(stored) => {
+                if finished {
+                    announce_finished(&stored, ctx).await;
+                }
+                return Ok(Some(recorded));
+            }
+            Err(e) if e.is_conflict() => last_error = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| Error::Waiting("the delivery could not be recorded".into())))
+}
+
+async fn announce_finished(run: &TestRun, ctx: &Context) {
+    let st = run.status.clone().unwrap_or_default();
     let s = st.summary.unwrap_or_default();
     let note = format!(
         "{}: {} passed, {} failed, {} flaky, {} broken, {} skipped",
@@ -438,7 +554,43 @@ async fn report(run: &TestRun, ctx: &Context) -> Result<Action, Error> {
     info!(run = run.name_any(), phase = %st.phase, "finished");
     ctx.event(run, st.phase != Phase::Succeeded, "Finished", note)
         .await;
-    Ok(Action::await_change())
+}
+
+/// The run's merged verdicts, failing first.
+async fn merged(run: &TestRun, ctx: &Context, svc: Option<&Service>) -> Result<Vec<MergedTest>, Error> {
+    let Some(svc) = svc else {
+        return Ok(Vec::new());
+    };
+    let results = ctx
+        .results
+        .run_results(&ctx.client, run, |c| svc.rerun.test_id.id_of(c))
+        .await?;
+    let mut merged = crate::core::merge_run(run.status.as_ref().unwrap_or(&Default::default()), results);
+    merged.sort_by_key(|t| t.verdict);
+    Ok(merged)
+}
+
+/// Failure categories of the failing and flaky tests, with each attempt's stored log for the
+/// rules that look at logs (the same classifier as standalone mode).
+async fn classify(
+    run: &TestRun,
+    ctx: &Context,
+    svc: &Service,
+    status: &crate::crd::TestRunStatus,
+    merged: &[MergedTest],
+) -> Result<crate::classify::Classification, Error> {
+    let mut logs: HashMap<u32, String> = HashMap::new();
+    for (i, a) in status.attempts.iter().enumerate() {
+        // The last launch of a number wins (an interrupted launch is followed by its relaunch).
+        if let Some(stored) = ctx.results.load(&ctx.client, run, i + 1).await? {
+            logs.insert(a.number, stored.log()?);
+        }
+    }
+    Ok(crate::classify::classify(
+        svc.classifier.as_deref(),
+        merged,
+        |n| logs.get(&n).map(|l| std::io::Cursor::new(l.clone().into_bytes())),
+    ))
 }
 
 /// `spec.cancel`: stop the attempt's Job, end the run `Cancelled`.

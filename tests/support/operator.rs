@@ -110,10 +110,18 @@ pub async fn start_replica(fake: &FakeKube, config: Arc<PacksConfig>, identity: 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let stop = CancellationToken::new();
+    let reporter = tomato::report::Reporter::new(
+        tomato::report::ReportSettings::load_with(None, &|_| None).unwrap(),
+        tomato::report::Templates::load(&config).unwrap(),
+        &config,
+        url.clone(),
+    )
+    .unwrap();
     let operator = Operator::start(
         fake.client(),
         config.clone(),
         settings(identity, &url),
+        Arc::new(reporter),
         stop.clone(),
     );
     let state = tomato::api::AppState {
