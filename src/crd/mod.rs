@@ -6,6 +6,8 @@
 //! validates, so field names are a public contract: add, never rename.
 
 mod common;
+#[cfg(test)]
+mod fixtures;
 mod schedule;
 mod testrun;
 

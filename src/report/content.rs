@@ -402,9 +402,7 @@ pub fn shorten(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{
-        Attempt, CategoryStat, CategoryTest, Phase, RunTemplate, RunType, Selection, TestRunSpec,
-    };
+    use crate::crd::{Attempt, CategoryStat, CategoryTest, Phase, RunTemplate, Selection};
     use crate::results::{AttemptResult, Case, CaseStatus, merge};
 
     fn case(name: &str, status: CaseStatus, message: &str) -> Case {
@@ -447,26 +445,15 @@ mod tests {
         let t0 = DateTime::parse_from_rfc3339("2024-05-01T12:00:00Z")
             .unwrap()
             .with_timezone(&Utc);
-        let mut run = TestRun::new(
+        let mut run = TestRun::test(
             "demo-abc",
-            TestRunSpec {
-                template: RunTemplate {
-                    service: "demo".into(),
-                    stand: "localhost".into(),
-                    category: Some("smoke".into()),
-                    packs: vec![],
-                    priority: 1,
-                    emails: vec![],
-                    issue_key: Some("QA-7".into()),
-                    version: Some("2.4".into()),
-                    retries: None,
-                    env: vec![],
-                },
-                run_type: RunType::Nightly,
-                timeout: None,
-                cancel: false,
-            },
-        );
+            RunTemplate::test("demo")
+                .category("smoke")
+                .priority(1)
+                .issue_key("QA-7")
+                .version("2.4"),
+        )
+        .nightly();
         let mut st = TestRunStatus::default();
         st.admit(t0);
         st.begin_attempt(1, Selection::all(vec!["basic".into()]), "pid 1".into(), t0);

@@ -91,29 +91,17 @@ pub fn targets(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{RunTemplate, TestRunSpec};
+    use crate::crd::RunTemplate;
     use crate::report::settings::{SmtpSettings, TrackerAuth, TrackerKind, TrackerSettings};
     use crate::secrets::Secret;
 
     fn run(emails: &[&str], issue_key: Option<&str>) -> TestRun {
-        TestRun::new(
+        let template = RunTemplate::test("demo").emails(emails);
+        TestRun::test(
             "demo-1",
-            TestRunSpec {
-                template: RunTemplate {
-                    service: "demo".into(),
-                    stand: "localhost".into(),
-                    category: None,
-                    packs: vec![],
-                    priority: 2,
-                    emails: emails.iter().map(|e| e.to_string()).collect(),
-                    issue_key: issue_key.map(str::to_string),
-                    version: None,
-                    retries: None,
-                    env: vec![],
-                },
-                run_type: Default::default(),
-                timeout: None,
-                cancel: false,
+            match issue_key {
+                Some(k) => template.issue_key(k),
+                None => template,
             },
         )
     }

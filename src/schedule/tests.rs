@@ -11,18 +11,7 @@ fn at(s: &str) -> DateTime<Utc> {
 
 fn spec(schedule: &str, tz: &str) -> NightlyScheduleSpec {
     NightlyScheduleSpec {
-        template: RunTemplate {
-            service: "demo".into(),
-            stand: "localhost".into(),
-            category: None,
-            packs: vec![],
-            priority: 2,
-            emails: vec![],
-            issue_key: None,
-            version: None,
-            retries: None,
-            env: vec![],
-        },
+        template: RunTemplate::test("demo"),
         timeout: None,
         schedule: schedule.into(),
         time_zone: tz.into(),

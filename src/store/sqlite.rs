@@ -528,31 +528,10 @@ fn parse_status(s: &str) -> Option<CaseStatus> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{Phase, RunTemplate, RunType, TestRun, TestRunSpec, TestRunStatus};
+    use crate::crd::{Phase, RunTemplate, TestRun};
 
     fn run(name: &str, service: &str) -> TestRun {
-        let mut r = TestRun::new(
-            name,
-            TestRunSpec {
-                template: RunTemplate {
-                    service: service.into(),
-                    stand: "localhost".into(),
-                    category: None,
-                    packs: vec![],
-                    priority: 2,
-                    emails: vec![],
-                    issue_key: None,
-                    version: None,
-                    retries: None,
-                    env: vec![],
-                },
-                run_type: RunType::Regular,
-                timeout: None,
-                cancel: false,
-            },
-        );
-        r.status = Some(TestRunStatus::default());
-        r
+        TestRun::test(name, RunTemplate::test(service))
     }
 
     #[tokio::test]

@@ -750,31 +750,10 @@ pub fn run_page(
 mod tests {
     use super::*;
     use crate::api::TestView;
-    use crate::crd::{RunTemplate, RunType, Selection, TestRunSpec, TestRunStatus};
+    use crate::crd::{RunTemplate, Selection, TestRunStatus};
 
     fn run(name: &str) -> TestRun {
-        let mut r = TestRun::new(
-            name,
-            TestRunSpec {
-                template: RunTemplate {
-                    service: "demo".into(),
-                    stand: "localhost".into(),
-                    category: Some("smoke".into()),
-                    packs: vec![],
-                    priority: 2,
-                    emails: vec![],
-                    issue_key: None,
-                    version: None,
-                    retries: None,
-                    env: vec![],
-                },
-                run_type: RunType::Regular,
-                timeout: None,
-                cancel: false,
-            },
-        );
-        r.status = Some(TestRunStatus::default());
-        r
+        TestRun::test(name, RunTemplate::test("demo").category("smoke"))
     }
 
     fn test(name: &str, verdict: &str) -> TestView {
