@@ -389,48 +389,31 @@ pub fn pod_exit_code(pod: &Pod) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crd::RunTemplate;
     use crate::crd::{EnvVar as SpecEnv, EnvVarSource as SpecSource, SecretKeySelector as SpecKey};
-    use crate::crd::{RunTemplate, RunType, TestRunSpec};
     use crate::packs::PacksConfig;
     use crate::results::{Case, CaseStatus};
 
     fn run() -> TestRun {
-        let mut run = TestRun::new(
-            "demo-x7k2q9bd",
-            TestRunSpec {
-                template: RunTemplate {
-                    service: "demo".into(),
-                    stand: "localhost; rm -rf /".into(),
-                    category: None,
-                    packs: vec![],
-                    priority: 2,
-                    emails: vec![],
-                    issue_key: None,
-                    version: None,
-                    retries: None,
-                    env: vec![
-                        SpecEnv {
-                            name: "PLAIN".into(),
-                            value: Some("1".into()),
-                            value_from: None,
-                        },
-                        SpecEnv {
-                            name: "STAND_PASSWORD".into(),
-                            value: None,
-                            value_from: Some(SpecSource {
-                                secret_key_ref: SpecKey {
-                                    name: "stand-creds".into(),
-                                    key: "password".into(),
-                                },
-                            }),
-                        },
-                    ],
-                },
-                run_type: RunType::Regular,
-                timeout: None,
-                cancel: false,
+        let mut template = RunTemplate::test("demo").stand("localhost; rm -rf /");
+        template.env = vec![
+            SpecEnv {
+                name: "PLAIN".into(),
+                value: Some("1".into()),
+                value_from: None,
             },
-        );
+            SpecEnv {
+                name: "STAND_PASSWORD".into(),
+                value: None,
+                value_from: Some(SpecSource {
+                    secret_key_ref: SpecKey {
+                        name: "stand-creds".into(),
+                        key: "password".into(),
+                    },
+                }),
+            },
+        ];
+        let mut run = TestRun::test("demo-x7k2q9bd", template);
         run.metadata.namespace = Some("qa".into());
         run.metadata.uid = Some("0b6f6c3e-1111-4222-8333-444455556666".into());
         run

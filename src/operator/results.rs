@@ -459,29 +459,10 @@ impl ResultsCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{RunTemplate, RunType, TestRunSpec};
+    use crate::crd::RunTemplate;
 
     fn run() -> TestRun {
-        let mut run = TestRun::new(
-            "demo-abc",
-            TestRunSpec {
-                template: RunTemplate {
-                    service: "demo".into(),
-                    stand: "localhost".into(),
-                    category: None,
-                    packs: vec![],
-                    priority: 2,
-                    emails: vec![],
-                    issue_key: None,
-                    version: None,
-                    retries: None,
-                    env: vec![],
-                },
-                run_type: RunType::Regular,
-                timeout: None,
-                cancel: false,
-            },
-        );
+        let mut run = TestRun::test("demo-abc", RunTemplate::test("demo"));
         run.metadata.namespace = Some("qa".into());
         run.metadata.uid = Some("uid-1".into());
         run

@@ -146,6 +146,7 @@ pub async fn start_replica(fake: &FakeKube, config: Arc<PacksConfig>, identity: 
     }
 }
 
+/// The demo's smoke preset with one rerun (two attempts at most).
 pub fn template(service: &str) -> RunTemplate {
     RunTemplate {
         service: service.into(),
