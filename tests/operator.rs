@@ -15,6 +15,26 @@ use std::time::Duration;
 use support::fake_kube::FakeKube;
 use support::operator::*;
 
+/// A local webhook endpoint collecting the bodies posted to it.
+async fn webhook_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let posted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let store = posted.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: String| {
+            let store = store.clone();
+            async move {
+                store.lock().unwrap().push(body);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, posted)
+}
+
 async fn get_json(url: &str) -> (u16, Value) {
     let r = reqwest::get(url).await.unwrap();
     let code = r.status().as_u16();
@@ -29,7 +49,8 @@ async fn get_text(url: &str) -> (u16, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_reruns_only_its_failed_tests_in_a_second_job_and_ends_failed_with_the_right_summary() {
     let fake = FakeKube::new().await;
-    let (_dir, config) = demo_config("");
+    let (hook_url, hooks) = webhook_receiver().await;
+    let (_dir, config) = demo_config_with_webhook(&hook_url);
     let replica = start_replica(&fake, config, "tomato-0").await;
     create_run(&fake, "demo-e2e", template("demo")).await;
 
@@ -96,6 +117,18 @@ async fn a_run_reruns_only_its_failed_tests_in_a_second_job_and_ends_failed_with
     );
     assert_eq!(job_names(&fake).await, ["demo-e2e-1", "demo-e2e-2"]);
 
+    // The report went out through the shared reporting code; failures are classified.
+    let webhook = st.report.as_ref().and_then(|r| r.webhook.clone()).unwrap();
+    assert_eq!(webhook.state, tomato::crd::DeliveryState::Sent, "{webhook:?}");
+    let posted = hooks.lock().unwrap().clone();
+    assert_eq!(posted.len(), 1, "one webhook message");
+    assert!(posted[0].contains("demo-e2e"), "{}", posted[0]);
+    assert!(
+        !st.categories.is_empty(),
+        "failures classified: {:?}",
+        st.categories
+    );
+
     let reasons = event_reasons(&fake, "demo-e2e").await;
     for r in [
         "Admitted",
@@ -103,6 +136,7 @@ async fn a_run_reruns_only_its_failed_tests_in_a_second_job_and_ends_failed_with
         "AttemptFinished",
         "RerunScheduled",
         "Concluded",
+        "ReportSent",
         "Finished",
     ] {
         assert!(reasons.contains(&r.to_string()), "no {r} event in {reasons:?}");

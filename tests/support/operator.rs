@@ -33,6 +33,25 @@ pub fn demo_config(extra: &str) -> (tempfile::TempDir, Arc<PacksConfig>) {
         "  timeout: 10m\n",
         &format!("  timeout: 10m\n  image: node:20-slim\n  workingDir: {REPO}/packs_config/demo\n"),
     ) + extra;
+    demo_config_text(text)
+}
+
+/// [`demo_config`] whose reports also go to a webhook at `url`.
+pub fn demo_config_with_webhook(url: &str) -> (tempfile::TempDir, Arc<PacksConfig>) {
+    let text = std::fs::read_to_string(format!("{REPO}/packs_config/demo.yaml")).unwrap();
+    let text = text
+        .replace(
+            "  timeout: 10m\n",
+            &format!("  timeout: 10m\n  image: node:20-slim\n  workingDir: {REPO}/packs_config/demo\n"),
+        )
+        .replace(
+            "report:\n  emails: []\n",
+            &format!("report:\n  emails: []\n  webhooks: [\"{url}\"]\n"),
+        );
+    demo_config_text(text)
+}
+
+fn demo_config_text(text: String) -> (tempfile::TempDir, Arc<PacksConfig>) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("demo.yaml"), text).unwrap();
     std::os::unix::fs::symlink(format!("{REPO}/packs_config/demo"), dir.path().join("demo")).unwrap();
