@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
-use crate::crd::{NightlySchedule, NightlyScheduleSpec, TestRun};
+use crate::crd::{NightlySchedule, NightlyScheduleSpec, Regression, TestRun};
 use crate::operator::results::AttemptResults;
 use crate::results::AttemptResult;
 use crate::store::{Change, ListFilter, SqliteStore, StoreError};
@@ -46,6 +46,16 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<NightlySchedule, StoreError>;
     /// Deletes a schedule: it starts nothing more and its unfinished runs are cancelled.
     async fn delete_schedule(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// Stores a new regression (name set by the caller).
+    async fn create_regression(&self, regression: Regression) -> Result<Regression, StoreError>;
+    async fn get_regression(&self, name: &str) -> Result<Option<Regression>, StoreError>;
+    /// Regressions, optionally of one service, newest first.
+    async fn list_regressions(&self, service: Option<&str>) -> Result<Vec<Regression>, StoreError>;
+    /// Asks for a regression's deletion: its test run in test management is stopped, then it
+    /// goes (as a Kubernetes object with a finalizer). Returns the object as marked, or `None`
+    /// when there is none.
+    async fn delete_regression(&self, name: &str) -> Result<Option<Regression>, StoreError>;
 
     /// An attempt's log or JUnit XML where the mode keeps them itself (operator mode: in the
     /// Kubernetes API). `seq` is the launch's position in `status.attempts`, from 1. `Ok(None)`
@@ -199,5 +209,43 @@ impl Backend for SqliteStore {
     async fn delete_schedule(&self, name: &str) -> Result<bool, StoreError> {
         // The standalone scheduler cancels the runs it leaves unfinished.
         self.delete::<NightlySchedule>(name).await
+    }
+
+    async fn create_regression(&self, regression: Regression) -> Result<Regression, StoreError> {
+        self.create(regression).await
+    }
+
+    async fn get_regression(&self, name: &str) -> Result<Option<Regression>, StoreError> {
+        self.get(name).await
+    }
+
+    async fn list_regressions(&self, service: Option<&str>) -> Result<Vec<Regression>, StoreError> {
+        self.list(&ListFilter {
+            service: service.map(str::to_string),
+            newest: Some(usize::MAX >> 1),
+            ..Default::default()
+        })
+        .await
+    }
+
+    async fn delete_regression(&self, name: &str) -> Result<Option<Regression>, StoreError> {
+        // The standalone regressions task stops the test run and then deletes the object.
+        let res = self
+            .update::<Regression, _>(name, |r| {
+                let changed = r.metadata.deletion_timestamp.is_none();
+                if changed {
+                    r.metadata.deletion_timestamp =
+                        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                            k8s_openapi::jiff::Timestamp::now(),
+                        ));
+                }
+                Ok((changed, ()))
+            })
+            .await;
+        match res {
+            Ok((r, _)) => Ok(Some(r)),
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }

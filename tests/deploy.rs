@@ -159,6 +159,11 @@ fn needed(lease: bool) -> BTreeSet<(String, String, String)> {
     );
     add(
         "tomato.dev",
+        &["regressions"],
+        &["get", "list", "watch", "create", "delete"],
+    );
+    add(
+        "tomato.dev",
         &["testruns/status", "nightlyschedules/status"],
         &["get", "update", "patch"],
     );

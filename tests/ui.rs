@@ -7,6 +7,7 @@
 //! does both. Without them these tests fail, saying what is missing.
 
 mod support;
+mod tms_support;
 
 use std::path::Path;
 use std::time::Duration;
@@ -105,4 +106,68 @@ async fn with_api_tokens_the_ui_asks_for_a_token_before_changing_anything() {
 async fn schedules_are_created_suspended_triggered_edited_and_deleted_in_a_browser() {
     let server = Server::start().await;
     browse("schedules.test.mjs", &server).await;
+}
+
+/// The regressions pages against a real Kiwi TCMS (see tests/tms_support) and an in-process
+/// stand-in for Jira: the regression is created and two cases are marked here, the pages are
+/// checked in the browser, and deleting it there stops the Kiwi test run.
+#[tokio::test]
+async fn regressions_show_their_progress_and_are_deleted_in_a_browser() {
+    use serde_json::json;
+    use tms_support::{ASSESSORS, FakeJira, Kiwi, TOMATO_USER, regression_plan, rpc};
+    let kiwi = Kiwi::start().await;
+    regression_plan(&kiwi, "demo", "demo regression", 4).await;
+    let jira = FakeJira::start().await;
+    let mut env = kiwi.env();
+    env.extend(jira.env());
+    env.push(("TOMATO_TMS_POLL".into(), "300ms".into()));
+    let refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let server = Server::start_with(None, &refs).await;
+    let (code, body) = server
+        .post_json(
+            "/api/v1/regressions",
+            &json!({"metadata": {"name": "demo-2-0"}, "spec": {"service": "demo", "version": "2.0",
+                "stand": "localhost", "assessors": ["alice", "bob"], "queue": "QA"}}),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    let reg = wait_regression(&server, |st| st["phase"] == "InProgress").await;
+    for (who, status) in [("alice", "PASSED"), ("bob", "FAILED")] {
+        let first = reg["status"]["assignments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["assessor"] == who)
+            .unwrap()["executions"][0]
+            .clone();
+        let password = ASSESSORS.iter().find(|a| a.0 == who).unwrap().1;
+        let c = kiwi.client((who, password));
+        let s = rpc(&c, "TestExecutionStatus.filter", json!([{"name": status}])).await;
+        rpc(&c, "TestExecution.update", json!([first, {"status": s[0]["id"]}])).await;
+    }
+    let reg = wait_regression(&server, |st| st["progress"]["idle"] == 2).await;
+    browse("regressions.test.mjs", &server).await;
+    let c = kiwi.client(TOMATO_USER);
+    let run = rpc(
+        &c,
+        "TestRun.filter",
+        json!([{"pk": reg["status"]["tms"]["runId"]}]),
+    )
+    .await;
+    assert!(
+        run[0]["stop_date"].is_string(),
+        "deleting stopped the Kiwi run: {run:#}"
+    );
+}
+
+async fn wait_regression(server: &Server, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, reg) = server.get("/api/v1/regressions/demo-2-0").await;
+        if done(&reg["status"]) {
+            return reg;
+        }
+        assert!(std::time::Instant::now() < deadline, "{reg:#}\n{}", server.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -9,6 +9,7 @@ mod error;
 mod legacy;
 mod metrics;
 mod openapi;
+mod regressions;
 mod runs;
 mod schedules;
 mod spec;
@@ -50,6 +51,7 @@ pub fn app(state: AppState) -> Router {
         .merge(legacy::routes())
         .merge(v1::routes())
         .merge(schedules::routes())
+        .merge(regressions::routes())
         .merge(crate::ui::routes())
         .route("/metrics", get(metrics::metrics))
         .route("/healthz", get(|| async { "ok" }))

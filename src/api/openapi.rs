@@ -8,7 +8,7 @@ use schemars::generate::SchemaSettings;
 use utoipa::OpenApi;
 use utoipa::openapi::{RefOr, Schema};
 
-use super::{legacy, runs, schedules, uploads, v1};
+use super::{legacy, regressions, runs, schedules, uploads, v1};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,6 +19,8 @@ use super::{legacy, runs, schedules, uploads, v1};
         v1::attempt_log, v1::attempt_junit, v1::services_list, v1::services_get, v1::services_queue,
         schedules::schedules_list, schedules::schedules_create, schedules::schedules_get, schedules::schedules_replace,
         schedules::schedules_patch, schedules::schedules_delete, schedules::schedules_trigger,
+        regressions::regressions_list, regressions::regressions_create, regressions::regressions_get,
+        regressions::regressions_delete,
         uploads::attempt_results_upload,
     ),
     components(schemas(
@@ -30,6 +32,7 @@ use super::{legacy, runs, schedules, uploads, v1};
         (name = "runs", description = "Test runs"),
         (name = "services", description = "Services from packs_config"),
         (name = "schedules", description = "Nightly schedules (CronJob semantics)"),
+        (name = "regressions", description = "Manual regressions of a release, handed to assessors"),
     )
 )]
 struct ApiDoc;
@@ -40,6 +43,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     let mut generator = SchemaSettings::openapi3().into_generator();
     let _ = generator.subschema_for::<crate::crd::TestRun>();
     let _ = generator.subschema_for::<crate::crd::NightlySchedule>();
+    let _ = generator.subschema_for::<crate::crd::Regression>();
     let components = doc.components.get_or_insert_with(Default::default);
     for (name, schema) in generator.take_definitions(true) {
         // schemars writes JSON Schema; utoipa reads the same JSON. A schema utoipa cannot

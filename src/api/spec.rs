@@ -21,6 +21,8 @@ pub enum Kind {
     /// `env`: a list of environment variables.
     Env,
     OneOf(&'static [&'static str]),
+    /// An id (a non-negative integer) or a name (a string).
+    IdOrName,
 }
 
 /// The run template's fields, shared by TestRun and NightlySchedule specs.
@@ -66,6 +68,19 @@ pub const SCHEDULE_FIELDS: &[(&str, Kind)] = &concat_fields::<18>(
         ("failedRunsHistoryLimit", Kind::Int(0, 1000)),
     ],
 );
+
+/// Fields of a Regression spec.
+pub const REGRESSION_FIELDS: &[(&str, Kind)] = &[
+    ("service", Kind::Str),
+    ("version", Kind::Str),
+    ("plan", Kind::IdOrName),
+    ("stand", Kind::Str),
+    ("assessors", Kind::StrList),
+    ("deadline", Kind::Str),
+    ("queue", Kind::Str),
+    ("issueKey", Kind::Str),
+    ("emails", Kind::StrList),
+];
 
 const fn concat_fields<const N: usize>(
     a: &[(&'static str, Kind)],
@@ -142,6 +157,7 @@ fn check(v: &Value, kind: Kind) -> Result<(), String> {
         Kind::StrList => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
         Kind::Env => true,
         Kind::OneOf(options) => v.as_str().is_some_and(|s| options.contains(&s)),
+        Kind::IdOrName => v.is_string() || v.as_u64().is_some(),
     };
     if ok {
         return Ok(());
@@ -154,6 +170,7 @@ fn check(v: &Value, kind: Kind) -> Result<(), String> {
         Kind::StrList => "a list of strings".into(),
         Kind::Env => "a list of {name, value | valueFrom}".into(),
         Kind::OneOf(options) => format!("one of {}", options.join(", ")),
+        Kind::IdOrName => "an id (an integer) or a name (a string)".into(),
     })
 }
 

@@ -8,10 +8,15 @@
 mod common;
 #[cfg(test)]
 mod fixtures;
+mod regression;
 mod schedule;
 mod testrun;
 
 pub use common::{Condition, ConditionStatus, EnvVar, EnvVarSource, RunTemplate, SecretKeySelector};
+pub use regression::{
+    AssessorProgress, Assignment, Counts, Progress, Regression, RegressionPhase, RegressionSpec,
+    RegressionStatus, RetryState, TicketRecord, TmsRecord,
+};
 pub use schedule::{ConcurrencyPolicy, NightlySchedule, NightlyScheduleSpec, NightlyScheduleStatus};
 pub use testrun::{
     Attempt, AttemptState, CategoryStat, CategoryTest, ChannelReport, DeliveryState, Phase, ReportStatus,
@@ -26,12 +31,14 @@ pub const LABEL_RUN: &str = "tomato.dev/run";
 pub const LABEL_SERVICE: &str = "tomato.dev/service";
 /// Label naming the schedule that created a run.
 pub const LABEL_SCHEDULE: &str = "tomato.dev/schedule";
+/// Finalizer of a Regression: its test run in test management is stopped before it goes.
+pub const FINALIZER_REGRESSION: &str = "tomato.dev/regression";
 
 /// Every CustomResourceDefinition Tomato owns, in a stable order.
 pub fn all_crds()
 -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> {
     use kube::CustomResourceExt;
-    vec![TestRun::crd(), NightlySchedule::crd()]
+    vec![TestRun::crd(), NightlySchedule::crd(), Regression::crd()]
 }
 
 /// The CRDs as `(file name, YAML)`: `<plural>.<group>.yaml`, as `crds/` holds them.

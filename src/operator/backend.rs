@@ -22,7 +22,7 @@ use tracing::warn;
 
 use super::results::{self, AttemptResults, ResultsCache, Stored};
 use crate::backend::{Artifact, Backend, UploadError};
-use crate::crd::{AttemptState, NightlySchedule, NightlyScheduleSpec, Phase, TestRun};
+use crate::crd::{AttemptState, NightlySchedule, NightlyScheduleSpec, Phase, Regression, TestRun};
 use crate::launch::job::{TOKEN_KEY, job_name, token_secret_name};
 use crate::packs::PacksConfig;
 use crate::results::AttemptResult;
@@ -37,6 +37,7 @@ pub struct KubeBackend {
     config: Arc<PacksConfig>,
     runs: Store<TestRun>,
     schedules: Store<NightlySchedule>,
+    regressions: Store<Regression>,
     changes: broadcast::Sender<Change>,
     results: Arc<ResultsCache>,
 }
@@ -61,6 +62,12 @@ impl KubeBackend {
             Api::namespaced(client.clone(), namespace),
             "NightlySchedule",
             changes.clone(),
+            stop.clone(),
+        );
+        let regressions = reflect(
+            Api::namespaced(client.clone(), namespace),
+            "Regression",
+            changes.clone(),
             stop,
         );
         KubeBackend {
@@ -69,9 +76,14 @@ impl KubeBackend {
             config,
             runs,
             schedules,
+            regressions,
             changes,
             results,
         }
+    }
+
+    fn regressions_api(&self) -> Api<Regression> {
+        Api::namespaced(self.client.clone(), &self.namespace)
     }
 
     fn schedules_api(&self) -> Api<NightlySchedule> {
@@ -335,6 +347,59 @@ impl Backend for KubeBackend {
         {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(a)) if a.code == 404 => Ok(false),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    async fn create_regression(&self, mut regression: Regression) -> Result<Regression, StoreError> {
+        let name = regression.name_any();
+        regression.metadata.namespace = Some(self.namespace.clone());
+        regression.status = None;
+        self.regressions_api()
+            .create(&PostParams::default(), &regression)
+            .await
+            .map_err(|e| match e {
+                kube::Error::Api(a) if a.code == 409 => StoreError::AlreadyExists {
+                    kind: "Regression".into(),
+                    name,
+                },
+                e => store_error(e),
+            })
+    }
+
+    async fn get_regression(&self, name: &str) -> Result<Option<Regression>, StoreError> {
+        let key = ObjectRef::new(name).within(&self.namespace);
+        if let Some(r) = self.regressions.get(&key) {
+            return Ok(Some((*r).clone()));
+        }
+        self.regressions_api().get_opt(name).await.map_err(store_error)
+    }
+
+    async fn list_regressions(&self, service: Option<&str>) -> Result<Vec<Regression>, StoreError> {
+        let mut all: Vec<Regression> = self
+            .regressions
+            .state()
+            .into_iter()
+            .filter(|r| service.is_none_or(|s| r.spec.service == s))
+            .map(|r| (*r).clone())
+            .collect();
+        all.sort_by_key(|r| std::cmp::Reverse((created(r), r.name_any())));
+        Ok(all)
+    }
+
+    /// The API server marks it (its finalizer stops the test run in test management first)
+    /// or, without a finalizer, removes it at once; either way the object as it was is returned.
+    async fn delete_regression(&self, name: &str) -> Result<Option<Regression>, StoreError> {
+        let Some(current) = self.get_regression(name).await? else {
+            return Ok(None);
+        };
+        match self
+            .regressions_api()
+            .delete(name, &DeleteParams::background())
+            .await
+        {
+            Ok(either) => Ok(Some(either.left_or(current))),
+            Err(kube::Error::Api(a)) if a.code == 404 => Ok(None),
             Err(e) => Err(store_error(e)),
         }
     }

@@ -66,6 +66,8 @@ pub struct Service {
     pub report: ReportDefaults,
     /// Failure categories (`categories` / `categoriesFile`); `None` when the service has none.
     pub classifier: Option<Arc<crate::classify::Classifier>>,
+    /// The default regression plan in test management (`regression.plan`).
+    pub regression_plan: Option<crate::tms::PlanRef>,
 }
 
 /// How an attempt is launched.

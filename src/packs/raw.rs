@@ -33,6 +33,9 @@ struct RawService {
     presets: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     report: RawReport,
+    /// Manual regressions of the service.
+    #[serde(default)]
+    regression: RawRegression,
     /// Failure categories inline, in the shape of Allure's categories.json.
     #[serde(default)]
     categories: Option<Vec<serde_json::Value>>,
@@ -105,6 +108,14 @@ struct RawReport {
     emails: Vec<String>,
     #[serde(default)]
     webhooks: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawRegression {
+    /// The default regression plan in test management: its id or its name.
+    #[serde(default)]
+    plan: Option<serde_json::Value>,
 }
 
 fn one() -> u32 {
@@ -305,6 +316,27 @@ pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Ve
         })
         .collect();
 
+    let regression_plan = match &raw.regression.plan {
+        None => None,
+        Some(serde_json::Value::Number(n)) => match n.as_u64() {
+            Some(id) if id > 0 => Some(crate::tms::PlanRef::Id(id)),
+            _ => {
+                p.add("regression.plan", format!("{n} is not a plan id"));
+                None
+            }
+        },
+        Some(serde_json::Value::String(s)) if !s.trim().is_empty() && s.len() <= 255 => {
+            Some(crate::tms::PlanRef::Name(s.trim().to_string()))
+        }
+        Some(_) => {
+            p.add(
+                "regression.plan",
+                "must be a plan id (a number) or a plan name (1–255 characters)",
+            );
+            None
+        }
+    };
+
     let classifier = load_categories(&mut p, config_dir, raw.categories, raw.categories_file.as_deref());
 
     match (stand_pattern, test_id) {
@@ -335,6 +367,7 @@ pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Ve
                 webhooks,
             },
             classifier,
+            regression_plan,
         }),
         _ => Err(p.errors),
     }

@@ -267,6 +267,29 @@ fn shipped_demo_has_categories() {
 }
 
 #[test]
+fn a_service_names_its_default_regression_plan_by_id_or_name() {
+    let by_name = format!("{MINIMAL}regression: {{plan: Release regression}}\n");
+    let by_id = format!("{MINIMAL}regression: {{plan: 42}}\n");
+    let cfg = load(&[("a.yaml", &by_name), ("b.yaml", &by_id), ("c.yaml", MINIMAL)]).unwrap();
+    assert_eq!(
+        cfg.service("a").unwrap().regression_plan,
+        Some(crate::tms::PlanRef::Name("Release regression".into()))
+    );
+    assert_eq!(
+        cfg.service("b").unwrap().regression_plan,
+        Some(crate::tms::PlanRef::Id(42))
+    );
+    assert_eq!(cfg.service("c").unwrap().regression_plan, None);
+    let bad = format!("{MINIMAL}regression: {{plan: [1]}}\n");
+    let errs = load(&[("svc.yaml", &bad)]).unwrap_err();
+    assert_eq!(errs.0[0].field, "regression.plan");
+    assert!(
+        errs.0[0].reason.contains("a plan id (a number) or a plan name"),
+        "{errs}"
+    );
+}
+
+#[test]
 fn operator_launch_settings_are_read_and_checked() {
     let with_job = MINIMAL.replace(
         "launch: {command: [runner, \"{tests}\"]}",

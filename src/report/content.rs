@@ -66,6 +66,9 @@ pub struct RunReport {
     pub flaky_more: usize,
     /// The run page.
     pub link: String,
+    /// Every test's final verdict, for the test-management record (not for templates).
+    #[serde(skip)]
+    pub outcomes: Vec<crate::tms::automated::TestOutcome>,
 }
 
 /// One attempt of the run.
@@ -166,6 +169,7 @@ impl RunReport {
             failing,
             flaky,
             flaky_more,
+            outcomes: tests.iter().map(crate::tms::automated::TestOutcome::of).collect(),
         }
     }
 
@@ -229,6 +233,7 @@ impl RunReport {
             }],
             flaky_more: 0,
             link: "http://localhost:8080/runs/demo-sample".into(),
+            outcomes: Vec::new(),
         }
     }
 }

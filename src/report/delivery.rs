@@ -307,6 +307,7 @@ mod tests {
             (Channel::Email, None),
             (Channel::Tracker, Some("the run has no issueKey".to_string())),
             (Channel::Webhook, Some("no webhook is configured".to_string())),
+            (Channel::Tms, Some("the run has no version".to_string())),
         ];
         let set = plan(&mut report, &plans, t(0));
         assert_eq!(set, Channel::ALL.to_vec());
@@ -332,6 +333,7 @@ mod tests {
                 (Channel::Email, None),
                 (Channel::Tracker, Some("no".into())),
                 (Channel::Webhook, Some("no".into())),
+                (Channel::Tms, Some("no".into())),
             ],
             t(0),
         );

@@ -66,7 +66,23 @@ pub async fn send(
     post: &JsonPost,
     redactor: &Redactor,
 ) -> Result<(), DeliveryError> {
-    let mut req = client.post(post.url.clone()).json(&post.body);
+    exchange(client, reqwest::Method::POST, post, redactor)
+        .await
+        .map(|_| ())
+}
+
+/// Sends `req` with `method` (a `GET` carries no body) and returns the answer's JSON (`null`
+/// when it has none); a 2xx answer is success, other answers are sorted as [`send`] does.
+pub async fn exchange(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    post: &JsonPost,
+    redactor: &Redactor,
+) -> Result<serde_json::Value, DeliveryError> {
+    let mut req = client.request(method.clone(), post.url.clone());
+    if method != reqwest::Method::GET {
+        req = req.json(&post.body);
+    }
     match &post.auth {
         Auth::None => {}
         Auth::Basic { user, password } => req = req.basic_auth(user, Some(password.expose())),
@@ -87,10 +103,10 @@ pub async fn send(
         .await
         .map_err(|e| DeliveryError::Transient(clean(chain(&e.without_url()))))?;
     let status = response.status();
-    if status.is_success() {
-        return Ok(());
-    }
     let body = response.text().await.unwrap_or_default();
+    if status.is_success() {
+        return Ok(serde_json::from_str(&body).unwrap_or(serde_json::Value::Null));
+    }
     let excerpt = super::content::shorten(&super::content::one_line(&body), MAX_BODY_CHARS);
     let reason = clean(format!(
         "HTTP {status}{}",

@@ -9,7 +9,9 @@
 //!   with its backoff schedule;
 //! - [`email`] (SMTP), [`tracker`] (Jira, Yandex Tracker) and [`webhook`] (Slack JSON) turn
 //!   a report into a message; [`http`] sends the JSON ones; [`redact`] keeps credentials out
-//!   of every reason.
+//!   of every reason;
+//! - the `tms` channel records a run that names a `version` in test management
+//!   ([`crate::tms::automated`]).
 //!
 //! [`Reporter`] ties them together for a driver, which keeps the state: it asks for the
 //! targets, records them in `status.report`, hands each due channel to [`Reporter::deliver`]
@@ -28,7 +30,7 @@ pub mod webhook;
 
 pub use content::RunReport;
 pub use delivery::{Delivery, DeliveryError, RetryPolicy};
-pub use settings::{ReportSettings, Webhook};
+pub use settings::{ReportSettings, TmsSettings, Webhook};
 pub use targets::Target;
 pub use templates::Templates;
 
@@ -44,12 +46,13 @@ pub enum Channel {
     Email,
     Tracker,
     Webhook,
+    /// The record of the run in test management.
+    Tms,
 }
 
 impl Channel {
-    /// Every channel this module delivers. (`status.report.tms`, the test-management
-    /// record, is written by that integration.)
-    pub const ALL: [Channel; 3] = [Channel::Email, Channel::Tracker, Channel::Webhook];
+    /// Every channel, in the order they are planned.
+    pub const ALL: [Channel; 4] = [Channel::Email, Channel::Tracker, Channel::Webhook, Channel::Tms];
 
     /// The field of `status.report`.
     pub fn as_str(self) -> &'static str {
@@ -57,6 +60,7 @@ impl Channel {
             Channel::Email => "email",
             Channel::Tracker => "tracker",
             Channel::Webhook => "webhook",
+            Channel::Tms => "tms",
         }
     }
 }
@@ -77,6 +81,7 @@ impl ReportStatus {
             Channel::Email => &mut self.email,
             Channel::Tracker => &mut self.tracker,
             Channel::Webhook => &mut self.webhook,
+            Channel::Tms => &mut self.tms,
         }
     }
 
@@ -85,6 +90,7 @@ impl ReportStatus {
             Channel::Email => &self.email,
             Channel::Tracker => &self.tracker,
             Channel::Webhook => &self.webhook,
+            Channel::Tms => &self.tms,
         }
     }
 }
@@ -97,6 +103,7 @@ pub struct Reporter {
     http: reqwest::Client,
     redactor: Redactor,
     public_url: String,
+    tms: Option<std::sync::Arc<dyn crate::tms::TestManagement>>,
 }
 
 impl Reporter {
@@ -117,7 +124,13 @@ impl Reporter {
             Some(s) => Some(Box::new(SmtpMailer::new(s, redactor.clone())?) as Box<dyn Mailer>),
             None => None,
         };
+        let tms = match &settings.tms {
+            Some(t) => Some(std::sync::Arc::new(crate::tms::Kiwi::new(t, redactor.clone())?)
+                as std::sync::Arc<dyn crate::tms::TestManagement>),
+            None => None,
+        };
         Ok(Reporter {
+            tms,
             http: http::client()?,
             settings,
             templates,
@@ -125,6 +138,11 @@ impl Reporter {
             redactor,
             public_url,
         })
+    }
+
+    /// The test-management system, when one is configured.
+    pub fn tms(&self) -> Option<std::sync::Arc<dyn crate::tms::TestManagement>> {
+        self.tms.clone()
     }
 
     pub fn retry(&self) -> &RetryPolicy {
@@ -167,6 +185,7 @@ impl Reporter {
             },
             Target::Tracker { issue_key } => self.tracker(issue_key, report).await,
             Target::Webhook { hooks } => self.webhooks(hooks, report, sent_to).await,
+            Target::Tms { version } => self.tms_record(version, report).await,
         };
         Delivery {
             result: delivery.result.map_err(|e| match e {
@@ -219,6 +238,39 @@ impl Reporter {
                 Vec::new()
             },
             result,
+        }
+    }
+
+    async fn tms_record(&self, version: &str, report: &RunReport) -> Delivery {
+        let Some(tms) = &self.tms else {
+            return Delivery {
+                sent_to: Vec::new(),
+                result: Err(DeliveryError::Permanent(
+                    "test management is not configured".into(),
+                )),
+            };
+        };
+        let run = crate::tms::automated::AutomatedRun {
+            run: report.id.clone(),
+            service: report.service.clone(),
+            stand: report.stand.clone(),
+            version: version.to_string(),
+            link: report.link.clone(),
+            tests: report.outcomes.clone(),
+        };
+        match crate::tms::automated::record(tms.as_ref(), &run).await {
+            Ok(recorded) => Delivery {
+                sent_to: vec![recorded.run_url],
+                result: Ok(()),
+            },
+            Err(e) => Delivery {
+                sent_to: Vec::new(),
+                result: Err(if e.is_transient() {
+                    DeliveryError::Transient(e.reason().to_string())
+                } else {
+                    DeliveryError::Permanent(e.reason().to_string())
+                }),
+            },
         }
     }
 

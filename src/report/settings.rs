@@ -16,6 +16,7 @@
 //! tracker: {kind: jira, url: "https://jira.example.com", user: bot, tokenFile: /run/secrets/jira}
 //! webhooks: ["https://hooks.slack.com/services/..."]
 //! retry: {attempts: 6, base: 2s, max: 5m}
+//! tms: {url: "https://kiwi.example.com", user: tomato, passwordFile: /run/secrets/kiwi, poll: 1m}
 //! ```
 
 use std::fmt;
@@ -43,6 +44,9 @@ pub struct ReportSettings {
     /// Webhooks every run reports to (a service may add its own in packs_config).
     pub webhooks: Vec<Webhook>,
     pub retry: RetryPolicy,
+    /// The test-management system (Kiwi TCMS): runs with a `version` are recorded there, and
+    /// regressions are run in it.
+    pub tms: Option<TmsSettings>,
     /// Knows every secret above.
     pub redactor: Redactor,
 }
@@ -97,6 +101,20 @@ pub struct TrackerSettings {
     /// Yandex Tracker's organisation header: `(X-Org-ID | X-Cloud-Org-ID, id)`.
     pub org: Option<(&'static str, String)>,
 }
+
+/// Kiwi TCMS, reached over its JSON-RPC API as a user of its own.
+#[derive(Clone, Debug)]
+pub struct TmsSettings {
+    /// Base URL of the Kiwi TCMS site (`https://kiwi.example.com`); the API is `<url>/json-rpc/`.
+    pub url: Url,
+    pub user: String,
+    pub password: Secret,
+    /// How often a regression in progress reads its executions (default 1m).
+    pub poll: Duration,
+}
+
+/// How often regressions read their progress when the settings do not say.
+pub const DEFAULT_TMS_POLL: Duration = Duration::from_secs(60);
 
 /// One webhook URL. Its path is often the secret (Slack's incoming webhooks), so it is shown
 /// only by its [`label`](Webhook::label): the host and a short stable hash of the URL.
@@ -184,6 +202,18 @@ struct RawSettings {
     webhooks: Vec<String>,
     #[serde(default)]
     retry: RawRetry,
+    #[serde(default)]
+    tms: RawTms,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawTms {
+    url: Option<String>,
+    user: Option<String>,
+    password: Option<String>,
+    password_file: Option<PathBuf>,
+    poll: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -325,6 +355,7 @@ impl ReportSettings {
         let tracker = tracker(&mut r, &raw.tracker);
         let webhooks = webhooks(&mut r, &raw.webhooks);
         let retry = retry(&mut r, &raw.retry);
+        let tms = tms(&mut r, &raw.tms);
         if !r.errors.is_empty() {
             // A reason may quote what it could not parse; keep secrets out of it all the same.
             let cleaned = r.errors.iter().map(|e| r.redactor.clean(e)).collect();
@@ -335,6 +366,7 @@ impl ReportSettings {
             tracker,
             webhooks,
             retry,
+            tms,
             redactor: r.redactor,
         })
     }
@@ -354,8 +386,11 @@ impl ReportSettings {
             .into_iter()
             .map(crate::duration::human)
             .collect();
+        let tms = self.tms.as_ref().map_or("off".to_string(), |t| {
+            format!("Kiwi TCMS at {} as {}", t.url, t.user)
+        });
         format!(
-            "email: {email}; tracker: {tracker}; webhooks: {}; retry: {} attempts, waits {}",
+            "email: {email}; tracker: {tracker}; webhooks: {}; test management: {tms}; retry: {} attempts, waits {}",
             self.webhooks.len(),
             self.retry.attempts,
             schedule.join(", ")
@@ -641,6 +676,87 @@ fn tracker(r: &mut Reader<'_>, raw: &RawTracker) -> Option<TrackerSettings> {
     })
 }
 
+fn tms(r: &mut Reader<'_>, raw: &RawTms) -> Option<TmsSettings> {
+    let url = r.get("TOMATO_TMS_URL", &raw.url, "tms.url");
+    let user = r.get("TOMATO_TMS_USER", &raw.user, "tms.user");
+    let poll = r.get("TOMATO_TMS_POLL", &raw.poll, "tms.poll");
+    let password = r.secret(
+        "TOMATO_TMS_PASSWORD",
+        &raw.password,
+        &raw.password_file,
+        "tms.password",
+    );
+    let Some(url) = url else {
+        let origins: Vec<String> = [user.map(|u| u.origin), password.map(|p| p.1)]
+            .into_iter()
+            .flatten()
+            .collect();
+        for origin in origins {
+            r.problem(&origin, "is set but TOMATO_TMS_URL (tms.url) is not");
+        }
+        return None;
+    };
+    let base = match Url::parse(&url.value) {
+        Ok(parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            if let Some(p) = parsed.password() {
+                r.redactor.add(p);
+            }
+            r.problem(
+                &url.origin,
+                "must not carry credentials: use TOMATO_TMS_USER and TOMATO_TMS_PASSWORD",
+            );
+            None
+        }
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host_str().is_some() => {
+            Some(parsed)
+        }
+        Ok(_) => {
+            r.problem(&url.origin, "must be an http(s) URL with a host");
+            None
+        }
+        Err(e) => {
+            r.problem(&url.origin, format!("not a URL ({e})"));
+            None
+        }
+    };
+    let user = match user {
+        Some(u) => Some(u.value),
+        None => {
+            r.problem(
+                "TOMATO_TMS_USER",
+                "is required with TOMATO_TMS_URL (the Kiwi TCMS user Tomato signs in as)",
+            );
+            None
+        }
+    };
+    let password = match password {
+        Some((p, _)) => Some(p),
+        None => {
+            r.problem(
+                "TOMATO_TMS_PASSWORD",
+                "is required with TOMATO_TMS_URL (or TOMATO_TMS_PASSWORD_FILE)",
+            );
+            None
+        }
+    };
+    let poll = match poll {
+        None => Some(DEFAULT_TMS_POLL),
+        Some(p) => match parse_delay(&p.value) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                r.problem(&p.origin, e);
+                None
+            }
+        },
+    };
+    Some(TmsSettings {
+        url: base?,
+        user: user?,
+        password: password?,
+        poll: poll?,
+    })
+}
+
 fn webhooks(r: &mut Reader<'_>, from_file: &[String]) -> Vec<Webhook> {
     let (list, origin): (Vec<String>, String) = match secrets::from_vars("TOMATO_WEBHOOK_URLS", r.var) {
         Ok(Some(s)) => (
@@ -894,6 +1010,59 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(errs.contains("unknown field `passwd`"), "{errs}");
+    }
+
+    #[test]
+    fn test_management_needs_a_url_a_user_and_a_password_which_is_never_shown() {
+        let s = load(
+            &[
+                ("TOMATO_TMS_URL", "https://kiwi.example.com"),
+                ("TOMATO_TMS_USER", "tomato"),
+                ("TOMATO_TMS_PASSWORD", "k1wi-s3cret"),
+                ("TOMATO_TMS_POLL", "500ms"),
+            ],
+            None,
+        )
+        .unwrap();
+        let tms = s.tms.as_ref().unwrap();
+        assert_eq!(
+            (tms.url.as_str(), tms.user.as_str(), tms.password.expose()),
+            ("https://kiwi.example.com/", "tomato", "k1wi-s3cret")
+        );
+        assert_eq!(tms.poll, Duration::from_millis(500));
+        assert!(!s.describe().contains("k1wi") && !format!("{s:?}").contains("k1wi"));
+        assert!(
+            s.describe()
+                .contains("test management: Kiwi TCMS at https://kiwi.example.com/ as tomato")
+        );
+        assert_eq!(s.redactor.clean("login k1wi-s3cret refused"), "login *** refused");
+
+        let errs = load(&[("TOMATO_TMS_URL", "https://kiwi.example.com")], None)
+            .unwrap_err()
+            .to_string();
+        assert!(errs.contains("TOMATO_TMS_USER: is required"), "{errs}");
+        assert!(errs.contains("TOMATO_TMS_PASSWORD: is required"), "{errs}");
+        let errs = load(&[("TOMATO_TMS_PASSWORD", "k1wi")], None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            errs.contains("TOMATO_TMS_PASSWORD: is set but TOMATO_TMS_URL"),
+            "{errs}"
+        );
+        let errs = load(
+            &[
+                ("TOMATO_TMS_URL", "https://u:k1wi-pw@kiwi.example.com"),
+                ("TOMATO_TMS_USER", "u"),
+                ("TOMATO_TMS_PASSWORD", "x"),
+            ],
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            errs.contains("TOMATO_TMS_URL: must not carry credentials") && !errs.contains("k1wi-pw"),
+            "{errs}"
+        );
     }
 
     #[test]

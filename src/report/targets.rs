@@ -22,6 +22,8 @@ pub enum Target {
     Tracker { issue_key: String },
     /// One POST to each.
     Webhook { hooks: Vec<Webhook> },
+    /// A test run of this version in test management.
+    Tms { version: String },
 }
 
 impl Target {
@@ -31,6 +33,7 @@ impl Target {
             Target::Email { to } => to.iter().map(ToString::to_string).collect(),
             Target::Tracker { issue_key } => vec![issue_key.clone()],
             Target::Webhook { hooks } => hooks.iter().map(|h| h.label().to_string()).collect(),
+            Target::Tms { version } => vec![version.clone()],
         }
     }
 }
@@ -81,10 +84,17 @@ pub fn targets(
         Ok(Target::Webhook { hooks })
     };
 
+    let tms = match (&t.version, &settings.tms) {
+        (None, _) => Err("the run has no version".to_string()),
+        (Some(_), None) => Err("test management is not configured (set TOMATO_TMS_URL)".to_string()),
+        (Some(v), Some(_)) => Ok(Target::Tms { version: v.clone() }),
+    };
+
     vec![
         (Channel::Email, email),
         (Channel::Tracker, tracker),
         (Channel::Webhook, webhook),
+        (Channel::Tms, tms),
     ]
 }
 
@@ -138,6 +148,7 @@ mod tests {
         );
         assert_eq!(r[1], "the run has no issueKey");
         assert_eq!(r[2], "", "the webhook is configured");
+        assert_eq!(r[3], "the run has no version");
     }
 
     #[test]
@@ -153,6 +164,10 @@ mod tests {
         );
         assert_eq!(r[1], "no tracker is configured (set TOMATO_TRACKER)");
         assert!(r[2].starts_with("no webhook is configured"), "{}", r[2]);
+        let mut versioned = run(&[], None);
+        versioned.spec.template.version = Some("2.0".into());
+        let r = reasons(targets(&versioned, None, &ReportSettings::default()));
+        assert_eq!(r[3], "test management is not configured (set TOMATO_TMS_URL)");
     }
 
     #[test]

@@ -39,7 +39,18 @@ pub fn comment(settings: &TrackerSettings, issue_key: &str, text: String) -> Jso
     };
     let url = reqwest::Url::parse(&format!("{base}{path}"))
         .expect("a checked base URL followed by a path of checked parts is a URL");
-    let auth = match &settings.auth {
+    JsonPost {
+        label: label(settings),
+        url,
+        auth: auth(settings),
+        headers: headers(settings),
+        body,
+    }
+}
+
+/// How requests to the tracker sign in.
+pub fn auth(settings: &TrackerSettings) -> Auth {
+    match &settings.auth {
         TrackerAuth::Basic { user, token } => Auth::Basic {
             user: user.clone(),
             password: token.clone(),
@@ -52,18 +63,21 @@ pub fn comment(settings: &TrackerSettings, issue_key: &str, text: String) -> Jso
             scheme: "OAuth",
             token: token.clone(),
         },
-    };
-    JsonPost {
-        label: format!(
-            "{} {}",
-            settings.kind.as_str(),
-            settings.url.host_str().unwrap_or_default()
-        ),
-        url,
-        auth,
-        headers: settings.org.iter().map(|(h, v)| (*h, v.clone())).collect(),
-        body,
     }
+}
+
+/// Names the tracker in reasons: `jira jira.example.com`.
+pub fn label(settings: &TrackerSettings) -> String {
+    format!(
+        "{} {}",
+        settings.kind.as_str(),
+        settings.url.host_str().unwrap_or_default()
+    )
+}
+
+/// Headers every request to the tracker carries (Yandex Tracker's organisation).
+pub fn headers(settings: &TrackerSettings) -> Vec<(&'static str, String)> {
+    settings.org.iter().map(|(h, v)| (*h, v.clone())).collect()
 }
 
 #[cfg(test)]

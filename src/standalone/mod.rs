@@ -2,6 +2,7 @@
 //! same HTTP app as operator mode, on one machine.
 
 mod driver;
+mod regressions;
 mod scheduler;
 
 use std::net::SocketAddr;
@@ -13,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 pub use driver::{Driver, attempt_dir, classify_run};
+pub use regressions::Regressions;
 pub use scheduler::Scheduler;
 
 use crate::api::{AppState, Tokens};
@@ -58,9 +60,18 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
-    let reporter = Reporter::new(report_settings, templates, &config, public_url.clone())
+    let reporter = Reporter::new(report_settings.clone(), templates, &config, public_url.clone())
         .map_err(anyhow::Error::msg)
         .context("cannot set up reporting")?;
+    // Regressions share the reporter's test-management client (one session with Kiwi).
+    let regression_ctx = regression_context(
+        &report_settings,
+        reporter.tms(),
+        config.clone(),
+        public_url.clone(),
+    )
+    .map_err(anyhow::Error::msg)
+    .context("cannot set up regressions")?;
     info!(settings = %reporter.describe(), "reporting");
     let state = AppState {
         backend: Arc::new(store.clone()),
@@ -72,6 +83,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     let scheduler_task = tokio::spawn(Scheduler::new(store.clone(), config.clone()).run(shutdown.clone()));
+    let regressions_task =
+        tokio::spawn(Regressions::new(store.clone(), regression_ctx).run(shutdown.clone()));
     let driver = Driver::new(store, config, &data_dir, secrets, Arc::new(reporter));
     let driver_task = tokio::spawn(driver.run(shutdown.clone()));
 
@@ -88,6 +101,45 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     shutdown.cancel();
     let _ = driver_task.await;
     let _ = scheduler_task.await;
+    let _ = regressions_task.await;
     info!("stopped");
     Ok(())
+}
+
+/// The clients regressions use: the reporter's test-management client, and the tracker and
+/// email from the report settings, each when configured.
+fn regression_context(
+    settings: &ReportSettings,
+    tms: Option<Arc<dyn crate::tms::TestManagement>>,
+    config: Arc<PacksConfig>,
+    public_url: String,
+) -> Result<crate::regression::Context, String> {
+    use crate::regression::reconcile::Mail;
+    let redactor = settings.redactor.clone();
+    let tracker = match &settings.tracker {
+        Some(t) => Some(Arc::new(crate::regression::tracker::HttpTracker::new(
+            t.clone(),
+            redactor.clone(),
+        )?) as Arc<dyn crate::regression::tracker::IssueTracker>),
+        None => None,
+    };
+    let mail = match &settings.smtp {
+        Some(s) => Some(Mail {
+            mailer: Arc::new(crate::report::email::SmtpMailer::new(s, redactor.clone())?),
+            from: s.from.clone(),
+        }),
+        None => None,
+    };
+    Ok(crate::regression::Context {
+        tms,
+        tracker,
+        mail,
+        config,
+        public_url,
+        poll: settings
+            .tms
+            .as_ref()
+            .map_or(crate::report::settings::DEFAULT_TMS_POLL, |t| t.poll),
+        retry: settings.retry.clone(),
+    })
 }

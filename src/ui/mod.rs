@@ -2,7 +2,7 @@
 //! served by the same axum app as the API.
 //!
 //! Server-rendered: each page is built from the backend by a thin handler ([`pages`],
-//! [`schedules`]) into a
+//! [`schedules`], [`regressions`]) into a
 //! view model ([`view`], pure) and laid out by an embedded minijinja template ([`render`]),
 //! with charts drawn as SVG by the server ([`chart`]). A little hand-written script
 //! ([`assets`]) makes pages live — on each change announced by [`events`] (Server-Sent Events)
@@ -17,6 +17,7 @@ mod csrf;
 mod events;
 pub mod format;
 mod pages;
+mod regressions;
 mod render;
 mod schedules;
 pub mod view;
@@ -37,6 +38,8 @@ pub fn routes() -> Router<AppState> {
         .route("/schedules", get(schedules::schedules_list))
         .route("/schedules/new", get(schedules::schedules_new))
         .route("/schedules/{name}/edit", get(schedules::schedules_edit))
+        .route("/regressions", get(regressions::regressions_list))
+        .route("/regressions/{name}", get(regressions::regressions_show))
         .route("/ui/events", get(events::events_stream))
         .route("/ui/static/{name}", get(assets::static_file))
 }

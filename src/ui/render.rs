@@ -26,6 +26,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("service.html", include_str!("templates/service.html")),
     ("schedules.html", include_str!("templates/schedules.html")),
     ("schedule_form.html", include_str!("templates/schedule_form.html")),
+    ("regressions.html", include_str!("templates/regressions.html")),
+    ("regression.html", include_str!("templates/regression.html")),
     ("error.html", include_str!("templates/error.html")),
 ];
 

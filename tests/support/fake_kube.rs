@@ -142,6 +142,7 @@ impl FakeKube {
         let inner = kube_fake_client::ClientBuilder::new()
             .with_resource::<TestRun>()
             .with_resource::<NightlySchedule>()
+            .with_resource::<tomato::crd::Regression>()
             .with_object(run)
             .with_object(schedule)
             .with_status_subresource::<Job>()

@@ -380,6 +380,13 @@
         () => api('POST', scheduleUrl(el.dataset.schedule) + '/trigger'),
         (res) => location.assign('/runs/' + encodeURIComponent(res.data.run_id)),
       );
+    } else if (action === 'regression-delete') {
+      const name = el.dataset.regression;
+      if (!confirm('Delete regression ' + name + '? Its test run in test management is stopped.')) return;
+      act(
+        () => api('DELETE', '/api/v1/regressions/' + encodeURIComponent(name)),
+        () => toast('Deleting ' + name),
+      );
     } else if (action === 'schedule-delete') {
       const name = el.dataset.schedule;
       if (!confirm('Delete schedule ' + name + '? Its runs stay in history.')) return;

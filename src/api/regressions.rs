@@ -1,0 +1,166 @@
+//! `/api/v1/regressions`: manual regression campaigns in Kubernetes shape (the same YAML works
+//! with `kubectl` in operator mode). Creating one checks its spec against packs_config and
+//! stores it; everything else — test management, the ticket, the emails — is the
+//! reconciler's, whose progress shows in `status`.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+
+use super::schedules::Deleted;
+use super::spec::{REGRESSION_FIELDS, parse_spec};
+use super::v1::{ObjectList, ObjectRequest};
+use super::{ApiError, AppState};
+use crate::crd::{FINALIZER_REGRESSION, LABEL_SERVICE, Regression, RegressionSpec};
+use crate::runs::check_object_name;
+
+pub fn routes() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route(
+            "/api/v1/regressions",
+            get(regressions_list).post(regressions_create),
+        )
+        .route(
+            "/api/v1/regressions/{name}",
+            get(regressions_get).delete(regressions_delete),
+        )
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct RegressionsQuery {
+    /// Only regressions of this service.
+    service: Option<String>,
+}
+
+fn parse_request(body: &[u8]) -> Result<ObjectRequest, ApiError> {
+    let req: ObjectRequest =
+        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body)).map_err(|e| {
+            ApiError::bad_request(
+                e.path().to_string(),
+                format!("the body is not a Regression: {}", e.inner()),
+            )
+        })?;
+    if let Some(v) = req.api_version.as_deref().filter(|v| *v != "tomato.dev/v1alpha1") {
+        return Err(ApiError::bad_request(
+            "apiVersion",
+            format!("expected tomato.dev/v1alpha1, got {v:?}"),
+        ));
+    }
+    if let Some(k) = req.kind.as_deref().filter(|k| *k != "Regression") {
+        return Err(ApiError::bad_request(
+            "kind",
+            format!("expected Regression, got {k:?}"),
+        ));
+    }
+    Ok(req)
+}
+
+/// A name from the service and the version: `demo-2-4-0-x7k2q`.
+fn generated_name(spec: &RegressionSpec) -> String {
+    let version: String = spec
+        .version
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let base = format!("{}-{}", spec.service, version.trim_matches('-'));
+    let base: String = base.chars().take(50).collect();
+    format!(
+        "{}-{}",
+        base.trim_end_matches('-').replace("--", "-"),
+        crate::store::random_suffix(5)
+    )
+}
+
+/// List regressions, newest first.
+#[utoipa::path(get, path = "/api/v1/regressions", tag = "regressions", params(RegressionsQuery),
+    responses((status = 200, description = "RegressionList", body = Object)))]
+pub async fn regressions_list(
+    State(state): State<AppState>,
+    Query(q): Query<RegressionsQuery>,
+) -> Result<Json<ObjectList<Regression>>, ApiError> {
+    let items = state.backend.list_regressions(q.service.as_deref()).await?;
+    Ok(Json(ObjectList {
+        api_version: "tomato.dev/v1alpha1",
+        kind: "RegressionList".into(),
+        items,
+    }))
+}
+
+/// Create a regression. An unknown service, a stand the service does not have, no plan (and
+/// no default `regression.plan`), no assessors, a past deadline or a malformed queue or issue
+/// key is a 400 naming the field, and nothing is stored. (An unknown plan or assessor is
+/// found out by the reconciler, which says so in the status.)
+#[utoipa::path(post, path = "/api/v1/regressions", tag = "regressions",
+    request_body(content = Object, description = "A Regression: {\"metadata\": {\"name\"?}, \"spec\": {\"service\", \"version\", \"plan\"?, \"stand\", \"assessors\", \"deadline\"?, \"queue\"?, \"issueKey\"?, \"emails\"?}}"),
+    responses((status = 201, description = "The stored Regression", body = Object), (status = 400, body = super::ErrorBody),
+        (status = 409, body = super::ErrorBody)))]
+pub async fn regressions_create(
+    State(state): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let req = parse_request(&body)?;
+    let spec: RegressionSpec = parse_spec(
+        req.spec
+            .ok_or_else(|| ApiError::bad_request("spec", "spec is required"))?,
+        REGRESSION_FIELDS,
+    )?;
+    crate::regression::plan::check_spec(&spec, &state.config)
+        .map_err(|e| ApiError::bad_request(format!("spec.{}", e.field), e.message))?;
+    if let Some(d) = spec.deadline.filter(|d| *d <= chrono::Utc::now()) {
+        return Err(ApiError::bad_request(
+            "spec.deadline",
+            format!("{} is in the past", d.to_rfc3339()),
+        ));
+    }
+    let name = match (req.metadata.name, req.metadata.generate_name) {
+        (Some(n), _) => n,
+        (None, Some(prefix)) => format!("{prefix}{}", crate::store::random_suffix(5)),
+        (None, None) => generated_name(&spec),
+    };
+    check_object_name(&name).map_err(|e| ApiError::bad_request("metadata.name", e))?;
+    let mut labels = req.metadata.labels;
+    labels.insert(LABEL_SERVICE.to_string(), spec.service.clone());
+    let mut regression = Regression::new(&name, spec);
+    regression.metadata.labels = Some(labels);
+    regression.metadata.finalizers = Some(vec![FINALIZER_REGRESSION.to_string()]);
+    let stored = state.backend.create_regression(regression).await?;
+    Ok((StatusCode::CREATED, Json(stored)).into_response())
+}
+
+async fn find(state: &AppState, name: &str) -> Result<Regression, ApiError> {
+    state
+        .backend
+        .get_regression(name)
+        .await?
+        .ok_or_else(|| ApiError::not_found("name", format!("regression {name:?} not found")))
+}
+
+/// Get a regression, with its progress in `status`.
+#[utoipa::path(get, path = "/api/v1/regressions/{name}", tag = "regressions", params(("name" = String, Path, description = "Regression")),
+    responses((status = 200, description = "Regression", body = Object), (status = 404, body = super::ErrorBody)))]
+pub async fn regressions_get(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Regression>, ApiError> {
+    Ok(Json(find(&state, &name).await?))
+}
+
+/// Delete a regression: its test run in test management is stopped, then it goes.
+#[utoipa::path(delete, path = "/api/v1/regressions/{name}", tag = "regressions", params(("name" = String, Path, description = "Regression")),
+    responses((status = 202, body = Deleted), (status = 404, body = super::ErrorBody)))]
+pub async fn regressions_delete(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    match state.backend.delete_regression(&name).await? {
+        Some(_) => Ok((StatusCode::ACCEPTED, Json(Deleted { deleted: name })).into_response()),
+        None => Err(ApiError::not_found(
+            "name",
+            format!("regression {name:?} not found"),
+        )),
+    }
+}

@@ -1,0 +1,354 @@
+//! The regression's ticket: finding or creating it, the release version in the tracker, and
+//! comments — for Jira (REST API v2) and Yandex Tracker (API v2), the trackers reports use.
+//!
+//! Requests are values built by pure functions (tested without a network) and sent by
+//! [`HttpTracker`], the one implementation of [`IssueTracker`]. A created ticket carries a
+//! label (Jira) or tag (Yandex) unique to the regression (`tomato-<uid>`), and creation looks
+//! for it first, so a retry or a restart after the tracker accepted the ticket finds it
+//! instead of making a second one.
+//!
+//! - Jira: versions `GET /rest/api/2/project/{key}/versions`, `POST /rest/api/2/version`;
+//!   search `GET /rest/api/2/search?jql=...`; create `POST /rest/api/2/issue` (a `Task`, with
+//!   `fixVersions`); comment `POST /rest/api/2/issue/{key}/comment`.
+//! - Yandex Tracker: versions `GET /v2/queues/{queue}/versions`, `POST /v2/versions`; search
+//!   `POST /v2/issues/_search` by tag; create `POST /v2/issues` (with `unique`, which the
+//!   tracker itself refuses to repeat); comment `POST /v2/issues/{key}/comments`.
+
+use async_trait::async_trait;
+use reqwest::{Method, Url};
+use serde_json::{Value, json};
+
+use crate::report::delivery::DeliveryError;
+use crate::report::http::{self, JsonPost};
+use crate::report::redact::Redactor;
+use crate::report::settings::{TrackerKind, TrackerSettings};
+use crate::report::tracker as report_tracker;
+
+/// A ticket to create.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewIssue {
+    /// Jira project key or Yandex Tracker queue.
+    pub project: String,
+    pub summary: String,
+    pub description: String,
+    /// Marks the ticket as this regression's (`tomato-<uid>`).
+    pub label: String,
+    /// The release version in the tracker (Jira: its name; Yandex: its id).
+    pub version: Option<String>,
+}
+
+/// The tracker, as regressions use it.
+#[async_trait]
+pub trait IssueTracker: Send + Sync {
+    fn kind(&self) -> TrackerKind;
+    /// The ticket's web page.
+    fn issue_url(&self, key: &str) -> String;
+    /// The release version in the project (found or created), as new issues name it.
+    async fn ensure_version(&self, project: &str, name: &str) -> Result<String, DeliveryError>;
+    /// The key of the project's issue carrying `label`, if there is one.
+    async fn find_issue(&self, project: &str, label: &str) -> Result<Option<String>, DeliveryError>;
+    /// Creates the issue; returns its key.
+    async fn create_issue(&self, issue: &NewIssue) -> Result<String, DeliveryError>;
+    async fn comment(&self, key: &str, text: &str) -> Result<(), DeliveryError>;
+}
+
+fn url(settings: &TrackerSettings, path: &str) -> Url {
+    let base = settings.url.as_str().trim_end_matches('/');
+    Url::parse(&format!("{base}{path}")).expect("a checked base URL followed by a path is a URL")
+}
+
+fn request(settings: &TrackerSettings, path: &str, body: Value) -> JsonPost {
+    JsonPost {
+        url: url(settings, path),
+        label: report_tracker::label(settings),
+        auth: report_tracker::auth(settings),
+        headers: report_tracker::headers(settings),
+        body,
+    }
+}
+
+/// `GET` the project's versions.
+pub fn versions_request(settings: &TrackerSettings, project: &str) -> (Method, JsonPost) {
+    let path = match settings.kind {
+        TrackerKind::Jira => format!("/rest/api/2/project/{project}/versions"),
+        TrackerKind::Yandex => format!("/v2/queues/{project}/versions"),
+    };
+    (Method::GET, request(settings, &path, Value::Null))
+}
+
+/// `POST` a new version.
+pub fn create_version_request(settings: &TrackerSettings, project: &str, name: &str) -> (Method, JsonPost) {
+    let (path, body) = match settings.kind {
+        TrackerKind::Jira => ("/rest/api/2/version", json!({"name": name, "project": project})),
+        TrackerKind::Yandex => ("/v2/versions", json!({"queue": project, "name": name})),
+    };
+    (Method::POST, request(settings, path, body))
+}
+
+/// Search for the project's issue with `label`.
+pub fn search_request(settings: &TrackerSettings, project: &str, label: &str) -> (Method, JsonPost) {
+    match settings.kind {
+        TrackerKind::Jira => {
+            let jql = format!("project = \"{project}\" AND labels = \"{label}\"");
+            let mut req = request(settings, "/rest/api/2/search", Value::Null);
+            req.url
+                .query_pairs_mut()
+                .append_pair("jql", &jql)
+                .append_pair("fields", "key");
+            (Method::GET, req)
+        }
+        TrackerKind::Yandex => (
+            Method::POST,
+            request(
+                settings,
+                "/v2/issues/_search",
+                json!({"filter": {"queue": project, "tags": [label]}}),
+            ),
+        ),
+    }
+}
+
+/// `POST` a new issue.
+pub fn create_issue_request(settings: &TrackerSettings, issue: &NewIssue) -> (Method, JsonPost) {
+    let body = match settings.kind {
+        TrackerKind::Jira => {
+            let mut fields = json!({
+                "project": {"key": issue.project},
+                "summary": issue.summary,
+                "description": issue.description,
+                "issuetype": {"name": "Task"},
+                "labels": [issue.label],
+            });
+            if let Some(v) = &issue.version {
+                fields["fixVersions"] = json!([{"name": v}]);
+            }
+            json!({ "fields": fields })
+        }
+        TrackerKind::Yandex => {
+            let mut body = json!({
+                "queue": issue.project,
+                "summary": issue.summary,
+                "description": issue.description,
+                "tags": [issue.label],
+                "unique": issue.label,
+            });
+            if let Some(v) = &issue.version {
+                body["fixVersions"] = json!([v]);
+            }
+            body
+        }
+    };
+    let path = match settings.kind {
+        TrackerKind::Jira => "/rest/api/2/issue",
+        TrackerKind::Yandex => "/v2/issues",
+    };
+    (Method::POST, request(settings, path, body))
+}
+
+/// The version named `name` in a versions answer, as issues refer to it (Jira: the name;
+/// Yandex: the id).
+fn version_ref(kind: TrackerKind, answer: &Value, name: &str) -> Option<String> {
+    let found = answer
+        .as_array()?
+        .iter()
+        .find(|v| v.get("name").and_then(Value::as_str) == Some(name))?;
+    match kind {
+        TrackerKind::Jira => Some(name.to_string()),
+        TrackerKind::Yandex => found.get("id").map(|id| match id {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }),
+    }
+}
+
+/// The tracker of the report settings.
+pub struct HttpTracker {
+    settings: TrackerSettings,
+    http: reqwest::Client,
+    redactor: Redactor,
+}
+
+impl HttpTracker {
+    pub fn new(settings: TrackerSettings, redactor: Redactor) -> Result<HttpTracker, String> {
+        Ok(HttpTracker {
+            settings,
+            http: http::client()?,
+            redactor,
+        })
+    }
+
+    async fn send(&self, (method, req): (Method, JsonPost)) -> Result<Value, DeliveryError> {
+        http::exchange(&self.http, method, &req, &self.redactor).await
+    }
+}
+
+#[async_trait]
+impl IssueTracker for HttpTracker {
+    fn kind(&self) -> TrackerKind {
+        self.settings.kind
+    }
+
+    fn issue_url(&self, key: &str) -> String {
+        match self.settings.kind {
+            TrackerKind::Jira => format!(
+                "{}/browse/{key}",
+                self.settings.url.as_str().trim_end_matches('/')
+            ),
+            // The API's host is not the web UI's; Yandex Tracker's UI is one site for all.
+            TrackerKind::Yandex => format!("https://tracker.yandex.ru/{key}"),
+        }
+    }
+
+    async fn ensure_version(&self, project: &str, name: &str) -> Result<String, DeliveryError> {
+        let kind = self.settings.kind;
+        let existing = self.send(versions_request(&self.settings, project)).await?;
+        if let Some(v) = version_ref(kind, &existing, name) {
+            return Ok(v);
+        }
+        let created = self
+            .send(create_version_request(&self.settings, project, name))
+            .await?;
+        match kind {
+            TrackerKind::Jira => Ok(name.to_string()),
+            TrackerKind::Yandex => created
+                .get("id")
+                .map(|id| match id {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .ok_or_else(|| {
+                    DeliveryError::Permanent("the tracker created a version without an id".into())
+                }),
+        }
+    }
+
+    async fn find_issue(&self, project: &str, label: &str) -> Result<Option<String>, DeliveryError> {
+        let answer = self.send(search_request(&self.settings, project, label)).await?;
+        let issues = match self.settings.kind {
+            TrackerKind::Jira => answer.get("issues").cloned().unwrap_or(Value::Null),
+            TrackerKind::Yandex => answer,
+        };
+        Ok(issues
+            .as_array()
+            .and_then(|a| a.first())
+            .and_then(|i| i.get("key"))
+            .and_then(Value::as_str)
+            .map(str::to_string))
+    }
+
+    async fn create_issue(&self, issue: &NewIssue) -> Result<String, DeliveryError> {
+        let answer = self.send(create_issue_request(&self.settings, issue)).await?;
+        answer
+            .get("key")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| DeliveryError::Permanent("the tracker created an issue without a key".into()))
+    }
+
+    async fn comment(&self, key: &str, text: &str) -> Result<(), DeliveryError> {
+        let post = report_tracker::comment(&self.settings, key, text.to_string());
+        http::send(&self.http, &post, &self.redactor).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::settings::TrackerAuth;
+    use crate::secrets::Secret;
+
+    fn settings(kind: TrackerKind) -> TrackerSettings {
+        TrackerSettings {
+            kind,
+            url: Url::parse(match kind {
+                TrackerKind::Jira => "https://jira.example.com/",
+                TrackerKind::Yandex => "https://api.tracker.yandex.net",
+            })
+            .unwrap(),
+            auth: TrackerAuth::Bearer(Secret::new("t")),
+            org: (kind == TrackerKind::Yandex).then(|| ("X-Org-ID", "42".to_string())),
+        }
+    }
+
+    fn issue() -> NewIssue {
+        NewIssue {
+            project: "QA".into(),
+            summary: "Regression demo 2.0".into(),
+            description: "cases".into(),
+            label: "tomato-1234".into(),
+            version: Some("2.0".into()),
+        }
+    }
+
+    #[test]
+    fn jira_issue_is_a_task_with_the_label_and_the_fix_version() {
+        let (method, req) = create_issue_request(&settings(TrackerKind::Jira), &issue());
+        assert_eq!(method, Method::POST);
+        assert_eq!(req.url.as_str(), "https://jira.example.com/rest/api/2/issue");
+        assert_eq!(
+            req.body,
+            json!({"fields": {"project": {"key": "QA"}, "summary": "Regression demo 2.0", "description": "cases",
+                "issuetype": {"name": "Task"}, "labels": ["tomato-1234"], "fixVersions": [{"name": "2.0"}]}})
+        );
+    }
+
+    #[test]
+    fn yandex_issue_is_unique_per_regression_and_names_the_version_by_id() {
+        let mut i = issue();
+        i.version = Some("7".into());
+        let (_, req) = create_issue_request(&settings(TrackerKind::Yandex), &i);
+        assert_eq!(req.url.as_str(), "https://api.tracker.yandex.net/v2/issues");
+        assert_eq!(req.body["unique"], "tomato-1234");
+        assert_eq!(req.body["tags"], json!(["tomato-1234"]));
+        assert_eq!(req.body["fixVersions"], json!(["7"]));
+        assert_eq!(req.headers, vec![("X-Org-ID", "42".to_string())]);
+    }
+
+    #[test]
+    fn versions_and_search_go_to_each_trackers_paths() {
+        let jira = settings(TrackerKind::Jira);
+        assert_eq!(
+            versions_request(&jira, "QA").1.url.as_str(),
+            "https://jira.example.com/rest/api/2/project/QA/versions"
+        );
+        let (m, search) = search_request(&jira, "QA", "tomato-1234");
+        assert_eq!(m, Method::GET);
+        assert_eq!(
+            search.url.query_pairs().find(|(k, _)| k == "jql").unwrap().1,
+            "project = \"QA\" AND labels = \"tomato-1234\""
+        );
+        assert_eq!(
+            create_version_request(&jira, "QA", "2.0").1.body,
+            json!({"name": "2.0", "project": "QA"})
+        );
+        let yandex = settings(TrackerKind::Yandex);
+        assert_eq!(
+            versions_request(&yandex, "QA").1.url.as_str(),
+            "https://api.tracker.yandex.net/v2/queues/QA/versions"
+        );
+        let (m, search) = search_request(&yandex, "QA", "tomato-1234");
+        assert_eq!((m, search.url.path()), (Method::POST, "/v2/issues/_search"));
+        assert_eq!(
+            search.body,
+            json!({"filter": {"queue": "QA", "tags": ["tomato-1234"]}})
+        );
+        assert_eq!(
+            create_version_request(&yandex, "QA", "2.0").1.body,
+            json!({"queue": "QA", "name": "2.0"})
+        );
+    }
+
+    #[test]
+    fn an_existing_version_is_found_by_name() {
+        let answer = json!([{"id": "3", "name": "1.0"}, {"id": 9, "name": "2.0"}]);
+        assert_eq!(
+            version_ref(TrackerKind::Jira, &answer, "2.0").as_deref(),
+            Some("2.0")
+        );
+        assert_eq!(
+            version_ref(TrackerKind::Yandex, &answer, "2.0").as_deref(),
+            Some("9")
+        );
+        assert_eq!(version_ref(TrackerKind::Yandex, &answer, "3.0"), None);
+    }
+}
