@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use crate::crd::{NightlySchedule, NightlyScheduleSpec, Regression, TestRun};
+use crate::operator::results::AttemptResults;
 use crate::results::AttemptResult;
 use crate::store::{Change, ListFilter, SqliteStore, StoreError};
 
@@ -55,6 +56,58 @@ pub trait Backend: Send + Sync + 'static {
     /// goes (as a Kubernetes object with a finalizer). Returns the object as marked, or `None`
     /// when there is none.
     async fn delete_regression(&self, name: &str) -> Result<Option<Regression>, StoreError>;
+
+    /// An attempt's log or JUnit XML where the mode keeps them itself (operator mode: in the
+    /// Kubernetes API). `seq` is the launch's position in `status.attempts`, from 1. `Ok(None)`
+    /// when that attempt has none (yet). Standalone mode serves files from its data directory
+    /// instead and keeps this default.
+    async fn attempt_artifact(
+        &self,
+        _run: &str,
+        _seq: usize,
+        _artifact: Artifact,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(None)
+    }
+
+    /// Receives the results `tomato exec` uploads for a run's `seq`-th launch, authenticated
+    /// by the run's token. Only operator mode launches Jobs that upload.
+    async fn receive_results(
+        &self,
+        _run: &str,
+        _seq: usize,
+        _token: &str,
+        _results: AttemptResults,
+    ) -> Result<(), UploadError> {
+        Err(UploadError::NotSupported)
+    }
+}
+
+/// What an attempt left behind, as the API serves it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Artifact {
+    /// stdout and stderr interleaved (the tail, when long).
+    Log,
+    /// The JUnit XML the runner wrote.
+    Junit,
+}
+
+/// Why an upload of results was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("this server launches no Jobs and takes no uploads (standalone mode)")]
+    NotSupported,
+    #[error("the upload token is not valid for this run")]
+    Unauthorized,
+    #[error("{0}")]
+    NotFound(String),
+    /// The attempt is not waiting for results (already recorded, or not running).
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Store(String),
 }
 
 #[async_trait]

@@ -1,4 +1,5 @@
-//! The command line: `tomato serve` (the default), `tomato crds`, `tomato check-config`.
+//! The command line: `tomato serve` (the default), `tomato operator`, `tomato exec`,
+//! `tomato crds`, `tomato check-config`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,6 +21,10 @@ pub struct Cli {
 pub enum Command {
     /// Standalone mode: SQLite store, local processes, HTTP API (the default).
     Serve(ServeArgs),
+    /// Operator mode: TestRun/NightlySchedule custom resources, one Kubernetes Job per attempt.
+    Operator(OperatorArgs),
+    /// Inside an attempt's Job: run the tests' command, then upload its JUnit and log.
+    Exec(ExecArgs),
     /// Print the CustomResourceDefinitions as YAML (or write one file per CRD into a directory).
     Crds {
         /// Write `<plural>.<group>.yaml` files here instead of printing.
@@ -81,5 +86,104 @@ impl ServeArgs {
             public_url: self.public_url,
             settings: self.settings,
         }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct OperatorArgs {
+    /// Address to serve the API and UI on.
+    #[arg(long, env = "TOMATO_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// packs_config directory (every service needs `launch.image`).
+    #[arg(long = "config", env = "TOMATO_CONFIG", default_value = "./packs_config")]
+    pub config: PathBuf,
+    /// Namespace of runs created through the API, and of the leader Lease (default: the
+    /// operator's own namespace).
+    #[arg(long, env = "TOMATO_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Reconcile TestRuns and NightlySchedules in every namespace (needs the ClusterRole).
+    #[arg(long = "all-namespaces", env = "TOMATO_ALL_NAMESPACES")]
+    pub all_namespaces: bool,
+    /// Base URL of the API as people reach it, for links in reports.
+    #[arg(long = "public-url", env = "TOMATO_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Base URL of the API as Job pods reach it (default `http://tomato.<namespace>.svc:<port>`).
+    #[arg(long = "in-cluster-url", env = "TOMATO_IN_CLUSTER_URL")]
+    pub in_cluster_url: Option<String>,
+    /// Image with the `tomato` binary as entrypoint, copied into every Job (the operator's own image).
+    #[arg(long = "exec-image", env = "TOMATO_EXEC_IMAGE")]
+    pub exec_image: String,
+    /// imagePullPolicy of the exec image (Always, IfNotPresent, Never).
+    #[arg(long = "exec-image-pull-policy", env = "TOMATO_EXEC_IMAGE_PULL_POLICY")]
+    pub exec_image_pull_policy: Option<String>,
+    /// This replica's name in the leader Lease (default: the pod's hostname).
+    #[arg(long, env = "TOMATO_IDENTITY")]
+    pub identity: Option<String>,
+    /// Name of the leader Lease.
+    #[arg(
+        long = "lease-name",
+        env = "TOMATO_LEASE_NAME",
+        default_value = "tomato-operator"
+    )]
+    pub lease_name: String,
+    /// How long after a Job ends its upload may still come before the pod log is read instead.
+    #[arg(long = "upload-grace", env = "TOMATO_UPLOAD_GRACE", default_value = "60s", value_parser = parse_duration)]
+    pub upload_grace: std::time::Duration,
+    /// Report settings file (YAML: smtp, tracker, webhooks, retry); environment variables win over it.
+    #[arg(long = "settings", env = "TOMATO_SETTINGS")]
+    pub settings: Option<PathBuf>,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    crate::duration::parse(s)
+}
+
+impl OperatorArgs {
+    pub fn options(self) -> crate::operator::OperatorOptions {
+        crate::operator::OperatorOptions {
+            listen: self.listen,
+            config_dir: self.config,
+            namespace: self.namespace,
+            all_namespaces: self.all_namespaces,
+            public_url: self.public_url,
+            in_cluster_url: self.in_cluster_url,
+            exec_image: self.exec_image,
+            exec_image_pull_policy: self.exec_image_pull_policy,
+            identity: self.identity,
+            lease_name: self.lease_name,
+            upload_grace: self.upload_grace,
+            settings: self.settings,
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ExecArgs {
+    /// Where the tests write JUnit XML (`*.xml` under `junit/` beside it are read too).
+    #[arg(long, env = "TOMATO_JUNIT", default_value = crate::launch::job::JUNIT_PATH)]
+    pub junit: PathBuf,
+    /// Where the combined log is kept.
+    #[arg(long, env = "TOMATO_EXEC_LOG", default_value = crate::launch::job::LOG_PATH)]
+    pub log: PathBuf,
+    /// Where to upload the results (the token comes from TOMATO_UPLOAD_TOKEN, never a flag).
+    #[arg(long = "upload-url", env = "TOMATO_UPLOAD_URL")]
+    pub upload_url: Option<String>,
+    /// Copy this binary to PATH and exit (a Job's init container).
+    #[arg(long = "copy-self-to", conflicts_with = "command")]
+    pub copy_self_to: Option<PathBuf>,
+    /// The tests' command and arguments, after `--`.
+    #[arg(last = true, required_unless_present = "copy_self_to")]
+    pub command: Vec<String>,
+}
+
+impl ExecArgs {
+    pub fn options(self) -> Result<crate::launch::exec::ExecOptions, String> {
+        Ok(crate::launch::exec::ExecOptions {
+            command: self.command,
+            junit: self.junit,
+            log: self.log,
+            upload_url: self.upload_url.filter(|u| !u.is_empty()),
+            token: crate::secrets::from_env(crate::launch::job::ENV_UPLOAD_TOKEN)?,
+        })
     }
 }

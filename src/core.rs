@@ -146,6 +146,106 @@ pub fn merge_run(status: &TestRunStatus, results: Vec<AttemptResult>) -> Vec<Mer
     results::merge(results, results::selection_filter(reruns))
 }
 
+/// What an active run with no attempt in flight needs next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Launch attempt `number` with this selection (a relaunch after an interruption keeps
+    /// the interrupted attempt's number and selection).
+    Launch { number: u32, selection: Selection },
+    /// No more attempts: conclude with this outcome.
+    Finish {
+        verdict: Verdict,
+        message: Option<String>,
+    },
+}
+
+/// Decides the next step of an admitted run whose last attempt (if any) is not running:
+/// attempt 1 over `packs` (resolved lazily: an unknown preset is an error outcome), the
+/// relaunch of an interrupted attempt, or — when an attempt ended but its decision was not
+/// acted on (a crash between the two writes, or phase `Retrying`) — [`after_attempt`] again.
+/// `None` while an attempt is still running: its end decides.
+pub fn next_step(
+    status: &TestRunStatus,
+    merged: &[MergedTest],
+    max_attempts: u32,
+    packs: impl FnOnce() -> Result<Vec<String>, String>,
+) -> Option<Step> {
+    let step = match status.attempts.last() {
+        None => match packs() {
+            Ok(packs) => Step::Launch {
+                number: 1,
+                selection: Selection::all(packs),
+            },
+            Err(message) => Step::Finish {
+                verdict: Verdict::Error,
+                message: Some(message),
+            },
+        },
+        Some(a) if a.state == AttemptState::Running => return None,
+        Some(a) if a.state == AttemptState::Interrupted => Step::Launch {
+            number: a.number,
+            selection: a.selection.clone(),
+        },
+        Some(a) => {
+            let end = AttemptEnd {
+                number: a.number,
+                state: a.state,
+                exit_code: a.exit_code,
+                report: if a.summary.is_some() {
+                    ReportRead::Found(0)
+                } else {
+                    ReportRead::Missing
+                },
+                message: a.message.clone(),
+            };
+            match after_attempt(&end, merged, max_attempts) {
+                Next::Rerun { number, tests } => Step::Launch {
+                    number,
+                    selection: Selection::failed(a.selection.packs.clone(), a.number, tests),
+                },
+                Next::Finish { verdict, message } => Step::Finish { verdict, message },
+            }
+        }
+    };
+    Some(step)
+}
+
+/// Records how the running attempt ended and what follows, in `status`: the attempt's own
+/// counts (over what it selected: a runner may list the rest as skipped), the run's merged
+/// summary, and the decision ([`after_attempt`]) as phase `Retrying` or `Reporting`.
+/// `results` are every stored result of the run, this attempt's included. Returns the
+/// decision (for the driver to log and announce) and the merged verdicts (for classification).
+pub fn record_end(
+    status: &mut TestRunStatus,
+    end: &AttemptEnd,
+    results: Vec<AttemptResult>,
+    max_attempts: u32,
+    now: DateTime<Utc>,
+) -> (Next, Vec<MergedTest>) {
+    let summary = matches!(end.report, ReportRead::Found(_)).then(|| {
+        let selected: Option<HashSet<&str>> = status
+            .running_attempt()
+            .filter(|a| a.selection.kind == SelectionKind::Failed)
+            .map(|a| a.selection.tests.iter().map(String::as_str).collect());
+        results::attempt_summary(
+            results
+                .iter()
+                .filter(|r| r.attempt == end.number)
+                .filter(|r| selected.as_ref().is_none_or(|ids| ids.contains(r.id.as_str())))
+                .map(|r| &r.case),
+        )
+    });
+    status.end_attempt(end, summary, now);
+    let merged = merge_run(status, results);
+    let next = after_attempt(end, &merged, max_attempts);
+    status.summary = Some(results::summarize(&merged));
+    match &next {
+        Next::Rerun { number, tests } => status.retry(*number, tests.len()),
+        Next::Finish { verdict, message } => status.conclude(*verdict, message.clone(), now),
+    }
+    (next, merged)
+}
+
 /// Status transitions. Each takes the time explicitly so that tests and both drivers agree.
 impl TestRunStatus {
     /// A queued run was admitted.
@@ -419,5 +519,114 @@ mod tests {
         st.finish(now);
         assert_eq!(st.phase, Phase::Failed);
         assert!(st.finished_at.is_some());
+    }
+
+    fn result(attempt: u32, id: &str, status: CaseStatus) -> AttemptResult {
+        AttemptResult {
+            attempt,
+            id: id.to_string(),
+            case: Case {
+                suites: vec![],
+                classname: String::new(),
+                name: id.to_string(),
+                file: None,
+                time_ms: None,
+                status,
+                message: String::new(),
+                kind: String::new(),
+                trace: String::new(),
+                system_out: String::new(),
+                system_err: String::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn next_step_starts_with_every_selected_pack_then_waits_for_the_running_attempt() {
+        let mut st = TestRunStatus::default();
+        let first = next_step(&st, &[], 4, || Ok(vec!["basic".into()]));
+        assert_eq!(
+            first,
+            Some(Step::Launch {
+                number: 1,
+                selection: Selection::all(vec!["basic".into()])
+            })
+        );
+        st.begin_attempt(1, Selection::all(vec!["basic".into()]), "job".into(), Utc::now());
+        assert_eq!(next_step(&st, &[], 4, || unreachable!()), None);
+    }
+
+    #[test]
+    fn next_step_with_an_unknown_preset_is_an_error_outcome() {
+        let st = TestRunStatus::default();
+        assert_eq!(
+            next_step(&st, &[], 4, || Err("unknown category".into())),
+            Some(Step::Finish {
+                verdict: Verdict::Error,
+                message: Some("unknown category".into())
+            })
+        );
+    }
+
+    #[test]
+    fn next_step_relaunches_an_interrupted_attempt_as_it_was() {
+        let mut st = TestRunStatus::default();
+        let sel = Selection::failed(vec!["basic".into()], 1, vec!["b".into()]);
+        st.begin_attempt(2, sel.clone(), "job".into(), Utc::now());
+        st.stop_attempt(AttemptState::Interrupted, "gone", Utc::now());
+        assert_eq!(
+            next_step(&st, &[], 4, || unreachable!()),
+            Some(Step::Launch {
+                number: 2,
+                selection: sel
+            })
+        );
+    }
+
+    #[test]
+    fn record_end_counts_only_what_a_rerun_selected_and_decides_the_rerun() {
+        let now = Utc::now();
+        let mut st = TestRunStatus::default();
+        st.admit(now);
+        st.begin_attempt(1, Selection::all(vec!["p".into()]), "job-1".into(), now);
+        let first = vec![
+            result(1, "a", Passed),
+            result(1, "flaky", Failed),
+            result(1, "bad", Failed),
+        ];
+        let (next, _) = record_end(&mut st, &end(1, ReportRead::Found(3)), first.clone(), 4, now);
+        assert_eq!(
+            next,
+            Next::Rerun {
+                number: 2,
+                tests: vec!["flaky".into(), "bad".into()]
+            }
+        );
+        assert_eq!(st.phase, Phase::Retrying);
+        assert_eq!(st.attempts[0].summary.map(|s| (s.passed, s.failed)), Some((1, 2)));
+
+        let rerun = Selection::failed(vec!["p".into()], 1, vec!["flaky".into(), "bad".into()]);
+        st.begin_attempt(2, rerun, "job-2".into(), now);
+        let mut all = first;
+        // The runner lists the unselected test as skipped; it must not count.
+        all.extend([
+            result(2, "a", Skipped),
+            result(2, "flaky", Passed),
+            result(2, "bad", Failed),
+        ]);
+        let (next, merged) = record_end(&mut st, &end(2, ReportRead::Found(3)), all, 2, now);
+        assert_eq!(merged.len(), 3);
+        assert!(matches!(
+            next,
+            Next::Finish {
+                verdict: Verdict::Failed,
+                ..
+            }
+        ));
+        assert_eq!(st.phase, Phase::Reporting);
+        let attempt2 = st.attempts[1].summary.unwrap();
+        assert_eq!((attempt2.total, attempt2.skipped), (2, 0));
+        let run = st.summary.unwrap();
+        assert_eq!((run.passed, run.flaky, run.failed), (1, 1, 1));
     }
 }

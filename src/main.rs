@@ -13,6 +13,11 @@ fn main() -> ExitCode {
         .unwrap_or_else(|| Command::Serve(ServeArgs::default()))
     {
         Command::Serve(args) => runtime().block_on(tomato::standalone::serve(args.options())),
+        Command::Operator(args) => runtime().block_on(tomato::operator::serve(args.options())),
+        Command::Exec(args) => match runtime().block_on(tomato::launch::exec::main(args)) {
+            Ok(code) => return ExitCode::from(u8::try_from(code).unwrap_or(1)),
+            Err(e) => Err(e),
+        },
         Command::Grep(args) => tomato::grep::run(&args),
         Command::Crds { out_dir: None } => {
             print!("{}", tomato::crd::crds_yaml());

@@ -13,6 +13,7 @@ mod regressions;
 mod runs;
 mod schedules;
 mod spec;
+mod uploads;
 mod v1;
 
 use std::sync::Arc;
@@ -64,6 +65,8 @@ pub fn app(state: AppState) -> Router {
             crate::ui::refuse_cross_site_writes,
         ))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(1 << 20))
+        // Uploads from Jobs carry the run's own token, not an API token, and are larger.
+        .merge(uploads::routes())
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -8,7 +8,7 @@ use schemars::generate::SchemaSettings;
 use utoipa::OpenApi;
 use utoipa::openapi::{RefOr, Schema};
 
-use super::{legacy, regressions, runs, schedules, v1};
+use super::{legacy, regressions, runs, schedules, uploads, v1};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,10 +21,11 @@ use super::{legacy, regressions, runs, schedules, v1};
         schedules::schedules_patch, schedules::schedules_delete, schedules::schedules_trigger,
         regressions::regressions_list, regressions::regressions_create, regressions::regressions_get,
         regressions::regressions_delete,
+        uploads::attempt_results_upload,
     ),
     components(schemas(
         super::ErrorBody, legacy::RunId, legacy::RunIds, runs::QueueView, runs::QueueEntry, runs::LegacyStatus,
-        runs::TestView, runs::TestAttempt, v1::ServiceView, schedules::Deleted, schedules::Triggered,
+        runs::TestView, runs::TestAttempt, v1::ServiceView, schedules::Deleted, schedules::Triggered, uploads::Received,
     )),
     tags(
         (name = "legacy", description = "The old tool's four handles, kept byte for byte where its clients depend on them"),

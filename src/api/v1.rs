@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::runs::{QueueView, TestView, find_run, new_run, queue_view, store_run, test_views};
 use super::spec::{RUN_FIELDS, parse_spec};
 use super::{ApiError, AppState};
+use crate::backend::Artifact;
 use crate::crd::{Phase, TestRun, TestRunSpec};
 use crate::store::ListFilter;
 
@@ -304,8 +305,21 @@ pub async fn attempt_log(
     Path((id, n)): Path<(String, usize)>,
     Query(q): Query<LogQuery>,
 ) -> Result<Response, ApiError> {
-    let path = attempt_file(&state, &id, n, crate::launch::process::LOG_FILE).await?;
-    let text = read_tail(&path, q.tail).await?;
+    let text = match &state.data_dir {
+        Some(_) => {
+            read_tail(
+                &attempt_file(&state, &id, n, crate::launch::process::LOG_FILE).await?,
+                q.tail,
+            )
+            .await?
+        }
+        None => {
+            let log = kept_artifact(&state, &id, n, Artifact::Log)
+                .await?
+                .unwrap_or_default();
+            tail_text(&log, q.tail)
+        }
+    };
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
 }
 
@@ -317,10 +331,15 @@ pub async fn attempt_junit(
     State(state): State<AppState>,
     Path((id, n)): Path<(String, usize)>,
 ) -> Result<Response, ApiError> {
-    let path = attempt_file(&state, &id, n, "junit.xml").await?;
-    let bytes = tokio::fs::read(&path)
-        .await
-        .map_err(|_| ApiError::not_found("n", format!("attempt {n} of {id} wrote no junit.xml")))?;
+    let no_report = || ApiError::not_found("n", format!("attempt {n} of {id} wrote no junit.xml"));
+    let bytes = match &state.data_dir {
+        Some(_) => tokio::fs::read(&attempt_file(&state, &id, n, "junit.xml").await?)
+            .await
+            .map_err(|_| no_report())?,
+        None => kept_artifact(&state, &id, n, Artifact::Junit)
+            .await?
+            .ok_or_else(no_report)?,
+    };
     Ok(([(header::CONTENT_TYPE, "application/xml")], bytes).into_response())
 }
 
@@ -343,6 +362,40 @@ async fn attempt_file(
         .as_ref()
         .ok_or_else(|| ApiError::not_found("n", "this server keeps no attempt files"))?;
     Ok(crate::standalone::attempt_dir(data, id, n).join(file))
+}
+
+/// An attempt's artifact as the backend keeps it (operator mode), after checking the attempt exists.
+async fn kept_artifact(
+    state: &AppState,
+    id: &str,
+    n: usize,
+    artifact: Artifact,
+) -> Result<Option<Vec<u8>>, ApiError> {
+    let run = find_run(state, id, "id").await?;
+    let count = run.status.as_ref().map_or(0, |s| s.attempts.len());
+    if n == 0 || n > count {
+        return Err(ApiError::not_found(
+            "n",
+            format!("run {id} has {count} attempt(s); there is no attempt {n}"),
+        ));
+    }
+    Ok(state.backend.attempt_artifact(id, n, artifact).await?)
+}
+
+/// The last `tail` bytes of a text, from a line boundary (all of it without `tail`).
+fn tail_text(bytes: &[u8], tail: Option<u64>) -> String {
+    let start = tail.map_or(0, |t| {
+        bytes
+            .len()
+            .saturating_sub(usize::try_from(t).unwrap_or(usize::MAX))
+    });
+    let mut text = String::from_utf8_lossy(&bytes[start..]).into_owned();
+    if start > 0
+        && let Some(nl) = text.find('\n')
+    {
+        text.drain(..=nl);
+    }
+    text
 }
 
 /// Reads a file, or its last `tail` bytes starting at a line boundary.

@@ -67,6 +67,10 @@ fn default_priority() -> u8 {
 /// One extra environment variable for the tests: a literal value or a Secret reference.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "has(self.value) != has(self.valueFrom)", "message": "give either value or valueFrom.secretKeyRef, not both"},
+    {"rule": "!self.name.startsWith('TOMATO_')", "message": "TOMATO_* variables are set by Tomato itself"}
+]))]
 pub struct EnvVar {
     /// Variable name.
     #[schemars(regex(pattern = ENV_NAME_PATTERN))]

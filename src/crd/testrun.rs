@@ -28,7 +28,17 @@ use super::common::{Condition, DURATION_PATTERN, RunTemplate};
     printcolumn(name = "Passed", type_ = "integer", json_path = ".status.summary.passed"),
     printcolumn(name = "Failed", type_ = "integer", json_path = ".status.summary.failed"),
     printcolumn(name = "Flaky", type_ = "integer", json_path = ".status.summary.flaky"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    // What a run tests is fixed once it exists (its Jobs and results depend on it); priority
+    // and cancel are what may change.
+    validation = kube::core::Rule::new(
+        "self.spec.service == oldSelf.spec.service && self.spec.stand == oldSelf.spec.stand"
+    )
+    .message("spec.service and spec.stand cannot change once a run exists"),
+    validation = kube::core::Rule::new(
+        "!has(oldSelf.spec.cancel) || !oldSelf.spec.cancel || (has(self.spec.cancel) && self.spec.cancel)"
+    )
+    .message("a cancelled run cannot be resumed")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct TestRunSpec {

@@ -29,6 +29,9 @@ use crate::report::Webhook;
 pub const DEFAULT_RETRIES: u8 = 3;
 /// Default per-attempt timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// Where a Job's test container starts, and what `{dir}` means in a Job, unless
+/// `launch.workingDir` says otherwise.
+pub const DEFAULT_WORKING_DIR: &str = "/tests";
 
 /// The whole packs_config directory, validated.
 #[derive(Clone, Debug)]
@@ -75,6 +78,44 @@ pub struct Launch {
     pub timeout: Duration,
     /// Extra environment for the tests (never secrets: those come through `spec.env` references).
     pub env: BTreeMap<String, String>,
+    /// How operator mode runs the command in a Kubernetes Job.
+    pub job: JobLaunch,
+}
+
+/// Operator-mode launch settings (`launch.image`, `launch.resources`, ...): what the Job's
+/// test container is made of. Standalone mode ignores them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobLaunch {
+    /// Image holding the test suite and its runner (required in operator mode).
+    pub image: Option<String>,
+    pub image_pull_policy: Option<PullPolicy>,
+    /// ServiceAccount of the test pods; none means the namespace default, without a mounted
+    /// API token.
+    pub service_account_name: Option<String>,
+    /// The container's working directory, and what `{dir}` means in a Job (the suite's
+    /// place in the image).
+    pub working_dir: String,
+    /// Resource requests and limits (`cpu`, `memory`, ...), as Kubernetes quantities.
+    pub requests: BTreeMap<String, String>,
+    pub limits: BTreeMap<String, String>,
+}
+
+/// A container's `imagePullPolicy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+impl PullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Always => "Always",
+            PullPolicy::IfNotPresent => "IfNotPresent",
+            PullPolicy::Never => "Never",
+        }
+    }
 }
 
 /// How failed tests are selected for a rerun.
@@ -220,6 +261,26 @@ impl PacksConfig {
 
     pub fn service(&self, name: &str) -> Option<&Arc<Service>> {
         self.services.get(name)
+    }
+
+    /// What operator mode needs beyond the common checks: every service names the image
+    /// its Jobs run (`launch.image`). All problems at once, as [`PacksConfig::load`] does.
+    pub fn check_operator(&self) -> Result<(), ConfigErrors> {
+        let errors: Vec<ConfigError> = self
+            .services()
+            .filter(|s| s.launch.job.image.is_none())
+            .map(|s| ConfigError {
+                file: s.file.clone(),
+                field: "launch.image".into(),
+                reason: "operator mode runs each attempt as a Job and needs the image of the test suite"
+                    .into(),
+            })
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(errors))
+        }
     }
 
     pub fn services(&self) -> impl Iterator<Item = &Arc<Service>> {

@@ -10,7 +10,8 @@ use serde::Deserialize;
 use super::Webhook;
 use super::template::{COMMAND_VARS, PACK_VARS, TEST_VARS, Template, Var};
 use super::{
-    ConfigError, DEFAULT_RETRIES, DEFAULT_TIMEOUT, Launch, Pack, ReportDefaults, Rerun, Service, TestIdStyle,
+    ConfigError, DEFAULT_RETRIES, DEFAULT_TIMEOUT, DEFAULT_WORKING_DIR, JobLaunch, Launch, Pack, PullPolicy,
+    ReportDefaults, Rerun, Service, TestIdStyle,
 };
 use crate::classify::Classifier;
 
@@ -59,6 +60,26 @@ struct RawLaunch {
     timeout: Option<String>,
     #[serde(default)]
     env: BTreeMap<String, String>,
+    // Operator mode (Jobs); standalone mode ignores these.
+    #[serde(default)]
+    image: Option<String>,
+    #[serde(default)]
+    image_pull_policy: Option<String>,
+    #[serde(default)]
+    service_account_name: Option<String>,
+    #[serde(default)]
+    working_dir: Option<String>,
+    #[serde(default)]
+    resources: RawResources,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawResources {
+    #[serde(default)]
+    requests: BTreeMap<String, String>,
+    #[serde(default)]
+    limits: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -232,6 +253,8 @@ pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Ve
         }
     }
 
+    let job = job_launch(&mut p, &raw.launch);
+
     let test_id = match raw.rerun.test_id.as_deref() {
         None => Some(TestIdStyle::default()),
         Some(s) => TestIdStyle::parse(s).map_err(|e| p.add("rerun.testId", e)).ok(),
@@ -330,6 +353,7 @@ pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Ve
                 command,
                 timeout,
                 env: raw.launch.env,
+                job,
             },
             rerun: Rerun {
                 test_id,
@@ -347,6 +371,116 @@ pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Ve
         }),
         _ => Err(p.errors),
     }
+}
+
+/// The operator-mode settings of `launch`: each checked the way the API server would check
+/// the Job field it becomes, so that a bad value is reported at start-up, not per attempt.
+fn job_launch(p: &mut Problems<'_>, raw: &RawLaunch) -> JobLaunch {
+    let image = raw.image.clone().filter(|i| {
+        let ok = !i.is_empty() && i.len() <= 1024 && !i.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !ok {
+            p.add(
+                "launch.image",
+                format!("{i:?} is not a container image reference"),
+            );
+        }
+        ok
+    });
+    let image_pull_policy = raw.image_pull_policy.as_deref().and_then(|s| match s {
+        "Always" => Some(PullPolicy::Always),
+        "IfNotPresent" => Some(PullPolicy::IfNotPresent),
+        "Never" => Some(PullPolicy::Never),
+        other => {
+            p.add(
+                "launch.imagePullPolicy",
+                format!("{other:?} is not one of Always, IfNotPresent, Never"),
+            );
+            None
+        }
+    });
+    let service_account_name = raw.service_account_name.clone().filter(|n| {
+        let ok = is_dns_subdomain(n);
+        if !ok {
+            p.add(
+                "launch.serviceAccountName",
+                format!("{n:?} is not a valid ServiceAccount name"),
+            );
+        }
+        ok
+    });
+    let working_dir = match raw.working_dir.as_deref() {
+        None => DEFAULT_WORKING_DIR.to_string(),
+        Some(d) if d.starts_with('/') && !d.contains('\0') => d.to_string(),
+        Some(d) => {
+            p.add("launch.workingDir", format!("{d:?} must be an absolute path"));
+            DEFAULT_WORKING_DIR.to_string()
+        }
+    };
+    for (kind, map) in [
+        ("requests", &raw.resources.requests),
+        ("limits", &raw.resources.limits),
+    ] {
+        for (name, value) in map {
+            let field = format!("launch.resources.{kind}.{name}");
+            let known = matches!(name.as_str(), "cpu" | "memory" | "ephemeral-storage") || name.contains('/');
+            if !known {
+                p.add(
+                    &field,
+                    "unknown resource (cpu, memory, ephemeral-storage, or an extended resource like nvidia.com/gpu)",
+                );
+            }
+            if !is_quantity(value) {
+                p.add(
+                    &field,
+                    format!("{value:?} is not a Kubernetes quantity (like 500m, 2, 1Gi, 512Mi)"),
+                );
+            }
+        }
+    }
+    JobLaunch {
+        image,
+        image_pull_policy,
+        service_account_name,
+        working_dir,
+        requests: raw.resources.requests.clone(),
+        limits: raw.resources.limits.clone(),
+    }
+}
+
+/// A Kubernetes resource quantity: a decimal number with an optional binary (`Ki`..`Ei`) or
+/// decimal (`m`, `k`, `M`..`E`) suffix, or an exponent (`1e3`).
+fn is_quantity(s: &str) -> bool {
+    let number_end = s
+        .char_indices()
+        .find(|(_, c)| !(c.is_ascii_digit() || *c == '.'))
+        .map_or(s.len(), |(i, _)| i);
+    let (number, suffix) = s.split_at(number_end);
+    let number_ok = !number.is_empty()
+        && number != "."
+        && number.matches('.').count() <= 1
+        && number.chars().any(|c| c.is_ascii_digit());
+    let suffix_ok = matches!(
+        suffix,
+        "" | "m" | "k" | "M" | "G" | "T" | "P" | "E" | "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei"
+    ) || suffix.strip_prefix(['e', 'E']).is_some_and(|exp| {
+        let exp = exp.strip_prefix(['+', '-']).unwrap_or(exp);
+        !exp.is_empty() && exp.chars().all(|c| c.is_ascii_digit())
+    });
+    number_ok && suffix_ok
+}
+
+/// A Kubernetes object name (RFC 1123 subdomain).
+fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }
 
 /// Compiles the failure categories (inline or from a file), reporting each rule's problems

@@ -288,3 +288,63 @@ fn a_service_names_its_default_regression_plan_by_id_or_name() {
         "{errs}"
     );
 }
+
+#[test]
+fn operator_launch_settings_are_read_and_checked() {
+    let with_job = MINIMAL.replace(
+        "launch: {command: [runner, \"{tests}\"]}",
+        r#"launch:
+  command: [runner, "{tests}"]
+  image: registry.example.com/qa/suite:1.2
+  imagePullPolicy: IfNotPresent
+  serviceAccountName: qa-tests
+  workingDir: /suite
+  resources: {requests: {cpu: 500m, memory: 256Mi}, limits: {memory: 1Gi, nvidia.com/gpu: "1"}}"#,
+    );
+    let cfg = load(&[("svc.yaml", &with_job)]).unwrap();
+    let job = &cfg.service("svc").unwrap().launch.job;
+    assert_eq!(job.image.as_deref(), Some("registry.example.com/qa/suite:1.2"));
+    assert_eq!(job.image_pull_policy, Some(PullPolicy::IfNotPresent));
+    assert_eq!(job.working_dir, "/suite");
+    assert_eq!(job.requests["cpu"], "500m");
+    assert_eq!(job.limits["nvidia.com/gpu"], "1");
+    assert!(cfg.check_operator().is_ok());
+
+    let without = load(&[("svc.yaml", MINIMAL)]).unwrap();
+    assert_eq!(
+        without.service("svc").unwrap().launch.job.working_dir,
+        DEFAULT_WORKING_DIR
+    );
+    let err = without.check_operator().unwrap_err();
+    assert_eq!(err.0[0].field, "launch.image");
+}
+
+#[test]
+fn bad_operator_launch_settings_are_each_named() {
+    let bad = MINIMAL.replace(
+        "launch: {command: [runner, \"{tests}\"]}",
+        r#"launch:
+  command: [runner, "{tests}"]
+  image: "has space"
+  imagePullPolicy: Sometimes
+  serviceAccountName: Not_Valid
+  workingDir: relative/dir
+  resources: {requests: {cpu: lots, gpus: "1"}}"#,
+    );
+    let fields: Vec<String> = load(&[("svc.yaml", &bad)])
+        .unwrap_err()
+        .0
+        .into_iter()
+        .map(|e| e.field)
+        .collect();
+    for f in [
+        "launch.image",
+        "launch.imagePullPolicy",
+        "launch.serviceAccountName",
+        "launch.workingDir",
+        "launch.resources.requests.cpu",
+        "launch.resources.requests.gpus",
+    ] {
+        assert!(fields.iter().any(|x| x == f), "{f} not reported in {fields:?}");
+    }
+}

@@ -23,7 +23,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::core::{AttemptEnd, Next, ReportRead, after_attempt};
+use crate::core::{AttemptEnd, ReportRead, Step};
 use crate::crd::{AttemptState, DeliveryState, Phase, Selection, SelectionKind, TestRun, TestRunStatus};
 use crate::launch::process::{self, Exit, ProcessSpec};
 use crate::launch::{AttemptRef, RerunTest, plan};
@@ -288,50 +288,23 @@ impl Driver {
         let status = run.status.clone().unwrap_or_default();
         let max_attempts = 1 + u32::from(svc.retries_for(&run.spec.template));
         let merged = self.merged(&name, &status).await?;
-
-        let (number, selection) = match status.attempts.last() {
-            None => {
-                let packs = match svc
-                    .resolve_packs(run.spec.template.category.as_deref(), &run.spec.template.packs)
-                {
-                    Ok(p) => p,
-                    Err(e) => return self.conclude_error(&name, e.to_string()).await,
-                };
-                (1, Selection::all(packs))
-            }
-            // Relaunch an interrupted attempt as it was.
-            Some(a) if a.state == AttemptState::Interrupted => (a.number, a.selection.clone()),
-            Some(a) if a.state == AttemptState::Running => return Ok(()), // its waiter will report
-            // The attempt ended but the decision was not stored (or it was: Retrying): decide again.
-            Some(a) => {
-                let end = AttemptEnd {
-                    number: a.number,
-                    state: a.state,
-                    exit_code: a.exit_code,
-                    report: if a.summary.is_some() {
-                        ReportRead::Found(0)
-                    } else {
-                        ReportRead::Missing
-                    },
-                    message: a.message.clone(),
-                };
-                match after_attempt(&end, &merged, max_attempts) {
-                    Next::Rerun { number, tests } => (
-                        number,
-                        Selection::failed(a.selection.packs.clone(), a.number, tests),
-                    ),
-                    Next::Finish { verdict, message } => {
-                        self.store
-                            .update::<TestRun, _>(&name, move |r| {
-                                r.status
-                                    .get_or_insert_default()
-                                    .conclude(verdict, message, Utc::now());
-                                Ok((true, ()))
-                            })
-                            .await?;
-                        return Ok(());
-                    }
-                }
+        let packs = || {
+            svc.resolve_packs(run.spec.template.category.as_deref(), &run.spec.template.packs)
+                .map_err(|e| e.to_string())
+        };
+        let (number, selection) = match crate::core::next_step(&status, &merged, max_attempts, packs) {
+            None => return Ok(()), // its waiter will report
+            Some(Step::Launch { number, selection }) => (number, selection),
+            Some(Step::Finish { verdict, message }) => {
+                self.store
+                    .update::<TestRun, _>(&name, move |r| {
+                        r.status
+                            .get_or_insert_default()
+                            .conclude(verdict, message, Utc::now());
+                        Ok((true, ()))
+                    })
+                    .await?;
+                return Ok(());
             }
         };
         self.launch(run, &svc, number, selection, &merged).await
@@ -488,38 +461,15 @@ impl Driver {
             return Ok(());
         };
         let max_attempts = 1 + u32::from(svc.retries_for(&run.spec.template));
-        let mut status = run.status.clone().unwrap_or_default();
         let results = self.store.results(name).await?;
-        // The attempt's own counts cover what it selected (a runner may list the rest as skipped).
-        let summary = matches!(end.report, ReportRead::Found(_)).then(|| {
-            let selected = status
-                .running_attempt()
-                .filter(|a| a.selection.kind == SelectionKind::Failed)
-                .map(|a| {
-                    a.selection
-                        .tests
-                        .iter()
-                        .map(String::as_str)
-                        .collect::<std::collections::HashSet<_>>()
-                });
-            results::attempt_summary(
-                results
-                    .iter()
-                    .filter(|r| r.attempt == end.number)
-                    .filter(|r| selected.as_ref().is_none_or(|ids| ids.contains(r.id.as_str())))
-                    .map(|r| &r.case),
-            )
-        });
-        status.end_attempt(&end, summary, Utc::now());
-        let merged = crate::core::merge_run(&status, results);
-        let next = after_attempt(&end, &merged, max_attempts);
-        let run_summary = results::summarize(&merged);
+        let mut decided = run.status.clone().unwrap_or_default();
+        let (next, merged) = crate::core::record_end(&mut decided, &end, results, max_attempts, Utc::now());
         let categories = {
             let (svc, data_dir, run, status) = (
                 svc.clone(),
                 self.data_dir.clone(),
                 name.to_string(),
-                status.clone(),
+                decided.clone(),
             );
             tokio::task::spawn_blocking(move || classify_run(&svc, &data_dir, &run, &status, &merged).stats)
                 .await
@@ -529,13 +479,13 @@ impl Driver {
         self.store
             .update::<TestRun, _>(name, move |r| {
                 let st = r.status.get_or_insert_default();
-                st.end_attempt(&end, summary, Utc::now());
-                st.summary = Some(run_summary);
+                st.attempts = decided.attempts;
+                st.summary = decided.summary;
+                st.phase = decided.phase;
+                st.verdict = decided.verdict;
+                st.message = decided.message;
+                st.conditions = decided.conditions;
                 st.categories = categories;
-                match next {
-                    Next::Rerun { number, tests } => st.retry(number, tests.len()),
-                    Next::Finish { verdict, message } => st.conclude(verdict, message, Utc::now()),
-                }
                 Ok((true, ()))
             })
             .await?;

@@ -1,5 +1,10 @@
-//! Test support: the real `tomato` binary on a free port with its own data directory.
+//! Test support: the real `tomato` binary on a free port with its own data directory; for
+//! operator mode, an in-process Kubernetes API fake ([`fake_kube`]) and a harness over it
+//! ([`operator`]).
 #![allow(dead_code)]
+
+pub mod fake_kube;
+pub mod operator;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,119 @@
+//! `POST /api/v1/runs/{id}/attempts/{n}/results`: where `tomato exec`, inside an attempt's
+//! Job, delivers the attempt's JUnit report(s) and log (operator mode).
+//!
+//! The body is `multipart/form-data` (`curl -F` speaks it too): `exitCode` or `signal`, one
+//! `junit` part per report (gzip'd when its content type is `application/gzip` or its file
+//! name ends in `.gz`), and `log`. The caller authenticates with the run's own upload token
+//! (`Authorization: Bearer`), not with an API token: this route sits outside the API-token
+//! check and has its own, larger body limit.
+
+use axum::Json;
+use axum::extract::{Multipart, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::routing::post;
+use serde::Serialize;
+
+use super::{ApiError, AppState};
+use crate::backend::UploadError;
+use crate::operator::results::{AttemptResults, Source, gzip};
+
+/// Largest upload accepted (JUnit is gzip'd by `tomato exec`; the log is a capped tail).
+pub const MAX_UPLOAD_BYTES: usize = 64 << 20;
+
+pub fn routes() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route(
+            "/api/v1/runs/{id}/attempts/{n}/results",
+            post(attempt_results_upload),
+        )
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Received {
+    /// JUnit reports received.
+    pub reports: usize,
+    /// Bytes of log received.
+    pub log_bytes: usize,
+}
+
+/// Receive an attempt's results from `tomato exec` (operator mode; authenticated by the run's upload token).
+#[utoipa::path(post, path = "/api/v1/runs/{id}/attempts/{n}/results", tag = "runs",
+    params(("id" = String, Path, description = "Run name"), ("n" = usize, Path, description = "Attempt position, from 1")),
+    request_body(content_type = "multipart/form-data", description = "exitCode or signal, junit (repeated), log"),
+    responses((status = 201, body = Received), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
+        (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody)))]
+pub async fn attempt_results_upload(
+    State(state): State<AppState>,
+    Path((id, n)): Path<(String, usize)>,
+    headers: HeaderMap,
+    mut form: Multipart,
+) -> Result<(StatusCode, Json<Received>), ApiError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::unauthorized("send the run's upload token: Authorization: Bearer <token>"))?
+        .to_string();
+
+    let mut results = AttemptResults {
+        source: Source::Upload,
+        exit_code: None,
+        signal: None,
+        junit_gz: Vec::new(),
+        log: Vec::new(),
+        message: None,
+    };
+    let bad = |field: &str, e: &dyn std::fmt::Display| {
+        ApiError::bad_request(field, format!("cannot read {field}: {e}"))
+    };
+    while let Some(field) = form.next_field().await.map_err(|e| bad("body", &e))? {
+        let name = field.name().unwrap_or_default().to_string();
+        match name.as_str() {
+            "exitCode" | "signal" => {
+                let text = field.text().await.map_err(|e| bad(&name, &e))?;
+                let value: i32 = text
+                    .trim()
+                    .parse()
+                    .map_err(|_| ApiError::bad_request(&name, format!("{text:?} is not an integer")))?;
+                if name == "exitCode" {
+                    results.exit_code = Some(value);
+                } else {
+                    results.signal = Some(value);
+                }
+            }
+            "junit" => {
+                let gzipped = field.content_type() == Some("application/gzip")
+                    || field.file_name().is_some_and(|f| f.ends_with(".gz"));
+                let bytes = field.bytes().await.map_err(|e| bad("junit", &e))?;
+                results
+                    .junit_gz
+                    .push(if gzipped { bytes.to_vec() } else { gzip(&bytes) });
+            }
+            "log" => results.log = field.bytes().await.map_err(|e| bad("log", &e))?.to_vec(),
+            other => {
+                return Err(ApiError::bad_request(
+                    other,
+                    format!("unknown part {other:?}; known: exitCode, signal, junit, log"),
+                ));
+            }
+        }
+    }
+    let received = Received {
+        reports: results.junit_gz.len(),
+        log_bytes: results.log.len(),
+    };
+    match state.backend.receive_results(&id, n, &token, results).await {
+        Ok(()) => Ok((StatusCode::CREATED, Json(received))),
+        Err(e) => Err(match e {
+            UploadError::NotSupported => ApiError::not_found("id", e.to_string()),
+            UploadError::Unauthorized => ApiError::unauthorized(e.to_string()),
+            UploadError::NotFound(m) => ApiError::not_found("id", m),
+            UploadError::Conflict(m) => ApiError::conflict(m),
+            UploadError::Invalid(m) => ApiError::bad_request("body", m),
+            UploadError::Store(m) => ApiError::internal("storing uploaded results failed", m),
+        }),
+    }
+}

@@ -1,0 +1,360 @@
+//! `tomato exec -- <command>`: the entrypoint of a Job's test container.
+//!
+//! It runs the tests' command (argv as given, never through a shell) in its own process
+//! group, copies its output both to the container's stdout/stderr (so `kubectl logs` and the
+//! operator's pod-log fallback see it) and to a log file, forwards SIGTERM (a Job's deadline,
+//! a cancel) to the whole group, and when the command has ended uploads the JUnit report(s)
+//! and the log tail to the operator's API, authenticated by the run's token. It exits with the
+//! command's status, so the pod shows the tests' own outcome. The token comes only from the
+//! environment (`TOMATO_UPLOAD_TOKEN`, filled from a Secret) and is never printed.
+//!
+//! `tomato exec --copy-self-to PATH` is the Job's init container: it copies this binary into
+//! a volume the test container mounts, since the test suite's image does not contain Tomato.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
+
+use crate::operator::results::{LOG_TAIL_BYTES, gzip};
+use crate::secrets::Secret;
+
+/// How long the command's process group gets between SIGTERM and SIGKILL.
+const GRACE: Duration = Duration::from_secs(10);
+/// Upload tries (with 1, 2, 4, ... seconds between them).
+const UPLOAD_TRIES: u32 = 6;
+
+/// What `tomato exec` was asked to do.
+#[derive(Clone, Debug)]
+pub struct ExecOptions {
+    /// The tests' argv.
+    pub command: Vec<String>,
+    /// Where the runner writes JUnit XML (`*.xml` under `junit/` beside it are read too).
+    pub junit: PathBuf,
+    /// Where the combined log is kept.
+    pub log: PathBuf,
+    /// Where to upload the results; none means run only (useful outside a Job).
+    pub upload_url: Option<String>,
+    pub token: Option<Secret>,
+}
+
+/// How the command ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    Code(i32),
+    Signal(i32),
+}
+
+impl Ended {
+    /// The status to exit with, as a shell would report it.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Ended::Code(c) => c,
+            Ended::Signal(s) => 128 + s,
+        }
+    }
+}
+
+/// `tomato exec` as the command line asked: copy itself (init container), or run and upload.
+pub async fn main(args: crate::cli::ExecArgs) -> anyhow::Result<i32> {
+    if let Some(to) = &args.copy_self_to {
+        copy_self_to(to)?;
+        return Ok(0);
+    }
+    run(args.options().map_err(anyhow::Error::msg)?).await
+}
+
+/// Runs the command, then uploads. Returns the status to exit with. An upload failure is
+/// reported on stderr but does not change the status: the operator then reads the pod log.
+pub async fn run(opts: ExecOptions) -> anyhow::Result<i32> {
+    let ended = run_command(&opts).await?;
+    if let Some(url) = &opts.upload_url {
+        match upload(&opts, url, ended).await {
+            Ok(summary) => eprintln!("[tomato exec] {summary}"),
+            Err(e) => eprintln!("[tomato exec] the results could not be uploaded: {e:#}"),
+        }
+    } else {
+        eprintln!(
+            "[tomato exec] TOMATO_UPLOAD_URL is not set; results stay in {}",
+            opts.junit.display()
+        );
+    }
+    Ok(ended.exit_code())
+}
+
+/// Runs the command with its output teed to our stdout/stderr and the log file.
+async fn run_command(opts: &ExecOptions) -> anyhow::Result<Ended> {
+    use anyhow::Context;
+    let (program, args) = opts
+        .command
+        .split_first()
+        .context("no command given after `--`")?;
+    if let Some(dir) = opts.log.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    if let Some(dir) = opts.junit.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let log =
+        std::fs::File::create(&opts.log).with_context(|| format!("cannot create {}", opts.log.display()))?;
+    let log = Arc::new(Mutex::new(log));
+    let mut child = match Command::new(program)
+        .args(args)
+        .env_remove(crate::launch::job::ENV_UPLOAD_TOKEN)
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            let msg = format!("[tomato exec] cannot start {program:?}: {e}\n");
+            eprint!("{msg}");
+            let _ = log.lock().map(|mut f| f.write_all(msg.as_bytes()));
+            // 127: what a shell answers for a command that cannot be found.
+            return Ok(Ended::Code(127));
+        }
+    };
+    let pid = child.id().and_then(|p| i32::try_from(p).ok());
+    let out = tokio::spawn(tee(
+        child.stdout.take().expect("stdout is piped"),
+        tokio::io::stdout(),
+        log.clone(),
+    ));
+    let err = tokio::spawn(tee(
+        child.stderr.take().expect("stderr is piped"),
+        tokio::io::stderr(),
+        log.clone(),
+    ));
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let status = tokio::select! {
+        s = child.wait() => s?,
+        _ = async { tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} } } => {
+            eprintln!("[tomato exec] asked to stop; stopping the tests");
+            if let Some(pid) = pid {
+                let _ = killpg(Pid::from_raw(pid), Signal::SIGTERM);
+            }
+            match tokio::time::timeout(GRACE, child.wait()).await {
+                Ok(s) => s?,
+                Err(_) => {
+                    if let Some(pid) = pid {
+                        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+                    }
+                    child.wait().await?
+                }
+            }
+        }
+    };
+    // Whatever the runner started in its group goes with it.
+    if let Some(pid) = pid {
+        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let _ = out.await;
+        let _ = err.await;
+    })
+    .await;
+    use std::os::unix::process::ExitStatusExt;
+    Ok(match (status.code(), status.signal()) {
+        (Some(c), _) => Ended::Code(c),
+        (None, Some(s)) => Ended::Signal(s),
+        (None, None) => Ended::Code(1),
+    })
+}
+
+/// Copies a stream to `to` and to the shared log file.
+async fn tee(
+    mut from: impl AsyncRead + Unpin,
+    mut to: impl tokio::io::AsyncWrite + Unpin,
+    log: Arc<Mutex<std::fs::File>>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let _ = to.write_all(&buf[..n]).await;
+        let _ = to.flush().await;
+        if let Ok(mut f) = log.lock() {
+            let _ = f.write_all(&buf[..n]);
+        }
+    }
+}
+
+/// The JUnit files an attempt wrote: `junit` itself and every `*.xml` under `junit/` beside it.
+pub fn junit_files(junit: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    if junit.is_file() {
+        files.push(junit.to_path_buf());
+    }
+    let dir = junit.parent().unwrap_or(Path::new(".")).join("junit");
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        let mut more: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "xml"))
+            .collect();
+        more.sort();
+        files.extend(more);
+    }
+    files
+}
+
+/// The last `max` bytes of a file.
+fn tail(path: &Path, max: usize) -> Vec<u8> {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let start = bytes.len().saturating_sub(max);
+    bytes[start..].to_vec()
+}
+
+/// Uploads the results as `multipart/form-data`: `exitCode` or `signal`, one gzip'd `junit`
+/// part per report, and the `log` tail. Retries transport errors and 5xx answers; a 409 means
+/// an earlier try (or the pod-log fallback) already recorded this attempt.
+async fn upload(opts: &ExecOptions, url: &str, ended: Ended) -> anyhow::Result<String> {
+    let token = opts
+        .token
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("TOMATO_UPLOAD_TOKEN is not set"))?;
+    let files = junit_files(&opts.junit);
+    let reports: Vec<(String, Vec<u8>)> = files
+        .iter()
+        .filter_map(|f| {
+            let bytes = std::fs::read(f).ok()?;
+            let name = f.file_name()?.to_string_lossy().into_owned();
+            Some((format!("{name}.gz"), gzip(&bytes)))
+        })
+        .collect();
+    let log = tail(&opts.log, LOG_TAIL_BYTES);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()?;
+    let mut last_error = String::new();
+    for attempt in 0..UPLOAD_TRIES {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_secs(1 << (attempt - 1))).await;
+        }
+        let mut form = reqwest::multipart::Form::new();
+        form = match ended {
+            Ended::Code(c) => form.text("exitCode", c.to_string()),
+            Ended::Signal(s) => form.text("signal", s.to_string()),
+        };
+        for (name, gz) in &reports {
+            form = form.part(
+                "junit",
+                reqwest::multipart::Part::bytes(gz.clone())
+                    .file_name(name.clone())
+                    .mime_str("application/gzip")?,
+            );
+        }
+        form = form.part(
+            "log",
+            reqwest::multipart::Part::bytes(log.clone())
+                .file_name("output.log")
+                .mime_str("text/plain")?,
+        );
+        let sent = client
+            .post(url)
+            .bearer_auth(token.expose())
+            .multipart(form)
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status().is_success() => {
+                return Ok(format!(
+                    "uploaded {} JUnit report(s) and {} KiB of log",
+                    reports.len(),
+                    log.len() / 1024
+                ));
+            }
+            Ok(r) if r.status() == reqwest::StatusCode::CONFLICT => {
+                return Ok("this attempt's results were already recorded".into());
+            }
+            Ok(r) if r.status().is_server_error() => {
+                last_error = format!("{}: {}", r.status(), r.text().await.unwrap_or_default());
+            }
+            Ok(r) => {
+                let status = r.status();
+                anyhow::bail!(
+                    "the API refused the upload ({status}): {}",
+                    r.text().await.unwrap_or_default()
+                );
+            }
+            Err(e) => last_error = e.to_string(),
+        }
+    }
+    anyhow::bail!("{UPLOAD_TRIES} tries failed; the last: {last_error}")
+}
+
+/// Copies the running binary to `to` (mode 0755): the init container's whole job.
+pub fn copy_self_to(to: &Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::os::unix::fs::PermissionsExt;
+    let me = std::env::current_exe().context("cannot find the running binary")?;
+    if let Some(dir) = to.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::copy(&me, to).with_context(|| format!("cannot copy {} to {}", me.display(), to.display()))?;
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("cannot make {} executable", to.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_command_runs_without_a_shell_and_its_output_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = ExecOptions {
+            command: vec!["sh".into(), "-c".into(), "echo out; echo err >&2; exit 3".into()],
+            junit: dir.path().join("junit.xml"),
+            log: dir.path().join("output.log"),
+            upload_url: None,
+            token: None,
+        };
+        assert_eq!(run_command(&opts).await.unwrap(), Ended::Code(3));
+        let log = std::fs::read_to_string(dir.path().join("output.log")).unwrap();
+        assert!(log.contains("out\n") && log.contains("err\n"), "{log}");
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_is_exit_127_with_the_reason_in_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = ExecOptions {
+            command: vec!["no-such-runner; rm -rf /".into()],
+            junit: dir.path().join("junit.xml"),
+            log: dir.path().join("output.log"),
+            upload_url: None,
+            token: None,
+        };
+        assert_eq!(run_command(&opts).await.unwrap(), Ended::Code(127));
+        let log = std::fs::read_to_string(dir.path().join("output.log")).unwrap();
+        assert!(log.contains("cannot start"), "{log}");
+    }
+
+    #[test]
+    fn junit_files_are_the_report_and_the_junit_directory_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("junit.xml"), "<testsuites/>").unwrap();
+        std::fs::create_dir(dir.path().join("junit")).unwrap();
+        std::fs::write(dir.path().join("junit/b.xml"), "<testsuites/>").unwrap();
+        std::fs::write(dir.path().join("junit/a.xml"), "<testsuites/>").unwrap();
+        std::fs::write(dir.path().join("junit/notes.txt"), "").unwrap();
+        let names: Vec<String> = junit_files(&dir.path().join("junit.xml"))
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["junit.xml", "a.xml", "b.xml"]);
+    }
+}

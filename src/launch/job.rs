@@ -1,0 +1,662 @@
+//! The `job` launcher's pure half: the Kubernetes `Job` one attempt runs as, and how to read
+//! a Job's (and its pod's) state back. The operator applies what [`desired_job`] returns with
+//! server-side apply; building it is a pure function of the run, the service and the attempt,
+//! so that applying it again after a crash or a restart changes nothing (the Job is adopted,
+//! never duplicated).
+//!
+//! Shape of the Job: `backoffLimit: 0` (Tomato reruns failed tests itself, selectively; a
+//! Kubernetes retry would rerun everything), `activeDeadlineSeconds` from the attempt timeout,
+//! a controller owner reference to the TestRun (deleting the run deletes its Jobs). The test
+//! suite's image does not contain Tomato, so an init container copies the `tomato` binary
+//! (from the operator's own image) into a shared volume, and the test container's entrypoint
+//! is `tomato exec -- <argv>`: argv and `TOMATO_*` environment come from [`super::plan`], as
+//! in standalone mode, so a rerun selects the failed tests exactly as a local process would.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, Pod, PodSecurityContext, PodSpec, PodTemplateSpec,
+    ResourceRequirements, SecretKeySelector, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::Resource;
+
+use super::{AttemptRef, RerunTest, plan};
+use crate::crd::{LABEL_RUN, LABEL_SERVICE, Selection, TestRun};
+use crate::packs::{PullPolicy, Service};
+
+/// Label giving the attempt number (1 = the full run) on a Job and its pod.
+pub const LABEL_ATTEMPT: &str = "tomato.dev/attempt";
+/// Label giving the launch's position in `status.attempts` (what the API's `/attempts/{n}` means).
+pub const LABEL_LAUNCH: &str = "tomato.dev/launch";
+/// Kubernetes' own label on a Job's pods.
+pub const LABEL_JOB_NAME: &str = "batch.kubernetes.io/job-name";
+
+/// Where the init container puts the `tomato` binary inside the pod.
+pub const EXEC_DIR: &str = "/tomato/bin";
+pub const EXEC_PATH: &str = "/tomato/bin/tomato";
+/// Scratch space of an attempt inside the pod: JUnit and log.
+pub const WORK_DIR: &str = "/tomato/work";
+pub const JUNIT_PATH: &str = "/tomato/work/junit.xml";
+pub const LOG_PATH: &str = "/tomato/work/output.log";
+/// Name of the test container (the pod log fallback reads it).
+pub const TEST_CONTAINER: &str = "tests";
+
+/// Where `tomato exec` uploads the attempt's results.
+pub const ENV_UPLOAD_URL: &str = "TOMATO_UPLOAD_URL";
+/// The run's upload token (from the run's token Secret, never a literal in the Job).
+pub const ENV_UPLOAD_TOKEN: &str = "TOMATO_UPLOAD_TOKEN";
+/// Key of the token in the run's token Secret.
+pub const TOKEN_KEY: &str = "token";
+
+/// Operator-wide settings every Job needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobSettings {
+    /// Image holding the `tomato` binary (the operator's own image), whose entrypoint is `tomato`.
+    pub exec_image: String,
+    pub exec_image_pull_policy: Option<PullPolicy>,
+    /// Base URL of the operator's API as pods reach it (`http://tomato.<ns>.svc:8080`).
+    pub api_url: String,
+}
+
+/// One attempt to turn into a Job.
+#[derive(Clone, Copy, Debug)]
+pub struct JobAttempt<'a> {
+    /// Position of the launch in `status.attempts`, from 1 (names the Job).
+    pub seq: usize,
+    /// Attempt number (1 = the full run; a relaunch keeps its attempt's number).
+    pub number: u32,
+    pub selection: &'a Selection,
+    /// The failed tests a rerun selects (empty for a full run).
+    pub reruns: &'a [RerunTest<'a>],
+    pub timeout: Duration,
+}
+
+/// The Job for `attempt` of `run`. Pure: the same input gives the same Job, which is what makes
+/// re-applying it after a restart a no-op.
+pub fn desired_job(run: &TestRun, service: &Service, attempt: JobAttempt<'_>, settings: &JobSettings) -> Job {
+    let run_name = run.metadata.name.clone().unwrap_or_default();
+    let job = &service.launch.job;
+    // In a Job `{dir}` is the suite's place in the image, not the packs_config directory.
+    let mut in_image = service.clone();
+    in_image.dir = job.working_dir.clone().into();
+    let launch = plan(
+        &in_image,
+        &AttemptRef {
+            run: &run_name,
+            stand: &run.spec.template.stand,
+            number: attempt.number,
+            packs: &attempt.selection.packs,
+            reruns: attempt.reruns,
+            junit: std::path::Path::new(JUNIT_PATH),
+            timeout: attempt.timeout,
+        },
+    );
+
+    let mut env: Vec<EnvVar> = launch
+        .env
+        .into_iter()
+        .map(|(name, value)| EnvVar {
+            name,
+            value: Some(value),
+            value_from: None,
+        })
+        .collect();
+    env.extend(run.spec.template.env.iter().map(|v| EnvVar {
+        name: v.name.clone(),
+        value: v.value.clone(),
+        value_from: v.value_from.as_ref().map(|src| EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: src.secret_key_ref.name.clone(),
+                key: src.secret_key_ref.key.clone(),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }),
+    }));
+    // Where `tomato exec` keeps the log (its default, spelled out so the pod says it).
+    env.push(EnvVar {
+        name: "TOMATO_EXEC_LOG".into(),
+        value: Some(LOG_PATH.into()),
+        value_from: None,
+    });
+    env.push(EnvVar {
+        name: ENV_UPLOAD_URL.into(),
+        value: Some(format!(
+            "{}/api/v1/runs/{run_name}/attempts/{}/results",
+            settings.api_url.trim_end_matches('/'),
+            attempt.seq
+        )),
+        value_from: None,
+    });
+    env.push(EnvVar {
+        name: ENV_UPLOAD_TOKEN.into(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: token_secret_name(&run_name),
+                key: TOKEN_KEY.into(),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }),
+    });
+
+    let mut command = vec![EXEC_PATH.to_string(), "exec".into(), "--".into()];
+    command.extend(launch.argv);
+
+    let labels = BTreeMap::from([
+        (LABEL_RUN.to_string(), label_value(&run_name)),
+        (LABEL_SERVICE.to_string(), service.name.clone()),
+        (LABEL_ATTEMPT.to_string(), attempt.number.to_string()),
+        (LABEL_LAUNCH.to_string(), attempt.seq.to_string()),
+        ("app.kubernetes.io/managed-by".to_string(), "tomato".to_string()),
+    ]);
+    let quantities = |m: &BTreeMap<String, String>| {
+        (!m.is_empty()).then(|| m.iter().map(|(k, v)| (k.clone(), Quantity(v.clone()))).collect())
+    };
+    let volume = |name: &str| Volume {
+        name: name.into(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Default::default()
+    };
+    let mount = |name: &str, path: &str, read_only: bool| VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        read_only: read_only.then_some(true),
+        ..Default::default()
+    };
+    let no_privileges = SecurityContext {
+        allow_privilege_escalation: Some(false),
+        ..Default::default()
+    };
+
+    Job {
+        metadata: ObjectMeta {
+            name: Some(job_name(&run_name, attempt.seq)),
+            namespace: run.metadata.namespace.clone(),
+            labels: Some(labels.clone()),
+            owner_references: run.controller_owner_ref(&()).map(|r| vec![r]),
+            ..Default::default()
+        },
+        spec: Some(JobSpec {
+            backoff_limit: Some(0),
+            active_deadline_seconds: Some(launch.timeout.as_secs().max(1) as i64),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".into()),
+                    service_account_name: job.service_account_name.clone(),
+                    // Tests get an API token only when packs_config names their ServiceAccount.
+                    automount_service_account_token: Some(job.service_account_name.is_some()),
+                    security_context: Some(PodSecurityContext {
+                        seccomp_profile: Some(k8s_openapi::api::core::v1::SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            localhost_profile: None,
+                        }),
+                        ..Default::default()
+                    }),
+                    init_containers: Some(vec![Container {
+                        name: "tomato-exec".into(),
+                        image: Some(settings.exec_image.clone()),
+                        image_pull_policy: settings.exec_image_pull_policy.map(|p| p.as_str().to_string()),
+                        // The image's entrypoint is `tomato`; it copies itself for the test container.
+                        args: Some(vec!["exec".into(), "--copy-self-to".into(), EXEC_PATH.into()]),
+                        volume_mounts: Some(vec![mount("tomato-bin", EXEC_DIR, false)]),
+                        security_context: Some(SecurityContext {
+                            run_as_non_root: Some(true),
+                            read_only_root_filesystem: Some(true),
+                            ..no_privileges.clone()
+                        }),
+                        ..Default::default()
+                    }]),
+                    containers: vec![Container {
+                        name: TEST_CONTAINER.into(),
+                        image: job.image.clone(),
+                        image_pull_policy: job.image_pull_policy.map(|p| p.as_str().to_string()),
+                        command: Some(command),
+                        working_dir: Some(job.working_dir.clone()),
+                        env: Some(env),
+                        resources: Some(ResourceRequirements {
+                            requests: quantities(&job.requests),
+                            limits: quantities(&job.limits),
+                            ..Default::default()
+                        }),
+                        volume_mounts: Some(vec![
+                            mount("tomato-bin", EXEC_DIR, true),
+                            mount("tomato-work", WORK_DIR, false),
+                        ]),
+                        security_context: Some(no_privileges),
+                        ..Default::default()
+                    }],
+                    volumes: Some(vec![volume("tomato-bin"), volume("tomato-work")]),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// `<run>-<seq>`: the Job of a run's `seq`-th launch. Job names become pod labels, so they
+/// are kept to 63 characters: a longer run name is cut and a hash of it keeps names distinct.
+pub fn job_name(run: &str, seq: usize) -> String {
+    bounded(run, &format!("-{seq}"), 63)
+}
+
+/// The Secret holding a run's upload token.
+pub fn token_secret_name(run: &str) -> String {
+    bounded(run, "-upload-token", 253)
+}
+
+/// A run's name as a label value (at most 63 characters, cut and hashed like [`job_name`]).
+pub fn label_value(run: &str) -> String {
+    bounded(run, "", 63)
+}
+
+/// `base + suffix`, cutting `base` and inserting a short hash of it when too long.
+pub fn bounded(base: &str, suffix: &str, max: usize) -> String {
+    if base.len() + suffix.len() <= max {
+        return format!("{base}{suffix}");
+    }
+    let hash = format!("{:08x}", fnv1a(base.as_bytes()));
+    let keep = max.saturating_sub(suffix.len() + hash.len() + 1);
+    let cut = base[..keep.min(base.len())].trim_end_matches(['-', '.']);
+    format!("{cut}-{hash}{suffix}")
+}
+
+fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// What a Job's conditions say.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobState {
+    /// Not finished (pending or running).
+    Active,
+    /// Its pod exited 0.
+    Succeeded { at: Option<DateTime<Utc>> },
+    /// Its pod failed, or the Job hit `activeDeadlineSeconds` (`reason: DeadlineExceeded`).
+    Failed {
+        reason: String,
+        message: String,
+        at: Option<DateTime<Utc>>,
+    },
+}
+
+impl JobState {
+    pub fn finished_at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            JobState::Active => None,
+            JobState::Succeeded { at } | JobState::Failed { at, .. } => *at,
+        }
+    }
+
+    pub fn is_deadline_exceeded(&self) -> bool {
+        matches!(self, JobState::Failed { reason, .. } if reason == "DeadlineExceeded")
+    }
+}
+
+/// Reads a Job's `Complete` / `Failed` condition.
+pub fn job_state(job: &Job) -> JobState {
+    let conditions = job
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_deref())
+        .unwrap_or_default();
+    for c in conditions.iter().filter(|c| c.status == "True") {
+        let at = c.last_transition_time.as_ref().map(chrono_time);
+        match c.type_.as_str() {
+            "Complete" => return JobState::Succeeded { at },
+            "Failed" => {
+                return JobState::Failed {
+                    reason: c.reason.clone().unwrap_or_default(),
+                    message: c.message.clone().unwrap_or_default(),
+                    at,
+                };
+            }
+            _ => {}
+        }
+    }
+    JobState::Active
+}
+
+/// Converts a Kubernetes time.
+pub fn chrono_time(t: &Time) -> DateTime<Utc> {
+    Utc.timestamp_opt(t.0.as_second(), t.0.subsec_nanosecond().max(0) as u32)
+        .single()
+        .unwrap_or_default()
+}
+
+/// Container waiting reasons that mean the attempt cannot start at all (a missing image, a
+/// Secret key the run references that does not exist). `ErrImagePull` alone is not among
+/// them: the kubelet retries it, and `ImagePullBackOff` follows when that fails.
+const LAUNCH_FAILURES: &[&str] = &[
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "ErrImageNeverPull",
+];
+
+/// Why a Job's pod cannot start, if a container is stuck for good.
+pub fn pod_launch_failure(pod: &Pod) -> Option<String> {
+    let status = pod.status.as_ref()?;
+    status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten())
+        .find_map(|c| {
+            let waiting = c.state.as_ref()?.waiting.as_ref()?;
+            let reason = waiting.reason.as_deref()?;
+            LAUNCH_FAILURES.contains(&reason).then(|| {
+                let detail = waiting.message.as_deref().unwrap_or_default();
+                if detail.is_empty() {
+                    format!("container {}: {reason}", c.name)
+                } else {
+                    format!("container {}: {reason}: {detail}", c.name)
+                }
+            })
+        })
+}
+
+/// The test container's exit code, once it terminated.
+pub fn pod_exit_code(pod: &Pod) -> Option<i32> {
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .iter()
+        .flatten()
+        .find(|c| c.name == TEST_CONTAINER)?
+        .state
+        .as_ref()?
+        .terminated
+        .as_ref()
+        .map(|t| t.exit_code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::RunTemplate;
+    use crate::crd::{EnvVar as SpecEnv, EnvVarSource as SpecSource, SecretKeySelector as SpecKey};
+    use crate::packs::PacksConfig;
+    use crate::results::{Case, CaseStatus};
+
+    fn run() -> TestRun {
+        let mut template = RunTemplate::test("demo").stand("localhost; rm -rf /");
+        template.env = vec![
+            SpecEnv {
+                name: "PLAIN".into(),
+                value: Some("1".into()),
+                value_from: None,
+            },
+            SpecEnv {
+                name: "STAND_PASSWORD".into(),
+                value: None,
+                value_from: Some(SpecSource {
+                    secret_key_ref: SpecKey {
+                        name: "stand-creds".into(),
+                        key: "password".into(),
+                    },
+                }),
+            },
+        ];
+        let mut run = TestRun::test("demo-x7k2q9bd", template);
+        run.metadata.namespace = Some("qa".into());
+        run.metadata.uid = Some("0b6f6c3e-1111-4222-8333-444455556666".into());
+        run
+    }
+
+    fn settings() -> JobSettings {
+        JobSettings {
+            exec_image: "ghcr.io/example/tomato:0.1".into(),
+            exec_image_pull_policy: None,
+            api_url: "http://tomato.qa.svc:8080/".into(),
+        }
+    }
+
+    fn service() -> Service {
+        let cfg = PacksConfig::load(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/packs_config"
+        )))
+        .unwrap();
+        let mut svc = (**cfg.service("demo").unwrap()).clone();
+        svc.launch.job.image = Some("node:20".into());
+        svc.launch.job.working_dir = "/suite".into();
+        svc.launch.job.limits.insert("memory".into(), "1Gi".into());
+        svc
+    }
+
+    fn container(job: &Job) -> &Container {
+        &job.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
+    }
+
+    fn env_of<'a>(job: &'a Job, name: &str) -> &'a EnvVar {
+        container(job)
+            .env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|e| e.name == name)
+            .unwrap_or_else(|| panic!("{name} not set"))
+    }
+
+    #[test]
+    fn a_first_attempt_runs_the_packs_under_tomato_exec_with_no_retries_and_the_deadline() {
+        let selection = Selection::all(vec!["basic".into()]);
+        let job = desired_job(
+            &run(),
+            &service(),
+            JobAttempt {
+                seq: 1,
+                number: 1,
+                selection: &selection,
+                reruns: &[],
+                timeout: Duration::from_secs(600),
+            },
+            &settings(),
+        );
+        assert_eq!(job.metadata.name.as_deref(), Some("demo-x7k2q9bd-1"));
+        let owner = &job.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!((owner.kind.as_str(), owner.controller), ("TestRun", Some(true)));
+        let spec = job.spec.as_ref().unwrap();
+        assert_eq!(spec.backoff_limit, Some(0));
+        assert_eq!(spec.active_deadline_seconds, Some(600));
+        let labels = job.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels[LABEL_RUN], "demo-x7k2q9bd");
+        assert_eq!(labels[LABEL_ATTEMPT], "1");
+        let c = container(&job);
+        let cmd = c.command.as_ref().unwrap();
+        assert_eq!(&cmd[..4], [EXEC_PATH, "exec", "--", "node"]);
+        assert!(cmd.contains(&"/suite/basic.test.mjs".to_string()), "{cmd:?}");
+        assert!(cmd.contains(&format!("--test-reporter-destination={JUNIT_PATH}")));
+        assert_eq!(c.image.as_deref(), Some("node:20"));
+        assert_eq!(c.working_dir.as_deref(), Some("/suite"));
+        assert_eq!(env_of(&job, "TOMATO_ATTEMPT").value.as_deref(), Some("1"));
+        assert_eq!(
+            env_of(&job, "TOMATO_STAND").value.as_deref(),
+            Some("localhost; rm -rf /"),
+            "the stand is data in the environment, never a shell word"
+        );
+        assert_eq!(
+            env_of(&job, ENV_UPLOAD_URL).value.as_deref(),
+            Some("http://tomato.qa.svc:8080/api/v1/runs/demo-x7k2q9bd/attempts/1/results")
+        );
+        let limits = c.resources.as_ref().unwrap().limits.as_ref().unwrap();
+        assert_eq!(limits["memory"].0, "1Gi");
+    }
+
+    #[test]
+    fn secrets_reach_the_pod_as_secret_references_never_as_values() {
+        let selection = Selection::all(vec!["basic".into()]);
+        let job = desired_job(
+            &run(),
+            &service(),
+            JobAttempt {
+                seq: 1,
+                number: 1,
+                selection: &selection,
+                reruns: &[],
+                timeout: Duration::from_secs(60),
+            },
+            &settings(),
+        );
+        let password = env_of(&job, "STAND_PASSWORD");
+        assert!(password.value.is_none());
+        let key = password
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap();
+        assert_eq!((key.name.as_str(), key.key.as_str()), ("stand-creds", "password"));
+        let token = env_of(&job, ENV_UPLOAD_TOKEN);
+        assert!(token.value.is_none());
+        let key = token
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap();
+        assert_eq!(key.name, "demo-x7k2q9bd-upload-token");
+        assert_eq!(env_of(&job, "PLAIN").value.as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn a_rerun_job_selects_only_the_failed_tests() {
+        let case = Case {
+            suites: vec!["cart".into()],
+            classname: "test".into(),
+            name: "applies the discount".into(),
+            file: None,
+            time_ms: None,
+            status: CaseStatus::Failed,
+            message: String::new(),
+            kind: String::new(),
+            trace: String::new(),
+            system_out: String::new(),
+            system_err: String::new(),
+        };
+        let reruns = [RerunTest {
+            id: "cart > applies the discount",
+            case: &case,
+        }];
+        let selection = Selection::failed(
+            vec!["basic".into()],
+            1,
+            vec!["cart > applies the discount".into()],
+        );
+        let job = desired_job(
+            &run(),
+            &service(),
+            JobAttempt {
+                seq: 2,
+                number: 2,
+                selection: &selection,
+                reruns: &reruns,
+                timeout: Duration::from_secs(60),
+            },
+            &settings(),
+        );
+        assert_eq!(job.metadata.name.as_deref(), Some("demo-x7k2q9bd-2"));
+        let cmd = container(&job).command.as_ref().unwrap();
+        assert!(
+            cmd.contains(&"--test-name-pattern=^applies the discount$".to_string()),
+            "{cmd:?}"
+        );
+        assert_eq!(
+            env_of(&job, "TOMATO_TESTS").value.as_deref(),
+            Some("cart > applies the discount")
+        );
+    }
+
+    #[test]
+    fn the_same_attempt_always_gives_the_same_job() {
+        let selection = Selection::all(vec!["basic".into()]);
+        let attempt = JobAttempt {
+            seq: 1,
+            number: 1,
+            selection: &selection,
+            reruns: &[],
+            timeout: Duration::from_secs(60),
+        };
+        assert_eq!(
+            desired_job(&run(), &service(), attempt, &settings()),
+            desired_job(&run(), &service(), attempt, &settings())
+        );
+    }
+
+    #[test]
+    fn long_run_names_give_distinct_job_names_within_63_characters() {
+        let a = "a".repeat(60) + "-one";
+        let b = "a".repeat(60) + "-two";
+        let (ja, jb) = (job_name(&a, 12), job_name(&b, 12));
+        assert!(ja.len() <= 63 && jb.len() <= 63, "{ja} {jb}");
+        assert_ne!(ja, jb);
+        assert!(ja.ends_with("-12"));
+        assert_eq!(job_name("short", 3), "short-3");
+        assert_eq!(label_value(&a).len(), 63);
+    }
+
+    fn job_with(condition: &str, reason: Option<&str>) -> Job {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "j"},
+            "status": {"conditions": [{
+                "type": condition, "status": "True", "reason": reason,
+                "lastTransitionTime": "2026-01-02T03:04:05Z"
+            }]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn job_conditions_read_as_states() {
+        assert_eq!(job_state(&Job::default()), JobState::Active);
+        let done = job_state(&job_with("Complete", None));
+        assert!(matches!(done, JobState::Succeeded { at: Some(_) }));
+        let deadline = job_state(&job_with("Failed", Some("DeadlineExceeded")));
+        assert!(deadline.is_deadline_exceeded());
+        assert!(!job_state(&job_with("Failed", Some("BackoffLimitExceeded"))).is_deadline_exceeded());
+    }
+
+    #[test]
+    fn a_pod_stuck_on_its_image_or_a_missing_secret_is_a_launch_failure() {
+        let pod = |reason: &str| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "status": {"containerStatuses": [{
+                    "name": "tests", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+                    "state": {"waiting": {"reason": reason, "message": "secret \"stand-creds\" not found"}}
+                }]}
+            }))
+            .unwrap()
+        };
+        assert_eq!(
+            pod_launch_failure(&pod("CreateContainerConfigError")).as_deref(),
+            Some("container tests: CreateContainerConfigError: secret \"stand-creds\" not found")
+        );
+        assert_eq!(pod_launch_failure(&pod("ContainerCreating")), None);
+        assert_eq!(pod_launch_failure(&pod("ErrImagePull")), None);
+    }
+}

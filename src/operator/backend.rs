@@ -1,0 +1,500 @@
+//! The HTTP side's view of operator mode: [`crate::backend::Backend`] over the Kubernetes API.
+//!
+//! Reads come from a reflector store of the namespace's TestRuns, kept by a watch, not from
+//! an API call per request; a name the store does not (yet) know is looked up once in the API,
+//! so a run is readable right after the API created it. Writes (create, cancel, priority) go to
+//! the API server, which every replica can do, leader or not. Uploaded results are stored as
+//! ConfigMaps owned by the run ([`super::results`]), after the run's token is checked.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use subtle::ConstantTimeEq;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use super::results::{self, AttemptResults, ResultsCache, Stored};
+use crate::backend::{Artifact, Backend, UploadError};
+use crate::crd::{AttemptState, NightlySchedule, NightlyScheduleSpec, Phase, Regression, TestRun};
+use crate::launch::job::{TOKEN_KEY, job_name, token_secret_name};
+use crate::packs::PacksConfig;
+use crate::results::AttemptResult;
+use crate::store::{ANNOTATION_CREATED, Change, ChangeOp, ListFilter, StoreError, created, precise_time};
+
+/// Operator mode's backend. Create with [`KubeBackend::start`].
+#[derive(Clone)]
+pub struct KubeBackend {
+    client: Client,
+    /// Where API clients' runs live.
+    namespace: String,
+    config: Arc<PacksConfig>,
+    runs: Store<TestRun>,
+    schedules: Store<NightlySchedule>,
+    regressions: Store<Regression>,
+    changes: broadcast::Sender<Change>,
+    results: Arc<ResultsCache>,
+}
+
+impl KubeBackend {
+    /// Starts watching the namespace's TestRuns (until `stop`) and returns the backend.
+    pub fn start(
+        client: Client,
+        namespace: &str,
+        config: Arc<PacksConfig>,
+        results: Arc<ResultsCache>,
+        stop: CancellationToken,
+    ) -> Self {
+        let (changes, _) = broadcast::channel(1024);
+        let runs = reflect(
+            Api::namespaced(client.clone(), namespace),
+            "TestRun",
+            changes.clone(),
+            stop.clone(),
+        );
+        let schedules = reflect(
+            Api::namespaced(client.clone(), namespace),
+            "NightlySchedule",
+            changes.clone(),
+            stop.clone(),
+        );
+        let regressions = reflect(
+            Api::namespaced(client.clone(), namespace),
+            "Regression",
+            changes.clone(),
+            stop,
+        );
+        KubeBackend {
+            client,
+            namespace: namespace.to_string(),
+            config,
+            runs,
+            schedules,
+            regressions,
+            changes,
+            results,
+        }
+    }
+
+    fn regressions_api(&self) -> Api<Regression> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    fn schedules_api(&self) -> Api<NightlySchedule> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    fn api(&self) -> Api<TestRun> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// The run: from the store, else (not seen yet) from the API.
+    async fn find(&self, name: &str) -> Result<Option<TestRun>, StoreError> {
+        let key = ObjectRef::new(name).within(&self.namespace);
+        if let Some(r) = self.runs.get(&key) {
+            return Ok(Some((*r).clone()));
+        }
+        self.api().get_opt(name).await.map_err(store_error)
+    }
+
+    async fn patch_spec(&self, name: &str, spec: serde_json::Value) -> Result<TestRun, StoreError> {
+        self.api()
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({ "spec": spec })),
+            )
+            .await
+            .map_err(|e| match e {
+                kube::Error::Api(a) if a.code == 404 => not_found(name),
+                e => store_error(e),
+            })
+    }
+}
+
+/// Keeps a store of `api`'s objects (until `stop`), announcing each change on `changes`.
+fn reflect<K>(
+    api: Api<K>,
+    kind: &'static str,
+    changes: broadcast::Sender<Change>,
+    stop: CancellationToken,
+) -> Store<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
+    tokio::spawn(async move {
+        use futures::StreamExt;
+        let mut stream = std::pin::pin!(stream);
+        let change = |obj: &K, op| Change {
+            kind: kind.into(),
+            name: obj.name_any(),
+            op,
+        };
+        loop {
+            let event = tokio::select! {
+                e = stream.next() => e,
+                _ = stop.cancelled() => break,
+            };
+            match event {
+                None => break,
+                Some(Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o))) => {
+                    let _ = changes.send(change(&o, ChangeOp::Updated));
+                }
+                Some(Ok(watcher::Event::Delete(o))) => {
+                    let _ = changes.send(change(&o, ChangeOp::Deleted));
+                }
+                Some(Ok(watcher::Event::Init | watcher::Event::InitDone)) => {}
+                Some(Err(e)) => warn!(kind, error = %e, "watching failed; retrying"),
+            }
+        }
+    });
+    reader
+}
+
+fn not_found(name: &str) -> StoreError {
+    StoreError::NotFound {
+        kind: "TestRun".into(),
+        name: name.into(),
+    }
+}
+
+/// API errors as the HTTP side knows them; the API server's message (never a secret) is kept.
+fn store_error(e: kube::Error) -> StoreError {
+    match e {
+        kube::Error::Api(a) if a.code == 409 => StoreError::Invalid(a.message),
+        kube::Error::Api(a) if a.code == 422 || a.code == 400 => StoreError::Invalid(a.message),
+        e => StoreError::Task(format!("the Kubernetes API failed: {e}")),
+    }
+}
+
+#[async_trait]
+impl Backend for KubeBackend {
+    fn mode(&self) -> &'static str {
+        "operator"
+    }
+
+    async fn create_run(&self, mut run: TestRun) -> Result<TestRun, StoreError> {
+        let name = run.name_any();
+        run.metadata.namespace = Some(self.namespace.clone());
+        // creationTimestamp has whole seconds; queue order needs the exact instant.
+        run.metadata
+            .annotations
+            .get_or_insert_default()
+            .insert(ANNOTATION_CREATED.into(), precise_time(chrono::Utc::now()));
+        // Status belongs to the status subresource, written by the operator alone.
+        run.status = None;
+        self.api()
+            .create(&PostParams::default(), &run)
+            .await
+            .map_err(|e| match e {
+                kube::Error::Api(a) if a.code == 409 => StoreError::AlreadyExists {
+                    kind: "TestRun".into(),
+                    name,
+                },
+                e => store_error(e),
+            })
+    }
+
+    async fn get_run(&self, name: &str) -> Result<Option<TestRun>, StoreError> {
+        self.find(name).await
+    }
+
+    async fn list_runs(&self, filter: &ListFilter) -> Result<Vec<TestRun>, StoreError> {
+        let mut runs: Vec<TestRun> = self
+            .runs
+            .state()
+            .into_iter()
+            .filter(|r| {
+                filter
+                    .service
+                    .as_ref()
+                    .is_none_or(|s| &r.spec.template.service == s)
+            })
+            .filter(|r| {
+                let phase = r.status.as_ref().map_or(Phase::Queued, |s| s.phase).to_string();
+                filter.phases.is_empty() || filter.phases.contains(&phase)
+            })
+            .filter(|r| {
+                filter
+                    .label
+                    .as_ref()
+                    .is_none_or(|(k, v)| r.labels().get(k) == Some(v))
+            })
+            .map(|r| (*r).clone())
+            .collect();
+        runs.sort_by_key(|r| (created(r), r.name_any()));
+        if let Some(n) = filter.newest {
+            runs.reverse();
+            runs.truncate(n);
+        }
+        Ok(runs)
+    }
+
+    async fn cancel_run(&self, name: &str) -> Result<TestRun, StoreError> {
+        let run = self.find(name).await?.ok_or_else(|| not_found(name))?;
+        if run.spec.cancel || run.status.as_ref().is_some_and(|s| s.phase.is_terminal()) {
+            return Ok(run);
+        }
+        self.patch_spec(name, serde_json::json!({ "cancel": true })).await
+    }
+
+    async fn set_priority(&self, name: &str, priority: u8) -> Result<TestRun, StoreError> {
+        self.patch_spec(name, serde_json::json!({ "priority": priority }))
+            .await
+    }
+
+    async fn results(&self, name: &str) -> Result<Vec<AttemptResult>, StoreError> {
+        let run = self.find(name).await?.ok_or_else(|| not_found(name))?;
+        let Some(svc) = self.config.service(&run.spec.template.service) else {
+            return Ok(Vec::new());
+        };
+        self.results
+            .run_results(&self.client, &run, |c| svc.rerun.test_id.id_of(c))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))
+    }
+
+    async fn run_counts(&self) -> Result<Vec<(String, String, u64)>, StoreError> {
+        let mut counts: std::collections::BTreeMap<(String, String), u64> = Default::default();
+        for r in self.runs.state() {
+            let phase = r.status.as_ref().map_or(Phase::Queued, |s| s.phase).to_string();
+            *counts
+                .entry((r.spec.template.service.clone(), phase))
+                .or_default() += 1;
+        }
+        Ok(counts.into_iter().map(|((s, p), n)| (s, p, n)).collect())
+    }
+
+    async fn create_schedule(&self, mut schedule: NightlySchedule) -> Result<NightlySchedule, StoreError> {
+        let name = schedule.name_any();
+        schedule.metadata.namespace = Some(self.namespace.clone());
+        schedule.status = None;
+        self.schedules_api()
+            .create(&PostParams::default(), &schedule)
+            .await
+            .map_err(|e| match e {
+                kube::Error::Api(a) if a.code == 409 => StoreError::AlreadyExists {
+                    kind: "NightlySchedule".into(),
+                    name,
+                },
+                e => store_error(e),
+            })
+    }
+
+    async fn get_schedule(&self, name: &str) -> Result<Option<NightlySchedule>, StoreError> {
+        let key = ObjectRef::new(name).within(&self.namespace);
+        if let Some(s) = self.schedules.get(&key) {
+            return Ok(Some((*s).clone()));
+        }
+        self.schedules_api().get_opt(name).await.map_err(store_error)
+    }
+
+    async fn list_schedules(&self, service: Option<&str>) -> Result<Vec<NightlySchedule>, StoreError> {
+        let mut all: Vec<NightlySchedule> = self
+            .schedules
+            .state()
+            .into_iter()
+            .filter(|s| service.is_none_or(|svc| s.spec.template.service == svc))
+            .map(|s| (*s).clone())
+            .collect();
+        all.sort_by_key(ResourceExt::name_any);
+        Ok(all)
+    }
+
+    async fn replace_schedule(
+        &self,
+        name: &str,
+        spec: NightlyScheduleSpec,
+    ) -> Result<NightlySchedule, StoreError> {
+        let spec = serde_json::to_value(&spec)?;
+        self.schedules_api()
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({ "spec": spec })),
+            )
+            .await
+            .map_err(|e| match e {
+                kube::Error::Api(a) if a.code == 404 => StoreError::NotFound {
+                    kind: "NightlySchedule".into(),
+                    name: name.into(),
+                },
+                e => store_error(e),
+            })
+    }
+
+    /// Deleting a schedule garbage-collects the runs it created (they carry its owner
+    /// reference); the TestRun finalizer stops any still running.
+    async fn delete_schedule(&self, name: &str) -> Result<bool, StoreError> {
+        match self
+            .schedules_api()
+            .delete(name, &DeleteParams::background())
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(a)) if a.code == 404 => Ok(false),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    async fn create_regression(&self, mut regression: Regression) -> Result<Regression, StoreError> {
+        let name = regression.name_any();
+        regression.metadata.namespace = Some(self.namespace.clone());
+        regression.status = None;
+        self.regressions_api()
+            .create(&PostParams::default(), &regression)
+            .await
+            .map_err(|e| match e {
+                kube::Error::Api(a) if a.code == 409 => StoreError::AlreadyExists {
+                    kind: "Regression".into(),
+                    name,
+                },
+                e => store_error(e),
+            })
+    }
+
+    async fn get_regression(&self, name: &str) -> Result<Option<Regression>, StoreError> {
+        let key = ObjectRef::new(name).within(&self.namespace);
+        if let Some(r) = self.regressions.get(&key) {
+            return Ok(Some((*r).clone()));
+        }
+        self.regressions_api().get_opt(name).await.map_err(store_error)
+    }
+
+    async fn list_regressions(&self, service: Option<&str>) -> Result<Vec<Regression>, StoreError> {
+        let mut all: Vec<Regression> = self
+            .regressions
+            .state()
+            .into_iter()
+            .filter(|r| service.is_none_or(|s| r.spec.service == s))
+            .map(|r| (*r).clone())
+            .collect();
+        all.sort_by_key(|r| std::cmp::Reverse((created(r), r.name_any())));
+        Ok(all)
+    }
+
+    /// The API server marks it (its finalizer stops the test run in test management first)
+    /// or, without a finalizer, removes it at once; either way the object as it was is returned.
+    async fn delete_regression(&self, name: &str) -> Result<Option<Regression>, StoreError> {
+        let Some(current) = self.get_regression(name).await? else {
+            return Ok(None);
+        };
+        match self
+            .regressions_api()
+            .delete(name, &DeleteParams::background())
+            .await
+        {
+            Ok(either) => Ok(Some(either.left_or(current))),
+            Err(kube::Error::Api(a)) if a.code == 404 => Ok(None),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+
+    async fn ready(&self) -> Result<(), String> {
+        match tokio::time::timeout(
+            std::time::Duration::from_millis(100),
+            self.runs.wait_until_ready(),
+        )
+        .await
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err("the TestRun watch stopped".into()),
+            Err(_) => Err("the first list of TestRuns has not arrived yet".into()),
+        }
+    }
+
+    async fn attempt_artifact(
+        &self,
+        run: &str,
+        seq: usize,
+        artifact: Artifact,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let run = self.find(run).await?.ok_or_else(|| not_found(run))?;
+        let task = |e: results::ResultsError| StoreError::Task(e.to_string());
+        let Some(stored) = self.results.load(&self.client, &run, seq).await.map_err(task)? else {
+            return Ok(None);
+        };
+        match artifact {
+            Artifact::Log => stored.log().map(|l| Some(l.into_bytes())).map_err(task),
+            Artifact::Junit if !stored.has_junit() => Ok(None),
+            Artifact::Junit => stored.junit_xml().map(Some).map_err(task),
+        }
+    }
+
+    async fn receive_results(
+        &self,
+        name: &str,
+        seq: usize,
+        token: &str,
+        results: AttemptResults,
+    ) -> Result<(), UploadError> {
+        let store = |e: kube::Error| UploadError::Store(e.to_string());
+        // Fresh from the API: the upload may race the status write that recorded the attempt.
+        let run = self
+            .api()
+            .get_opt(name)
+            .await
+            .map_err(store)?
+            .ok_or_else(|| UploadError::NotFound(format!("run {name:?} not found")))?;
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
+        let expected = secrets
+            .get_opt(&token_secret_name(name))
+            .await
+            .map_err(store)?
+            .and_then(|s| s.data)
+            .and_then(|d| d.get(TOKEN_KEY).cloned())
+            .ok_or(UploadError::Unauthorized)?;
+        if !bool::from(expected.0.as_slice().ct_eq(token.as_bytes())) {
+            return Err(UploadError::Unauthorized);
+        }
+        let attempts = run
+            .status
+            .as_ref()
+            .map(|s| s.attempts.clone())
+            .unwrap_or_default();
+        match attempts.get(seq.wrapping_sub(1)) {
+            Some(a) if a.state == AttemptState::Running => {}
+            Some(a) => {
+                return Err(UploadError::Conflict(format!(
+                    "attempt {seq} of {name} is {:?}: its results are no longer expected",
+                    a.state
+                )));
+            }
+            // Launched but not recorded yet (the Job was created, the status write is pending).
+            None if seq == attempts.len() + 1 => {
+                let jobs: Api<Job> = Api::namespaced(self.client.clone(), &self.namespace);
+                if jobs.get_opt(&job_name(name, seq)).await.map_err(store)?.is_none() {
+                    return Err(UploadError::NotFound(format!("run {name} has no attempt {seq}")));
+                }
+            }
+            None => return Err(UploadError::NotFound(format!("run {name} has no attempt {seq}"))),
+        }
+        let maps = results::pack(&run, seq, &results).map_err(|e| UploadError::Invalid(e.to_string()))?;
+        let api = Api::namespaced(self.client.clone(), &self.namespace);
+        match results::store(&api, maps).await {
+            Ok(Stored::Created) => Ok(()),
+            Ok(Stored::AlreadyThere) => Err(UploadError::Conflict(format!(
+                "the results of attempt {seq} of {name} were already recorded"
+            ))),
+            Err(e) => Err(UploadError::Store(e.to_string())),
+        }
+    }
+}

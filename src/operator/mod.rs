@@ -1,0 +1,319 @@
+//! Operator mode (`tomato operator`): TestRuns and NightlySchedules as custom resources, each
+//! attempt a Kubernetes Job, the same HTTP app as standalone mode.
+//!
+//! - [`testrun`]: the TestRun controller (kube-runtime `Controller`, owning Jobs and results
+//!   ConfigMaps), the twin of the standalone driver over the same pure core;
+//! - [`admission`]: the queue pass (the same pure admission as standalone mode);
+//! - [`schedule`]: the NightlySchedule controller;
+//! - [`lease`]: leader election, so that of several replicas exactly one reconciles;
+//! - [`backend`]: the HTTP side's reads (a reflector store) and writes;
+//! - [`results`]: attempt results kept as ConfigMaps owned by the run.
+//!
+//! Every replica serves the API; only the lease holder runs the controllers. Losing the lease
+//! stops them at once, and the replica keeps serving and waiting for its turn.
+
+pub mod admission;
+pub mod backend;
+pub mod context;
+pub mod lease;
+pub mod results;
+pub mod schedule;
+pub mod testrun;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+pub use backend::KubeBackend;
+pub use context::{Context, Error, Timing};
+
+use crate::crd::{NightlySchedule, TestRun};
+use crate::launch::job::JobSettings;
+use crate::packs::{PacksConfig, PullPolicy};
+
+/// Which namespaces the controllers reconcile.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// The operator's namespace only (a Role is enough).
+    Namespace(String),
+    /// Every namespace (needs a ClusterRole).
+    All,
+}
+
+/// Everything the operator needs besides the client and packs_config.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Where API clients' runs are created and read.
+    pub namespace: String,
+    pub scope: Scope,
+    pub jobs: JobSettings,
+    pub timing: Timing,
+    pub lease: lease::LeaseSettings,
+}
+
+/// A started operator: its backend for the HTTP app, and whether it leads.
+pub struct Operator {
+    pub backend: KubeBackend,
+    leader: watch::Receiver<bool>,
+    task: tokio::task::JoinHandle<()>,
+    lease: tokio::task::JoinHandle<()>,
+}
+
+impl Operator {
+    /// Starts the TestRun watch (for the API), the lease loop, and — while this replica holds
+    /// the lease — the controllers. Everything stops when `stop` is cancelled.
+    pub fn start(
+        client: Client,
+        config: Arc<PacksConfig>,
+        settings: Settings,
+        reporter: Arc<crate::report::Reporter>,
+        stop: CancellationToken,
+    ) -> Self {
+        let results = Arc::new(results::ResultsCache::default());
+        let backend = KubeBackend::start(
+            client.clone(),
+            &settings.namespace,
+            config.clone(),
+            results.clone(),
+            stop.clone(),
+        );
+        let (leader_tx, leader) = watch::channel(false);
+        let lease = tokio::spawn(lease::run(
+            client.clone(),
+            settings.lease.clone(),
+            leader_tx,
+            stop.clone(),
+        ));
+        let ctx = Arc::new(Context::new(
+            client,
+            config,
+            settings.jobs.clone(),
+            settings.timing,
+            &settings.lease.identity,
+            results,
+            reporter,
+        ));
+        let task = tokio::spawn(lead_when_elected(ctx, settings.scope, leader.clone(), stop));
+        Operator {
+            backend,
+            leader,
+            task,
+            lease,
+        }
+    }
+
+    /// Whether this replica holds the lease now.
+    pub fn is_leader(&self) -> bool {
+        *self.leader.borrow()
+    }
+
+    /// Waits until the operator has stopped (after `stop` was cancelled) and released the lease.
+    pub async fn stopped(self) {
+        let _ = self.task.await;
+        let _ = self.lease.await;
+    }
+}
+
+/// Runs the controllers during each term as leader.
+async fn lead_when_elected(
+    ctx: Arc<Context>,
+    scope: Scope,
+    mut leader: watch::Receiver<bool>,
+    stop: CancellationToken,
+) {
+    loop {
+        // `biased`: once stopping, never start another term, even if the lease still says so.
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => return,
+            r = leader.wait_for(|l| *l) => if r.is_err() { return },
+        }
+        info!("leading: starting the controllers");
+        let term = stop.child_token();
+        let controllers = tokio::spawn(run_controllers(ctx.clone(), scope.clone(), term.clone()));
+        tokio::select! {
+            _ = leader.wait_for(|l| !*l) => warn!("lost the lease: stopping the controllers"),
+            _ = stop.cancelled() => {}
+        }
+        term.cancel();
+        // Reconciles in flight get a moment to finish; a controller still waiting for its
+        // first list (the API unreachable) is dropped rather than waited for.
+        let mut controllers = controllers;
+        if tokio::time::timeout(Duration::from_secs(10), &mut controllers)
+            .await
+            .is_err()
+        {
+            warn!("the controllers did not stop in time; dropping them");
+            controllers.abort();
+        }
+    }
+}
+
+fn scoped<K>(client: &Client, scope: &Scope) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match scope {
+        Scope::Namespace(ns) => Api::namespaced(client.clone(), ns),
+        Scope::All => Api::all(client.clone()),
+    }
+}
+
+/// The TestRun and NightlySchedule controllers and the admission loop, until `stop`.
+async fn run_controllers(ctx: Arc<Context>, scope: Scope, stop: CancellationToken) {
+    let client = ctx.client.clone();
+    let runs = Controller::new(scoped::<TestRun>(&client, &scope), watcher::Config::default())
+        .owns(
+            scoped::<Job>(&client, &scope),
+            watcher::Config::default().labels("app.kubernetes.io/managed-by=tomato"),
+        )
+        .owns(
+            scoped::<ConfigMap>(&client, &scope),
+            watcher::Config::default().labels(&format!("{}=primary", results::LABEL_RESULTS)),
+        )
+        .graceful_shutdown_on(stop.clone().cancelled_owned());
+    let admission = tokio::spawn(admission::run(runs.store(), ctx.clone(), stop.clone()));
+    let runs = runs
+        .run(testrun::reconcile, testrun::error_policy, ctx.clone())
+        .for_each(|_| std::future::ready(()));
+    let schedules = Controller::new(
+        scoped::<NightlySchedule>(&client, &scope),
+        watcher::Config::default(),
+    )
+    .owns(scoped::<TestRun>(&client, &scope), watcher::Config::default())
+    .graceful_shutdown_on(stop.clone().cancelled_owned())
+    .run(schedule::reconcile, schedule::error_policy, ctx.clone())
+    .for_each(|_| std::future::ready(()));
+    tokio::join!(runs, schedules);
+    let _ = admission.await;
+    info!("controllers stopped");
+}
+
+/// Settings of `tomato operator` as given on the command line.
+#[derive(Clone, Debug)]
+pub struct OperatorOptions {
+    pub listen: SocketAddr,
+    pub config_dir: PathBuf,
+    pub namespace: Option<String>,
+    pub all_namespaces: bool,
+    pub public_url: Option<String>,
+    pub in_cluster_url: Option<String>,
+    pub exec_image: String,
+    pub exec_image_pull_policy: Option<String>,
+    pub identity: Option<String>,
+    pub lease_name: String,
+    pub upload_grace: Duration,
+    /// Report settings file (SMTP, tracker, webhooks, retry); environment variables win.
+    pub settings: Option<PathBuf>,
+}
+
+/// The namespace this pod runs in, as Kubernetes mounts it.
+const NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
+/// Runs operator mode until SIGINT or SIGTERM.
+pub async fn serve(opts: OperatorOptions) -> anyhow::Result<()> {
+    let config = Arc::new(PacksConfig::load(&opts.config_dir)?);
+    config.check_operator()?;
+    let tokens = crate::api::Tokens::from_env().map_err(anyhow::Error::msg)?;
+    let client = Client::try_default()
+        .await
+        .context("cannot reach the Kubernetes API (in-cluster config or kubeconfig)")?;
+    let namespace = match opts.namespace.clone() {
+        Some(ns) => ns,
+        None => std::fs::read_to_string(NAMESPACE_FILE)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| client.default_namespace().to_string()),
+    };
+    let identity = opts
+        .identity
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| format!("tomato-{}", crate::store::random_suffix(6)));
+    let pull = match opts.exec_image_pull_policy.as_deref() {
+        None => None,
+        Some("Always") => Some(PullPolicy::Always),
+        Some("IfNotPresent") => Some(PullPolicy::IfNotPresent),
+        Some("Never") => Some(PullPolicy::Never),
+        Some(other) => {
+            anyhow::bail!("--exec-image-pull-policy: {other:?} is not Always, IfNotPresent or Never")
+        }
+    };
+    let in_cluster_url = opts
+        .in_cluster_url
+        .clone()
+        .unwrap_or_else(|| format!("http://tomato.{namespace}.svc:{}", opts.listen.port()));
+    let settings = Settings {
+        namespace: namespace.clone(),
+        scope: if opts.all_namespaces {
+            Scope::All
+        } else {
+            Scope::Namespace(namespace.clone())
+        },
+        jobs: JobSettings {
+            exec_image: opts.exec_image.clone(),
+            exec_image_pull_policy: pull,
+            api_url: in_cluster_url,
+        },
+        timing: Timing {
+            upload_grace: opts.upload_grace,
+            ..Timing::default()
+        },
+        lease: lease::LeaseSettings {
+            name: opts.lease_name.clone(),
+            namespace: namespace.clone(),
+            identity: identity.clone(),
+            duration: Duration::from_secs(15),
+            renew_every: Duration::from_secs(5),
+        },
+    };
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", opts.listen))?;
+    let addr = listener.local_addr()?;
+    let public_url = opts
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let reporter = crate::report::Reporter::new(
+        crate::report::ReportSettings::load(opts.settings.as_deref())?,
+        crate::report::Templates::load(&config)?,
+        &config,
+        public_url.clone(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    info!(reports = reporter.describe(), "reporting");
+    let stop = CancellationToken::new();
+    let operator = Operator::start(client, config.clone(), settings, Arc::new(reporter), stop.clone());
+    let state = crate::api::AppState {
+        backend: Arc::new(operator.backend.clone()),
+        config,
+        tokens,
+        public_url,
+        data_dir: None,
+    };
+    info!(%addr, namespace, identity, all_namespaces = opts.all_namespaces, "operator serving");
+    let app = crate::api::app(state);
+    let on_signal = stop.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            crate::signals::terminated().await;
+            on_signal.cancel();
+        })
+        .await
+        .context("the HTTP server failed")?;
+    stop.cancel();
+    operator.stopped().await;
+    info!("stopped");
+    Ok(())
+}

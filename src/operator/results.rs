@@ -1,0 +1,573 @@
+//! Where operator mode keeps an attempt's results: ConfigMaps owned by the TestRun.
+//!
+//! `tomato exec` uploads an attempt's JUnit XML and log to whichever replica the Service
+//! picks; that replica stores them in the Kubernetes API, so that every replica can read them
+//! (the API's `/tests`, `/log`, `/junit`) and the leader can ingest them, and so that
+//! owner-reference garbage collection removes them with the run. Everything is stored gzip'd
+//! in `binaryData`; the log is cut to its tail. A ConfigMap holds at most 1 MiB, so large
+//! reports are split: each file becomes parts of at most [`PART_BYTES`], packed into the
+//! primary ConfigMap `<run>-results-<n>` and, when they do not fit, into
+//! `<run>-results-<n>-<k>`. The primary is written last and names every part, so its presence
+//! means the whole set is there. Every one is `immutable`, so a reader may cache them.
+//!
+//! The same shape records the pod-log fallback (no upload came): no JUnit, the log read from
+//! the pod, and a message saying so.
+
+use std::collections::BTreeMap;
+use std::io::{BufReader, Read, Write};
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, ListParams, PostParams};
+use kube::{Resource, ResourceExt};
+
+use crate::core::ReportRead;
+use crate::crd::{LABEL_RUN, TestRun};
+use crate::launch::job::{LABEL_LAUNCH, bounded, label_value};
+use crate::results::{self, AttemptResult, Case};
+
+/// Largest part of a file in one ConfigMap key, and the most one ConfigMap carries: well
+/// under the API server's 1 MiB, with room for metadata.
+pub const PART_BYTES: usize = 700 * 1024;
+/// The log is cut to its last this many bytes before compression.
+pub const LOG_TAIL_BYTES: usize = 4 << 20;
+/// At most this many ConfigMaps per attempt (~20 MiB of compressed JUnit).
+pub const MAX_CONFIG_MAPS: usize = 32;
+
+/// Label marking results ConfigMaps (`primary` or `part`).
+pub const LABEL_RESULTS: &str = "tomato.dev/results";
+const ANNOTATION_PARTS: &str = "tomato.dev/parts";
+const ANNOTATION_EXIT_CODE: &str = "tomato.dev/exit-code";
+const ANNOTATION_SIGNAL: &str = "tomato.dev/signal";
+const ANNOTATION_SOURCE: &str = "tomato.dev/source";
+const ANNOTATION_MESSAGE: &str = "tomato.dev/message";
+const ANNOTATION_LOG_CUT: &str = "tomato.dev/log-cut-bytes";
+const LOG_FILE: &str = "output.log.gz";
+
+/// Who reported the results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// `tomato exec` uploaded them.
+    Upload,
+    /// No upload came; the log was read from the pod.
+    PodLog,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Source::Upload => "upload",
+            Source::PodLog => "pod-log",
+        }
+    }
+}
+
+/// One attempt's results as received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttemptResults {
+    pub source: Source,
+    pub exit_code: Option<i32>,
+    /// The signal that ended the tests, when one did.
+    pub signal: Option<i32>,
+    /// JUnit files, gzip'd, in the order the runner wrote them.
+    pub junit_gz: Vec<Vec<u8>>,
+    /// The log (plain); only its tail is kept.
+    pub log: Vec<u8>,
+    /// Why the results look the way they do (the fallback's explanation).
+    pub message: Option<String>,
+}
+
+/// Stored results, read back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredResults {
+    pub source: Source,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub message: Option<String>,
+    junit_gz: Vec<Vec<u8>>,
+    log_gz: Vec<u8>,
+    /// Bytes cut from the start of the log.
+    pub log_cut: u64,
+}
+
+/// Why results could not be stored or read.
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    #[error("the results are too large: {0}")]
+    TooLarge(String),
+    #[error("stored results are damaged: {0}")]
+    Damaged(String),
+    #[error("the Kubernetes API failed: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+/// The primary results ConfigMap of a run's `seq`-th launch.
+pub fn results_name(run: &str, seq: usize) -> String {
+    bounded(run, &format!("-results-{seq}"), 253)
+}
+
+/// Compresses bytes (JUnit as `tomato exec` sends it, or a log).
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(bytes).expect("writing to a Vec cannot fail");
+    enc.finish().expect("writing to a Vec cannot fail")
+}
+
+fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("not gzip data: {e}"))?;
+    Ok(out)
+}
+
+/// The ConfigMaps that store `results` of `run`'s `seq`-th launch; the primary comes last
+/// (write them in order). Pure.
+pub fn pack(run: &TestRun, seq: usize, results: &AttemptResults) -> Result<Vec<ConfigMap>, ResultsError> {
+    let run_name = run.name_any();
+    let cut = results.log.len().saturating_sub(LOG_TAIL_BYTES);
+    let mut files: Vec<(String, Vec<u8>)> = results
+        .junit_gz
+        .iter()
+        .enumerate()
+        .map(|(i, j)| (format!("junit-{i}.xml.gz"), j.clone()))
+        .collect();
+    files.push((LOG_FILE.into(), gzip(&results.log[cut..])));
+
+    // Split files into parts and pack parts into ConfigMaps (first fit, in order).
+    let mut maps: Vec<BTreeMap<String, ByteString>> = vec![BTreeMap::new()];
+    let mut sizes = vec![0usize];
+    let mut manifest = Vec::new();
+    for (name, bytes) in &files {
+        let parts: Vec<&[u8]> = if bytes.is_empty() {
+            vec![&[][..]]
+        } else {
+            bytes.chunks(PART_BYTES).collect()
+        };
+        manifest.push(format!("{name}:{}", parts.len()));
+        for (i, part) in parts.into_iter().enumerate() {
+            let slot = match sizes.iter().position(|s| s + part.len() <= PART_BYTES) {
+                Some(slot) => slot,
+                None => {
+                    maps.push(BTreeMap::new());
+                    sizes.push(0);
+                    maps.len() - 1
+                }
+            };
+            sizes[slot] += part.len();
+            maps[slot].insert(format!("{name}.{i}"), ByteString(part.to_vec()));
+        }
+    }
+    if maps.len() > MAX_CONFIG_MAPS {
+        return Err(ResultsError::TooLarge(format!(
+            "{} MiB of compressed JUnit needs more than {MAX_CONFIG_MAPS} ConfigMaps",
+            files.iter().map(|(_, b)| b.len()).sum::<usize>() >> 20
+        )));
+    }
+
+    let primary = results_name(&run_name, seq);
+    let extra = maps.len() - 1;
+    let meta = |name: String, kind: &str, annotations: BTreeMap<String, String>| ObjectMeta {
+        name: Some(name),
+        namespace: run.metadata.namespace.clone(),
+        labels: Some(BTreeMap::from([
+            (LABEL_RUN.to_string(), label_value(&run_name)),
+            (LABEL_LAUNCH.to_string(), seq.to_string()),
+            (LABEL_RESULTS.to_string(), kind.to_string()),
+            ("app.kubernetes.io/managed-by".to_string(), "tomato".to_string()),
+        ])),
+        annotations: (!annotations.is_empty()).then_some(annotations),
+        owner_references: run.controller_owner_ref(&()).map(|r| vec![r]),
+        ..Default::default()
+    };
+    let mut annotations = BTreeMap::from([
+        (
+            ANNOTATION_PARTS.to_string(),
+            format!("{extra};{}", manifest.join(",")),
+        ),
+        (ANNOTATION_SOURCE.to_string(), results.source.as_str().to_string()),
+    ]);
+    if let Some(code) = results.exit_code {
+        annotations.insert(ANNOTATION_EXIT_CODE.into(), code.to_string());
+    }
+    if let Some(signal) = results.signal {
+        annotations.insert(ANNOTATION_SIGNAL.into(), signal.to_string());
+    }
+    if let Some(m) = &results.message {
+        annotations.insert(ANNOTATION_MESSAGE.into(), m.clone());
+    }
+    if cut > 0 {
+        annotations.insert(ANNOTATION_LOG_CUT.into(), cut.to_string());
+    }
+
+    let mut out: Vec<ConfigMap> = maps
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(k, data)| ConfigMap {
+            metadata: meta(format!("{primary}-{k}"), "part", BTreeMap::new()),
+            binary_data: Some(data.clone()),
+            immutable: Some(true),
+            ..Default::default()
+        })
+        .collect();
+    out.push(ConfigMap {
+        metadata: meta(primary, "primary", annotations),
+        binary_data: Some(maps[0].clone()),
+        immutable: Some(true),
+        ..Default::default()
+    });
+    Ok(out)
+}
+
+/// Reads results back from the primary ConfigMap and its parts (in any order). Pure.
+pub fn unpack(primary: &ConfigMap, parts: &[ConfigMap]) -> Result<StoredResults, ResultsError> {
+    let damaged = |m: String| ResultsError::Damaged(format!("{}: {m}", primary.name_any()));
+    let annotations = primary.metadata.annotations.clone().unwrap_or_default();
+    let get = |k: &str| annotations.get(k).map(String::as_str);
+    let manifest = get(ANNOTATION_PARTS).ok_or_else(|| damaged("no parts list".into()))?;
+    let (extra, files) = manifest
+        .split_once(';')
+        .ok_or_else(|| damaged("malformed parts list".into()))?;
+    let extra: usize = extra
+        .parse()
+        .map_err(|_| damaged("malformed parts count".into()))?;
+    if parts.len() < extra {
+        return Err(damaged(format!(
+            "{} of {extra} part ConfigMaps found",
+            parts.len()
+        )));
+    }
+    let mut data: BTreeMap<&str, &[u8]> = BTreeMap::new();
+    for cm in std::iter::once(primary).chain(parts) {
+        for (k, v) in cm.binary_data.iter().flatten() {
+            data.insert(k.as_str(), &v.0);
+        }
+    }
+    let mut junit_gz = Vec::new();
+    let mut log_gz = Vec::new();
+    for entry in files.split(',').filter(|e| !e.is_empty()) {
+        let (name, count) = entry
+            .rsplit_once(':')
+            .ok_or_else(|| damaged(format!("malformed entry {entry:?}")))?;
+        let count: usize = count
+            .parse()
+            .map_err(|_| damaged(format!("malformed entry {entry:?}")))?;
+        let mut bytes = Vec::new();
+        for i in 0..count {
+            let part = data
+                .get(format!("{name}.{i}").as_str())
+                .ok_or_else(|| damaged(format!("part {i} of {name} is missing")))?;
+            bytes.extend_from_slice(part);
+        }
+        if name == LOG_FILE {
+            log_gz = bytes;
+        } else {
+            junit_gz.push(bytes);
+        }
+    }
+    let number = |k: &str| get(k).and_then(|v| v.parse::<i32>().ok());
+    Ok(StoredResults {
+        source: if get(ANNOTATION_SOURCE) == Some("pod-log") {
+            Source::PodLog
+        } else {
+            Source::Upload
+        },
+        exit_code: number(ANNOTATION_EXIT_CODE),
+        signal: number(ANNOTATION_SIGNAL),
+        message: get(ANNOTATION_MESSAGE).map(str::to_string),
+        junit_gz,
+        log_gz,
+        log_cut: get(ANNOTATION_LOG_CUT).and_then(|v| v.parse().ok()).unwrap_or(0),
+    })
+}
+
+impl StoredResults {
+    /// The log tail, as text.
+    pub fn log(&self) -> Result<String, ResultsError> {
+        if self.log_gz.is_empty() {
+            return Ok(String::new());
+        }
+        let bytes = gunzip(&self.log_gz).map_err(ResultsError::Damaged)?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// Whether any JUnit report came.
+    pub fn has_junit(&self) -> bool {
+        !self.junit_gz.is_empty()
+    }
+
+    /// The JUnit report(s) as the runner wrote them (several files one after the other).
+    pub fn junit_xml(&self) -> Result<Vec<u8>, ResultsError> {
+        let mut out = Vec::new();
+        for j in &self.junit_gz {
+            out.extend(gunzip(j).map_err(ResultsError::Damaged)?);
+        }
+        Ok(out)
+    }
+
+    /// Parses the JUnit report(s) of attempt `number` into results with test ids. Streams
+    /// through the decompressor: a large report never sits in memory whole.
+    pub fn parse(&self, number: u32, id_of: impl Fn(&Case) -> String) -> (ReportRead, Vec<AttemptResult>) {
+        if self.junit_gz.is_empty() {
+            return (ReportRead::Missing, Vec::new());
+        }
+        let mut cases = Vec::new();
+        for (i, j) in self.junit_gz.iter().enumerate() {
+            let reader = BufReader::new(flate2::read::MultiGzDecoder::new(&j[..]));
+            if let Err(e) = results::junit::parse(reader, |c| cases.push(c)) {
+                let which = if self.junit_gz.len() > 1 {
+                    format!("report {} of {}: ", i + 1, self.junit_gz.len())
+                } else {
+                    String::new()
+                };
+                return (ReportRead::Invalid(format!("{which}{e}")), Vec::new());
+            }
+        }
+        let results = results::assign_ids(number, cases, id_of);
+        (ReportRead::Found(results.len()), results)
+    }
+}
+
+/// What storing found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stored {
+    Created,
+    /// Results for this launch were already stored (an upload retried, or the fallback won).
+    AlreadyThere,
+}
+
+/// Creates the ConfigMaps of [`pack`], primary last.
+pub async fn store(api: &Api<ConfigMap>, maps: Vec<ConfigMap>) -> Result<Stored, ResultsError> {
+    let primary = maps.last().map(ResourceExt::name_any).unwrap_or_default();
+    if api.get_opt(&primary).await?.is_some() {
+        return Ok(Stored::AlreadyThere);
+    }
+    for cm in &maps {
+        match api.create(&PostParams::default(), cm).await {
+            Ok(_) => {}
+            // A part left by an earlier, interrupted store: parts are immutable and the
+            // same launch always packs the same way, except for a different upload racing
+            // this one, whose primary then decides.
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                if cm.name_any() == primary {
+                    return Ok(Stored::AlreadyThere);
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Stored::Created)
+}
+
+/// Reads the stored results of a run's `seq`-th launch, if stored.
+pub async fn load(
+    api: &Api<ConfigMap>,
+    run: &str,
+    seq: usize,
+) -> Result<Option<StoredResults>, ResultsError> {
+    let Some(primary) = api.get_opt(&results_name(run, seq)).await? else {
+        return Ok(None);
+    };
+    // Most results fit the primary; only then are parts looked up.
+    let needs_parts = unpack(&primary, &[]).is_err();
+    let parts = if needs_parts {
+        let selector = format!(
+            "{LABEL_RUN}={},{LABEL_LAUNCH}={seq},{LABEL_RESULTS}=part",
+            label_value(run)
+        );
+        api.list(&ListParams::default().labels(&selector)).await?.items
+    } else {
+        Vec::new()
+    };
+    unpack(&primary, &parts).map(Some)
+}
+
+/// Recently read results, by run uid and launch. Stored results are immutable, so an entry
+/// never goes stale; the cache only saves API calls and decompression for the API's
+/// `/tests`, `/log` and `/junit` and for the controller's merges.
+#[derive(Default)]
+pub struct ResultsCache {
+    entries: std::sync::Mutex<std::collections::VecDeque<(String, usize, std::sync::Arc<StoredResults>)>>,
+}
+
+/// Entries kept (the oldest go first).
+const CACHE_ENTRIES: usize = 64;
+
+impl ResultsCache {
+    /// The stored results of `run`'s `seq`-th launch, if stored.
+    pub async fn load(
+        &self,
+        client: &kube::Client,
+        run: &TestRun,
+        seq: usize,
+    ) -> Result<Option<std::sync::Arc<StoredResults>>, ResultsError> {
+        let uid = run.metadata.uid.clone().unwrap_or_default();
+        if let Some(hit) = self
+            .entries
+            .lock()
+            .expect("the cache lock is never held across a panic")
+            .iter()
+            .find(|(u, s, _)| *u == uid && *s == seq)
+            .map(|(_, _, r)| r.clone())
+        {
+            return Ok(Some(hit));
+        }
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), &run.namespace().unwrap_or_default());
+        let Some(found) = load(&api, &run.name_any(), seq).await? else {
+            return Ok(None);
+        };
+        let found = std::sync::Arc::new(found);
+        let mut entries = self
+            .entries
+            .lock()
+            .expect("the cache lock is never held across a panic");
+        entries.push_back((uid, seq, found.clone()));
+        while entries.len() > CACHE_ENTRIES {
+            entries.pop_front();
+        }
+        Ok(Some(found))
+    }
+
+    /// Every stored result of `run` (each launch that stored some, except interrupted ones,
+    /// whose relaunch carries their number), with test ids as `id_of` makes them.
+    pub async fn run_results(
+        &self,
+        client: &kube::Client,
+        run: &TestRun,
+        id_of: impl Fn(&Case) -> String,
+    ) -> Result<Vec<AttemptResult>, ResultsError> {
+        let mut out = Vec::new();
+        let attempts = run
+            .status
+            .as_ref()
+            .map(|s| s.attempts.clone())
+            .unwrap_or_default();
+        for (i, a) in attempts.iter().enumerate() {
+            if a.state == crate::crd::AttemptState::Interrupted {
+                continue;
+            }
+            if let Some(stored) = self.load(client, run, i + 1).await? {
+                out.extend(stored.parse(a.number, &id_of).1);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::RunTemplate;
+
+    fn run() -> TestRun {
+        let mut run = TestRun::test("demo-abc", RunTemplate::test("demo"));
+        run.metadata.namespace = Some("qa".into());
+        run.metadata.uid = Some("uid-1".into());
+        run
+    }
+
+    fn sample() -> Vec<u8> {
+        std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/junit_samples/node.xml"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_small_upload_fits_one_owned_immutable_config_map_and_reads_back() {
+        let results = AttemptResults {
+            source: Source::Upload,
+            exit_code: Some(1),
+            signal: None,
+            junit_gz: vec![gzip(&sample())],
+            log: b"line 1\nline 2\n".to_vec(),
+            message: None,
+        };
+        let maps = pack(&run(), 1, &results).unwrap();
+        assert_eq!(maps.len(), 1);
+        let cm = &maps[0];
+        assert_eq!(cm.metadata.name.as_deref(), Some("demo-abc-results-1"));
+        assert_eq!(cm.immutable, Some(true));
+        assert_eq!(cm.metadata.owner_references.as_ref().unwrap()[0].kind, "TestRun");
+        let back = unpack(cm, &[]).unwrap();
+        assert_eq!(back.exit_code, Some(1));
+        assert_eq!(back.log().unwrap(), "line 1\nline 2\n");
+        assert_eq!(back.junit_xml().unwrap(), sample());
+        let (read, parsed) = back.parse(1, |c| c.name.clone());
+        assert_eq!(read, ReportRead::Found(7));
+        assert_eq!(parsed.len(), 7);
+    }
+
+    #[test]
+    fn a_large_report_is_split_across_config_maps_and_reassembled() {
+        // Incompressible bytes stand in for a huge report: 2.5 MiB after "compression".
+        let noise: Vec<u8> = (0..(5u32 << 19))
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let results = AttemptResults {
+            source: Source::Upload,
+            exit_code: Some(0),
+            signal: None,
+            junit_gz: vec![noise.clone(), gzip(&sample())],
+            log: vec![b'x'; 10],
+            message: None,
+        };
+        let maps = pack(&run(), 3, &results).unwrap();
+        assert!(maps.len() >= 4, "{} maps", maps.len());
+        for cm in &maps {
+            let size: usize = cm.binary_data.iter().flatten().map(|(_, v)| v.0.len()).sum();
+            assert!(size <= PART_BYTES, "{size} bytes in {}", cm.name_any());
+        }
+        let (primary, parts) = maps.split_last().unwrap();
+        assert_eq!(primary.metadata.name.as_deref(), Some("demo-abc-results-3"));
+        let mut shuffled = parts.to_vec();
+        shuffled.reverse();
+        let back = unpack(primary, &shuffled).unwrap();
+        assert_eq!(back.junit_gz[0], noise);
+        assert!(matches!(
+            unpack(primary, &parts[1..]),
+            Err(ResultsError::Damaged(_))
+        ));
+    }
+
+    #[test]
+    fn only_the_log_tail_is_kept() {
+        let mut log = vec![b'a'; LOG_TAIL_BYTES];
+        log.extend_from_slice(b"\nthe end\n");
+        let results = AttemptResults {
+            source: Source::PodLog,
+            exit_code: None,
+            signal: None,
+            junit_gz: vec![],
+            log,
+            message: Some("tomato exec uploaded nothing".into()),
+        };
+        let maps = pack(&run(), 1, &results).unwrap();
+        let back = unpack(maps.last().unwrap(), &maps[..maps.len() - 1]).unwrap();
+        assert_eq!(back.source, Source::PodLog);
+        assert_eq!(back.log_cut, 9);
+        assert!(back.log().unwrap().ends_with("the end\n"));
+        assert_eq!(back.parse(1, |c| c.name.clone()).0, ReportRead::Missing);
+    }
+
+    #[test]
+    fn an_unreadable_report_is_invalid_with_the_parser_reason() {
+        let results = AttemptResults {
+            source: Source::Upload,
+            exit_code: Some(2),
+            signal: None,
+            junit_gz: vec![gzip(b"<html>oops</html>")],
+            log: vec![],
+            message: None,
+        };
+        let maps = pack(&run(), 1, &results).unwrap();
+        let back = unpack(&maps[0], &[]).unwrap();
+        match back.parse(1, |c| c.name.clone()).0 {
+            ReportRead::Invalid(why) => assert!(why.contains("<html>"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! The NightlySchedule controller: operator mode's twin of the standalone scheduler task,
+//! over the same pure schedule semantics ([`crate::schedule`]: cron in the schedule's time
+//! zone, `suspend`, `concurrencyPolicy`, `startingDeadlineSeconds`, history limits).
+//!
+//! Each reconcile decides from the schedule, its runs (found by their label; they carry the
+//! schedule's controller owner reference, so their changes wake it) and the time; it starts
+//! the due run — named after the schedule and the scheduled minute, so a repeated reconcile
+//! or a new leader finds the name taken instead of starting it twice —, cancels runs a
+//! `Replace` policy replaces, deletes finished runs beyond the history limits, writes the
+//! status through the status subresource, and asks to be reconciled again at the next due
+//! time (no polling in between).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use tracing::{info, warn};
+
+use super::context::{Context, Error};
+use crate::crd::{
+    Condition, ConditionStatus, LABEL_SCHEDULE, NightlySchedule, NightlyScheduleStatus, Phase, TestRun,
+};
+use crate::schedule::{Decision, FinishedRun, check_spec, decide, history_to_delete, run_name};
+use crate::store::created;
+
+/// Reconciles one NightlySchedule.
+pub async fn reconcile(schedule: Arc<NightlySchedule>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = schedule.namespace().unwrap_or_default();
+    let name = schedule.name_any();
+    let now = Utc::now();
+    let parsed = check_spec(&schedule.spec)
+        .map_err(|e| format!("spec.{}: {}", e.field, e.message))
+        .and_then(|s| {
+            ctx.config
+                .check_run(&schedule.spec.template)
+                .map(|_| s)
+                .map_err(|e| format!("spec.{}: {}", e.field, e.message))
+        });
+    let parsed = match parsed {
+        Ok(s) => s,
+        Err(message) => {
+            let mut st = schedule.status.clone().unwrap_or_default();
+            Condition::set(
+                &mut st.conditions,
+                "Ready",
+                ConditionStatus::False,
+                "InvalidSpec",
+                message,
+                now,
+            );
+            st.next_schedule_time = None;
+            write_status(&ctx, &schedule, st).await?;
+            return Ok(Action::await_change());
+        }
+    };
+
+    let runs_api: Api<TestRun> = ctx.api(&ns);
+    let runs = runs_api
+        .list(&ListParams::default().labels(&format!("{LABEL_SCHEDULE}={name}")))
+        .await?
+        .items;
+    let mut active: Vec<String> = runs
+        .iter()
+        .filter(|r| !r.status.as_ref().is_some_and(|st| st.phase.is_terminal()))
+        .map(ResourceExt::name_any)
+        .collect();
+    let since = schedule
+        .status
+        .as_ref()
+        .and_then(|st| st.last_schedule_time)
+        .unwrap_or_else(|| created(schedule.as_ref()));
+    let decision = decide(&schedule.spec, &parsed, since, &active, now);
+
+    let mut fired = None;
+    if let Decision::Fire {
+        scheduled, cancel, ..
+    } = &decision
+    {
+        for r in cancel {
+            info!(
+                schedule = name,
+                run = r,
+                "concurrencyPolicy Replace: cancelling the unfinished run"
+            );
+            runs_api
+                .patch(
+                    r,
+                    &PatchParams::default(),
+                    &Patch::Merge(serde_json::json!({"spec": {"cancel": true}})),
+                )
+                .await?;
+        }
+        let run = run_name(&name, *scheduled);
+        match crate::runs::scheduled_run(&ctx.config, &schedule, run.clone()) {
+            Ok(mut new) => {
+                new.metadata.namespace = Some(ns.clone());
+                new.status = None;
+                new.metadata.annotations.get_or_insert_default().insert(
+                    crate::store::ANNOTATION_CREATED.into(),
+                    crate::store::precise_time(now),
+                );
+                match runs_api.create(&PostParams::default(), &new).await {
+                    Ok(_) => info!(schedule = name, run, %scheduled, "scheduled run started"),
+                    // Started for this time already (by an earlier leader that died before recording it).
+                    Err(kube::Error::Api(e)) if e.code == 409 => {}
+                    Err(e) => return Err(e.into()),
+                }
+                if !active.contains(&run) {
+                    active.push(run.clone());
+                }
+                fired = Some((*scheduled, run));
+            }
+            Err(e) => warn!(schedule = name, error = %e, "the schedule's run template is refused"),
+        }
+    }
+
+    let finished: Vec<FinishedRun> = runs
+        .iter()
+        .filter_map(|r| {
+            let st = r.status.as_ref()?;
+            st.phase.is_terminal().then(|| FinishedRun {
+                name: r.name_any(),
+                succeeded: st.phase == Phase::Succeeded,
+                finished: st.finished_at.unwrap_or_else(|| created(r)),
+            })
+        })
+        .collect();
+    for old in history_to_delete(
+        &finished,
+        schedule.spec.successful_runs_history_limit,
+        schedule.spec.failed_runs_history_limit,
+    ) {
+        info!(
+            schedule = name,
+            run = old,
+            "deleting a run beyond the history limit"
+        );
+        match runs_api.delete(&old, &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+
+    let mut st = schedule.status.clone().unwrap_or_default();
+    let next = decision.next();
+    if let Some((scheduled, run)) = &fired {
+        st.last_schedule_time = Some(*scheduled);
+        st.last_run = Some(run.clone());
+    }
+    st.next_schedule_time = if schedule.spec.suspend { None } else { next };
+    st.active = active;
+    match &decision {
+        Decision::Skip {
+            scheduled, reason, ..
+        } => Condition::set(
+            &mut st.conditions,
+            "Skipped",
+            ConditionStatus::True,
+            "DueTimeNotStarted",
+            format!("{scheduled}: {reason}"),
+            now,
+        ),
+        Decision::Fire { .. } => Condition::set(
+            &mut st.conditions,
+            "Skipped",
+            ConditionStatus::False,
+            "Started",
+            "",
+            now,
+        ),
+        Decision::Wait { .. } => {}
+    }
+    Condition::set(
+        &mut st.conditions,
+        "Ready",
+        ConditionStatus::True,
+        "Valid",
+        "",
+        now,
+    );
+    if Some(&st) != schedule.status.as_ref() {
+        write_status(&ctx, &schedule, st).await?;
+    }
+    if let Some((_, run)) = &fired {
+        let note = format!("started run {run}");
+        ctx.event(schedule.as_ref(), false, "RunStarted", note).await;
+    }
+    Ok(match next {
+        Some(at) => Action::requeue(
+            (at - Utc::now())
+                .to_std()
+                .unwrap_or_default()
+                .max(Duration::from_millis(200)),
+        ),
+        None => Action::await_change(),
+    })
+}
+
+pub fn error_policy(schedule: Arc<NightlySchedule>, error: &Error, ctx: Arc<Context>) -> Action {
+    if error.is_conflict() {
+        return Action::requeue(Duration::from_millis(200).min(ctx.timing.retry));
+    }
+    warn!(schedule = schedule.name_any(), error = %error, "reconcile failed");
+    Action::requeue(ctx.timing.retry)
+}
+
+async fn write_status(
+    ctx: &Context,
+    schedule: &NightlySchedule,
+    status: NightlyScheduleStatus,
+) -> Result<(), Error> {
+    let mut obj = schedule.clone();
+    obj.metadata.managed_fields = None;
+    obj.status = Some(status);
+    let api: Api<NightlySchedule> = ctx.api(&schedule.namespace().unwrap_or_default());
+    api.replace_status(&schedule.name_any(), &PostParams::default(), &obj)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,652 @@
+//! The TestRun controller: operator mode's twin of the standalone driver.
+//!
+//! `reconcile` is level-triggered: from the run's status and what exists in the cluster (its
+//! Jobs, its results ConfigMaps) it takes the one next step the shared core
+//! ([`crate::core::next_step`], [`crate::core::record_end`]) decides, and writes the outcome
+//! through the status subresource with the run's resourceVersion, so a step is never taken
+//! twice on stale state. Every child is named deterministically (`<run>-<n>` for the n-th
+//! launch) and applied with server-side apply, so a reconcile repeated after a crash or by a
+//! new leader adopts what exists instead of creating it again.
+//!
+//! Admission from the queue is not here but in [`super::admission`] (one decision over all
+//! runs); this controller takes a run from `Running` to its verdict, cancels it, and — through
+//! the finalizer — stops its Jobs before a deleted run goes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use tracing::{info, warn};
+
+use super::context::{Context, Error, MANAGER, write_status};
+use super::results::{self, AttemptResults, Source, StoredResults};
+use crate::core::{AttemptEnd, Next, Step};
+use crate::crd::{Attempt, AttemptState, DeliveryState, LABEL_RUN, Phase, SelectionKind, TestRun, Verdict};
+use crate::launch::RerunTest;
+use crate::launch::job::{
+    JobAttempt, JobState, LABEL_JOB_NAME, TEST_CONTAINER, TOKEN_KEY, desired_job, job_name, job_state,
+    label_value, pod_exit_code, pod_launch_failure, token_secret_name,
+};
+use crate::packs::Service;
+use crate::report::delivery;
+use crate::results::MergedTest;
+
+/// The finalizer that stops a run's Jobs before the run is deleted.
+pub const FINALIZER: &str = "tomato.dev/stop-jobs";
+
+/// Reconciles one TestRun.
+pub async fn reconcile(run: Arc<TestRun>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // The store holds this change now: the queue may have moved.
+    ctx.queue.wake();
+    let api: Api<TestRun> = ctx.api(&run.namespace().unwrap_or_default());
+    finalizer(&api, FINALIZER, run, |event| async {
+        match event {
+            Finalizer::Apply(run) => apply(&run, &ctx).await,
+            Finalizer::Cleanup(run) => cleanup(&run, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// Logs the failure and retries: soon after a lost write race, later otherwise.
+pub fn error_policy(run: Arc<TestRun>, error: &Error, ctx: Arc<Context>) -> Action {
+    if error.is_conflict() {
+        return Action::requeue(Duration::from_millis(200).min(ctx.timing.retry));
+    }
+    warn!(run = run.name_any(), kind = error.metric_label(), error = %error, "reconcile failed");
+    Action::requeue(ctx.timing.retry)
+}
+
+async fn apply(run: &TestRun, ctx: &Context) -> Result<Action, Error> {
+    let phase = run.status.as_ref().map_or(Phase::Queued, |s| s.phase);
+    if phase.is_terminal() {
+        return Ok(Action::await_change());
+    }
+    if run.spec.cancel && phase != Phase::Reporting {
+        return cancel(run, ctx).await;
+    }
+    match phase {
+        // Admission decides (super::admission); it is woken by every reconcile.
+        Phase::Queued => Ok(Action::await_change()),
+        Phase::Reporting => report(run, ctx).await,
+        _ => advance(run, ctx).await,
+    }
+}
+
+/// An admitted run: watch the attempt in flight, or take the next step.
+async fn advance(run: &TestRun, ctx: &Context) -> Result<Action, Error> {
+    let Some(svc) = ctx.config.service(&run.spec.template.service).cloned() else {
+        let why = format!(
+            "service {:?} is no longer in packs_config",
+            run.spec.template.service
+        );
+        return conclude(run, ctx, Verdict::Error, Some(why)).await;
+    };
+    let status = run.status.clone().unwrap_or_default();
+    if let Some(attempt) = status.running_attempt() {
+        return observe(run, ctx, &svc, status.attempts.len(), attempt).await;
+    }
+    let max_attempts = 1 + u32::from(svc.retries_for(&run.spec.template));
+    let id_of = |c: &crate::results::Case| svc.rerun.test_id.id_of(c);
+    let results = ctx.results.run_results(&ctx.client, run, id_of).await?;
+    let merged = crate::core::merge_run(&status, results);
+    let packs = || {
+        svc.resolve_packs(run.spec.template.category.as_deref(), &run.spec.template.packs)
+            .map_err(|e| e.to_string())
+    };
+    match crate::core::next_step(&status, &merged, max_attempts, packs) {
+        None => Ok(Action::await_change()),
+        Some(Step::Finish { verdict, message }) => conclude(run, ctx, verdict, message).await,
+        Some(Step::Launch { number, selection }) => launch(run, ctx, &svc, number, selection, &merged).await,
+    }
+}
+
+/// Starts attempt `number` as the run's next Job (or adopts that Job, if a crash came
+/// between creating it and recording it).
+async fn launch(
+    run: &TestRun,
+    ctx: &Context,
+    svc: &Service,
+    number: u32,
+    selection: crate::crd::Selection,
+    merged: &[MergedTest],
+) -> Result<Action, Error> {
+    let ns = run.namespace().unwrap_or_default();
+    let name = run.name_any();
+    ensure_token(run, ctx).await?;
+    let seq = run.status.as_ref().map_or(0, |s| s.attempts.len()) + 1;
+    let by_id: HashMap<&str, &MergedTest> = merged.iter().map(|t| (t.id.as_str(), t)).collect();
+    let reruns: Vec<RerunTest<'_>> = match selection.kind {
+        SelectionKind::All => Vec::new(),
+        SelectionKind::Failed => selection
+            .tests
+            .iter()
+            .filter_map(|id| {
+                by_id.get(id.as_str()).map(|t| RerunTest {
+                    id: &t.id,
+                    case: &t.case,
+                })
+            })
+            .collect(),
+    };
+    let timeout = match run.spec.timeout.as_deref().map(crate::duration::parse) {
+        Some(Ok(t)) => t,
+        _ => svc.launch.timeout,
+    };
+    let job = desired_job(
+        run,
+        svc,
+        JobAttempt {
+            seq,
+            number,
+            selection: &selection,
+            reruns: &reruns,
+            timeout,
+        },
+        &ctx.jobs,
+    );
+    let job_name = job.name_any();
+    let jobs: Api<Job> = ctx.api(&ns);
+    jobs.patch(
+        &job_name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&job),
+    )
+    .await?;
+    let tests = reruns.len();
+    write_status(&ctx.client, run, |st| {
+        st.begin_attempt(number, selection, job_name.clone(), Utc::now())
+    })
+    .await?;
+    info!(
+        namespace = ns,
+        run = name,
+        attempt = number,
+        job = job_name,
+        tests,
+        "attempt started"
+    );
+    let note = if number == 1 {
+        format!("attempt 1 started as Job {job_name}")
+    } else {
+        format!("attempt {number} started as Job {job_name}, re-running {tests} failed test(s)")
+    };
+    ctx.event(run, false, "AttemptStarted", note).await;
+    Ok(Action::requeue(ctx.timing.poll))
+}
+
+/// Creates the run's upload token Secret once; an existing one is kept (a new token would
+/// lock out a Job already running with the old one).
+async fn ensure_token(run: &TestRun, ctx: &Context) -> Result<(), Error> {
+    let secrets: Api<Secret> = ctx.api(&run.namespace().unwrap_or_default());
+    let name = token_secret_name(&run.name_any());
+    if secrets.get_opt(&name).await?.is_some() {
+        return Ok(());
+    }
+    let token: [u8; 32] = rand::random();
+    let token: String = token.iter().map(|b| format!("{b:02x}")).collect();
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name),
+            namespace: run.namespace(),
+            labels: Some([(LABEL_RUN.to_string(), label_value(&run.name_any()))].into()),
+            owner_references: kube::Resource::controller_owner_ref(run, &()).map(|r| vec![r]),
+            ..Default::default()
+        },
+        data: Some([(TOKEN_KEY.to_string(), k8s_openapi::ByteString(token.into_bytes()))].into()),
+        type_: Some("Opaque".into()),
+        ..Default::default()
+    };
+    match secrets.create(&PostParams::default(), &secret).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The attempt in flight: ended (results stored), stuck, gone, or still running.
+async fn observe(
+    run: &TestRun,
+    ctx: &Context,
+    svc: &Service,
+    seq: usize,
+    attempt: &Attempt,
+) -> Result<Action, Error> {
+    let ns = run.namespace().unwrap_or_default();
+    let job_name = attempt
+        .launch
+        .clone()
+        .unwrap_or_else(|| job_name(&run.name_any(), seq));
+    let jobs: Api<Job> = ctx.api(&ns);
+    let job = jobs.get_opt(&job_name).await?;
+    let state = job.as_ref().map(job_state);
+    if let Some(stored) = ctx.results.load(&ctx.client, run, seq).await? {
+        return end_attempt(run, ctx, svc, attempt, &stored, state.as_ref()).await;
+    }
+    match state {
+        None => {
+            let why = format!("its Job {job_name} disappeared before it reported; launched again");
+            write_status(&ctx.client, run, |st| {
+                st.stop_attempt(AttemptState::Interrupted, &why, Utc::now());
+            })
+            .await?;
+            ctx.event(run, true, "AttemptInterrupted", why).await;
+            Ok(Action::await_change())
+        }
+        Some(JobState::Active) => {
+            let pods = job_pods(ctx, &ns, &job_name).await?;
+            if let Some(why) = pods.iter().find_map(pod_launch_failure) {
+                stop_job(&jobs, &job_name).await?;
+                let end = AttemptEnd {
+                    number: attempt.number,
+                    state: AttemptState::LaunchFailed,
+                    exit_code: None,
+                    report: crate::core::ReportRead::Missing,
+                    message: Some(why),
+                };
+                return record(run, ctx, svc, &end).await;
+            }
+            Ok(Action::requeue(ctx.timing.poll))
+        }
+        Some(finished) => {
+            let since = finished.finished_at().unwrap_or_else(Utc::now);
+            let waited = (Utc::now() - since).to_std().unwrap_or_default();
+            if waited < ctx.timing.upload_grace {
+                return Ok(Action::requeue(ctx.timing.upload_grace - waited));
+            }
+            store_pod_log(run, ctx, seq, &job_name).await?;
+            Ok(Action::requeue(Duration::from_millis(100)))
+        }
+    }
+}
+
+/// No upload came: record the pod's log (and exit code) as the attempt's results.
+async fn store_pod_log(run: &TestRun, ctx: &Context, seq: usize, job_name: &str) -> Result<(), Error> {
+    let ns = run.namespace().unwrap_or_default();
+    let pods_api: Api<Pod> = ctx.api(&ns);
+    let pods = job_pods(ctx, &ns, job_name).await?;
+    let pod = pods.last();
+    let (log, exit_code) = match pod {
+        Some(p) => {
+            let params = LogParams {
+                container: Some(TEST_CONTAINER.into()),
+                limit_bytes: Some(results::LOG_TAIL_BYTES as i64),
+                ..Default::default()
+            };
+            let log = pods_api
+                .logs(&p.name_any(), &params)
+                .await
+                .unwrap_or_else(|e| format!("[tomato] the pod log could not be read either: {e}\n"));
+            (log, pod_exit_code(p))
+        }
+        None => (
+            "[tomato] the Job left no pod to read a log from\n".to_string(),
+            None,
+        ),
+    };
+    let results = AttemptResults {
+        source: Source::PodLog,
+        exit_code,
+        signal: None,
+        junit_gz: Vec::new(),
+        log: log.into_bytes(),
+        message: Some(format!(
+            "tomato exec uploaded no results within {}s of the Job's end; its log was read from the pod",
+            ctx.timing.upload_grace.as_secs()
+        )),
+    };
+    let maps = results::pack(run, seq, &results)?;
+    results::store(&ctx.config_maps(&ns), maps).await?;
+    Ok(())
+}
+
+/// The pods of a Job, oldest first.
+async fn job_pods(ctx: &Context, ns: &str, job_name: &str) -> Result<Vec<Pod>, Error> {
+    let pods: Api<Pod> = ctx.api(ns);
+    let mut items = pods
+        .list(&ListParams::default().labels(&format!("{LABEL_JOB_NAME}={job_name}")))
+        .await?
+        .items;
+    items.sort_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
+    Ok(items)
+}
+
+/// Results are stored: the attempt ended. Records it and the core's decision.
+async fn end_attempt(
+    run: &TestRun,
+    ctx: &Context,
+    svc: &Service,
+    attempt: &Attempt,
+    stored: &StoredResults,
+    job: Option<&JobState>,
+) -> Result<Action, Error> {
+    let (report, _) = stored.parse(attempt.number, |c| svc.rerun.test_id.id_of(c));
+    let timed_out = job.is_some_and(JobState::is_deadline_exceeded);
+    let timeout = match run.spec.timeout.as_deref().map(crate::duration::parse) {
+        Some(Ok(t)) => t,
+        _ => svc.launch.timeout,
+    };
+    let message = if timed_out {
+        Some(format!("timed out after {}", crate::duration::human(timeout)))
+    } else if let Some(m) = &stored.message {
+        Some(m.clone())
+    } else {
+        stored.signal.map(|s| format!("killed by signal {s}"))
+    };
+    let end = AttemptEnd {
+        number: attempt.number,
+        state: if timed_out {
+            AttemptState::TimedOut
+        } else {
+            AttemptState::Finished
+        },
+        exit_code: stored.exit_code,
+        report,
+        message,
+    };
+    record(run, ctx, svc, &end).await
+}
+
+/// Records an attempt's end and the decision, in one status write; announces both.
+async fn record(run: &TestRun, ctx: &Context, svc: &Service, end: &AttemptEnd) -> Result<Action, Error> {
+    let max_attempts = 1 + u32::from(svc.retries_for(&run.spec.template));
+    let results = ctx
+        .results
+        .run_results(&ctx.client, run, |c| svc.rerun.test_id.id_of(c))
+        .await?;
+    let mut decided = run.status.clone().unwrap_or_default();
+    let (next, merged) = crate::core::record_end(&mut decided, end, results, max_attempts, Utc::now());
+    decided.categories = classify(run, ctx, svc, &decided, &merged).await?.stats;
+    let stored = write_status(&ctx.client, run, |st| *st = decided).await?;
+    info!(run = run.name_any(), attempt = end.number, state = ?end.state, next = ?next, "attempt ended");
+    let counts = stored
+        .status
+        .as_ref()
+        .and_then(|s| s.attempts.iter().rev().find(|a| a.number == end.number))
+        .and_then(|a| a.summary)
+        .map_or_else(
+            || end.message.clone().unwrap_or_else(|| "no results".into()),
+            |s| {
+                format!(
+                    "{} passed, {} failed, {} broken, {} skipped",
+                    s.passed, s.failed, s.broken, s.skipped
+                )
+            },
+        );
+    let warning = end.state != AttemptState::Finished;
+    ctx.event(
+        run,
+        warning,
+        "AttemptFinished",
+        format!("attempt {}: {counts}", end.number),
+    )
+    .await;
+    match next {
+        Next::Rerun { number, tests } => {
+            let note = format!(
+                "{} failed test(s) will run again as attempt {number}",
+                tests.len()
+            );
+            ctx.event(run, false, "RerunScheduled", note).await;
+        }
+        Next::Finish { verdict, message } => announce_verdict(run, ctx, verdict, message).await,
+    }
+    Ok(Action::await_change())
+}
+
+/// No attempt can follow: the verdict is final.
+async fn conclude(
+    run: &TestRun,
+    ctx: &Context,
+    verdict: Verdict,
+    message: Option<String>,
+) -> Result<Action, Error> {
+    let m = message.clone();
+    write_status(&ctx.client, run, |st| st.conclude(verdict, m, Utc::now())).await?;
+    announce_verdict(run, ctx, verdict, message).await;
+    Ok(Action::await_change())
+}
+
+async fn announce_verdict(run: &TestRun, ctx: &Context, verdict: Verdict, message: Option<String>) {
+    let note = match message {
+        Some(m) => format!("{}: {m}", verdict.phase()),
+        None => verdict.phase().to_string(),
+    };
+    ctx.event(run, verdict != Verdict::Succeeded, "Concluded", note)
+        .await;
+}
+
+/// The Reporting phase: the verdict is final (`status.verdict`); the report goes out through
+/// the reporting code shared with standalone mode ([`crate::report`]). Each channel's state
+/// is planned in `status.report` first (`Pending`, or `Skipped` with the reason), then every
+/// due channel is delivered and the outcome recorded; a transient failure is retried at the
+/// time its backoff sets. The run ends in its verdict's phase once no channel is pending.
+/// A delivery whose outcome could not be recorded (the leader died in between) is tried
+/// again by the next leader: reports are delivered at least once, never lost; the targets a
+/// channel already reached (`sentTo`) are not sent to again.
+async fn report(run: &TestRun, ctx: &Context) -> Result<Action, Error> {
+    let svc = ctx.config.service(&run.spec.template.service).cloned();
+    let targets = ctx.reporter.targets(run, svc.as_deref());
+    let plans: Vec<delivery::ChannelPlan> = targets
+        .iter()
+        .map(|(c, t)| (*c, t.as_ref().err().cloned()))
+        .collect();
+    let now = Utc::now();
+    let mut planned_status = run.status.clone().unwrap_or_default();
+    let planned = delivery::plan(planned_status.report.get_or_insert_default(), &plans, now);
+    let finished = delivery::finish_if_delivered(&mut planned_status, now);
+    let run = if !planned.is_empty() || finished {
+        write_status(&ctx.client, run, |st| *st = planned_status).await?
+    } else {
+        run.clone()
+    };
+    if finished {
+        announce_finished(&run, ctx).await;
+        return Ok(Action::await_change());
+    }
+
+    let status = run.status.clone().unwrap_or_default();
+    let report = status.report.clone().unwrap_or_default();
+    let mut due = Vec::new();
+    let mut next_due: Option<chrono::DateTime<Utc>> = None;
+    for (channel, target) in targets {
+        let (Ok(target), Some(ch)) = (target, report.channel(channel)) else {
+            continue;
+        };
+        if delivery::is_due(ch, now) {
+            due.push((channel, target, ch.sent_to.clone()));
+        } else if let Some(at) = ch.next_at.filter(|_| ch.state == DeliveryState::Pending) {
+            next_due = Some(next_due.map_or(at, |t| t.min(at)));
+        }
+    }
+    if due.is_empty() {
+        return Ok(match next_due {
+            Some(at) => Action::requeue(
+                (at - now)
+                    .to_std()
+                    .unwrap_or_default()
+                    .max(Duration::from_millis(100)),
+            ),
+            None => Action::await_change(),
+        });
+    }
+    let tests = merged(&run, ctx, svc.as_deref()).await?;
+    let categories = match &svc {
+        Some(svc) => classify(&run, ctx, svc, &status, &tests).await?.by_test,
+        None => Default::default(),
+    };
+    let content = ctx.reporter.content(&run, &tests, &categories);
+    for (channel, target, sent_to) in due {
+        let outcome = ctx.reporter.deliver(&target, &content, &sent_to).await;
+        let recorded = record_delivery(&run, ctx, channel, outcome).await?;
+        match recorded {
+            Some(ch) if ch.state == DeliveryState::Sent => {
+                info!(run = run.name_any(), channel = %channel, attempts = ch.attempts, "report delivered");
+                let note = format!("{channel} report sent to {}", ch.sent_to.join(", "));
+                ctx.event(&run, false, "ReportSent", note).await;
+            }
+            Some(ch) => {
+                let reason = ch.reason.clone().unwrap_or_default();
+                warn!(run = run.name_any(), channel = %channel, state = ?ch.state, reason, "report delivery failed");
+                ctx.event(&run, true, "ReportFailed", format!("{channel}: {reason}"))
+                    .await;
+            }
+            None => {}
+        }
+    }
+    // Plan again (a retry's time, or the end of reporting) from the recorded state.
+    Ok(Action::requeue(Duration::from_millis(100)))
+}
+
+/// Records one delivery attempt in `status.report.<channel>` on fresh state (a user's spec
+/// change may have moved the resourceVersion meanwhile), and ends the run when it was the
+/// last pending channel. `None` when the channel was no longer pending.
+async fn record_delivery(
+    run: &TestRun,
+    ctx: &Context,
+    channel: crate::report::Channel,
+    outcome: crate::report::Delivery,
+) -> Result<Option<crate::crd::ChannelReport>, Error> {
+    let api: Api<TestRun> = ctx.api(&run.namespace().unwrap_or_default());
+    let policy = ctx.reporter.retry().clone();
+    let jitter: f64 = rand::random();
+    let mut last_error = None;
+    for _ in 0..5 {
+        let fresh = api.get(&run.name_any()).await?;
+        let now = Utc::now();
+        let mut st = fresh.status.clone().unwrap_or_default();
+        let slot = st.report.get_or_insert_default().channel_mut(channel);
+        let Some(ch) = slot.as_mut().filter(|c| c.state == DeliveryState::Pending) else {
+            return Ok(None);
+        };
+        delivery::record(ch, outcome.clone(), &policy, now, jitter);
+        let recorded = ch.clone();
+        let finished = delivery::finish_if_delivered(&mut st, now);
+        match write_status(&ctx.client, &fresh, |s| *s = st).await {
+            Ok(stored) => {
+                if finished {
+                    announce_finished(&stored, ctx).await;
+                }
+                return Ok(Some(recorded));
+            }
+            Err(e) if e.is_conflict() => last_error = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| Error::Waiting("the delivery could not be recorded".into())))
+}
+
+async fn announce_finished(run: &TestRun, ctx: &Context) {
+    let st = run.status.clone().unwrap_or_default();
+    let s = st.summary.unwrap_or_default();
+    let note = format!(
+        "{}: {} passed, {} failed, {} flaky, {} broken, {} skipped",
+        st.phase, s.passed, s.failed, s.flaky, s.broken, s.skipped
+    );
+    info!(run = run.name_any(), phase = %st.phase, "finished");
+    ctx.event(run, st.phase != Phase::Succeeded, "Finished", note)
+        .await;
+}
+
+/// The run's merged verdicts, failing first.
+async fn merged(run: &TestRun, ctx: &Context, svc: Option<&Service>) -> Result<Vec<MergedTest>, Error> {
+    let Some(svc) = svc else {
+        return Ok(Vec::new());
+    };
+    let results = ctx
+        .results
+        .run_results(&ctx.client, run, |c| svc.rerun.test_id.id_of(c))
+        .await?;
+    let mut merged = crate::core::merge_run(run.status.as_ref().unwrap_or(&Default::default()), results);
+    merged.sort_by_key(|t| t.verdict);
+    Ok(merged)
+}
+
+/// Failure categories of the failing and flaky tests, with each attempt's stored log for the
+/// rules that look at logs (the same classifier as standalone mode).
+async fn classify(
+    run: &TestRun,
+    ctx: &Context,
+    svc: &Service,
+    status: &crate::crd::TestRunStatus,
+    merged: &[MergedTest],
+) -> Result<crate::classify::Classification, Error> {
+    let mut logs: HashMap<u32, String> = HashMap::new();
+    for (i, a) in status.attempts.iter().enumerate() {
+        // The last launch of a number wins (an interrupted launch is followed by its relaunch).
+        if let Some(stored) = ctx.results.load(&ctx.client, run, i + 1).await? {
+            logs.insert(a.number, stored.log()?);
+        }
+    }
+    Ok(crate::classify::classify(
+        svc.classifier.as_deref(),
+        merged,
+        |n| logs.get(&n).map(|l| std::io::Cursor::new(l.clone().into_bytes())),
+    ))
+}
+
+/// `spec.cancel`: stop the attempt's Job, end the run `Cancelled`.
+async fn cancel(run: &TestRun, ctx: &Context) -> Result<Action, Error> {
+    if let Some(job) = run
+        .status
+        .as_ref()
+        .and_then(|s| s.running_attempt())
+        .and_then(|a| a.launch.clone())
+    {
+        stop_job(&ctx.api(&run.namespace().unwrap_or_default()), &job).await?;
+    }
+    write_status(&ctx.client, run, |st| st.cancel(Utc::now())).await?;
+    info!(run = run.name_any(), "cancelled");
+    ctx.event(run, false, "Cancelled", "the run was cancelled".into())
+        .await;
+    Ok(Action::await_change())
+}
+
+/// Deletes a Job and its pods (a missing Job is fine).
+async fn stop_job(jobs: &Api<Job>, name: &str) -> Result<(), Error> {
+    match jobs.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The run is being deleted: stop its unfinished Jobs first, and let it go once they are gone.
+async fn cleanup(run: &TestRun, ctx: &Context) -> Result<Action, Error> {
+    let jobs: Api<Job> = ctx.api(&run.namespace().unwrap_or_default());
+    let selector = format!("{LABEL_RUN}={}", label_value(&run.name_any()));
+    let running: Vec<Job> = jobs
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items
+        .into_iter()
+        .filter(|j| job_state(j) == JobState::Active)
+        .collect();
+    for job in &running {
+        if job.metadata.deletion_timestamp.is_none() {
+            stop_job(&jobs, &job.name_any()).await?;
+            info!(
+                run = run.name_any(),
+                job = job.name_any(),
+                "stopped the Job of a deleted run"
+            );
+        }
+    }
+    for job in &running {
+        if jobs.get_opt(&job.name_any()).await?.is_some() {
+            return Err(Error::Waiting(format!(
+                "Job {} is still stopping",
+                job.name_any()
+            )));
+        }
+    }
+    Ok(Action::await_change())
+}
