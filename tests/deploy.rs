@@ -160,16 +160,20 @@ fn needed(lease: bool) -> BTreeSet<(String, String, String)> {
     add(
         "tomato.dev",
         &["regressions"],
-        &["get", "list", "watch", "create", "delete"],
+        &["get", "list", "watch", "create", "patch", "update", "delete"],
     );
     add(
         "tomato.dev",
-        &["testruns/status", "nightlyschedules/status"],
+        &["testruns/status", "nightlyschedules/status", "regressions/status"],
         &["get", "update", "patch"],
     );
     add(
         "tomato.dev",
-        &["testruns/finalizers", "nightlyschedules/finalizers"],
+        &[
+            "testruns/finalizers",
+            "nightlyschedules/finalizers",
+            "regressions/finalizers",
+        ],
         &["update"],
     );
     add(

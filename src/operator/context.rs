@@ -96,6 +96,15 @@ pub struct Context {
     pub results: Arc<ResultsCache>,
     /// Delivers reports (the same code as standalone mode's).
     pub reporter: Arc<crate::report::Reporter>,
+    /// Test management, tracker and email for regressions (the same as standalone mode's).
+    pub regressions: crate::regression::Context,
+}
+
+/// The outside systems the controllers talk to besides Kubernetes: report channels and what
+/// regressions use (both built from the same report settings).
+pub struct Integrations {
+    pub reporter: Arc<crate::report::Reporter>,
+    pub regressions: crate::regression::Context,
 }
 
 impl Context {
@@ -106,7 +115,7 @@ impl Context {
         timing: Timing,
         identity: &str,
         results: Arc<ResultsCache>,
-        reporter: Arc<crate::report::Reporter>,
+        integrations: Integrations,
     ) -> Self {
         let recorder = Recorder::new(
             client.clone(),
@@ -123,7 +132,8 @@ impl Context {
             recorder,
             queue: Arc::new(Queue::default()),
             results,
-            reporter,
+            reporter: integrations.reporter,
+            regressions: integrations.regressions,
         }
     }
 

@@ -1,10 +1,11 @@
-//! Operator mode (`tomato operator`): TestRuns and NightlySchedules as custom resources, each
+//! Operator mode (`tomato operator`): TestRuns, NightlySchedules and Regressions as custom resources, each
 //! attempt a Kubernetes Job, the same HTTP app as standalone mode.
 //!
 //! - [`testrun`]: the TestRun controller (kube-runtime `Controller`, owning Jobs and results
 //!   ConfigMaps), the twin of the standalone driver over the same pure core;
 //! - [`admission`]: the queue pass (the same pure admission as standalone mode);
 //! - [`schedule`]: the NightlySchedule controller;
+//! - [`regression`]: the Regression controller (the same reconcile as standalone mode's);
 //! - [`lease`]: leader election, so that of several replicas exactly one reconciles;
 //! - [`backend`]: the HTTP side's reads (a reflector store) and writes;
 //! - [`results`]: attempt results kept as ConfigMaps owned by the run.
@@ -16,6 +17,7 @@ pub mod admission;
 pub mod backend;
 pub mod context;
 pub mod lease;
+pub mod regression;
 pub mod results;
 pub mod schedule;
 pub mod testrun;
@@ -36,9 +38,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use backend::KubeBackend;
-pub use context::{Context, Error, Timing};
+pub use context::{Context, Error, Integrations, Timing};
 
-use crate::crd::{NightlySchedule, TestRun};
+use crate::crd::{NightlySchedule, Regression, TestRun};
 use crate::launch::job::JobSettings;
 use crate::packs::{PacksConfig, PullPolicy};
 
@@ -77,7 +79,7 @@ impl Operator {
         client: Client,
         config: Arc<PacksConfig>,
         settings: Settings,
-        reporter: Arc<crate::report::Reporter>,
+        integrations: Integrations,
         stop: CancellationToken,
     ) -> Self {
         let results = Arc::new(results::ResultsCache::default());
@@ -102,7 +104,7 @@ impl Operator {
             settings.timing,
             &settings.lease.identity,
             results,
-            reporter,
+            integrations,
         ));
         let task = tokio::spawn(lead_when_elected(ctx, settings.scope, leader.clone(), stop));
         Operator {
@@ -195,7 +197,11 @@ async fn run_controllers(ctx: Arc<Context>, scope: Scope, stop: CancellationToke
     .graceful_shutdown_on(stop.clone().cancelled_owned())
     .run(schedule::reconcile, schedule::error_policy, ctx.clone())
     .for_each(|_| std::future::ready(()));
-    tokio::join!(runs, schedules);
+    let regressions = Controller::new(scoped::<Regression>(&client, &scope), watcher::Config::default())
+        .graceful_shutdown_on(stop.clone().cancelled_owned())
+        .run(regression::reconcile, regression::error_policy, ctx.clone())
+        .for_each(|_| std::future::ready(()));
+    tokio::join!(runs, schedules, regressions);
     let _ = admission.await;
     info!("controllers stopped");
 }
@@ -285,16 +291,30 @@ pub async fn serve(opts: OperatorOptions) -> anyhow::Result<()> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
+    let report_settings = crate::report::ReportSettings::load(opts.settings.as_deref())?;
     let reporter = crate::report::Reporter::new(
-        crate::report::ReportSettings::load(opts.settings.as_deref())?,
+        report_settings.clone(),
         crate::report::Templates::load(&config)?,
         &config,
         public_url.clone(),
     )
     .map_err(anyhow::Error::msg)?;
     info!(reports = reporter.describe(), "reporting");
+    // Regressions share the reporter's test-management client (one session with Kiwi).
+    let regressions = crate::regression::Context::from_settings(
+        &report_settings,
+        reporter.tms(),
+        config.clone(),
+        public_url.clone(),
+    )
+    .map_err(anyhow::Error::msg)
+    .context("cannot set up regressions")?;
     let stop = CancellationToken::new();
-    let operator = Operator::start(client, config.clone(), settings, Arc::new(reporter), stop.clone());
+    let integrations = Integrations {
+        reporter: Arc::new(reporter),
+        regressions,
+    };
+    let operator = Operator::start(client, config.clone(), settings, integrations, stop.clone());
     let state = crate::api::AppState {
         backend: Arc::new(operator.backend.clone()),
         config,

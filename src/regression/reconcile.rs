@@ -56,6 +56,48 @@ pub struct Context {
     pub retry: RetryPolicy,
 }
 
+impl Context {
+    /// The clients regressions use: the reporter's test-management client, and the tracker and
+    /// email from the report settings, each when configured.
+    pub fn from_settings(
+        settings: &crate::report::ReportSettings,
+        tms: Option<Arc<dyn crate::tms::TestManagement>>,
+        config: Arc<PacksConfig>,
+        public_url: String,
+    ) -> Result<Context, String> {
+        use crate::regression::reconcile::Mail;
+        let redactor = settings.redactor.clone();
+        let tracker = match &settings.tracker {
+            Some(t) => Some(Arc::new(crate::regression::tracker::HttpTracker::new(
+                t.clone(),
+                redactor.clone(),
+            )?)
+                as Arc<dyn crate::regression::tracker::IssueTracker>),
+            None => None,
+        };
+        let mail = match &settings.smtp {
+            Some(s) => Some(Mail {
+                mailer: Arc::new(crate::report::email::SmtpMailer::new(s, redactor.clone())?),
+                from: s.from.clone(),
+            }),
+            None => None,
+        };
+        Ok(Context {
+            tms,
+            tracker,
+            mail,
+            config,
+            public_url,
+            poll: settings
+                .tms
+                .as_ref()
+                .map_or(crate::report::settings::DEFAULT_TMS_POLL, |t| t.poll),
+            retry: settings.retry.clone(),
+        })
+    }
+}
+
+/// What one step of [`reconcile`] returns.
 /// What a reconcile step decided.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Outcome {

@@ -64,7 +64,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)
         .context("cannot set up reporting")?;
     // Regressions share the reporter's test-management client (one session with Kiwi).
-    let regression_ctx = regression_context(
+    let regression_ctx = crate::regression::Context::from_settings(
         &report_settings,
         reporter.tms(),
         config.clone(),
@@ -104,42 +104,4 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let _ = regressions_task.await;
     info!("stopped");
     Ok(())
-}
-
-/// The clients regressions use: the reporter's test-management client, and the tracker and
-/// email from the report settings, each when configured.
-fn regression_context(
-    settings: &ReportSettings,
-    tms: Option<Arc<dyn crate::tms::TestManagement>>,
-    config: Arc<PacksConfig>,
-    public_url: String,
-) -> Result<crate::regression::Context, String> {
-    use crate::regression::reconcile::Mail;
-    let redactor = settings.redactor.clone();
-    let tracker = match &settings.tracker {
-        Some(t) => Some(Arc::new(crate::regression::tracker::HttpTracker::new(
-            t.clone(),
-            redactor.clone(),
-        )?) as Arc<dyn crate::regression::tracker::IssueTracker>),
-        None => None,
-    };
-    let mail = match &settings.smtp {
-        Some(s) => Some(Mail {
-            mailer: Arc::new(crate::report::email::SmtpMailer::new(s, redactor.clone())?),
-            from: s.from.clone(),
-        }),
-        None => None,
-    };
-    Ok(crate::regression::Context {
-        tms,
-        tracker,
-        mail,
-        config,
-        public_url,
-        poll: settings
-            .tms
-            .as_ref()
-            .map_or(crate::report::settings::DEFAULT_TMS_POLL, |t| t.poll),
-        retry: settings.retry.clone(),
-    })
 }

@@ -139,12 +139,20 @@ impl FakeKube {
         }))
         .expect("a placeholder NightlySchedule");
         schedule.status = Some(Default::default());
+        let mut regression: tomato::crd::Regression = serde_json::from_value(json!({
+            "apiVersion": "tomato.dev/v1alpha1", "kind": "Regression",
+            "metadata": {"name": "status-subresource", "namespace": "fake-system"},
+            "spec": {"service": "none", "version": "0", "stand": "none", "assessors": []}
+        }))
+        .expect("a placeholder Regression");
+        regression.status = Some(Default::default());
         let inner = kube_fake_client::ClientBuilder::new()
             .with_resource::<TestRun>()
             .with_resource::<NightlySchedule>()
             .with_resource::<tomato::crd::Regression>()
             .with_object(run)
             .with_object(schedule)
+            .with_object(regression)
             .with_status_subresource::<Job>()
             .build()
             .await

@@ -125,14 +125,34 @@ fn init_tracing() {
 
 /// Starts a replica over `fake`, serving the HTTP app on a free local port.
 pub async fn start_replica(fake: &FakeKube, config: Arc<PacksConfig>, identity: &str) -> Replica {
+    start_replica_with(fake, config, identity, &[]).await
+}
+
+/// [`start_replica`] with report settings (SMTP, tracker, test management...) given as the
+/// environment variables `tomato operator` reads.
+pub async fn start_replica_with(
+    fake: &FakeKube,
+    config: Arc<PacksConfig>,
+    identity: &str,
+    vars: &[(String, String)],
+) -> Replica {
     init_tracing();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let stop = CancellationToken::new();
+    let lookup = |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let report_settings = tomato::report::ReportSettings::load_with(None, &lookup).unwrap();
     let reporter = tomato::report::Reporter::new(
-        tomato::report::ReportSettings::load_with(None, &|_| None).unwrap(),
+        report_settings.clone(),
         tomato::report::Templates::load(&config).unwrap(),
         &config,
+        url.clone(),
+    )
+    .unwrap();
+    let regressions = tomato::regression::Context::from_settings(
+        &report_settings,
+        reporter.tms(),
+        config.clone(),
         url.clone(),
     )
     .unwrap();
@@ -140,7 +160,10 @@ pub async fn start_replica(fake: &FakeKube, config: Arc<PacksConfig>, identity: 
         fake.client(),
         config.clone(),
         settings(identity, &url),
-        Arc::new(reporter),
+        tomato::operator::Integrations {
+            reporter: Arc::new(reporter),
+            regressions,
+        },
         stop.clone(),
     );
     let state = tomato::api::AppState {
