@@ -259,7 +259,12 @@ async fn deleting_a_running_run_stops_its_job_before_the_run_goes() {
     let fake = FakeKube::new().await;
     let (_dir, config) = demo_config("");
     let _replica = start_replica(&fake, config, "tomato-0").await;
-    create_run(&fake, "doomed", template("demo")).await;
+    // The slow pack keeps the Job running (about 5 s) while the run is deleted.
+    let slow = tomato::crd::RunTemplate {
+        category: Some("slow".into()),
+        ..template("demo")
+    };
+    create_run(&fake, "doomed", slow).await;
     wait_job(&fake, "doomed-1").await;
     wait_phase(&fake, "doomed", "Running").await;
 
