@@ -1,0 +1,299 @@
+//! Attempts: launching the next one a run needs, reading its results when it ends, and
+//! recording the core's decision (rerun or verdict).
+
+use super::*;
+
+impl Driver {
+    /// Launches whatever attempt an active run without an attempt in flight needs next.
+    pub(super) async fn advance(&mut self, run: &TestRun) -> Result<(), StoreError> {
+        let name = run.metadata.name.clone().unwrap_or_default();
+        let Some(svc) = self.config.service(&run.spec.template.service).cloned() else {
+            return self
+                .conclude_error(
+                    &name,
+                    format!(
+                        "service {:?} is no longer in packs_config",
+                        run.spec.template.service
+                    ),
+                )
+                .await;
+        };
+        let status = run.status.clone().unwrap_or_default();
+        let max_attempts = 1 + u32::from(svc.retries_for(&run.spec.template));
+        let merged = self.merged(&name, &status).await?;
+        let packs = || {
+            svc.resolve_packs(run.spec.template.category.as_deref(), &run.spec.template.packs)
+                .map_err(|e| e.to_string())
+        };
+        let (number, selection) = match crate::core::next_step(&status, &merged, max_attempts, packs) {
+            None => return Ok(()), // its waiter will report
+            Some(Step::Launch { number, selection }) => (number, selection),
+            Some(Step::Finish { verdict, message }) => {
+                self.store
+                    .update::<TestRun, _>(&name, move |r| {
+                        r.status
+                            .get_or_insert_default()
+                            .conclude(verdict, message, Utc::now());
+                        Ok((true, ()))
+                    })
+                    .await?;
+                return Ok(());
+            }
+        };
+        self.launch(run, &svc, number, selection, &merged).await
+    }
+
+    /// Starts attempt `number` of `run`.
+    async fn launch(
+        &mut self,
+        run: &TestRun,
+        svc: &Service,
+        number: u32,
+        selection: Selection,
+        merged: &[MergedTest],
+    ) -> Result<(), StoreError> {
+        let name = run.metadata.name.clone().unwrap_or_default();
+        let seq = run.status.as_ref().map_or(0, |s| s.attempts.len()) + 1;
+        let dir = attempt_dir(&self.data_dir, &name, seq);
+        let junit = dir.join("junit.xml");
+        let by_id: HashMap<&str, &MergedTest> = merged.iter().map(|t| (t.id.as_str(), t)).collect();
+        let reruns: Vec<RerunTest<'_>> = match selection.kind {
+            SelectionKind::All => Vec::new(),
+            SelectionKind::Failed => selection
+                .tests
+                .iter()
+                .filter_map(|id| {
+                    by_id.get(id.as_str()).map(|t| RerunTest {
+                        id: &t.id,
+                        case: &t.case,
+                    })
+                })
+                .collect(),
+        };
+        let timeout = match run.spec.timeout.as_deref().map(crate::duration::parse) {
+            Some(Ok(t)) => t,
+            _ => svc.launch.timeout,
+        };
+        let plan = plan(
+            svc,
+            &AttemptRef {
+                run: &name,
+                stand: &run.spec.template.stand,
+                number,
+                packs: &selection.packs,
+                reruns: &reruns,
+                junit: &junit,
+                timeout,
+            },
+        );
+        let spawned = self.secrets.env(&run.spec.template.env).and_then(|extra_env| {
+            process::spawn(ProcessSpec {
+                plan,
+                extra_env,
+                dir: dir.clone(),
+                owner: self.store.instance().to_string(),
+            })
+        });
+        let proc = match spawned {
+            Ok(p) => p,
+            Err(reason) => {
+                warn!(run = name, attempt = number, reason, "launch failed");
+                let end = AttemptEnd {
+                    number,
+                    state: AttemptState::LaunchFailed,
+                    exit_code: None,
+                    report: ReportRead::Missing,
+                    message: Some(reason),
+                };
+                self.store
+                    .update::<TestRun, _>(&name, move |r| {
+                        let st = r.status.get_or_insert_default();
+                        st.begin_attempt(number, selection, "not started".into(), Utc::now());
+                        Ok((true, ()))
+                    })
+                    .await?;
+                return self.record_end(&name, end).await;
+            }
+        };
+        info!(
+            run = name,
+            attempt = number,
+            pid = proc.pid,
+            tests = reruns.len(),
+            "attempt started"
+        );
+        let launch_ref = format!("pid {}", proc.pid);
+        self.store
+            .update::<TestRun, _>(&name, move |r| {
+                r.status
+                    .get_or_insert_default()
+                    .begin_attempt(number, selection, launch_ref, Utc::now());
+                Ok((true, ()))
+            })
+            .await?;
+
+        let token = CancellationToken::new();
+        self.in_flight.insert(name.clone(), token.clone());
+        let tx = self.done_tx.clone();
+        let store = self.store.clone();
+        let test_id = svc.rerun.test_id.clone();
+        tokio::spawn(async move {
+            let exit = proc.wait(token).await;
+            let cancelled = exit == Exit::Cancelled;
+            let (state, exit_code, message) = match exit {
+                Exit::Code(c) => (AttemptState::Finished, Some(c), None),
+                Exit::Signal(s) => (
+                    AttemptState::Finished,
+                    None,
+                    Some(format!("killed by signal {s}")),
+                ),
+                Exit::TimedOut(t) => (
+                    AttemptState::TimedOut,
+                    None,
+                    Some(format!("timed out after {}", crate::duration::human(t))),
+                ),
+                Exit::Cancelled => (AttemptState::Cancelled, None, Some("cancelled".into())),
+            };
+            let report = if cancelled {
+                ReportRead::Missing
+            } else {
+                ingest(&store, &name, number, dir, test_id).await
+            };
+            let end = AttemptEnd {
+                number,
+                state,
+                exit_code,
+                report,
+                message,
+            };
+            // The loop may be gone at shutdown; the next start recovers from the store.
+            let _ = tx.send(AttemptDone {
+                run: name,
+                end,
+                cancelled,
+            });
+        });
+        Ok(())
+    }
+
+    /// An attempt's waiter reported its end.
+    pub(super) async fn attempt_done(&mut self, done: AttemptDone) -> Result<(), StoreError> {
+        self.in_flight.remove(&done.run);
+        if done.cancelled {
+            return self.cancel(&done.run).await;
+        }
+        self.record_end(&done.run, done.end).await
+    }
+
+    /// Records an attempt's end and the core's decision (rerun or verdict) in one write.
+    async fn record_end(&mut self, name: &str, end: AttemptEnd) -> Result<(), StoreError> {
+        let Some(run) = self.store.get::<TestRun>(name).await? else {
+            return Ok(());
+        };
+        let Some(svc) = self.config.service(&run.spec.template.service).cloned() else {
+            return Ok(());
+        };
+        let max_attempts = 1 + u32::from(svc.retries_for(&run.spec.template));
+        let results = self.store.results(name).await?;
+        let mut decided = run.status.clone().unwrap_or_default();
+        let (next, merged) = crate::core::record_end(&mut decided, &end, results, max_attempts, Utc::now());
+        let categories = {
+            let (svc, data_dir, run, status) = (
+                svc.clone(),
+                self.data_dir.clone(),
+                name.to_string(),
+                decided.clone(),
+            );
+            tokio::task::spawn_blocking(move || classify_run(&svc, &data_dir, &run, &status, &merged).stats)
+                .await
+                .map_err(|e| StoreError::Task(e.to_string()))?
+        };
+        info!(run = name, attempt = end.number, state = ?end.state, next = ?next, "attempt ended");
+        self.store
+            .update::<TestRun, _>(name, move |r| {
+                let st = r.status.get_or_insert_default();
+                st.attempts = decided.attempts;
+                st.summary = decided.summary;
+                st.phase = decided.phase;
+                st.verdict = decided.verdict;
+                st.message = decided.message;
+                st.conditions = decided.conditions;
+                st.categories = categories;
+                Ok((true, ()))
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+/// Classifies a run's failing and flaky tests with its service's rules, reading attempt logs
+/// from the data directory for tests without output of their own.
+pub fn classify_run(
+    svc: &Service,
+    data_dir: &Path,
+    run: &str,
+    status: &TestRunStatus,
+    merged: &[MergedTest],
+) -> crate::classify::Classification {
+    crate::classify::classify(svc.classifier.as_deref(), merged, |number| {
+        // The last launch with that number (an interrupted launch is followed by its relaunch).
+        let seq = status.attempts.iter().rposition(|a| a.number == number)? + 1;
+        std::fs::File::open(process::log_path(&attempt_dir(data_dir, run, seq))).ok()
+    })
+}
+
+/// `<data>/runs/<run>/attempt-<seq>`: one directory per launch (a relaunch after an
+/// interruption gets its own).
+pub fn attempt_dir(data_dir: &Path, run: &str, seq: usize) -> PathBuf {
+    data_dir.join("runs").join(run).join(format!("attempt-{seq}"))
+}
+
+/// Reads an attempt's JUnit report(s) — `junit.xml`, or every `*.xml` under `junit/` — and
+/// stores its results.
+async fn ingest(
+    store: &SqliteStore,
+    run: &str,
+    number: u32,
+    dir: PathBuf,
+    style: crate::packs::TestIdStyle,
+) -> ReportRead {
+    let parsed = tokio::task::spawn_blocking(move || -> Result<Option<Vec<AttemptResult>>, String> {
+        let mut files = Vec::new();
+        let main = dir.join("junit.xml");
+        if main.is_file() {
+            files.push(main);
+        }
+        if let Ok(entries) = std::fs::read_dir(dir.join("junit")) {
+            let mut more: Vec<PathBuf> = entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "xml"))
+                .collect();
+            more.sort();
+            files.extend(more);
+        }
+        if files.is_empty() {
+            return Ok(None);
+        }
+        let mut cases = Vec::new();
+        for f in &files {
+            results::junit::parse_file(f, |c| cases.push(c))
+                .map_err(|e| format!("{}: {e}", f.file_name().unwrap_or_default().to_string_lossy()))?;
+        }
+        cases.iter_mut().for_each(|c| style.normalize(c));
+        Ok(Some(results::assign_ids(number, cases, |c| style.id_of(c))))
+    })
+    .await;
+    match parsed {
+        Ok(Ok(Some(results))) => {
+            let n = results.len();
+            match store.put_results(run, number, results).await {
+                Ok(()) => ReportRead::Found(n),
+                Err(e) => ReportRead::Invalid(format!("cannot store results: {e}")),
+            }
+        }
+        Ok(Ok(None)) => ReportRead::Missing,
+        Ok(Err(e)) => ReportRead::Invalid(e),
+        Err(e) => ReportRead::Invalid(format!("the parser task failed: {e}")),
+    }
+}

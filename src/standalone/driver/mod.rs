@@ -1,0 +1,333 @@
+//! The standalone driver: a small event loop over the SQLite store that carries out the
+//! core's decisions with local processes.
+//!
+//! It wakes on every committed change (a run created, cancelled, re-prioritised) and on every
+//! attempt's end, and then reconciles: every unfinished run is brought one step closer to its
+//! end. Level-triggered like a Kubernetes controller — what to do is always derived from
+//! what is stored, never from what the loop remembers — so a restart resumes exactly where
+//! the last instance stopped: interrupted attempts are marked and launched again, a decided
+//! rerun is launched, a verdict is reported.
+//!
+//! Reporting works the same way: each channel's state is in `status.report`; the loop hands
+//! due channels to tasks of their own (a slow SMTP server never holds up admission), records
+//! what each attempt did as it comes back, and wakes when the next retry is due. A run in
+//! `Reporting` no longer holds its service's or stand's slot: its tests are done.
+//!
+//! This module holds the loop and the queue; [`attempts`] launches attempts and records their
+//! ends, [`reporting`] delivers the report.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::core::{AttemptEnd, ReportRead, Step};
+use crate::crd::{AttemptState, DeliveryState, Phase, Selection, SelectionKind, TestRun, TestRunStatus};
+use crate::launch::process::{self, Exit, ProcessSpec};
+use crate::launch::{AttemptRef, RerunTest, plan};
+use crate::packs::{PacksConfig, Service};
+use crate::queue::{self, Entry};
+use crate::report::{Channel, Delivery, Reporter, delivery};
+use crate::results::{self, AttemptResult, MergedTest};
+use crate::secrets::SecretsDir;
+use crate::store::{ListFilter, SqliteStore, StoreError, created};
+
+mod attempts;
+mod reporting;
+
+pub use attempts::{attempt_dir, classify_run};
+
+/// Phases the driver still has work for.
+const UNFINISHED: [Phase; 4] = [Phase::Queued, Phase::Running, Phase::Retrying, Phase::Reporting];
+
+/// Longest sleep of the loop with nothing to wake it (a safety net: every change and every
+/// end of an attempt or a delivery wakes it anyway).
+const IDLE_WAKE: Duration = Duration::from_secs(30);
+
+/// An attempt's end, sent from its waiter task to the loop.
+struct AttemptDone {
+    run: String,
+    end: AttemptEnd,
+    cancelled: bool,
+}
+
+/// A report delivery attempt's end, sent from its task to the loop.
+struct Delivered {
+    run: String,
+    channel: Channel,
+    delivery: Delivery,
+}
+
+/// The standalone driver. Create with [`Driver::new`], run with [`Driver::run`].
+pub struct Driver {
+    store: SqliteStore,
+    config: Arc<PacksConfig>,
+    data_dir: PathBuf,
+    secrets: SecretsDir,
+    /// Cancel tokens of attempts in flight, by run name.
+    in_flight: HashMap<String, CancellationToken>,
+    done_tx: mpsc::UnboundedSender<AttemptDone>,
+    done_rx: mpsc::UnboundedReceiver<AttemptDone>,
+    reporter: Arc<Reporter>,
+    /// Report channels being delivered right now, by run.
+    delivering: HashSet<(String, Channel)>,
+    delivered_tx: mpsc::UnboundedSender<Delivered>,
+    delivered_rx: mpsc::UnboundedReceiver<Delivered>,
+    /// The earliest time a waiting report channel is due (found by the last reconcile).
+    next_due: Option<DateTime<Utc>>,
+}
+
+impl Driver {
+    pub fn new(
+        store: SqliteStore,
+        config: Arc<PacksConfig>,
+        data_dir: &Path,
+        secrets: SecretsDir,
+        reporter: Arc<Reporter>,
+    ) -> Self {
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let (delivered_tx, delivered_rx) = mpsc::unbounded_channel();
+        Driver {
+            store,
+            config,
+            data_dir: data_dir.to_path_buf(),
+            secrets,
+            in_flight: HashMap::new(),
+            done_tx,
+            done_rx,
+            reporter,
+            delivering: HashSet::new(),
+            delivered_tx,
+            delivered_rx,
+            next_due: None,
+        }
+    }
+
+    /// Runs until `shutdown` is cancelled; then stops the attempts in flight (they are
+    /// relaunched by the next start).
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut changes = self.store.subscribe();
+        self.recover().await;
+        loop {
+            if let Err(e) = self.reconcile().await {
+                error!(error = %e, "reconcile failed; retrying on the next change");
+            }
+            let sleep = self.sleep();
+            tokio::select! {
+                Some(done) = self.done_rx.recv() => {
+                    let run = done.run.clone();
+                    if let Err(e) = self.attempt_done(done).await {
+                        error!(run, error = %e, "recording an attempt's end failed");
+                    }
+                }
+                Some(d) = self.delivered_rx.recv() => {
+                    let run = d.run.clone();
+                    if let Err(e) = self.delivered(d).await {
+                        error!(run, error = %e, "recording a report delivery failed");
+                    }
+                }
+                change = changes.recv() => {
+                    if let Err(broadcast::error::RecvError::Closed) = change {
+                        break;
+                    }
+                }
+                _ = tokio::time::sleep(sleep) => {}
+                _ = shutdown.cancelled() => break,
+            }
+            // Coalesce a burst of changes into one reconcile pass.
+            while changes.try_recv().is_ok() {}
+        }
+        info!(
+            attempts = self.in_flight.len(),
+            "driver stopping; killing attempts in flight"
+        );
+        for token in self.in_flight.values() {
+            token.cancel();
+        }
+    }
+
+    /// After a restart: kill what an earlier instance left running and mark its attempts
+    /// interrupted, so that reconcile launches them again.
+    async fn recover(&mut self) {
+        let killed = process::kill_orphans(self.store.instance());
+        if killed > 0 {
+            warn!(
+                killed,
+                "killed test processes left running by a previous instance"
+            );
+        }
+        let runs = match self.unfinished().await {
+            Ok(r) => r,
+            Err(e) => {
+                error!(error = %e, "cannot read runs at start-up");
+                return;
+            }
+        };
+        for run in runs {
+            let Some(name) = run.metadata.name.clone() else {
+                continue;
+            };
+            if run
+                .status
+                .as_ref()
+                .and_then(TestRunStatus::running_attempt)
+                .is_none()
+            {
+                continue;
+            }
+            let res = self
+                .store
+                .update::<TestRun, _>(&name, |r| {
+                    let st = r.status.get_or_insert_default();
+                    let stopped = st.stop_attempt(
+                        AttemptState::Interrupted,
+                        "Tomato restarted while it ran; launched again",
+                        Utc::now(),
+                    );
+                    Ok((stopped.is_some(), stopped))
+                })
+                .await;
+            match res {
+                Ok((_, Some(a))) => warn!(run = name, attempt = a.number, "attempt interrupted by a restart"),
+                Ok(_) => {}
+                Err(e) => error!(run = name, error = %e, "cannot mark an interrupted attempt"),
+            }
+        }
+    }
+
+    async fn unfinished(&self) -> Result<Vec<TestRun>, StoreError> {
+        let filter = ListFilter {
+            phases: UNFINISHED.iter().map(|p| p.to_string()).collect(),
+            ..Default::default()
+        };
+        self.store.list(&filter).await
+    }
+
+    /// How long the loop may sleep: until the next report retry is due, at most [`IDLE_WAKE`].
+    fn sleep(&self) -> Duration {
+        self.next_due
+            .map(|t| (t - Utc::now()).to_std().unwrap_or_default())
+            .map_or(IDLE_WAKE, |d| d.min(IDLE_WAKE))
+    }
+
+    /// One pass over every unfinished run.
+    async fn reconcile(&mut self) -> Result<(), StoreError> {
+        self.next_due = None;
+        let runs = self.unfinished().await?;
+        let mut entries = Vec::with_capacity(runs.len());
+        for run in &runs {
+            let name = run.metadata.name.clone().unwrap_or_default();
+            let phase = run.status.as_ref().map_or(Phase::Queued, |s| s.phase);
+            if run.spec.cancel && phase != Phase::Reporting {
+                self.cancel(&name).await?;
+                continue;
+            }
+            match phase {
+                Phase::Queued => entries.push(entry(run, false)),
+                Phase::Running | Phase::Retrying => {
+                    entries.push(entry(run, true));
+                    if !self.in_flight.contains_key(&name) {
+                        self.advance(run).await?;
+                    }
+                }
+                // Not an admission entry: reporting holds no slot of the service or the stand.
+                Phase::Reporting => self.report(run).await?,
+                _ => {}
+            }
+        }
+
+        let admission = queue::admit(&entries, self.config.as_ref());
+        for name in &admission.admitted {
+            info!(run = name, "admitted");
+            let (run, _) = self
+                .store
+                .update::<TestRun, _>(name, |r| {
+                    r.status.get_or_insert_default().admit(Utc::now());
+                    Ok((true, ()))
+                })
+                .await?;
+            self.advance(&run).await?;
+        }
+        let positions: HashMap<&str, u32> = admission.waiting.iter().map(|(n, p)| (n.as_str(), *p)).collect();
+        // Renumber the queue in one transaction: a long queue moves as a whole at each admission.
+        let moved: Vec<(String, u32)> = runs
+            .iter()
+            .filter_map(|run| {
+                let name = run.metadata.name.as_deref()?;
+                let pos = *positions.get(name)?;
+                (run.status.as_ref().and_then(|s| s.queue_position) != Some(pos))
+                    .then(|| (name.to_string(), pos))
+            })
+            .collect();
+        if !moved.is_empty() {
+            self.store
+                .update_many::<TestRun, u32>(moved, |r, pos| {
+                    let st = r.status.get_or_insert_default();
+                    let changed = st.phase == Phase::Queued && st.queue_position != Some(pos);
+                    if changed {
+                        st.queue_position = Some(pos);
+                    }
+                    changed
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Stops a run: kills its attempt (the waiter reports back and this runs again) or,
+    /// with nothing in flight, ends it `Cancelled`.
+    async fn cancel(&mut self, name: &str) -> Result<(), StoreError> {
+        if let Some(token) = self.in_flight.get(name) {
+            token.cancel();
+            return Ok(());
+        }
+        self.store
+            .update::<TestRun, _>(name, |r| {
+                let st = r.status.get_or_insert_default();
+                let changed = !st.phase.is_terminal();
+                if changed {
+                    st.cancel(Utc::now());
+                }
+                Ok((changed, ()))
+            })
+            .await?;
+        info!(run = name, "cancelled");
+        Ok(())
+    }
+
+    async fn conclude_error(&mut self, name: &str, message: String) -> Result<(), StoreError> {
+        self.store
+            .update::<TestRun, _>(name, move |r| {
+                r.status.get_or_insert_default().conclude(
+                    crate::crd::Verdict::Error,
+                    Some(message),
+                    Utc::now(),
+                );
+                Ok((true, ()))
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// The run's merged verdicts so far.
+    async fn merged(&self, name: &str, status: &TestRunStatus) -> Result<Vec<MergedTest>, StoreError> {
+        let results = self.store.results(name).await?;
+        Ok(crate::core::merge_run(status, results))
+    }
+}
+
+fn entry(run: &TestRun, active: bool) -> Entry {
+    Entry {
+        name: run.metadata.name.clone().unwrap_or_default(),
+        service: run.spec.template.service.clone(),
+        stand: queue::stand_key(&run.spec.template.stand),
+        priority: run.spec.template.priority,
+        created: created(run),
+        active,
+    }
+}

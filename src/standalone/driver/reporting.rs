@@ -1,0 +1,141 @@
+//! Reporting: each channel's state lives in `status.report`; due channels are handed to
+//! tasks of their own and their outcome recorded as it comes back.
+
+use super::*;
+
+impl Driver {
+    /// Reporting: gives each channel its first state, hands the due ones to delivery tasks,
+    /// and ends the run once no channel is pending. Remembers when the next one is due.
+    pub(super) async fn report(&mut self, run: &TestRun) -> Result<(), StoreError> {
+        let name = run.metadata.name.clone().unwrap_or_default();
+        let svc = self.config.service(&run.spec.template.service).cloned();
+        let targets = self.reporter.targets(run, svc.as_deref());
+        let plans: Vec<delivery::ChannelPlan> = targets
+            .iter()
+            .map(|(c, t)| (*c, t.as_ref().err().cloned()))
+            .collect();
+        let now = Utc::now();
+        let (run, (planned, finished)) = self
+            .store
+            .update::<TestRun, _>(&name, move |r| {
+                let st = r.status.get_or_insert_default();
+                if st.phase != Phase::Reporting {
+                    return Ok((false, (Vec::new(), false)));
+                }
+                let planned = delivery::plan(st.report.get_or_insert_default(), &plans, now);
+                let finished = delivery::finish_if_delivered(st, now);
+                Ok((!planned.is_empty() || finished, (planned, finished)))
+            })
+            .await?;
+        let Some(status) = run.status.as_ref() else {
+            return Ok(());
+        };
+        let report = status.report.clone().unwrap_or_default();
+        for c in &planned {
+            if let Some(ch) = report.channel(*c) {
+                info!(run = name, channel = %c, state = ?ch.state, reason = ch.reason.as_deref().unwrap_or(""), "report channel planned");
+            }
+        }
+        if finished {
+            info!(run = name, phase = %status.phase, "run finished");
+        }
+        if status.phase != Phase::Reporting {
+            return Ok(());
+        }
+
+        let mut due = Vec::new();
+        for (channel, target) in targets {
+            let (Ok(target), Some(ch)) = (target, report.channel(channel)) else {
+                continue;
+            };
+            if self.delivering.contains(&(name.clone(), channel)) {
+                continue;
+            }
+            if delivery::is_due(ch, now) {
+                due.push((channel, target, ch.sent_to.clone()));
+            } else if let Some(at) = ch.next_at.filter(|_| ch.state == DeliveryState::Pending) {
+                self.next_due = Some(self.next_due.map_or(at, |t| t.min(at)));
+            }
+        }
+        if due.is_empty() {
+            return Ok(());
+        }
+        let tests = self.merged(&name, status).await?;
+        let categories = {
+            let (svc, data_dir, status) = (svc.clone(), self.data_dir.clone(), status.clone());
+            let (run_name, tests) = (name.clone(), tests.clone());
+            tokio::task::spawn_blocking(move || match svc {
+                Some(svc) => classify_run(&svc, &data_dir, &run_name, &status, &tests).by_test,
+                None => Default::default(),
+            })
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+        };
+        let content = Arc::new(self.reporter.content(&run, &tests, &categories));
+        for (channel, target, sent_to) in due {
+            self.delivering.insert((name.clone(), channel));
+            let (reporter, content, tx, run) = (
+                self.reporter.clone(),
+                content.clone(),
+                self.delivered_tx.clone(),
+                name.clone(),
+            );
+            tokio::spawn(async move {
+                let delivery = reporter.deliver(&target, &content, &sent_to).await;
+                // The loop may be gone at shutdown; the channel is still Pending in the store
+                // and the next start delivers it.
+                let _ = tx.send(Delivered {
+                    run,
+                    channel,
+                    delivery,
+                });
+            });
+        }
+        Ok(())
+    }
+
+    /// Records a delivery attempt's end in `status.report.<channel>` (and ends the run when
+    /// it was the last pending channel).
+    pub(super) async fn delivered(&mut self, d: Delivered) -> Result<(), StoreError> {
+        self.delivering.remove(&(d.run.clone(), d.channel));
+        let policy = self.reporter.retry().clone();
+        let jitter: f64 = rand::random();
+        let channel = d.channel;
+        let (run, recorded) = self
+            .store
+            .update::<TestRun, _>(&d.run, move |r| {
+                let st = r.status.get_or_insert_default();
+                let now = Utc::now();
+                let slot = st.report.get_or_insert_default().channel_mut(channel);
+                let Some(ch) = slot.as_mut().filter(|c| c.state == DeliveryState::Pending) else {
+                    return Ok((false, None));
+                };
+                delivery::record(ch, d.delivery, &policy, now, jitter);
+                let recorded = ch.clone();
+                delivery::finish_if_delivered(st, now);
+                Ok((true, Some(recorded)))
+            })
+            .await?;
+        let name = d.run;
+        match &recorded {
+            Some(ch) if ch.state == DeliveryState::Sent => {
+                info!(run = name, channel = %channel, attempts = ch.attempts, to = ?ch.sent_to, "report delivered")
+            }
+            Some(ch) => warn!(
+                run = name,
+                channel = %channel,
+                attempts = ch.attempts,
+                state = ?ch.state,
+                reason = ch.reason.as_deref().unwrap_or(""),
+                "report delivery failed"
+            ),
+            None => {}
+        }
+        if let (true, Some(st)) = (recorded.is_some(), run.status.as_ref())
+            && st.phase.is_terminal()
+        {
+            info!(run = name, phase = %st.phase, "run finished");
+        }
+        Ok(())
+    }
+}
