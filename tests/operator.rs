@@ -237,23 +237,6 @@ async fn admission_runs_the_most_urgent_run_first_and_keeps_queue_positions_curr
     assert_eq!(job_names(&fake).await, ["late-1", "normal-1", "urgent-1"]);
 }
 
-/// Appends `"<kind> <name>"` to `log` for every deletion a watch of `api` sees.
-async fn record_deletions<K>(
-    api: kube::Api<K>,
-    kind: &'static str,
-    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-) where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
-{
-    use futures::StreamExt;
-    let mut events = std::pin::pin!(kube::runtime::watcher(api, Default::default()));
-    while let Some(e) = events.next().await {
-        if let Ok(kube::runtime::watcher::Event::Delete(obj)) = e {
-            log.lock().unwrap().push(format!("{kind} {}", obj.name_any()));
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_running_run_stops_its_job_before_the_run_goes() {
     let fake = FakeKube::new().await;
@@ -267,12 +250,6 @@ async fn deleting_a_running_run_stops_its_job_before_the_run_goes() {
     create_run(&fake, "doomed", slow).await;
     wait_job(&fake, "doomed-1").await;
     wait_phase(&fake, "doomed", "Running").await;
-
-    // Watch deletions of both kinds, to see their order.
-    let deletions = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    tokio::spawn(record_deletions(jobs(&fake), "Job", deletions.clone()));
-    tokio::spawn(record_deletions(runs(&fake), "TestRun", deletions.clone()));
-    tokio::time::sleep(Duration::from_millis(200)).await;
 
     runs(&fake)
         .delete("doomed", &DeleteParams::default())
@@ -288,12 +265,13 @@ async fn deleting_a_running_run_stops_its_job_before_the_run_goes() {
     })
     .await;
     assert!(job_names(&fake).await.is_empty());
-    eventually("both deletions seen", WAIT, || async {
-        (deletions.lock().unwrap().len() >= 2).then_some(())
-    })
-    .await;
+    let order: Vec<String> = fake
+        .deletions()
+        .into_iter()
+        .filter(|d| d == "Job doomed-1" || d == "TestRun doomed")
+        .collect();
     assert_eq!(
-        deletions.lock().unwrap()[..2],
+        order,
         ["Job doomed-1", "TestRun doomed"],
         "the finalizer stopped the Job before the run went"
     );

@@ -71,6 +71,26 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Serves the app on `listener` until SIGINT or SIGTERM, then cancels `stop` (so the mode's
+/// tasks wind down) and finishes the requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    stop: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let on_signal = stop.clone();
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = crate::signals::terminated() => on_signal.cancel(),
+                _ = on_signal.cancelled() => {}
+            }
+        })
+        .await
+        .context("the HTTP server failed")
+}
+
 async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
     match state.backend.ready().await {
         Ok(()) => (StatusCode::OK, "ready".to_string()),

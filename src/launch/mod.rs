@@ -12,8 +12,11 @@ pub mod process;
 use std::path::Path;
 use std::time::Duration;
 
+use std::collections::HashMap;
+
+use crate::crd::{Selection, SelectionKind, TestRun};
 use crate::packs::{Service, Var};
-use crate::results::Case;
+use crate::results::{Case, MergedTest};
 
 /// A failed test to re-run: its id and the JUnit case it came from (for `{name}`, `{file}`...).
 #[derive(Clone, Copy, Debug)]
@@ -43,6 +46,32 @@ pub struct AttemptRef<'a> {
     /// Where the framework must write its JUnit XML.
     pub junit: &'a Path,
     pub timeout: Duration,
+}
+
+/// The tests a selection re-runs, each with the case it failed with (none for a full run).
+pub fn reruns<'a>(selection: &Selection, merged: &'a [MergedTest]) -> Vec<RerunTest<'a>> {
+    if selection.kind == SelectionKind::All {
+        return Vec::new();
+    }
+    let by_id: HashMap<&str, &MergedTest> = merged.iter().map(|t| (t.id.as_str(), t)).collect();
+    selection
+        .tests
+        .iter()
+        .filter_map(|id| {
+            by_id.get(id.as_str()).map(|t| RerunTest {
+                id: &t.id,
+                case: &t.case,
+            })
+        })
+        .collect()
+}
+
+/// An attempt's timeout: the run's own (`spec.timeout`), else the service's.
+pub fn timeout_of(run: &TestRun, svc: &Service) -> Duration {
+    match run.spec.timeout.as_deref().map(crate::duration::parse) {
+        Some(Ok(t)) => t,
+        _ => svc.launch.timeout,
+    }
 }
 
 /// Builds argv and environment for an attempt.

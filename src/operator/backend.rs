@@ -96,11 +96,43 @@ impl KubeBackend {
 
     /// The run: from the store, else (not seen yet) from the API.
     async fn find(&self, name: &str) -> Result<Option<TestRun>, StoreError> {
+        self.cached(&self.runs, self.api(), name).await
+    }
+
+    /// An object from its reflector store, or from the API for a name the store has not seen
+    /// yet (just created by another replica).
+    async fn cached<K>(&self, store: &Store<K>, api: Api<K>, name: &str) -> Result<Option<K>, StoreError>
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
         let key = ObjectRef::new(name).within(&self.namespace);
-        if let Some(r) = self.runs.get(&key) {
-            return Ok(Some((*r).clone()));
+        if let Some(obj) = store.get(&key) {
+            return Ok(Some((*obj).clone()));
         }
-        self.api().get_opt(name).await.map_err(store_error)
+        api.get_opt(name).await.map_err(store_error)
+    }
+
+    /// Creates `obj` (its status already cleared: that belongs to the controllers) in the
+    /// backend's namespace; a taken name is `AlreadyExists`.
+    async fn create<K>(&self, api: Api<K>, mut obj: K) -> Result<K, StoreError>
+    where
+        K: kube::Resource<DynamicType = ()>
+            + Clone
+            + serde::Serialize
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let name = obj.name_any();
+        obj.meta_mut().namespace = Some(self.namespace.clone());
+        api.create(&PostParams::default(), &obj)
+            .await
+            .map_err(|e| match e {
+                kube::Error::Api(a) if a.code == 409 => StoreError::AlreadyExists {
+                    kind: K::kind(&()).to_string(),
+                    name,
+                },
+                e => store_error(e),
+            })
     }
 
     async fn patch_spec(&self, name: &str, spec: serde_json::Value) -> Result<TestRun, StoreError> {
@@ -188,25 +220,13 @@ impl Backend for KubeBackend {
     }
 
     async fn create_run(&self, mut run: TestRun) -> Result<TestRun, StoreError> {
-        let name = run.name_any();
-        run.metadata.namespace = Some(self.namespace.clone());
         // creationTimestamp has whole seconds; queue order needs the exact instant.
         run.metadata
             .annotations
             .get_or_insert_default()
             .insert(ANNOTATION_CREATED.into(), precise_time(chrono::Utc::now()));
-        // Status belongs to the status subresource, written by the operator alone.
         run.status = None;
-        self.api()
-            .create(&PostParams::default(), &run)
-            .await
-            .map_err(|e| match e {
-                kube::Error::Api(a) if a.code == 409 => StoreError::AlreadyExists {
-                    kind: "TestRun".into(),
-                    name,
-                },
-                e => store_error(e),
-            })
+        self.create(self.api(), run).await
     }
 
     async fn get_run(&self, name: &str) -> Result<Option<TestRun>, StoreError> {
@@ -280,27 +300,12 @@ impl Backend for KubeBackend {
     }
 
     async fn create_schedule(&self, mut schedule: NightlySchedule) -> Result<NightlySchedule, StoreError> {
-        let name = schedule.name_any();
-        schedule.metadata.namespace = Some(self.namespace.clone());
         schedule.status = None;
-        self.schedules_api()
-            .create(&PostParams::default(), &schedule)
-            .await
-            .map_err(|e| match e {
-                kube::Error::Api(a) if a.code == 409 => StoreError::AlreadyExists {
-                    kind: "NightlySchedule".into(),
-                    name,
-                },
-                e => store_error(e),
-            })
+        self.create(self.schedules_api(), schedule).await
     }
 
     async fn get_schedule(&self, name: &str) -> Result<Option<NightlySchedule>, StoreError> {
-        let key = ObjectRef::new(name).within(&self.namespace);
-        if let Some(s) = self.schedules.get(&key) {
-            return Ok(Some((*s).clone()));
-        }
-        self.schedules_api().get_opt(name).await.map_err(store_error)
+        self.cached(&self.schedules, self.schedules_api(), name).await
     }
 
     async fn list_schedules(&self, service: Option<&str>) -> Result<Vec<NightlySchedule>, StoreError> {
@@ -352,27 +357,12 @@ impl Backend for KubeBackend {
     }
 
     async fn create_regression(&self, mut regression: Regression) -> Result<Regression, StoreError> {
-        let name = regression.name_any();
-        regression.metadata.namespace = Some(self.namespace.clone());
         regression.status = None;
-        self.regressions_api()
-            .create(&PostParams::default(), &regression)
-            .await
-            .map_err(|e| match e {
-                kube::Error::Api(a) if a.code == 409 => StoreError::AlreadyExists {
-                    kind: "Regression".into(),
-                    name,
-                },
-                e => store_error(e),
-            })
+        self.create(self.regressions_api(), regression).await
     }
 
     async fn get_regression(&self, name: &str) -> Result<Option<Regression>, StoreError> {
-        let key = ObjectRef::new(name).within(&self.namespace);
-        if let Some(r) = self.regressions.get(&key) {
-            return Ok(Some((*r).clone()));
-        }
-        self.regressions_api().get_opt(name).await.map_err(store_error)
+        self.cached(&self.regressions, self.regressions_api(), name).await
     }
 
     async fn list_regressions(&self, service: Option<&str>) -> Result<Vec<Regression>, StoreError> {

@@ -100,12 +100,7 @@ pub struct Context {
     pub regressions: crate::regression::Context,
 }
 
-/// The outside systems the controllers talk to besides Kubernetes: report channels and what
-/// regressions use (both built from the same report settings).
-pub struct Integrations {
-    pub reporter: Arc<crate::report::Reporter>,
-    pub regressions: crate::regression::Context,
-}
+pub use crate::report::Integrations;
 
 impl Context {
     pub fn new(

@@ -291,29 +291,12 @@ pub async fn serve(opts: OperatorOptions) -> anyhow::Result<()> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
-    let report_settings = crate::report::ReportSettings::load(opts.settings.as_deref())?;
-    let reporter = crate::report::Reporter::new(
-        report_settings.clone(),
-        crate::report::Templates::load(&config)?,
+    let integrations = Integrations::new(
+        crate::report::ReportSettings::load(opts.settings.as_deref())?,
         &config,
-        public_url.clone(),
-    )
-    .map_err(anyhow::Error::msg)?;
-    info!(reports = reporter.describe(), "reporting");
-    // Regressions share the reporter's test-management client (one session with Kiwi).
-    let regressions = crate::regression::Context::from_settings(
-        &report_settings,
-        reporter.tms(),
-        config.clone(),
-        public_url.clone(),
-    )
-    .map_err(anyhow::Error::msg)
-    .context("cannot set up regressions")?;
+        &public_url,
+    )?;
     let stop = CancellationToken::new();
-    let integrations = Integrations {
-        reporter: Arc::new(reporter),
-        regressions,
-    };
     let operator = Operator::start(client, config.clone(), settings, integrations, stop.clone());
     let state = crate::api::AppState {
         backend: Arc::new(operator.backend.clone()),
@@ -323,15 +306,7 @@ pub async fn serve(opts: OperatorOptions) -> anyhow::Result<()> {
         data_dir: None,
     };
     info!(%addr, namespace, identity, all_namespaces = opts.all_namespaces, "operator serving");
-    let app = crate::api::app(state);
-    let on_signal = stop.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            crate::signals::terminated().await;
-            on_signal.cancel();
-        })
-        .await
-        .context("the HTTP server failed")?;
+    crate::api::serve(listener, state, stop.clone()).await?;
     stop.cancel();
     operator.stopped().await;
     info!("stopped");

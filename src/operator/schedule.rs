@@ -20,10 +20,10 @@ use kube::runtime::controller::Action;
 use tracing::{info, warn};
 
 use super::context::{Context, Error};
-use crate::crd::{
-    Condition, ConditionStatus, LABEL_SCHEDULE, NightlySchedule, NightlyScheduleStatus, Phase, TestRun,
+use crate::crd::{LABEL_SCHEDULE, NightlySchedule, NightlyScheduleStatus, Phase, TestRun};
+use crate::schedule::{
+    Decision, FinishedRun, check_spec, decide, history_to_delete, record, record_invalid, run_name,
 };
-use crate::schedule::{Decision, FinishedRun, check_spec, decide, history_to_delete, run_name};
 use crate::store::created;
 
 /// Reconciles one NightlySchedule.
@@ -43,15 +43,7 @@ pub async fn reconcile(schedule: Arc<NightlySchedule>, ctx: Arc<Context>) -> Res
         Ok(s) => s,
         Err(message) => {
             let mut st = schedule.status.clone().unwrap_or_default();
-            Condition::set(
-                &mut st.conditions,
-                "Ready",
-                ConditionStatus::False,
-                "InvalidSpec",
-                message,
-                now,
-            );
-            st.next_schedule_time = None;
+            record_invalid(&mut st, message, now);
             write_status(&ctx, &schedule, st).await?;
             return Ok(Action::await_change());
         }
@@ -147,39 +139,12 @@ pub async fn reconcile(schedule: Arc<NightlySchedule>, ctx: Arc<Context>) -> Res
 
     let mut st = schedule.status.clone().unwrap_or_default();
     let next = decision.next();
-    if let Some((scheduled, run)) = &fired {
-        st.last_schedule_time = Some(*scheduled);
-        st.last_run = Some(run.clone());
-    }
-    st.next_schedule_time = if schedule.spec.suspend { None } else { next };
-    st.active = active;
-    match &decision {
-        Decision::Skip {
-            scheduled, reason, ..
-        } => Condition::set(
-            &mut st.conditions,
-            "Skipped",
-            ConditionStatus::True,
-            "DueTimeNotStarted",
-            format!("{scheduled}: {reason}"),
-            now,
-        ),
-        Decision::Fire { .. } => Condition::set(
-            &mut st.conditions,
-            "Skipped",
-            ConditionStatus::False,
-            "Started",
-            "",
-            now,
-        ),
-        Decision::Wait { .. } => {}
-    }
-    Condition::set(
-        &mut st.conditions,
-        "Ready",
-        ConditionStatus::True,
-        "Valid",
-        "",
+    record(
+        &mut st,
+        &decision,
+        fired.clone(),
+        active,
+        schedule.spec.suspend,
         now,
     );
     if Some(&st) != schedule.status.as_ref() {

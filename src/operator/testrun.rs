@@ -28,8 +28,7 @@ use tracing::{info, warn};
 use super::context::{Context, Error, MANAGER, write_status};
 use super::results::{self, AttemptResults, Source, StoredResults};
 use crate::core::{AttemptEnd, Next, Step};
-use crate::crd::{Attempt, AttemptState, DeliveryState, LABEL_RUN, Phase, SelectionKind, TestRun, Verdict};
-use crate::launch::RerunTest;
+use crate::crd::{Attempt, AttemptState, DeliveryState, LABEL_RUN, Phase, TestRun, Verdict};
 use crate::launch::job::{
     JobAttempt, JobState, LABEL_JOB_NAME, TEST_CONTAINER, TOKEN_KEY, desired_job, job_name, job_state,
     label_value, pod_exit_code, pod_launch_failure, token_secret_name,
@@ -123,24 +122,8 @@ async fn launch(
     let name = run.name_any();
     ensure_token(run, ctx).await?;
     let seq = run.status.as_ref().map_or(0, |s| s.attempts.len()) + 1;
-    let by_id: HashMap<&str, &MergedTest> = merged.iter().map(|t| (t.id.as_str(), t)).collect();
-    let reruns: Vec<RerunTest<'_>> = match selection.kind {
-        SelectionKind::All => Vec::new(),
-        SelectionKind::Failed => selection
-            .tests
-            .iter()
-            .filter_map(|id| {
-                by_id.get(id.as_str()).map(|t| RerunTest {
-                    id: &t.id,
-                    case: &t.case,
-                })
-            })
-            .collect(),
-    };
-    let timeout = match run.spec.timeout.as_deref().map(crate::duration::parse) {
-        Some(Ok(t)) => t,
-        _ => svc.launch.timeout,
-    };
+    let reruns = crate::launch::reruns(&selection, merged);
+    let timeout = crate::launch::timeout_of(run, svc);
     let job = desired_job(
         run,
         svc,

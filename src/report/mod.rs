@@ -313,3 +313,40 @@ impl Reporter {
         }
     }
 }
+
+/// The outside systems Tomato reports to, built once from the report settings: the report
+/// channels and what regressions use (they share one test-management session). Both modes
+/// build them the same way.
+pub struct Integrations {
+    pub reporter: std::sync::Arc<Reporter>,
+    pub regressions: crate::regression::Context,
+}
+
+impl Integrations {
+    /// From report settings (environment over the optional settings file), packs_config and
+    /// the public URL of the web UI.
+    pub fn new(
+        settings: ReportSettings,
+        config: &std::sync::Arc<crate::packs::PacksConfig>,
+        public_url: &str,
+    ) -> anyhow::Result<Integrations> {
+        use anyhow::Context as _;
+        let templates = Templates::load(config)?;
+        let reporter = Reporter::new(settings.clone(), templates, config, public_url.to_string())
+            .map_err(anyhow::Error::msg)
+            .context("cannot set up reporting")?;
+        let regressions = crate::regression::Context::from_settings(
+            &settings,
+            reporter.tms(),
+            config.clone(),
+            public_url.to_string(),
+        )
+        .map_err(anyhow::Error::msg)
+        .context("cannot set up regressions")?;
+        tracing::info!(settings = %reporter.describe(), "reporting");
+        Ok(Integrations {
+            reporter: std::sync::Arc::new(reporter),
+            regressions,
+        })
+    }
+}

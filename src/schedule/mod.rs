@@ -23,7 +23,7 @@ use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 
-use crate::crd::{ConcurrencyPolicy, NightlyScheduleSpec};
+use crate::crd::{ConcurrencyPolicy, Condition, ConditionStatus, NightlyScheduleSpec, NightlyScheduleStatus};
 
 /// A parsed cron expression in a time zone.
 #[derive(Clone, Debug)]
@@ -244,6 +244,68 @@ pub fn history_to_delete(runs: &[FinishedRun], successful: u32, failed: u32) -> 
         }
     }
     out
+}
+
+/// Records a pass's outcome in a schedule's status: the time it fired (and the run), the next
+/// due time (none while suspended), the unfinished runs, and the `Skipped` / `Ready`
+/// conditions. Both drivers write exactly this.
+pub fn record(
+    st: &mut NightlyScheduleStatus,
+    decision: &Decision,
+    fired: Option<(DateTime<Utc>, String)>,
+    active: Vec<String>,
+    suspend: bool,
+    now: DateTime<Utc>,
+) {
+    if let Some((scheduled, run)) = fired {
+        st.last_schedule_time = Some(scheduled);
+        st.last_run = Some(run);
+    }
+    st.next_schedule_time = if suspend { None } else { decision.next() };
+    st.active = active;
+    match decision {
+        Decision::Skip {
+            scheduled, reason, ..
+        } => Condition::set(
+            &mut st.conditions,
+            "Skipped",
+            ConditionStatus::True,
+            "DueTimeNotStarted",
+            format!("{scheduled}: {reason}"),
+            now,
+        ),
+        Decision::Fire { .. } => Condition::set(
+            &mut st.conditions,
+            "Skipped",
+            ConditionStatus::False,
+            "Started",
+            "",
+            now,
+        ),
+        Decision::Wait { .. } => {}
+    }
+    Condition::set(
+        &mut st.conditions,
+        "Ready",
+        ConditionStatus::True,
+        "Valid",
+        "",
+        now,
+    );
+}
+
+/// Records that a stored schedule no longer fits packs_config (it was checked when stored; the
+/// config changed since): `Ready` false with the reason, and nothing due.
+pub fn record_invalid(st: &mut NightlyScheduleStatus, message: String, now: DateTime<Utc>) {
+    Condition::set(
+        &mut st.conditions,
+        "Ready",
+        ConditionStatus::False,
+        "InvalidSpec",
+        message,
+        now,
+    );
+    st.next_schedule_time = None;
 }
 
 /// Checks a schedule spec's own fields (the run template is checked against packs_config by

@@ -19,7 +19,7 @@ pub use scheduler::Scheduler;
 
 use crate::api::{AppState, Tokens};
 use crate::packs::PacksConfig;
-use crate::report::{ReportSettings, Reporter, Templates};
+use crate::report::ReportSettings;
 use crate::secrets::SecretsDir;
 use crate::store::SqliteStore;
 
@@ -42,7 +42,6 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     info!(config = %config.dir.display(), services = ?names, "packs_config loaded");
     let tokens = Tokens::from_env().map_err(anyhow::Error::msg)?;
     let report_settings = ReportSettings::load(opts.settings.as_deref())?;
-    let templates = Templates::load(&config)?;
     let store = SqliteStore::open(&opts.data_dir)
         .with_context(|| format!("cannot open the store in {}", opts.data_dir.display()))?;
     let data_dir = opts.data_dir.canonicalize().unwrap_or(opts.data_dir.clone());
@@ -60,19 +59,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
-    let reporter = Reporter::new(report_settings.clone(), templates, &config, public_url.clone())
-        .map_err(anyhow::Error::msg)
-        .context("cannot set up reporting")?;
-    // Regressions share the reporter's test-management client (one session with Kiwi).
-    let regression_ctx = crate::regression::Context::from_settings(
-        &report_settings,
-        reporter.tms(),
-        config.clone(),
-        public_url.clone(),
-    )
-    .map_err(anyhow::Error::msg)
-    .context("cannot set up regressions")?;
-    info!(settings = %reporter.describe(), "reporting");
+    let integrations = crate::report::Integrations::new(report_settings, &config, &public_url)?;
     let state = AppState {
         backend: Arc::new(store.clone()),
         config: config.clone(),
@@ -84,20 +71,12 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let scheduler_task = tokio::spawn(Scheduler::new(store.clone(), config.clone()).run(shutdown.clone()));
     let regressions_task =
-        tokio::spawn(Regressions::new(store.clone(), regression_ctx).run(shutdown.clone()));
-    let driver = Driver::new(store, config, &data_dir, secrets, Arc::new(reporter));
+        tokio::spawn(Regressions::new(store.clone(), integrations.regressions).run(shutdown.clone()));
+    let driver = Driver::new(store, config, &data_dir, secrets, integrations.reporter);
     let driver_task = tokio::spawn(driver.run(shutdown.clone()));
 
     info!(%addr, data_dir = %data_dir.display(), api_tokens = state.tokens.is_enabled(), "serving");
-    let app = crate::api::app(state);
-    let stop = shutdown.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            crate::signals::terminated().await;
-            stop.cancel();
-        })
-        .await
-        .context("the HTTP server failed")?;
+    crate::api::serve(listener, state, shutdown.clone()).await?;
     shutdown.cancel();
     let _ = driver_task.await;
     let _ = scheduler_task.await;

@@ -19,12 +19,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::backend::Backend;
-use crate::crd::{
-    Condition, ConditionStatus, LABEL_SCHEDULE, NightlySchedule, NightlyScheduleStatus, Phase, TestRun,
-};
+use crate::crd::{LABEL_SCHEDULE, NightlySchedule, NightlyScheduleStatus, Phase, TestRun};
 use crate::packs::PacksConfig;
 use crate::runs::scheduled_run;
-use crate::schedule::{Decision, FinishedRun, check_spec, decide, history_to_delete, run_name};
+use crate::schedule::{
+    Decision, FinishedRun, check_spec, decide, history_to_delete, record, record_invalid, run_name,
+};
 use crate::store::{ChangeOp, ListFilter, SqliteStore, StoreError, created};
 
 /// How long a burst of run changes is gathered before a pass.
@@ -107,18 +107,8 @@ impl Scheduler {
             Ok(sch) => sch,
             Err(message) => {
                 // Only reachable if packs_config changed under a stored schedule.
-                self.set_status(&name, move |st| {
-                    Condition::set(
-                        &mut st.conditions,
-                        "Ready",
-                        ConditionStatus::False,
-                        "InvalidSpec",
-                        message,
-                        now,
-                    );
-                    st.next_schedule_time = None;
-                })
-                .await?;
+                self.set_status(&name, move |st| record_invalid(st, message, now))
+                    .await?;
                 return Ok(None);
             }
         };
@@ -221,42 +211,7 @@ impl Scheduler {
         let suspend = s.spec.suspend;
         let decision_for_status = decision.clone();
         self.set_status(&name, move |st| {
-            let decision = decision_for_status;
-            if let Some((scheduled, run)) = &fired {
-                st.last_schedule_time = Some(*scheduled);
-                st.last_run = Some(run.clone());
-            }
-            st.next_schedule_time = if suspend { None } else { next };
-            st.active = active;
-            match &decision {
-                Decision::Skip {
-                    scheduled, reason, ..
-                } => Condition::set(
-                    &mut st.conditions,
-                    "Skipped",
-                    ConditionStatus::True,
-                    "DueTimeNotStarted",
-                    format!("{scheduled}: {reason}"),
-                    now,
-                ),
-                Decision::Fire { .. } => Condition::set(
-                    &mut st.conditions,
-                    "Skipped",
-                    ConditionStatus::False,
-                    "Started",
-                    "",
-                    now,
-                ),
-                Decision::Wait { .. } => {}
-            }
-            Condition::set(
-                &mut st.conditions,
-                "Ready",
-                ConditionStatus::True,
-                "Valid",
-                "",
-                now,
-            );
+            record(st, &decision_for_status, fired, active, suspend, now)
         })
         .await?;
         // A pending Forbid/Replace time is looked at again when a run changes; otherwise at `next`.

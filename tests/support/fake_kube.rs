@@ -107,6 +107,8 @@ struct Shared {
     write_lock: tokio::sync::Mutex<()>,
     overlay: Mutex<Overlay>,
     pod_logs: Mutex<HashMap<(String, String), String>>,
+    /// `"<kind> <name>"` of every deletion, in the order the fake carried them out.
+    deletions: Mutex<Vec<String>>,
 }
 
 /// The fake API. Clone the [`kube::Client`] from [`FakeKube::client`] freely: every clone
@@ -163,6 +165,7 @@ impl FakeKube {
             write_lock: tokio::sync::Mutex::new(()),
             overlay: Mutex::default(),
             pod_logs: Mutex::default(),
+            deletions: Mutex::default(),
         });
         let client = kube::Client::new(FakeService(shared.clone()), "default");
         FakeKube { shared, client }
@@ -170,6 +173,12 @@ impl FakeKube {
 
     pub fn client(&self) -> kube::Client {
         self.client.clone()
+    }
+
+    /// `"<kind> <name>"` of every object deleted so far, in the order of deletion (one ordered
+    /// log: two watches of different kinds cannot tell which deletion came first).
+    pub fn deletions(&self) -> Vec<String> {
+        self.shared.deletions.lock().unwrap().clone()
     }
 
     /// What `pods/{name}/log` answers for that pod.
@@ -459,6 +468,14 @@ impl Shared {
     }
 
     fn announce(&self, kind: &'static str, collection: &Collection, object: &Value) {
+        if kind == "DELETED" {
+            let name = format!(
+                "{} {}",
+                object["kind"].as_str().unwrap_or("?"),
+                object["metadata"]["name"].as_str().unwrap_or_default()
+            );
+            self.deletions.lock().unwrap().push(name);
+        }
         let _ = self.events.send(WriteEvent {
             kind,
             collection: collection.clone(),

@@ -142,28 +142,12 @@ pub async fn start_replica_with(
     let stop = CancellationToken::new();
     let lookup = |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let report_settings = tomato::report::ReportSettings::load_with(None, &lookup).unwrap();
-    let reporter = tomato::report::Reporter::new(
-        report_settings.clone(),
-        tomato::report::Templates::load(&config).unwrap(),
-        &config,
-        url.clone(),
-    )
-    .unwrap();
-    let regressions = tomato::regression::Context::from_settings(
-        &report_settings,
-        reporter.tms(),
-        config.clone(),
-        url.clone(),
-    )
-    .unwrap();
+    let integrations = tomato::report::Integrations::new(report_settings, &config, &url).unwrap();
     let operator = Operator::start(
         fake.client(),
         config.clone(),
         settings(identity, &url),
-        tomato::operator::Integrations {
-            reporter: Arc::new(reporter),
-            regressions,
-        },
+        integrations,
         stop.clone(),
     );
     let state = tomato::api::AppState {

@@ -56,24 +56,8 @@ impl Driver {
         let seq = run.status.as_ref().map_or(0, |s| s.attempts.len()) + 1;
         let dir = attempt_dir(&self.data_dir, &name, seq);
         let junit = dir.join("junit.xml");
-        let by_id: HashMap<&str, &MergedTest> = merged.iter().map(|t| (t.id.as_str(), t)).collect();
-        let reruns: Vec<RerunTest<'_>> = match selection.kind {
-            SelectionKind::All => Vec::new(),
-            SelectionKind::Failed => selection
-                .tests
-                .iter()
-                .filter_map(|id| {
-                    by_id.get(id.as_str()).map(|t| RerunTest {
-                        id: &t.id,
-                        case: &t.case,
-                    })
-                })
-                .collect(),
-        };
-        let timeout = match run.spec.timeout.as_deref().map(crate::duration::parse) {
-            Some(Ok(t)) => t,
-            _ => svc.launch.timeout,
-        };
+        let reruns = crate::launch::reruns(&selection, merged);
+        let timeout = crate::launch::timeout_of(run, svc);
         let plan = plan(
             svc,
             &AttemptRef {

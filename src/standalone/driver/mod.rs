@@ -27,9 +27,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::core::{AttemptEnd, ReportRead, Step};
-use crate::crd::{AttemptState, DeliveryState, Phase, Selection, SelectionKind, TestRun, TestRunStatus};
+use crate::crd::{AttemptState, DeliveryState, Phase, Selection, TestRun, TestRunStatus};
 use crate::launch::process::{self, Exit, ProcessSpec};
-use crate::launch::{AttemptRef, RerunTest, plan};
+use crate::launch::{AttemptRef, plan};
 use crate::packs::{PacksConfig, Service};
 use crate::queue::{self, Entry};
 use crate::report::{Channel, Delivery, Reporter, delivery};
