@@ -330,6 +330,34 @@ impl Reader<'_> {
     }
 }
 
+/// A service's base URL: http(s) with a host, and no credentials in it (those have settings of
+/// their own, named by `credentials`; a password found in the URL is redacted from then on).
+fn http_url(r: &mut Reader<'_>, setting: &Setting, credentials: &str) -> Option<Url> {
+    match Url::parse(&setting.value) {
+        Ok(parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            if let Some(p) = parsed.password() {
+                r.redactor.add(p);
+            }
+            r.problem(
+                &setting.origin,
+                format!("must not carry credentials: use {credentials}"),
+            );
+            None
+        }
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host_str().is_some() => {
+            Some(parsed)
+        }
+        Ok(_) => {
+            r.problem(&setting.origin, "must be an http(s) URL with a host");
+            None
+        }
+        Err(e) => {
+            r.problem(&setting.origin, format!("not a URL ({e})"));
+            None
+        }
+    }
+}
+
 impl ReportSettings {
     /// From the process environment and, when given, the settings file.
     pub fn load(file: Option<&Path>) -> Result<ReportSettings, SettingsErrors> {
@@ -561,29 +589,7 @@ fn tracker(r: &mut Reader<'_>, raw: &RawTracker) -> Option<TrackerSettings> {
         }
     };
     let base = match (url, kind) {
-        (Some(u), _) => match Url::parse(&u.value) {
-            Ok(parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
-                if let Some(p) = parsed.password() {
-                    r.redactor.add(p);
-                }
-                r.problem(
-                    &u.origin,
-                    "must not carry credentials: use TOMATO_TRACKER_USER and TOMATO_TRACKER_TOKEN",
-                );
-                None
-            }
-            Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host_str().is_some() => {
-                Some(parsed)
-            }
-            Ok(_) => {
-                r.problem(&u.origin, "must be an http(s) URL with a host");
-                None
-            }
-            Err(e) => {
-                r.problem(&u.origin, format!("not a URL ({e})"));
-                None
-            }
-        },
+        (Some(u), _) => http_url(r, &u, "TOMATO_TRACKER_USER and TOMATO_TRACKER_TOKEN"),
         (None, TrackerKind::Yandex) => {
             Some(Url::parse(YANDEX_TRACKER_API).expect("the default URL is valid"))
         }
@@ -696,29 +702,7 @@ fn tms(r: &mut Reader<'_>, raw: &RawTms) -> Option<TmsSettings> {
         }
         return None;
     };
-    let base = match Url::parse(&url.value) {
-        Ok(parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
-            if let Some(p) = parsed.password() {
-                r.redactor.add(p);
-            }
-            r.problem(
-                &url.origin,
-                "must not carry credentials: use TOMATO_TMS_USER and TOMATO_TMS_PASSWORD",
-            );
-            None
-        }
-        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host_str().is_some() => {
-            Some(parsed)
-        }
-        Ok(_) => {
-            r.problem(&url.origin, "must be an http(s) URL with a host");
-            None
-        }
-        Err(e) => {
-            r.problem(&url.origin, format!("not a URL ({e})"));
-            None
-        }
-    };
+    let base = http_url(r, &url, "TOMATO_TMS_USER and TOMATO_TMS_PASSWORD");
     let user = match user {
         Some(u) => Some(u.value),
         None => {
