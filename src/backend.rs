@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
-use crate::crd::{NightlySchedule, NightlyScheduleSpec, Regression, TestRun};
+use crate::crd::{NightlySchedule, NightlyScheduleSpec, Regression, RegressionSpec, TestRun};
 use crate::operator::results::AttemptResults;
 use crate::results::AttemptResult;
 use crate::store::{Change, ListFilter, SqliteStore, StoreError};
@@ -52,6 +52,8 @@ pub trait Backend: Send + Sync + 'static {
     async fn get_regression(&self, name: &str) -> Result<Option<Regression>, StoreError>;
     /// Regressions, optionally of one service, newest first.
     async fn list_regressions(&self, service: Option<&str>) -> Result<Vec<Regression>, StoreError>;
+    /// Replaces a regression's spec (its status stays); the caller has checked the change.
+    async fn replace_regression(&self, name: &str, spec: RegressionSpec) -> Result<Regression, StoreError>;
     /// Asks for a regression's deletion: its test run in test management is stopped, then it
     /// goes (as a Kubernetes object with a finalizer). Returns the object as marked, or `None`
     /// when there is none.
@@ -226,6 +228,17 @@ impl Backend for SqliteStore {
             ..Default::default()
         })
         .await
+    }
+
+    async fn replace_regression(&self, name: &str, spec: RegressionSpec) -> Result<Regression, StoreError> {
+        let (r, _) = self
+            .update::<Regression, _>(name, move |r| {
+                let changed = r.spec != spec;
+                r.spec = spec;
+                Ok((changed, ()))
+            })
+            .await?;
+        Ok(r)
     }
 
     async fn delete_regression(&self, name: &str) -> Result<Option<Regression>, StoreError> {

@@ -56,7 +56,7 @@ async fn a_regression_resource_reconciles_to_completed_in_operator_mode() {
 
     let fake = FakeKube::new().await;
     let (_dir, config) = demo_config("");
-    let _replica = start_replica_with(&fake, config, "tomato-0", &vars).await;
+    let replica = start_replica_with(&fake, config, "tomato-0", &vars).await;
 
     // What `kubectl apply -f regression.yaml` sends.
     let api: Api<Regression> = Api::namespaced(fake.client(), NS);
@@ -92,6 +92,34 @@ async fn a_regression_resource_reconciles_to_completed_in_operator_mode() {
         .finalizers
         .unwrap_or_default();
     assert_eq!(finalizers, vec!["tomato.dev/regression".to_string()]);
+
+    // Tomato's API changes it through the Kubernetes API: the deadline can go (a field the
+    // new spec leaves out is removed, not kept), the assessors cannot change.
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/v1/regressions/demo-3-0", replica.url);
+    let r = http
+        .patch(&url)
+        .json(&json!({"spec": {"assessors": ["alice"]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = http
+        .patch(&url)
+        .json(&json!({"spec": {"deadline": null, "emails": ["lead@example.com"]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let changed = api.get("demo-3-0").await.unwrap();
+    assert_eq!(changed.spec.deadline, None);
+    assert_eq!(changed.spec.emails, ["lead@example.com"]);
+    assert_eq!(changed.spec.assessors, ["alice", "bob"]);
+    assert_eq!(
+        changed.status.as_ref().map(|s| s.phase),
+        Some(RegressionPhase::InProgress),
+        "the status stays"
+    );
 
     // The assessors give every case a verdict in Kiwi.
     for a in &assignments {

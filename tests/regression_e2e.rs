@@ -310,7 +310,7 @@ async fn a_regression_of_six_cases_goes_to_two_assessors_and_completes_with_the_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_regression_past_its_deadline_is_overdue_naming_who_has_open_cases() {
+async fn a_regression_past_its_deadline_is_overdue_naming_who_has_open_cases_until_the_deadline_moves() {
     let kiwi = Kiwi::start().await;
     regression_plan(&kiwi, "demo", "demo regression", 3).await;
     let jira = FakeJira::start().await;
@@ -358,6 +358,53 @@ async fn a_regression_past_its_deadline_is_overdue_naming_who_has_open_cases() {
         "no summary before every case has a verdict"
     );
     assert_eq!(jira.issues().len(), 1, "the given ticket is used, none created");
+
+    // The release slips: what was handed out cannot change, the deadline can.
+    let patch = |body: Value| {
+        server.send(
+            server
+                .client
+                .patch(format!("{}/api/v1/regressions/demo-2-0", server.url))
+                .json(&body),
+        )
+    };
+    let (code, body) = patch(json!({"spec": {"assessors": ["alice"]}})).await;
+    assert_eq!(
+        (code, &body["parameter"]),
+        (400, &json!("spec.assessors")),
+        "{body}"
+    );
+    let earlier = deadline - chrono::Duration::seconds(60);
+    let (code, body) = patch(json!({"spec": {"deadline": earlier.to_rfc3339()}})).await;
+    assert_eq!(
+        (code, &body["parameter"]),
+        (400, &json!("spec.deadline")),
+        "{body}"
+    );
+    let (_, unchanged) = server.get("/api/v1/regressions/demo-2-0").await;
+    assert_eq!(unchanged["spec"]["assessors"], json!(["alice", "bob"]));
+    assert_eq!(unchanged["status"]["phase"], "Overdue");
+
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    let (code, body) =
+        patch(json!({"spec": {"deadline": later.to_rfc3339(), "emails": ["lead@example.com"]}})).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["spec"]["emails"], json!(["lead@example.com"]));
+    let reg = wait_phase(&server, "demo-2-0", "InProgress").await;
+    let overdue = reg["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Overdue")
+        .unwrap()
+        .clone();
+    assert_eq!(overdue["status"], "False", "{overdue}");
+    assert_eq!(
+        reg["spec"]["deadline"]
+            .as_str()
+            .map(|d| chrono::DateTime::parse_from_rfc3339(d).unwrap().timestamp()),
+        Some(later.timestamp())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -109,10 +109,11 @@ async fn schedules_are_created_suspended_triggered_edited_and_deleted_in_a_brows
 }
 
 /// The regressions pages against a real Kiwi TCMS (see tests/tms_support) and an in-process
-/// stand-in for Jira: the regression is created and two cases are marked here, the pages are
-/// checked in the browser, and deleting it there stops the Kiwi test run.
+/// stand-in for Jira: the regression is started with the browser's form, two cases are
+/// marked here, the pages are checked in the browser, and deleting it there stops the Kiwi
+/// test run.
 #[tokio::test]
-async fn regressions_show_their_progress_and_are_deleted_in_a_browser() {
+async fn regressions_are_started_show_their_progress_and_are_deleted_in_a_browser() {
     use serde_json::json;
     use tms_support::{ASSESSORS, FakeJira, Kiwi, TOMATO_USER, regression_plan, rpc};
     let kiwi = Kiwi::start().await;
@@ -123,14 +124,7 @@ async fn regressions_show_their_progress_and_are_deleted_in_a_browser() {
     env.push(("TOMATO_TMS_POLL".into(), "300ms".into()));
     let refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let server = Server::start_with(None, &refs).await;
-    let (code, body) = server
-        .post_json(
-            "/api/v1/regressions",
-            &json!({"metadata": {"name": "demo-2-0"}, "spec": {"service": "demo", "version": "2.0",
-                "stand": "localhost", "assessors": ["alice", "bob"], "queue": "QA"}}),
-        )
-        .await;
-    assert_eq!(code, 201, "{body}");
+    browse("regression_form.test.mjs", &server).await;
     let reg = wait_regression(&server, |st| st["phase"] == "InProgress").await;
     for (who, status) in [("alice", "PASSED"), ("bob", "FAILED")] {
         let first = reg["status"]["assignments"]

@@ -20,7 +20,7 @@ use super::{legacy, regressions, runs, schedules, uploads, v1};
         schedules::schedules_list, schedules::schedules_create, schedules::schedules_get, schedules::schedules_replace,
         schedules::schedules_patch, schedules::schedules_delete, schedules::schedules_trigger,
         regressions::regressions_list, regressions::regressions_create, regressions::regressions_get,
-        regressions::regressions_delete,
+        regressions::regressions_patch, regressions::regressions_delete,
         uploads::attempt_results_upload,
     ),
     components(schemas(

@@ -11,7 +11,7 @@ use axum::routing::get;
 use serde::Deserialize;
 
 use super::schedules::Deleted;
-use super::spec::{REGRESSION_FIELDS, parse_spec};
+use super::spec::{REGRESSION_FIELDS, parse_spec, patched_spec};
 use super::v1::{ObjectList, ObjectRequest};
 use super::{ApiError, AppState};
 use crate::crd::{FINALIZER_REGRESSION, LABEL_SERVICE, Regression, RegressionSpec};
@@ -25,7 +25,9 @@ pub fn routes() -> axum::Router<AppState> {
         )
         .route(
             "/api/v1/regressions/{name}",
-            get(regressions_get).delete(regressions_delete),
+            get(regressions_get)
+                .patch(regressions_patch)
+                .delete(regressions_delete),
         )
 }
 
@@ -147,6 +149,40 @@ pub async fn regressions_get(
     Path(name): Path<String>,
 ) -> Result<Json<Regression>, ApiError> {
     Ok(Json(find(&state, &name).await?))
+}
+
+/// Change a regression (a JSON merge patch of `spec`). Only `deadline` — a release slips, an
+/// `Overdue` regression with a later deadline is `InProgress` again — and `emails` can change;
+/// any other field is a 400 naming it, as is a new deadline in the past. Emails already sent
+/// to the assessors are not sent again.
+#[utoipa::path(patch, path = "/api/v1/regressions/{name}", tag = "regressions", params(("name" = String, Path, description = "Regression")),
+    request_body(content = Object, description = "{\"spec\": {\"deadline\": \"2026-12-01T18:00:00Z\"}}"),
+    responses((status = 200, description = "Regression", body = Object), (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
+pub async fn regressions_patch(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Regression>, ApiError> {
+    let current = find(&state, &name).await?;
+    let spec: RegressionSpec = parse_spec(patched_spec(&current.spec, &body)?, REGRESSION_FIELDS)?;
+    let field_error =
+        |e: crate::packs::InputError| ApiError::bad_request(format!("spec.{}", e.field), e.message);
+    crate::regression::plan::check_change(&current.spec, &spec).map_err(field_error)?;
+    // What may change is checked here; the rest was checked when it was created (packs_config
+    // may have changed since, which is no reason to refuse a new deadline).
+    for e in &spec.emails {
+        crate::packs::check_email(e).map_err(|m| ApiError::bad_request("spec.emails", m))?;
+    }
+    if let Some(d) = spec
+        .deadline
+        .filter(|d| Some(*d) != current.spec.deadline && *d <= chrono::Utc::now())
+    {
+        return Err(ApiError::bad_request(
+            "spec.deadline",
+            format!("{} is in the past", d.to_rfc3339()),
+        ));
+    }
+    Ok(Json(state.backend.replace_regression(&name, spec).await?))
 }
 
 /// Delete a regression: its test run in test management is stopped, then it goes.

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::runs::store_run;
-use super::spec::{SCHEDULE_FIELDS, parse_spec};
+use super::spec::{SCHEDULE_FIELDS, parse_spec, patched_spec};
 use super::v1::{ObjectList, ObjectRequest};
 use super::{ApiError, AppState};
 use crate::crd::{LABEL_SERVICE, NightlySchedule, NightlyScheduleSpec, TestRun};
@@ -172,39 +172,10 @@ pub async fn schedules_patch(
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<NightlySchedule>, ApiError> {
-    let patch: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("body", format!("the body is not JSON: {e}")))?;
-    let Some(spec_patch) = patch
-        .get("spec")
-        .filter(|_| patch.as_object().is_some_and(|o| o.len() == 1))
-    else {
-        return Err(ApiError::bad_request(
-            "body",
-            "send {\"spec\": {...}}: only the spec can be patched",
-        ));
-    };
     let current = find(&state, &name).await?;
-    let mut spec =
-        serde_json::to_value(&current.spec).map_err(|e| ApiError::internal("cannot encode the spec", e))?;
-    merge_patch(&mut spec, spec_patch);
+    let spec = patched_spec(&current.spec, &body)?;
     let spec = checked_spec(&state, spec)?;
     Ok(Json(state.backend.replace_schedule(&name, spec).await?))
-}
-
-/// RFC 7396 JSON merge patch: objects merge, `null` removes, anything else replaces.
-fn merge_patch(target: &mut Value, patch: &Value) {
-    match (target, patch) {
-        (Value::Object(t), Value::Object(p)) => {
-            for (k, v) in p {
-                if v.is_null() {
-                    t.remove(k);
-                } else {
-                    merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
-                }
-            }
-        }
-        (t, p) => *t = p.clone(),
-    }
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

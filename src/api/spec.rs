@@ -174,6 +174,42 @@ fn check(v: &Value, kind: Kind) -> Result<(), String> {
     })
 }
 
+/// Applies a `PATCH` body — `{"spec": {...}}`, an RFC 7396 JSON merge patch of the spec — to
+/// `current`; returns the patched spec for the caller to check like a new one.
+pub fn patched_spec(current: &impl serde::Serialize, body: &[u8]) -> Result<Value, ApiError> {
+    let patch: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("body", format!("the body is not JSON: {e}")))?;
+    let Some(spec_patch) = patch
+        .get("spec")
+        .filter(|_| patch.as_object().is_some_and(|o| o.len() == 1))
+    else {
+        return Err(ApiError::bad_request(
+            "body",
+            "send {\"spec\": {...}}: only the spec can be patched",
+        ));
+    };
+    let mut spec =
+        serde_json::to_value(current).map_err(|e| ApiError::internal("cannot encode the spec", e))?;
+    merge_patch(&mut spec, spec_patch);
+    Ok(spec)
+}
+
+/// RFC 7396 JSON merge patch: objects merge, `null` removes, anything else replaces.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

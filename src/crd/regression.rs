@@ -35,7 +35,14 @@ use super::testrun::ChannelReport;
     printcolumn(name = "Idle", type_ = "integer", json_path = ".status.progress.idle"),
     printcolumn(name = "Ticket", type_ = "string", json_path = ".status.ticket.key"),
     printcolumn(name = "Deadline", type_ = "date", json_path = ".spec.deadline"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    // What was handed out (the test run, the shares) follows from these, so they are fixed.
+    // Only bounded fields are compared, which keeps the rule's estimated cost within the API
+    // server's budget; `PATCH` in Tomato's API also fixes plan, queue and issueKey.
+    validation = kube::core::Rule::new(
+        "self.spec.service == oldSelf.spec.service && self.spec.version == oldSelf.spec.version && self.spec.stand == oldSelf.spec.stand && self.spec.assessors == oldSelf.spec.assessors"
+    )
+    .message("spec.service, spec.version, spec.stand and spec.assessors cannot change once a regression exists")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RegressionSpec {
@@ -54,7 +61,7 @@ pub struct RegressionSpec {
     #[schemars(length(min = 1, max = 253), regex(pattern = r"^\S+$"))]
     pub stand: String,
     /// User names in test management; the cases are shared among them evenly.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 100), inner(length(min = 1, max = 150)))]
     pub assessors: Vec<String>,
     /// When every case should have a verdict; past it the regression is `Overdue`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

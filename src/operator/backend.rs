@@ -22,7 +22,9 @@ use tracing::warn;
 
 use super::results::{self, AttemptResults, ResultsCache, Stored};
 use crate::backend::{Artifact, Backend, UploadError};
-use crate::crd::{AttemptState, NightlySchedule, NightlyScheduleSpec, Phase, Regression, TestRun};
+use crate::crd::{
+    AttemptState, NightlySchedule, NightlyScheduleSpec, Phase, Regression, RegressionSpec, TestRun,
+};
 use crate::launch::job::{TOKEN_KEY, job_name, token_secret_name};
 use crate::packs::PacksConfig;
 use crate::results::AttemptResult;
@@ -112,16 +114,45 @@ impl KubeBackend {
         api.get_opt(name).await.map_err(store_error)
     }
 
+    /// Replaces an object's spec with `set`: read, change, `PUT` with the read
+    /// resourceVersion, again on a conflict. (A merge patch could not remove a field that
+    /// the new spec leaves out; a `PUT` of the main resource leaves the status alone.)
+    async fn replace_spec<K: Object>(
+        &self,
+        api: Api<K>,
+        name: &str,
+        set: impl Fn(&mut K),
+    ) -> Result<K, StoreError> {
+        const ATTEMPTS: usize = 5;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut obj =
+                api.get_opt(name)
+                    .await
+                    .map_err(store_error)?
+                    .ok_or_else(|| StoreError::NotFound {
+                        kind: K::kind(&()).into_owned(),
+                        name: name.into(),
+                    })?;
+            set(&mut obj);
+            match api.replace(name, &PostParams::default(), &obj).await {
+                Ok(obj) => return Ok(obj),
+                Err(kube::Error::Api(a)) if a.code == 409 && attempt < ATTEMPTS => continue,
+                Err(kube::Error::Api(a)) if a.code == 404 => {
+                    return Err(StoreError::NotFound {
+                        kind: K::kind(&()).into_owned(),
+                        name: name.into(),
+                    });
+                }
+                Err(e) => return Err(store_error(e)),
+            }
+        }
+    }
+
     /// Creates `obj` (its status already cleared: that belongs to the controllers) in the
     /// backend's namespace; a taken name is `AlreadyExists`.
-    async fn create<K>(&self, api: Api<K>, mut obj: K) -> Result<K, StoreError>
-    where
-        K: kube::Resource<DynamicType = ()>
-            + Clone
-            + serde::Serialize
-            + serde::de::DeserializeOwned
-            + std::fmt::Debug,
-    {
+    async fn create<K: Object>(&self, api: Api<K>, mut obj: K) -> Result<K, StoreError> {
         let name = obj.name_any();
         obj.meta_mut().namespace = Some(self.namespace.clone());
         api.create(&PostParams::default(), &obj)
@@ -205,6 +236,21 @@ fn not_found(name: &str) -> StoreError {
 }
 
 /// API errors as the HTTP side knows them; the API server's message (never a secret) is kept.
+/// What the backend writes: one of Tomato's resources, read and written as JSON.
+trait Object:
+    kube::Resource<DynamicType = ()> + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug
+{
+}
+
+impl<K> Object for K where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+{
+}
+
 fn store_error(e: kube::Error) -> StoreError {
     match e {
         kube::Error::Api(a) if a.code == 409 => StoreError::Invalid(a.message),
@@ -325,21 +371,8 @@ impl Backend for KubeBackend {
         name: &str,
         spec: NightlyScheduleSpec,
     ) -> Result<NightlySchedule, StoreError> {
-        let spec = serde_json::to_value(&spec)?;
-        self.schedules_api()
-            .patch(
-                name,
-                &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({ "spec": spec })),
-            )
+        self.replace_spec(self.schedules_api(), name, |s| s.spec = spec.clone())
             .await
-            .map_err(|e| match e {
-                kube::Error::Api(a) if a.code == 404 => StoreError::NotFound {
-                    kind: "NightlySchedule".into(),
-                    name: name.into(),
-                },
-                e => store_error(e),
-            })
     }
 
     /// Deleting a schedule garbage-collects the runs it created (they carry its owner
@@ -375,6 +408,11 @@ impl Backend for KubeBackend {
             .collect();
         all.sort_by_key(|r| std::cmp::Reverse((created(r), r.name_any())));
         Ok(all)
+    }
+
+    async fn replace_regression(&self, name: &str, spec: RegressionSpec) -> Result<Regression, StoreError> {
+        self.replace_spec(self.regressions_api(), name, |r| r.spec = spec.clone())
+            .await
     }
 
     /// The API server marks it (its finalizer stops the test run in test management first)

@@ -80,6 +80,32 @@ pub fn plan_ref(spec: &RegressionSpec, config: &PacksConfig) -> Result<PlanRef, 
     }
 }
 
+/// Checks a change of a regression's spec: only `deadline` (a release slips) and `emails`
+/// (who gets the final report) may change once it exists. Everything else was handed out
+/// already — the test run, the assessors' shares, the ticket — and changing it would leave
+/// them describing another regression; start a new one instead.
+pub fn check_change(old: &RegressionSpec, new: &RegressionSpec) -> Result<(), InputError> {
+    let fixed = [
+        ("service", old.service != new.service),
+        ("version", old.version != new.version),
+        ("plan", old.plan != new.plan),
+        ("stand", old.stand != new.stand),
+        ("assessors", old.assessors != new.assessors),
+        ("queue", old.queue != new.queue),
+        ("issueKey", old.issue_key != new.issue_key),
+    ];
+    match fixed.into_iter().find(|(_, changed)| *changed) {
+        None => Ok(()),
+        Some((field, _)) => Err(InputError::new(
+            field,
+            "cannot change once the regression exists (only deadline and emails can); delete it and start another",
+        )),
+    }
+}
+
+/// Most assessors one regression is shared among (the CRD's `maxItems`).
+pub const MAX_ASSESSORS: usize = 100;
+
 /// Checks a regression spec against packs_config; names the field at fault.
 pub fn check_spec(spec: &RegressionSpec, config: &PacksConfig) -> Result<PlanRef, InputError> {
     let svc = config.service(&spec.service).ok_or_else(|| {
@@ -95,6 +121,12 @@ pub fn check_spec(spec: &RegressionSpec, config: &PacksConfig) -> Result<PlanRef
     }
     if spec.assessors.is_empty() {
         return Err(InputError::new("assessors", "name at least one assessor"));
+    }
+    if spec.assessors.len() > MAX_ASSESSORS {
+        return Err(InputError::new(
+            "assessors",
+            format!("at most {MAX_ASSESSORS} assessors"),
+        ));
     }
     for (i, a) in spec.assessors.iter().enumerate() {
         if a.trim().is_empty() || a.len() > 150 || a.chars().any(char::is_whitespace) {
@@ -355,5 +387,28 @@ mod tests {
         assert_eq!(next_step(&st), Step::Report);
         st.phase = RegressionPhase::Completed;
         assert_eq!(next_step(&st), Step::Done);
+    }
+
+    #[test]
+    fn only_the_deadline_and_the_emails_of_a_regression_can_change() {
+        let old: RegressionSpec = serde_json::from_value(serde_json::json!({
+            "service": "demo", "version": "2.0", "stand": "localhost",
+            "assessors": ["alice", "bob"], "queue": "QA",
+        }))
+        .unwrap();
+        let mut new = old.clone();
+        new.deadline = Some(Utc::now());
+        new.emails = vec!["lead@example.com".into()];
+        assert_eq!(check_change(&old, &new), Ok(()));
+        let mut swapped = new.clone();
+        swapped.assessors.reverse();
+        assert_eq!(check_change(&old, &swapped).unwrap_err().field, "assessors");
+        let mut planned = new.clone();
+        planned.plan = Some(IntOrString::Int(3));
+        assert_eq!(check_change(&old, &planned).unwrap_err().field, "plan");
+        let mut ticketed = new;
+        ticketed.queue = None;
+        ticketed.issue_key = Some("QA-1".into());
+        assert_eq!(check_change(&old, &ticketed).unwrap_err().field, "queue");
     }
 }

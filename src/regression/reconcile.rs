@@ -651,6 +651,8 @@ async fn follow(
         && let Some(checked) = st.progress.as_ref().and_then(|p| p.checked_at)
         && checked + poll > now
         && !(st.phase == RegressionPhase::InProgress && deadline.is_some_and(|d| d <= now))
+        // A deadline moved past now (or removed) takes an Overdue regression back at once.
+        && !(st.phase == RegressionPhase::Overdue && deadline.is_none_or(|d| d > now))
     {
         let next = deadline
             .filter(|d| *d > now && st.phase == RegressionPhase::InProgress)

@@ -39,6 +39,7 @@ pub fn routes() -> Router<AppState> {
         .route("/schedules/new", get(schedules::schedules_new))
         .route("/schedules/{name}/edit", get(schedules::schedules_edit))
         .route("/regressions", get(regressions::regressions_list))
+        .route("/regressions/new", get(regressions::regressions_new))
         .route("/regressions/{name}", get(regressions::regressions_show))
         .route("/ui/events", get(events::events_stream))
         .route("/ui/static/{name}", get(assets::static_file))

@@ -1,9 +1,10 @@
-//! The regressions pages: the list (phase and progress of each campaign) and one regression
-//! (progress per assessor, links to the test run and the ticket, what was created, the
-//! notifications, and delete).
+//! The regressions pages: the list (phase and progress of each campaign), the form that starts
+//! one, and one regression (progress per assessor, links to the test run and the ticket, what
+//! was created, the notifications, and delete).
 //!
 //! Progress bars are SVG drawn here (the pages' Content-Security-Policy allows no inline
-//! style); deleting goes through `/api/v1/regressions`, like every change the UI makes.
+//! style); creating and deleting go through `/api/v1/regressions`, like every change the UI
+//! makes, so the form's field errors are the API's.
 
 use axum::extract::{Path, State};
 use axum::response::Response;
@@ -105,6 +106,10 @@ pub struct RegressionView {
     pub created: Vec<String>,
     pub notifications: Vec<NotificationRow>,
     pub deleting: bool,
+    /// Whether the deadline can still be moved: neither finished nor being deleted.
+    pub editable: bool,
+    /// The deadline as an instant, for the browser to show in its own zone.
+    pub deadline_rfc3339: Option<String>,
     pub age: String,
 }
 
@@ -184,6 +189,8 @@ pub fn regression_view(r: &Regression, now: DateTime<Utc>) -> RegressionView {
         .flatten()
         .collect(),
         deleting: r.metadata.deletion_timestamp.is_some(),
+        editable: r.metadata.deletion_timestamp.is_none() && !st.phase.is_terminal(),
+        deadline_rfc3339: r.spec.deadline.map(|d| d.to_rfc3339()),
         age: format::duration(format::seconds_between(crate::store::created(r), now)),
     }
 }
@@ -223,9 +230,82 @@ pub async fn regressions_show(
     Ok(page("regression.html", &layout, &view))
 }
 
+/// What the new-regression form offers for one service.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct RegressionServiceChoice {
+    pub name: String,
+    pub stand_pattern: String,
+    /// The service's `regression.plan`, used when the form names no plan.
+    pub default_plan: Option<String>,
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct RegressionForm {
+    pub services: Vec<RegressionServiceChoice>,
+    /// The service chosen first: the one asked for in `?service=`, else the first.
+    pub service: String,
+}
+
+/// The new-regression form's choices, `service` preselected when it is one of them.
+pub fn regression_form(config: &crate::packs::PacksConfig, service: Option<&str>) -> RegressionForm {
+    let services: Vec<RegressionServiceChoice> = config
+        .services()
+        .map(|svc| RegressionServiceChoice {
+            name: svc.name.clone(),
+            stand_pattern: svc.stand_pattern_source(),
+            default_plan: svc.regression_plan.as_ref().map(|p| match p {
+                crate::tms::PlanRef::Id(id) => format!("#{id}"),
+                crate::tms::PlanRef::Name(n) => n.clone(),
+            }),
+        })
+        .collect();
+    let service = service
+        .filter(|s| services.iter().any(|c| c.name == *s))
+        .or(services.first().map(|c| c.name.as_str()))
+        .unwrap_or_default()
+        .to_string();
+    RegressionForm { services, service }
+}
+
+#[derive(serde::Deserialize)]
+pub struct NewQuery {
+    service: Option<String>,
+}
+
+/// `GET /regressions/new`: the form that hands a release's regression to assessors.
+pub async fn regressions_new(
+    State(state): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<NewQuery>,
+) -> Result<Response, UiError> {
+    let form = regression_form(&state.config, q.service.as_deref());
+    let layout = Layout::new(&state, "New regression", "regressions");
+    Ok(page("regression_form.html", &layout, &form))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_form_offers_each_service_with_its_stand_pattern_and_default_plan() {
+        let config = crate::packs::PacksConfig::load(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/packs_config"
+        )))
+        .unwrap();
+        let form = regression_form(&config, Some("demo-py"));
+        assert_eq!(form.service, "demo-py");
+        let demo = form.services.iter().find(|s| s.name == "demo").unwrap();
+        assert_eq!(demo.default_plan.as_deref(), Some("demo regression"));
+        assert!(!demo.stand_pattern.is_empty());
+        let py = form.services.iter().find(|s| s.name == "demo-py").unwrap();
+        assert_eq!(py.default_plan, None);
+        assert_eq!(
+            regression_form(&config, Some("nope")).service,
+            form.services[0].name,
+            "an unknown service in the query falls back to the first"
+        );
+    }
 
     #[test]
     fn the_progress_bar_is_svg_with_a_segment_per_outcome_and_an_escaped_label() {

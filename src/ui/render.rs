@@ -27,6 +27,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("schedules.html", include_str!("templates/schedules.html")),
     ("schedule_form.html", include_str!("templates/schedule_form.html")),
     ("regressions.html", include_str!("templates/regressions.html")),
+    (
+        "regression_form.html",
+        include_str!("templates/regression_form.html"),
+    ),
     ("regression.html", include_str!("templates/regression.html")),
     ("error.html", include_str!("templates/error.html")),
 ];

@@ -54,6 +54,36 @@ test('one regression shows each assessor, the test run, the ticket and the notif
   }
 });
 
+test('the deadline is moved on the regression page and a past one is refused there', { timeout: 60_000 }, async () => {
+  const page = await newPage();
+  await page.goto(BASE + '/regressions/demo-2-0');
+  const form = page.locator('form[data-form="deadline"]');
+  const input = form.locator('input[name="deadline"]');
+  const before = (await apiCall('GET', '/api/v1/regressions/demo-2-0')).data.spec.deadline;
+  const shown = await input.inputValue();
+  assert.equal(new Date(shown).getTime(), Math.floor(new Date(before).getTime() / 60_000) * 60_000,
+    'the current deadline is filled in, in the browser\'s zone');
+
+  const local = (d) => new Date(d.getTime() - d.getTimezoneOffset() * 60_000).toISOString().slice(0, 16);
+  await input.fill(local(new Date(Date.now() - 3600_000)));
+  await form.locator('button[type="submit"]').click();
+  const error = form.locator('[data-error-for="deadline"]');
+  await error.waitFor();
+  assert.match(await error.innerText(), /in the past/);
+  assert.equal((await apiCall('GET', '/api/v1/regressions/demo-2-0')).data.spec.deadline, before);
+
+  const later = new Date(Date.now() + 3 * 24 * 3600_000);
+  later.setSeconds(0, 0);
+  await input.fill(local(later));
+  await form.locator('button[type="submit"]').click();
+  await page.locator('#toast', { hasText: 'Deadline moved' }).waitFor();
+  const after = (await apiCall('GET', '/api/v1/regressions/demo-2-0')).data.spec.deadline;
+  assert.equal(new Date(after).getTime(), later.getTime());
+  const utc = later.toISOString().slice(0, 16).replace('T', ' ');
+  await page.locator('#regression-head', { hasText: `deadline ${utc} UTC` }).waitFor();
+  await shot(page, 'regression-deadline');
+});
+
 test('deleting a regression from its page removes it from the list', { timeout: 60_000 }, async () => {
   const page = await newPage();
   await page.goto(BASE + '/regressions/demo-2-0');

@@ -268,14 +268,16 @@
     return spec;
   }
 
-  async function submitRun(form) {
+  // Sends a form's change to the API: `send()` makes the call, `done(res)` follows a success;
+  // a refusal shows the API's reason beside the field it names. The button waits meanwhile.
+  async function submitForm(form, send, done) {
     clearErrors(form);
     const button = form.querySelector('button[type=submit]');
     button.disabled = true;
     try {
-      const res = await api('POST', '/api/v1/runs', { spec: runSpec(form) });
-      if (res.status === 201 && res.data && res.data.metadata) {
-        location.assign('/runs/' + encodeURIComponent(res.data.metadata.name));
+      const res = await send();
+      if (res.ok) {
+        done(res);
         return;
       }
       showError(form, res.data && res.data.parameter, failure(res));
@@ -284,6 +286,16 @@
     } finally {
       button.disabled = false;
     }
+  }
+
+  const created = (res) => res.data.metadata.name;
+
+  function submitRun(form) {
+    submitForm(
+      form,
+      () => api('POST', '/api/v1/runs', { spec: runSpec(form) }),
+      (res) => location.assign('/runs/' + encodeURIComponent(created(res))),
+    );
   }
 
   // ---------------------------------------------------------------- schedule form
@@ -299,7 +311,7 @@
       if (!mine) for (const box of el.querySelectorAll('input[type=checkbox]')) box.checked = false;
     }
     const category = form.elements.category;
-    if (category.selectedOptions[0]?.disabled) category.value = '';
+    if (category?.selectedOptions[0]?.disabled) category.value = '';
   }
 
   // A whole number as a number; anything else as typed, for the API to name what is wrong.
@@ -320,27 +332,65 @@
     return spec;
   }
 
-  async function submitSchedule(form) {
-    clearErrors(form);
+  function submitSchedule(form) {
     const editing = form.dataset.editing === 'true';
     const name = editing ? form.dataset.name : (new FormData(form).get('name') || '').trim();
-    const button = form.querySelector('button[type=submit]');
-    button.disabled = true;
-    try {
-      const body = { metadata: { name }, spec: scheduleSpec(form) };
-      const res = editing
-        ? await api('PUT', scheduleUrl(name), body)
-        : await api('POST', '/api/v1/schedules', body);
-      if (res.ok) {
-        location.assign('/schedules');
-        return;
-      }
-      showError(form, res.data && res.data.parameter, failure(res));
-    } catch (e) {
-      if (!(e instanceof Cancelled)) showError(form, null, 'Could not reach the server: ' + e.message);
-    } finally {
-      button.disabled = false;
-    }
+    const body = { metadata: { name }, spec: scheduleSpec(form) };
+    submitForm(
+      form,
+      () => (editing ? api('PUT', scheduleUrl(name), body) : api('POST', '/api/v1/schedules', body)),
+      () => location.assign('/schedules'),
+    );
+  }
+
+  // ---------------------------------------------------------------- regression form
+  function regressionSpec(form) {
+    const f = new FormData(form);
+    const text = (k) => (f.get(k) || '').trim();
+    const spec = { service: text('service'), version: text('version'), stand: text('stand'), assessors: list(text('assessors')) };
+    // A plan is named or given by id; "#12" as the hint shows a default is an id too.
+    const plan = text('plan').replace(/^#(?=\d+$)/, '');
+    if (plan) spec.plan = numberOr(plan);
+    for (const k of ['issueKey', 'queue']) if (text(k)) spec[k] = text(k);
+    const emails = list(text('emails'));
+    if (emails.length) spec.emails = emails;
+    // datetime-local is the browser's wall time; the API wants an instant.
+    if (text('deadline')) spec.deadline = new Date(text('deadline')).toISOString();
+    return spec;
+  }
+
+  function submitRegression(form) {
+    const name = (new FormData(form).get('name') || '').trim();
+    const body = { metadata: name ? { name } : {}, spec: regressionSpec(form) };
+    submitForm(
+      form,
+      () => api('POST', '/api/v1/regressions', body),
+      (res) => location.assign('/regressions/' + encodeURIComponent(created(res))),
+    );
+  }
+
+  // An instant as the wall time a datetime-local input holds in this browser's zone.
+  const localInput = (iso) => {
+    const d = new Date(iso);
+    return new Date(d.getTime() - d.getTimezoneOffset() * 60_000).toISOString().slice(0, 16);
+  };
+
+  function fillDeadline(form) {
+    if (form.dataset.deadline) form.elements.deadline.value = localInput(form.dataset.deadline);
+  }
+
+  function submitDeadline(form) {
+    const value = (new FormData(form).get('deadline') || '').trim();
+    const deadline = value ? new Date(value).toISOString() : null;
+    submitForm(
+      form,
+      () => api('PATCH', '/api/v1/regressions/' + encodeURIComponent(form.dataset.regression), { spec: { deadline } }),
+      () => {
+        form.dataset.deadline = deadline || '';
+        toast(deadline ? 'Deadline moved' : 'Deadline removed');
+        scheduleRefresh();
+      },
+    );
   }
 
   // ---------------------------------------------------------------- buttons
@@ -396,7 +446,7 @@
 
   document.addEventListener('change', (e) => {
     const el = e.target;
-    if (el.matches('form[data-form="schedule"] select[name="service"]')) {
+    if (el.matches('form[data-form="schedule"] select[name="service"], form[data-form="regression"] select[name="service"]')) {
       showServiceChoices(el.form);
       return;
     }
@@ -419,6 +469,12 @@
     } else if (form.matches('form[data-form="schedule"]')) {
       e.preventDefault();
       submitSchedule(form);
+    } else if (form.matches('form[data-form="regression"]')) {
+      e.preventDefault();
+      submitRegression(form);
+    } else if (form.matches('form[data-form="deadline"]')) {
+      e.preventDefault();
+      submitDeadline(form);
     }
   });
 
@@ -431,7 +487,8 @@
   new MutationObserver((records) => {
     for (const rec of records) for (const n of rec.addedNodes) if (n.nodeType === 1) localTimes(n);
   }).observe(document.querySelector('main') || body, { childList: true, subtree: true });
-  for (const form of document.querySelectorAll('form[data-form="schedule"]')) showServiceChoices(form);
+  for (const form of document.querySelectorAll('form[data-form="schedule"], form[data-form="regression"]')) showServiceChoices(form);
+  for (const form of document.querySelectorAll('form[data-form="deadline"]')) fillDeadline(form);
   tick();
   setInterval(tick, 1000);
   followLog();
