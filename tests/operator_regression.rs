@@ -14,7 +14,7 @@ use report_support::{SmtpSink, free_port};
 use serde_json::json;
 use support::fake_kube::FakeKube;
 use support::operator::{NS, demo_config, start_replica_with};
-use tms_support::{ASSESSORS, FakeJira, Kiwi, regression_plan, rpc};
+use tms_support::{ASSESSORS, FakeTracker, Kiwi, regression_plan, rpc};
 use tomato::crd::{Regression, RegressionPhase, RegressionStatus};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -42,7 +42,7 @@ async fn status_when(
 async fn a_regression_resource_reconciles_to_completed_in_operator_mode() {
     let kiwi = Kiwi::start().await;
     let (_plan, _cases) = regression_plan(&kiwi, "demo", "demo regression", 6).await;
-    let jira = FakeJira::start().await;
+    let jira = FakeTracker::jira().await;
     let sink = SmtpSink::start(free_port(), None);
     let mut vars = kiwi.env();
     vars.extend(jira.env());

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use report_support::{SmtpSink, free_port, part};
 use serde_json::{Value, json};
 use support::Server;
-use tms_support::{ASSESSORS, FakeJira, Kiwi, TOMATO_USER, regression_plan, rpc};
+use tms_support::{ASSESSORS, FakeTracker, Kiwi, TOMATO_USER, regression_plan, rpc};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -97,7 +97,7 @@ fn executions_of(reg: &Value, assessor: &str) -> Vec<u64> {
 async fn a_regression_of_six_cases_goes_to_two_assessors_and_completes_with_the_ticket_commented() {
     let kiwi = Kiwi::start().await;
     let (plan, cases) = regression_plan(&kiwi, "demo", "demo regression", 6).await;
-    let jira = FakeJira::start().await;
+    let jira = FakeTracker::jira().await;
     let sink = SmtpSink::start(free_port(), None);
     let server = start(&[kiwi.env(), jira.env(), smtp_env(&sink)]).await;
 
@@ -313,7 +313,7 @@ async fn a_regression_of_six_cases_goes_to_two_assessors_and_completes_with_the_
 async fn a_regression_past_its_deadline_is_overdue_naming_who_has_open_cases_until_the_deadline_moves() {
     let kiwi = Kiwi::start().await;
     regression_plan(&kiwi, "demo", "demo regression", 3).await;
-    let jira = FakeJira::start().await;
+    let jira = FakeTracker::jira().await;
     jira.add_issue("QA-77");
     let server = start(&[kiwi.env(), jira.env()]).await;
     let deadline = chrono::Utc::now() + chrono::Duration::seconds(6);
@@ -404,6 +404,58 @@ async fn a_regression_past_its_deadline_is_overdue_naming_who_has_open_cases_unt
             .as_str()
             .map(|d| chrono::DateTime::parse_from_rfc3339(d).unwrap().timestamp()),
         Some(later.timestamp())
+    );
+}
+
+/// The same campaign with Yandex Tracker (the old tool's tracker) instead of Jira: the release
+/// version is created in the queue, the ticket names it by id and carries the regression's
+/// `unique` and tag, and the summary is commented in Yandex's markup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_yandex_tracker_the_ticket_carries_the_release_version_and_gets_the_summary() {
+    let kiwi = Kiwi::start().await;
+    regression_plan(&kiwi, "demo", "demo regression", 2).await;
+    let tracker = FakeTracker::yandex().await;
+    let server = start(&[kiwi.env(), tracker.env()]).await;
+    let (code, created) = create(
+        &server,
+        json!({"service": "demo", "version": "2.0", "stand": "localhost", "assessors": ["alice"], "queue": "QA"}),
+    )
+    .await;
+    assert_eq!(code, 201, "{created}");
+    let reg = wait_phase(&server, "demo-2-0", "InProgress").await;
+    let st = &reg["status"];
+    assert_eq!(st["ticket"]["key"], "QA-1", "{st:#}");
+    assert_eq!(st["ticket"]["created"], true, "{st:#}");
+    assert_eq!(tracker.versions(), vec![("QA".to_string(), "2.0".to_string())]);
+    let issues = tracker.issues();
+    assert_eq!(issues.len(), 1);
+    let tag = format!("tomato-{}", created["metadata"]["uid"].as_str().unwrap());
+    let fields = &issues[0].fields;
+    assert_eq!(fields["queue"], "QA");
+    assert_eq!(fields["summary"], "Regression of demo 2.0 on localhost");
+    assert_eq!(fields["fixVersions"], json!(["1"]), "the version by its id");
+    assert_eq!((&fields["unique"], &fields["tags"]), (&json!(tag), &json!([tag])));
+
+    for e in executions_of(&reg, "alice") {
+        mark(&kiwi, "alice", e, "PASSED").await;
+    }
+    let reg = wait_phase(&server, "demo-2-0", "Completed").await;
+    assert_eq!(reg["status"]["summaryComment"]["state"], "Sent", "{reg:#}");
+    let comments = &tracker.issues()[0].comments;
+    assert_eq!(comments.len(), 1, "{comments:#?}");
+    assert!(
+        comments[0].starts_with("**Regression of demo 2.0: completed**")
+            && comments[0].contains("2 cases — 2 passed"),
+        "{}",
+        comments[0]
+    );
+    assert!(
+        tracker
+            .requests()
+            .iter()
+            .all(|(_, path)| path.starts_with("/v2/")),
+        "only Yandex Tracker's API was called: {:?}",
+        tracker.requests()
     );
 }
 

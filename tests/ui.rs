@@ -115,10 +115,10 @@ async fn schedules_are_created_suspended_triggered_edited_and_deleted_in_a_brows
 #[tokio::test]
 async fn regressions_are_started_show_their_progress_and_are_deleted_in_a_browser() {
     use serde_json::json;
-    use tms_support::{ASSESSORS, FakeJira, Kiwi, TOMATO_USER, regression_plan, rpc};
+    use tms_support::{ASSESSORS, FakeTracker, Kiwi, TOMATO_USER, regression_plan, rpc};
     let kiwi = Kiwi::start().await;
     regression_plan(&kiwi, "demo", "demo regression", 4).await;
-    let jira = FakeJira::start().await;
+    let jira = FakeTracker::jira().await;
     let mut env = kiwi.env();
     env.extend(jira.env());
     env.push(("TOMATO_TMS_POLL".into(), "300ms".into()));

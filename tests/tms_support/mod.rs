@@ -276,118 +276,231 @@ struct TrackerState {
     requests: Vec<(String, String)>,
 }
 
-/// An in-process server standing in for Jira's REST API v2, which cannot run here: it speaks
-/// the same wire format for what Tomato uses — project versions (`GET
-/// /rest/api/2/project/{key}/versions`, `POST /rest/api/2/version`), issue search by label
-/// (`GET /rest/api/2/search?jql=...`), issue creation (`POST /rest/api/2/issue`, answering the
-/// new key) and comments (`POST /rest/api/2/issue/{key}/comment`) — and keeps what it was
-/// given, so a test can check the ticket, its version and its comments.
-pub struct FakeJira {
+/// Which tracker [`FakeTracker`] speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Jira,
+    Yandex,
+}
+
+/// An in-process server standing in for a tracker, which cannot run here. It speaks the wire
+/// format of what Tomato uses, for one of the two trackers, and keeps what it was given, so a
+/// test can check the ticket, its version and its comments:
+///
+/// - Jira REST API v2 (bearer token): project versions (`GET
+///   /rest/api/2/project/{key}/versions`, `POST /rest/api/2/version`), issue search by label
+///   (`GET /rest/api/2/search?jql=...`), issue creation (`POST /rest/api/2/issue`, answering
+///   the new key) and comments (`POST /rest/api/2/issue/{key}/comment`).
+/// - Yandex Tracker API v2 (`Authorization: OAuth <token>` and the `X-Org-ID` header, both
+///   required): queue versions (`GET /v2/queues/{queue}/versions`, `POST /v2/versions`, with
+///   numeric ids), issue search (`POST /v2/issues/_search` by queue and tags), issue creation
+///   (`POST /v2/issues`, refusing a repeated `unique` with 409 as the tracker does) and
+///   comments (`POST /v2/issues/{key}/comments`).
+pub struct FakeTracker {
     pub url: String,
+    pub dialect: Dialect,
     state: Arc<Mutex<TrackerState>>,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl FakeJira {
-    pub async fn start() -> FakeJira {
+const JIRA_TOKEN: &str = "jira-t0ken";
+const YANDEX_TOKEN: &str = "yandex-t0ken";
+const YANDEX_ORG: &str = "4242";
+
+type Answer = (axum::http::StatusCode, String);
+
+fn answer(code: u16, v: Value) -> Answer {
+    (axum::http::StatusCode::from_u16(code).unwrap(), v.to_string())
+}
+
+fn jira(st: &mut TrackerState, method: &str, path: &str, query: &str, body: &Value) -> Answer {
+    let parts: Vec<&str> = path.trim_start_matches("/rest/api/2/").split('/').collect();
+    match (method, parts.as_slice()) {
+        ("GET", ["project", project, "versions"]) => answer(
+            200,
+            Value::Array(
+                st.versions
+                    .iter()
+                    .filter(|(p, _)| p == project)
+                    .enumerate()
+                    .map(|(i, (_, name))| json!({"id": (i + 1).to_string(), "name": name}))
+                    .collect(),
+            ),
+        ),
+        ("POST", ["version"]) => {
+            let project = body["project"].as_str().unwrap_or_default().to_string();
+            let name = body["name"].as_str().unwrap_or_default().to_string();
+            st.versions.push((project, name.clone()));
+            answer(201, json!({"id": "10", "name": name}))
+        }
+        ("GET", ["search"]) => {
+            let jql = urlencoding_decode(query);
+            let found: Vec<Value> = st
+                .issues
+                .iter()
+                .filter(|i| {
+                    i.fields["labels"].as_array().is_some_and(|ls| {
+                        ls.iter()
+                            .any(|l| jql.contains(&format!("\"{}\"", l.as_str().unwrap_or(""))))
+                    })
+                })
+                .map(|i| json!({"key": i.key}))
+                .collect();
+            answer(200, json!({"issues": found, "total": found.len()}))
+        }
+        ("POST", ["issue"]) => {
+            let project = body["fields"]["project"]["key"].as_str().unwrap_or("X");
+            let key = st.add(project, body["fields"].clone());
+            answer(201, json!({"id": "1", "key": key}))
+        }
+        ("POST", ["issue", key, "comment"]) => {
+            let text = body["body"].as_str().unwrap_or_default();
+            match st.comment(key, text) {
+                true => answer(201, json!({})),
+                false => answer(404, json!({"errorMessages": ["Issue does not exist"]})),
+            }
+        }
+        _ => answer(404, json!({})),
+    }
+}
+
+fn yandex(st: &mut TrackerState, method: &str, path: &str, body: &Value) -> Answer {
+    let parts: Vec<&str> = path.trim_start_matches("/v2/").split('/').collect();
+    match (method, parts.as_slice()) {
+        ("GET", ["queues", queue, "versions"]) => answer(
+            200,
+            Value::Array(
+                st.versions
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (q, _))| q == queue)
+                    .map(|(i, (q, name))| json!({"id": i + 1, "version": 1, "name": name, "queue": {"key": q}}))
+                    .collect(),
+            ),
+        ),
+        ("POST", ["versions"]) => {
+            let queue = body["queue"].as_str().unwrap_or_default().to_string();
+            let name = body["name"].as_str().unwrap_or_default().to_string();
+            st.versions.push((queue, name.clone()));
+            answer(201, json!({"id": st.versions.len(), "version": 1, "name": name}))
+        }
+        ("POST", ["issues", "_search"]) => {
+            let queue = body["filter"]["queue"].as_str().unwrap_or_default();
+            let tags = body["filter"]["tags"].as_array().cloned().unwrap_or_default();
+            let found: Vec<Value> = st
+                .issues
+                .iter()
+                .filter(|i| i.key.starts_with(&format!("{queue}-")))
+                .filter(|i| {
+                    let have = i.fields["tags"].as_array().cloned().unwrap_or_default();
+                    tags.iter().all(|t| have.contains(t))
+                })
+                .map(|i| json!({"key": i.key, "summary": i.fields["summary"]}))
+                .collect();
+            answer(200, Value::Array(found))
+        }
+        ("POST", ["issues"]) => {
+            let unique = &body["unique"];
+            if !unique.is_null() && st.issues.iter().any(|i| &i.fields["unique"] == unique) {
+                return answer(409, json!({"errorMessages": ["Issue with this unique already exists"]}));
+            }
+            let queue = body["queue"].as_str().unwrap_or("X");
+            let key = st.add(queue, body.clone());
+            answer(201, json!({"id": "5f0", "key": key}))
+        }
+        ("POST", ["issues", key, "comments"]) => {
+            let text = body["text"].as_str().unwrap_or_default();
+            match st.comment(key, text) {
+                true => answer(201, json!({"id": 1})),
+                false => answer(404, json!({"errorMessages": ["Issue does not exist"]})),
+            }
+        }
+        _ => answer(404, json!({})),
+    }
+}
+
+impl TrackerState {
+    /// Stores a new issue of `project`; returns its key.
+    fn add(&mut self, project: &str, fields: Value) -> String {
+        let key = format!("{project}-{}", self.issues.len() + 1);
+        self.issues.push(Issue {
+            key: key.clone(),
+            fields,
+            comments: Vec::new(),
+        });
+        key
+    }
+
+    fn comment(&mut self, key: &str, text: &str) -> bool {
+        match self.issues.iter_mut().find(|i| i.key == key) {
+            Some(i) => {
+                i.comments.push(text.to_string());
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl FakeTracker {
+    pub async fn jira() -> FakeTracker {
+        FakeTracker::start(Dialect::Jira).await
+    }
+
+    pub async fn yandex() -> FakeTracker {
+        FakeTracker::start(Dialect::Yandex).await
+    }
+
+    async fn start(dialect: Dialect) -> FakeTracker {
         use axum::extract::{Request, State};
         let state = Arc::new(Mutex::new(TrackerState::default()));
-        async fn handle(
-            State(state): State<Arc<Mutex<TrackerState>>>,
-            req: Request,
-        ) -> (axum::http::StatusCode, String) {
+        let handle = move |State(state): State<Arc<Mutex<TrackerState>>>, req: Request| async move {
             let method = req.method().to_string();
             let path = req.uri().path().to_string();
             let query = req.uri().query().unwrap_or_default().to_string();
-            let auth = req
-                .headers()
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_string();
+            // Read before the body is awaited: a borrowed request is not `Send`.
+            let signed_in = {
+                let header = |name: &str| {
+                    req.headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                match dialect {
+                    Dialect::Jira => header("authorization") == format!("Bearer {JIRA_TOKEN}"),
+                    Dialect::Yandex => {
+                        header("authorization") == format!("OAuth {YANDEX_TOKEN}")
+                            && header("x-org-id") == YANDEX_ORG
+                    }
+                }
+            };
             let bytes = axum::body::to_bytes(req.into_body(), 1 << 20)
                 .await
                 .unwrap_or_default();
             let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             let mut st = state.lock().unwrap();
             st.requests.push((method.clone(), path.clone()));
-            if auth != "Bearer jira-t0ken" {
-                return (axum::http::StatusCode::UNAUTHORIZED, "{}".into());
+            if !signed_in {
+                return answer(401, json!({}));
             }
-            let ok = |v: Value| (axum::http::StatusCode::OK, v.to_string());
-            let parts: Vec<&str> = path.trim_start_matches("/rest/api/2/").split('/').collect();
-            match (method.as_str(), parts.as_slice()) {
-                ("GET", ["project", project, "versions"]) => ok(Value::Array(
-                    st.versions
-                        .iter()
-                        .filter(|(p, _)| p == project)
-                        .enumerate()
-                        .map(|(i, (_, name))| json!({"id": (i + 1).to_string(), "name": name}))
-                        .collect(),
-                )),
-                ("POST", ["version"]) => {
-                    let project = body["project"].as_str().unwrap_or_default().to_string();
-                    let name = body["name"].as_str().unwrap_or_default().to_string();
-                    st.versions.push((project, name.clone()));
-                    (
-                        axum::http::StatusCode::CREATED,
-                        json!({"id": "10", "name": name}).to_string(),
-                    )
-                }
-                ("GET", ["search"]) => {
-                    let jql = urlencoding_decode(&query);
-                    let found: Vec<Value> = st
-                        .issues
-                        .iter()
-                        .filter(|i| {
-                            i.fields["labels"].as_array().is_some_and(|ls| {
-                                ls.iter()
-                                    .any(|l| jql.contains(&format!("\"{}\"", l.as_str().unwrap_or(""))))
-                            })
-                        })
-                        .map(|i| json!({"key": i.key}))
-                        .collect();
-                    ok(json!({"issues": found, "total": found.len()}))
-                }
-                ("POST", ["issue"]) => {
-                    let project = body["fields"]["project"]["key"]
-                        .as_str()
-                        .unwrap_or("X")
-                        .to_string();
-                    let key = format!("{project}-{}", st.issues.len() + 1);
-                    st.issues.push(Issue {
-                        key: key.clone(),
-                        fields: body["fields"].clone(),
-                        comments: Vec::new(),
-                    });
-                    (
-                        axum::http::StatusCode::CREATED,
-                        json!({"id": "1", "key": key}).to_string(),
-                    )
-                }
-                ("POST", ["issue", key, "comment"]) => {
-                    let text = body["body"].as_str().unwrap_or_default().to_string();
-                    match st.issues.iter_mut().find(|i| i.key == *key) {
-                        Some(i) => {
-                            i.comments.push(text);
-                            (axum::http::StatusCode::CREATED, "{}".into())
-                        }
-                        None => (
-                            axum::http::StatusCode::NOT_FOUND,
-                            "{\"errorMessages\":[\"Issue does not exist\"]}".into(),
-                        ),
-                    }
-                }
-                _ => (axum::http::StatusCode::NOT_FOUND, "{}".into()),
+            match dialect {
+                Dialect::Jira => jira(&mut st, &method, &path, &query, &body),
+                Dialect::Yandex => yandex(&mut st, &method, &path, &body),
             }
-        }
+        };
         let app = axum::Router::new().fallback(handle).with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
-        FakeJira { url, state, task }
+        FakeTracker {
+            url,
+            dialect,
+            state,
+            task,
+        }
     }
 
     /// An issue that exists before the test (an `issueKey` given by the user).
@@ -403,6 +516,7 @@ impl FakeJira {
         self.state.lock().unwrap().issues.clone()
     }
 
+    /// `(project or queue, name)` of every version created.
     pub fn versions(&self) -> Vec<(String, String)> {
         self.state.lock().unwrap().versions.clone()
     }
@@ -412,16 +526,25 @@ impl FakeJira {
         self.state.lock().unwrap().requests.clone()
     }
 
+    /// How Tomato is told to use this tracker.
     pub fn env(&self) -> Vec<(String, String)> {
-        vec![
-            ("TOMATO_TRACKER".into(), "jira".into()),
-            ("TOMATO_TRACKER_URL".into(), self.url.clone()),
-            ("TOMATO_TRACKER_TOKEN".into(), "jira-t0ken".into()),
-        ]
+        let mut env = vec![("TOMATO_TRACKER_URL".into(), self.url.clone())];
+        match self.dialect {
+            Dialect::Jira => env.extend([
+                ("TOMATO_TRACKER".into(), "jira".into()),
+                ("TOMATO_TRACKER_TOKEN".into(), JIRA_TOKEN.into()),
+            ]),
+            Dialect::Yandex => env.extend([
+                ("TOMATO_TRACKER".into(), "yandex".into()),
+                ("TOMATO_TRACKER_TOKEN".into(), YANDEX_TOKEN.into()),
+                ("TOMATO_TRACKER_ORG".into(), YANDEX_ORG.into()),
+            ]),
+        }
+        env
     }
 }
 
-impl Drop for FakeJira {
+impl Drop for FakeTracker {
     fn drop(&mut self) {
         self.task.abort();
     }
