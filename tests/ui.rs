@@ -81,11 +81,36 @@ test('<script>window.__pwned = "name"</script><img src=x onerror="window.__pwned
 test('<b>plain</b> & "quoted"', () => {});
 "#;
 
+/// A "framework" that writes a JUnit file carrying an XHTML script, which a browser opening
+/// the file would run if it were served as a page of Tomato's origin.
+const RAWXML_SERVICE: &str = r#"
+stands:
+  pattern: 'localhost'
+retries: 0
+launch:
+  command: [node, "{tests}", "{junit}"]
+packs:
+  raw:
+    tests: ["{dir}/write-junit.mjs"]
+"#;
+
+const RAWXML_WRITER: &str = r#"
+import { writeFileSync } from 'node:fs';
+writeFileSync(process.argv[2], `<?xml version="1.0" encoding="UTF-8"?>
+<testsuites>
+  <h:script xmlns:h="http://www.w3.org/1999/xhtml">document.documentElement.setAttribute('data-pwned', location.origin)</h:script>
+  <testsuite name="raw" tests="1"><testcase classname="raw" name="passes" time="0.001"/></testsuite>
+</testsuites>
+`);
+"#;
+
 #[tokio::test]
 async fn markup_from_test_output_is_text_and_cross_site_writes_are_refused() {
-    let config = config_with(&[("markup.yaml", MARKUP_SERVICE)]);
+    let config = config_with(&[("markup.yaml", MARKUP_SERVICE), ("rawxml.yaml", RAWXML_SERVICE)]);
     std::fs::create_dir(config.path().join("markup")).unwrap();
     std::fs::write(config.path().join("markup/markup.test.mjs"), MARKUP_SUITE).unwrap();
+    std::fs::create_dir(config.path().join("rawxml")).unwrap();
+    std::fs::write(config.path().join("rawxml/write-junit.mjs"), RAWXML_WRITER).unwrap();
     let server = Server::start_with(Some(config.path()), &[]).await;
     browse("hygiene.test.mjs", &server).await;
 

@@ -320,7 +320,7 @@ pub async fn attempt_log(
             tail_text(&log, q.tail)
         }
     };
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+    Ok((artifact_headers("text/plain; charset=utf-8"), text).into_response())
 }
 
 /// An attempt's JUnit XML as the framework wrote it.
@@ -340,7 +340,7 @@ pub async fn attempt_junit(
             .await?
             .ok_or_else(no_report)?,
     };
-    Ok(([(header::CONTENT_TYPE, "application/xml")], bytes).into_response())
+    Ok((artifact_headers("application/xml"), bytes).into_response())
 }
 
 async fn attempt_file(
@@ -380,6 +380,17 @@ async fn kept_artifact(
         ));
     }
     Ok(state.backend.attempt_artifact(id, n, artifact).await?)
+}
+
+/// Headers of an attempt's files, which hold whatever the tests wrote: a browser opening one
+/// (the run page links them) must not run it as a page of this origin — an XHTML `<script>`
+/// inside a JUnit file would otherwise execute with the UI's stored token in reach.
+fn artifact_headers(content_type: &'static str) -> [(header::HeaderName, &'static str); 3] {
+    [
+        (header::CONTENT_TYPE, content_type),
+        (header::CONTENT_SECURITY_POLICY, "sandbox; default-src 'none'"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    ]
 }
 
 /// The last `tail` bytes of a text, from a line boundary (all of it without `tail`).

@@ -64,7 +64,7 @@ pub async fn reconcile(schedule: Arc<NightlySchedule>, ctx: Arc<Context>) -> Res
         .as_ref()
         .and_then(|st| st.last_schedule_time)
         .unwrap_or_else(|| created(schedule.as_ref()));
-    let decision = decide(&schedule.spec, &parsed, since, &active, now);
+    let decision = decide(&name, &schedule.spec, &parsed, since, &active, now);
 
     let mut fired = None;
     if let Decision::Fire {

@@ -156,11 +156,15 @@ impl std::fmt::Display for SkipReason {
     }
 }
 
-/// Decides what a schedule does at `now`.
+/// Decides what schedule `name` does at `now`.
 ///
 /// `since` is when it last started a run (`status.lastScheduleTime`) or, if it never did,
 /// when it was created: only fire times after it are due. `active` are its unfinished runs.
+/// The run of the due time itself may be among them — started by a pass that did not get to
+/// record it (a crash, or a status write that lost to a stale cache): then that time has
+/// fired already, and its run is neither cancelled (`Replace`) nor waited for (`Forbid`).
 pub fn decide(
+    name: &str,
     spec: &NightlyScheduleSpec,
     schedule: &Schedule,
     since: DateTime<Utc>,
@@ -188,15 +192,18 @@ pub fn decide(
             };
         }
     }
-    match (spec.concurrency_policy, active.first()) {
-        (ConcurrencyPolicy::Forbid, Some(run)) => Decision::Skip {
+    let own = run_name(name, scheduled);
+    let previous: Vec<String> = active.iter().filter(|r| **r != own).cloned().collect();
+    let started = previous.len() < active.len();
+    match (spec.concurrency_policy, previous.first()) {
+        (ConcurrencyPolicy::Forbid, Some(run)) if !started => Decision::Skip {
             scheduled,
             reason: SkipReason::PreviousRunActive(run.clone()),
             next,
         },
         (ConcurrencyPolicy::Replace, _) => Decision::Fire {
             scheduled,
-            cancel: active.to_vec(),
+            cancel: previous,
             next,
         },
         _ => Decision::Fire {

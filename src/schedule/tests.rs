@@ -162,7 +162,7 @@ fn nothing_is_due_before_the_first_fire_time() {
     let sp = spec("0 2 * * *", "UTC");
     let s = Schedule::parse(&sp.schedule, &sp.time_zone).unwrap();
     let created = at("2026-11-24T10:00:00Z");
-    let d = decide(&sp, &s, created, &[], at("2026-11-24T23:00:00Z"));
+    let d = decide("nightly", &sp, &s, created, &[], at("2026-11-24T23:00:00Z"));
     assert_eq!(
         d,
         Decision::Wait {
@@ -176,7 +176,7 @@ fn a_due_time_fires_once_and_then_waits_for_the_next() {
     let sp = spec("0 2 * * *", "UTC");
     let s = Schedule::parse(&sp.schedule, &sp.time_zone).unwrap();
     let now = at("2026-11-25T02:00:05Z");
-    let d = decide(&sp, &s, at("2026-11-24T10:00:00Z"), &[], now);
+    let d = decide("nightly", &sp, &s, at("2026-11-24T10:00:00Z"), &[], now);
     assert_eq!(
         d,
         Decision::Fire {
@@ -187,6 +187,7 @@ fn a_due_time_fires_once_and_then_waits_for_the_next() {
     );
     // Recorded as lastScheduleTime, the same time is not due again (restart-safe).
     let again = decide(
+        "nightly",
         &sp,
         &s,
         at("2026-11-25T02:00:00Z"),
@@ -202,6 +203,7 @@ fn after_downtime_only_the_most_recent_missed_time_fires() {
     let s = Schedule::parse(&sp.schedule, &sp.time_zone).unwrap();
     // Down from 01:00 to 03:07: twelve times were missed; one run, for 03:00.
     let d = decide(
+        "nightly",
         &sp,
         &s,
         at("2026-11-25T01:00:00Z"),
@@ -220,9 +222,9 @@ fn starting_deadline_skips_a_time_that_is_too_late() {
     sp.starting_deadline_seconds = Some(300);
     let s = Schedule::parse(&sp.schedule, &sp.time_zone).unwrap();
     let since = at("2026-11-24T02:00:00Z");
-    let within = decide(&sp, &s, since, &[], at("2026-11-25T02:04:59Z"));
+    let within = decide("nightly", &sp, &s, since, &[], at("2026-11-25T02:04:59Z"));
     assert!(matches!(within, Decision::Fire { .. }), "{within:?}");
-    let late = decide(&sp, &s, since, &[], at("2026-11-25T02:05:01Z"));
+    let late = decide("nightly", &sp, &s, since, &[], at("2026-11-25T02:05:01Z"));
     match late {
         Decision::Skip {
             reason: SkipReason::MissedDeadline { late },
@@ -242,6 +244,7 @@ fn suspended_schedules_start_nothing() {
     sp.suspend = true;
     let s = Schedule::parse(&sp.schedule, &sp.time_zone).unwrap();
     let d = decide(
+        "nightly",
         &sp,
         &s,
         at("2026-11-24T00:00:00Z"),
@@ -267,25 +270,56 @@ fn concurrency_policies_forbid_allow_and_replace() {
     let (since, now) = (at("2026-11-24T03:00:00Z"), at("2026-11-25T02:00:01Z"));
     let active = vec!["nightly-1".to_string()];
 
-    let d = decide(&sp, &s, since, &active, now);
+    let d = decide("nightly", &sp, &s, since, &active, now);
     assert!(
         matches!(&d, Decision::Skip { reason: SkipReason::PreviousRunActive(r), .. } if r == "nightly-1"),
         "{d:?}"
     );
     // When the previous run ends, the still-pending time starts (within its deadline), as a CronJob does.
     assert!(matches!(
-        decide(&sp, &s, since, &[], now + Duration::minutes(20)),
+        decide("nightly", &sp, &s, since, &[], now + Duration::minutes(20)),
         Decision::Fire { .. }
     ));
 
     sp.concurrency_policy = ConcurrencyPolicy::Allow;
     assert!(
-        matches!(decide(&sp, &s, since, &active, now), Decision::Fire { ref cancel, .. } if cancel.is_empty())
+        matches!(decide("nightly", &sp, &s, since, &active, now), Decision::Fire { ref cancel, .. } if cancel.is_empty())
     );
 
     sp.concurrency_policy = ConcurrencyPolicy::Replace;
     assert!(
-        matches!(decide(&sp, &s, since, &active, now), Decision::Fire { ref cancel, .. } if *cancel == active)
+        matches!(decide("nightly", &sp, &s, since, &active, now), Decision::Fire { ref cancel, .. } if *cancel == active)
+    );
+}
+
+/// A pass that started the run of the due time but did not get to record it (a crash, or a
+/// status write lost to a stale cache) is followed by one that sees that run among the
+/// active ones: the time has fired, so `Replace` must not cancel it and `Forbid` must not
+/// wait for it.
+#[test]
+fn the_run_of_the_due_time_itself_is_neither_replaced_nor_waited_for() {
+    let mut sp = spec("0 2 * * *", "UTC");
+    let s = Schedule::parse(&sp.schedule, &sp.time_zone).unwrap();
+    let (since, now) = (at("2026-11-24T03:00:00Z"), at("2026-11-25T02:00:01Z"));
+    let own = run_name("nightly", at("2026-11-25T02:00:00Z"));
+    let active = vec!["nightly-old".to_string(), own.clone()];
+
+    sp.concurrency_policy = ConcurrencyPolicy::Replace;
+    let d = decide("nightly", &sp, &s, since, &active, now);
+    assert!(
+        matches!(&d, Decision::Fire { cancel, .. } if *cancel == ["nightly-old"]),
+        "{d:?}"
+    );
+    sp.concurrency_policy = ConcurrencyPolicy::Forbid;
+    let d = decide("nightly", &sp, &s, since, std::slice::from_ref(&own), now);
+    assert!(
+        matches!(&d, Decision::Fire { cancel, .. } if cancel.is_empty()),
+        "{d:?}"
+    );
+    let d = decide("nightly", &sp, &s, since, &active, now);
+    assert!(
+        matches!(&d, Decision::Fire { .. }),
+        "already started, so it is recorded as fired whatever else runs: {d:?}"
     );
 }
 
@@ -334,6 +368,7 @@ fn the_second_pass_of_a_repeated_hour_does_not_fire_again() {
     let s = Schedule::parse(&sp.schedule, &sp.time_zone).unwrap();
     let first = at("2026-11-01T05:30:00Z");
     let d = decide(
+        "nightly",
         &sp,
         &s,
         at("2026-10-31T12:00:00Z"),
@@ -350,7 +385,7 @@ fn the_second_pass_of_a_repeated_hour_does_not_fire_again() {
         "2026-11-01T06:30:05Z",
         "2026-11-01T08:00:00Z",
     ] {
-        let d = decide(&sp, &s, first, &[], at(now));
+        let d = decide("nightly", &sp, &s, first, &[], at(now));
         assert!(matches!(d, Decision::Wait { .. }), "{now}: {d:?}");
     }
 }

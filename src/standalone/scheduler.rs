@@ -123,7 +123,7 @@ impl Scheduler {
             .as_ref()
             .and_then(|st| st.last_schedule_time)
             .unwrap_or_else(|| created(s));
-        let decision = decide(&s.spec, &schedule, since, &active, now);
+        let decision = decide(&name, &s.spec, &schedule, since, &active, now);
 
         let mut fired: Option<(DateTime<Utc>, String)> = None;
         match &decision {

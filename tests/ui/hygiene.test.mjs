@@ -99,3 +99,23 @@ test('a form posted to Tomato from another site is refused and queues nothing', 
   await page.goto(`${BASE}/runs/${id}`);
   await waitForPhase(page, 'Cancelled', 30_000);
 });
+
+test("an attempt's files are never run as pages of this origin", { timeout: 90_000 }, async () => {
+  const { status, data } = await apiCall('POST', '/api/v1/runs', { spec: { service: 'rawxml', stand: 'localhost' } });
+  assert.equal(status, 201, JSON.stringify(data));
+  const id = data.metadata.name;
+  for (let i = 0; i < 300; i++) {
+    const run = (await apiCall('GET', `/api/v1/runs/${id}`)).data;
+    if (['Succeeded', 'Failed', 'Error'].includes(run.status?.phase)) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const page = await newPage();
+  const junit = await page.goto(`${BASE}/api/v1/runs/${id}/attempts/1/junit`);
+  assert.equal(junit.status(), 200);
+  // The XHTML script in the file would mark the document if it ran.
+  assert.equal(await page.evaluate(() => document.documentElement.getAttribute('data-pwned')), null);
+  assert.match(junit.headers()['content-security-policy'] ?? '', /sandbox/);
+  const log = await page.goto(`${BASE}/api/v1/runs/${id}/attempts/1/log`);
+  assert.equal(log.status(), 200);
+  assert.equal(log.headers()['x-content-type-options'], 'nosniff');
+});
