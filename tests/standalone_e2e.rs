@@ -490,6 +490,25 @@ async fn a_launch_that_cannot_run_ends_in_error_with_the_reason() {
         "{st:#}"
     );
     assert_eq!(attempts(&st)[0]["state"], "LaunchFailed");
+    // It has its verdict: cancelling it is refused, and its page links no JUnit file it lacks.
+    let (code, body) = server
+        .send(server.client.delete(format!("{}/api/v1/runs/{id}", server.url)))
+        .await;
+    assert_eq!(code, 409, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("already has its verdict"),
+        "{body}"
+    );
+    let (code, _) = server
+        .get_text(&format!("/api/v1/runs/{id}/attempts/1/junit"))
+        .await;
+    assert_eq!(code, 404);
+    let (_, page) = server.get_text(&format!("/runs/{id}")).await;
+    assert!(page.contains(">log</a>"), "{page}");
+    assert!(!page.contains(">JUnit</a>"), "{page}");
 
     let id = server.run_now("service=noreport&stand=localhost").await;
     let st = server.wait_finished(&id, RUN).await;

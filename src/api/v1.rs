@@ -189,16 +189,32 @@ pub async fn runs_get(
 }
 
 /// Cancel a run: a queued run ends at once, a running one is stopped (its process group is
-/// killed). The run stays in history as `Cancelled`.
+/// killed). The run stays in history as `Cancelled`. A run that already has its verdict
+/// (reporting or finished) is a 409: cancelling would change nothing. Cancelling a cancelled
+/// run again is accepted.
 #[utoipa::path(delete, path = "/api/v1/runs/{id}", tag = "runs", params(("id" = String, Path, description = "Run name")),
-    responses((status = 202, description = "TestRun with spec.cancel set", body = Object), (status = 404, body = super::ErrorBody)))]
+    responses((status = 202, description = "TestRun with spec.cancel set", body = Object), (status = 404, body = super::ErrorBody),
+        (status = 409, body = super::ErrorBody)))]
 pub async fn runs_cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    find_run(&state, &id, "id").await?;
+    let run = find_run(&state, &id, "id").await?;
+    check_cancellable(&run)?;
     let run = state.backend.cancel_run(&id).await?;
     Ok((StatusCode::ACCEPTED, Json(run)).into_response())
+}
+
+fn check_cancellable(run: &TestRun) -> Result<(), ApiError> {
+    let phase = run.status.as_ref().map(|s| s.phase).unwrap_or_default();
+    if run.spec.cancel || phase.can_cancel() {
+        return Ok(());
+    }
+    Err(ApiError::conflict(format!(
+        "run {} is {} and already has its verdict; there is nothing to cancel",
+        run.metadata.name.as_deref().unwrap_or_default(),
+        phase.as_str()
+    )))
 }
 
 #[derive(Deserialize)]
@@ -242,6 +258,7 @@ pub async fn runs_patch(
         run = state.backend.set_priority(&id, p).await?;
     }
     if patch.spec.cancel == Some(true) {
+        check_cancellable(&run)?;
         run = state.backend.cancel_run(&id).await?;
     } else if patch.spec.cancel == Some(false) && run.spec.cancel {
         return Err(ApiError::bad_request(

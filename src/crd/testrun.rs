@@ -103,6 +103,12 @@ impl Phase {
         )
     }
 
+    /// Cancelling still changes something: the run has no verdict yet. (In `Reporting` the
+    /// verdict is final and only the report is being sent.)
+    pub fn can_cancel(self) -> bool {
+        matches!(self, Phase::Queued | Phase::Running | Phase::Retrying)
+    }
+
     /// Occupies a slot of its service and stand (admitted and not finished).
     pub fn is_active(self) -> bool {
         matches!(self, Phase::Running | Phase::Retrying | Phase::Reporting)

@@ -284,7 +284,8 @@ pub struct AttemptView {
     pub launch: Option<String>,
     pub message: Option<String>,
     pub log_url: String,
-    pub junit_url: String,
+    /// Only when the attempt's report was read (an attempt that could not launch has none).
+    pub junit_url: Option<String>,
 }
 
 fn attempt_state(s: AttemptState) -> &'static str {
@@ -318,7 +319,9 @@ pub fn attempt_view(run_id: &str, position: usize, a: &Attempt, now: DateTime<Ut
         launch: a.launch.clone(),
         message: a.message.clone(),
         log_url: format!("/api/v1/runs/{run_id}/attempts/{position}/log"),
-        junit_url: format!("/api/v1/runs/{run_id}/attempts/{position}/junit"),
+        junit_url: a
+            .summary
+            .map(|_| format!("/api/v1/runs/{run_id}/attempts/{position}/junit")),
     }
 }
 
@@ -705,7 +708,7 @@ pub fn run_page(
         phase: phase(st.phase),
         message: st.message.clone(),
         queued: st.phase == Phase::Queued,
-        cancellable: !st.phase.is_terminal() && !run.spec.cancel,
+        cancellable: st.phase.can_cancel() && !run.spec.cancel,
         cancel_requested: run.spec.cancel && !st.phase.is_terminal(),
         queue_position: st.queue_position.filter(|_| st.phase == Phase::Queued),
         created: format::time(created),
