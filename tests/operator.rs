@@ -288,7 +288,18 @@ async fn cancelling_a_running_run_deletes_its_job_and_keeps_the_run_as_cancelled
     let (_dir, config) = demo_config("");
     let replica = start_replica(&fake, config, "tomato-0").await;
     create_run(&fake, "stopme", template("demo")).await;
-    wait_job(&fake, "stopme-1").await;
+    let job = wait_job(&fake, "stopme-1").await;
+    // A Job of the run that no attempt names: its launch's status write lost to the cancel.
+    let mut orphan = job.clone();
+    orphan.metadata = kube::api::ObjectMeta {
+        name: Some("stopme-2".into()),
+        namespace: job.metadata.namespace.clone(),
+        labels: job.metadata.labels.clone(),
+        owner_references: job.metadata.owner_references.clone(),
+        ..Default::default()
+    };
+    orphan.status = None;
+    jobs(&fake).create(&PostParams::default(), &orphan).await.unwrap();
     let r = reqwest::Client::new()
         .delete(format!("{}/api/v1/runs/stopme", replica.url))
         .send()
@@ -301,6 +312,30 @@ async fn cancelling_a_running_run_deletes_its_job_and_keeps_the_run_as_cancelled
         tomato::crd::AttemptState::Cancelled
     );
     assert!(job_names(&fake).await.is_empty());
+}
+
+/// `kubectl apply` passes only the schema, which cannot hold packs_config: a run whose stand
+/// the service does not allow, or of a service that does not exist, must end `Error` naming
+/// the field, with nothing launched against the stand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_applied_with_kubectl_that_packs_config_refuses_ends_in_error_and_launches_nothing() {
+    let fake = FakeKube::new().await;
+    let (_dir, config) = demo_config("");
+    let _replica = start_replica(&fake, config, "tomato-0").await;
+    let mut prod = template("demo");
+    prod.stand = "prod.example.com".into();
+    create_run(&fake, "to-prod", prod).await;
+    create_run(&fake, "no-such", template("nope")).await;
+    let run = wait_phase(&fake, "to-prod", "Error").await;
+    let message = run.status.unwrap().message.unwrap_or_default();
+    assert!(
+        message.starts_with("spec.stand: \"prod.example.com\" is not a stand of demo"),
+        "{message}"
+    );
+    let run = wait_phase(&fake, "no-such", "Error").await;
+    let message = run.status.unwrap().message.unwrap_or_default();
+    assert!(message.starts_with("spec.service: unknown service"), "{message}");
+    assert!(job_names(&fake).await.is_empty(), "nothing was launched");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

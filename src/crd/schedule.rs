@@ -28,7 +28,10 @@ use super::common::{Condition, RunTemplate};
     printcolumn(name = "Suspend", type_ = "boolean", json_path = ".spec.suspend"),
     printcolumn(name = "Last", type_ = "date", json_path = ".status.lastScheduleTime"),
     printcolumn(name = "Next", type_ = "date", json_path = ".status.nextScheduleTime"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    // Its runs carry its name as a label value (at most 63 characters) and are named after it.
+    validation = kube::core::Rule::new("self.metadata.name.size() <= 63")
+        .message("a NightlySchedule's name is at most 63 characters (its runs carry it as a label)")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct NightlyScheduleSpec {

@@ -92,8 +92,12 @@ async fn pass(store: &Store<TestRun>, ctx: &Context) {
         for run in &runs {
             let phase = run.status.as_ref().map_or(Phase::Queued, |s| s.phase);
             let key = ObjectRef::from_obj(run.as_ref());
-            let queued =
-                phase == Phase::Queued && !run.spec.cancel && run.metadata.deletion_timestamp.is_none();
+            // A run that packs_config refuses (applied with kubectl, past the API's checks) is
+            // never admitted; its reconcile ends it `Error` with the reason.
+            let queued = phase == Phase::Queued
+                && !run.spec.cancel
+                && run.metadata.deletion_timestamp.is_none()
+                && ctx.config.check_run(&run.spec.template).is_ok();
             if queued && admitted.contains(&key) {
                 still_pending.insert(key);
                 entries.push(entry(run, true));

@@ -34,7 +34,17 @@ pub async fn reconcile(reg: Arc<Regression>, ctx: Arc<Context>) -> Result<Action
 }
 
 /// One step towards `Completed`.
+///
+/// The step starts from the object as stored, not as the watch cache last saw it: a step
+/// writes its status and asks to be called again at once, and a cache that has not caught up
+/// with that write would repeat the step's side effects (the assessors' emails, the ticket's
+/// comment).
 async fn apply(reg: &Regression, ctx: &Context) -> Result<Action, Error> {
+    let api: Api<Regression> = ctx.api(&reg.namespace().unwrap_or_default());
+    let Some(fresh) = api.get_opt(&reg.name_any()).await? else {
+        return Ok(Action::await_change());
+    };
+    let reg = &fresh;
     let before = reg.status.clone().unwrap_or_default();
     let out = crate::regression::reconcile(reg, &ctx.regressions, Utc::now()).await;
     if out.status.phase != before.phase {

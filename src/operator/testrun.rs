@@ -73,8 +73,17 @@ async fn apply(run: &TestRun, ctx: &Context) -> Result<Action, Error> {
         return cancel(run, ctx).await;
     }
     match phase {
-        // Admission decides (super::admission); it is woken by every reconcile.
-        Phase::Queued => Ok(Action::await_change()),
+        // A run applied with kubectl or GitOps was not checked by Tomato's API: the schema
+        // cannot hold packs_config (its services, presets, stand patterns), so it is checked
+        // here, before admission would launch anything against its stand.
+        Phase::Queued => match ctx.config.check_run(&run.spec.template) {
+            Err(e) => {
+                let why = format!("spec.{}: {}", e.field, e.message);
+                conclude(run, ctx, Verdict::Error, Some(why)).await
+            }
+            // Admission decides (super::admission); it is woken by every reconcile.
+            Ok(_) => Ok(Action::await_change()),
+        },
         Phase::Reporting => report(run, ctx).await,
         _ => advance(run, ctx).await,
     }
@@ -251,6 +260,9 @@ async fn observe(
     }
 }
 
+/// Lines of a pod's log read when no upload came.
+const POD_LOG_TAIL_LINES: i64 = 50_000;
+
 /// No upload came: record the pod's log (and exit code) as the attempt's results.
 async fn store_pod_log(run: &TestRun, ctx: &Context, seq: usize, job_name: &str) -> Result<(), Error> {
     let ns = run.namespace().unwrap_or_default();
@@ -259,9 +271,11 @@ async fn store_pod_log(run: &TestRun, ctx: &Context, seq: usize, job_name: &str)
     let pod = pods.last();
     let (log, exit_code) = match pod {
         Some(p) => {
+            // The end of the log holds the failures and the summary: ask for its last lines
+            // (`limitBytes` would keep the start); `results::pack` cuts it to its last bytes.
             let params = LogParams {
                 container: Some(TEST_CONTAINER.into()),
-                limit_bytes: Some(results::LOG_TAIL_BYTES as i64),
+                tail_lines: Some(POD_LOG_TAIL_LINES),
                 ..Default::default()
             };
             let log = pods_api
@@ -415,7 +429,19 @@ async fn announce_verdict(run: &TestRun, ctx: &Context, verdict: Verdict, messag
 /// A delivery whose outcome could not be recorded (the leader died in between) is tried
 /// again by the next leader: reports are delivered at least once, never lost; the targets a
 /// channel already reached (`sentTo`) are not sent to again.
+///
+/// It starts from the run as stored, not as the watch cache last saw it: reporting asks to be
+/// called again right after recording a delivery, and a cache that has not caught up with
+/// that write would still show the channel `Pending` and deliver it twice.
 async fn report(run: &TestRun, ctx: &Context) -> Result<Action, Error> {
+    let api: Api<TestRun> = ctx.api(&run.namespace().unwrap_or_default());
+    let Some(fresh) = api.get_opt(&run.name_any()).await? else {
+        return Ok(Action::await_change());
+    };
+    if fresh.status.as_ref().map(|s| s.phase) != Some(Phase::Reporting) {
+        return Ok(Action::await_change());
+    }
+    let run = &fresh;
     let svc = ctx.config.service(&run.spec.template.service).cloned();
     let targets = ctx.reporter.targets(run, svc.as_deref());
     let plans: Vec<delivery::ChannelPlan> = targets
@@ -576,15 +602,15 @@ async fn classify(
     ))
 }
 
-/// `spec.cancel`: stop the attempt's Job, end the run `Cancelled`.
+/// `spec.cancel`: stop the run's Jobs, end the run `Cancelled`. Every unfinished Job of the
+/// run is stopped, not only the recorded attempt's: a launch whose status write lost to the
+/// cancel created a Job that no attempt names.
 async fn cancel(run: &TestRun, ctx: &Context) -> Result<Action, Error> {
-    if let Some(job) = run
-        .status
-        .as_ref()
-        .and_then(|s| s.running_attempt())
-        .and_then(|a| a.launch.clone())
-    {
-        stop_job(&ctx.api(&run.namespace().unwrap_or_default()), &job).await?;
+    let jobs: Api<Job> = ctx.api(&run.namespace().unwrap_or_default());
+    for job in active_jobs(run, &jobs).await? {
+        if job.metadata.deletion_timestamp.is_none() {
+            stop_job(&jobs, &job.name_any()).await?;
+        }
     }
     write_status(&ctx.client, run, |st| st.cancel(Utc::now())).await?;
     info!(run = run.name_any(), "cancelled");
@@ -593,9 +619,22 @@ async fn cancel(run: &TestRun, ctx: &Context) -> Result<Action, Error> {
     Ok(Action::await_change())
 }
 
-/// Deletes a Job and its pods (a missing Job is fine).
+/// The run's Jobs that have not finished.
+async fn active_jobs(run: &TestRun, jobs: &Api<Job>) -> Result<Vec<Job>, Error> {
+    let selector = format!("{LABEL_RUN}={}", label_value(&run.name_any()));
+    Ok(jobs
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items
+        .into_iter()
+        .filter(|j| job_state(j) == JobState::Active)
+        .collect())
+}
+
+/// Deletes a Job and its pods (a missing Job is fine). Foreground deletion keeps the Job
+/// until its pods are gone, so "the Job is gone" means "the tests stopped".
 async fn stop_job(jobs: &Api<Job>, name: &str) -> Result<(), Error> {
-    match jobs.delete(name, &DeleteParams::background()).await {
+    match jobs.delete(name, &DeleteParams::foreground()).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
         Err(e) => Err(e.into()),
@@ -605,14 +644,7 @@ async fn stop_job(jobs: &Api<Job>, name: &str) -> Result<(), Error> {
 /// The run is being deleted: stop its unfinished Jobs first, and let it go once they are gone.
 async fn cleanup(run: &TestRun, ctx: &Context) -> Result<Action, Error> {
     let jobs: Api<Job> = ctx.api(&run.namespace().unwrap_or_default());
-    let selector = format!("{LABEL_RUN}={}", label_value(&run.name_any()));
-    let running: Vec<Job> = jobs
-        .list(&ListParams::default().labels(&selector))
-        .await?
-        .items
-        .into_iter()
-        .filter(|j| job_state(j) == JobState::Active)
-        .collect();
+    let running = active_jobs(run, &jobs).await?;
     for job in &running {
         if job.metadata.deletion_timestamp.is_none() {
             stop_job(&jobs, &job.name_any()).await?;
