@@ -73,9 +73,11 @@ pub trait Backend: Send + Sync + 'static {
     }
 
     /// Receives the results `tomato exec` uploads for a run's `seq`-th launch, authenticated
-    /// by the run's token. Only operator mode launches Jobs that upload.
+    /// by the run's token. Only operator mode launches Jobs that upload. `namespace` is the
+    /// run's (default: the backend's own).
     async fn receive_results(
         &self,
+        _namespace: Option<&str>,
         _run: &str,
         _seq: usize,
         _token: &str,

@@ -9,11 +9,13 @@ mod support;
 
 use kube::ResourceExt;
 
-use kube::api::{DeleteParams, ListParams, PostParams};
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::{Value, json};
 use std::time::Duration;
 use support::fake_kube::FakeKube;
 use support::operator::*;
+use tomato::crd::TestRun;
 
 /// A local webhook endpoint collecting the bodies posted to it.
 async fn webhook_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
@@ -336,6 +338,55 @@ async fn a_run_applied_with_kubectl_that_packs_config_refuses_ends_in_error_and_
     let message = run.status.unwrap().message.unwrap_or_default();
     assert!(message.starts_with("spec.service: unknown service"), "{message}");
     assert!(job_names(&fake).await.is_empty(), "nothing was launched");
+}
+
+/// With `--all-namespaces` a run lives outside the operator's namespace: its Job's upload
+/// must reach it (and its token and results) there, not in the operator's own namespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_all_namespaces_a_run_in_another_namespace_receives_its_jobs_upload() {
+    let fake = FakeKube::new().await;
+    let (_dir, config) = demo_config("");
+    let _replica = start_replica_scoped(&fake, config, "tomato-0", &[], tomato::operator::Scope::All).await;
+    let team: Api<TestRun> = Api::namespaced(fake.client(), "team-a");
+    let mut run = TestRun::new(
+        "elsewhere",
+        tomato::crd::TestRunSpec {
+            template: template("demo"),
+            run_type: tomato::crd::RunType::Regular,
+            timeout: None,
+            cancel: false,
+        },
+    );
+    run.metadata.namespace = Some("team-a".into());
+    team.create(&PostParams::default(), &run).await.unwrap();
+    let job_api: Api<Job> = Api::namespaced(fake.client(), "team-a");
+    let job = eventually("the Job in team-a", WAIT, || async {
+        job_api.get_opt("elsewhere-1").await.unwrap()
+    })
+    .await;
+    assert!(
+        env(&job)["TOMATO_UPLOAD_URL"]["value"]
+            .as_str()
+            .unwrap()
+            .ends_with("/api/v1/runs/elsewhere/attempts/1/results?namespace=team-a"),
+        "{:?}",
+        env(&job)["TOMATO_UPLOAD_URL"]
+    );
+    run_job(&fake, &job).await;
+    let run = eventually("attempt 1 read from the upload", WAIT, || async {
+        let r = team.get("elsewhere").await.unwrap();
+        r.status
+            .as_ref()
+            .and_then(|s| s.attempts.first())
+            .is_some_and(|a| a.summary.is_some())
+            .then_some(r)
+    })
+    .await;
+    let attempt = &run.status.unwrap().attempts[0];
+    assert!(
+        !attempt.message.as_deref().unwrap_or_default().contains("pod"),
+        "the results came by upload, not from the pod log: {attempt:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

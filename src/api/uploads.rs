@@ -8,10 +8,10 @@
 //! check and has its own, larger body limit.
 
 use axum::Json;
-use axum::extract::{Multipart, Path, State};
+use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::post;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState};
 use crate::backend::UploadError;
@@ -37,15 +37,24 @@ pub struct Received {
     pub log_bytes: usize,
 }
 
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UploadQuery {
+    /// The run's namespace (operator mode; default the operator's own). Jobs send it: with
+    /// `--all-namespaces` runs live in other namespaces.
+    namespace: Option<String>,
+}
+
 /// Receive an attempt's results from `tomato exec` (operator mode; authenticated by the run's upload token).
 #[utoipa::path(post, path = "/api/v1/runs/{id}/attempts/{n}/results", tag = "runs",
-    params(("id" = String, Path, description = "Run name"), ("n" = usize, Path, description = "Attempt position, from 1")),
+    params(("id" = String, Path, description = "Run name"), ("n" = usize, Path, description = "Attempt position, from 1"), UploadQuery),
     request_body(content_type = "multipart/form-data", description = "exitCode or signal, junit (repeated), log"),
     responses((status = 201, body = Received), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
         (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody)))]
 pub async fn attempt_results_upload(
     State(state): State<AppState>,
     Path((id, n)): Path<(String, usize)>,
+    Query(q): Query<UploadQuery>,
     headers: HeaderMap,
     mut form: Multipart,
 ) -> Result<(StatusCode, Json<Received>), ApiError> {
@@ -101,11 +110,18 @@ pub async fn attempt_results_upload(
             }
         }
     }
+    if let Some(ns) = &q.namespace {
+        crate::runs::check_object_name(ns).map_err(|e| ApiError::bad_request("namespace", e))?;
+    }
     let received = Received {
         reports: results.junit_gz.len(),
         log_bytes: results.log.len(),
     };
-    match state.backend.receive_results(&id, n, &token, results).await {
+    match state
+        .backend
+        .receive_results(q.namespace.as_deref(), &id, n, &token, results)
+        .await
+    {
         Ok(()) => Ok((StatusCode::CREATED, Json(received))),
         Err(e) => Err(match e {
             UploadError::NotSupported => ApiError::not_found("id", e.to_string()),

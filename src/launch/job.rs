@@ -23,7 +23,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::Resource;
+use kube::{Resource, ResourceExt};
 
 use super::{AttemptRef, RerunTest, plan};
 use crate::crd::{LABEL_RUN, LABEL_SERVICE, Selection, TestRun};
@@ -126,10 +126,12 @@ pub fn desired_job(run: &TestRun, service: &Service, attempt: JobAttempt<'_>, se
     });
     env.push(EnvVar {
         name: ENV_UPLOAD_URL.into(),
+        // The run's namespace rides along: with --all-namespaces it is not the operator's.
         value: Some(format!(
-            "{}/api/v1/runs/{run_name}/attempts/{}/results",
+            "{}/api/v1/runs/{run_name}/attempts/{}/results?namespace={}",
             settings.api_url.trim_end_matches('/'),
-            attempt.seq
+            attempt.seq,
+            run.namespace().unwrap_or_default()
         )),
         value_from: None,
     });
@@ -500,7 +502,7 @@ mod tests {
         );
         assert_eq!(
             env_of(&job, ENV_UPLOAD_URL).value.as_deref(),
-            Some("http://tomato.qa.svc:8080/api/v1/runs/demo-x7k2q9bd/attempts/1/results")
+            Some("http://tomato.qa.svc:8080/api/v1/runs/demo-x7k2q9bd/attempts/1/results?namespace=qa")
         );
         let limits = c.resources.as_ref().unwrap().limits.as_ref().unwrap();
         assert_eq!(limits["memory"].0, "1Gi");

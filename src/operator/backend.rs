@@ -469,20 +469,21 @@ impl Backend for KubeBackend {
 
     async fn receive_results(
         &self,
+        namespace: Option<&str>,
         name: &str,
         seq: usize,
         token: &str,
         results: AttemptResults,
     ) -> Result<(), UploadError> {
         let store = |e: kube::Error| UploadError::Store(e.to_string());
+        let ns = namespace.unwrap_or(&self.namespace);
         // Fresh from the API: the upload may race the status write that recorded the attempt.
-        let run = self
-            .api()
+        let run = Api::<TestRun>::namespaced(self.client.clone(), ns)
             .get_opt(name)
             .await
             .map_err(store)?
             .ok_or_else(|| UploadError::NotFound(format!("run {name:?} not found")))?;
-        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), ns);
         let expected = secrets
             .get_opt(&token_secret_name(name))
             .await
@@ -508,7 +509,7 @@ impl Backend for KubeBackend {
             }
             // Launched but not recorded yet (the Job was created, the status write is pending).
             None if seq == attempts.len() + 1 => {
-                let jobs: Api<Job> = Api::namespaced(self.client.clone(), &self.namespace);
+                let jobs: Api<Job> = Api::namespaced(self.client.clone(), ns);
                 if jobs.get_opt(&job_name(name, seq)).await.map_err(store)?.is_none() {
                     return Err(UploadError::NotFound(format!("run {name} has no attempt {seq}")));
                 }
@@ -516,7 +517,7 @@ impl Backend for KubeBackend {
             None => return Err(UploadError::NotFound(format!("run {name} has no attempt {seq}"))),
         }
         let maps = results::pack(&run, seq, &results).map_err(|e| UploadError::Invalid(e.to_string()))?;
-        let api = Api::namespaced(self.client.clone(), &self.namespace);
+        let api = Api::namespaced(self.client.clone(), ns);
         match results::store(&api, maps).await {
             Ok(Stored::Created) => Ok(()),
             Ok(Stored::AlreadyThere) => Err(UploadError::Conflict(format!(

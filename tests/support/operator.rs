@@ -136,6 +136,17 @@ pub async fn start_replica_with(
     identity: &str,
     vars: &[(String, String)],
 ) -> Replica {
+    start_replica_scoped(fake, config, identity, vars, Scope::Namespace(NS.into())).await
+}
+
+/// [`start_replica_with`] watching `scope` (`Scope::All` is `--all-namespaces`).
+pub async fn start_replica_scoped(
+    fake: &FakeKube,
+    config: Arc<PacksConfig>,
+    identity: &str,
+    vars: &[(String, String)],
+    scope: Scope,
+) -> Replica {
     init_tracing();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -146,7 +157,10 @@ pub async fn start_replica_with(
     let operator = Operator::start(
         fake.client(),
         config.clone(),
-        settings(identity, &url),
+        Settings {
+            scope,
+            ..settings(identity, &url)
+        },
         integrations,
         stop.clone(),
     );
@@ -267,14 +281,15 @@ pub fn env(job: &Job) -> BTreeMap<String, Value> {
 
 /// Creates the Job's pod, as the Job controller would.
 async fn create_pod(fake: &FakeKube, job: &Job) -> String {
+    let ns = job.namespace().unwrap_or_else(|| NS.into());
     let name = format!("{}-{}", job.name_any(), tomato::store::random_suffix(5));
     let pod: Pod = serde_json::from_value(json!({
-        "metadata": {"name": name, "namespace": NS, "labels": {LABEL_JOB_NAME: job.name_any(), "job-name": job.name_any()}},
+        "metadata": {"name": name, "namespace": ns, "labels": {LABEL_JOB_NAME: job.name_any(), "job-name": job.name_any()}},
         "spec": job.spec.as_ref().unwrap().template.spec,
         "status": {"phase": "Running"}
     }))
     .unwrap();
-    Api::<Pod>::namespaced(fake.client(), NS)
+    Api::<Pod>::namespaced(fake.client(), &ns)
         .create(&PostParams::default(), &pod)
         .await
         .unwrap();
@@ -283,6 +298,18 @@ async fn create_pod(fake: &FakeKube, job: &Job) -> String {
 
 /// Marks a Job finished, as the Job controller would (and its pod terminated).
 pub async fn finish_job(fake: &FakeKube, job: &str, pod: &str, exit_code: i32, reason: Option<&str>) {
+    finish_job_in(fake, NS, job, pod, exit_code, reason).await;
+}
+
+/// [`finish_job`] in namespace `ns`.
+async fn finish_job_in(
+    fake: &FakeKube,
+    ns: &str,
+    job: &str,
+    pod: &str,
+    exit_code: i32,
+    reason: Option<&str>,
+) {
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let (condition, counts) = if exit_code == 0 && reason.is_none() {
         ("Complete", json!({"succeeded": 1}))
@@ -297,7 +324,7 @@ pub async fn finish_job(fake: &FakeKube, job: &str, pod: &str, exit_code: i32, r
         .as_object_mut()
         .unwrap()
         .extend(counts.as_object().unwrap().clone());
-    jobs(fake)
+    Api::<Job>::namespaced(fake.client(), ns)
         .patch_status(
             job,
             &PatchParams::default(),
@@ -305,7 +332,7 @@ pub async fn finish_job(fake: &FakeKube, job: &str, pod: &str, exit_code: i32, r
         )
         .await
         .unwrap();
-    Api::<Pod>::namespaced(fake.client(), NS)
+    Api::<Pod>::namespaced(fake.client(), ns)
         .patch_status(
             pod,
             &PatchParams::default(),
@@ -336,7 +363,8 @@ pub async fn run_job_via(fake: &FakeKube, job: &Job, api: Option<&str>) -> i32 {
     let mut argv: Vec<String> = c.command.clone().unwrap().iter().map(|a| map(a)).collect();
     assert_eq!(argv[0], EXEC_PATH, "the entrypoint is tomato exec");
     argv[0] = env!("CARGO_BIN_EXE_tomato").to_string();
-    let secrets: Api<Secret> = Api::namespaced(fake.client(), NS);
+    let ns = job.namespace().unwrap_or_else(|| NS.into());
+    let secrets: Api<Secret> = Api::namespaced(fake.client(), &ns);
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .env_clear()
@@ -363,9 +391,9 @@ pub async fn run_job_via(fake: &FakeKube, job: &Job, api: Option<&str>) -> i32 {
     let out = cmd.output().await.expect("tomato exec runs");
     let mut log = String::from_utf8_lossy(&out.stdout).into_owned();
     log.push_str(&String::from_utf8_lossy(&out.stderr));
-    fake.set_pod_log(NS, &pod, &log);
+    fake.set_pod_log(&ns, &pod, &log);
     let code = out.status.code().unwrap_or(1);
-    finish_job(fake, &job.name_any(), &pod, code, None).await;
+    finish_job_in(fake, &ns, &job.name_any(), &pod, code, None).await;
     code
 }
 
