@@ -85,7 +85,10 @@ pub async fn run(
     let api: Api<Lease> = Api::namespaced(client, &settings.namespace);
     let mut last_renewed: Option<tokio::time::Instant> = None;
     loop {
-        match try_hold(&api, &settings).await {
+        // A request the API server never answers must not keep this replica leading: each
+        // look at the lease gets until the next one, then counts as failed.
+        let look = tokio::time::timeout(settings.renew_every, try_hold(&api, &settings)).await;
+        match look.unwrap_or_else(|_| Err(kube::Error::Service("the lease request timed out".into()))) {
             Ok(true) => {
                 if !*leader.borrow() {
                     info!(
@@ -124,7 +127,10 @@ pub async fn run(
     }
     if *leader.borrow() {
         leader.send_replace(false);
-        if let Err(e) = release(&api, &settings).await {
+        let released = tokio::time::timeout(settings.renew_every, release(&api, &settings)).await;
+        if let Err(e) =
+            released.unwrap_or_else(|_| Err(kube::Error::Service("the lease request timed out".into())))
+        {
             warn!(error = %e, "cannot release the lease; the next leader waits for it to expire");
         }
     }

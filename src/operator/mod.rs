@@ -91,11 +91,15 @@ impl Operator {
             stop.clone(),
         );
         let (leader_tx, leader) = watch::channel(false);
+        let leader_rx = leader.clone();
+        // The lease is released only once the controllers have stopped (see
+        // `lead_when_elected`), so no other replica leads while this one still reconciles.
+        let release = CancellationToken::new();
         let lease = tokio::spawn(lease::run(
             client.clone(),
             settings.lease.clone(),
             leader_tx,
-            stop.clone(),
+            release.clone(),
         ));
         let ctx = Arc::new(Context::new(
             client,
@@ -106,7 +110,10 @@ impl Operator {
             results,
             integrations,
         ));
-        let task = tokio::spawn(lead_when_elected(ctx, settings.scope, leader.clone(), stop));
+        let task = tokio::spawn(async move {
+            lead_when_elected(ctx, settings.scope, leader_rx, stop).await;
+            release.cancel();
+        });
         Operator {
             backend,
             leader,
@@ -144,18 +151,24 @@ async fn lead_when_elected(
         info!("leading: starting the controllers");
         let term = stop.child_token();
         let controllers = tokio::spawn(run_controllers(ctx.clone(), scope.clone(), term.clone()));
-        tokio::select! {
-            _ = leader.wait_for(|l| !*l) => warn!("lost the lease: stopping the controllers"),
-            _ = stop.cancelled() => {}
-        }
+        let lost = tokio::select! {
+            _ = leader.wait_for(|l| !*l) => true,
+            _ = stop.cancelled() => false,
+        };
         term.cancel();
-        // Reconciles in flight get a moment to finish; a controller still waiting for its
-        // first list (the API unreachable) is dropped rather than waited for.
         let mut controllers = controllers;
-        if tokio::time::timeout(Duration::from_secs(10), &mut controllers)
+        if lost {
+            // Another replica may lead as soon as the lease expires: stop now. Reconciles are
+            // level-triggered, so one cut short is simply done again by the next leader.
+            warn!("lost the lease: stopping the controllers");
+            controllers.abort();
+            let _ = controllers.await;
+        } else if tokio::time::timeout(Duration::from_secs(10), &mut controllers)
             .await
             .is_err()
         {
+            // Shutting down (the lease is still held): reconciles in flight get a moment to
+            // finish; a controller still waiting for its first list is dropped.
             warn!("the controllers did not stop in time; dropping them");
             controllers.abort();
         }
@@ -185,7 +198,12 @@ async fn run_controllers(ctx: Arc<Context>, scope: Scope, stop: CancellationToke
             watcher::Config::default().labels(&format!("{}=primary", results::LABEL_RESULTS)),
         )
         .graceful_shutdown_on(stop.clone().cancelled_owned());
-    let admission = tokio::spawn(admission::run(runs.store(), ctx.clone(), stop.clone()));
+    // Aborted with the controllers (a lost lease drops this future mid-way).
+    let mut admission = AbortOnDrop(tokio::spawn(admission::run(
+        runs.store(),
+        ctx.clone(),
+        stop.clone(),
+    )));
     let runs = runs
         .run(testrun::reconcile, testrun::error_policy, ctx.clone())
         .for_each(|_| std::future::ready(()));
@@ -202,8 +220,17 @@ async fn run_controllers(ctx: Arc<Context>, scope: Scope, stop: CancellationToke
         .run(regression::reconcile, regression::error_policy, ctx.clone())
         .for_each(|_| std::future::ready(()));
     tokio::join!(runs, schedules, regressions);
-    let _ = admission.await;
+    let _ = (&mut admission.0).await;
     info!("controllers stopped");
+}
+
+/// A task that ends when its handle is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Settings of `tomato operator` as given on the command line.
