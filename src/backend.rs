@@ -204,6 +204,7 @@ impl Backend for SqliteStore {
             .update::<NightlySchedule, _>(name, move |s| {
                 let changed = s.spec != spec;
                 s.spec = spec;
+                label_service(s);
                 Ok((changed, ()))
             })
             .await?;
@@ -263,4 +264,13 @@ impl Backend for SqliteStore {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Keeps a schedule's service label in step with its spec (a replaced spec may name another
+/// service; label selectors and `?service=` must follow).
+pub fn label_service(s: &mut NightlySchedule) {
+    s.metadata
+        .labels
+        .get_or_insert_default()
+        .insert(crate::crd::LABEL_SERVICE.into(), s.spec.template.service.clone());
 }

@@ -146,6 +146,21 @@ async fn schedules_can_be_read_replaced_suspended_and_deleted() {
         )
         .await;
     assert_eq!((code, err["parameter"].as_str()), (400, Some("spec.timeZone")));
+    let (code, s) = server
+        .send(
+            server
+                .client
+                .patch(format!("{}/api/v1/schedules/edit-me", server.url))
+                .json(&json!({"spec": {"service": "demo-py", "category": null}})),
+        )
+        .await;
+    assert_eq!(code, 200, "{s}");
+    assert_eq!(
+        s["metadata"]["labels"]["tomato.dev/service"], "demo-py",
+        "the service label follows the spec"
+    );
+    let (_, list) = server.get("/api/v1/schedules?service=demo-py").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
     let (code, t) = server.post("/api/v1/schedules/edit-me/trigger").await;
     assert_eq!(code, 200, "{t}");
     assert_eq!(

@@ -624,6 +624,55 @@ async fn v1_creates_lists_gets_and_describes_runs() {
     assert_eq!(failed.as_array().unwrap().len(), 2, "{failed:#}");
     assert_eq!(failed[0]["verdict"], "failed", "failing tests come first");
 
+    // Framework-level refusals are JSON naming the parameter too.
+    let (code, err) = server.get("/api/v1/runs?limit=abc").await;
+    assert_eq!((code, err["parameter"].as_str()), (400, Some("limit")), "{err}");
+    let (code, err) = server.get("/api/v1/runs/release-check/attempts/abc/log").await;
+    assert_eq!((code, err["parameter"].as_str()), (400, Some("path")), "{err}");
+    let (code, err) = server
+        .send(
+            server
+                .client
+                .post(format!("{}/api/run_now", server.url))
+                .header("content-type", "application/json")
+                .body(vec![b' '; 2 << 20]),
+        )
+        .await;
+    assert_eq!((code, err["parameter"].as_str()), (413, Some("body")), "{err}");
+    // Labels Tomato acts on are its own; a bad name is metadata's, not spec's.
+    for (body, field) in [
+        (
+            json!({"metadata": {"labels": {"tomato.dev/schedule": "nightly"}},
+                   "spec": {"service": "demo", "stand": "localhost"}}),
+            "metadata.labels.tomato.dev/schedule",
+        ),
+        (
+            json!({"metadata": {"labels": {"team": "<qa>"}}, "spec": {"service": "demo", "stand": "localhost"}}),
+            "metadata.labels.team",
+        ),
+        (
+            json!({"metadata": {"name": "Bad Name!"}, "spec": {"service": "demo", "stand": "localhost"}}),
+            "metadata.name",
+        ),
+    ] {
+        let (code, err) = server.post_json("/api/v1/runs", &body).await;
+        assert_eq!(
+            (code, err["parameter"].as_str()),
+            (400, Some(field)),
+            "{body}: {err}"
+        );
+    }
+    let (code, err) = server
+        .send(
+            server
+                .client
+                .post(format!("{}/api/v1/runs", server.url))
+                .header("content-type", "application/json")
+                .body("{bad"),
+        )
+        .await;
+    assert_eq!((code, err["parameter"].as_str()), (400, Some("body")), "{err}");
+
     for (spec, field) in [
         (json!({"service": "demo"}), "spec.stand"),
         (

@@ -115,3 +115,57 @@ impl IntoResponse for ApiError {
         resp
     }
 }
+
+/// Middleware: an error the framework answers itself on `/api/` — a query string or path
+/// segment of the wrong type, a body over the size limit, an unknown route or method — is
+/// answered as JSON `{"error", "parameter"}` too, like every handler's error, instead of
+/// axum's plain text.
+pub async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let api = req.uri().path().starts_with("/api/");
+    let res = next.run(req).await;
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !api || is_json || !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let text = match axum::body::to_bytes(res.into_body(), 64 << 10).await {
+        Ok(b) => String::from_utf8_lossy(&b).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let (parameter, message) = framework_error(status, &text);
+    ApiError {
+        status,
+        message,
+        parameter,
+    }
+    .into_response()
+}
+
+/// The parameter a framework error is about, and the message to send.
+fn framework_error(status: StatusCode, text: &str) -> (Option<String>, String) {
+    const QUERY: &str = "Failed to deserialize query string: ";
+    let about = |p: &str| Some(p.to_string());
+    if let Some(rest) = text.strip_prefix(QUERY) {
+        let field = rest.split_once(": ").map(|(f, _)| f).filter(|f| !f.contains(' '));
+        return (
+            field.map(str::to_string).or_else(|| about("query")),
+            text.to_string(),
+        );
+    }
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => (about("body"), "the request body is too large".into()),
+        StatusCode::NOT_FOUND if text.is_empty() => (about("path"), "no such endpoint".into()),
+        StatusCode::METHOD_NOT_ALLOWED => (about("method"), "this endpoint does not take that method".into()),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (about("Content-Type"), text.to_string()),
+        _ if text.starts_with("Invalid URL") || text.starts_with("Cannot parse") => {
+            (about("path"), text.to_string())
+        }
+        _ if text.is_empty() => (None, status.canonical_reason().unwrap_or("error").to_string()),
+        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => (about("body"), text.to_string()),
+        _ => (None, text.to_string()),
+    }
+}

@@ -67,6 +67,7 @@ pub fn app(state: AppState) -> Router {
         .layer(tower_http::limit::RequestBodyLimitLayer::new(1 << 20))
         // Uploads from Jobs carry the run's own token, not an API token, and are larger.
         .merge(uploads::routes())
+        .layer(axum::middleware::from_fn(error::json_errors))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

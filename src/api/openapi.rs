@@ -58,3 +58,49 @@ pub fn document() -> utoipa::openapi::OpenApi {
 pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     Json(document())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every path parameter appears in its path, every query parameter is optional unless the
+    /// handler needs it: a client generated from the document calls the real routes.
+    #[test]
+    fn parameters_are_where_the_routes_take_them() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let mut queries = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                for p in op["parameters"].as_array().into_iter().flatten() {
+                    let name = p["name"].as_str().unwrap();
+                    match p["in"].as_str().unwrap() {
+                        "path" => assert!(
+                            path.contains(&format!("{{{name}}}")),
+                            "{method} {path}: path parameter {name} is not in the path"
+                        ),
+                        "query" => {
+                            queries += 1;
+                            assert!(
+                                !path.contains(&format!("{{{name}}}")),
+                                "{method} {path}: {name} is a path segment"
+                            );
+                        }
+                        other => panic!("{method} {path}: {name} in {other}"),
+                    }
+                }
+            }
+        }
+        assert!(queries >= 6, "the list filters are query parameters ({queries})");
+        let list = &doc["paths"]["/api/v1/runs"]["get"]["parameters"];
+        let service = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "service")
+            .unwrap();
+        assert_eq!(
+            (&service["in"], &service["required"]),
+            (&"query".into(), &false.into())
+        );
+    }
+}

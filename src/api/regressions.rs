@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::schedules::Deleted;
 use super::spec::{REGRESSION_FIELDS, parse_spec, patched_spec};
-use super::v1::{ObjectList, ObjectRequest};
+use super::v1::{ObjectList, parse_object};
 use super::{ApiError, AppState};
 use crate::crd::{FINALIZER_REGRESSION, LABEL_SERVICE, Regression, RegressionSpec};
 use crate::runs::check_object_name;
@@ -32,32 +32,10 @@ pub fn routes() -> axum::Router<AppState> {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RegressionsQuery {
     /// Only regressions of this service.
     service: Option<String>,
-}
-
-fn parse_request(body: &[u8]) -> Result<ObjectRequest, ApiError> {
-    let req: ObjectRequest =
-        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body)).map_err(|e| {
-            ApiError::bad_request(
-                e.path().to_string(),
-                format!("the body is not a Regression: {}", e.inner()),
-            )
-        })?;
-    if let Some(v) = req.api_version.as_deref().filter(|v| *v != "tomato.dev/v1alpha1") {
-        return Err(ApiError::bad_request(
-            "apiVersion",
-            format!("expected tomato.dev/v1alpha1, got {v:?}"),
-        ));
-    }
-    if let Some(k) = req.kind.as_deref().filter(|k| *k != "Regression") {
-        return Err(ApiError::bad_request(
-            "kind",
-            format!("expected Regression, got {k:?}"),
-        ));
-    }
-    Ok(req)
 }
 
 /// A name from the service and the version: `demo-2-4-0-x7k2q`.
@@ -104,7 +82,7 @@ pub async fn regressions_create(
     State(state): State<AppState>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let req = parse_request(&body)?;
+    let req = parse_object(&body, "Regression")?;
     let spec: RegressionSpec = parse_spec(
         req.spec
             .ok_or_else(|| ApiError::bad_request("spec", "spec is required"))?,

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::runs::store_run;
 use super::spec::{SCHEDULE_FIELDS, parse_spec, patched_spec};
-use super::v1::{ObjectList, ObjectRequest};
+use super::v1::{ObjectList, parse_object};
 use super::{ApiError, AppState};
 use crate::crd::{LABEL_SERVICE, NightlySchedule, NightlyScheduleSpec, TestRun};
 use crate::runs::{check_object_name, manual_run_name, scheduled_run};
@@ -30,6 +30,7 @@ pub fn routes() -> axum::Router<AppState> {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SchedulesQuery {
     /// Only schedules of this service.
     service: Option<String>,
@@ -45,29 +46,6 @@ fn checked_spec(state: &AppState, spec: Value) -> Result<NightlyScheduleSpec, Ap
         .check_run(&spec.template)
         .map_err(|e| ApiError::bad_request(format!("spec.{}", e.field), e.message))?;
     Ok(spec)
-}
-
-fn parse_request(body: &[u8]) -> Result<ObjectRequest, ApiError> {
-    let req: ObjectRequest =
-        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body)).map_err(|e| {
-            ApiError::bad_request(
-                e.path().to_string(),
-                format!("the body is not a NightlySchedule: {}", e.inner()),
-            )
-        })?;
-    if let Some(v) = req.api_version.as_deref().filter(|v| *v != "tomato.dev/v1alpha1") {
-        return Err(ApiError::bad_request(
-            "apiVersion",
-            format!("expected tomato.dev/v1alpha1, got {v:?}"),
-        ));
-    }
-    if let Some(k) = req.kind.as_deref().filter(|k| *k != "NightlySchedule") {
-        return Err(ApiError::bad_request(
-            "kind",
-            format!("expected NightlySchedule, got {k:?}"),
-        ));
-    }
-    Ok(req)
 }
 
 async fn find(state: &AppState, name: &str) -> Result<NightlySchedule, ApiError> {
@@ -103,7 +81,7 @@ pub async fn schedules_create(
     State(state): State<AppState>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let req = parse_request(&body)?;
+    let req = parse_object(&body, "NightlySchedule")?;
     let spec = checked_spec(
         &state,
         req.spec
@@ -146,7 +124,7 @@ pub async fn schedules_replace(
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<NightlySchedule>, ApiError> {
-    let req = parse_request(&body)?;
+    let req = parse_object(&body, "NightlySchedule")?;
     if let Some(n) = req.metadata.name.as_deref().filter(|n| *n != name) {
         return Err(ApiError::bad_request(
             "metadata.name",

@@ -34,6 +34,7 @@ pub fn routes() -> axum::Router<AppState> {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RunsQuery {
     /// Only runs of this service.
     service: Option<String>,
@@ -101,6 +102,82 @@ pub async fn runs_list(
     Ok(Json(run_list(state.backend.list_runs(&filter).await?)))
 }
 
+/// Reads a Kubernetes-shaped object of `kind` as a client sends it: a body that is not one,
+/// or names another apiVersion or kind, is a 400 naming the field; labels are checked (see
+/// [`check_labels`]).
+pub fn parse_object(body: &[u8], kind: &str) -> Result<ObjectRequest, ApiError> {
+    let req: ObjectRequest =
+        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body)).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." || path == "?" {
+                "body".to_string()
+            } else {
+                path
+            };
+            ApiError::bad_request(field, format!("the body is not a {kind}: {}", e.inner()))
+        })?;
+    if let Some(v) = req.api_version.as_deref().filter(|v| *v != "tomato.dev/v1alpha1") {
+        return Err(ApiError::bad_request(
+            "apiVersion",
+            format!("expected tomato.dev/v1alpha1, got {v:?}"),
+        ));
+    }
+    if let Some(k) = req.kind.as_deref().filter(|k| *k != kind) {
+        return Err(ApiError::bad_request(
+            "kind",
+            format!("expected {kind}, got {k:?}"),
+        ));
+    }
+    check_labels(&req.metadata.labels)?;
+    Ok(req)
+}
+
+/// A client's labels: Kubernetes syntax (an optional DNS prefix and `/`, a name of at most 63
+/// characters; values of at most 63), and none under `tomato.dev/`, which Tomato sets itself
+/// and acts on (a run labelled with a schedule's name belongs to that schedule).
+pub fn check_labels(labels: &std::collections::BTreeMap<String, String>) -> Result<(), ApiError> {
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && n.len() <= 63
+            && n.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && n.ends_with(|c: char| c.is_ascii_alphanumeric())
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    for (key, value) in labels {
+        let field = format!("metadata.labels.{key}");
+        let (prefix, name) = key.rsplit_once('/').unwrap_or(("", key));
+        let prefix_ok = prefix.is_empty()
+            || (prefix.len() <= 253
+                && prefix.split('.').all(|l| {
+                    !l.is_empty()
+                        && l.chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                }));
+        if !prefix_ok || !name_ok(name) {
+            return Err(ApiError::bad_request(
+                field,
+                format!(
+                    "{key:?} is not a label key ([prefix/]name: letters, digits, '-', '_', '.'; at most 63)"
+                ),
+            ));
+        }
+        if prefix == "tomato.dev" || prefix.ends_with(".tomato.dev") {
+            return Err(ApiError::bad_request(
+                field,
+                format!("{key:?} is set by Tomato itself"),
+            ));
+        }
+        if !value.is_empty() && !name_ok(value) {
+            return Err(ApiError::bad_request(
+                field,
+                format!("{value:?} is not a label value (letters, digits, '-', '_', '.'; at most 63)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A TestRun as a client sends it: `metadata` (optional name, labels) and `spec`.
 #[derive(Deserialize)]
 pub struct ObjectRequest {
@@ -130,25 +207,7 @@ pub async fn runs_create(
     State(state): State<AppState>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let req: ObjectRequest =
-        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&body)).map_err(|e| {
-            ApiError::bad_request(
-                e.path().to_string(),
-                format!("the body is not a TestRun: {}", e.inner()),
-            )
-        })?;
-    if let Some(v) = req.api_version.as_deref().filter(|v| *v != "tomato.dev/v1alpha1") {
-        return Err(ApiError::bad_request(
-            "apiVersion",
-            format!("expected tomato.dev/v1alpha1, got {v:?}"),
-        ));
-    }
-    if let Some(k) = req.kind.as_deref().filter(|k| *k != "TestRun") {
-        return Err(ApiError::bad_request(
-            "kind",
-            format!("expected TestRun, got {k:?}"),
-        ));
-    }
+    let req = parse_object(&body, "TestRun")?;
     let spec = req
         .spec
         .ok_or_else(|| ApiError::bad_request("spec", "spec is required"))?;
@@ -173,7 +232,13 @@ pub async fn runs_create(
         name,
         req.metadata.labels,
     )
-    .map_err(|e| ApiError::bad_request(format!("spec.{}", e.field), e.message))?;
+    .map_err(|e| {
+        let field = match e.field.starts_with("metadata.") {
+            true => e.field.to_string(),
+            false => format!("spec.{}", e.field),
+        };
+        ApiError::bad_request(field, e.message)
+    })?;
     let run = store_run(&state, run, generated).await?;
     Ok((StatusCode::CREATED, Json(run)).into_response())
 }
@@ -270,6 +335,7 @@ pub async fn runs_patch(
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TestsQuery {
     /// Only tests with this verdict (`failed`, `broken`, `flaky`, `passed`, `skipped`; comma-separated).
     verdict: Option<String>,
@@ -307,6 +373,7 @@ pub async fn runs_tests(
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogQuery {
     /// Only the last N bytes (cut at a line start).
     tail: Option<u64>,

@@ -371,8 +371,11 @@ impl Backend for KubeBackend {
         name: &str,
         spec: NightlyScheduleSpec,
     ) -> Result<NightlySchedule, StoreError> {
-        self.replace_spec(self.schedules_api(), name, |s| s.spec = spec.clone())
-            .await
+        self.replace_spec(self.schedules_api(), name, |s| {
+            s.spec = spec.clone();
+            crate::backend::label_service(s);
+        })
+        .await
     }
 
     /// Deleting a schedule garbage-collects the runs it created (they carry its owner
