@@ -68,7 +68,14 @@ impl Schedule {
             field: "timeZone",
             message: format!("{tz:?} is not an IANA time zone (such as UTC or Europe/Moscow)"),
         })?;
-        Ok(Schedule { cron, tz })
+        let schedule = Schedule { cron, tz };
+        // A day that no month has (`0 0 30 2 *`) parses but would never fire, silently.
+        if schedule.next_after(DateTime::UNIX_EPOCH).is_none() {
+            return Err(err(format!(
+                "{expr:?} never fires: no month has that day"
+            )));
+        }
+        Ok(schedule)
     }
 
     /// The first fire time strictly after `t`.

@@ -389,3 +389,12 @@ fn the_second_pass_of_a_repeated_hour_does_not_fire_again() {
         assert!(matches!(d, Decision::Wait { .. }), "{now}: {d:?}");
     }
 }
+
+#[test]
+fn a_schedule_that_never_fires_is_refused_and_a_leap_day_is_not() {
+    let never = Schedule::parse("0 0 30 2 *", "UTC").unwrap_err();
+    assert_eq!(never.field, "schedule");
+    assert!(never.message.contains("never fires"), "{}", never.message);
+    assert!(Schedule::parse("0 0 31 4 *", "UTC").is_err(), "April has 30 days");
+    assert!(Schedule::parse("0 0 29 2 *", "UTC").is_ok(), "leap years have it");
+}
