@@ -397,6 +397,44 @@ async fn webhooks_get_slack_json_once_each_even_when_one_needs_retries() {
     }
 }
 
+/// A graceful stop (SIGTERM) while a webhook delivery is in flight — the receiver has the
+/// request but has not answered — waits for the answer and records it, so the restarted
+/// server does not send the report again.
+#[tokio::test]
+async fn a_graceful_stop_during_a_delivery_records_it_and_the_restart_does_not_resend() {
+    let hooks = FakeHttp::start(200).await;
+    hooks.set_delay(Duration::from_secs(3));
+    let mut server = start(
+        None,
+        &env(&[("TOMATO_WEBHOOK_URLS", format!("{}/hooks/slow", hooks.url))]),
+    )
+    .await;
+    let id = demo_run(&server, json!({})).await;
+    let deadline = std::time::Instant::now() + RUN;
+    while hooks.requests_to("/hooks/slow").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "{}", server.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.terminate().await;
+    assert!(
+        server
+            .log()
+            .contains("waiting for the report deliveries in flight"),
+        "{}",
+        server.log()
+    );
+    server.start_again().await;
+    let st = server.wait_finished(&id, RUN).await;
+    let webhook = report(&st, "webhook");
+    assert_eq!(
+        (&webhook["state"], &webhook["attempts"]),
+        (&json!("Sent"), &json!(1)),
+        "{st:#}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(hooks.requests_to("/hooks/slow").len(), 1, "sent once");
+}
+
 /// A restart in the middle of reporting: the email went out, the tracker (Jira, played by an
 /// in-process server) was failing; Tomato is killed with `kill -9`, the tracker recovers, and
 /// the restarted Tomato comments once and does not send the email again.

@@ -71,9 +71,7 @@ impl Schedule {
         let schedule = Schedule { cron, tz };
         // A day that no month has (`0 0 30 2 *`) parses but would never fire, silently.
         if schedule.next_after(DateTime::UNIX_EPOCH).is_none() {
-            return Err(err(format!(
-                "{expr:?} never fires: no month has that day"
-            )));
+            return Err(err(format!("{expr:?} never fires: no month has that day")));
         }
         Ok(schedule)
     }

@@ -131,6 +131,8 @@ struct FakeState {
     status: AtomicU16,
     /// Answer bodies quote the request's `Authorization` header, as a careless server might.
     echo_auth: std::sync::atomic::AtomicBool,
+    /// Milliseconds to wait before answering (the request is recorded at once).
+    delay_ms: std::sync::atomic::AtomicU64,
 }
 
 /// An in-process HTTP server that records every request and answers with a chosen status.
@@ -185,6 +187,10 @@ impl FakeHttp {
                 body,
                 status,
             });
+            let delay = state.delay_ms.load(Ordering::SeqCst);
+            if delay > 0 {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+            }
             (axum::http::StatusCode::from_u16(status).unwrap(), answer)
         }
         let app = axum::Router::new().fallback(record).with_state(state.clone());
@@ -218,6 +224,13 @@ impl FakeHttp {
             .lock()
             .unwrap()
             .insert(path.to_string(), statuses.iter().copied().collect());
+    }
+
+    /// Answer every request `delay` after receiving it.
+    pub fn set_delay(&self, delay: Duration) {
+        self.state
+            .delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// Quote the request's `Authorization` header in every answer.

@@ -131,6 +131,27 @@ impl Server {
         }
     }
 
+    /// SIGTERM, as Kubernetes or systemd stops it, and waits (at most 60 s) until it exited.
+    pub async fn terminate(&mut self) {
+        let Some(mut c) = self.child.take() else { return };
+        let pid = nix::unistd::Pid::from_raw(c.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while c.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "tomato did not stop on SIGTERM:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Starts it again over the same data directory after [`Server::terminate`].
+    pub async fn start_again(&mut self) {
+        self.spawn().await;
+    }
+
     /// Starts the server again over the same data directory.
     pub async fn restart(&mut self) {
         self.kill9();

@@ -63,6 +63,10 @@ struct Delivered {
     delivery: Delivery,
 }
 
+/// How long a stopping server waits for report deliveries in flight (within Kubernetes'
+/// default 30 s termination grace).
+const SHUTDOWN_DELIVERY_WAIT: Duration = Duration::from_secs(20);
+
 /// The standalone driver. Create with [`Driver::new`], run with [`Driver::run`].
 pub struct Driver {
     store: SqliteStore,
@@ -148,6 +152,36 @@ impl Driver {
         );
         for token in self.in_flight.values() {
             token.cancel();
+        }
+        self.finish_deliveries().await;
+    }
+
+    /// At shutdown, waits (a while) for the report deliveries in flight and records them: a
+    /// delivery the far end received but Tomato did not record would be sent again by the
+    /// next start. Only a harder stop than this (kill -9) leaves that window open.
+    async fn finish_deliveries(&mut self) {
+        if self.delivering.is_empty() {
+            return;
+        }
+        info!(
+            deliveries = self.delivering.len(),
+            "waiting for the report deliveries in flight"
+        );
+        let drain = async {
+            while !self.delivering.is_empty() {
+                let Some(d) = self.delivered_rx.recv().await else {
+                    break;
+                };
+                let run = d.run.clone();
+                if let Err(e) = self.delivered(d).await {
+                    error!(run, error = %e, "recording a report delivery failed");
+                }
+            }
+        };
+        if tokio::time::timeout(SHUTDOWN_DELIVERY_WAIT, drain).await.is_err() {
+            warn!(
+                "report deliveries still in flight at shutdown; they stay Pending and are sent by the next start"
+            );
         }
     }
 

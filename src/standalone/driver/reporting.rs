@@ -82,8 +82,8 @@ impl Driver {
             );
             tokio::spawn(async move {
                 let delivery = reporter.deliver(&target, &content, &sent_to).await;
-                // The loop may be gone at shutdown; the channel is still Pending in the store
-                // and the next start delivers it.
+                // At shutdown the loop waits for this (`finish_deliveries`); after a harder
+                // stop the channel is still Pending in the store and the next start sends it.
                 let _ = tx.send(Delivered {
                     run,
                     channel,
