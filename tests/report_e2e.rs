@@ -137,6 +137,41 @@ async fn report_email_reaches_a_real_smtp_server_once_with_subject_recipients_ca
     }
 }
 
+/// One recipient's mailbox does not exist (the server answers 550 for it): everyone else still
+/// gets the report, and the channel says which address was refused.
+#[tokio::test]
+async fn a_refused_recipient_stops_nobody_elses_email_and_is_named() {
+    let sink = SmtpSink::start_refusing(free_port(), None, &["gone@example.com"]);
+    let server = start(
+        None,
+        &env(&[
+            ("TOMATO_SMTP_URL", format!("smtp://127.0.0.1:{}", sink.port)),
+            ("TOMATO_SMTP_FROM", FROM.to_string()),
+        ]),
+    )
+    .await;
+    let id = server
+        .run_now("service=demo&stand=localhost&category=smoke&emails=lead@example.com,gone@example.com")
+        .await;
+    let st = server.wait_finished(&id, RUN).await;
+    assert_eq!(st["phase"], "Failed", "the verdict stands: {st:#}");
+    let email = report(&st, "email");
+    assert_eq!(email["state"], "Failed", "{st:#}");
+    assert_eq!(email["sentTo"], json!(["lead@example.com"]), "{st:#}");
+    let reason = email["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("gone@example.com") && reason.contains("550") && !reason.contains("lead@"),
+        "{reason}"
+    );
+    let messages = sink.wait_messages(1, RUN).await;
+    assert_eq!(messages.len(), 1, "{messages:#?}");
+    assert_eq!(messages[0]["rcpt_tos"], json!(["lead@example.com"]));
+    assert_eq!(
+        messages[0]["to"], "lead@example.com, gone@example.com",
+        "the message itself still names everyone it was for"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn email_arrives_after_retries_when_the_smtp_server_comes_up_late() {
     let port = free_port();

@@ -604,7 +604,7 @@ async fn notify_assessors(
             })
             .collect();
         let result = match notify::assessor_email(&about, &a.assessor, &cases, &mail.from, &address) {
-            Ok(message) => mail.mailer.send(message).await,
+            Ok(message) => mail.mailer.send(&message, std::slice::from_ref(&address)).await,
             Err(e) => Err(DeliveryError::Permanent(e)),
         };
         match result {
@@ -760,7 +760,7 @@ async fn report(
             (Some(mail), false) => {
                 let ch = st.report_email.get_or_insert_with(|| delivery::pending(now));
                 let result = match notify::report_email(&about, &progress, &problems, &mail.from, &to) {
-                    Ok(message) => mail.mailer.send(message).await,
+                    Ok(message) => mail.mailer.send(&message, &to).await,
                     Err(e) => Err(DeliveryError::Permanent(e)),
                 };
                 let sent_to = if result.is_ok() {

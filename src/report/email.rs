@@ -89,10 +89,10 @@ pub fn compose(
         .map_err(|e| format!("cannot build the message: {e}"))
 }
 
-/// Sends a composed message.
+/// Sends a composed message to some of its recipients (its headers keep naming all of them).
 #[async_trait]
 pub trait Mailer: Send + Sync {
-    async fn send(&self, message: Message) -> Result<(), DeliveryError>;
+    async fn send(&self, message: &Message, to: &[Address]) -> Result<(), DeliveryError>;
 }
 
 /// The SMTP server of the settings.
@@ -121,8 +121,10 @@ impl SmtpMailer {
 
 #[async_trait]
 impl Mailer for SmtpMailer {
-    async fn send(&self, message: Message) -> Result<(), DeliveryError> {
-        match self.transport.send(message).await {
+    async fn send(&self, message: &Message, to: &[Address]) -> Result<(), DeliveryError> {
+        let envelope = lettre::address::Envelope::new(message.envelope().from().cloned(), to.to_vec())
+            .map_err(|e| DeliveryError::Permanent(format!("cannot address the message: {e}")))?;
+        match self.transport.send_raw(&envelope, &message.formatted()).await {
             Ok(_) => Ok(()),
             Err(e) => {
                 let reason = self

@@ -178,7 +178,7 @@ impl Reporter {
     /// report (from earlier attempts); they are not sent to again.
     pub async fn deliver(&self, target: &Target, report: &RunReport, sent_to: &[String]) -> Delivery {
         let delivery = match target {
-            Target::Email { to } => self.email(to, report).await,
+            Target::Email { to } => self.email(to, report, sent_to).await,
             Target::Tracker { issue_key } if sent_to.contains(issue_key) => Delivery {
                 sent_to: Vec::new(),
                 result: Ok(()),
@@ -202,21 +202,61 @@ impl Reporter {
             .map_err(|e| DeliveryError::Permanent(format!("template {name}: {e}")))
     }
 
-    async fn email(&self, to: &[lettre::Address], report: &RunReport) -> Delivery {
-        let result = async {
-            let (Some(smtp), Some(mailer)) = (&self.settings.smtp, &self.mailer) else {
-                return Err(DeliveryError::Permanent("email is not configured".into()));
+    /// One message to every recipient not reached yet, in one envelope. When the server
+    /// refuses that for good (typically one mailbox that no longer exists), each recipient
+    /// gets the same message in an envelope of their own, so one bad address stops nobody
+    /// else's report, and the reason names the address refused.
+    async fn email(&self, to: &[lettre::Address], report: &RunReport, sent_to: &[String]) -> Delivery {
+        let (Some(smtp), Some(mailer)) = (&self.settings.smtp, &self.mailer) else {
+            return Delivery {
+                sent_to: Vec::new(),
+                result: Err(DeliveryError::Permanent("email is not configured".into())),
             };
-            let message = email::compose(report, &self.templates, &report.service, &smtp.from, to)
-                .map_err(DeliveryError::Permanent)?;
-            mailer.send(message).await
+        };
+        let message = match email::compose(report, &self.templates, &report.service, &smtp.from, to) {
+            Ok(m) => m,
+            Err(e) => {
+                return Delivery {
+                    sent_to: Vec::new(),
+                    result: Err(DeliveryError::Permanent(e)),
+                };
+            }
+        };
+        let remaining: Vec<lettre::Address> = to
+            .iter()
+            .filter(|a| !sent_to.contains(&a.to_string()))
+            .cloned()
+            .collect();
+        let all = mailer.send(&message, &remaining).await;
+        let split = matches!(all, Err(DeliveryError::Permanent(_))) && remaining.len() > 1;
+        if !split {
+            return Delivery {
+                sent_to: match all {
+                    Ok(()) => remaining.iter().map(ToString::to_string).collect(),
+                    Err(_) => Vec::new(),
+                },
+                result: all,
+            };
         }
-        .await;
+        let mut sent = Vec::new();
+        let mut refused = Vec::new();
+        let mut transient = false;
+        for a in &remaining {
+            match mailer.send(&message, std::slice::from_ref(a)).await {
+                Ok(()) => sent.push(a.to_string()),
+                Err(e) => {
+                    transient |= matches!(e, DeliveryError::Transient(_));
+                    refused.push(format!("{a}: {}", e.reason()));
+                }
+            }
+        }
+        let result = match (refused.is_empty(), transient) {
+            (true, _) => Ok(()),
+            (false, true) => Err(DeliveryError::Transient(refused.join("; "))),
+            (false, false) => Err(DeliveryError::Permanent(refused.join("; "))),
+        };
         Delivery {
-            sent_to: match result {
-                Ok(()) => to.iter().map(ToString::to_string).collect(),
-                Err(_) => Vec::new(),
-            },
+            sent_to: sent,
             result,
         }
     }

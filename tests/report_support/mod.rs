@@ -33,6 +33,11 @@ pub struct SmtpSink {
 impl SmtpSink {
     /// Starts it on `port`; with `auth`, it requires that user and password.
     pub fn start(port: u16, auth: Option<(&str, &str)>) -> SmtpSink {
+        Self::start_refusing(port, auth, &[])
+    }
+
+    /// [`SmtpSink::start`], refusing the recipients `reject` with 550 (unknown mailbox).
+    pub fn start_refusing(port: u16, auth: Option<(&str, &str)>, reject: &[&str]) -> SmtpSink {
         use std::io::{BufRead, BufReader};
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("mail");
@@ -46,6 +51,9 @@ impl SmtpSink {
             .stderr(Stdio::inherit());
         if let Some((user, password)) = auth {
             cmd.arg("--user").arg(user).env("SINK_PASSWORD", password);
+        }
+        for r in reject {
+            cmd.arg("--reject").arg(r);
         }
         let mut child = cmd
             .spawn()

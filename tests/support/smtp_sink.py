@@ -5,6 +5,9 @@ received) and then `<n>.json` (the envelope and the message parsed by Python's `
 package: decoded subject, headers, and every part's content type and text). The JSON file is
 written last, under a temporary name renamed into place, so a reader that sees it sees both.
 
+With --reject ADDRESS (repeatable) it refuses that recipient with 550, as a server answers
+for a mailbox that does not exist.
+
 With --user, the server requires AUTH (PLAIN or LOGIN, without TLS, as a local relay may) and
 accepts only that user and the password in the SINK_PASSWORD environment variable.
 
@@ -25,9 +28,17 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
 class Sink:
-    def __init__(self, out):
+    def __init__(self, out, reject=()):
         self.out = out
         self.count = 0
+        self.reject = {a.lower() for a in reject}
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        # A mailbox that does not exist, as a real server answers it.
+        if address.lower() in self.reject:
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         self.count += 1
@@ -79,6 +90,7 @@ async def main():
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--dir", required=True)
     p.add_argument("--user")
+    p.add_argument("--reject", action="append", default=[], help="a recipient to refuse (550)")
     args = p.parse_args()
     os.makedirs(args.dir, exist_ok=True)
     options = {}
@@ -88,7 +100,7 @@ async def main():
             "auth_required": True,
             "auth_require_tls": False,
         }
-    controller = Controller(Sink(args.dir), hostname="127.0.0.1", port=args.port, **options)
+    controller = Controller(Sink(args.dir, args.reject), hostname="127.0.0.1", port=args.port, **options)
     controller.start()
     print(f"READY {args.port}", flush=True)
     stop = asyncio.Event()
