@@ -202,7 +202,12 @@ pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Ve
     let raw = match parse_yaml(&text) {
         Ok(r) => r,
         Err((field, reason)) => {
-            p.add(field, reason);
+            p.add(field.clone(), reason);
+            // Serde stops at the first wrong field; find the others too, so one look at the
+            // errors is enough to fix the file.
+            for (field, reason) in more_field_errors(&text, &field) {
+                p.add(field, reason);
+            }
             return Err(p.errors);
         }
     };
@@ -529,6 +534,70 @@ fn is_env_name(s: &str) -> bool {
     let mut chars = s.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The field errors after the first (`first`, already reported): the document is read as a
+/// plain tree, the failing field taken out, and the rest read again, until it reads or only
+/// fields taken out are missing. (Line numbers are the first error's only: the tree has none.)
+fn more_field_errors(text: &str, first: &str) -> Vec<(String, String)> {
+    const MAX: usize = 50;
+    let Ok(mut tree) = serde_saphyr::from_str::<serde_json::Value>(text) else {
+        return Vec::new();
+    };
+    let mut removed = vec![first.to_string()];
+    let mut out = Vec::new();
+    if !remove_path(&mut tree, first) {
+        return out;
+    }
+    for _ in 0..MAX {
+        let err = match serde_path_to_error::deserialize::<_, RawService>(&tree) {
+            Ok(_) => break,
+            Err(e) => e,
+        };
+        let at = match err.path().to_string() {
+            p if p == "." => String::new(),
+            p => p,
+        };
+        let reason = err.into_inner().to_string();
+        let missing = reason
+            .strip_prefix("missing field `")
+            .and_then(|r| r.split_once('`'))
+            .map(|(f, _)| {
+                if at.is_empty() {
+                    f.to_string()
+                } else {
+                    format!("{at}.{f}")
+                }
+            });
+        if missing.as_ref().is_some_and(|f| removed.contains(f)) {
+            break;
+        }
+        let field = missing.unwrap_or(at);
+        out.push((field.clone(), reason));
+        if field.is_empty() || !remove_path(&mut tree, &field) {
+            break;
+        }
+        removed.push(field);
+    }
+    out
+}
+
+/// Removes the node at a dotted path (`packs.smoke.tests`, `launch.command[0]` stops at the
+/// list); false when there is none.
+fn remove_path(tree: &mut serde_json::Value, path: &str) -> bool {
+    let path = path.split('[').next().unwrap_or_default();
+    let mut parts: Vec<&str> = path.split('.').filter(|p| !p.is_empty()).collect();
+    let Some(last) = parts.pop() else {
+        return false;
+    };
+    let mut node = tree;
+    for part in parts {
+        match node.get_mut(part) {
+            Some(next) => node = next,
+            None => return false,
+        }
+    }
+    node.as_object_mut().is_some_and(|m| m.remove(last).is_some())
 }
 
 /// Parses YAML, returning the failing field's path (from serde_path_to_error) and the

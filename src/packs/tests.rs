@@ -348,3 +348,27 @@ fn bad_operator_launch_settings_are_each_named() {
         assert!(fields.iter().any(|x| x == f), "{f} not reported in {fields:?}");
     }
 }
+
+/// Serde stops at the first field of the wrong type; every other wrong field in the file is
+/// still reported (a required field with a wrong type is not then reported missing).
+#[test]
+fn every_wrongly_typed_field_of_a_file_is_reported_not_only_the_first() {
+    let text = r#"
+stands: {pattern: localhost, concurrency: -2}
+concurrency: -1
+retries: many
+launch: {command: [node]}
+packs:
+  a: {tests: [x], bogus: 1}
+"#;
+    let errs = load(&[("bad.yaml", text)]).unwrap_err();
+    let fields: Vec<&str> = errs.0.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["stands.concurrency", "concurrency", "packs.a.bogus", "retries"],
+        "{errs:?}"
+    );
+    assert!(errs.0[0].reason.contains("line 2"), "{errs:?}");
+    let only_stands = load(&[("s.yaml", "stands: 7\nlaunch: {command: [x]}\npacks: {}\n")]).unwrap_err();
+    assert_eq!(only_stands.0.len(), 1, "{only_stands:?}");
+}
