@@ -338,6 +338,21 @@ async fn parameters_may_come_as_a_form_or_json_body() {
     assert_eq!(st["emails"], json!(["a@example.com", "b@example.com"]));
     assert_eq!(st["priority"], 1);
 
+    // As Python's `requests.post(url, data=json.dumps(...))` sends it: no JSON content type.
+    for content_type in [None, Some("text/plain")] {
+        let mut req = server
+            .client
+            .post(format!("{}/api/run_now", server.url))
+            .body(r#"{"service": "demo", "stand": "localhost", "priority": 2}"#);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let (code, body) = server.send(req).await;
+        assert_eq!(code, 200, "{content_type:?}: {body}");
+        let st = server.status(body["run_id"].as_str().unwrap()).await;
+        assert_eq!(st["priority"], 2);
+    }
+
     let (code, body) = server
         .post_json(
             "/api/run_now",

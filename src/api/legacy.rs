@@ -54,7 +54,13 @@ impl<S: Send + Sync> FromRequest<S> for Params {
             .map_err(|e| ApiError::bad_request("body", format!("cannot read the body: {e}")))?;
         let from_body: Vec<(String, String)> = if body.iter().all(u8::is_ascii_whitespace) {
             Vec::new()
-        } else if content_type.starts_with("application/json") {
+        } else if content_type.starts_with("application/json")
+            // Old clients post JSON with no or a wrong content type (Python's
+            // `requests.post(url, data=json.dumps(...))`): an object is read as JSON unless the
+            // client says it is a form.
+            || (body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+                && !content_type.starts_with("application/x-www-form-urlencoded"))
+        {
             let v: serde_json::Value = serde_json::from_slice(&body)
                 .map_err(|e| ApiError::bad_request("body", format!("the JSON body is malformed: {e}")))?;
             let serde_json::Value::Object(map) = v else {
