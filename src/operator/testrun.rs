@@ -45,6 +45,21 @@ pub async fn reconcile(run: Arc<TestRun>, ctx: Arc<Context>) -> Result<Action, E
     // The store holds this change now: the queue may have moved.
     ctx.queue.wake();
     let api: Api<TestRun> = ctx.api(&run.namespace().unwrap_or_default());
+    // A finished run has no Jobs left to stop: it gives its finalizer back, so deleting it (or
+    // its namespace) never waits for an operator that may be gone by then.
+    let finished = run.status.as_ref().is_some_and(|s| s.phase.is_terminal());
+    if finished && run.metadata.deletion_timestamp.is_none() {
+        if run.finalizers().iter().any(|f| f == FINALIZER) {
+            let rest: Vec<&String> = run.finalizers().iter().filter(|f| *f != FINALIZER).collect();
+            let patch = serde_json::json!({"metadata": {
+                "finalizers": rest,
+                "resourceVersion": run.resource_version(),
+            }});
+            api.patch(&run.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+        }
+        return Ok(Action::await_change());
+    }
     finalizer(&api, FINALIZER, run, |event| async {
         match event {
             Finalizer::Apply(run) => apply(&run, &ctx).await,

@@ -23,7 +23,9 @@
 //! checked separately by tests/crds.rs), defaulting, `stringData` conversion, resource
 //! quotas, RBAC, and every controller of the cluster — there is no Job controller and no
 //! kubelet: tests create a Job's pod and mark the Job complete themselves (`tests/operator.rs`
-//! runs the pod's command as a real process).
+//! runs the pod's command as a real process). It also differs where it bumps
+//! `metadata.generation`: on every write of the main resource, metadata-only ones (finalizers,
+//! labels) included, where an API server bumps it only for a changed spec.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
