@@ -40,11 +40,14 @@ pub struct RunTemplate {
     pub priority: u8,
     /// Report recipients, in addition to the service's defaults.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(inner(regex(pattern = r"^[^@\s]+@[^@\s]+$")))]
+    #[schemars(
+        length(max = 100),
+        inner(regex(pattern = r"^[^@\s]+@[^@\s]+$"), length(max = 254))
+    )]
     pub emails: Vec<String>,
     /// Tracker ticket that receives the report (e.g. `QA-123`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[A-Z][A-Z0-9_]*-[0-9]+$"))]
+    #[schemars(regex(pattern = r"^[A-Z][A-Z0-9_]*-[0-9]+$"), length(max = 64))]
     pub issue_key: Option<String>,
     /// Version in the test-management system to link the run to (legacy parameter `testpalm`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -58,10 +58,10 @@ pub struct NightlyScheduleSpec {
     #[schemars(range(min = 0))]
     pub starting_deadline_seconds: Option<i64>,
     #[serde(default = "default_successful_history")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 1000))]
     pub successful_runs_history_limit: u32,
     #[serde(default = "default_failed_history")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 1000))]
     pub failed_runs_history_limit: u32,
 }
 

@@ -307,6 +307,12 @@ impl PacksConfig {
                 format!("must be 0–9, got {}", t.priority),
             ));
         }
+        if t.emails.len() > MAX_EMAILS {
+            return Err(InputError::new(
+                "emails",
+                format!("at most {MAX_EMAILS} recipients, got {}", t.emails.len()),
+            ));
+        }
         for e in &t.emails {
             check_email(e).map_err(|m| InputError::new("emails", m))?;
         }
@@ -416,7 +422,18 @@ pub fn check_email(e: &str) -> Result<(), String> {
         .map_err(|err| format!("{trimmed:?} is not an email address ({err})"))
 }
 
+/// Most report recipients one run names (the CRD's `maxItems`).
+pub const MAX_EMAILS: usize = 100;
+/// Longest tracker key (the CRD's `maxLength`).
+pub const MAX_ISSUE_KEY: usize = 64;
+
 fn check_issue_key(key: &str) -> Result<(), InputError> {
+    if key.len() > MAX_ISSUE_KEY {
+        return Err(InputError::new(
+            "issueKey",
+            format!("is longer than {MAX_ISSUE_KEY} characters"),
+        ));
+    }
     let ok = key.split_once('-').is_some_and(|(project, num)| {
         project.chars().next().is_some_and(|c| c.is_ascii_uppercase())
             && project

@@ -372,3 +372,19 @@ packs:
     let only_stands = load(&[("s.yaml", "stands: 7\nlaunch: {command: [x]}\npacks: {}\n")]).unwrap_err();
     assert_eq!(only_stands.0.len(), 1, "{only_stands:?}");
 }
+
+#[test]
+fn a_run_names_at_most_100_recipients_and_a_short_issue_key() {
+    let cfg = load(&[("svc.yaml", MINIMAL)]).unwrap();
+    let mut t = template("svc", "qa1.example.com");
+    t.emails = (0..101).map(|i| format!("qa{i}@example.com")).collect();
+    assert_eq!(cfg.check_run(&t).unwrap_err().field, "emails");
+    t.emails.truncate(100);
+    assert!(cfg.check_run(&t).is_ok());
+    t.issue_key = Some(format!("QA-{}", "1".repeat(70)));
+    let e = cfg.check_run(&t).unwrap_err();
+    assert_eq!(
+        (e.field, e.message.as_str()),
+        ("issueKey", "is longer than 64 characters")
+    );
+}
