@@ -72,6 +72,21 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Where people reach the server when `TOMATO_PUBLIC_URL` does not say: the listen address,
+/// or, when that is every interface (`0.0.0.0`, `::`), this machine's host name — a link to
+/// `http://0.0.0.0:8080` in a report email would lead nowhere.
+pub fn default_public_url(addr: std::net::SocketAddr, hostname: Option<&str>) -> String {
+    match hostname.map(str::trim).filter(|h| !h.is_empty()) {
+        Some(host) if addr.ip().is_unspecified() => format!("http://{host}:{}", addr.port()),
+        _ => format!("http://{addr}"),
+    }
+}
+
+/// This machine's host name (Linux), for [`default_public_url`].
+pub fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").ok()
+}
+
 /// Serves the app on `listener` until SIGINT or SIGTERM, then cancels `stop` (so the mode's
 /// tasks wind down) and finishes the requests in flight.
 pub async fn serve(
@@ -96,5 +111,24 @@ async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> 
     match state.backend.ready().await {
         Ok(()) => (StatusCode::OK, "ready".to_string()),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_public_url_never_points_at_every_interface() {
+        let local = "127.0.0.1:8080".parse().unwrap();
+        assert_eq!(
+            default_public_url(local, Some("qa-box\n")),
+            "http://127.0.0.1:8080"
+        );
+        let any = "0.0.0.0:8080".parse().unwrap();
+        assert_eq!(default_public_url(any, Some("qa-box\n")), "http://qa-box:8080");
+        assert_eq!(default_public_url(any, None), "http://0.0.0.0:8080");
+        let any6 = "[::]:9000".parse().unwrap();
+        assert_eq!(default_public_url(any6, Some("qa-box")), "http://qa-box:9000");
     }
 }

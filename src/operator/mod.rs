@@ -317,7 +317,7 @@ pub async fn serve(opts: OperatorOptions) -> anyhow::Result<()> {
     let public_url = opts
         .public_url
         .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
+        .unwrap_or_else(|| crate::api::default_public_url(addr, crate::api::hostname().as_deref()));
     let integrations = Integrations::new(
         crate::report::ReportSettings::load(opts.settings.as_deref())?,
         &config,

@@ -58,7 +58,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let public_url = opts
         .public_url
         .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
+        .unwrap_or_else(|| crate::api::default_public_url(addr, crate::api::hostname().as_deref()));
     let integrations = crate::report::Integrations::new(report_settings, &config, &public_url)?;
     let state = AppState {
         backend: Arc::new(store.clone()),
