@@ -139,8 +139,8 @@ pub enum SkipReason {
     Suspended,
     /// `Forbid` and this run is still unfinished.
     PreviousRunActive(String),
-    /// Later than `startingDeadlineSeconds`.
-    MissedDeadline { late: Duration },
+    /// Later than `startingDeadlineSeconds` (`deadline`) by `late`.
+    MissedDeadline { late: Duration, deadline: i64 },
 }
 
 impl std::fmt::Display for SkipReason {
@@ -150,11 +150,12 @@ impl std::fmt::Display for SkipReason {
             SkipReason::PreviousRunActive(r) => {
                 write!(f, "concurrencyPolicy is Forbid and run {r} is unfinished")
             }
-            SkipReason::MissedDeadline { late } => {
+            // Not the lateness itself: the message lands in the status, which would then
+            // change (and be written) on every pass until the next time.
+            SkipReason::MissedDeadline { deadline, .. } => {
                 write!(
                     f,
-                    "missed its start by {}s, more than startingDeadlineSeconds",
-                    late.num_seconds()
+                    "missed: it could only start more than startingDeadlineSeconds ({deadline}s) late"
                 )
             }
         }
@@ -192,7 +193,7 @@ pub fn decide(
         if late > Duration::seconds(deadline) {
             return Decision::Skip {
                 scheduled,
-                reason: SkipReason::MissedDeadline { late },
+                reason: SkipReason::MissedDeadline { late, deadline },
                 next,
             };
         }

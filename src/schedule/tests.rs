@@ -227,15 +227,22 @@ fn starting_deadline_skips_a_time_that_is_too_late() {
     let late = decide("nightly", &sp, &s, since, &[], at("2026-11-25T02:05:01Z"));
     match late {
         Decision::Skip {
-            reason: SkipReason::MissedDeadline { late },
+            reason: SkipReason::MissedDeadline { late, deadline },
             next,
             ..
         } => {
-            assert_eq!(late.num_seconds(), 301);
+            assert_eq!((late.num_seconds(), deadline), (301, 300));
             assert_eq!(next, Some(at("2026-11-26T02:00:00Z")));
         }
         other => panic!("{other:?}"),
     }
+    // Later passes record the same status: nothing to write again until the next time.
+    let later = decide("nightly", &sp, &s, since, &[], at("2026-11-25T03:00:00Z"));
+    let (mut a, mut b) = (NightlyScheduleStatus::default(), NightlyScheduleStatus::default());
+    let now = at("2026-11-25T03:00:00Z");
+    record(&mut a, &late, None, vec![], false, now);
+    record(&mut b, &later, None, vec![], false, now);
+    assert_eq!(a, b);
 }
 
 #[test]
