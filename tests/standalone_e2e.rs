@@ -102,6 +102,73 @@ async fn demo_reruns_only_failed_tests_and_reports_flaky_and_failed() {
     assert!(xml.contains("<testsuites"), "{xml}");
 }
 
+/// pytest reports a test whose fixture teardown also fails as two `<testcase>`s with one node
+/// id: Tomato treats them as the one test they are, so the rerun hands pytest node ids it
+/// knows and the flaky test beside it is still found flaky.
+const TEARDOWN_SERVICE: &str = r#"
+stands: {pattern: localhost}
+retries: 1
+launch:
+  command: [python3, -m, pytest, -p, no:cacheprovider, "--rootdir={dir}", "--junitxml={junit}", -o, junit_family=xunit1, "{tests}"]
+  env: {PYTHONDONTWRITEBYTECODE: "1"}
+rerun:
+  testId: pytest
+  args: ["{dir}/{id}"]
+packs:
+  all: {tests: ["{dir}/test_td.py"]}
+"#;
+
+const TEARDOWN_TESTS: &str = r#"
+import os
+import pytest
+
+@pytest.fixture
+def bad_teardown():
+    yield
+    raise RuntimeError("teardown boom")
+
+def test_fails_and_its_teardown_too(bad_teardown):
+    assert 1 == 2
+
+def test_flaky():
+    assert os.environ.get("TOMATO_ATTEMPT") != "1"
+
+def test_ok():
+    pass
+"#;
+
+#[tokio::test]
+async fn a_pytest_test_reported_twice_by_its_teardown_is_one_test_for_the_rerun() {
+    let config = config_with(&[("teardown.yaml", TEARDOWN_SERVICE)]);
+    std::fs::create_dir(config.path().join("teardown")).unwrap();
+    std::fs::write(config.path().join("teardown/test_td.py"), TEARDOWN_TESTS).unwrap();
+    let server = Server::start_with(Some(config.path()), &[]).await;
+    let id = server.run_now("service=teardown&stand=localhost").await;
+    let st = server.wait_finished(&id, RUN).await;
+    let a = attempts(&st);
+    assert_eq!(a.len(), 2, "{st:#}");
+    let mut rerun: Vec<&str> = a[1]["selection"]["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    rerun.sort();
+    assert_eq!(
+        rerun,
+        [
+            "test_td.py::test_fails_and_its_teardown_too",
+            "test_td.py::test_flaky"
+        ]
+    );
+    assert_eq!(a[1]["summary"]["total"], 2, "pytest knew both ids: {st:#}");
+    let verdicts = server.verdicts(&id).await;
+    assert_eq!(verdicts.len(), 3, "{verdicts:?}");
+    assert_eq!(verdicts["test_td.py::test_flaky"], "flaky");
+    assert_eq!(verdicts["test_td.py::test_fails_and_its_teardown_too"], "broken");
+    assert_eq!(verdicts["test_td.py::test_ok"], "passed");
+}
+
 /// The same rerun selection on pytest's JUnit dialect (node ids from `file` + `classname`).
 #[tokio::test]
 async fn pytest_service_reruns_failed_node_ids() {

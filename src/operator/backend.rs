@@ -329,7 +329,7 @@ impl Backend for KubeBackend {
             return Ok(Vec::new());
         };
         self.results
-            .run_results(&self.client, &run, |c| svc.rerun.test_id.id_of(c))
+            .run_results(&self.client, &run, &svc.rerun.test_id)
             .await
             .map_err(|e| StoreError::Task(e.to_string()))
     }

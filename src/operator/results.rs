@@ -25,7 +25,8 @@ use kube::{Resource, ResourceExt};
 use crate::core::ReportRead;
 use crate::crd::{LABEL_RUN, TestRun};
 use crate::launch::job::{LABEL_LAUNCH, bounded, label_value};
-use crate::results::{self, AttemptResult, Case};
+use crate::packs::TestIdStyle;
+use crate::results::{self, AttemptResult};
 
 /// Largest part of a file in one ConfigMap key, and the most one ConfigMap carries: well
 /// under the API server's 1 MiB, with room for metadata.
@@ -309,7 +310,7 @@ impl StoredResults {
 
     /// Parses the JUnit report(s) of attempt `number` into results with test ids. Streams
     /// through the decompressor: a large report never sits in memory whole.
-    pub fn parse(&self, number: u32, id_of: impl Fn(&Case) -> String) -> (ReportRead, Vec<AttemptResult>) {
+    pub fn parse(&self, number: u32, style: &TestIdStyle) -> (ReportRead, Vec<AttemptResult>) {
         if self.junit_gz.is_empty() {
             return (ReportRead::Missing, Vec::new());
         }
@@ -325,7 +326,7 @@ impl StoredResults {
                 return (ReportRead::Invalid(format!("{which}{e}")), Vec::new());
             }
         }
-        let results = results::assign_ids(number, cases, id_of);
+        let results = results::assign_ids(number, cases, style);
         (ReportRead::Found(results.len()), results)
     }
 }
@@ -431,12 +432,12 @@ impl ResultsCache {
     }
 
     /// Every stored result of `run` (each launch that stored some, except interrupted ones,
-    /// whose relaunch carries their number), with test ids as `id_of` makes them.
+    /// whose relaunch carries their number), with test ids in the service's style.
     pub async fn run_results(
         &self,
         client: &kube::Client,
         run: &TestRun,
-        id_of: impl Fn(&Case) -> String,
+        style: &TestIdStyle,
     ) -> Result<Vec<AttemptResult>, ResultsError> {
         let mut out = Vec::new();
         let attempts = run
@@ -449,7 +450,7 @@ impl ResultsCache {
                 continue;
             }
             if let Some(stored) = self.load(client, run, i + 1).await? {
-                out.extend(stored.parse(a.number, &id_of).1);
+                out.extend(stored.parse(a.number, style).1);
             }
         }
         Ok(out)
@@ -496,7 +497,7 @@ mod tests {
         assert_eq!(back.exit_code, Some(1));
         assert_eq!(back.log().unwrap(), "line 1\nline 2\n");
         assert_eq!(back.junit_xml().unwrap(), sample());
-        let (read, parsed) = back.parse(1, |c| c.name.clone());
+        let (read, parsed) = back.parse(1, &TestIdStyle::Node);
         assert_eq!(read, ReportRead::Found(7));
         assert_eq!(parsed.len(), 7);
     }
@@ -550,7 +551,7 @@ mod tests {
         assert_eq!(back.source, Source::PodLog);
         assert_eq!(back.log_cut, 9);
         assert!(back.log().unwrap().ends_with("the end\n"));
-        assert_eq!(back.parse(1, |c| c.name.clone()).0, ReportRead::Missing);
+        assert_eq!(back.parse(1, &TestIdStyle::Node).0, ReportRead::Missing);
     }
 
     #[test]
@@ -565,7 +566,7 @@ mod tests {
         };
         let maps = pack(&run(), 1, &results).unwrap();
         let back = unpack(&maps[0], &[]).unwrap();
-        match back.parse(1, |c| c.name.clone()).0 {
+        match back.parse(1, &TestIdStyle::Node).0 {
             ReportRead::Invalid(why) => assert!(why.contains("<html>"), "{why}"),
             other => panic!("{other:?}"),
         }

@@ -118,8 +118,10 @@ async fn advance(run: &TestRun, ctx: &Context) -> Result<Action, Error> {
         return observe(run, ctx, &svc, status.attempts.len(), attempt).await;
     }
     let max_attempts = 1 + u32::from(svc.retries_for(&run.spec.template));
-    let id_of = |c: &crate::results::Case| svc.rerun.test_id.id_of(c);
-    let results = ctx.results.run_results(&ctx.client, run, id_of).await?;
+    let results = ctx
+        .results
+        .run_results(&ctx.client, run, &svc.rerun.test_id)
+        .await?;
     let merged = crate::core::merge_run(&status, results);
     let packs = || {
         svc.resolve_packs(run.spec.template.category.as_deref(), &run.spec.template.packs)
@@ -340,7 +342,7 @@ async fn end_attempt(
     stored: &StoredResults,
     job: Option<&JobState>,
 ) -> Result<Action, Error> {
-    let (report, _) = stored.parse(attempt.number, |c| svc.rerun.test_id.id_of(c));
+    let (report, _) = stored.parse(attempt.number, &svc.rerun.test_id);
     let timed_out = job.is_some_and(JobState::is_deadline_exceeded);
     let timeout = match run.spec.timeout.as_deref().map(crate::duration::parse) {
         Some(Ok(t)) => t,
@@ -372,7 +374,7 @@ async fn record(run: &TestRun, ctx: &Context, svc: &Service, end: &AttemptEnd) -
     let max_attempts = 1 + u32::from(svc.retries_for(&run.spec.template));
     let results = ctx
         .results
-        .run_results(&ctx.client, run, |c| svc.rerun.test_id.id_of(c))
+        .run_results(&ctx.client, run, &svc.rerun.test_id)
         .await?;
     let mut decided = run.status.clone().unwrap_or_default();
     let (next, merged) = crate::core::record_end(&mut decided, end, results, max_attempts, Utc::now());
@@ -587,7 +589,7 @@ async fn merged(run: &TestRun, ctx: &Context, svc: Option<&Service>) -> Result<V
     };
     let results = ctx
         .results
-        .run_results(&ctx.client, run, |c| svc.rerun.test_id.id_of(c))
+        .run_results(&ctx.client, run, &svc.rerun.test_id)
         .await?;
     let mut merged = crate::core::merge_run(run.status.as_ref().unwrap_or(&Default::default()), results);
     merged.sort_by_key(|t| t.verdict);

@@ -11,23 +11,133 @@ pub use merge::{MergedTest, TestVerdict, attempt_summary, merge, selection_filte
 pub struct AttemptResult {
     /// Attempt number (1 = the full run).
     pub attempt: u32,
-    /// Test id (see `rerun.testId` in packs_config), unique within the attempt.
+    /// Test id (see `rerun.testId` in packs_config), unique within the attempt (cases that
+    /// share one are merged by [`assign_ids`]).
     pub id: String,
     pub case: Case,
 }
 
-/// Gives each case of one attempt its test id, making repeated ids unique (`id #2`) so that
-/// two same-named tests (in different files, say) are never merged into one.
-pub fn assign_ids(attempt: u32, cases: Vec<Case>, id_of: impl Fn(&Case) -> String) -> Vec<AttemptResult> {
-    let mut seen: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
-    cases
-        .into_iter()
-        .map(|case| {
-            let base = id_of(&case);
-            let n = seen.entry(base.clone()).or_insert(0);
-            *n += 1;
-            let id = if *n == 1 { base } else { format!("{base} #{n}") };
-            AttemptResult { attempt, id, case }
-        })
-        .collect()
+/// Gives each case of one attempt its test id (after the id style's clean-up of what the
+/// framework wrote, e.g. Node's double-escaped quotes), one result per id.
+///
+/// A test id is what the rerun hands back to the framework, so cases that share one are one
+/// test to Tomato: pytest reports a test whose fixture teardown also failed as a second case
+/// of the same name, and a name filter reruns two same-named tests together. They become one
+/// result with the worst outcome — errored, failed, passed, skipped — and both outputs. (An
+/// invented `id #2` would be passed to the framework, which knows no such test.)
+pub fn assign_ids(attempt: u32, cases: Vec<Case>, style: &crate::packs::TestIdStyle) -> Vec<AttemptResult> {
+    let mut out: Vec<AttemptResult> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for mut case in cases {
+        style.normalize(&mut case);
+        let id = style.id_of(&case);
+        match index.get(&id) {
+            Some(&i) => merge_case(&mut out[i].case, case),
+            None => {
+                index.insert(id.clone(), out.len());
+                out.push(AttemptResult { attempt, id, case });
+            }
+        }
+    }
+    out
+}
+
+/// Folds a second report of the same test into the first (see [`assign_ids`]).
+fn merge_case(into: &mut Case, other: Case) {
+    let rank = |s: CaseStatus| match s {
+        CaseStatus::Errored => 3,
+        CaseStatus::Failed => 2,
+        CaseStatus::Passed => 1,
+        CaseStatus::Skipped => 0,
+    };
+    let join = |a: &mut String, b: String| {
+        if !b.is_empty() {
+            if !a.is_empty() {
+                a.push('\n');
+            }
+            a.push_str(&b);
+        }
+    };
+    into.time_ms = match (into.time_ms, other.time_ms) {
+        (Some(a), Some(b)) => Some(a + b),
+        (a, b) => a.or(b),
+    };
+    join(&mut into.system_out, other.system_out);
+    join(&mut into.system_err, other.system_err);
+    if rank(other.status) > rank(into.status) {
+        into.status = other.status;
+        into.message = other.message;
+        into.kind = other.kind;
+        into.trace = other.trace;
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packs::TestIdStyle;
+
+    fn case(file: &str, name: &str, status: CaseStatus, message: &str, out: &str) -> Case {
+        Case {
+            suites: vec![],
+            classname: file.trim_end_matches(".py").replace('/', "."),
+            name: name.into(),
+            file: Some(file.into()),
+            time_ms: Some(10),
+            status,
+            message: message.into(),
+            kind: String::new(),
+            trace: String::new(),
+            system_out: out.into(),
+            system_err: String::new(),
+        }
+    }
+
+    /// pytest reports a test whose fixture teardown also failed as two cases of one node id:
+    /// one result, never an invented `id #2` for the rerun to hand the framework.
+    #[test]
+    fn cases_sharing_a_test_id_are_one_result_with_the_worst_outcome() {
+        let cases = vec![
+            case(
+                "t.py",
+                "test_x",
+                CaseStatus::Failed,
+                "assert 1 == 2",
+                "call output",
+            ),
+            case("t.py", "test_ok", CaseStatus::Passed, "", ""),
+            case(
+                "t.py",
+                "test_x",
+                CaseStatus::Errored,
+                "teardown boom",
+                "teardown output",
+            ),
+        ];
+        let results = assign_ids(1, cases, &TestIdStyle::Pytest);
+        let ids: Vec<&str> = results.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["t.py::test_x", "t.py::test_ok"]);
+        let x = &results[0].case;
+        assert_eq!(
+            (x.status, x.message.as_str()),
+            (CaseStatus::Errored, "teardown boom")
+        );
+        assert_eq!(x.system_out, "call output\nteardown output");
+        assert_eq!(x.time_ms, Some(20));
+
+        let twice_passing = vec![
+            case("t.py", "test_y", CaseStatus::Skipped, "later", ""),
+            case("t.py", "test_y", CaseStatus::Passed, "", ""),
+        ];
+        let r = assign_ids(2, twice_passing, &TestIdStyle::Pytest);
+        assert_eq!((r.len(), r[0].case.status), (1, CaseStatus::Passed));
+    }
+
+    /// The id style's clean-up happens here, for both modes: Node's doubly escaped quotes.
+    #[test]
+    fn ids_are_made_after_the_styles_clean_up() {
+        let mut c = case("", "say &quot;hi&quot;", CaseStatus::Failed, "", "");
+        c.file = None;
+        let r = assign_ids(1, vec![c], &TestIdStyle::Node);
+        assert_eq!(r[0].id, "say \"hi\"");
+    }
 }

@@ -264,8 +264,7 @@ async fn ingest(
             results::junit::parse_file(f, |c| cases.push(c))
                 .map_err(|e| format!("{}: {e}", f.file_name().unwrap_or_default().to_string_lossy()))?;
         }
-        cases.iter_mut().for_each(|c| style.normalize(c));
-        Ok(Some(results::assign_ids(number, cases, |c| style.id_of(c))))
+        Ok(Some(results::assign_ids(number, cases, &style)))
     })
     .await;
     match parsed {
