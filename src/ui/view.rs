@@ -491,6 +491,8 @@ pub struct ChannelView {
     pub class: String,
     pub attempts: u32,
     pub at: Option<String>,
+    /// `at` as RFC 3339, for the browser to show in its zone like every other time.
+    pub at_rfc3339: Option<String>,
     pub reason: Option<String>,
 }
 
@@ -520,6 +522,7 @@ pub fn channel_views(report: Option<&crate::crd::ReportStatus>) -> Vec<ChannelVi
                 class: state.to_ascii_lowercase(),
                 attempts: c.attempts,
                 at: c.at.map(format::time),
+                at_rfc3339: c.at.map(format::rfc3339),
                 reason: c.reason.clone(),
             })
         })

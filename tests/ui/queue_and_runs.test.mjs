@@ -44,6 +44,18 @@ test('a run queued from the form goes from Queued to Running to Succeeded withou
   assert.equal(await queuedRow.locator('select.priority').inputValue(), '2');
   await shot(watcher, 'dashboard-running-and-waiting');
 
+  // A priority list in use is not swept away by a live update: another run queued meanwhile
+  // (the queue part refreshes) leaves the focus where it was.
+  await queuedRow.locator('select.priority').focus();
+  const other = await runNow('service=demo-py&stand=127.0.0.1&category=smoke');
+  await watcher.locator(`#queue-demo-py tr[data-run="${other}"]`).waitFor({ timeout: 10_000 });
+  await new Promise((r) => setTimeout(r, 800));
+  assert.equal(
+    await watcher.evaluate(() => document.activeElement?.closest('tr')?.dataset.run),
+    id,
+    'the focused priority list is still the one in use',
+  );
+
   // Re-prioritise it from the queue: the change is stored and both pages show it.
   await queuedRow.locator('select.priority').selectOption('0');
   await watcher.locator('#toast', { hasText: `Priority of ${id} is now 0` }).waitFor();
@@ -158,6 +170,10 @@ test('the history page draws pass-rate and duration trends and the most flaky te
   await runNow('service=demo&stand=localhost&category=slow');
   await narrow.goto(BASE + '/');
   await narrow.locator('#queue-demo tbody[data-queue="queued"] tr[data-run]').first().waitFor();
+  // Each waiting run's Cancel stays on screen.
+  const cancel = narrow.locator('#queue-demo tbody[data-queue="queued"] tr[data-run] button[data-action="cancel"]').first();
+  const box = await cancel.boundingBox();
+  assert.ok(box && box.x + box.width <= 390, `Cancel is on screen (${JSON.stringify(box)})`);
   await narrow.click('#run-now-demo > summary');
   await assertFitsScreen(narrow, 'the dashboard');
   await shot(narrow, 'dashboard-narrow');

@@ -108,15 +108,21 @@
       const r = await fetch(location.href, { headers: { Accept: 'text/html' }, credentials: 'same-origin' });
       if (!r.ok) return;
       const doc = new DOMParser().parseFromString(await r.text(), 'text/html');
+      // A part holding the control in use (a priority list being chosen from, a field being
+      // typed in) is left alone until the control loses focus, then refreshed.
+      const inUse = document.activeElement?.matches('select, input, textarea') ? document.activeElement : null;
+      let deferred = false;
       for (const el of document.querySelectorAll('[data-live]')) {
         const fresh = doc.getElementById(el.id);
         if (!fresh) continue;
+        if (inUse && el.contains(inUse)) { deferred = true; continue; }
         for (const d of el.querySelectorAll('details[id][open]')) {
           const twin = fresh.querySelector('#' + CSS.escape(d.id));
           if (twin) twin.open = true;
         }
         if (fresh.outerHTML !== el.outerHTML) el.replaceWith(document.adoptNode(fresh));
       }
+      if (deferred) inUse.addEventListener('blur', scheduleRefresh, { once: true });
       body.dataset.watch = doc.body.dataset.watch || '';
       tick();
       followLog();
@@ -181,13 +187,14 @@
     }
   }
 
-  // Shows times in the reader's zone; the UTC value stays in the tooltip.
+  // Shows times in the reader's zone, naming it (logs and JUnit files are in UTC, which stays
+  // in the tooltip).
   function localTimes(root) {
     for (const el of root.querySelectorAll('time[datetime]:not([data-zone])')) {
       const t = new Date(el.getAttribute('datetime'));
       if (Number.isNaN(t.getTime())) continue;
       el.title = el.textContent;
-      el.textContent = t.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+      el.textContent = t.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'long' });
     }
   }
 
@@ -452,6 +459,8 @@
     }
     if (el.matches('select[data-action="priority"]')) {
       const id = el.dataset.run;
+      // Chosen: the list is no longer in use, so live updates of its part resume.
+      el.blur();
       act(
         () => api('PATCH', runUrl(id), { spec: { priority: Number(el.value) } }),
         () => toast('Priority of ' + id + ' is now ' + el.value),
