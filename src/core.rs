@@ -249,6 +249,19 @@ pub fn record_end(
 /// Status transitions. Each takes the time explicitly so that tests and both drivers agree.
 impl TestRunStatus {
     /// A queued run was admitted.
+    /// A queued run stays queued: its place and, in `message`, what it waits for. Returns
+    /// whether that changed (nothing to write otherwise).
+    pub fn wait(&mut self, w: &crate::queue::Waiting) -> bool {
+        let message = Some(w.reason.to_string());
+        let changed = self.phase == Phase::Queued
+            && (self.queue_position != Some(w.position) || self.message != message);
+        if changed {
+            self.queue_position = Some(w.position);
+            self.message = message;
+        }
+        changed
+    }
+
     pub fn admit(&mut self, now: DateTime<Utc>) {
         self.phase = Phase::Running;
         self.queue_position = None;

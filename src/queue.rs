@@ -55,9 +55,50 @@ pub trait Limits {
 pub struct Admission {
     /// Names of runs to start now, in admission order.
     pub admitted: Vec<String>,
-    /// Runs left waiting, each with its 1-based position in its service's queue,
-    /// in admission order.
-    pub waiting: Vec<(String, u32)>,
+    /// Runs left waiting, in admission order.
+    pub waiting: Vec<Waiting>,
+}
+
+/// A run left in the queue: where it is and what it waits for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Waiting {
+    pub name: String,
+    /// 1-based position in its service's queue.
+    pub position: u32,
+    pub reason: WaitReason,
+}
+
+/// Why a queued run did not start: the first thing someone asks of a waiting run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WaitReason {
+    /// Its service already runs `limit` runs (or earlier runs take the free slots).
+    Service { service: String, limit: u32 },
+    /// Its stand already hosts `limit` runs, of any service.
+    Stand { stand: String, limit: u32 },
+}
+
+impl std::fmt::Display for WaitReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let runs = |n: u32| {
+            if n == 1 {
+                "1 run".to_string()
+            } else {
+                format!("{n} runs")
+            }
+        };
+        match self {
+            WaitReason::Service { service, limit } => {
+                write!(f, "waiting: {service} runs {limit} at a time")
+            }
+            WaitReason::Stand { stand, limit } => {
+                write!(
+                    f,
+                    "waiting for stand {stand}: it takes {} at a time, of any service",
+                    runs(*limit)
+                )
+            }
+        }
+    }
 }
 
 /// Decides which queued runs start now. Pure: same input, same answer.
@@ -92,7 +133,22 @@ pub fn admit(entries: &[Entry], limits: &impl Limits) -> Admission {
         } else {
             let pos = positions.entry(&e.service).or_default();
             *pos += 1;
-            admission.waiting.push((e.name.clone(), *pos));
+            let reason = if *svc >= svc_limit {
+                WaitReason::Service {
+                    service: e.service.clone(),
+                    limit: svc_limit,
+                }
+            } else {
+                WaitReason::Stand {
+                    stand: e.stand.clone(),
+                    limit: stand_limit,
+                }
+            };
+            admission.waiting.push(Waiting {
+                name: e.name.clone(),
+                position: *pos,
+                reason,
+            });
         }
     }
     admission
@@ -128,6 +184,11 @@ mod tests {
         }
     }
 
+    /// `(name, position)` of the waiting runs.
+    fn places(adm: &Admission) -> Vec<(String, u32)> {
+        adm.waiting.iter().map(|w| (w.name.clone(), w.position)).collect()
+    }
+
     fn entry(name: &str, service: &str, stand: &str, priority: u8, t: i64, active: bool) -> Entry {
         Entry {
             name: name.into(),
@@ -150,7 +211,7 @@ mod tests {
         let adm = admit(&runs, &Table::default());
         assert_eq!(adm.admitted, vec!["a"]);
         assert_eq!(
-            adm.waiting,
+            places(&adm),
             vec![("b".to_string(), 1), ("c".to_string(), 2), ("d".to_string(), 3)]
         );
     }
@@ -163,7 +224,11 @@ mod tests {
         ];
         let adm = admit(&runs, &Table::default());
         assert!(adm.admitted.is_empty());
-        assert_eq!(adm.waiting, vec![("q".to_string(), 1)]);
+        assert_eq!(places(&adm), vec![("q".to_string(), 1)]);
+        assert_eq!(
+            adm.waiting[0].reason.to_string(),
+            "waiting: demo runs 1 at a time"
+        );
     }
 
     #[test]
@@ -176,7 +241,7 @@ mod tests {
         ];
         let adm = admit(&runs, &limits);
         assert_eq!(adm.admitted, vec!["a", "b"]);
-        assert_eq!(adm.waiting, vec![("c".to_string(), 1)]);
+        assert_eq!(places(&adm), vec![("c".to_string(), 1)]);
     }
 
     #[test]
@@ -189,7 +254,14 @@ mod tests {
         let adm = admit(&runs, &Table::default());
         // y waits for its stand; z may use the free stand meanwhile.
         assert_eq!(adm.admitted, vec!["z"]);
-        assert_eq!(adm.waiting, vec![("y".to_string(), 1)]);
+        assert_eq!(places(&adm), vec![("y".to_string(), 1)]);
+        assert_eq!(
+            adm.waiting[0].reason,
+            WaitReason::Stand {
+                stand: "qa1".into(),
+                limit: 1
+            }
+        );
     }
 
     #[test]
@@ -246,7 +318,7 @@ mod tests {
         fn every_queued_run_is_accounted_for_once(runs in arb_entries(), limits in arb_limits()) {
             let adm = admit(&runs, &limits);
             let mut seen = HashSet::new();
-            for n in adm.admitted.iter().chain(adm.waiting.iter().map(|(n, _)| n)) {
+            for n in adm.admitted.iter().chain(adm.waiting.iter().map(|w| &w.name)) {
                 prop_assert!(seen.insert(n.clone()), "{} appears twice", n);
             }
             let queued: HashSet<String> = runs.iter().filter(|e| !e.active).map(|e| e.name.clone()).collect();
@@ -278,7 +350,7 @@ mod tests {
             let adm = admit(&runs, &limits);
             let admitted: HashSet<&str> = adm.admitted.iter().map(String::as_str).collect();
             let holding: Vec<&Entry> = runs.iter().filter(|e| e.active || admitted.contains(e.name.as_str())).collect();
-            for (name, _) in &adm.waiting {
+            for Waiting { name, .. } in &adm.waiting {
                 let e = runs.iter().find(|e| &e.name == name).unwrap();
                 let svc = holding.iter().filter(|o| o.service == e.service).count() as u32;
                 let stand = holding.iter().filter(|o| o.stand == e.stand).count() as u32;
@@ -292,7 +364,7 @@ mod tests {
         #[test]
         fn order_is_kept_per_service_and_stand(runs in arb_entries(), limits in arb_limits()) {
             let adm = admit(&runs, &limits);
-            for (name, _) in &adm.waiting {
+            for Waiting { name, .. } in &adm.waiting {
                 let w = runs.iter().find(|e| &e.name == name).unwrap();
                 for a in &adm.admitted {
                     let a = runs.iter().find(|e| &e.name == a).unwrap();
@@ -308,7 +380,7 @@ mod tests {
         fn positions_count_up_per_service(runs in arb_entries(), limits in arb_limits()) {
             let adm = admit(&runs, &limits);
             let mut next: BTreeMap<String, u32> = BTreeMap::new();
-            for (name, pos) in &adm.waiting {
+            for Waiting { name, position: pos, .. } in &adm.waiting {
                 let e = runs.iter().find(|e| &e.name == name).unwrap();
                 let n = next.entry(e.service.clone()).or_insert(0);
                 *n += 1;

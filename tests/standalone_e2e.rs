@@ -266,6 +266,28 @@ async fn runned_lists_the_running_run_and_the_queue_in_priority_order() {
         .wait_until(&low, "at position 3", RUN, |s| s["queue_position"] == 3)
         .await;
     assert_eq!(st["phase"], "Queued");
+    // It says what it waits for, in its status and in the queue.
+    assert_eq!(st["message"], "waiting: demo runs 1 at a time", "{st:#}");
+    let (_, q) = server.get("/api/runned?project=demo").await;
+    assert_eq!(
+        q["queued"][2]["waiting_for"], "waiting: demo runs 1 at a time",
+        "{q:#}"
+    );
+    // A demo-py run on the busy stand waits for the stand, not for its own idle service.
+    let py = server.run_now("service=demo-py&stand=localhost").await;
+    let st = server
+        .wait_until(&py, "waiting for the stand", RUN, |s| {
+            s["message"].as_str().is_some()
+        })
+        .await;
+    assert_eq!(
+        st["message"], "waiting for stand localhost: it takes 1 run at a time, of any service",
+        "{st:#}"
+    );
+    let (code, _) = server
+        .send(server.client.delete(format!("{}/api/v1/runs/{py}", server.url)))
+        .await;
+    assert_eq!(code, 202);
 
     // Re-prioritising takes effect at once: the low run jumps to the front.
     let (code, body) = server

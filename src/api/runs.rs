@@ -57,6 +57,9 @@ pub struct QueueEntry {
     pub attempt: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub started: Option<DateTime<Utc>>,
+    /// What a queued run waits for (`waiting for stand qa1: ...`), as admission last said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
 }
 
 /// The queue of one service: what runs now and what waits, in admission order.
@@ -102,9 +105,11 @@ pub async fn queue_view(state: &AppState, service: &str) -> Result<QueueView, Ap
             position: None,
             attempt: st.attempts.last().map(|a| a.number),
             started: st.started_at,
+            waiting_for: None,
         };
         if st.phase == Phase::Queued {
             e.attempt = None;
+            e.waiting_for = st.message.clone();
             e.position = Some(queued.len() as u32 + 1);
             queued.push(e);
         } else {

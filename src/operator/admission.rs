@@ -131,14 +131,17 @@ async fn pass(store: &Store<TestRun>, ctx: &Context) {
                 }
             }
         }
-        for (name, position) in &decision.waiting {
-            let Some(run) = by_name.get(name) else { continue };
-            if run.status.as_ref().and_then(|s| s.queue_position) == Some(*position) {
+        for w in &decision.waiting {
+            let Some(run) = by_name.get(&w.name) else { continue };
+            if !run.status.clone().unwrap_or_default().wait(w) {
                 continue;
             }
-            let position = *position;
-            if let Err(e) = write_status(&ctx.client, run, |st| st.queue_position = Some(position)).await {
-                warn!(namespace = ns, run = name, error = %e, "cannot update the queue position");
+            if let Err(e) = write_status(&ctx.client, run, |st| {
+                st.wait(w);
+            })
+            .await
+            {
+                warn!(namespace = ns, run = w.name, error = %e, "cannot update the queue position");
             }
         }
     }

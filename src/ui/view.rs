@@ -130,6 +130,8 @@ pub struct ActiveRow {
     pub phase: PhaseView,
     /// 1-based place in the queue (queued runs).
     pub position: Option<u32>,
+    /// What a queued run waits for.
+    pub waiting_for: Option<String>,
     /// `attempt 2 of 4` (running runs).
     pub attempt: Option<String>,
     /// What the attempt does (`rerun of 2 failed tests`).
@@ -156,6 +158,7 @@ pub fn active_row(e: &QueueEntry, run: Option<&TestRun>, max: Option<u32>, now: 
         nightly: e.run_type == crate::crd::RunType::Nightly,
         phase: phase(e.phase),
         position: e.position,
+        waiting_for: e.waiting_for.clone(),
         attempt: e.attempt.map(|n| match max {
             Some(m) => format!("attempt {n} of {m}"),
             None => format!("attempt {n}"),

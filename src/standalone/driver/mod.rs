@@ -287,26 +287,25 @@ impl Driver {
                 .await?;
             self.advance(&run).await?;
         }
-        let positions: HashMap<&str, u32> = admission.waiting.iter().map(|(n, p)| (n.as_str(), *p)).collect();
+        let waiting: HashMap<&str, &crate::queue::Waiting> =
+            admission.waiting.iter().map(|w| (w.name.as_str(), w)).collect();
         // Renumber the queue in one transaction: a long queue moves as a whole at each admission.
-        let moved: Vec<(String, u32)> = runs
+        let moved: Vec<(String, crate::queue::Waiting)> = runs
             .iter()
             .filter_map(|run| {
                 let name = run.metadata.name.as_deref()?;
-                let pos = *positions.get(name)?;
-                (run.status.as_ref().and_then(|s| s.queue_position) != Some(pos))
-                    .then(|| (name.to_string(), pos))
+                let w = *waiting.get(name)?;
+                run.status
+                    .clone()
+                    .unwrap_or_default()
+                    .wait(w)
+                    .then(|| (name.to_string(), w.clone()))
             })
             .collect();
         if !moved.is_empty() {
             self.store
-                .update_many::<TestRun, u32>(moved, |r, pos| {
-                    let st = r.status.get_or_insert_default();
-                    let changed = st.phase == Phase::Queued && st.queue_position != Some(pos);
-                    if changed {
-                        st.queue_position = Some(pos);
-                    }
-                    changed
+                .update_many::<TestRun, crate::queue::Waiting>(moved, |r, w| {
+                    r.status.get_or_insert_default().wait(&w)
                 })
                 .await?;
         }
