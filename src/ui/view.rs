@@ -222,6 +222,9 @@ pub struct RunRow {
     pub phase: PhaseView,
     pub created: String,
     pub created_at: String,
+    /// When it finished (unfinished runs have none).
+    pub finished: Option<String>,
+    pub finished_at: Option<String>,
     /// Running time (start to end, or to now while active).
     pub duration: Option<String>,
     pub summary: Option<SummaryView>,
@@ -246,6 +249,8 @@ pub fn run_row(run: &TestRun, now: DateTime<Utc>) -> RunRow {
         phase: phase(st.phase),
         created: format::time(created),
         created_at: format::rfc3339(created),
+        finished: st.finished_at.map(format::time),
+        finished_at: st.finished_at.map(format::rfc3339),
         duration: run_seconds(run, now).map(format::duration),
         summary: st.summary.as_ref().map(summary_view),
     }
@@ -514,6 +519,8 @@ pub fn channel_views(report: Option<&crate::crd::ReportStatus>) -> Vec<ChannelVi
         .filter_map(|(channel, c)| {
             let c = c.as_ref()?;
             let state = match c.state {
+                // Pending after a failed attempt: waiting to try again (the reason says when).
+                DeliveryState::Pending if c.attempts > 0 => "Retrying",
                 DeliveryState::Pending => "Pending",
                 DeliveryState::Sent => "Sent",
                 DeliveryState::Failed => "Failed",
@@ -522,7 +529,10 @@ pub fn channel_views(report: Option<&crate::crd::ReportStatus>) -> Vec<ChannelVi
             Some(ChannelView {
                 channel,
                 state,
-                class: state.to_ascii_lowercase(),
+                class: match c.state {
+                    DeliveryState::Pending => "pending".into(),
+                    _ => state.to_ascii_lowercase(),
+                },
                 attempts: c.attempts,
                 at: c.at.map(format::time),
                 at_rfc3339: c.at.map(format::rfc3339),
@@ -948,6 +958,26 @@ mod tests {
         assert_eq!(views[1].class, "failed");
         assert_eq!(views[0].at.as_deref(), Some("2024-05-01 10:00:00 UTC"));
         assert!(channel_views(None).is_empty());
+
+        // Pending after failed attempts is a retry; before any attempt, just pending.
+        let mut waiting = ReportStatus {
+            email: channel(DeliveryState::Pending, Some("attempt 2 of 6 failed: SMTP down")),
+            webhook: channel(DeliveryState::Pending, None),
+            ..Default::default()
+        };
+        waiting.webhook.as_mut().unwrap().attempts = 0;
+        let views = channel_views(Some(&waiting));
+        let states: Vec<(&str, &str, &str)> = views
+            .iter()
+            .map(|c| (c.channel, c.state, c.class.as_str()))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("email", "Retrying", "pending"),
+                ("webhook", "Pending", "pending")
+            ]
+        );
     }
 
     #[test]
