@@ -202,6 +202,17 @@ async fn an_every_minute_schedule_fires_on_time_survives_a_restart_and_stops_whe
     let (_, s) = server.get("/api/v1/schedules/every-minute").await;
     assert_eq!(s["status"]["lastRun"], first["metadata"]["name"], "{s:#}");
     assert!(s["status"]["lastScheduleTime"].is_string());
+    // The schedules page shows how that run stands beside its name.
+    let (_, page) = server.get_text("/schedules").await;
+    let last = first["metadata"]["name"].as_str().unwrap();
+    let cell = page
+        .split(&format!(">{last}</a>"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("{last} on the page:\n{page}"));
+    assert!(
+        cell.trim_start().starts_with("<span class=\"badge phase-"),
+        "{cell}"
+    );
 
     // Restart at once: the minute that just fired must not fire again.
     server.restart().await;

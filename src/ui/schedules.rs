@@ -45,6 +45,8 @@ pub struct ScheduleRow {
     pub next_in: Option<String>,
     pub last: Option<String>,
     pub last_run: Option<String>,
+    /// How the last run stands (it may have been deleted by the history limits).
+    pub last_phase: Option<super::view::PhaseView>,
     pub active: Vec<String>,
     /// Why a time could not be shown in the zone.
     pub zone_error: Option<String>,
@@ -80,6 +82,7 @@ pub fn schedule_row(s: &NightlySchedule, now: DateTime<Utc>) -> ScheduleRow {
             .map(|at| format!("in {}", format::duration(format::seconds_between(now, at)))),
         last: last.and_then(Result::ok),
         last_run: st.last_run.clone(),
+        last_phase: None,
         active: st.active.clone(),
         zone_error,
     }
@@ -93,13 +96,18 @@ struct SchedulesView {
 /// `GET /schedules`: every schedule with its next run in its own time zone.
 pub async fn schedules_list(State(state): State<AppState>) -> Result<Response, UiError> {
     let now = Utc::now();
-    let mut schedules: Vec<ScheduleRow> = state
-        .backend
-        .list_schedules(None)
-        .await?
-        .iter()
-        .map(|s| schedule_row(s, now))
-        .collect();
+    let mut schedules: Vec<ScheduleRow> = Vec::new();
+    for s in state.backend.list_schedules(None).await? {
+        let mut row = schedule_row(&s, now);
+        if let Some(last) = &row.last_run {
+            row.last_phase = state
+                .backend
+                .get_run(last)
+                .await?
+                .map(|r| super::view::phase(r.status.map(|st| st.phase).unwrap_or_default()));
+        }
+        schedules.push(row);
+    }
     schedules.sort_by(|a, b| (&a.service, &a.name).cmp(&(&b.service, &b.name)));
     let layout = Layout::new(&state, "Schedules", "schedules").watching("NightlySchedule TestRun", 500);
     Ok(page("schedules.html", &layout, &SchedulesView { schedules }))
