@@ -161,6 +161,12 @@ async fn schedules_can_be_read_replaced_suspended_and_deleted() {
     );
     let (_, list) = server.get("/api/v1/schedules?service=demo-py").await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+    let (code, err) = server.get("/api/v1/schedules?service=demo-pi").await;
+    assert_eq!(
+        (code, err["parameter"].as_str()),
+        (400, Some("service")),
+        "a typo is not 'none'"
+    );
     let (code, t) = server.post("/api/v1/schedules/edit-me/trigger").await;
     assert_eq!(code, 200, "{t}");
     assert_eq!(

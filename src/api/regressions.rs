@@ -62,6 +62,7 @@ pub async fn regressions_list(
     State(state): State<AppState>,
     Query(q): Query<RegressionsQuery>,
 ) -> Result<Json<ObjectList<Regression>>, ApiError> {
+    super::v1::check_service_filter(&state, q.service.as_deref())?;
     let items = state.backend.list_regressions(q.service.as_deref()).await?;
     Ok(Json(ObjectList {
         api_version: "tomato.dev/v1alpha1",

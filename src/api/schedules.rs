@@ -63,6 +63,7 @@ pub async fn schedules_list(
     State(state): State<AppState>,
     Query(q): Query<SchedulesQuery>,
 ) -> Result<Json<ObjectList<NightlySchedule>>, ApiError> {
+    super::v1::check_service_filter(&state, q.service.as_deref())?;
     let items = state.backend.list_schedules(q.service.as_deref()).await?;
     Ok(Json(ObjectList {
         api_version: "tomato.dev/v1alpha1",

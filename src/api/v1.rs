@@ -84,11 +84,7 @@ pub async fn runs_list(
                 .to_string(),
         );
     }
-    if let Some(s) = &q.service
-        && state.config.service(s).is_none()
-    {
-        return Err(ApiError::bad_request("service", format!("unknown service {s:?}")));
-    }
+    check_service_filter(&state, q.service.as_deref())?;
     let limit = q.limit.unwrap_or(100);
     if limit == 0 || limit > 1000 {
         return Err(ApiError::bad_request("limit", "must be 1–1000"));
@@ -176,6 +172,21 @@ pub fn check_labels(labels: &std::collections::BTreeMap<String, String>) -> Resu
         }
     }
     Ok(())
+}
+
+/// A `?service=` filter must name a service of packs_config (a typo would otherwise read as
+/// "nothing there").
+pub fn check_service_filter(state: &AppState, service: Option<&str>) -> Result<(), ApiError> {
+    match service {
+        Some(s) if state.config.service(s).is_none() => {
+            let known: Vec<&str> = state.config.services().map(|s| s.name.as_str()).collect();
+            Err(ApiError::bad_request(
+                "service",
+                format!("unknown service {s:?}; known: {}", known.join(", ")),
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A TestRun as a client sends it: `metadata` (optional name, labels) and `spec`.
