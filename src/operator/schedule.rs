@@ -20,11 +20,10 @@ use kube::runtime::controller::Action;
 use tracing::{info, warn};
 
 use super::context::{Context, Error};
-use crate::crd::{LABEL_SCHEDULE, NightlySchedule, NightlyScheduleStatus, Phase, TestRun};
+use crate::crd::{LABEL_SCHEDULE, NightlySchedule, NightlyScheduleStatus, TestRun};
 use crate::schedule::{
-    Decision, FinishedRun, check_spec, decide, history_to_delete, record, record_invalid, run_name,
+    Decision, check_spec, decide, record, record_invalid, run_name, runs_view, since,
 };
-use crate::store::created;
 
 /// Reconciles one NightlySchedule.
 pub async fn reconcile(schedule: Arc<NightlySchedule>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -54,17 +53,8 @@ pub async fn reconcile(schedule: Arc<NightlySchedule>, ctx: Arc<Context>) -> Res
         .list(&ListParams::default().labels(&format!("{LABEL_SCHEDULE}={name}")))
         .await?
         .items;
-    let mut active: Vec<String> = runs
-        .iter()
-        .filter(|r| !r.status.as_ref().is_some_and(|st| st.phase.is_terminal()))
-        .map(ResourceExt::name_any)
-        .collect();
-    let since = schedule
-        .status
-        .as_ref()
-        .and_then(|st| st.last_schedule_time)
-        .unwrap_or_else(|| created(schedule.as_ref()));
-    let decision = decide(&name, &schedule.spec, &parsed, since, &active, now);
+    let (mut active, expired) = runs_view(&runs, &schedule.spec);
+    let decision = decide(&name, &schedule.spec, &parsed, since(&schedule), &active, now);
 
     let mut fired = None;
     if let Decision::Fire {
@@ -109,22 +99,7 @@ pub async fn reconcile(schedule: Arc<NightlySchedule>, ctx: Arc<Context>) -> Res
         }
     }
 
-    let finished: Vec<FinishedRun> = runs
-        .iter()
-        .filter_map(|r| {
-            let st = r.status.as_ref()?;
-            st.phase.is_terminal().then(|| FinishedRun {
-                name: r.name_any(),
-                succeeded: st.phase == Phase::Succeeded,
-                finished: st.finished_at.unwrap_or_else(|| created(r)),
-            })
-        })
-        .collect();
-    for old in history_to_delete(
-        &finished,
-        schedule.spec.successful_runs_history_limit,
-        schedule.spec.failed_runs_history_limit,
-    ) {
+    for old in expired {
         info!(
             schedule = name,
             run = old,

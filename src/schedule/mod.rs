@@ -259,6 +259,39 @@ pub fn history_to_delete(runs: &[FinishedRun], successful: u32, failed: u32) -> 
     out
 }
 
+/// What a schedule's runs mean to it: the unfinished ones (by name, for `decide`) and the
+/// finished ones beyond its history limits (to delete). Both drivers read their runs this way.
+pub fn runs_view(runs: &[crate::crd::TestRun], spec: &NightlyScheduleSpec) -> (Vec<String>, Vec<String>) {
+    let name = |r: &crate::crd::TestRun| r.metadata.name.clone().unwrap_or_default();
+    let mut active = Vec::new();
+    let mut finished = Vec::new();
+    for r in runs {
+        match r.status.as_ref().filter(|st| st.phase.is_terminal()) {
+            None => active.push(name(r)),
+            Some(st) => finished.push(FinishedRun {
+                name: name(r),
+                succeeded: st.phase == crate::crd::Phase::Succeeded,
+                finished: st.finished_at.unwrap_or_else(|| crate::store::created(r)),
+            }),
+        }
+    }
+    let expired = history_to_delete(
+        &finished,
+        spec.successful_runs_history_limit,
+        spec.failed_runs_history_limit,
+    );
+    (active, expired)
+}
+
+/// Only fire times after this are due: when the schedule last started a run
+/// (`status.lastScheduleTime`) or, if it never did, when it was created.
+pub fn since(s: &crate::crd::NightlySchedule) -> DateTime<Utc> {
+    s.status
+        .as_ref()
+        .and_then(|st| st.last_schedule_time)
+        .unwrap_or_else(|| crate::store::created(s))
+}
+
 /// Records a pass's outcome in a schedule's status: the time it fired (and the run), the next
 /// due time (none while suspended), the unfinished runs, and the `Skipped` / `Ready`
 /// conditions. Both drivers write exactly this.

@@ -23,9 +23,9 @@ use crate::crd::{LABEL_SCHEDULE, NightlySchedule, NightlyScheduleStatus, Phase, 
 use crate::packs::PacksConfig;
 use crate::runs::scheduled_run;
 use crate::schedule::{
-    Decision, FinishedRun, check_spec, decide, history_to_delete, record, record_invalid, run_name,
+    Decision, check_spec, decide, record, record_invalid, run_name, runs_view, since,
 };
-use crate::store::{ChangeOp, ListFilter, SqliteStore, StoreError, created};
+use crate::store::{ChangeOp, ListFilter, SqliteStore, StoreError};
 
 /// How long a burst of run changes is gathered before a pass.
 const RUN_CHANGE_DEBOUNCE: Duration = Duration::from_millis(500);
@@ -113,17 +113,8 @@ impl Scheduler {
             }
         };
         let runs = self.runs_of(&name).await?;
-        let active: Vec<String> = runs
-            .iter()
-            .filter(|r| !r.status.as_ref().is_some_and(|st| st.phase.is_terminal()))
-            .filter_map(|r| r.metadata.name.clone())
-            .collect();
-        let since = s
-            .status
-            .as_ref()
-            .and_then(|st| st.last_schedule_time)
-            .unwrap_or_else(|| created(s));
-        let decision = decide(&name, &s.spec, &schedule, since, &active, now);
+        let (active, expired) = runs_view(&runs, &s.spec);
+        let decision = decide(&name, &s.spec, &schedule, since(s), &active, now);
 
         let mut fired: Option<(DateTime<Utc>, String)> = None;
         match &decision {
@@ -177,22 +168,7 @@ impl Scheduler {
         }
 
         // History: delete finished runs beyond the limits.
-        let finished: Vec<FinishedRun> = runs
-            .iter()
-            .filter_map(|r| {
-                let st = r.status.as_ref()?;
-                st.phase.is_terminal().then(|| FinishedRun {
-                    name: r.metadata.name.clone().unwrap_or_default(),
-                    succeeded: st.phase == Phase::Succeeded,
-                    finished: st.finished_at.unwrap_or_else(|| created(r)),
-                })
-            })
-            .collect();
-        for old in history_to_delete(
-            &finished,
-            s.spec.successful_runs_history_limit,
-            s.spec.failed_runs_history_limit,
-        ) {
+        for old in expired {
             info!(
                 schedule = name,
                 run = old,
