@@ -55,9 +55,8 @@ pub trait Backend: Send + Sync + 'static {
     /// Replaces a regression's spec (its status stays); the caller has checked the change.
     async fn replace_regression(&self, name: &str, spec: RegressionSpec) -> Result<Regression, StoreError>;
     /// Asks for a regression's deletion: its test run in test management is stopped, then it
-    /// goes (as a Kubernetes object with a finalizer). Returns the object as marked, or `None`
-    /// when there is none.
-    async fn delete_regression(&self, name: &str) -> Result<Option<Regression>, StoreError>;
+    /// goes (as a Kubernetes object with a finalizer). False when there is none.
+    async fn delete_regression(&self, name: &str) -> Result<bool, StoreError>;
 
     /// An attempt's log or JUnit XML where the mode keeps them itself (operator mode: in the
     /// Kubernetes API). `seq` is the launch's position in `status.attempts`, from 1. `Ok(None)`
@@ -244,7 +243,7 @@ impl Backend for SqliteStore {
         Ok(r)
     }
 
-    async fn delete_regression(&self, name: &str) -> Result<Option<Regression>, StoreError> {
+    async fn delete_regression(&self, name: &str) -> Result<bool, StoreError> {
         // The standalone regressions task stops the test run and then deletes the object.
         let res = self
             .update::<Regression, _>(name, |r| {
@@ -259,8 +258,8 @@ impl Backend for SqliteStore {
             })
             .await;
         match res {
-            Ok((r, _)) => Ok(Some(r)),
-            Err(StoreError::NotFound { .. }) => Ok(None),
+            Ok(_) => Ok(true),
+            Err(StoreError::NotFound { .. }) => Ok(false),
             Err(e) => Err(e),
         }
     }

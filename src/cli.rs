@@ -163,10 +163,10 @@ pub struct ExecArgs {
     #[arg(long, env = "TOMATO_JUNIT", default_value = crate::launch::job::JUNIT_PATH)]
     pub junit: PathBuf,
     /// Where the combined log is kept.
-    #[arg(long, env = "TOMATO_EXEC_LOG", default_value = crate::launch::job::LOG_PATH)]
+    #[arg(long, env = crate::launch::job::ENV_EXEC_LOG, default_value = crate::launch::job::LOG_PATH)]
     pub log: PathBuf,
     /// Where to upload the results (the token comes from TOMATO_UPLOAD_TOKEN, never a flag).
-    #[arg(long = "upload-url", env = "TOMATO_UPLOAD_URL")]
+    #[arg(long = "upload-url", env = crate::launch::job::ENV_UPLOAD_URL)]
     pub upload_url: Option<String>,
     /// Copy this binary to PATH and exit (a Job's init container).
     #[arg(long = "copy-self-to", conflicts_with = "command")]

@@ -248,20 +248,25 @@ pub fn record_end(
 
 /// Status transitions. Each takes the time explicitly so that tests and both drivers agree.
 impl TestRunStatus {
-    /// A queued run was admitted.
+    /// Whether [`TestRunStatus::wait`] would change anything (what to write, without a copy).
+    pub fn wait_changes(&self, w: &crate::queue::Waiting) -> bool {
+        self.phase == Phase::Queued
+            && (self.queue_position != Some(w.position)
+                || self.message.as_deref() != Some(w.reason.to_string().as_str()))
+    }
+
     /// A queued run stays queued: its place and, in `message`, what it waits for. Returns
     /// whether that changed (nothing to write otherwise).
     pub fn wait(&mut self, w: &crate::queue::Waiting) -> bool {
-        let message = Some(w.reason.to_string());
-        let changed = self.phase == Phase::Queued
-            && (self.queue_position != Some(w.position) || self.message != message);
+        let changed = self.wait_changes(w);
         if changed {
             self.queue_position = Some(w.position);
-            self.message = message;
+            self.message = Some(w.reason.to_string());
         }
         changed
     }
 
+    /// A queued run was admitted.
     pub fn admit(&mut self, now: DateTime<Utc>) {
         self.phase = Phase::Running;
         self.queue_position = None;

@@ -172,8 +172,8 @@ pub async fn regressions_delete(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     match state.backend.delete_regression(&name).await? {
-        Some(_) => Ok((StatusCode::ACCEPTED, Json(Deleted { deleted: name })).into_response()),
-        None => Err(ApiError::not_found(
+        true => Ok((StatusCode::ACCEPTED, Json(Deleted { deleted: name })).into_response()),
+        false => Err(ApiError::not_found(
             "name",
             format!("regression {name:?} not found"),
         )),

@@ -400,16 +400,16 @@ pub async fn attempt_log(
     Path((id, n)): Path<(String, usize)>,
     Query(q): Query<LogQuery>,
 ) -> Result<Response, ApiError> {
+    check_attempt(&state, &id, n).await?;
     let text = match &state.data_dir {
-        Some(_) => {
-            read_tail(
-                &attempt_file(&state, &id, n, crate::launch::process::LOG_FILE).await?,
-                q.tail,
-            )
-            .await?
+        Some(data) => {
+            let log = crate::standalone::attempt_dir(data, &id, n).join(crate::launch::process::LOG_FILE);
+            read_tail(&log, q.tail).await?
         }
         None => {
-            let log = kept_artifact(&state, &id, n, Artifact::Log)
+            let log = state
+                .backend
+                .attempt_artifact(&id, n, Artifact::Log)
                 .await?
                 .unwrap_or_default();
             tail_text(&log, q.tail)
@@ -427,23 +427,22 @@ pub async fn attempt_junit(
     Path((id, n)): Path<(String, usize)>,
 ) -> Result<Response, ApiError> {
     let no_report = || ApiError::not_found("n", format!("attempt {n} of {id} wrote no junit.xml"));
+    check_attempt(&state, &id, n).await?;
     let bytes = match &state.data_dir {
-        Some(_) => tokio::fs::read(&attempt_file(&state, &id, n, "junit.xml").await?)
+        Some(data) => tokio::fs::read(crate::standalone::attempt_dir(data, &id, n).join("junit.xml"))
             .await
             .map_err(|_| no_report())?,
-        None => kept_artifact(&state, &id, n, Artifact::Junit)
+        None => state
+            .backend
+            .attempt_artifact(&id, n, Artifact::Junit)
             .await?
             .ok_or_else(no_report)?,
     };
     Ok((artifact_headers("application/xml"), bytes).into_response())
 }
 
-async fn attempt_file(
-    state: &AppState,
-    id: &str,
-    n: usize,
-    file: &str,
-) -> Result<std::path::PathBuf, ApiError> {
+/// A 404 unless run `id` exists and has an `n`-th launch (`status.attempts`, from 1).
+async fn check_attempt(state: &AppState, id: &str, n: usize) -> Result<(), ApiError> {
     let run = find_run(state, id, "id").await?;
     let count = run.status.as_ref().map_or(0, |s| s.attempts.len());
     if n == 0 || n > count {
@@ -452,29 +451,7 @@ async fn attempt_file(
             format!("run {id} has {count} attempt(s); there is no attempt {n}"),
         ));
     }
-    let data = state
-        .data_dir
-        .as_ref()
-        .ok_or_else(|| ApiError::not_found("n", "this server keeps no attempt files"))?;
-    Ok(crate::standalone::attempt_dir(data, id, n).join(file))
-}
-
-/// An attempt's artifact as the backend keeps it (operator mode), after checking the attempt exists.
-async fn kept_artifact(
-    state: &AppState,
-    id: &str,
-    n: usize,
-    artifact: Artifact,
-) -> Result<Option<Vec<u8>>, ApiError> {
-    let run = find_run(state, id, "id").await?;
-    let count = run.status.as_ref().map_or(0, |s| s.attempts.len());
-    if n == 0 || n > count {
-        return Err(ApiError::not_found(
-            "n",
-            format!("run {id} has {count} attempt(s); there is no attempt {n}"),
-        ));
-    }
-    Ok(state.backend.attempt_artifact(id, n, artifact).await?)
+    Ok(())
 }
 
 /// Headers of an attempt's files, which hold whatever the tests wrote: a browser opening one

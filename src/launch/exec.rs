@@ -191,25 +191,6 @@ async fn tee(
     }
 }
 
-/// The JUnit files an attempt wrote: `junit` itself and every `*.xml` under `junit/` beside it.
-pub fn junit_files(junit: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    if junit.is_file() {
-        files.push(junit.to_path_buf());
-    }
-    let dir = junit.parent().unwrap_or(Path::new(".")).join("junit");
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        let mut more: Vec<PathBuf> = entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "xml"))
-            .collect();
-        more.sort();
-        files.extend(more);
-    }
-    files
-}
-
 /// The last `max` bytes of a file.
 fn tail(path: &Path, max: usize) -> Vec<u8> {
     let bytes = std::fs::read(path).unwrap_or_default();
@@ -225,7 +206,7 @@ async fn upload(opts: &ExecOptions, url: &str, ended: Ended) -> anyhow::Result<S
         .token
         .as_ref()
         .ok_or_else(|| anyhow::anyhow!("TOMATO_UPLOAD_TOKEN is not set"))?;
-    let files = junit_files(&opts.junit);
+    let files = crate::results::junit_files(&opts.junit);
     let reports: Vec<(String, Vec<u8>)> = files
         .iter()
         .filter_map(|f| {
@@ -351,7 +332,7 @@ mod tests {
         std::fs::write(dir.path().join("junit/b.xml"), "<testsuites/>").unwrap();
         std::fs::write(dir.path().join("junit/a.xml"), "<testsuites/>").unwrap();
         std::fs::write(dir.path().join("junit/notes.txt"), "").unwrap();
-        let names: Vec<String> = junit_files(&dir.path().join("junit.xml"))
+        let names: Vec<String> = crate::results::junit_files(&dir.path().join("junit.xml"))
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();

@@ -46,6 +46,8 @@ pub const LOG_PATH: &str = "/tomato/work/output.log";
 /// Name of the test container (the pod log fallback reads it).
 pub const TEST_CONTAINER: &str = "tests";
 
+/// Where `tomato exec` keeps the attempt's log.
+pub const ENV_EXEC_LOG: &str = "TOMATO_EXEC_LOG";
 /// Where `tomato exec` uploads the attempt's results.
 pub const ENV_UPLOAD_URL: &str = "TOMATO_UPLOAD_URL";
 /// The run's upload token (from the run's token Secret, never a literal in the Job).
@@ -120,7 +122,7 @@ pub fn desired_job(run: &TestRun, service: &Service, attempt: JobAttempt<'_>, se
     }));
     // Where `tomato exec` keeps the log (its default, spelled out so the pod says it).
     env.push(EnvVar {
-        name: "TOMATO_EXEC_LOG".into(),
+        name: ENV_EXEC_LOG.into(),
         value: Some(LOG_PATH.into()),
         value_from: None,
     });

@@ -133,7 +133,7 @@ async fn pass(store: &Store<TestRun>, ctx: &Context) {
         }
         for w in &decision.waiting {
             let Some(run) = by_name.get(&w.name) else { continue };
-            if !run.status.clone().unwrap_or_default().wait(w) {
+            if !run.status.as_ref().is_none_or(|st| st.wait_changes(w)) {
                 continue;
             }
             if let Err(e) = write_status(&ctx.client, run, |st| {

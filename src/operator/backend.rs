@@ -419,18 +419,15 @@ impl Backend for KubeBackend {
     }
 
     /// The API server marks it (its finalizer stops the test run in test management first)
-    /// or, without a finalizer, removes it at once; either way the object as it was is returned.
-    async fn delete_regression(&self, name: &str) -> Result<Option<Regression>, StoreError> {
-        let Some(current) = self.get_regression(name).await? else {
-            return Ok(None);
-        };
+    /// or, without a finalizer, removes it at once.
+    async fn delete_regression(&self, name: &str) -> Result<bool, StoreError> {
         match self
             .regressions_api()
             .delete(name, &DeleteParams::background())
             .await
         {
-            Ok(either) => Ok(Some(either.left_or(current))),
-            Err(kube::Error::Api(a)) if a.code == 404 => Ok(None),
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(a)) if a.code == 404 => Ok(false),
             Err(e) => Err(store_error(e)),
         }
     }

@@ -371,17 +371,15 @@ pub async fn load(
     let Some(primary) = api.get_opt(&results_name(run, seq)).await? else {
         return Ok(None);
     };
-    // Most results fit the primary; only then are parts looked up.
-    let needs_parts = unpack(&primary, &[]).is_err();
-    let parts = if needs_parts {
-        let selector = format!(
-            "{LABEL_RUN}={},{LABEL_LAUNCH}={seq},{LABEL_RESULTS}=part",
-            label_value(run)
-        );
-        api.list(&ListParams::default().labels(&selector)).await?.items
-    } else {
-        Vec::new()
-    };
+    // Most results fit the primary; only when they do not are parts looked up.
+    if let Ok(stored) = unpack(&primary, &[]) {
+        return Ok(Some(stored));
+    }
+    let selector = format!(
+        "{LABEL_RUN}={},{LABEL_LAUNCH}={seq},{LABEL_RESULTS}=part",
+        label_value(run)
+    );
+    let parts = api.list(&ListParams::default().labels(&selector)).await?.items;
     unpack(&primary, &parts).map(Some)
 }
 

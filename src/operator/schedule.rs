@@ -21,9 +21,7 @@ use tracing::{info, warn};
 
 use super::context::{Context, Error};
 use crate::crd::{LABEL_SCHEDULE, NightlySchedule, NightlyScheduleStatus, TestRun};
-use crate::schedule::{
-    Decision, check_spec, decide, record, record_invalid, run_name, runs_view, since,
-};
+use crate::schedule::{Decision, check_spec, decide, record, record_invalid, run_name, runs_view, since};
 
 /// Reconciles one NightlySchedule.
 pub async fn reconcile(schedule: Arc<NightlySchedule>, ctx: Arc<Context>) -> Result<Action, Error> {

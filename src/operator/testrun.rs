@@ -197,9 +197,7 @@ async fn launch(
 async fn ensure_token(run: &TestRun, ctx: &Context) -> Result<(), Error> {
     let secrets: Api<Secret> = ctx.api(&run.namespace().unwrap_or_default());
     let name = token_secret_name(&run.name_any());
-    if secrets.get_opt(&name).await?.is_some() {
-        return Ok(());
-    }
+    // Created once; a later launch finds it taken (409) and keeps the token the earlier Jobs got.
     let token: [u8; 32] = rand::random();
     let token: String = token.iter().map(|b| format!("{b:02x}")).collect();
     let secret = Secret {
@@ -344,10 +342,7 @@ async fn end_attempt(
 ) -> Result<Action, Error> {
     let (report, _) = stored.parse(attempt.number, &svc.rerun.test_id);
     let timed_out = job.is_some_and(JobState::is_deadline_exceeded);
-    let timeout = match run.spec.timeout.as_deref().map(crate::duration::parse) {
-        Some(Ok(t)) => t,
-        _ => svc.launch.timeout,
-    };
+    let timeout = crate::launch::timeout_of(run, svc);
     let message = if timed_out {
         Some(format!("timed out after {}", crate::duration::human(timeout)))
     } else if let Some(m) = &stored.message {

@@ -427,7 +427,8 @@ pub const MAX_EMAILS: usize = 100;
 /// Longest tracker key (the CRD's `maxLength`).
 pub const MAX_ISSUE_KEY: usize = 64;
 
-fn check_issue_key(key: &str) -> Result<(), InputError> {
+/// A tracker key like `QA-123`, at most [`MAX_ISSUE_KEY`] long; the error names `issueKey`.
+pub fn check_issue_key(key: &str) -> Result<(), InputError> {
     if key.len() > MAX_ISSUE_KEY {
         return Err(InputError::new(
             "issueKey",

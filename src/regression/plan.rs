@@ -148,19 +148,7 @@ pub fn check_spec(spec: &RegressionSpec, config: &PacksConfig) -> Result<PlanRef
         }
     }
     if let Some(key) = &spec.issue_key {
-        let ok = key.split_once('-').is_some_and(|(p, n)| {
-            p.chars().next().is_some_and(|c| c.is_ascii_uppercase())
-                && p.chars()
-                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-                && !n.is_empty()
-                && n.chars().all(|c| c.is_ascii_digit())
-        });
-        if !ok {
-            return Err(InputError::new(
-                "issueKey",
-                format!("{key:?} is not a tracker key like QA-123"),
-            ));
-        }
+        crate::packs::check_issue_key(key)?;
     }
     for e in &spec.emails {
         crate::packs::check_email(e).map_err(|m| InputError::new("emails", m))?;

@@ -71,6 +71,25 @@ fn merge_case(into: &mut Case, other: Case) {
         into.trace = other.trace;
     }
 }
+/// The JUnit files an attempt wrote: `junit` itself and every `*.xml` under `junit/` beside it.
+pub fn junit_files(junit: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    if junit.is_file() {
+        files.push(junit.to_path_buf());
+    }
+    let dir = junit.parent().unwrap_or(std::path::Path::new(".")).join("junit");
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        let mut more: Vec<std::path::PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "xml"))
+            .collect();
+        more.sort();
+        files.extend(more);
+    }
+    files
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

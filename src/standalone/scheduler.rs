@@ -22,9 +22,7 @@ use crate::backend::Backend;
 use crate::crd::{LABEL_SCHEDULE, NightlySchedule, NightlyScheduleStatus, Phase, TestRun};
 use crate::packs::PacksConfig;
 use crate::runs::scheduled_run;
-use crate::schedule::{
-    Decision, check_spec, decide, record, record_invalid, run_name, runs_view, since,
-};
+use crate::schedule::{Decision, check_spec, decide, record, record_invalid, run_name, runs_view, since};
 use crate::store::{ChangeOp, ListFilter, SqliteStore, StoreError};
 
 /// How long a burst of run changes is gathered before a pass.

@@ -15,7 +15,7 @@ use super::chart::escape;
 use super::format;
 use super::render::{Layout, UiError, page};
 use crate::api::AppState;
-use crate::crd::{ChannelReport, Counts, DeliveryState, Regression, RegressionPhase};
+use crate::crd::{ChannelReport, Counts, Regression, RegressionPhase};
 
 /// A stacked bar of verdicts: passed, failed, blocked, then the cases without one.
 pub fn progress_bar(c: &Counts, label: &str) -> String {
@@ -110,17 +110,11 @@ pub struct RegressionView {
     pub editable: bool,
     /// The deadline as an instant, for the browser to show in its own zone.
     pub deadline_rfc3339: Option<String>,
-    pub age: String,
 }
 
 fn notification(what: &'static str, ch: &Option<ChannelReport>) -> Option<NotificationRow> {
     let ch = ch.as_ref()?;
-    let (state, class) = match ch.state {
-        DeliveryState::Pending => ("Pending", "pending"),
-        DeliveryState::Sent => ("Sent", "sent"),
-        DeliveryState::Failed => ("Failed", "failed"),
-        DeliveryState::Skipped => ("Skipped", "skipped"),
-    };
+    let (state, class) = super::view::delivery_label(ch);
     let detail = match (&ch.reason, ch.sent_to.is_empty()) {
         (Some(r), true) => r.clone(),
         (Some(r), false) => format!("to {}; {r}", ch.sent_to.join(", ")),
@@ -191,7 +185,6 @@ pub fn regression_view(r: &Regression, now: DateTime<Utc>) -> RegressionView {
         deleting: r.metadata.deletion_timestamp.is_some(),
         editable: r.metadata.deletion_timestamp.is_none() && !st.phase.is_terminal(),
         deadline_rfc3339: r.spec.deadline.map(|d| d.to_rfc3339()),
-        age: format::duration(format::seconds_between(crate::store::created(r), now)),
     }
 }
 

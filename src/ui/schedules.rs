@@ -96,17 +96,23 @@ struct SchedulesView {
 /// `GET /schedules`: every schedule with its next run in its own time zone.
 pub async fn schedules_list(State(state): State<AppState>) -> Result<Response, UiError> {
     let now = Utc::now();
-    let mut schedules: Vec<ScheduleRow> = Vec::new();
-    for s in state.backend.list_schedules(None).await? {
-        let mut row = schedule_row(&s, now);
-        if let Some(last) = &row.last_run {
-            row.last_phase = state
-                .backend
-                .get_run(last)
-                .await?
-                .map(|r| super::view::phase(r.status.map(|st| st.phase).unwrap_or_default()));
+    let mut schedules: Vec<ScheduleRow> = state
+        .backend
+        .list_schedules(None)
+        .await?
+        .iter()
+        .map(|s| schedule_row(s, now))
+        .collect();
+    // How each last run stands: looked up together, not one after another.
+    let phases = futures::future::try_join_all(schedules.iter().map(|row| async {
+        match &row.last_run {
+            Some(last) => state.backend.get_run(last).await,
+            None => Ok(None),
         }
-        schedules.push(row);
+    }))
+    .await?;
+    for (row, run) in schedules.iter_mut().zip(phases) {
+        row.last_phase = run.map(|r| super::view::phase(r.status.map(|st| st.phase).unwrap_or_default()));
     }
     schedules.sort_by(|a, b| (&a.service, &a.name).cmp(&(&b.service, &b.name)));
     let layout = Layout::new(&state, "Schedules", "schedules").watching("NightlySchedule TestRun", 500);

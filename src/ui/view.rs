@@ -504,6 +504,18 @@ pub struct ChannelView {
     pub reason: Option<String>,
 }
 
+/// A delivery's state as the pages show it, and its badge class. Pending after a failed
+/// attempt is a retry (the reason says when the next one is).
+pub fn delivery_label(c: &ChannelReport) -> (&'static str, &'static str) {
+    match c.state {
+        DeliveryState::Pending if c.attempts > 0 => ("Retrying", "pending"),
+        DeliveryState::Pending => ("Pending", "pending"),
+        DeliveryState::Sent => ("Sent", "sent"),
+        DeliveryState::Failed => ("Failed", "failed"),
+        DeliveryState::Skipped => ("Skipped", "skipped"),
+    }
+}
+
 pub fn channel_views(report: Option<&crate::crd::ReportStatus>) -> Vec<ChannelView> {
     let Some(r) = report else {
         return Vec::new();
@@ -518,21 +530,11 @@ pub fn channel_views(report: Option<&crate::crd::ReportStatus>) -> Vec<ChannelVi
         .into_iter()
         .filter_map(|(channel, c)| {
             let c = c.as_ref()?;
-            let state = match c.state {
-                // Pending after a failed attempt: waiting to try again (the reason says when).
-                DeliveryState::Pending if c.attempts > 0 => "Retrying",
-                DeliveryState::Pending => "Pending",
-                DeliveryState::Sent => "Sent",
-                DeliveryState::Failed => "Failed",
-                DeliveryState::Skipped => "Skipped",
-            };
+            let (state, class) = delivery_label(c);
             Some(ChannelView {
                 channel,
                 state,
-                class: match c.state {
-                    DeliveryState::Pending => "pending".into(),
-                    _ => state.to_ascii_lowercase(),
-                },
+                class: class.into(),
                 attempts: c.attempts,
                 at: c.at.map(format::time),
                 at_rfc3339: c.at.map(format::rfc3339),

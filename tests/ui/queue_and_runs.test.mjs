@@ -44,17 +44,21 @@ test('a run queued from the form goes from Queued to Running to Succeeded withou
   assert.equal(await queuedRow.locator('select.priority').inputValue(), '2');
   await shot(watcher, 'dashboard-running-and-waiting');
 
-  // A priority list in use is not swept away by a live update: another run queued meanwhile
-  // (the queue part refreshes) leaves the focus where it was.
+  // A priority list in use is not swept away by a live update: another run queued behind it
+  // changes this very queue, and the focus stays where it was; once the list is left, the
+  // queue catches up.
   await queuedRow.locator('select.priority').focus();
-  const other = await runNow('service=demo-py&stand=127.0.0.1&category=smoke');
-  await watcher.locator(`#queue-demo-py tr[data-run="${other}"]`).waitFor({ timeout: 10_000 });
-  await new Promise((r) => setTimeout(r, 800));
+  const other = await runNow('service=demo&stand=localhost&category=smoke');
+  await new Promise((r) => setTimeout(r, 1500));
   assert.equal(
     await watcher.evaluate(() => document.activeElement?.closest('tr')?.dataset.run),
     id,
     'the focused priority list is still the one in use',
   );
+  await watcher.locator('h1').click();
+  await watcher.locator(`#queue-demo tr[data-run="${other}"]`).waitFor({ timeout: 10_000 });
+  assert.equal((await apiCall('DELETE', `/api/v1/runs/${other}`)).status, 202);
+  await watcher.locator(`#queue-demo tr[data-run="${other}"]`).waitFor({ state: 'detached', timeout: 10_000 });
 
   // Re-prioritise it from the queue: the change is stored and both pages show it.
   await queuedRow.locator('select.priority').selectOption('0');

@@ -242,20 +242,7 @@ async fn ingest(
     style: crate::packs::TestIdStyle,
 ) -> ReportRead {
     let parsed = tokio::task::spawn_blocking(move || -> Result<Option<Vec<AttemptResult>>, String> {
-        let mut files = Vec::new();
-        let main = dir.join("junit.xml");
-        if main.is_file() {
-            files.push(main);
-        }
-        if let Ok(entries) = std::fs::read_dir(dir.join("junit")) {
-            let mut more: Vec<PathBuf> = entries
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "xml"))
-                .collect();
-            more.sort();
-            files.extend(more);
-        }
+        let files = results::junit_files(&dir.join("junit.xml"));
         if files.is_empty() {
             return Ok(None);
         }

@@ -296,9 +296,8 @@ impl Driver {
                 let name = run.metadata.name.as_deref()?;
                 let w = *waiting.get(name)?;
                 run.status
-                    .clone()
-                    .unwrap_or_default()
-                    .wait(w)
+                    .as_ref()
+                    .is_none_or(|st| st.wait_changes(w))
                     .then(|| (name.to_string(), w.clone()))
             })
             .collect();

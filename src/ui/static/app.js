@@ -351,6 +351,8 @@
   }
 
   // ---------------------------------------------------------------- regression form
+  const regressionUrl = (name) => '/api/v1/regressions/' + encodeURIComponent(name);
+
   function regressionSpec(form) {
     const f = new FormData(form);
     const text = (k) => (f.get(k) || '').trim();
@@ -391,9 +393,8 @@
     const deadline = value ? new Date(value).toISOString() : null;
     submitForm(
       form,
-      () => api('PATCH', '/api/v1/regressions/' + encodeURIComponent(form.dataset.regression), { spec: { deadline } }),
+      () => api('PATCH', regressionUrl(form.dataset.regression), { spec: { deadline } }),
       () => {
-        form.dataset.deadline = deadline || '';
         toast(deadline ? 'Deadline moved' : 'Deadline removed');
         scheduleRefresh();
       },
@@ -441,7 +442,7 @@
       const name = el.dataset.regression;
       if (!confirm('Delete regression ' + name + '? Its test run in test management is stopped.')) return;
       act(
-        () => api('DELETE', '/api/v1/regressions/' + encodeURIComponent(name)),
+        () => api('DELETE', regressionUrl(name)),
         () => toast('Deleting ' + name),
       );
     } else if (action === 'schedule-delete') {
