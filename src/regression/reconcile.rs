@@ -759,16 +759,16 @@ async fn report(
             }
             (Some(mail), false) => {
                 let ch = st.report_email.get_or_insert_with(|| delivery::pending(now));
-                let result = match notify::report_email(&about, &progress, &problems, &mail.from, &to) {
-                    Ok(message) => mail.mailer.send(&message, &to).await,
-                    Err(e) => Err(DeliveryError::Permanent(e)),
+                let delivery = match notify::report_email(&about, &progress, &problems, &mail.from, &to) {
+                    Ok(message) => {
+                        crate::report::email::deliver(mail.mailer.as_ref(), &message, &to, &ch.sent_to).await
+                    }
+                    Err(e) => Delivery {
+                        sent_to: Vec::new(),
+                        result: Err(DeliveryError::Permanent(e)),
+                    },
                 };
-                let sent_to = if result.is_ok() {
-                    to.iter().map(ToString::to_string).collect()
-                } else {
-                    Vec::new()
-                };
-                if let Some(d) = settle_channel(ch, Delivery { sent_to, result }, ctx, now) {
+                if let Some(d) = settle_channel(ch, delivery, ctx, now) {
                     requeue = requeue.max(d);
                 }
             }

@@ -17,7 +17,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::content::{RunReport, one_line, shorten};
-use super::delivery::DeliveryError;
+use super::delivery::{Delivery, DeliveryError};
 use super::redact::Redactor;
 use super::settings::SmtpSettings;
 use super::templates::{EMAIL_HTML, EMAIL_SUBJECT, EMAIL_TEXT, Templates};
@@ -93,6 +93,49 @@ pub fn compose(
 #[async_trait]
 pub trait Mailer: Send + Sync {
     async fn send(&self, message: &Message, to: &[Address]) -> Result<(), DeliveryError>;
+}
+
+/// Sends `message` to every recipient in `to` not in `sent_to` (reached by an earlier try),
+/// in one envelope. When the server refuses that for good (typically one mailbox that no
+/// longer exists), each recipient gets the same message in an envelope of their own, so one
+/// bad address stops nobody else's email, and the reason names the address refused.
+pub async fn deliver(mailer: &dyn Mailer, message: &Message, to: &[Address], sent_to: &[String]) -> Delivery {
+    let remaining: Vec<Address> = to
+        .iter()
+        .filter(|a| !sent_to.contains(&a.to_string()))
+        .cloned()
+        .collect();
+    let all = mailer.send(message, &remaining).await;
+    if !(matches!(all, Err(DeliveryError::Permanent(_))) && remaining.len() > 1) {
+        return Delivery {
+            sent_to: match all {
+                Ok(()) => remaining.iter().map(ToString::to_string).collect(),
+                Err(_) => Vec::new(),
+            },
+            result: all,
+        };
+    }
+    let mut sent = Vec::new();
+    let mut refused = Vec::new();
+    let mut transient = false;
+    for a in &remaining {
+        match mailer.send(message, std::slice::from_ref(a)).await {
+            Ok(()) => sent.push(a.to_string()),
+            Err(e) => {
+                transient |= matches!(e, DeliveryError::Transient(_));
+                refused.push(format!("{a}: {}", e.reason()));
+            }
+        }
+    }
+    let result = match (refused.is_empty(), transient) {
+        (true, _) => Ok(()),
+        (false, true) => Err(DeliveryError::Transient(refused.join("; "))),
+        (false, false) => Err(DeliveryError::Permanent(refused.join("; "))),
+    };
+    Delivery {
+        sent_to: sent,
+        result,
+    }
 }
 
 /// The SMTP server of the settings.

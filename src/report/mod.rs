@@ -202,10 +202,7 @@ impl Reporter {
             .map_err(|e| DeliveryError::Permanent(format!("template {name}: {e}")))
     }
 
-    /// One message to every recipient not reached yet, in one envelope. When the server
-    /// refuses that for good (typically one mailbox that no longer exists), each recipient
-    /// gets the same message in an envelope of their own, so one bad address stops nobody
-    /// else's report, and the reason names the address refused.
+    /// The run's report email to `to`, delivered by [`email::deliver`].
     async fn email(&self, to: &[lettre::Address], report: &RunReport, sent_to: &[String]) -> Delivery {
         let (Some(smtp), Some(mailer)) = (&self.settings.smtp, &self.mailer) else {
             return Delivery {
@@ -222,43 +219,7 @@ impl Reporter {
                 };
             }
         };
-        let remaining: Vec<lettre::Address> = to
-            .iter()
-            .filter(|a| !sent_to.contains(&a.to_string()))
-            .cloned()
-            .collect();
-        let all = mailer.send(&message, &remaining).await;
-        let split = matches!(all, Err(DeliveryError::Permanent(_))) && remaining.len() > 1;
-        if !split {
-            return Delivery {
-                sent_to: match all {
-                    Ok(()) => remaining.iter().map(ToString::to_string).collect(),
-                    Err(_) => Vec::new(),
-                },
-                result: all,
-            };
-        }
-        let mut sent = Vec::new();
-        let mut refused = Vec::new();
-        let mut transient = false;
-        for a in &remaining {
-            match mailer.send(&message, std::slice::from_ref(a)).await {
-                Ok(()) => sent.push(a.to_string()),
-                Err(e) => {
-                    transient |= matches!(e, DeliveryError::Transient(_));
-                    refused.push(format!("{a}: {}", e.reason()));
-                }
-            }
-        }
-        let result = match (refused.is_empty(), transient) {
-            (true, _) => Ok(()),
-            (false, true) => Err(DeliveryError::Transient(refused.join("; "))),
-            (false, false) => Err(DeliveryError::Permanent(refused.join("; "))),
-        };
-        Delivery {
-            sent_to: sent,
-            result,
-        }
+        email::deliver(mailer.as_ref(), &message, to, sent_to).await
     }
 
     async fn tracker(&self, issue_key: &str, report: &RunReport) -> Delivery {
