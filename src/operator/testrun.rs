@@ -505,9 +505,12 @@ async fn report(run: &TestRun, ctx: &Context) -> Result<Action, Error> {
         None => Default::default(),
     };
     let content = ctx.reporter.content(&run, &tests, &categories);
+    // The latest stored object: each recorded delivery writes on top of the one before.
+    let mut current = run.clone();
     for (channel, target, sent_to) in due {
         let outcome = ctx.reporter.deliver(&target, &content, &sent_to).await;
-        let recorded = record_delivery(&run, ctx, channel, outcome).await?;
+        let (stored, recorded) = record_delivery(current, ctx, channel, outcome).await?;
+        current = stored;
         match recorded {
             Some(ch) if ch.state == DeliveryState::Sent => {
                 info!(run = run.name_any(), channel = %channel, attempts = ch.attempts, "report delivered");
@@ -527,26 +530,28 @@ async fn report(run: &TestRun, ctx: &Context) -> Result<Action, Error> {
     Ok(Action::requeue(Duration::from_millis(100)))
 }
 
-/// Records one delivery attempt in `status.report.<channel>` on fresh state (a user's spec
-/// change may have moved the resourceVersion meanwhile), and ends the run when it was the
-/// last pending channel. `None` when the channel was no longer pending.
+/// Records one delivery attempt in `status.report.<channel>` on `run` as last stored (read
+/// again if a user's change moved its resourceVersion meanwhile), and ends the run when it
+/// was the last pending channel. Returns the stored run, and `None` when the channel was no
+/// longer pending.
 async fn record_delivery(
-    run: &TestRun,
+    run: TestRun,
     ctx: &Context,
     channel: crate::report::Channel,
     outcome: crate::report::Delivery,
-) -> Result<Option<crate::crd::ChannelReport>, Error> {
+) -> Result<(TestRun, Option<crate::crd::ChannelReport>), Error> {
     let api: Api<TestRun> = ctx.api(&run.namespace().unwrap_or_default());
     let policy = ctx.reporter.retry().clone();
     let jitter: f64 = rand::random();
     let mut last_error = None;
+    // The object as last stored; read again only when a write finds it changed.
+    let mut fresh = run;
     for _ in 0..5 {
-        let fresh = api.get(&run.name_any()).await?;
         let now = Utc::now();
         let mut st = fresh.status.clone().unwrap_or_default();
         let slot = st.report.get_or_insert_default().channel_mut(channel);
         let Some(ch) = slot.as_mut().filter(|c| c.state == DeliveryState::Pending) else {
-            return Ok(None);
+            return Ok((fresh, None));
         };
         delivery::record(ch, outcome.clone(), &policy, now, jitter);
         let recorded = ch.clone();
@@ -556,9 +561,12 @@ async fn record_delivery(
                 if finished {
                     announce_finished(&stored, ctx).await;
                 }
-                return Ok(Some(recorded));
+                return Ok((stored, Some(recorded)));
             }
-            Err(e) if e.is_conflict() => last_error = Some(e),
+            Err(e) if e.is_conflict() => {
+                last_error = Some(e);
+                fresh = api.get(&fresh.name_any()).await?;
+            }
             Err(e) => return Err(e),
         }
     }
