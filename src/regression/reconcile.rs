@@ -700,13 +700,32 @@ async fn report(
     st: &mut RegressionStatus,
     now: DateTime<Utc>,
 ) -> Result<Option<Duration>, Failure> {
+    // The soonest a channel waiting for its retry is due again.
+    let mut requeue: Option<Duration> = None;
+    let mut soonest = |d: Duration| requeue = Some(requeue.map_or(d, |r| r.min(d)));
+    let waits = |c: &Option<ChannelReport>| {
+        c.as_ref()
+            .filter(|c| c.state == DeliveryState::Pending && !delivery::is_due(c, now))
+            .and_then(|c| c.next_at)
+    };
+    let planned_and_waiting =
+        |c: &Option<ChannelReport>| c.as_ref().is_some_and(|c| !delivery::is_due(c, now));
+    if planned_and_waiting(&st.summary_comment) && planned_and_waiting(&st.report_email) && !reported(st) {
+        // Nothing due: no need to ask test management anything yet.
+        for at in [waits(&st.summary_comment), waits(&st.report_email)]
+            .into_iter()
+            .flatten()
+        {
+            soonest(until(at, now));
+        }
+        return Ok(Some(requeue.unwrap_or(Duration::ZERO)));
+    }
     let tms = tms(ctx)?;
     let run = st.tms.as_ref().and_then(|t| t.run_id).unwrap_or_default();
     let executions = tms.executions(run).await?;
     let progress = st.progress.clone().unwrap_or_default();
     let problems = notify::problems(&executions, |c| tms.case_url(c));
     let about = About::new(reg, &ctx.public_url);
-    let mut requeue = Duration::ZERO;
 
     // The summary comment on the ticket.
     let comment_plan = match (&st.ticket, &ctx.tracker) {
@@ -724,10 +743,10 @@ async fn report(
                 let result = tracker.comment(&key, &text).await;
                 let sent_to = if result.is_ok() { vec![key] } else { Vec::new() };
                 if let Some(d) = settle_channel(ch, Delivery { sent_to, result }, ctx, now) {
-                    requeue = requeue.max(d);
+                    soonest(d);
                 }
             } else if let Some(at) = ch.next_at.filter(|_| ch.state == DeliveryState::Pending) {
-                requeue = requeue.max(until(at, now));
+                soonest(until(at, now));
             }
         }
     }
@@ -769,13 +788,13 @@ async fn report(
                     },
                 };
                 if let Some(d) = settle_channel(ch, delivery, ctx, now) {
-                    requeue = requeue.max(d);
+                    soonest(d);
                 }
             }
             _ => {}
         }
     } else if let Some(at) = st.report_email.as_ref().and_then(|c| c.next_at) {
-        requeue = requeue.max(until(at, now));
+        soonest(until(at, now));
     }
 
     if reported(st) {
@@ -796,7 +815,7 @@ async fn report(
         st.message = Some(message);
         return Ok(None);
     }
-    Ok(Some(requeue))
+    Ok(Some(requeue.unwrap_or(Duration::ZERO)))
 }
 
 /// What cleaning up a deleted regression did.
