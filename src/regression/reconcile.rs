@@ -1037,6 +1037,67 @@ mod tests {
         );
     }
 
+    /// A tracker whose comments fail for a while (it is down), counting the tries.
+    struct DownTracker {
+        comments: std::sync::atomic::AtomicU32,
+    }
+
+    #[async_trait::async_trait]
+    impl IssueTracker for DownTracker {
+        fn kind(&self) -> TrackerKind {
+            TrackerKind::Jira
+        }
+        fn issue_url(&self, key: &str) -> String {
+            format!("jira:/{key}")
+        }
+        async fn ensure_version(&self, _: &str, name: &str) -> Result<String, DeliveryError> {
+            Ok(name.into())
+        }
+        async fn find_issue(&self, _: &str, _: &str) -> Result<Option<String>, DeliveryError> {
+            Ok(None)
+        }
+        async fn create_issue(&self, _: &NewIssue) -> Result<String, DeliveryError> {
+            Ok("QA-1".into())
+        }
+        async fn comment(&self, _: &str, _: &str) -> Result<(), DeliveryError> {
+            self.comments.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Err(DeliveryError::Transient("jira: HTTP 503".into()))
+        }
+    }
+
+    /// A summary comment that failed waits for its retry: reconciling before then neither
+    /// comments again nor asks test management anything, and the wait is the retry's.
+    #[tokio::test]
+    async fn a_failed_summary_comment_waits_for_its_retry_and_nothing_is_done_before() {
+        let tms = Arc::new(Memory::with_plan("demo regression", 2, 0, &["alice", "bob"]));
+        let tracker = Arc::new(DownTracker {
+            comments: Default::default(),
+        });
+        let ctx = ctx(&tms, Some(tracker.clone() as Arc<dyn IssueTracker>));
+        let now = Utc::now();
+        let mut reg = regression(Some("QA"));
+        settle(&mut reg, &ctx, now).await;
+        for a in st(&reg).assignments.clone() {
+            for id in a.executions {
+                tms.set_outcome(id, Verdict::Passed);
+            }
+        }
+        let later = now + chrono::Duration::seconds(61);
+        let wait = settle(&mut reg, &ctx, later).await.expect("waits for the retry");
+        assert_eq!(tracker.comments.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(st(&reg).phase, RegressionPhase::Reporting);
+        assert!(wait > Duration::ZERO && wait <= ctx.retry.max, "{wait:?}");
+
+        tms.state.lock().unwrap().down = true;
+        let before = reconcile(&reg, &ctx, later + chrono::Duration::milliseconds(10)).await;
+        assert_eq!(
+            &before.status,
+            st(&reg),
+            "nothing due: nothing done, test management not asked"
+        );
+        assert_eq!(tracker.comments.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
     struct RefusingTracker;
 
     #[async_trait::async_trait]
