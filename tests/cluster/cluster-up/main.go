@@ -169,6 +169,11 @@ func (c *cluster) start(ctx context.Context, node string, entrypoints []string, 
 		"--cert-dir="+filepath.Join(c.dir, "apiserver"),
 		"--tls-cert-file="+pk("apiserver.crt"), "--tls-private-key-file="+pk("apiserver.key"),
 		"--client-ca-file="+pk("ca.crt"),
+		// Published for the controller-manager's and scheduler's delegated authentication
+		// (no front proxy uses it: the allowed name matches no certificate issued here).
+		"--requestheader-client-ca-file="+pk("ca.crt"), "--requestheader-allowed-names=front-proxy-client",
+		"--requestheader-username-headers=X-Remote-User", "--requestheader-group-headers=X-Remote-Group",
+		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
 		"--authorization-mode=Node,RBAC",
 		// The default admission plugins, plus NodeRestriction for the kubelet's identity.
 		"--enable-admission-plugins=NodeRestriction",
