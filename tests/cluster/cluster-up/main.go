@@ -24,22 +24,28 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
 
 type component struct {
-	name string
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
-	err  error
+	name, binary string
+	args         []string
+	cmd          *exec.Cmd
+	log          string
+	done         chan struct{}
+	err          error
+	intentional  atomic.Bool // killed on purpose (a restart): not a failure
 }
 
 type cluster struct {
 	dir, bin   string
 	components []*component
 	died       chan *component
+	// For restarts: the API server's URL and an admin client.
+	server string
+	admin  *http.Client
 }
 
 type multiFlag []string
@@ -80,10 +86,18 @@ func main() {
 	c := &cluster{dir: dir, bin: *bin, died: make(chan *component, 8)}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	// SIGUSR1 kills the API server (SIGKILL) and starts it again on the same port and etcd data:
+	// what a test of the operator's watches surviving an API server restart needs.
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
 	err := c.start(ctx, *node, entrypoints, *timeout)
-	if err == nil {
+wait:
+	for err == nil {
 		select {
 		case <-ctx.Done():
+			break wait
+		case <-usr1:
+			err = c.restartAPIServer(ctx, *timeout)
 		case comp := <-c.died:
 			err = fmt.Errorf("%s exited: %v\n%s", comp.name, comp.err, tail(comp.log, 30))
 		}
@@ -196,6 +210,7 @@ func (c *cluster) start(ctx context.Context, node string, entrypoints []string, 
 	if err := c.wait(deadline, "kube-apiserver", func() error { return httpOK(server+"/readyz", admin) }); err != nil {
 		return err
 	}
+	c.server, c.admin = server, admin
 
 	authFlags := func(name string) []string {
 		return []string{"--kubeconfig=" + kc(name), "--authentication-kubeconfig=" + kc(name),
@@ -262,12 +277,50 @@ func (c *cluster) start(ctx context.Context, node string, entrypoints []string, 
 	return nil
 }
 
+// restartAPIServer kills the API server and starts it again with the same flags.
+func (c *cluster) restartAPIServer(ctx context.Context, timeout time.Duration) error {
+	for i, comp := range c.components {
+		if comp.name != "kube-apiserver" {
+			continue
+		}
+		comp.intentional.Store(true)
+		_ = syscall.Kill(-comp.cmd.Process.Pid, syscall.SIGKILL)
+		<-comp.done
+		fmt.Println("# kube-apiserver killed; starting it again")
+		fresh, err := c.spawn(comp.name, comp.binary, comp.args, true)
+		if err != nil {
+			return err
+		}
+		c.components[i] = fresh
+		deadline, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		if err := c.wait(deadline, comp.name, func() error { return httpOK(c.server+"/readyz", c.admin) }); err != nil {
+			return err
+		}
+		fmt.Println("# kube-apiserver ready again")
+		return nil
+	}
+	return fmt.Errorf("no kube-apiserver to restart")
+}
+
 // run starts a component in its own process group with its log in <dir>/<name>.log.
 func (c *cluster) run(name, binary string, args ...string) error {
+	comp, err := c.spawn(name, binary, args, false)
+	if err == nil {
+		c.components = append(c.components, comp)
+	}
+	return err
+}
+
+func (c *cluster) spawn(name, binary string, args []string, appendLog bool) (*component, error) {
 	logPath := filepath.Join(c.dir, name+".log")
-	logFile, err := os.Create(logPath)
+	mode := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
+	if appendLog {
+		mode = os.O_CREATE | os.O_WRONLY | os.O_APPEND
+	}
+	logFile, err := os.OpenFile(logPath, mode, 0o644)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cmd := exec.Command(filepath.Join(c.bin, binary), args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
@@ -276,17 +329,18 @@ func (c *cluster) run(name, binary string, args ...string) error {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
-		return fmt.Errorf("starting %s: %w", name, err)
+		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
-	comp := &component{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
-	c.components = append(c.components, comp)
+	comp := &component{name: name, binary: binary, args: args, cmd: cmd, log: logPath, done: make(chan struct{})}
 	go func() {
 		comp.err = cmd.Wait()
 		logFile.Close()
 		close(comp.done)
-		c.died <- comp
+		if !comp.intentional.Load() {
+			c.died <- comp
+		}
 	}()
-	return nil
+	return comp, nil
 }
 
 // wait polls check until it passes; on timeout, or if the component died, it fails with the
