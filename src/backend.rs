@@ -166,6 +166,11 @@ impl Backend for SqliteStore {
     }
 
     async fn ready(&self) -> Result<(), String> {
+        // Not ready while the disk refuses writes: runs cannot advance. Probing with a small
+        // write finds out that space came back even when nothing else is writing.
+        if self.write_refused().is_some() {
+            self.probe_write().await.map_err(|e| e.to_string())?;
+        }
         self.list::<TestRun>(&ListFilter {
             newest: Some(1),
             ..Default::default()

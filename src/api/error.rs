@@ -92,6 +92,12 @@ impl From<StoreError> for ApiError {
                 ApiError::conflict(format!("{kind} {name:?} already exists"))
             }
             StoreError::Invalid(m) => ApiError::bad_request("body", m),
+            // Logged once per episode by the store, not per request; nothing was changed.
+            StoreError::Unwritable(m) => ApiError {
+                status: StatusCode::INSUFFICIENT_STORAGE,
+                message: m,
+                parameter: None,
+            },
             other => ApiError::internal("the store failed", other),
         }
     }

@@ -44,6 +44,32 @@ pub enum StoreError {
     Json(#[from] serde_json::Error),
     #[error("the database task failed: {0}")]
     Task(String),
+    /// The store cannot write at all right now (a full or read-only disk): nothing the
+    /// caller did is wrong, and the same write succeeds once the disk has room again.
+    #[error("{0}")]
+    Unwritable(String),
+}
+
+impl StoreError {
+    /// Why the file system refuses every write, when that is what this error says (matched
+    /// on SQLite's result codes, never on its message text).
+    pub fn refused_by_disk(&self) -> Option<&'static str> {
+        use rusqlite::ErrorCode;
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => match e.code {
+                ErrorCode::DiskFull => Some("database or disk is full"),
+                ErrorCode::ReadOnly => Some("the file system is read-only"),
+                ErrorCode::SystemIoFailure => Some("disk I/O error"),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Whether the same write may succeed later without anyone changing the request.
+    pub fn is_unwritable(&self) -> bool {
+        matches!(self, StoreError::Unwritable(_))
+    }
 }
 
 /// Filters for listing objects.

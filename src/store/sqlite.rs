@@ -5,7 +5,7 @@
 //! One connection behind a mutex serializes writes; each call runs on tokio's blocking pool
 //! so an `fsync` never stalls the async runtime.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use kube::Resource;
@@ -13,6 +13,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::broadcast;
+use tracing::{error, info};
 
 use super::{Change, ChangeOp, ListFilter, StoreError, random_uid};
 use crate::results::{AttemptResult, Case, CaseStatus};
@@ -67,6 +68,52 @@ pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     changes: broadcast::Sender<Change>,
     instance: String,
+    writes: Arc<WriteHealth>,
+}
+
+/// Whether the data directory takes writes: set by the first write the disk refuses, cleared
+/// by the next one it takes. An episode is logged once when it starts and once when it ends,
+/// never per request.
+struct WriteHealth {
+    dir: PathBuf,
+    refused: Mutex<Option<String>>,
+}
+
+impl WriteHealth {
+    fn refused(&self) -> Option<String> {
+        self.refused.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Notes a write's outcome; turns a disk refusal into [`StoreError::Unwritable`].
+    fn note<R>(&self, res: Result<R, StoreError>) -> Result<R, StoreError> {
+        let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        match res {
+            Ok(v) => {
+                if let Some(was) = refused.take() {
+                    info!(reason = was, "the data directory takes writes again");
+                }
+                Ok(v)
+            }
+            Err(e) => match e.refused_by_disk() {
+                Some(why) => {
+                    let message = if why.contains("full") {
+                        format!("the data directory is full ({}: {why})", self.dir.display())
+                    } else {
+                        format!(
+                            "the data directory refuses writes ({}: {why})",
+                            self.dir.display()
+                        )
+                    };
+                    if refused.is_none() {
+                        error!(reason = message, "the store cannot write; runs wait until it can");
+                    }
+                    *refused = Some(message.clone());
+                    Err(StoreError::Unwritable(message))
+                }
+                None => Err(e),
+            },
+        }
+    }
 }
 
 impl SqliteStore {
@@ -111,6 +158,10 @@ impl SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             changes,
             instance,
+            writes: Arc::new(WriteHealth {
+                dir: dir.to_path_buf(),
+                refused: Mutex::new(None),
+            }),
         })
     }
 
@@ -131,6 +182,33 @@ impl SqliteStore {
             name: name.to_string(),
             op,
         });
+    }
+
+    /// Why the store cannot write right now, if it cannot (as of the last write tried).
+    pub fn write_refused(&self) -> Option<String> {
+        self.writes.refused()
+    }
+
+    /// Tries one small write (a heartbeat in `meta`) and answers whether the store takes
+    /// writes: how readiness finds out that space came back when nothing else writes.
+    pub async fn probe_write(&self) -> Result<(), StoreError> {
+        self.with_write(|conn| {
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('probe', ?1)",
+                [chrono::Utc::now().to_rfc3339()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Runs a write with the connection on the blocking pool, noting whether the disk took it.
+    async fn with_write<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let res = self.with_conn(f).await;
+        self.writes.note(res)
     }
 
     /// Runs `f` with the connection on the blocking pool.
@@ -163,7 +241,7 @@ impl SqliteStore {
         let k2 = kind.clone();
         let n2 = name.clone();
         let obj = self
-            .with_conn(move |conn| {
+            .with_write(move |conn| {
                 let tx = conn.transaction()?;
                 let exists: bool = tx
                     .query_row(
@@ -276,7 +354,7 @@ impl SqliteStore {
         let kind = K::kind(&()).to_string();
         let (k2, n2) = (kind.clone(), name.to_string());
         let (obj, r, changed) = self
-            .with_conn(move |conn| {
+            .with_write(move |conn| {
                 let tx = conn.transaction()?;
                 let out = update_in(&tx, &k2, &n2, f)?;
                 tx.commit()?;
@@ -304,7 +382,7 @@ impl SqliteStore {
         let kind = K::kind(&()).to_string();
         let k2 = kind.clone();
         let changed: Vec<String> = self
-            .with_conn(move |conn| {
+            .with_write(move |conn| {
                 let tx = conn.transaction()?;
                 let mut changed = Vec::new();
                 for (name, v) in items {
@@ -332,7 +410,7 @@ impl SqliteStore {
         let kind = K::kind(&()).to_string();
         let (k2, n2) = (kind.clone(), name.to_string());
         let existed = self
-            .with_conn(move |conn| {
+            .with_write(move |conn| {
                 let tx = conn.transaction()?;
                 let n = tx.execute(
                     "DELETE FROM objects WHERE kind = ?1 AND name = ?2",
@@ -378,7 +456,7 @@ impl SqliteStore {
         results: Vec<AttemptResult>,
     ) -> Result<(), StoreError> {
         let run = run.to_string();
-        self.with_conn(move |conn| {
+        self.with_write(move |conn| {
             let tx = conn.transaction()?;
             tx.execute("DELETE FROM test_results WHERE run = ?1 AND attempt = ?2", params![run, attempt])?;
             {

@@ -107,16 +107,24 @@ impl Driver {
             "attempt started"
         );
         let launch_ref = format!("pid {}", proc.pid);
-        self.store
+        let token = CancellationToken::new();
+        let begun = self
+            .store
             .update::<TestRun, _>(&name, move |r| {
                 r.status
                     .get_or_insert_default()
                     .begin_attempt(number, selection, launch_ref, Utc::now());
                 Ok((true, ()))
             })
-            .await?;
+            .await;
+        if let Err(e) = begun {
+            // Nothing records this process: stop it (its whole group) rather than leave it
+            // running untracked; the run is launched again once the store takes writes.
+            token.cancel();
+            proc.wait(token).await;
+            return Err(e);
+        }
 
-        let token = CancellationToken::new();
         self.in_flight.insert(name.clone(), token.clone());
         let tx = self.done_tx.clone();
         let store = self.store.clone();
@@ -257,9 +265,18 @@ async fn ingest(
     match parsed {
         Ok(Ok(Some(results))) => {
             let n = results.len();
-            match store.put_results(run, number, results).await {
-                Ok(()) => ReportRead::Found(n),
-                Err(e) => ReportRead::Invalid(format!("cannot store results: {e}")),
+            // A disk that refuses writes is waited out: the report is on disk and the results
+            // are stored once there is room (the run stays Running meanwhile, as it is).
+            let mut delay = Duration::from_millis(500);
+            loop {
+                match store.put_results(run, number, results.clone()).await {
+                    Ok(()) => return ReportRead::Found(n),
+                    Err(e) if e.is_unwritable() => {
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(WRITE_RETRY_MAX);
+                    }
+                    Err(e) => return ReportRead::Invalid(format!("cannot store results: {e}")),
+                }
             }
         }
         Ok(Ok(None)) => ReportRead::Missing,

@@ -50,6 +50,7 @@ const UNFINISHED: [Phase; 4] = [Phase::Queued, Phase::Running, Phase::Retrying, 
 const IDLE_WAKE: Duration = Duration::from_secs(30);
 
 /// An attempt's end, sent from its waiter task to the loop.
+#[derive(Clone)]
 struct AttemptDone {
     run: String,
     end: AttemptEnd,
@@ -57,6 +58,7 @@ struct AttemptDone {
 }
 
 /// A report delivery attempt's end, sent from its task to the loop.
+#[derive(Clone)]
 struct Delivered {
     run: String,
     channel: Channel,
@@ -84,7 +86,35 @@ pub struct Driver {
     delivered_rx: mpsc::UnboundedReceiver<Delivered>,
     /// The earliest time a waiting report channel is due (found by the last reconcile).
     next_due: Option<DateTime<Utc>>,
+    /// Outcomes the store refused to record (a full disk): kept and recorded again until they
+    /// are stored, so that no run is stranded `Running` by one failed write.
+    unrecorded: Unrecorded,
 }
+
+/// Attempt ends and report deliveries that are known but not yet stored, and when to try
+/// storing them again.
+#[derive(Default)]
+struct Unrecorded {
+    ends: Vec<AttemptDone>,
+    deliveries: Vec<Delivered>,
+    /// Store writes failed in a row (drives the backoff; 0 while writes succeed).
+    failures: u32,
+}
+
+impl Unrecorded {
+    fn is_empty(&self) -> bool {
+        self.ends.is_empty() && self.deliveries.is_empty()
+    }
+
+    /// Backoff before the next try: 0.5 s doubling to [`WRITE_RETRY_MAX`].
+    fn retry_in(&self) -> Duration {
+        let exp = self.failures.saturating_sub(1).min(8);
+        (Duration::from_millis(500) * 2u32.pow(exp)).min(WRITE_RETRY_MAX)
+    }
+}
+
+/// Longest wait between two tries of a write the store refused.
+const WRITE_RETRY_MAX: Duration = Duration::from_secs(5);
 
 impl Driver {
     pub fn new(
@@ -109,6 +139,7 @@ impl Driver {
             delivered_tx,
             delivered_rx,
             next_due: None,
+            unrecorded: Unrecorded::default(),
         }
     }
 
@@ -117,24 +148,29 @@ impl Driver {
     pub async fn run(mut self, shutdown: CancellationToken) {
         let mut changes = self.store.subscribe();
         self.recover().await;
+        let mut reconcile_failing = false;
         loop {
-            if let Err(e) = self.reconcile().await {
-                error!(error = %e, "reconcile failed; retrying on the next change");
+            // What the store refused before is stored first; while it still refuses, nothing
+            // new is admitted or launched (the runs are examined again at the next try).
+            if self.record_unrecorded().await {
+                match self.reconcile().await {
+                    Ok(()) => {
+                        reconcile_failing = false;
+                        self.unrecorded.failures = 0;
+                    }
+                    Err(e) => {
+                        if !reconcile_failing {
+                            error!(error = %e, "reconcile failed; retrying");
+                        }
+                        reconcile_failing = true;
+                        self.unrecorded.failures += 1;
+                    }
+                }
             }
             let sleep = self.sleep();
             tokio::select! {
-                Some(done) = self.done_rx.recv() => {
-                    let run = done.run.clone();
-                    if let Err(e) = self.attempt_done(done).await {
-                        error!(run, error = %e, "recording an attempt's end failed");
-                    }
-                }
-                Some(d) = self.delivered_rx.recv() => {
-                    let run = d.run.clone();
-                    if let Err(e) = self.delivered(d).await {
-                        error!(run, error = %e, "recording a report delivery failed");
-                    }
-                }
+                Some(done) = self.done_rx.recv() => self.attempt_done_or_keep(done).await,
+                Some(d) = self.delivered_rx.recv() => self.delivered_or_keep(d).await,
                 change = changes.recv() => {
                     if let Err(broadcast::error::RecvError::Closed) = change {
                         break;
@@ -172,10 +208,7 @@ impl Driver {
                 let Some(d) = self.delivered_rx.recv().await else {
                     break;
                 };
-                let run = d.run.clone();
-                if let Err(e) = self.delivered(d).await {
-                    error!(run, error = %e, "recording a report delivery failed");
-                }
+                self.delivered_or_keep(d).await;
             }
         };
         if tokio::time::timeout(SHUTDOWN_DELIVERY_WAIT, drain).await.is_err() {
@@ -242,11 +275,87 @@ impl Driver {
         self.store.list(&filter).await
     }
 
-    /// How long the loop may sleep: until the next report retry is due, at most [`IDLE_WAKE`].
+    /// How long the loop may sleep: until the next report retry is due, or the next try of a
+    /// refused write, at most [`IDLE_WAKE`].
     fn sleep(&self) -> Duration {
-        self.next_due
+        let due = self
+            .next_due
             .map(|t| (t - Utc::now()).to_std().unwrap_or_default())
-            .map_or(IDLE_WAKE, |d| d.min(IDLE_WAKE))
+            .map_or(IDLE_WAKE, |d| d.min(IDLE_WAKE));
+        if self.unrecorded.failures > 0 {
+            due.min(self.unrecorded.retry_in())
+        } else {
+            due
+        }
+    }
+
+    /// Records an attempt's end; if the store refuses, keeps it to record again.
+    async fn attempt_done_or_keep(&mut self, done: AttemptDone) {
+        let kept = done.clone();
+        if let Err(e) = self.attempt_done(done).await {
+            self.keep_end(kept, &e);
+        }
+    }
+
+    /// Records a delivery; if the store refuses, keeps it (and the channel marked in flight,
+    /// so that it is not sent twice) to record again.
+    async fn delivered_or_keep(&mut self, d: Delivered) {
+        let kept = d.clone();
+        if let Err(e) = self.delivered(d).await {
+            self.keep_delivery(kept, &e);
+        }
+    }
+
+    fn keep_end(&mut self, done: AttemptDone, e: &StoreError) {
+        if self.unrecorded.failures == 0 {
+            error!(run = done.run, error = %e, "recording an attempt's end failed; trying again until it is stored");
+        }
+        // Its attempt is over, but the run holds its slot until the end is stored.
+        self.in_flight.remove(&done.run);
+        self.unrecorded.ends.push(done);
+        self.unrecorded.failures += 1;
+    }
+
+    fn keep_delivery(&mut self, d: Delivered, e: &StoreError) {
+        if self.unrecorded.failures == 0 {
+            error!(run = d.run, error = %e, "recording a report delivery failed; trying again until it is stored");
+        }
+        self.delivering.insert((d.run.clone(), d.channel));
+        self.unrecorded.deliveries.push(d);
+        self.unrecorded.failures += 1;
+    }
+
+    /// Tries to store what the store refused before, in the order it happened. Answers
+    /// whether everything is stored (and the loop may go on with new work).
+    async fn record_unrecorded(&mut self) -> bool {
+        if self.unrecorded.is_empty() {
+            // At most a failed reconcile is pending: its next pass is the retry.
+            return true;
+        }
+        let ends = std::mem::take(&mut self.unrecorded.ends);
+        let deliveries = std::mem::take(&mut self.unrecorded.deliveries);
+        let before = ends.len() + deliveries.len();
+        let failures = self.unrecorded.failures;
+        for (i, done) in ends.iter().enumerate() {
+            if let Err(e) = self.attempt_done(done.clone()).await {
+                self.unrecorded.ends.extend(ends[i..].iter().cloned());
+                self.unrecorded.deliveries.extend(deliveries);
+                self.unrecorded.failures = failures + 1;
+                tracing::debug!(error = %e, "the store still refuses writes");
+                return false;
+            }
+        }
+        for (i, d) in deliveries.iter().enumerate() {
+            if let Err(e) = self.delivered(d.clone()).await {
+                self.unrecorded.deliveries.extend(deliveries[i..].iter().cloned());
+                self.unrecorded.failures = failures + 1;
+                tracing::debug!(error = %e, "the store still refuses writes");
+                return false;
+            }
+        }
+        info!(recorded = before, "stored what the store had refused; runs go on");
+        self.unrecorded.failures = 0;
+        true
     }
 
     /// One pass over every unfinished run.
@@ -361,5 +470,23 @@ fn entry(run: &TestRun, active: bool) -> Entry {
         priority: run.spec.template.priority,
         created: created(run),
         active,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_writes_are_tried_again_sooner_at_first_then_every_few_seconds() {
+        let mut u = Unrecorded {
+            failures: 1,
+            ..Default::default()
+        };
+        assert_eq!(u.retry_in(), Duration::from_millis(500));
+        u.failures = 2;
+        assert_eq!(u.retry_in(), Duration::from_secs(1));
+        u.failures = 50;
+        assert_eq!(u.retry_in(), WRITE_RETRY_MAX);
     }
 }
