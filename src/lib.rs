@@ -3,12 +3,14 @@
 //! or as a standalone server over SQLite, with one reconcile core.
 //!
 //! The pure core ([`queue`], [`core`], [`results`], [`packs`]) is apart from I/O; the
-//! drivers ([`standalone`]) carry out its decisions; [`api`] is the HTTP side of both modes.
+//! drivers ([`standalone`]) carry out its decisions; [`api`] is the HTTP side of both modes;
+//! [`client`] is `tomato` as a client of that API.
 
 pub mod api;
 pub mod backend;
 pub mod classify;
 pub mod cli;
+pub mod client;
 pub mod core;
 pub mod crd;
 pub mod duration;
