@@ -2,7 +2,7 @@
 //! re-runs only the failed tests, classifies failures and reports — as a Kubernetes operator
 //! or as a standalone server over SQLite, with one reconcile core.
 //!
-//! The pure core ([`queue`], [`core`], [`results`], [`packs`]) is apart from I/O; the
+//! The pure core ([`queue`], [`core`], [`results`], [`packs`], [`shard`]) is apart from I/O; the
 //! drivers ([`standalone`]) carry out its decisions; [`api`] is the HTTP side of both modes;
 //! [`client`] is `tomato` as a client of that API.
 
@@ -25,6 +25,7 @@ pub mod results;
 pub mod runs;
 pub mod schedule;
 pub mod secrets;
+pub mod shard;
 pub mod signals;
 pub mod standalone;
 pub mod store;
