@@ -2,13 +2,15 @@
 //! re-runs only the failed tests, classifies failures and reports — as a Kubernetes operator
 //! or as a standalone server over SQLite, with one reconcile core.
 //!
-//! The pure core ([`queue`], [`core`], [`results`], [`packs`]) is apart from I/O; the
-//! drivers ([`standalone`]) carry out its decisions; [`api`] is the HTTP side of both modes.
+//! The pure core ([`queue`], [`core`], [`results`], [`packs`], [`shard`]) is apart from I/O; the
+//! drivers ([`standalone`]) carry out its decisions; [`api`] is the HTTP side of both modes;
+//! [`client`] is `tomato` as a client of that API.
 
 pub mod api;
 pub mod backend;
 pub mod classify;
 pub mod cli;
+pub mod client;
 pub mod core;
 pub mod crd;
 pub mod duration;
@@ -23,6 +25,7 @@ pub mod results;
 pub mod runs;
 pub mod schedule;
 pub mod secrets;
+pub mod shard;
 pub mod signals;
 pub mod standalone;
 pub mod store;

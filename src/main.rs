@@ -2,11 +2,10 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use tomato::cli::{Cli, Command, ServeArgs};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_or_exit();
     init_tracing();
     let result = match cli
         .command
@@ -19,6 +18,7 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Command::Grep(args) => tomato::grep::run(&args),
+        Command::Client(cmd) => return ExitCode::from(tomato::client::main(cmd)),
         Command::Crds { out_dir: None } => {
             print!("{}", tomato::crd::crds_yaml());
             Ok(())

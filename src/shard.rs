@@ -1,0 +1,216 @@
+//! Splitting an attempt into shards balanced by recorded durations (issue 18, item 1): a pure
+//! function of the items to run and their history, part of the core so that both drivers
+//! (one process per shard standalone, one Indexed Job completion per shard in a cluster) split
+//! alike and the split is tested without either.
+//!
+//! The items are tests when the runner can list them up front, else packs or files (the
+//! fallback for runners that cannot). Items with a recorded duration go longest first into the
+//! shard with the least expected time so far (LPT scheduling: the slowest shard is never more
+//! than the mean plus the longest single item, and within 4/3 of the best split). Items with
+//! no history carry no weight to balance by, so they are spread evenly by count, the first of
+//! them to the shards expected to finish first. The result does not depend on the order the
+//! items come in.
+
+use std::time::Duration;
+
+/// One thing to place in a shard: a test id, or a pack or file when tests cannot be listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Item {
+    pub id: String,
+    /// Its recorded duration on this service (e.g. the mean of recent runs), if it ran before.
+    pub duration: Option<Duration>,
+}
+
+/// One part of an attempt.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Shard {
+    /// What the shard runs, in the order placed (longest known first).
+    pub items: Vec<String>,
+    /// The sum of the recorded durations of its items.
+    pub expected: Duration,
+    /// How many of its items have no recorded duration.
+    pub unknown: usize,
+}
+
+/// Splits `items` into at most `shards` non-empty shards (fewer when there are fewer items;
+/// none for no items; `shards` 0 is taken as 1). Duplicate ids are placed once.
+pub fn balance(items: &[Item], shards: usize) -> Vec<Shard> {
+    let mut known: Vec<(&str, Duration)> = Vec::new();
+    let mut unknown: Vec<&str> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for item in items {
+        if !seen.insert(item.id.as_str()) {
+            continue;
+        }
+        match item.duration {
+            Some(d) => known.push((&item.id, d)),
+            None => unknown.push(&item.id),
+        }
+    }
+    let n = shards.max(1).min(known.len() + unknown.len());
+    let mut out = vec![Shard::default(); n];
+    if n == 0 {
+        return out;
+    }
+    // Longest first; equal durations by id, so the input order never matters.
+    known.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    for (id, d) in known {
+        let lightest = lightest(&out, |s| (s.expected, s.items.len()));
+        out[lightest].items.push(id.to_string());
+        out[lightest].expected += d;
+    }
+    unknown.sort_unstable();
+    for id in unknown {
+        let next = lightest(&out, |s| (s.unknown, s.expected, s.items.len()));
+        out[next].items.push(id.to_string());
+        out[next].unknown += 1;
+    }
+    // Every shard got an item: n ≤ the number of items, and a shard with none is the lightest.
+    out
+}
+
+/// The index of the shard with the smallest key (the first of equals).
+fn lightest<K: Ord>(shards: &[Shard], key: impl Fn(&Shard) -> K) -> usize {
+    shards
+        .iter()
+        .enumerate()
+        .min_by_key(|(i, s)| (key(s), *i))
+        .map_or(0, |(i, _)| i)
+}
+
+/// How even a split is expected to be: the slowest shard's expected time over the mean
+/// (1.0 is perfect). `None` when nothing has a recorded duration.
+pub fn imbalance(shards: &[Shard]) -> Option<f64> {
+    let total: Duration = shards.iter().map(|s| s.expected).sum();
+    let slowest = shards.iter().map(|s| s.expected).max()?;
+    if total.is_zero() {
+        return None;
+    }
+    let mean = total.as_secs_f64() / shards.len() as f64;
+    Some(slowest.as_secs_f64() / mean)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn item(id: &str, secs: Option<u64>) -> Item {
+        Item {
+            id: id.into(),
+            duration: secs.map(Duration::from_secs),
+        }
+    }
+
+    fn ids(s: &Shard) -> Vec<&str> {
+        s.items.iter().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn the_longest_tests_go_first_into_the_lightest_shard() {
+        let items = [
+            item("a", Some(10)),
+            item("b", Some(60)),
+            item("c", Some(30)),
+            item("d", Some(25)),
+            item("e", Some(5)),
+        ];
+        let shards = balance(&items, 2);
+        // b(60) → 0; c(30) → 1; d(25) → 1 (55 < 60); a(10) → 1 (65); e(5) → 0 (60 < 65).
+        assert_eq!(ids(&shards[0]), ["b", "e"]);
+        assert_eq!(ids(&shards[1]), ["c", "d", "a"]);
+        assert_eq!(shards[0].expected, Duration::from_secs(65));
+        assert_eq!(shards[1].expected, Duration::from_secs(65));
+        assert_eq!(imbalance(&shards), Some(1.0));
+    }
+
+    #[test]
+    fn tests_without_history_are_spread_evenly_starting_with_the_shards_that_finish_first() {
+        let items = [
+            item("slow", Some(100)),
+            item("x", None),
+            item("y", None),
+            item("z", None),
+        ];
+        let shards = balance(&items, 2);
+        assert_eq!(ids(&shards[0]), ["slow", "y"]);
+        assert_eq!(ids(&shards[1]), ["x", "z"]);
+    }
+
+    #[test]
+    fn fewer_items_than_shards_make_fewer_shards_and_none_is_empty() {
+        assert_eq!(balance(&[item("a", Some(1)), item("b", None)], 8).len(), 2);
+        assert!(balance(&[], 4).is_empty());
+        assert_eq!(balance(&[item("a", Some(1)), item("b", Some(1))], 0).len(), 1);
+        assert_eq!(imbalance(&balance(&[item("a", None), item("b", None)], 2)), None);
+    }
+
+    #[test]
+    fn a_duplicate_id_is_placed_once() {
+        let shards = balance(&[item("a", Some(5)), item("a", Some(5)), item("b", None)], 2);
+        let all: Vec<&str> = shards.iter().flat_map(ids).collect();
+        assert_eq!(all.len(), 2);
+    }
+
+    fn items_strategy() -> impl Strategy<Value = Vec<Item>> {
+        proptest::collection::vec(
+            (0u32..500, proptest::option::weighted(0.8, 0u64..3_600_000)),
+            0..120,
+        )
+        .prop_map(|v| {
+            v.into_iter()
+                .map(|(id, ms)| Item {
+                    id: format!("t{id}"),
+                    duration: ms.map(Duration::from_millis),
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn every_item_lands_in_exactly_one_non_empty_shard(items in items_strategy(), n in 0usize..12) {
+            let shards = balance(&items, n);
+            let mut placed: Vec<&str> = shards.iter().flat_map(ids).collect();
+            placed.sort_unstable();
+            let mut want: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
+            want.sort_unstable();
+            want.dedup();
+            prop_assert_eq!(placed, want.clone());
+            prop_assert!(shards.iter().all(|s| !s.items.is_empty()));
+            prop_assert_eq!(shards.len(), n.max(1).min(want.len()));
+        }
+
+        #[test]
+        fn the_slowest_shard_is_within_the_mean_plus_the_longest_test(items in items_strategy(), n in 1usize..12) {
+            let shards = balance(&items, n);
+            if shards.is_empty() { return Ok(()); }
+            let total: Duration = shards.iter().map(|s| s.expected).sum();
+            let longest = items.iter().filter_map(|i| i.duration).max().unwrap_or_default();
+            let slowest = shards.iter().map(|s| s.expected).max().unwrap_or_default();
+            let mean = total / u32::try_from(shards.len()).unwrap();
+            prop_assert!(slowest <= mean + longest + Duration::from_nanos(shards.len() as u64),
+                "slowest {slowest:?}, mean {mean:?}, longest {longest:?}");
+        }
+
+        #[test]
+        fn tests_without_history_differ_by_at_most_one_between_shards(items in items_strategy(), n in 1usize..12) {
+            let shards = balance(&items, n);
+            let counts: Vec<usize> = shards.iter().map(|s| s.unknown).collect();
+            if let (Some(lo), Some(hi)) = (counts.iter().min(), counts.iter().max()) {
+                prop_assert!(hi - lo <= 1, "{counts:?}");
+            }
+        }
+
+        #[test]
+        fn the_split_does_not_depend_on_the_order_items_come_in(items in items_strategy(), n in 1usize..6) {
+            // Equal ids with different durations would make "the first one" matter; keep one each.
+            let mut uniq = items.clone();
+            uniq.sort_by(|a, b| a.id.cmp(&b.id));
+            uniq.dedup_by(|a, b| a.id == b.id);
+            let mut reversed = uniq.clone();
+            reversed.reverse();
+            prop_assert_eq!(balance(&uniq, n), balance(&reversed, n));
+        }
+    }
+}
