@@ -190,7 +190,7 @@ async fn schedules_can_be_read_replaced_suspended_and_deleted() {
     let (code, t) = server.post("/api/v1/schedules/edit-me/trigger").await;
     assert_eq!(code, 200, "{t}");
     assert_eq!(
-        server.status(t["run_id"].as_str().unwrap()).await["type"],
+        server.status(t["runId"].as_str().unwrap()).await["type"],
         "Nightly"
     );
     let (code, _) = server
