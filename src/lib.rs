@@ -16,6 +16,7 @@ pub mod crd;
 pub mod duration;
 pub mod grep;
 pub mod launch;
+pub mod logging;
 pub mod operator;
 pub mod packs;
 pub mod queue;

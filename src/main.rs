@@ -6,7 +6,10 @@ use tomato::cli::{Cli, Command, ServeArgs};
 
 fn main() -> ExitCode {
     let cli = Cli::parse_or_exit();
-    init_tracing();
+    if let Err(e) = tomato::logging::init() {
+        eprintln!("tomato: {e}");
+        return ExitCode::FAILURE;
+    }
     let result = match cli
         .command
         .unwrap_or_else(|| Command::Serve(ServeArgs::default()))
@@ -53,13 +56,4 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("the tokio runtime starts")
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TOMATO_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }

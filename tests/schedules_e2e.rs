@@ -61,6 +61,26 @@ async fn nightly_queues_one_run_per_active_schedule_of_the_service() {
     assert_eq!(run["metadata"]["labels"]["tomato.dev/schedule"], "nightly-b");
     assert_eq!(run["metadata"]["ownerReferences"][0]["kind"], "NightlySchedule");
 
+    // Each schedule's status names the run /api/nightly started as its last run.
+    for (schedule, run) in [
+        ("nightly-a", runs_of(&server, "nightly-a").await),
+        ("nightly-b", runs_of(&server, "nightly-b").await),
+    ] {
+        let id = run[0]["metadata"]["name"].as_str().unwrap().to_string();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let (_, s) = server.get(&format!("/api/v1/schedules/{schedule}")).await;
+            if s["status"]["lastRun"] == id.as_str() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "lastRun of {schedule} is {id}: {s:#}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     // The status shows the next fire time (02:00 Moscow = 23:00 UTC).
     let (_, s) = server.get("/api/v1/schedules/nightly-a").await;
     let next = s["status"]["nextScheduleTime"]
@@ -170,7 +190,7 @@ async fn schedules_can_be_read_replaced_suspended_and_deleted() {
     let (code, t) = server.post("/api/v1/schedules/edit-me/trigger").await;
     assert_eq!(code, 200, "{t}");
     assert_eq!(
-        server.status(t["run_id"].as_str().unwrap()).await["type"],
+        server.status(t["runId"].as_str().unwrap()).await["type"],
         "Nightly"
     );
     let (code, _) = server

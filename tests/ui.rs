@@ -54,6 +54,39 @@ async fn dashboard_run_form_live_run_page_and_history_work_in_a_browser() {
     browse("queue_and_runs.test.mjs", &server).await;
 }
 
+/// A service whose one test fails with a long message (an environment dump, as pytest writes).
+const LONGFAIL_SERVICE: &str = r#"
+description: fails with a long message
+stands:
+  pattern: 'localhost'
+retries: 0
+launch:
+  command: [node, --test, --test-reporter=junit, "--test-reporter-destination={junit}", "{tests}"]
+packs:
+  env:
+    tests: ["{dir}/env.test.mjs"]
+"#;
+
+const LONGFAIL_SUITE: &str = r#"
+import { test } from 'node:test';
+test('reads the environment', () => {
+  const dump = Array.from({ length: 40 }, (_, i) => `VARIABLE_NUMBER_${i}=/some/rather/long/path/value/${i}/that/goes/on`).join('\n');
+  throw new Error('the environment is not what the test expects:\n' + dump);
+});
+test('passes', () => {});
+"#;
+
+/// Every page at desktop and phone sizes: no sideways scrolling, every action on screen,
+/// long failures clamped, charts that fit and say their units; screenshots of each.
+#[tokio::test]
+async fn every_page_works_on_a_desktop_and_on_a_phone() {
+    let config = config_with(&[("longfail.yaml", LONGFAIL_SERVICE)]);
+    std::fs::create_dir(config.path().join("longfail")).unwrap();
+    std::fs::write(config.path().join("longfail/env.test.mjs"), LONGFAIL_SUITE).unwrap();
+    let server = Server::start_with(Some(config.path()), &[]).await;
+    browse("phone.test.mjs", &server).await;
+}
+
 /// A service whose test names and messages are full of markup, beside the shipped ones.
 const MARKUP_SERVICE: &str = r#"
 description: <i>Markup</i> in every field <script>window.__pwned = "description"</script>

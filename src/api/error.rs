@@ -1,4 +1,5 @@
-//! The one error type of every handler: a status code and `{"error", "parameter"}`.
+//! The one error type of every handler: a status code and `{"error", "parameter"}`, plus
+//! `errors` — every field error at once — when a body was checked field by field.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -16,6 +17,18 @@ pub struct ApiError {
     pub message: String,
     /// The request parameter (or field) at fault, when one is.
     pub parameter: Option<String>,
+    /// Every field at fault when a body was checked as a whole (the first is also
+    /// `message`/`parameter`, so clients that read one error keep working); empty otherwise.
+    pub errors: Vec<FieldError>,
+}
+
+/// One field's error in a list of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct FieldError {
+    /// The field at fault (`spec.stand`).
+    pub parameter: String,
+    /// What is wrong with it.
+    pub error: String,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -25,6 +38,10 @@ pub struct ErrorBody {
     /// The parameter or field at fault.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parameter: Option<String>,
+    /// Every field error of a request checked as a whole, the first one repeating
+    /// `error`/`parameter` (absent when there is only a single, non-field error).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
 }
 
 impl ApiError {
@@ -33,6 +50,7 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
             parameter: Some(parameter.into()),
+            errors: Vec::new(),
         }
     }
 
@@ -41,6 +59,7 @@ impl ApiError {
             status: StatusCode::NOT_FOUND,
             message: message.into(),
             parameter: Some(parameter.into()),
+            errors: Vec::new(),
         }
     }
 
@@ -49,6 +68,7 @@ impl ApiError {
             status: StatusCode::CONFLICT,
             message: message.into(),
             parameter: None,
+            errors: Vec::new(),
         }
     }
 
@@ -57,6 +77,7 @@ impl ApiError {
             status: StatusCode::UNAUTHORIZED,
             message: message.into(),
             parameter: Some("Authorization".into()),
+            errors: Vec::new(),
         }
     }
 
@@ -66,7 +87,31 @@ impl ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             message: format!("{context}; see the server log"),
             parameter: None,
+            errors: Vec::new(),
         }
+    }
+
+    /// A 400 listing every field at fault, the first also as `error`/`parameter`. `None` when
+    /// `errors` is empty (nothing is wrong).
+    pub fn fields(errors: Vec<FieldError>) -> Option<Self> {
+        let first = errors.first()?.clone();
+        Some(ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: first.error,
+            parameter: Some(first.parameter),
+            errors,
+        })
+    }
+
+    /// This error as entries of a field list (one entry, or its own list).
+    pub fn into_fields(self) -> Vec<FieldError> {
+        if !self.errors.is_empty() {
+            return self.errors;
+        }
+        vec![FieldError {
+            parameter: self.parameter.unwrap_or_else(|| "body".into()),
+            error: self.message,
+        }]
     }
 
     /// Renames the parameter (e.g. `version` → `testpalm` in the legacy API).
@@ -111,6 +156,7 @@ impl IntoResponse for ApiError {
             Json(ErrorBody {
                 error: self.message,
                 parameter: self.parameter,
+                errors: self.errors,
             }),
         )
             .into_response();
@@ -147,6 +193,7 @@ pub async fn json_errors(req: axum::extract::Request, next: axum::middleware::Ne
         status,
         message,
         parameter,
+        errors: Vec::new(),
     }
     .into_response()
 }

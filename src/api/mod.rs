@@ -16,6 +16,9 @@ mod spec;
 mod uploads;
 mod v1;
 
+#[cfg(test)]
+mod app_tests;
+
 use std::sync::Arc;
 
 use axum::Router;
@@ -25,7 +28,8 @@ use axum::routing::get;
 use tower_http::trace::TraceLayer;
 
 pub use auth::Tokens;
-pub use error::{ApiError, ErrorBody};
+pub use error::{ApiError, ErrorBody, FieldError};
+pub use regressions::NO_TMS;
 pub use runs::{
     LegacyStatus, QueueEntry, QueueView, TestView, merged_tests, new_run, queue_view, test_views,
 };
@@ -43,6 +47,9 @@ pub struct AppState {
     pub public_url: String,
     /// Where attempt logs and JUnit files live (standalone mode).
     pub data_dir: Option<std::path::PathBuf>,
+    /// Whether test management (Kiwi TCMS) is configured. Without it a regression can only
+    /// fail, so none is accepted, and the regressions page says why.
+    pub tms_configured: bool,
 }
 
 /// The whole application router.

@@ -15,7 +15,7 @@ use super::{legacy, regressions, runs, schedules, uploads, v1};
     info(title = "Tomato", description = "Runs a QA team's autotests: queue, launch, rerun failed tests, classify, report."),
     paths(
         legacy::runned, legacy::run_now, legacy::nightly, legacy::status,
-        v1::runs_list, v1::runs_create, v1::runs_get, v1::runs_cancel, v1::runs_patch, v1::runs_tests,
+        v1::index, v1::runs_list, v1::runs_create, v1::runs_get, v1::runs_cancel, v1::runs_patch, v1::runs_tests,
         v1::attempt_log, v1::attempt_junit, v1::services_list, v1::services_get, v1::services_queue,
         schedules::schedules_list, schedules::schedules_create, schedules::schedules_get, schedules::schedules_replace,
         schedules::schedules_patch, schedules::schedules_delete, schedules::schedules_trigger,
@@ -24,8 +24,8 @@ use super::{legacy, regressions, runs, schedules, uploads, v1};
         uploads::attempt_results_upload,
     ),
     components(schemas(
-        super::ErrorBody, legacy::RunId, legacy::RunIds, runs::QueueView, runs::QueueEntry, runs::LegacyStatus,
-        runs::TestView, runs::TestAttempt, v1::ServiceView, schedules::Deleted, schedules::Triggered, uploads::Received,
+        super::ErrorBody, legacy::RunId, legacy::RunIds, runs::QueueView, runs::QueueEntry, runs::ServiceQueue, runs::QueuedRun, super::FieldError, runs::LegacyStatus,
+        runs::TestView, runs::TestAttempt, v1::ServiceView, v1::ApiIndex, schedules::Deleted, schedules::Triggered, uploads::Received,
     )),
     tags(
         (name = "legacy", description = "The old tool's four handles, kept byte for byte where its clients depend on them"),

@@ -31,6 +31,10 @@ pub fn routes() -> axum::Router<AppState> {
         )
 }
 
+/// Why a regression is refused when no test management is configured.
+pub const NO_TMS: &str = "test management is not configured on this server, so a regression could only fail: \
+set TOMATO_TMS_URL, TOMATO_TMS_USER and TOMATO_TMS_PASSWORD (Kiwi TCMS) and restart Tomato";
+
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct RegressionsQuery {
@@ -73,16 +77,20 @@ pub async fn regressions_list(
 
 /// Create a regression. An unknown service, a stand the service does not have, no plan (and
 /// no default `regression.plan`), no assessors, a past deadline or a malformed queue or issue
-/// key is a 400 naming the field, and nothing is stored. (An unknown plan or assessor is
+/// key is a 400 naming the field, and nothing is stored. Without test management configured
+/// every regression is refused (409): it could only fail. (An unknown plan or assessor is
 /// found out by the reconciler, which says so in the status.)
 #[utoipa::path(post, path = "/api/v1/regressions", tag = "regressions",
     request_body(content = Object, description = "A Regression: {\"metadata\": {\"name\"?}, \"spec\": {\"service\", \"version\", \"plan\"?, \"stand\", \"assessors\", \"deadline\"?, \"queue\"?, \"issueKey\"?, \"emails\"?}}"),
     responses((status = 201, description = "The stored Regression", body = Object), (status = 400, body = super::ErrorBody),
-        (status = 409, body = super::ErrorBody)))]
+        (status = 409, description = "Exists already, or no test management is configured", body = super::ErrorBody)))]
 pub async fn regressions_create(
     State(state): State<AppState>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
+    if !state.tms_configured {
+        return Err(ApiError::conflict(NO_TMS));
+    }
     let req = parse_object(&body, "Regression")?;
     let spec: RegressionSpec = parse_spec(
         req.spec

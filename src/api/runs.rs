@@ -36,7 +36,8 @@ pub async fn find_run(state: &AppState, name: &str, parameter: &str) -> Result<T
         .ok_or_else(|| ApiError::not_found(parameter, format!("run {name:?} not found")))
 }
 
-/// One run in a queue listing.
+/// One run in a queue listing, in the legacy shape (`/api/runned`, snake_case); `/api/v1`
+/// answers [`QueuedRun`].
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct QueueEntry {
     pub run_id: String,
@@ -62,7 +63,8 @@ pub struct QueueEntry {
     pub waiting_for: Option<String>,
 }
 
-/// The queue of one service: what runs now and what waits, in admission order.
+/// The queue of one service: what runs now and what waits, in admission order. The legacy
+/// shape (`/api/runned`, snake_case, kept byte for byte); `/api/v1` answers [`ServiceQueue`].
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct QueueView {
     pub service: String,
@@ -70,6 +72,74 @@ pub struct QueueView {
     pub queued: Vec<QueueEntry>,
     pub running_count: usize,
     pub queued_count: usize,
+}
+
+/// A service's queue as `/api/v1` answers it: [`QueueView`] in camelCase.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceQueue {
+    pub service: String,
+    pub running: Vec<QueuedRun>,
+    pub queued: Vec<QueuedRun>,
+    pub running_count: usize,
+    pub queued_count: usize,
+}
+
+/// One run in a `/api/v1` queue listing: [`QueueEntry`] in camelCase.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QueuedRun {
+    pub run_id: String,
+    pub priority: u8,
+    pub stand: String,
+    pub category: Option<String>,
+    #[serde(rename = "type")]
+    #[schema(value_type = String)]
+    pub run_type: RunType,
+    #[schema(value_type = String)]
+    pub phase: Phase,
+    pub created: DateTime<Utc>,
+    /// 1-based position in the service's queue (queued runs only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<u32>,
+    /// The attempt in progress (running runs only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started: Option<DateTime<Utc>>,
+    /// What a queued run waits for, as admission last said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
+}
+
+impl From<QueueEntry> for QueuedRun {
+    fn from(e: QueueEntry) -> Self {
+        QueuedRun {
+            run_id: e.run_id,
+            priority: e.priority,
+            stand: e.stand,
+            category: e.category,
+            run_type: e.run_type,
+            phase: e.phase,
+            created: e.created,
+            position: e.position,
+            attempt: e.attempt,
+            started: e.started,
+            waiting_for: e.waiting_for,
+        }
+    }
+}
+
+impl From<QueueView> for ServiceQueue {
+    fn from(q: QueueView) -> Self {
+        ServiceQueue {
+            service: q.service,
+            running: q.running.into_iter().map(Into::into).collect(),
+            queued: q.queued.into_iter().map(Into::into).collect(),
+            running_count: q.running_count,
+            queued_count: q.queued_count,
+        }
+    }
 }
 
 pub async fn queue_view(state: &AppState, service: &str) -> Result<QueueView, ApiError> {
@@ -194,6 +264,7 @@ impl LegacyStatus {
 
 /// One test of a run with its verdict over all attempts.
 #[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct TestView {
     pub id: String,
     pub name: String,

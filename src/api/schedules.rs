@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::runs::store_run;
 use super::spec::{SCHEDULE_FIELDS, parse_spec, patched_spec};
 use super::v1::{ObjectList, parse_object};
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, FieldError};
 use crate::crd::{LABEL_SERVICE, NightlySchedule, NightlyScheduleSpec, TestRun};
 use crate::runs::{check_object_name, manual_run_name, scheduled_run};
 
@@ -36,16 +36,27 @@ pub struct SchedulesQuery {
     service: Option<String>,
 }
 
-/// Checks a schedule spec completely: its own fields, then its run template against packs_config.
+/// Checks a schedule spec completely: its own fields, then its run template against
+/// packs_config, naming every field at fault at once.
 fn checked_spec(state: &AppState, spec: Value) -> Result<NightlyScheduleSpec, ApiError> {
     let spec: NightlyScheduleSpec = parse_spec(spec, SCHEDULE_FIELDS)?;
-    crate::schedule::check_spec(&spec)
-        .map_err(|e| ApiError::bad_request(format!("spec.{}", e.field), e.message))?;
-    state
-        .config
-        .check_run(&spec.template)
-        .map_err(|e| ApiError::bad_request(format!("spec.{}", e.field), e.message))?;
-    Ok(spec)
+    let mut errors = Vec::new();
+    if let Err(e) = crate::schedule::check_spec(&spec) {
+        errors.push(FieldError {
+            parameter: format!("spec.{}", e.field),
+            error: e.message,
+        });
+    }
+    if let Err(all) = state.config.check_run_all(&spec.template) {
+        errors.extend(all.into_iter().map(|e| FieldError {
+            parameter: format!("spec.{}", e.field),
+            error: e.message,
+        }));
+    }
+    match ApiError::fields(errors) {
+        Some(e) => Err(e),
+        None => Ok(spec),
+    }
 }
 
 async fn find(state: &AppState, name: &str) -> Result<NightlySchedule, ApiError> {
@@ -179,9 +190,14 @@ pub async fn schedules_delete(
     Ok(Json(Deleted { deleted: name }))
 }
 
+/// The run a trigger started, as stored.
 #[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct Triggered {
     pub run_id: String,
+    /// The TestRun.
+    #[schema(value_type = Object)]
+    pub run: TestRun,
 }
 
 /// Start a run of the schedule now (even if suspended; `/api/nightly` skips suspended ones).
@@ -194,7 +210,8 @@ pub async fn schedules_trigger(
     let schedule = find(&state, &name).await?;
     let run = trigger(&state, &schedule).await?;
     Ok(Json(Triggered {
-        run_id: run.metadata.name.unwrap_or_default(),
+        run_id: run.metadata.name.clone().unwrap_or_default(),
+        run,
     }))
 }
 

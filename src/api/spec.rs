@@ -8,7 +8,7 @@
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::ApiError;
+use super::{ApiError, FieldError};
 
 /// What a spec field must hold.
 #[derive(Clone, Copy, Debug)]
@@ -100,32 +100,44 @@ const fn concat_fields<const N: usize>(
     out
 }
 
-/// Checks `spec` against `fields`, then deserializes it.
+/// Checks `spec` against `fields`, then deserializes it. Every field at fault is named at
+/// once (`errors`), so a form shows them all together.
 pub fn parse_spec<T: DeserializeOwned>(spec: Value, fields: &[(&str, Kind)]) -> Result<T, ApiError> {
     let Value::Object(map) = &spec else {
         return Err(ApiError::bad_request("spec", "spec must be an object"));
     };
+    let mut errors = Vec::new();
     for (k, v) in map {
         let Some((_, kind)) = fields.iter().find(|(name, _)| name == k) else {
             let known: Vec<&str> = fields.iter().map(|(n, _)| *n).collect();
-            return Err(ApiError::bad_request(
-                format!("spec.{k}"),
-                format!("unknown field {k:?}; known: {}", known.join(", ")),
-            ));
+            errors.push(FieldError {
+                parameter: format!("spec.{k}"),
+                error: format!("unknown field {k:?}; known: {}", known.join(", ")),
+            });
+            continue;
         };
         if v.is_null() {
             continue;
         }
         if let Kind::Env = kind {
             // Deserialized alone, so that a nested error keeps its path (`spec.env[0].name`).
-            serde_path_to_error::deserialize::<_, Vec<crate::crd::EnvVar>>(v.clone())
-                .map_err(|e| error_at("spec.env", e))?;
+            if let Err(e) = serde_path_to_error::deserialize::<_, Vec<crate::crd::EnvVar>>(v.clone()) {
+                errors.extend(error_at("spec.env", e).into_fields());
+            }
             continue;
         }
-        check(v, *kind)
-            .map_err(|what| ApiError::bad_request(format!("spec.{k}"), format!("must be {what}")))?;
+        if let Err(what) = check(v, *kind) {
+            errors.push(FieldError {
+                parameter: format!("spec.{k}"),
+                error: format!("must be {what}"),
+            });
+        }
     }
-    serde_path_to_error::deserialize::<_, T>(spec).map_err(|e| error_at("spec", e))
+    if let Some(e) = ApiError::fields(errors) {
+        return Err(e);
+    }
+    serde_path_to_error::deserialize::<_, T>(spec)
+        .map_err(|e| ApiError::fields(error_at("spec", e).into_fields()).expect("one error"))
 }
 
 /// A serde error as a 400 naming the field: `prefix` plus the error's path, plus the field
@@ -257,5 +269,16 @@ mod tests {
             "spec.startingDeadlineSeconds"
         );
         assert!(parse_spec::<NightlyScheduleSpec>(base, SCHEDULE_FIELDS).is_ok());
+    }
+
+    #[test]
+    fn every_wrong_field_is_named_at_once_the_first_also_as_the_error() {
+        let spec =
+            json!({"service": "demo", "stand": "localhost", "prority": 1, "priority": 12, "emails": "qa"});
+        let e = parse_spec::<TestRunSpec>(spec, RUN_FIELDS).unwrap_err();
+        let named: Vec<&str> = e.errors.iter().map(|f| f.parameter.as_str()).collect();
+        assert_eq!(named, ["spec.emails", "spec.priority", "spec.prority"]);
+        assert_eq!(e.parameter.as_deref(), Some("spec.emails"));
+        assert_eq!(e.message, e.errors[0].error);
     }
 }

@@ -10,15 +10,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
-use super::runs::{QueueView, TestView, find_run, new_run, queue_view, store_run, test_views};
+use super::runs::{ServiceQueue, TestView, find_run, new_run, queue_view, store_run, test_views};
 use super::spec::{RUN_FIELDS, parse_spec};
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, FieldError};
 use crate::backend::Artifact;
 use crate::crd::{Phase, TestRun, TestRunSpec};
 use crate::store::ListFilter;
 
 pub fn routes() -> axum::Router<AppState> {
     axum::Router::new()
+        .route("/api/v1", get(index))
+        .route("/api/v1/", get(index))
         .route("/api/v1/openapi.json", get(super::openapi::openapi_json))
         .route("/api/v1/runs", get(runs_list).post(runs_create))
         .route(
@@ -31,6 +33,35 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/api/v1/services", get(services_list))
         .route("/api/v1/services/{name}", get(services_get))
         .route("/api/v1/services/{name}/queue", get(services_queue))
+}
+
+/// What `GET /api/v1` answers: where the API's document and collections are.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiIndex {
+    pub name: &'static str,
+    pub api_version: &'static str,
+    /// The OpenAPI document describing every endpoint.
+    pub openapi: &'static str,
+    /// Each collection's URL.
+    pub links: BTreeMap<&'static str, &'static str>,
+}
+
+/// The API's index: a link to the OpenAPI document and to each collection.
+#[utoipa::path(get, path = "/api/v1", tag = "runs", responses((status = 200, body = ApiIndex)))]
+pub async fn index() -> Json<ApiIndex> {
+    Json(ApiIndex {
+        name: "Tomato API",
+        api_version: "v1",
+        openapi: "/api/v1/openapi.json",
+        links: BTreeMap::from([
+            ("openapi", "/api/v1/openapi.json"),
+            ("runs", "/api/v1/runs"),
+            ("services", "/api/v1/services"),
+            ("schedules", "/api/v1/schedules"),
+            ("regressions", "/api/v1/regressions"),
+        ]),
+    })
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -192,7 +223,7 @@ pub fn check_service_filter(state: &AppState, service: Option<&str>) -> Result<(
 /// A TestRun as a client sends it: `metadata` (optional name, labels) and `spec`.
 #[derive(Deserialize)]
 pub struct ObjectRequest {
-    #[serde(rename = "apiVersion")]
+    #[serde(rename = "apiVersion", alias = "api_version")]
     pub api_version: Option<String>,
     pub kind: Option<String>,
     #[serde(default)]
@@ -203,7 +234,7 @@ pub struct ObjectRequest {
 #[derive(Deserialize, Default)]
 pub struct RequestMeta {
     pub name: Option<String>,
-    #[serde(rename = "generateName")]
+    #[serde(rename = "generateName", alias = "generate_name")]
     pub generate_name: Option<String>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -223,11 +254,25 @@ pub async fn runs_create(
         .spec
         .ok_or_else(|| ApiError::bad_request("spec", "spec is required"))?;
     let spec: TestRunSpec = parse_spec(spec, RUN_FIELDS)?;
+    // Every field at fault at once, as `spec.<field>`; then the name.
+    let mut errors: Vec<FieldError> = match state.config.check_run_all(&spec.template) {
+        Ok(_) => Vec::new(),
+        Err(all) => all
+            .into_iter()
+            .map(|e| spec_field_error(e.field, e.message))
+            .collect(),
+    };
+    if let Some(Err(e)) = spec.timeout.as_deref().map(crate::duration::parse) {
+        errors.push(spec_field_error("timeout", e));
+    }
     if spec.cancel {
-        return Err(ApiError::bad_request(
-            "spec.cancel",
-            "a new run cannot start cancelled",
+        errors.push(spec_field_error(
+            "cancel",
+            "a new run cannot start cancelled".into(),
         ));
+    }
+    if let Some(e) = ApiError::fields(errors) {
+        return Err(e);
     }
     let generated = req.metadata.name.is_none();
     let name = match (req.metadata.name, req.metadata.generate_name) {
@@ -251,7 +296,32 @@ pub async fn runs_create(
         ApiError::bad_request(field, e.message)
     })?;
     let run = store_run(&state, run, generated).await?;
+    let run = with_queue_position(&state, run).await?;
     Ok((StatusCode::CREATED, Json(run)).into_response())
+}
+
+fn spec_field_error(field: &str, error: String) -> FieldError {
+    FieldError {
+        parameter: format!("spec.{field}"),
+        error,
+    }
+}
+
+/// A queued run as it stands in its queue now: `status.queuePosition` from the queue as it is
+/// after a change (the driver writes the position on its next pass; a write's answer must not
+/// carry the one from before).
+async fn with_queue_position(state: &AppState, mut run: TestRun) -> Result<TestRun, ApiError> {
+    let name = run.metadata.name.clone().unwrap_or_default();
+    let Some(status) = run.status.as_mut().filter(|s| s.phase == Phase::Queued) else {
+        return Ok(run);
+    };
+    let queue = queue_view(state, &run.spec.template.service).await?;
+    status.queue_position = queue
+        .queued
+        .iter()
+        .find(|e| e.run_id == name)
+        .and_then(|e| e.position);
+    Ok(run)
 }
 
 /// Get a run.
@@ -342,7 +412,7 @@ pub async fn runs_patch(
             "a cancelled run cannot be resumed",
         ));
     }
-    Ok(Json(run))
+    Ok(Json(with_queue_position(&state, run).await?))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -514,6 +584,7 @@ pub async fn read_tail(path: &std::path::Path, tail: Option<u64>) -> Result<Stri
 
 /// A service as API clients see it.
 #[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct ServiceView {
     pub name: String,
     pub description: String,
@@ -562,13 +633,13 @@ pub async fn services_get(
 
 /// A service's queue: what runs now and what waits, in admission order.
 #[utoipa::path(get, path = "/api/v1/services/{name}/queue", tag = "services", params(("name" = String, Path, description = "Service")),
-    responses((status = 200, body = QueueView), (status = 404, body = super::ErrorBody)))]
+    responses((status = 200, body = ServiceQueue), (status = 404, body = super::ErrorBody)))]
 pub async fn services_queue(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<QueueView>, ApiError> {
+) -> Result<Json<ServiceQueue>, ApiError> {
     if state.config.service(&name).is_none() {
         return Err(ApiError::not_found("name", format!("unknown service {name:?}")));
     }
-    Ok(Json(queue_view(&state, &name).await?))
+    Ok(Json(queue_view(&state, &name).await?.into()))
 }

@@ -324,6 +324,7 @@ pub async fn serve(opts: OperatorOptions) -> anyhow::Result<()> {
         &public_url,
     )?;
     let stop = CancellationToken::new();
+    let tms_configured = integrations.regressions.tms.is_some();
     let operator = Operator::start(client, config.clone(), settings, integrations, stop.clone());
     let state = crate::api::AppState {
         backend: Arc::new(operator.backend.clone()),
@@ -331,6 +332,7 @@ pub async fn serve(opts: OperatorOptions) -> anyhow::Result<()> {
         tokens,
         public_url,
         data_dir: None,
+        tms_configured,
     };
     info!(%addr, namespace, identity, all_namespaces = opts.all_namespaces, "operator serving");
     crate::api::serve(listener, state, stop.clone()).await?;

@@ -21,7 +21,9 @@ use tracing::{info, warn};
 
 use super::context::{Context, Error};
 use crate::crd::{LABEL_SCHEDULE, NightlySchedule, NightlyScheduleStatus, TestRun};
-use crate::schedule::{Decision, check_spec, decide, record, record_invalid, run_name, runs_view, since};
+use crate::schedule::{
+    Decision, check_spec, decide, newest_run, record, record_invalid, run_name, runs_view, since,
+};
 
 /// Reconciles one NightlySchedule.
 pub async fn reconcile(schedule: Arc<NightlySchedule>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -52,6 +54,7 @@ pub async fn reconcile(schedule: Arc<NightlySchedule>, ctx: Arc<Context>) -> Res
         .await?
         .items;
     let (mut active, expired) = runs_view(&runs, &schedule.spec);
+    let newest = newest_run(&runs);
     let decision = decide(&name, &schedule.spec, &parsed, since(&schedule), &active, now);
 
     let mut fired = None;
@@ -116,6 +119,7 @@ pub async fn reconcile(schedule: Arc<NightlySchedule>, ctx: Arc<Context>) -> Res
         &mut st,
         &decision,
         fired.clone(),
+        newest,
         active,
         schedule.spec.suspend,
         now,

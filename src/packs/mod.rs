@@ -288,51 +288,67 @@ impl PacksConfig {
     }
 
     /// Checks a run template against the config; on success returns the packs it selects.
+    /// The first error, when there are several (see [`PacksConfig::check_run_all`]).
     pub fn check_run(&self, t: &RunTemplate) -> Result<Vec<String>, InputError> {
+        self.check_run_all(t).map_err(|mut errors| errors.swap_remove(0))
+    }
+
+    /// Checks a run template against the config and names every field at fault (never an
+    /// empty list): a form can show them all at once. An unknown service stops the check
+    /// there, since stands and packs are the service's.
+    pub fn check_run_all(&self, t: &RunTemplate) -> Result<Vec<String>, Vec<InputError>> {
         if t.service.is_empty() {
-            return Err(InputError::new("service", "is required"));
+            return Err(vec![InputError::new("service", "is required")]);
         }
         let svc = self.service(&t.service).ok_or_else(|| {
             let known: Vec<&str> = self.services.keys().map(String::as_str).collect();
-            InputError::new(
+            vec![InputError::new(
                 "service",
                 format!("unknown service {:?}; known: {}", t.service, known.join(", ")),
-            )
+            )]
         })?;
-        svc.check_stand(&t.stand)?;
-        let packs = svc.resolve_packs(t.category.as_deref(), &t.packs)?;
+        let mut errors = Vec::new();
+        if let Err(e) = svc.check_stand(&t.stand) {
+            errors.push(e);
+        }
+        let packs = match svc.resolve_packs(t.category.as_deref(), &t.packs) {
+            Ok(packs) => packs,
+            Err(e) => {
+                errors.push(e);
+                Vec::new()
+            }
+        };
         if t.priority > crate::queue::MAX_PRIORITY {
-            return Err(InputError::new(
+            errors.push(InputError::new(
                 "priority",
                 format!("must be 0–9, got {}", t.priority),
             ));
         }
         if t.emails.len() > MAX_EMAILS {
-            return Err(InputError::new(
+            errors.push(InputError::new(
                 "emails",
                 format!("at most {MAX_EMAILS} recipients, got {}", t.emails.len()),
             ));
+        } else if let Some(m) = t.emails.iter().find_map(|e| check_email(e).err()) {
+            errors.push(InputError::new("emails", m));
         }
-        for e in &t.emails {
-            check_email(e).map_err(|m| InputError::new("emails", m))?;
-        }
-        if let Some(key) = &t.issue_key {
-            check_issue_key(key)?;
+        if let Some(Err(e)) = t.issue_key.as_deref().map(check_issue_key) {
+            errors.push(e);
         }
         if let Some(v) = &t.version
             && (v.trim().is_empty() || v.len() > 255)
         {
-            return Err(InputError::new("version", "must be 1–255 characters"));
+            errors.push(InputError::new("version", "must be 1–255 characters"));
         }
         if let Some(r) = t.retries
             && r > 9
         {
-            return Err(InputError::new("retries", format!("must be 0–9, got {r}")));
+            errors.push(InputError::new("retries", format!("must be 0–9, got {r}")));
         }
-        for var in &t.env {
-            crate::secrets::check_env_var(var).map_err(|m| InputError::new("env", m))?;
+        if let Some(m) = t.env.iter().find_map(|v| crate::secrets::check_env_var(v).err()) {
+            errors.push(InputError::new("env", m));
         }
-        Ok(packs)
+        if errors.is_empty() { Ok(packs) } else { Err(errors) }
     }
 }
 

@@ -283,6 +283,16 @@ pub fn runs_view(runs: &[crate::crd::TestRun], spec: &NightlyScheduleSpec) -> (V
     (active, expired)
 }
 
+/// The schedule's newest run (by creation, then name), whoever started it: the schedule at
+/// its time, `POST /api/nightly`, or "Run now". It is the schedule's `status.lastRun`.
+pub fn newest_run(runs: &[crate::crd::TestRun]) -> Option<String> {
+    runs.iter()
+        .max_by(|a, b| {
+            (crate::store::created(*a), &a.metadata.name).cmp(&(crate::store::created(*b), &b.metadata.name))
+        })
+        .and_then(|r| r.metadata.name.clone())
+}
+
 /// Only fire times after this are due: when the schedule last started a run
 /// (`status.lastScheduleTime`) or, if it never did, when it was created.
 pub fn since(s: &crate::crd::NightlySchedule) -> DateTime<Utc> {
@@ -292,13 +302,15 @@ pub fn since(s: &crate::crd::NightlySchedule) -> DateTime<Utc> {
         .unwrap_or_else(|| crate::store::created(s))
 }
 
-/// Records a pass's outcome in a schedule's status: the time it fired (and the run), the next
-/// due time (none while suspended), the unfinished runs, and the `Skipped` / `Ready`
-/// conditions. Both drivers write exactly this.
+/// Records a pass's outcome in a schedule's status: the time it fired (and the run), else the
+/// newest run started by hand (see [`newest_run`]), the next due time (none while
+/// suspended), the unfinished runs, and the `Skipped` / `Ready` conditions. Both drivers
+/// write exactly this.
 pub fn record(
     st: &mut NightlyScheduleStatus,
     decision: &Decision,
     fired: Option<(DateTime<Utc>, String)>,
+    newest: Option<String>,
     active: Vec<String>,
     suspend: bool,
     now: DateTime<Utc>,
@@ -306,6 +318,8 @@ pub fn record(
     if let Some((scheduled, run)) = fired {
         st.last_schedule_time = Some(scheduled);
         st.last_run = Some(run);
+    } else if newest.is_some() {
+        st.last_run = newest;
     }
     st.next_schedule_time = if suspend { None } else { decision.next() };
     st.active = active;

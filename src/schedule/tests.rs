@@ -240,8 +240,8 @@ fn starting_deadline_skips_a_time_that_is_too_late() {
     let later = decide("nightly", &sp, &s, since, &[], at("2026-11-25T03:00:00Z"));
     let (mut a, mut b) = (NightlyScheduleStatus::default(), NightlyScheduleStatus::default());
     let now = at("2026-11-25T03:00:00Z");
-    record(&mut a, &late, None, vec![], false, now);
-    record(&mut b, &later, None, vec![], false, now);
+    record(&mut a, &late, None, None, vec![], false, now);
+    record(&mut b, &later, None, None, vec![], false, now);
     assert_eq!(a, b);
 }
 
@@ -404,4 +404,36 @@ fn a_schedule_that_never_fires_is_refused_and_a_leap_day_is_not() {
     assert!(never.message.contains("never fires"), "{}", never.message);
     assert!(Schedule::parse("0 0 31 4 *", "UTC").is_err(), "April has 30 days");
     assert!(Schedule::parse("0 0 29 2 *", "UTC").is_ok(), "leap years have it");
+}
+
+#[test]
+fn a_run_started_by_hand_becomes_the_schedules_last_run() {
+    let made = |name: &str, when: &str| {
+        let mut r = crate::crd::TestRun::test(name, RunTemplate::test("demo")).nightly();
+        r.metadata.annotations =
+            Some([(crate::store::ANNOTATION_CREATED.to_string(), when.to_string())].into());
+        r
+    };
+    let runs = vec![
+        made("demo-nightly-0501", "2026-05-01T02:00:00Z"),
+        made("demo-nightly-manual-x1", "2026-05-01T09:30:00Z"),
+        made("demo-nightly-0430", "2026-04-30T02:00:00Z"),
+    ];
+    assert_eq!(newest_run(&runs).as_deref(), Some("demo-nightly-manual-x1"));
+    assert_eq!(newest_run(&[]), None);
+
+    let sp = spec("0 2 * * *", "UTC");
+    let s = Schedule::parse(&sp.schedule, &sp.time_zone).unwrap();
+    let now = at("2026-05-01T09:31:00Z");
+    let wait = decide("nightly", &sp, &s, at("2026-05-01T02:00:00Z"), &[], now);
+    let mut st = NightlyScheduleStatus {
+        last_run: Some("demo-nightly-0501".into()),
+        ..Default::default()
+    };
+    record(&mut st, &wait, None, newest_run(&runs), vec![], false, now);
+    assert_eq!(st.last_run.as_deref(), Some("demo-nightly-manual-x1"));
+    // A run the schedule starts at its time is the last run, whatever else there is.
+    let fired = Some((at("2026-05-02T02:00:00Z"), "demo-nightly-0502".to_string()));
+    record(&mut st, &wait, fired, newest_run(&runs), vec![], false, now);
+    assert_eq!(st.last_run.as_deref(), Some("demo-nightly-0502"));
 }

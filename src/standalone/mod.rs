@@ -66,6 +66,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         tokens,
         public_url,
         data_dir: Some(data_dir.clone()),
+        tms_configured: integrations.regressions.tms.is_some(),
     };
 
     let shutdown = CancellationToken::new();

@@ -22,7 +22,9 @@ use crate::backend::Backend;
 use crate::crd::{LABEL_SCHEDULE, NightlySchedule, NightlyScheduleStatus, Phase, TestRun};
 use crate::packs::PacksConfig;
 use crate::runs::scheduled_run;
-use crate::schedule::{Decision, check_spec, decide, record, record_invalid, run_name, runs_view, since};
+use crate::schedule::{
+    Decision, check_spec, decide, newest_run, record, record_invalid, run_name, runs_view, since,
+};
 use crate::store::{ChangeOp, ListFilter, SqliteStore, StoreError};
 
 /// How long a burst of run changes is gathered before a pass.
@@ -112,6 +114,7 @@ impl Scheduler {
         };
         let runs = self.runs_of(&name).await?;
         let (active, expired) = runs_view(&runs, &s.spec);
+        let newest = newest_run(&runs);
         let decision = decide(&name, &s.spec, &schedule, since(s), &active, now);
 
         let mut fired: Option<(DateTime<Utc>, String)> = None;
@@ -185,7 +188,7 @@ impl Scheduler {
         let suspend = s.spec.suspend;
         let decision_for_status = decision.clone();
         self.set_status(&name, move |st| {
-            record(st, &decision_for_status, fired, active, suspend, now)
+            record(st, &decision_for_status, fired, newest, active, suspend, now)
         })
         .await?;
         // A pending Forbid/Replace time is looked at again when a run changes; otherwise at `next`.

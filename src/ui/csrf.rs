@@ -65,6 +65,7 @@ pub async fn refuse_cross_site_writes(State(state): State<AppState>, req: Reques
                 status: StatusCode::FORBIDDEN,
                 message: format!("cross-site request refused: {why}"),
                 parameter: Some("Origin".into()),
+                errors: Vec::new(),
             }
             .into_response()
         }

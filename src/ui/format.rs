@@ -25,6 +25,20 @@ pub fn millis(ms: u64) -> String {
     }
 }
 
+/// A run's or attempt's length from milliseconds: `350 ms` under a second (a sub-second run
+/// is not "0s"), else as [`duration`].
+pub fn span_ms(ms: i64) -> String {
+    match ms.max(0) {
+        ms @ 0..1000 => format!("{ms} ms"),
+        ms => duration(ms / 1000),
+    }
+}
+
+/// Milliseconds between two instants (zero when `to` is earlier).
+pub fn millis_between(from: DateTime<Utc>, to: DateTime<Utc>) -> i64 {
+    (to - from).num_milliseconds().max(0)
+}
+
 /// Seconds between two instants (zero when `to` is earlier).
 pub fn seconds_between(from: DateTime<Utc>, to: DateTime<Utc>) -> i64 {
     (to - from).num_seconds().max(0)
@@ -41,12 +55,31 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// A share as a whole percentage, rounded down so that "100%" means nothing failed.
+/// A share as a percentage: see [`rate`]; `–` when there is nothing to share.
 pub fn percent(part: u32, whole: u32) -> String {
     if whole == 0 {
         return "–".to_string();
     }
-    format!("{}%", (u64::from(part) * 100 / u64::from(whole)))
+    rate(f64::from(part) / f64::from(whole))
+}
+
+/// A fraction (0–1) as a percentage to one decimal, rounded to the nearest (`66.7%`), a whole
+/// number without its `.0` (`50%`). Two values never round to a lie: `100%` means nothing
+/// failed (99.96% shows as `99.9%`) and `0%` means nothing passed (0.04% shows as `0.1%`).
+pub fn rate(fraction: f64) -> String {
+    let f = fraction.clamp(0.0, 1.0);
+    let mut tenths = (f * 1000.0).round();
+    if f < 1.0 {
+        tenths = tenths.min(999.0);
+    }
+    if f > 0.0 {
+        tenths = tenths.max(1.0);
+    }
+    if tenths % 10.0 == 0.0 {
+        format!("{:.0}%", tenths / 10.0)
+    } else {
+        format!("{:.1}%", tenths / 10.0)
+    }
 }
 
 #[cfg(test)]
@@ -66,10 +99,24 @@ mod tests {
     }
 
     #[test]
-    fn a_percentage_never_rounds_up_to_a_full_pass() {
-        assert_eq!(percent(199, 200), "99%");
+    fn a_percentage_has_one_decimal_and_never_rounds_to_a_full_pass_or_none() {
+        assert_eq!(percent(2, 3), "66.7%");
+        assert_eq!(percent(1, 3), "33.3%");
+        assert_eq!(percent(199, 200), "99.5%");
+        assert_eq!(percent(1, 2), "50%");
+        assert_eq!(percent(9999, 10000), "99.9%", "not 100% while one failed");
+        assert_eq!(percent(1, 10000), "0.1%", "not 0% while one passed");
         assert_eq!(percent(5, 5), "100%");
+        assert_eq!(percent(0, 5), "0%");
         assert_eq!(percent(0, 0), "–");
+    }
+
+    #[test]
+    fn sub_second_spans_are_in_milliseconds() {
+        assert_eq!(span_ms(0), "0 ms");
+        assert_eq!(span_ms(350), "350 ms");
+        assert_eq!(span_ms(1500), "1s");
+        assert_eq!(span_ms(185_000), "3m 05s");
     }
 
     #[test]

@@ -39,12 +39,17 @@ struct Dashboard {
 
 /// Queued runs listed per service; a longer queue is summarised.
 const QUEUE_ROWS: usize = 50;
+/// Runs listed as recently finished, and how many of the newest finished runs (by creation)
+/// they are chosen from by finish time.
+const RECENT_ROWS: usize = 10;
+const RECENT_LOOKBACK: usize = 200;
 /// Runs a service's recent stands are taken from.
 const RECENT_FOR_FORM: usize = 30;
 
 /// `GET /`: per service, what runs and what waits; recent results; the run-now forms.
 pub async fn dashboard_show(State(state): State<AppState>) -> Result<Response, UiError> {
     let now = Utc::now();
+    let packs = view::config_packs(&state.config);
     let mut services = Vec::new();
     for svc in state.config.services() {
         let queue = queue_view(&state, &svc.name).await?;
@@ -63,7 +68,7 @@ pub async fn dashboard_show(State(state): State<AppState>) -> Result<Response, U
         let row = |e: &crate::api::QueueEntry| {
             let run = find(&e.run_id);
             let max = run.map(|r| view::max_attempts(&state.config, r));
-            view::active_row(e, run, max, now)
+            view::active_row(e, run, max, &packs, now)
         };
         let recent = state
             .backend
@@ -91,13 +96,17 @@ pub async fn dashboard_show(State(state): State<AppState>) -> Result<Response, U
                 .filter(|p| p.is_terminal())
                 .map(|p| p.to_string())
                 .collect(),
-            newest: Some(10),
+            // By creation; a run queued long ago may have finished last, so look further.
+            newest: Some(RECENT_LOOKBACK),
             ..Default::default()
         })
         .await?;
     let view = Dashboard {
         services,
-        recent: finished.iter().map(|r| view::run_row(r, now)).collect(),
+        recent: view::recently_finished(&finished, RECENT_ROWS)
+            .into_iter()
+            .map(|r| view::run_row(r, &packs, now))
+            .collect(),
     };
     let layout = Layout::new(&state, "Queue", "queue").watching("TestRun", 150);
     Ok(page("dashboard.html", &layout, &view))
@@ -147,6 +156,17 @@ async fn find_run(state: &AppState, id: &str) -> Result<TestRun, UiError> {
 pub struct HistoryQuery {
     /// How many of the newest runs (default 30, at most 200).
     limit: Option<usize>,
+    /// Only runs of these packs (as the Packs column writes them), so that the trends compare
+    /// like with like: an `api`-only run is no dip in a trend of full runs.
+    packs: Option<String>,
+}
+
+/// One choice of the history's packs filter.
+#[derive(Serialize)]
+struct PacksChoice {
+    packs: String,
+    runs: usize,
+    selected: bool,
 }
 
 #[derive(Serialize)]
@@ -155,6 +175,9 @@ struct History {
     description: String,
     limit: usize,
     limits: Vec<usize>,
+    /// The packs filter: its choices (the packs of the shown runs) and the one applied.
+    packs_choices: Vec<PacksChoice>,
+    packs: Option<String>,
     runs: Vec<RunRow>,
     finished: usize,
     succeeded: usize,
@@ -183,14 +206,38 @@ pub async fn services_history(
         .clone();
     let limit = q.limit.unwrap_or(30).clamp(1, 200);
     let now = Utc::now();
-    let runs = state
+    let packs_of = view::config_packs(&state.config);
+    let wanted = q.packs.filter(|p| !p.is_empty());
+    let all = state
         .backend
         .list_runs(&ListFilter {
             service: Some(name.clone()),
-            newest: Some(limit),
+            // A filter is applied here, so look further back for `limit` runs of it.
+            newest: Some(if wanted.is_some() { 1000 } else { limit }),
             ..Default::default()
         })
         .await?;
+    let mut packs_choices: Vec<PacksChoice> = Vec::new();
+    for r in &all {
+        let p = view::packs_label(r, &packs_of);
+        match packs_choices.iter_mut().find(|c| c.packs == p) {
+            Some(c) => c.runs += 1,
+            None => packs_choices.push(PacksChoice {
+                selected: wanted.as_deref() == Some(p.as_str()),
+                packs: p,
+                runs: 1,
+            }),
+        }
+    }
+    let runs: Vec<TestRun> = all
+        .into_iter()
+        .filter(|r| {
+            wanted
+                .as_ref()
+                .is_none_or(|w| view::packs_label(r, &packs_of) == *w)
+        })
+        .take(limit)
+        .collect();
     let finished: Vec<&TestRun> = runs
         .iter()
         .filter(|r| r.status.as_ref().is_some_and(|s| s.phase.is_terminal()))
@@ -221,10 +268,7 @@ pub async fn services_history(
     let flaky = view::most_flaky(&flaky_by_run, 10);
     let with_results = with_summary.len();
     let (pass, duration) = view::trend_points(&runs, now);
-    let durations: Vec<i64> = finished
-        .iter()
-        .filter_map(|r| view::run_seconds(r, now))
-        .collect();
+    let durations: Vec<i64> = finished.iter().filter_map(|r| view::run_millis(r, now)).collect();
     let rates: Vec<f64> = with_summary
         .iter()
         .filter_map(|s| view::pass_fraction(s))
@@ -233,7 +277,9 @@ pub async fn services_history(
         description: svc.description.clone(),
         limit,
         limits: vec![10, 30, 100, 200],
-        runs: runs.iter().map(|r| view::run_row(r, now)).collect(),
+        packs_choices,
+        packs: wanted,
+        runs: runs.iter().map(|r| view::run_row(r, &packs_of, now)).collect(),
         finished: finished.len(),
         succeeded: finished
             .iter()
@@ -248,29 +294,11 @@ pub async fn services_history(
             })
             .count(),
         average_duration: (!durations.is_empty())
-            .then(|| super::format::duration(durations.iter().sum::<i64>() / durations.len() as i64)),
-        average_pass_rate: (!rates.is_empty()).then(|| {
-            format!(
-                "{}%",
-                (rates.iter().sum::<f64>() / rates.len() as f64 * 100.0).floor()
-            )
-        }),
-        pass_chart: super::chart::line_chart(
-            "Pass rate per run",
-            &pass,
-            &super::chart::Axis {
-                max: Some(100.0),
-                format: |v| format!("{v:.0}%"),
-            },
-        ),
-        duration_chart: super::chart::bar_chart(
-            "Duration per run",
-            &duration,
-            &super::chart::Axis {
-                max: None,
-                format: |v| super::format::duration(v as i64),
-            },
-        ),
+            .then(|| super::format::span_ms(durations.iter().sum::<i64>() / durations.len() as i64)),
+        average_pass_rate: (!rates.is_empty())
+            .then(|| super::format::rate(rates.iter().sum::<f64>() / rates.len() as f64)),
+        pass_chart: super::chart::line_chart("Pass rate per run", &pass, super::chart::Axis::Percent),
+        duration_chart: super::chart::bar_chart("Duration per run", &duration, super::chart::Axis::Duration),
         flaky_chart: (!flaky.is_empty()).then(|| {
             super::chart::row_chart(
                 "Most flaky tests",
@@ -282,6 +310,7 @@ pub async fn services_history(
                         note: format!("{} of {with_results} runs", f.flaky_runs),
                     })
                     .collect::<Vec<_>>(),
+                u32::try_from(with_results).unwrap_or(u32::MAX),
             )
         }),
         flaky,

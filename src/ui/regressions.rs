@@ -191,6 +191,8 @@ pub fn regression_view(r: &Regression, now: DateTime<Utc>) -> RegressionView {
 #[derive(Serialize)]
 struct ListView {
     regressions: Vec<RegressionView>,
+    /// Why no regression can run here (no test management configured), when that is so.
+    unavailable: Option<&'static str>,
 }
 
 /// `GET /regressions`: every regression, newest first, with its progress.
@@ -204,7 +206,15 @@ pub async fn regressions_list(State(state): State<AppState>) -> Result<Response,
         .map(|r| regression_view(r, now))
         .collect();
     let layout = Layout::new(&state, "Regressions", "regressions").watching("Regression", 300);
-    Ok(page("regressions.html", &layout, &ListView { regressions }))
+    let unavailable = (!state.tms_configured).then_some(crate::api::NO_TMS);
+    Ok(page(
+        "regressions.html",
+        &layout,
+        &ListView {
+            regressions,
+            unavailable,
+        },
+    ))
 }
 
 /// `GET /regressions/{name}`: one regression.
@@ -235,6 +245,8 @@ pub struct RegressionServiceChoice {
 #[derive(Serialize, Debug, Clone, PartialEq)]
 pub struct RegressionForm {
     pub services: Vec<RegressionServiceChoice>,
+    /// Why the form would be refused (no test management configured), when that is so.
+    pub unavailable: Option<&'static str>,
     /// The service chosen first: the one asked for in `?service=`, else the first.
     pub service: String,
 }
@@ -257,7 +269,11 @@ pub fn regression_form(config: &crate::packs::PacksConfig, service: Option<&str>
         .or(services.first().map(|c| c.name.as_str()))
         .unwrap_or_default()
         .to_string();
-    RegressionForm { services, service }
+    RegressionForm {
+        services,
+        service,
+        unavailable: None,
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -270,7 +286,8 @@ pub async fn regressions_new(
     State(state): State<AppState>,
     axum::extract::Query(q): axum::extract::Query<NewQuery>,
 ) -> Result<Response, UiError> {
-    let form = regression_form(&state.config, q.service.as_deref());
+    let mut form = regression_form(&state.config, q.service.as_deref());
+    form.unavailable = (!state.tms_configured).then_some(crate::api::NO_TMS);
     let layout = Layout::new(&state, "New regression", "regressions");
     Ok(page("regression_form.html", &layout, &form))
 }

@@ -109,6 +109,39 @@ pub fn selection_label(run: &TestRun) -> String {
     }
 }
 
+/// The packs a run runs, comma-separated: those its first attempt selected, else those it
+/// names, else its category's packs (`resolve`, from packs_config), else `all packs`.
+pub fn packs_label(run: &TestRun, resolve: impl Fn(&TestRun) -> Vec<String>) -> String {
+    let st = run.status.as_ref();
+    let packs = st
+        .and_then(|s| s.attempts.first())
+        .map(|a| a.selection.packs.clone())
+        .filter(|p| !p.is_empty())
+        .or_else(|| Some(run.spec.template.packs.clone()).filter(|p| !p.is_empty()))
+        .unwrap_or_else(|| resolve(run));
+    if packs.is_empty() {
+        "all packs".to_string()
+    } else {
+        packs.join(", ")
+    }
+}
+
+/// A run's category (preset), when it names one.
+pub fn category_of(run: &TestRun) -> Option<String> {
+    run.spec.template.category.clone().filter(|c| !c.is_empty())
+}
+
+/// How a page resolves a run's category into packs: from packs_config.
+pub fn config_packs(config: &PacksConfig) -> impl Fn(&TestRun) -> Vec<String> + '_ {
+    |run| {
+        let t = &run.spec.template;
+        config
+            .service(&t.service)
+            .and_then(|s| s.resolve_packs(t.category.as_deref(), &t.packs).ok())
+            .unwrap_or_default()
+    }
+}
+
 /// At most how many attempts a run can have.
 pub fn max_attempts(config: &PacksConfig, run: &TestRun) -> u32 {
     let t = &run.spec.template;
@@ -125,7 +158,10 @@ pub struct ActiveRow {
     pub id: String,
     pub priority: u8,
     pub stand: String,
-    pub what: String,
+    /// The packs it runs.
+    pub packs: String,
+    /// Its category, when it names one.
+    pub category: Option<String>,
     pub nightly: bool,
     pub phase: PhaseView,
     /// 1-based place in the queue (queued runs).
@@ -141,8 +177,14 @@ pub struct ActiveRow {
     pub elapsed: String,
 }
 
-/// A queue entry as the dashboard shows it; `run` (running entries) adds the attempt detail.
-pub fn active_row(e: &QueueEntry, run: Option<&TestRun>, max: Option<u32>, now: DateTime<Utc>) -> ActiveRow {
+/// A queue entry as the dashboard shows it; `run` adds the packs and the attempt detail.
+pub fn active_row(
+    e: &QueueEntry,
+    run: Option<&TestRun>,
+    max: Option<u32>,
+    packs: &dyn Fn(&TestRun) -> Vec<String>,
+    now: DateTime<Utc>,
+) -> ActiveRow {
     let since = e.started.unwrap_or(e.created);
     let current = run
         .and_then(|r| r.status.as_ref())
@@ -151,10 +193,8 @@ pub fn active_row(e: &QueueEntry, run: Option<&TestRun>, max: Option<u32>, now: 
         id: e.run_id.clone(),
         priority: e.priority,
         stand: e.stand.clone(),
-        what: run.map_or_else(
-            || e.category.clone().unwrap_or_else(|| "all packs".into()),
-            selection_label,
-        ),
+        packs: run.map_or_else(|| "all packs".into(), |r| packs_label(r, packs)),
+        category: e.category.clone().filter(|c| !c.is_empty()),
         nightly: e.run_type == crate::crd::RunType::Nightly,
         phase: phase(e.phase),
         position: e.position,
@@ -217,7 +257,10 @@ pub struct RunRow {
     pub id: String,
     pub service: String,
     pub stand: String,
-    pub what: String,
+    /// The packs it ran.
+    pub packs: String,
+    /// Its category, when it names one.
+    pub category: Option<String>,
     pub nightly: bool,
     pub phase: PhaseView,
     pub created: String,
@@ -230,30 +273,46 @@ pub struct RunRow {
     pub summary: Option<SummaryView>,
 }
 
-/// Seconds a run ran: start to finish, or to `now` while unfinished.
-pub fn run_seconds(run: &TestRun, now: DateTime<Utc>) -> Option<i64> {
+/// Milliseconds a run ran: start to finish, or to `now` while unfinished.
+pub fn run_millis(run: &TestRun, now: DateTime<Utc>) -> Option<i64> {
     let st = run.status.as_ref()?;
     let start = st.started_at?;
-    Some(format::seconds_between(start, st.finished_at.unwrap_or(now)))
+    Some(format::millis_between(start, st.finished_at.unwrap_or(now)))
 }
 
-pub fn run_row(run: &TestRun, now: DateTime<Utc>) -> RunRow {
+pub fn run_row(run: &TestRun, packs: &dyn Fn(&TestRun) -> Vec<String>, now: DateTime<Utc>) -> RunRow {
     let st = run.status.clone().unwrap_or_default();
     let created = created(run);
     RunRow {
         id: run.metadata.name.clone().unwrap_or_default(),
         service: run.spec.template.service.clone(),
         stand: run.spec.template.stand.clone(),
-        what: selection_label(run),
+        packs: packs_label(run, packs),
+        category: category_of(run),
         nightly: run.spec.run_type == crate::crd::RunType::Nightly,
         phase: phase(st.phase),
         created: format::time(created),
         created_at: format::rfc3339(created),
         finished: st.finished_at.map(format::time),
         finished_at: st.finished_at.map(format::rfc3339),
-        duration: run_seconds(run, now).map(format::duration),
+        duration: run_millis(run, now).map(format::span_ms),
         summary: st.summary.as_ref().map(summary_view),
     }
+}
+
+/// The `n` runs that finished last, newest first, from finished runs in any order (a run
+/// queued long ago may have finished just now).
+pub fn recently_finished(runs: &[TestRun], n: usize) -> Vec<&TestRun> {
+    let finished_at = |r: &TestRun| r.status.as_ref().and_then(|s| s.finished_at);
+    let mut done: Vec<&TestRun> = runs
+        .iter()
+        .filter(|r| r.status.as_ref().is_some_and(|s| s.phase.is_terminal()))
+        .collect();
+    done.sort_by(|a, b| {
+        (finished_at(b), created(*b), &b.metadata.name).cmp(&(finished_at(a), created(*a), &a.metadata.name))
+    });
+    done.truncate(n);
+    done
 }
 
 /// What an attempt ran, in words.
@@ -321,7 +380,7 @@ pub fn attempt_view(run_id: &str, position: usize, a: &Attempt, now: DateTime<Ut
         started_at: a.started_at.map(format::rfc3339),
         duration: a
             .started_at
-            .map(|s| format::duration(format::seconds_between(s, a.finished_at.unwrap_or(now)))),
+            .map(|s| format::span_ms(format::millis_between(s, a.finished_at.unwrap_or(now)))),
         summary: a.summary,
         exit_code: a.exit_code,
         launch: a.launch.clone(),
@@ -372,9 +431,26 @@ pub fn test_anchor(id: &str) -> String {
     format!("t-{h:016x}")
 }
 
+/// Whether a JUnit classname only repeats the test's file: pytest writes `tests.test_cart`
+/// for `tests/test_cart.py`.
+pub fn classname_is_file(classname: &str, file: Option<&str>) -> bool {
+    let Some(file) = file else {
+        return false;
+    };
+    let stem = file.rsplit_once('.').map_or(file, |(stem, _)| stem);
+    let dotted = stem.replace(['/', '\\'], ".");
+    let dotted = dotted.trim_start_matches('.');
+    !classname.is_empty()
+        && (dotted == classname
+            || dotted.ends_with(&format!(".{classname}"))
+            || classname.ends_with(&format!(".{dotted}")))
+}
+
 pub fn test_row(t: &TestView) -> TestRow {
-    let context = [t.suite.as_str(), t.classname.as_str()]
+    let classname = Some(t.classname.as_str()).filter(|c| !classname_is_file(c, t.file.as_deref()));
+    let context = [Some(t.suite.as_str()), classname]
         .into_iter()
+        .flatten()
         .filter(|s| !s.is_empty() && *s != t.name)
         .collect::<Vec<_>>()
         .join(" › ");
@@ -580,18 +656,10 @@ pub fn most_flaky(runs: &[(String, Vec<String>)], limit: usize) -> Vec<FlakyTest
 pub fn trend_points(runs: &[TestRun], now: DateTime<Utc>) -> (Vec<chart::Point>, Vec<chart::Point>) {
     let mut pass = Vec::new();
     let mut duration = Vec::new();
-    // Runs of one day are told apart by the hour, runs of several days by the date.
-    let one_day = runs
-        .iter()
-        .map(|r| created(r).date_naive())
-        .collect::<std::collections::BTreeSet<_>>()
-        .len()
-        <= 1;
-    let label_format = if one_day { "%H:%M" } else { "%m-%d" };
-    for run in runs.iter().rev() {
+    let labels = time_labels(&runs.iter().rev().map(created).collect::<Vec<_>>());
+    for (run, label) in runs.iter().rev().zip(labels) {
         let id = run.metadata.name.clone().unwrap_or_default();
         let st = run.status.clone().unwrap_or_default();
-        let label = created(run).format(label_format).to_string();
         let class = match st.phase {
             Phase::Succeeded => "ok",
             Phase::Failed | Phase::Error => "bad",
@@ -602,22 +670,22 @@ pub fn trend_points(runs: &[TestRun], now: DateTime<Utc>) -> (Vec<chart::Point>,
             label: label.clone(),
             value: fraction.map(|f| f * 100.0),
             title: match fraction {
-                Some(f) => format!("{id} ({}): {:.0}% passed", st.phase, (f * 100.0).floor()),
+                Some(f) => format!("{id} ({}): {} passed", st.phase, format::rate(f)),
                 None => format!("{id} ({}): no results", st.phase),
             },
             href: Some(format!("/runs/{id}")),
             class,
         });
-        let secs = if st.phase.is_terminal() {
-            run_seconds(run, now)
+        let ms = if st.phase.is_terminal() {
+            run_millis(run, now)
         } else {
             None
         };
         duration.push(chart::Point {
             label,
-            value: secs.map(|s| s as f64),
-            title: match secs {
-                Some(s) => format!("{id} ({}): {}", st.phase, format::duration(s)),
+            value: ms.map(|ms| ms as f64 / 1000.0),
+            title: match ms {
+                Some(ms) => format!("{id} ({}): {}", st.phase, format::span_ms(ms)),
                 None => format!("{id} ({}): not finished", st.phase),
             },
             href: Some(format!("/runs/{id}")),
@@ -625,6 +693,23 @@ pub fn trend_points(runs: &[TestRun], now: DateTime<Utc>) -> (Vec<chart::Point>,
         });
     }
     (pass, duration)
+}
+
+/// X labels for instants (oldest first) that tell them apart: the time of day when all fall
+/// on one day (to the second when two share a minute), the date and time when they span days.
+/// Instants are in UTC, as everywhere on the pages' server-drawn parts.
+pub fn time_labels(times: &[DateTime<Utc>]) -> Vec<String> {
+    let days: std::collections::BTreeSet<_> = times.iter().map(|t| t.date_naive()).collect();
+    let minutes: std::collections::BTreeSet<_> =
+        times.iter().map(|t| t.format("%H:%M").to_string()).collect();
+    let format = if days.len() > 1 {
+        "%b %-d %H:%M"
+    } else if minutes.len() < times.len() {
+        "%H:%M:%S"
+    } else {
+        "%H:%M"
+    };
+    times.iter().map(|t| t.format(format).to_string()).collect()
 }
 
 /// The live log panel: which attempt's log it shows and whether it keeps following it.
@@ -735,7 +820,7 @@ pub fn run_page(
         started_at: st.started_at.map(format::rfc3339),
         finished: st.finished_at.map(format::time),
         finished_at: st.finished_at.map(format::rfc3339),
-        elapsed: run_seconds(run, now).map(format::duration),
+        elapsed: run_millis(run, now).map(format::span_ms),
         since: st
             .started_at
             .filter(|_| st.finished_at.is_none())
@@ -1055,6 +1140,104 @@ mod tests {
         assert_eq!(pass[1].class, "bad");
         assert_eq!(duration[1].value, Some(120.0));
         assert_eq!(pass[1].href.as_deref(), Some("/runs/demo-new"));
-        assert_eq!(pass[1].label, "00:00", "runs of one day are labelled by the hour");
+        assert_eq!(
+            pass[1].label, "00:00:00",
+            "runs of one minute (both at the epoch here) are labelled to the second"
+        );
+    }
+
+    fn finished(name: &str, created_at: &str, finished_at: &str) -> TestRun {
+        let mut r = run(name);
+        r.metadata.annotations = Some(
+            [(
+                crate::store::ANNOTATION_CREATED.to_string(),
+                created_at.to_string(),
+            )]
+            .into(),
+        );
+        r.status = Some(TestRunStatus {
+            phase: Phase::Succeeded,
+            started_at: Some(at(created_at)),
+            finished_at: Some(at(finished_at)),
+            ..Default::default()
+        });
+        r
+    }
+
+    #[test]
+    fn recently_finished_runs_are_ordered_by_when_they_finished() {
+        let runs = vec![
+            finished("new-quick", "2024-05-01T10:00:00Z", "2024-05-01T10:01:00Z"),
+            finished("old-slow", "2024-05-01T09:00:00Z", "2024-05-01T11:00:00Z"),
+            run("still-queued"),
+            finished("oldest", "2024-05-01T08:00:00Z", "2024-05-01T08:30:00Z"),
+        ];
+        let names: Vec<&str> = recently_finished(&runs, 10)
+            .iter()
+            .map(|r| r.metadata.name.as_deref().unwrap())
+            .collect();
+        assert_eq!(names, ["old-slow", "new-quick", "oldest"]);
+        assert_eq!(recently_finished(&runs, 1).len(), 1);
+    }
+
+    #[test]
+    fn the_packs_column_shows_packs_and_the_category_apart() {
+        let mut r = finished("demo-1", "2024-05-01T10:00:00Z", "2024-05-01T10:00:00.350Z");
+        let resolve = |_: &TestRun| vec!["basic".to_string(), "api".to_string()];
+        let row = run_row(&r, &resolve, at("2024-05-02T00:00:00Z"));
+        assert_eq!(row.packs, "basic, api", "the category's packs, not its name");
+        assert_eq!(row.category.as_deref(), Some("smoke"));
+        assert_eq!(row.duration.as_deref(), Some("350 ms"), "not 0s");
+        r.status.as_mut().unwrap().attempts = vec![Attempt {
+            number: 1,
+            selection: Selection::all(vec!["basic".into()]),
+            state: AttemptState::Finished,
+            launch: None,
+            started_at: None,
+            finished_at: None,
+            exit_code: Some(0),
+            summary: None,
+            message: None,
+        }];
+        assert_eq!(run_row(&r, &resolve, at("2024-05-02T00:00:00Z")).packs, "basic");
+    }
+
+    #[test]
+    fn a_classname_that_only_repeats_the_file_is_left_out() {
+        assert!(classname_is_file("tests.test_cart", Some("tests/test_cart.py")));
+        assert!(classname_is_file("test_cart", Some("tests/test_cart.py")));
+        assert!(!classname_is_file(
+            "tests.test_cart.TestCheckout",
+            Some("tests/test_cart.py")
+        ));
+        assert!(!classname_is_file("tests.test_cart", None));
+        let mut t = test("applies the discount", "failed");
+        t.suite = "pytest".into();
+        t.classname = "tests.test_cart".into();
+        t.file = Some("tests/test_cart.py".into());
+        assert_eq!(test_row(&t).context, "pytest");
+        t.classname = "tests.test_cart.TestCheckout".into();
+        assert_eq!(test_row(&t).context, "pytest › tests.test_cart.TestCheckout");
+    }
+
+    #[test]
+    fn time_labels_carry_the_date_when_runs_span_days_and_seconds_when_minutes_repeat() {
+        let days = [at("2024-05-01T23:50:00Z"), at("2024-05-02T01:54:00Z")];
+        assert_eq!(time_labels(&days), ["May 1 23:50", "May 2 01:54"]);
+        let one_day = [at("2024-05-01T01:54:00Z"), at("2024-05-01T02:10:00Z")];
+        assert_eq!(time_labels(&one_day), ["01:54", "02:10"]);
+        let one_minute = [at("2024-05-01T01:54:03Z"), at("2024-05-01T01:54:41Z")];
+        assert_eq!(time_labels(&one_minute), ["01:54:03", "01:54:41"]);
+    }
+
+    #[test]
+    fn a_pass_rate_of_two_thirds_reads_66_7_percent() {
+        let s = Summary {
+            total: 3,
+            passed: 2,
+            failed: 1,
+            ..Default::default()
+        };
+        assert_eq!(summary_view(&s).pass_rate, "66.7%");
     }
 }

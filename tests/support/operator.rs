@@ -154,6 +154,7 @@ pub async fn start_replica_scoped(
     let lookup = |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let report_settings = tomato::report::ReportSettings::load_with(None, &lookup).unwrap();
     let integrations = tomato::report::Integrations::new(report_settings, &config, &url).unwrap();
+    let tms_configured = integrations.regressions.tms.is_some();
     let operator = Operator::start(
         fake.client(),
         config.clone(),
@@ -170,6 +171,7 @@ pub async fn start_replica_scoped(
         tokens: tomato::api::Tokens::default(),
         public_url: url.clone(),
         data_dir: None,
+        tms_configured,
     };
     let app = tomato::api::app(state);
     let until = stop.clone();

@@ -73,6 +73,12 @@ test('a run queued from the form goes from Queued to Running to Succeeded withou
   await waitForPhase(page, 'Succeeded', 60_000);
   await assertNotReloaded(page);
   await assertNotReloaded(watcher);
+  // Finished while open, the page takes the finished layout: results first, attempts after.
+  await page.locator('#page-layout[data-layout="finished"]').waitFor({ state: 'attached', timeout: 10_000 });
+  assert.ok(
+    await page.evaluate(() => !!(document.getElementById('results').compareDocumentPosition(document.getElementById('attempts-card')) & Node.DOCUMENT_POSITION_FOLLOWING)),
+    'the attempts follow the results once the run is finished',
+  );
 
   // Finished: gone from the queue, listed among recent runs.
   await watcher.locator(`#recent a[href="/runs/${id}"]`).waitFor();
@@ -150,6 +156,10 @@ test('an invalid form shows the API error next to the field and queues nothing',
   const emailError = page.locator('#run-now-demo [data-error-for="emails"]');
   await emailError.waitFor();
   assert.match(await emailError.innerText(), /not an email address/);
+  // Every field at fault shows at once, not one per try.
+  const issueError = page.locator('#run-now-demo [data-error-for="issueKey"]');
+  assert.ok(await issueError.isVisible(), 'the issue key error shows beside the email error');
+  assert.equal(await page.locator('#issue-demo').getAttribute('aria-invalid'), 'true');
   assert.ok(await standError.isHidden(), 'the fixed field no longer shows its error');
   await shot(page, 'dashboard-form-error');
   assert.equal(new URL(page.url()).pathname, '/');
@@ -161,7 +171,7 @@ test('the history page draws pass-rate and duration trends and the most flaky te
   await page.locator('svg.chart.line circle').first().waitFor();
   assert.ok((await page.locator('svg.chart.bars rect.bar').count()) >= 3);
   const flaky = page.locator('#flaky-tests');
-  assert.match(await flaky.locator('svg.chart.rows').innerHTML(), /submits the order form/);
+  assert.match(await flaky.locator('ol.chart.rows').innerText(), /submits the order form/);
   assert.match(await flaky.locator('table').innerText(), /submits the order form\s+1 of/);
   assert.ok((await page.locator('#history-runs table.runs tbody tr').count()) >= 3);
   await shot(page, 'service-history');

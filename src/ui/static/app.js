@@ -108,6 +108,18 @@
       const r = await fetch(location.href, { headers: { Accept: 'text/html' }, credentials: 'same-origin' });
       if (!r.ok) return;
       const doc = new DOMParser().parseFromString(await r.text(), 'text/html');
+      // A page whose layout changed (a run that finished while open puts its results first
+      // and its attempts after them) is swapped whole, not part by part.
+      const layout = document.getElementById('page-layout');
+      const freshLayout = doc.getElementById('page-layout');
+      if (layout && freshLayout && layout.dataset.layout !== freshLayout.dataset.layout) {
+        document.querySelector('main').replaceWith(document.adoptNode(doc.querySelector('main')));
+        body.dataset.watch = doc.body.dataset.watch || '';
+        observeTimes();
+        tick();
+        followLog();
+        return;
+      }
       // A part holding the control in use (a priority list being chosen from, a field being
       // typed in) is left alone until the control loses focus, then refreshed.
       const inUse = document.activeElement?.matches('select, input, textarea') ? document.activeElement : null;
@@ -198,6 +210,18 @@
     }
   }
 
+  // Shows every time in <main> in the reader's zone, now and as parts are swapped in.
+  let timesObserver = null;
+  function observeTimes() {
+    const main = document.querySelector('main') || body;
+    localTimes(main);
+    timesObserver?.disconnect();
+    timesObserver = new MutationObserver((records) => {
+      for (const rec of records) for (const n of rec.addedNodes) if (n.nodeType === 1) localTimes(n);
+    });
+    timesObserver.observe(main, { childList: true, subtree: true });
+  }
+
   // ---------------------------------------------------------------- log tail
   let logTimer = 0;
   let logUrl = '';
@@ -244,17 +268,32 @@
     for (const el of form.querySelectorAll('[aria-invalid]')) el.removeAttribute('aria-invalid');
   }
 
+  // Shows one error beside its field (or atop the form); a second error for the same place
+  // joins the first on a new line. Answers the field's input, if the form has one.
   function showError(form, parameter, message) {
     let field = fieldOf(parameter);
     let slot = form.querySelector('[data-error-for="' + CSS.escape(field) + '"]');
     if (!slot) { slot = form.querySelector('[data-error-for="_form"]'); field = '_form'; }
-    slot.textContent = message;
+    slot.textContent = slot.hidden || !slot.textContent ? message : slot.textContent + '\n' + message;
     slot.hidden = false;
     const input = form.querySelector('[name="' + CSS.escape(field) + '"]');
-    if (input) {
-      input.setAttribute('aria-invalid', 'true');
-      input.focus();
+    if (input) input.setAttribute('aria-invalid', 'true');
+    return input;
+  }
+
+  // Every field error the API names (`errors`), else its one error; the first field at fault
+  // takes the focus.
+  function showErrors(form, res) {
+    const data = res.data || {};
+    const all = Array.isArray(data.errors) && data.errors.length
+      ? data.errors
+      : [{ parameter: data.parameter, error: failure(res) }];
+    let first = null;
+    for (const e of all) {
+      const input = showError(form, e.parameter, e.error);
+      first = first || input;
     }
+    first?.focus();
   }
 
   const list = (s) => s.split(/[\s,;]+/).map((x) => x.trim()).filter(Boolean);
@@ -287,7 +326,7 @@
         done(res);
         return;
       }
-      showError(form, res.data && res.data.parameter, failure(res));
+      showErrors(form, res);
     } catch (e) {
       if (!(e instanceof Cancelled)) showError(form, null, 'Could not reach the server: ' + e.message);
     } finally {
@@ -436,7 +475,7 @@
     } else if (action === 'schedule-trigger') {
       act(
         () => api('POST', scheduleUrl(el.dataset.schedule) + '/trigger'),
-        (res) => location.assign('/runs/' + encodeURIComponent(res.data.run_id)),
+        (res) => location.assign('/runs/' + encodeURIComponent(res.data.runId)),
       );
     } else if (action === 'regression-delete') {
       const name = el.dataset.regression;
@@ -493,10 +532,7 @@
     storeToken('');
     toast('Stored token forgotten');
   });
-  localTimes(document);
-  new MutationObserver((records) => {
-    for (const rec of records) for (const n of rec.addedNodes) if (n.nodeType === 1) localTimes(n);
-  }).observe(document.querySelector('main') || body, { childList: true, subtree: true });
+  observeTimes();
   for (const form of document.querySelectorAll('form[data-form="schedule"], form[data-form="regression"]')) showServiceChoices(form);
   for (const form of document.querySelectorAll('form[data-form="deadline"]')) fillDeadline(form);
   tick();

@@ -1,0 +1,351 @@
+//! The API in process: [`super::app`] over a real SQLite store and the shipped packs_config,
+//! called with `oneshot` (no socket, no driver: runs stay queued).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use super::{AppState, Tokens, app};
+
+struct Api {
+    state: AppState,
+    _dir: tempfile::TempDir,
+}
+
+impl Api {
+    fn new() -> Api {
+        Api::with_tms(false)
+    }
+
+    fn with_tms(tms_configured: bool) -> Api {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = crate::store::SqliteStore::open(dir.path()).expect("the store opens");
+        let config = crate::packs::PacksConfig::load(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/packs_config"
+        )))
+        .expect("the shipped packs_config loads");
+        let state = AppState {
+            backend: Arc::new(store),
+            config: Arc::new(config),
+            tokens: Tokens::default(),
+            public_url: "http://tomato.test".into(),
+            data_dir: Some(dir.path().to_path_buf()),
+            tms_configured,
+        };
+        Api { state, _dir: dir }
+    }
+
+    async fn call(&self, method: Method, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let (status, text) = self.call_text(method, uri, body).await;
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value)
+    }
+
+    async fn call_text(&self, method: Method, uri: &str, body: Option<Value>) -> (StatusCode, String) {
+        let mut req = Request::builder().method(method).uri(uri);
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        let req = req
+            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+            .expect("a request");
+        let res = app(self.state.clone()).oneshot(req).await.expect("an answer");
+        let status = res.status();
+        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+            .await
+            .expect("the body");
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    async fn get(&self, uri: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, uri, None).await
+    }
+
+    async fn post(&self, uri: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, uri, Some(body)).await
+    }
+
+    async fn queue_run(&self, spec: Value) -> Value {
+        let (status, run) = self.post("/api/v1/runs", json!({ "spec": spec })).await;
+        assert_eq!(status, StatusCode::CREATED, "{run}");
+        run
+    }
+}
+
+fn is_camel_case(key: &str) -> bool {
+    key.starts_with(|c: char| c.is_ascii_lowercase()) && key.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
+/// Every object key under `value` that is not camelCase, with its path. Keys that are data
+/// (label and annotation names, preset names) are not the API's spelling and are skipped.
+fn non_camel_keys(value: &Value, path: &str, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let here = format!("{path}.{k}");
+                if !is_camel_case(k) {
+                    out.push(here.clone());
+                }
+                if !matches!(k.as_str(), "labels" | "annotations" | "presets") {
+                    non_camel_keys(v, &here, out);
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                non_camel_keys(v, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn every_key_of_every_api_v1_answer_is_camel_case() {
+    let api = Api::new();
+    let run = api
+        .queue_run(json!({"service": "demo", "stand": "localhost", "category": "smoke", "issueKey": "QA-1"}))
+        .await;
+    let id = run["metadata"]["name"].as_str().unwrap().to_string();
+    let schedule = json!({"metadata": {"name": "demo-nightly"},
+        "spec": {"service": "demo", "stand": "localhost", "schedule": "0 2 * * *"}});
+    let (status, created) = api.post("/api/v1/schedules", schedule).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (status, triggered) = api
+        .call(Method::POST, "/api/v1/schedules/demo-nightly/trigger", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{triggered}");
+    assert!(
+        triggered["runId"].is_string() && triggered["run"]["spec"].is_object(),
+        "{triggered}"
+    );
+    let (_, invalid) = api
+        .post(
+            "/api/v1/runs",
+            json!({"spec": {"service": "demo", "stand": "prod", "emails": ["x"]}}),
+        )
+        .await;
+
+    let mut answers = vec![
+        ("POST /api/v1/runs".to_string(), run),
+        ("trigger".into(), triggered),
+    ];
+    answers.push(("POST /api/v1/schedules".into(), created));
+    answers.push(("a refused POST".into(), invalid));
+    for uri in [
+        "/api/v1".to_string(),
+        "/api/v1/runs".into(),
+        format!("/api/v1/runs/{id}"),
+        format!("/api/v1/runs/{id}/tests"),
+        format!("/api/v1/runs/{id}/attempts/1/log"),
+        "/api/v1/services".into(),
+        "/api/v1/services/demo".into(),
+        "/api/v1/services/demo/queue".into(),
+        "/api/v1/schedules".into(),
+        "/api/v1/schedules/demo-nightly".into(),
+        "/api/v1/regressions".into(),
+    ] {
+        let (_, body) = api.get(&uri).await;
+        answers.push((uri, body));
+    }
+    let (_, patched) = api
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/runs/{id}"),
+            Some(json!({"spec": {"priority": 1}})),
+        )
+        .await;
+    answers.push(("PATCH".into(), patched));
+    // A test's view, as `/runs/{id}/tests` lists each (this run has no results yet).
+    let test = super::TestView {
+        id: "t".into(),
+        name: "t".into(),
+        classname: "c".into(),
+        suite: "s".into(),
+        file: Some("f.py".into()),
+        verdict: "flaky".into(),
+        category: Some("Timeouts".into()),
+        attempts: vec![],
+        explained_by: 1,
+        message: String::new(),
+        trace: String::new(),
+        duration_ms: Some(5),
+    };
+    answers.push(("a test".into(), serde_json::to_value(&test).unwrap()));
+
+    let queue = &answers.iter().find(|(u, _)| u.ends_with("/queue")).unwrap().1;
+    assert!(queue["queued"][0]["runId"].is_string(), "{queue}");
+    let mut bad = Vec::new();
+    for (what, body) in &answers {
+        non_camel_keys(body, what, &mut bad);
+    }
+    assert_eq!(bad, Vec::<String>::new(), "keys not in camelCase");
+    let service = &answers
+        .iter()
+        .find(|(u, _)| u.ends_with("/services/demo"))
+        .unwrap()
+        .1;
+    assert!(service["standPattern"].is_string(), "{service}");
+    let test = &answers.last().unwrap().1;
+    assert_eq!(
+        (&test["explainedBy"], &test["durationMs"]),
+        (&json!(1), &json!(5))
+    );
+}
+
+#[tokio::test]
+async fn the_legacy_handles_keep_their_snake_case_shape() {
+    let api = Api::new();
+    let (status, queued) = api
+        .call(Method::POST, "/api/run_now?service=demo&stand=localhost", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{queued}");
+    let id = queued["run_id"].as_str().expect("run_id").to_string();
+    let (_, text) = api.call_text(Method::GET, "/api/runned?project=demo", None).await;
+    assert!(
+        text.starts_with(r#"{"service":"demo","running":[],"queued":[{"run_id":"#),
+        "{text}"
+    );
+    assert!(text.ends_with(r#""running_count":0,"queued_count":1}"#), "{text}");
+    let (_, status) = api.get(&format!("/api/status?run_id={id}")).await;
+    assert_eq!(status["run_id"], id);
+    assert!(status.get("queue_position").is_some(), "{status}");
+}
+
+#[tokio::test]
+async fn get_api_v1_answers_an_index_linking_the_openapi_document() {
+    let api = Api::new();
+    for uri in ["/api/v1", "/api/v1/"] {
+        let (status, index) = api.get(uri).await;
+        assert_eq!(status, StatusCode::OK, "{uri}: {index}");
+        assert_eq!(index["openapi"], "/api/v1/openapi.json");
+        assert_eq!(index["links"]["runs"], "/api/v1/runs");
+    }
+    let (status, doc) = api.get("/api/v1/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        doc["paths"]["/api/v1"]["get"].is_object(),
+        "the index is in the document"
+    );
+}
+
+#[tokio::test]
+async fn writes_answer_the_run_as_it_is_after_the_change() {
+    let api = Api::new();
+    let spec = json!({"service": "demo", "stand": "localhost"});
+    let mut ids = Vec::new();
+    for expected in 1..=3 {
+        let run = api.queue_run(spec.clone()).await;
+        assert_eq!(run["status"]["queuePosition"], expected, "{run}");
+        ids.push(run["metadata"]["name"].as_str().unwrap().to_string());
+    }
+    let (status, run) = api
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/runs/{}", ids[2]),
+            Some(json!({"spec": {"priority": 0}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    assert_eq!(run["spec"]["priority"], 0);
+    assert_eq!(
+        run["status"]["queuePosition"], 1,
+        "the position after the change, not the 3 from before: {run}"
+    );
+    let (_, queue) = api.get("/api/v1/services/demo/queue").await;
+    assert_eq!(queue["queued"][0]["runId"], ids[2].as_str());
+}
+
+#[tokio::test]
+async fn validation_names_every_field_at_once_and_the_first_as_before() {
+    let api = Api::new();
+    let (status, body) = api
+        .post(
+            "/api/v1/runs",
+            json!({"spec": {"service": "demo", "stand": "prod.example.com",
+                "emails": ["qa-at-example.com"], "issueKey": "not a key", "category": "nope"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let named: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["parameter"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        named,
+        ["spec.stand", "spec.category", "spec.emails", "spec.issueKey"],
+        "{body}"
+    );
+    assert_eq!(body["parameter"], "spec.stand");
+    assert_eq!(body["error"], body["errors"][0]["error"]);
+    let (_, list) = api.get("/api/v1/runs").await;
+    assert_eq!(list["items"], json!([]), "nothing was queued");
+
+    // Schedules too: a bad cron beside a bad stand.
+    let (status, body) = api
+        .post(
+            "/api/v1/schedules",
+            json!({"metadata": {"name": "n"}, "spec": {"service": "demo", "stand": "prod", "schedule": "every night"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let named: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["parameter"].as_str().unwrap())
+        .collect();
+    assert_eq!(named, ["spec.schedule", "spec.stand"], "{body}");
+}
+
+#[tokio::test]
+async fn old_snake_case_spellings_of_request_fields_are_still_accepted() {
+    let api = Api::new();
+    let (status, run) = api
+        .post(
+            "/api/v1/runs",
+            json!({"api_version": "tomato.dev/v1alpha1", "metadata": {"generate_name": "mine-"},
+                "spec": {"service": "demo", "stand": "localhost"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{run}");
+    assert!(
+        run["metadata"]["name"].as_str().unwrap().starts_with("mine-"),
+        "{run}"
+    );
+}
+
+#[tokio::test]
+async fn without_test_management_a_regression_is_refused_and_the_pages_say_why() {
+    let api = Api::new();
+    let spec = json!({"metadata": {"name": "demo-2-0"},
+        "spec": {"service": "demo", "version": "2.0", "plan": 1, "stand": "localhost", "assessors": ["alice"]}});
+    let (status, body) = api.post("/api/v1/regressions", spec.clone()).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("TOMATO_TMS_URL"),
+        "{body}"
+    );
+    let (_, list) = api.get("/api/v1/regressions").await;
+    assert_eq!(list["items"], json!([]), "nothing was stored");
+    for page in ["/regressions", "/regressions/new"] {
+        let (_, html) = api.call_text(Method::GET, page, None).await;
+        assert!(
+            html.contains(r#"id="regressions-unavailable""#)
+                && html.contains("test management is not configured"),
+            "{page} says why"
+        );
+    }
+
+    let configured = Api::with_tms(true);
+    let (status, body) = configured.post("/api/v1/regressions", spec).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (_, html) = configured.call_text(Method::GET, "/regressions", None).await;
+    assert!(!html.contains(r#"id="regressions-unavailable""#));
+}
