@@ -53,6 +53,11 @@ impl Driver {
         merged: &[MergedTest],
     ) -> Result<(), StoreError> {
         let name = run.metadata.name.clone().unwrap_or_default();
+        // Nothing is started that could not be recorded: while the disk refuses writes, a
+        // small probe write answers first (and the run waits for the next pass).
+        if self.store.write_refused().is_some() {
+            self.store.probe_write().await?;
+        }
         let seq = run.status.as_ref().map_or(0, |s| s.attempts.len()) + 1;
         let dir = attempt_dir(&self.data_dir, &name, seq);
         let junit = dir.join("junit.xml");
