@@ -142,6 +142,7 @@ impl From<StoreError> for ApiError {
                 status: StatusCode::INSUFFICIENT_STORAGE,
                 message: m,
                 parameter: None,
+                errors: Vec::new(),
             },
             other => ApiError::internal("the store failed", other),
         }
