@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::Webhook;
 use super::template::{COMMAND_VARS, PACK_VARS, TEST_VARS, Template, Var};
+use super::runner::Runner;
 use super::{
     ConfigError, DEFAULT_RETRIES, DEFAULT_TIMEOUT, DEFAULT_WORKING_DIR, JobLaunch, Launch, Pack, PullPolicy,
     ReportDefaults, Rerun, Service, TestIdStyle,
@@ -55,7 +56,18 @@ struct RawStands {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawLaunch {
-    command: Vec<String>,
+    /// A runner preset: pytest, node, jest, playwright, maven, gradle, go.
+    #[serde(default)]
+    runner: Option<String>,
+    /// The command; a preset supplies one when this is left out.
+    #[serde(default)]
+    command: Option<Vec<String>>,
+    /// Extra arguments, placed just before `{tests}` (e.g. `-o` for an offline Maven).
+    #[serde(default)]
+    args: Vec<String>,
+    /// Where the runner writes report files of its own naming (a preset supplies it).
+    #[serde(default)]
+    reports: Option<String>,
     #[serde(default)]
     timeout: Option<String>,
     #[serde(default)]
@@ -88,9 +100,9 @@ struct RawRerun {
     #[serde(default)]
     test_id: Option<String>,
     #[serde(default)]
-    args: Vec<String>,
+    args: Option<Vec<String>>,
     #[serde(default)]
-    include_pack_tests: bool,
+    include_pack_tests: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -212,10 +224,11 @@ pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Ve
         }
     };
 
-    let stand_pattern = match Regex::new(&anchor(&raw.stands.pattern)) {
+    // Compiled as written first, so an error quotes the user's pattern, not its anchored form.
+    let stand_pattern = match Regex::new(&raw.stands.pattern).and_then(|_| Regex::new(&anchor(&raw.stands.pattern))) {
         Ok(r) => Some(r),
         Err(e) => {
-            p.add("stands.pattern", format!("invalid regex: {e}"));
+            p.add("stands.pattern", format!("{:?} is not a valid regular expression: {e}", raw.stands.pattern));
             None
         }
     };
@@ -229,16 +242,28 @@ pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Ve
         p.add("retries", format!("must be 0–9, got {}", raw.retries));
     }
 
-    if raw.launch.command.is_empty() {
-        p.add("launch.command", "must name the program to run");
-    }
-    let command = p.templates("launch.command", &raw.launch.command, COMMAND_VARS);
-    if command.first().is_some_and(|t| t.uses(Var::Tests)) {
-        p.add("launch.command[0]", "the program itself cannot be {tests}");
-    }
-    if command.iter().filter(|t| t.is_exactly(Var::Tests)).count() > 1 {
-        p.add("launch.command", "{tests} may appear only once");
-    }
+    let runner = raw
+        .launch
+        .runner
+        .as_deref()
+        .and_then(|r| Runner::parse(r).map_err(|e| p.add("launch.runner", e)).ok());
+    let command = launch_command(&mut p, &raw.launch, runner);
+    let runner_env: Vec<(String, Template)> = runner
+        .map(|r| {
+            r.env()
+                .iter()
+                .map(|(k, v)| {
+                    let t = Template::parse(v, COMMAND_VARS).expect("a preset's environment is valid");
+                    (k.to_string(), t)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let reports = match (&raw.launch.reports, runner.and_then(Runner::reports)) {
+        (Some(r), _) => p.templates("launch.reports", std::slice::from_ref(r), PACK_VARS).pop(),
+        (None, Some(r)) => Some(Template::parse(r, PACK_VARS).expect("a preset's reports directory is valid")),
+        (None, None) => None,
+    };
     let timeout = match raw.launch.timeout.as_deref().map(crate::duration::parse) {
         None => DEFAULT_TIMEOUT,
         Some(Ok(d)) => d,
@@ -260,11 +285,18 @@ pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Ve
 
     let job = job_launch(&mut p, &raw.launch);
 
-    let test_id = match raw.rerun.test_id.as_deref() {
-        None => Some(TestIdStyle::default()),
-        Some(s) => TestIdStyle::parse(s).map_err(|e| p.add("rerun.testId", e)).ok(),
+    let test_id = match (raw.rerun.test_id.as_deref(), runner) {
+        (None, Some(r)) => Some(r.test_id()),
+        (None, None) => Some(TestIdStyle::default()),
+        (Some(s), _) => TestIdStyle::parse(s).map_err(|e| p.add("rerun.testId", e)).ok(),
     };
-    let rerun_args = p.templates("rerun.args", &raw.rerun.args, TEST_VARS);
+    let rerun_args = p.templates("rerun.args", raw.rerun.args.as_deref().unwrap_or_default(), TEST_VARS);
+    // The preset's own selection, unless the file says how a failed test is passed.
+    let select = runner.filter(|_| raw.rerun.args.is_none());
+    let include_pack_tests = raw
+        .rerun
+        .include_pack_tests
+        .unwrap_or_else(|| runner.is_some_and(Runner::include_pack_tests));
 
     if raw.packs.is_empty() {
         p.add("packs", "define at least one pack");
@@ -279,6 +311,7 @@ pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Ve
         }
         let field = format!("packs.{pname}.tests");
         let tests = p.templates(&field, &pack.tests, PACK_VARS);
+        missing_pack_paths(&mut p, &field, &pack.tests, &config_dir.join(&name));
         packs.insert(
             pname.clone(),
             Pack {
@@ -299,7 +332,13 @@ pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Ve
         }
         for (i, m) in members.iter().enumerate() {
             if !raw.packs.contains_key(m) {
-                p.add(format!("presets.{preset}[{i}]"), format!("unknown pack {m:?}"));
+                p.add(
+                    format!("presets.{preset}[{i}]"),
+                    format!(
+                        "unknown pack {m:?}{}",
+                        super::suggest::did_you_mean(m, raw.packs.keys().map(String::as_str))
+                    ),
+                );
             }
         }
     }
@@ -354,16 +393,20 @@ pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Ve
             stand_concurrency: raw.stands.concurrency,
             concurrency: raw.concurrency,
             retries: raw.retries,
+            runner,
             launch: Launch {
                 command,
                 timeout,
                 env: raw.launch.env,
+                runner_env,
+                reports,
                 job,
             },
             rerun: Rerun {
                 test_id,
                 args: rerun_args,
-                include_pack_tests: raw.rerun.include_pack_tests,
+                include_pack_tests,
+                select,
             },
             packs,
             presets: raw.presets,
@@ -376,6 +419,83 @@ pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Ve
         }),
         _ => Err(p.errors),
     }
+}
+
+/// Pack selectors that name a path under `{dir}` which is not there. Checked only when the
+/// service directory itself exists (in operator mode the suite usually lives in the image,
+/// not beside packs_config); a selector with pattern characters, or naming a test inside a
+/// file (`file.py::test`), is checked up to the file.
+fn missing_pack_paths(p: &mut Problems<'_>, field: &str, tests: &[String], dir: &Path) {
+    if !dir.is_dir() {
+        return;
+    }
+    for (i, t) in tests.iter().enumerate() {
+        let Some(rest) = t.strip_prefix("{dir}/") else {
+            continue;
+        };
+        let rest = rest.split("::").next().unwrap_or(rest);
+        if rest.is_empty() || rest.contains(['*', '?', '[', '{', '(', '|', '^', '$']) {
+            continue;
+        }
+        if !dir.join(rest).exists() {
+            p.add(
+                format!("{field}[{i}]"),
+                format!(
+                    "{t:?} names {}, which does not exist under the service's directory {}",
+                    rest,
+                    dir.display()
+                ),
+            );
+        }
+    }
+}
+
+/// The launch command: the file's own, else the preset's, with `launch.args` placed just
+/// before `{tests}`. Without `{tests}` neither the packs' selectors nor a rerun's failed tests
+/// reach the runner: every attempt would run the same thing.
+fn launch_command(p: &mut Problems<'_>, raw: &RawLaunch, runner: Option<Runner>) -> Vec<Template> {
+    let source: Vec<String> = match (&raw.command, runner) {
+        (Some(c), _) => c.clone(),
+        (None, Some(r)) => r.command().iter().map(|s| s.to_string()).collect(),
+        (None, None) => {
+            if raw.runner.is_none() {
+                p.add(
+                    "launch",
+                    format!(
+                        "give a runner preset (launch.runner: {}) or the command itself (launch.command)",
+                        super::RUNNERS.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(" | ")
+                    ),
+                );
+            }
+            return Vec::new();
+        }
+    };
+    if source.is_empty() {
+        p.add("launch.command", "must name the program to run");
+        return Vec::new();
+    }
+    let mut command = p.templates("launch.command", &source, COMMAND_VARS);
+    let extra = p.templates("launch.args", &raw.args, COMMAND_VARS);
+    if command.first().is_some_and(|t| t.uses(Var::Tests)) {
+        p.add("launch.command[0]", "the program itself cannot be {tests}");
+    }
+    let places = command.iter().filter(|t| t.is_exactly(Var::Tests)).count();
+    if places > 1 {
+        p.add("launch.command", "{tests} may appear only once");
+    }
+    if places == 0 && command.len() == source.len() {
+        p.add(
+            "launch.command",
+            "has no \"{tests}\" argument: the packs' tests and a rerun's failed tests would never reach the runner, \
+             so every attempt would run the same thing; add \"{tests}\" where the test files go",
+        );
+    }
+    let at = command
+        .iter()
+        .position(|t| t.is_exactly(Var::Tests))
+        .unwrap_or(command.len());
+    command.splice(at..at, extra);
+    command
 }
 
 /// The operator-mode settings of `launch`: each checked the way the API server would check
