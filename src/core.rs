@@ -274,7 +274,11 @@ pub fn record_end(
 /// the message naming how many ran and quoting the runner, else `None`. Attempt 1, and an
 /// attempt that timed out or could not start, are judged elsewhere; a rerun that wrote no
 /// report is a selection failure only when the runner said why.
-pub fn selection_failure(status: &TestRunStatus, end: &AttemptEnd, results: &[AttemptResult]) -> Option<String> {
+pub fn selection_failure(
+    status: &TestRunStatus,
+    end: &AttemptEnd,
+    results: &[AttemptResult],
+) -> Option<String> {
     let attempt = status
         .running_attempt()
         .filter(|a| a.number == end.number && a.selection.kind == SelectionKind::Failed)?;
@@ -640,7 +644,11 @@ mod tests {
         st.end_attempt(&end(1, ReportRead::Found(3)), Some(Summary::default()), now);
         let sel = Selection::failed(vec!["p".into()], 1, vec!["a".into(), "b".into()]);
         st.begin_attempt(2, sel, "pid 2".into(), now);
-        let mut all = vec![result(1, "a", Failed), result(1, "b", Failed), result(1, "c", Passed)];
+        let mut all = vec![
+            result(1, "a", Failed),
+            result(1, "b", Failed),
+            result(1, "c", Passed),
+        ];
         all.extend(results.iter().map(|(n, id, s)| result(*n, id, *s)));
         (st, all)
     }
@@ -660,11 +668,22 @@ mod tests {
             panic!("{next:?}")
         };
         assert!(m.contains("0 of the 2 selected tests ran"), "{m}");
-        assert!(m.contains("exited with 4: \"ERROR: not found: /s/t.py::a\""), "{m}");
+        assert!(
+            m.contains("exited with 4: \"ERROR: not found: /s/t.py::a\""),
+            "{m}"
+        );
         assert_eq!(st.attempts[1].state, AttemptState::SelectionFailed);
-        assert_eq!(st.message.as_deref(), Some(m.as_str()), "the run's message says so");
+        assert_eq!(
+            st.message.as_deref(),
+            Some(m.as_str()),
+            "the run's message says so"
+        );
         let a = merged.iter().find(|t| t.id == "a").unwrap();
-        assert_eq!((a.verdict, a.attempt), (TestVerdict::Failed, 1), "keeps its last real result");
+        assert_eq!(
+            (a.verdict, a.attempt),
+            (TestVerdict::Failed, 1),
+            "keeps its last real result"
+        );
         assert_eq!(
             next_step(&st, &merged, 4, || unreachable!()),
             Some(Step::Finish {
@@ -686,7 +705,11 @@ mod tests {
         let verdicts: Vec<(&str, TestVerdict)> = merged.iter().map(|t| (t.id.as_str(), t.verdict)).collect();
         assert_eq!(
             verdicts,
-            [("a", TestVerdict::Flaky), ("b", TestVerdict::Failed), ("c", TestVerdict::Passed)],
+            [
+                ("a", TestVerdict::Flaky),
+                ("b", TestVerdict::Failed),
+                ("c", TestVerdict::Passed)
+            ],
             "what ran counts; what did not keeps its failure"
         );
     }

@@ -35,7 +35,11 @@ fn config(name: &str, suite: &str, yaml: &str) -> tempfile::TempDir {
 
 /// Every JUnit file the runner wrote for one launch (`junit.xml` and `junit/*.xml`).
 fn report_files(server: &Server, run: &str, seq: usize) -> Vec<PathBuf> {
-    let attempt = server.data_dir.join("runs").join(run).join(format!("attempt-{seq}"));
+    let attempt = server
+        .data_dir
+        .join("runs")
+        .join(run)
+        .join(format!("attempt-{seq}"));
     tomato::results::junit_files(&attempt.join("junit.xml"))
 }
 
@@ -96,7 +100,10 @@ async fn rerun_runs_exactly_the_failed_tests(name: &str, suite: &str, yaml: &str
 
     let first = cases(&server, &id, 1);
     let second = cases(&server, &id, 2);
-    assert!(first.len() >= min_tests, "attempt 1 ran the whole suite: {first:#?}");
+    assert!(
+        first.len() >= min_tests,
+        "attempt 1 ran the whole suite: {first:#?}"
+    );
     let failed_first = failed(&first);
     assert!(failed_first.len() >= 5, "{failed_first:#?}");
     assert_eq!(
@@ -110,7 +117,10 @@ async fn rerun_runs_exactly_the_failed_tests(name: &str, suite: &str, yaml: &str
     let mut checked = 0;
     for (test, verdict) in &verdicts {
         if let Some(want) = expected_verdict(test) {
-            assert!(want.contains(&verdict.as_str()), "{test}: {verdict}, want {want:?}");
+            assert!(
+                want.contains(&verdict.as_str()),
+                "{test}: {verdict}, want {want:?}"
+            );
             checked += 1;
         }
     }
@@ -131,7 +141,10 @@ async fn a_broken_selection_is_a_selection_failure(name: &str, suite: &str, yaml
     assert_eq!(attempts.len(), 2, "no rerun follows a broken selection: {st:#}");
     assert_eq!(attempts[1]["state"], "SelectionFailed", "{st:#}");
     let msg = st["message"].as_str().unwrap();
-    assert!(msg.contains("attempt 2 was a selection failure: 0 of the"), "{msg}");
+    assert!(
+        msg.contains("attempt 2 was a selection failure: 0 of the"),
+        "{msg}"
+    );
     if let Some(q) = quote {
         assert!(msg.contains(q), "the runner's error line is quoted: {msg}");
     }
@@ -189,13 +202,19 @@ packs:
 
 #[tokio::test]
 async fn jest_preset_reruns_exactly_the_failed_tests() {
-    assert!(has_node_modules("jest"), "run .ci/run: it installs tests/runners/jest");
+    assert!(
+        has_node_modules("jest"),
+        "run .ci/run: it installs tests/runners/jest"
+    );
     rerun_runs_exactly_the_failed_tests("js", "jest", JEST, 16).await;
 }
 
 #[tokio::test]
 async fn jest_rerun_matching_no_test_is_a_selection_failure() {
-    assert!(has_node_modules("jest"), "run .ci/run: it installs tests/runners/jest");
+    assert!(
+        has_node_modules("jest"),
+        "run .ci/run: it installs tests/runners/jest"
+    );
     let yaml = format!("{JEST}rerun: {{args: ['-t', 'no test has this name']}}\n");
     a_broken_selection_is_a_selection_failure("js", "jest", &yaml, None).await;
 }
@@ -210,7 +229,10 @@ packs:
 
 #[tokio::test]
 async fn playwright_preset_reruns_exactly_the_failed_tests_per_project() {
-    assert!(has_node_modules("playwright"), "run .ci/run: it installs tests/runners/playwright");
+    assert!(
+        has_node_modules("playwright"),
+        "run .ci/run: it installs tests/runners/playwright"
+    );
     rerun_runs_exactly_the_failed_tests("pw", "playwright", PLAYWRIGHT, 32).await;
 }
 

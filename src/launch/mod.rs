@@ -109,7 +109,9 @@ pub fn explain(cfg: &crate::packs::PacksConfig, service: &str) -> Result<String,
         )
     };
     let mut out = String::new();
-    let runner = svc.runner.map_or("none (explicit command)".to_string(), |r| r.as_str().to_string());
+    let runner = svc
+        .runner
+        .map_or("none (explicit command)".to_string(), |r| r.as_str().to_string());
     let _ = writeln!(out, "\n{} (runner preset: {runner}):", svc.name);
     for (title, p) in [
         ("attempt 1, every pack".to_string(), attempt(1, &[])),
@@ -119,7 +121,11 @@ pub fn explain(cfg: &crate::packs::PacksConfig, service: &str) -> Result<String,
         ),
     ] {
         let _ = writeln!(out, "  {title}:");
-        let _ = writeln!(out, "    argv: {}", serde_json::to_string(&p.argv).unwrap_or_default());
+        let _ = writeln!(
+            out,
+            "    argv: {}",
+            serde_json::to_string(&p.argv).unwrap_or_default()
+        );
         for (k, v) in p.env.iter().filter(|(k, _)| !k.starts_with("TOMATO_")) {
             let _ = writeln!(out, "    env: {k}={v}");
         }
@@ -148,7 +154,11 @@ fn sample_failures(svc: &Service) -> Vec<Case> {
     };
     match svc.runner {
         Some(Runner::Pytest) | None if svc.rerun.test_id == crate::packs::TestIdStyle::Pytest => vec![
-            case("tests.test_cart.TestCheckout", "test_refund[a b]", Some("tests/test_cart.py")),
+            case(
+                "tests.test_cart.TestCheckout",
+                "test_refund[a b]",
+                Some("tests/test_cart.py"),
+            ),
             case("tests.test_cart", "test_total", Some("tests/test_cart.py")),
         ],
         Some(Runner::Jest) => vec![
@@ -167,13 +177,16 @@ fn sample_failures(svc: &Service) -> Vec<Case> {
             case("example.com/shop/cart", "TestRefund/twice", None),
             case("example.com/shop/cart", "TestTotal", None),
         ],
-        _ => vec![case("test", "refunds (twice)", None), case("test", "totals", None)],
+        _ => vec![
+            case("test", "refunds (twice)", None),
+            case("test", "totals", None),
+        ],
     }
 }
 
 /// Lines by which runners say they ran nothing of what they were given.
 const RUNNER_ERRORS: &[&str] = &[
-    "ERROR: not found:",                 // pytest, exit 4: a node id that matches nothing
+    "ERROR: not found:",                  // pytest, exit 4: a node id that matches nothing
     "ERROR: file or directory not found", // pytest, exit 4
     "no tests ran",                       // pytest, exit 5
     "ERROR: usage:",                      // pytest, exit 4
@@ -321,12 +334,19 @@ mod tests {
     #[test]
     fn a_runners_complaint_is_found_in_its_log() {
         let log = "collected 0 items\nERROR: not found: /s/tests/t.py::nope\n(no match in any of [<Module t.py>])\n";
-        assert_eq!(runner_error(log).as_deref(), Some("ERROR: not found: /s/tests/t.py::nope"));
         assert_eq!(
-            runner_error("[ERROR] Failed to execute goal: No tests matching pattern \"X#y\" were executed!").as_deref(),
+            runner_error(log).as_deref(),
+            Some("ERROR: not found: /s/tests/t.py::nope")
+        );
+        assert_eq!(
+            runner_error("[ERROR] Failed to execute goal: No tests matching pattern \"X#y\" were executed!")
+                .as_deref(),
             Some("[ERROR] Failed to execute goal: No tests matching pattern \"X#y\" were executed!")
         );
-        assert_eq!(runner_error("=== no tests ran in 0.01s ===").as_deref(), Some("no tests ran in 0.01s"));
+        assert_eq!(
+            runner_error("=== no tests ran in 0.01s ===").as_deref(),
+            Some("no tests ran in 0.01s")
+        );
         assert_eq!(runner_error("3 passed\n"), None);
     }
 

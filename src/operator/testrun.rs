@@ -361,7 +361,10 @@ async fn end_attempt(
         exit_code: stored.exit_code,
         report,
         message,
-        runner_error: stored.log().ok().and_then(|log| crate::launch::runner_error(&log)),
+        runner_error: stored
+            .log()
+            .ok()
+            .and_then(|log| crate::launch::runner_error(&log)),
     };
     record(run, ctx, svc, &end).await
 }

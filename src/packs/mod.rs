@@ -21,9 +21,9 @@ use std::time::Duration;
 
 use regex::Regex;
 
-pub use template::{Template, Var};
 pub use runner::{RUNNERS, Runner};
 pub use suggest::did_you_mean;
+pub use template::{Template, Var};
 pub use testid::{TestIdStyle, case_var};
 
 use crate::crd::RunTemplate;

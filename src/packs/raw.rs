@@ -8,8 +8,8 @@ use regex::Regex;
 use serde::Deserialize;
 
 use super::Webhook;
-use super::template::{COMMAND_VARS, PACK_VARS, TEST_VARS, Template, Var};
 use super::runner::Runner;
+use super::template::{COMMAND_VARS, PACK_VARS, TEST_VARS, Template, Var};
 use super::{
     ConfigError, DEFAULT_RETRIES, DEFAULT_TIMEOUT, DEFAULT_WORKING_DIR, JobLaunch, Launch, Pack, PullPolicy,
     ReportDefaults, Rerun, Service, TestIdStyle,
@@ -225,13 +225,17 @@ pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Ve
     };
 
     // Compiled as written first, so an error quotes the user's pattern, not its anchored form.
-    let stand_pattern = match Regex::new(&raw.stands.pattern).and_then(|_| Regex::new(&anchor(&raw.stands.pattern))) {
-        Ok(r) => Some(r),
-        Err(e) => {
-            p.add("stands.pattern", format!("{:?} is not a valid regular expression: {e}", raw.stands.pattern));
-            None
-        }
-    };
+    let stand_pattern =
+        match Regex::new(&raw.stands.pattern).and_then(|_| Regex::new(&anchor(&raw.stands.pattern))) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                p.add(
+                    "stands.pattern",
+                    format!("{:?} is not a valid regular expression: {e}", raw.stands.pattern),
+                );
+                None
+            }
+        };
     if raw.stands.concurrency == 0 {
         p.add("stands.concurrency", "must be at least 1");
     }
@@ -260,8 +264,12 @@ pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Ve
         })
         .unwrap_or_default();
     let reports = match (&raw.launch.reports, runner.and_then(Runner::reports)) {
-        (Some(r), _) => p.templates("launch.reports", std::slice::from_ref(r), PACK_VARS).pop(),
-        (None, Some(r)) => Some(Template::parse(r, PACK_VARS).expect("a preset's reports directory is valid")),
+        (Some(r), _) => p
+            .templates("launch.reports", std::slice::from_ref(r), PACK_VARS)
+            .pop(),
+        (None, Some(r)) => {
+            Some(Template::parse(r, PACK_VARS).expect("a preset's reports directory is valid"))
+        }
         (None, None) => None,
     };
     let timeout = match raw.launch.timeout.as_deref().map(crate::duration::parse) {
@@ -290,7 +298,11 @@ pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Ve
         (None, None) => Some(TestIdStyle::default()),
         (Some(s), _) => TestIdStyle::parse(s).map_err(|e| p.add("rerun.testId", e)).ok(),
     };
-    let rerun_args = p.templates("rerun.args", raw.rerun.args.as_deref().unwrap_or_default(), TEST_VARS);
+    let rerun_args = p.templates(
+        "rerun.args",
+        raw.rerun.args.as_deref().unwrap_or_default(),
+        TEST_VARS,
+    );
     // The preset's own selection, unless the file says how a failed test is passed.
     let select = runner.filter(|_| raw.rerun.args.is_none());
     let include_pack_tests = raw
@@ -463,7 +475,11 @@ fn launch_command(p: &mut Problems<'_>, raw: &RawLaunch, runner: Option<Runner>)
                     "launch",
                     format!(
                         "give a runner preset (launch.runner: {}) or the command itself (launch.command)",
-                        super::RUNNERS.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(" | ")
+                        super::RUNNERS
+                            .iter()
+                            .map(|r| r.as_str())
+                            .collect::<Vec<_>>()
+                            .join(" | ")
                     ),
                 );
             }

@@ -159,7 +159,9 @@ impl Runner {
             Runner::Node => TestIdStyle::Node,
             Runner::Jest => TestIdStyle::Jest,
             Runner::Playwright => TestIdStyle::Playwright,
-            Runner::Maven | Runner::Gradle => TestIdStyle::parse("{classname}#{name}").expect("a valid template"),
+            Runner::Maven | Runner::Gradle => {
+                TestIdStyle::parse("{classname}#{name}").expect("a valid template")
+            }
             Runner::Go => TestIdStyle::parse("{classname}::{name}").expect("a valid template"),
         }
     }
@@ -200,7 +202,13 @@ impl Runner {
                 let mut files: Vec<String> = tests
                     .iter()
                     .filter_map(|(_, c)| c.file.as_deref())
-                    .map(|f| format!("{}{}$", if f.starts_with('/') { "" } else { "/" }, regex::escape(&strip_up(f))))
+                    .map(|f| {
+                        format!(
+                            "{}{}$",
+                            if f.starts_with('/') { "" } else { "/" },
+                            regex::escape(&strip_up(f))
+                        )
+                    })
                     .collect();
                 files.sort();
                 files.dedup();
@@ -310,7 +318,11 @@ fn go_select(tests: &[(&str, &Case)]) -> Vec<String> {
     let leaves: Vec<&str> = names
         .iter()
         .copied()
-        .filter(|n| !names.iter().any(|m| m.len() > n.len() && m.starts_with(n) && m[n.len()..].starts_with('/')))
+        .filter(|n| {
+            !names
+                .iter()
+                .any(|m| m.len() > n.len() && m.starts_with(n) && m[n.len()..].starts_with('/'))
+        })
         .collect();
     let levels: Vec<Vec<&str>> = leaves.iter().map(|n| n.split('/').collect()).collect();
     let depth = levels.iter().map(Vec::len).max().unwrap_or(1);
@@ -358,7 +370,10 @@ mod tests {
     fn an_unknown_preset_is_answered_with_the_nearest_name() {
         let err = Runner::parse("pytets").unwrap_err();
         assert!(err.contains("did you mean \"pytest\"?"), "{err}");
-        assert!(err.contains("pytest, node, jest, playwright, maven, gradle, go"), "{err}");
+        assert!(
+            err.contains("pytest, node, jest, playwright, maven, gradle, go"),
+            "{err}"
+        );
         assert_eq!(Runner::parse("go"), Ok(Runner::Go));
     }
 
@@ -371,7 +386,9 @@ mod tests {
                 .map(|s| super::super::Template::parse(s, super::super::template::COMMAND_VARS).unwrap())
                 .collect();
             assert_eq!(
-                cmd.iter().filter(|t| t.is_exactly(super::super::Var::Tests)).count(),
+                cmd.iter()
+                    .filter(|t| t.is_exactly(super::super::Var::Tests))
+                    .count(),
                 1,
                 "{r:?}"
             );
@@ -380,7 +397,11 @@ mod tests {
 
     #[test]
     fn pytest_reruns_pass_each_node_id_under_the_service_directory() {
-        let c = case("tests.test_x.TestA.TestB", "test_p[a b/\"c\"]", Some("tests/test_x.py"));
+        let c = case(
+            "tests.test_x.TestA.TestB",
+            "test_p[a b/\"c\"]",
+            Some("tests/test_x.py"),
+        );
         assert_eq!(
             select(Runner::Pytest, &[c]),
             ["/suite/tests/test_x.py::TestA::TestB::test_p[a b/\"c\"]"]
@@ -389,7 +410,11 @@ mod tests {
 
     #[test]
     fn jest_reruns_match_the_full_names_in_their_files_only() {
-        let a = case("checkout › nested [x]", "deep: a.b", Some("../../s/tests/a.test.js"));
+        let a = case(
+            "checkout › nested [x]",
+            "deep: a.b",
+            Some("../../s/tests/a.test.js"),
+        );
         let b = case("", "odd $1", Some("../../s/tests/a.test.js"));
         assert_eq!(
             select(Runner::Jest, &[a, b]),
@@ -424,7 +449,12 @@ mod tests {
         );
         assert_eq!(
             select(Runner::Gradle, &cases[..2]),
-            ["--tests", "com.x.CartTest.refund", "--tests", "com.x.CartTest.add"]
+            [
+                "--tests",
+                "com.x.CartTest.refund",
+                "--tests",
+                "com.x.CartTest.add"
+            ]
         );
     }
 

@@ -40,7 +40,10 @@ mod tests {
     #[test]
     fn a_typo_finds_its_word_and_a_stranger_finds_none() {
         assert_eq!(nearest("comand", ["command", "timeout", "env"]), Some("command"));
-        assert_eq!(nearest("includePackTest", ["includePackTests", "args"]), Some("includePackTests"));
+        assert_eq!(
+            nearest("includePackTest", ["includePackTests", "args"]),
+            Some("includePackTests")
+        );
         assert_eq!(nearest("zzz", ["command", "timeout"]), None);
         assert_eq!(did_you_mean("smoek", ["smoke"]), ", did you mean \"smoke\"?");
     }

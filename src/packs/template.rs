@@ -232,7 +232,10 @@ mod tests {
     #[test]
     fn refuses_unknown_or_disallowed_placeholders_by_name() {
         let err = Template::parse("{stnad}", COMMAND_VARS).unwrap_err();
-        assert!(err.contains("{stnad}") && err.contains("(did you mean {stand}?)"), "{err}");
+        assert!(
+            err.contains("{stnad}") && err.contains("(did you mean {stand}?)"),
+            "{err}"
+        );
         assert!(Template::parse("{name}", COMMAND_VARS).is_err());
         assert!(Template::parse("{stand:upper}", COMMAND_VARS).is_err());
         assert!(Template::parse("{stand", COMMAND_VARS).is_err());

@@ -42,7 +42,9 @@ impl TestIdStyle {
             "playwright" => Ok(TestIdStyle::Playwright),
             t => Template::parse(t, ID_VARS)
                 .map(TestIdStyle::Template)
-                .map_err(|e| format!("{e} (or use one of the built-in styles: pytest, node, jest, playwright)")),
+                .map_err(|e| {
+                    format!("{e} (or use one of the built-in styles: pytest, node, jest, playwright)")
+                }),
         }
     }
 
@@ -178,7 +180,12 @@ mod tests {
     fn pytest_ids_without_a_file_keep_classes_and_nested_classes_apart_from_the_module() {
         let s = TestIdStyle::Pytest;
         assert_eq!(
-            s.id_of(&case(&[], "tests.test_cart.TestCheckout", "test_refund_breaks", None)),
+            s.id_of(&case(
+                &[],
+                "tests.test_cart.TestCheckout",
+                "test_refund_breaks",
+                None
+            )),
             "tests/test_cart.py::TestCheckout::test_refund_breaks"
         );
         assert_eq!(
@@ -189,12 +196,23 @@ mod tests {
 
     #[test]
     fn jest_and_playwright_ids_hold_the_file_and_the_title_path() {
-        let j = case(&[], "checkout › nested", "refund", Some("../../x/tests/a.test.js"));
-        assert_eq!(TestIdStyle::Jest.id_of(&j), "x/tests/a.test.js::checkout › nested › refund");
+        let j = case(
+            &[],
+            "checkout › nested",
+            "refund",
+            Some("../../x/tests/a.test.js"),
+        );
+        assert_eq!(
+            TestIdStyle::Jest.id_of(&j),
+            "x/tests/a.test.js::checkout › nested › refund"
+        );
         let top = case(&[], "", "passes", Some("tests/a.test.js"));
         assert_eq!(TestIdStyle::Jest.id_of(&top), "tests/a.test.js::passes");
         let p = case(&[], "basics.spec.js", "[api] checkout › refund", None);
-        assert_eq!(TestIdStyle::Playwright.id_of(&p), "basics.spec.js › [api] checkout › refund");
+        assert_eq!(
+            TestIdStyle::Playwright.id_of(&p),
+            "basics.spec.js › [api] checkout › refund"
+        );
     }
 
     #[test]

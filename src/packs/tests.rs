@@ -412,7 +412,10 @@ fn the_smallest_service_file_is_the_runner_the_packs_and_the_stands() {
     assert_eq!(s.rerun.select, Some(Runner::Pytest));
     assert!(!s.rerun.include_pack_tests);
     let command: Vec<String> = s.launch.command.iter().map(ToString::to_string).collect();
-    assert!(command.contains(&"junit_family=xunit1".to_string()), "{command:?}");
+    assert!(
+        command.contains(&"junit_family=xunit1".to_string()),
+        "{command:?}"
+    );
     assert!(command.contains(&"junit_logging=all".to_string()), "{command:?}");
 }
 
@@ -425,19 +428,34 @@ fn whatever_a_preset_sets_can_be_overridden_field_by_field() {
     )])
     .unwrap();
     let s = cfg.service("js").unwrap();
-    assert_eq!(s.rerun.test_id, TestIdStyle::parse("{classname}::{name}").unwrap());
+    assert_eq!(
+        s.rerun.test_id,
+        TestIdStyle::parse("{classname}::{name}").unwrap()
+    );
     assert!(s.rerun.include_pack_tests);
-    assert_eq!(s.rerun.select, Some(Runner::Jest), "the selection stays the preset's");
+    assert_eq!(
+        s.rerun.select,
+        Some(Runner::Jest),
+        "the selection stays the preset's"
+    );
     let command: Vec<String> = s.launch.command.iter().map(ToString::to_string).collect();
     let tests = command.iter().position(|a| a == "{tests}").unwrap();
-    assert_eq!(command[tests - 1], "--runInBand", "launch.args go just before {{tests}}");
+    assert_eq!(
+        command[tests - 1],
+        "--runInBand",
+        "launch.args go just before {{tests}}"
+    );
 
     let explicit = load(&[(
         "js.yaml",
         "stands: {pattern: localhost}\nlaunch: {runner: jest}\nrerun: {args: ['-t', '{name}']}\npacks:\n  all: {tests: [x]}\n",
     )])
     .unwrap();
-    assert_eq!(explicit.service("js").unwrap().rerun.select, None, "rerun.args replace the preset's selection");
+    assert_eq!(
+        explicit.service("js").unwrap().rerun.select,
+        None,
+        "rerun.args replace the preset's selection"
+    );
 }
 
 #[test]
@@ -457,10 +475,19 @@ fn check_config_refuses_what_broke_at_run_time_all_in_one_pass() {
         .map(|e| format!("{}: {}", e.field, e.reason))
         .collect();
     let has = |needle: &str| errs.iter().any(|e| e.contains(needle));
-    assert!(has("stands.pattern: \"qa([\" is not a valid regular expression"), "{errs:#?}");
-    assert!(!has("^(?:"), "the stand pattern is reported as written: {errs:#?}");
+    assert!(
+        has("stands.pattern: \"qa([\" is not a valid regular expression"),
+        "{errs:#?}"
+    );
+    assert!(
+        !has("^(?:"),
+        "the stand pattern is reported as written: {errs:#?}"
+    );
     assert!(has("(did you mean {junit}?)"), "{errs:#?}");
-    assert!(has("packs.core.tests[1]: \"{dir}/tset_core.py::test_x\" names tset_core.py, which does not exist"), "{errs:#?}");
+    assert!(
+        has("packs.core.tests[1]: \"{dir}/tset_core.py::test_x\" names tset_core.py, which does not exist"),
+        "{errs:#?}"
+    );
     assert!(!has("packs.core.tests[0]"), "{errs:#?}");
     assert!(has("presets.smoke[0]: unknown pack \"cor\""), "{errs:#?}");
 }
@@ -472,7 +499,8 @@ fn a_command_without_tests_is_refused_unless_a_preset_supplies_it() {
         "stands: {pattern: localhost}\nlaunch: {command: [pytest, -q]}\npacks:\n  all: {tests: [t]}\n",
     )]);
     assert!(
-        errs.iter().any(|e| e.starts_with("launch.command: has no \"{tests}\" argument")),
+        errs.iter()
+            .any(|e| e.starts_with("launch.command: has no \"{tests}\" argument")),
         "{errs:#?}"
     );
     let errs = problems(&[(
@@ -483,9 +511,40 @@ fn a_command_without_tests_is_refused_unless_a_preset_supplies_it() {
         errs.iter().any(|e| e.contains("launch.runner: \"pytset\" is not a runner preset, did you mean \"pytest\"?")),
         "{errs:#?}"
     );
-    let errs = problems(&[("svc.yaml", "stands: {pattern: localhost}\nlaunch: {}\npacks:\n  all: {tests: [t]}\n")]);
+    let errs = problems(&[(
+        "svc.yaml",
+        "stands: {pattern: localhost}\nlaunch: {}\npacks:\n  all: {tests: [t]}\n",
+    )]);
     assert!(
-        errs.iter().any(|e| e.starts_with("launch: give a runner preset (launch.runner: pytest | node")),
+        errs.iter()
+            .any(|e| e.starts_with("launch: give a runner preset (launch.runner: pytest | node")),
         "{errs:#?}"
+    );
+}
+
+/// Every packs_config example of the README (a yaml block opening with
+/// `# packs_config/<name>.yaml`) loads, so none can rot.
+#[test]
+fn every_packs_config_example_in_the_readme_loads() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let mut found = 0;
+    for block in readme.split("```yaml\n").skip(1) {
+        let body = block.split("```").next().unwrap_or_default();
+        let Some(name) = body
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# packs_config/"))
+            .map(str::trim)
+        else {
+            continue;
+        };
+        if let Err(e) = load(&[(name, body)]) {
+            panic!("the README's example {name} does not load:\n{e}\n{body}");
+        }
+        found += 1;
+    }
+    assert!(
+        found >= 7,
+        "one example per runner preset at least, found {found}"
     );
 }

@@ -106,10 +106,7 @@ pub fn collect_reports(
     let mut copied = 0;
     for e in entries.flatten() {
         let path = e.path();
-        let fresh = e
-            .metadata()
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t >= since);
+        let fresh = e.metadata().and_then(|m| m.modified()).is_ok_and(|t| t >= since);
         if fresh && path.extension().is_some_and(|x| x == "xml") {
             std::fs::create_dir_all(&to)?;
             std::fs::copy(&path, to.join(e.file_name()))?;
@@ -205,7 +202,10 @@ mod tests {
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, ["TEST-New.xml"]);
-        assert_eq!(collect_reports(&dir.path().join("none"), &junit, since).unwrap(), 0);
+        assert_eq!(
+            collect_reports(&dir.path().join("none"), &junit, since).unwrap(),
+            0
+        );
     }
 
     /// The id style's clean-up happens here, for both modes: Node's doubly escaped quotes.
