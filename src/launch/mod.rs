@@ -281,7 +281,7 @@ pub fn plan(svc: &Service, a: &AttemptRef<'_>) -> LaunchPlan {
     let mut env = vec![
         ("TOMATO_STAND".to_string(), a.stand.to_string()),
         ("TOMATO_RUN".to_string(), a.run.to_string()),
-        ("TOMATO_ATTEMPT".to_string(), number),
+        ("TOMATO_ATTEMPT".to_string(), number.clone()),
         ("TOMATO_TESTS".to_string(), ids.join("\n")),
         ("TOMATO_PACKS".to_string(), a.packs.join(",")),
         ("TOMATO_JUNIT".to_string(), junit.clone()),
