@@ -397,7 +397,7 @@ pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Ve
 
     match (stand_pattern, test_id) {
         (Some(stand_pattern), Some(test_id)) if p.errors.is_empty() => Ok(Service {
-            dir: config_dir.join(&name),
+            dir: service_dir(config_dir, &name),
             name,
             description: raw.description,
             file: file.to_path_buf(),
@@ -431,6 +431,13 @@ pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Ve
         }),
         _ => Err(p.errors),
     }
+}
+
+/// `<config>/<service>`, its symlinks resolved when it exists: runners that resolve them
+/// (Jest's file map, Node's module paths) then report the very paths `{dir}` gives them.
+fn service_dir(config_dir: &Path, name: &str) -> std::path::PathBuf {
+    let dir = config_dir.join(name);
+    dir.canonicalize().unwrap_or(dir)
 }
 
 /// Pack selectors that name a path under `{dir}` which is not there. Checked only when the
