@@ -131,8 +131,14 @@ async fn rerun_runs_exactly_the_failed_tests(name: &str, suite: &str, yaml: &str
 }
 
 /// Runs a service whose rerun selection is broken on purpose and checks it ends as a
-/// selection failure naming how many selected tests ran.
-async fn a_broken_selection_is_a_selection_failure(name: &str, suite: &str, yaml: &str, quote: Option<&str>) {
+/// selection failure naming how many selected tests ran (`ran`).
+async fn a_broken_selection_is_a_selection_failure(
+    name: &str,
+    suite: &str,
+    yaml: &str,
+    ran: usize,
+    quote: Option<&str>,
+) {
     let cfg = config(name, suite, yaml);
     let server = Server::start_with(Some(cfg.path()), &[]).await;
     let id = server.run_now(&format!("service={name}&stand=localhost")).await;
@@ -142,7 +148,7 @@ async fn a_broken_selection_is_a_selection_failure(name: &str, suite: &str, yaml
     assert_eq!(attempts[1]["state"], "SelectionFailed", "{st:#}");
     let msg = st["message"].as_str().unwrap();
     assert!(
-        msg.contains("attempt 2 was a selection failure: 0 of the"),
+        msg.contains(&format!("attempt 2 was a selection failure: {ran} of the ")),
         "{msg}"
     );
     if let Some(q) = quote {
@@ -176,7 +182,7 @@ async fn pytest_preset_reruns_exactly_the_failed_tests() {
 #[tokio::test]
 async fn pytest_rerun_with_a_broken_selection_is_a_selection_failure_quoting_pytest() {
     let yaml = format!("{PYTEST}rerun: {{args: ['{{dir}}/nowhere/{{id}}']}}\n");
-    a_broken_selection_is_a_selection_failure("py", "pytest", &yaml, Some("exited with 4")).await;
+    a_broken_selection_is_a_selection_failure("py", "pytest", &yaml, 0, Some("exited with 4")).await;
 }
 
 const NODE: &str = "
@@ -190,6 +196,16 @@ packs:
 #[tokio::test]
 async fn node_preset_reruns_exactly_the_failed_tests() {
     rerun_runs_exactly_the_failed_tests("nd", "node", NODE, 10).await;
+}
+
+#[tokio::test]
+async fn node_rerun_whose_name_pattern_matches_nothing_is_a_selection_failure() {
+    // Node reports the tests a name pattern leaves out as skipped: none of the selection ran.
+    let yaml = format!(
+        "{NODE}rerun: {{args: ['--test-name-pattern=^no test has this name$'], includePackTests: true}}\n"
+    );
+    // Its `before` hook still runs and fails the one test of its `describe`: 1 of them "ran".
+    a_broken_selection_is_a_selection_failure("nd", "node", &yaml, 1, None).await;
 }
 
 const JEST: &str = "
@@ -216,7 +232,7 @@ async fn jest_rerun_matching_no_test_is_a_selection_failure() {
         "run .ci/run: it installs tests/runners/jest"
     );
     let yaml = format!("{JEST}rerun: {{args: ['-t', 'no test has this name']}}\n");
-    a_broken_selection_is_a_selection_failure("js", "jest", &yaml, None).await;
+    a_broken_selection_is_a_selection_failure("js", "jest", &yaml, 0, None).await;
 }
 
 const PLAYWRIGHT: &str = "
@@ -236,6 +252,17 @@ async fn playwright_preset_reruns_exactly_the_failed_tests_per_project() {
     rerun_runs_exactly_the_failed_tests("pw", "playwright", PLAYWRIGHT, 32).await;
 }
 
+#[tokio::test]
+async fn playwright_rerun_grepping_no_test_is_a_selection_failure_quoting_playwright() {
+    assert!(
+        has_node_modules("playwright"),
+        "run .ci/run: it installs tests/runners/playwright"
+    );
+    let yaml =
+        format!("{PLAYWRIGHT}rerun: {{args: ['--grep=no test has this name'], includePackTests: true}}\n");
+    a_broken_selection_is_a_selection_failure("pw", "playwright", &yaml, 0, Some("No tests found")).await;
+}
+
 const GO: &str = "
 stands: {pattern: localhost}
 retries: 1
@@ -252,7 +279,7 @@ async fn go_preset_reruns_exactly_the_failed_tests_and_subtests() {
 #[tokio::test]
 async fn go_rerun_matching_no_test_is_a_selection_failure_quoting_go() {
     let yaml = format!("{GO}rerun: {{args: ['-run=^NoSuchTest$', './...']}}\n");
-    a_broken_selection_is_a_selection_failure("gt", "go", &yaml, Some("no tests to run")).await;
+    a_broken_selection_is_a_selection_failure("gt", "go", &yaml, 0, Some("no tests to run")).await;
 }
 
 const MAVEN: &str = "
@@ -274,5 +301,6 @@ async fn maven_preset_reruns_exactly_the_failed_tests_from_surefire_reports() {
 #[tokio::test]
 async fn maven_rerun_matching_no_test_is_a_selection_failure_quoting_surefire() {
     let yaml = format!("{MAVEN}rerun: {{args: ['-Dtest=NoSuchTest#nothing']}}\n");
-    a_broken_selection_is_a_selection_failure("mv", "maven", &yaml, Some("No tests matching pattern")).await;
+    a_broken_selection_is_a_selection_failure("mv", "maven", &yaml, 0, Some("No tests matching pattern"))
+        .await;
 }
