@@ -12,6 +12,7 @@ mod runner;
 mod suggest;
 pub mod template;
 mod testid;
+mod wording;
 
 use std::collections::BTreeMap;
 use std::fmt;

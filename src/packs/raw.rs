@@ -214,11 +214,18 @@ pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Ve
     let raw = match parse_yaml(&text) {
         Ok(r) => r,
         Err((field, reason)) => {
-            p.add(field.clone(), reason);
+            // The document as read without a schema: what the file holds at a wrong field.
+            let tree = serde_saphyr::from_str::<serde_json::Value>(&text).ok();
+            p.add(
+                field.clone(),
+                super::wording::plain(&field, &reason, tree.as_ref()),
+            );
             // Serde stops at the first wrong field; find the others too, so one look at the
             // errors is enough to fix the file.
-            for (field, reason) in more_field_errors(&text, &field) {
-                p.add(field, reason);
+            if let Some(tree) = tree {
+                for (field, reason) in more_field_errors(tree, &field) {
+                    p.add(field, reason);
+                }
             }
             return Err(p.errors);
         }
@@ -679,50 +686,121 @@ fn is_env_name(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// The field errors after the first (`first`, already reported): the document is read as a
-/// plain tree, the failing field taken out, and the rest read again, until it reads or only
-/// fields taken out are missing. (Line numbers are the first error's only: the tree has none.)
-fn more_field_errors(text: &str, first: &str) -> Vec<(String, String)> {
+/// The field errors after the first (`first`, already reported), in the user's words: the
+/// document is read as a plain tree, the failing field taken out, and the rest read again,
+/// until it reads. A required field taken out (or holding one taken out) is given a stand-in
+/// value that reads, so the fields after it are still checked. (Line numbers are the first
+/// error's only: the tree has none.)
+fn more_field_errors(mut tree: serde_json::Value, first: &str) -> Vec<(String, String)> {
     const MAX: usize = 50;
-    let Ok(mut tree) = serde_saphyr::from_str::<serde_json::Value>(text) else {
-        return Vec::new();
-    };
     let mut removed = vec![first.to_string()];
     let mut out = Vec::new();
     if !remove_path(&mut tree, first) {
         return out;
     }
     for _ in 0..MAX {
-        let err = match serde_path_to_error::deserialize::<_, RawService>(&tree) {
-            Ok(_) => break,
-            Err(e) => e,
-        };
-        let at = match err.path().to_string() {
-            p if p == "." => String::new(),
-            p => p,
-        };
-        let reason = err.into_inner().to_string();
-        let missing = reason
-            .strip_prefix("missing field `")
-            .and_then(|r| r.split_once('`'))
-            .map(|(f, _)| {
-                if at.is_empty() {
-                    f.to_string()
-                } else {
-                    format!("{at}.{f}")
-                }
-            });
-        if missing.as_ref().is_some_and(|f| removed.contains(f)) {
+        let Some((at, reason)) = field_error(&tree) else {
             break;
+        };
+        let missing = missing_field(&at, &reason);
+        if let Some(f) = &missing
+            && removed
+                .iter()
+                .any(|r| r == f || r.starts_with(&format!("{f}.")) || r.starts_with(&format!("{f}[")))
+        {
+            // Missing because it was taken out: already reported.
+            if !stand_in(&mut tree, f, 3) {
+                break;
+            }
+            continue;
         }
         let field = missing.unwrap_or(at);
-        out.push((field.clone(), reason));
+        out.push((field.clone(), super::wording::plain(&field, &reason, Some(&tree))));
         if field.is_empty() || !remove_path(&mut tree, &field) {
             break;
         }
         removed.push(field);
     }
     out
+}
+
+/// The first error of reading `tree` as a service file: its path and serde's reason.
+fn field_error(tree: &serde_json::Value) -> Option<(String, String)> {
+    let err = serde_path_to_error::deserialize::<_, RawService>(tree).err()?;
+    let at = match err.path().to_string() {
+        p if p == "." => String::new(),
+        p => p,
+    };
+    Some((at, err.into_inner().to_string()))
+}
+
+/// The path of the field serde's `missing field` names, under `at`.
+fn missing_field(at: &str, reason: &str) -> Option<String> {
+    reason
+        .strip_prefix("missing field `")
+        .and_then(|r| r.split_once('`'))
+        .map(|(f, _)| {
+            if at.is_empty() {
+                f.to_string()
+            } else {
+                format!("{at}.{f}")
+            }
+        })
+}
+
+/// Puts at `path` the first of a few plain values (a mapping, text, a list, a number) that
+/// reads there, filling its own required fields the same way (`depth` levels down). False
+/// when none reads.
+fn stand_in(tree: &mut serde_json::Value, path: &str, depth: u32) -> bool {
+    let (parent, key) = match path.rsplit_once('.') {
+        Some((parent, key)) => (parent, key),
+        None => ("", path),
+    };
+    let candidates = [
+        serde_json::json!({}),
+        serde_json::json!(""),
+        serde_json::json!([]),
+        serde_json::json!(1),
+        serde_json::json!(false),
+    ];
+    for candidate in candidates {
+        let mut attempt = tree.clone();
+        let Some(map) = node_mut(&mut attempt, parent).and_then(|n| n.as_object_mut()) else {
+            return false;
+        };
+        map.insert(key.to_string(), candidate);
+        let inside =
+            |p: &str| p == path || p.starts_with(&format!("{path}.")) || p.starts_with(&format!("{path}["));
+        match field_error(&attempt) {
+            None => {
+                *tree = attempt;
+                return true;
+            }
+            Some((at, reason)) => match missing_field(&at, &reason) {
+                Some(m) if depth > 0 && inside(&at) && m.starts_with(&format!("{path}.")) => {
+                    if stand_in(&mut attempt, &m, depth - 1) {
+                        *tree = attempt;
+                        return true;
+                    }
+                }
+                _ if !inside(&at) => {
+                    *tree = attempt;
+                    return true;
+                }
+                _ => {}
+            },
+        }
+    }
+    false
+}
+
+/// The mapping at a dotted path (`""` is the document).
+fn node_mut<'a>(tree: &'a mut serde_json::Value, path: &str) -> Option<&'a mut serde_json::Value> {
+    let mut node = tree;
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        node = node.get_mut(part)?;
+    }
+    Some(node)
 }
 
 /// Removes the node at a dotted path (`packs.smoke.tests`, `launch.command[0]` stops at the

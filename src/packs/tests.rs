@@ -122,7 +122,9 @@ fn yaml_errors_name_the_field_and_line() {
     let e = &errs.0[0];
     assert_eq!(e.field, "packs.p.tset");
     assert!(
-        e.reason.contains("unknown field `tset`") && e.reason.contains("line 4"),
+        e.reason
+            .contains("unknown field \"tset\"; the fields here are description, tests")
+            && e.reason.contains("line 4"),
         "{}",
         e.reason
     );
@@ -550,4 +552,48 @@ fn every_packs_config_example_in_the_readme_loads() {
         found >= 7,
         "one example per runner preset at least, found {found}"
     );
+}
+
+/// A file with many shape errors: every one is reported at once, in the user's words.
+#[test]
+fn every_shape_error_of_a_file_is_reported_in_one_pass_in_the_users_words() {
+    let errs = problems(&[(
+        "svc.yaml",
+        "stands: {pattern: [localhost], concurency: 2}\nretries: lots\nconcurrency: -1\n\
+         launch:\n  runner: pytest\n  comand: [x]\n  timeout: [1]\nrerun: {includePackTest: true}\n\
+         packs:\n  all: {tests: '{dir}/tests', tag: x}\n  two: [a]\npresets: [all]\n",
+    )]);
+    let has = |field: &str, needle: &str| {
+        errs.iter()
+            .any(|e| e.starts_with(&format!("{field}: ")) && e.contains(needle))
+    };
+    for (field, needle) in [
+        ("stands.pattern", "expected text, not a list"),
+        (
+            "stands.concurency",
+            "unknown field \"concurency\", did you mean \"concurrency\"?",
+        ),
+        ("retries", "expected a whole number from 0 to 255, not \"lots\""),
+        (
+            "concurrency",
+            "expected a whole number from 0 to 4294967295, not -1",
+        ),
+        ("launch.comand", "did you mean \"command\"?"),
+        ("launch.timeout", "expected text, not a list"),
+        ("rerun.includePackTest", "did you mean \"includePackTests\"?"),
+        ("packs.all.tests", "expected a list"),
+        (
+            "packs.all.tag",
+            "unknown field \"tag\"; the fields here are description, tests",
+        ),
+        ("packs.two", "expected a mapping (key: value), not a list"),
+        ("presets", "expected a mapping (key: value), not a list"),
+    ] {
+        assert!(has(field, needle), "{field}: {needle:?} in {errs:#?}");
+    }
+    for e in &errs {
+        for raw in ["invalid u", "unexpected event", "expected u32", "struct Raw", "`"] {
+            assert!(!e.contains(raw), "serde's own words in {e:?}");
+        }
+    }
 }
