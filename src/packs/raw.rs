@@ -777,11 +777,15 @@ fn stand_in(tree: &mut serde_json::Value, path: &str, depth: u32) -> bool {
                 return true;
             }
             Some((at, reason)) => match missing_field(&at, &reason) {
-                Some(m) if depth > 0 && inside(&at) && m.starts_with(&format!("{path}.")) => {
-                    if stand_in(&mut attempt, &m, depth - 1) {
-                        *tree = attempt;
-                        return true;
-                    }
+                // The stand-in itself lacks a required field: stand one in there too.
+                Some(m)
+                    if depth > 0
+                        && inside(&at)
+                        && m.starts_with(&format!("{path}."))
+                        && stand_in(&mut attempt, &m, depth - 1) =>
+                {
+                    *tree = attempt;
+                    return true;
                 }
                 _ if !inside(&at) => {
                     *tree = attempt;
