@@ -40,6 +40,10 @@ pub enum Command {
         /// packs_config directory.
         #[arg(long = "config", env = "TOMATO_CONFIG", default_value = "./packs_config")]
         config: PathBuf,
+        /// Also print, for this service, the exact argv of attempt 1 and of a rerun of two
+        /// sample failed tests.
+        #[arg(long = "explain", value_name = "SERVICE")]
+        explain: Option<String>,
     },
 
     #[command(flatten)]

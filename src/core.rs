@@ -37,6 +37,9 @@ pub struct AttemptEnd {
     pub report: ReportRead,
     /// The launcher's explanation (launch error, timeout).
     pub message: Option<String>,
+    /// The runner's own complaint from its log, if it made one (usage error, no tests
+    /// matched: see [`crate::launch::runner_error`]).
+    pub runner_error: Option<String>,
 }
 
 /// The decision after an attempt.
@@ -67,6 +70,17 @@ pub fn after_attempt(end: &AttemptEnd, merged: &[MergedTest], max_attempts: u32)
         _ => "it wrote no JUnit report; see its log".to_string(),
     };
 
+    if end.state == AttemptState::SelectionFailed {
+        // The same selection would fail the same way: the verdict stands on the last real results.
+        return Next::Finish {
+            verdict: if failing.is_empty() {
+                Verdict::Succeeded
+            } else {
+                Verdict::Failed
+            },
+            message: end.message.clone(),
+        };
+    }
     if end.state == AttemptState::LaunchFailed {
         let why = end.message.clone().unwrap_or_else(|| "the launch failed".into());
         return Next::Finish {
@@ -197,6 +211,7 @@ pub fn next_step(
                     ReportRead::Missing
                 },
                 message: a.message.clone(),
+                runner_error: None,
             };
             match after_attempt(&end, merged, max_attempts) {
                 Next::Rerun { number, tests } => Step::Launch {
@@ -222,6 +237,12 @@ pub fn record_end(
     max_attempts: u32,
     now: DateTime<Utc>,
 ) -> (Next, Vec<MergedTest>) {
+    let mut end = end.clone();
+    if let Some(why) = selection_failure(status, &end, &results) {
+        end.state = AttemptState::SelectionFailed;
+        end.message = Some(why);
+    }
+    let end = &end;
     let summary = matches!(end.report, ReportRead::Found(_)).then(|| {
         let selected: Option<HashSet<&str>> = status
             .running_attempt()
@@ -244,6 +265,59 @@ pub fn record_end(
         Next::Finish { verdict, message } => status.conclude(*verdict, message.clone(), now),
     }
     (next, merged)
+}
+
+/// Checks a rerun against what it selected: every selected test must have really run
+/// (passed, failed or errored) in the rerun's report. A runner that refused the selection
+/// (pytest's exit 4 or 5, Jest's "No tests found", Maven's "No tests matching pattern"),
+/// or reported the selected tests as skipped or not at all, did not rerun them: the answer is
+/// the message naming how many ran and quoting the runner, else `None`. Attempt 1, and an
+/// attempt that timed out or could not start, are judged elsewhere; a rerun that wrote no
+/// report is a selection failure only when the runner said why.
+pub fn selection_failure(
+    status: &TestRunStatus,
+    end: &AttemptEnd,
+    results: &[AttemptResult],
+) -> Option<String> {
+    let attempt = status
+        .running_attempt()
+        .filter(|a| a.number == end.number && a.selection.kind == SelectionKind::Failed)?;
+    if end.state != AttemptState::Finished {
+        return None;
+    }
+    match end.report {
+        ReportRead::Found(_) => {}
+        ReportRead::Missing if end.runner_error.is_some() => {}
+        _ => return None,
+    }
+    let selected: HashSet<&str> = attempt.selection.tests.iter().map(String::as_str).collect();
+    let ran: HashSet<&str> = results
+        .iter()
+        .filter(|r| r.attempt == end.number && r.case.status != results::CaseStatus::Skipped)
+        .map(|r| r.id.as_str())
+        .filter(|id| selected.contains(id))
+        .collect();
+    if ran.len() == selected.len() {
+        return None;
+    }
+    let n = selected.len();
+    let mut why = format!(
+        "attempt {} was a selection failure: {} of the {n} selected test{} ran",
+        end.number,
+        ran.len(),
+        if n == 1 { "" } else { "s" },
+    );
+    match (end.exit_code, &end.runner_error) {
+        (Some(code), Some(line)) => why.push_str(&format!(" (the runner exited with {code}: {line:?})")),
+        (None, Some(line)) => why.push_str(&format!(" (the runner said: {line:?})")),
+        (Some(code), None) => why.push_str(&format!(" (the runner exited with {code})")),
+        (None, None) => {}
+    }
+    why.push_str(
+        "; the tests it did not run keep their earlier results and were not rerun \
+         (check how packs_config passes failed tests: rerun.testId, rerun.args or launch.runner)",
+    );
+    Some(why)
 }
 
 /// Status transitions. Each takes the time explicitly so that tests and both drivers agree.
@@ -371,7 +445,7 @@ impl TestRunStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::{AttemptResult, Case, CaseStatus, merge};
+    use crate::results::{AttemptResult, Case, CaseStatus, TestVerdict, merge};
 
     fn merged(statuses: &[(u32, &str, CaseStatus)]) -> Vec<MergedTest> {
         let results = statuses.iter().map(|(a, id, s)| AttemptResult {
@@ -401,6 +475,7 @@ mod tests {
             exit_code: Some(1),
             report,
             message: None,
+            runner_error: None,
         }
     }
 
@@ -469,6 +544,7 @@ mod tests {
             exit_code: None,
             report: ReportRead::Missing,
             message: Some("command not found: nope".into()),
+            runner_error: None,
         };
         match after_attempt(&e, &[], 4) {
             Next::Finish {
@@ -557,6 +633,99 @@ mod tests {
                 system_err: String::new(),
             },
         }
+    }
+
+    /// A run at its rerun: attempt 1 found `a` and `b` failing, attempt 2 selects them.
+    fn rerunning(results: &[(u32, &str, CaseStatus)]) -> (TestRunStatus, Vec<AttemptResult>) {
+        let now = Utc::now();
+        let mut st = TestRunStatus::default();
+        st.admit(now);
+        st.begin_attempt(1, Selection::all(vec!["p".into()]), "pid 1".into(), now);
+        st.end_attempt(&end(1, ReportRead::Found(3)), Some(Summary::default()), now);
+        let sel = Selection::failed(vec!["p".into()], 1, vec!["a".into(), "b".into()]);
+        st.begin_attempt(2, sel, "pid 2".into(), now);
+        let mut all = vec![
+            result(1, "a", Failed),
+            result(1, "b", Failed),
+            result(1, "c", Passed),
+        ];
+        all.extend(results.iter().map(|(n, id, s)| result(*n, id, *s)));
+        (st, all)
+    }
+
+    #[test]
+    fn a_rerun_that_ran_none_of_its_selection_is_a_selection_failure_quoting_the_runner() {
+        let (mut st, results) = rerunning(&[]);
+        let mut e = end(2, ReportRead::Missing);
+        e.exit_code = Some(4);
+        e.runner_error = Some("ERROR: not found: /s/t.py::a".into());
+        let (next, merged) = record_end(&mut st, &e, results, 4, Utc::now());
+        let Next::Finish {
+            verdict: Verdict::Failed,
+            message: Some(m),
+        } = &next
+        else {
+            panic!("{next:?}")
+        };
+        assert!(m.contains("0 of the 2 selected tests ran"), "{m}");
+        assert!(
+            m.contains("exited with 4: \"ERROR: not found: /s/t.py::a\""),
+            "{m}"
+        );
+        assert_eq!(st.attempts[1].state, AttemptState::SelectionFailed);
+        assert_eq!(
+            st.message.as_deref(),
+            Some(m.as_str()),
+            "the run's message says so"
+        );
+        let a = merged.iter().find(|t| t.id == "a").unwrap();
+        assert_eq!(
+            (a.verdict, a.attempt),
+            (TestVerdict::Failed, 1),
+            "keeps its last real result"
+        );
+        assert_eq!(
+            next_step(&st, &merged, 4, || unreachable!()),
+            Some(Step::Finish {
+                verdict: Verdict::Failed,
+                message: st.attempts[1].message.clone()
+            }),
+            "after a restart the same decision: no rerun of a broken selection"
+        );
+    }
+
+    #[test]
+    fn a_rerun_reporting_selected_tests_as_skipped_or_absent_is_a_selection_failure() {
+        let (mut st, results) = rerunning(&[(2, "a", Passed), (2, "b", Skipped), (2, "c", Skipped)]);
+        let (next, merged) = record_end(&mut st, &end(2, ReportRead::Found(3)), results, 4, Utc::now());
+        assert!(
+            matches!(&next, Next::Finish { verdict: Verdict::Failed, message: Some(m) } if m.contains("1 of the 2 selected tests ran")),
+            "{next:?}"
+        );
+        let verdicts: Vec<(&str, TestVerdict)> = merged.iter().map(|t| (t.id.as_str(), t.verdict)).collect();
+        assert_eq!(
+            verdicts,
+            [
+                ("a", TestVerdict::Flaky),
+                ("b", TestVerdict::Failed),
+                ("c", TestVerdict::Passed)
+            ],
+            "what ran counts; what did not keeps its failure"
+        );
+    }
+
+    #[test]
+    fn a_rerun_that_ran_its_whole_selection_is_no_selection_failure() {
+        let (mut st, results) = rerunning(&[(2, "a", Passed), (2, "b", Failed)]);
+        let (next, _) = record_end(&mut st, &end(2, ReportRead::Found(2)), results, 4, Utc::now());
+        assert_eq!(
+            next,
+            Next::Rerun {
+                number: 3,
+                tests: vec!["b".into()]
+            }
+        );
+        assert_eq!(st.attempts[1].state, AttemptState::Finished);
     }
 
     #[test]

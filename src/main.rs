@@ -28,9 +28,10 @@ fn main() -> ExitCode {
         }
         Command::Crds { out_dir: Some(dir) } => tomato::crd::write_crds(&dir).map_err(Into::into),
 
-        Command::CheckConfig { config } => tomato::packs::PacksConfig::load(&config)
+        Command::CheckConfig { config, explain } => tomato::packs::PacksConfig::load(&config)
             .and_then(|c| tomato::report::Templates::load(&c).map(|_| c))
-            .map(|c| {
+            .map_err(anyhow::Error::from)
+            .and_then(|c| {
                 for s in c.services() {
                     println!(
                         "{}: {} pack(s), {} preset(s)",
@@ -39,8 +40,13 @@ fn main() -> ExitCode {
                         s.presets.len()
                     );
                 }
-            })
-            .map_err(Into::into),
+                match explain {
+                    Some(name) => tomato::launch::explain(&c, &name)
+                        .map(|text| print!("{text}"))
+                        .map_err(anyhow::Error::msg),
+                    None => Ok(()),
+                }
+            }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

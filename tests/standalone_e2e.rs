@@ -575,7 +575,7 @@ packs: {all: {tests: [x]}}
 const NO_REPORT: &str = r#"
 description: A runner that writes no JUnit
 stands: {pattern: localhost}
-launch: {command: [sh, -c, "echo collecting...; echo 'ImportError: no module named app' >&2; exit 2"]}
+launch: {command: [sh, -c, "echo collecting...; echo 'ImportError: no module named app' >&2; exit 2", sh, "{tests}"]}
 packs: {all: {tests: []}}
 "#;
 

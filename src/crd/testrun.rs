@@ -304,6 +304,24 @@ pub enum AttemptState {
     Interrupted,
     /// Stopped because the run was cancelled.
     Cancelled,
+    /// A rerun that did not run the tests it selected (the runner refused the selection, or
+    /// reported some selected tests as not run); see `message`.
+    SelectionFailed,
+}
+
+impl AttemptState {
+    /// The state as status and every surface spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptState::Running => "Running",
+            AttemptState::Finished => "Finished",
+            AttemptState::TimedOut => "TimedOut",
+            AttemptState::LaunchFailed => "LaunchFailed",
+            AttemptState::Interrupted => "Interrupted",
+            AttemptState::Cancelled => "Cancelled",
+            AttemptState::SelectionFailed => "SelectionFailed",
+        }
+    }
 }
 
 /// A failure category with its count and the first few tests that fell in it.

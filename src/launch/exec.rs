@@ -73,7 +73,13 @@ pub async fn main(args: crate::cli::ExecArgs) -> anyhow::Result<i32> {
 /// Runs the command, then uploads. Returns the status to exit with. An upload failure is
 /// reported on stderr but does not change the status: the operator then reads the pod log.
 pub async fn run(opts: ExecOptions) -> anyhow::Result<i32> {
+    let started = std::time::SystemTime::now();
     let ended = run_command(&opts).await?;
+    if let Some(reports) = std::env::var_os(crate::launch::REPORTS_ENV)
+        && let Err(e) = crate::results::collect_reports(Path::new(&reports), &opts.junit, started)
+    {
+        eprintln!("[tomato exec] the runner's reports could not be collected: {e}");
+    }
     if let Some(url) = &opts.upload_url {
         match upload(&opts, url, ended).await {
             Ok(summary) => eprintln!("[tomato exec] {summary}"),

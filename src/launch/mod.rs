@@ -18,6 +18,10 @@ use crate::crd::{Selection, SelectionKind, TestRun};
 use crate::packs::{Service, Var};
 use crate::results::{Case, MergedTest};
 
+/// Names, for `tomato exec` in a Job, the directory where the runner writes report files of
+/// its own naming (`launch.reports`).
+pub const REPORTS_ENV: &str = "TOMATO_REPORTS";
+
 /// A failed test to re-run: its id and the JUnit case it came from (for `{name}`, `{file}`...).
 #[derive(Clone, Copy, Debug)]
 pub struct RerunTest<'a> {
@@ -29,6 +33,8 @@ pub struct RerunTest<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LaunchPlan {
     pub argv: Vec<String>,
+    /// Where the runner writes report files of its own naming (`launch.reports`), if it does.
+    pub reports: Option<String>,
     /// `TOMATO_*` variables and the service's `launch.env` (never secrets).
     pub env: Vec<(String, String)>,
     pub timeout: Duration,
@@ -66,6 +72,145 @@ pub fn reruns<'a>(selection: &Selection, merged: &'a [MergedTest]) -> Vec<RerunT
         .collect()
 }
 
+/// `tomato check-config --explain SERVICE`: the exact argv (and the runner's environment) of
+/// attempt 1 over every pack, and of a rerun of two sample failed tests, as [`plan`] builds
+/// them, so a service file can be checked before any run.
+pub fn explain(cfg: &crate::packs::PacksConfig, service: &str) -> Result<String, String> {
+    use std::fmt::Write;
+    let svc = cfg.service(service).ok_or_else(|| {
+        let names: Vec<&str> = cfg.services().map(|s| s.name.as_str()).collect();
+        format!(
+            "there is no service {service:?}{}; the services are {}",
+            crate::packs::did_you_mean(service, names.iter().copied()),
+            names.join(", ")
+        )
+    })?;
+    let packs: Vec<String> = svc.packs.keys().cloned().collect();
+    let junit = Path::new("<attempt>/junit.xml");
+    let samples = sample_failures(svc);
+    let ids: Vec<String> = samples.iter().map(|c| svc.rerun.test_id.id_of(c)).collect();
+    let reruns: Vec<RerunTest<'_>> = ids
+        .iter()
+        .zip(&samples)
+        .map(|(id, case)| RerunTest { id, case })
+        .collect();
+    let attempt = |number: u32, reruns: &[RerunTest<'_>]| {
+        plan(
+            svc,
+            &AttemptRef {
+                run: "<run>",
+                stand: "<stand>",
+                number,
+                packs: &packs,
+                reruns,
+                junit,
+                timeout: svc.launch.timeout,
+            },
+        )
+    };
+    let mut out = String::new();
+    let runner = svc
+        .runner
+        .map_or("none (explicit command)".to_string(), |r| r.as_str().to_string());
+    let _ = writeln!(out, "\n{} (runner preset: {runner}):", svc.name);
+    for (title, p) in [
+        ("attempt 1, every pack".to_string(), attempt(1, &[])),
+        (
+            format!("rerun of two failed tests ({})", ids.join(" | ")),
+            attempt(2, &reruns),
+        ),
+    ] {
+        let _ = writeln!(out, "  {title}:");
+        let _ = writeln!(
+            out,
+            "    argv: {}",
+            serde_json::to_string(&p.argv).unwrap_or_default()
+        );
+        for (k, v) in p.env.iter().filter(|(k, _)| !k.starts_with("TOMATO_")) {
+            let _ = writeln!(out, "    env: {k}={v}");
+        }
+        if let Some(r) = &p.reports {
+            let _ = writeln!(out, "    reports read from: {r}");
+        }
+    }
+    Ok(out)
+}
+
+/// Two failed cases in the shape the service's runner reports them, for [`explain`].
+fn sample_failures(svc: &Service) -> Vec<Case> {
+    use crate::packs::Runner;
+    let case = |classname: &str, name: &str, file: Option<&str>| Case {
+        suites: vec![],
+        classname: classname.into(),
+        name: name.into(),
+        file: file.map(Into::into),
+        time_ms: None,
+        status: crate::results::CaseStatus::Failed,
+        message: String::new(),
+        kind: String::new(),
+        trace: String::new(),
+        system_out: String::new(),
+        system_err: String::new(),
+    };
+    match svc.runner {
+        Some(Runner::Pytest) | None if svc.rerun.test_id == crate::packs::TestIdStyle::Pytest => vec![
+            case(
+                "tests.test_cart.TestCheckout",
+                "test_refund[a b]",
+                Some("tests/test_cart.py"),
+            ),
+            case("tests.test_cart", "test_total", Some("tests/test_cart.py")),
+        ],
+        Some(Runner::Jest) => vec![
+            case("checkout", "refunds (twice)", Some("tests/cart.test.js")),
+            case("", "totals", Some("tests/cart.test.js")),
+        ],
+        Some(Runner::Playwright) => vec![
+            case("cart.spec.ts", "[chromium] checkout › refunds", None),
+            case("cart.spec.ts", "[chromium] totals", None),
+        ],
+        Some(Runner::Maven | Runner::Gradle) => vec![
+            case("com.example.CartTest", "refund()", None),
+            case("com.example.CartTest$Nested", "total(int)[1]", None),
+        ],
+        Some(Runner::Go) => vec![
+            case("example.com/shop/cart", "TestRefund/twice", None),
+            case("example.com/shop/cart", "TestTotal", None),
+        ],
+        _ => vec![
+            case("test", "refunds (twice)", None),
+            case("test", "totals", None),
+        ],
+    }
+}
+
+/// Lines by which runners say they ran nothing of what they were given.
+const RUNNER_ERRORS: &[&str] = &[
+    "ERROR: not found:",                  // pytest, exit 4: a node id that matches nothing
+    "ERROR: file or directory not found", // pytest, exit 4
+    "no tests ran",                       // pytest, exit 5
+    "ERROR: usage:",                      // pytest, exit 4
+    "No tests found",                     // Jest, Playwright Test
+    "No tests matching pattern",          // Maven Surefire
+    "No tests were executed",             // Maven Surefire
+    "No tests found for given includes",  // Gradle
+    "testing: warning: no tests to run",  // go test
+    "no test files",                      // go test
+];
+
+/// The runner's own complaint about what it was asked to run, from the end of an attempt's
+/// log: the first line holding one of [`RUNNER_ERRORS`], trimmed (at most 300 characters).
+pub fn runner_error(log_tail: &str) -> Option<String> {
+    log_tail
+        .lines()
+        .map(str::trim)
+        .find(|l| RUNNER_ERRORS.iter().any(|e| l.contains(e)))
+        .map(|l| {
+            let l = l.trim_matches(|c: char| c == '=' || c.is_whitespace());
+            l.chars().take(300).collect()
+        })
+}
+
 /// An attempt's timeout: the run's own (`spec.timeout`), else the service's.
 pub fn timeout_of(run: &TestRun, svc: &Service) -> Duration {
     match run.spec.timeout.as_deref().map(crate::duration::parse) {
@@ -94,9 +239,12 @@ pub fn plan(svc: &Service, a: &AttemptRef<'_>) -> LaunchPlan {
 
     // Per-test arguments come first: they are often options (`--test-name-pattern`), which
     // some runners only accept before the files.
-    let full_rerun = svc.rerun.args.is_empty();
+    let full_rerun = !svc.rerun.selects();
     let mut tests: Vec<String> = Vec::new();
-    if !full_rerun {
+    if let (Some(runner), true) = (svc.rerun.select, svc.rerun.args.is_empty()) {
+        let failed: Vec<(&str, &Case)> = a.reruns.iter().map(|r| (r.id, r.case)).collect();
+        tests.extend(runner.select(&dir, &failed));
+    } else if !full_rerun {
         for r in a.reruns {
             for t in &svc.rerun.args {
                 tests.push(t.render(|v| match v {
@@ -111,34 +259,47 @@ pub fn plan(svc: &Service, a: &AttemptRef<'_>) -> LaunchPlan {
         tests.extend(pack_selectors());
     }
 
+    let command_var = |v: Var| match v {
+        Var::Stand => a.stand.to_string(),
+        Var::Junit => junit.clone(),
+        Var::Run => a.run.to_string(),
+        Var::Attempt => number.clone(),
+        Var::Dir => dir.clone(),
+        _ => String::new(),
+    };
     let mut argv = Vec::with_capacity(svc.launch.command.len() + tests.len());
     for t in &svc.launch.command {
         if t.is_exactly(Var::Tests) {
             argv.extend(tests.iter().cloned());
         } else {
-            argv.push(t.render(|v| match v {
-                Var::Stand => a.stand.to_string(),
-                Var::Junit => junit.clone(),
-                Var::Run => a.run.to_string(),
-                Var::Attempt => number.clone(),
-                Var::Dir => dir.clone(),
-                _ => String::new(),
-            }));
+            argv.push(t.render(command_var));
         }
     }
+    let reports = svc.launch.reports.as_ref().map(|t| t.render(pack_var));
 
     let ids: Vec<&str> = a.reruns.iter().map(|r| r.id).collect();
     let mut env = vec![
         ("TOMATO_STAND".to_string(), a.stand.to_string()),
         ("TOMATO_RUN".to_string(), a.run.to_string()),
-        ("TOMATO_ATTEMPT".to_string(), number),
+        ("TOMATO_ATTEMPT".to_string(), number.clone()),
         ("TOMATO_TESTS".to_string(), ids.join("\n")),
         ("TOMATO_PACKS".to_string(), a.packs.join(",")),
-        ("TOMATO_JUNIT".to_string(), junit),
+        ("TOMATO_JUNIT".to_string(), junit.clone()),
     ];
+    if let Some(r) = &reports {
+        env.push((REPORTS_ENV.to_string(), r.clone()));
+    }
+    env.extend(
+        svc.launch
+            .runner_env
+            .iter()
+            .filter(|(k, _)| !svc.launch.env.contains_key(k))
+            .map(|(k, t)| (k.clone(), t.render(command_var))),
+    );
     env.extend(svc.launch.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     LaunchPlan {
         argv,
+        reports,
         env,
         timeout: a.timeout,
     }
@@ -168,6 +329,25 @@ mod tests {
             system_out: String::new(),
             system_err: String::new(),
         }
+    }
+
+    #[test]
+    fn a_runners_complaint_is_found_in_its_log() {
+        let log = "collected 0 items\nERROR: not found: /s/tests/t.py::nope\n(no match in any of [<Module t.py>])\n";
+        assert_eq!(
+            runner_error(log).as_deref(),
+            Some("ERROR: not found: /s/tests/t.py::nope")
+        );
+        assert_eq!(
+            runner_error("[ERROR] Failed to execute goal: No tests matching pattern \"X#y\" were executed!")
+                .as_deref(),
+            Some("[ERROR] Failed to execute goal: No tests matching pattern \"X#y\" were executed!")
+        );
+        assert_eq!(
+            runner_error("=== no tests ran in 0.01s ===").as_deref(),
+            Some("no tests ran in 0.01s")
+        );
+        assert_eq!(runner_error("3 passed\n"), None);
     }
 
     #[test]

@@ -229,6 +229,7 @@ mod tests {
     fn spec(dir: &Path, argv: &[&str], timeout: Duration) -> ProcessSpec {
         ProcessSpec {
             plan: LaunchPlan {
+                reports: None,
                 argv: argv.iter().map(|s| s.to_string()).collect(),
                 env: vec![("TOMATO_ATTEMPT".into(), "2".into())],
                 timeout,

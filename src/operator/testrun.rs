@@ -258,6 +258,7 @@ async fn observe(
                     exit_code: None,
                     report: crate::core::ReportRead::Missing,
                     message: Some(why),
+                    runner_error: None,
                 };
                 return record(run, ctx, svc, &end).await;
             }
@@ -360,6 +361,10 @@ async fn end_attempt(
         exit_code: stored.exit_code,
         report,
         message,
+        runner_error: stored
+            .log()
+            .ok()
+            .and_then(|log| crate::launch::runner_error(&log)),
     };
     record(run, ctx, svc, &end).await
 }

@@ -8,8 +8,11 @@
 //! after loading works on values that cannot be invalid (compiled regexes, parsed templates).
 
 mod raw;
+mod runner;
+mod suggest;
 pub mod template;
 mod testid;
+mod wording;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,6 +22,8 @@ use std::time::Duration;
 
 use regex::Regex;
 
+pub use runner::{RUNNERS, Runner};
+pub use suggest::did_you_mean;
 pub use template::{Template, Var};
 pub use testid::{TestIdStyle, case_var};
 
@@ -57,6 +62,8 @@ pub struct Service {
     pub concurrency: u32,
     /// Reruns of failed tests when a run does not say.
     pub retries: u8,
+    /// The runner preset (`launch.runner`) the launch and rerun settings were filled from.
+    pub runner: Option<Runner>,
     pub launch: Launch,
     pub rerun: Rerun,
     /// Packs by name (sorted).
@@ -78,6 +85,12 @@ pub struct Launch {
     pub timeout: Duration,
     /// Extra environment for the tests (never secrets: those come through `spec.env` references).
     pub env: BTreeMap<String, String>,
+    /// Environment the runner preset's reporter reads (`JEST_JUNIT_OUTPUT_FILE={junit}`),
+    /// rendered like the command; `env` wins over it.
+    pub runner_env: Vec<(String, Template)>,
+    /// A directory where the runner writes report files of its own naming (Surefire,
+    /// Gradle): its `*.xml` written during an attempt are that attempt's report too.
+    pub reports: Option<Template>,
     /// How operator mode runs the command in a Kubernetes Job.
     pub job: JobLaunch,
 }
@@ -129,6 +142,16 @@ pub struct Rerun {
     /// Whether the packs' own selectors stay on a rerun's command line (Node needs its test
     /// files; pytest must not get them, or it would run everything again).
     pub include_pack_tests: bool,
+    /// When `args` is empty and a preset is set, the preset selects the failed tests its
+    /// own way (one `-t`/`--grep`/`-Dtest`/`-run` for all of them).
+    pub select: Option<Runner>,
+}
+
+impl Rerun {
+    /// Whether a rerun gives the failed tests to the runner (else it runs the packs again).
+    pub fn selects(&self) -> bool {
+        !self.args.is_empty() || self.select.is_some()
+    }
 }
 
 #[derive(Clone, Debug)]

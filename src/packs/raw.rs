@@ -8,6 +8,7 @@ use regex::Regex;
 use serde::Deserialize;
 
 use super::Webhook;
+use super::runner::Runner;
 use super::template::{COMMAND_VARS, PACK_VARS, TEST_VARS, Template, Var};
 use super::{
     ConfigError, DEFAULT_RETRIES, DEFAULT_TIMEOUT, DEFAULT_WORKING_DIR, JobLaunch, Launch, Pack, PullPolicy,
@@ -55,7 +56,18 @@ struct RawStands {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawLaunch {
-    command: Vec<String>,
+    /// A runner preset: pytest, node, jest, playwright, maven, gradle, go.
+    #[serde(default)]
+    runner: Option<String>,
+    /// The command; a preset supplies one when this is left out.
+    #[serde(default)]
+    command: Option<Vec<String>>,
+    /// Extra arguments, placed just before `{tests}` (e.g. `-o` for an offline Maven).
+    #[serde(default)]
+    args: Vec<String>,
+    /// Where the runner writes report files of its own naming (a preset supplies it).
+    #[serde(default)]
+    reports: Option<String>,
     #[serde(default)]
     timeout: Option<String>,
     #[serde(default)]
@@ -88,9 +100,9 @@ struct RawRerun {
     #[serde(default)]
     test_id: Option<String>,
     #[serde(default)]
-    args: Vec<String>,
+    args: Option<Vec<String>>,
     #[serde(default)]
-    include_pack_tests: bool,
+    include_pack_tests: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -202,23 +214,35 @@ pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Ve
     let raw = match parse_yaml(&text) {
         Ok(r) => r,
         Err((field, reason)) => {
-            p.add(field.clone(), reason);
+            // The document as read without a schema: what the file holds at a wrong field.
+            let tree = serde_saphyr::from_str::<serde_json::Value>(&text).ok();
+            p.add(
+                field.clone(),
+                super::wording::plain(&field, &reason, tree.as_ref()),
+            );
             // Serde stops at the first wrong field; find the others too, so one look at the
             // errors is enough to fix the file.
-            for (field, reason) in more_field_errors(&text, &field) {
-                p.add(field, reason);
+            if let Some(tree) = tree {
+                for (field, reason) in more_field_errors(tree, &field) {
+                    p.add(field, reason);
+                }
             }
             return Err(p.errors);
         }
     };
 
-    let stand_pattern = match Regex::new(&anchor(&raw.stands.pattern)) {
-        Ok(r) => Some(r),
-        Err(e) => {
-            p.add("stands.pattern", format!("invalid regex: {e}"));
-            None
-        }
-    };
+    // Compiled as written first, so an error quotes the user's pattern, not its anchored form.
+    let stand_pattern =
+        match Regex::new(&raw.stands.pattern).and_then(|_| Regex::new(&anchor(&raw.stands.pattern))) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                p.add(
+                    "stands.pattern",
+                    format!("{:?} is not a valid regular expression: {e}", raw.stands.pattern),
+                );
+                None
+            }
+        };
     if raw.stands.concurrency == 0 {
         p.add("stands.concurrency", "must be at least 1");
     }
@@ -229,16 +253,32 @@ pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Ve
         p.add("retries", format!("must be 0–9, got {}", raw.retries));
     }
 
-    if raw.launch.command.is_empty() {
-        p.add("launch.command", "must name the program to run");
-    }
-    let command = p.templates("launch.command", &raw.launch.command, COMMAND_VARS);
-    if command.first().is_some_and(|t| t.uses(Var::Tests)) {
-        p.add("launch.command[0]", "the program itself cannot be {tests}");
-    }
-    if command.iter().filter(|t| t.is_exactly(Var::Tests)).count() > 1 {
-        p.add("launch.command", "{tests} may appear only once");
-    }
+    let runner = raw
+        .launch
+        .runner
+        .as_deref()
+        .and_then(|r| Runner::parse(r).map_err(|e| p.add("launch.runner", e)).ok());
+    let command = launch_command(&mut p, &raw.launch, runner);
+    let runner_env: Vec<(String, Template)> = runner
+        .map(|r| {
+            r.env()
+                .iter()
+                .map(|(k, v)| {
+                    let t = Template::parse(v, COMMAND_VARS).expect("a preset's environment is valid");
+                    (k.to_string(), t)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let reports = match (&raw.launch.reports, runner.and_then(Runner::reports)) {
+        (Some(r), _) => p
+            .templates("launch.reports", std::slice::from_ref(r), PACK_VARS)
+            .pop(),
+        (None, Some(r)) => {
+            Some(Template::parse(r, PACK_VARS).expect("a preset's reports directory is valid"))
+        }
+        (None, None) => None,
+    };
     let timeout = match raw.launch.timeout.as_deref().map(crate::duration::parse) {
         None => DEFAULT_TIMEOUT,
         Some(Ok(d)) => d,
@@ -260,11 +300,22 @@ pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Ve
 
     let job = job_launch(&mut p, &raw.launch);
 
-    let test_id = match raw.rerun.test_id.as_deref() {
-        None => Some(TestIdStyle::default()),
-        Some(s) => TestIdStyle::parse(s).map_err(|e| p.add("rerun.testId", e)).ok(),
+    let test_id = match (raw.rerun.test_id.as_deref(), runner) {
+        (None, Some(r)) => Some(r.test_id()),
+        (None, None) => Some(TestIdStyle::default()),
+        (Some(s), _) => TestIdStyle::parse(s).map_err(|e| p.add("rerun.testId", e)).ok(),
     };
-    let rerun_args = p.templates("rerun.args", &raw.rerun.args, TEST_VARS);
+    let rerun_args = p.templates(
+        "rerun.args",
+        raw.rerun.args.as_deref().unwrap_or_default(),
+        TEST_VARS,
+    );
+    // The preset's own selection, unless the file says how a failed test is passed.
+    let select = runner.filter(|_| raw.rerun.args.is_none());
+    let include_pack_tests = raw
+        .rerun
+        .include_pack_tests
+        .unwrap_or_else(|| runner.is_some_and(Runner::include_pack_tests));
 
     if raw.packs.is_empty() {
         p.add("packs", "define at least one pack");
@@ -279,6 +330,7 @@ pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Ve
         }
         let field = format!("packs.{pname}.tests");
         let tests = p.templates(&field, &pack.tests, PACK_VARS);
+        missing_pack_paths(&mut p, &field, &pack.tests, &config_dir.join(&name));
         packs.insert(
             pname.clone(),
             Pack {
@@ -299,7 +351,13 @@ pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Ve
         }
         for (i, m) in members.iter().enumerate() {
             if !raw.packs.contains_key(m) {
-                p.add(format!("presets.{preset}[{i}]"), format!("unknown pack {m:?}"));
+                p.add(
+                    format!("presets.{preset}[{i}]"),
+                    format!(
+                        "unknown pack {m:?}{}",
+                        super::suggest::did_you_mean(m, raw.packs.keys().map(String::as_str))
+                    ),
+                );
             }
         }
     }
@@ -346,7 +404,7 @@ pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Ve
 
     match (stand_pattern, test_id) {
         (Some(stand_pattern), Some(test_id)) if p.errors.is_empty() => Ok(Service {
-            dir: config_dir.join(&name),
+            dir: service_dir(config_dir, &name),
             name,
             description: raw.description,
             file: file.to_path_buf(),
@@ -354,16 +412,20 @@ pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Ve
             stand_concurrency: raw.stands.concurrency,
             concurrency: raw.concurrency,
             retries: raw.retries,
+            runner,
             launch: Launch {
                 command,
                 timeout,
                 env: raw.launch.env,
+                runner_env,
+                reports,
                 job,
             },
             rerun: Rerun {
                 test_id,
                 args: rerun_args,
-                include_pack_tests: raw.rerun.include_pack_tests,
+                include_pack_tests,
+                select,
             },
             packs,
             presets: raw.presets,
@@ -376,6 +438,94 @@ pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Ve
         }),
         _ => Err(p.errors),
     }
+}
+
+/// `<config>/<service>`, its symlinks resolved when it exists: runners that resolve them
+/// (Jest's file map, Node's module paths) then report the very paths `{dir}` gives them.
+fn service_dir(config_dir: &Path, name: &str) -> std::path::PathBuf {
+    let dir = config_dir.join(name);
+    dir.canonicalize().unwrap_or(dir)
+}
+
+/// Pack selectors that name a path under `{dir}` which is not there. Checked only when the
+/// service directory itself exists (in operator mode the suite usually lives in the image,
+/// not beside packs_config); a selector with pattern characters, or naming a test inside a
+/// file (`file.py::test`), is checked up to the file.
+fn missing_pack_paths(p: &mut Problems<'_>, field: &str, tests: &[String], dir: &Path) {
+    if !dir.is_dir() {
+        return;
+    }
+    for (i, t) in tests.iter().enumerate() {
+        let Some(rest) = t.strip_prefix("{dir}/") else {
+            continue;
+        };
+        let rest = rest.split("::").next().unwrap_or(rest);
+        if rest.is_empty() || rest.contains(['*', '?', '[', '{', '(', '|', '^', '$']) {
+            continue;
+        }
+        if !dir.join(rest).exists() {
+            p.add(
+                format!("{field}[{i}]"),
+                format!(
+                    "{t:?} names {}, which does not exist under the service's directory {}",
+                    rest,
+                    dir.display()
+                ),
+            );
+        }
+    }
+}
+
+/// The launch command: the file's own, else the preset's, with `launch.args` placed just
+/// before `{tests}`. Without `{tests}` neither the packs' selectors nor a rerun's failed tests
+/// reach the runner: every attempt would run the same thing.
+fn launch_command(p: &mut Problems<'_>, raw: &RawLaunch, runner: Option<Runner>) -> Vec<Template> {
+    let source: Vec<String> = match (&raw.command, runner) {
+        (Some(c), _) => c.clone(),
+        (None, Some(r)) => r.command().iter().map(|s| s.to_string()).collect(),
+        (None, None) => {
+            if raw.runner.is_none() {
+                p.add(
+                    "launch",
+                    format!(
+                        "give a runner preset (launch.runner: {}) or the command itself (launch.command)",
+                        super::RUNNERS
+                            .iter()
+                            .map(|r| r.as_str())
+                            .collect::<Vec<_>>()
+                            .join(" | ")
+                    ),
+                );
+            }
+            return Vec::new();
+        }
+    };
+    if source.is_empty() {
+        p.add("launch.command", "must name the program to run");
+        return Vec::new();
+    }
+    let mut command = p.templates("launch.command", &source, COMMAND_VARS);
+    let extra = p.templates("launch.args", &raw.args, COMMAND_VARS);
+    if command.first().is_some_and(|t| t.uses(Var::Tests)) {
+        p.add("launch.command[0]", "the program itself cannot be {tests}");
+    }
+    let places = command.iter().filter(|t| t.is_exactly(Var::Tests)).count();
+    if places > 1 {
+        p.add("launch.command", "{tests} may appear only once");
+    }
+    if places == 0 && command.len() == source.len() {
+        p.add(
+            "launch.command",
+            "has no \"{tests}\" argument: the packs' tests and a rerun's failed tests would never reach the runner, \
+             so every attempt would run the same thing; add \"{tests}\" where the test files go",
+        );
+    }
+    let at = command
+        .iter()
+        .position(|t| t.is_exactly(Var::Tests))
+        .unwrap_or(command.len());
+    command.splice(at..at, extra);
+    command
 }
 
 /// The operator-mode settings of `launch`: each checked the way the API server would check
@@ -536,50 +686,125 @@ fn is_env_name(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// The field errors after the first (`first`, already reported): the document is read as a
-/// plain tree, the failing field taken out, and the rest read again, until it reads or only
-/// fields taken out are missing. (Line numbers are the first error's only: the tree has none.)
-fn more_field_errors(text: &str, first: &str) -> Vec<(String, String)> {
+/// The field errors after the first (`first`, already reported), in the user's words: the
+/// document is read as a plain tree, the failing field taken out, and the rest read again,
+/// until it reads. A required field taken out (or holding one taken out) is given a stand-in
+/// value that reads, so the fields after it are still checked. (Line numbers are the first
+/// error's only: the tree has none.)
+fn more_field_errors(mut tree: serde_json::Value, first: &str) -> Vec<(String, String)> {
     const MAX: usize = 50;
-    let Ok(mut tree) = serde_saphyr::from_str::<serde_json::Value>(text) else {
-        return Vec::new();
-    };
     let mut removed = vec![first.to_string()];
     let mut out = Vec::new();
     if !remove_path(&mut tree, first) {
         return out;
     }
     for _ in 0..MAX {
-        let err = match serde_path_to_error::deserialize::<_, RawService>(&tree) {
-            Ok(_) => break,
-            Err(e) => e,
-        };
-        let at = match err.path().to_string() {
-            p if p == "." => String::new(),
-            p => p,
-        };
-        let reason = err.into_inner().to_string();
-        let missing = reason
-            .strip_prefix("missing field `")
-            .and_then(|r| r.split_once('`'))
-            .map(|(f, _)| {
-                if at.is_empty() {
-                    f.to_string()
-                } else {
-                    format!("{at}.{f}")
-                }
-            });
-        if missing.as_ref().is_some_and(|f| removed.contains(f)) {
+        let Some((at, reason)) = field_error(&tree) else {
             break;
+        };
+        let missing = missing_field(&at, &reason);
+        if let Some(f) = &missing
+            && removed
+                .iter()
+                .any(|r| r == f || r.starts_with(&format!("{f}.")) || r.starts_with(&format!("{f}[")))
+        {
+            // Missing because it was taken out: already reported.
+            if !stand_in(&mut tree, f, 3) {
+                break;
+            }
+            continue;
         }
         let field = missing.unwrap_or(at);
-        out.push((field.clone(), reason));
+        out.push((field.clone(), super::wording::plain(&field, &reason, Some(&tree))));
         if field.is_empty() || !remove_path(&mut tree, &field) {
             break;
         }
         removed.push(field);
     }
     out
+}
+
+/// The first error of reading `tree` as a service file: its path and serde's reason.
+fn field_error(tree: &serde_json::Value) -> Option<(String, String)> {
+    let err = serde_path_to_error::deserialize::<_, RawService>(tree).err()?;
+    let at = match err.path().to_string() {
+        p if p == "." => String::new(),
+        p => p,
+    };
+    Some((at, err.into_inner().to_string()))
+}
+
+/// The path of the field serde's `missing field` names, under `at`.
+fn missing_field(at: &str, reason: &str) -> Option<String> {
+    reason
+        .strip_prefix("missing field `")
+        .and_then(|r| r.split_once('`'))
+        .map(|(f, _)| {
+            if at.is_empty() {
+                f.to_string()
+            } else {
+                format!("{at}.{f}")
+            }
+        })
+}
+
+/// Puts at `path` the first of a few plain values (a mapping, text, a list, a number) that
+/// reads there, filling its own required fields the same way (`depth` levels down). False
+/// when none reads.
+fn stand_in(tree: &mut serde_json::Value, path: &str, depth: u32) -> bool {
+    let (parent, key) = match path.rsplit_once('.') {
+        Some((parent, key)) => (parent, key),
+        None => ("", path),
+    };
+    let candidates = [
+        serde_json::json!({}),
+        serde_json::json!(""),
+        serde_json::json!([]),
+        serde_json::json!(1),
+        serde_json::json!(false),
+    ];
+    for candidate in candidates {
+        let mut attempt = tree.clone();
+        let Some(map) = node_mut(&mut attempt, parent).and_then(|n| n.as_object_mut()) else {
+            return false;
+        };
+        map.insert(key.to_string(), candidate);
+        let inside =
+            |p: &str| p == path || p.starts_with(&format!("{path}.")) || p.starts_with(&format!("{path}["));
+        match field_error(&attempt) {
+            None => {
+                *tree = attempt;
+                return true;
+            }
+            Some((at, reason)) => match missing_field(&at, &reason) {
+                // The stand-in itself lacks a required field: stand one in there too.
+                Some(m)
+                    if depth > 0
+                        && inside(&at)
+                        && m.starts_with(&format!("{path}."))
+                        && stand_in(&mut attempt, &m, depth - 1) =>
+                {
+                    *tree = attempt;
+                    return true;
+                }
+                _ if !inside(&at) => {
+                    *tree = attempt;
+                    return true;
+                }
+                _ => {}
+            },
+        }
+    }
+    false
+}
+
+/// The mapping at a dotted path (`""` is the document).
+fn node_mut<'a>(tree: &'a mut serde_json::Value, path: &str) -> Option<&'a mut serde_json::Value> {
+    let mut node = tree;
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        node = node.get_mut(part)?;
+    }
+    Some(node)
 }
 
 /// Removes the node at a dotted path (`packs.smoke.tests`, `launch.command[0]` stops at the

@@ -148,8 +148,10 @@ impl Template {
                     let var = Var::parse(name).filter(|v| allowed.contains(v)).ok_or_else(|| {
                         let names: Vec<String> =
                             allowed.iter().map(|v| format!("{{{}}}", v.as_str())).collect();
+                        let near = super::suggest::nearest(name, allowed.iter().map(|v| v.as_str()))
+                            .map_or_else(String::new, |n| format!(" (did you mean {{{n}}}?)"));
                         format!(
-                            "unknown placeholder {{{name}}} in {s:?}; allowed here: {}",
+                            "unknown placeholder {{{name}}} in {s:?}{near}; allowed here: {}",
                             names.join(", ")
                         )
                     })?;
@@ -230,7 +232,10 @@ mod tests {
     #[test]
     fn refuses_unknown_or_disallowed_placeholders_by_name() {
         let err = Template::parse("{stnad}", COMMAND_VARS).unwrap_err();
-        assert!(err.contains("{stnad}") && err.contains("{stand}"), "{err}");
+        assert!(
+            err.contains("{stnad}") && err.contains("(did you mean {stand}?)"),
+            "{err}"
+        );
         assert!(Template::parse("{name}", COMMAND_VARS).is_err());
         assert!(Template::parse("{stand:upper}", COMMAND_VARS).is_err());
         assert!(Template::parse("{stand", COMMAND_VARS).is_err());

@@ -14,6 +14,12 @@ pub enum TestIdStyle {
     Pytest,
     /// Node's test runner: enclosing `describe` names and the test name joined by ` > `.
     Node,
+    /// Jest through jest-junit as the `jest` preset configures it: the test file (relative,
+    /// its leading `../` steps taken off), then the describe blocks and the title joined by ` › `.
+    Jest,
+    /// Playwright Test's JUnit reporter with the project in the name: the file, then
+    /// `[project] describe › title`.
+    Playwright,
     Template(Template),
 }
 
@@ -32,9 +38,13 @@ impl TestIdStyle {
         match s {
             "pytest" => Ok(TestIdStyle::Pytest),
             "node" => Ok(TestIdStyle::Node),
+            "jest" => Ok(TestIdStyle::Jest),
+            "playwright" => Ok(TestIdStyle::Playwright),
             t => Template::parse(t, ID_VARS)
                 .map(TestIdStyle::Template)
-                .map_err(|e| format!("{e} (or use one of the built-in styles: pytest, node)")),
+                .map_err(|e| {
+                    format!("{e} (or use one of the built-in styles: pytest, node, jest, playwright)")
+                }),
         }
     }
 
@@ -65,6 +75,15 @@ impl TestIdStyle {
                 parts.push(&case.name);
                 parts.join(" > ")
             }
+            TestIdStyle::Jest => {
+                let file = super::runner::strip_up(case.file.as_deref().unwrap_or_default());
+                if case.classname.is_empty() {
+                    format!("{file}::{}", case.name)
+                } else {
+                    format!("{file}::{} › {}", case.classname, case.name)
+                }
+            }
+            TestIdStyle::Playwright => format!("{} › {}", case.classname, case.name),
             TestIdStyle::Template(t) => t.render(|v| case_var(case, v)),
         }
     }
@@ -96,7 +115,24 @@ fn pytest_id(case: &Case) -> String {
                 format!("{file}::{}::{}", class.replace('.', "::"), case.name)
             }
         }
-        None => format!("{}.py::{}", case.classname.replace('.', "/"), case.name),
+        // xunit2 writes no file: the module ends where the trailing run of capitalised
+        // names (pytest's `Test*` classes) starts.
+        None => {
+            let parts: Vec<&str> = case.classname.split('.').collect();
+            let classes = parts
+                .iter()
+                .rev()
+                .take_while(|p| p.starts_with(|c: char| c.is_ascii_uppercase()))
+                .count()
+                .min(parts.len().saturating_sub(1));
+            let (module, class) = parts.split_at(parts.len() - classes);
+            let mut id = format!("{}.py", module.join("/"));
+            for c in class {
+                id.push_str("::");
+                id.push_str(c);
+            }
+            format!("{id}::{}", case.name)
+        }
     }
 }
 
@@ -136,6 +172,46 @@ mod tests {
         assert_eq!(
             s.id_of(&case(&["pytest"], "tests.test_demo", "test_c", None)),
             "tests/test_demo.py::test_c"
+        );
+    }
+
+    /// pytest's default `junit_family=xunit2` writes no `file`: a class must not become a path.
+    #[test]
+    fn pytest_ids_without_a_file_keep_classes_and_nested_classes_apart_from_the_module() {
+        let s = TestIdStyle::Pytest;
+        assert_eq!(
+            s.id_of(&case(
+                &[],
+                "tests.test_cart.TestCheckout",
+                "test_refund_breaks",
+                None
+            )),
+            "tests/test_cart.py::TestCheckout::test_refund_breaks"
+        );
+        assert_eq!(
+            s.id_of(&case(&[], "tests.sub.test_x.TestA.TestB", "test_p[a.b]", None)),
+            "tests/sub/test_x.py::TestA::TestB::test_p[a.b]"
+        );
+    }
+
+    #[test]
+    fn jest_and_playwright_ids_hold_the_file_and_the_title_path() {
+        let j = case(
+            &[],
+            "checkout › nested",
+            "refund",
+            Some("../../x/tests/a.test.js"),
+        );
+        assert_eq!(
+            TestIdStyle::Jest.id_of(&j),
+            "x/tests/a.test.js::checkout › nested › refund"
+        );
+        let top = case(&[], "", "passes", Some("tests/a.test.js"));
+        assert_eq!(TestIdStyle::Jest.id_of(&top), "tests/a.test.js::passes");
+        let p = case(&[], "basics.spec.js", "[api] checkout › refund", None);
+        assert_eq!(
+            TestIdStyle::Playwright.id_of(&p),
+            "basics.spec.js › [api] checkout › refund"
         );
     }
 

@@ -100,7 +100,10 @@ report: {emails: [not-an-address], webhooks: ["ftp://hooks.example.com/s3cret-pa
     }
     assert!(errs.0.iter().all(|e| e.file.ends_with("svc.yaml")));
     let text = errs.to_string();
-    assert!(text.contains("svc.yaml: stands.pattern: invalid regex"), "{text}");
+    assert!(
+        text.contains("svc.yaml: stands.pattern: \"(unclosed\" is not a valid regular expression"),
+        "{text}"
+    );
     assert!(text.contains("unknown placeholder {stnad}"), "{text}");
     assert!(
         !text.contains("s3cret-path"),
@@ -119,7 +122,9 @@ fn yaml_errors_name_the_field_and_line() {
     let e = &errs.0[0];
     assert_eq!(e.field, "packs.p.tset");
     assert!(
-        e.reason.contains("unknown field `tset`") && e.reason.contains("line 4"),
+        e.reason
+            .contains("unknown field \"tset\"; the fields here are description, tests")
+            && e.reason.contains("line 4"),
         "{}",
         e.reason
     );
@@ -387,4 +392,208 @@ fn a_run_names_at_most_100_recipients_and_a_short_issue_key() {
         (e.field, e.message.as_str()),
         ("issueKey", "is longer than 64 characters")
     );
+}
+
+/// The errors of a file, as `field: reason` lines.
+fn problems(files: &[(&str, &str)]) -> Vec<String> {
+    load(files)
+        .unwrap_err()
+        .0
+        .into_iter()
+        .map(|e| format!("{}: {}", e.field, e.reason))
+        .collect()
+}
+
+#[test]
+fn the_smallest_service_file_is_the_runner_the_packs_and_the_stands() {
+    let cfg = load(&[(
+        "py.yaml",
+        "stands: {pattern: localhost}\nlaunch: {runner: pytest}\npacks:\n  all: {tests: ['{dir}/tests']}\n",
+    )])
+    .unwrap();
+    let s = cfg.service("py").unwrap();
+    assert_eq!(s.runner, Some(Runner::Pytest));
+    assert_eq!(s.rerun.test_id, TestIdStyle::Pytest);
+    assert_eq!(s.rerun.select, Some(Runner::Pytest));
+    assert!(!s.rerun.include_pack_tests);
+    let command: Vec<String> = s.launch.command.iter().map(ToString::to_string).collect();
+    assert!(
+        command.contains(&"junit_family=xunit1".to_string()),
+        "{command:?}"
+    );
+    assert!(command.contains(&"junit_logging=all".to_string()), "{command:?}");
+}
+
+#[test]
+fn whatever_a_preset_sets_can_be_overridden_field_by_field() {
+    let cfg = load(&[(
+        "js.yaml",
+        "stands: {pattern: localhost}\nlaunch: {runner: jest, args: ['--runInBand']}\n\
+         rerun: {testId: '{classname}::{name}', includePackTests: true}\npacks:\n  all: {tests: [tests/]}\n",
+    )])
+    .unwrap();
+    let s = cfg.service("js").unwrap();
+    assert_eq!(
+        s.rerun.test_id,
+        TestIdStyle::parse("{classname}::{name}").unwrap()
+    );
+    assert!(s.rerun.include_pack_tests);
+    assert_eq!(
+        s.rerun.select,
+        Some(Runner::Jest),
+        "the selection stays the preset's"
+    );
+    let command: Vec<String> = s.launch.command.iter().map(ToString::to_string).collect();
+    let tests = command.iter().position(|a| a == "{tests}").unwrap();
+    assert_eq!(
+        command[tests - 1],
+        "--runInBand",
+        "launch.args go just before {{tests}}"
+    );
+
+    let explicit = load(&[(
+        "js.yaml",
+        "stands: {pattern: localhost}\nlaunch: {runner: jest}\nrerun: {args: ['-t', '{name}']}\npacks:\n  all: {tests: [x]}\n",
+    )])
+    .unwrap();
+    assert_eq!(
+        explicit.service("js").unwrap().rerun.select,
+        None,
+        "rerun.args replace the preset's selection"
+    );
+}
+
+#[test]
+fn check_config_refuses_what_broke_at_run_time_all_in_one_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("svc/tests")).unwrap();
+    std::fs::write(
+        dir.path().join("svc.yaml"),
+        "stands: {pattern: 'qa(['}\nlaunch: {command: [pytest, '--junitxml={junti}']}\n\
+         packs:\n  core: {tests: ['{dir}/tests', '{dir}/tset_core.py::test_x']}\npresets:\n  smoke: [cor]\n",
+    )
+    .unwrap();
+    let errs: Vec<String> = PacksConfig::load(dir.path())
+        .unwrap_err()
+        .0
+        .into_iter()
+        .map(|e| format!("{}: {}", e.field, e.reason))
+        .collect();
+    let has = |needle: &str| errs.iter().any(|e| e.contains(needle));
+    assert!(
+        has("stands.pattern: \"qa([\" is not a valid regular expression"),
+        "{errs:#?}"
+    );
+    assert!(
+        !has("^(?:"),
+        "the stand pattern is reported as written: {errs:#?}"
+    );
+    assert!(has("(did you mean {junit}?)"), "{errs:#?}");
+    assert!(
+        has("packs.core.tests[1]: \"{dir}/tset_core.py::test_x\" names tset_core.py, which does not exist"),
+        "{errs:#?}"
+    );
+    assert!(!has("packs.core.tests[0]"), "{errs:#?}");
+    assert!(has("presets.smoke[0]: unknown pack \"cor\""), "{errs:#?}");
+}
+
+#[test]
+fn a_command_without_tests_is_refused_unless_a_preset_supplies_it() {
+    let errs = problems(&[(
+        "svc.yaml",
+        "stands: {pattern: localhost}\nlaunch: {command: [pytest, -q]}\npacks:\n  all: {tests: [t]}\n",
+    )]);
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("launch.command: has no \"{tests}\" argument")),
+        "{errs:#?}"
+    );
+    let errs = problems(&[(
+        "svc.yaml",
+        "stands: {pattern: localhost}\nlaunch: {runner: pytset}\npacks:\n  all: {tests: [t]}\n",
+    )]);
+    assert!(
+        errs.iter().any(|e| e.contains("launch.runner: \"pytset\" is not a runner preset, did you mean \"pytest\"?")),
+        "{errs:#?}"
+    );
+    let errs = problems(&[(
+        "svc.yaml",
+        "stands: {pattern: localhost}\nlaunch: {}\npacks:\n  all: {tests: [t]}\n",
+    )]);
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("launch: give a runner preset (launch.runner: pytest | node")),
+        "{errs:#?}"
+    );
+}
+
+/// Every packs_config example of the README (a yaml block opening with
+/// `# packs_config/<name>.yaml`) loads, so none can rot.
+#[test]
+fn every_packs_config_example_in_the_readme_loads() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let mut found = 0;
+    for block in readme.split("```yaml\n").skip(1) {
+        let body = block.split("```").next().unwrap_or_default();
+        let Some(name) = body
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# packs_config/"))
+            .map(str::trim)
+        else {
+            continue;
+        };
+        if let Err(e) = load(&[(name, body)]) {
+            panic!("the README's example {name} does not load:\n{e}\n{body}");
+        }
+        found += 1;
+    }
+    assert!(
+        found >= 7,
+        "one example per runner preset at least, found {found}"
+    );
+}
+
+/// A file with many shape errors: every one is reported at once, in the user's words.
+#[test]
+fn every_shape_error_of_a_file_is_reported_in_one_pass_in_the_users_words() {
+    let errs = problems(&[(
+        "svc.yaml",
+        "stands: {pattern: [localhost], concurency: 2}\nretries: lots\nconcurrency: -1\n\
+         launch:\n  runner: pytest\n  comand: [x]\n  timeout: [1]\nrerun: {includePackTest: true}\n\
+         packs:\n  all: {tests: '{dir}/tests', tag: x}\n  two: [a]\npresets: [all]\n",
+    )]);
+    let has = |field: &str, needle: &str| {
+        errs.iter()
+            .any(|e| e.starts_with(&format!("{field}: ")) && e.contains(needle))
+    };
+    for (field, needle) in [
+        ("stands.pattern", "expected text, not a list"),
+        (
+            "stands.concurency",
+            "unknown field \"concurency\", did you mean \"concurrency\"?",
+        ),
+        ("retries", "expected a whole number from 0 to 255, not \"lots\""),
+        (
+            "concurrency",
+            "expected a whole number from 0 to 4294967295, not -1",
+        ),
+        ("launch.comand", "did you mean \"command\"?"),
+        ("launch.timeout", "expected text, not a list"),
+        ("rerun.includePackTest", "did you mean \"includePackTests\"?"),
+        ("packs.all.tests", "expected a list"),
+        (
+            "packs.all.tag",
+            "unknown field \"tag\"; the fields here are description, tests",
+        ),
+        ("packs.two", "expected a mapping (key: value), not a list"),
+        ("presets", "expected a mapping (key: value), not a list"),
+    ] {
+        assert!(has(field, needle), "{field}: {needle:?} in {errs:#?}");
+    }
+    for e in &errs {
+        for raw in ["invalid u", "unexpected event", "expected u32", "struct Raw", "`"] {
+            assert!(!e.contains(raw), "serde's own words in {e:?}");
+        }
+    }
 }

@@ -311,14 +311,7 @@ fn attempt_line(a: &crate::crd::Attempt) -> AttemptLine {
 }
 
 fn attempt_state(s: AttemptState) -> &'static str {
-    match s {
-        AttemptState::Running => "Running",
-        AttemptState::Finished => "Finished",
-        AttemptState::TimedOut => "TimedOut",
-        AttemptState::LaunchFailed => "LaunchFailed",
-        AttemptState::Interrupted => "Interrupted",
-        AttemptState::Cancelled => "Cancelled",
-    }
+    s.as_str()
 }
 
 /// Failed and broken tests by category (`categories`: test id → category, from the

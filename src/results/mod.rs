@@ -90,6 +90,32 @@ pub fn junit_files(junit: &std::path::Path) -> Vec<std::path::PathBuf> {
     files
 }
 
+/// Copies the `*.xml` files a runner wrote into its own report directory (`launch.reports`:
+/// Surefire, Gradle) since `since` — this attempt's, not an earlier attempt's left behind —
+/// into the `junit/` directory beside `junit`, where [`junit_files`] finds them. Returns how
+/// many were copied; a missing directory is none.
+pub fn collect_reports(
+    from: &std::path::Path,
+    junit: &std::path::Path,
+    since: std::time::SystemTime,
+) -> std::io::Result<usize> {
+    let Ok(entries) = std::fs::read_dir(from) else {
+        return Ok(0);
+    };
+    let to = junit.parent().unwrap_or(std::path::Path::new(".")).join("junit");
+    let mut copied = 0;
+    for e in entries.flatten() {
+        let path = e.path();
+        let fresh = e.metadata().and_then(|m| m.modified()).is_ok_and(|t| t >= since);
+        if fresh && path.extension().is_some_and(|x| x == "xml") {
+            std::fs::create_dir_all(&to)?;
+            std::fs::copy(&path, to.join(e.file_name()))?;
+            copied += 1;
+        }
+    }
+    Ok(copied)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +175,37 @@ mod tests {
         ];
         let r = assign_ids(2, twice_passing, &TestIdStyle::Pytest);
         assert_eq!((r.len(), r[0].case.status), (1, CaseStatus::Passed));
+    }
+
+    #[test]
+    fn only_reports_written_during_the_attempt_are_collected() {
+        let dir = tempfile::tempdir().unwrap();
+        let reports = dir.path().join("surefire-reports");
+        std::fs::create_dir(&reports).unwrap();
+        std::fs::write(reports.join("TEST-Old.xml"), "<testsuite/>").unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        std::fs::File::options()
+            .write(true)
+            .open(reports.join("TEST-Old.xml"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let since = std::time::SystemTime::now() - std::time::Duration::from_secs(1);
+        std::fs::write(reports.join("TEST-New.xml"), "<testsuite/>").unwrap();
+        std::fs::write(reports.join("TEST-New.txt"), "").unwrap();
+        let attempt = dir.path().join("attempt");
+        std::fs::create_dir(&attempt).unwrap();
+        let junit = attempt.join("junit.xml");
+        assert_eq!(collect_reports(&reports, &junit, since).unwrap(), 1);
+        let names: Vec<String> = junit_files(&junit)
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["TEST-New.xml"]);
+        assert_eq!(
+            collect_reports(&dir.path().join("none"), &junit, since).unwrap(),
+            0
+        );
     }
 
     /// The id style's clean-up happens here, for both modes: Node's doubly escaped quotes.

@@ -356,14 +356,7 @@ pub struct AttemptView {
 }
 
 fn attempt_state(s: AttemptState) -> &'static str {
-    match s {
-        AttemptState::Running => "Running",
-        AttemptState::Finished => "Finished",
-        AttemptState::TimedOut => "TimedOut",
-        AttemptState::LaunchFailed => "LaunchFailed",
-        AttemptState::Interrupted => "Interrupted",
-        AttemptState::Cancelled => "Cancelled",
-    }
+    s.as_str()
 }
 
 pub fn attempt_view(run_id: &str, position: usize, a: &Attempt, now: DateTime<Utc>) -> AttemptView {

@@ -75,6 +75,8 @@ impl Driver {
                 timeout,
             },
         );
+        let reports = plan.reports.clone();
+        let started = std::time::SystemTime::now();
         let spawned = self.secrets.env(&run.spec.template.env).and_then(|extra_env| {
             process::spawn(ProcessSpec {
                 plan,
@@ -93,6 +95,7 @@ impl Driver {
                     exit_code: None,
                     report: ReportRead::Missing,
                     message: Some(reason),
+                    runner_error: None,
                 };
                 self.store
                     .update::<TestRun, _>(&name, move |r| {
@@ -151,6 +154,15 @@ impl Driver {
                 ),
                 Exit::Cancelled => (AttemptState::Cancelled, None, Some("cancelled".into())),
             };
+            let runner_error = if cancelled {
+                None
+            } else {
+                let dir = dir.clone();
+                tokio::task::spawn_blocking(move || after_exit(&dir, reports.as_deref(), started))
+                    .await
+                    .ok()
+                    .flatten()
+            };
             let report = if cancelled {
                 ReportRead::Missing
             } else {
@@ -162,6 +174,7 @@ impl Driver {
                 exit_code,
                 report,
                 message,
+                runner_error,
             };
             // The loop may be gone at shutdown; the next start recovers from the store.
             let _ = tx.send(AttemptDone {
@@ -221,6 +234,20 @@ impl Driver {
             .await?;
         Ok(())
     }
+}
+
+/// What is read off an attempt's directory once its process ended: the report files the
+/// runner wrote into its own directory (`launch.reports`) are collected beside the JUnit
+/// report, and the runner's complaint, if any, is taken from the end of the log.
+fn after_exit(dir: &Path, reports: Option<&str>, started: std::time::SystemTime) -> Option<String> {
+    if let Some(from) = reports
+        && let Err(e) = results::collect_reports(Path::new(from), &dir.join("junit.xml"), started)
+    {
+        warn!(dir = %dir.display(), error = %e, "the runner's reports could not be collected");
+    }
+    let log = std::fs::read(process::log_path(dir)).ok()?;
+    let tail = &log[log.len().saturating_sub(64 * 1024)..];
+    crate::launch::runner_error(&String::from_utf8_lossy(tail))
 }
 
 /// Classifies a run's failing and flaky tests with its service's rules, reading attempt logs

@@ -1,0 +1,3 @@
+module example.com/tomato/runners
+
+go 1.22

@@ -1,0 +1,1 @@
+# A conftest at the suite's root: pytest's rootdir and the node ids are anchored here.
