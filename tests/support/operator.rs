@@ -333,6 +333,28 @@ async fn wait_container_exit(k: &TestNs, job: &Job) -> i32 {
     .await
 }
 
+/// Waits until the test container of `job`'s pod runs (waiting at its gate).
+pub async fn wait_container_running(k: &TestNs, job: &Job) {
+    let ns = job.namespace().unwrap_or_else(|| k.ns.clone());
+    let pod = job_pod(k, &ns, &job.name_any()).await;
+    let pods: Api<Pod> = Api::namespaced(k.client(), &ns);
+    eventually(
+        &format!("the tests of Job {} to run", job.name_any()),
+        RUN_WAIT,
+        || async {
+            let pod = pods.get(&pod.name_any()).await.unwrap();
+            pod.status?
+                .container_statuses?
+                .into_iter()
+                .find(|c| c.name == "tests")?
+                .state?
+                .running
+                .map(|_| ())
+        },
+    )
+    .await
+}
+
 /// Lets the Job's pod run its test container, which the real Job controller, scheduler and
 /// process kubelet run: the real `tomato exec` runs the real demo suite and uploads to the
 /// namespace's proxy (which routes to the first replica started). Returns the exit code.
