@@ -158,6 +158,27 @@ async fn a_run_reruns_only_its_failed_tests_in_a_second_job_and_ends_failed_with
     assert_eq!(status["phase"], "Failed");
     assert_eq!(status["summary"]["flaky"], 1);
 
+    // What a person sees with kubectl: the printer columns and the run's Events.
+    let table = k.cluster.kubectl_ok(&["get", "tr", "-n", &k.ns], None);
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "SERVICE", "STAND", "PRIORITY", "PHASE", "PASSED", "FAILED", "FLAKY", "AGE"],
+        "{table}"
+    );
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        row[..8],
+        ["demo-e2e", "demo", "localhost", "2", "Failed", "3", "1", "1"],
+        "{table}"
+    );
+    let described = k.cluster.kubectl_ok(&["describe", "tr", "demo-e2e", "-n", &k.ns], None);
+    let events = described.split("Events:").nth(1).unwrap_or_default();
+    for reason in ["Admitted", "AttemptStarted", "RerunScheduled", "ReportSent", "Finished"] {
+        assert!(events.contains(reason), "no {reason} in kubectl describe's Events:\n{described}");
+    }
+
     // Finished, it has no Jobs to stop: the finalizer goes, so deleting it needs no operator.
     eventually("the finalizer given back", WAIT, || async {
         let r = runs(&k).get("demo-e2e").await.unwrap();
