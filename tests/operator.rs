@@ -164,7 +164,9 @@ async fn a_run_reruns_only_its_failed_tests_in_a_second_job_and_ends_failed_with
     let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
     assert_eq!(
         header,
-        ["NAME", "SERVICE", "STAND", "PRIORITY", "PHASE", "PASSED", "FAILED", "FLAKY", "AGE"],
+        [
+            "NAME", "SERVICE", "STAND", "PRIORITY", "PHASE", "PASSED", "FAILED", "FLAKY", "AGE"
+        ],
         "{table}"
     );
     let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
@@ -173,10 +175,21 @@ async fn a_run_reruns_only_its_failed_tests_in_a_second_job_and_ends_failed_with
         ["demo-e2e", "demo", "localhost", "2", "Failed", "3", "1", "1"],
         "{table}"
     );
-    let described = k.cluster.kubectl_ok(&["describe", "tr", "demo-e2e", "-n", &k.ns], None);
+    let described = k
+        .cluster
+        .kubectl_ok(&["describe", "tr", "demo-e2e", "-n", &k.ns], None);
     let events = described.split("Events:").nth(1).unwrap_or_default();
-    for reason in ["Admitted", "AttemptStarted", "RerunScheduled", "ReportSent", "Finished"] {
-        assert!(events.contains(reason), "no {reason} in kubectl describe's Events:\n{described}");
+    for reason in [
+        "Admitted",
+        "AttemptStarted",
+        "RerunScheduled",
+        "ReportSent",
+        "Finished",
+    ] {
+        assert!(
+            events.contains(reason),
+            "no {reason} in kubectl describe's Events:\n{described}"
+        );
     }
 
     // Finished, it has no Jobs to stop: the finalizer goes, so deleting it needs no operator.

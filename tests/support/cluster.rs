@@ -222,14 +222,19 @@ impl Cluster {
         kube::Client::try_from(config).expect("a client from the admin kubeconfig")
     }
 
-    /// A client authenticated by a bearer `token` (a ServiceAccount's, from the TokenRequest API).
-    pub async fn client_with_token(&self, token: &str) -> kube::Client {
-        let yaml = format!(
+    /// A kubeconfig authenticating with a bearer `token`.
+    pub fn token_kubeconfig(&self, token: &str) -> String {
+        format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: sa\n  user:\n    token: {token}\ncontexts:\n- name: sa\n  context:\n    cluster: test\n    user: sa\ncurrent-context: sa\n",
             self.server,
             self.ca().display()
-        );
-        let kubeconfig = Kubeconfig::from_yaml(&yaml).expect("a generated kubeconfig parses");
+        )
+    }
+
+    /// A client authenticated by a bearer `token` (a ServiceAccount's, from the TokenRequest API).
+    pub async fn client_with_token(&self, token: &str) -> kube::Client {
+        let kubeconfig =
+            Kubeconfig::from_yaml(&self.token_kubeconfig(token)).expect("a generated kubeconfig parses");
         let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
             .await
             .expect("a generated kubeconfig is valid");
@@ -299,6 +304,8 @@ pub struct TestNs {
     pub ns: String,
     admin: kube::Client,
     pub operator_client: kube::Client,
+    /// The ServiceAccount's token the operator uses.
+    pub token: String,
     pub proxy: Proxy,
     /// Where a gated Job's pod waits for its file (see `support::operator::demo_config`).
     pub gates: tempfile::TempDir,
@@ -325,6 +332,7 @@ impl TestNs {
             cluster,
             admin: cluster.admin().await,
             operator_client: cluster.client_with_token(token.trim()).await,
+            token: token.trim().to_string(),
             ns,
             proxy: Proxy::start().await,
             gates: tempfile::tempdir().expect("a gate directory"),
