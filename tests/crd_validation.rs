@@ -3,6 +3,8 @@
 //! item count, format, required field) and per CEL rule (create- and update-time) is refused
 //! with a message naming the field or the rule, and every example of `deploy/examples/` is
 //! accepted. Objects are sent with `kubectl create|patch --dry-run=server`, as a user would.
+//! Beside them, what a user installs: `kubectl apply -f crds/` (client-side) and `helm install`
+//! of `charts/tomato`.
 
 mod support;
 
@@ -473,5 +475,61 @@ async fn every_example_in_deploy_examples_is_accepted_by_the_api_server() {
             path.display(),
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_apply_of_the_crds_and_helm_install_of_the_chart_succeed() {
+    let k = TestNs::new("install").await;
+    // Client-side apply of what `up`'s harness applied server-side: both managers accepted.
+    let applied = k
+        .cluster
+        .kubectl_ok(&["apply", "-f", &format!("{REPO}/crds")], None);
+    assert_eq!(applied.lines().count(), 3, "{applied}");
+    // A namespace of its own: the chart brings its own ServiceAccount.
+    let release_ns = format!("{}-helm", k.ns);
+    k.cluster.kubectl_ok(&["create", "namespace", &release_ns], None);
+    let out = std::process::Command::new(k.cluster.bin.join("helm"))
+        .args([
+            "install",
+            "tomato",
+            &format!("{REPO}/charts/tomato"),
+            "--namespace",
+            &release_ns,
+        ])
+        .env("KUBECONFIG", &k.cluster.kubeconfig)
+        .env("HELM_CACHE_HOME", k.gates.path().join("helm-cache"))
+        .env("HELM_CONFIG_HOME", k.gates.path().join("helm-config"))
+        .env("HELM_DATA_HOME", k.gates.path().join("helm-data"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "helm install: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let installed = k.cluster.kubectl_ok(
+        &[
+            "get",
+            "deployment,serviceaccount,role,rolebinding,service,configmap",
+            "-n",
+            &release_ns,
+            "-l",
+            "app.kubernetes.io/name=tomato",
+            "-o",
+            "name",
+        ],
+        None,
+    );
+    for kind in [
+        "deployment.apps/",
+        "serviceaccount/",
+        "role.rbac.authorization.k8s.io/",
+        "rolebinding.rbac.authorization.k8s.io/",
+        "service/",
+        "configmap/",
+    ] {
+        assert!(installed.contains(kind), "no {kind} installed: {installed}");
     }
 }
