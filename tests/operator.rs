@@ -759,3 +759,71 @@ async fn a_due_schedule_starts_one_nightly_run_owned_by_it_and_a_suspended_or_in
         .collect();
     assert_eq!(nightly, [run_name]);
 }
+
+/// Waits for the run the schedule started at its `n`th firing (counting runs ever seen), lets
+/// its only attempt run, and answers its name once it has failed (the demo suite has a failing test).
+async fn finish_next_nightly(k: &TestNs, seen: &mut Vec<String>) -> String {
+    let name = eventually("the schedule's next run", Duration::from_secs(90), || async {
+        runs(k)
+            .list(&ListParams::default().labels("tomato.dev/schedule=minutely"))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|r| r.name_any())
+            .find(|n| !seen.contains(n))
+    })
+    .await;
+    seen.push(name.clone());
+    let job = wait_job(k, &format!("{name}-1")).await;
+    run_job(k, &job).await;
+    wait_phase(k, &name, "Failed").await;
+    name
+}
+
+/// A schedule firing every minute for real: each firing's run is owned by it, and a finished
+/// run beyond `failedRunsHistoryLimit` is deleted (pruned). Takes about a minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_every_minute_fires_each_minute_and_prunes_runs_beyond_its_history_limit() {
+    let k = TestNs::new("op").await;
+    let (_dir, config) = demo_config(&k, "");
+    let schedules: kube::Api<tomato::crd::NightlySchedule> = kube::Api::namespaced(k.client(), &k.ns);
+    let s: tomato::crd::NightlySchedule = serde_json::from_value(json!({
+        "apiVersion": "tomato.dev/v1alpha1", "kind": "NightlySchedule",
+        "metadata": {"name": "minutely", "namespace": k.ns},
+        "spec": {"service": "demo", "stand": "localhost", "category": "smoke", "schedule": "* * * * *",
+                 "retries": 0, "failedRunsHistoryLimit": 1}
+    }))
+    .unwrap();
+    schedules.create(&PostParams::default(), &s).await.unwrap();
+    let _replica = start_replica(&k, config, "tomato-0").await;
+
+    let mut seen = Vec::new();
+    let first = finish_next_nightly(&k, &mut seen).await;
+    let run = runs(&k).get(&first).await.unwrap();
+    assert_eq!(run.spec.run_type, tomato::crd::RunType::Nightly);
+    assert_eq!(run.owner_references()[0].name, "minutely");
+    let fired_first = schedules
+        .get("minutely")
+        .await
+        .unwrap()
+        .status
+        .and_then(|s| s.last_schedule_time)
+        .unwrap();
+
+    let second = finish_next_nightly(&k, &mut seen).await;
+    let status = schedules.get("minutely").await.unwrap().status.unwrap();
+    let fired_second = status.last_schedule_time.unwrap();
+    assert_eq!(
+        (fired_second - fired_first).num_seconds() % 60,
+        0,
+        "{fired_first} then {fired_second}: on the minute"
+    );
+    assert!(fired_second > fired_first);
+    assert_eq!(status.last_run.as_deref(), Some(second.as_str()));
+    eventually("the older failed run pruned", WAIT, || async {
+        runs(&k).get_opt(&first).await.unwrap().is_none().then_some(())
+    })
+    .await;
+    assert!(runs(&k).get_opt(&second).await.unwrap().is_some(), "the limit keeps one");
+}
