@@ -175,8 +175,14 @@ test('the history page draws pass-rate and duration trends and the most flaky te
   await narrow.goto(BASE + '/');
   await narrow.locator('#queue-demo tbody[data-queue="queued"] tr[data-run]').first().waitFor();
   // Each waiting run's Cancel stays on screen.
-  const cancel = narrow.locator('#queue-demo tbody[data-queue="queued"] tr[data-run] button[data-action="cancel"]').first();
-  const box = await cancel.boundingBox();
+  // Live updates may move a row from waiting to running between the look-up and the
+  // measurement (boundingBox answers null for a detached row): measure a row that is there.
+  const cancel = narrow.locator('#queue-demo tbody[data-queue="queued"] tr[data-run] button[data-action="cancel"]').last();
+  let box = null;
+  for (let i = 0; i < 20 && !box; i++) {
+    await cancel.waitFor({ state: 'visible' });
+    box = await cancel.boundingBox();
+  }
   assert.ok(box && box.x + box.width <= 390, `Cancel is on screen (${JSON.stringify(box)})`);
   await narrow.click('#run-now-demo > summary');
   await assertFitsScreen(narrow, 'the dashboard');
