@@ -825,5 +825,8 @@ async fn a_schedule_every_minute_fires_each_minute_and_prunes_runs_beyond_its_hi
         runs(&k).get_opt(&first).await.unwrap().is_none().then_some(())
     })
     .await;
-    assert!(runs(&k).get_opt(&second).await.unwrap().is_some(), "the limit keeps one");
+    assert!(
+        runs(&k).get_opt(&second).await.unwrap().is_some(),
+        "the limit keeps one"
+    );
 }
