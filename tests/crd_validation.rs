@@ -3,8 +3,8 @@
 //! item count, format, required field) and per CEL rule (create- and update-time) is refused
 //! with a message naming the field or the rule, and every example of `deploy/examples/` is
 //! accepted. Objects are sent with `kubectl create|patch --dry-run=server`, as a user would.
-//! Beside them, what a user installs: `kubectl apply -f crds/` (client-side) and `helm install`
-//! of `charts/tomato`.
+//! Beside them, what a user installs: `kubectl apply -f crds/` (client-side), `helm install`
+//! of `charts/tomato`, and server dry runs of `helm template` and `kubectl apply -k deploy/`.
 
 mod support;
 
@@ -479,7 +479,7 @@ async fn every_example_in_deploy_examples_is_accepted_by_the_api_server() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kubectl_apply_of_the_crds_and_helm_install_of_the_chart_succeed() {
+async fn kubectl_apply_of_the_crds_helm_install_and_server_dry_runs_of_the_chart_and_deploy_succeed() {
     let k = TestNs::new("install").await;
     // Client-side apply of what `up`'s harness applied server-side: both managers accepted.
     let applied = k
@@ -532,4 +532,33 @@ async fn kubectl_apply_of_the_crds_and_helm_install_of_the_chart_succeed() {
     ] {
         assert!(installed.contains(kind), "no {kind} installed: {installed}");
     }
+    // What the README's other install routes send, as a server dry run in `tomato`.
+    k.cluster.kubectl_ok(&["create", "namespace", "tomato"], None);
+    let helm_template = std::process::Command::new(k.cluster.bin.join("helm"))
+        .args([
+            "template",
+            "tomato",
+            &format!("{REPO}/charts/tomato"),
+            "--namespace",
+            "tomato",
+        ])
+        .env("HELM_CACHE_HOME", k.gates.path().join("helm-cache"))
+        .env("HELM_CONFIG_HOME", k.gates.path().join("helm-config"))
+        .env("HELM_DATA_HOME", k.gates.path().join("helm-data"))
+        .output()
+        .unwrap();
+    assert!(
+        helm_template.status.success(),
+        "{}",
+        String::from_utf8_lossy(&helm_template.stderr)
+    );
+    k.cluster.kubectl_ok(
+        &["apply", "--dry-run=server", "-f", "-"],
+        Some(&String::from_utf8_lossy(&helm_template.stdout)),
+    );
+    let kustomized = k.cluster.kubectl_ok(
+        &["apply", "--dry-run=server", "-k", &format!("{REPO}/deploy")],
+        None,
+    );
+    assert!(kustomized.contains("deployment.apps/tomato"), "{kustomized}");
 }
