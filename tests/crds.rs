@@ -120,3 +120,20 @@ fn the_crd_snapshot_validates_what_a_bad_testrun_gets_wrong() {
     assert_eq!(phase.as_array().unwrap().len(), 8);
     assert_eq!(version["subresources"]["status"], serde_json::json!({}));
 }
+
+#[test]
+fn crds_use_only_integer_formats_kubernetes_knows() {
+    for (name, yaml) in tomato::crd::crd_files() {
+        let formats: Vec<&str> = yaml
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("format: "))
+            .collect();
+        assert!(!formats.is_empty(), "{name} has integer fields");
+        for format in formats {
+            assert!(
+                ["int32", "int64", "date-time", "double", "float", "byte"].contains(&format),
+                "{name}: format {format} is not one the API server knows"
+            );
+        }
+    }
+}

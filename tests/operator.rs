@@ -1,21 +1,21 @@
-//! Operator mode end to end, against the in-process Kubernetes API of `support::fake_kube`
-//! (kube-fake-client plus watch; see its module documentation for what it does not cover:
-//! admission and schema validation, and every cluster controller — these tests create a
-//! Job's pod and mark the Job finished themselves). A Job's test container is run as a real
-//! process here: the real `tomato exec` runs the real demo suite (Node's test runner) and
-//! uploads to the operator's API on a real socket.
+//! Operator mode end to end against a real Kubernetes control plane (`tests/cluster/up`: etcd,
+//! kube-apiserver, kube-controller-manager, kube-scheduler and the process kubelet, started once
+//! for this test binary; every test here needs it and has its own namespace). The operator
+//! runs with the token of `deploy/rbac.yaml`'s ServiceAccount. The operator creates each
+//! attempt's Job, the real Job controller its pod, the real scheduler binds it and the process
+//! kubelet runs it: the real `tomato exec` runs the real demo suite (Node's test runner) and
+//! uploads to the operator's API on a real socket. Each pod waits at a gate until its test
+//! lets it run (`run_job`), so a test sees a run while its attempt is still running.
 
 mod support;
 
 use kube::ResourceExt;
 
-use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use serde_json::{Value, json};
 use std::time::Duration;
-use support::fake_kube::FakeKube;
+use support::cluster::TestNs;
 use support::operator::*;
-use tomato::crd::TestRun;
 
 /// A local webhook endpoint collecting the bodies posted to it.
 async fn webhook_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
@@ -50,15 +50,15 @@ async fn get_text(url: &str) -> (u16, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_reruns_only_its_failed_tests_in_a_second_job_and_ends_failed_with_the_right_summary() {
-    let fake = FakeKube::new().await;
+    let k = TestNs::new("op").await;
     let (hook_url, hooks) = webhook_receiver().await;
-    let (_dir, config) = demo_config_with_webhook(&hook_url);
-    let replica = start_replica(&fake, config, "tomato-0").await;
-    create_run(&fake, "demo-e2e", template("demo")).await;
+    let (_dir, config) = demo_config_with_webhook(&k, &hook_url);
+    let replica = start_replica(&k, config, "tomato-0").await;
+    create_run(&k, "demo-e2e", template("demo")).await;
 
-    let first = wait_job(&fake, "demo-e2e-1").await;
+    let first = wait_job(&k, "demo-e2e-1").await;
     let run = eventually("attempt 1 recorded", WAIT, || async {
-        let r = runs(&fake).get("demo-e2e").await.unwrap();
+        let r = runs(&k).get("demo-e2e").await.unwrap();
         r.status
             .as_ref()
             .is_some_and(|s| s.attempts.len() == 1)
@@ -72,13 +72,9 @@ async fn a_run_reruns_only_its_failed_tests_in_a_second_job_and_ends_failed_with
         Some("demo-e2e-1")
     );
     assert_eq!(env(&first)["TOMATO_ATTEMPT"]["value"], "1");
-    assert_eq!(
-        run_job(&fake, &first).await,
-        1,
-        "the demo suite has a failing test"
-    );
+    assert_eq!(run_job(&k, &first).await, 1, "the demo suite has a failing test");
 
-    let second = wait_job(&fake, "demo-e2e-2").await;
+    let second = wait_job(&k, "demo-e2e-2").await;
     let argv = container(&second).command.clone().unwrap();
     let patterns: Vec<&String> = argv
         .iter()
@@ -93,11 +89,11 @@ async fn a_run_reruns_only_its_failed_tests_in_a_second_job_and_ends_failed_with
         "attempt 2 selects exactly the two failed tests: {argv:?}"
     );
     assert_eq!(env(&second)["TOMATO_ATTEMPT"]["value"], "2");
-    let run = runs(&fake).get("demo-e2e").await.unwrap();
+    let run = runs(&k).get("demo-e2e").await.unwrap();
     assert_eq!(run.status.as_ref().unwrap().phase.to_string(), "Running");
-    run_job(&fake, &second).await;
+    run_job(&k, &second).await;
 
-    let run = wait_phase(&fake, "demo-e2e", "Failed").await;
+    let run = wait_phase(&k, "demo-e2e", "Failed").await;
     let st = run.status.clone().unwrap();
     let s = st.summary.unwrap();
     assert_eq!(
@@ -111,19 +107,14 @@ async fn a_run_reruns_only_its_failed_tests_in_a_second_job_and_ends_failed_with
         2,
         "attempt 2 ran the two failed tests only"
     );
-    // kube-fake-client bumps `generation` on metadata-only writes too (a real API server does
-    // not), and the finished run gives its finalizer back right after this phase: discount it.
-    let generation = run
-        .metadata
-        .generation
-        .map(|g| if run.finalizers().is_empty() { g - 1 } else { g });
-    assert_eq!(st.observed_generation, generation);
+    // The API server bumps `generation` for spec changes only: the finalizer's writes do not count.
+    assert_eq!(st.observed_generation, run.metadata.generation);
     assert!(
         st.conditions
             .iter()
             .any(|c| c.type_ == "Complete" && c.reason == "Failed")
     );
-    assert_eq!(job_names(&fake).await, ["demo-e2e-1", "demo-e2e-2"]);
+    assert_eq!(job_names(&k).await, ["demo-e2e-1", "demo-e2e-2"]);
 
     // The report went out through the shared reporting code; failures are classified.
     let webhook = st.report.as_ref().and_then(|r| r.webhook.clone()).unwrap();
@@ -137,7 +128,7 @@ async fn a_run_reruns_only_its_failed_tests_in_a_second_job_and_ends_failed_with
         st.categories
     );
 
-    let reasons = event_reasons(&fake, "demo-e2e").await;
+    let reasons = event_reasons(&k, "demo-e2e").await;
     for r in [
         "Admitted",
         "AttemptStarted",
@@ -167,17 +158,51 @@ async fn a_run_reruns_only_its_failed_tests_in_a_second_job_and_ends_failed_with
     assert_eq!(status["phase"], "Failed");
     assert_eq!(status["summary"]["flaky"], 1);
 
+    // What a person sees with kubectl: the printer columns and the run's Events.
+    let table = k.cluster.kubectl_ok(&["get", "tr", "-n", &k.ns], None);
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME", "SERVICE", "STAND", "PRIORITY", "PHASE", "PASSED", "FAILED", "FLAKY", "AGE"
+        ],
+        "{table}"
+    );
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        row[..8],
+        ["demo-e2e", "demo", "localhost", "2", "Failed", "3", "1", "1"],
+        "{table}"
+    );
+    let described = k
+        .cluster
+        .kubectl_ok(&["describe", "tr", "demo-e2e", "-n", &k.ns], None);
+    let events = described.split("Events:").nth(1).unwrap_or_default();
+    for reason in [
+        "Admitted",
+        "AttemptStarted",
+        "RerunScheduled",
+        "ReportSent",
+        "Finished",
+    ] {
+        assert!(
+            events.contains(reason),
+            "no {reason} in kubectl describe's Events:\n{described}"
+        );
+    }
+
     // Finished, it has no Jobs to stop: the finalizer goes, so deleting it needs no operator.
     eventually("the finalizer given back", WAIT, || async {
-        let r = runs(&fake).get("demo-e2e").await.unwrap();
+        let r = runs(&k).get("demo-e2e").await.unwrap();
         (!r.finalizers().contains(&"tomato.dev/stop-jobs".to_string())).then_some(())
     })
     .await;
 }
 
 /// Names of the runs in phase `phase`.
-async fn in_phase(fake: &FakeKube, phase: &str) -> Vec<String> {
-    let mut names: Vec<String> = runs(fake)
+async fn in_phase(k: &TestNs, phase: &str) -> Vec<String> {
+    let mut names: Vec<String> = runs(k)
         .list(&Default::default())
         .await
         .unwrap()
@@ -199,25 +224,25 @@ async fn in_phase(fake: &FakeKube, phase: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admission_runs_the_most_urgent_run_first_and_keeps_queue_positions_current() {
-    let fake = FakeKube::new().await;
-    let (_dir, config) = demo_config("");
+    let k = TestNs::new("op").await;
+    let (_dir, config) = demo_config(&k, "");
     // Queued before the operator starts, so one pass sees all three.
     for (name, priority) in [("late", 5), ("urgent", 0), ("normal", 3)] {
         let mut t = template("demo");
         t.priority = priority;
         t.retries = Some(0);
-        create_run(&fake, name, t).await;
+        create_run(&k, name, t).await;
     }
-    let _replica = start_replica(&fake, config, "tomato-0").await;
+    let _replica = start_replica(&k, config, "tomato-0").await;
 
-    let urgent = wait_job(&fake, "urgent-1").await;
-    let normal = wait_phase(&fake, "normal", "Queued").await;
+    let urgent = wait_job(&k, "urgent-1").await;
+    let normal = wait_phase(&k, "normal", "Queued").await;
     eventually("queue positions", WAIT, || async {
         let pos = |name: &str| {
-            let fake = fake.clone();
             let name = name.to_string();
+            let k = &k;
             async move {
-                runs(&fake)
+                runs(k)
                     .get(&name)
                     .await
                     .unwrap()
@@ -230,80 +255,155 @@ async fn admission_runs_the_most_urgent_run_first_and_keeps_queue_positions_curr
     .await;
     assert_eq!(normal.spec.template.priority, 3);
     assert_eq!(
-        in_phase(&fake, "Running").await,
+        in_phase(&k, "Running").await,
         ["urgent"],
         "concurrency 1: one run at a time"
     );
-    assert_eq!(job_names(&fake).await, ["urgent-1"]);
+    assert_eq!(job_names(&k).await, ["urgent-1"]);
 
-    run_job(&fake, &urgent).await;
-    let next = wait_job(&fake, "normal-1").await;
-    let late = runs(&fake).get("late").await.unwrap();
+    run_job(&k, &urgent).await;
+    let next = wait_job(&k, "normal-1").await;
+    let late = runs(&k).get("late").await.unwrap();
     assert_eq!(late.status.as_ref().unwrap().phase.to_string(), "Queued");
     eventually("late moves up", WAIT, || async {
-        let late = runs(&fake).get("late").await.unwrap();
+        let late = runs(&k).get("late").await.unwrap();
         (late.status.and_then(|s| s.queue_position) == Some(1)).then_some(())
     })
     .await;
-    run_job(&fake, &next).await;
-    let last = wait_job(&fake, "late-1").await;
-    run_job(&fake, &last).await;
-    wait_phase(&fake, "late", "Failed").await;
-    assert_eq!(job_names(&fake).await, ["late-1", "normal-1", "urgent-1"]);
+    run_job(&k, &next).await;
+    let last = wait_job(&k, "late-1").await;
+    run_job(&k, &last).await;
+    wait_phase(&k, "late", "Failed").await;
+    assert_eq!(job_names(&k).await, ["late-1", "normal-1", "urgent-1"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_running_run_stops_its_job_before_the_run_goes() {
-    let fake = FakeKube::new().await;
-    let (_dir, config) = demo_config("");
-    let _replica = start_replica(&fake, config, "tomato-0").await;
-    // The slow pack keeps the Job running (about 5 s) while the run is deleted.
+    let k = TestNs::new("op").await;
+    let (_dir, config) = demo_config(&k, "");
+    let _replica = start_replica(&k, config, "tomato-0").await;
+    // The Job's pod waits at its gate (never opened): it is running while the run is deleted.
     let slow = tomato::crd::RunTemplate {
         category: Some("slow".into()),
         ..template("demo")
     };
-    create_run(&fake, "doomed", slow).await;
-    wait_job(&fake, "doomed-1").await;
-    wait_phase(&fake, "doomed", "Running").await;
+    create_run(&k, "doomed", slow).await;
+    wait_job(&k, "doomed-1").await;
+    wait_phase(&k, "doomed", "Running").await;
 
-    runs(&fake)
-        .delete("doomed", &DeleteParams::default())
-        .await
-        .unwrap();
+    let deletions = record_deletions(&k, "doomed-1", "doomed");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    runs(&k).delete("doomed", &DeleteParams::default()).await.unwrap();
     eventually("the run to go", WAIT, || async {
-        runs(&fake)
-            .get_opt("doomed")
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
+        runs(&k).get_opt("doomed").await.unwrap().is_none().then_some(())
     })
     .await;
-    assert!(job_names(&fake).await.is_empty());
-    let order: Vec<String> = fake
-        .deletions()
-        .into_iter()
-        .filter(|d| d == "Job doomed-1" || d == "TestRun doomed")
-        .collect();
+    assert!(job_names(&k).await.is_empty());
+    let mut order = deletions.lock().unwrap().clone();
+    order.sort();
+    let order: Vec<&str> = order.iter().map(|(_, what)| what.as_str()).collect();
     assert_eq!(
         order,
         ["Job doomed-1", "TestRun doomed"],
         "the finalizer stopped the Job before the run went"
     );
-    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(fake.client(), NS);
-    assert!(
-        secrets.get_opt("doomed-upload-token").await.unwrap().is_none(),
-        "owned objects go with the run"
-    );
+    // The garbage collector removes what the run owned, and the Job's pod with the Job.
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(k.client(), &k.ns);
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::namespaced(k.client(), &k.ns);
+    // The garbage collector watches a kind only after its discovery resync (30 s) has seen
+    // the CRD: on a cluster started for this test alone, that can be after the run went.
+    eventually(
+        "the run's upload token Secret to go with it",
+        RUN_WAIT,
+        || async {
+            secrets
+                .get_opt("doomed-upload-token")
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+    // A deleted pod goes once its processes have stopped (SIGTERM, then SIGKILL after the
+    // pod's 30 s grace period).
+    eventually("the Job's pod to go with it", RUN_WAIT, || async {
+        let pods = pods
+            .list(&ListParams::default().labels("job-name=doomed-1"))
+            .await
+            .unwrap();
+        pods.items.is_empty().then_some(())
+    })
+    .await;
+}
+
+/// Records when Job `job` began to go (its deletion was asked) and when TestRun `run` went,
+/// each with the resource version of that write: one etcd's resource versions are its
+/// revisions, so they order writes across kinds.
+fn record_deletions(
+    k: &TestNs,
+    job: &str,
+    run: &str,
+) -> std::sync::Arc<std::sync::Mutex<Vec<(u64, String)>>> {
+    use futures::StreamExt;
+    use kube::api::{WatchEvent, WatchParams};
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let rv = |meta: &kube::api::ObjectMeta| {
+        meta.resource_version
+            .as_deref()
+            .unwrap_or("0")
+            .parse::<u64>()
+            .unwrap()
+    };
+    let (jobs_api, job_name, into) = (jobs(k), job.to_string(), seen.clone());
+    tokio::spawn(async move {
+        let mut stream = jobs_api
+            .watch(&WatchParams::default(), "0")
+            .await
+            .unwrap()
+            .boxed();
+        while let Some(Ok(event)) = stream.next().await {
+            let (going, j) = match event {
+                WatchEvent::Deleted(j) => (true, j),
+                WatchEvent::Modified(j) => (j.metadata.deletion_timestamp.is_some(), j),
+                _ => continue,
+            };
+            if going && j.name_any() == job_name {
+                into.lock()
+                    .unwrap()
+                    .push((rv(&j.metadata), format!("Job {job_name}")));
+                return;
+            }
+        }
+    });
+    let (runs_api, run_name, into) = (runs(k), run.to_string(), seen.clone());
+    tokio::spawn(async move {
+        let mut stream = runs_api
+            .watch(&WatchParams::default(), "0")
+            .await
+            .unwrap()
+            .boxed();
+        while let Some(Ok(event)) = stream.next().await {
+            if let WatchEvent::Deleted(r) = event
+                && r.name_any() == run_name
+            {
+                into.lock()
+                    .unwrap()
+                    .push((rv(&r.metadata), format!("TestRun {run_name}")));
+                return;
+            }
+        }
+    });
+    seen
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_a_running_run_deletes_its_job_and_keeps_the_run_as_cancelled() {
-    let fake = FakeKube::new().await;
-    let (_dir, config) = demo_config("");
-    let replica = start_replica(&fake, config, "tomato-0").await;
-    create_run(&fake, "stopme", template("demo")).await;
-    let job = wait_job(&fake, "stopme-1").await;
+    let k = TestNs::new("op").await;
+    let (_dir, config) = demo_config(&k, "");
+    let replica = start_replica(&k, config, "tomato-0").await;
+    create_run(&k, "stopme", template("demo")).await;
+    let job = wait_job(&k, "stopme-1").await;
     // A Job of the run that no attempt names: its launch's status write lost to the cancel.
     let mut orphan = job.clone();
     orphan.metadata = kube::api::ObjectMeta {
@@ -314,19 +414,30 @@ async fn cancelling_a_running_run_deletes_its_job_and_keeps_the_run_as_cancelled
         ..Default::default()
     };
     orphan.status = None;
-    jobs(&fake).create(&PostParams::default(), &orphan).await.unwrap();
+    // What the API server generated for the first Job (its selector and the labels matching
+    // it) would not be accepted for another.
+    let spec = orphan.spec.as_mut().unwrap();
+    spec.selector = None;
+    if let Some(labels) = spec.template.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
+        labels.retain(|key, _| !key.ends_with("controller-uid") && !key.ends_with("job-name"));
+    }
+    jobs(&k).create(&PostParams::default(), &orphan).await.unwrap();
     let r = reqwest::Client::new()
         .delete(format!("{}/api/v1/runs/stopme", replica.url))
         .send()
         .await
         .unwrap();
     assert!(r.status().is_success(), "{}", r.status());
-    let run = wait_phase(&fake, "stopme", "Cancelled").await;
+    let run = wait_phase(&k, "stopme", "Cancelled").await;
     assert_eq!(
         run.status.unwrap().attempts[0].state,
         tomato::crd::AttemptState::Cancelled
     );
-    assert!(job_names(&fake).await.is_empty());
+    // Deleted Jobs go once the garbage collector has removed their pods.
+    eventually("both Jobs deleted", WAIT, || async {
+        job_names(&k).await.is_empty().then_some(())
+    })
+    .await;
 }
 
 /// `kubectl apply` passes only the schema, which cannot hold packs_config: a run whose stand
@@ -334,99 +445,50 @@ async fn cancelling_a_running_run_deletes_its_job_and_keeps_the_run_as_cancelled
 /// the field, with nothing launched against the stand.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_applied_with_kubectl_that_packs_config_refuses_ends_in_error_and_launches_nothing() {
-    let fake = FakeKube::new().await;
-    let (_dir, config) = demo_config("");
-    let _replica = start_replica(&fake, config, "tomato-0").await;
+    let k = TestNs::new("op").await;
+    let (_dir, config) = demo_config(&k, "");
+    let _replica = start_replica(&k, config, "tomato-0").await;
     let mut prod = template("demo");
     prod.stand = "prod.example.com".into();
-    create_run(&fake, "to-prod", prod).await;
-    create_run(&fake, "no-such", template("nope")).await;
-    let run = wait_phase(&fake, "to-prod", "Error").await;
+    create_run(&k, "to-prod", prod).await;
+    create_run(&k, "no-such", template("nope")).await;
+    let run = wait_phase(&k, "to-prod", "Error").await;
     let message = run.status.unwrap().message.unwrap_or_default();
     assert!(
         message.starts_with("spec.stand: \"prod.example.com\" is not a stand of demo"),
         "{message}"
     );
-    let run = wait_phase(&fake, "no-such", "Error").await;
+    let run = wait_phase(&k, "no-such", "Error").await;
     let message = run.status.unwrap().message.unwrap_or_default();
     assert!(message.starts_with("spec.service: unknown service"), "{message}");
-    assert!(job_names(&fake).await.is_empty(), "nothing was launched");
-}
-
-/// With `--all-namespaces` a run lives outside the operator's namespace: its Job's upload
-/// must reach it (and its token and results) there, not in the operator's own namespace.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_all_namespaces_a_run_in_another_namespace_receives_its_jobs_upload() {
-    let fake = FakeKube::new().await;
-    let (_dir, config) = demo_config("");
-    let _replica = start_replica_scoped(&fake, config, "tomato-0", &[], tomato::operator::Scope::All).await;
-    let team: Api<TestRun> = Api::namespaced(fake.client(), "team-a");
-    let mut run = TestRun::new(
-        "elsewhere",
-        tomato::crd::TestRunSpec {
-            template: template("demo"),
-            run_type: tomato::crd::RunType::Regular,
-            timeout: None,
-            cancel: false,
-        },
-    );
-    run.metadata.namespace = Some("team-a".into());
-    team.create(&PostParams::default(), &run).await.unwrap();
-    let job_api: Api<Job> = Api::namespaced(fake.client(), "team-a");
-    let job = eventually("the Job in team-a", WAIT, || async {
-        job_api.get_opt("elsewhere-1").await.unwrap()
-    })
-    .await;
-    assert!(
-        env(&job)["TOMATO_UPLOAD_URL"]["value"]
-            .as_str()
-            .unwrap()
-            .ends_with("/api/v1/runs/elsewhere/attempts/1/results?namespace=team-a"),
-        "{:?}",
-        env(&job)["TOMATO_UPLOAD_URL"]
-    );
-    run_job(&fake, &job).await;
-    let run = eventually("attempt 1 read from the upload", WAIT, || async {
-        let r = team.get("elsewhere").await.unwrap();
-        r.status
-            .as_ref()
-            .and_then(|s| s.attempts.first())
-            .is_some_and(|a| a.summary.is_some())
-            .then_some(r)
-    })
-    .await;
-    let attempt = &run.status.unwrap().attempts[0];
-    assert!(
-        !attempt.message.as_deref().unwrap_or_default().contains("pod"),
-        "the results came by upload, not from the pod log: {attempt:?}"
-    );
+    assert!(job_names(&k).await.is_empty(), "nothing was launched");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_operator_adopts_the_existing_job_and_creates_no_duplicate() {
-    let fake = FakeKube::new().await;
-    let (_dir, config) = demo_config("");
-    let mut first = start_replica(&fake, config.clone(), "tomato-0").await;
-    create_run(&fake, "survivor", template("demo")).await;
-    let job = wait_job(&fake, "survivor-1").await;
+    let k = TestNs::new("op").await;
+    let (_dir, config) = demo_config(&k, "");
+    let mut first = start_replica(&k, config.clone(), "tomato-0").await;
+    create_run(&k, "survivor", template("demo")).await;
+    let job = wait_job(&k, "survivor-1").await;
     let run = eventually("attempt 1 recorded", WAIT, || async {
-        let r = runs(&fake).get("survivor").await.unwrap();
+        let r = runs(&k).get("survivor").await.unwrap();
         (r.status.as_ref().is_some_and(|s| s.attempts.len() == 1)).then_some(r)
     })
     .await;
     first.stop().await;
 
     // The worst moment to die: the Job exists but its attempt was never recorded.
-    let mut lost = run.clone();
+    let mut lost = runs(&k).get(&run.name_any()).await.unwrap();
     lost.status.as_mut().unwrap().attempts.clear();
-    runs(&fake)
+    runs(&k)
         .replace_status("survivor", &PostParams::default(), &lost)
         .await
         .unwrap();
 
-    let second = start_replica(&fake, config, "tomato-1").await;
+    let second = start_replica(&k, config, "tomato-1").await;
     let adopted = eventually("the attempt re-recorded", WAIT, || async {
-        let r = runs(&fake).get("survivor").await.unwrap();
+        let r = runs(&k).get("survivor").await.unwrap();
         (r.status.as_ref().is_some_and(|s| s.attempts.len() == 1)).then_some(r)
     })
     .await;
@@ -434,57 +496,59 @@ async fn a_restarted_operator_adopts_the_existing_job_and_creates_no_duplicate()
         adopted.status.unwrap().attempts[0].launch.as_deref(),
         Some("survivor-1")
     );
-    assert_eq!(job_names(&fake).await, ["survivor-1"], "no duplicate Job");
+    assert_eq!(job_names(&k).await, ["survivor-1"], "no duplicate Job");
     assert_eq!(
-        jobs(&fake).get("survivor-1").await.unwrap().metadata.uid,
+        jobs(&k).get("survivor-1").await.unwrap().metadata.uid,
         job.metadata.uid,
         "the same Job"
     );
 
-    run_job_via(&fake, &job, Some(&second.url)).await;
-    let rerun = wait_job(&fake, "survivor-2").await;
-    run_job(&fake, &rerun).await;
-    wait_phase(&fake, "survivor", "Failed").await;
-    assert_eq!(job_names(&fake).await, ["survivor-1", "survivor-2"]);
+    run_job_via(&k, &job, Some(&second.url)).await;
+    let rerun = wait_job(&k, "survivor-2").await;
+    run_job(&k, &rerun).await;
+    wait_phase(&k, "survivor", "Failed").await;
+    assert_eq!(job_names(&k).await, ["survivor-1", "survivor-2"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn of_two_replicas_only_the_lease_holder_reconciles_and_the_other_takes_over() {
-    let fake = FakeKube::new().await;
-    let (_dir, config) = demo_config("");
-    let mut a = start_replica(&fake, config.clone(), "tomato-a").await;
+    let k = TestNs::new("op").await;
+    let (_dir, config) = demo_config(&k, "");
+    let mut a = start_replica(&k, config.clone(), "tomato-a").await;
     eventually("a leader", WAIT, || async { a.is_leader().then_some(()) }).await;
-    let mut b = start_replica(&fake, config, "tomato-b").await;
+    let mut b = start_replica(&k, config, "tomato-b").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(a.is_leader() && !b.is_leader(), "exactly one leader");
 
-    create_run(&fake, "ha", template("demo")).await;
-    let job = wait_job(&fake, "ha-1").await;
+    create_run(&k, "ha", template("demo")).await;
+    let job = wait_job(&k, "ha-1").await;
     // Both serve reads; only the leader wrote (events carry the reporting replica).
     let (code, status) = get_json(&format!("{}/api/status?run_id=ha", b.url)).await;
     assert_eq!(code, 200, "{status}");
-    let instances = reporting_instances(&fake).await;
+    let instances = reporting_instances(&k).await;
     assert_eq!(instances, ["tomato-a"], "only the leader reconciled");
 
     a.stop().await;
     eventually("b takes over", WAIT, || async { b.is_leader().then_some(()) }).await;
-    run_job_via(&fake, &job, Some(&b.url)).await;
-    let rerun = wait_job(&fake, "ha-2").await;
-    run_job(&fake, &rerun).await;
-    wait_phase(&fake, "ha", "Failed").await;
-    assert_eq!(job_names(&fake).await, ["ha-1", "ha-2"]);
-    assert!(reporting_instances(&fake).await.contains(&"tomato-b".to_string()));
+    run_job_via(&k, &job, Some(&b.url)).await;
+    let rerun = wait_job(&k, "ha-2").await;
+    run_job(&k, &rerun).await;
+    wait_phase(&k, "ha", "Failed").await;
+    assert_eq!(job_names(&k).await, ["ha-1", "ha-2"]);
+    assert!(reporting_instances(&k).await.contains(&"tomato-b".to_string()));
     b.stop().await;
 }
 
-async fn reporting_instances(fake: &FakeKube) -> Vec<String> {
-    let events: kube::Api<k8s_openapi::api::events::v1::Event> = kube::Api::namespaced(fake.client(), NS);
+async fn reporting_instances(k: &TestNs) -> Vec<String> {
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> = kube::Api::namespaced(k.client(), &k.ns);
     let mut ids: Vec<String> = events
         .list(&ListParams::default())
         .await
         .unwrap()
         .items
         .into_iter()
+        // The cluster's own controllers (the scheduler, the Job controller) report on pods and Jobs.
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("TestRun"))
         .filter_map(|e| e.reporting_instance)
         .collect();
     ids.sort();
@@ -494,9 +558,9 @@ async fn reporting_instances(fake: &FakeKube) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_legacy_api_creates_a_testrun_with_the_asked_spec_and_answers_status_from_it() {
-    let fake = FakeKube::new().await;
-    let (_dir, config) = demo_config("");
-    let replica = start_replica(&fake, config, "tomato-0").await;
+    let k = TestNs::new("op").await;
+    let (_dir, config) = demo_config(&k, "");
+    let replica = start_replica(&k, config, "tomato-0").await;
     let r = reqwest::Client::new()
         .post(format!(
             "{}/api/run_now?service=demo&stand=localhost:3000&category=smoke&emails=qa@example.com,lead@example.com&testpalm=2.14.0&issueKey=QA-42&priority=4",
@@ -511,7 +575,7 @@ async fn the_legacy_api_creates_a_testrun_with_the_asked_spec_and_answers_status
         .unwrap()
         .to_string();
 
-    let run = runs(&fake).get(&id).await.unwrap();
+    let run = runs(&k).get(&id).await.unwrap();
     let t = &run.spec.template;
     assert_eq!(
         (t.service.as_str(), t.stand.as_str(), t.priority),
@@ -522,14 +586,14 @@ async fn the_legacy_api_creates_a_testrun_with_the_asked_spec_and_answers_status
     assert_eq!(t.version.as_deref(), Some("2.14.0"));
     assert_eq!(t.issue_key.as_deref(), Some("QA-42"));
     assert_eq!(run.labels()["tomato.dev/service"], "demo");
-    assert_eq!(run.namespace().as_deref(), Some(NS));
+    assert_eq!(run.namespace().as_deref(), Some(k.ns.as_str()));
 
     let (code, status) = get_json(&format!("{}/api/status?run_id={id}", replica.url)).await;
     assert_eq!(code, 200);
     assert_eq!(status["run_id"], id.as_str());
     assert_eq!(status["testpalm"], "2.14.0");
     assert_eq!(status["issueKey"], "QA-42");
-    let job = wait_job(&fake, &format!("{id}-1")).await;
+    let job = wait_job(&k, &format!("{id}-1")).await;
     let (_, status) = get_json(&format!("{}/api/status?run_id={id}", replica.url)).await;
     assert_eq!(status["phase"], "Running");
     assert_eq!(status["attempts"][0]["launch"], job.name_any());
@@ -552,14 +616,14 @@ async fn the_legacy_api_creates_a_testrun_with_the_asked_spec_and_answers_status
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_an_upload_the_pod_log_is_read_and_the_attempt_says_so() {
-    let fake = FakeKube::new().await;
-    let (_dir, config) = demo_config("");
-    let replica = start_replica(&fake, config, "tomato-0").await;
-    create_run(&fake, "silent", template("demo")).await;
-    let job = wait_job(&fake, "silent-1").await;
-    fail_job_silently(&fake, &job, "node: out of memory\n", 137).await;
+    let k = TestNs::new("op").await;
+    let (_dir, config) = demo_config(&k, "");
+    let replica = start_replica(&k, config, "tomato-0").await;
+    create_run(&k, "silent", template("demo")).await;
+    let job = wait_job(&k, "silent-1").await;
+    fail_job_silently(&k, &job, "node: out of memory\n", 137).await;
 
-    let run = wait_phase(&fake, "silent", "Error").await;
+    let run = wait_phase(&k, "silent", "Error").await;
     let st = run.status.unwrap();
     let attempt = &st.attempts[0];
     assert_eq!(attempt.exit_code, Some(137));
@@ -580,12 +644,12 @@ async fn without_an_upload_the_pod_log_is_read_and_the_attempt_says_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tomato_exec_uploads_only_with_the_runs_token_and_only_once() {
-    let fake = FakeKube::new().await;
-    let (_dir, config) = demo_config("");
-    let replica = start_replica(&fake, config, "tomato-0").await;
-    create_run(&fake, "tokened", template("demo")).await;
-    wait_job(&fake, "tokened-1").await;
-    wait_phase(&fake, "tokened", "Running").await;
+    let k = TestNs::new("op").await;
+    let (_dir, config) = demo_config(&k, "");
+    let replica = start_replica(&k, config, "tomato-0").await;
+    create_run(&k, "tokened", template("demo")).await;
+    wait_job(&k, "tokened-1").await;
+    wait_phase(&k, "tokened", "Running").await;
     let work = tempfile::tempdir().unwrap();
     let junit = work.path().join("junit.xml");
     let exec = |token: &str| {
@@ -611,10 +675,10 @@ async fn tomato_exec_uploads_only_with_the_runs_token_and_only_once() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("401"), "{stderr}");
     assert!(!stderr.contains("not-the-token"), "the token is never printed");
-    let cms: kube::Api<k8s_openapi::api::core::v1::ConfigMap> = kube::Api::namespaced(fake.client(), NS);
+    let cms: kube::Api<k8s_openapi::api::core::v1::ConfigMap> = kube::Api::namespaced(k.client(), &k.ns);
     assert!(cms.get_opt("tokened-results-1").await.unwrap().is_none());
 
-    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(fake.client(), NS);
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(k.client(), &k.ns);
     let secret = secrets.get("tokened-upload-token").await.unwrap();
     let token = String::from_utf8(secret.data.unwrap()["token"].0.clone()).unwrap();
     let accepted = exec(&token);
@@ -626,7 +690,7 @@ async fn tomato_exec_uploads_only_with_the_runs_token_and_only_once() {
     let again = exec(&token);
     assert!(String::from_utf8_lossy(&again.stderr).contains("already recorded"));
     let run = eventually("attempt 1 recorded from the upload", WAIT, || async {
-        let r = runs(&fake).get("tokened").await.unwrap();
+        let r = runs(&k).get("tokened").await.unwrap();
         r.status.clone().filter(|s| s.attempts[0].summary.is_some())
     })
     .await;
@@ -636,9 +700,9 @@ async fn tomato_exec_uploads_only_with_the_runs_token_and_only_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_due_schedule_starts_one_nightly_run_owned_by_it_and_a_suspended_or_invalid_one_none() {
-    let fake = FakeKube::new().await;
-    let (_dir, config) = demo_config("");
-    let schedules: kube::Api<tomato::crd::NightlySchedule> = kube::Api::namespaced(fake.client(), NS);
+    let k = TestNs::new("op").await;
+    let (_dir, config) = demo_config(&k, "");
+    let schedules: kube::Api<tomato::crd::NightlySchedule> = kube::Api::namespaced(k.client(), &k.ns);
     // Created (as its precise creation annotation says) three minutes ago: a time is due now.
     let three_minutes_ago = tomato::store::precise_time(chrono::Utc::now() - chrono::Duration::minutes(3));
     for (name, schedule, suspend) in [
@@ -648,14 +712,14 @@ async fn a_due_schedule_starts_one_nightly_run_owned_by_it_and_a_suspended_or_in
     ] {
         let s: tomato::crd::NightlySchedule = serde_json::from_value(json!({
             "apiVersion": "tomato.dev/v1alpha1", "kind": "NightlySchedule",
-            "metadata": {"name": name, "namespace": NS, "annotations": {"tomato.dev/created": three_minutes_ago}},
+            "metadata": {"name": name, "namespace": k.ns, "annotations": {"tomato.dev/created": three_minutes_ago}},
             "spec": {"service": "demo", "stand": "localhost", "category": "smoke", "schedule": schedule,
                      "timeZone": "Europe/Moscow", "suspend": suspend}
         }))
         .unwrap();
         schedules.create(&PostParams::default(), &s).await.unwrap();
     }
-    let _replica = start_replica(&fake, config, "tomato-0").await;
+    let _replica = start_replica(&k, config, "tomato-0").await;
 
     let status = eventually("every-minute fired", WAIT, || async {
         schedules
@@ -667,7 +731,7 @@ async fn a_due_schedule_starts_one_nightly_run_owned_by_it_and_a_suspended_or_in
     })
     .await;
     let run_name = status.last_run.clone().unwrap();
-    let run = runs(&fake).get(&run_name).await.unwrap();
+    let run = runs(&k).get(&run_name).await.unwrap();
     assert_eq!(run.spec.run_type, tomato::crd::RunType::Nightly);
     assert_eq!(run.labels()["tomato.dev/schedule"], "every-minute");
     let owner = &run.owner_references()[0];
@@ -677,7 +741,7 @@ async fn a_due_schedule_starts_one_nightly_run_owned_by_it_and_a_suspended_or_in
     );
     assert!(status.next_schedule_time.unwrap() > chrono::Utc::now() - chrono::Duration::seconds(1));
     assert_eq!(status.active, std::slice::from_ref(&run_name));
-    wait_job(&fake, &format!("{run_name}-1")).await;
+    wait_job(&k, &format!("{run_name}-1")).await;
 
     let paused = eventually("paused reconciled", WAIT, || async {
         schedules
@@ -701,7 +765,7 @@ async fn a_due_schedule_starts_one_nightly_run_owned_by_it_and_a_suspended_or_in
 
     // Reconciling again within the minute starts nothing more.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let nightly: Vec<String> = runs(&fake)
+    let nightly: Vec<String> = runs(&k)
         .list(&ListParams::default().labels("tomato.dev/schedule"))
         .await
         .unwrap()
@@ -710,4 +774,75 @@ async fn a_due_schedule_starts_one_nightly_run_owned_by_it_and_a_suspended_or_in
         .map(|r| r.name_any())
         .collect();
     assert_eq!(nightly, [run_name]);
+}
+
+/// Waits for a run of schedule `minutely` not in `seen`, lets its only attempt run, and answers
+/// its name once it has failed (the demo suite has a failing test).
+async fn finish_next_nightly(k: &TestNs, seen: &mut Vec<String>) -> String {
+    let name = eventually("the schedule's next run", Duration::from_secs(90), || async {
+        runs(k)
+            .list(&ListParams::default().labels("tomato.dev/schedule=minutely"))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|r| r.name_any())
+            .find(|n| !seen.contains(n))
+    })
+    .await;
+    seen.push(name.clone());
+    let job = wait_job(k, &format!("{name}-1")).await;
+    run_job(k, &job).await;
+    wait_phase(k, &name, "Failed").await;
+    name
+}
+
+/// A schedule firing every minute for real: each firing's run is owned by it, and a finished
+/// run beyond `failedRunsHistoryLimit` is deleted (pruned). Takes about a minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_every_minute_fires_each_minute_and_prunes_runs_beyond_its_history_limit() {
+    let k = TestNs::new("op").await;
+    let (_dir, config) = demo_config(&k, "");
+    let schedules: kube::Api<tomato::crd::NightlySchedule> = kube::Api::namespaced(k.client(), &k.ns);
+    let s: tomato::crd::NightlySchedule = serde_json::from_value(json!({
+        "apiVersion": "tomato.dev/v1alpha1", "kind": "NightlySchedule",
+        "metadata": {"name": "minutely", "namespace": k.ns},
+        "spec": {"service": "demo", "stand": "localhost", "category": "smoke", "schedule": "* * * * *",
+                 "retries": 0, "failedRunsHistoryLimit": 1}
+    }))
+    .unwrap();
+    schedules.create(&PostParams::default(), &s).await.unwrap();
+    let _replica = start_replica(&k, config, "tomato-0").await;
+
+    let mut seen = Vec::new();
+    let first = finish_next_nightly(&k, &mut seen).await;
+    let run = runs(&k).get(&first).await.unwrap();
+    assert_eq!(run.spec.run_type, tomato::crd::RunType::Nightly);
+    assert_eq!(run.owner_references()[0].name, "minutely");
+    let fired_first = schedules
+        .get("minutely")
+        .await
+        .unwrap()
+        .status
+        .and_then(|s| s.last_schedule_time)
+        .unwrap();
+
+    let second = finish_next_nightly(&k, &mut seen).await;
+    let status = schedules.get("minutely").await.unwrap().status.unwrap();
+    let fired_second = status.last_schedule_time.unwrap();
+    assert_eq!(
+        (fired_second - fired_first).num_seconds() % 60,
+        0,
+        "{fired_first} then {fired_second}: on the minute"
+    );
+    assert!(fired_second > fired_first);
+    assert_eq!(status.last_run.as_deref(), Some(second.as_str()));
+    eventually("the older failed run pruned", WAIT, || async {
+        runs(&k).get_opt(&first).await.unwrap().is_none().then_some(())
+    })
+    .await;
+    assert!(
+        runs(&k).get_opt(&second).await.unwrap().is_some(),
+        "the limit keeps one"
+    );
 }

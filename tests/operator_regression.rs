@@ -1,7 +1,8 @@
-//! A `Regression` applied in operator mode reconciles as in standalone mode: against the
-//! in-process Kubernetes API of `support::fake_kube` (kube-fake-client plus watch; it does not
-//! cover admission, schema validation or RBAC), a real Kiwi TCMS (see tests/tms_support), a
-//! real SMTP server (aiosmtpd), and an in-process server standing in for Jira's REST API.
+//! A `Regression` applied in operator mode reconciles as in standalone mode: against a real
+//! Kubernetes control plane (`tests/cluster/up`, started once for this binary; the test needs
+//! it) with the operator on the token of `deploy/rbac.yaml`'s ServiceAccount, a real Kiwi TCMS
+//! (see tests/tms_support), a real SMTP server (aiosmtpd), and an in-process server standing in
+//! for Jira's REST API.
 
 mod report_support;
 mod support;
@@ -12,8 +13,8 @@ use std::time::{Duration, Instant};
 use kube::api::{Api, DeleteParams, PostParams};
 use report_support::{SmtpSink, free_port};
 use serde_json::json;
-use support::fake_kube::FakeKube;
-use support::operator::{NS, demo_config, start_replica_with};
+use support::cluster::TestNs;
+use support::operator::{demo_config, start_replica_with};
 use tms_support::{ASSESSORS, FakeTracker, Kiwi, regression_plan, rpc};
 use tomato::crd::{Regression, RegressionPhase, RegressionStatus};
 
@@ -54,15 +55,15 @@ async fn a_regression_resource_reconciles_to_completed_in_operator_mode() {
     vars.push(("TOMATO_TMS_POLL".into(), "300ms".into()));
     vars.push(("TOMATO_REPORT_RETRY_BASE".into(), "200ms".into()));
 
-    let fake = FakeKube::new().await;
-    let (_dir, config) = demo_config("");
-    let replica = start_replica_with(&fake, config, "tomato-0", &vars).await;
+    let k = TestNs::new("reg").await;
+    let (_dir, config) = demo_config(&k, "");
+    let replica = start_replica_with(&k, config, "tomato-0", &vars).await;
 
     // What `kubectl apply -f regression.yaml` sends.
-    let api: Api<Regression> = Api::namespaced(fake.client(), NS);
+    let api: Api<Regression> = Api::namespaced(k.client(), &k.ns);
     let reg: Regression = serde_json::from_value(json!({
         "apiVersion": "tomato.dev/v1alpha1", "kind": "Regression",
-        "metadata": {"name": "demo-3-0", "namespace": NS},
+        "metadata": {"name": "demo-3-0", "namespace": k.ns},
         "spec": {"service": "demo", "version": "3.0", "stand": "localhost", "assessors": ["alice", "bob"],
                  "deadline": "2099-01-01T18:00:00Z", "queue": "QA"}
     }))

@@ -39,6 +39,36 @@ pub fn all_crds()
 -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> {
     use kube::CustomResourceExt;
     vec![TestRun::crd(), NightlySchedule::crd(), Regression::crd()]
+        .into_iter()
+        .map(with_kubernetes_formats)
+        .collect()
+}
+
+/// The CRD with every integer `format` one Kubernetes knows: schemars names Rust's unsigned
+/// types (`uint8`, `uint32`, `uint64`), which the API server warns about and ignores; their
+/// `minimum: 0` stays, and the width becomes `int32` (up to 16 bits) or `int64`.
+fn with_kubernetes_formats(
+    crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    fn walk(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::String(format)) = map.get_mut("format") {
+                    match format.as_str() {
+                        "uint8" | "uint16" => *format = "int32".into(),
+                        "uint32" | "uint64" | "uint" => *format = "int64".into(),
+                        _ => {}
+                    }
+                }
+                map.values_mut().for_each(walk);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let mut value = serde_json::to_value(&crd).expect("a CRD always serializes");
+    walk(&mut value);
+    serde_json::from_value(value).expect("changing formats keeps a valid CRD")
 }
 
 /// The CRDs as `(file name, YAML)`: `<plural>.<group>.yaml`, as `crds/` holds them.

@@ -1,9 +1,9 @@
 //! Test support: the real `tomato` binary on a free port with its own data directory; for
-//! operator mode, an in-process Kubernetes API fake ([`fake_kube`]) and a harness over it
-//! ([`operator`]).
+//! operator mode, the real Kubernetes control plane of `tests/cluster/up` ([`cluster`]) and a
+//! harness over it ([`operator`]).
 #![allow(dead_code)]
 
-pub mod fake_kube;
+pub mod cluster;
 pub mod operator;
 
 use std::collections::HashMap;

@@ -1,54 +1,70 @@
-//! Operator-mode test harness: operator instances over one [`FakeKube`], the HTTP app on a
-//! real socket (so that a real `tomato exec` can upload to it), and a stand-in for the
-//! kubelet that runs a Job's test container as a real local process.
+//! Operator-mode test harness over the real control plane of [`super::cluster`]: operator
+//! replicas with the credentials of `deploy/rbac.yaml`'s ServiceAccount (a TokenRequest
+//! token), each serving the HTTP app on a real socket (so that a real `tomato exec` in a
+//! Job's pod can upload to it), and the demo service whose Job pods wait at a gate until
+//! the test lets them run.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use serde_json::{Value, json};
+use kube::api::{Api, ListParams, PostParams};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tomato::crd::{RunTemplate, RunType, TestRun, TestRunSpec};
-use tomato::launch::job::{EXEC_PATH, LABEL_JOB_NAME, WORK_DIR};
 use tomato::operator::lease::LeaseSettings;
 use tomato::operator::{Operator, Scope, Settings, Timing};
 use tomato::packs::PacksConfig;
 
 use super::REPO;
-use super::fake_kube::FakeKube;
+use super::cluster::TestNs;
 
-pub const NS: &str = "qa";
+/// The image the operator names for a Job's init container; the process kubelet is told its
+/// entrypoint is the `tomato` binary under test.
+pub const EXEC_IMAGE: &str = "ghcr.io/example/tomato:test";
 
-/// The shipped `demo` service, as operator mode runs it: the image is nominal (the stand-in
-/// kubelet runs the command here) and `workingDir` is the suite's real directory, so `{dir}`
-/// in the Job's argv names real files.
-pub fn demo_config(extra: &str) -> (tempfile::TempDir, Arc<PacksConfig>) {
-    let text = std::fs::read_to_string(format!("{REPO}/packs_config/demo.yaml")).unwrap();
-    let text = text.replace(
-        "  timeout: 10m\n",
-        &format!("  timeout: 10m\n  image: node:20-slim\n  workingDir: {REPO}/packs_config/demo\n"),
-    ) + extra;
-    demo_config_text(text)
+/// The shipped `demo` service, as operator mode runs it on the process kubelet: the image is
+/// nominal, `workingDir` is the suite's real directory (so `{dir}` in the Job's argv names
+/// real files), and the command first waits at a gate: a file named after the Job in `k`'s
+/// gate directory ([`TestNs::open_gate`]), so that a test decides when each attempt runs.
+pub fn demo_config(k: &TestNs, extra: &str) -> (tempfile::TempDir, Arc<PacksConfig>) {
+    demo_config_text(demo_text(k) + extra)
 }
 
 /// [`demo_config`] whose reports also go to a webhook at `url`.
-pub fn demo_config_with_webhook(url: &str) -> (tempfile::TempDir, Arc<PacksConfig>) {
-    let text = std::fs::read_to_string(format!("{REPO}/packs_config/demo.yaml")).unwrap();
-    let text = text
-        .replace(
-            "  timeout: 10m\n",
-            &format!("  timeout: 10m\n  image: node:20-slim\n  workingDir: {REPO}/packs_config/demo\n"),
-        )
-        .replace(
-            "report:\n  emails: []\n",
-            &format!("report:\n  emails: []\n  webhooks: [\"{url}\"]\n"),
-        );
+pub fn demo_config_with_webhook(k: &TestNs, url: &str) -> (tempfile::TempDir, Arc<PacksConfig>) {
+    let text = demo_text(k).replace(
+        "report:\n  emails: []\n",
+        &format!("report:\n  emails: []\n  webhooks: [\"{url}\"]\n"),
+    );
     demo_config_text(text)
+}
+
+fn demo_text(k: &TestNs) -> String {
+    let text = std::fs::read_to_string(format!("{REPO}/packs_config/demo.yaml")).unwrap();
+    // The pod is `<job>-<suffix>` and its HOSTNAME is the pod's name (no braces: packs_config
+    // reads them as placeholders). A non-empty gate file
+    // is printed to the container's own output and tomato exec is killed (exit 137).
+    let gate = format!(
+        "g=\"{}/$(echo $HOSTNAME | sed s/-[a-z0-9]*$//)\"; while [ ! -e \"$g\" ]; do sleep 0.1; done; \
+         if [ -s \"$g\" ]; then cat \"$g\" >> /proc/$PPID/fd/1; kill -9 $PPID; exit 137; fi; exec \"$@\"",
+        k.gates.path().display()
+    );
+    let text = text.replace(
+        "  command:\n    - node\n",
+        &format!("  command:\n    - sh\n    - -c\n    - '{gate}'\n    - gate\n    - node\n"),
+    );
+    assert!(
+        text.contains("- gate\n"),
+        "packs_config/demo.yaml starts its command with node"
+    );
+    text.replace(
+        "  timeout: 10m\n",
+        &format!("  timeout: 10m\n  image: node:20-slim\n  workingDir: {REPO}/packs_config/demo\n"),
+    )
 }
 
 fn demo_config_text(text: String) -> (tempfile::TempDir, Arc<PacksConfig>) {
@@ -89,12 +105,12 @@ impl Drop for Replica {
 }
 
 /// Fast timing for tests: short polls, a short upload grace, a one-second lease.
-pub fn settings(identity: &str, api_url: &str) -> Settings {
+pub fn settings(ns: &str, identity: &str, api_url: &str) -> Settings {
     Settings {
-        namespace: NS.into(),
-        scope: Scope::Namespace(NS.into()),
+        namespace: ns.into(),
+        scope: Scope::Namespace(ns.into()),
         jobs: tomato::launch::job::JobSettings {
-            exec_image: "ghcr.io/example/tomato:test".into(),
+            exec_image: EXEC_IMAGE.into(),
             exec_image_pull_policy: None,
             api_url: api_url.into(),
         },
@@ -105,7 +121,7 @@ pub fn settings(identity: &str, api_url: &str) -> Settings {
         },
         lease: LeaseSettings {
             name: "tomato-operator".into(),
-            namespace: NS.into(),
+            namespace: ns.into(),
             identity: identity.into(),
             duration: Duration::from_secs(1),
             renew_every: Duration::from_millis(200),
@@ -123,25 +139,26 @@ fn init_tracing() {
         .try_init();
 }
 
-/// Starts a replica over `fake`, serving the HTTP app on a free local port.
-pub async fn start_replica(fake: &FakeKube, config: Arc<PacksConfig>, identity: &str) -> Replica {
-    start_replica_with(fake, config, identity, &[]).await
+/// Starts a replica in `k`'s namespace with the ServiceAccount's token, serving the HTTP app
+/// on a free local port (the proxy Jobs upload to routes to the first replica started).
+pub async fn start_replica(k: &TestNs, config: Arc<PacksConfig>, identity: &str) -> Replica {
+    start_replica_with(k, config, identity, &[]).await
 }
 
 /// [`start_replica`] with report settings (SMTP, tracker, test management...) given as the
 /// environment variables `tomato operator` reads.
 pub async fn start_replica_with(
-    fake: &FakeKube,
+    k: &TestNs,
     config: Arc<PacksConfig>,
     identity: &str,
     vars: &[(String, String)],
 ) -> Replica {
-    start_replica_scoped(fake, config, identity, vars, Scope::Namespace(NS.into())).await
+    start_replica_scoped(k, config, identity, vars, Scope::Namespace(k.ns.clone())).await
 }
 
 /// [`start_replica_with`] watching `scope` (`Scope::All` is `--all-namespaces`).
 pub async fn start_replica_scoped(
-    fake: &FakeKube,
+    k: &TestNs,
     config: Arc<PacksConfig>,
     identity: &str,
     vars: &[(String, String)],
@@ -150,17 +167,18 @@ pub async fn start_replica_scoped(
     init_tracing();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
+    k.proxy.route_to_first(&url);
     let stop = CancellationToken::new();
     let lookup = |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let report_settings = tomato::report::ReportSettings::load_with(None, &lookup).unwrap();
     let integrations = tomato::report::Integrations::new(report_settings, &config, &url).unwrap();
     let tms_configured = integrations.regressions.tms.is_some();
     let operator = Operator::start(
-        fake.client(),
+        k.operator_client.clone(),
         config.clone(),
         Settings {
             scope,
-            ..settings(identity, &url)
+            ..settings(&k.ns, identity, &k.proxy.url)
         },
         integrations,
         stop.clone(),
@@ -205,7 +223,7 @@ pub fn template(service: &str) -> RunTemplate {
 }
 
 /// Creates a TestRun the way `kubectl apply` would (no status).
-pub async fn create_run(fake: &FakeKube, name: &str, template: RunTemplate) -> TestRun {
+pub async fn create_run(k: &TestNs, name: &str, template: RunTemplate) -> TestRun {
     let mut run = TestRun::new(
         name,
         TestRunSpec {
@@ -215,16 +233,16 @@ pub async fn create_run(fake: &FakeKube, name: &str, template: RunTemplate) -> T
             cancel: false,
         },
     );
-    run.metadata.namespace = Some(NS.into());
-    runs(fake).create(&PostParams::default(), &run).await.unwrap()
+    run.metadata.namespace = Some(k.ns.clone());
+    runs(k).create(&PostParams::default(), &run).await.unwrap()
 }
 
-pub fn runs(fake: &FakeKube) -> Api<TestRun> {
-    Api::namespaced(fake.client(), NS)
+pub fn runs(k: &TestNs) -> Api<TestRun> {
+    Api::namespaced(k.client(), &k.ns)
 }
 
-pub fn jobs(fake: &FakeKube) -> Api<Job> {
-    Api::namespaced(fake.client(), NS)
+pub fn jobs(k: &TestNs) -> Api<Job> {
+    Api::namespaced(k.client(), &k.ns)
 }
 
 /// Polls `f` until it gives a value, or panics after `timeout` naming `what`.
@@ -243,18 +261,20 @@ where
     }
 }
 
-pub const WAIT: Duration = Duration::from_secs(20);
+pub const WAIT: Duration = Duration::from_secs(30);
+/// How long a demo suite may take in a pod (Node starting on two busy cores).
+pub const RUN_WAIT: Duration = Duration::from_secs(90);
 
-pub async fn wait_job(fake: &FakeKube, name: &str) -> Job {
+pub async fn wait_job(k: &TestNs, name: &str) -> Job {
     eventually(&format!("Job {name}"), WAIT, || async {
-        jobs(fake).get_opt(name).await.unwrap()
+        jobs(k).get_opt(name).await.unwrap()
     })
     .await
 }
 
-pub async fn wait_phase(fake: &FakeKube, run: &str, phase: &str) -> TestRun {
+pub async fn wait_phase(k: &TestNs, run: &str, phase: &str) -> TestRun {
     eventually(&format!("{run} in phase {phase}"), WAIT, || async {
-        let r = runs(fake).get_opt(run).await.unwrap()?;
+        let r = runs(k).get_opt(run).await.unwrap()?;
         (r.status.as_ref().map(|s| s.phase.to_string()).as_deref() == Some(phase)).then_some(r)
     })
     .await
@@ -281,134 +301,90 @@ pub fn env(job: &Job) -> BTreeMap<String, Value> {
         .collect()
 }
 
-/// Creates the Job's pod, as the Job controller would.
-async fn create_pod(fake: &FakeKube, job: &Job) -> String {
-    let ns = job.namespace().unwrap_or_else(|| NS.into());
-    let name = format!("{}-{}", job.name_any(), tomato::store::random_suffix(5));
-    let pod: Pod = serde_json::from_value(json!({
-        "metadata": {"name": name, "namespace": ns, "labels": {LABEL_JOB_NAME: job.name_any(), "job-name": job.name_any()}},
-        "spec": job.spec.as_ref().unwrap().template.spec,
-        "status": {"phase": "Running"}
-    }))
-    .unwrap();
-    Api::<Pod>::namespaced(fake.client(), &ns)
-        .create(&PostParams::default(), &pod)
-        .await
-        .unwrap();
-    name
+/// The pod the Job controller created for Job `job` in `ns`, once there is one.
+async fn job_pod(k: &TestNs, ns: &str, job: &str) -> Pod {
+    let pods: Api<Pod> = Api::namespaced(k.client(), ns);
+    eventually(&format!("the pod of Job {job}"), WAIT, || async {
+        pods.list(&ListParams::default().labels(&format!("job-name={job}")))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .next()
+    })
+    .await
 }
 
-/// Marks a Job finished, as the Job controller would (and its pod terminated).
-pub async fn finish_job(fake: &FakeKube, job: &str, pod: &str, exit_code: i32, reason: Option<&str>) {
-    finish_job_in(fake, NS, job, pod, exit_code, reason).await;
+/// Waits until the test container of `job`'s pod has ended; answers its exit code.
+async fn wait_container_exit(k: &TestNs, job: &Job) -> i32 {
+    let ns = job.namespace().unwrap_or_else(|| k.ns.clone());
+    let job = job.name_any();
+    let pod = job_pod(k, &ns, &job).await;
+    let pods: Api<Pod> = Api::namespaced(k.client(), &ns);
+    let name = pod.name_any();
+    eventually(&format!("the tests of Job {job} to end"), RUN_WAIT, || async {
+        let pod = pods.get(&name).await.unwrap();
+        pod.status?
+            .container_statuses?
+            .into_iter()
+            .find(|c| c.name == "tests")?
+            .state?
+            .terminated
+            .map(|t| t.exit_code)
+    })
+    .await
 }
 
-/// [`finish_job`] in namespace `ns`.
-async fn finish_job_in(
-    fake: &FakeKube,
-    ns: &str,
-    job: &str,
-    pod: &str,
-    exit_code: i32,
-    reason: Option<&str>,
-) {
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let (condition, counts) = if exit_code == 0 && reason.is_none() {
-        ("Complete", json!({"succeeded": 1}))
-    } else {
-        ("Failed", json!({"failed": 1}))
-    };
-    let mut status = json!({
-        "conditions": [{"type": condition, "status": "True", "reason": reason.unwrap_or("BackoffLimitExceeded"),
-                        "lastTransitionTime": now}],
-    });
-    status
-        .as_object_mut()
-        .unwrap()
-        .extend(counts.as_object().unwrap().clone());
-    Api::<Job>::namespaced(fake.client(), ns)
-        .patch_status(
-            job,
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "status": status })),
-        )
-        .await
-        .unwrap();
-    Api::<Pod>::namespaced(fake.client(), ns)
-        .patch_status(
-            pod,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"phase": if exit_code == 0 { "Succeeded" } else { "Failed" },
-                "containerStatuses": [{"name": "tests", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
-                    "state": {"terminated": {"exitCode": exit_code}}}]}})),
-        )
-        .await
-        .unwrap();
+/// Waits until the test container of `job`'s pod runs (waiting at its gate).
+pub async fn wait_container_running(k: &TestNs, job: &Job) {
+    let ns = job.namespace().unwrap_or_else(|| k.ns.clone());
+    let pod = job_pod(k, &ns, &job.name_any()).await;
+    let pods: Api<Pod> = Api::namespaced(k.client(), &ns);
+    eventually(
+        &format!("the tests of Job {} to run", job.name_any()),
+        RUN_WAIT,
+        || async {
+            let pod = pods.get(&pod.name_any()).await.unwrap();
+            pod.status?
+                .container_statuses?
+                .into_iter()
+                .find(|c| c.name == "tests")?
+                .state?
+                .running
+                .map(|_| ())
+        },
+    )
+    .await
 }
 
-/// Stands in for the kubelet: runs the Job's test container as a real process here — its
-/// command (which starts with `tomato exec --`, run with the real binary), environment
-/// (Secret references resolved from the fake's Secrets) and working directory, with the pod's
-/// scratch volume mapped to a temporary directory — then records its log on the pod and
-/// marks the Job finished. Returns the exit code.
-pub async fn run_job(fake: &FakeKube, job: &Job) -> i32 {
-    run_job_via(fake, job, None).await
+/// Lets the Job's pod run its test container, which the real Job controller, scheduler and
+/// process kubelet run: the real `tomato exec` runs the real demo suite and uploads to the
+/// namespace's proxy (which routes to the first replica started). Returns the exit code.
+pub async fn run_job(k: &TestNs, job: &Job) -> i32 {
+    k.open_gate(&job.name_any());
+    wait_container_exit(k, job).await
 }
 
-/// [`run_job`], with the upload sent to `api` instead of the Job's URL: what the operator's
-/// Service does in a cluster when the replica that launched the Job is gone (each test
-/// replica has its own address; a Service would route to a live one).
-pub async fn run_job_via(fake: &FakeKube, job: &Job, api: Option<&str>) -> i32 {
-    let work = tempfile::tempdir().unwrap();
-    let map = |s: &str| s.replace(WORK_DIR, &work.path().display().to_string());
-    let c = container(job);
-    let mut argv: Vec<String> = c.command.clone().unwrap().iter().map(|a| map(a)).collect();
-    assert_eq!(argv[0], EXEC_PATH, "the entrypoint is tomato exec");
-    argv[0] = env!("CARGO_BIN_EXE_tomato").to_string();
-    let ns = job.namespace().unwrap_or_else(|| NS.into());
-    let secrets: Api<Secret> = Api::namespaced(fake.client(), &ns);
-    let mut cmd = tokio::process::Command::new(&argv[0]);
-    cmd.args(&argv[1..])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .current_dir(PathBuf::from(c.working_dir.clone().unwrap()));
-    for e in c.env.iter().flatten() {
-        let value = match (&e.value, &e.value_from) {
-            (Some(v), _) if e.name == tomato::launch::job::ENV_UPLOAD_URL && api.is_some() => {
-                let path = v.splitn(4, '/').nth(3).unwrap_or_default();
-                format!("{}/{path}", api.unwrap_or_default())
-            }
-            (Some(v), _) => map(v),
-            (None, Some(src)) => {
-                let key = src.secret_key_ref.as_ref().unwrap();
-                let secret = secrets.get(&key.name).await.unwrap();
-                let bytes = &secret.data.as_ref().unwrap()[&key.key].0;
-                String::from_utf8(bytes.clone()).unwrap()
-            }
-            (None, None) => String::new(),
-        };
-        cmd.env(&e.name, value);
+/// [`run_job`], with the upload routed to the replica at `api`: what the operator's Service
+/// does in a cluster when the replica that launched the Job is gone.
+pub async fn run_job_via(k: &TestNs, job: &Job, api: Option<&str>) -> i32 {
+    if let Some(url) = api {
+        k.proxy.route_to(url);
     }
-    let pod = create_pod(fake, job).await;
-    let out = cmd.output().await.expect("tomato exec runs");
-    let mut log = String::from_utf8_lossy(&out.stdout).into_owned();
-    log.push_str(&String::from_utf8_lossy(&out.stderr));
-    fake.set_pod_log(&ns, &pod, &log);
-    let code = out.status.code().unwrap_or(1);
-    finish_job_in(fake, &ns, &job.name_any(), &pod, code, None).await;
-    code
+    run_job(k, job).await
 }
 
-/// A Job whose pod printed `log` and exited, without `tomato exec` uploading anything.
-pub async fn fail_job_silently(fake: &FakeKube, job: &Job, log: &str, exit_code: i32) {
-    let pod = create_pod(fake, job).await;
-    fake.set_pod_log(NS, &pod, log);
-    finish_job(fake, &job.name_any(), &pod, exit_code, None).await;
+/// A Job whose pod printed `log` and was killed (exit 137) before `tomato exec` could upload
+/// anything.
+pub async fn fail_job_silently(k: &TestNs, job: &Job, log: &str, exit_code: i32) {
+    assert_eq!(exit_code, 137, "the gate kills tomato exec with SIGKILL");
+    k.kill_at_gate(&job.name_any(), log);
+    assert_eq!(wait_container_exit(k, job).await, exit_code);
 }
 
 /// Names of Jobs in the namespace.
-pub async fn job_names(fake: &FakeKube) -> Vec<String> {
-    let mut names: Vec<String> = jobs(fake)
+pub async fn job_names(k: &TestNs) -> Vec<String> {
+    let mut names: Vec<String> = jobs(k)
         .list(&ListParams::default())
         .await
         .unwrap()
@@ -421,8 +397,8 @@ pub async fn job_names(fake: &FakeKube) -> Vec<String> {
 }
 
 /// Reasons of the Events recorded about an object, oldest first.
-pub async fn event_reasons(fake: &FakeKube, name: &str) -> Vec<String> {
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(fake.client(), NS);
+pub async fn event_reasons(k: &TestNs, name: &str) -> Vec<String> {
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(k.client(), &k.ns);
     let mut items: Vec<_> = events
         .list(&ListParams::default())
         .await
