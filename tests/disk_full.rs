@@ -87,9 +87,16 @@ async fn a_run_whose_end_cannot_be_stored_reaches_its_verdict_once_the_disk_has_
     let mut server = Server::start_with(None, &[("TOMATO_DATA_DIR", data_env.as_str())]).await;
 
     let id = server.run_now("service=demo&stand=localhost&category=slow").await;
-    wait_for("the attempt's start recorded", Duration::from_secs(30), &server, || async {
-        server.status(&id).await["attempts"].as_array().is_some_and(|a| !a.is_empty())
-    })
+    wait_for(
+        "the attempt's start recorded",
+        Duration::from_secs(30),
+        &server,
+        || async {
+            server.status(&id).await["attempts"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+        },
+    )
     .await;
     let filler = disk.fill();
 
@@ -171,9 +178,16 @@ async fn an_attempt_end_the_store_refused_is_recorded_once_there_is_room() {
     let id = server.run_now("service=nap&stand=localhost").await;
     // Filled once the attempt is recorded as started (admission writes Running a moment
     // before the launch is recorded).
-    wait_for("the attempt's start recorded", Duration::from_secs(30), &server, || async {
-        server.status(&id).await["attempts"].as_array().is_some_and(|a| !a.is_empty())
-    })
+    wait_for(
+        "the attempt's start recorded",
+        Duration::from_secs(30),
+        &server,
+        || async {
+            server.status(&id).await["attempts"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+        },
+    )
     .await;
     let filler = disk.fill();
     wait_for(

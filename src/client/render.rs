@@ -130,6 +130,9 @@ fn attempt_end(e: &Event) -> String {
         AttemptState::LaunchFailed => format!("{name} could not launch"),
         AttemptState::Interrupted => format!("{name} was interrupted; it is launched again"),
         AttemptState::Cancelled => format!("{name} stopped: the run was cancelled"),
+        AttemptState::SelectionFailed => {
+            format!("{name} did not run what it selected{took}; those tests keep their last result")
+        }
     };
     if let Some(s) = summary {
         line.push_str(&format!(": {}", counts(s)));
