@@ -97,13 +97,22 @@ pub async fn regressions_create(
             .ok_or_else(|| ApiError::bad_request("spec", "spec is required"))?,
         REGRESSION_FIELDS,
     )?;
-    crate::regression::plan::check_spec(&spec, &state.config)
-        .map_err(|e| ApiError::bad_request(format!("spec.{}", e.field), e.message))?;
+    // Every field at fault at once (the form shows them all), the first also as `error`.
+    let mut errors: Vec<super::FieldError> = crate::regression::plan::spec_problems(&spec, &state.config)
+        .into_iter()
+        .map(|e| super::FieldError {
+            parameter: format!("spec.{}", e.field),
+            error: e.message,
+        })
+        .collect();
     if let Some(d) = spec.deadline.filter(|d| *d <= chrono::Utc::now()) {
-        return Err(ApiError::bad_request(
-            "spec.deadline",
-            format!("{} is in the past", d.to_rfc3339()),
-        ));
+        errors.push(super::FieldError {
+            parameter: "spec.deadline".into(),
+            error: format!("{} is in the past", d.to_rfc3339()),
+        });
+    }
+    if let Some(e) = ApiError::fields(errors) {
+        return Err(e);
     }
     let name = match (req.metadata.name, req.metadata.generate_name) {
         (Some(n), _) => n,

@@ -106,54 +106,87 @@ pub fn check_change(old: &RegressionSpec, new: &RegressionSpec) -> Result<(), In
 /// Most assessors one regression is shared among (the CRD's `maxItems`).
 pub const MAX_ASSESSORS: usize = 100;
 
-/// Checks a regression spec against packs_config; names the field at fault.
+/// Checks a regression spec against packs_config; names the field at fault (the first of
+/// [`spec_problems`]).
 pub fn check_spec(spec: &RegressionSpec, config: &PacksConfig) -> Result<PlanRef, InputError> {
-    let svc = config.service(&spec.service).ok_or_else(|| {
-        let known: Vec<&str> = config.services().map(|s| s.name.as_str()).collect();
-        InputError::new(
-            "service",
-            format!("unknown service {:?}; known: {}", spec.service, known.join(", ")),
-        )
-    })?;
-    svc.check_stand(&spec.stand)?;
+    match spec_problems(spec, config).into_iter().next() {
+        Some(e) => Err(e),
+        None => plan_ref(spec, config),
+    }
+}
+
+/// Every problem of a regression spec, at most one per field, in the spec's field order:
+/// what a form shows all at once.
+pub fn spec_problems(spec: &RegressionSpec, config: &PacksConfig) -> Vec<InputError> {
+    let mut problems = Vec::new();
+    match config.service(&spec.service) {
+        None => {
+            let known: Vec<&str> = config.services().map(|s| s.name.as_str()).collect();
+            problems.push(InputError::new(
+                "service",
+                format!("unknown service {:?}; known: {}", spec.service, known.join(", ")),
+            ));
+        }
+        Some(svc) => {
+            if let Err(e) = svc.check_stand(&spec.stand) {
+                problems.push(e);
+            }
+        }
+    }
     if spec.version.trim().is_empty() || spec.version.len() > 255 {
-        return Err(InputError::new("version", "must be 1–255 characters"));
+        problems.push(InputError::new("version", "must be 1–255 characters"));
     }
-    if spec.assessors.is_empty() {
-        return Err(InputError::new("assessors", "name at least one assessor"));
-    }
-    if spec.assessors.len() > MAX_ASSESSORS {
-        return Err(InputError::new(
-            "assessors",
-            format!("at most {MAX_ASSESSORS} assessors"),
-        ));
-    }
-    for (i, a) in spec.assessors.iter().enumerate() {
-        if a.trim().is_empty() || a.len() > 150 || a.chars().any(char::is_whitespace) {
-            return Err(InputError::new("assessors", format!("{a:?} is not a user name")));
-        }
-        if spec.assessors[..i].contains(a) {
-            return Err(InputError::new("assessors", format!("{a:?} is listed twice")));
-        }
+    if let Err(e) = check_assessors(&spec.assessors) {
+        problems.push(e);
     }
     if let Some(q) = &spec.queue {
         let ok = q.chars().next().is_some_and(|c| c.is_ascii_uppercase())
             && q.chars()
                 .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
         if !ok {
-            return Err(InputError::new(
+            problems.push(InputError::new(
                 "queue",
                 format!("{q:?} is not a project key or queue like QA"),
             ));
         }
     }
-    if let Some(key) = &spec.issue_key {
-        crate::packs::check_issue_key(key)?;
+    if let Some(Err(e)) = spec.issue_key.as_deref().map(crate::packs::check_issue_key) {
+        problems.push(e);
     }
-    for e in &spec.emails {
-        crate::packs::check_email(e).map_err(|m| InputError::new("emails", m))?;
+    if let Some(m) = spec
+        .emails
+        .iter()
+        .find_map(|e| crate::packs::check_email(e).err())
+    {
+        problems.push(InputError::new("emails", m));
     }
-    plan_ref(spec, config)
+    if problems.is_empty()
+        && let Err(e) = plan_ref(spec, config)
+    {
+        problems.push(e);
+    }
+    problems
+}
+
+fn check_assessors(assessors: &[String]) -> Result<(), InputError> {
+    if assessors.is_empty() {
+        return Err(InputError::new("assessors", "name at least one assessor"));
+    }
+    if assessors.len() > MAX_ASSESSORS {
+        return Err(InputError::new(
+            "assessors",
+            format!("at most {MAX_ASSESSORS} assessors"),
+        ));
+    }
+    for (i, a) in assessors.iter().enumerate() {
+        if a.trim().is_empty() || a.len() > 150 || a.chars().any(char::is_whitespace) {
+            return Err(InputError::new("assessors", format!("{a:?} is not a user name")));
+        }
+        if assessors[..i].contains(a) {
+            return Err(InputError::new("assessors", format!("{a:?} is listed twice")));
+        }
+    }
+    Ok(())
 }
 
 /// Shares the executions among the assessors: ordered by case (then execution), dealt in
@@ -375,6 +408,24 @@ mod tests {
         assert_eq!(next_step(&st), Step::Report);
         st.phase = RegressionPhase::Completed;
         assert_eq!(next_step(&st), Step::Done);
+    }
+
+    #[test]
+    fn every_problem_of_a_regression_spec_is_named_at_once_one_per_field() {
+        let config = crate::packs::PacksConfig::load(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/packs_config"
+        )))
+        .unwrap();
+        let spec: RegressionSpec = serde_json::from_value(serde_json::json!({
+            "service": "demo", "version": " ", "stand": "prod.example.com",
+            "assessors": [], "queue": "qa", "emails": ["not an address", "also bad"],
+        }))
+        .unwrap();
+        let fields: Vec<&str> = spec_problems(&spec, &config).iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["stand", "version", "assessors", "queue", "emails"]);
+        // The reconciler's check names the first of them.
+        assert_eq!(check_spec(&spec, &config).unwrap_err().field, "stand");
     }
 
     #[test]
