@@ -53,6 +53,24 @@ impl Drop for SmallDisk {
     }
 }
 
+/// A server whose data directory is on a fresh 4 MiB disk, with attempt directories (logs,
+/// JUnit) on the big disk: only the store is starved, as when the database's disk fills up
+/// while the tests' output goes elsewhere. Answers the disk, the big directory (kept while the
+/// server runs), the server and its data directory.
+async fn serve_on_small_disk(
+    config: Option<&std::path::Path>,
+) -> (SmallDisk, tempfile::TempDir, Server, String) {
+    let disk = SmallDisk::mount("4m");
+    let data = disk.path.join("data");
+    std::fs::create_dir(&data).unwrap();
+    let big = tempfile::tempdir().unwrap();
+    std::fs::create_dir(big.path().join("runs")).unwrap();
+    std::os::unix::fs::symlink(big.path().join("runs"), data.join("runs")).unwrap();
+    let data_env = data.to_string_lossy().to_string();
+    let server = Server::start_with(config, &[("TOMATO_DATA_DIR", data_env.as_str())]).await;
+    (disk, big, server, data_env)
+}
+
 async fn readyz(server: &Server) -> (u16, String) {
     server.get_text("/readyz").await
 }
@@ -75,16 +93,7 @@ where
 
 #[tokio::test]
 async fn a_run_whose_end_cannot_be_stored_reaches_its_verdict_once_the_disk_has_room() {
-    let disk = SmallDisk::mount("4m");
-    let data = disk.path.join("data");
-    std::fs::create_dir(&data).unwrap();
-    // Attempt directories (logs, JUnit) live on the big disk: only the store is starved, as
-    // when the database's disk fills up while the tests' output goes elsewhere.
-    let big = tempfile::tempdir().unwrap();
-    std::fs::create_dir(big.path().join("runs")).unwrap();
-    std::os::unix::fs::symlink(big.path().join("runs"), data.join("runs")).unwrap();
-    let data_env = data.to_string_lossy().to_string();
-    let mut server = Server::start_with(None, &[("TOMATO_DATA_DIR", data_env.as_str())]).await;
+    let (disk, _big, mut server, data_env) = serve_on_small_disk(None).await;
 
     let id = server.run_now("service=demo&stand=localhost&category=slow").await;
     wait_for(
@@ -165,15 +174,8 @@ packs:
 
 #[tokio::test]
 async fn an_attempt_end_the_store_refused_is_recorded_once_there_is_room() {
-    let disk = SmallDisk::mount("4m");
-    let data = disk.path.join("data");
-    std::fs::create_dir(&data).unwrap();
-    let big = tempfile::tempdir().unwrap();
-    std::fs::create_dir(big.path().join("runs")).unwrap();
-    std::os::unix::fs::symlink(big.path().join("runs"), data.join("runs")).unwrap();
     let config = support::config_with(&[("nap.yaml", NAP_SERVICE)]);
-    let data_env = data.to_string_lossy().to_string();
-    let mut server = Server::start_with(Some(config.path()), &[("TOMATO_DATA_DIR", data_env.as_str())]).await;
+    let (disk, _big, mut server, _) = serve_on_small_disk(Some(config.path())).await;
 
     let id = server.run_now("service=nap&stand=localhost").await;
     // Filled once the attempt is recorded as started (admission writes Running a moment
