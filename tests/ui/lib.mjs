@@ -95,3 +95,14 @@ export async function assertFitsScreen(page, what) {
 export function assertNoProblems() {
   assert.deepEqual(problems, [], 'no script errors and no unexpected dialogs');
 }
+
+// The box of an element that live updates may replace or remove between the look-up and the
+// measurement (boundingBox answers null for a detached element): measured again until it holds.
+export async function stableBox(locator, tries = 20) {
+  for (let i = 0; i < tries; i++) {
+    await locator.waitFor({ state: 'visible' });
+    const box = await locator.boundingBox();
+    if (box) return box;
+  }
+  return null;
+}

@@ -3,7 +3,7 @@
 // short until opened. Screenshots of each land in tests/artifacts/ui/<size>-<page>.png.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { BASE, newPage, shot, runNow, apiCall, assertNoProblems } from './lib.mjs';
+import { BASE, newPage, shot, runNow, apiCall, assertNoProblems, stableBox } from './lib.mjs';
 
 after(assertNoProblems);
 
@@ -91,13 +91,13 @@ test('on a phone the schedule actions and the queue actions are on screen withou
     assert.ok(box && box.x >= 0 && box.x + box.width <= 390, `${label} is on screen (${JSON.stringify(box)})`);
   }
   await page.goto(BASE + '/');
-  const cancel = page.locator('#queue-demo tr[data-run] button[data-action="cancel"]').first();
-  const box = await cancel.boundingBox();
+  const cancel = page.locator('#queue-demo tr[data-run] button[data-action="cancel"]').last();
+  const box = await stableBox(cancel);
   assert.ok(box && box.x + box.width <= 390, `Cancel is on screen (${JSON.stringify(box)})`);
   // The run id is whole on one line, not broken mid-word.
-  const id = page.locator('#queue-demo tr[data-run] td.run-id a').first();
-  const idBox = await id.boundingBox();
-  assert.ok(idBox.height < 24, `the run id is on one line (${idBox.height}px high)`);
+  const id = page.locator('#queue-demo tr[data-run] td.run-id a').last();
+  const idBox = await stableBox(id);
+  assert.ok(idBox && idBox.height < 24, `the run id is on one line (${JSON.stringify(idBox)})`);
 });
 
 test('a long failure shows a few lines collapsed and all of them opened', { timeout: 60_000 }, async () => {
