@@ -102,7 +102,7 @@ fn every_manifest_is_a_valid_object_of_its_kind_in_the_tomato_namespace() {
 fn the_deployment_is_probed_limited_and_hardened() {
     let doc = documents("deploy/deployment.yaml").remove(0);
     let d: Deployment = serde_json::from_value(doc).unwrap();
-    let spec = d.spec.unwrap();
+    let spec = d.spec;
     assert!(
         spec.replicas.unwrap() >= 2,
         "several replicas: the lease picks the leader"

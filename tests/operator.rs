@@ -594,7 +594,12 @@ async fn the_legacy_api_creates_a_testrun_with_the_asked_spec_and_answers_status
     assert_eq!(status["testpalm"], "2.14.0");
     assert_eq!(status["issueKey"], "QA-42");
     let job = wait_job(&k, &format!("{id}-1")).await;
-    let (_, status) = get_json(&format!("{}/api/status?run_id={id}", replica.url)).await;
+    // The Job is created before the attempt is recorded in the run's status.
+    let status = eventually("attempt 1 in the legacy status", WAIT, || async {
+        let (_, status) = get_json(&format!("{}/api/status?run_id={id}", replica.url)).await;
+        (!status["attempts"][0]["launch"].is_null()).then_some(status)
+    })
+    .await;
     assert_eq!(status["phase"], "Running");
     assert_eq!(status["attempts"][0]["launch"], job.name_any());
     let (_, queue) = get_json(&format!("{}/api/runned?project=demo", replica.url)).await;
