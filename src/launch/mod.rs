@@ -139,19 +139,7 @@ pub fn explain(cfg: &crate::packs::PacksConfig, service: &str) -> Result<String,
 /// Two failed cases in the shape the service's runner reports them, for [`explain`].
 fn sample_failures(svc: &Service) -> Vec<Case> {
     use crate::packs::Runner;
-    let case = |classname: &str, name: &str, file: Option<&str>| Case {
-        suites: vec![],
-        classname: classname.into(),
-        name: name.into(),
-        file: file.map(Into::into),
-        time_ms: None,
-        status: crate::results::CaseStatus::Failed,
-        message: String::new(),
-        kind: String::new(),
-        trace: String::new(),
-        system_out: String::new(),
-        system_err: String::new(),
-    };
+    let case = Case::failed;
     match svc.runner {
         Some(Runner::Pytest) | None if svc.rerun.test_id == crate::packs::TestIdStyle::Pytest => vec![
             case(
@@ -309,26 +297,13 @@ pub fn plan(svc: &Service, a: &AttemptRef<'_>) -> LaunchPlan {
 mod tests {
     use super::*;
     use crate::packs::PacksConfig;
-    use crate::results::CaseStatus;
 
     fn config() -> PacksConfig {
         PacksConfig::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/packs_config"))).unwrap()
     }
 
     fn failed_case(name: &str, file: Option<&str>) -> Case {
-        Case {
-            suites: vec![],
-            classname: "tests.test_demo".into(),
-            name: name.into(),
-            file: file.map(Into::into),
-            time_ms: None,
-            status: CaseStatus::Failed,
-            message: String::new(),
-            kind: String::new(),
-            trace: String::new(),
-            system_out: String::new(),
-            system_err: String::new(),
-        }
+        Case::failed("tests.test_demo", name, file)
     }
 
     #[test]

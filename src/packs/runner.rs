@@ -342,22 +342,9 @@ fn go_select(tests: &[(&str, &Case)]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::CaseStatus;
 
     fn case(classname: &str, name: &str, file: Option<&str>) -> Case {
-        Case {
-            suites: vec![],
-            classname: classname.into(),
-            name: name.into(),
-            file: file.map(Into::into),
-            time_ms: None,
-            status: CaseStatus::Failed,
-            message: String::new(),
-            kind: String::new(),
-            trace: String::new(),
-            system_out: String::new(),
-            system_err: String::new(),
-        }
+        Case::failed(classname, name, file)
     }
 
     fn select(r: Runner, cases: &[Case]) -> Vec<String> {

@@ -139,21 +139,11 @@ fn pytest_id(case: &Case) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::junit::CaseStatus;
 
     fn case(suites: &[&str], classname: &str, name: &str, file: Option<&str>) -> Case {
         Case {
             suites: suites.iter().map(|s| s.to_string()).collect(),
-            classname: classname.into(),
-            name: name.into(),
-            file: file.map(Into::into),
-            time_ms: None,
-            status: CaseStatus::Failed,
-            message: String::new(),
-            kind: String::new(),
-            trace: String::new(),
-            system_out: String::new(),
-            system_err: String::new(),
+            ..Case::failed(classname, name, file)
         }
     }
 

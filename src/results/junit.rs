@@ -102,6 +102,26 @@ pub struct Case {
     pub system_err: String,
 }
 
+impl Case {
+    /// A failed case known only by its names (no suites, time or output): what check-config's
+    /// rerun examples and unit tests start from.
+    pub fn failed(classname: &str, name: &str, file: Option<&str>) -> Case {
+        Case {
+            suites: vec![],
+            classname: classname.into(),
+            name: name.into(),
+            file: file.map(Into::into),
+            time_ms: None,
+            status: CaseStatus::Failed,
+            message: String::new(),
+            kind: String::new(),
+            trace: String::new(),
+            system_out: String::new(),
+            system_err: String::new(),
+        }
+    }
+}
+
 /// Outcome of one test case; see the module documentation for how it is derived.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CaseStatus {

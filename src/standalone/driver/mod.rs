@@ -310,8 +310,8 @@ impl Driver {
         if self.unrecorded.failures == 0 {
             error!(run = done.run, error = %e, "recording an attempt's end failed; trying again until it is stored");
         }
-        // Its attempt is over, but the run holds its slot until the end is stored.
-        self.in_flight.remove(&done.run);
+        // Its attempt is over (no longer in flight), but the run holds its slot until the
+        // end is stored.
         self.unrecorded.ends.push(done);
         self.unrecorded.failures += 1;
     }
