@@ -5,7 +5,12 @@ use std::time::Duration;
 /// Parses `<number><unit>` groups (unit `s`, `m` or `h`), e.g. `1h30m`. Zero is refused:
 /// a zero timeout would kill every attempt at once.
 pub fn parse(s: &str) -> Result<Duration, String> {
-    let err = || format!("invalid duration {s:?}: write it like 90s, 30m or 1h30m");
+    let err = || {
+        format!(
+            "invalid duration {q_s}: write it like 90s, 30m or 1h30m",
+            q_s = crate::text::quote(&s)
+        )
+    };
     if s.is_empty() {
         return Err(err());
     }
@@ -33,7 +38,10 @@ pub fn parse(s: &str) -> Result<Duration, String> {
         return Err(err());
     }
     if total == 0 {
-        return Err(format!("invalid duration {s:?}: must be longer than zero"));
+        return Err(format!(
+            "invalid duration {q_s}: must be longer than zero",
+            q_s = crate::text::quote(&s)
+        ));
     }
     Ok(Duration::from_secs(total))
 }

@@ -30,5 +30,6 @@ pub mod shard;
 pub mod signals;
 pub mod standalone;
 pub mod store;
+pub mod text;
 pub mod tms;
 pub mod ui;

@@ -56,7 +56,8 @@ pub fn check_object_name(n: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "{n:?} is not a valid name (lowercase letters, digits, '-' and '.'; at most 63)"
+            "{q_n} is not a valid name (lowercase letters, digits, '-' and '.'; at most 63)",
+            q_n = crate::text::quote(&n)
         ))
     }
 }

@@ -44,7 +44,10 @@ pub fn check_env_var(v: &EnvVar) -> Result<(), String> {
     let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !valid {
-        return Err(format!("{:?} is not a valid environment variable name", v.name));
+        return Err(format!(
+            "{} is not a valid environment variable name",
+            crate::text::quote(&v.name)
+        ));
     }
     if v.name.starts_with("TOMATO_") {
         return Err(format!("{} is set by Tomato itself", v.name));
@@ -53,7 +56,9 @@ pub fn check_env_var(v: &EnvVar) -> Result<(), String> {
         (Some(_), Some(_)) => Err(format!("{}: give either value or valueFrom, not both", v.name)),
         (None, None) => Err(format!("{}: give a value or valueFrom.secretKeyRef", v.name)),
         (None, Some(src)) => check_selector(&src.secret_key_ref).map_err(|e| format!("{}: {e}", v.name)),
-        (Some(_), None) => Ok(()),
+        // A NUL cannot reach a process's environment (the run would end in `Error`), and a
+        // newline or escape would forge the lines of its log.
+        (Some(value), None) => crate::text::check_text(value).map_err(|e| format!("{}: {e}", v.name)),
     }
 }
 
@@ -72,12 +77,15 @@ fn check_selector(s: &SecretKeySelector) -> Result<(), String> {
         && s.key != "..";
     if !name_ok {
         return Err(format!(
-            "secretKeyRef.name {:?} is not a valid Secret name",
-            s.name
+            "secretKeyRef.name {} is not a valid Secret name",
+            crate::text::quote(&s.name)
         ));
     }
     if !key_ok {
-        return Err(format!("secretKeyRef.key {:?} is not a valid key", s.key));
+        return Err(format!(
+            "secretKeyRef.key {} is not a valid key",
+            crate::text::quote(&s.key)
+        ));
     }
     Ok(())
 }

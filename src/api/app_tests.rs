@@ -349,3 +349,190 @@ async fn without_test_management_a_regression_is_refused_and_the_pages_say_why()
     let (_, html) = configured.call_text(Method::GET, "/regressions", None).await;
     assert!(!html.contains(r#"id="regressions-unavailable""#));
 }
+
+/// A request with a raw body (any bytes, any content type).
+async fn call_raw(
+    api: &Api,
+    method: Method,
+    uri: &str,
+    content_type: &str,
+    body: &str,
+) -> (StatusCode, Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", content_type)
+        .body(Body::from(body.to_string()))
+        .expect("a request");
+    let res = app(api.state.clone()).oneshot(req).await.expect("an answer");
+    let status = res.status();
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .expect("the body");
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_json_array_is_no_patch_of_a_run_and_changes_nothing() {
+    let api = Api::new();
+    let run = api
+        .queue_run(json!({"service": "demo", "stand": "localhost", "priority": 5}))
+        .await;
+    let id = run["metadata"]["name"].as_str().unwrap();
+    let uri = format!("/api/v1/runs/{id}");
+    // serde reads `RunPatch { spec: PatchSpec { priority, cancel } }` from `[[1, true]]` too.
+    let (status, body) = call_raw(&api, Method::PATCH, &uri, "application/json", "[[1,true]]").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["parameter"], "body", "{body}");
+    let (_, after) = api.get(&uri).await;
+    assert_eq!(after["spec"]["priority"], 5);
+    assert_ne!(after["spec"]["cancel"], true);
+    assert_eq!(after["status"]["phase"], "Queued");
+}
+
+#[tokio::test]
+async fn every_post_refuses_a_body_that_is_not_an_object_naming_body() {
+    let api = Api::new();
+    for (uri, body) in [
+        (
+            "/api/v1/runs",
+            r#"[null, null, {}, {"service": "demo", "stand": "localhost"}]"#,
+        ),
+        ("/api/v1/schedules", r#"["v", "NightlySchedule", {}, {}]"#),
+        ("/api/v1/runs", r#""a string""#),
+        ("/api/run_now", r#"[["service", "demo"], ["stand", "localhost"]]"#),
+    ] {
+        let (status, answer) = call_raw(&api, Method::POST, uri, "application/json", body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri} {body}: {answer}");
+        assert_eq!(answer["parameter"], "body", "{uri} {body}: {answer}");
+    }
+    // An old client's array without a content type is refused too, not read as a form.
+    let (status, answer) = call_raw(&api, Method::POST, "/api/run_now", "", "[1]").await;
+    assert_eq!(
+        (status, &answer["parameter"]),
+        (StatusCode::BAD_REQUEST, &json!("body"))
+    );
+    let (_, runs) = api.get("/api/v1/runs").await;
+    assert_eq!(runs["items"], json!([]), "nothing was queued");
+}
+
+#[tokio::test]
+async fn control_characters_are_refused_wherever_they_would_reach_a_process_or_a_header() {
+    let api = Api::new();
+    let base = || json!({"service": "demo", "stand": "localhost"});
+    let with = |k: &str, v: Value| {
+        let mut s = base();
+        s[k] = v;
+        json!({ "spec": s })
+    };
+    for (spec, field) in [
+        (
+            with("env", json!([{"name": "MODE", "value": "a\u{0}b"}])),
+            "spec.env",
+        ),
+        (
+            with("env", json!([{"name": "MODE", "value": "line\nbreak"}])),
+            "spec.env",
+        ),
+        (with("stand", json!("local\u{0}host")), "spec.stand"),
+        (with("category", json!("smoke\u{1b}")), "spec.category"),
+        (with("packs", json!(["basic\u{0}"])), "spec.packs"),
+        (with("emails", json!(["qa\u{0}@example.com"])), "spec.emails"),
+        (
+            with("emails", json!(["qa\u{202E}moc.elpmaxe@example.com"])),
+            "spec.emails",
+        ),
+        (with("emails", json!(["qa\u{2066}@example.com"])), "spec.emails"),
+        (with("issueKey", json!("QA-1\u{0}")), "spec.issueKey"),
+        (with("version", json!("1.0\u{7}")), "spec.version"),
+    ] {
+        let (status, body) = api.post("/api/v1/runs", spec.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{spec}: {body}");
+        assert_eq!(body["parameter"], field, "{spec}: {body}");
+    }
+    // The legacy handle uses the same checks.
+    for (query, parameter) in [
+        (
+            "service=demo&stand=localhost&emails=qa%E2%80%AE@example.com",
+            "emails",
+        ),
+        ("service=demo&stand=localhost%00", "stand"),
+        ("service=demo&stand=localhost&category=smo%0Ake", "category"),
+        ("service=demo&stand=localhost&testpalm=1.0%00", "testpalm"),
+    ] {
+        let (status, body) = api.post(&format!("/api/run_now?{query}"), json!({})).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert_eq!(body["parameter"], parameter, "{query}: {body}");
+    }
+    let (_, runs) = api.get("/api/v1/runs").await;
+    assert_eq!(runs["items"], json!([]), "nothing was queued");
+}
+
+#[tokio::test]
+async fn a_bad_value_is_quoted_up_to_a_bounded_prefix() {
+    let api = Api::new();
+    // http's URIs end at 64 KiB; longer ones are the HTTP layer's (see `head_guard`).
+    let long = "x".repeat(20_000);
+    for uri in [
+        format!("/api/runned?project={long}"),
+        format!("/api/status?run_id={long}"),
+        format!("/api/v1/runs?service={long}"),
+        format!("/api/v1/runs/{long}"),
+        format!("/api/v1/runs/r/attempts/{long}/log"),
+    ] {
+        let (status, body) = api.get(&uri).await;
+        assert!(status.is_client_error(), "{status}");
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(
+            error.len() < 400 && error.contains('…'),
+            "{}: {status} {}",
+            &uri[..40],
+            &error[..error.len().min(400)]
+        );
+    }
+    let (status, body) = api
+        .post(
+            "/api/v1/runs",
+            json!({"spec": {"service": "demo", "stand": long}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().len() < 400, "{body}");
+}
+
+#[tokio::test]
+async fn query_and_path_errors_name_their_parameter() {
+    let api = Api::new();
+    let run = api
+        .queue_run(json!({"service": "demo", "stand": "localhost"}))
+        .await;
+    let id = run["metadata"]["name"].as_str().unwrap();
+    for (uri, parameter) in [
+        (
+            format!("/api/v1/runs/{id}/attempts/1/log?tail=9223372036854775808"),
+            "tail",
+        ),
+        (format!("/api/v1/runs/{id}/attempts/1/log?tail=-1"), "tail"),
+        (format!("/api/v1/runs/{id}/attempts/one/log"), "n"),
+        (format!("/api/v1/runs/{id}/attempts/-1/junit"), "n"),
+        ("/api/v1/runs?limit=0".to_string(), "limit"),
+        ("/api/v1/runs?limit=1001".to_string(), "limit"),
+        ("/api/v1/runs?limit=many".to_string(), "limit"),
+        ("/api/v1/runs?phase=Sleeping".to_string(), "phase"),
+        (format!("/api/v1/runs/{id}/tests?verdict=great"), "verdict"),
+        ("/api/v1/schedules?service=".to_string(), "service"),
+    ] {
+        let (status, body) = api.get(&uri).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
+        assert_eq!(body["parameter"], parameter, "{uri}: {body}");
+    }
+    // What the document allows is accepted.
+    for uri in [
+        format!("/api/v1/runs/{id}/tests?verdict="),
+        format!("/api/v1/runs/{id}/tests?verdict=failed,%20flaky"),
+        "/api/v1/runs?limit=1&phase=queued,%20Running,".to_string(),
+    ] {
+        let (status, body) = api.get(&uri).await;
+        assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+    }
+}

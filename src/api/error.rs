@@ -130,12 +130,14 @@ impl From<InputError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound { kind, name } => {
-                ApiError::not_found("name", format!("{kind} {name:?} not found"))
-            }
-            StoreError::AlreadyExists { kind, name } => {
-                ApiError::conflict(format!("{kind} {name:?} already exists"))
-            }
+            StoreError::NotFound { kind, name } => ApiError::not_found(
+                "name",
+                format!("{kind} {q_name} not found", q_name = crate::text::quote(&name)),
+            ),
+            StoreError::AlreadyExists { kind, name } => ApiError::conflict(format!(
+                "{kind} {q_name} already exists",
+                q_name = crate::text::quote(&name)
+            )),
             StoreError::Invalid(m) => ApiError::bad_request("body", m),
             // Logged once per episode by the store, not per request; nothing was changed.
             StoreError::Unwritable(m) => ApiError {
@@ -169,10 +171,11 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Middleware: an error the framework answers itself on `/api/` — a query string or path
-/// segment of the wrong type, a body over the size limit, an unknown route or method — is
-/// answered as JSON `{"error", "parameter"}` too, like every handler's error, instead of
-/// axum's plain text.
+/// Middleware: an error the framework answers itself on `/api/` — an unknown route or method,
+/// a body over the size limit, a multipart body it cannot read — is answered as JSON
+/// `{"error", "parameter"}` too, like every handler's error, instead of axum's plain text.
+/// Query strings and path segments are read by [`super::extract`], whose errors are typed
+/// already; here only the status says what went wrong (axum's text is never parsed).
 pub async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let api = req.uri().path().starts_with("/api/");
     let res = next.run(req).await;
@@ -185,41 +188,38 @@ pub async fn json_errors(req: axum::extract::Request, next: axum::middleware::Ne
     if !api || is_json || !(status.is_client_error() || status.is_server_error()) {
         return res;
     }
+    let allow = res.headers().get(header::ALLOW).cloned();
     let text = match axum::body::to_bytes(res.into_body(), 64 << 10).await {
         Ok(b) => String::from_utf8_lossy(&b).trim().to_string(),
         Err(_) => String::new(),
     };
-    let (parameter, message) = framework_error(status, &text);
-    ApiError {
+    let (parameter, message) = framework_error(status, text);
+    let mut res = ApiError {
         status,
         message,
-        parameter,
+        parameter: parameter.map(str::to_string),
         errors: Vec::new(),
     }
-    .into_response()
+    .into_response();
+    // A 405 keeps the methods the route takes.
+    if let Some(allow) = allow {
+        res.headers_mut().insert(header::ALLOW, allow);
+    }
+    res
 }
 
-/// The parameter a framework error is about, and the message to send.
-fn framework_error(status: StatusCode, text: &str) -> (Option<String>, String) {
-    const QUERY: &str = "Failed to deserialize query string: ";
-    let about = |p: &str| Some(p.to_string());
-    if let Some(rest) = text.strip_prefix(QUERY) {
-        let field = rest.split_once(": ").map(|(f, _)| f).filter(|f| !f.contains(' '));
-        return (
-            field.map(str::to_string).or_else(|| about("query")),
-            text.to_string(),
-        );
-    }
+/// The parameter a framework error is about, by its status, and the message to send.
+fn framework_error(status: StatusCode, text: String) -> (Option<&'static str>, String) {
     match status {
-        StatusCode::PAYLOAD_TOO_LARGE => (about("body"), "the request body is too large".into()),
-        StatusCode::NOT_FOUND if text.is_empty() => (about("path"), "no such endpoint".into()),
-        StatusCode::METHOD_NOT_ALLOWED => (about("method"), "this endpoint does not take that method".into()),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => (about("Content-Type"), text.to_string()),
-        _ if text.starts_with("Invalid URL") || text.starts_with("Cannot parse") => {
-            (about("path"), text.to_string())
+        StatusCode::PAYLOAD_TOO_LARGE => (Some("body"), "the request body is too large".into()),
+        StatusCode::NOT_FOUND => (Some("path"), "no such endpoint".into()),
+        StatusCode::METHOD_NOT_ALLOWED => (Some("method"), "this endpoint does not take that method".into()),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (Some("Content-Type"), text),
+        StatusCode::URI_TOO_LONG | StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => {
+            (Some("query"), "the URL is too long".into())
         }
+        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => (Some("body"), text),
         _ if text.is_empty() => (None, status.canonical_reason().unwrap_or("error").to_string()),
-        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => (about("body"), text.to_string()),
-        _ => (None, text.to_string()),
+        _ => (None, text),
     }
 }

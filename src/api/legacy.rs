@@ -57,8 +57,9 @@ impl<S: Send + Sync> FromRequest<S> for Params {
         } else if content_type.starts_with("application/json")
             // Old clients post JSON with no or a wrong content type (Python's
             // `requests.post(url, data=json.dumps(...))`): an object is read as JSON unless the
-            // client says it is a form.
-            || (body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+            // client says it is a form. So is an array, which is then refused as not an object
+            // rather than read as a form with one odd parameter.
+            || (matches!(body.iter().find(|b| !b.is_ascii_whitespace()), Some(b'{' | b'['))
                 && !content_type.starts_with("application/x-www-form-urlencoded"))
         {
             let v: serde_json::Value = serde_json::from_slice(&body)
@@ -122,7 +123,11 @@ fn known_service(state: &AppState, params: &Params, name: &str) -> Result<String
         let known: Vec<String> = state.config.services().map(|s| s.name.clone()).collect();
         return Err(ApiError::bad_request(
             name,
-            format!("unknown service {s:?}; known: {}", known.join(", ")),
+            format!(
+                "unknown service {q_s}; known: {}",
+                known.join(", "),
+                q_s = crate::text::quote(&s)
+            ),
         ));
     }
     Ok(s.to_string())
@@ -131,7 +136,7 @@ fn known_service(state: &AppState, params: &Params, name: &str) -> Result<String
 /// `GET /api/runned?project=S`: what runs now and what waits, in admission order.
 #[utoipa::path(get, path = "/api/runned", tag = "legacy",
     params(("project" = String, Query, description = "Service name")),
-    responses((status = 200, body = QueueView), (status = 400, body = super::ErrorBody)))]
+    responses((status = 200, description = "The queue", body = QueueView), (status = 400, body = super::ErrorBody)))]
 pub async fn runned(State(state): State<AppState>, params: Params) -> Result<Json<QueueView>, ApiError> {
     let service = known_service(&state, &params, "project")?;
     Ok(Json(queue_view(&state, &service).await?))
@@ -145,16 +150,16 @@ pub struct RunId {
 /// `POST /api/run_now?stand=&service=&category=&emails=&testpalm=&issueKey=&priority=`: queue a run.
 #[utoipa::path(post, path = "/api/run_now", tag = "legacy",
     params(
-        ("stand" = String, Query, description = "Stand host or URL"),
+        ("stand" = String, Query, description = "Stand host or URL", min_length = 1),
         ("service" = String, Query, description = "Service name"),
         ("category" = Option<String>, Query, description = "Preset of packs"),
         ("packs" = Option<String>, Query, description = "Comma-separated packs (overrides category)"),
         ("emails" = Option<String>, Query, description = "Comma-separated report recipients"),
         ("testpalm" = Option<String>, Query, description = "Test-management version to link the run to"),
         ("issueKey" = Option<String>, Query, description = "Tracker ticket for the report"),
-        ("priority" = Option<u8>, Query, description = "0-9, default 2; lower runs earlier"),
+        ("priority" = Option<u8>, Query, description = "0-9, default 2; lower runs earlier", minimum = 0, maximum = 9),
     ),
-    responses((status = 200, body = RunId), (status = 400, body = super::ErrorBody)))]
+    responses((status = 200, description = "The queued run's id", body = RunId), (status = 400, body = super::ErrorBody)))]
 pub async fn run_now(State(state): State<AppState>, params: Params) -> Result<Json<RunId>, ApiError> {
     let service = params.required("service")?.to_string();
     let stand = params.required("stand")?.to_string();
@@ -164,7 +169,12 @@ pub async fn run_now(State(state): State<AppState>, params: Params) -> Result<Js
             .parse::<u8>()
             .ok()
             .filter(|p| *p <= crate::queue::MAX_PRIORITY)
-            .ok_or_else(|| ApiError::bad_request("priority", format!("must be an integer 0–9, got {p:?}")))?,
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "priority",
+                    format!("must be an integer 0–9, got {q_p}", q_p = crate::text::quote(&p)),
+                )
+            })?,
     };
     let template = RunTemplate {
         service,
@@ -209,7 +219,7 @@ pub struct RunIds {
 /// `POST /api/nightly?service=S`: queue a run for every non-suspended schedule of S now.
 #[utoipa::path(post, path = "/api/nightly", tag = "legacy",
     params(("service" = String, Query, description = "Service name")),
-    responses((status = 200, body = RunIds), (status = 400, body = super::ErrorBody)))]
+    responses((status = 200, description = "The queued runs' ids", body = RunIds), (status = 400, body = super::ErrorBody)))]
 pub async fn nightly(State(state): State<AppState>, params: Params) -> Result<Json<RunIds>, ApiError> {
     let service = known_service(&state, &params, "service")?;
     let mut run_ids = Vec::new();
@@ -225,8 +235,8 @@ pub async fn nightly(State(state): State<AppState>, params: Params) -> Result<Js
 
 /// `GET /api/status?run_id=ID`: a run's phase, attempts, summary, categories and report.
 #[utoipa::path(get, path = "/api/status", tag = "legacy",
-    params(("run_id" = String, Query, description = "Run id")),
-    responses((status = 200, body = LegacyStatus), (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
+    params(("run_id" = String, Query, description = "Run id", pattern = "\\S")),
+    responses((status = 200, description = "The run's state", body = LegacyStatus), (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
 pub async fn status(State(state): State<AppState>, params: Params) -> Result<Json<LegacyStatus>, ApiError> {
     let id = params.required("run_id")?;
     let run = find_run(&state, id, "run_id").await?;

@@ -6,6 +6,8 @@
 
 mod auth;
 mod error;
+mod extract;
+mod head_guard;
 mod legacy;
 mod metrics;
 mod openapi;
@@ -96,22 +98,53 @@ pub fn hostname() -> Option<String> {
 
 /// Serves the app on `listener` until SIGINT or SIGTERM, then cancels `stop` (so the mode's
 /// tasks wind down) and finishes the requests in flight.
+///
+/// hyper is driven here rather than through `axum::serve` so that each connection's bytes pass
+/// through [`head_guard::HeadGuard`]: a request line too long for hyper is answered with the
+/// API's JSON error instead of hyper's empty 414 or 431.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     stop: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<()> {
-    use anyhow::Context as _;
-    let on_signal = stop.clone();
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(async move {
-            tokio::select! {
-                _ = crate::signals::terminated() => on_signal.cancel(),
-                _ = on_signal.cancelled() => {}
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    let app = app(state);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new());
+    let terminated = crate::signals::terminated();
+    tokio::pin!(terminated);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait rather than spin.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut terminated => {
+                stop.cancel();
+                break;
             }
-        })
-        .await
-        .context("the HTTP server failed")
+            _ = stop.cancelled() => break,
+        };
+        let io = TokioIo::new(head_guard::HeadGuard::new(stream));
+        // No route upgrades a connection (live pages use server-sent events), so none is kept.
+        let conn = http.serve_connection(io, TowerToHyperService::new(app.clone()));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {

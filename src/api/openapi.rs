@@ -4,9 +4,10 @@
 //! CRDs, so the API document and `kubectl explain` never disagree.
 
 use axum::Json;
+use axum::extract::State;
 use schemars::generate::SchemaSettings;
+use serde_json::{Value, json};
 use utoipa::OpenApi;
-use utoipa::openapi::{RefOr, Schema};
 
 use super::{legacy, regressions, runs, schedules, uploads, v1};
 
@@ -37,26 +38,241 @@ use super::{legacy, regressions, runs, schedules, uploads, v1};
 )]
 struct ApiDoc;
 
-/// The document, with the resource schemas added.
-pub fn document() -> utoipa::openapi::OpenApi {
-    let mut doc = ApiDoc::openapi();
-    let mut generator = SchemaSettings::openapi3().into_generator();
-    let _ = generator.subschema_for::<crate::crd::TestRun>();
-    let _ = generator.subschema_for::<crate::crd::NightlySchedule>();
-    let _ = generator.subschema_for::<crate::crd::Regression>();
-    let components = doc.components.get_or_insert_with(Default::default);
-    for (name, schema) in generator.take_definitions(true) {
-        // schemars writes JSON Schema; utoipa reads the same JSON. A schema utoipa cannot
-        // represent is left out rather than failing the whole document.
-        if let Ok(s) = serde_json::from_value::<RefOr<Schema>>(schema) {
-            components.schemas.insert(name, s);
+/// The document as served by a server over `config`: [`document`] with the query parameters
+/// that name a service limited to the services of `config` (the server refuses any other, so
+/// the document says so).
+pub fn document_for(config: &crate::packs::PacksConfig) -> Value {
+    let mut doc = document();
+    let services: Vec<Value> = config.services().map(|s| Value::from(s.name.as_str())).collect();
+    for (_, _, op) in operations_mut(&mut doc) {
+        for p in op["parameters"].as_array_mut().into_iter().flatten() {
+            if p["in"] == "query" && matches!(p["name"].as_str(), Some("service" | "project")) {
+                p["schema"] = json!({"type": "string", "enum": services});
+            }
         }
     }
     doc
 }
 
-pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(document())
+/// The document: the handlers' annotations, the resource schemas (from the same schemars
+/// derivation as the CRDs), the request and list schemas of the Kubernetes-shaped bodies, and
+/// the answers every route shares because a layer gives them (see [`shared_responses`]).
+pub fn document() -> Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document is JSON");
+    // JSON Schema 2020-12 is OpenAPI 3.1's own dialect; only the definitions' place differs.
+    let mut generator = SchemaSettings::draft2020_12()
+        .with(|s| {
+            s.definitions_path = "/components/schemas".into();
+            s.meta_schema = None;
+        })
+        .into_generator();
+    // kube's resources are always inlined by schemars: they are named here.
+    let resources = [
+        ("TestRun", generator.subschema_for::<crate::crd::TestRun>()),
+        (
+            "NightlySchedule",
+            generator.subschema_for::<crate::crd::NightlySchedule>(),
+        ),
+        ("Regression", generator.subschema_for::<crate::crd::Regression>()),
+    ];
+    let schemas = doc["components"]["schemas"]
+        .as_object_mut()
+        .expect("the document has component schemas");
+    schemas.extend(generator.take_definitions(true));
+    for (name, schema) in resources {
+        schemas.insert(name.to_string(), schema.to_value());
+    }
+    // A spec is checked field by field and an unknown field is refused (see `spec::parse_spec`).
+    for spec in ["TestRunSpec", "NightlyScheduleSpec", "RegressionSpec"] {
+        if let Some(s) = schemas.get_mut(spec) {
+            s["additionalProperties"] = false.into();
+        }
+    }
+    schemas.extend(request_schemas());
+    let phases: Vec<&str> = crate::crd::Phase::ALL.iter().map(|p| p.as_str()).collect();
+    let verdicts = ["failed", "broken", "flaky", "passed", "skipped"];
+    for (path, method, op) in operations_mut(&mut doc) {
+        for p in op["parameters"].as_array_mut().into_iter().flatten() {
+            match p["name"].as_str() {
+                // Phases are matched ignoring case (`?phase=running`).
+                Some("phase") => p["schema"]["pattern"] = list_pattern(&phases, true).into(),
+                Some("verdict") => p["schema"]["pattern"] = list_pattern(&verdicts, false).into(),
+                _ => {}
+            }
+        }
+        // Results uploads authenticate with the run's own token and say so themselves.
+        let write = method != "get" && !path.ends_with("/results");
+        shared_responses(op, write);
+    }
+    doc
+}
+
+/// The pattern of a comma-separated list of `names` as the list filters read it: entries
+/// trimmed, empty entries ignored (so the empty string is no filter).
+fn list_pattern(names: &[&str], ignore_case: bool) -> String {
+    let name = |n: &str| -> String {
+        if !ignore_case {
+            return n.to_string();
+        }
+        n.chars()
+            .map(|c| match c.is_ascii_alphabetic() {
+                true => format!("[{}{}]", c.to_ascii_uppercase(), c.to_ascii_lowercase()),
+                false => c.to_string(),
+            })
+            .collect()
+    };
+    let one = format!(
+        "\\s*({})?\\s*",
+        names.iter().map(|n| name(n)).collect::<Vec<_>>().join("|")
+    );
+    format!("^{one}(,{one})*$")
+}
+
+/// Every operation of `doc` with its path and method, mutably.
+fn operations_mut(doc: &mut Value) -> impl Iterator<Item = (&String, &String, &mut Value)> {
+    doc["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|paths| paths.iter_mut())
+        .flat_map(|(path, item)| {
+            item.as_object_mut()
+                .into_iter()
+                .flat_map(move |i| i.iter_mut().map(move |(method, op)| (path, method, op)))
+        })
+        .filter(|(_, _, op)| op.get("responses").is_some())
+}
+
+/// The schemas of what clients send: Kubernetes-shaped objects (`apiVersion` and `kind` may be
+/// left out; `metadata` is optional; `spec` is required) and the patch of a run; and the lists
+/// the list endpoints answer.
+fn request_schemas() -> serde_json::Map<String, Value> {
+    let object = |kind: &str, spec: &str, what: &str| {
+        json!({
+            "type": "object",
+            "description": what,
+            "required": ["spec"],
+            "properties": {
+                "apiVersion": {"enum": ["tomato.dev/v1alpha1", null]},
+                "kind": {"enum": [kind, null]},
+                "metadata": {"$ref": "#/components/schemas/RequestMetadata"},
+                "spec": {"$ref": format!("#/components/schemas/{spec}")},
+            },
+        })
+    };
+    let list = |kind: &str, item: &str| {
+        json!({
+            "type": "object",
+            "required": ["apiVersion", "kind", "items"],
+            "properties": {
+                "apiVersion": {"const": "tomato.dev/v1alpha1"},
+                "kind": {"const": kind},
+                "items": {"type": "array", "items": {"$ref": format!("#/components/schemas/{item}")}},
+            },
+        })
+    };
+    let schemas = json!({
+        "RequestMetadata": {
+            "type": "object",
+            "description": "The object's name (or a prefix to generate one from) and labels. Labels under tomato.dev/ are Tomato's own.",
+            "properties": {
+                "name": {"type": ["string", "null"], "maxLength": 63, "pattern": "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"},
+                "generateName": {"type": ["string", "null"]},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+            },
+        },
+        "TestRunRequest": object("TestRun", "TestRunSpec", "A run to queue"),
+        "NightlyScheduleRequest": object("NightlySchedule", "NightlyScheduleSpec", "A nightly schedule"),
+        "RegressionRequest": object("Regression", "RegressionSpec", "A manual regression of a release"),
+        "RunPatch": {
+            "type": "object",
+            "description": "What may change in a run: its priority (while queued) and cancel",
+            "required": ["spec"],
+            "additionalProperties": false,
+            "properties": {"spec": {
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "priority": {"type": ["integer", "null"], "minimum": 0, "maximum": 9},
+                    "cancel": {"type": ["boolean", "null"]},
+                },
+            }},
+        },
+        "SpecPatch": {
+            "type": "object",
+            "description": "An RFC 7396 JSON merge patch of the spec: objects merge, null removes a field",
+            "required": ["spec"],
+            "additionalProperties": false,
+            "properties": {"spec": {"type": "object"}},
+        },
+        "TestRunList": list("TestRunList", "TestRun"),
+        "NightlyScheduleList": list("NightlyScheduleList", "NightlySchedule"),
+        "RegressionList": list("RegressionList", "Regression"),
+    });
+    match schemas {
+        Value::Object(map) => map,
+        _ => unreachable!("a JSON object literal"),
+    }
+}
+
+/// Answers a layer gives on every route of a kind, added to each operation that does not
+/// describe them itself, and a description for every answer that lacks one:
+/// - a malformed query string, path segment or body: 400 (every operation that takes any);
+/// - a write without a valid token when tokens are configured: 401; from another site: 403;
+/// - a body over the limit: 413;
+/// - a write while the data directory is full: 507.
+fn shared_responses(op: &mut Value, writes: bool) {
+    let has_body = op.get("requestBody").is_some();
+    let takes_input = op
+        .get("parameters")
+        .is_some_and(|p| p.as_array().is_some_and(|a| !a.is_empty()))
+        || has_body;
+    let error = json!({"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}});
+    let responses = op["responses"].as_object_mut().expect("responses is an object");
+    let mut add = |status: &str| {
+        responses
+            .entry(status)
+            .or_insert_with(|| json!({"description": "", "content": error.clone()}));
+    };
+    if takes_input {
+        add("400");
+    }
+    if writes {
+        add("401");
+        add("403");
+        add("507");
+    }
+    if has_body {
+        add("413");
+    }
+    for (status, r) in op["responses"].as_object_mut().expect("responses").iter_mut() {
+        if r.get("description")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            r["description"] = describe(status).into();
+        }
+    }
+}
+
+/// What an answer of `status` means, where the operation does not say more.
+fn describe(status: &str) -> &'static str {
+    match status {
+        "200" => "OK",
+        "201" => "Created",
+        "202" => "Accepted: the change is under way",
+        "400" => "Bad input: `parameter` names the query parameter, path segment or body field at fault",
+        "401" => "A write without a valid API token (when tokens are configured)",
+        "403" => "A write from another site's page",
+        "404" => "Not found: `parameter` names what was looked up",
+        "409" => "Conflicts with the object's current state",
+        "413" => "The request body is too large",
+        "507" => "The data directory is full: nothing was changed",
+        _ => "See the error",
+    }
+}
+
+pub async fn openapi_json(State(state): State<super::AppState>) -> Json<Value> {
+    Json(document_for(&state.config))
 }
 
 #[cfg(test)]
@@ -67,7 +283,7 @@ mod tests {
     /// handler needs it: a client generated from the document calls the real routes.
     #[test]
     fn parameters_are_where_the_routes_take_them() {
-        let doc = serde_json::to_value(document()).unwrap();
+        let doc = document();
         let mut queries = 0;
         for (path, item) in doc["paths"].as_object().unwrap() {
             for (method, op) in item.as_object().unwrap() {
@@ -102,5 +318,91 @@ mod tests {
             (&service["in"], &service["required"]),
             (&"query".into(), &false.into())
         );
+    }
+
+    /// Every `$ref` of `value`, with where it is.
+    fn refs<'a>(value: &'a Value, at: String, out: &mut Vec<(String, &'a str)>) {
+        match value {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v.as_str()) {
+                        ("$ref", Some(r)) => out.push((at.clone(), r)),
+                        _ => refs(v, format!("{at}/{k}"), out),
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    refs(v, format!("{at}/{i}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_reference_resolves_and_every_answer_is_described() {
+        let doc = document();
+        let mut all = Vec::new();
+        refs(&doc, String::new(), &mut all);
+        assert!(all.iter().any(|(_, r)| *r == "#/components/schemas/EnvVar"));
+        for (at, r) in &all {
+            let name = r
+                .strip_prefix("#/components/schemas/")
+                .unwrap_or_else(|| panic!("{at}: {r} is not a component"));
+            assert!(
+                doc["components"]["schemas"].get(name).is_some(),
+                "{at}: {r} is referenced but missing"
+            );
+        }
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                for (status, r) in op["responses"].as_object().unwrap() {
+                    let d = r["description"].as_str().unwrap_or_default();
+                    assert!(!d.is_empty(), "{method} {path} {status} has no description");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn write_bodies_are_the_resource_schemas_and_writes_document_their_errors() {
+        let doc = document();
+        let body = |path: &str, method: &str| {
+            doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert_eq!(
+            body("/api/v1/runs", "post"),
+            "#/components/schemas/TestRunRequest"
+        );
+        assert_eq!(
+            body("/api/v1/runs/{id}", "patch"),
+            "#/components/schemas/RunPatch"
+        );
+        assert_eq!(
+            body("/api/v1/schedules", "post"),
+            "#/components/schemas/NightlyScheduleRequest"
+        );
+        let spec = &doc["components"]["schemas"]["TestRunRequest"]["properties"]["spec"]["$ref"];
+        assert_eq!(spec, "#/components/schemas/TestRunSpec");
+        let create = &doc["paths"]["/api/v1/runs"]["post"]["responses"];
+        for status in ["201", "400", "401", "409", "413", "507"] {
+            assert!(
+                create.get(status).is_some(),
+                "POST /api/v1/runs documents {status}"
+            );
+        }
+        let tail = doc["paths"]["/api/v1/runs/{id}/attempts/{n}/log"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "tail")
+            .unwrap()
+            .clone();
+        assert_eq!(tail["schema"]["minimum"], 0, "{tail}");
+        assert_eq!(tail["schema"]["format"], "int64", "{tail}");
     }
 }

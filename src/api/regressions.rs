@@ -4,12 +4,13 @@
 //! reconciler's, whose progress shows in `status`.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
+use super::extract::{ApiPath, ApiQuery};
 use super::schedules::Deleted;
 use super::spec::{REGRESSION_FIELDS, parse_spec, patched_spec};
 use super::v1::{ObjectList, parse_object};
@@ -61,10 +62,10 @@ fn generated_name(spec: &RegressionSpec) -> String {
 
 /// List regressions, newest first.
 #[utoipa::path(get, path = "/api/v1/regressions", tag = "regressions", params(RegressionsQuery),
-    responses((status = 200, description = "RegressionList", body = Object)))]
+    responses((status = 200, description = "The regressions, newest first", body = ref("#/components/schemas/RegressionList"))))]
 pub async fn regressions_list(
     State(state): State<AppState>,
-    Query(q): Query<RegressionsQuery>,
+    ApiQuery(q): ApiQuery<RegressionsQuery>,
 ) -> Result<Json<ObjectList<Regression>>, ApiError> {
     super::v1::check_service_filter(&state, q.service.as_deref())?;
     let items = state.backend.list_regressions(q.service.as_deref()).await?;
@@ -81,8 +82,8 @@ pub async fn regressions_list(
 /// every regression is refused (409): it could only fail. (An unknown plan or assessor is
 /// found out by the reconciler, which says so in the status.)
 #[utoipa::path(post, path = "/api/v1/regressions", tag = "regressions",
-    request_body(content = Object, description = "A Regression: {\"metadata\": {\"name\"?}, \"spec\": {\"service\", \"version\", \"plan\"?, \"stand\", \"assessors\", \"deadline\"?, \"queue\"?, \"issueKey\"?, \"emails\"?}}"),
-    responses((status = 201, description = "The stored Regression", body = Object), (status = 400, body = super::ErrorBody),
+    request_body(content = ref("#/components/schemas/RegressionRequest"), description = "A Regression: {\"metadata\": {\"name\"?}, \"spec\": {\"service\", \"version\", \"plan\"?, \"stand\", \"assessors\", \"deadline\"?, \"queue\"?, \"issueKey\"?, \"emails\"?}}"),
+    responses((status = 201, description = "The stored Regression", body = ref("#/components/schemas/Regression")), (status = 400, body = super::ErrorBody),
         (status = 409, description = "Exists already, or no test management is configured", body = super::ErrorBody)))]
 pub async fn regressions_create(
     State(state): State<AppState>,
@@ -130,19 +131,23 @@ pub async fn regressions_create(
 }
 
 async fn find(state: &AppState, name: &str) -> Result<Regression, ApiError> {
-    state
-        .backend
-        .get_regression(name)
-        .await?
-        .ok_or_else(|| ApiError::not_found("name", format!("regression {name:?} not found")))
+    state.backend.get_regression(name).await?.ok_or_else(|| {
+        ApiError::not_found(
+            "name",
+            format!(
+                "regression {q_name} not found",
+                q_name = crate::text::quote(&name)
+            ),
+        )
+    })
 }
 
 /// Get a regression, with its progress in `status`.
 #[utoipa::path(get, path = "/api/v1/regressions/{name}", tag = "regressions", params(("name" = String, Path, description = "Regression")),
-    responses((status = 200, description = "Regression", body = Object), (status = 404, body = super::ErrorBody)))]
+    responses((status = 200, description = "The Regression", body = ref("#/components/schemas/Regression")), (status = 404, body = super::ErrorBody)))]
 pub async fn regressions_get(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Regression>, ApiError> {
     Ok(Json(find(&state, &name).await?))
 }
@@ -152,11 +157,11 @@ pub async fn regressions_get(
 /// any other field is a 400 naming it, as is a new deadline in the past. Emails already sent
 /// to the assessors are not sent again.
 #[utoipa::path(patch, path = "/api/v1/regressions/{name}", tag = "regressions", params(("name" = String, Path, description = "Regression")),
-    request_body(content = Object, description = "{\"spec\": {\"deadline\": \"2026-12-01T18:00:00Z\"}}"),
-    responses((status = 200, description = "Regression", body = Object), (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
+    request_body(content = ref("#/components/schemas/SpecPatch"), description = "{\"spec\": {\"deadline\": \"2026-12-01T18:00:00Z\"}}"),
+    responses((status = 200, description = "The Regression", body = ref("#/components/schemas/Regression")), (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
 pub async fn regressions_patch(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<Regression>, ApiError> {
     let current = find(&state, &name).await?;
@@ -183,16 +188,19 @@ pub async fn regressions_patch(
 
 /// Delete a regression: its test run in test management is stopped, then it goes.
 #[utoipa::path(delete, path = "/api/v1/regressions/{name}", tag = "regressions", params(("name" = String, Path, description = "Regression")),
-    responses((status = 202, body = Deleted), (status = 404, body = super::ErrorBody)))]
+    responses((status = 202, description = "Deletion under way: its test run in test management is stopped first", body = Deleted), (status = 404, body = super::ErrorBody)))]
 pub async fn regressions_delete(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     match state.backend.delete_regression(&name).await? {
         true => Ok((StatusCode::ACCEPTED, Json(Deleted { deleted: name })).into_response()),
         false => Err(ApiError::not_found(
             "name",
-            format!("regression {name:?} not found"),
+            format!(
+                "regression {q_name} not found",
+                q_name = crate::text::quote(&name)
+            ),
         )),
     }
 }

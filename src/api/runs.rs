@@ -29,11 +29,12 @@ pub async fn store_run(
 
 /// Fetches a run or answers 404 naming `parameter`.
 pub async fn find_run(state: &AppState, name: &str, parameter: &str) -> Result<TestRun, ApiError> {
-    state
-        .backend
-        .get_run(name)
-        .await?
-        .ok_or_else(|| ApiError::not_found(parameter, format!("run {name:?} not found")))
+    state.backend.get_run(name).await?.ok_or_else(|| {
+        ApiError::not_found(
+            parameter,
+            format!("run {q_name} not found", q_name = crate::text::quote(&name)),
+        )
+    })
 }
 
 /// One run in a queue listing, in the legacy shape (`/api/runned`, snake_case); `/api/v1`

@@ -2,13 +2,14 @@
 //! `kubectl` in operator mode), and starting a schedule's run by hand.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::extract::{ApiPath, ApiQuery};
 use super::runs::store_run;
 use super::spec::{SCHEDULE_FIELDS, parse_spec, patched_spec};
 use super::v1::{ObjectList, parse_object};
@@ -60,19 +61,20 @@ fn checked_spec(state: &AppState, spec: Value) -> Result<NightlyScheduleSpec, Ap
 }
 
 async fn find(state: &AppState, name: &str) -> Result<NightlySchedule, ApiError> {
-    state
-        .backend
-        .get_schedule(name)
-        .await?
-        .ok_or_else(|| ApiError::not_found("name", format!("schedule {name:?} not found")))
+    state.backend.get_schedule(name).await?.ok_or_else(|| {
+        ApiError::not_found(
+            "name",
+            format!("schedule {q_name} not found", q_name = crate::text::quote(&name)),
+        )
+    })
 }
 
 /// List schedules, by name.
 #[utoipa::path(get, path = "/api/v1/schedules", tag = "schedules", params(SchedulesQuery),
-    responses((status = 200, description = "NightlyScheduleList", body = Object)))]
+    responses((status = 200, description = "The schedules, by name", body = ref("#/components/schemas/NightlyScheduleList"))))]
 pub async fn schedules_list(
     State(state): State<AppState>,
-    Query(q): Query<SchedulesQuery>,
+    ApiQuery(q): ApiQuery<SchedulesQuery>,
 ) -> Result<Json<ObjectList<NightlySchedule>>, ApiError> {
     super::v1::check_service_filter(&state, q.service.as_deref())?;
     let items = state.backend.list_schedules(q.service.as_deref()).await?;
@@ -86,9 +88,9 @@ pub async fn schedules_list(
 /// Create a schedule. Invalid cron, unknown time zone, service or category, or a bad policy is a
 /// 400 naming the field, and nothing is stored.
 #[utoipa::path(post, path = "/api/v1/schedules", tag = "schedules",
-    request_body(content = Object, description = "A NightlySchedule: {\"metadata\": {\"name\"}, \"spec\": {...}}"),
-    responses((status = 201, description = "The stored NightlySchedule", body = Object), (status = 400, body = super::ErrorBody),
-        (status = 409, body = super::ErrorBody)))]
+    request_body(content = ref("#/components/schemas/NightlyScheduleRequest"), description = "A NightlySchedule: {\"metadata\": {\"name\"}, \"spec\": {...}}"),
+    responses((status = 201, description = "The stored NightlySchedule", body = ref("#/components/schemas/NightlySchedule")), (status = 400, body = super::ErrorBody),
+        (status = 409, description = "A schedule of that name exists", body = super::ErrorBody)))]
 pub async fn schedules_create(
     State(state): State<AppState>,
     body: axum::body::Bytes,
@@ -119,28 +121,32 @@ pub async fn schedules_create(
 
 /// Get a schedule.
 #[utoipa::path(get, path = "/api/v1/schedules/{name}", tag = "schedules", params(("name" = String, Path, description = "Schedule")),
-    responses((status = 200, description = "NightlySchedule", body = Object), (status = 404, body = super::ErrorBody)))]
+    responses((status = 200, description = "The NightlySchedule", body = ref("#/components/schemas/NightlySchedule")), (status = 404, body = super::ErrorBody)))]
 pub async fn schedules_get(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<NightlySchedule>, ApiError> {
     Ok(Json(find(&state, &name).await?))
 }
 
 /// Replace a schedule's spec (its status and history stay).
 #[utoipa::path(put, path = "/api/v1/schedules/{name}", tag = "schedules", params(("name" = String, Path, description = "Schedule")),
-    request_body(content = Object, description = "A NightlySchedule"),
-    responses((status = 200, description = "NightlySchedule", body = Object), (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
+    request_body(content = ref("#/components/schemas/NightlyScheduleRequest"), description = "A NightlySchedule"),
+    responses((status = 200, description = "The NightlySchedule", body = ref("#/components/schemas/NightlySchedule")), (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
 pub async fn schedules_replace(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<NightlySchedule>, ApiError> {
     let req = parse_object(&body, "NightlySchedule")?;
     if let Some(n) = req.metadata.name.as_deref().filter(|n| *n != name) {
         return Err(ApiError::bad_request(
             "metadata.name",
-            format!("{n:?} does not match the URL's {name:?}"),
+            format!(
+                "{q_n} does not match the URL's {q_name}",
+                q_n = crate::text::quote(&n),
+                q_name = crate::text::quote(&name)
+            ),
         ));
     }
     let spec = checked_spec(
@@ -155,11 +161,11 @@ pub async fn schedules_replace(
 /// Change some fields of a schedule's spec (a JSON merge patch of `spec`, e.g.
 /// `{"spec": {"suspend": true}}`).
 #[utoipa::path(patch, path = "/api/v1/schedules/{name}", tag = "schedules", params(("name" = String, Path, description = "Schedule")),
-    request_body(content = Object, description = "{\"spec\": {\"suspend\": true}}"),
-    responses((status = 200, description = "NightlySchedule", body = Object), (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
+    request_body(content = ref("#/components/schemas/SpecPatch"), description = "{\"spec\": {\"suspend\": true}}"),
+    responses((status = 200, description = "The NightlySchedule", body = ref("#/components/schemas/NightlySchedule")), (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
 pub async fn schedules_patch(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<NightlySchedule>, ApiError> {
     let current = find(&state, &name).await?;
@@ -176,15 +182,15 @@ pub struct Deleted {
 /// Delete a schedule: it starts nothing more and its unfinished runs are cancelled (standalone
 /// mode keeps its finished runs as history).
 #[utoipa::path(delete, path = "/api/v1/schedules/{name}", tag = "schedules", params(("name" = String, Path, description = "Schedule")),
-    responses((status = 200, body = Deleted), (status = 404, body = super::ErrorBody)))]
+    responses((status = 200, description = "Deleted", body = Deleted), (status = 404, body = super::ErrorBody)))]
 pub async fn schedules_delete(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Deleted>, ApiError> {
     if !state.backend.delete_schedule(&name).await? {
         return Err(ApiError::not_found(
             "name",
-            format!("schedule {name:?} not found"),
+            format!("schedule {q_name} not found", q_name = crate::text::quote(&name)),
         ));
     }
     Ok(Json(Deleted { deleted: name }))
@@ -202,10 +208,10 @@ pub struct Triggered {
 
 /// Start a run of the schedule now (even if suspended; `/api/nightly` skips suspended ones).
 #[utoipa::path(post, path = "/api/v1/schedules/{name}/trigger", tag = "schedules", params(("name" = String, Path, description = "Schedule")),
-    responses((status = 200, body = Triggered), (status = 404, body = super::ErrorBody)))]
+    responses((status = 200, description = "The run it started", body = Triggered), (status = 404, body = super::ErrorBody)))]
 pub async fn schedules_trigger(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Triggered>, ApiError> {
     let schedule = find(&state, &name).await?;
     let run = trigger(&state, &schedule).await?;

@@ -112,7 +112,11 @@ pub fn parse_spec<T: DeserializeOwned>(spec: Value, fields: &[(&str, Kind)]) -> 
             let known: Vec<&str> = fields.iter().map(|(n, _)| *n).collect();
             errors.push(FieldError {
                 parameter: format!("spec.{k}"),
-                error: format!("unknown field {k:?}; known: {}", known.join(", ")),
+                error: format!(
+                    "unknown field {q_k}; known: {}",
+                    known.join(", "),
+                    q_k = crate::text::quote(&k)
+                ),
             });
             continue;
         };
@@ -186,15 +190,39 @@ fn check(v: &Value, kind: Kind) -> Result<(), String> {
     })
 }
 
+/// A request body that must be a JSON object: anything else (not JSON, an array, a string) is a
+/// 400 naming `body`. Bodies are read through this before any typed deserialization, since
+/// serde reads a struct from an array of its fields as readily as from an object.
+pub fn json_object(body: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(other) => Err(ApiError::bad_request(
+            "body",
+            format!("the body must be a JSON object, not {}", json_kind(&other)),
+        )),
+        Err(e) => Err(ApiError::bad_request(
+            "body",
+            format!("the body is not JSON: {e}"),
+        )),
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 /// Applies a `PATCH` body — `{"spec": {...}}`, an RFC 7396 JSON merge patch of the spec — to
 /// `current`; returns the patched spec for the caller to check like a new one.
 pub fn patched_spec(current: &impl serde::Serialize, body: &[u8]) -> Result<Value, ApiError> {
-    let patch: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request("body", format!("the body is not JSON: {e}")))?;
-    let Some(spec_patch) = patch
-        .get("spec")
-        .filter(|_| patch.as_object().is_some_and(|o| o.len() == 1))
-    else {
+    let patch = json_object(body)?;
+    let Some(spec_patch) = patch.get("spec").filter(|_| patch.len() == 1) else {
         return Err(ApiError::bad_request(
             "body",
             "send {\"spec\": {...}}: only the spec can be patched",

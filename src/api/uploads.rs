@@ -8,11 +8,12 @@
 //! check and has its own, larger body limit.
 
 use axum::Json;
-use axum::extract::{Multipart, Path, Query, State};
+use axum::extract::{Multipart, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::post;
 use serde::{Deserialize, Serialize};
 
+use super::extract::{ApiPath, ApiQuery};
 use super::{ApiError, AppState};
 use crate::backend::UploadError;
 use crate::operator::results::{AttemptResults, Source, gzip};
@@ -49,12 +50,13 @@ pub struct UploadQuery {
 #[utoipa::path(post, path = "/api/v1/runs/{id}/attempts/{n}/results", tag = "runs",
     params(("id" = String, Path, description = "Run name"), ("n" = usize, Path, description = "Attempt position, from 1"), UploadQuery),
     request_body(content_type = "multipart/form-data", description = "exitCode or signal, junit (repeated), log"),
-    responses((status = 201, body = Received), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
-        (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody)))]
+    responses((status = 201, description = "Received", body = Received), (status = 400, body = super::ErrorBody),
+        (status = 401, description = "No upload token, or not this run's", body = super::ErrorBody),
+        (status = 404, body = super::ErrorBody), (status = 409, description = "The attempt is not waiting for results", body = super::ErrorBody)))]
 pub async fn attempt_results_upload(
     State(state): State<AppState>,
-    Path((id, n)): Path<(String, usize)>,
-    Query(q): Query<UploadQuery>,
+    ApiPath((id, n)): ApiPath<(String, usize)>,
+    ApiQuery(q): ApiQuery<UploadQuery>,
     headers: HeaderMap,
     mut form: Multipart,
 ) -> Result<(StatusCode, Json<Received>), ApiError> {
@@ -83,10 +85,12 @@ pub async fn attempt_results_upload(
         match name.as_str() {
             "exitCode" | "signal" => {
                 let text = field.text().await.map_err(|e| bad(&name, &e))?;
-                let value: i32 = text
-                    .trim()
-                    .parse()
-                    .map_err(|_| ApiError::bad_request(&name, format!("{text:?} is not an integer")))?;
+                let value: i32 = text.trim().parse().map_err(|_| {
+                    ApiError::bad_request(
+                        &name,
+                        format!("{q_text} is not an integer", q_text = crate::text::quote(&text)),
+                    )
+                })?;
                 if name == "exitCode" {
                     results.exit_code = Some(value);
                 } else {
@@ -105,7 +109,10 @@ pub async fn attempt_results_upload(
             other => {
                 return Err(ApiError::bad_request(
                     other,
-                    format!("unknown part {other:?}; known: exitCode, signal, junit, log"),
+                    format!(
+                        "unknown part {q_other}; known: exitCode, signal, junit, log",
+                        q_other = crate::text::quote(&other)
+                    ),
                 ));
             }
         }

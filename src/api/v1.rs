@@ -4,12 +4,13 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
+use super::extract::{ApiPath, ApiQuery};
 use super::runs::{ServiceQueue, TestView, find_run, new_run, queue_view, store_run, test_views};
 use super::spec::{RUN_FIELDS, parse_spec};
 use super::{ApiError, AppState, FieldError};
@@ -48,7 +49,7 @@ pub struct ApiIndex {
 }
 
 /// The API's index: a link to the OpenAPI document and to each collection.
-#[utoipa::path(get, path = "/api/v1", tag = "runs", responses((status = 200, body = ApiIndex)))]
+#[utoipa::path(get, path = "/api/v1", tag = "runs", responses((status = 200, description = "The API's index", body = ApiIndex)))]
 pub async fn index() -> Json<ApiIndex> {
     Json(ApiIndex {
         name: "Tomato API",
@@ -74,6 +75,7 @@ pub struct RunsQuery {
     /// Only runs started by this schedule.
     schedule: Option<String>,
     /// At most this many, newest first (default 100, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
@@ -96,10 +98,11 @@ fn run_list(items: Vec<TestRun>) -> ObjectList<TestRun> {
 
 /// List runs, newest first.
 #[utoipa::path(get, path = "/api/v1/runs", tag = "runs", params(RunsQuery),
-    responses((status = 200, description = "TestRunList", body = Object), (status = 400, body = super::ErrorBody)))]
+    responses((status = 200, description = "The runs, newest first", body = ref("#/components/schemas/TestRunList")),
+        (status = 400, body = super::ErrorBody)))]
 pub async fn runs_list(
     State(state): State<AppState>,
-    Query(q): Query<RunsQuery>,
+    ApiQuery(q): ApiQuery<RunsQuery>,
 ) -> Result<Json<ObjectList<TestRun>>, ApiError> {
     let mut phases = Vec::new();
     for p in q
@@ -133,8 +136,9 @@ pub async fn runs_list(
 /// or names another apiVersion or kind, is a 400 naming the field; labels are checked (see
 /// [`check_labels`]).
 pub fn parse_object(body: &[u8], kind: &str) -> Result<ObjectRequest, ApiError> {
+    let body = super::spec::json_object(body)?;
     let req: ObjectRequest =
-        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body)).map_err(|e| {
+        serde_path_to_error::deserialize(serde_json::Value::Object(body)).map_err(|e| {
             let path = e.path().to_string();
             let field = if path == "." || path == "?" {
                 "body".to_string()
@@ -146,13 +150,16 @@ pub fn parse_object(body: &[u8], kind: &str) -> Result<ObjectRequest, ApiError> 
     if let Some(v) = req.api_version.as_deref().filter(|v| *v != "tomato.dev/v1alpha1") {
         return Err(ApiError::bad_request(
             "apiVersion",
-            format!("expected tomato.dev/v1alpha1, got {v:?}"),
+            format!(
+                "expected tomato.dev/v1alpha1, got {q_v}",
+                q_v = crate::text::quote(&v)
+            ),
         ));
     }
     if let Some(k) = req.kind.as_deref().filter(|k| *k != kind) {
         return Err(ApiError::bad_request(
             "kind",
-            format!("expected {kind}, got {k:?}"),
+            format!("expected {kind}, got {q_k}", q_k = crate::text::quote(&k)),
         ));
     }
     check_labels(&req.metadata.labels)?;
@@ -185,20 +192,27 @@ pub fn check_labels(labels: &std::collections::BTreeMap<String, String>) -> Resu
             return Err(ApiError::bad_request(
                 field,
                 format!(
-                    "{key:?} is not a label key ([prefix/]name: letters, digits, '-', '_', '.'; at most 63)"
+                    "{q_key} is not a label key ([prefix/]name: letters, digits, '-', '_', '.'; at most 63)",
+                    q_key = crate::text::quote(&key)
                 ),
             ));
         }
         if prefix == "tomato.dev" || prefix.ends_with(".tomato.dev") {
             return Err(ApiError::bad_request(
                 field,
-                format!("{key:?} is set by Tomato itself"),
+                format!(
+                    "{q_key} is set by Tomato itself",
+                    q_key = crate::text::quote(&key)
+                ),
             ));
         }
         if !value.is_empty() && !name_ok(value) {
             return Err(ApiError::bad_request(
                 field,
-                format!("{value:?} is not a label value (letters, digits, '-', '_', '.'; at most 63)"),
+                format!(
+                    "{q_value} is not a label value (letters, digits, '-', '_', '.'; at most 63)",
+                    q_value = crate::text::quote(&value)
+                ),
             ));
         }
     }
@@ -213,7 +227,11 @@ pub fn check_service_filter(state: &AppState, service: Option<&str>) -> Result<(
             let known: Vec<&str> = state.config.services().map(|s| s.name.as_str()).collect();
             Err(ApiError::bad_request(
                 "service",
-                format!("unknown service {s:?}; known: {}", known.join(", ")),
+                format!(
+                    "unknown service {q_s}; known: {}",
+                    known.join(", "),
+                    q_s = crate::text::quote(&s)
+                ),
             ))
         }
         _ => Ok(()),
@@ -242,9 +260,9 @@ pub struct RequestMeta {
 
 /// Create a run from a TestRun-shaped body; it is queued at once.
 #[utoipa::path(post, path = "/api/v1/runs", tag = "runs",
-    request_body(content = Object, description = "A TestRun: {\"metadata\": {\"name\"?, \"labels\"?}, \"spec\": {...}}"),
-    responses((status = 201, description = "The stored TestRun", body = Object), (status = 400, body = super::ErrorBody),
-        (status = 409, body = super::ErrorBody)))]
+    request_body(content = ref("#/components/schemas/TestRunRequest"), description = "A TestRun: {\"metadata\": {\"name\"?, \"labels\"?}, \"spec\": {...}}"),
+    responses((status = 201, description = "The stored TestRun", body = ref("#/components/schemas/TestRun")), (status = 400, body = super::ErrorBody),
+        (status = 409, description = "A run of that name exists", body = super::ErrorBody)))]
 pub async fn runs_create(
     State(state): State<AppState>,
     body: axum::body::Bytes,
@@ -326,10 +344,10 @@ async fn with_queue_position(state: &AppState, mut run: TestRun) -> Result<TestR
 
 /// Get a run.
 #[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "runs", params(("id" = String, Path, description = "Run name")),
-    responses((status = 200, description = "TestRun", body = Object), (status = 404, body = super::ErrorBody)))]
+    responses((status = 200, description = "The TestRun", body = ref("#/components/schemas/TestRun")), (status = 404, body = super::ErrorBody)))]
 pub async fn runs_get(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TestRun>, ApiError> {
     Ok(Json(find_run(&state, &id, "id").await?))
 }
@@ -339,11 +357,11 @@ pub async fn runs_get(
 /// (reporting or finished) is a 409: cancelling would change nothing. Cancelling a cancelled
 /// run again is accepted.
 #[utoipa::path(delete, path = "/api/v1/runs/{id}", tag = "runs", params(("id" = String, Path, description = "Run name")),
-    responses((status = 202, description = "TestRun with spec.cancel set", body = Object), (status = 404, body = super::ErrorBody),
-        (status = 409, body = super::ErrorBody)))]
+    responses((status = 202, description = "The TestRun with spec.cancel set", body = ref("#/components/schemas/TestRun")), (status = 404, body = super::ErrorBody),
+        (status = 409, description = "The run already has its verdict", body = super::ErrorBody)))]
 pub async fn runs_cancel(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let run = find_run(&state, &id, "id").await?;
     check_cancellable(&run)?;
@@ -378,14 +396,18 @@ pub struct PatchSpec {
 
 /// Change a run's priority or cancel it (a JSON merge patch of `spec.priority` / `spec.cancel`).
 #[utoipa::path(patch, path = "/api/v1/runs/{id}", tag = "runs", params(("id" = String, Path, description = "Run name")),
-    request_body(content = Object, description = "{\"spec\": {\"priority\": 0}} or {\"spec\": {\"cancel\": true}}"),
-    responses((status = 200, description = "TestRun", body = Object), (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
+    request_body(content = ref("#/components/schemas/RunPatch"), description = "{\"spec\": {\"priority\": 0}} or {\"spec\": {\"cancel\": true}}"),
+    responses((status = 200, description = "The TestRun", body = ref("#/components/schemas/TestRun")), (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody),
+        (status = 409, description = "Only a queued run can change priority; a run with its verdict cannot be cancelled", body = super::ErrorBody)))]
 pub async fn runs_patch(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<TestRun>, ApiError> {
-    let patch: RunPatch = serde_json::from_slice(&body).map_err(|e| {
+    // Read as an object first: serde takes a struct from an array too (`[[1, true]]` would
+    // set the priority and cancel the run).
+    let body = super::spec::json_object(&body)?;
+    let patch: RunPatch = serde_json::from_value(serde_json::Value::Object(body)).map_err(|e| {
         ApiError::bad_request(
             "spec",
             format!("only spec.priority and spec.cancel can change: {e}"),
@@ -418,29 +440,35 @@ pub async fn runs_patch(
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct TestsQuery {
-    /// Only tests with this verdict (`failed`, `broken`, `flaky`, `passed`, `skipped`; comma-separated).
+    /// Only tests with this verdict (`failed`, `broken`, `flaky`, `passed`, `skipped`; comma-separated;
+    /// empty entries are ignored).
     verdict: Option<String>,
 }
 
 /// The tests of a run with their verdicts, failing first.
 #[utoipa::path(get, path = "/api/v1/runs/{id}/tests", tag = "runs",
     params(("id" = String, Path, description = "Run name"), TestsQuery),
-    responses((status = 200, body = Vec<TestView>), (status = 404, body = super::ErrorBody)))]
+    responses((status = 200, description = "The tests, failing first", body = Vec<TestView>), (status = 404, body = super::ErrorBody)))]
 pub async fn runs_tests(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    Query(q): Query<TestsQuery>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<TestsQuery>,
 ) -> Result<Json<Vec<TestView>>, ApiError> {
     const VERDICTS: &[&str] = &["failed", "broken", "flaky", "passed", "skipped"];
+    // Empty entries count as absent, as for `phase` (`?verdict=` is no filter).
     let wanted: Vec<&str> = q
         .verdict
         .as_deref()
-        .map(|v| v.split(',').map(str::trim).collect())
+        .map(|v| v.split(',').map(str::trim).filter(|v| !v.is_empty()).collect())
         .unwrap_or_default();
     if let Some(bad) = wanted.iter().find(|v| !VERDICTS.contains(v)) {
         return Err(ApiError::bad_request(
             "verdict",
-            format!("unknown verdict {bad:?}; known: {}", VERDICTS.join(", ")),
+            format!(
+                "unknown verdict {q_bad}; known: {}",
+                VERDICTS.join(", "),
+                q_bad = crate::text::quote(&bad)
+            ),
         ));
     }
     let run = find_run(&state, &id, "id").await?;
@@ -457,24 +485,33 @@ pub async fn runs_tests(
 #[into_params(parameter_in = Query)]
 pub struct LogQuery {
     /// Only the last N bytes (cut at a line start).
-    tail: Option<u64>,
+    #[param(minimum = 0)]
+    tail: Option<i64>,
 }
 
 /// An attempt's log (stdout and stderr interleaved), as plain text. `n` is the position in
 /// `status.attempts`, from 1.
 #[utoipa::path(get, path = "/api/v1/runs/{id}/attempts/{n}/log", tag = "runs",
     params(("id" = String, Path, description = "Run name"), ("n" = usize, Path, description = "Attempt position, from 1"), LogQuery),
-    responses((status = 200, content_type = "text/plain", body = String), (status = 404, body = super::ErrorBody)))]
+    responses((status = 200, description = "The log", content_type = "text/plain", body = String), (status = 404, body = super::ErrorBody)))]
 pub async fn attempt_log(
     State(state): State<AppState>,
-    Path((id, n)): Path<(String, usize)>,
-    Query(q): Query<LogQuery>,
+    ApiPath((id, n)): ApiPath<(String, usize)>,
+    ApiQuery(q): ApiQuery<LogQuery>,
 ) -> Result<Response, ApiError> {
+    // The document says `minimum: 0` (and int64): both ends are refused here, by name.
+    let tail = q
+        .tail
+        .map(|t| {
+            u64::try_from(t)
+                .map_err(|_| ApiError::bad_request("tail", format!("must be at least 0, got {t}")))
+        })
+        .transpose()?;
     check_attempt(&state, &id, n).await?;
     let text = match &state.data_dir {
         Some(data) => {
             let log = crate::standalone::attempt_dir(data, &id, n).join(crate::launch::process::LOG_FILE);
-            read_tail(&log, q.tail).await?
+            read_tail(&log, tail).await?
         }
         None => {
             let log = state
@@ -482,7 +519,7 @@ pub async fn attempt_log(
                 .attempt_artifact(&id, n, Artifact::Log)
                 .await?
                 .unwrap_or_default();
-            tail_text(&log, q.tail)
+            tail_text(&log, tail)
         }
     };
     Ok((artifact_headers("text/plain; charset=utf-8"), text).into_response())
@@ -491,10 +528,10 @@ pub async fn attempt_log(
 /// An attempt's JUnit XML as the framework wrote it.
 #[utoipa::path(get, path = "/api/v1/runs/{id}/attempts/{n}/junit", tag = "runs",
     params(("id" = String, Path, description = "Run name"), ("n" = usize, Path, description = "Attempt position, from 1")),
-    responses((status = 200, content_type = "application/xml", body = String), (status = 404, body = super::ErrorBody)))]
+    responses((status = 200, description = "The JUnit XML", content_type = "application/xml", body = String), (status = 404, body = super::ErrorBody)))]
 pub async fn attempt_junit(
     State(state): State<AppState>,
-    Path((id, n)): Path<(String, usize)>,
+    ApiPath((id, n)): ApiPath<(String, usize)>,
 ) -> Result<Response, ApiError> {
     let no_report = || ApiError::not_found("n", format!("attempt {n} of {id} wrote no junit.xml"));
     check_attempt(&state, &id, n).await?;
@@ -612,34 +649,39 @@ fn service_view(s: &crate::packs::Service) -> ServiceView {
 }
 
 /// Every service in packs_config.
-#[utoipa::path(get, path = "/api/v1/services", tag = "services", responses((status = 200, body = Vec<ServiceView>)))]
+#[utoipa::path(get, path = "/api/v1/services", tag = "services", responses((status = 200, description = "The services", body = Vec<ServiceView>)))]
 pub async fn services_list(State(state): State<AppState>) -> Json<Vec<ServiceView>> {
     Json(state.config.services().map(|s| service_view(s)).collect())
 }
 
 /// One service.
 #[utoipa::path(get, path = "/api/v1/services/{name}", tag = "services", params(("name" = String, Path, description = "Service")),
-    responses((status = 200, body = ServiceView), (status = 404, body = super::ErrorBody)))]
+    responses((status = 200, description = "The service", body = ServiceView), (status = 404, body = super::ErrorBody)))]
 pub async fn services_get(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<ServiceView>, ApiError> {
-    let s = state
-        .config
-        .service(&name)
-        .ok_or_else(|| ApiError::not_found("name", format!("unknown service {name:?}")))?;
+    let s = state.config.service(&name).ok_or_else(|| {
+        ApiError::not_found(
+            "name",
+            format!("unknown service {q_name}", q_name = crate::text::quote(&name)),
+        )
+    })?;
     Ok(Json(service_view(s)))
 }
 
 /// A service's queue: what runs now and what waits, in admission order.
 #[utoipa::path(get, path = "/api/v1/services/{name}/queue", tag = "services", params(("name" = String, Path, description = "Service")),
-    responses((status = 200, body = ServiceQueue), (status = 404, body = super::ErrorBody)))]
+    responses((status = 200, description = "The queue", body = ServiceQueue), (status = 404, body = super::ErrorBody)))]
 pub async fn services_queue(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<ServiceQueue>, ApiError> {
     if state.config.service(&name).is_none() {
-        return Err(ApiError::not_found("name", format!("unknown service {name:?}")));
+        return Err(ApiError::not_found(
+            "name",
+            format!("unknown service {q_name}", q_name = crate::text::quote(&name)),
+        ));
     }
     Ok(Json(queue_view(&state, &name).await?.into()))
 }

@@ -142,7 +142,11 @@ impl std::str::FromStr for Phase {
             .find(|p| p.as_str().eq_ignore_ascii_case(s))
             .ok_or_else(|| {
                 let names: Vec<&str> = Phase::ALL.iter().map(|p| p.as_str()).collect();
-                format!("unknown phase {s:?}; expected one of {}", names.join(", "))
+                format!(
+                    "unknown phase {}; expected one of {}",
+                    crate::text::quote(s),
+                    names.join(", ")
+                )
             })
     }
 }

@@ -327,7 +327,11 @@ impl PacksConfig {
             let known: Vec<&str> = self.services.keys().map(String::as_str).collect();
             vec![InputError::new(
                 "service",
-                format!("unknown service {:?}; known: {}", t.service, known.join(", ")),
+                format!(
+                    "unknown service {}; known: {}",
+                    crate::text::quote(&t.service),
+                    known.join(", ")
+                ),
             )]
         })?;
         let mut errors = Vec::new();
@@ -358,10 +362,12 @@ impl PacksConfig {
         if let Some(Err(e)) = t.issue_key.as_deref().map(check_issue_key) {
             errors.push(e);
         }
-        if let Some(v) = &t.version
-            && (v.trim().is_empty() || v.len() > 255)
-        {
-            errors.push(InputError::new("version", "must be 1–255 characters"));
+        if let Some(v) = &t.version {
+            if v.trim().is_empty() || v.len() > 255 {
+                errors.push(InputError::new("version", "must be 1–255 characters"));
+            } else if let Err(m) = crate::text::check_text(v) {
+                errors.push(InputError::new("version", m));
+            }
         }
         if let Some(r) = t.retries
             && r > 9
@@ -381,17 +387,21 @@ impl Service {
         if stand.trim().is_empty() {
             return Err(InputError::new("stand", "is required"));
         }
+        // The stand reaches the tests' argv and environment: a control or bidirectional
+        // character is named as such, not as a mismatch of the pattern.
+        crate::text::check_name(stand).map_err(|m| InputError::new("stand", m))?;
         if stand.len() > 253 || stand.chars().any(char::is_whitespace) {
             return Err(InputError::new(
                 "stand",
-                format!("{stand:?} is not a host or URL"),
+                format!("{} is not a host or URL", crate::text::quote(stand)),
             ));
         }
         if !self.stand_pattern.is_match(stand) {
             return Err(InputError::new(
                 "stand",
                 format!(
-                    "{stand:?} is not a stand of {} (must match {})",
+                    "{} is not a stand of {} (must match {})",
+                    crate::text::quote(stand),
                     self.name,
                     raw::unanchor(self.stand_pattern.as_str())
                 ),
@@ -405,11 +415,17 @@ impl Service {
         if !packs.is_empty() {
             let mut out = Vec::new();
             for p in packs {
+                crate::text::check_name(p).map_err(|m| InputError::new("packs", m))?;
                 if !self.packs.contains_key(p) {
                     let known: Vec<&str> = self.packs.keys().map(String::as_str).collect();
                     return Err(InputError::new(
                         "packs",
-                        format!("unknown pack {p:?} of {}; known: {}", self.name, known.join(", ")),
+                        format!(
+                            "unknown pack {} of {}; known: {}",
+                            crate::text::quote(p),
+                            self.name,
+                            known.join(", ")
+                        ),
                     ));
                 }
                 if !out.contains(p) {
@@ -421,11 +437,15 @@ impl Service {
         match category.filter(|c| !c.is_empty()) {
             None => Ok(self.packs.keys().cloned().collect()),
             Some(c) => self.presets.get(c).cloned().ok_or_else(|| {
+                if let Err(m) = crate::text::check_name(c) {
+                    return InputError::new("category", m);
+                }
                 let known: Vec<&str> = self.presets.keys().map(String::as_str).collect();
                 InputError::new(
                     "category",
                     format!(
-                        "unknown category {c:?} of {}; known: {}",
+                        "unknown category {} of {}; known: {}",
+                        crate::text::quote(c),
                         self.name,
                         if known.is_empty() {
                             "(none)".to_string()
@@ -455,10 +475,13 @@ pub fn check_email(e: &str) -> Result<(), String> {
     if trimmed.is_empty() {
         return Err("an empty address".into());
     }
+    // lettre takes any Unicode in the local part; an address is a name people read and a
+    // header the mail server reads, so controls and bidirectional controls are refused first.
+    crate::text::check_name(e)?;
     trimmed
         .parse::<lettre::Address>()
         .map(|_| ())
-        .map_err(|err| format!("{trimmed:?} is not an email address ({err})"))
+        .map_err(|err| format!("{} is not an email address ({err})", crate::text::quote(trimmed)))
 }
 
 /// Most report recipients one run names (the CRD's `maxItems`).
@@ -468,6 +491,7 @@ pub const MAX_ISSUE_KEY: usize = 64;
 
 /// A tracker key like `QA-123`, at most [`MAX_ISSUE_KEY`] long; the error names `issueKey`.
 pub fn check_issue_key(key: &str) -> Result<(), InputError> {
+    crate::text::check_name(key).map_err(|m| InputError::new("issueKey", m))?;
     if key.len() > MAX_ISSUE_KEY {
         return Err(InputError::new(
             "issueKey",
@@ -487,7 +511,7 @@ pub fn check_issue_key(key: &str) -> Result<(), InputError> {
     } else {
         Err(InputError::new(
             "issueKey",
-            format!("{key:?} is not a tracker key like QA-123"),
+            format!("{} is not a tracker key like QA-123", crate::text::quote(key)),
         ))
     }
 }

@@ -124,7 +124,11 @@ pub fn spec_problems(spec: &RegressionSpec, config: &PacksConfig) -> Vec<InputEr
             let known: Vec<&str> = config.services().map(|s| s.name.as_str()).collect();
             problems.push(InputError::new(
                 "service",
-                format!("unknown service {:?}; known: {}", spec.service, known.join(", ")),
+                format!(
+                    "unknown service {}; known: {}",
+                    crate::text::quote(&spec.service),
+                    known.join(", ")
+                ),
             ));
         }
         Some(svc) => {
@@ -135,6 +139,8 @@ pub fn spec_problems(spec: &RegressionSpec, config: &PacksConfig) -> Vec<InputEr
     }
     if spec.version.trim().is_empty() || spec.version.len() > 255 {
         problems.push(InputError::new("version", "must be 1–255 characters"));
+    } else if let Err(m) = crate::text::check_text(&spec.version) {
+        problems.push(InputError::new("version", m));
     }
     if let Err(e) = check_assessors(&spec.assessors) {
         problems.push(e);
@@ -146,7 +152,7 @@ pub fn spec_problems(spec: &RegressionSpec, config: &PacksConfig) -> Vec<InputEr
         if !ok {
             problems.push(InputError::new(
                 "queue",
-                format!("{q:?} is not a project key or queue like QA"),
+                format!("{} is not a project key or queue like QA", crate::text::quote(q)),
             ));
         }
     }
@@ -179,11 +185,18 @@ fn check_assessors(assessors: &[String]) -> Result<(), InputError> {
         ));
     }
     for (i, a) in assessors.iter().enumerate() {
+        crate::text::check_name(a).map_err(|m| InputError::new("assessors", m))?;
         if a.trim().is_empty() || a.len() > 150 || a.chars().any(char::is_whitespace) {
-            return Err(InputError::new("assessors", format!("{a:?} is not a user name")));
+            return Err(InputError::new(
+                "assessors",
+                format!("{} is not a user name", crate::text::quote(a)),
+            ));
         }
         if assessors[..i].contains(a) {
-            return Err(InputError::new("assessors", format!("{a:?} is listed twice")));
+            return Err(InputError::new(
+                "assessors",
+                format!("{} is listed twice", crate::text::quote(a)),
+            ));
         }
     }
     Ok(())

@@ -55,7 +55,8 @@ impl Schedule {
         };
         if !normalized.starts_with('@') && normalized.split_whitespace().count() != 5 {
             return Err(err(format!(
-                "{expr:?} is not a cron expression: give 5 fields (minute hour day-of-month month day-of-week) or a macro such as @daily"
+                "{q_expr} is not a cron expression: give 5 fields (minute hour day-of-month month day-of-week) or a macro such as @daily",
+                q_expr = crate::text::quote(&expr)
             )));
         }
         let cron = CronParser::builder()
@@ -63,15 +64,26 @@ impl Schedule {
             .year(Year::Disallowed)
             .build()
             .parse(normalized)
-            .map_err(|e| err(format!("{expr:?} is not a valid cron expression: {e}")))?;
+            .map_err(|e| {
+                err(format!(
+                    "{q_expr} is not a valid cron expression: {e}",
+                    q_expr = crate::text::quote(&expr)
+                ))
+            })?;
         let tz = Tz::from_str(tz.trim()).map_err(|_| FieldError {
             field: "timeZone",
-            message: format!("{tz:?} is not an IANA time zone (such as UTC or Europe/Moscow)"),
+            message: format!(
+                "{q_tz} is not an IANA time zone (such as UTC or Europe/Moscow)",
+                q_tz = crate::text::quote(&tz)
+            ),
         })?;
         let schedule = Schedule { cron, tz };
         // A day that no month has (`0 0 30 2 *`) parses but would never fire, silently.
         if schedule.next_after(DateTime::UNIX_EPOCH).is_none() {
-            return Err(err(format!("{expr:?} never fires: no month has that day")));
+            return Err(err(format!(
+                "{q_expr} never fires: no month has that day",
+                q_expr = crate::text::quote(&expr)
+            )));
         }
         Ok(schedule)
     }

@@ -1,0 +1,113 @@
+//! The OpenAPI document is the truth: the real `tomato` binary, its document checked by
+//! `openapi-spec-validator`, then `schemathesis` with every check against the live server.
+//! Both tools are pinned in tests/requirements.txt (which `.ci/run` installs) and run as
+//! subprocesses (argv, no shell); a failure shows their whole output.
+//!
+//! The server runs over `tests/conformance/probe.yaml` only: schemathesis queues runs, and a
+//! run of `probe` runs `true`, which is harmless and over at once. The per-operation tuning
+//! of one check, and why, is in `tests/conformance/schemathesis.toml`.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use support::{REPO, Server};
+
+/// Examples per operation and phase: enough to find the disagreements of issue 19, small
+/// enough that the whole run takes a few minutes on two slow cores.
+const MAX_EXAMPLES: &str = "30";
+
+/// Runs `program` with `args` and answers its combined output; fails the test, with that
+/// output, when it cannot start or exits unsuccessfully.
+fn run(program: &str, args: &[&str], dir: &Path) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot start {program} ({e}): install tests/requirements.txt (.ci/run does)")
+        });
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{program} {} failed ({}):\n{text}",
+        args.join(" "),
+        out.status
+    );
+    text
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_openapi_document_is_valid_and_the_live_server_does_what_it_says() {
+    let config = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        format!("{REPO}/tests/conformance/probe.yaml"),
+        config.path().join("probe.yaml"),
+    )
+    .unwrap();
+    std::fs::create_dir(config.path().join("probe")).unwrap();
+    let server = Server::start_with(Some(config.path()), &[]).await;
+    let schema_url = format!("{}/api/v1/openapi.json", server.url);
+    let doc = server
+        .client
+        .get(&schema_url)
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("openapi.json");
+    std::fs::write(&file, &doc).unwrap();
+
+    let validated = run(
+        "python3",
+        &["-m", "openapi_spec_validator", file.to_str().unwrap()],
+        work.path(),
+    );
+    assert!(validated.contains("OK"), "{validated}");
+
+    let settings = format!("{REPO}/tests/conformance/schemathesis.toml");
+    let report = run(
+        "schemathesis",
+        &[
+            "--no-color",
+            "--config-file",
+            &settings,
+            "run",
+            &schema_url,
+            "--url",
+            &server.url,
+            "--checks",
+            "all",
+            "--max-examples",
+            MAX_EXAMPLES,
+            // The same cases every run, so a failure reproduces.
+            "--seed",
+            "19",
+            "--workers",
+            "1",
+            "--request-timeout",
+            "30",
+            "--suppress-health-check",
+            // The server is slow on a loaded machine of two cores; that is no finding.
+            "too_slow",
+        ],
+        work.path(),
+    );
+    println!("{report}");
+    assert!(
+        !server.log().contains("panicked"),
+        "the server panicked:\n{}",
+        server.log()
+    );
+}
