@@ -52,6 +52,7 @@ async fn the_openapi_document_is_valid_and_the_live_server_does_what_it_says() {
     )
     .unwrap();
     std::fs::create_dir(config.path().join("probe")).unwrap();
+    std::fs::write(config.path().join("probe/one"), "the pack `one` of probe.yaml\n").unwrap();
     let server = Server::start_with(Some(config.path()), &[]).await;
     let schema_url = format!("{}/api/v1/openapi.json", server.url);
     let doc = server

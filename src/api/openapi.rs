@@ -45,7 +45,12 @@ pub fn document_for(config: &crate::packs::PacksConfig) -> Value {
     let mut doc = document();
     let services: Vec<Value> = config.services().map(|s| Value::from(s.name.as_str())).collect();
     for (_, _, op) in operations_mut(&mut doc) {
-        for p in op["parameters"].as_array_mut().into_iter().flatten() {
+        for p in op
+            .get_mut("parameters")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
             if p["in"] == "query" && matches!(p["name"].as_str(), Some("service" | "project")) {
                 p["schema"] = json!({"type": "string", "enum": services});
             }
@@ -92,11 +97,20 @@ pub fn document() -> Value {
     let phases: Vec<&str> = crate::crd::Phase::ALL.iter().map(|p| p.as_str()).collect();
     let verdicts = ["failed", "broken", "flaky", "passed", "skipped"];
     for (path, method, op) in operations_mut(&mut doc) {
-        for p in op["parameters"].as_array_mut().into_iter().flatten() {
+        for p in op
+            .get_mut("parameters")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
             match p["name"].as_str() {
                 // Phases are matched ignoring case (`?phase=running`).
                 Some("phase") => p["schema"]["pattern"] = list_pattern(&phases, true).into(),
                 Some("verdict") => p["schema"]["pattern"] = list_pattern(&verdicts, false).into(),
+                // An attempt's position: from 1; beyond int64 is refused as not a number.
+                Some("n") if p["in"] == "path" => {
+                    p["schema"] = json!({"type": "integer", "format": "int64", "minimum": 1})
+                }
                 _ => {}
             }
         }
