@@ -8,7 +8,7 @@ pub fn parse(s: &str) -> Result<Duration, String> {
     let err = || {
         format!(
             "invalid duration {q_s}: write it like 90s, 30m or 1h30m",
-            q_s = crate::text::quote(&s)
+            q_s = crate::text::quote(s)
         )
     };
     if s.is_empty() {
@@ -40,7 +40,7 @@ pub fn parse(s: &str) -> Result<Duration, String> {
     if total == 0 {
         return Err(format!(
             "invalid duration {q_s}: must be longer than zero",
-            q_s = crate::text::quote(&s)
+            q_s = crate::text::quote(s)
         ));
     }
     Ok(Duration::from_secs(total))

@@ -57,7 +57,7 @@ pub fn check_object_name(n: &str) -> Result<(), String> {
     } else {
         Err(format!(
             "{q_n} is not a valid name (lowercase letters, digits, '-' and '.'; at most 63)",
-            q_n = crate::text::quote(&n)
+            q_n = crate::text::quote(n)
         ))
     }
 }

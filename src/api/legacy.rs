@@ -126,7 +126,7 @@ fn known_service(state: &AppState, params: &Params, name: &str) -> Result<String
             format!(
                 "unknown service {q_s}; known: {}",
                 known.join(", "),
-                q_s = crate::text::quote(&s)
+                q_s = crate::text::quote(s)
             ),
         ));
     }
@@ -172,7 +172,7 @@ pub async fn run_now(State(state): State<AppState>, params: Params) -> Result<Js
             .ok_or_else(|| {
                 ApiError::bad_request(
                     "priority",
-                    format!("must be an integer 0–9, got {q_p}", q_p = crate::text::quote(&p)),
+                    format!("must be an integer 0–9, got {q_p}", q_p = crate::text::quote(p)),
                 )
             })?,
     };

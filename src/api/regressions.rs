@@ -136,7 +136,7 @@ async fn find(state: &AppState, name: &str) -> Result<Regression, ApiError> {
             "name",
             format!(
                 "regression {q_name} not found",
-                q_name = crate::text::quote(&name)
+                q_name = crate::text::quote(name)
             ),
         )
     })

@@ -32,7 +32,7 @@ pub async fn find_run(state: &AppState, name: &str, parameter: &str) -> Result<T
     state.backend.get_run(name).await?.ok_or_else(|| {
         ApiError::not_found(
             parameter,
-            format!("run {q_name} not found", q_name = crate::text::quote(&name)),
+            format!("run {q_name} not found", q_name = crate::text::quote(name)),
         )
     })
 }

@@ -64,7 +64,7 @@ async fn find(state: &AppState, name: &str) -> Result<NightlySchedule, ApiError>
     state.backend.get_schedule(name).await?.ok_or_else(|| {
         ApiError::not_found(
             "name",
-            format!("schedule {q_name} not found", q_name = crate::text::quote(&name)),
+            format!("schedule {q_name} not found", q_name = crate::text::quote(name)),
         )
     })
 }
@@ -144,7 +144,7 @@ pub async fn schedules_replace(
             "metadata.name",
             format!(
                 "{q_n} does not match the URL's {q_name}",
-                q_n = crate::text::quote(&n),
+                q_n = crate::text::quote(n),
                 q_name = crate::text::quote(&name)
             ),
         ));

@@ -115,7 +115,7 @@ pub fn parse_spec<T: DeserializeOwned>(spec: Value, fields: &[(&str, Kind)]) -> 
                 error: format!(
                     "unknown field {q_k}; known: {}",
                     known.join(", "),
-                    q_k = crate::text::quote(&k)
+                    q_k = crate::text::quote(k)
                 ),
             });
             continue;

@@ -111,7 +111,7 @@ pub async fn attempt_results_upload(
                     other,
                     format!(
                         "unknown part {q_other}; known: exitCode, signal, junit, log",
-                        q_other = crate::text::quote(&other)
+                        q_other = crate::text::quote(other)
                     ),
                 ));
             }

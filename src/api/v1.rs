@@ -152,14 +152,14 @@ pub fn parse_object(body: &[u8], kind: &str) -> Result<ObjectRequest, ApiError> 
             "apiVersion",
             format!(
                 "expected tomato.dev/v1alpha1, got {q_v}",
-                q_v = crate::text::quote(&v)
+                q_v = crate::text::quote(v)
             ),
         ));
     }
     if let Some(k) = req.kind.as_deref().filter(|k| *k != kind) {
         return Err(ApiError::bad_request(
             "kind",
-            format!("expected {kind}, got {q_k}", q_k = crate::text::quote(&k)),
+            format!("expected {kind}, got {q_k}", q_k = crate::text::quote(k)),
         ));
     }
     check_labels(&req.metadata.labels)?;
@@ -193,7 +193,7 @@ pub fn check_labels(labels: &std::collections::BTreeMap<String, String>) -> Resu
                 field,
                 format!(
                     "{q_key} is not a label key ([prefix/]name: letters, digits, '-', '_', '.'; at most 63)",
-                    q_key = crate::text::quote(&key)
+                    q_key = crate::text::quote(key)
                 ),
             ));
         }
@@ -202,7 +202,7 @@ pub fn check_labels(labels: &std::collections::BTreeMap<String, String>) -> Resu
                 field,
                 format!(
                     "{q_key} is set by Tomato itself",
-                    q_key = crate::text::quote(&key)
+                    q_key = crate::text::quote(key)
                 ),
             ));
         }
@@ -211,7 +211,7 @@ pub fn check_labels(labels: &std::collections::BTreeMap<String, String>) -> Resu
                 field,
                 format!(
                     "{q_value} is not a label value (letters, digits, '-', '_', '.'; at most 63)",
-                    q_value = crate::text::quote(&value)
+                    q_value = crate::text::quote(value)
                 ),
             ));
         }
@@ -230,7 +230,7 @@ pub fn check_service_filter(state: &AppState, service: Option<&str>) -> Result<(
                 format!(
                     "unknown service {q_s}; known: {}",
                     known.join(", "),
-                    q_s = crate::text::quote(&s)
+                    q_s = crate::text::quote(s)
                 ),
             ))
         }
@@ -398,7 +398,7 @@ pub struct PatchSpec {
 #[utoipa::path(patch, path = "/api/v1/runs/{id}", tag = "runs", params(("id" = String, Path, description = "Run name")),
     request_body(content = ref("#/components/schemas/RunPatch"), description = "{\"spec\": {\"priority\": 0}} or {\"spec\": {\"cancel\": true}}"),
     responses((status = 200, description = "The TestRun", body = ref("#/components/schemas/TestRun")), (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody),
-        (status = 409, description = "Only a queued run can change priority; a run with its verdict cannot be cancelled", body = super::ErrorBody)))]
+        (status = 409, description = "Only a queued run can change priority; a run with its verdict cannot be cancelled, a cancelled one not resumed", body = super::ErrorBody)))]
 pub async fn runs_patch(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -413,8 +413,18 @@ pub async fn runs_patch(
             format!("only spec.priority and spec.cancel can change: {e}"),
         )
     })?;
-    let run = find_run(&state, &id, "id").await?;
-    let mut run = run;
+    let mut run = find_run(&state, &id, "id").await?;
+    // Checked before anything changes. The patch is well formed; it is the run's state that
+    // refuses it, hence 409 (it was a 400 before the document had to say which).
+    if patch.spec.cancel == Some(false) && run.spec.cancel {
+        return Err(ApiError {
+            parameter: Some("spec.cancel".into()),
+            ..ApiError::conflict("a cancelled run cannot be resumed")
+        });
+    }
+    if patch.spec.cancel == Some(true) {
+        check_cancellable(&run)?;
+    }
     if let Some(p) = patch.spec.priority {
         let p = u8::try_from(p)
             .ok()
@@ -426,13 +436,7 @@ pub async fn runs_patch(
         run = state.backend.set_priority(&id, p).await?;
     }
     if patch.spec.cancel == Some(true) {
-        check_cancellable(&run)?;
         run = state.backend.cancel_run(&id).await?;
-    } else if patch.spec.cancel == Some(false) && run.spec.cancel {
-        return Err(ApiError::bad_request(
-            "spec.cancel",
-            "a cancelled run cannot be resumed",
-        ));
     }
     Ok(Json(with_queue_position(&state, run).await?))
 }
@@ -467,7 +471,7 @@ pub async fn runs_tests(
             format!(
                 "unknown verdict {q_bad}; known: {}",
                 VERDICTS.join(", "),
-                q_bad = crate::text::quote(&bad)
+                q_bad = crate::text::quote(bad)
             ),
         ));
     }

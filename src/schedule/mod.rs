@@ -56,7 +56,7 @@ impl Schedule {
         if !normalized.starts_with('@') && normalized.split_whitespace().count() != 5 {
             return Err(err(format!(
                 "{q_expr} is not a cron expression: give 5 fields (minute hour day-of-month month day-of-week) or a macro such as @daily",
-                q_expr = crate::text::quote(&expr)
+                q_expr = crate::text::quote(expr)
             )));
         }
         let cron = CronParser::builder()
@@ -67,14 +67,14 @@ impl Schedule {
             .map_err(|e| {
                 err(format!(
                     "{q_expr} is not a valid cron expression: {e}",
-                    q_expr = crate::text::quote(&expr)
+                    q_expr = crate::text::quote(expr)
                 ))
             })?;
         let tz = Tz::from_str(tz.trim()).map_err(|_| FieldError {
             field: "timeZone",
             message: format!(
                 "{q_tz} is not an IANA time zone (such as UTC or Europe/Moscow)",
-                q_tz = crate::text::quote(&tz)
+                q_tz = crate::text::quote(tz)
             ),
         })?;
         let schedule = Schedule { cron, tz };
@@ -82,7 +82,7 @@ impl Schedule {
         if schedule.next_after(DateTime::UNIX_EPOCH).is_none() {
             return Err(err(format!(
                 "{q_expr} never fires: no month has that day",
-                q_expr = crate::text::quote(&expr)
+                q_expr = crate::text::quote(expr)
             )));
         }
         Ok(schedule)
