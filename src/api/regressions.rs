@@ -134,10 +134,7 @@ async fn find(state: &AppState, name: &str) -> Result<Regression, ApiError> {
     state.backend.get_regression(name).await?.ok_or_else(|| {
         ApiError::not_found(
             "name",
-            format!(
-                "regression {q_name} not found",
-                q_name = crate::text::quote(name)
-            ),
+            format!("regression {q_name} not found", q_name = crate::text::quote(name)),
         )
     })
 }

@@ -200,10 +200,7 @@ pub fn check_labels(labels: &std::collections::BTreeMap<String, String>) -> Resu
         if prefix == "tomato.dev" || prefix.ends_with(".tomato.dev") {
             return Err(ApiError::bad_request(
                 field,
-                format!(
-                    "{q_key} is set by Tomato itself",
-                    q_key = crate::text::quote(key)
-                ),
+                format!("{q_key} is set by Tomato itself", q_key = crate::text::quote(key)),
             ));
         }
         if !value.is_empty() && !name_ok(value) {
