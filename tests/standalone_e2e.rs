@@ -731,8 +731,9 @@ async fn v1_creates_lists_gets_and_describes_runs() {
     // Framework-level refusals are JSON naming the parameter too.
     let (code, err) = server.get("/api/v1/runs?limit=abc").await;
     assert_eq!((code, err["parameter"].as_str()), (400, Some("limit")), "{err}");
+    // The path segment at fault is named (it was the whole "path" before).
     let (code, err) = server.get("/api/v1/runs/release-check/attempts/abc/log").await;
-    assert_eq!((code, err["parameter"].as_str()), (400, Some("path")), "{err}");
+    assert_eq!((code, err["parameter"].as_str()), (400, Some("n")), "{err}");
     // The server answers 413 from Content-Length without reading the body and closes the
     // connection: a client of its own, so that no later request reuses that connection, and
     // a body just over the limit, so that it is sent whole before the answer comes.
