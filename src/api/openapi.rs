@@ -93,6 +93,24 @@ pub fn document() -> Value {
             s["additionalProperties"] = false.into();
         }
     }
+    // Free text that reaches the tests' environment or the test-management system holds no
+    // control character (`text::check_text`); the CRD schemas leave that to the API, so it
+    // is said here only.
+    const NO_CONTROLS: &str = "^[^\\x00-\\x1f\\x7f-\\x9f]*$";
+    for (schema, field) in [
+        ("EnvVar", "value"),
+        ("TestRunSpec", "version"),
+        ("NightlyScheduleSpec", "version"),
+        ("RegressionSpec", "version"),
+    ] {
+        if let Some(p) = schemas
+            .get_mut(schema)
+            .and_then(|s| s.get_mut("properties"))
+            .and_then(|p| p.get_mut(field))
+        {
+            p["pattern"] = NO_CONTROLS.into();
+        }
+    }
     schemas.extend(request_schemas());
     let phases: Vec<&str> = crate::crd::Phase::ALL.iter().map(|p| p.as_str()).collect();
     let verdicts = ["failed", "broken", "flaky", "passed", "skipped"];
