@@ -437,4 +437,26 @@ mod tests {
         assert_eq!(tail["schema"]["minimum"], 0, "{tail}");
         assert_eq!(tail["schema"]["format"], "int64", "{tail}");
     }
+
+    #[test]
+    fn service_parameters_list_the_services_of_the_server() {
+        let config = crate::packs::PacksConfig::load(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/packs_config"
+        )))
+        .expect("the shipped packs_config loads");
+        let doc = document_for(&config);
+        let mut seen = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                for p in op["parameters"].as_array().into_iter().flatten() {
+                    if p["in"] == "query" && (p["name"] == "service" || p["name"] == "project") {
+                        seen += 1;
+                        assert_eq!(p["schema"]["enum"], json!(["demo", "demo-py"]), "{method} {path}");
+                    }
+                }
+            }
+        }
+        assert!(seen >= 5, "{seen}");
+    }
 }
