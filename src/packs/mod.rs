@@ -282,6 +282,13 @@ impl PacksConfig {
         }
     }
 
+    /// Parses and checks one service file's text as [`PacksConfig::load`] would (`file` names
+    /// the service and anchors its relative paths; it is not read). For `tomato check-config`
+    /// style checks of text from elsewhere, and for the fuzzer.
+    pub fn parse_service(config_dir: &Path, file: &Path, text: &str) -> Result<Service, ConfigErrors> {
+        raw::parse_service(config_dir, file, text).map_err(ConfigErrors)
+    }
+
     pub fn service(&self, name: &str) -> Option<&Arc<Service>> {
         self.services.get(name)
     }

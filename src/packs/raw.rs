@@ -189,6 +189,19 @@ fn valid_name(s: &str) -> bool {
 }
 
 pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Vec<ConfigError>> {
+    match std::fs::read_to_string(file) {
+        Ok(text) => parse_service(config_dir, file, &text),
+        Err(e) => Err(vec![ConfigError {
+            file: file.to_path_buf(),
+            field: String::new(),
+            reason: format!("cannot read: {e}"),
+        }]),
+    }
+}
+
+/// Parses and checks the text of one service file (`file` names the service and anchors its
+/// relative paths; it is not read).
+pub(super) fn parse_service(config_dir: &Path, file: &Path, text: &str) -> Result<Service, Vec<ConfigError>> {
     let mut p = Problems {
         file,
         errors: Vec::new(),
@@ -204,18 +217,11 @@ pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Ve
             format!("{name:?} is not a valid service name (lowercase letters, digits, '-', '_'; at most 63)"),
         );
     }
-    let text = match std::fs::read_to_string(file) {
-        Ok(t) => t,
-        Err(e) => {
-            p.add("", format!("cannot read: {e}"));
-            return Err(p.errors);
-        }
-    };
-    let raw = match parse_yaml(&text) {
+    let raw = match parse_yaml(text) {
         Ok(r) => r,
         Err((field, reason)) => {
             // The document as read without a schema: what the file holds at a wrong field.
-            let tree = serde_saphyr::from_str::<serde_json::Value>(&text).ok();
+            let tree = serde_saphyr::from_str::<serde_json::Value>(text).ok();
             p.add(
                 field.clone(),
                 super::wording::plain(&field, &reason, tree.as_ref()),
