@@ -39,6 +39,7 @@ use crate::store::{ListFilter, SqliteStore, StoreError, created};
 
 mod attempts;
 mod reporting;
+mod shards;
 
 pub use attempts::{attempt_dir, classify_run};
 
@@ -371,9 +372,9 @@ impl Driver {
                 continue;
             }
             match phase {
-                Phase::Queued => entries.push(entry(run, false)),
+                Phase::Queued => entries.push(entry(run, false, queue::slots(&self.config, run))),
                 Phase::Running | Phase::Retrying => {
-                    entries.push(entry(run, true));
+                    entries.push(entry(run, true, queue::slots(&self.config, run)));
                     if !self.in_flight.contains_key(&name) {
                         self.advance(run).await?;
                     }
@@ -462,7 +463,7 @@ impl Driver {
     }
 }
 
-fn entry(run: &TestRun, active: bool) -> Entry {
+fn entry(run: &TestRun, active: bool, slots: u32) -> Entry {
     Entry {
         name: run.metadata.name.clone().unwrap_or_default(),
         service: run.spec.template.service.clone(),
@@ -470,6 +471,7 @@ fn entry(run: &TestRun, active: bool) -> Entry {
         priority: run.spec.template.priority,
         created: created(run),
         active,
+        slots,
     }
 }
 
