@@ -10,9 +10,8 @@
 //! balance of the two shards (slowest shard's wall time / mean; 1.0 is perfect), measured and
 //! as planned from the recorded durations.
 //!
-//! Run without `--bench` (as `cargo test --bench shards` does), it does the same on a tiny suite
-//! (a second or so of tests) and checks only that each run succeeds and that the sharded one was
-//! split: a smoke test, seconds long.
+//! Run without `--bench` (as `cargo test --bench shards` does), it is a smoke test, seconds
+//! long: one `shards: 2` run of a tiny suite, checked to succeed split in two.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -208,6 +207,14 @@ async fn bench() {
         suite.total()
     );
 
+    if !full {
+        let (two, took) = server.time_to_verdict("two").await;
+        assert_eq!(two["status"]["verdict"], "Succeeded", "{two:#}");
+        let shards = two["status"]["attempts"][0]["shards"].as_array().map_or(0, Vec::len);
+        assert_eq!(shards, 2, "split in two: {two:#}");
+        println!("smoke: shards: 2 run Succeeded in {:.1} s", took.as_secs_f64());
+        return;
+    }
     let (one, t1) = server.time_to_verdict("one").await;
     let (two, t2) = server.time_to_verdict("two").await;
     let xdist_available = Command::new("python3")
