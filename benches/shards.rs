@@ -210,7 +210,9 @@ async fn bench() {
     if !full {
         let (two, took) = server.time_to_verdict("two").await;
         assert_eq!(two["status"]["verdict"], "Succeeded", "{two:#}");
-        let shards = two["status"]["attempts"][0]["shards"].as_array().map_or(0, Vec::len);
+        let shards = two["status"]["attempts"][0]["shards"]
+            .as_array()
+            .map_or(0, Vec::len);
         assert_eq!(shards, 2, "split in two: {two:#}");
         println!("smoke: shards: 2 run Succeeded in {:.1} s", took.as_secs_f64());
         return;
