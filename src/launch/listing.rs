@@ -97,6 +97,30 @@ mod tests {
     }
 
     #[test]
+    fn check_config_explains_how_a_sharded_service_is_split() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("py.yaml"),
+            "stands: {pattern: localhost}\nshards: 4\nlaunch: {runner: pytest}\npacks: {all: {tests: ['{dir}/tests']}}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("mvn.yaml"),
+            "stands: {pattern: localhost}\nshards: 2\nlaunch: {runner: maven}\npacks: {all: {tests: []}}\n",
+        )
+        .unwrap();
+        let cfg = PacksConfig::load(dir.path()).unwrap();
+        let py = crate::launch::explain(&cfg, "py").unwrap();
+        assert!(
+            py.contains("shards: 4, split by tests listed with: [\"python3\""),
+            "{py}"
+        );
+        assert!(py.contains("\"--collect-only\",\"-q\""), "{py}");
+        let mvn = crate::launch::explain(&cfg, "mvn").unwrap();
+        assert!(mvn.contains("shards: 2, split by pack"), "{mvn}");
+    }
+
+    #[test]
     fn a_service_without_a_listing_is_split_by_pack() {
         let cfg = config();
         let mut svc = (**cfg.service("demo-py").unwrap()).clone();

@@ -137,6 +137,26 @@ pub fn explain(cfg: &crate::packs::PacksConfig, service: &str) -> Result<String,
             let _ = writeln!(out, "    reports read from: {r}");
         }
     }
+    if svc.shards > 1 {
+        match listing::list_plan(svc, "<stand>", &packs) {
+            Some(l) => {
+                let _ = writeln!(
+                    out,
+                    "  shards: {}, split by {} listed with: {}",
+                    svc.shards,
+                    l.unit.as_str(),
+                    serde_json::to_string(&l.argv).unwrap_or_default()
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "  shards: {}, split by pack (the runner cannot list its tests; see launch.list)",
+                    svc.shards
+                );
+            }
+        }
+    }
     Ok(out)
 }
 
