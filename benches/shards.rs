@@ -3,10 +3,11 @@
 //! machine.
 //!
 //! Generates a pytest suite with skewed durations (`time.sleep`): a few slow tests and many fast
-//! ones, 2 minutes and more on one worker. Starts the real `tomato serve` over three services on
-//! that suite — `shards: 1`, `shards: 2`, and `shards: 1` running `pytest -n 2` — and times each
-//! run from its creation to its verdict. The `shards: 1` run goes first: it is the earlier run
-//! whose recorded durations balance the `shards: 2` one. Prints the times, the ratios, and the
+//! ones, 2 minutes and more on one worker. Starts the real `tomato serve` over two services on
+//! that suite — one with `shards: 2`, one running `pytest -n 2` in a single process — and times
+//! three runs from creation to verdict: the sharded service's run with `spec.shards: 1` first
+//! (it is the earlier run whose recorded durations balance the next), then its run with two
+//! shards, then the `pytest -n 2` one. Prints the times, the ratios, and the
 //! balance of the two shards (slowest shard's wall time / mean; 1.0 is perfect), measured and
 //! as planned from the recorded durations.
 //!
@@ -66,7 +67,8 @@ impl Suite {
     }
 }
 
-/// One service per contender, all over the same suite (a symlink each).
+/// Two services over the same suite (a symlink each): `shards: 2` (whose runs ask for one shard
+/// or two), and `pytest -n 2` in one process.
 fn config(dir: &Path, suite: &Path) {
     let service = |shards: u32, args: &str| {
         format!(
@@ -75,7 +77,7 @@ fn config(dir: &Path, suite: &Path) {
              packs:\n  all: {{tests: [\"{{dir}}/tests\"]}}\n"
         )
     };
-    for (name, shards, args) in [("one", 1, ""), ("two", 2, ""), ("xdist", 1, "\"-n\", \"2\"")] {
+    for (name, shards, args) in [("sharded", 2, ""), ("xdist", 1, "\"-n\", \"2\"")] {
         std::fs::write(dir.join(format!("{name}.yaml")), service(shards, args)).expect("write a service");
         std::os::unix::fs::symlink(suite, dir.join(name)).expect("link the suite");
     }
@@ -127,12 +129,13 @@ impl Server {
     }
 
     /// Creates a run of `service` and waits for its verdict: the run and the time it took.
-    async fn time_to_verdict(&self, service: &str) -> (Value, Duration) {
+    /// `shards`: the run's own `spec.shards` (none: the service's).
+    async fn time_to_verdict(&self, service: &str, shards: Option<u32>) -> (Value, Duration) {
         let started = Instant::now();
         let created: Value = self
             .client
             .post(format!("{}/api/v1/runs", self.url))
-            .json(&json!({"spec": {"service": service, "stand": "localhost"}}))
+            .json(&json!({"spec": {"service": service, "stand": "localhost", "shards": shards}}))
             .send()
             .await
             .expect("create a run")
@@ -208,7 +211,7 @@ async fn bench() {
     );
 
     if !full {
-        let (two, took) = server.time_to_verdict("two").await;
+        let (two, took) = server.time_to_verdict("sharded", None).await;
         assert_eq!(two["status"]["verdict"], "Succeeded", "{two:#}");
         let shards = two["status"]["attempts"][0]["shards"]
             .as_array()
@@ -217,14 +220,16 @@ async fn bench() {
         println!("smoke: shards: 2 run Succeeded in {:.1} s", took.as_secs_f64());
         return;
     }
-    let (one, t1) = server.time_to_verdict("one").await;
-    let (two, t2) = server.time_to_verdict("two").await;
+    // The same service: the first run (one shard, by its own spec) records the durations
+    // the second (two shards, the service's) is balanced by.
+    let (one, t1) = server.time_to_verdict("sharded", Some(1)).await;
+    let (two, t2) = server.time_to_verdict("sharded", None).await;
     let xdist_available = Command::new("python3")
         .args(["-c", "import xdist"])
         .status()
         .is_ok_and(|s| s.success());
     let xdist = match xdist_available {
-        true => Some(server.time_to_verdict("xdist").await),
+        true => Some(server.time_to_verdict("xdist", None).await),
         false => None,
     };
 

@@ -202,3 +202,50 @@ async fn shards_out_of_range_are_refused_with_the_field_named() {
     assert_eq!(code, 400, "{body}");
     assert!(body.to_string().contains("spec.shards"), "{body}");
 }
+
+#[tokio::test]
+async fn tomato_run_follow_shows_a_line_per_shard_and_exits_with_the_verdict() {
+    let cfg = config();
+    let server = Server::start_with(Some(cfg.path()), &[]).await;
+    let out = tokio::time::timeout(
+        RUN,
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_tomato"))
+            .args([
+                "run",
+                "sharded",
+                "--stand",
+                "localhost",
+                "--shards",
+                "2",
+                "--follow",
+            ])
+            .env("TOMATO_URL", &server.url)
+            .env_remove("TOMATO_TOKEN")
+            .stdin(std::process::Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("the followed run ends in time")
+    .expect("tomato runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // Failed: test_always_fails still fails after the rerun.
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "attempt 1 shard 0 started: ",
+        "attempt 1 shard 1 started: ",
+        "attempt 1 shard 0 ",
+        "crashed: 0 passed",
+        "crashed (exit code 3)",
+        "attempt 1 finished in",
+    ] {
+        assert!(stdout.contains(needle), "no {needle:?} in:\n{stdout}");
+    }
+    let started = stdout.find("attempt 1 shard 0 started").unwrap();
+    let ended = stdout.find("attempt 1 finished").unwrap();
+    assert!(started < ended, "{stdout}");
+}

@@ -129,7 +129,7 @@ pub fn run_request(args: &RunArgs) -> Value {
         issue_key: args.issue_key.clone(),
         version: None,
         retries: None,
-        shards: None,
+        shards: args.shards,
         env: args.env.clone(),
     };
     json!({
