@@ -168,7 +168,7 @@ impl ShardedAttempt {
                 state: ShardState::Running,
                 tests: s.items.len() as u32,
                 unit: Some(unit.as_str().to_string()),
-                expected_seconds: (s.unknown < s.items.len()).then(|| s.expected.as_secs()),
+                expected_seconds: (s.unknown < s.items.len()).then_some(s.expected.as_secs()),
                 passed: 0,
                 failed: 0,
                 skipped: 0,
