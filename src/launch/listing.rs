@@ -18,8 +18,8 @@ pub struct ListPlan {
 }
 
 /// How to list the tests of `packs`, or `None` when the service cannot: no `launch.list`
-/// and a preset that cannot list, or tests that a shard could not select (the service
-/// names no way to pass a test id to its runner).
+/// and a preset that cannot list, or tests that a shard could not select by id (the
+/// service's rerun selection needs more of a test than its id: its name, class or file).
 pub fn list_plan(svc: &Service, stand: &str, packs: &[String]) -> Option<ListPlan> {
     let dir = svc.dir.display().to_string();
     let pack_var = |v: Var| match v {
@@ -56,7 +56,7 @@ pub fn list_plan(svc: &Service, stand: &str, packs: &[String]) -> Option<ListPla
         }
         (None, None) => return None,
     };
-    if unit == Unit::Tests && !svc.rerun.selects() {
+    if unit == Unit::Tests && !svc.rerun.selects_by_id() {
         return None;
     }
     Some(ListPlan {
@@ -118,6 +118,31 @@ mod tests {
         assert!(py.contains("\"--collect-only\",\"-q\""), "{py}");
         let mvn = crate::launch::explain(&cfg, "mvn").unwrap();
         assert!(mvn.contains("shards: 2, split by pack"), "{mvn}");
+    }
+
+    #[test]
+    fn a_listing_is_used_only_when_a_test_id_alone_selects_a_test() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, rerun) in [("by-id", "{dir}/{id}"), ("by-name", "--grep=^{name:regex}$")] {
+            std::fs::write(
+                dir.path().join(format!("{name}.yaml")),
+                format!(
+                    "stands: {{pattern: localhost}}\nlaunch: {{command: [r, '{{tests}}'], list: [r, --list]}}\n\
+                     rerun: {{args: ['{rerun}']}}\npacks: {{all: {{tests: [x]}}}}\n"
+                ),
+            )
+            .unwrap();
+        }
+        let cfg = PacksConfig::load(dir.path()).unwrap();
+        let by_id = list_plan(cfg.service("by-id").unwrap(), "s", &["all".into()]).unwrap();
+        assert_eq!(
+            (by_id.argv, by_id.unit),
+            (vec!["r".to_string(), "--list".into()], Unit::Tests)
+        );
+        assert_eq!(
+            list_plan(cfg.service("by-name").unwrap(), "s", &["all".into()]),
+            None
+        );
     }
 
     #[test]

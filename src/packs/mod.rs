@@ -159,6 +159,24 @@ impl Rerun {
     pub fn selects(&self) -> bool {
         !self.args.is_empty() || self.select.is_some()
     }
+
+    /// Whether a test id alone is enough to select a test (pytest's node ids, or `rerun.args`
+    /// over `{id}` and `{dir}` only): what a shard of listed tests needs, since a listing gives
+    /// ids, not the JUnit cases (names, classes, files) other selections are built from.
+    pub fn selects_by_id(&self) -> bool {
+        use crate::packs::Var;
+        match self.select {
+            Some(r) => r == Runner::Pytest,
+            None => {
+                !self.args.is_empty()
+                    && self.args.iter().all(|t| {
+                        [Var::Name, Var::Classname, Var::File, Var::Suite]
+                            .iter()
+                            .all(|v| !t.uses(*v))
+                    })
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
