@@ -453,6 +453,12 @@ impl TestRunStatus {
     }
 }
 
+/// How long the last launch numbered `number` ran, once it has started and ended.
+pub fn attempt_took(status: &TestRunStatus, number: u32) -> Option<std::time::Duration> {
+    let a = status.attempts.iter().rev().find(|a| a.number == number)?;
+    (a.finished_at? - a.started_at?).to_std().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

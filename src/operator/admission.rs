@@ -115,6 +115,12 @@ async fn pass(store: &Store<TestRun>, ctx: &Context) {
             match write_status(&ctx.client, run, |st| st.admit(Utc::now())).await {
                 Ok(_) => {
                     info!(namespace = ns, run = name, "admitted");
+                    crate::metrics::global().dequeued(
+                        &run.spec.template.service,
+                        (Utc::now() - crate::store::created(run.as_ref()))
+                            .to_std()
+                            .unwrap_or_default(),
+                    );
                     let key = ObjectRef::from_obj(run.as_ref());
                     still_pending.insert(key.clone());
                     ctx.queue

@@ -222,18 +222,23 @@ impl Driver {
         let results = self.store.results(name).await?;
         let mut decided = run.status.clone().unwrap_or_default();
         let (next, merged) = crate::core::record_end(&mut decided, &end, results, max_attempts, Utc::now());
-        let categories = {
+        let classification = {
             let (svc, data_dir, run, status) = (
                 svc.clone(),
                 self.data_dir.clone(),
                 name.to_string(),
                 decided.clone(),
             );
-            tokio::task::spawn_blocking(move || classify_run(&svc, &data_dir, &run, &status, &merged).stats)
+            tokio::task::spawn_blocking(move || classify_run(&svc, &data_dir, &run, &status, &merged))
                 .await
                 .map_err(|e| StoreError::Task(e.to_string()))?
         };
+        // The per-test categories go first: once the status says the attempt ended, every
+        // surface reads them (crate::classify's module comment).
+        self.store.put_categories(name, classification.by_test).await?;
+        let categories = classification.stats;
         info!(run = name, attempt = end.number, state = ?end.state, next = ?next, "attempt ended");
+        let took = crate::core::attempt_took(&decided, end.number);
         self.store
             .update::<TestRun, _>(name, move |r| {
                 let st = r.status.get_or_insert_default();
@@ -247,6 +252,7 @@ impl Driver {
                 Ok((true, ()))
             })
             .await?;
+        crate::metrics::global().attempt_ended(&svc.name, end.state.as_str(), took);
         Ok(())
     }
 }

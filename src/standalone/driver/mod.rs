@@ -154,7 +154,14 @@ impl Driver {
             // What the store refused before is stored first; while it still refuses, nothing
             // new is admitted or launched (the runs are examined again at the next try).
             if self.record_unrecorded().await {
-                match self.reconcile().await {
+                let started = std::time::Instant::now();
+                let pass = self.reconcile().await;
+                crate::metrics::global().reconciled(
+                    "testrun",
+                    started.elapsed(),
+                    pass.as_ref().err().map(StoreError::metric_label),
+                );
+                match pass {
                     Ok(()) => {
                         reconcile_failing = false;
                         self.unrecorded.failures = 0;
@@ -395,6 +402,10 @@ impl Driver {
                     Ok((true, ()))
                 })
                 .await?;
+            crate::metrics::global().dequeued(
+                &run.spec.template.service,
+                (Utc::now() - created(&run)).to_std().unwrap_or_default(),
+            );
             self.advance(&run).await?;
         }
         let waiting: HashMap<&str, &crate::queue::Waiting> =
