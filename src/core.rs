@@ -369,6 +369,7 @@ impl TestRunStatus {
             exit_code: None,
             summary: None,
             message: None,
+            shards: Vec::new(),
         });
     }
 
@@ -402,6 +403,16 @@ impl TestRunStatus {
         a.state = state;
         a.finished_at = Some(now);
         a.message = Some(message.to_string());
+        // Its shards stopped with it (their processes or pods went with the attempt's).
+        for s in a
+            .shards
+            .iter_mut()
+            .filter(|s| s.state == crate::crd::ShardState::Running)
+        {
+            s.state = crate::crd::ShardState::Cancelled;
+            s.finished_at = Some(now);
+            s.message = Some(message.to_string());
+        }
         Some(a.clone())
     }
 

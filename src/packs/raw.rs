@@ -26,6 +26,9 @@ struct RawService {
     concurrency: u32,
     #[serde(default = "default_retries")]
     retries: u8,
+    /// Parts an attempt is split into (1–64; 1 is unsharded).
+    #[serde(default = "one")]
+    shards: u32,
     launch: RawLaunch,
     #[serde(default)]
     rerun: RawRerun,
@@ -68,6 +71,10 @@ struct RawLaunch {
     /// Where the runner writes report files of its own naming (a preset supplies it).
     #[serde(default)]
     reports: Option<String>,
+    /// A command printing the tests to split into shards, one selector per line (a preset
+    /// supplies one where its runner can list tests).
+    #[serde(default)]
+    list: Option<Vec<String>>,
     #[serde(default)]
     timeout: Option<String>,
     #[serde(default)]
@@ -258,6 +265,12 @@ pub(super) fn parse_service(config_dir: &Path, file: &Path, text: &str) -> Resul
     if raw.retries > 9 {
         p.add("retries", format!("must be 0–9, got {}", raw.retries));
     }
+    if !(1..=u32::from(super::MAX_SHARDS)).contains(&raw.shards) {
+        p.add(
+            "shards",
+            format!("must be 1–{}, got {}", super::MAX_SHARDS, raw.shards),
+        );
+    }
 
     let runner = raw
         .launch
@@ -284,6 +297,14 @@ pub(super) fn parse_service(config_dir: &Path, file: &Path, text: &str) -> Resul
             Some(Template::parse(r, PACK_VARS).expect("a preset's reports directory is valid"))
         }
         (None, None) => None,
+    };
+    let list = match &raw.launch.list {
+        Some(l) if l.is_empty() => {
+            p.add("launch.list", "an empty command");
+            None
+        }
+        Some(l) => Some(p.templates("launch.list", l, &[Var::Dir, Var::Stand, Var::Tests])),
+        None => None,
     };
     let timeout = match raw.launch.timeout.as_deref().map(crate::duration::parse) {
         None => DEFAULT_TIMEOUT,
@@ -418,6 +439,7 @@ pub(super) fn parse_service(config_dir: &Path, file: &Path, text: &str) -> Resul
             stand_concurrency: raw.stands.concurrency,
             concurrency: raw.concurrency,
             retries: raw.retries,
+            shards: u8::try_from(raw.shards).unwrap_or(1),
             runner,
             launch: Launch {
                 command,
@@ -425,6 +447,7 @@ pub(super) fn parse_service(config_dir: &Path, file: &Path, text: &str) -> Resul
                 env: raw.launch.env,
                 runner_env,
                 reports,
+                list,
                 job,
             },
             rerun: Rerun {

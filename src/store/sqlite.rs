@@ -516,6 +516,36 @@ impl SqliteStore {
         .await
     }
 
+    /// Each test's recorded duration on `service`: the mean over the results of its last
+    /// `runs` runs that passed or failed (a skipped or broken case says nothing of how long
+    /// the test takes). What shards are balanced by.
+    pub async fn test_durations(
+        &self,
+        service: &str,
+        runs: u32,
+    ) -> Result<std::collections::HashMap<String, std::time::Duration>, StoreError> {
+        let service = service.to_string();
+        self.with_conn(move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT r.test_id, avg(r.time_ms) FROM test_results r
+                 JOIN (SELECT name FROM objects WHERE kind = 'TestRun' AND service = ?1
+                       ORDER BY created DESC LIMIT ?2) o ON r.run = o.name
+                 WHERE r.time_ms IS NOT NULL AND r.status IN ('passed', 'failed')
+                 GROUP BY r.test_id",
+            )?;
+            let rows = stmt.query_map(params![service, runs], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?))
+            })?;
+            let mut out = std::collections::HashMap::new();
+            for row in rows {
+                let (id, ms) = row?;
+                out.insert(id, std::time::Duration::from_millis(ms.max(0.0) as u64));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     /// Replaces a run's classification (test id → category).
     pub async fn put_categories(
         &self,

@@ -39,6 +39,7 @@ use crate::store::{ListFilter, SqliteStore, StoreError, created};
 
 mod attempts;
 mod reporting;
+mod shards;
 
 pub use attempts::{attempt_dir, classify_run};
 
@@ -378,9 +379,9 @@ impl Driver {
                 continue;
             }
             match phase {
-                Phase::Queued => entries.push(entry(run, false)),
+                Phase::Queued => entries.push(entry(run, false, queue::slots(&self.config, run))),
                 Phase::Running | Phase::Retrying => {
-                    entries.push(entry(run, true));
+                    entries.push(entry(run, true, queue::slots(&self.config, run)));
                     if !self.in_flight.contains_key(&name) {
                         self.advance(run).await?;
                     }
@@ -473,7 +474,7 @@ impl Driver {
     }
 }
 
-fn entry(run: &TestRun, active: bool) -> Entry {
+fn entry(run: &TestRun, active: bool, slots: u32) -> Entry {
     Entry {
         name: run.metadata.name.clone().unwrap_or_default(),
         service: run.spec.template.service.clone(),
@@ -481,6 +482,7 @@ fn entry(run: &TestRun, active: bool) -> Entry {
         priority: run.spec.template.priority,
         created: created(run),
         active,
+        slots,
     }
 }
 
