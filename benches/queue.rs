@@ -43,6 +43,7 @@ fn entries(n: usize) -> Vec<Entry> {
                 .timestamp_opt(1_700_000_000 + (next() % 86_400) as i64, 0)
                 .unwrap(),
             active: i < 40,
+            slots: 1,
         })
         .collect()
 }

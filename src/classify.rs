@@ -8,6 +8,16 @@
 //! - `logRegex` sees the test's own output (its JUnit `system-out` and `system-err`) or, when the
 //!   case has none (Node's runner writes none), the log of the attempt it failed in. Each
 //!   attempt log is scanned once per classification, however many tests point at it.
+//!
+//! **A run is classified once per attempt end, and keeps what it got.** The drivers classify
+//! when they record an attempt's end (with the rules loaded then) and store each test's
+//! category with the run's results, beside the summary in `status.categories`. Every surface
+//! (`/api/status`, `/api/v1/runs/{id}/tests`, the run page, email, tracker comment, webhook)
+//! reads that stored classification; none classifies again. So a finished run keeps the
+//! categories it finished with after the rules change, as a test report would; changed rules
+//! apply to the attempts that end after the change. Runs recorded before classifications were
+//! stored (none stored, `status.categories` set) are read from `status.categories`
+//! ([`recorded`]), so their surfaces agree too.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -149,6 +159,19 @@ pub fn classify<R: Read>(
         out.stats.push(CategoryStat { name, count, tests });
     }
     out
+}
+
+/// The categories of a run as recorded: the stored per-test classification, or, for a run
+/// recorded before classifications were stored, the tests `status.categories` lists (the only
+/// ones `/api/status` ever showed). Tests not in it are unclassified.
+pub fn recorded(stored: HashMap<String, String>, stats: &[CategoryStat]) -> HashMap<String, String> {
+    if !stored.is_empty() {
+        return stored;
+    }
+    stats
+        .iter()
+        .flat_map(|c| c.tests.iter().map(|t| (t.name.clone(), c.name.clone())))
+        .collect()
 }
 
 fn shorten(message: &str) -> String {

@@ -150,6 +150,9 @@ pub struct RunArgs {
     /// Queue priority 0–9; lower runs earlier (the server's default is 2).
     #[arg(long, value_parser = parse_priority)]
     pub priority: Option<u8>,
+    /// Split each attempt into this many shards, 1–64 (default: the service's `shards`).
+    #[arg(long, value_parser = parse_shards)]
+    pub shards: Option<u8>,
     /// Extra environment for the tests (repeatable). Visible in the run's spec: no secrets.
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
     pub env: Vec<crate::crd::EnvVar>,
@@ -189,6 +192,13 @@ fn parse_priority(s: &str) -> Result<u8, String> {
         .ok()
         .filter(|p| *p <= crate::queue::MAX_PRIORITY)
         .ok_or_else(|| format!("must be a whole number 0–9 (lower runs earlier), got {s:?}"))
+}
+
+fn parse_shards(s: &str) -> Result<u8, String> {
+    s.parse::<u8>()
+        .ok()
+        .filter(|n| (1..=crate::packs::MAX_SHARDS).contains(n))
+        .ok_or_else(|| format!("must be a whole number 1–{}, got {s:?}", crate::packs::MAX_SHARDS))
 }
 
 fn parse_env(s: &str) -> Result<crate::crd::EnvVar, String> {
@@ -407,6 +417,7 @@ mod tests {
         let base = ["run", "demo", "--stand", "localhost"];
         let with = |extra: &[&'static str]| [&base[..], extra].concat();
         assert!(err(&with(&["--priority", "12"])).contains("must be a whole number 0–9"));
+        assert!(err(&with(&["--shards", "0"])).contains("must be a whole number 1–64"));
         assert!(err(&with(&["--env", "FOO"])).contains("expected KEY=VALUE"));
         assert!(err(&with(&["--env", "TOMATO_RUN=1"])).contains("set by Tomato itself"));
         assert!(err(&with(&["--env", "1X=1"])).contains("not a valid environment variable name"));

@@ -369,6 +369,7 @@ impl TestRunStatus {
             exit_code: None,
             summary: None,
             message: None,
+            shards: Vec::new(),
         });
     }
 
@@ -402,6 +403,16 @@ impl TestRunStatus {
         a.state = state;
         a.finished_at = Some(now);
         a.message = Some(message.to_string());
+        // Its shards stopped with it (their processes or pods went with the attempt's).
+        for s in a
+            .shards
+            .iter_mut()
+            .filter(|s| s.state == crate::crd::ShardState::Running)
+        {
+            s.state = crate::crd::ShardState::Cancelled;
+            s.finished_at = Some(now);
+            s.message = Some(message.to_string());
+        }
         Some(a.clone())
     }
 
@@ -440,6 +451,12 @@ impl TestRunStatus {
         self.finished_at = Some(now);
         self.message = Some("cancelled".into());
     }
+}
+
+/// How long the last launch numbered `number` ran, once it has started and ended.
+pub fn attempt_took(status: &TestRunStatus, number: u32) -> Option<std::time::Duration> {
+    let a = status.attempts.iter().rev().find(|a| a.number == number)?;
+    (a.finished_at? - a.started_at?).to_std().ok()
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub mod duration;
 pub mod grep;
 pub mod launch;
 pub mod logging;
+pub mod metrics;
 pub mod operator;
 pub mod packs;
 pub mod queue;

@@ -11,6 +11,10 @@
 //! it keeps its place: it is admitted first as soon as its stand frees. When two services'
 //! runs want the same stand, the global order (priority, creation, name) decides.
 //!
+//! A sharded run takes one slot per shard (`Entry::slots`) and starts only when all of them
+//! are free; while it waits, later runs of its service (or on its stand) do not take the
+//! slots it waits for.
+//!
 //! Cost: one sort of the queued runs plus hash lookups, O(n log n); see `benches/queue.rs`.
 
 use std::collections::HashMap;
@@ -31,8 +35,11 @@ pub struct Entry {
     pub stand: String,
     pub priority: u8,
     pub created: DateTime<Utc>,
-    /// True when the run already holds a slot (admitted and unfinished).
+    /// True when the run already holds its slots (admitted and unfinished).
     pub active: bool,
+    /// Slots of its service and stand it takes: one per shard (1 for an unsharded run).
+    /// Never more than the smaller of the two limits, or it could never start.
+    pub slots: u32,
 }
 
 impl Entry {
@@ -101,13 +108,20 @@ impl std::fmt::Display for WaitReason {
     }
 }
 
+/// Slots a run takes (one per shard it will get); 1 for a service packs_config no longer has.
+pub fn slots(config: &crate::packs::PacksConfig, run: &crate::crd::TestRun) -> u32 {
+    config
+        .service(&run.spec.template.service)
+        .map_or(1, |s| s.shard_slots(&run.spec.template))
+}
+
 /// Decides which queued runs start now. Pure: same input, same answer.
 pub fn admit(entries: &[Entry], limits: &impl Limits) -> Admission {
     let mut service_load: HashMap<&str, u32> = HashMap::new();
     let mut stand_load: HashMap<&str, u32> = HashMap::new();
     for e in entries.iter().filter(|e| e.active) {
-        *service_load.entry(&e.service).or_default() += 1;
-        *stand_load.entry(&e.stand).or_default() += 1;
+        *service_load.entry(&e.service).or_default() += e.slots.max(1);
+        *stand_load.entry(&e.stand).or_default() += e.slots.max(1);
     }
 
     let mut queued: Vec<&Entry> = entries.iter().filter(|e| !e.active).collect();
@@ -126,14 +140,27 @@ pub fn admit(entries: &[Entry], limits: &impl Limits) -> Admission {
         });
         let svc = service_load.entry(&e.service).or_default();
         let stand = stand_load.entry(&e.stand).or_default();
-        if *svc < svc_limit && *stand < stand_limit {
-            *svc += 1;
-            *stand += 1;
+        // A sharded run waits until all its shards fit (the driver never launches more
+        // shards than the smaller limit, so a run asking for more is taken at that).
+        let need = e.slots.clamp(1, svc_limit.min(stand_limit).max(1));
+        if *svc + need <= svc_limit && *stand + need <= stand_limit {
+            *svc += need;
+            *stand += need;
             admission.admitted.push(e.name.clone());
         } else {
             let pos = positions.entry(&e.service).or_default();
             *pos += 1;
-            let reason = if *svc >= svc_limit {
+            let service_full = *svc + need > svc_limit;
+            // A run of several shards reserves what it waits for: a later one-slot run must
+            // not take each slot as it frees, or the sharded run would never start.
+            if need > 1 {
+                if service_full {
+                    *svc = svc_limit;
+                } else {
+                    *stand = (*stand).max(stand_limit);
+                }
+            }
+            let reason = if service_full {
                 WaitReason::Service {
                     service: e.service.clone(),
                     limit: svc_limit,
@@ -195,6 +222,7 @@ mod tests {
             service: service.into(),
             stand: stand.into(),
             priority,
+            slots: 1,
             created: Utc.timestamp_opt(1_700_000_000 + t, 0).unwrap(),
             active,
         }
@@ -214,6 +242,33 @@ mod tests {
             places(&adm),
             vec![("b".to_string(), 1), ("c".to_string(), 2), ("d".to_string(), 3)]
         );
+    }
+
+    #[test]
+    fn each_shard_of_a_run_takes_a_slot_of_its_service_and_stand() {
+        let limits = Table([("demo".to_string(), (3, 3))].into_iter().collect());
+        let sharded = |name, t, active| Entry {
+            slots: 2,
+            ..entry(name, "demo", "s1", 2, t, active)
+        };
+        // One run of two shards runs; a second needs two more slots, only one is free.
+        let runs = vec![
+            sharded("a", 0, true),
+            sharded("b", 1, false),
+            entry("c", "demo", "s1", 2, 2, false),
+        ];
+        let adm = admit(&runs, &limits);
+        assert!(adm.admitted.is_empty(), "{adm:?}");
+        assert_eq!(
+            adm.waiting[0].reason.to_string(),
+            "waiting: demo runs 3 at a time"
+        );
+        // Asking for more shards than the limits allow is taken as the limit, never stuck.
+        let greedy = vec![Entry {
+            slots: 64,
+            ..entry("g", "demo", "s1", 2, 0, false)
+        }];
+        assert_eq!(admit(&greedy, &limits).admitted, vec!["g"]);
     }
 
     #[test]

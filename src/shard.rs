@@ -11,7 +11,171 @@
 //! them to the shards expected to finish first. The result does not depend on the order the
 //! items come in.
 
+use std::collections::HashMap;
 use std::time::Duration;
+
+/// What the items of a split are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Unit {
+    /// Test ids, passed to the runner the way a rerun passes failed tests.
+    Tests,
+    /// Test files, passed to the runner in place of the packs' selectors.
+    Files,
+    /// Packs: the fallback when the tests cannot be listed.
+    Packs,
+}
+
+impl Unit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unit::Tests => "tests",
+            Unit::Files => "files",
+            Unit::Packs => "packs",
+        }
+    }
+}
+
+/// How many tests a rerun must have per shard before it is sharded: below that, starting
+/// another process costs more than it saves.
+pub const RERUN_TESTS_PER_SHARD: usize = 10;
+
+/// The items a listing command printed: one per line, blank lines and the runner's chatter
+/// left out. pytest's `--collect-only -q` ends with a summary (`3 tests collected in 0.01s`)
+/// and may print warnings: only node ids (`path::name`) count. Files are the lines that name
+/// a path. A service's own `launch.list` prints test ids, one per line.
+pub fn parse_listing(output: &str, unit: Unit, pytest: bool) -> Vec<String> {
+    output
+        .lines()
+        .filter(|l| !l.starts_with(char::is_whitespace))
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty())
+        .filter(|l| match (unit, pytest) {
+            (Unit::Tests, true) => l.contains("::"),
+            (Unit::Files, _) => l.contains('/') || l.contains('.'),
+            _ => true,
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// How an attempt is split: what the items are, and the shards.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Split {
+    pub unit: Unit,
+    pub shards: Vec<Shard>,
+}
+
+/// Splits attempt 1 into `n` shards: by the listed tests or files when the runner listed
+/// them, else by pack. `durations` are the service's recorded test durations by test id; a
+/// file weighs what its recorded tests weigh (ids start with the file's path relative to
+/// `dir`, the service's directory); packs carry no weight (their tests are not known).
+pub fn split_first(
+    listed: Option<(Unit, Vec<String>)>,
+    packs: &[String],
+    durations: &HashMap<String, Duration>,
+    dir: &str,
+    n: usize,
+) -> Split {
+    match listed {
+        Some((unit @ Unit::Tests, ids)) if !ids.is_empty() => {
+            let items: Vec<Item> = ids
+                .into_iter()
+                .map(|id| Item {
+                    duration: durations.get(&id).copied(),
+                    id,
+                })
+                .collect();
+            Split {
+                unit,
+                shards: balance(&items, n),
+            }
+        }
+        Some((unit @ Unit::Files, files)) if !files.is_empty() => {
+            let prefix = format!("{}/", dir.trim_end_matches('/'));
+            let items: Vec<Item> = files
+                .into_iter()
+                .map(|f| {
+                    let rel = f.strip_prefix(&prefix).unwrap_or(&f).to_string();
+                    let known: Vec<Duration> = durations
+                        .iter()
+                        .filter(|(id, _)| id.starts_with(&rel))
+                        .map(|(_, d)| *d)
+                        .collect();
+                    Item {
+                        duration: (!known.is_empty()).then(|| known.iter().sum()),
+                        id: f,
+                    }
+                })
+                .collect();
+            Split {
+                unit,
+                shards: balance(&items, n),
+            }
+        }
+        _ => Split {
+            unit: Unit::Packs,
+            shards: balance(
+                &packs
+                    .iter()
+                    .map(|p| Item {
+                        id: p.clone(),
+                        duration: None,
+                    })
+                    .collect::<Vec<_>>(),
+                n,
+            ),
+        },
+    }
+}
+
+/// The results a shard owes but did not report: each test it was given (or, split by file
+/// or pack, each item, when it reported nothing at all) without a result becomes a broken
+/// result saying why (`why`: it crashed, timed out, its report was unreadable). So a shard that
+/// dies fails only its own tests, and a rerun selects them like any other broken test.
+pub fn unreported(
+    attempt: u32,
+    unit: Unit,
+    given: &[String],
+    reported: &[crate::results::AttemptResult],
+    why: &str,
+) -> Vec<crate::results::AttemptResult> {
+    if unit != Unit::Tests && !reported.is_empty() {
+        // Its files or packs did report: which of their tests are missing is not known.
+        return Vec::new();
+    }
+    let seen: std::collections::HashSet<&str> = reported.iter().map(|r| r.id.as_str()).collect();
+    given
+        .iter()
+        .filter(|id| !seen.contains(id.as_str()))
+        .map(|id| {
+            let mut case = crate::results::Case::failed("", id, None);
+            case.status = crate::results::CaseStatus::Errored;
+            case.message = format!("not reported: {why}");
+            crate::results::AttemptResult {
+                attempt,
+                id: id.clone(),
+                case,
+            }
+        })
+        .collect()
+}
+
+/// Splits a rerun of `tests` (the failed test ids) when it is large: one shard per
+/// [`RERUN_TESTS_PER_SHARD`] tests, at most `n`; a small rerun stays one process.
+pub fn split_rerun(tests: &[String], durations: &HashMap<String, Duration>, n: usize) -> Split {
+    let n = n.min(tests.len() / RERUN_TESTS_PER_SHARD).max(1);
+    let items: Vec<Item> = tests
+        .iter()
+        .map(|id| Item {
+            id: id.clone(),
+            duration: durations.get(id).copied(),
+        })
+        .collect();
+    Split {
+        unit: Unit::Tests,
+        shards: balance(&items, n),
+    }
+}
 
 /// One thing to place in a shard: a test id, or a pack or file when tests cannot be listed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,6 +264,82 @@ mod tests {
             id: id.into(),
             duration: secs.map(Duration::from_secs),
         }
+    }
+
+    #[test]
+    fn pytest_listing_keeps_the_node_ids_and_drops_the_summary() {
+        let out =
+            "tests/test_a.py::test_one\ntests/test_a.py::TestX::test_p[a b]\n\n2 tests collected in 0.01s\n";
+        assert_eq!(
+            parse_listing(out, Unit::Tests, true),
+            ["tests/test_a.py::test_one", "tests/test_a.py::TestX::test_p[a b]"]
+        );
+        let jest = "/s/tests/a.test.js\n/s/tests/b.test.js\n";
+        assert_eq!(parse_listing(jest, Unit::Files, false).len(), 2);
+    }
+
+    #[test]
+    fn attempt_one_splits_listed_tests_by_history_and_falls_back_to_packs() {
+        let durations: HashMap<String, Duration> = [("t::slow".to_string(), Duration::from_secs(60))].into();
+        let listed = vec!["t::slow".to_string(), "t::a".into(), "t::b".into()];
+        let split = split_first(Some((Unit::Tests, listed)), &[], &durations, "/s", 2);
+        assert_eq!(split.unit, Unit::Tests);
+        // The tests without history are spread evenly by count, the first to the emptier shard.
+        assert_eq!(ids(&split.shards[0]), ["t::slow", "t::b"]);
+        assert_eq!(ids(&split.shards[1]), ["t::a"]);
+
+        let packs = vec!["core".to_string(), "accounts".into(), "ui".into()];
+        let split = split_first(Some((Unit::Tests, Vec::new())), &packs, &durations, "/s", 2);
+        assert_eq!(split.unit, Unit::Packs);
+        assert_eq!(split.shards.iter().map(|s| s.items.len()).sum::<usize>(), 3);
+    }
+
+    #[test]
+    fn a_file_weighs_what_its_recorded_tests_weigh() {
+        let durations: HashMap<String, Duration> = [
+            ("tests/a.test.js suite › one".to_string(), Duration::from_secs(30)),
+            ("tests/a.test.js suite › two".to_string(), Duration::from_secs(30)),
+            ("tests/b.test.js three".to_string(), Duration::from_secs(5)),
+        ]
+        .into();
+        let files = vec![
+            "/s/tests/a.test.js".to_string(),
+            "/s/tests/b.test.js".into(),
+            "/s/tests/c.test.js".into(),
+        ];
+        let split = split_first(Some((Unit::Files, files)), &[], &durations, "/s", 2);
+        assert_eq!(split.unit, Unit::Files);
+        assert_eq!(split.shards[0].expected, Duration::from_secs(60));
+        assert_eq!(ids(&split.shards[0]), ["/s/tests/a.test.js"]);
+    }
+
+    #[test]
+    fn a_crashed_shard_owes_a_broken_result_for_each_test_it_did_not_report() {
+        let given = vec!["t::a".to_string(), "t::b".into()];
+        let mut done = crate::results::Case::failed("t", "a", None);
+        done.status = crate::results::CaseStatus::Passed;
+        let reported = vec![crate::results::AttemptResult {
+            attempt: 1,
+            id: "t::a".into(),
+            case: done,
+        }];
+        let owed = unreported(1, Unit::Tests, &given, &reported, "shard 1 crashed (exit code 3)");
+        assert_eq!(owed.len(), 1);
+        assert_eq!(owed[0].id, "t::b");
+        assert_eq!(owed[0].case.status, crate::results::CaseStatus::Errored);
+        assert!(owed[0].case.message.contains("shard 1 crashed"));
+        // Split by pack: only a shard that reported nothing owes its packs.
+        assert!(unreported(1, Unit::Packs, &["core".into()], &reported, "x").is_empty());
+        assert_eq!(unreported(1, Unit::Packs, &["core".into()], &[], "x").len(), 1);
+    }
+
+    #[test]
+    fn a_rerun_is_sharded_only_when_large() {
+        let few: Vec<String> = (0..RERUN_TESTS_PER_SHARD + 3).map(|i| format!("t{i}")).collect();
+        assert_eq!(split_rerun(&few, &HashMap::new(), 4).shards.len(), 1);
+        let many: Vec<String> = (0..RERUN_TESTS_PER_SHARD * 3).map(|i| format!("t{i}")).collect();
+        assert_eq!(split_rerun(&many, &HashMap::new(), 2).shards.len(), 2);
+        assert_eq!(split_rerun(&many, &HashMap::new(), 8).shards.len(), 3);
     }
 
     fn ids(s: &Shard) -> Vec<&str> {

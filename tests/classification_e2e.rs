@@ -1,6 +1,9 @@
 //! Failure classification end to end: the demo services' failing tests land in the
 //! categories their rules predict, in `/api/status` and in each test of `/api/v1/runs/{id}/tests`.
+//! A finished run keeps the categories it finished with when the rules change: every surface
+//! agrees. The webhook receiver is an in-process stand-in (chat services cannot run here).
 
+mod report_support;
 mod support;
 
 use std::collections::HashMap;
@@ -121,6 +124,67 @@ async fn without_rules_failures_are_unclassified() {
     let cats = categories(&st);
     assert_eq!(cats.len(), 1, "{st:#}");
     assert_eq!(cats["Unclassified"].0, 2);
+}
+
+/// A service whose every failure lands in one category, named `category`.
+fn recat(category: &str, webhook: &str) -> String {
+    format!(
+        r#"
+description: A failing service whose rules get renamed
+stands: {{pattern: localhost}}
+launch: {{command: [node, --test, --test-reporter=junit, "--test-reporter-destination={{junit}}", "{{tests}}"]}}
+retries: 0
+packs: {{basic: {{tests: ["{{dir}}/../demo/basic.test.mjs"]}}}}
+categories: [{{name: "{category}", matchedStatuses: [failed, broken]}}]
+report: {{emails: [], webhooks: ["{webhook}"]}}
+"#
+    )
+}
+
+/// The rules change and the server restarts (issue 15, item 4): the finished run keeps the
+/// categories it finished with in `/api/status`, `/api/v1/runs/{id}/tests`, the run page and
+/// its webhook report alike; a new run gets the new rules.
+#[tokio::test]
+async fn a_finished_run_keeps_its_categories_on_every_surface_when_the_rules_change() {
+    let hook = report_support::FakeHttp::start(200).await;
+    let url = format!("{}/hooks/recat", hook.url);
+    let config = support::config_with(&[("recat.yaml", &recat("Old rules", &url))]);
+    std::fs::create_dir(config.path().join("recat")).unwrap();
+    let mut server = Server::start_with(Some(config.path()), &[]).await;
+    let id = server.run_now("service=recat&stand=localhost").await;
+    let st = server.wait_finished(&id, RUN).await;
+    assert_eq!(categories(&st)["Old rules"].0, 2, "{st:#}");
+    let webhook = hook.requests_to("/hooks/recat");
+    assert_eq!(webhook.len(), 1);
+    let sent = webhook[0].body.to_string();
+    assert!(sent.contains("Old rules"), "{sent}");
+
+    std::fs::write(config.path().join("recat.yaml"), recat("New rules", &url)).unwrap();
+    server.terminate().await;
+    server.start_again().await;
+
+    let st = server.status(&id).await;
+    let cats = categories(&st);
+    assert_eq!(cats.keys().collect::<Vec<_>>(), ["Old rules"], "{st:#}");
+    let per_test = test_categories(&server, &id).await;
+    let failing: Vec<_> = per_test.values().flatten().collect();
+    assert_eq!(failing.len(), 2, "{per_test:?}");
+    assert!(failing.iter().all(|c| *c == "Old rules"), "{per_test:?}");
+    let (code, page) = server.get_text(&format!("/runs/{id}")).await;
+    assert_eq!(code, 200);
+    assert!(
+        page.contains("Old rules") && !page.contains("New rules"),
+        "{page}"
+    );
+
+    let again = server.run_now("service=recat&stand=localhost").await;
+    let st = server.wait_finished(&again, RUN).await;
+    assert_eq!(categories(&st)["New rules"].0, 2, "{st:#}");
+    let per_test = test_categories(&server, &again).await;
+    assert!(
+        per_test.values().flatten().all(|c| c == "New rules"),
+        "{per_test:?}"
+    );
 }
 
 /// `tomato grep` on a log file, as the CLI prints it with `--json`.

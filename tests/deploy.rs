@@ -304,7 +304,11 @@ fn kubectl_builds_the_plain_manifests_when_it_is_installed() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         text.matches("\nkind: ").count() + usize::from(text.starts_with("kind: ")),
-        7,
+        8,
         "{text}"
+    );
+    assert!(
+        text.contains("grafana_dashboard: \"1\""),
+        "the dashboard ConfigMap carries the sidecar's label: {text}"
     );
 }

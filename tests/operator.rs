@@ -154,6 +154,28 @@ async fn a_run_reruns_only_its_failed_tests_in_a_second_job_and_ends_failed_with
     ))
     .await;
     assert_eq!(tests[0]["name"], "submits the order form");
+    // One classification, recorded when the last attempt ended (an immutable ConfigMap owned by
+    // the run): the tests API agrees with status.categories, with the same rules and logs.
+    let (_, all) = get_json(&format!("{}/api/v1/runs/demo-e2e/tests", replica.url)).await;
+    let mut listed = 0;
+    for c in &st.categories {
+        for t in &c.tests {
+            let test = all
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["id"] == t.name.as_str());
+            assert_eq!(
+                test.map(|x| x["category"].clone()),
+                Some(json!(c.name)),
+                "{t:?} in {all:#}"
+            );
+            listed += 1;
+        }
+    }
+    assert!(listed >= 2, "{:?}", st.categories);
+    k.cluster
+        .kubectl_ok(&["get", "configmap", "demo-e2e-categories-2", "-n", &k.ns], None);
     let (_, status) = get_json(&format!("{}/api/status?run_id=demo-e2e", replica.url)).await;
     assert_eq!(status["phase"], "Failed");
     assert_eq!(status["summary"]["flaky"], 1);

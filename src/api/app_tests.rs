@@ -12,6 +12,8 @@ use super::{AppState, Tokens, app};
 
 struct Api {
     state: AppState,
+    /// The same store, to play the driver's part (write a run's status).
+    store: crate::store::SqliteStore,
     _dir: tempfile::TempDir,
 }
 
@@ -29,14 +31,18 @@ impl Api {
         )))
         .expect("the shipped packs_config loads");
         let state = AppState {
-            backend: Arc::new(store),
+            backend: Arc::new(store.clone()),
             config: Arc::new(config),
             tokens: Tokens::default(),
             public_url: "http://tomato.test".into(),
             data_dir: Some(dir.path().to_path_buf()),
             tms_configured,
         };
-        Api { state, _dir: dir }
+        Api {
+            state,
+            store,
+            _dir: dir,
+        }
     }
 
     async fn call(&self, method: Method, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
@@ -195,6 +201,77 @@ async fn every_key_of_every_api_v1_answer_is_camel_case() {
         (&test["explainedBy"], &test["durationMs"]),
         (&json!(1), &json!(5))
     );
+}
+
+#[tokio::test]
+async fn a_sharded_attempts_shards_are_in_the_api_in_camel_case_and_on_the_run_page() {
+    use crate::crd::{Attempt, AttemptState, Selection, ShardState, ShardStatus, TestRun};
+    let api = Api::new();
+    let run = api
+        .queue_run(json!({"service": "demo-py", "stand": "localhost", "shards": 2}))
+        .await;
+    assert_eq!(run["spec"]["shards"], 2, "{run}");
+    let id = run["metadata"]["name"].as_str().unwrap().to_string();
+    let shard = |index: u32, state: ShardState, passed: u32, broken: u32| ShardStatus {
+        index,
+        state,
+        tests: 3,
+        unit: Some("tests".into()),
+        expected_seconds: Some(12),
+        passed,
+        failed: 0,
+        skipped: 0,
+        broken,
+        launch: Some(format!("pid {}", 100 + index)),
+        exit_code: (state == ShardState::Crashed).then_some(3),
+        started_at: None,
+        finished_at: None,
+        message: (state == ShardState::Crashed)
+            .then(|| "shard 1 crashed (exit code 3); 3 of its tests not reported".into()),
+    };
+    api.store
+        .update::<TestRun, _>(&id, move |r| {
+            let st = r.status.get_or_insert_default();
+            st.admit(chrono::Utc::now());
+            st.attempts.push(Attempt {
+                number: 1,
+                selection: Selection::all(vec!["core".into()]),
+                state: AttemptState::Running,
+                launch: Some("2 shards: pid 100, pid 101".into()),
+                started_at: Some(chrono::Utc::now()),
+                finished_at: None,
+                exit_code: None,
+                summary: None,
+                message: None,
+                shards: vec![
+                    shard(0, ShardState::Running, 0, 0),
+                    shard(1, ShardState::Crashed, 0, 3),
+                ],
+            });
+            Ok((true, ()))
+        })
+        .await
+        .unwrap();
+
+    let (status, body) = api.get(&format!("/api/v1/runs/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let shards = &body["status"]["attempts"][0]["shards"];
+    assert_eq!(shards[1]["state"], "Crashed", "{body}");
+    assert_eq!(
+        (&shards[1]["broken"], &shards[1]["exitCode"]),
+        (&json!(3), &json!(3))
+    );
+    assert_eq!(shards[0]["expectedSeconds"], 12);
+    let mut bad = Vec::new();
+    non_camel_keys(&body, "run", &mut bad);
+    assert_eq!(bad, Vec::<String>::new());
+
+    let (status, html) = api.call_text(Method::GET, &format!("/runs/{id}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains(r#"data-shard="1""#), "{html}");
+    assert!(html.contains("shard-crashed"), "{html}");
+    assert!(html.contains("3 tests: 0 passed, 0 failed, 3 broken"), "{html}");
+    assert!(html.contains("3 of its tests not reported"), "{html}");
 }
 
 #[tokio::test]

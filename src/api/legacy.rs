@@ -186,6 +186,7 @@ pub async fn run_now(State(state): State<AppState>, params: Params) -> Result<Js
         issue_key: params.get("issueKey").map(str::to_string),
         version: params.get("testpalm").map(str::to_string),
         retries: None,
+        shards: None,
         env: Vec::new(),
     };
     let run = new_run(

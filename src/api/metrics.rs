@@ -1,7 +1,7 @@
-//! `/metrics` in the Prometheus text format: runs by service and phase, queue lengths.
+//! `/metrics` in the Prometheus text format 0.0.4: every family of [`crate::metrics`], with the
+//! run counts (`tomato_runs`, `tomato_queue_length`) counted from the store when scraped.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 
 use axum::extract::State;
 use axum::http::header;
@@ -21,29 +21,10 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
         let phase = phase.parse::<Phase>().unwrap_or_default();
         *by.entry((service, phase)).or_default() += n;
     }
-    let mut out = String::new();
-    let _ = writeln!(out, "# HELP tomato_runs Test runs by service and phase.");
-    let _ = writeln!(out, "# TYPE tomato_runs gauge");
-    for ((service, phase), n) in &by {
-        let _ = writeln!(
-            out,
-            "tomato_runs{{service=\"{}\",phase=\"{phase}\"}} {n}",
-            escape(service)
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP tomato_queue_length Runs waiting in each service's queue."
-    );
-    let _ = writeln!(out, "# TYPE tomato_queue_length gauge");
-    for ((service, phase), n) in &by {
-        if *phase == Phase::Queued {
-            let _ = writeln!(out, "tomato_queue_length{{service=\"{}\"}} {n}", escape(service));
-        }
-    }
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
-}
-
-fn escape(s: &str) -> String {
-    s.replace('\\', r"\\").replace('"', "\\\"").replace('\n', r"\n")
+    let metrics = crate::metrics::global();
+    metrics.set_runs(by.into_iter().map(|((s, p), n)| (s, p.to_string(), n)));
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics.encode(),
+    ))
 }

@@ -31,6 +31,8 @@ use tower_http::trace::TraceLayer;
 
 pub use auth::Tokens;
 pub use error::{ApiError, ErrorBody, FieldError};
+/// The legacy handles' parameters (query string plus form or JSON body); public for the fuzzer.
+pub use legacy::Params;
 pub use regressions::NO_TMS;
 pub use runs::{
     LegacyStatus, QueueEntry, QueueView, TestView, merged_tests, new_run, queue_view, test_views,

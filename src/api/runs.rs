@@ -334,29 +334,19 @@ pub async fn merged_tests(state: &AppState, run: &TestRun) -> Result<Vec<MergedT
 }
 
 /// The tests of a run as API clients see them: merged, failing first, each failed, broken or
-/// flaky test with its failure category (classified as the driver does: same rules, same logs).
+/// flaky test with the failure category the run recorded (never reclassified: see
+/// [`crate::classify`]).
 pub async fn test_views(state: &AppState, run: &TestRun) -> Result<Vec<TestView>, ApiError> {
     let tests = merged_tests(state, run).await?;
-    let svc = state.config.service(&run.spec.template.service).cloned();
-    let (data_dir, run) = (state.data_dir.clone(), run.clone());
-    tokio::task::spawn_blocking(move || {
-        let name = run.metadata.name.clone().unwrap_or_default();
-        let status = run.status.clone().unwrap_or_default();
-        let categories = match (&svc, &data_dir) {
-            (Some(svc), Some(dir)) => {
-                crate::standalone::classify_run(svc, dir, &name, &status, &tests).by_test
-            }
-            (Some(svc), None) => {
-                crate::classify::classify(svc.classifier.as_deref(), &tests, |_| None::<std::fs::File>)
-                    .by_test
-            }
-            (None, _) => Default::default(),
-        };
-        tests
-            .iter()
-            .map(|t| TestView::of(t, categories.get(&t.id).cloned()))
-            .collect()
-    })
-    .await
-    .map_err(|e| ApiError::internal("classifying the tests failed", e))
+    let name = run.metadata.name.clone().unwrap_or_default();
+    let stats = run
+        .status
+        .as_ref()
+        .map(|s| s.categories.as_slice())
+        .unwrap_or_default();
+    let categories = crate::classify::recorded(state.backend.categories(&name).await?, stats);
+    Ok(tests
+        .iter()
+        .map(|t| TestView::of(t, categories.get(&t.id).cloned()))
+        .collect())
 }

@@ -38,16 +38,17 @@ macro_rules! template_fields {
             ("issueKey", Kind::Str),
             ("version", Kind::Str),
             ("retries", Kind::Int(0, 9)),
+            ("shards", Kind::Int(1, 64)),
             ("env", Kind::Env),
             ("timeout", Kind::Str),
         ]
     };
 }
 
-const TEMPLATE: [(&str, Kind); 11] = template_fields!();
+const TEMPLATE: [(&str, Kind); 12] = template_fields!();
 
 /// Fields of a TestRun spec.
-pub const RUN_FIELDS: &[(&str, Kind)] = &concat_fields::<13>(
+pub const RUN_FIELDS: &[(&str, Kind)] = &concat_fields::<14>(
     &TEMPLATE,
     &[
         ("type", Kind::OneOf(&["Regular", "Nightly"])),
@@ -56,7 +57,7 @@ pub const RUN_FIELDS: &[(&str, Kind)] = &concat_fields::<13>(
 );
 
 /// Fields of a NightlySchedule spec.
-pub const SCHEDULE_FIELDS: &[(&str, Kind)] = &concat_fields::<18>(
+pub const SCHEDULE_FIELDS: &[(&str, Kind)] = &concat_fields::<19>(
     &TEMPLATE,
     &[
         ("schedule", Kind::Str),

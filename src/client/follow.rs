@@ -6,7 +6,9 @@
 //! on a pipe — is driven by the same, unit-tested decisions, whether the snapshots come from
 //! polling or a stream, and however many changes one poll skipped over.
 
-use crate::crd::{AttemptState, CategoryStat, Phase, SelectionKind, Summary, TestRun, Verdict};
+use std::collections::BTreeMap;
+
+use crate::crd::{AttemptState, CategoryStat, Phase, SelectionKind, ShardState, Summary, TestRun, Verdict};
 
 /// How `tomato` exits: the verdict of a followed run, or why it could not say one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +70,25 @@ pub enum Event {
         message: Option<String>,
         seconds: Option<i64>,
     },
+    /// A shard of a sharded launch started: `index` from 0, with `tests` items of `unit`
+    /// (tests, files or packs).
+    ShardStarted {
+        position: usize,
+        number: u32,
+        index: u32,
+        tests: u32,
+        unit: String,
+    },
+    /// A shard ended (finished, crashed, timed out, could not start, cancelled).
+    ShardFinished {
+        position: usize,
+        number: u32,
+        index: u32,
+        state: ShardState,
+        tests: u32,
+        summary: Summary,
+        message: Option<String>,
+    },
     /// The failed tests are about to be run again.
     Retrying,
     /// The verdict is known; the report is being sent.
@@ -89,6 +110,8 @@ pub struct Follower {
     queue: Option<(Option<u32>, Option<String>)>,
     /// State of each launch when last seen, by position.
     attempts: Vec<AttemptState>,
+    /// State of each shard when last seen, by launch position and shard index.
+    shards: BTreeMap<(usize, u32), ShardState>,
     finished: bool,
 }
 
@@ -127,6 +150,38 @@ impl Follower {
                     },
                 });
                 self.attempts.push(AttemptState::Running);
+            }
+            for sh in &a.shards {
+                let key = (position, sh.index);
+                let before = self.shards.get(&key).copied();
+                if before.is_none() {
+                    out.push(Event::ShardStarted {
+                        position,
+                        number: a.number,
+                        index: sh.index,
+                        tests: sh.tests,
+                        unit: sh.unit.clone().unwrap_or_else(|| "tests".into()),
+                    });
+                }
+                if before.is_none_or(|b| b == ShardState::Running) && sh.state != ShardState::Running {
+                    out.push(Event::ShardFinished {
+                        position,
+                        number: a.number,
+                        index: sh.index,
+                        state: sh.state,
+                        tests: sh.tests,
+                        summary: Summary {
+                            total: sh.passed + sh.failed + sh.skipped + sh.broken,
+                            passed: sh.passed,
+                            failed: sh.failed,
+                            flaky: 0,
+                            skipped: sh.skipped,
+                            broken: sh.broken,
+                        },
+                        message: sh.message.clone(),
+                    });
+                }
+                self.shards.insert(key, sh.state);
             }
             if self.attempts[i] == AttemptState::Running && a.state != AttemptState::Running {
                 out.push(Event::AttemptFinished {
@@ -221,6 +276,7 @@ mod tests {
                 ..Default::default()
             }),
             message: None,
+            shards: Vec::new(),
         }
     }
 
@@ -287,6 +343,80 @@ mod tests {
         )));
         assert!(
             matches!(&done[..], [Event::AttemptFinished { position: 1, state: AttemptState::Finished, summary: Some(s), .. }, Event::Retrying] if s.failed == 2),
+            "{done:?}"
+        );
+    }
+
+    fn shard(index: u32, state: ShardState, passed: u32, broken: u32) -> crate::crd::ShardStatus {
+        crate::crd::ShardStatus {
+            index,
+            state,
+            tests: 3,
+            unit: Some("tests".into()),
+            expected_seconds: None,
+            passed,
+            failed: 0,
+            skipped: 0,
+            broken,
+            launch: None,
+            exit_code: None,
+            started_at: None,
+            finished_at: None,
+            message: (state == ShardState::Crashed).then(|| "shard 1 crashed (exit code 3)".into()),
+        }
+    }
+
+    #[test]
+    fn each_shard_is_told_when_it_starts_and_when_it_ends_before_its_attempt() {
+        let mut f = Follower::new();
+        let mut a = attempt(1, AttemptState::Running, None);
+        a.shards = vec![
+            shard(0, ShardState::Running, 0, 0),
+            shard(1, ShardState::Running, 0, 0),
+        ];
+        let started = f.observe(&run(running(vec![a.clone()], Phase::Running)));
+        assert!(
+            matches!(
+                &started[..],
+                [
+                    Event::AttemptStarted { .. },
+                    Event::ShardStarted {
+                        index: 0,
+                        tests: 3,
+                        ..
+                    },
+                    Event::ShardStarted { index: 1, .. }
+                ]
+            ),
+            "{started:?}"
+        );
+        a.shards[1] = shard(1, ShardState::Crashed, 1, 2);
+        let crashed = f.observe(&run(running(vec![a.clone()], Phase::Running)));
+        assert!(
+            matches!(&crashed[..], [Event::ShardFinished { index: 1, state: ShardState::Crashed, summary, .. }] if summary.broken == 2),
+            "{crashed:?}"
+        );
+        let line = crate::client::render::event_lines("r", "p", &crashed[0]).join("\n");
+        assert_eq!(
+            line,
+            "attempt 1 shard 1 crashed: 1 passed, 2 broken of 3 — shard 1 crashed (exit code 3)"
+        );
+        a.shards[0] = shard(0, ShardState::Finished, 3, 0);
+        a.state = AttemptState::Finished;
+        let done = f.observe(&run(running(vec![a], Phase::Retrying)));
+        assert!(
+            matches!(
+                &done[..],
+                [
+                    Event::ShardFinished {
+                        index: 0,
+                        state: ShardState::Finished,
+                        ..
+                    },
+                    Event::AttemptFinished { .. },
+                    Event::Retrying
+                ]
+            ),
             "{done:?}"
         );
     }

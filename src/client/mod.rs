@@ -129,6 +129,7 @@ pub fn run_request(args: &RunArgs) -> Value {
         issue_key: args.issue_key.clone(),
         version: None,
         retries: None,
+        shards: args.shards,
         env: args.env.clone(),
     };
     json!({
@@ -457,6 +458,7 @@ mod tests {
             exit_code: Some(0),
             summary: None,
             message: None,
+            shards: Vec::new(),
         };
         let st = run.status.as_mut().unwrap();
         st.attempts = vec![attempt.clone(), attempt];

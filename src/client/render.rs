@@ -13,7 +13,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Deserialize;
 
 use super::follow::Event;
-use crate::crd::{AttemptState, CategoryStat, Summary, TestRun};
+use crate::crd::{AttemptState, CategoryStat, ShardState, Summary, TestRun};
 use crate::ui::format;
 
 /// Counts of a summary as a sentence: `4 passed, 1 failed, 1 flaky, 1 skipped of 7`.
@@ -86,6 +86,22 @@ pub fn event_lines(id: &str, page: &str, e: &Event) -> Vec<String> {
             ..
         } => vec![format!("{} started: {what}", attempt_name(*position, *number))],
         Event::AttemptFinished { .. } => vec![attempt_end(e)],
+        Event::ShardStarted {
+            position,
+            number,
+            index,
+            tests,
+            unit,
+        } => vec![format!(
+            "{} shard {index} started: {tests} {}",
+            attempt_name(*position, *number),
+            if *tests == 1 {
+                unit.trim_end_matches('s')
+            } else {
+                unit
+            }
+        )],
+        Event::ShardFinished { .. } => vec![shard_end(e)],
         Event::Retrying => vec!["retrying the failed tests".to_string()],
         Event::Reporting => vec!["verdict known; sending the report".to_string()],
         Event::Finished {
@@ -106,6 +122,37 @@ pub fn event_lines(id: &str, page: &str, e: &Event) -> Vec<String> {
             out
         }
     }
+}
+
+/// How a shard ended, in one line.
+fn shard_end(e: &Event) -> String {
+    let Event::ShardFinished {
+        position,
+        number,
+        index,
+        state,
+        summary,
+        message,
+        ..
+    } = e
+    else {
+        return String::new();
+    };
+    let what = match state {
+        ShardState::Running | ShardState::Finished => "finished",
+        ShardState::Crashed => "crashed",
+        ShardState::TimedOut => "timed out",
+        ShardState::LaunchFailed => "could not launch",
+        ShardState::Cancelled => "stopped: the run was cancelled",
+    };
+    let mut line = format!("{} shard {index} {what}", attempt_name(*position, *number));
+    if summary.total > 0 {
+        line.push_str(&format!(": {}", counts(summary)));
+    }
+    if let Some(m) = message.as_deref().filter(|m| !m.is_empty()) {
+        line.push_str(&format!(" — {m}"));
+    }
+    line
 }
 
 /// How an attempt ended, in one line.
@@ -201,6 +248,23 @@ pub fn status_text(run: &TestRun, page: &str) -> String {
                 ));
             }
             out.push(line);
+            for sh in &a.shards {
+                let done = sh.passed + sh.failed + sh.skipped + sh.broken;
+                let mut line = format!(
+                    "    shard {}: {}, {} {}, {done} reported ({} passed, {} failed, {} broken)",
+                    sh.index,
+                    sh.state.as_str(),
+                    sh.tests,
+                    sh.unit.as_deref().unwrap_or("tests"),
+                    sh.passed,
+                    sh.failed,
+                    sh.broken
+                );
+                if let Some(m) = sh.message.as_deref() {
+                    line.push_str(&format!(" — {m}"));
+                }
+                out.push(line);
+            }
         }
     }
     if let Some(s) = &st.summary {
@@ -331,6 +395,8 @@ pub struct Bars {
     multi: MultiProgress,
     queue: Option<ProgressBar>,
     attempts: BTreeMap<usize, ProgressBar>,
+    /// One bar per running shard, by launch position and shard index.
+    shards: BTreeMap<(usize, u32), ProgressBar>,
 }
 
 impl Default for Bars {
@@ -339,6 +405,7 @@ impl Default for Bars {
             multi: MultiProgress::with_draw_target(ProgressDrawTarget::stdout()),
             queue: None,
             attempts: BTreeMap::new(),
+            shards: BTreeMap::new(),
         }
     }
 }
@@ -395,6 +462,28 @@ impl Bars {
                 let line = attempt_end(e);
                 self.multi.suspend(|| print_line(&line));
             }
+            Event::ShardStarted {
+                position,
+                number,
+                index,
+                ..
+            } => {
+                let b = ProgressBar::new_spinner();
+                b.set_style(style("  {spinner} {prefix}: {msg} {elapsed}"));
+                b.set_prefix(format!("{} shard {index}", attempt_name(*position, *number)));
+                let msg = event_lines(id, page, e).join(" ");
+                b.set_message(msg.split_once(": ").map_or(msg.clone(), |(_, m)| m.to_string()));
+                let b = self.multi.add(b);
+                b.enable_steady_tick(TICK);
+                self.shards.insert((*position, *index), b);
+            }
+            Event::ShardFinished { position, index, .. } => {
+                if let Some(bar) = self.shards.remove(&(*position, *index)) {
+                    bar.finish_and_clear();
+                }
+                let line = shard_end(e);
+                self.multi.suspend(|| print_line(&line));
+            }
             Event::Retrying | Event::Reporting | Event::Finished { .. } => {
                 if matches!(e, Event::Finished { .. }) {
                     self.clear();
@@ -411,6 +500,9 @@ impl Bars {
             q.finish_and_clear();
         }
         for (_, b) in std::mem::take(&mut self.attempts) {
+            b.abandon();
+        }
+        for (_, b) in std::mem::take(&mut self.shards) {
             b.abandon();
         }
     }

@@ -58,6 +58,12 @@ pub struct RunTemplate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 9))]
     pub retries: Option<u8>,
+    /// Parts attempt 1 (and a large rerun) is split into, balanced by recorded test
+    /// durations; default from packs_config (1, unsharded). Each part takes a slot of the
+    /// service's and the stand's concurrency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 64))]
+    pub shards: Option<u8>,
     /// Extra environment for the tests; values may reference Secrets.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,

@@ -15,6 +15,7 @@ impl RunTemplate {
             issue_key: None,
             version: None,
             retries: None,
+            shards: None,
             env: vec![],
         }
     }

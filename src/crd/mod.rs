@@ -20,7 +20,8 @@ pub use regression::{
 pub use schedule::{ConcurrencyPolicy, NightlySchedule, NightlyScheduleSpec, NightlyScheduleStatus};
 pub use testrun::{
     Attempt, AttemptState, CategoryStat, CategoryTest, ChannelReport, DeliveryState, Phase, ReportStatus,
-    RunType, Selection, SelectionKind, Summary, TestRun, TestRunSpec, TestRunStatus, Verdict,
+    RunType, Selection, SelectionKind, ShardState, ShardStatus, Summary, TestRun, TestRunSpec, TestRunStatus,
+    Verdict,
 };
 
 /// API group of every Tomato resource.

@@ -247,6 +247,74 @@ pub struct Attempt {
     pub summary: Option<Summary>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The parts of a sharded attempt and how far each got (empty when it ran unsplit).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardStatus>,
+}
+
+/// One part of a sharded attempt: what it runs and how far it got.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardStatus {
+    /// 0-based, as `JOB_COMPLETION_INDEX` counts the completions of an Indexed Job.
+    pub index: u32,
+    pub state: ShardState,
+    /// Tests (or packs and files, when the runner cannot list tests) the shard was given.
+    pub tests: u32,
+    /// How the shard's items were chosen: `tests`, `files` or `packs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// The sum of its tests' recorded durations, in seconds, when any has history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_seconds: Option<u64>,
+    /// Results read so far (all of them once it ended).
+    #[serde(default)]
+    pub passed: u32,
+    #[serde(default)]
+    pub failed: u32,
+    #[serde(default)]
+    pub skipped: u32,
+    /// Errored, or given but not reported (the shard crashed or timed out before them).
+    #[serde(default)]
+    pub broken: u32,
+    /// Launch reference: `pid <n>`, or the Job and its completion index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Why it crashed, timed out or could not start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Where a shard is in its life.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum ShardState {
+    Running,
+    /// Exited and reported every test it was given.
+    Finished,
+    /// Exited (or was killed) without reporting some of its tests: those are broken.
+    Crashed,
+    TimedOut,
+    LaunchFailed,
+    Cancelled,
+}
+
+impl ShardState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShardState::Running => "Running",
+            ShardState::Finished => "Finished",
+            ShardState::Crashed => "Crashed",
+            ShardState::TimedOut => "TimedOut",
+            ShardState::LaunchFailed => "LaunchFailed",
+            ShardState::Cancelled => "Cancelled",
+        }
+    }
 }
 
 /// What an attempt ran: everything in the chosen packs, or the failed tests of an earlier attempt.

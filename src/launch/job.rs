@@ -89,6 +89,7 @@ pub fn desired_job(run: &TestRun, service: &Service, attempt: JobAttempt<'_>, se
     let launch = plan(
         &in_image,
         &AttemptRef {
+            files: &[],
             run: &run_name,
             stand: &run.spec.template.stand,
             number: attempt.number,

@@ -7,6 +7,7 @@
 
 pub mod exec;
 pub mod job;
+pub mod listing;
 pub mod process;
 
 use std::path::Path;
@@ -47,8 +48,10 @@ pub struct AttemptRef<'a> {
     pub stand: &'a str,
     pub number: u32,
     pub packs: &'a [String],
-    /// Empty for a full run; the failed tests for a rerun.
+    /// Empty for a full run; the failed tests for a rerun (or a shard's listed tests).
     pub reruns: &'a [RerunTest<'a>],
+    /// A shard's test files, run in place of the packs' selectors (empty: the packs').
+    pub files: &'a [String],
     /// Where the framework must write its JUnit XML.
     pub junit: &'a Path,
     pub timeout: Duration,
@@ -98,6 +101,7 @@ pub fn explain(cfg: &crate::packs::PacksConfig, service: &str) -> Result<String,
         plan(
             svc,
             &AttemptRef {
+                files: &[],
                 run: "<run>",
                 stand: "<stand>",
                 number,
@@ -131,6 +135,26 @@ pub fn explain(cfg: &crate::packs::PacksConfig, service: &str) -> Result<String,
         }
         if let Some(r) = &p.reports {
             let _ = writeln!(out, "    reports read from: {r}");
+        }
+    }
+    if svc.shards > 1 {
+        match listing::list_plan(svc, "<stand>", &packs) {
+            Some(l) => {
+                let _ = writeln!(
+                    out,
+                    "  shards: {}, split by {} listed with: {}",
+                    svc.shards,
+                    l.unit.as_str(),
+                    serde_json::to_string(&l.argv).unwrap_or_default()
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "  shards: {}, split by pack (the runner cannot list its tests; see launch.list)",
+                    svc.shards
+                );
+            }
         }
     }
     Ok(out)
@@ -243,7 +267,9 @@ pub fn plan(svc: &Service, a: &AttemptRef<'_>) -> LaunchPlan {
             }
         }
     }
-    if a.reruns.is_empty() || svc.rerun.include_pack_tests || full_rerun {
+    if !a.files.is_empty() {
+        tests.extend(a.files.iter().cloned());
+    } else if a.reruns.is_empty() || svc.rerun.include_pack_tests || full_rerun {
         tests.extend(pack_selectors());
     }
 
@@ -333,6 +359,7 @@ mod tests {
         let p = plan(
             svc,
             &AttemptRef {
+                files: &[],
                 run: "demo-abc",
                 stand: "localhost",
                 number: 1,
@@ -374,6 +401,7 @@ mod tests {
         let p = plan(
             svc,
             &AttemptRef {
+                files: &[],
                 run: "demo-abc",
                 stand: "localhost; rm -rf /",
                 number: 2,
@@ -414,6 +442,7 @@ mod tests {
         let p = plan(
             svc,
             &AttemptRef {
+                files: &[],
                 run: "r",
                 stand: "localhost",
                 number: 2,

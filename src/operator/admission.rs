@@ -100,11 +100,11 @@ async fn pass(store: &Store<TestRun>, ctx: &Context) {
                 && ctx.config.check_run(&run.spec.template).is_ok();
             if queued && admitted.contains(&key) {
                 still_pending.insert(key);
-                entries.push(entry(run, true));
+                entries.push(entry(run, true, ONE_JOB));
             } else if queued {
-                entries.push(entry(run, false));
+                entries.push(entry(run, false, ONE_JOB));
             } else if phase.is_active() {
-                entries.push(entry(run, true));
+                entries.push(entry(run, true, ONE_JOB));
             }
         }
         let decision = queue::admit(&entries, ctx.config.as_ref());
@@ -115,6 +115,12 @@ async fn pass(store: &Store<TestRun>, ctx: &Context) {
             match write_status(&ctx.client, run, |st| st.admit(Utc::now())).await {
                 Ok(_) => {
                     info!(namespace = ns, run = name, "admitted");
+                    crate::metrics::global().dequeued(
+                        &run.spec.template.service,
+                        (Utc::now() - crate::store::created(run.as_ref()))
+                            .to_std()
+                            .unwrap_or_default(),
+                    );
                     let key = ObjectRef::from_obj(run.as_ref());
                     still_pending.insert(key.clone());
                     ctx.queue
@@ -153,7 +159,11 @@ async fn pass(store: &Store<TestRun>, ctx: &Context) {
         .retain(|k| still_pending.contains(k));
 }
 
-fn entry(run: &TestRun, active: bool) -> Entry {
+/// Slots a run takes in operator mode: its attempts run as one Job each (the operator does not
+/// split attempts into shards yet), so one, whatever `shards` says.
+const ONE_JOB: u32 = 1;
+
+fn entry(run: &TestRun, active: bool, slots: u32) -> Entry {
     Entry {
         name: run.name_any(),
         service: run.spec.template.service.clone(),
@@ -161,5 +171,6 @@ fn entry(run: &TestRun, active: bool) -> Entry {
         priority: run.spec.template.priority,
         created: created(run),
         active,
+        slots,
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -330,6 +330,14 @@ impl Backend for KubeBackend {
         };
         self.results
             .run_results(&self.client, &run, &svc.rerun.test_id)
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))
+    }
+
+    async fn categories(&self, name: &str) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        let run = self.find(name).await?.ok_or_else(|| not_found(name))?;
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &run.namespace().unwrap_or_default());
+        results::load_categories(&api, &run)
             .await
             .map_err(|e| StoreError::Task(e.to_string()))
     }

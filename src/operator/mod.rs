@@ -185,6 +185,21 @@ where
     }
 }
 
+/// A reconcile, counted and timed in [`crate::metrics`] under `controller`.
+async fn measured(
+    controller: &'static str,
+    reconcile: impl std::future::Future<Output = Result<kube::runtime::controller::Action, Error>>,
+) -> Result<kube::runtime::controller::Action, Error> {
+    let started = std::time::Instant::now();
+    let res = reconcile.await;
+    crate::metrics::global().reconciled(
+        controller,
+        started.elapsed(),
+        res.as_ref().err().map(Error::metric_label),
+    );
+    res
+}
+
 /// The TestRun and NightlySchedule controllers and the admission loop, until `stop`.
 async fn run_controllers(ctx: Arc<Context>, scope: Scope, stop: CancellationToken) {
     let client = ctx.client.clone();
@@ -205,7 +220,11 @@ async fn run_controllers(ctx: Arc<Context>, scope: Scope, stop: CancellationToke
         stop.clone(),
     )));
     let runs = runs
-        .run(testrun::reconcile, testrun::error_policy, ctx.clone())
+        .run(
+            |run, ctx| measured("testrun", testrun::reconcile(run, ctx)),
+            testrun::error_policy,
+            ctx.clone(),
+        )
         .for_each(|_| std::future::ready(()));
     let schedules = Controller::new(
         scoped::<NightlySchedule>(&client, &scope),
@@ -213,11 +232,19 @@ async fn run_controllers(ctx: Arc<Context>, scope: Scope, stop: CancellationToke
     )
     .owns(scoped::<TestRun>(&client, &scope), watcher::Config::default())
     .graceful_shutdown_on(stop.clone().cancelled_owned())
-    .run(schedule::reconcile, schedule::error_policy, ctx.clone())
+    .run(
+        |s, ctx| measured("schedule", schedule::reconcile(s, ctx)),
+        schedule::error_policy,
+        ctx.clone(),
+    )
     .for_each(|_| std::future::ready(()));
     let regressions = Controller::new(scoped::<Regression>(&client, &scope), watcher::Config::default())
         .graceful_shutdown_on(stop.clone().cancelled_owned())
-        .run(regression::reconcile, regression::error_policy, ctx.clone())
+        .run(
+            |r, ctx| measured("regression", regression::reconcile(r, ctx)),
+            regression::error_policy,
+            ctx.clone(),
+        )
         .for_each(|_| std::future::ready(()));
     tokio::join!(runs, schedules, regressions);
     let _ = (&mut admission.0).await;

@@ -339,6 +339,98 @@ pub enum Stored {
     AlreadyThere,
 }
 
+/// The ConfigMap holding a run's classification as it stood after its `seq`-th launch ended.
+pub fn categories_name(run: &str, seq: usize) -> String {
+    bounded(run, &format!("-categories-{seq}"), 253)
+}
+
+const CATEGORIES_FILE: &str = "categories.json.gz";
+
+/// The immutable ConfigMap recording a run's classification (test id → category) after its
+/// `seq`-th launch ended: gzip'd JSON `{category: [test ids]}` (grouped, so that each category
+/// name is stored once), owned by the run. Pure.
+pub fn pack_categories(
+    run: &TestRun,
+    seq: usize,
+    categories: &std::collections::HashMap<String, String>,
+) -> Result<ConfigMap, ResultsError> {
+    let mut grouped: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (test, category) in categories {
+        grouped.entry(category).or_default().push(test);
+    }
+    for ids in grouped.values_mut() {
+        ids.sort_unstable();
+    }
+    let json = serde_json::to_vec(&grouped).map_err(|e| ResultsError::Damaged(e.to_string()))?;
+    let gz = gzip(&json);
+    if gz.len() > PART_BYTES {
+        return Err(ResultsError::TooLarge(format!(
+            "the classification of {} tests takes {} KiB compressed, more than one ConfigMap holds",
+            categories.len(),
+            gz.len() >> 10
+        )));
+    }
+    let run_name = run.name_any();
+    Ok(ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(categories_name(&run_name, seq)),
+            namespace: run.metadata.namespace.clone(),
+            labels: Some(BTreeMap::from([
+                (LABEL_RUN.to_string(), label_value(&run_name)),
+                (LABEL_LAUNCH.to_string(), seq.to_string()),
+                ("app.kubernetes.io/managed-by".to_string(), "tomato".to_string()),
+            ])),
+            owner_references: run.controller_owner_ref(&()).map(|r| vec![r]),
+            ..Default::default()
+        },
+        binary_data: Some(BTreeMap::from([(CATEGORIES_FILE.to_string(), ByteString(gz))])),
+        immutable: Some(true),
+        ..Default::default()
+    })
+}
+
+/// Reads a classification back from its ConfigMap. Pure.
+pub fn unpack_categories(cm: &ConfigMap) -> Result<std::collections::HashMap<String, String>, ResultsError> {
+    let damaged = |m: String| ResultsError::Damaged(format!("{}: {m}", cm.name_any()));
+    let gz = cm
+        .binary_data
+        .as_ref()
+        .and_then(|d| d.get(CATEGORIES_FILE))
+        .ok_or_else(|| damaged(format!("no {CATEGORIES_FILE}")))?;
+    let json = gunzip(&gz.0).map_err(damaged)?;
+    let grouped: BTreeMap<String, Vec<String>> =
+        serde_json::from_slice(&json).map_err(|e| damaged(e.to_string()))?;
+    Ok(grouped
+        .into_iter()
+        .flat_map(|(category, ids)| ids.into_iter().map(move |id| (id, category.clone())))
+        .collect())
+}
+
+/// Stores a classification; one already stored for that launch stays (it was made from the
+/// same results).
+pub async fn store_categories(api: &Api<ConfigMap>, cm: &ConfigMap) -> Result<(), ResultsError> {
+    match api.create(&PostParams::default(), cm).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A run's classification as recorded after its latest ended launch that recorded one; empty
+/// when none did.
+pub async fn load_categories(
+    api: &Api<ConfigMap>,
+    run: &TestRun,
+) -> Result<std::collections::HashMap<String, String>, ResultsError> {
+    let launches = run.status.as_ref().map_or(0, |s| s.attempts.len());
+    for seq in (1..=launches).rev() {
+        if let Some(cm) = api.get_opt(&categories_name(&run.name_any(), seq)).await? {
+            return unpack_categories(&cm);
+        }
+    }
+    Ok(Default::default())
+}
+
 /// Creates the ConfigMaps of [`pack`], primary last.
 pub async fn store(api: &Api<ConfigMap>, maps: Vec<ConfigMap>) -> Result<Stored, ResultsError> {
     let primary = maps.last().map(ResourceExt::name_any).unwrap_or_default();
@@ -473,6 +565,26 @@ mod tests {
             "/tests/junit_samples/node.xml"
         ))
         .unwrap()
+    }
+
+    #[test]
+    fn a_classification_packs_into_one_owned_immutable_config_map_and_reads_back() {
+        let categories: std::collections::HashMap<String, String> = [
+            ("a::one", "Product defects"),
+            ("a::two", "Product defects"),
+            ("b::three", "Unclassified"),
+        ]
+        .into_iter()
+        .map(|(t, c)| (t.to_string(), c.to_string()))
+        .collect();
+        let cm = pack_categories(&run(), 2, &categories).unwrap();
+        assert_eq!(
+            cm.metadata.name.as_deref(),
+            Some(categories_name(&run().name_any(), 2).as_str())
+        );
+        assert_eq!(cm.immutable, Some(true));
+        assert!(cm.metadata.owner_references.is_some());
+        assert_eq!(unpack_categories(&cm).unwrap(), categories);
     }
 
     #[test]

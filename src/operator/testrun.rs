@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
@@ -378,9 +378,33 @@ async fn record(run: &TestRun, ctx: &Context, svc: &Service, end: &AttemptEnd) -
         .await?;
     let mut decided = run.status.clone().unwrap_or_default();
     let (next, merged) = crate::core::record_end(&mut decided, end, results, max_attempts, Utc::now());
-    decided.categories = classify(run, ctx, svc, &decided, &merged).await?.stats;
+    let classification = classify(run, ctx, svc, &decided, &merged).await?;
+    // The per-test categories are stored before the status that says the attempt ended: every
+    // surface reads them from there (crate::classify's module comment).
+    let seq = decided
+        .attempts
+        .iter()
+        .rposition(|a| a.number == end.number)
+        .map_or(decided.attempts.len(), |i| i + 1);
+    match results::pack_categories(run, seq, &classification.by_test) {
+        Ok(cm) => {
+            let api: Api<ConfigMap> = ctx.api(&run.namespace().unwrap_or_default());
+            results::store_categories(&api, &cm).await?;
+        }
+        // Surfaces then read the tests `status.categories` lists (classify::recorded).
+        Err(e) => warn!(run = run.name_any(), error = %e, "the classification is not stored"),
+    }
+    decided.categories = classification.stats;
     let stored = write_status(&ctx.client, run, |st| *st = decided).await?;
     info!(run = run.name_any(), attempt = end.number, state = ?end.state, next = ?next, "attempt ended");
+    crate::metrics::global().attempt_ended(
+        &svc.name,
+        end.state.as_str(),
+        stored
+            .status
+            .as_ref()
+            .and_then(|st| crate::core::attempt_took(st, end.number)),
+    );
     let counts = stored
         .status
         .as_ref()
@@ -505,10 +529,11 @@ async fn report(run: &TestRun, ctx: &Context) -> Result<Action, Error> {
         });
     }
     let tests = merged(&run, ctx, svc.as_deref()).await?;
-    let categories = match &svc {
-        Some(svc) => classify(&run, ctx, svc, &status, &tests).await?.by_test,
-        None => Default::default(),
-    };
+    let configmaps: Api<ConfigMap> = ctx.api(&run.namespace().unwrap_or_default());
+    let categories = crate::classify::recorded(
+        results::load_categories(&configmaps, &run).await?,
+        &status.categories,
+    );
     let content = ctx.reporter.content(&run, &tests, &categories);
     // The latest stored object: each recorded delivery writes on top of the one before.
     let mut current = run.clone();

@@ -32,6 +32,8 @@ use crate::report::Webhook;
 
 /// Default number of reruns of failed tests.
 pub const DEFAULT_RETRIES: u8 = 3;
+/// Most shards an attempt may be split into (a service's or a run's `shards`).
+pub const MAX_SHARDS: u8 = 64;
 /// Default per-attempt timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// Where a Job's test container starts, and what `{dir}` means in a Job, unless
@@ -62,6 +64,8 @@ pub struct Service {
     pub concurrency: u32,
     /// Reruns of failed tests when a run does not say.
     pub retries: u8,
+    /// Parts attempt 1 is split into when a run does not say (`shards`, 1–[`MAX_SHARDS`]).
+    pub shards: u8,
     /// The runner preset (`launch.runner`) the launch and rerun settings were filled from.
     pub runner: Option<Runner>,
     pub launch: Launch,
@@ -91,6 +95,9 @@ pub struct Launch {
     /// A directory where the runner writes report files of its own naming (Surefire,
     /// Gradle): its `*.xml` written during an attempt are that attempt's report too.
     pub reports: Option<Template>,
+    /// `launch.list`: a command printing the tests to split into shards, one per line (over
+    /// `{dir}` and `{stand}`); when absent the preset's listing is used, if it has one.
+    pub list: Option<Vec<Template>>,
     /// How operator mode runs the command in a Kubernetes Job.
     pub job: JobLaunch,
 }
@@ -151,6 +158,24 @@ impl Rerun {
     /// Whether a rerun gives the failed tests to the runner (else it runs the packs again).
     pub fn selects(&self) -> bool {
         !self.args.is_empty() || self.select.is_some()
+    }
+
+    /// Whether a test id alone is enough to select a test (pytest's node ids, or `rerun.args`
+    /// over `{id}` and `{dir}` only): what a shard of listed tests needs, since a listing gives
+    /// ids, not the JUnit cases (names, classes, files) other selections are built from.
+    pub fn selects_by_id(&self) -> bool {
+        use crate::packs::Var;
+        match self.select {
+            Some(r) => r == Runner::Pytest,
+            None => {
+                !self.args.is_empty()
+                    && self.args.iter().all(|t| {
+                        [Var::Name, Var::Classname, Var::File, Var::Suite]
+                            .iter()
+                            .all(|v| !t.uses(*v))
+                    })
+            }
+        }
     }
 }
 
@@ -282,6 +307,13 @@ impl PacksConfig {
         }
     }
 
+    /// Parses and checks one service file's text as [`PacksConfig::load`] would (`file` names
+    /// the service and anchors its relative paths; it is not read). For `tomato check-config`
+    /// style checks of text from elsewhere, and for the fuzzer.
+    pub fn parse_service(config_dir: &Path, file: &Path, text: &str) -> Result<Service, ConfigErrors> {
+        raw::parse_service(config_dir, file, text).map_err(ConfigErrors)
+    }
+
     pub fn service(&self, name: &str) -> Option<&Arc<Service>> {
         self.services.get(name)
     }
@@ -373,6 +405,14 @@ impl PacksConfig {
             && r > 9
         {
             errors.push(InputError::new("retries", format!("must be 0–9, got {r}")));
+        }
+        if let Some(n) = t.shards
+            && !(1..=MAX_SHARDS).contains(&n)
+        {
+            errors.push(InputError::new(
+                "shards",
+                format!("must be 1–{MAX_SHARDS}, got {n}"),
+            ));
         }
         if let Some(m) = t.env.iter().find_map(|v| crate::secrets::check_env_var(v).err()) {
             errors.push(InputError::new("env", m));
@@ -466,6 +506,21 @@ impl Service {
     /// The effective number of reruns for a run.
     pub fn retries_for(&self, t: &RunTemplate) -> u8 {
         t.retries.unwrap_or(self.retries)
+    }
+
+    /// The number of shards a run asks for: its own `shards`, else the service's.
+    pub fn shards_for(&self, t: &RunTemplate) -> u8 {
+        t.shards.unwrap_or(self.shards).clamp(1, MAX_SHARDS)
+    }
+
+    /// How many shards a run really gets, and so how many slots of the service and the stand
+    /// it takes: what it asks for, at most the smaller of the two limits (each shard counts
+    /// against both; more could never start).
+    pub fn shard_slots(&self, t: &RunTemplate) -> u32 {
+        u32::from(self.shards_for(t))
+            .min(self.concurrency)
+            .min(self.stand_concurrency)
+            .max(1)
     }
 }
 

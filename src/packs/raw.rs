@@ -26,6 +26,9 @@ struct RawService {
     concurrency: u32,
     #[serde(default = "default_retries")]
     retries: u8,
+    /// Parts an attempt is split into (1–64; 1 is unsharded).
+    #[serde(default = "one")]
+    shards: u32,
     launch: RawLaunch,
     #[serde(default)]
     rerun: RawRerun,
@@ -68,6 +71,10 @@ struct RawLaunch {
     /// Where the runner writes report files of its own naming (a preset supplies it).
     #[serde(default)]
     reports: Option<String>,
+    /// A command printing the tests to split into shards, one selector per line (a preset
+    /// supplies one where its runner can list tests).
+    #[serde(default)]
+    list: Option<Vec<String>>,
     #[serde(default)]
     timeout: Option<String>,
     #[serde(default)]
@@ -189,6 +196,19 @@ fn valid_name(s: &str) -> bool {
 }
 
 pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Vec<ConfigError>> {
+    match std::fs::read_to_string(file) {
+        Ok(text) => parse_service(config_dir, file, &text),
+        Err(e) => Err(vec![ConfigError {
+            file: file.to_path_buf(),
+            field: String::new(),
+            reason: format!("cannot read: {e}"),
+        }]),
+    }
+}
+
+/// Parses and checks the text of one service file (`file` names the service and anchors its
+/// relative paths; it is not read).
+pub(super) fn parse_service(config_dir: &Path, file: &Path, text: &str) -> Result<Service, Vec<ConfigError>> {
     let mut p = Problems {
         file,
         errors: Vec::new(),
@@ -204,18 +224,11 @@ pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Ve
             format!("{name:?} is not a valid service name (lowercase letters, digits, '-', '_'; at most 63)"),
         );
     }
-    let text = match std::fs::read_to_string(file) {
-        Ok(t) => t,
-        Err(e) => {
-            p.add("", format!("cannot read: {e}"));
-            return Err(p.errors);
-        }
-    };
-    let raw = match parse_yaml(&text) {
+    let raw = match parse_yaml(text) {
         Ok(r) => r,
         Err((field, reason)) => {
             // The document as read without a schema: what the file holds at a wrong field.
-            let tree = serde_saphyr::from_str::<serde_json::Value>(&text).ok();
+            let tree = serde_saphyr::from_str::<serde_json::Value>(text).ok();
             p.add(
                 field.clone(),
                 super::wording::plain(&field, &reason, tree.as_ref()),
@@ -252,6 +265,12 @@ pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Ve
     if raw.retries > 9 {
         p.add("retries", format!("must be 0–9, got {}", raw.retries));
     }
+    if !(1..=u32::from(super::MAX_SHARDS)).contains(&raw.shards) {
+        p.add(
+            "shards",
+            format!("must be 1–{}, got {}", super::MAX_SHARDS, raw.shards),
+        );
+    }
 
     let runner = raw
         .launch
@@ -278,6 +297,14 @@ pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Ve
             Some(Template::parse(r, PACK_VARS).expect("a preset's reports directory is valid"))
         }
         (None, None) => None,
+    };
+    let list = match &raw.launch.list {
+        Some(l) if l.is_empty() => {
+            p.add("launch.list", "an empty command");
+            None
+        }
+        Some(l) => Some(p.templates("launch.list", l, &[Var::Dir, Var::Stand, Var::Tests])),
+        None => None,
     };
     let timeout = match raw.launch.timeout.as_deref().map(crate::duration::parse) {
         None => DEFAULT_TIMEOUT,
@@ -412,6 +439,7 @@ pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Ve
             stand_concurrency: raw.stands.concurrency,
             concurrency: raw.concurrency,
             retries: raw.retries,
+            shards: u8::try_from(raw.shards).unwrap_or(1),
             runner,
             launch: Launch {
                 command,
@@ -419,6 +447,7 @@ pub(super) fn load_service(config_dir: &Path, file: &Path) -> Result<Service, Ve
                 env: raw.launch.env,
                 runner_env,
                 reports,
+                list,
                 job,
             },
             rerun: Rerun {

@@ -184,6 +184,42 @@ impl Runner {
         }
     }
 
+    /// How the runner lists its tests up front, for shards: the command (templates over
+    /// `{dir}`, `{stand}` and `{tests}`, the packs' selectors) and what each line it prints
+    /// is. `None`: the runner cannot list (Maven, Gradle, Node, Playwright; Go's `-list` prints
+    /// names without their packages), and shards split the packs instead.
+    pub fn list(self) -> Option<(&'static [&'static str], crate::shard::Unit)> {
+        match self {
+            Runner::Pytest => Some((
+                &[
+                    "python3",
+                    "-m",
+                    "pytest",
+                    "-p",
+                    "no:cacheprovider",
+                    "--rootdir={dir}",
+                    "--collect-only",
+                    "-q",
+                    "{tests}",
+                ],
+                crate::shard::Unit::Tests,
+            )),
+            // Jest lists files (absolute paths), not tests: a shard runs whole files.
+            Runner::Jest => Some((
+                &[
+                    "node",
+                    "{dir}/node_modules/jest/bin/jest.js",
+                    "--listTests",
+                    "{tests}",
+                    "--rootDir={dir}",
+                    "--projects={dir}",
+                ],
+                crate::shard::Unit::Files,
+            )),
+            _ => None,
+        }
+    }
+
     /// The arguments that make the runner run exactly `tests` (id and failing case each),
     /// `dir` being the service's directory.
     pub fn select(self, dir: &str, tests: &[(&str, &Case)]) -> Vec<String> {

@@ -18,6 +18,7 @@ fn template(service: &str, stand: &str) -> RunTemplate {
         issue_key: None,
         version: None,
         retries: None,
+        shards: None,
         env: vec![],
     }
 }
@@ -109,6 +110,41 @@ report: {emails: [not-an-address], webhooks: ["ftp://hooks.example.com/s3cret-pa
         !text.contains("s3cret-path"),
         "a webhook URL is never repeated: {text}"
     );
+}
+
+#[test]
+fn shards_are_one_to_64_and_a_run_asks_for_at_most_its_limits() {
+    let errs = problems(&[(
+        "svc.yaml",
+        "stands: {pattern: localhost}\nshards: 65\nlaunch: {command: [r, '{tests}'], list: []}\npacks: {a: {tests: [x]}}\n",
+    )]);
+    assert!(
+        errs.contains(&"shards: must be 1–64, got 65".to_string()),
+        "{errs:?}"
+    );
+    assert!(
+        errs.contains(&"launch.list: an empty command".to_string()),
+        "{errs:?}"
+    );
+    let cfg = load(&[(
+        "svc.yaml",
+        "stands: {pattern: localhost, concurrency: 2}\nconcurrency: 4\nshards: 3\n\
+         launch: {command: [r, '{tests}'], list: [r, --list, '{tests}']}\npacks: {a: {tests: [x]}}\n",
+    )])
+    .unwrap();
+    let s = cfg.service("svc").unwrap();
+    let mut t = template("svc", "localhost");
+    assert_eq!(
+        (s.shards_for(&t), s.shard_slots(&t)),
+        (3, 2),
+        "the stand takes two at once"
+    );
+    t.shards = Some(1);
+    assert_eq!(s.shard_slots(&t), 1, "a run's own shards win");
+    t.shards = Some(0);
+    let errs = cfg.check_run_all(&t).unwrap_err();
+    assert_eq!(errs[0].field, "shards");
+    assert_eq!(s.launch.list.as_ref().map(Vec::len), Some(3));
 }
 
 #[test]

@@ -467,6 +467,7 @@ mod tests {
             exit_code: Some(1),
             summary: None,
             message: None,
+            shards: Vec::new(),
         });
         st.summary = Some(summary);
         st.categories = categories;

@@ -187,6 +187,14 @@ impl Reporter {
             Target::Webhook { hooks } => self.webhooks(hooks, report, sent_to).await,
             Target::Tms { version } => self.tms_record(version, report).await,
         };
+        crate::metrics::global().delivered(
+            target.channel().as_str(),
+            match &delivery.result {
+                Ok(()) => "sent",
+                Err(DeliveryError::Transient(_)) => "transient_error",
+                Err(DeliveryError::Permanent(_)) => "permanent_error",
+            },
+        );
         Delivery {
             result: delivery.result.map_err(|e| match e {
                 DeliveryError::Transient(r) => DeliveryError::Transient(self.redact(&r)),

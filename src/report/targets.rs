@@ -27,6 +27,16 @@ pub enum Target {
 }
 
 impl Target {
+    /// The channel it delivers on.
+    pub fn channel(&self) -> Channel {
+        match self {
+            Target::Email { .. } => Channel::Email,
+            Target::Tracker { .. } => Channel::Tracker,
+            Target::Webhook { .. } => Channel::Webhook,
+            Target::Tms { .. } => Channel::Tms,
+        }
+    }
+
     /// Every target name, as `sentTo` records them once delivered.
     pub fn names(&self) -> Vec<String> {
         match self {

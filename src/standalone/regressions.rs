@@ -39,7 +39,14 @@ impl Regressions {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut changes = self.store.subscribe();
         loop {
-            let next = match self.pass().await {
+            let started = std::time::Instant::now();
+            let pass = self.pass().await;
+            crate::metrics::global().reconciled(
+                "regression",
+                started.elapsed(),
+                pass.as_ref().err().map(StoreError::metric_label),
+            );
+            let next = match pass {
                 Ok(next) => next,
                 Err(e) => {
                     error!(error = %e, "regressions pass failed; retrying in 10s");

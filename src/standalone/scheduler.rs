@@ -43,7 +43,14 @@ impl Scheduler {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut changes = self.store.subscribe();
         loop {
-            let next = match self.pass(Utc::now()).await {
+            let started = std::time::Instant::now();
+            let pass = self.pass(Utc::now()).await;
+            crate::metrics::global().reconciled(
+                "schedule",
+                started.elapsed(),
+                pass.as_ref().err().map(StoreError::metric_label),
+            );
+            let next = match pass {
                 Ok(next) => next,
                 Err(e) => {
                     error!(error = %e, "scheduler pass failed; retrying in 10s");

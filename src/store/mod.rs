@@ -66,6 +66,19 @@ impl StoreError {
         }
     }
 
+    /// A short label for metrics (`tomato_reconcile_errors_total{reason}`).
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            StoreError::NotFound { .. } => "not_found",
+            StoreError::AlreadyExists { .. } => "already_exists",
+            StoreError::Invalid(_) => "invalid",
+            StoreError::Sqlite(_) => "sqlite",
+            StoreError::Json(_) => "json",
+            StoreError::Task(_) => "task",
+            StoreError::Unwritable(_) => "unwritable",
+        }
+    }
+
     /// Whether the same write may succeed later without anyone changing the request.
     pub fn is_unwritable(&self) -> bool {
         matches!(self, StoreError::Unwritable(_))

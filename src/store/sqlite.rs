@@ -5,6 +5,7 @@
 //! One connection behind a mutex serializes writes; each call runs on tokio's blocking pool
 //! so an `fsync` never stalls the async runtime.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -56,6 +57,15 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     INSERT INTO meta (key, value) VALUES ('revision', '0');
+    "#,
+    // 2: each failing test's category, as classified when the run's last attempt ended.
+    r#"
+    CREATE TABLE test_categories (
+        run TEXT NOT NULL,
+        test_id TEXT NOT NULL,
+        category TEXT NOT NULL,
+        PRIMARY KEY (run, test_id)
+    );
     "#,
 ];
 
@@ -207,12 +217,25 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
-        let res = self.with_conn(f).await;
+        let started = std::time::Instant::now();
+        let res = self.run_blocking(f).await;
+        crate::metrics::global().store_op("write", started.elapsed());
         self.writes.note(res)
     }
 
-    /// Runs `f` with the connection on the blocking pool.
+    /// Runs a read with the connection on the blocking pool.
     async fn with_conn<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let started = std::time::Instant::now();
+        let res = self.run_blocking(f).await;
+        crate::metrics::global().store_op("read", started.elapsed());
+        res
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn run_blocking<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
@@ -418,6 +441,7 @@ impl SqliteStore {
                 )?;
                 if k2 == "TestRun" {
                     tx.execute("DELETE FROM test_results WHERE run = ?1", params![n2])?;
+                    tx.execute("DELETE FROM test_categories WHERE run = ?1", params![n2])?;
                 }
                 if n > 0 {
                     next_revision(&tx)?;
@@ -488,6 +512,70 @@ impl SqliteStore {
             }
             tx.commit()?;
             Ok(())
+        })
+        .await
+    }
+
+    /// Each test's recorded duration on `service`: the mean over the results of its last
+    /// `runs` runs that passed or failed (a skipped or broken case says nothing of how long
+    /// the test takes). What shards are balanced by.
+    pub async fn test_durations(
+        &self,
+        service: &str,
+        runs: u32,
+    ) -> Result<std::collections::HashMap<String, std::time::Duration>, StoreError> {
+        let service = service.to_string();
+        self.with_conn(move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT r.test_id, avg(r.time_ms) FROM test_results r
+                 JOIN (SELECT name FROM objects WHERE kind = 'TestRun' AND service = ?1
+                       ORDER BY created DESC LIMIT ?2) o ON r.run = o.name
+                 WHERE r.time_ms IS NOT NULL AND r.status IN ('passed', 'failed')
+                 GROUP BY r.test_id",
+            )?;
+            let rows = stmt.query_map(params![service, runs], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?))
+            })?;
+            let mut out = std::collections::HashMap::new();
+            for row in rows {
+                let (id, ms) = row?;
+                out.insert(id, std::time::Duration::from_millis(ms.max(0.0) as u64));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Replaces a run's classification (test id → category).
+    pub async fn put_categories(
+        &self,
+        run: &str,
+        categories: HashMap<String, String>,
+    ) -> Result<(), StoreError> {
+        let run = run.to_string();
+        self.with_write(move |conn| {
+            let tx = conn.transaction()?;
+            tx.execute("DELETE FROM test_categories WHERE run = ?1", params![run])?;
+            {
+                let mut stmt =
+                    tx.prepare("INSERT INTO test_categories (run, test_id, category) VALUES (?1, ?2, ?3)")?;
+                for (test, category) in &categories {
+                    stmt.execute(params![run, test, category])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// A run's stored classification (empty when none is stored).
+    pub async fn categories(&self, run: &str) -> Result<HashMap<String, String>, StoreError> {
+        let run = run.to_string();
+        self.with_conn(move |conn| {
+            let mut stmt = conn.prepare("SELECT test_id, category FROM test_categories WHERE run = ?1")?;
+            let rows = stmt.query_map(params![run], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<HashMap<String, String>, _>>()?)
         })
         .await
     }

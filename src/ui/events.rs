@@ -64,10 +64,16 @@ pub async fn events_stream(
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     // Subscribe before answering, so nothing committed after the page's fetch is missed.
     let rx = state.backend.subscribe();
+    // Counted while the stream lives: axum drops it when the client goes.
+    let client = crate::metrics::SseClient::connect();
     let hello = stream::once(async { Ok(Event::default().event("hello").data("{}")) });
     let stream = hello
         .chain(change_stream(rx))
-        .take_until(crate::signals::terminated());
+        .take_until(crate::signals::terminated())
+        .map(move |event| {
+            let _counted = &client;
+            event
+        });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 

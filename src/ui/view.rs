@@ -353,6 +353,55 @@ pub struct AttemptView {
     pub log_url: String,
     /// Only when the attempt's report was read (an attempt that could not launch has none).
     pub junit_url: Option<String>,
+    /// The parts of a sharded attempt (empty when it ran unsplit).
+    pub shards: Vec<ShardView>,
+}
+
+/// One shard of an attempt on the run page: its state and how many of its tests reported.
+#[derive(Serialize, Debug)]
+pub struct ShardView {
+    pub index: u32,
+    pub state: &'static str,
+    pub state_class: String,
+    /// `12 tests`, `3 files`, `2 packs`.
+    pub given: String,
+    /// Results so far (a split by file or pack may report more than it was given).
+    pub done: u32,
+    pub passed: u32,
+    pub failed: u32,
+    pub skipped: u32,
+    pub broken: u32,
+    /// Percent of its items reported, for the progress bar.
+    pub percent: u32,
+    pub message: Option<String>,
+}
+
+pub fn shard_view(s: &crate::crd::ShardStatus) -> ShardView {
+    let done = s.passed + s.failed + s.skipped + s.broken;
+    let unit = s.unit.as_deref().unwrap_or("tests");
+    let unit = if s.tests == 1 {
+        unit.trim_end_matches('s')
+    } else {
+        unit
+    };
+    let percent = match s.state {
+        crate::crd::ShardState::Running if s.tests > 0 => (done * 100 / s.tests).min(99),
+        crate::crd::ShardState::Running => 0,
+        _ => 100,
+    };
+    ShardView {
+        index: s.index,
+        state: s.state.as_str(),
+        state_class: s.state.as_str().to_ascii_lowercase(),
+        given: format!("{} {unit}", s.tests),
+        done,
+        passed: s.passed,
+        failed: s.failed,
+        skipped: s.skipped,
+        broken: s.broken,
+        percent,
+        message: s.message.clone(),
+    }
 }
 
 fn attempt_state(s: AttemptState) -> &'static str {
@@ -382,6 +431,7 @@ pub fn attempt_view(run_id: &str, position: usize, a: &Attempt, now: DateTime<Ut
         junit_url: a
             .summary
             .map(|_| format!("/api/v1/runs/{run_id}/attempts/{position}/junit")),
+        shards: a.shards.iter().map(shard_view).collect(),
     }
 }
 
@@ -899,6 +949,7 @@ mod tests {
             exit_code: Some(1),
             summary: None,
             message: None,
+            shards: Vec::new(),
         };
         assert_eq!(attempt_label(&first), "every test of basic");
         let rerun = Attempt {
@@ -1073,6 +1124,7 @@ mod tests {
             exit_code: Some(1),
             summary: None,
             message: None,
+            shards: Vec::new(),
         };
         let second = Attempt {
             number: 2,
@@ -1191,6 +1243,7 @@ mod tests {
             exit_code: Some(0),
             summary: None,
             message: None,
+            shards: Vec::new(),
         }];
         assert_eq!(run_row(&r, &resolve, at("2024-05-02T00:00:00Z")).packs, "basic");
     }

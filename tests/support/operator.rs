@@ -218,6 +218,7 @@ pub fn template(service: &str) -> RunTemplate {
         issue_key: None,
         version: None,
         retries: Some(1),
+        shards: None,
         env: vec![],
     }
 }

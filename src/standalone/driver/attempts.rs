@@ -61,11 +61,17 @@ impl Driver {
         let seq = run.status.as_ref().map_or(0, |s| s.attempts.len()) + 1;
         let dir = attempt_dir(&self.data_dir, &name, seq);
         let junit = dir.join("junit.xml");
-        let reruns = crate::launch::reruns(&selection, merged);
         let timeout = crate::launch::timeout_of(run, svc);
+        if let Some(shards) = Self::shards_for(run, svc, &selection) {
+            return self
+                .launch_sharded(run, svc, number, selection, merged, dir, timeout, shards)
+                .await;
+        }
+        let reruns = crate::launch::reruns(&selection, merged);
         let plan = plan(
             svc,
             &AttemptRef {
+                files: &[],
                 run: &name,
                 stand: &run.spec.template.stand,
                 number,
@@ -87,25 +93,7 @@ impl Driver {
         });
         let proc = match spawned {
             Ok(p) => p,
-            Err(reason) => {
-                warn!(run = name, attempt = number, reason, "launch failed");
-                let end = AttemptEnd {
-                    number,
-                    state: AttemptState::LaunchFailed,
-                    exit_code: None,
-                    report: ReportRead::Missing,
-                    message: Some(reason),
-                    runner_error: None,
-                };
-                self.store
-                    .update::<TestRun, _>(&name, move |r| {
-                        let st = r.status.get_or_insert_default();
-                        st.begin_attempt(number, selection, "not started".into(), Utc::now());
-                        Ok((true, ()))
-                    })
-                    .await?;
-                return self.record_end(&name, end).await;
-            }
+            Err(reason) => return self.launch_failed(&name, number, selection, reason).await,
         };
         info!(
             run = name,
@@ -186,6 +174,33 @@ impl Driver {
         Ok(())
     }
 
+    /// Records an attempt that could not be started (and so ended at once).
+    pub(super) async fn launch_failed(
+        &mut self,
+        name: &str,
+        number: u32,
+        selection: Selection,
+        reason: String,
+    ) -> Result<(), StoreError> {
+        warn!(run = name, attempt = number, reason, "launch failed");
+        let end = AttemptEnd {
+            number,
+            state: AttemptState::LaunchFailed,
+            exit_code: None,
+            report: ReportRead::Missing,
+            message: Some(reason),
+            runner_error: None,
+        };
+        self.store
+            .update::<TestRun, _>(name, move |r| {
+                let st = r.status.get_or_insert_default();
+                st.begin_attempt(number, selection, "not started".into(), Utc::now());
+                Ok((true, ()))
+            })
+            .await?;
+        self.record_end(name, end).await
+    }
+
     /// An attempt's waiter reported its end.
     pub(super) async fn attempt_done(&mut self, done: AttemptDone) -> Result<(), StoreError> {
         self.in_flight.remove(&done.run);
@@ -207,18 +222,23 @@ impl Driver {
         let results = self.store.results(name).await?;
         let mut decided = run.status.clone().unwrap_or_default();
         let (next, merged) = crate::core::record_end(&mut decided, &end, results, max_attempts, Utc::now());
-        let categories = {
+        let classification = {
             let (svc, data_dir, run, status) = (
                 svc.clone(),
                 self.data_dir.clone(),
                 name.to_string(),
                 decided.clone(),
             );
-            tokio::task::spawn_blocking(move || classify_run(&svc, &data_dir, &run, &status, &merged).stats)
+            tokio::task::spawn_blocking(move || classify_run(&svc, &data_dir, &run, &status, &merged))
                 .await
                 .map_err(|e| StoreError::Task(e.to_string()))?
         };
+        // The per-test categories go first: once the status says the attempt ended, every
+        // surface reads them (crate::classify's module comment).
+        self.store.put_categories(name, classification.by_test).await?;
+        let categories = classification.stats;
         info!(run = name, attempt = end.number, state = ?end.state, next = ?next, "attempt ended");
+        let took = crate::core::attempt_took(&decided, end.number);
         self.store
             .update::<TestRun, _>(name, move |r| {
                 let st = r.status.get_or_insert_default();
@@ -232,6 +252,7 @@ impl Driver {
                 Ok((true, ()))
             })
             .await?;
+        crate::metrics::global().attempt_ended(&svc.name, end.state.as_str(), took);
         Ok(())
     }
 }
@@ -239,7 +260,11 @@ impl Driver {
 /// What is read off an attempt's directory once its process ended: the report files the
 /// runner wrote into its own directory (`launch.reports`) are collected beside the JUnit
 /// report, and the runner's complaint, if any, is taken from the end of the log.
-fn after_exit(dir: &Path, reports: Option<&str>, started: std::time::SystemTime) -> Option<String> {
+pub(super) fn after_exit(
+    dir: &Path,
+    reports: Option<&str>,
+    started: std::time::SystemTime,
+) -> Option<String> {
     if let Some(from) = reports
         && let Err(e) = results::collect_reports(Path::new(from), &dir.join("junit.xml"), started)
     {
@@ -272,8 +297,26 @@ pub fn attempt_dir(data_dir: &Path, run: &str, seq: usize) -> PathBuf {
     data_dir.join("runs").join(run).join(format!("attempt-{seq}"))
 }
 
-/// Reads an attempt's JUnit report(s) — `junit.xml`, or every `*.xml` under `junit/` — and
-/// stores its results.
+/// Reads the JUnit report(s) a launch left in `dir` — `junit.xml`, or every `*.xml` under
+/// `junit/` — as attempt `number`'s results; `None` when it wrote none.
+pub(super) fn read_junit(
+    dir: &Path,
+    number: u32,
+    style: &crate::packs::TestIdStyle,
+) -> Result<Option<Vec<AttemptResult>>, String> {
+    let files = results::junit_files(&dir.join("junit.xml"));
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let mut cases = Vec::new();
+    for f in &files {
+        results::junit::parse_file(f, |c| cases.push(c))
+            .map_err(|e| format!("{}: {e}", f.file_name().unwrap_or_default().to_string_lossy()))?;
+    }
+    Ok(Some(results::assign_ids(number, cases, style)))
+}
+
+/// Reads an attempt's JUnit report(s) and stores its results.
 async fn ingest(
     store: &SqliteStore,
     run: &str,
@@ -281,38 +324,33 @@ async fn ingest(
     dir: PathBuf,
     style: crate::packs::TestIdStyle,
 ) -> ReportRead {
-    let parsed = tokio::task::spawn_blocking(move || -> Result<Option<Vec<AttemptResult>>, String> {
-        let files = results::junit_files(&dir.join("junit.xml"));
-        if files.is_empty() {
-            return Ok(None);
-        }
-        let mut cases = Vec::new();
-        for f in &files {
-            results::junit::parse_file(f, |c| cases.push(c))
-                .map_err(|e| format!("{}: {e}", f.file_name().unwrap_or_default().to_string_lossy()))?;
-        }
-        Ok(Some(results::assign_ids(number, cases, &style)))
-    })
-    .await;
+    let parsed = tokio::task::spawn_blocking(move || read_junit(&dir, number, &style)).await;
     match parsed {
-        Ok(Ok(Some(results))) => {
-            let n = results.len();
-            // A disk that refuses writes is waited out: the report is on disk and the results
-            // are stored once there is room (the run stays Running meanwhile, as it is).
-            let mut delay = Duration::from_millis(500);
-            loop {
-                match store.put_results(run, number, results.clone()).await {
-                    Ok(()) => return ReportRead::Found(n),
-                    Err(e) if e.is_unwritable() => {
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(WRITE_RETRY_MAX);
-                    }
-                    Err(e) => return ReportRead::Invalid(format!("cannot store results: {e}")),
-                }
-            }
-        }
+        Ok(Ok(Some(results))) => store_results(store, run, number, results).await,
         Ok(Ok(None)) => ReportRead::Missing,
         Ok(Err(e)) => ReportRead::Invalid(e),
         Err(e) => ReportRead::Invalid(format!("the parser task failed: {e}")),
+    }
+}
+
+/// Stores an attempt's results. A disk that refuses writes is waited out: the reports are on
+/// disk and the results are stored once there is room (the run stays Running meanwhile).
+pub(super) async fn store_results(
+    store: &SqliteStore,
+    run: &str,
+    number: u32,
+    results: Vec<AttemptResult>,
+) -> ReportRead {
+    let n = results.len();
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match store.put_results(run, number, results.clone()).await {
+            Ok(()) => return ReportRead::Found(n),
+            Err(e) if e.is_unwritable() => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(WRITE_RETRY_MAX);
+            }
+            Err(e) => return ReportRead::Invalid(format!("cannot store results: {e}")),
+        }
     }
 }

@@ -39,6 +39,7 @@ use crate::store::{ListFilter, SqliteStore, StoreError, created};
 
 mod attempts;
 mod reporting;
+mod shards;
 
 pub use attempts::{attempt_dir, classify_run};
 
@@ -153,7 +154,14 @@ impl Driver {
             // What the store refused before is stored first; while it still refuses, nothing
             // new is admitted or launched (the runs are examined again at the next try).
             if self.record_unrecorded().await {
-                match self.reconcile().await {
+                let started = std::time::Instant::now();
+                let pass = self.reconcile().await;
+                crate::metrics::global().reconciled(
+                    "testrun",
+                    started.elapsed(),
+                    pass.as_ref().err().map(StoreError::metric_label),
+                );
+                match pass {
                     Ok(()) => {
                         reconcile_failing = false;
                         self.unrecorded.failures = 0;
@@ -371,9 +379,9 @@ impl Driver {
                 continue;
             }
             match phase {
-                Phase::Queued => entries.push(entry(run, false)),
+                Phase::Queued => entries.push(entry(run, false, queue::slots(&self.config, run))),
                 Phase::Running | Phase::Retrying => {
-                    entries.push(entry(run, true));
+                    entries.push(entry(run, true, queue::slots(&self.config, run)));
                     if !self.in_flight.contains_key(&name) {
                         self.advance(run).await?;
                     }
@@ -394,6 +402,10 @@ impl Driver {
                     Ok((true, ()))
                 })
                 .await?;
+            crate::metrics::global().dequeued(
+                &run.spec.template.service,
+                (Utc::now() - created(&run)).to_std().unwrap_or_default(),
+            );
             self.advance(&run).await?;
         }
         let waiting: HashMap<&str, &crate::queue::Waiting> =
@@ -462,7 +474,7 @@ impl Driver {
     }
 }
 
-fn entry(run: &TestRun, active: bool) -> Entry {
+fn entry(run: &TestRun, active: bool, slots: u32) -> Entry {
     Entry {
         name: run.metadata.name.clone().unwrap_or_default(),
         service: run.spec.template.service.clone(),
@@ -470,6 +482,7 @@ fn entry(run: &TestRun, active: bool) -> Entry {
         priority: run.spec.template.priority,
         created: created(run),
         active,
+        slots,
     }
 }
 

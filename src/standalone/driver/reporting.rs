@@ -61,16 +61,7 @@ impl Driver {
             return Ok(());
         }
         let tests = self.merged(&name, status).await?;
-        let categories = {
-            let (svc, data_dir, status) = (svc.clone(), self.data_dir.clone(), status.clone());
-            let (run_name, tests) = (name.clone(), tests.clone());
-            tokio::task::spawn_blocking(move || match svc {
-                Some(svc) => classify_run(&svc, &data_dir, &run_name, &status, &tests).by_test,
-                None => Default::default(),
-            })
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))?
-        };
+        let categories = crate::classify::recorded(self.store.categories(&name).await?, &status.categories);
         let content = Arc::new(self.reporter.content(&run, &tests, &categories));
         for (channel, target, sent_to) in due {
             self.delivering.insert((name.clone(), channel));

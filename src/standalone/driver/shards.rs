@@ -1,0 +1,502 @@
+//! Sharded attempts: one attempt as several local processes, each in its own directory
+//! (`attempt-<seq>/shard-<i>`), their results merged into the one attempt.
+//!
+//! The core decides (how many shards the run gets, [`crate::shard`] splits the listed tests,
+//! files or packs by recorded durations, and says which results a dead shard owes); this
+//! module carries it out. The work happens in a task of its own, so listing the tests and
+//! waiting for the shards never holds up the loop: the loop sees one attempt in flight, with
+//! one cancel token for every shard, and one end. Each shard's progress is written to the
+//! attempt's `shards` status as it ends.
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+
+use super::*;
+use crate::crd::{ShardState, ShardStatus};
+use crate::launch::RerunTest;
+use crate::launch::listing::{self, ListPlan};
+use crate::results::Case;
+use crate::shard::{self, Split, Unit};
+
+/// How long listing the tests may take; past it the attempt is split by pack.
+const LIST_TIMEOUT: Duration = Duration::from_secs(120);
+/// How many of the service's latest runs the recorded durations are averaged over.
+const DURATION_RUNS: u32 = 20;
+
+/// Everything the task of a sharded attempt needs (owned: it outlives the loop's borrow).
+struct ShardedAttempt {
+    store: SqliteStore,
+    svc: Service,
+    run: String,
+    stand: String,
+    number: u32,
+    selection: Selection,
+    /// For a rerun: the failed tests' cases, by id (what the runner's selection is built from).
+    cases: HashMap<String, Case>,
+    durations: HashMap<String, Duration>,
+    shards: usize,
+    dir: PathBuf,
+    timeout: Duration,
+    extra_env: Vec<(String, crate::secrets::Secret)>,
+    owner: String,
+    token: CancellationToken,
+}
+
+impl Driver {
+    /// Whether attempt `number` with `selection` runs sharded, and into how many shards at
+    /// most: attempt 1 (or its relaunch) when the run gets more than one shard, a rerun
+    /// when it is large enough ([`shard::RERUN_TESTS_PER_SHARD`] tests per shard).
+    pub(super) fn shards_for(run: &TestRun, svc: &Service, selection: &Selection) -> Option<usize> {
+        let n = svc.shard_slots(&run.spec.template) as usize;
+        let sharded = match selection.kind {
+            crate::crd::SelectionKind::All => n > 1,
+            // A service that cannot select tests reruns its whole packs: nothing to split.
+            crate::crd::SelectionKind::Failed => {
+                n > 1 && svc.rerun.selects() && selection.tests.len() / shard::RERUN_TESTS_PER_SHARD >= 2
+            }
+        };
+        sharded.then_some(n)
+    }
+
+    /// Starts attempt `number` of `run` as up to `shards` processes.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn launch_sharded(
+        &mut self,
+        run: &TestRun,
+        svc: &Service,
+        number: u32,
+        selection: Selection,
+        merged: &[MergedTest],
+        dir: PathBuf,
+        timeout: Duration,
+        shards: usize,
+    ) -> Result<(), StoreError> {
+        let name = run.metadata.name.clone().unwrap_or_default();
+        let extra_env = match self.secrets.env(&run.spec.template.env) {
+            Ok(e) => e,
+            Err(reason) => return self.launch_failed(&name, number, selection, reason).await,
+        };
+        let durations = self.store.test_durations(&svc.name, DURATION_RUNS).await?;
+        let cases: HashMap<String, Case> = crate::launch::reruns(&selection, merged)
+            .into_iter()
+            .map(|r| (r.id.to_string(), r.case.clone()))
+            .collect();
+        let token = CancellationToken::new();
+        let launch_ref = format!("{shards} shards");
+        let begun = selection.clone();
+        self.store
+            .update::<TestRun, _>(&name, move |r| {
+                r.status
+                    .get_or_insert_default()
+                    .begin_attempt(number, begun, launch_ref, Utc::now());
+                Ok((true, ()))
+            })
+            .await?;
+        info!(run = name, attempt = number, shards, "sharded attempt started");
+        self.in_flight.insert(name.clone(), token.clone());
+        let task = ShardedAttempt {
+            store: self.store.clone(),
+            svc: svc.clone(),
+            run: name,
+            stand: run.spec.template.stand.clone(),
+            number,
+            selection,
+            cases,
+            durations,
+            shards,
+            dir,
+            timeout,
+            extra_env,
+            owner: self.store.instance().to_string(),
+            token,
+        };
+        let tx = self.done_tx.clone();
+        tokio::spawn(async move {
+            let done = task.run().await;
+            // The loop may be gone at shutdown; the next start recovers from the store.
+            let _ = tx.send(done);
+        });
+        Ok(())
+    }
+}
+
+/// What a shard is given, in the runner's terms.
+struct Given<'a> {
+    packs: Vec<String>,
+    files: Vec<String>,
+    reruns: Vec<RerunTest<'a>>,
+}
+
+impl ShardedAttempt {
+    async fn run(self) -> AttemptDone {
+        let split = self.split().await;
+        let unit = split.unit;
+        let n = split.shards.len();
+        // Attempt 1's listed tests have no case yet: the id is all a selection needs.
+        let listed: HashMap<&str, Case> = split
+            .shards
+            .iter()
+            .flat_map(|s| s.items.iter())
+            .filter(|id| !self.cases.contains_key(id.as_str()))
+            .map(|id| (id.as_str(), Case::failed("", id, None)))
+            .collect();
+        let mut statuses = Vec::with_capacity(n);
+        let mut waits = FuturesUnordered::new();
+        let mut results: Vec<AttemptResult> = Vec::new();
+        for (i, s) in split.shards.iter().enumerate() {
+            let given = self.given(unit, &s.items, &listed);
+            let sdir = self.dir.join(format!("shard-{i}"));
+            let junit = sdir.join("junit.xml");
+            let mut plan = plan(
+                &self.svc,
+                &AttemptRef {
+                    run: &self.run,
+                    stand: &self.stand,
+                    number: self.number,
+                    packs: &given.packs,
+                    reruns: &given.reruns,
+                    files: &given.files,
+                    junit: &junit,
+                    timeout: self.timeout,
+                },
+            );
+            plan.env.push(("TOMATO_SHARD".into(), i.to_string()));
+            plan.env.push(("TOMATO_SHARDS".into(), n.to_string()));
+            let reports = plan.reports.clone();
+            let mut status = ShardStatus {
+                index: i as u32,
+                state: ShardState::Running,
+                tests: s.items.len() as u32,
+                unit: Some(unit.as_str().to_string()),
+                expected_seconds: (s.unknown < s.items.len()).then_some(s.expected.as_secs()),
+                passed: 0,
+                failed: 0,
+                skipped: 0,
+                broken: 0,
+                launch: None,
+                exit_code: None,
+                started_at: Some(Utc::now()),
+                finished_at: None,
+                message: None,
+            };
+            let spawned = process::spawn(ProcessSpec {
+                plan,
+                extra_env: self.extra_env.clone(),
+                dir: sdir.clone(),
+                owner: self.owner.clone(),
+            });
+            match spawned {
+                Ok(p) => {
+                    status.launch = Some(format!("pid {}", p.pid));
+                    let token = self.token.clone();
+                    let started = std::time::SystemTime::now();
+                    waits.push(async move {
+                        let exit = p.wait(token).await;
+                        (i, exit, sdir, reports, started)
+                    });
+                }
+                Err(reason) => {
+                    warn!(
+                        run = self.run,
+                        attempt = self.number,
+                        shard = i,
+                        reason,
+                        "shard launch failed"
+                    );
+                    let owed = shard::unreported(
+                        self.number,
+                        unit,
+                        &s.items,
+                        &[],
+                        &format!("shard {i} could not start: {reason}"),
+                    );
+                    count(&mut status, &owed);
+                    status.state = ShardState::LaunchFailed;
+                    status.finished_at = Some(Utc::now());
+                    status.message = Some(reason);
+                    results.extend(owed);
+                }
+            }
+            statuses.push(status);
+        }
+        let launch_ref = {
+            let pids: Vec<&str> = statuses.iter().filter_map(|s| s.launch.as_deref()).collect();
+            format!("{n} shards: {}", pids.join(", "))
+        };
+        let number = self.number;
+        let written = statuses.clone();
+        self.write_status(move |a| {
+            a.launch = Some(launch_ref);
+            a.shards = written;
+        })
+        .await;
+
+        let mut problems: Vec<String> = statuses
+            .iter()
+            .filter_map(|s| {
+                s.message
+                    .as_ref()
+                    .map(|m| format!("shard {} could not start: {m}", s.index))
+            })
+            .collect();
+        let mut cancelled = false;
+        let mut timed_out = 0;
+        let mut exit_code = None;
+        while let Some((i, exit, sdir, reports, started)) = waits.next().await {
+            let items = &split.shards[i].items;
+            let (reported, unreadable) = self.read_shard(&sdir, reports, started).await;
+            let why = match (exit, &unreadable) {
+                (Exit::Cancelled, _) => {
+                    cancelled = true;
+                    continue;
+                }
+                (Exit::TimedOut(t), _) => {
+                    timed_out += 1;
+                    format!("shard {i} timed out after {}", crate::duration::human(t))
+                }
+                (Exit::Signal(s), _) => format!("shard {i} was killed by signal {s}"),
+                (_, Some(e)) => format!("shard {i}'s report is unreadable: {e}"),
+                (Exit::Code(c), None) => format!("shard {i} crashed (exit code {c})"),
+            };
+            if let Exit::Code(c) = exit
+                && c != 0
+            {
+                exit_code = Some(exit_code.map_or(c, |e: i32| e.max(c)));
+            }
+            let owed = shard::unreported(number, unit, items, &reported, &why);
+            let status = &mut statuses[i];
+            count(status, &reported);
+            count(status, &owed);
+            status.finished_at = Some(Utc::now());
+            status.exit_code = match exit {
+                Exit::Code(c) => Some(c),
+                _ => None,
+            };
+            status.state = match exit {
+                Exit::TimedOut(_) => ShardState::TimedOut,
+                _ if !owed.is_empty() || unreadable.is_some() => ShardState::Crashed,
+                Exit::Signal(_) if reported.is_empty() => ShardState::Crashed,
+                _ => ShardState::Finished,
+            };
+            if status.state != ShardState::Finished {
+                let msg = if owed.is_empty() {
+                    why.clone()
+                } else {
+                    format!("{why}; {} of its tests not reported", owed.len())
+                };
+                status.message = Some(msg.clone());
+                problems.push(msg);
+            }
+            info!(
+                run = self.run,
+                attempt = number,
+                shard = i,
+                state = status.state.as_str(),
+                "shard ended"
+            );
+            let s = status.clone();
+            self.write_status(move |a| {
+                if let Some(slot) = a.shards.iter_mut().find(|x| x.index == s.index) {
+                    *slot = s;
+                }
+            })
+            .await;
+            results.extend(reported);
+            results.extend(owed);
+        }
+        self.join_logs(n);
+        if cancelled || self.token.is_cancelled() {
+            return AttemptDone {
+                run: self.run,
+                end: AttemptEnd {
+                    number,
+                    state: AttemptState::Cancelled,
+                    exit_code: None,
+                    report: ReportRead::Missing,
+                    message: Some("cancelled".into()),
+                    runner_error: None,
+                },
+                cancelled: true,
+            };
+        }
+        let report = if results.is_empty() {
+            ReportRead::Missing
+        } else {
+            attempts::store_results(&self.store, &self.run, number, results).await
+        };
+        let state = if timed_out == n {
+            AttemptState::TimedOut
+        } else {
+            AttemptState::Finished
+        };
+        AttemptDone {
+            run: self.run,
+            end: AttemptEnd {
+                number,
+                state,
+                exit_code,
+                report,
+                message: (!problems.is_empty()).then(|| problems.join("; ")),
+                runner_error: None,
+            },
+            cancelled: false,
+        }
+    }
+
+    /// The split: attempt 1 by the listed tests or files (else by pack), a rerun by its
+    /// failed tests.
+    async fn split(&self) -> Split {
+        if self.selection.kind == crate::crd::SelectionKind::Failed {
+            return shard::split_rerun(&self.selection.tests, &self.durations, self.shards);
+        }
+        let listed = match listing::list_plan(&self.svc, &self.stand, &self.selection.packs) {
+            Some(lp) => match self.list(&lp).await {
+                Ok(ids) => Some((lp.unit, ids)),
+                Err(e) => {
+                    warn!(
+                        run = self.run,
+                        error = e,
+                        "cannot list the tests; splitting by pack"
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
+        let dir = self.svc.dir.display().to_string();
+        shard::split_first(listed, &self.selection.packs, &self.durations, &dir, self.shards)
+    }
+
+    /// Runs the listing command (as a process of its own, in `attempt-<seq>/list`, argv only)
+    /// and reads what it printed.
+    async fn list(&self, lp: &ListPlan) -> Result<Vec<String>, String> {
+        let dir = self.dir.join("list");
+        let mut env = lp.env.clone();
+        env.push(("TOMATO_STAND".into(), self.stand.clone()));
+        let p = process::spawn(ProcessSpec {
+            plan: crate::launch::LaunchPlan {
+                argv: lp.argv.clone(),
+                reports: None,
+                env,
+                timeout: LIST_TIMEOUT.min(self.timeout),
+            },
+            extra_env: self.extra_env.clone(),
+            dir: dir.clone(),
+            owner: self.owner.clone(),
+        })?;
+        match p.wait(self.token.clone()).await {
+            Exit::Code(0) => {}
+            Exit::Code(c) => return Err(format!("the listing command exited with code {c}")),
+            other => return Err(format!("the listing command did not finish: {other:?}")),
+        }
+        let out = tokio::fs::read_to_string(process::log_path(&dir))
+            .await
+            .map_err(|e| format!("cannot read the listing: {e}"))?;
+        let body: String = out
+            .lines()
+            .filter(|l| !l.starts_with("[tomato]"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        Ok(shard::parse_listing(&body, lp.unit, lp.pytest))
+    }
+
+    /// What a shard with `items` runs.
+    fn given<'a>(&'a self, unit: Unit, items: &'a [String], listed: &'a HashMap<&str, Case>) -> Given<'a> {
+        match unit {
+            Unit::Packs => Given {
+                packs: items.to_vec(),
+                files: Vec::new(),
+                reruns: Vec::new(),
+            },
+            Unit::Files => Given {
+                packs: self.selection.packs.clone(),
+                files: items.to_vec(),
+                reruns: Vec::new(),
+            },
+            Unit::Tests => Given {
+                packs: self.selection.packs.clone(),
+                files: Vec::new(),
+                reruns: items
+                    .iter()
+                    .filter_map(|id| {
+                        let case = self.cases.get(id).or_else(|| listed.get(id.as_str()))?;
+                        Some(RerunTest { id, case })
+                    })
+                    .collect(),
+            },
+        }
+    }
+
+    /// Reads a shard's report: its results (with the ids the service's style gives them), and
+    /// why the report could not be read, if so.
+    async fn read_shard(
+        &self,
+        sdir: &Path,
+        reports: Option<String>,
+        started: std::time::SystemTime,
+    ) -> (Vec<AttemptResult>, Option<String>) {
+        let (sdir, style, number) = (sdir.to_path_buf(), self.svc.rerun.test_id.clone(), self.number);
+        tokio::task::spawn_blocking(move || {
+            let _ = attempts::after_exit(&sdir, reports.as_deref(), started);
+            match attempts::read_junit(&sdir, number, &style) {
+                Ok(Some(r)) => (r, None),
+                Ok(None) => (Vec::new(), None),
+                Err(e) => (Vec::new(), Some(e)),
+            }
+        })
+        .await
+        .unwrap_or_else(|e| (Vec::new(), Some(format!("the parser task failed: {e}"))))
+    }
+
+    /// Changes the running attempt's status (a shard's progress). A failed write is logged,
+    /// not fatal: the attempt's end, written by the loop, carries every shard's final state.
+    async fn write_status(&self, change: impl FnOnce(&mut crate::crd::Attempt) + Send + 'static) {
+        let number = self.number;
+        let res = self
+            .store
+            .update::<TestRun, _>(&self.run, move |r| {
+                let st = r.status.get_or_insert_default();
+                let changed = match st
+                    .attempts
+                    .last_mut()
+                    .filter(|a| a.number == number && a.state == AttemptState::Running)
+                {
+                    Some(a) => {
+                        change(a);
+                        true
+                    }
+                    None => false,
+                };
+                Ok((changed, ()))
+            })
+            .await;
+        if let Err(e) = res {
+            warn!(run = self.run, error = %e, "cannot record a shard's progress");
+        }
+    }
+
+    /// The attempt's log: every shard's log in turn, each under a header, so the log view and
+    /// the classifier's log rules see the whole attempt.
+    fn join_logs(&self, n: usize) {
+        let mut joined = Vec::new();
+        for i in 0..n {
+            let log = process::log_path(&self.dir.join(format!("shard-{i}")));
+            joined.extend_from_slice(format!("[tomato] ===== shard {i} of {n} =====\n").as_bytes());
+            if let Ok(b) = std::fs::read(&log) {
+                joined.extend_from_slice(&b);
+            }
+        }
+        if let Err(e) = std::fs::write(process::log_path(&self.dir), joined) {
+            warn!(run = self.run, error = %e, "cannot write the attempt's joined log");
+        }
+    }
+}
+
+/// Adds results to a shard's counts.
+fn count(status: &mut ShardStatus, results: &[AttemptResult]) {
+    let s = results::attempt_summary(results.iter().map(|r| &r.case));
+    status.passed += s.passed;
+    status.failed += s.failed;
+    status.skipped += s.skipped;
+    status.broken += s.broken;
+}
