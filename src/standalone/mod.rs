@@ -13,7 +13,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-pub use driver::{Driver, attempt_dir, classify_run};
+pub use driver::{Driver, attempt_dir};
 pub use regressions::Regressions;
 pub use scheduler::Scheduler;
 

@@ -277,7 +277,7 @@ pub(super) fn after_exit(
 
 /// Classifies a run's failing and flaky tests with its service's rules, reading attempt logs
 /// from the data directory for tests without output of their own.
-pub fn classify_run(
+fn classify_run(
     svc: &Service,
     data_dir: &Path,
     run: &str,

@@ -41,7 +41,7 @@ mod attempts;
 mod reporting;
 mod shards;
 
-pub use attempts::{attempt_dir, classify_run};
+pub use attempts::attempt_dir;
 
 /// Phases the driver still has work for.
 const UNFINISHED: [Phase; 4] = [Phase::Queued, Phase::Running, Phase::Retrying, Phase::Reporting];
