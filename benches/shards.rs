@@ -224,14 +224,16 @@ async fn bench() {
     // the second (two shards, the service's) is balanced by.
     let (one, t1) = server.time_to_verdict("sharded", Some(1)).await;
     let (two, t2) = server.time_to_verdict("sharded", None).await;
+    // The peer is the point of the comparison: without it the benchmark says nothing.
     let xdist_available = Command::new("python3")
         .args(["-c", "import xdist"])
         .status()
         .is_ok_and(|s| s.success());
-    let xdist = match xdist_available {
-        true => Some(server.time_to_verdict("xdist", None).await),
-        false => None,
-    };
+    assert!(
+        xdist_available,
+        "pytest-xdist is not installed: pip install -r tests/requirements.txt"
+    );
+    let (xdist_run, tx) = server.time_to_verdict("xdist", None).await;
 
     for (name, run) in [("shards: 1", &one), ("shards: 2", &two)] {
         assert_eq!(run["status"]["verdict"], "Succeeded", "{name}: {run:#}");
@@ -249,26 +251,23 @@ async fn bench() {
     let secs = |d: Duration| d.as_secs_f64();
     println!("time to verdict, shards: 1            {:>7.1} s", secs(t1));
     println!("time to verdict, shards: 2            {:>7.1} s", secs(t2));
-    if let Some((run, tx)) = &xdist {
-        assert_eq!(run["status"]["verdict"], "Succeeded", "pytest -n 2: {run:#}");
-        println!("time to verdict, shards: 1, pytest -n 2 {:>5.1} s", secs(*tx));
-    }
+    assert_eq!(
+        xdist_run["status"]["verdict"], "Succeeded",
+        "pytest -n 2: {xdist_run:#}"
+    );
+    println!("time to verdict, shards: 1, pytest -n 2 {:>5.1} s", secs(tx));
     println!(
         "ratio shards: 2 / shards: 1           {:>7.2}",
         secs(t2) / secs(t1)
     );
-    if let Some((_, tx)) = &xdist {
-        println!(
-            "ratio shards: 2 / pytest -n 2         {:>7.2}",
-            secs(t2) / secs(*tx)
-        );
-        println!(
-            "ratio pytest -n 2 / shards: 1         {:>7.2}",
-            secs(*tx) / secs(t1)
-        );
-    } else {
-        println!("pytest -n 2: skipped (pytest-xdist is not installed; see tests/requirements.txt)");
-    }
+    println!(
+        "ratio shards: 2 / pytest -n 2         {:>7.2}",
+        secs(t2) / secs(tx)
+    );
+    println!(
+        "ratio pytest -n 2 / shards: 1         {:>7.2}",
+        secs(tx) / secs(t1)
+    );
     println!(
         "shard wall times {:?} s: balance (slowest / mean) {:.3}",
         times
