@@ -71,6 +71,8 @@ type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 /// Every family Tomato exports.
 pub struct Metrics {
     registry: Registry,
+    /// Serializes scrapes: each replaces the run counts, then encodes.
+    scrape_lock: std::sync::Mutex<()>,
     pub reconciles: Family<ControllerLabels, Counter>,
     pub reconcile_errors: Family<ErrorLabels, Counter>,
     pub reconcile_duration: Histograms<ControllerLabels>,
@@ -98,6 +100,7 @@ impl Metrics {
     fn new() -> Metrics {
         let m = Metrics {
             registry: Registry::with_prefix("tomato"),
+            scrape_lock: std::sync::Mutex::new(()),
             reconciles: Family::default(),
             reconcile_errors: Family::default(),
             reconcile_duration: Family::new_with_constructor(fast),
@@ -240,6 +243,15 @@ impl Metrics {
         }
     }
 
+    /// A scrape: the run counts replaced by `counts` ([`Metrics::set_runs`]), then every
+    /// family encoded, with no other scrape in between (one scrape's clearing never shows in
+    /// another's answer).
+    pub fn scrape(&self, counts: impl IntoIterator<Item = (String, String, u64)>) -> String {
+        let _one_at_a_time = self.scrape_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.set_runs(counts);
+        self.encode()
+    }
+
     /// Every family, in the Prometheus text format 0.0.4.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -349,8 +361,7 @@ mod tests {
     #[test]
     fn a_label_value_with_quotes_and_newlines_is_escaped() {
         let m = Metrics::new();
-        m.set_runs([("a\"b\nc\\".to_string(), "Queued".to_string(), 1)]);
-        let text = m.encode();
+        let text = m.scrape([("a\"b\nc\\".to_string(), "Queued".to_string(), 1)]);
         assert!(
             text.contains(r#"tomato_runs{service="a\"b\nc\\",phase="Queued"} 1"#),
             "{text}"

@@ -21,10 +21,6 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
         let phase = phase.parse::<Phase>().unwrap_or_default();
         *by.entry((service, phase)).or_default() += n;
     }
-    let metrics = crate::metrics::global();
-    metrics.set_runs(by.into_iter().map(|((s, p), n)| (s, p.to_string(), n)));
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        metrics.encode(),
-    ))
+    let text = crate::metrics::global().scrape(by.into_iter().map(|((s, p), n)| (s, p.to_string(), n)));
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }
