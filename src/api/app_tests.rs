@@ -8,10 +8,10 @@ use axum::http::{Method, Request, StatusCode};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use super::{AppState, Tokens, app};
+use super::{AppState, Auth, app};
 
-struct Api {
-    state: AppState,
+pub(super) struct Api {
+    pub(super) state: AppState,
     /// The same store, to play the driver's part (write a run's status).
     store: crate::store::SqliteStore,
     _dir: tempfile::TempDir,
@@ -23,6 +23,15 @@ impl Api {
     }
 
     fn with_tms(tms_configured: bool) -> Api {
+        Api::with(tms_configured, Auth::open())
+    }
+
+    /// With test management configured (so regressions are accepted) and `auth`.
+    pub(super) fn with_auth(auth: Auth) -> Api {
+        Api::with(true, auth)
+    }
+
+    fn with(tms_configured: bool, auth: Auth) -> Api {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let store = crate::store::SqliteStore::open(dir.path()).expect("the store opens");
         let config = crate::packs::PacksConfig::load(std::path::Path::new(concat!(
@@ -33,7 +42,7 @@ impl Api {
         let state = AppState {
             backend: Arc::new(store.clone()),
             config: Arc::new(config),
-            tokens: Tokens::default(),
+            auth,
             public_url: "http://tomato.test".into(),
             data_dir: Some(dir.path().to_path_buf()),
             tms_configured,
@@ -45,7 +54,7 @@ impl Api {
         }
     }
 
-    async fn call(&self, method: Method, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub(super) async fn call(&self, method: Method, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
         let (status, text) = self.call_text(method, uri, body).await;
         let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         (status, value)
@@ -67,15 +76,15 @@ impl Api {
         (status, String::from_utf8_lossy(&bytes).into_owned())
     }
 
-    async fn get(&self, uri: &str) -> (StatusCode, Value) {
+    pub(super) async fn get(&self, uri: &str) -> (StatusCode, Value) {
         self.call(Method::GET, uri, None).await
     }
 
-    async fn post(&self, uri: &str, body: Value) -> (StatusCode, Value) {
+    pub(super) async fn post(&self, uri: &str, body: Value) -> (StatusCode, Value) {
         self.call(Method::POST, uri, Some(body)).await
     }
 
-    async fn queue_run(&self, spec: Value) -> Value {
+    pub(super) async fn queue_run(&self, spec: Value) -> Value {
         let (status, run) = self.post("/api/v1/runs", json!({ "spec": spec })).await;
         assert_eq!(status, StatusCode::CREATED, "{run}");
         run

@@ -20,6 +20,8 @@ mod v1;
 
 #[cfg(test)]
 mod app_tests;
+#[cfg(test)]
+mod auth_tests;
 
 use std::sync::Arc;
 
@@ -29,7 +31,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tower_http::trace::TraceLayer;
 
-pub use auth::Tokens;
+pub use auth::{AuditLog, Auth, KubeAuth, Role, Tokens};
 pub use error::{ApiError, ErrorBody, FieldError};
 /// The legacy handles' parameters (query string plus form or JSON body); public for the fuzzer.
 pub use legacy::Params;
@@ -46,7 +48,8 @@ use crate::packs::PacksConfig;
 pub struct AppState {
     pub backend: Arc<dyn Backend>,
     pub config: Arc<PacksConfig>,
-    pub tokens: Tokens,
+    /// Who may read and write, and the audit log of writes ([`auth`]).
+    pub auth: Auth,
     /// Base URL of the web UI for links in reports (`TOMATO_PUBLIC_URL`).
     pub public_url: String,
     /// Where attempt logs and JUnit files live (standalone mode).
@@ -69,7 +72,7 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            auth::require_token_for_writes,
+            auth::authorize,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -78,6 +81,10 @@ pub fn app(state: AppState) -> Router {
         .layer(tower_http::limit::RequestBodyLimitLayer::new(1 << 20))
         // Uploads from Jobs carry the run's own token, not an API token, and are larger.
         .merge(uploads::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::audit_writes,
+        ))
         .layer(axum::middleware::from_fn(error::json_errors))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -136,7 +143,9 @@ pub async fn serve(
         };
         let io = TokioIo::new(head_guard::HeadGuard::new(stream));
         // No route upgrades a connection (live pages use server-sent events), so none is kept.
-        let conn = http.serve_connection(io, TowerToHyperService::new(app.clone()));
+        // The peer's address, for the audit log (as `into_make_service_with_connect_info` gives it).
+        let service = tower::Layer::layer(&axum::Extension(axum::extract::ConnectInfo(peer)), app.clone());
+        let conn = http.serve_connection(io, TowerToHyperService::new(service));
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {

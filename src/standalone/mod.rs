@@ -17,7 +17,7 @@ pub use driver::{Driver, attempt_dir};
 pub use regressions::Regressions;
 pub use scheduler::Scheduler;
 
-use crate::api::{AppState, Tokens};
+use crate::api::{AppState, AuditLog, Auth, Tokens};
 use crate::packs::PacksConfig;
 use crate::report::ReportSettings;
 use crate::secrets::SecretsDir;
@@ -45,6 +45,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let store = SqliteStore::open(&opts.data_dir)
         .with_context(|| format!("cannot open the store in {}", opts.data_dir.display()))?;
     let data_dir = opts.data_dir.canonicalize().unwrap_or(opts.data_dir.clone());
+    let audit = AuditLog::from_env(Some(&data_dir.join("audit.jsonl"))).map_err(anyhow::Error::msg)?;
+    let auth = Auth::new(tokens, audit);
     let secrets = SecretsDir::new(
         opts.secrets_dir
             .clone()
@@ -63,7 +65,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let state = AppState {
         backend: Arc::new(store.clone()),
         config: config.clone(),
-        tokens,
+        auth,
         public_url,
         data_dir: Some(data_dir.clone()),
         tms_configured: integrations.regressions.tms.is_some(),
@@ -76,7 +78,14 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let driver = Driver::new(store, config, &data_dir, secrets, integrations.reporter);
     let driver_task = tokio::spawn(driver.run(shutdown.clone()));
 
-    info!(%addr, data_dir = %data_dir.display(), api_tokens = state.tokens.is_enabled(), "serving");
+    info!(
+        %addr,
+        data_dir = %data_dir.display(),
+        api_tokens = state.auth.writes_need_token(),
+        reads_open = !state.auth.reads_need_token(),
+        audit_log = ?state.auth.audit_log().path(),
+        "serving"
+    );
     crate::api::serve(listener, state, shutdown.clone()).await?;
     shutdown.cancel();
     let _ = driver_task.await;

@@ -52,7 +52,7 @@ pub struct Layout {
     /// The navigation entry to highlight (`queue`, `schedules`, `service:<name>`).
     pub nav: String,
     pub services: Vec<String>,
-    /// Whether changes need an API token (`TOMATO_API_TOKENS`).
+    /// Whether changes need an API token (static tokens, a roles file, or Kubernetes).
     pub auth_required: bool,
     /// Changes that make the page refresh its live parts: space-separated `Kind` or
     /// `Kind/name` (empty: the page does not update itself).
@@ -68,7 +68,7 @@ impl Layout {
             title: title.into(),
             nav: nav.into(),
             services: state.config.services().map(|s| s.name.clone()).collect(),
-            auth_required: state.tokens.is_enabled(),
+            auth_required: state.auth.writes_need_token(),
             watch: String::new(),
             gather_ms: 150,
             asset_version: assets::version(),

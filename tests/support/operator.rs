@@ -186,7 +186,7 @@ pub async fn start_replica_scoped(
     let state = tomato::api::AppState {
         backend: Arc::new(operator.backend.clone()),
         config,
-        tokens: tomato::api::Tokens::default(),
+        auth: tomato::api::Auth::open(),
         public_url: url.clone(),
         data_dir: None,
         tms_configured,
