@@ -31,6 +31,7 @@ fn deploy_documents() -> Vec<(String, Value)> {
     [
         "namespace.yaml",
         "rbac.yaml",
+        "rbac-auth.yaml",
         "rbac-cluster.yaml",
         "configmap.yaml",
         "deployment.yaml",
@@ -230,6 +231,36 @@ fn rbac_grants_exactly_what_the_operator_uses() {
 }
 
 #[test]
+fn the_service_account_may_review_tokens_and_access_and_nothing_more() {
+    let docs = documents("deploy/rbac-auth.yaml");
+    let binding: k8s_openapi::api::rbac::v1::ClusterRoleBinding = serde_json::from_value(
+        docs.iter()
+            .find(|d| d["kind"] == "ClusterRoleBinding")
+            .unwrap()
+            .clone(),
+    )
+    .unwrap();
+    assert_eq!(
+        (binding.role_ref.kind.as_str(), binding.role_ref.name.as_str()),
+        ("ClusterRole", "system:auth-delegator")
+    );
+    let subject = &binding.subjects.as_deref().unwrap()[0];
+    assert_eq!(
+        (
+            subject.kind.as_str(),
+            subject.name.as_str(),
+            subject.namespace.as_deref()
+        ),
+        ("ServiceAccount", "tomato", Some("tomato"))
+    );
+    let chart = std::fs::read_to_string(format!("{REPO}/charts/tomato/templates/rbac.yaml")).unwrap();
+    assert!(
+        chart.contains("name: system:auth-delegator"),
+        "the chart binds system:auth-delegator too"
+    );
+}
+
+#[test]
 fn the_examples_are_valid_resources_that_fit_the_example_packs_config() {
     let cm = documents("deploy/configmap.yaml").remove(0);
     let dir = tempfile::tempdir().unwrap();
@@ -304,7 +335,7 @@ fn kubectl_builds_the_plain_manifests_when_it_is_installed() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         text.matches("\nkind: ").count() + usize::from(text.starts_with("kind: ")),
-        8,
+        9,
         "{text}"
     );
     assert!(

@@ -164,6 +164,19 @@ pub async fn start_replica_scoped(
     vars: &[(String, String)],
     scope: Scope,
 ) -> Replica {
+    start_replica_authorized(k, config, identity, vars, scope, tomato::api::Auth::open()).await
+}
+
+/// [`start_replica_scoped`] whose HTTP side authenticates and authorises with `auth` (and
+/// knows each request's peer address, for the audit log).
+pub async fn start_replica_authorized(
+    k: &TestNs,
+    config: Arc<PacksConfig>,
+    identity: &str,
+    vars: &[(String, String)],
+    scope: Scope,
+    auth: tomato::api::Auth,
+) -> Replica {
     init_tracing();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -186,7 +199,7 @@ pub async fn start_replica_scoped(
     let state = tomato::api::AppState {
         backend: Arc::new(operator.backend.clone()),
         config,
-        auth: tomato::api::Auth::open(),
+        auth,
         public_url: url.clone(),
         data_dir: None,
         tms_configured,
@@ -194,6 +207,7 @@ pub async fn start_replica_scoped(
     let app = tomato::api::app(state);
     let until = stop.clone();
     tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(async move { until.cancelled().await })
             .await;
