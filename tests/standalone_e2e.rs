@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::{Server, config_with, processes_with_env};
@@ -684,6 +684,86 @@ async fn writes_need_a_token_when_tokens_are_configured_and_the_token_is_never_l
         .get_text(&format!("/api/v1/runs/{id}/attempts/1/log"))
         .await;
     assert!(!log.contains(secret));
+}
+
+#[tokio::test]
+async fn a_roles_file_gives_each_token_its_role_is_reloaded_on_change_and_every_write_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let roles = dir.path().join("roles.yaml");
+    let (ci, lead) = ("ci-Yw2-secret", "lead-Pq7-secret");
+    std::fs::write(
+        &roles,
+        format!("tokens:\n  - {{name: ci, role: run, token: {ci}}}\n"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("lead.token"), format!("{lead}\n")).unwrap();
+    let server = Server::start_with(None, &[("TOMATO_API_ROLES_FILE", roles.to_str().unwrap())]).await;
+    let nightly = format!("{}/api/nightly?service=demo", server.url);
+
+    let (code, body) = server.send(server.client.post(&nightly).bearer_auth(ci)).await;
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("needs the admin role"),
+        "{body}"
+    );
+    // A bad change keeps the tokens that were; a good one takes effect within seconds.
+    std::fs::write(&roles, "tokens:\n  - {name: ci, role: root, token: x}\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (code, _) = server.send(server.client.post(&nightly).bearer_auth(ci)).await;
+    assert_eq!(code, 403, "the previous set stays");
+    std::fs::write(
+        &roles,
+        format!("tokens:\n  - {{name: ci, role: run, token: {ci}}}\n  - {{name: qa-lead, role: admin, tokenFile: lead.token}}\n"),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, body) = server.send(server.client.post(&nightly).bearer_auth(lead)).await;
+        if code == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the roles file was not reloaded: {code} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let audit = std::fs::read_to_string(server.data_dir.join("audit.jsonl")).unwrap();
+    let lines: Vec<Value> = audit.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let first = &lines[0];
+    assert_eq!(
+        (
+            &first["who"],
+            &first["path"],
+            &first["status"],
+            &first["decision"]
+        ),
+        (
+            &json!("ci"),
+            &json!("/api/nightly"),
+            &json!(403),
+            &json!("refused")
+        )
+    );
+    assert!(
+        first["from"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{first}"
+    );
+    let last = lines.last().unwrap();
+    assert_eq!((&last["who"], &last["status"]), (&json!("qa-lead"), &json!(200)));
+    let log = server.log();
+    assert!(log.contains("tomato::audit"), "audit lines go to the log too");
+    assert!(
+        log.contains("unknown role") && log.contains("root"),
+        "a bad reload is logged, naming the problem"
+    );
+    for secret in [ci, lead] {
+        assert!(
+            !audit.contains(secret) && !log.contains(secret),
+            "no token in the audit log or the log"
+        );
+    }
 }
 
 #[tokio::test]
