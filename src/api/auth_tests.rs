@@ -66,6 +66,18 @@ impl Server {
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
+    /// The raw answer to a request with `authorization` as given.
+    async fn raw(&self, method: Method, uri: &str, authorization: Option<&str>) -> axum::response::Response {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(a) = authorization {
+            req = req.header("authorization", a);
+        }
+        app(self.api.state.clone())
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap()
+    }
+
     /// Creates what a write needs (a queued run, a schedule, a regression) as `admin`;
     /// answers the run's id.
     async fn prepare(&self, n: usize) -> String {
@@ -329,6 +341,29 @@ async fn closed_reads_need_a_token_but_probes_and_metrics_stay_open() {
             assert_eq!(s, StatusCode::OK, "{read} with a token");
         }
     }
+    // A browser: a page asks for its own prompt, whose answer (Basic, the token as the
+    // password) is accepted; the API keeps answering Bearer.
+    let page = server.raw(Method::GET, "/", None).await;
+    assert_eq!(page.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        page.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic ")
+    );
+    let api = server.raw(Method::GET, "/api/v1/runs", None).await;
+    assert_eq!(api.headers()["www-authenticate"], "Bearer");
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("me:{READ}"));
+    let page = server
+        .raw(Method::GET, "/", Some(&format!("Basic {basic}")))
+        .await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let wrong = base64::engine::general_purpose::STANDARD.encode("me:wrong");
+    let page = server
+        .raw(Method::GET, "/", Some(&format!("Basic {wrong}")))
+        .await;
+    assert_eq!(page.status(), StatusCode::UNAUTHORIZED);
     // Reads open (the default): no token needed.
     let open = Server::new(ROLES);
     let (s, _) = open.call(Method::GET, "/api/v1/runs", None, None).await;

@@ -134,7 +134,8 @@ pub fn document() -> Value {
         }
         // Results uploads authenticate with the run's own token and say so themselves.
         let write = method != "get" && !path.ends_with("/results");
-        shared_responses(op, write);
+        let upload = path.ends_with("/results");
+        shared_responses(op, write, !upload);
     }
     doc
 }
@@ -249,10 +250,13 @@ fn request_schemas() -> serde_json::Map<String, Value> {
 /// Answers a layer gives on every route of a kind, added to each operation that does not
 /// describe them itself, and a description for every answer that lacks one:
 /// - a malformed query string, path segment or body: 400 (every operation that takes any);
-/// - a write without a valid token when tokens are configured: 401; from another site: 403;
+/// - a write without a valid token when tokens are configured (always in operator mode): 401;
+///   with a token whose role (or Kubernetes RBAC) does not allow it, or from another site: 403;
+///   in operator mode when the API server cannot check the token: 503;
+/// - a read without a valid token when reads are closed (`readsOpen: false`): 401;
 /// - a body over the limit: 413;
 /// - a write while the data directory is full: 507.
-fn shared_responses(op: &mut Value, writes: bool) {
+fn shared_responses(op: &mut Value, writes: bool, authorised: bool) {
     let has_body = op.get("requestBody").is_some();
     let takes_input = op
         .get("parameters")
@@ -268,9 +272,12 @@ fn shared_responses(op: &mut Value, writes: bool) {
     if takes_input {
         add("400");
     }
-    if writes {
+    if authorised {
         add("401");
+    }
+    if writes {
         add("403");
+        add("503");
         add("507");
     }
     if has_body {
@@ -293,11 +300,16 @@ fn describe(status: &str) -> &'static str {
         "201" => "Created",
         "202" => "Accepted: the change is under way",
         "400" => "Bad input: `parameter` names the query parameter, path segment or body field at fault",
-        "401" => "A write without a valid API token (when tokens are configured)",
-        "403" => "A write from another site's page",
+        "401" => {
+            "No valid API token: a write when tokens are configured (always in operator mode), a read when reads are closed"
+        }
+        "403" => {
+            "A write the token's role (or, in operator mode, Kubernetes RBAC) does not allow, or one from another site's page"
+        }
         "404" => "Not found: `parameter` names what was looked up",
         "409" => "Conflicts with the object's current state",
         "413" => "The request body is too large",
+        "503" => "Operator mode: the Kubernetes API server could not check the token",
         "507" => "The data directory is full: nothing was changed",
         _ => "See the error",
     }
@@ -421,12 +433,23 @@ mod tests {
         let spec = &doc["components"]["schemas"]["TestRunRequest"]["properties"]["spec"]["$ref"];
         assert_eq!(spec, "#/components/schemas/TestRunSpec");
         let create = &doc["paths"]["/api/v1/runs"]["post"]["responses"];
-        for status in ["201", "400", "401", "409", "413", "507"] {
+        for status in ["201", "400", "401", "403", "409", "413", "503", "507"] {
             assert!(
                 create.get(status).is_some(),
                 "POST /api/v1/runs documents {status}"
             );
         }
+        // Reads answer 401 when closed (`readsOpen: false`); uploads say their own answers.
+        assert!(
+            doc["paths"]["/api/v1/runs"]["get"]["responses"]
+                .get("401")
+                .is_some()
+        );
+        assert!(
+            doc["paths"]["/api/v1/runs"]["get"]["responses"]
+                .get("403")
+                .is_none()
+        );
         let tail = doc["paths"]["/api/v1/runs/{id}/attempts/{n}/log"]["get"]["parameters"]
             .as_array()
             .unwrap()

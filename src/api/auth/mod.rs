@@ -14,6 +14,10 @@
 //!   which the operator logs at start).
 //! - [`audit`]: one JSON line per write, allowed or refused.
 //!
+//! A token is sent as `Authorization: Bearer <token>`, or as the password of `Basic` (what a
+//! browser sends after its own prompt: a page refused for want of a token, with reads closed,
+//! answers `WWW-Authenticate: Basic`, so the web UI stays usable).
+//!
 //! Answers: 401 (`WWW-Authenticate: Bearer`) for a missing or unknown token, 403 naming the
 //! role needed (or what Kubernetes refused) for a known one without the right, 503 when the
 //! API server cannot be asked. Uploads from Jobs carry their run's own token, checked by
@@ -174,13 +178,24 @@ fn unavailable(e: kube::ReviewError) -> ApiError {
     }
 }
 
-/// The bearer token of a request, if it sends one.
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim)
+/// The token a request presents: `Authorization: Bearer <token>`, or `Basic` with the token
+/// as the password (the user name is ignored) — what a browser sends after its own prompt,
+/// so the web UI works when reads are closed.
+fn presented(headers: &HeaderMap) -> Option<String> {
+    use base64::Engine as _;
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, rest) = value.split_once(' ')?;
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(rest.trim().to_string());
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest.trim())
+            .ok()?;
+        let decoded = String::from_utf8(decoded).ok()?;
+        return decoded.split_once(':').map(|(_, token)| token.trim().to_string());
+    }
+    None
 }
 
 /// Middleware: authenticates and authorises each read and write (see the module's doc); the
@@ -191,7 +206,13 @@ pub async fn authorize(State(state): State<AppState>, req: Request, next: Next) 
         Access::Read => None,
         Access::Write(w) => Some(w),
     };
-    match state.auth.decide(write.as_ref(), bearer(req.headers())).await {
+    // A page (not /api) refused for want of a token asks the browser to prompt for one.
+    let page_read = write.is_none() && !req.uri().path().starts_with("/api");
+    match state
+        .auth
+        .decide(write.as_ref(), presented(req.headers()).as_deref())
+        .await
+    {
         Ok(who) => {
             let mut res = next.run(req).await;
             res.extensions_mut().insert(who);
@@ -199,6 +220,12 @@ pub async fn authorize(State(state): State<AppState>, req: Request, next: Next) 
         }
         Err((who, err)) => {
             let mut res = err.into_response();
+            if page_read && res.status() == StatusCode::UNAUTHORIZED {
+                res.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static(r#"Basic realm="Tomato", charset="UTF-8""#),
+                );
+            }
             res.extensions_mut().insert(who);
             res.extensions_mut().insert(Refused);
             res
