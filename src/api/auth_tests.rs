@@ -258,10 +258,7 @@ async fn every_write_route_answers_each_role_as_the_role_allows() {
             let path = route.path.replace("{run}", &run).replace("{n}", &n.to_string());
             let body = route.body.map(|b| b(n));
             let (status, answer) = server.call(route.method.clone(), &path, token, body).await;
-            let allowed = match (role, route.needs) {
-                ("admin", _) | ("run", "run") => true,
-                _ => false,
-            };
+            let allowed = matches!((role, route.needs), ("admin", _) | ("run", "run"));
             let expected = match token {
                 None => StatusCode::UNAUTHORIZED,
                 Some(_) if !allowed => StatusCode::FORBIDDEN,

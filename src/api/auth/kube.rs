@@ -40,6 +40,9 @@ pub enum Verdict {
     Denied(Option<String>),
 }
 
+/// Token reviews by the token's SHA-256: when asked, and the user (`None`: not authenticated).
+type ReviewCache = HashMap<[u8; 32], (Instant, Option<User>)>;
+
 /// The API server could not be asked.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -50,7 +53,7 @@ pub struct KubeAuth {
     client: kube::Client,
     /// Where the API writes (the operator's namespace).
     namespace: String,
-    cache: Mutex<HashMap<[u8; 32], (Instant, Option<User>)>>,
+    cache: Mutex<ReviewCache>,
 }
 
 impl std::fmt::Debug for KubeAuth {
@@ -153,7 +156,7 @@ impl KubeAuth {
         &self.namespace
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (Instant, Option<User>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ReviewCache> {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
