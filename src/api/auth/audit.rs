@@ -61,7 +61,8 @@ pub struct Record<'a> {
     /// `create`, `update`, `patch`, `delete`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verb: Option<&'static str>,
-    /// The object named by the path (a trigger names its schedule), or the run uploaded to.
+    /// The object named by the path (not for a create: the path of a trigger names its
+    /// schedule), or the run uploaded to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<&'a str>,
     pub status: u16,

@@ -80,7 +80,8 @@ pub struct Write {
     /// without a line here fails closed.
     pub resource: Option<Resource>,
     pub verb: Verb,
-    /// The object's name when the path names it (a trigger names the schedule, not the run).
+    /// The object's name when the path names it (asked about in the SubjectAccessReview, so a
+    /// Role limited by `resourceNames` works as with kubectl; `None` for a create).
     pub name: Option<String>,
     /// The role a standalone token needs.
     pub role: Role,
@@ -149,8 +150,9 @@ pub fn access(method: &Method, path: &str) -> Access {
         (Verb::Update | Verb::Patch | Verb::Delete, ["api", "v1", "schedules", name]) => {
             write(NightlySchedule, verb, Some(name), Role::Admin)
         }
-        (Verb::Create, ["api", "v1", "schedules", name, "trigger"]) => {
-            write(TestRun, Verb::Create, Some(name), Role::Admin)
+        // The run's name is not known yet (the path names the schedule).
+        (Verb::Create, ["api", "v1", "schedules", _, "trigger"]) => {
+            write(TestRun, Verb::Create, None, Role::Admin)
         }
         (Verb::Create, ["api", "v1", "regressions"]) => write(Regression, verb, None, Role::Admin),
         (Verb::Patch | Verb::Delete, ["api", "v1", "regressions", name]) => {
