@@ -114,10 +114,14 @@ async fn who_may_write_through_the_api_is_exactly_who_may_with_kubectl() {
     let alice = token_of(&k, "alice").await;
     let bob = token_of(&k, "bob").await;
 
+    let kube = KubeAuth::new(k.operator_client.clone(), k.ns.clone());
+    kube.check_permissions()
+        .await
+        .expect("deploy/rbac-auth.yaml grants both reviews");
+
     let audit_dir = tempfile::tempdir().unwrap();
     let audit_path = audit_dir.path().join("audit.jsonl");
-    let auth = Auth::new(Tokens::default(), AuditLog::to_file(&audit_path).unwrap())
-        .with_kubernetes(KubeAuth::new(k.operator_client.clone(), k.ns.clone()));
+    let auth = Auth::new(Tokens::default(), AuditLog::to_file(&audit_path).unwrap()).with_kubernetes(kube);
     let (_dir, config) = demo_config(&k, "");
     let replica =
         start_replica_authorized(&k, config, "tomato-0", &[], Scope::Namespace(k.ns.clone()), auth).await;
@@ -176,12 +180,14 @@ async fn who_may_write_through_the_api_is_exactly_who_may_with_kubectl() {
     let legacy_id = legacy["run_id"].as_str().unwrap().to_string();
     let mut names = run_names(&k).await;
     names.sort();
-    let mut expected = vec![id.clone(), legacy_id];
+    let mut expected = vec![id.clone(), legacy_id.clone()];
     expected.sort();
     assert_eq!(names, expected, "both TestRuns exist");
+    // The second waits behind the first (the demo runs one at a time; its Job waits at its
+    // gate), so it is still queued and may be re-prioritised.
     let (s, body) = send(
         reqwest::Method::PATCH,
-        &url(&format!("/api/v1/runs/{id}")),
+        &url(&format!("/api/v1/runs/{legacy_id}")),
         Some(&alice),
         Some(json!({"spec": {"priority": 1}})),
     )
@@ -255,4 +261,34 @@ async fn who_may_write_through_the_api_is_exactly_who_may_with_kubectl() {
         "{created}"
     );
     assert_eq!(lines[8]["resource"], "nightlyschedules");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_auth_delegator_binding_the_operator_says_what_to_bind_and_writes_are_503() {
+    // deploy/rbac.yaml alone: the operator may not create TokenReviews.
+    let k = TestNs::new("authz-unbound").await;
+    k.cluster.kubectl_ok(&["apply", "-f", "-"], Some(&people(&k.ns)));
+    let alice = token_of(&k, "alice").await;
+    let kube = KubeAuth::new(k.operator_client.clone(), k.ns.clone());
+    let err = kube.check_permissions().await.unwrap_err().to_string();
+    assert!(
+        err.contains("tokenreviews")
+            && err.contains("system:auth-delegator")
+            && err.contains("rbac-auth.yaml"),
+        "{err}"
+    );
+    let auth = Auth::new(Tokens::default(), AuditLog::log_only()).with_kubernetes(kube);
+    let (_dir, config) = demo_config(&k, "");
+    let replica =
+        start_replica_authorized(&k, config, "tomato-0", &[], Scope::Namespace(k.ns.clone()), auth).await;
+    let spec = json!({"spec": {"service": "demo", "stand": "localhost", "category": "smoke"}});
+    let (s, body) = send(
+        reqwest::Method::POST,
+        &format!("{}/api/v1/runs", replica.url),
+        Some(&alice),
+        Some(spec),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(run_names(&k).await, Vec::<String>::new(), "nothing was created");
 }

@@ -294,8 +294,14 @@ fn api_auth(
         );
     }
     let audit = crate::api::AuditLog::from_env(None).map_err(anyhow::Error::msg)?;
-    Ok(crate::api::Auth::new(tokens, audit)
-        .with_kubernetes(crate::api::KubeAuth::new(client.clone(), namespace)))
+    let kube = crate::api::KubeAuth::new(client.clone(), namespace);
+    let check = kube.clone();
+    tokio::spawn(async move {
+        if let Err(e) = check.check_permissions().await {
+            tracing::error!("{e}");
+        }
+    });
+    Ok(crate::api::Auth::new(tokens, audit).with_kubernetes(kube))
 }
 
 /// The namespace this pod runs in, as Kubernetes mounts it.

@@ -11,11 +11,14 @@
 //! SubjectAccessReviews are not cached: a revoked permission takes effect at once.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec, UserInfo};
-use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec, SubjectAccessReview,
+    SubjectAccessReviewSpec,
+};
 use kube::api::{Api, PostParams};
 
 use super::routes::Write;
@@ -48,12 +51,14 @@ type ReviewCache = HashMap<[u8; 32], (Instant, Option<User>)>;
 #[error("{0}")]
 pub struct ReviewError(String);
 
-/// The TokenReview and SubjectAccessReview client, with the cache of token answers.
+/// The TokenReview and SubjectAccessReview client, with the cache of token answers (shared
+/// by clones).
+#[derive(Clone)]
 pub struct KubeAuth {
     client: kube::Client,
     /// Where the API writes (the operator's namespace).
     namespace: String,
-    cache: Mutex<ReviewCache>,
+    cache: Arc<Mutex<ReviewCache>>,
 }
 
 impl std::fmt::Debug for KubeAuth {
@@ -67,7 +72,7 @@ impl KubeAuth {
         KubeAuth {
             client,
             namespace: namespace.into(),
-            cache: Mutex::new(HashMap::new()),
+            cache: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -149,6 +154,45 @@ impl KubeAuth {
             Some(s) => Verdict::Denied(s.reason.filter(|r| !r.is_empty())),
             None => Verdict::Denied(None),
         })
+    }
+
+    /// Checks (with SelfSubjectAccessReviews) that this client may create TokenReviews and
+    /// SubjectAccessReviews; without, every write through the API would answer 503. The error
+    /// says what to bind.
+    pub async fn check_permissions(&self) -> Result<(), ReviewError> {
+        let mut missing = Vec::new();
+        for (group, resource) in [
+            ("authentication.k8s.io", "tokenreviews"),
+            ("authorization.k8s.io", "subjectaccessreviews"),
+        ] {
+            let review = SelfSubjectAccessReview {
+                spec: SelfSubjectAccessReviewSpec {
+                    resource_attributes: Some(ResourceAttributes {
+                        group: Some(group.into()),
+                        resource: Some(resource.into()),
+                        verb: Some("create".into()),
+                        ..ResourceAttributes::default()
+                    }),
+                    ..SelfSubjectAccessReviewSpec::default()
+                },
+                ..SelfSubjectAccessReview::default()
+            };
+            let answer = Api::<SelfSubjectAccessReview>::all(self.client.clone())
+                .create(&PostParams::default(), &review)
+                .await
+                .map_err(|e| ReviewError(format!("the SelfSubjectAccessReview failed: {e}")))?;
+            if !answer.status.is_some_and(|s| s.allowed) {
+                missing.push(format!("create {resource}.{group}"));
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(ReviewError(format!(
+            "the operator may not {}, so API writes cannot be authorised (they answer 503): bind \
+             the ClusterRole system:auth-delegator to its ServiceAccount (deploy/rbac-auth.yaml)",
+            missing.join(" or ")
+        )))
     }
 
     /// The namespace writes go to (what SubjectAccessReviews ask about).
