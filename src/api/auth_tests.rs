@@ -383,9 +383,27 @@ async fn every_write_is_audited_with_who_what_when_and_where_and_never_the_token
         .call(Method::POST, "/api/v1/runs", None, Some(spec.clone()))
         .await;
     server.call(Method::GET, "/api/v1/runs", Some(ADMIN), None).await;
+    // A Job's upload carries its run's own token, checked by the handler, not a role.
+    let (upload, _) = server
+        .call(Method::POST, "/api/v1/runs/nope/attempts/1/results", None, None)
+        .await;
 
     let lines = server.audit_lines();
-    assert_eq!(lines.len(), 3, "writes only: {lines:?}");
+    assert_eq!(lines.len(), 4, "writes and uploads only: {lines:?}");
+    assert_eq!(
+        (
+            &lines[3]["who"],
+            &lines[3]["via"],
+            &lines[3]["name"],
+            &lines[3]["status"]
+        ),
+        (
+            &json!("run-token"),
+            &json!("run-token"),
+            &json!("nope"),
+            &json!(upload.as_u16())
+        )
+    );
     let created = &lines[0];
     assert_eq!(created["who"], "ci");
     assert_eq!(created["via"], "token");
