@@ -161,6 +161,19 @@ async fn with_api_tokens_the_ui_asks_for_a_token_before_changing_anything() {
 }
 
 #[tokio::test]
+async fn with_roles_and_closed_reads_the_browser_signs_in_and_a_read_token_cannot_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let roles = dir.path().join("roles.yaml");
+    std::fs::write(
+        &roles,
+        "readsOpen: false\ntokens:\n  - {name: viewer, role: read, token: ui-viewer-token}\n  - {name: runner, role: run, token: ui-runner-token}\n",
+    )
+    .unwrap();
+    let server = Server::start_with(None, &[("TOMATO_API_ROLES_FILE", roles.to_str().unwrap())]).await;
+    browse("roles.test.mjs", &server).await;
+}
+
+#[tokio::test]
 async fn schedules_are_created_suspended_triggered_edited_and_deleted_in_a_browser() {
     let server = Server::start().await;
     browse("schedules.test.mjs", &server).await;

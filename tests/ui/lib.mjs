@@ -33,6 +33,11 @@ after(async () => {
  * collected; `confirm()` dialogs are accepted, any other dialog (an `alert` a payload could
  * raise) is recorded as a problem.
  */
+/** A fresh browser context with Playwright's `options` (e.g. `httpCredentials`). */
+export async function newContext(options = {}) {
+  return browser.newContext({ viewport: { width: 1280, height: 900 }, ...options });
+}
+
 export async function newPage({ width = 1280, height = 900, context } = {}) {
   const ctx = context ?? (await browser.newContext({ viewport: { width, height } }));
   const page = await ctx.newPage();
