@@ -169,6 +169,8 @@ async fn who_may_write_through_the_api_is_exactly_who_may_with_kubectl() {
     .await;
     assert_eq!(s, StatusCode::CREATED, "{run}");
     let id = run["metadata"]["name"].as_str().unwrap().to_string();
+    // Admitted (its Job waits at its gate) before the next one comes, which then waits behind it.
+    let job = wait_job(&k, &format!("{id}-1")).await;
     let (s, legacy) = send(
         post.clone(),
         &url("/api/run_now?service=demo&stand=localhost"),
@@ -183,8 +185,8 @@ async fn who_may_write_through_the_api_is_exactly_who_may_with_kubectl() {
     let mut expected = vec![id.clone(), legacy_id.clone()];
     expected.sort();
     assert_eq!(names, expected, "both TestRuns exist");
-    // The second waits behind the first (the demo runs one at a time; its Job waits at its
-    // gate), so it is still queued and may be re-prioritised.
+    // The second waits behind the first (the demo runs one at a time), so it is still queued
+    // and may be re-prioritised.
     let (s, body) = send(
         reqwest::Method::PATCH,
         &url(&format!("/api/v1/runs/{legacy_id}")),
@@ -261,6 +263,25 @@ async fn who_may_write_through_the_api_is_exactly_who_may_with_kubectl() {
         "{created}"
     );
     assert_eq!(lines[8]["resource"], "nightlyschedules");
+
+    // A Job's `tomato exec` still uploads with its run's own token, no Kubernetes one.
+    assert_eq!(run_job(&k, &job).await, 1, "the demo suite has a failing test");
+    let upload = eventually("the upload's audit line", RUN_WAIT, || async {
+        std::fs::read_to_string(&audit_path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .find(|l| l["via"] == "run-token")
+    })
+    .await;
+    assert_eq!(
+        (&upload["name"], &upload["decision"]),
+        (&json!(id), &json!("allowed"))
+    );
+    assert!(
+        upload["status"].as_u64().is_some_and(|s| (200..300).contains(&s)),
+        "{upload}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
