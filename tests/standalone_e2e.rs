@@ -686,6 +686,31 @@ async fn writes_need_a_token_when_tokens_are_configured_and_the_token_is_never_l
     assert!(!log.contains(secret));
 }
 
+#[test]
+fn a_bad_roles_file_stops_the_server_naming_the_entry_never_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let roles = dir.path().join("roles.yaml");
+    std::fs::write(
+        &roles,
+        "tokens:\n  - {name: ci, role: writer, token: s3cret-Hq2}\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tomato"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(format!("{}/packs_config", env!("CARGO_MANIFEST_DIR")))
+        .env("TOMATO_DATA_DIR", dir.path().join("data"))
+        .env("TOMATO_API_ROLES_FILE", &roles)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("TOMATO_API_ROLES_FILE") && err.contains("tokens[0]") && err.contains("unknown role"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret-Hq2"), "{err}");
+}
+
 #[tokio::test]
 async fn a_roles_file_gives_each_token_its_role_is_reloaded_on_change_and_every_write_is_audited() {
     let dir = tempfile::tempdir().unwrap();
