@@ -204,8 +204,12 @@ struct RolesFile {
 
 struct Loaded {
     set: Arc<TokenSet>,
+    /// The files as they were when `set` was read.
     seen: Fingerprint,
     checked: Instant,
+    /// Why the files as they are now do not load (then they are read again at each look, as a
+    /// token file they name may appear; the same reason is logged once).
+    failing: Option<String>,
 }
 
 impl RolesFile {
@@ -217,6 +221,7 @@ impl RolesFile {
                 set: Arc::new(set),
                 seen,
                 checked: Instant::now(),
+                failing: None,
             }),
         })
     }
@@ -238,7 +243,7 @@ impl RolesFile {
         }
         loaded.checked = Instant::now();
         let now = fingerprint(loaded.seen.iter().map(|(p, _)| p.clone()));
-        if now == loaded.seen {
+        if now == loaded.seen && loaded.failing.is_none() {
             return loaded.set.clone();
         }
         match Self::read(&self.path) {
@@ -246,18 +251,23 @@ impl RolesFile {
                 tracing::info!(file = %self.path.display(), tokens = set.entries.len(), reads_open = set.reads_open, "API roles reloaded");
                 loaded.set = Arc::new(set);
                 loaded.seen = seen;
+                loaded.failing = None;
             }
             Err(e) => {
-                // Logged once per change of the files: the next look finds them as now.
-                tracing::error!("the API roles file was not reloaded, the previous tokens stay: {e}");
-                loaded.seen = now;
+                if loaded.failing.as_deref() != Some(e.as_str()) {
+                    tracing::error!("the API roles file was not reloaded, the previous tokens stay: {e}");
+                }
+                loaded.failing = Some(e);
             }
         }
         loaded.set.clone()
     }
 
     fn reload_now(&self) {
-        self.loaded.lock().unwrap_or_else(|p| p.into_inner()).checked = Instant::now() - RELOAD_EVERY;
+        let long_ago = Instant::now()
+            .checked_sub(RELOAD_EVERY)
+            .unwrap_or_else(Instant::now);
+        self.loaded.lock().unwrap_or_else(|p| p.into_inner()).checked = long_ago;
     }
 }
 
@@ -436,6 +446,19 @@ mod tests {
         t.reload_now();
         assert_eq!(t.identify("two").map(|n| n.role), Some(Role::Admin));
         assert_eq!(t.identify("three"), None);
+
+        // A token file named before it exists: taken once it appears.
+        std::fs::write(
+            &path,
+            "tokens:\n  - {name: ci, role: admin, token: two}\n  - {name: late, role: run, tokenFile: late.token}\n",
+        )
+        .unwrap();
+        t.reload_now();
+        assert_eq!(t.identify("four"), None);
+        assert_eq!(t.identify("two").map(|n| n.role), Some(Role::Admin));
+        std::fs::write(dir.path().join("late.token"), "four\n").unwrap();
+        t.reload_now();
+        assert_eq!(t.identify("four").map(|n| n.name), Some("late".to_string()));
 
         let bad = dir.path().join("bad.yaml");
         std::fs::write(&bad, "tokens:\n  - {name: ci, role: superuser, token: x}\n").unwrap();
