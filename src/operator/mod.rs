@@ -278,32 +278,6 @@ pub struct OperatorOptions {
     pub settings: Option<PathBuf>,
 }
 
-/// The HTTP side's authorisation in operator mode: Kubernetes is the authority (TokenReview and
-/// SubjectAccessReview, see [`crate::api::KubeAuth`]); static tokens, if configured, are still
-/// accepted with their role, which bypasses RBAC, so that is said at start. The audit log goes
-/// to the log, and to `TOMATO_AUDIT_LOG` when set.
-fn api_auth(
-    tokens: crate::api::Tokens,
-    client: &Client,
-    namespace: &str,
-) -> anyhow::Result<crate::api::Auth> {
-    if tokens.is_enabled() {
-        tracing::warn!(
-            "static API tokens (TOMATO_API_TOKENS / TOMATO_API_ROLES_FILE) are accepted beside Kubernetes \
-             tokens; their holders are not checked against RBAC"
-        );
-    }
-    let audit = crate::api::AuditLog::from_env(None).map_err(anyhow::Error::msg)?;
-    let kube = crate::api::KubeAuth::new(client.clone(), namespace);
-    let check = kube.clone();
-    tokio::spawn(async move {
-        if let Err(e) = check.check_permissions().await {
-            tracing::error!("{e}");
-        }
-    });
-    Ok(crate::api::Auth::new(tokens, audit).with_kubernetes(kube))
-}
-
 /// The namespace this pod runs in, as Kubernetes mounts it.
 const NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
@@ -378,7 +352,7 @@ pub async fn serve(opts: OperatorOptions) -> anyhow::Result<()> {
     )?;
     let stop = CancellationToken::new();
     let tms_configured = integrations.regressions.tms.is_some();
-    let auth = api_auth(tokens, &client, &namespace)?;
+    let auth = crate::api::Auth::for_operator(tokens, &client, &namespace).map_err(anyhow::Error::msg)?;
     let operator = Operator::start(client, config.clone(), settings, integrations, stop.clone());
     let state = crate::api::AppState {
         backend: Arc::new(operator.backend.clone()),

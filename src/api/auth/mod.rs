@@ -76,6 +76,28 @@ impl Auth {
         self
     }
 
+    /// Operator mode: Kubernetes is the authority; static `tokens`, if configured, are still
+    /// accepted with their role, which bypasses RBAC, so that is said at start, as is a
+    /// ServiceAccount that may not create the reviews (checked in the background). The audit
+    /// log goes to the log, and to `TOMATO_AUDIT_LOG` when set. Needs a Tokio runtime.
+    pub fn for_operator(tokens: Tokens, client: &::kube::Client, namespace: &str) -> Result<Auth, String> {
+        if tokens.is_enabled() {
+            tracing::warn!(
+                "static API tokens (TOMATO_API_TOKENS / TOMATO_API_ROLES_FILE) are accepted beside \
+                 Kubernetes tokens; their holders are not checked against RBAC"
+            );
+        }
+        let audit = AuditLog::from_env(None)?;
+        let kube = KubeAuth::new(client.clone(), namespace);
+        let check = kube.clone();
+        tokio::spawn(async move {
+            if let Err(e) = check.check_permissions().await {
+                tracing::error!("{e}");
+            }
+        });
+        Ok(Auth::new(tokens, audit).with_kubernetes(kube))
+    }
+
     pub fn tokens(&self) -> &Tokens {
         &self.tokens
     }
