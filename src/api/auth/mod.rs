@@ -207,17 +207,18 @@ fn presented(headers: &HeaderMap) -> Option<String> {
     use base64::Engine as _;
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
     let (scheme, rest) = value.split_once(' ')?;
-    if scheme.eq_ignore_ascii_case("bearer") {
-        return Some(rest.trim().to_string());
-    }
-    if scheme.eq_ignore_ascii_case("basic") {
+    let token = if scheme.eq_ignore_ascii_case("bearer") {
+        rest.trim().to_string()
+    } else if scheme.eq_ignore_ascii_case("basic") {
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(rest.trim())
             .ok()?;
         let decoded = String::from_utf8(decoded).ok()?;
-        return decoded.split_once(':').map(|(_, token)| token.trim().to_string());
-    }
-    None
+        decoded.split_once(':')?.1.trim().to_string()
+    } else {
+        return None;
+    };
+    (!token.is_empty()).then_some(token)
 }
 
 /// Middleware: authenticates and authorises each read and write (see the module's doc); the
@@ -286,4 +287,28 @@ pub async fn audit_writes(State(state): State<AppState>, req: Request, next: Nex
         client,
     );
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, value.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn a_token_comes_as_bearer_or_as_basics_password_and_an_empty_one_is_none() {
+        assert_eq!(presented(&with("Bearer abc")).as_deref(), Some("abc"));
+        assert_eq!(presented(&with("bearer  abc ")).as_deref(), Some("abc"));
+        // base64("me:t:ok")
+        assert_eq!(presented(&with("Basic bWU6dDpvaw==")).as_deref(), Some("t:ok"));
+        assert_eq!(presented(&with("Bearer ")), None);
+        assert_eq!(presented(&with("Basic bWU6")), None, "base64(\"me:\")");
+        assert_eq!(presented(&with("Basic !!!")), None);
+        assert_eq!(presented(&with("Digest abc")), None);
+        assert_eq!(presented(&HeaderMap::new()), None);
+    }
 }
