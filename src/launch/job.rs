@@ -11,6 +11,16 @@
 //! (from the operator's own image) into a shared volume, and the test container's entrypoint
 //! is `tomato exec -- <argv>`: argv and `TOMATO_*` environment come from [`super::plan`], as
 //! in standalone mode, so a rerun selects the failed tests exactly as a local process would.
+//!
+//! A sharded attempt is one Indexed Job (`completions` = `parallelism` = the shards), with
+//! `backoffLimitPerIndex: 0` and no `maxFailedIndexes`: a crashing index is not retried
+//! (Tomato reruns its tests) and does not stop the others; the Job ends when every index
+//! has. The pod template is the same for every index, so what differs — each shard's argv
+//! and its `TOMATO_TESTS`/`TOMATO_PACKS` — is in an immutable ConfigMap `<run>-shards-<seq>`
+//! ([`shards_config_map`]), one key `TOMATO_SHARD_<i>` per index, given to the container
+//! with `envFrom`; `tomato exec --sharded` picks its own by `JOB_COMPLETION_INDEX` (which
+//! the Job controller sets) and uploads with `?shard=<i>`. A ConfigMap rather than literal
+//! values in the template: the lists would otherwise be copied into every pod object.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -18,8 +28,8 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, Pod, PodSecurityContext, PodSpec, PodTemplateSpec,
-    ResourceRequirements, SecretKeySelector, SecurityContext, Volume, VolumeMount,
+    ConfigMap, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, Pod, PodSecurityContext, PodSpec,
+    PodTemplateSpec, ResourceRequirements, SecretKeySelector, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -28,6 +38,7 @@ use kube::{Resource, ResourceExt};
 use super::{AttemptRef, RerunTest, plan};
 use crate::crd::{LABEL_RUN, LABEL_SERVICE, Selection, TestRun};
 use crate::packs::{PullPolicy, Service};
+use crate::shard::{Split, Unit};
 
 /// Label giving the attempt number (1 = the full run) on a Job and its pod.
 pub const LABEL_ATTEMPT: &str = "tomato.dev/attempt";
@@ -55,6 +66,41 @@ pub const ENV_UPLOAD_TOKEN: &str = "TOMATO_UPLOAD_TOKEN";
 /// Key of the token in the run's token Secret.
 pub const TOKEN_KEY: &str = "token";
 
+/// Set by the Job controller in each pod of an Indexed Job: the pod's completion index.
+pub const ENV_COMPLETION_INDEX: &str = "JOB_COMPLETION_INDEX";
+/// The annotation (and label) the Job controller puts the completion index in.
+pub const ANNOTATION_COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
+/// Prefix of the per-index keys of a sharded attempt's ConfigMap (`TOMATO_SHARD_0`, ...).
+pub const ENV_SHARD_PREFIX: &str = "TOMATO_SHARD_";
+/// Environment variables that differ between the shards of one attempt.
+const SHARD_VARS: &[&str] = &["TOMATO_TESTS", "TOMATO_PACKS"];
+
+/// What one index of a sharded attempt's Job runs (stored as JSON under `TOMATO_SHARD_<i>`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ShardLaunch {
+    /// The tests' argv for this shard.
+    pub argv: Vec<String>,
+    /// The shard's own values of the variables that differ between shards.
+    pub env: Vec<(String, String)>,
+    /// What the split gave it (tests, files or packs: `unit`), for the results it owes if it
+    /// reports none of them.
+    pub unit: String,
+    pub items: Vec<String>,
+    /// The sum of its items' recorded durations, when any has history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_seconds: Option<u64>,
+}
+
+impl ShardLaunch {
+    pub fn unit(&self) -> Unit {
+        match self.unit.as_str() {
+            "tests" => Unit::Tests,
+            "files" => Unit::Files,
+            _ => Unit::Packs,
+        }
+    }
+}
+
 /// Operator-wide settings every Job needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JobSettings {
@@ -76,6 +122,8 @@ pub struct JobAttempt<'a> {
     /// The failed tests a rerun selects (empty for a full run).
     pub reruns: &'a [RerunTest<'a>],
     pub timeout: Duration,
+    /// Completions of an Indexed Job, one per shard; 1 (or 0) is an ordinary Job.
+    pub shards: usize,
 }
 
 /// The Job for `attempt` of `run`. Pure: the same input gives the same Job, which is what makes
@@ -151,8 +199,21 @@ pub fn desired_job(run: &TestRun, service: &Service, attempt: JobAttempt<'_>, se
         }),
     });
 
-    let mut command = vec![EXEC_PATH.to_string(), "exec".into(), "--".into()];
-    command.extend(launch.argv);
+    let sharded = attempt.shards > 1;
+    let mut command = vec![EXEC_PATH.to_string(), "exec".into()];
+    if sharded {
+        // Each index's argv is in its `TOMATO_SHARD_<i>`; so are its tests and packs.
+        command.push("--sharded".into());
+        env.retain(|v| !SHARD_VARS.contains(&v.name.as_str()));
+        env.push(EnvVar {
+            name: "TOMATO_SHARDS".into(),
+            value: Some(attempt.shards.to_string()),
+            value_from: None,
+        });
+    } else {
+        command.push("--".into());
+        command.extend(launch.argv);
+    }
 
     let labels = BTreeMap::from([
         (LABEL_RUN.to_string(), label_value(&run_name)),
@@ -189,7 +250,14 @@ pub fn desired_job(run: &TestRun, service: &Service, attempt: JobAttempt<'_>, se
             ..Default::default()
         },
         spec: Some(JobSpec {
-            backoff_limit: Some(0),
+            // Sharded: each index gets no retry of its own, and one failing index never fails
+            // the Job early (backoffLimit defaults to "unlimited" beside backoffLimitPerIndex,
+            // and without maxFailedIndexes every index runs to its end).
+            backoff_limit: (!sharded).then_some(0),
+            backoff_limit_per_index: sharded.then_some(0),
+            completion_mode: sharded.then(|| "Indexed".to_string()),
+            completions: sharded.then_some(attempt.shards as i32),
+            parallelism: sharded.then_some(attempt.shards as i32),
             active_deadline_seconds: Some(launch.timeout.as_secs().max(1) as i64),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
@@ -229,6 +297,15 @@ pub fn desired_job(run: &TestRun, service: &Service, attempt: JobAttempt<'_>, se
                         command: Some(command),
                         working_dir: Some(job.working_dir.clone()),
                         env: Some(env),
+                        env_from: sharded.then(|| {
+                            vec![k8s_openapi::api::core::v1::EnvFromSource {
+                                config_map_ref: Some(k8s_openapi::api::core::v1::ConfigMapEnvSource {
+                                    name: shards_name(&run_name, attempt.seq),
+                                    optional: Some(false),
+                                }),
+                                ..Default::default()
+                            }]
+                        }),
                         resources: Some(ResourceRequirements {
                             requests: quantities(&job.requests),
                             limits: quantities(&job.limits),
@@ -255,6 +332,136 @@ pub fn desired_job(run: &TestRun, service: &Service, attempt: JobAttempt<'_>, se
 /// are kept to 63 characters: a longer run name is cut and a hash of it keeps names distinct.
 pub fn job_name(run: &str, seq: usize) -> String {
     bounded(run, &format!("-{seq}"), 63)
+}
+
+/// The ConfigMap holding what each index of a sharded launch runs.
+pub fn shards_name(run: &str, seq: usize) -> String {
+    bounded(run, &format!("-shards-{seq}"), 253)
+}
+
+/// What each shard of `split` runs, for `attempt` of `run`: the argv and variables
+/// [`super::plan`] gives a shard's packs, files or tests (`case_of` gives a test's case, for a
+/// rerun's selection). Pure.
+pub fn shard_launches<'a>(
+    run: &TestRun,
+    service: &Service,
+    attempt: JobAttempt<'_>,
+    split: &'a Split,
+    case_of: impl Fn(&str) -> Option<&'a crate::results::Case>,
+) -> Vec<ShardLaunch> {
+    let run_name = run.metadata.name.clone().unwrap_or_default();
+    let mut in_image = service.clone();
+    in_image.dir = service.launch.job.working_dir.clone().into();
+    split
+        .shards
+        .iter()
+        .map(|s| {
+            let given = super::shard_given(split.unit, &s.items, &attempt.selection.packs, &case_of);
+            let launch = plan(
+                &in_image,
+                &AttemptRef {
+                    files: &given.files,
+                    run: &run_name,
+                    stand: &run.spec.template.stand,
+                    number: attempt.number,
+                    packs: &given.packs,
+                    reruns: &given.reruns,
+                    junit: std::path::Path::new(JUNIT_PATH),
+                    timeout: attempt.timeout,
+                },
+            );
+            ShardLaunch {
+                argv: launch.argv,
+                env: launch
+                    .env
+                    .into_iter()
+                    .filter(|(k, _)| SHARD_VARS.contains(&k.as_str()))
+                    .collect(),
+                unit: split.unit.as_str().to_string(),
+                items: s.items.clone(),
+                expected_seconds: (s.unknown < s.items.len()).then_some(s.expected.as_secs()),
+            }
+        })
+        .collect()
+}
+
+/// The immutable ConfigMap giving each index of `run`'s `seq`-th launch its [`ShardLaunch`],
+/// owned by the run. Pure.
+pub fn shards_config_map(run: &TestRun, seq: usize, launches: &[ShardLaunch]) -> ConfigMap {
+    let run_name = run.metadata.name.clone().unwrap_or_default();
+    let data = launches
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let json = serde_json::to_string(l).expect("a ShardLaunch always serializes");
+            (format!("{ENV_SHARD_PREFIX}{i}"), json)
+        })
+        .collect();
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(shards_name(&run_name, seq)),
+            namespace: run.metadata.namespace.clone(),
+            labels: Some(BTreeMap::from([
+                (LABEL_RUN.to_string(), label_value(&run_name)),
+                (LABEL_LAUNCH.to_string(), seq.to_string()),
+                ("app.kubernetes.io/managed-by".to_string(), "tomato".to_string()),
+            ])),
+            owner_references: run.controller_owner_ref(&()).map(|r| vec![r]),
+            ..Default::default()
+        },
+        data: Some(data),
+        immutable: Some(true),
+        ..Default::default()
+    }
+}
+
+/// Reads the shards back from their ConfigMap, in index order.
+pub fn read_shards(cm: &ConfigMap) -> Result<Vec<ShardLaunch>, String> {
+    let data = cm.data.clone().unwrap_or_default();
+    (0..data.len())
+        .map(|i| {
+            let key = format!("{ENV_SHARD_PREFIX}{i}");
+            let json = data
+                .get(&key)
+                .ok_or_else(|| format!("{}: no {key}", cm.name_any()))?;
+            serde_json::from_str(json).map_err(|e| format!("{}: {key}: {e}", cm.name_any()))
+        })
+        .collect()
+}
+
+/// How many shards a Job runs: its completions when Indexed, else 1.
+pub fn job_shards(job: &Job) -> usize {
+    job.spec
+        .as_ref()
+        .filter(|s| s.completion_mode.as_deref() == Some("Indexed"))
+        .and_then(|s| s.completions)
+        .map_or(1, |c| c.max(1) as usize)
+}
+
+/// Whether an upload naming `shard` fits an attempt of `shards` shards: a sharded attempt's
+/// uploads name their index, an unsharded one's none.
+pub fn check_shard_upload(shards: usize, shard: Option<u32>) -> Result<(), String> {
+    match shard {
+        None if shards > 1 => Err(format!(
+            "the attempt runs as {shards} shards: say which one sent the results (?shard=<index>)"
+        )),
+        Some(i) if shards <= 1 && i > 0 => Err(format!("the attempt is not sharded: there is no shard {i}")),
+        Some(i) if i as usize >= shards.max(1) => Err(format!(
+            "shard {i} does not exist: the attempt has {shards} (0 to {})",
+            shards - 1
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The completion index of a pod of an Indexed Job.
+pub fn pod_completion_index(pod: &Pod) -> Option<u32> {
+    pod.metadata
+        .annotations
+        .as_ref()?
+        .get(ANNOTATION_COMPLETION_INDEX)?
+        .parse()
+        .ok()
 }
 
 /// The Secret holding a run's upload token.
@@ -478,6 +685,7 @@ mod tests {
                 selection: &selection,
                 reruns: &[],
                 timeout: Duration::from_secs(600),
+                shards: 1,
             },
             &settings(),
         );
@@ -523,6 +731,7 @@ mod tests {
                 selection: &selection,
                 reruns: &[],
                 timeout: Duration::from_secs(60),
+                shards: 1,
             },
             &settings(),
         );
@@ -582,6 +791,7 @@ mod tests {
                 selection: &selection,
                 reruns: &reruns,
                 timeout: Duration::from_secs(60),
+                shards: 1,
             },
             &settings(),
         );
@@ -606,6 +816,7 @@ mod tests {
             selection: &selection,
             reruns: &[],
             timeout: Duration::from_secs(60),
+            shards: 1,
         };
         assert_eq!(
             desired_job(&run(), &service(), attempt, &settings()),

@@ -62,7 +62,7 @@ impl Driver {
         let dir = attempt_dir(&self.data_dir, &name, seq);
         let junit = dir.join("junit.xml");
         let timeout = crate::launch::timeout_of(run, svc);
-        if let Some(shards) = Self::shards_for(run, svc, &selection) {
+        if let Some(shards) = crate::shard::shards_for(run, svc, &selection) {
             return self
                 .launch_sharded(run, svc, number, selection, merged, dir, timeout, shards)
                 .await;

@@ -13,7 +13,6 @@ use futures::stream::FuturesUnordered;
 
 use super::*;
 use crate::crd::{ShardState, ShardStatus};
-use crate::launch::RerunTest;
 use crate::launch::listing::{self, ListPlan};
 use crate::results::Case;
 use crate::shard::{self, Split, Unit};
@@ -43,21 +42,6 @@ struct ShardedAttempt {
 }
 
 impl Driver {
-    /// Whether attempt `number` with `selection` runs sharded, and into how many shards at
-    /// most: attempt 1 (or its relaunch) when the run gets more than one shard, a rerun
-    /// when it is large enough ([`shard::RERUN_TESTS_PER_SHARD`] tests per shard).
-    pub(super) fn shards_for(run: &TestRun, svc: &Service, selection: &Selection) -> Option<usize> {
-        let n = svc.shard_slots(&run.spec.template) as usize;
-        let sharded = match selection.kind {
-            crate::crd::SelectionKind::All => n > 1,
-            // A service that cannot select tests reruns its whole packs: nothing to split.
-            crate::crd::SelectionKind::Failed => {
-                n > 1 && svc.rerun.selects() && selection.tests.len() / shard::RERUN_TESTS_PER_SHARD >= 2
-            }
-        };
-        sharded.then_some(n)
-    }
-
     /// Starts attempt `number` of `run` as up to `shards` processes.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn launch_sharded(
@@ -118,13 +102,6 @@ impl Driver {
         });
         Ok(())
     }
-}
-
-/// What a shard is given, in the runner's terms.
-struct Given<'a> {
-    packs: Vec<String>,
-    files: Vec<String>,
-    reruns: Vec<RerunTest<'a>>,
 }
 
 impl ShardedAttempt {
@@ -210,7 +187,7 @@ impl ShardedAttempt {
                         &[],
                         &format!("shard {i} could not start: {reason}"),
                     );
-                    count(&mut status, &owed);
+                    shard::count(&mut status, &owed);
                     status.state = ShardState::LaunchFailed;
                     status.finished_at = Some(Utc::now());
                     status.message = Some(reason);
@@ -265,8 +242,8 @@ impl ShardedAttempt {
             }
             let owed = shard::unreported(number, unit, items, &reported, &why);
             let status = &mut statuses[i];
-            count(status, &reported);
-            count(status, &owed);
+            shard::count(status, &reported);
+            shard::count(status, &owed);
             status.finished_at = Some(Utc::now());
             status.exit_code = match exit {
                 Exit::Code(c) => Some(c),
@@ -401,30 +378,15 @@ impl ShardedAttempt {
     }
 
     /// What a shard with `items` runs.
-    fn given<'a>(&'a self, unit: Unit, items: &'a [String], listed: &'a HashMap<&str, Case>) -> Given<'a> {
-        match unit {
-            Unit::Packs => Given {
-                packs: items.to_vec(),
-                files: Vec::new(),
-                reruns: Vec::new(),
-            },
-            Unit::Files => Given {
-                packs: self.selection.packs.clone(),
-                files: items.to_vec(),
-                reruns: Vec::new(),
-            },
-            Unit::Tests => Given {
-                packs: self.selection.packs.clone(),
-                files: Vec::new(),
-                reruns: items
-                    .iter()
-                    .filter_map(|id| {
-                        let case = self.cases.get(id).or_else(|| listed.get(id.as_str()))?;
-                        Some(RerunTest { id, case })
-                    })
-                    .collect(),
-            },
-        }
+    fn given<'a>(
+        &'a self,
+        unit: Unit,
+        items: &'a [String],
+        listed: &'a HashMap<&str, Case>,
+    ) -> crate::launch::ShardGiven<'a> {
+        crate::launch::shard_given(unit, items, &self.selection.packs, |id| {
+            self.cases.get(id).or_else(|| listed.get(id))
+        })
     }
 
     /// Reads a shard's report: its results (with the ids the service's style gives them), and
@@ -490,13 +452,4 @@ impl ShardedAttempt {
             warn!(run = self.run, error = %e, "cannot write the attempt's joined log");
         }
     }
-}
-
-/// Adds results to a shard's counts.
-fn count(status: &mut ShardStatus, results: &[AttemptResult]) {
-    let s = results::attempt_summary(results.iter().map(|r| &r.case));
-    status.passed += s.passed;
-    status.failed += s.failed;
-    status.skipped += s.skipped;
-    status.broken += s.broken;
 }
