@@ -825,6 +825,57 @@ mod tests {
     }
 
     #[test]
+    fn a_sharded_attempt_is_one_indexed_job_whose_indexes_read_their_own_argv() {
+        let packs = vec!["api".to_string(), "basic".into(), "slow".into()];
+        let selection = Selection::all(packs.clone());
+        let mut attempt = JobAttempt {
+            seq: 1,
+            number: 1,
+            selection: &selection,
+            reruns: &[],
+            timeout: Duration::from_secs(60),
+            shards: 1,
+        };
+        let split = crate::shard::split_first(None, &packs, &Default::default(), "", 3);
+        let launches = shard_launches(&run(), &service(), attempt, &split, |_| None);
+        assert_eq!(launches.len(), 3);
+        assert_eq!(launches[2].items, ["slow"]);
+        assert!(launches[2].argv.contains(&"/suite/slow.test.mjs".to_string()), "{:?}", launches[2].argv);
+        assert!(!launches[2].argv.contains(&"/suite/basic.test.mjs".to_string()));
+        assert_eq!(launches[2].env, [("TOMATO_TESTS".to_string(), String::new()), ("TOMATO_PACKS".into(), "slow".into())]);
+
+        let cm = shards_config_map(&run(), 1, &launches);
+        assert_eq!(cm.metadata.name.as_deref(), Some("demo-x7k2q9bd-shards-1"));
+        assert_eq!(cm.immutable, Some(true));
+        assert_eq!(read_shards(&cm).unwrap(), launches);
+
+        attempt.shards = 3;
+        let job = desired_job(&run(), &service(), attempt, &settings());
+        let spec = job.spec.as_ref().unwrap();
+        assert_eq!(spec.completion_mode.as_deref(), Some("Indexed"));
+        assert_eq!((spec.completions, spec.parallelism), (Some(3), Some(3)));
+        // One crashing index is not retried and does not end the others.
+        assert_eq!(spec.backoff_limit_per_index, Some(0));
+        assert_eq!((spec.backoff_limit, spec.max_failed_indexes), (None, None));
+        assert_eq!(job_shards(&job), 3);
+        let c = container(&job);
+        assert_eq!(c.command.as_deref().unwrap(), [EXEC_PATH, "exec", "--sharded"]);
+        let from = c.env_from.as_ref().unwrap()[0].config_map_ref.as_ref().unwrap();
+        assert_eq!(from.name, "demo-x7k2q9bd-shards-1");
+        assert_eq!(env_of(&job, "TOMATO_SHARDS").value.as_deref(), Some("3"));
+        assert!(c.env.as_ref().unwrap().iter().all(|e| e.name != "TOMATO_TESTS"));
+    }
+
+    #[test]
+    fn an_upload_names_its_shard_exactly_when_the_attempt_is_sharded() {
+        assert!(check_shard_upload(1, None).is_ok());
+        assert!(check_shard_upload(3, Some(2)).is_ok());
+        assert!(check_shard_upload(3, None).unwrap_err().contains("?shard="));
+        assert!(check_shard_upload(3, Some(3)).unwrap_err().contains("0 to 2"));
+        assert!(check_shard_upload(1, Some(1)).is_err());
+    }
+
+    #[test]
     fn long_run_names_give_distinct_job_names_within_63_characters() {
         let a = "a".repeat(60) + "-one";
         let b = "a".repeat(60) + "-two";
