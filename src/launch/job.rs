@@ -840,9 +840,19 @@ mod tests {
         let launches = shard_launches(&run(), &service(), attempt, &split, |_| None);
         assert_eq!(launches.len(), 3);
         assert_eq!(launches[2].items, ["slow"]);
-        assert!(launches[2].argv.contains(&"/suite/slow.test.mjs".to_string()), "{:?}", launches[2].argv);
+        assert!(
+            launches[2].argv.contains(&"/suite/slow.test.mjs".to_string()),
+            "{:?}",
+            launches[2].argv
+        );
         assert!(!launches[2].argv.contains(&"/suite/basic.test.mjs".to_string()));
-        assert_eq!(launches[2].env, [("TOMATO_TESTS".to_string(), String::new()), ("TOMATO_PACKS".into(), "slow".into())]);
+        assert_eq!(
+            launches[2].env,
+            [
+                ("TOMATO_TESTS".to_string(), String::new()),
+                ("TOMATO_PACKS".into(), "slow".into())
+            ]
+        );
 
         let cm = shards_config_map(&run(), 1, &launches);
         assert_eq!(cm.metadata.name.as_deref(), Some("demo-x7k2q9bd-shards-1"));
