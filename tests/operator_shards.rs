@@ -44,7 +44,7 @@ async fn indexed_pods(k: &TestNs, job: &str, n: usize) -> Vec<Pod> {
             .await
             .unwrap()
             .items;
-        items.sort_by_key(|p| index_of(p));
+        items.sort_by_key(index_of);
         (items.len() == n).then_some(items)
     })
     .await
