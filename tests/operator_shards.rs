@@ -141,6 +141,34 @@ async fn a_sharded_run_is_one_indexed_job_and_a_crashed_shard_fails_only_its_tes
     );
     assert_eq!(r["status"]["attempts"][0]["state"], "Running");
 
+    // Each shard uploads once, with the run's token, naming an index the attempt has.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(k.client(), &k.ns);
+    let secret = secrets.get("demo-sh-upload-token").await.unwrap();
+    let token = String::from_utf8(secret.data.unwrap()["token"].0.clone()).unwrap();
+    let upload = |token: String, query: &'static str| {
+        let url = format!("{}/api/v1/runs/demo-sh/attempts/1/results{query}", replica.url);
+        async move {
+            let form = reqwest::multipart::Form::new().text("exitCode", "0");
+            let r = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .multipart(form)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let (code, body) = upload(token.clone(), "?shard=0").await;
+    assert_eq!(code, 409, "shard 0 already reported: {body}");
+    assert_eq!(upload("not-the-token".into(), "?shard=2").await.0, 401);
+    let (code, body) = upload(token.clone(), "?shard=3").await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("0 to 2"), "{body}");
+    let (code, body) = upload(token.clone(), "").await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("?shard="), "{body}");
+
     // Shard 2 (slow) dies before it can report: only its tests are broken.
     k.kill_at_gate("demo-sh-1-2", "the node went away\n");
     assert_eq!(container_exit(&k, &pods[2]).await, 137);
