@@ -211,6 +211,16 @@ async fn a_sharded_run_is_one_indexed_job_and_a_crashed_shard_fails_only_its_tes
     .await;
     let st = run.status.clone().unwrap();
     assert_eq!(st.phase.to_string(), "Failed", "{st:?}");
+    // Split by pack, the crashed shard owed its pack ("slow"), which a rerun cannot select by
+    // name: attempt 2 reran the three failed tests, and says the fourth did not run.
+    assert_eq!(st.attempts[1].summary.unwrap().total, 3, "{st:?}");
+    assert!(
+        st.message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("3 of the 4 selected tests ran"),
+        "{st:?}"
+    );
     let (_, tests) = {
         let r = reqwest::get(format!("{}/api/v1/runs/demo-sh/tests", replica.url))
             .await
