@@ -877,6 +877,37 @@ mod tests {
     }
 
     #[test]
+    fn a_large_rerun_is_sharded_by_its_failed_tests_each_index_selecting_its_own() {
+        let ids: Vec<String> = (0..25).map(|i| format!("t{i:02}")).collect();
+        let cases: Vec<Case> = ids.iter().map(|id| Case::failed("", id, None)).collect();
+        let by_id: std::collections::HashMap<&str, &Case> =
+            ids.iter().map(String::as_str).zip(cases.iter()).collect();
+        let selection = Selection::failed(vec!["basic".into()], 1, ids.clone());
+        let attempt = JobAttempt {
+            seq: 2,
+            number: 2,
+            selection: &selection,
+            reruns: &[],
+            timeout: Duration::from_secs(60),
+            shards: 2,
+        };
+        let split = crate::shard::split_rerun(&ids, &Default::default(), 4);
+        assert_eq!(split.shards.len(), 2, "one shard per 10 tests");
+        let launches = shard_launches(&run(), &service(), attempt, &split, |id| by_id.get(id).copied());
+        for l in &launches {
+            let patterns: Vec<&String> = l
+                .argv
+                .iter()
+                .filter(|a| a.starts_with("--test-name-pattern"))
+                .collect();
+            assert_eq!(patterns.len(), l.items.len(), "{:?}", l.argv);
+            let tests = &l.env.iter().find(|(k, _)| k == "TOMATO_TESTS").unwrap().1;
+            assert_eq!(tests.lines().collect::<Vec<_>>(), l.items);
+        }
+        assert_eq!(launches.iter().map(|l| l.items.len()).sum::<usize>(), 25);
+    }
+
+    #[test]
     fn an_upload_names_its_shard_exactly_when_the_attempt_is_sharded() {
         assert!(check_shard_upload(1, None).is_ok());
         assert!(check_shard_upload(3, Some(2)).is_ok());
