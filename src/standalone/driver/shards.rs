@@ -13,6 +13,7 @@ use futures::stream::FuturesUnordered;
 
 use super::*;
 use crate::crd::{ShardState, ShardStatus};
+use crate::launch::RerunTest;
 use crate::launch::listing::{self, ListPlan};
 use crate::results::Case;
 use crate::shard::{self, Split, Unit};
@@ -39,6 +40,11 @@ struct ShardedAttempt {
     extra_env: Vec<(String, crate::secrets::Secret)>,
     owner: String,
     token: CancellationToken,
+    /// `rerun.eager`, when another attempt may follow: that attempt's number, which a
+    /// finished shard's failed tests are rerun as at once ([`super::eager`]).
+    eager_next: Option<u32>,
+    /// A rerun's tests already rerun eagerly (their reports are in `dir/junit/`): not run again.
+    skip: HashSet<String>,
 }
 
 impl Driver {
@@ -54,6 +60,7 @@ impl Driver {
         dir: PathBuf,
         timeout: Duration,
         shards: usize,
+        skip: HashSet<String>,
     ) -> Result<(), StoreError> {
         let name = run.metadata.name.clone().unwrap_or_default();
         let extra_env = match self.secrets.env(&run.spec.template.env) {
@@ -93,6 +100,9 @@ impl Driver {
             extra_env,
             owner: self.store.instance().to_string(),
             token,
+            eager_next: (svc.rerun.eager && number < 1 + u32::from(svc.retries_for(&run.spec.template)))
+                .then_some(number + 1),
+            skip,
         };
         let tx = self.done_tx.clone();
         tokio::spawn(async move {
@@ -218,6 +228,7 @@ impl ShardedAttempt {
             .collect();
         let mut cancelled = false;
         let mut timed_out = 0;
+        let mut eager = FuturesUnordered::new();
         let mut exit_code = None;
         while let Some((i, exit, sdir, reports, started)) = waits.next().await {
             let items = &split.shards[i].items;
@@ -278,8 +289,41 @@ impl ShardedAttempt {
                 }
             })
             .await;
+            // Other shards still run: this one's failures need not wait for them.
+            if let Some(next) = self.eager_next
+                && !waits.is_empty()
+                && !self.token.is_cancelled()
+            {
+                let owed_tests: &[AttemptResult] = if unit == Unit::Tests { &owed } else { &[] };
+                let failed: Vec<&AttemptResult> = reported
+                    .iter()
+                    .chain(owed_tests)
+                    .filter(|r| {
+                        matches!(
+                            r.case.status,
+                            results::CaseStatus::Failed | results::CaseStatus::Errored
+                        )
+                    })
+                    .collect();
+                if !failed.is_empty()
+                    && let Some(w) = self.spawn_eager(i, next, &failed)
+                {
+                    eager.push(w);
+                }
+            }
             results.extend(reported);
             results.extend(owed);
+        }
+        // The attempt ends once its eager reruns have: the next attempt adopts their reports.
+        while eager.next().await.is_some() {}
+        // A rerun's tests rerun eagerly during the attempt before: their adopted reports.
+        if !self.skip.is_empty() {
+            let (dir, number, style) = (self.dir.clone(), number, self.svc.rerun.test_id.clone());
+            if let Ok(Ok(Some(adopted))) =
+                tokio::task::spawn_blocking(move || attempts::read_junit(&dir, number, &style)).await
+            {
+                results.extend(adopted);
+            }
         }
         self.join_logs(n);
         if cancelled || self.token.is_cancelled() {
@@ -324,7 +368,14 @@ impl ShardedAttempt {
     /// failed tests.
     async fn split(&self) -> Split {
         if self.selection.kind == crate::crd::SelectionKind::Failed {
-            return shard::split_rerun(&self.selection.tests, &self.durations, self.shards);
+            let rest: Vec<String> = self
+                .selection
+                .tests
+                .iter()
+                .filter(|t| !self.skip.contains(*t))
+                .cloned()
+                .collect();
+            return shard::split_rerun(&rest, &self.durations, self.shards);
         }
         let listed = match listing::list_plan(&self.svc, &self.stand, &self.selection.packs) {
             Some(lp) => match self.list(&lp).await {
@@ -375,6 +426,81 @@ impl ShardedAttempt {
             .map(|l| format!("{l}\n"))
             .collect();
         Ok(shard::parse_listing(&body, lp.unit, lp.pytest))
+    }
+
+    /// Starts the eager rerun of shard `index`'s `failed` tests as attempt `next` (see
+    /// [`super::eager`]); answers the wait for it, or `None` when it could not start (the
+    /// tests then rerun with the next attempt, as without `rerun.eager`).
+    fn spawn_eager(
+        &self,
+        index: usize,
+        next: u32,
+        failed: &[&AttemptResult],
+    ) -> Option<futures::future::BoxFuture<'static, ()>> {
+        let dir = super::eager::eager_dir(&self.dir, index);
+        let junit = dir.join("junit.xml");
+        let reruns: Vec<RerunTest<'_>> = failed
+            .iter()
+            .map(|r| RerunTest {
+                id: &r.id,
+                case: &r.case,
+            })
+            .collect();
+        let plan = plan(
+            &self.svc,
+            &AttemptRef {
+                run: &self.run,
+                stand: &self.stand,
+                number: next,
+                packs: &self.selection.packs,
+                reruns: &reruns,
+                files: &[],
+                junit: &junit,
+                timeout: self.timeout,
+            },
+        );
+        let reports = plan.reports.clone();
+        let ids: Vec<String> = failed.iter().map(|r| r.id.clone()).collect();
+        let started = std::time::SystemTime::now();
+        let spawned = process::spawn(ProcessSpec {
+            plan,
+            extra_env: self.extra_env.clone(),
+            dir: dir.clone(),
+            owner: self.owner.clone(),
+        });
+        let p = match spawned {
+            Ok(p) => p,
+            Err(reason) => {
+                warn!(
+                    run = self.run,
+                    shard = index,
+                    reason,
+                    "eager rerun could not start"
+                );
+                return None;
+            }
+        };
+        info!(
+            run = self.run,
+            shard = index,
+            attempt = next,
+            tests = ids.len(),
+            pid = p.pid,
+            "eager rerun started"
+        );
+        let (token, run) = (self.token.clone(), self.run.clone());
+        Some(Box::pin(async move {
+            if let Exit::Code(_) = p.wait(token).await {
+                let recorded = tokio::task::spawn_blocking(move || {
+                    let _ = attempts::after_exit(&dir, reports.as_deref(), started);
+                    super::eager::finished(&dir, &ids)
+                })
+                .await;
+                if !matches!(recorded, Ok(Ok(()))) {
+                    warn!(run, shard = index, "cannot record an eager rerun's end");
+                }
+            }
+        }))
     }
 
     /// What a shard with `items` runs.
