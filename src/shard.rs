@@ -77,6 +77,43 @@ pub fn parse_listing(output: &str, unit: Unit, pytest: bool) -> Vec<String> {
         .collect()
 }
 
+/// The tests `go test -list '.*' -json` printed, as ids in the Go preset's style
+/// (`{package}::{name}`): its `output` events whose text is a test's, example's or fuzz
+/// target's name (the `ok` summary lines, build output and benchmarks — which a test run does
+/// not run — left out), in the order listed.
+pub fn parse_go_listing(output: &str) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct Event {
+        #[serde(rename = "Action", default)]
+        action: String,
+        #[serde(rename = "Package", default)]
+        package: String,
+        #[serde(rename = "Output", default)]
+        output: String,
+    }
+    output
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Event>(l.trim()).ok())
+        .filter(|e| e.action == "output" && !e.package.is_empty())
+        .filter_map(|e| {
+            let name = e.output.trim();
+            let is_test = ["Test", "Example", "Fuzz"].iter().any(|p| name.starts_with(p))
+                && name.chars().all(|c| c.is_alphanumeric() || c == '_');
+            is_test.then(|| format!("{}::{name}", e.package))
+        })
+        .collect()
+}
+
+/// The case a listed test id stands for until it has run: `{classname}::{name}` split at the
+/// first `::` (Go: the package and the test; pytest and a service's own listing select by the
+/// id alone), else the id as the name.
+pub fn listed_case(id: &str) -> crate::results::Case {
+    match id.split_once("::") {
+        Some((classname, name)) => crate::results::Case::failed(classname, name, None),
+        None => crate::results::Case::failed("", id, None),
+    }
+}
+
 /// How an attempt is split: what the items are, and the shards.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Split {
@@ -304,6 +341,39 @@ mod tests {
         );
         let jest = "/s/tests/a.test.js\n/s/tests/b.test.js\n";
         assert_eq!(parse_listing(jest, Unit::Files, false).len(), 2);
+    }
+
+    #[test]
+    fn go_listing_names_each_test_with_its_package() {
+        let out = concat!(
+            r#"{"Action":"start","Package":"example.com/x"}"#,
+            "\n",
+            r#"{"Action":"output","Package":"example.com/x","Output":"TestPasses\n"}"#,
+            "\n",
+            r#"{"Action":"output","Package":"example.com/x","Output":"ExampleCart\n"}"#,
+            "\n",
+            r#"{"Action":"output","Package":"example.com/x","Output":"BenchmarkCart\n"}"#,
+            "\n",
+            r#"{"Action":"output","Package":"example.com/x","Output":"ok  \texample.com/x\t0.01s\n"}"#,
+            "\n",
+            r#"{"Action":"output","Package":"example.com/x/cart","Output":"TestRefund\n"}"#,
+            "\n",
+            "go: downloading something\n",
+        );
+        assert_eq!(
+            parse_go_listing(out),
+            [
+                "example.com/x::TestPasses",
+                "example.com/x::ExampleCart",
+                "example.com/x/cart::TestRefund"
+            ]
+        );
+        let case = listed_case("example.com/x/cart::TestRefund");
+        assert_eq!(
+            (case.classname.as_str(), case.name.as_str()),
+            ("example.com/x/cart", "TestRefund")
+        );
+        assert_eq!(listed_case("plain").name, "plain");
     }
 
     #[test]

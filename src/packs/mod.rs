@@ -170,7 +170,9 @@ impl Rerun {
     pub fn selects_by_id(&self) -> bool {
         use crate::packs::Var;
         match self.select {
-            Some(r) => r == Runner::Pytest,
+            // Go's selection needs the package and the name, which its listed id
+            // (`{package}::{name}`) holds: see crate::shard::listed_case.
+            Some(r) => matches!(r, Runner::Pytest | Runner::Go),
             None => {
                 !self.args.is_empty()
                     && self.args.iter().all(|t| {

@@ -119,13 +119,13 @@ impl ShardedAttempt {
         let split = self.split().await;
         let unit = split.unit;
         let n = split.shards.len();
-        // Attempt 1's listed tests have no case yet: the id is all a selection needs.
+        // Attempt 1's listed tests have no case yet: what the id holds is all a selection needs.
         let listed: HashMap<&str, Case> = split
             .shards
             .iter()
             .flat_map(|s| s.items.iter())
             .filter(|id| !self.cases.contains_key(id.as_str()))
-            .map(|id| (id.as_str(), Case::failed("", id, None)))
+            .map(|id| (id.as_str(), shard::listed_case(id)))
             .collect();
         let mut statuses = Vec::with_capacity(n);
         let mut waits = FuturesUnordered::new();
@@ -425,7 +425,11 @@ impl ShardedAttempt {
             .filter(|l| !l.starts_with("[tomato]"))
             .map(|l| format!("{l}\n"))
             .collect();
-        Ok(shard::parse_listing(&body, lp.unit, lp.pytest))
+        Ok(if lp.go {
+            shard::parse_go_listing(&body)
+        } else {
+            shard::parse_listing(&body, lp.unit, lp.pytest)
+        })
     }
 
     /// Starts the eager rerun of shard `index`'s `failed` tests as attempt `next` (see
