@@ -303,7 +303,7 @@ async fn go_preset_shards_by_listed_test_across_packages() {
     let listed: u64 = shards.iter().map(|s| s["tests"].as_u64().unwrap()).sum();
     assert_eq!(listed, 8, "every top-level test of both packages, once: {st:#}");
     // Each shard ran only its own tests (subtests come with their test).
-    for i in 0..2 {
+    for (i, shard) in shards.iter().enumerate() {
         let dir = server.data_dir.join(format!("runs/{id}/attempt-1/shard-{i}"));
         let mut names = Vec::new();
         for f in tomato::results::junit_files(&dir.join("junit.xml")) {
@@ -315,7 +315,7 @@ async fn go_preset_shards_by_listed_test_across_packages() {
             .collect();
         assert_eq!(
             top.len() as u64,
-            shards[i]["tests"].as_u64().unwrap(),
+            shard["tests"].as_u64().unwrap(),
             "shard {i}: {names:?}"
         );
     }
