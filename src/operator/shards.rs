@@ -167,9 +167,20 @@ pub(super) async fn observe(
         .ok_or_else(|| Error::Waiting(format!("the shards ConfigMap of launch {seq} is missing")))?;
     let launches = read_shards(&cm).map_err(Error::Waiting)?;
     let timed_out = state.is_deadline_exceeded();
+    // While the Job runs, only the shards still shown running are looked up (one GET each per
+    // poll); once it has ended, every shard's results are read for the merge.
+    let active = *state == JobState::Active;
     let mut stored: Vec<Option<StoredResults>> = Vec::with_capacity(launches.len());
-    for i in 0..launches.len() as u32 {
-        stored.push(results::load_for(&maps, &name, seq, Some(i)).await?);
+    for i in 0..launches.len() {
+        let shown_ended = attempt
+            .shards
+            .get(i)
+            .is_some_and(|s| s.state != ShardState::Running);
+        stored.push(if active && shown_ended {
+            None
+        } else {
+            results::load_for(&maps, &name, seq, Some(i as u32)).await?
+        });
     }
 
     // Progress: a shard whose results came is shown ended, with its counts.
@@ -202,7 +213,7 @@ pub(super) async fn observe(
         return Ok(Action::requeue(std::time::Duration::from_millis(100)));
     }
 
-    if *state == JobState::Active {
+    if active {
         return Ok(Action::requeue(ctx.timing.poll));
     }
     // Every index has ended: an index that uploaded nothing gets its pod's log, after the
