@@ -121,19 +121,22 @@ async fn a_sharded_run_is_one_indexed_job_and_a_crashed_shard_fails_only_its_tes
     );
     assert_eq!(shards[2]["launch"], "Job demo-sh-1, index 2");
 
-    // Shards 0 (api) and 1 (basic) run and upload; the API shows them ended while 2 still runs.
-    k.open_gate("demo-sh-1-0");
+    // Shard 1 (basic) runs and uploads; the API shows it ended, with its counts, while the
+    // others still wait at their gates.
     k.open_gate("demo-sh-1-1");
-    assert_eq!(container_exit(&k, &pods[0]).await, 1, "api has a failing test");
     assert_eq!(container_exit(&k, &pods[1]).await, 1, "basic has failing tests");
-    let r = eventually("shards 0 and 1 ended in the API", WAIT, || async {
+    let r = eventually("shard 1 ended in the API", WAIT, || async {
         let r = api_run(&replica, "demo-sh").await;
         let s = r["status"]["attempts"][0]["shards"].as_array()?.clone();
-        (s[0]["state"] == "Finished" && s[1]["state"] == "Finished").then_some(r)
+        (s[1]["state"] == "Finished").then_some(r)
     })
     .await;
     let shards = r["status"]["attempts"][0]["shards"].as_array().unwrap();
-    assert_eq!(shards[2]["state"], "Running", "{r:#}");
+    assert_eq!(
+        (&shards[0]["state"], &shards[2]["state"]),
+        (&Value::from("Running"), &Value::from("Running")),
+        "{r:#}"
+    );
     assert_eq!(
         (&shards[1]["passed"], &shards[1]["failed"], &shards[1]["skipped"]),
         (&Value::from(3), &Value::from(2), &Value::from(1)),
@@ -159,8 +162,8 @@ async fn a_sharded_run_is_one_indexed_job_and_a_crashed_shard_fails_only_its_tes
             (r.status().as_u16(), r.text().await.unwrap())
         }
     };
-    let (code, body) = upload(token.clone(), "?shard=0").await;
-    assert_eq!(code, 409, "shard 0 already reported: {body}");
+    let (code, body) = upload(token.clone(), "?shard=1").await;
+    assert_eq!(code, 409, "shard 1 already reported: {body}");
     assert_eq!(upload("not-the-token".into(), "?shard=2").await.0, 401);
     let (code, body) = upload(token.clone(), "?shard=3").await;
     assert_eq!(code, 400, "{body}");
@@ -169,9 +172,24 @@ async fn a_sharded_run_is_one_indexed_job_and_a_crashed_shard_fails_only_its_tes
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("?shard="), "{body}");
 
-    // Shard 2 (slow) dies before it can report: only its tests are broken.
+    // Shard 2 (slow) dies before it can report: once no upload came, its pod tells, and the
+    // API shows it crashed while shard 0 still runs.
     k.kill_at_gate("demo-sh-1-2", "the node went away\n");
     assert_eq!(container_exit(&k, &pods[2]).await, 137);
+    let r = eventually("shard 2 crashed in the API", WAIT, || async {
+        let r = api_run(&replica, "demo-sh").await;
+        let s = r["status"]["attempts"][0]["shards"].as_array()?.clone();
+        (s[2]["state"] == "Crashed").then_some(r)
+    })
+    .await;
+    assert_eq!(
+        r["status"]["attempts"][0]["shards"][0]["state"], "Running",
+        "{r:#}"
+    );
+    assert_eq!(r["status"]["attempts"][0]["state"], "Running");
+    // Shard 0 (api) runs last; then the Job is done.
+    k.open_gate("demo-sh-1-0");
+    assert_eq!(container_exit(&k, &pods[0]).await, 1, "api has a failing test");
 
     // Attempt 2 reruns the failed tests (few: one ordinary Job) and the run ends.
     let second = wait_job(&k, "demo-sh-2").await;

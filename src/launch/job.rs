@@ -583,6 +583,21 @@ pub fn pod_launch_failure(pod: &Pod) -> Option<String> {
         })
 }
 
+/// When the test container terminated, if it has.
+pub fn pod_ended_at(pod: &Pod) -> Option<DateTime<Utc>> {
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .iter()
+        .flatten()
+        .find(|c| c.name == TEST_CONTAINER)?
+        .state
+        .as_ref()?
+        .terminated
+        .as_ref()
+        .map(|t| t.finished_at.as_ref().map_or_else(Utc::now, chrono_time))
+}
+
 /// The test container's exit code, once it terminated.
 pub fn pod_exit_code(pod: &Pod) -> Option<i32> {
     pod.status

@@ -146,9 +146,11 @@ pub fn merge(stored: &[StoredResults], outcomes: &[Outcome]) -> AttemptResults {
     }
 }
 
-/// The running sharded attempt (`seq`-th launch, Job `job_name` in state `state`): record
-/// each shard's progress; once every index has ended, make sure each has results (its pod's
-/// log, when it uploaded none) and store their merge as the attempt's results.
+/// The running sharded attempt (`seq`-th launch, its Job in state `state`, with `pods`):
+/// record each shard's progress — an index whose pod ended without an upload gets its pod's
+/// log once the upload grace has passed, so a crashed shard shows while the others run —;
+/// once every index has ended, store the shards' merge as the attempt's results.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn observe(
     run: &TestRun,
     ctx: &Context,
@@ -157,6 +159,7 @@ pub(super) async fn observe(
     attempt: &Attempt,
     job: &Job,
     state: &JobState,
+    pods: &[k8s_openapi::api::core::v1::Pod],
 ) -> Result<Action, Error> {
     let ns = run.namespace().unwrap_or_default();
     let name = run.name_any();
@@ -214,7 +217,21 @@ pub(super) async fn observe(
     }
 
     if active {
-        return Ok(Action::requeue(ctx.timing.poll));
+        let silent = silent_shards(
+            &attempt.shards,
+            &stored,
+            pods,
+            ctx.timing.upload_grace,
+            Utc::now(),
+        );
+        for &i in &silent {
+            super::testrun::store_pod_log(run, ctx, seq, &job.name_any(), Some(i)).await?;
+        }
+        return Ok(Action::requeue(if silent.is_empty() {
+            ctx.timing.poll
+        } else {
+            std::time::Duration::from_millis(100)
+        }));
     }
     // Every index has ended: an index that uploaded nothing gets its pod's log, after the
     // grace an upload still in flight may need.
@@ -246,6 +263,30 @@ pub(super) async fn observe(
     );
     // The controller finds the attempt's results now and ends it.
     Ok(Action::requeue(std::time::Duration::from_millis(100)))
+}
+
+/// The shards shown running, with no results stored, whose pod's tests ended more than
+/// `grace` ago: no upload is coming, their pod's log stands for their results. Pure.
+pub fn silent_shards(
+    shards: &[ShardStatus],
+    stored: &[Option<StoredResults>],
+    pods: &[k8s_openapi::api::core::v1::Pod],
+    grace: std::time::Duration,
+    now: chrono::DateTime<Utc>,
+) -> Vec<u32> {
+    shards
+        .iter()
+        .filter(|s| s.state == ShardState::Running)
+        .filter(|s| stored.get(s.index as usize).is_some_and(Option::is_none))
+        .filter(|s| {
+            // The latest pod of the index (a pod the kubelet lost is replaced).
+            pods.iter()
+                .rfind(|p| crate::launch::job::pod_completion_index(p) == Some(s.index))
+                .and_then(crate::launch::job::pod_ended_at)
+                .is_some_and(|at| (now - at).to_std().unwrap_or_default() >= grace)
+        })
+        .map(|s| s.index)
+        .collect()
 }
 
 /// What a sharded launch starts with: each shard `Running`, with what it was given.
@@ -374,6 +415,37 @@ mod tests {
             (status.state, status.broken, status.exit_code),
             (ShardState::Crashed, 1, Some(137))
         );
+    }
+
+    #[test]
+    fn a_shard_whose_pod_ended_without_an_upload_is_read_from_its_pod_after_the_grace() {
+        let launches = [
+            launch("packs", &["api"]),
+            launch("packs", &["slow"]),
+            launch("packs", &["x"]),
+        ];
+        let now = Utc::now();
+        let shards = initial_statuses("j", &launches, now);
+        let pod = |index: u32, ended: Option<i64>| -> k8s_openapi::api::core::v1::Pod {
+            let state = match ended {
+                Some(ago) => serde_json::json!({"terminated": {"exitCode": 137,
+                    "finishedAt": (now - chrono::Duration::seconds(ago)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)}}),
+                None => serde_json::json!({"running": {}}),
+            };
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"annotations": {"batch.kubernetes.io/job-completion-index": index.to_string()}},
+                "status": {"containerStatuses": [{"name": "tests", "image": "x", "imageID": "", "ready": false,
+                    "restartCount": 0, "state": state}]}
+            }))
+            .unwrap()
+        };
+        let pods = [pod(0, Some(30)), pod(1, Some(30)), pod(2, None)];
+        let stored = [Some(stored(0, Some(JUNIT), 1, "")), None, None];
+        let grace = std::time::Duration::from_secs(10);
+        // 0 uploaded, 2 still runs: only 1 is silent.
+        assert_eq!(silent_shards(&shards, &stored, &pods, grace, now), [1]);
+        let long_grace = std::time::Duration::from_secs(60);
+        assert!(silent_shards(&shards, &stored, &pods, long_grace, now).is_empty());
     }
 
     #[test]

@@ -291,15 +291,13 @@ async fn observe(
         return end_attempt(run, ctx, svc, attempt, &stored, state.as_ref()).await;
     }
     if let (Some(job), Some(state), false) = (&job, &state, attempt.shards.is_empty()) {
+        let pods = job_pods(ctx, &ns, &job_name).await?;
         if *state == JobState::Active
-            && let Some(why) = job_pods(ctx, &ns, &job_name)
-                .await?
-                .iter()
-                .find_map(pod_launch_failure)
+            && let Some(why) = pods.iter().find_map(pod_launch_failure)
         {
             return launch_failed(run, ctx, svc, attempt, &jobs, &job_name, why).await;
         }
-        return super::shards::observe(run, ctx, svc, seq, attempt, job, state).await;
+        return super::shards::observe(run, ctx, svc, seq, attempt, job, state, &pods).await;
     }
     match state {
         None => {
@@ -397,7 +395,7 @@ pub(super) async fn store_pod_log(
         junit_gz: Vec::new(),
         log: log.into_bytes(),
         message: Some(format!(
-            "tomato exec uploaded no results within {}s of the Job's end; its log was read from the pod",
+            "tomato exec uploaded no results within {}s of the tests' end; its log was read from the pod",
             ctx.timing.upload_grace.as_secs()
         )),
         owed: Vec::new(),
