@@ -415,6 +415,36 @@ pub fn shards_config_map(run: &TestRun, seq: usize, launches: &[ShardLaunch]) ->
     }
 }
 
+/// Linux refuses an environment string longer than 128 KiB (`MAX_ARG_STRLEN`): each
+/// `TOMATO_SHARD_<i>` must stay under it, and every index gets them all.
+pub const MAX_SHARD_ENV_BYTES: usize = 120 * 1024;
+/// What the shards ConfigMap may hold (the API server takes at most 1 MiB per object), which
+/// is also what every pod's environment carries.
+pub const MAX_SHARDS_BYTES: usize = 900 * 1024;
+
+/// Whether `launches` fit the shards ConfigMap and a pod's environment; when they do not (a
+/// rerun of thousands of tests), the attempt runs unsharded, its argv in the pod spec.
+pub fn shards_fit(launches: &[ShardLaunch]) -> Result<(), String> {
+    let sizes: Vec<usize> = launches
+        .iter()
+        .map(|l| serde_json::to_string(l).map_or(usize::MAX, |j| j.len()))
+        .collect();
+    let total: usize = sizes.iter().map(|s| s.saturating_add(32)).sum();
+    match sizes.iter().enumerate().max_by_key(|(_, s)| **s) {
+        Some((i, &biggest)) if biggest > MAX_SHARD_ENV_BYTES => Err(format!(
+            "shard {i} is {} KiB of argv and tests, more than one environment variable holds ({} KiB)",
+            biggest >> 10,
+            MAX_SHARD_ENV_BYTES >> 10
+        )),
+        _ if total > MAX_SHARDS_BYTES => Err(format!(
+            "the shards are {} KiB of argv and tests, more than their ConfigMap holds ({} KiB)",
+            total >> 10,
+            MAX_SHARDS_BYTES >> 10
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Reads the shards back from their ConfigMap, in index order.
 pub fn read_shards(cm: &ConfigMap) -> Result<Vec<ShardLaunch>, String> {
     let data = cm.data.clone().unwrap_or_default();
@@ -920,6 +950,24 @@ mod tests {
             assert_eq!(tests.lines().collect::<Vec<_>>(), l.items);
         }
         assert_eq!(launches.iter().map(|l| l.items.len()).sum::<usize>(), 25);
+    }
+
+    #[test]
+    fn shards_too_large_for_a_pods_environment_do_not_fit() {
+        let launch = |tests: usize| ShardLaunch {
+            argv: vec!["pytest".into()],
+            env: vec![],
+            unit: "tests".into(),
+            items: (0..tests)
+                .map(|i| format!("tests/test_{i:06}.py::test_something"))
+                .collect(),
+            expected_seconds: None,
+        };
+        assert!(shards_fit(&[launch(100), launch(100)]).is_ok());
+        let err = shards_fit(&[launch(100), launch(5000)]).unwrap_err();
+        assert!(err.starts_with("shard 1 is"), "{err}");
+        let many: Vec<ShardLaunch> = (0..10).map(|_| launch(3000)).collect();
+        assert!(shards_fit(&many).unwrap_err().contains("ConfigMap"));
     }
 
     #[test]

@@ -232,6 +232,15 @@ async fn ensure_shards(
     }
     let cases: HashMap<&str, &crate::results::Case> = reruns.iter().map(|r| (r.id, r.case)).collect();
     let launches = shard_launches(run, svc, attempt, &split, |id| cases.get(id).copied());
+    if let Err(why) = crate::launch::job::shards_fit(&launches) {
+        warn!(
+            run = run.name_any(),
+            attempt = attempt.number,
+            why,
+            "running the attempt unsharded"
+        );
+        return Ok(Vec::new());
+    }
     let cm = shards_config_map(run, attempt.seq, &launches);
     let maps: Api<ConfigMap> = ctx.api(&run.namespace().unwrap_or_default());
     match maps.create(&PostParams::default(), &cm).await {
