@@ -184,6 +184,11 @@ pub fn split_first(
     }
 }
 
+/// The failure kind of a pack or file a shard owes (split by pack or file, it crashed before
+/// reporting any of their tests): broken like an owed test, but a rerun selects tests, not
+/// packs or files, so the core does not rerun it ([`crate::core::after_attempt`]).
+pub const UNREPORTED_ITEM: &str = "UnreportedShardItem";
+
 /// The results a shard owes but did not report: each test it was given (or, split by file
 /// or pack, each item, when it reported nothing at all) without a result becomes a broken
 /// result saying why (`why`: it crashed, timed out, its report was unreadable). So a shard that
@@ -207,6 +212,9 @@ pub fn unreported(
             let mut case = crate::results::Case::failed("", id, None);
             case.status = crate::results::CaseStatus::Errored;
             case.message = format!("not reported: {why}");
+            if unit != Unit::Tests {
+                case.kind = UNREPORTED_ITEM.to_string();
+            }
             crate::results::AttemptResult {
                 attempt,
                 id: id.clone(),

@@ -229,15 +229,19 @@ async fn a_sharded_run_is_one_indexed_job_and_a_crashed_shard_fails_only_its_tes
     .await;
     let st = run.status.clone().unwrap();
     assert_eq!(st.phase.to_string(), "Failed", "{st:?}");
-    // Split by pack, the crashed shard owed its pack ("slow"), which a rerun cannot select by
-    // name: attempt 2 reran the three failed tests, and says the fourth did not run.
+    // Split by pack, the crashed shard owed its pack ("slow"), which a rerun cannot select
+    // (it selects tests): attempt 2 reran the three failed tests only, and the run says so.
     assert_eq!(st.attempts[1].summary.unwrap().total, 3, "{st:?}");
-    assert!(
-        st.message
-            .as_deref()
-            .unwrap_or_default()
-            .contains("3 of the 4 selected tests ran"),
+    assert_eq!(
+        st.attempts[1].state,
+        tomato::crd::AttemptState::Finished,
         "{st:?}"
+    );
+    assert_eq!(st.attempts[1].selection.tests.len(), 3, "{st:?}");
+    let message = st.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("3 tests still failing after 2 attempts; not rerun: slow, of a shard that crashed"),
+        "{message}"
     );
     let (_, tests) = {
         let r = reqwest::get(format!("{}/api/v1/runs/demo-sh/tests", replica.url))

@@ -91,6 +91,9 @@ pub struct AttemptResults {
 pub struct Owed {
     pub id: String,
     pub message: String,
+    /// The failure kind ([`crate::shard::UNREPORTED_ITEM`] for an owed pack or file).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub kind: String,
 }
 
 /// Stored results, read back.
@@ -393,6 +396,7 @@ impl StoredResults {
                 let mut case = results::Case::failed("", &o.id, None);
                 case.status = results::CaseStatus::Errored;
                 case.message = o.message.clone();
+                case.kind = o.kind.clone();
                 AttemptResult {
                     attempt: number,
                     id: o.id.clone(),

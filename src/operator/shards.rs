@@ -126,6 +126,7 @@ pub fn merge(stored: &[StoredResults], outcomes: &[Outcome]) -> AttemptResults {
         owed.extend(o.owed.iter().map(|r| Owed {
             id: r.id.clone(),
             message: r.case.message.clone(),
+            kind: r.case.kind.clone(),
         }));
         problems.extend(o.message.clone());
         // The attempt's exit code: the worst shard's (any non-zero over zero).
