@@ -76,12 +76,14 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Receives the results `tomato exec` uploads for a run's `seq`-th launch, authenticated
     /// by the run's token. Only operator mode launches Jobs that upload. `namespace` is the
-    /// run's (default: the backend's own).
+    /// run's (default: the backend's own). `shard` is the completion index of a sharded
+    /// attempt's Job that sent them.
     async fn receive_results(
         &self,
         _namespace: Option<&str>,
         _run: &str,
         _seq: usize,
+        _shard: Option<u32>,
         _token: &str,
         _results: AttemptResults,
     ) -> Result<(), UploadError> {

@@ -343,20 +343,34 @@ pub struct ExecArgs {
     /// Copy this binary to PATH and exit (a Job's init container).
     #[arg(long = "copy-self-to", conflicts_with = "command")]
     pub copy_self_to: Option<PathBuf>,
+    /// Run one shard of an Indexed Job: the command is `TOMATO_SHARD_<JOB_COMPLETION_INDEX>`'s.
+    #[arg(long, conflicts_with_all = ["command", "copy_self_to"])]
+    pub sharded: bool,
     /// The tests' command and arguments, after `--`.
-    #[arg(last = true, required_unless_present = "copy_self_to")]
+    #[arg(last = true, required_unless_present_any = ["copy_self_to", "sharded"])]
     pub command: Vec<String>,
 }
 
 impl ExecArgs {
     pub fn options(self) -> Result<crate::launch::exec::ExecOptions, String> {
-        Ok(crate::launch::exec::ExecOptions {
+        let mut opts = crate::launch::exec::ExecOptions {
             command: self.command,
             junit: self.junit,
             log: self.log,
             upload_url: self.upload_url.filter(|u| !u.is_empty()),
             token: crate::secrets::from_env(crate::launch::job::ENV_UPLOAD_TOKEN)?,
-        })
+            env: Vec::new(),
+        };
+        if self.sharded {
+            let (index, launch) = crate::launch::exec::resolve_shard(|k| std::env::var(k).ok())?;
+            opts.command = launch.argv;
+            opts.env = launch.env;
+            opts.env.push(("TOMATO_SHARD".into(), index.to_string()));
+            opts.upload_url = opts
+                .upload_url
+                .map(|u| crate::launch::exec::shard_upload_url(&u, index));
+        }
+        Ok(opts)
     }
 }
 

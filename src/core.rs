@@ -62,6 +62,17 @@ pub fn after_attempt(end: &AttemptEnd, merged: &[MergedTest], max_attempts: u32)
         .filter(|t| t.verdict.is_failing())
         .map(|t| t.id.clone())
         .collect();
+    // A pack or file a crashed shard owed is no test a rerun can select: it stays broken.
+    let unselectable: Vec<&str> = merged
+        .iter()
+        .filter(|t| t.verdict.is_failing() && t.case.kind == crate::shard::UNREPORTED_ITEM)
+        .map(|t| t.id.as_str())
+        .collect();
+    let rerun: Vec<String> = failing
+        .iter()
+        .filter(|id| !unselectable.contains(&id.as_str()))
+        .cloned()
+        .collect();
     let more = end.number < max_attempts;
     let why_no_report = || match (&end.report, end.state, end.exit_code) {
         (ReportRead::Invalid(e), _, _) => format!("its JUnit report is unreadable: {e}"),
@@ -97,10 +108,10 @@ pub fn after_attempt(end: &AttemptEnd, merged: &[MergedTest], max_attempts: u32)
             };
         }
         // A rerun without a report leaves its tests failing: try again while attempts remain.
-        _ if more && !failing.is_empty() => {
+        _ if more && !rerun.is_empty() => {
             return Next::Rerun {
                 number: end.number + 1,
-                tests: failing,
+                tests: rerun,
             };
         }
         _ => {
@@ -130,21 +141,28 @@ pub fn after_attempt(end: &AttemptEnd, merged: &[MergedTest], max_attempts: u32)
             message: None,
         };
     }
-    if more {
+    if more && !rerun.is_empty() {
         return Next::Rerun {
             number: end.number + 1,
-            tests: failing,
+            tests: rerun,
         };
     }
     let n = failing.len();
+    let mut message = format!(
+        "{n} test{} still failing after {} attempt{}",
+        if n == 1 { "" } else { "s" },
+        end.number,
+        if end.number == 1 { "" } else { "s" }
+    );
+    if !unselectable.is_empty() {
+        message.push_str(&format!(
+            "; not rerun: {}, of a shard that crashed before it reported (a rerun selects tests, not packs or files)",
+            unselectable.join(", ")
+        ));
+    }
     Next::Finish {
         verdict: Verdict::Failed,
-        message: Some(format!(
-            "{n} test{} still failing after {} attempt{}",
-            if n == 1 { "" } else { "s" },
-            end.number,
-            if end.number == 1 { "" } else { "s" }
-        )),
+        message: Some(message),
     }
 }
 
@@ -508,6 +526,36 @@ mod tests {
                 tests: vec!["b".into(), "c".into()]
             }
         );
+    }
+
+    #[test]
+    fn a_pack_a_crashed_shard_owed_stays_broken_and_is_not_rerun() {
+        let crashed = crate::shard::unreported(
+            1,
+            crate::shard::Unit::Packs,
+            &["slow".into()],
+            &[],
+            "shard 2 crashed (exit code 137)",
+        );
+        let mut results = vec![result(1, "a", Passed), result(1, "b", Failed)];
+        results.extend(crashed.clone());
+        let m = merge(results, |_, _| true);
+        assert_eq!(
+            after_attempt(&end(1, ReportRead::Found(3)), &m, 4),
+            Next::Rerun {
+                number: 2,
+                tests: vec!["b".into()]
+            },
+            "the failed test is rerun, the pack is not"
+        );
+        let only = merge(crashed, |_, _| true);
+        match after_attempt(&end(1, ReportRead::Found(1)), &only, 4) {
+            Next::Finish {
+                verdict: Verdict::Failed,
+                message: Some(m),
+            } => assert!(m.contains("not rerun: slow, of a shard that crashed"), "{m}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

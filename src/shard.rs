@@ -39,6 +39,25 @@ impl Unit {
 /// another process costs more than it saves.
 pub const RERUN_TESTS_PER_SHARD: usize = 10;
 
+/// Whether an attempt with `selection` runs sharded, and into how many shards at most: a
+/// full attempt when the run gets more than one shard, a rerun when it is large enough
+/// ([`RERUN_TESTS_PER_SHARD`] tests per shard, at least two shards). Both drivers ask this.
+pub fn shards_for(
+    run: &crate::crd::TestRun,
+    svc: &crate::packs::Service,
+    selection: &crate::crd::Selection,
+) -> Option<usize> {
+    let n = svc.shard_slots(&run.spec.template) as usize;
+    let sharded = match selection.kind {
+        crate::crd::SelectionKind::All => n > 1,
+        // A service that cannot select tests reruns its whole packs: nothing to split.
+        crate::crd::SelectionKind::Failed => {
+            n > 1 && svc.rerun.selects() && selection.tests.len() / RERUN_TESTS_PER_SHARD >= 2
+        }
+    };
+    sharded.then_some(n)
+}
+
 /// The items a listing command printed: one per line, blank lines and the runner's chatter
 /// left out. pytest's `--collect-only -q` ends with a summary (`3 tests collected in 0.01s`)
 /// and may print warnings: only node ids (`path::name`) count. Files are the lines that name
@@ -56,6 +75,43 @@ pub fn parse_listing(output: &str, unit: Unit, pytest: bool) -> Vec<String> {
         })
         .map(str::to_string)
         .collect()
+}
+
+/// The tests `go test -list '.*' -json` printed, as ids in the Go preset's style
+/// (`{package}::{name}`): its `output` events whose text is a test's, example's or fuzz
+/// target's name (the `ok` summary lines, build output and benchmarks — which a test run does
+/// not run — left out), in the order listed.
+pub fn parse_go_listing(output: &str) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct Event {
+        #[serde(rename = "Action", default)]
+        action: String,
+        #[serde(rename = "Package", default)]
+        package: String,
+        #[serde(rename = "Output", default)]
+        output: String,
+    }
+    output
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Event>(l.trim()).ok())
+        .filter(|e| e.action == "output" && !e.package.is_empty())
+        .filter_map(|e| {
+            let name = e.output.trim();
+            let is_test = ["Test", "Example", "Fuzz"].iter().any(|p| name.starts_with(p))
+                && name.chars().all(|c| c.is_alphanumeric() || c == '_');
+            is_test.then(|| format!("{}::{name}", e.package))
+        })
+        .collect()
+}
+
+/// The case a listed test id stands for until it has run: `{classname}::{name}` split at the
+/// first `::` (Go: the package and the test; pytest and a service's own listing select by the
+/// id alone), else the id as the name.
+pub fn listed_case(id: &str) -> crate::results::Case {
+    match id.split_once("::") {
+        Some((classname, name)) => crate::results::Case::failed(classname, name, None),
+        None => crate::results::Case::failed("", id, None),
+    }
 }
 
 /// How an attempt is split: what the items are, and the shards.
@@ -128,6 +184,11 @@ pub fn split_first(
     }
 }
 
+/// The failure kind of a pack or file a shard owes (split by pack or file, it crashed before
+/// reporting any of their tests): broken like an owed test, but a rerun selects tests, not
+/// packs or files, so the core does not rerun it ([`crate::core::after_attempt`]).
+pub const UNREPORTED_ITEM: &str = "UnreportedShardItem";
+
 /// The results a shard owes but did not report: each test it was given (or, split by file
 /// or pack, each item, when it reported nothing at all) without a result becomes a broken
 /// result saying why (`why`: it crashed, timed out, its report was unreadable). So a shard that
@@ -151,6 +212,9 @@ pub fn unreported(
             let mut case = crate::results::Case::failed("", id, None);
             case.status = crate::results::CaseStatus::Errored;
             case.message = format!("not reported: {why}");
+            if unit != Unit::Tests {
+                case.kind = UNREPORTED_ITEM.to_string();
+            }
             crate::results::AttemptResult {
                 attempt,
                 id: id.clone(),
@@ -158,6 +222,15 @@ pub fn unreported(
             }
         })
         .collect()
+}
+
+/// Adds results to a shard's counts (both drivers' shard progress).
+pub fn count(status: &mut crate::crd::ShardStatus, results: &[crate::results::AttemptResult]) {
+    let s = crate::results::attempt_summary(results.iter().map(|r| &r.case));
+    status.passed += s.passed;
+    status.failed += s.failed;
+    status.skipped += s.skipped;
+    status.broken += s.broken;
 }
 
 /// Splits a rerun of `tests` (the failed test ids) when it is large: one shard per
@@ -276,6 +349,39 @@ mod tests {
         );
         let jest = "/s/tests/a.test.js\n/s/tests/b.test.js\n";
         assert_eq!(parse_listing(jest, Unit::Files, false).len(), 2);
+    }
+
+    #[test]
+    fn go_listing_names_each_test_with_its_package() {
+        let out = concat!(
+            r#"{"Action":"start","Package":"example.com/x"}"#,
+            "\n",
+            r#"{"Action":"output","Package":"example.com/x","Output":"TestPasses\n"}"#,
+            "\n",
+            r#"{"Action":"output","Package":"example.com/x","Output":"ExampleCart\n"}"#,
+            "\n",
+            r#"{"Action":"output","Package":"example.com/x","Output":"BenchmarkCart\n"}"#,
+            "\n",
+            r#"{"Action":"output","Package":"example.com/x","Output":"ok  \texample.com/x\t0.01s\n"}"#,
+            "\n",
+            r#"{"Action":"output","Package":"example.com/x/cart","Output":"TestRefund\n"}"#,
+            "\n",
+            "go: downloading something\n",
+        );
+        assert_eq!(
+            parse_go_listing(out),
+            [
+                "example.com/x::TestPasses",
+                "example.com/x::ExampleCart",
+                "example.com/x/cart::TestRefund"
+            ]
+        );
+        let case = listed_case("example.com/x/cart::TestRefund");
+        assert_eq!(
+            (case.classname.as_str(), case.name.as_str()),
+            ("example.com/x/cart", "TestRefund")
+        );
+        assert_eq!(listed_case("plain").name, "plain");
     }
 
     #[test]

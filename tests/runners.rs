@@ -276,6 +276,65 @@ async fn go_preset_reruns_exactly_the_failed_tests_and_subtests() {
     rerun_runs_exactly_the_failed_tests("gt", "go", GO, 15).await;
 }
 
+/// Sharded, the Go preset lists the tests with `go test -list '.*' -json` and splits them test
+/// by test across its packages; each shard selects its own with `-run` over their packages.
+#[tokio::test]
+async fn go_preset_shards_by_listed_test_across_packages() {
+    let yaml = GO.replace(
+        "stands: {pattern: localhost}\n",
+        "stands: {pattern: localhost, concurrency: 2}\nconcurrency: 2\nshards: 2\n",
+    );
+    assert!(yaml.contains("shards: 2"), "{yaml}");
+    let cfg = config("gs", "go", &yaml);
+    let server = Server::start_with(Some(cfg.path()), &[]).await;
+    let id = server.run_now("service=gs&stand=localhost").await;
+    let st = server.wait_finished(&id, RUN).await;
+    let shards = st["attempts"][0]["shards"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(shards.len(), 2, "{st:#}\n{}", server.log());
+    assert!(
+        shards
+            .iter()
+            .all(|s| s["unit"] == "tests" && s["state"] == "Finished"),
+        "{st:#}"
+    );
+    let listed: u64 = shards.iter().map(|s| s["tests"].as_u64().unwrap()).sum();
+    assert_eq!(listed, 8, "every top-level test of both packages, once: {st:#}");
+    // Each shard ran only its own tests (subtests come with their test).
+    for (i, shard) in shards.iter().enumerate() {
+        let dir = server.data_dir.join(format!("runs/{id}/attempt-1/shard-{i}"));
+        let mut names = Vec::new();
+        for f in tomato::results::junit_files(&dir.join("junit.xml")) {
+            junit::parse_file(&f, |c| names.push((c.classname, c.name))).unwrap();
+        }
+        let top: std::collections::BTreeSet<(&str, &str)> = names
+            .iter()
+            .map(|(pkg, n)| (pkg.as_str(), n.split('/').next().unwrap()))
+            .collect();
+        assert_eq!(
+            top.len() as u64,
+            shard["tests"].as_u64().unwrap(),
+            "shard {i}: {names:?}"
+        );
+    }
+    let verdicts = server.verdicts(&id).await;
+    for (test, verdict) in &verdicts {
+        if let Some(want) = expected_verdict(test) {
+            assert!(
+                want.contains(&verdict.as_str()),
+                "{test}: {verdict}, want {want:?}"
+            );
+        }
+    }
+    assert_eq!(
+        verdicts["example.com/tomato/runners::TestFlaky"], "flaky",
+        "{verdicts:#?}"
+    );
+    assert_eq!(st["phase"], "Failed", "{st:#}");
+}
+
 #[tokio::test]
 async fn go_rerun_matching_no_test_is_a_selection_failure_quoting_go() {
     let yaml = format!("{GO}rerun: {{args: ['-run=^NoSuchTest$', './...']}}\n");

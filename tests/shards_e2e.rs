@@ -249,3 +249,101 @@ async fn tomato_run_follow_shows_a_line_per_shard_and_exits_with_the_verdict() {
     let ended = stdout.find("attempt 1 finished").unwrap();
     assert!(started < ended, "{stdout}");
 }
+
+/// Two shards, one rerun; `{eager}` is `rerun: {eager: true}` or nothing.
+const EAGER_SERVICE: &str = r#"
+stands: {pattern: localhost, concurrency: 2}
+concurrency: 2
+retries: 1
+shards: 2
+launch:
+  runner: pytest
+  env: {PYTHONDONTWRITEBYTECODE: "1"}
+{eager}
+packs:
+  all: {tests: ["{dir}/tests"]}
+"#;
+
+/// Listed and split by id (no history): shard 0 gets `test_always_fails` and `test_slow`,
+/// shard 1 only `test_flaky`, so shard 1 ends with a failure while shard 0 still runs.
+fn eager_suite(dir: &std::path::Path, service: &str, eager: bool) {
+    let text = EAGER_SERVICE.replace("{eager}", if eager { "rerun: {eager: true}" } else { "" });
+    std::fs::write(dir.join(format!("{service}.yaml")), text).unwrap();
+    let tests = dir.join(service).join("tests");
+    std::fs::create_dir_all(&tests).unwrap();
+    std::fs::write(
+        tests.join("test_a.py"),
+        "import os\n\n\
+         def test_always_fails():\n    assert 1 == 2, 'expected 1 but was 2'\n\n\
+         def test_flaky():\n    assert os.environ.get('TOMATO_ATTEMPT') != '1'\n",
+    )
+    .unwrap();
+    std::fs::write(
+        tests.join("test_b.py"),
+        "import time\n\ndef test_slow():\n    time.sleep(8)\n",
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn an_eager_rerun_starts_while_other_shards_run_and_the_verdicts_are_those_of_a_later_rerun() {
+    let dir = tempfile::tempdir().unwrap();
+    eager_suite(dir.path(), "eager", true);
+    eager_suite(dir.path(), "lazy", false);
+    let server = Server::start_with(Some(dir.path()), &[]).await;
+    let eager = create(&server, json!({"service": "eager", "stand": "localhost"})).await;
+    server.wait_finished(&eager, RUN).await;
+    let lazy = create(&server, json!({"service": "lazy", "stand": "localhost"})).await;
+    server.wait_finished(&lazy, RUN).await;
+
+    let verdicts = server.verdicts(&eager).await;
+    assert_eq!(
+        verdicts,
+        server.verdicts(&lazy).await,
+        "eager or not, the same verdicts"
+    );
+    assert_eq!(verdicts["tests/test_a.py::test_flaky"], "flaky", "{verdicts:#?}");
+    assert_eq!(verdicts["tests/test_a.py::test_always_fails"], "failed");
+    assert_eq!(verdicts["tests/test_b.py::test_slow"], "passed");
+    let (r, l) = (run(&server, &eager).await, run(&server, &lazy).await);
+    assert_eq!(r["status"]["phase"], "Failed", "{r:#}");
+    assert_eq!(r["status"]["summary"], l["status"]["summary"]);
+    let attempts = r["status"]["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{r:#}");
+    assert_eq!(
+        attempts[1]["summary"]["total"], 2,
+        "attempt 2 has both reruns: {r:#}"
+    );
+
+    // The flaky test's rerun ran during attempt 1, as attempt 2, in the slot shard 1 freed:
+    // its report was written before the slow shard (and so attempt 1) ended.
+    let eager_dir = server.data_dir.join(format!("runs/{eager}/attempt-1/eager-1"));
+    let tests = std::fs::read_to_string(eager_dir.join("tests.txt")).unwrap();
+    assert_eq!(tests, "tests/test_a.py::test_flaky");
+    let written: chrono::DateTime<chrono::Utc> = std::fs::metadata(eager_dir.join("junit.xml"))
+        .unwrap()
+        .modified()
+        .unwrap()
+        .into();
+    // Shard 0 holds the slow test: the eager rerun had ended before it did.
+    let slow = &attempts[0]["shards"][0];
+    assert_eq!(slow["tests"], 2, "{r:#}");
+    let ended = chrono::DateTime::parse_from_rfc3339(slow["finishedAt"].as_str().unwrap()).unwrap();
+    assert!(
+        written < ended,
+        "the eager rerun ended before the slow shard: {written} vs {ended}"
+    );
+    // Attempt 2's own process ran only the test not rerun early.
+    let log =
+        std::fs::read_to_string(server.data_dir.join(format!("runs/{eager}/attempt-2/output.log"))).unwrap();
+    assert!(
+        log.contains("test_always_fails") && !log.contains("test_flaky"),
+        "{log}"
+    );
+    assert!(
+        !server
+            .data_dir
+            .join(format!("runs/{lazy}/attempt-1/eager-1"))
+            .exists()
+    );
+}

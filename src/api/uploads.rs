@@ -5,7 +5,9 @@
 //! `junit` part per report (gzip'd when its content type is `application/gzip` or its file
 //! name ends in `.gz`), and `log`. The caller authenticates with the run's own upload token
 //! (`Authorization: Bearer`), not with an API token: this route sits outside the API-token
-//! check and has its own, larger body limit.
+//! check and has its own, larger body limit. A shard of a sharded attempt (one index of its
+//! Indexed Job) adds `?shard=<index>`: each shard's results are stored apart, once each, and
+//! merged into the attempt's when the Job has ended.
 
 use axum::Json;
 use axum::extract::{Multipart, State};
@@ -44,6 +46,9 @@ pub struct UploadQuery {
     /// The run's namespace (operator mode; default the operator's own). Jobs send it: with
     /// `--all-namespaces` runs live in other namespaces.
     namespace: Option<String>,
+    /// The completion index of the shard whose results these are (a sharded attempt's Indexed
+    /// Job: each index uploads its own, once).
+    shard: Option<u32>,
 }
 
 /// Receive an attempt's results from `tomato exec` (operator mode; authenticated by the run's upload token).
@@ -76,6 +81,7 @@ pub async fn attempt_results_upload(
         junit_gz: Vec::new(),
         log: Vec::new(),
         message: None,
+        owed: Vec::new(),
     };
     let bad = |field: &str, e: &dyn std::fmt::Display| {
         ApiError::bad_request(field, format!("cannot read {field}: {e}"))
@@ -126,7 +132,7 @@ pub async fn attempt_results_upload(
     };
     match state
         .backend
-        .receive_results(q.namespace.as_deref(), &id, n, &token, results)
+        .receive_results(q.namespace.as_deref(), &id, n, q.shard, &token, results)
         .await
     {
         Ok(()) => Ok((StatusCode::CREATED, Json(received))),

@@ -8,6 +8,11 @@
 //! command's status, so the pod shows the tests' own outcome. The token comes only from the
 //! environment (`TOMATO_UPLOAD_TOKEN`, filled from a Secret) and is never printed.
 //!
+//! `tomato exec --sharded` is one index of a sharded attempt's Indexed Job: it takes its argv
+//! and its own `TOMATO_TESTS`/`TOMATO_PACKS` from `TOMATO_SHARD_<JOB_COMPLETION_INDEX>` (see
+//! [`super::job`]), sets `TOMATO_SHARD`, and uploads with `?shard=<index>`. The other
+//! indexes' `TOMATO_SHARD_<i>` are not passed on to the tests.
+//!
 //! `tomato exec --copy-self-to PATH` is the Job's init container: it copies this binary into
 //! a volume the test container mounts, since the test suite's image does not contain Tomato.
 
@@ -42,6 +47,35 @@ pub struct ExecOptions {
     /// Where to upload the results; none means run only (useful outside a Job).
     pub upload_url: Option<String>,
     pub token: Option<Secret>,
+    /// Variables set for the command on top of ours (a shard's own).
+    pub env: Vec<(String, String)>,
+}
+
+/// The shard this pod of an Indexed Job runs, from its environment (`var` reads one
+/// variable): its index and what it runs. Pure.
+pub fn resolve_shard(var: impl Fn(&str) -> Option<String>) -> Result<(u32, super::job::ShardLaunch), String> {
+    use super::job::{ENV_COMPLETION_INDEX, ENV_SHARD_PREFIX};
+    let raw = var(ENV_COMPLETION_INDEX)
+        .ok_or_else(|| format!("--sharded needs {ENV_COMPLETION_INDEX} (an Indexed Job sets it)"))?;
+    let index: u32 = raw
+        .trim()
+        .parse()
+        .map_err(|_| format!("{ENV_COMPLETION_INDEX} is {raw:?}, not an index"))?;
+    let key = format!("{ENV_SHARD_PREFIX}{index}");
+    let json = var(&key)
+        .ok_or_else(|| format!("--sharded: {key} is not set (the shards ConfigMap has no index {index})"))?;
+    let launch: super::job::ShardLaunch =
+        serde_json::from_str(&json).map_err(|e| format!("--sharded: {key} is not a shard: {e}"))?;
+    if launch.argv.is_empty() {
+        return Err(format!("--sharded: {key} has no command"));
+    }
+    Ok((index, launch))
+}
+
+/// The upload URL of shard `index`: the attempt's with `shard=<index>` in its query.
+pub fn shard_upload_url(url: &str, index: u32) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}shard={index}")
 }
 
 /// How the command ended.
@@ -110,8 +144,18 @@ async fn run_command(opts: &ExecOptions) -> anyhow::Result<Ended> {
     let log =
         std::fs::File::create(&opts.log).with_context(|| format!("cannot create {}", opts.log.display()))?;
     let log = Arc::new(Mutex::new(log));
-    let mut child = match Command::new(program)
+    let mut command = Command::new(program);
+    // Every shard's list is in our environment; the tests get only their own (`opts.env`).
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy()
+            .starts_with(crate::launch::job::ENV_SHARD_PREFIX)
+        {
+            command.env_remove(k);
+        }
+    }
+    let mut child = match command
         .args(args)
+        .envs(opts.env.iter().map(|(k, v)| (k, v)))
         .env_remove(crate::launch::job::ENV_UPLOAD_TOKEN)
         .process_group(0)
         .stdin(Stdio::null())
@@ -300,6 +344,36 @@ pub fn copy_self_to(to: &Path) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_shard_takes_its_own_argv_and_tests_by_its_completion_index() {
+        let launch = super::super::job::ShardLaunch {
+            argv: vec!["node".into(), "--test".into(), "/suite/slow.test.mjs".into()],
+            env: vec![("TOMATO_PACKS".into(), "slow".into())],
+            unit: "packs".into(),
+            items: vec!["slow".into()],
+            expected_seconds: None,
+        };
+        let json = serde_json::to_string(&launch).unwrap();
+        let vars = |k: &str| match k {
+            "JOB_COMPLETION_INDEX" => Some("1".to_string()),
+            "TOMATO_SHARD_1" => Some(json.clone()),
+            "TOMATO_SHARD_0" => Some("{}".to_string()),
+            _ => None,
+        };
+        assert_eq!(resolve_shard(vars).unwrap(), (1, launch));
+        let err = resolve_shard(|k| (k == "JOB_COMPLETION_INDEX").then(|| "2".to_string())).unwrap_err();
+        assert!(err.contains("TOMATO_SHARD_2"), "{err}");
+        assert!(
+            resolve_shard(|_| None)
+                .unwrap_err()
+                .contains("JOB_COMPLETION_INDEX")
+        );
+        assert_eq!(
+            shard_upload_url("http://t/api/v1/runs/r/attempts/1/results?namespace=qa", 2),
+            "http://t/api/v1/runs/r/attempts/1/results?namespace=qa&shard=2"
+        );
+    }
+
     #[tokio::test]
     async fn the_command_runs_without_a_shell_and_its_output_is_kept() {
         let dir = tempfile::tempdir().unwrap();
@@ -309,6 +383,7 @@ mod tests {
             log: dir.path().join("output.log"),
             upload_url: None,
             token: None,
+            env: vec![],
         };
         assert_eq!(run_command(&opts).await.unwrap(), Ended::Code(3));
         let log = std::fs::read_to_string(dir.path().join("output.log")).unwrap();
@@ -324,6 +399,7 @@ mod tests {
             log: dir.path().join("output.log"),
             upload_url: None,
             token: None,
+            env: vec![],
         };
         assert_eq!(run_command(&opts).await.unwrap(), Ended::Code(127));
         let log = std::fs::read_to_string(dir.path().join("output.log")).unwrap();

@@ -11,6 +11,16 @@
 //! (from the operator's own image) into a shared volume, and the test container's entrypoint
 //! is `tomato exec -- <argv>`: argv and `TOMATO_*` environment come from [`super::plan`], as
 //! in standalone mode, so a rerun selects the failed tests exactly as a local process would.
+//!
+//! A sharded attempt is one Indexed Job (`completions` = `parallelism` = the shards), with
+//! `backoffLimitPerIndex: 0` and no `maxFailedIndexes`: a crashing index is not retried
+//! (Tomato reruns its tests) and does not stop the others; the Job ends when every index
+//! has. The pod template is the same for every index, so what differs — each shard's argv
+//! and its `TOMATO_TESTS`/`TOMATO_PACKS` — is in an immutable ConfigMap `<run>-shards-<seq>`
+//! ([`shards_config_map`]), one key `TOMATO_SHARD_<i>` per index, given to the container
+//! with `envFrom`; `tomato exec --sharded` picks its own by `JOB_COMPLETION_INDEX` (which
+//! the Job controller sets) and uploads with `?shard=<i>`. A ConfigMap rather than literal
+//! values in the template: the lists would otherwise be copied into every pod object.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -18,8 +28,8 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, Pod, PodSecurityContext, PodSpec, PodTemplateSpec,
-    ResourceRequirements, SecretKeySelector, SecurityContext, Volume, VolumeMount,
+    ConfigMap, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, Pod, PodSecurityContext, PodSpec,
+    PodTemplateSpec, ResourceRequirements, SecretKeySelector, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -28,6 +38,7 @@ use kube::{Resource, ResourceExt};
 use super::{AttemptRef, RerunTest, plan};
 use crate::crd::{LABEL_RUN, LABEL_SERVICE, Selection, TestRun};
 use crate::packs::{PullPolicy, Service};
+use crate::shard::{Split, Unit};
 
 /// Label giving the attempt number (1 = the full run) on a Job and its pod.
 pub const LABEL_ATTEMPT: &str = "tomato.dev/attempt";
@@ -55,6 +66,41 @@ pub const ENV_UPLOAD_TOKEN: &str = "TOMATO_UPLOAD_TOKEN";
 /// Key of the token in the run's token Secret.
 pub const TOKEN_KEY: &str = "token";
 
+/// Set by the Job controller in each pod of an Indexed Job: the pod's completion index.
+pub const ENV_COMPLETION_INDEX: &str = "JOB_COMPLETION_INDEX";
+/// The annotation (and label) the Job controller puts the completion index in.
+pub const ANNOTATION_COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
+/// Prefix of the per-index keys of a sharded attempt's ConfigMap (`TOMATO_SHARD_0`, ...).
+pub const ENV_SHARD_PREFIX: &str = "TOMATO_SHARD_";
+/// Environment variables that differ between the shards of one attempt.
+const SHARD_VARS: &[&str] = &["TOMATO_TESTS", "TOMATO_PACKS"];
+
+/// What one index of a sharded attempt's Job runs (stored as JSON under `TOMATO_SHARD_<i>`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ShardLaunch {
+    /// The tests' argv for this shard.
+    pub argv: Vec<String>,
+    /// The shard's own values of the variables that differ between shards.
+    pub env: Vec<(String, String)>,
+    /// What the split gave it (tests, files or packs: `unit`), for the results it owes if it
+    /// reports none of them.
+    pub unit: String,
+    pub items: Vec<String>,
+    /// The sum of its items' recorded durations, when any has history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_seconds: Option<u64>,
+}
+
+impl ShardLaunch {
+    pub fn unit(&self) -> Unit {
+        match self.unit.as_str() {
+            "tests" => Unit::Tests,
+            "files" => Unit::Files,
+            _ => Unit::Packs,
+        }
+    }
+}
+
 /// Operator-wide settings every Job needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JobSettings {
@@ -76,6 +122,8 @@ pub struct JobAttempt<'a> {
     /// The failed tests a rerun selects (empty for a full run).
     pub reruns: &'a [RerunTest<'a>],
     pub timeout: Duration,
+    /// Completions of an Indexed Job, one per shard; 1 (or 0) is an ordinary Job.
+    pub shards: usize,
 }
 
 /// The Job for `attempt` of `run`. Pure: the same input gives the same Job, which is what makes
@@ -151,8 +199,21 @@ pub fn desired_job(run: &TestRun, service: &Service, attempt: JobAttempt<'_>, se
         }),
     });
 
-    let mut command = vec![EXEC_PATH.to_string(), "exec".into(), "--".into()];
-    command.extend(launch.argv);
+    let sharded = attempt.shards > 1;
+    let mut command = vec![EXEC_PATH.to_string(), "exec".into()];
+    if sharded {
+        // Each index's argv is in its `TOMATO_SHARD_<i>`; so are its tests and packs.
+        command.push("--sharded".into());
+        env.retain(|v| !SHARD_VARS.contains(&v.name.as_str()));
+        env.push(EnvVar {
+            name: "TOMATO_SHARDS".into(),
+            value: Some(attempt.shards.to_string()),
+            value_from: None,
+        });
+    } else {
+        command.push("--".into());
+        command.extend(launch.argv);
+    }
 
     let labels = BTreeMap::from([
         (LABEL_RUN.to_string(), label_value(&run_name)),
@@ -189,7 +250,14 @@ pub fn desired_job(run: &TestRun, service: &Service, attempt: JobAttempt<'_>, se
             ..Default::default()
         },
         spec: Some(JobSpec {
-            backoff_limit: Some(0),
+            // Sharded: each index gets no retry of its own, and one failing index never fails
+            // the Job early (backoffLimit defaults to "unlimited" beside backoffLimitPerIndex,
+            // and without maxFailedIndexes every index runs to its end).
+            backoff_limit: (!sharded).then_some(0),
+            backoff_limit_per_index: sharded.then_some(0),
+            completion_mode: sharded.then(|| "Indexed".to_string()),
+            completions: sharded.then_some(attempt.shards as i32),
+            parallelism: sharded.then_some(attempt.shards as i32),
             active_deadline_seconds: Some(launch.timeout.as_secs().max(1) as i64),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
@@ -229,6 +297,15 @@ pub fn desired_job(run: &TestRun, service: &Service, attempt: JobAttempt<'_>, se
                         command: Some(command),
                         working_dir: Some(job.working_dir.clone()),
                         env: Some(env),
+                        env_from: sharded.then(|| {
+                            vec![k8s_openapi::api::core::v1::EnvFromSource {
+                                config_map_ref: Some(k8s_openapi::api::core::v1::ConfigMapEnvSource {
+                                    name: shards_name(&run_name, attempt.seq),
+                                    optional: Some(false),
+                                }),
+                                ..Default::default()
+                            }]
+                        }),
                         resources: Some(ResourceRequirements {
                             requests: quantities(&job.requests),
                             limits: quantities(&job.limits),
@@ -255,6 +332,166 @@ pub fn desired_job(run: &TestRun, service: &Service, attempt: JobAttempt<'_>, se
 /// are kept to 63 characters: a longer run name is cut and a hash of it keeps names distinct.
 pub fn job_name(run: &str, seq: usize) -> String {
     bounded(run, &format!("-{seq}"), 63)
+}
+
+/// The ConfigMap holding what each index of a sharded launch runs.
+pub fn shards_name(run: &str, seq: usize) -> String {
+    bounded(run, &format!("-shards-{seq}"), 253)
+}
+
+/// What each shard of `split` runs, for `attempt` of `run`: the argv and variables
+/// [`super::plan`] gives a shard's packs, files or tests (`case_of` gives a test's case, for a
+/// rerun's selection). Pure.
+pub fn shard_launches<'a>(
+    run: &TestRun,
+    service: &Service,
+    attempt: JobAttempt<'_>,
+    split: &'a Split,
+    case_of: impl Fn(&str) -> Option<&'a crate::results::Case>,
+) -> Vec<ShardLaunch> {
+    let run_name = run.metadata.name.clone().unwrap_or_default();
+    let mut in_image = service.clone();
+    in_image.dir = service.launch.job.working_dir.clone().into();
+    split
+        .shards
+        .iter()
+        .map(|s| {
+            let given = super::shard_given(split.unit, &s.items, &attempt.selection.packs, &case_of);
+            let launch = plan(
+                &in_image,
+                &AttemptRef {
+                    files: &given.files,
+                    run: &run_name,
+                    stand: &run.spec.template.stand,
+                    number: attempt.number,
+                    packs: &given.packs,
+                    reruns: &given.reruns,
+                    junit: std::path::Path::new(JUNIT_PATH),
+                    timeout: attempt.timeout,
+                },
+            );
+            ShardLaunch {
+                argv: launch.argv,
+                env: launch
+                    .env
+                    .into_iter()
+                    .filter(|(k, _)| SHARD_VARS.contains(&k.as_str()))
+                    .collect(),
+                unit: split.unit.as_str().to_string(),
+                items: s.items.clone(),
+                expected_seconds: (s.unknown < s.items.len()).then_some(s.expected.as_secs()),
+            }
+        })
+        .collect()
+}
+
+/// The immutable ConfigMap giving each index of `run`'s `seq`-th launch its [`ShardLaunch`],
+/// owned by the run. Pure.
+pub fn shards_config_map(run: &TestRun, seq: usize, launches: &[ShardLaunch]) -> ConfigMap {
+    let run_name = run.metadata.name.clone().unwrap_or_default();
+    let data = launches
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let json = serde_json::to_string(l).expect("a ShardLaunch always serializes");
+            (format!("{ENV_SHARD_PREFIX}{i}"), json)
+        })
+        .collect();
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(shards_name(&run_name, seq)),
+            namespace: run.metadata.namespace.clone(),
+            labels: Some(BTreeMap::from([
+                (LABEL_RUN.to_string(), label_value(&run_name)),
+                (LABEL_LAUNCH.to_string(), seq.to_string()),
+                ("app.kubernetes.io/managed-by".to_string(), "tomato".to_string()),
+            ])),
+            owner_references: run.controller_owner_ref(&()).map(|r| vec![r]),
+            ..Default::default()
+        },
+        data: Some(data),
+        immutable: Some(true),
+        ..Default::default()
+    }
+}
+
+/// Linux refuses an environment string longer than 128 KiB (`MAX_ARG_STRLEN`): each
+/// `TOMATO_SHARD_<i>` must stay under it, and every index gets them all.
+pub const MAX_SHARD_ENV_BYTES: usize = 120 * 1024;
+/// What the shards ConfigMap may hold (the API server takes at most 1 MiB per object), which
+/// is also what every pod's environment carries.
+pub const MAX_SHARDS_BYTES: usize = 900 * 1024;
+
+/// Whether `launches` fit the shards ConfigMap and a pod's environment; when they do not (a
+/// rerun of thousands of tests), the attempt runs unsharded, its argv in the pod spec.
+pub fn shards_fit(launches: &[ShardLaunch]) -> Result<(), String> {
+    let sizes: Vec<usize> = launches
+        .iter()
+        .map(|l| serde_json::to_string(l).map_or(usize::MAX, |j| j.len()))
+        .collect();
+    let total: usize = sizes.iter().map(|s| s.saturating_add(32)).sum();
+    match sizes.iter().enumerate().max_by_key(|(_, s)| **s) {
+        Some((i, &biggest)) if biggest > MAX_SHARD_ENV_BYTES => Err(format!(
+            "shard {i} is {} KiB of argv and tests, more than one environment variable holds ({} KiB)",
+            biggest >> 10,
+            MAX_SHARD_ENV_BYTES >> 10
+        )),
+        _ if total > MAX_SHARDS_BYTES => Err(format!(
+            "the shards are {} KiB of argv and tests, more than their ConfigMap holds ({} KiB)",
+            total >> 10,
+            MAX_SHARDS_BYTES >> 10
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Reads the shards back from their ConfigMap, in index order.
+pub fn read_shards(cm: &ConfigMap) -> Result<Vec<ShardLaunch>, String> {
+    let data = cm.data.clone().unwrap_or_default();
+    (0..data.len())
+        .map(|i| {
+            let key = format!("{ENV_SHARD_PREFIX}{i}");
+            let json = data
+                .get(&key)
+                .ok_or_else(|| format!("{}: no {key}", cm.name_any()))?;
+            serde_json::from_str(json).map_err(|e| format!("{}: {key}: {e}", cm.name_any()))
+        })
+        .collect()
+}
+
+/// How many shards a Job runs: its completions when Indexed, else 1.
+pub fn job_shards(job: &Job) -> usize {
+    job.spec
+        .as_ref()
+        .filter(|s| s.completion_mode.as_deref() == Some("Indexed"))
+        .and_then(|s| s.completions)
+        .map_or(1, |c| c.max(1) as usize)
+}
+
+/// Whether an upload naming `shard` fits an attempt of `shards` shards: a sharded attempt's
+/// uploads name their index, an unsharded one's none.
+pub fn check_shard_upload(shards: usize, shard: Option<u32>) -> Result<(), String> {
+    match shard {
+        None if shards > 1 => Err(format!(
+            "the attempt runs as {shards} shards: say which one sent the results (?shard=<index>)"
+        )),
+        Some(i) if shards <= 1 && i > 0 => Err(format!("the attempt is not sharded: there is no shard {i}")),
+        Some(i) if i as usize >= shards.max(1) => Err(format!(
+            "shard {i} does not exist: the attempt has {shards} (0 to {})",
+            shards - 1
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The completion index of a pod of an Indexed Job.
+pub fn pod_completion_index(pod: &Pod) -> Option<u32> {
+    pod.metadata
+        .annotations
+        .as_ref()?
+        .get(ANNOTATION_COMPLETION_INDEX)?
+        .parse()
+        .ok()
 }
 
 /// The Secret holding a run's upload token.
@@ -376,6 +613,21 @@ pub fn pod_launch_failure(pod: &Pod) -> Option<String> {
         })
 }
 
+/// When the test container terminated, if it has.
+pub fn pod_ended_at(pod: &Pod) -> Option<DateTime<Utc>> {
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .iter()
+        .flatten()
+        .find(|c| c.name == TEST_CONTAINER)?
+        .state
+        .as_ref()?
+        .terminated
+        .as_ref()
+        .map(|t| t.finished_at.as_ref().map_or_else(Utc::now, chrono_time))
+}
+
 /// The test container's exit code, once it terminated.
 pub fn pod_exit_code(pod: &Pod) -> Option<i32> {
     pod.status
@@ -478,6 +730,7 @@ mod tests {
                 selection: &selection,
                 reruns: &[],
                 timeout: Duration::from_secs(600),
+                shards: 1,
             },
             &settings(),
         );
@@ -523,6 +776,7 @@ mod tests {
                 selection: &selection,
                 reruns: &[],
                 timeout: Duration::from_secs(60),
+                shards: 1,
             },
             &settings(),
         );
@@ -582,6 +836,7 @@ mod tests {
                 selection: &selection,
                 reruns: &reruns,
                 timeout: Duration::from_secs(60),
+                shards: 1,
             },
             &settings(),
         );
@@ -606,11 +861,122 @@ mod tests {
             selection: &selection,
             reruns: &[],
             timeout: Duration::from_secs(60),
+            shards: 1,
         };
         assert_eq!(
             desired_job(&run(), &service(), attempt, &settings()),
             desired_job(&run(), &service(), attempt, &settings())
         );
+    }
+
+    #[test]
+    fn a_sharded_attempt_is_one_indexed_job_whose_indexes_read_their_own_argv() {
+        let packs = vec!["api".to_string(), "basic".into(), "slow".into()];
+        let selection = Selection::all(packs.clone());
+        let mut attempt = JobAttempt {
+            seq: 1,
+            number: 1,
+            selection: &selection,
+            reruns: &[],
+            timeout: Duration::from_secs(60),
+            shards: 1,
+        };
+        let split = crate::shard::split_first(None, &packs, &Default::default(), "", 3);
+        let launches = shard_launches(&run(), &service(), attempt, &split, |_| None);
+        assert_eq!(launches.len(), 3);
+        assert_eq!(launches[2].items, ["slow"]);
+        assert!(
+            launches[2].argv.contains(&"/suite/slow.test.mjs".to_string()),
+            "{:?}",
+            launches[2].argv
+        );
+        assert!(!launches[2].argv.contains(&"/suite/basic.test.mjs".to_string()));
+        assert_eq!(
+            launches[2].env,
+            [
+                ("TOMATO_TESTS".to_string(), String::new()),
+                ("TOMATO_PACKS".into(), "slow".into())
+            ]
+        );
+
+        let cm = shards_config_map(&run(), 1, &launches);
+        assert_eq!(cm.metadata.name.as_deref(), Some("demo-x7k2q9bd-shards-1"));
+        assert_eq!(cm.immutable, Some(true));
+        assert_eq!(read_shards(&cm).unwrap(), launches);
+
+        attempt.shards = 3;
+        let job = desired_job(&run(), &service(), attempt, &settings());
+        let spec = job.spec.as_ref().unwrap();
+        assert_eq!(spec.completion_mode.as_deref(), Some("Indexed"));
+        assert_eq!((spec.completions, spec.parallelism), (Some(3), Some(3)));
+        // One crashing index is not retried and does not end the others.
+        assert_eq!(spec.backoff_limit_per_index, Some(0));
+        assert_eq!((spec.backoff_limit, spec.max_failed_indexes), (None, None));
+        assert_eq!(job_shards(&job), 3);
+        let c = container(&job);
+        assert_eq!(c.command.as_deref().unwrap(), [EXEC_PATH, "exec", "--sharded"]);
+        let from = c.env_from.as_ref().unwrap()[0].config_map_ref.as_ref().unwrap();
+        assert_eq!(from.name, "demo-x7k2q9bd-shards-1");
+        assert_eq!(env_of(&job, "TOMATO_SHARDS").value.as_deref(), Some("3"));
+        assert!(c.env.as_ref().unwrap().iter().all(|e| e.name != "TOMATO_TESTS"));
+    }
+
+    #[test]
+    fn a_large_rerun_is_sharded_by_its_failed_tests_each_index_selecting_its_own() {
+        let ids: Vec<String> = (0..25).map(|i| format!("t{i:02}")).collect();
+        let cases: Vec<Case> = ids.iter().map(|id| Case::failed("", id, None)).collect();
+        let by_id: std::collections::HashMap<&str, &Case> =
+            ids.iter().map(String::as_str).zip(cases.iter()).collect();
+        let selection = Selection::failed(vec!["basic".into()], 1, ids.clone());
+        let attempt = JobAttempt {
+            seq: 2,
+            number: 2,
+            selection: &selection,
+            reruns: &[],
+            timeout: Duration::from_secs(60),
+            shards: 2,
+        };
+        let split = crate::shard::split_rerun(&ids, &Default::default(), 4);
+        assert_eq!(split.shards.len(), 2, "one shard per 10 tests");
+        let launches = shard_launches(&run(), &service(), attempt, &split, |id| by_id.get(id).copied());
+        for l in &launches {
+            let patterns: Vec<&String> = l
+                .argv
+                .iter()
+                .filter(|a| a.starts_with("--test-name-pattern"))
+                .collect();
+            assert_eq!(patterns.len(), l.items.len(), "{:?}", l.argv);
+            let tests = &l.env.iter().find(|(k, _)| k == "TOMATO_TESTS").unwrap().1;
+            assert_eq!(tests.lines().collect::<Vec<_>>(), l.items);
+        }
+        assert_eq!(launches.iter().map(|l| l.items.len()).sum::<usize>(), 25);
+    }
+
+    #[test]
+    fn shards_too_large_for_a_pods_environment_do_not_fit() {
+        let launch = |tests: usize| ShardLaunch {
+            argv: vec!["pytest".into()],
+            env: vec![],
+            unit: "tests".into(),
+            items: (0..tests)
+                .map(|i| format!("tests/test_{i:06}.py::test_something"))
+                .collect(),
+            expected_seconds: None,
+        };
+        assert!(shards_fit(&[launch(100), launch(100)]).is_ok());
+        let err = shards_fit(&[launch(100), launch(5000)]).unwrap_err();
+        assert!(err.starts_with("shard 1 is"), "{err}");
+        let many: Vec<ShardLaunch> = (0..10).map(|_| launch(3000)).collect();
+        assert!(shards_fit(&many).unwrap_err().contains("ConfigMap"));
+    }
+
+    #[test]
+    fn an_upload_names_its_shard_exactly_when_the_attempt_is_sharded() {
+        assert!(check_shard_upload(1, None).is_ok());
+        assert!(check_shard_upload(3, Some(2)).is_ok());
+        assert!(check_shard_upload(3, None).unwrap_err().contains("?shard="));
+        assert!(check_shard_upload(3, Some(3)).unwrap_err().contains("0 to 2"));
+        assert!(check_shard_upload(1, Some(1)).is_err());
     }
 
     #[test]

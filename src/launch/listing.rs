@@ -13,6 +13,8 @@ pub struct ListPlan {
     pub unit: Unit,
     /// pytest's output: only node ids count (it adds a summary and warnings).
     pub pytest: bool,
+    /// `go test -list -json`'s events: each test name with its package.
+    pub go: bool,
     /// The service's `launch.env` (the runner may need it to import the suite).
     pub env: Vec<(String, String)>,
 }
@@ -63,6 +65,7 @@ pub fn list_plan(svc: &Service, stand: &str, packs: &[String]) -> Option<ListPla
         argv,
         unit,
         pytest,
+        go: svc.launch.list.is_none() && svc.runner == Some(crate::packs::Runner::Go),
         env: svc
             .launch
             .env
@@ -94,6 +97,25 @@ mod tests {
         assert!(p.argv.contains(&"--collect-only".to_string()));
         assert_eq!(p.argv.last().unwrap(), &format!("{dir}/tests/test_core.py"));
         assert!(p.argv.contains(&format!("--rootdir={dir}")));
+    }
+
+    #[test]
+    fn the_go_preset_lists_with_json_events_to_know_each_tests_package() {
+        let cfg = config();
+        let mut svc = (**cfg.service("demo-py").unwrap()).clone();
+        svc.runner = Some(crate::packs::Runner::Go);
+        svc.launch.list = None;
+        svc.rerun.select = Some(crate::packs::Runner::Go);
+        svc.rerun.args.clear();
+        let p = list_plan(&svc, "localhost", &["core".into()]).unwrap();
+        assert_eq!(p.unit, Unit::Tests);
+        assert!(p.go && !p.pytest);
+        assert_eq!(&p.argv[..3], ["go", "test", "-C"]);
+        assert!(
+            p.argv.windows(3).any(|w| w == ["-list", ".*", "-json"]),
+            "{:?}",
+            p.argv
+        );
     }
 
     #[test]

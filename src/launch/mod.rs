@@ -57,6 +57,51 @@ pub struct AttemptRef<'a> {
     pub timeout: Duration,
 }
 
+/// What one shard of an attempt is given, in the runner's terms: packs, files or tests.
+pub struct ShardGiven<'a> {
+    pub packs: Vec<String>,
+    pub files: Vec<String>,
+    pub reruns: Vec<RerunTest<'a>>,
+}
+
+/// What a shard whose split `unit` gave it `items` runs, for an attempt over `packs`: whole
+/// packs, the packs' files in place of their selectors, or tests selected like a rerun's
+/// (`case_of` gives each test's case; one without is left out). Both drivers build shards
+/// with it, so a shard runs the same argv as a local process or as a Job's completion.
+pub fn shard_given<'a>(
+    unit: crate::shard::Unit,
+    items: &'a [String],
+    packs: &[String],
+    case_of: impl Fn(&str) -> Option<&'a Case>,
+) -> ShardGiven<'a> {
+    use crate::shard::Unit;
+    match unit {
+        Unit::Packs => ShardGiven {
+            packs: items.to_vec(),
+            files: Vec::new(),
+            reruns: Vec::new(),
+        },
+        Unit::Files => ShardGiven {
+            packs: packs.to_vec(),
+            files: items.to_vec(),
+            reruns: Vec::new(),
+        },
+        Unit::Tests => ShardGiven {
+            packs: packs.to_vec(),
+            files: Vec::new(),
+            reruns: items
+                .iter()
+                .filter_map(|id| {
+                    Some(RerunTest {
+                        id,
+                        case: case_of(id)?,
+                    })
+                })
+                .collect(),
+        },
+    }
+}
+
 /// The tests a selection re-runs, each with the case it failed with (none for a full run).
 pub fn reruns<'a>(selection: &Selection, merged: &'a [MergedTest]) -> Vec<RerunTest<'a>> {
     if selection.kind == SelectionKind::All {

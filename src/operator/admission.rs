@@ -100,11 +100,11 @@ async fn pass(store: &Store<TestRun>, ctx: &Context) {
                 && ctx.config.check_run(&run.spec.template).is_ok();
             if queued && admitted.contains(&key) {
                 still_pending.insert(key);
-                entries.push(entry(run, true, ONE_JOB));
+                entries.push(entry(run, true, queue::slots(&ctx.config, run)));
             } else if queued {
-                entries.push(entry(run, false, ONE_JOB));
+                entries.push(entry(run, false, queue::slots(&ctx.config, run)));
             } else if phase.is_active() {
-                entries.push(entry(run, true, ONE_JOB));
+                entries.push(entry(run, true, queue::slots(&ctx.config, run)));
             }
         }
         let decision = queue::admit(&entries, ctx.config.as_ref());
@@ -158,10 +158,6 @@ async fn pass(store: &Store<TestRun>, ctx: &Context) {
         .expect("the admission lock is never held across a panic")
         .retain(|k| still_pending.contains(k));
 }
-
-/// Slots a run takes in operator mode: its attempts run as one Job each (the operator does not
-/// split attempts into shards yet), so one, whatever `shards` says.
-const ONE_JOB: u32 = 1;
 
 fn entry(run: &TestRun, active: bool, slots: u32) -> Entry {
     Entry {

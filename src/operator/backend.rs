@@ -480,6 +480,7 @@ impl Backend for KubeBackend {
         namespace: Option<&str>,
         name: &str,
         seq: usize,
+        shard: Option<u32>,
         token: &str,
         results: AttemptResults,
     ) -> Result<(), UploadError> {
@@ -507,8 +508,10 @@ impl Backend for KubeBackend {
             .as_ref()
             .map(|s| s.attempts.clone())
             .unwrap_or_default();
-        match attempts.get(seq.wrapping_sub(1)) {
-            Some(a) if a.state == AttemptState::Running => {}
+        // How many shards the attempt has (1: unsharded), from its status or, before that is
+        // written, from its Job's completions.
+        let shards = match attempts.get(seq.wrapping_sub(1)) {
+            Some(a) if a.state == AttemptState::Running => a.shards.len().max(1),
             Some(a) => {
                 return Err(UploadError::Conflict(format!(
                     "attempt {seq} of {name} is {:?}: its results are no longer expected",
@@ -518,19 +521,26 @@ impl Backend for KubeBackend {
             // Launched but not recorded yet (the Job was created, the status write is pending).
             None if seq == attempts.len() + 1 => {
                 let jobs: Api<Job> = Api::namespaced(self.client.clone(), ns);
-                if jobs.get_opt(&job_name(name, seq)).await.map_err(store)?.is_none() {
+                let Some(job) = jobs.get_opt(&job_name(name, seq)).await.map_err(store)? else {
                     return Err(UploadError::NotFound(format!("run {name} has no attempt {seq}")));
-                }
+                };
+                crate::launch::job::job_shards(&job)
             }
             None => return Err(UploadError::NotFound(format!("run {name} has no attempt {seq}"))),
-        }
-        let maps = results::pack(&run, seq, &results).map_err(|e| UploadError::Invalid(e.to_string()))?;
+        };
+        crate::launch::job::check_shard_upload(shards, shard).map_err(UploadError::Invalid)?;
+        let shard = shard.filter(|_| shards > 1);
+        let maps =
+            results::pack_for(&run, seq, shard, &results).map_err(|e| UploadError::Invalid(e.to_string()))?;
         let api = Api::namespaced(self.client.clone(), ns);
         match results::store(&api, maps).await {
             Ok(Stored::Created) => Ok(()),
-            Ok(Stored::AlreadyThere) => Err(UploadError::Conflict(format!(
-                "the results of attempt {seq} of {name} were already recorded"
-            ))),
+            Ok(Stored::AlreadyThere) => Err(UploadError::Conflict(match shard {
+                Some(i) => {
+                    format!("the results of shard {i} of attempt {seq} of {name} were already recorded")
+                }
+                None => format!("the results of attempt {seq} of {name} were already recorded"),
+            })),
             Err(e) => Err(UploadError::Store(e.to_string())),
         }
     }

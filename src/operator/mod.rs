@@ -8,7 +8,8 @@
 //! - [`regression`]: the Regression controller (the same reconcile as standalone mode's);
 //! - [`lease`]: leader election, so that of several replicas exactly one reconciles;
 //! - [`backend`]: the HTTP side's reads (a reflector store) and writes;
-//! - [`results`]: attempt results kept as ConfigMaps owned by the run.
+//! - [`results`]: attempt results kept as ConfigMaps owned by the run;
+//! - [`shards`]: a sharded attempt's Indexed Job, its shards' progress and their merge.
 //!
 //! Every replica serves the API; only the lease holder runs the controllers. Losing the lease
 //! stops them at once, and the replica keeps serving and waiting for its turn.
@@ -20,6 +21,7 @@ pub mod lease;
 pub mod regression;
 pub mod results;
 pub mod schedule;
+pub mod shards;
 pub mod testrun;
 
 use std::net::SocketAddr;

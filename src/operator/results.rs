@@ -45,6 +45,10 @@ const ANNOTATION_SOURCE: &str = "tomato.dev/source";
 const ANNOTATION_MESSAGE: &str = "tomato.dev/message";
 const ANNOTATION_LOG_CUT: &str = "tomato.dev/log-cut-bytes";
 const LOG_FILE: &str = "output.log.gz";
+/// The tests a merged sharded attempt owes (given to a shard that did not report them).
+const OWED_FILE: &str = "owed.json.gz";
+/// Label giving the completion index of a shard's own results (absent on an attempt's).
+pub const LABEL_SHARD: &str = "tomato.dev/shard";
 
 /// Who reported the results.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +81,19 @@ pub struct AttemptResults {
     pub log: Vec<u8>,
     /// Why the results look the way they do (the fallback's explanation).
     pub message: Option<String>,
+    /// Tests a shard was given but did not report, each with why (a merged sharded attempt
+    /// only): read back as broken results, exactly as standalone mode records them.
+    pub owed: Vec<Owed>,
+}
+
+/// A test owed by a shard that crashed, timed out or never reported ([`crate::shard::unreported`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Owed {
+    pub id: String,
+    pub message: String,
+    /// The failure kind ([`crate::shard::UNREPORTED_ITEM`] for an owed pack or file).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub kind: String,
 }
 
 /// Stored results, read back.
@@ -90,6 +107,7 @@ pub struct StoredResults {
     log_gz: Vec<u8>,
     /// Bytes cut from the start of the log.
     pub log_cut: u64,
+    pub owed: Vec<Owed>,
 }
 
 /// Why results could not be stored or read.
@@ -106,6 +124,12 @@ pub enum ResultsError {
 /// The primary results ConfigMap of a run's `seq`-th launch.
 pub fn results_name(run: &str, seq: usize) -> String {
     bounded(run, &format!("-results-{seq}"), 253)
+}
+
+/// The primary results ConfigMap of shard `index` of a run's `seq`-th launch (what its pod
+/// uploaded); the attempt's own ([`results_name`]) is their merge.
+pub fn shard_results_name(run: &str, seq: usize, index: u32) -> String {
+    bounded(run, &format!("-results-{seq}-shard-{index}"), 253)
 }
 
 /// Compresses bytes (JUnit as `tomato exec` sends it, or a log).
@@ -126,6 +150,16 @@ fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, String> {
 /// The ConfigMaps that store `results` of `run`'s `seq`-th launch; the primary comes last
 /// (write them in order). Pure.
 pub fn pack(run: &TestRun, seq: usize, results: &AttemptResults) -> Result<Vec<ConfigMap>, ResultsError> {
+    pack_for(run, seq, None, results)
+}
+
+/// [`pack`] for the launch's own results (`shard` none) or one shard's. Pure.
+pub fn pack_for(
+    run: &TestRun,
+    seq: usize,
+    shard: Option<u32>,
+    results: &AttemptResults,
+) -> Result<Vec<ConfigMap>, ResultsError> {
     let run_name = run.name_any();
     let cut = results.log.len().saturating_sub(LOG_TAIL_BYTES);
     let mut files: Vec<(String, Vec<u8>)> = results
@@ -135,6 +169,10 @@ pub fn pack(run: &TestRun, seq: usize, results: &AttemptResults) -> Result<Vec<C
         .map(|(i, j)| (format!("junit-{i}.xml.gz"), j.clone()))
         .collect();
     files.push((LOG_FILE.into(), gzip(&results.log[cut..])));
+    if !results.owed.is_empty() {
+        let json = serde_json::to_vec(&results.owed).map_err(|e| ResultsError::Damaged(e.to_string()))?;
+        files.push((OWED_FILE.into(), gzip(&json)));
+    }
 
     // Split files into parts and pack parts into ConfigMaps (first fit, in order).
     let mut maps: Vec<BTreeMap<String, ByteString>> = vec![BTreeMap::new()];
@@ -167,17 +205,26 @@ pub fn pack(run: &TestRun, seq: usize, results: &AttemptResults) -> Result<Vec<C
         )));
     }
 
-    let primary = results_name(&run_name, seq);
+    let primary = match shard {
+        Some(i) => shard_results_name(&run_name, seq, i),
+        None => results_name(&run_name, seq),
+    };
     let extra = maps.len() - 1;
     let meta = |name: String, kind: &str, annotations: BTreeMap<String, String>| ObjectMeta {
         name: Some(name),
         namespace: run.metadata.namespace.clone(),
-        labels: Some(BTreeMap::from([
-            (LABEL_RUN.to_string(), label_value(&run_name)),
-            (LABEL_LAUNCH.to_string(), seq.to_string()),
-            (LABEL_RESULTS.to_string(), kind.to_string()),
-            ("app.kubernetes.io/managed-by".to_string(), "tomato".to_string()),
-        ])),
+        labels: Some({
+            let mut labels = BTreeMap::from([
+                (LABEL_RUN.to_string(), label_value(&run_name)),
+                (LABEL_LAUNCH.to_string(), seq.to_string()),
+                (LABEL_RESULTS.to_string(), kind.to_string()),
+                ("app.kubernetes.io/managed-by".to_string(), "tomato".to_string()),
+            ]);
+            if let Some(i) = shard {
+                labels.insert(LABEL_SHARD.to_string(), i.to_string());
+            }
+            labels
+        }),
         annotations: (!annotations.is_empty()).then_some(annotations),
         owner_references: run.controller_owner_ref(&()).map(|r| vec![r]),
         ..Default::default()
@@ -248,6 +295,7 @@ pub fn unpack(primary: &ConfigMap, parts: &[ConfigMap]) -> Result<StoredResults,
     }
     let mut junit_gz = Vec::new();
     let mut log_gz = Vec::new();
+    let mut owed = Vec::new();
     for entry in files.split(',').filter(|e| !e.is_empty()) {
         let (name, count) = entry
             .rsplit_once(':')
@@ -264,6 +312,9 @@ pub fn unpack(primary: &ConfigMap, parts: &[ConfigMap]) -> Result<StoredResults,
         }
         if name == LOG_FILE {
             log_gz = bytes;
+        } else if name == OWED_FILE {
+            let json = gunzip(&bytes).map_err(&damaged)?;
+            owed = serde_json::from_slice(&json).map_err(|e| damaged(format!("{OWED_FILE}: {e}")))?;
         } else {
             junit_gz.push(bytes);
         }
@@ -281,6 +332,7 @@ pub fn unpack(primary: &ConfigMap, parts: &[ConfigMap]) -> Result<StoredResults,
         junit_gz,
         log_gz,
         log_cut: get(ANNOTATION_LOG_CUT).and_then(|v| v.parse().ok()).unwrap_or(0),
+        owed,
     })
 }
 
@@ -292,6 +344,11 @@ impl StoredResults {
         }
         let bytes = gunzip(&self.log_gz).map_err(ResultsError::Damaged)?;
         Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// The JUnit reports as stored (gzip'd), for merging shards' results.
+    pub fn junit_parts(&self) -> &[Vec<u8>] {
+        &self.junit_gz
     }
 
     /// Whether any JUnit report came.
@@ -311,7 +368,7 @@ impl StoredResults {
     /// Parses the JUnit report(s) of attempt `number` into results with test ids. Streams
     /// through the decompressor: a large report never sits in memory whole.
     pub fn parse(&self, number: u32, style: &TestIdStyle) -> (ReportRead, Vec<AttemptResult>) {
-        if self.junit_gz.is_empty() {
+        if self.junit_gz.is_empty() && self.owed.is_empty() {
             return (ReportRead::Missing, Vec::new());
         }
         let mut cases = Vec::new();
@@ -326,8 +383,27 @@ impl StoredResults {
                 return (ReportRead::Invalid(format!("{which}{e}")), Vec::new());
             }
         }
-        let results = results::assign_ids(number, cases, style);
+        let mut results = results::assign_ids(number, cases, style);
+        results.extend(self.owed_results(number));
         (ReportRead::Found(results.len()), results)
+    }
+
+    /// The owed tests as broken results of attempt `number`.
+    pub fn owed_results(&self, number: u32) -> Vec<AttemptResult> {
+        self.owed
+            .iter()
+            .map(|o| {
+                let mut case = results::Case::failed("", &o.id, None);
+                case.status = results::CaseStatus::Errored;
+                case.message = o.message.clone();
+                case.kind = o.kind.clone();
+                AttemptResult {
+                    attempt: number,
+                    id: o.id.clone(),
+                    case,
+                }
+            })
+            .collect()
     }
 }
 
@@ -460,15 +536,34 @@ pub async fn load(
     run: &str,
     seq: usize,
 ) -> Result<Option<StoredResults>, ResultsError> {
-    let Some(primary) = api.get_opt(&results_name(run, seq)).await? else {
+    load_for(api, run, seq, None).await
+}
+
+/// Reads the stored results of a launch (`shard` none) or of one of its shards, if stored.
+pub async fn load_for(
+    api: &Api<ConfigMap>,
+    run: &str,
+    seq: usize,
+    shard: Option<u32>,
+) -> Result<Option<StoredResults>, ResultsError> {
+    let name = match shard {
+        Some(i) => shard_results_name(run, seq, i),
+        None => results_name(run, seq),
+    };
+    let Some(primary) = api.get_opt(&name).await? else {
         return Ok(None);
     };
     // Most results fit the primary; only when they do not are parts looked up.
     if let Ok(stored) = unpack(&primary, &[]) {
         return Ok(Some(stored));
     }
+    // The launch's parts and each shard's are told apart by the shard label.
+    let shard_selector = match shard {
+        Some(i) => format!("{LABEL_SHARD}={i}"),
+        None => format!("!{LABEL_SHARD}"),
+    };
     let selector = format!(
-        "{LABEL_RUN}={},{LABEL_LAUNCH}={seq},{LABEL_RESULTS}=part",
+        "{LABEL_RUN}={},{LABEL_LAUNCH}={seq},{LABEL_RESULTS}=part,{shard_selector}",
         label_value(run)
     );
     let parts = api.list(&ListParams::default().labels(&selector)).await?.items;
@@ -596,6 +691,7 @@ mod tests {
             junit_gz: vec![gzip(&sample())],
             log: b"line 1\nline 2\n".to_vec(),
             message: None,
+            owed: vec![],
         };
         let maps = pack(&run(), 1, &results).unwrap();
         assert_eq!(maps.len(), 1);
@@ -625,6 +721,7 @@ mod tests {
             junit_gz: vec![noise.clone(), gzip(&sample())],
             log: vec![b'x'; 10],
             message: None,
+            owed: vec![],
         };
         let maps = pack(&run(), 3, &results).unwrap();
         assert!(maps.len() >= 4, "{} maps", maps.len());
@@ -655,6 +752,7 @@ mod tests {
             junit_gz: vec![],
             log,
             message: Some("tomato exec uploaded nothing".into()),
+            owed: vec![],
         };
         let maps = pack(&run(), 1, &results).unwrap();
         let back = unpack(maps.last().unwrap(), &maps[..maps.len() - 1]).unwrap();
@@ -673,6 +771,7 @@ mod tests {
             junit_gz: vec![gzip(b"<html>oops</html>")],
             log: vec![],
             message: None,
+            owed: vec![],
         };
         let maps = pack(&run(), 1, &results).unwrap();
         let back = unpack(&maps[0], &[]).unwrap();

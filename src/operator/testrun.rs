@@ -31,7 +31,8 @@ use crate::core::{AttemptEnd, Next, Step};
 use crate::crd::{Attempt, AttemptState, DeliveryState, LABEL_RUN, Phase, TestRun, Verdict};
 use crate::launch::job::{
     JobAttempt, JobState, LABEL_JOB_NAME, TEST_CONTAINER, TOKEN_KEY, desired_job, job_name, job_state,
-    label_value, pod_exit_code, pod_launch_failure, token_secret_name,
+    label_value, pod_completion_index, pod_exit_code, pod_launch_failure, read_shards, shard_launches,
+    shards_config_map, token_secret_name,
 };
 use crate::packs::Service;
 use crate::report::delivery;
@@ -150,18 +151,21 @@ async fn launch(
     let seq = run.status.as_ref().map_or(0, |s| s.attempts.len()) + 1;
     let reruns = crate::launch::reruns(&selection, merged);
     let timeout = crate::launch::timeout_of(run, svc);
-    let job = desired_job(
-        run,
-        svc,
-        JobAttempt {
-            seq,
-            number,
-            selection: &selection,
-            reruns: &reruns,
-            timeout,
-        },
-        &ctx.jobs,
-    );
+    let mut attempt = JobAttempt {
+        seq,
+        number,
+        selection: &selection,
+        reruns: &reruns,
+        timeout,
+        shards: 1,
+    };
+    // A sharded attempt: what each index runs goes into its ConfigMap before the Job exists.
+    let launches = match crate::shard::shards_for(run, svc, &selection) {
+        Some(n) => ensure_shards(run, ctx, svc, attempt, &reruns, n).await?,
+        None => Vec::new(),
+    };
+    attempt.shards = launches.len().max(1);
+    let job = desired_job(run, svc, attempt, &ctx.jobs);
     let job_name = job.name_any();
     let jobs: Api<Job> = ctx.api(&ns);
     jobs.patch(
@@ -171,8 +175,13 @@ async fn launch(
     )
     .await?;
     let tests = reruns.len();
+    let now = Utc::now();
+    let shards = super::shards::initial_statuses(&job_name, &launches, now);
     write_status(&ctx.client, run, |st| {
-        st.begin_attempt(number, selection, job_name.clone(), Utc::now())
+        st.begin_attempt(number, selection, job_name.clone(), now);
+        if let Some(a) = st.attempts.last_mut() {
+            a.shards = shards;
+        }
     })
     .await?;
     info!(
@@ -183,13 +192,65 @@ async fn launch(
         tests,
         "attempt started"
     );
-    let note = if number == 1 {
-        format!("attempt 1 started as Job {job_name}")
+    let split = if launches.len() > 1 {
+        format!(" ({} shards)", launches.len())
     } else {
-        format!("attempt {number} started as Job {job_name}, re-running {tests} failed test(s)")
+        String::new()
+    };
+    let note = if number == 1 {
+        format!("attempt 1 started as Job {job_name}{split}")
+    } else {
+        format!("attempt {number} started as Job {job_name}{split}, re-running {tests} failed test(s)")
     };
     ctx.event(run, false, "AttemptStarted", note).await;
     Ok(Action::requeue(ctx.timing.poll))
+}
+
+/// The shards of a sharded launch, from its ConfigMap: created now from the split, or — when
+/// a crash came between creating it and recording the launch — read back as it was created,
+/// so the Job and the status follow the split the Job may already run. Operator mode cannot
+/// run a listing command (the suite lives in its image), so attempt 1 is split by pack; a
+/// large rerun by its failed tests. No durations are recorded in operator mode yet, so the
+/// split spreads items evenly. Fewer than two shards (one pack) is an unsharded launch.
+async fn ensure_shards(
+    run: &TestRun,
+    ctx: &Context,
+    svc: &Service,
+    attempt: JobAttempt<'_>,
+    reruns: &[crate::launch::RerunTest<'_>],
+    n: usize,
+) -> Result<Vec<crate::launch::job::ShardLaunch>, Error> {
+    let none = HashMap::new();
+    let split = match attempt.selection.kind {
+        crate::crd::SelectionKind::Failed => crate::shard::split_rerun(&attempt.selection.tests, &none, n),
+        crate::crd::SelectionKind::All => {
+            crate::shard::split_first(None, &attempt.selection.packs, &none, "", n)
+        }
+    };
+    if split.shards.len() < 2 {
+        return Ok(Vec::new());
+    }
+    let cases: HashMap<&str, &crate::results::Case> = reruns.iter().map(|r| (r.id, r.case)).collect();
+    let launches = shard_launches(run, svc, attempt, &split, |id| cases.get(id).copied());
+    if let Err(why) = crate::launch::job::shards_fit(&launches) {
+        warn!(
+            run = run.name_any(),
+            attempt = attempt.number,
+            why,
+            "running the attempt unsharded"
+        );
+        return Ok(Vec::new());
+    }
+    let cm = shards_config_map(run, attempt.seq, &launches);
+    let maps: Api<ConfigMap> = ctx.api(&run.namespace().unwrap_or_default());
+    match maps.create(&PostParams::default(), &cm).await {
+        Ok(_) => Ok(launches),
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            let existing = maps.get(&cm.name_any()).await?;
+            read_shards(&existing).map_err(Error::Waiting)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Creates the run's upload token Secret once; an existing one is kept (a new token would
@@ -238,6 +299,15 @@ async fn observe(
     if let Some(stored) = ctx.results.load(&ctx.client, run, seq).await? {
         return end_attempt(run, ctx, svc, attempt, &stored, state.as_ref()).await;
     }
+    if let (Some(job), Some(state), false) = (&job, &state, attempt.shards.is_empty()) {
+        let pods = job_pods(ctx, &ns, &job_name).await?;
+        if *state == JobState::Active
+            && let Some(why) = pods.iter().find_map(pod_launch_failure)
+        {
+            return launch_failed(run, ctx, svc, attempt, &jobs, &job_name, why).await;
+        }
+        return super::shards::observe(run, ctx, svc, seq, attempt, job, state, &pods).await;
+    }
     match state {
         None => {
             let why = format!("its Job {job_name} disappeared before it reported; launched again");
@@ -251,16 +321,7 @@ async fn observe(
         Some(JobState::Active) => {
             let pods = job_pods(ctx, &ns, &job_name).await?;
             if let Some(why) = pods.iter().find_map(pod_launch_failure) {
-                stop_job(&jobs, &job_name).await?;
-                let end = AttemptEnd {
-                    number: attempt.number,
-                    state: AttemptState::LaunchFailed,
-                    exit_code: None,
-                    report: crate::core::ReportRead::Missing,
-                    message: Some(why),
-                    runner_error: None,
-                };
-                return record(run, ctx, svc, &end).await;
+                return launch_failed(run, ctx, svc, attempt, &jobs, &job_name, why).await;
             }
             Ok(Action::requeue(ctx.timing.poll))
         }
@@ -270,21 +331,52 @@ async fn observe(
             if waited < ctx.timing.upload_grace {
                 return Ok(Action::requeue(ctx.timing.upload_grace - waited));
             }
-            store_pod_log(run, ctx, seq, &job_name).await?;
+            store_pod_log(run, ctx, seq, &job_name, None).await?;
             Ok(Action::requeue(Duration::from_millis(100)))
         }
     }
 }
 
+/// A pod of the attempt cannot start (its image, a missing Secret): the attempt failed to launch.
+async fn launch_failed(
+    run: &TestRun,
+    ctx: &Context,
+    svc: &Service,
+    attempt: &Attempt,
+    jobs: &Api<Job>,
+    job_name: &str,
+    why: String,
+) -> Result<Action, Error> {
+    stop_job(jobs, job_name).await?;
+    let end = AttemptEnd {
+        number: attempt.number,
+        state: AttemptState::LaunchFailed,
+        exit_code: None,
+        report: crate::core::ReportRead::Missing,
+        message: Some(why),
+        runner_error: None,
+    };
+    record(run, ctx, svc, &end).await
+}
+
 /// Lines of a pod's log read when no upload came.
 const POD_LOG_TAIL_LINES: i64 = 50_000;
 
-/// No upload came: record the pod's log (and exit code) as the attempt's results.
-async fn store_pod_log(run: &TestRun, ctx: &Context, seq: usize, job_name: &str) -> Result<(), Error> {
+/// No upload came: record the pod's log (and exit code) as the attempt's results, or as
+/// shard `shard`'s (the pod of that completion index).
+pub(super) async fn store_pod_log(
+    run: &TestRun,
+    ctx: &Context,
+    seq: usize,
+    job_name: &str,
+    shard: Option<u32>,
+) -> Result<(), Error> {
     let ns = run.namespace().unwrap_or_default();
     let pods_api: Api<Pod> = ctx.api(&ns);
     let pods = job_pods(ctx, &ns, job_name).await?;
-    let pod = pods.last();
+    let pod = pods
+        .iter()
+        .rfind(|p| shard.is_none() || pod_completion_index(p) == shard);
     let (log, exit_code) = match pod {
         Some(p) => {
             // The end of the log holds the failures and the summary: ask for its last lines
@@ -312,11 +404,12 @@ async fn store_pod_log(run: &TestRun, ctx: &Context, seq: usize, job_name: &str)
         junit_gz: Vec::new(),
         log: log.into_bytes(),
         message: Some(format!(
-            "tomato exec uploaded no results within {}s of the Job's end; its log was read from the pod",
+            "tomato exec uploaded no results within {}s of the tests' end; its log was read from the pod",
             ctx.timing.upload_grace.as_secs()
         )),
+        owed: Vec::new(),
     };
-    let maps = results::pack(run, seq, &results)?;
+    let maps = results::pack_for(run, seq, shard, &results)?;
     results::store(&ctx.config_maps(&ns), maps).await?;
     Ok(())
 }

@@ -152,6 +152,10 @@ pub struct Rerun {
     /// When `args` is empty and a preset is set, the preset selects the failed tests its
     /// own way (one `-t`/`--grep`/`-Dtest`/`-run` for all of them).
     pub select: Option<Runner>,
+    /// `rerun.eager`: in a sharded attempt, a finished shard's failed tests are rerun at once
+    /// (in the slot it freed) while the other shards still run; the next attempt then runs
+    /// only what was not rerun early. The verdicts are those of a rerun after the attempt.
+    pub eager: bool,
 }
 
 impl Rerun {
@@ -166,7 +170,9 @@ impl Rerun {
     pub fn selects_by_id(&self) -> bool {
         use crate::packs::Var;
         match self.select {
-            Some(r) => r == Runner::Pytest,
+            // Go's selection needs the package and the name, which its listed id
+            // (`{package}::{name}`) holds: see crate::shard::listed_case.
+            Some(r) => matches!(r, Runner::Pytest | Runner::Go),
             None => {
                 !self.args.is_empty()
                     && self.args.iter().all(|t| {

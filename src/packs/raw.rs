@@ -110,6 +110,9 @@ struct RawRerun {
     args: Option<Vec<String>>,
     #[serde(default)]
     include_pack_tests: Option<bool>,
+    /// Rerun the failed tests of a finished shard while the other shards still run.
+    #[serde(default)]
+    eager: bool,
 }
 
 #[derive(Deserialize)]
@@ -343,6 +346,14 @@ pub(super) fn parse_service(config_dir: &Path, file: &Path, text: &str) -> Resul
         .rerun
         .include_pack_tests
         .unwrap_or_else(|| runner.is_some_and(Runner::include_pack_tests));
+    // An eager rerun gives a shard's failed tests to the runner: a service that reruns whole
+    // packs has nothing to start early.
+    if raw.rerun.eager && rerun_args.is_empty() && select.is_none() {
+        p.add(
+            "rerun.eager",
+            "needs a rerun that selects the failed tests (rerun.args or launch.runner)",
+        );
+    }
 
     if raw.packs.is_empty() {
         p.add("packs", "define at least one pack");
@@ -455,6 +466,7 @@ pub(super) fn parse_service(config_dir: &Path, file: &Path, text: &str) -> Resul
                 args: rerun_args,
                 include_pack_tests,
                 select,
+                eager: raw.rerun.eager,
             },
             packs,
             presets: raw.presets,

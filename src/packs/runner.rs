@@ -186,8 +186,9 @@ impl Runner {
 
     /// How the runner lists its tests up front, for shards: the command (templates over
     /// `{dir}`, `{stand}` and `{tests}`, the packs' selectors) and what each line it prints
-    /// is. `None`: the runner cannot list (Maven, Gradle, Node, Playwright; Go's `-list` prints
-    /// names without their packages), and shards split the packs instead.
+    /// is. `None`: the runner cannot list (Maven, Gradle, Node, Playwright), and shards split
+    /// the packs instead. Go lists with `-json`: its plain `-list` prints names without their
+    /// packages, the JSON events name the package of each ([`crate::shard::parse_go_listing`]).
     pub fn list(self) -> Option<(&'static [&'static str], crate::shard::Unit)> {
         match self {
             Runner::Pytest => Some((
@@ -215,6 +216,10 @@ impl Runner {
                     "--projects={dir}",
                 ],
                 crate::shard::Unit::Files,
+            )),
+            Runner::Go => Some((
+                &["go", "test", "-C", "{dir}", "-list", ".*", "-json", "{tests}"],
+                crate::shard::Unit::Tests,
             )),
             _ => None,
         }

@@ -113,6 +113,27 @@ report: {emails: [not-an-address], webhooks: ["ftp://hooks.example.com/s3cret-pa
 }
 
 #[test]
+fn an_eager_rerun_needs_a_rerun_that_selects_the_failed_tests() {
+    let errs = problems(&[(
+        "svc.yaml",
+        "stands: {pattern: localhost}\nlaunch: {command: [r, '{tests}']}\nrerun: {eager: true}\npacks: {a: {tests: [x]}}\n",
+    )]);
+    assert!(
+        errs.contains(
+            &"rerun.eager: needs a rerun that selects the failed tests (rerun.args or launch.runner)"
+                .to_string()
+        ),
+        "{errs:?}"
+    );
+    let cfg = load(&[(
+        "svc.yaml",
+        "stands: {pattern: localhost}\nshards: 2\nlaunch: {runner: pytest}\nrerun: {eager: true}\npacks: {a: {tests: [x]}}\n",
+    )])
+    .unwrap();
+    assert!(cfg.service("svc").unwrap().rerun.eager);
+}
+
+#[test]
 fn shards_are_one_to_64_and_a_run_asks_for_at_most_its_limits() {
     let errs = problems(&[(
         "svc.yaml",

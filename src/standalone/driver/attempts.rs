@@ -62,12 +62,48 @@ impl Driver {
         let dir = attempt_dir(&self.data_dir, &name, seq);
         let junit = dir.join("junit.xml");
         let timeout = crate::launch::timeout_of(run, svc);
-        if let Some(shards) = Self::shards_for(run, svc, &selection) {
+        // Tests rerun eagerly during the attempt this one reruns: adopted, not run again.
+        let skip = match (selection.kind, selection.of_attempt) {
+            (crate::crd::SelectionKind::Failed, Some(of)) if svc.rerun.eager => {
+                let prev = run
+                    .status
+                    .as_ref()
+                    .and_then(|st| st.attempts.iter().rposition(|a| a.number == of))
+                    .map(|i| attempt_dir(&self.data_dir, &name, i + 1));
+                match prev {
+                    Some(prev) => {
+                        let (d, tests, style) =
+                            (dir.clone(), selection.tests.clone(), svc.rerun.test_id.clone());
+                        tokio::task::spawn_blocking(move || {
+                            super::eager::adopt(&prev, &d, &tests, number, &style)
+                        })
+                        .await
+                        .unwrap_or_default()
+                    }
+                    None => HashSet::new(),
+                }
+            }
+            _ => HashSet::new(),
+        };
+        if !skip.is_empty() && selection.tests.iter().all(|t| skip.contains(t)) {
+            return self.adopt_eager(&name, number, selection, dir, svc).await;
+        }
+        let rest = Selection {
+            tests: selection
+                .tests
+                .iter()
+                .filter(|t| !skip.contains(*t))
+                .cloned()
+                .collect(),
+            ..selection.clone()
+        };
+        if let Some(shards) = crate::shard::shards_for(run, svc, &rest) {
             return self
-                .launch_sharded(run, svc, number, selection, merged, dir, timeout, shards)
+                .launch_sharded(run, svc, number, selection, merged, dir, timeout, shards, skip)
                 .await;
         }
-        let reruns = crate::launch::reruns(&selection, merged);
+        let mut reruns = crate::launch::reruns(&selection, merged);
+        reruns.retain(|r| !skip.contains(r.id));
         let plan = plan(
             svc,
             &AttemptRef {
@@ -169,6 +205,60 @@ impl Driver {
                 run: name,
                 end,
                 cancelled,
+            });
+        });
+        Ok(())
+    }
+
+    /// A rerun whose every test was rerun eagerly ([`super::eager`]): no process; the
+    /// attempt is their adopted reports, read as any attempt's are.
+    async fn adopt_eager(
+        &mut self,
+        name: &str,
+        number: u32,
+        selection: Selection,
+        dir: PathBuf,
+        svc: &Service,
+    ) -> Result<(), StoreError> {
+        let tests = selection.tests.len();
+        self.store
+            .update::<TestRun, _>(name, move |r| {
+                r.status.get_or_insert_default().begin_attempt(
+                    number,
+                    selection,
+                    "eager reruns".into(),
+                    Utc::now(),
+                );
+                Ok((true, ()))
+            })
+            .await?;
+        info!(
+            run = name,
+            attempt = number,
+            tests,
+            "every test of the rerun ran eagerly"
+        );
+        self.in_flight.insert(name.to_string(), CancellationToken::new());
+        let (tx, store, test_id, name) = (
+            self.done_tx.clone(),
+            self.store.clone(),
+            svc.rerun.test_id.clone(),
+            name.to_string(),
+        );
+        tokio::spawn(async move {
+            let report = ingest(&store, &name, number, dir, test_id).await;
+            let end = AttemptEnd {
+                number,
+                state: AttemptState::Finished,
+                exit_code: None,
+                report,
+                message: Some("its tests were rerun eagerly, while the attempt before still ran".into()),
+                runner_error: None,
+            };
+            let _ = tx.send(AttemptDone {
+                run: name,
+                end,
+                cancelled: false,
             });
         });
         Ok(())

@@ -38,6 +38,7 @@ use crate::secrets::SecretsDir;
 use crate::store::{ListFilter, SqliteStore, StoreError, created};
 
 mod attempts;
+mod eager;
 mod reporting;
 mod shards;
 

@@ -40,24 +40,14 @@ struct ShardedAttempt {
     extra_env: Vec<(String, crate::secrets::Secret)>,
     owner: String,
     token: CancellationToken,
+    /// `rerun.eager`, when another attempt may follow: that attempt's number, which a
+    /// finished shard's failed tests are rerun as at once ([`super::eager`]).
+    eager_next: Option<u32>,
+    /// A rerun's tests already rerun eagerly (their reports are in `dir/junit/`): not run again.
+    skip: HashSet<String>,
 }
 
 impl Driver {
-    /// Whether attempt `number` with `selection` runs sharded, and into how many shards at
-    /// most: attempt 1 (or its relaunch) when the run gets more than one shard, a rerun
-    /// when it is large enough ([`shard::RERUN_TESTS_PER_SHARD`] tests per shard).
-    pub(super) fn shards_for(run: &TestRun, svc: &Service, selection: &Selection) -> Option<usize> {
-        let n = svc.shard_slots(&run.spec.template) as usize;
-        let sharded = match selection.kind {
-            crate::crd::SelectionKind::All => n > 1,
-            // A service that cannot select tests reruns its whole packs: nothing to split.
-            crate::crd::SelectionKind::Failed => {
-                n > 1 && svc.rerun.selects() && selection.tests.len() / shard::RERUN_TESTS_PER_SHARD >= 2
-            }
-        };
-        sharded.then_some(n)
-    }
-
     /// Starts attempt `number` of `run` as up to `shards` processes.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn launch_sharded(
@@ -70,6 +60,7 @@ impl Driver {
         dir: PathBuf,
         timeout: Duration,
         shards: usize,
+        skip: HashSet<String>,
     ) -> Result<(), StoreError> {
         let name = run.metadata.name.clone().unwrap_or_default();
         let extra_env = match self.secrets.env(&run.spec.template.env) {
@@ -109,6 +100,9 @@ impl Driver {
             extra_env,
             owner: self.store.instance().to_string(),
             token,
+            eager_next: (svc.rerun.eager && number < 1 + u32::from(svc.retries_for(&run.spec.template)))
+                .then_some(number + 1),
+            skip,
         };
         let tx = self.done_tx.clone();
         tokio::spawn(async move {
@@ -120,25 +114,18 @@ impl Driver {
     }
 }
 
-/// What a shard is given, in the runner's terms.
-struct Given<'a> {
-    packs: Vec<String>,
-    files: Vec<String>,
-    reruns: Vec<RerunTest<'a>>,
-}
-
 impl ShardedAttempt {
     async fn run(self) -> AttemptDone {
         let split = self.split().await;
         let unit = split.unit;
         let n = split.shards.len();
-        // Attempt 1's listed tests have no case yet: the id is all a selection needs.
+        // Attempt 1's listed tests have no case yet: what the id holds is all a selection needs.
         let listed: HashMap<&str, Case> = split
             .shards
             .iter()
             .flat_map(|s| s.items.iter())
             .filter(|id| !self.cases.contains_key(id.as_str()))
-            .map(|id| (id.as_str(), Case::failed("", id, None)))
+            .map(|id| (id.as_str(), shard::listed_case(id)))
             .collect();
         let mut statuses = Vec::with_capacity(n);
         let mut waits = FuturesUnordered::new();
@@ -210,7 +197,7 @@ impl ShardedAttempt {
                         &[],
                         &format!("shard {i} could not start: {reason}"),
                     );
-                    count(&mut status, &owed);
+                    shard::count(&mut status, &owed);
                     status.state = ShardState::LaunchFailed;
                     status.finished_at = Some(Utc::now());
                     status.message = Some(reason);
@@ -241,6 +228,7 @@ impl ShardedAttempt {
             .collect();
         let mut cancelled = false;
         let mut timed_out = 0;
+        let mut eager = FuturesUnordered::new();
         let mut exit_code = None;
         while let Some((i, exit, sdir, reports, started)) = waits.next().await {
             let items = &split.shards[i].items;
@@ -265,8 +253,8 @@ impl ShardedAttempt {
             }
             let owed = shard::unreported(number, unit, items, &reported, &why);
             let status = &mut statuses[i];
-            count(status, &reported);
-            count(status, &owed);
+            shard::count(status, &reported);
+            shard::count(status, &owed);
             status.finished_at = Some(Utc::now());
             status.exit_code = match exit {
                 Exit::Code(c) => Some(c),
@@ -301,8 +289,41 @@ impl ShardedAttempt {
                 }
             })
             .await;
+            // Other shards still run: this one's failures need not wait for them.
+            if let Some(next) = self.eager_next
+                && !waits.is_empty()
+                && !self.token.is_cancelled()
+            {
+                let owed_tests: &[AttemptResult] = if unit == Unit::Tests { &owed } else { &[] };
+                let failed: Vec<&AttemptResult> = reported
+                    .iter()
+                    .chain(owed_tests)
+                    .filter(|r| {
+                        matches!(
+                            r.case.status,
+                            results::CaseStatus::Failed | results::CaseStatus::Errored
+                        )
+                    })
+                    .collect();
+                if !failed.is_empty()
+                    && let Some(w) = self.spawn_eager(i, next, &failed)
+                {
+                    eager.push(w);
+                }
+            }
             results.extend(reported);
             results.extend(owed);
+        }
+        // The attempt ends once its eager reruns have: the next attempt adopts their reports.
+        while eager.next().await.is_some() {}
+        // A rerun's tests rerun eagerly during the attempt before: their adopted reports.
+        if !self.skip.is_empty() {
+            let (dir, number, style) = (self.dir.clone(), number, self.svc.rerun.test_id.clone());
+            if let Ok(Ok(Some(adopted))) =
+                tokio::task::spawn_blocking(move || attempts::read_junit(&dir, number, &style)).await
+            {
+                results.extend(adopted);
+            }
         }
         self.join_logs(n);
         if cancelled || self.token.is_cancelled() {
@@ -347,7 +368,14 @@ impl ShardedAttempt {
     /// failed tests.
     async fn split(&self) -> Split {
         if self.selection.kind == crate::crd::SelectionKind::Failed {
-            return shard::split_rerun(&self.selection.tests, &self.durations, self.shards);
+            let rest: Vec<String> = self
+                .selection
+                .tests
+                .iter()
+                .filter(|t| !self.skip.contains(*t))
+                .cloned()
+                .collect();
+            return shard::split_rerun(&rest, &self.durations, self.shards);
         }
         let listed = match listing::list_plan(&self.svc, &self.stand, &self.selection.packs) {
             Some(lp) => match self.list(&lp).await {
@@ -397,34 +425,98 @@ impl ShardedAttempt {
             .filter(|l| !l.starts_with("[tomato]"))
             .map(|l| format!("{l}\n"))
             .collect();
-        Ok(shard::parse_listing(&body, lp.unit, lp.pytest))
+        Ok(if lp.go {
+            shard::parse_go_listing(&body)
+        } else {
+            shard::parse_listing(&body, lp.unit, lp.pytest)
+        })
+    }
+
+    /// Starts the eager rerun of shard `index`'s `failed` tests as attempt `next` (see
+    /// [`super::eager`]); answers the wait for it, or `None` when it could not start (the
+    /// tests then rerun with the next attempt, as without `rerun.eager`).
+    fn spawn_eager(
+        &self,
+        index: usize,
+        next: u32,
+        failed: &[&AttemptResult],
+    ) -> Option<futures::future::BoxFuture<'static, ()>> {
+        let dir = super::eager::eager_dir(&self.dir, index);
+        let junit = dir.join("junit.xml");
+        let reruns: Vec<RerunTest<'_>> = failed
+            .iter()
+            .map(|r| RerunTest {
+                id: &r.id,
+                case: &r.case,
+            })
+            .collect();
+        let plan = plan(
+            &self.svc,
+            &AttemptRef {
+                run: &self.run,
+                stand: &self.stand,
+                number: next,
+                packs: &self.selection.packs,
+                reruns: &reruns,
+                files: &[],
+                junit: &junit,
+                timeout: self.timeout,
+            },
+        );
+        let reports = plan.reports.clone();
+        let ids: Vec<String> = failed.iter().map(|r| r.id.clone()).collect();
+        let started = std::time::SystemTime::now();
+        let spawned = process::spawn(ProcessSpec {
+            plan,
+            extra_env: self.extra_env.clone(),
+            dir: dir.clone(),
+            owner: self.owner.clone(),
+        });
+        let p = match spawned {
+            Ok(p) => p,
+            Err(reason) => {
+                warn!(
+                    run = self.run,
+                    shard = index,
+                    reason,
+                    "eager rerun could not start"
+                );
+                return None;
+            }
+        };
+        info!(
+            run = self.run,
+            shard = index,
+            attempt = next,
+            tests = ids.len(),
+            pid = p.pid,
+            "eager rerun started"
+        );
+        let (token, run) = (self.token.clone(), self.run.clone());
+        Some(Box::pin(async move {
+            if let Exit::Code(_) = p.wait(token).await {
+                let recorded = tokio::task::spawn_blocking(move || {
+                    let _ = attempts::after_exit(&dir, reports.as_deref(), started);
+                    super::eager::finished(&dir, &ids)
+                })
+                .await;
+                if !matches!(recorded, Ok(Ok(()))) {
+                    warn!(run, shard = index, "cannot record an eager rerun's end");
+                }
+            }
+        }))
     }
 
     /// What a shard with `items` runs.
-    fn given<'a>(&'a self, unit: Unit, items: &'a [String], listed: &'a HashMap<&str, Case>) -> Given<'a> {
-        match unit {
-            Unit::Packs => Given {
-                packs: items.to_vec(),
-                files: Vec::new(),
-                reruns: Vec::new(),
-            },
-            Unit::Files => Given {
-                packs: self.selection.packs.clone(),
-                files: items.to_vec(),
-                reruns: Vec::new(),
-            },
-            Unit::Tests => Given {
-                packs: self.selection.packs.clone(),
-                files: Vec::new(),
-                reruns: items
-                    .iter()
-                    .filter_map(|id| {
-                        let case = self.cases.get(id).or_else(|| listed.get(id.as_str()))?;
-                        Some(RerunTest { id, case })
-                    })
-                    .collect(),
-            },
-        }
+    fn given<'a>(
+        &'a self,
+        unit: Unit,
+        items: &'a [String],
+        listed: &'a HashMap<&str, Case>,
+    ) -> crate::launch::ShardGiven<'a> {
+        crate::launch::shard_given(unit, items, &self.selection.packs, |id| {
+            self.cases.get(id).or_else(|| listed.get(id))
+        })
     }
 
     /// Reads a shard's report: its results (with the ids the service's style gives them), and
@@ -490,13 +582,4 @@ impl ShardedAttempt {
             warn!(run = self.run, error = %e, "cannot write the attempt's joined log");
         }
     }
-}
-
-/// Adds results to a shard's counts.
-fn count(status: &mut ShardStatus, results: &[AttemptResult]) {
-    let s = results::attempt_summary(results.iter().map(|r| &r.case));
-    status.passed += s.passed;
-    status.failed += s.failed;
-    status.skipped += s.skipped;
-    status.broken += s.broken;
 }

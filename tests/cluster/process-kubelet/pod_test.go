@@ -150,3 +150,23 @@ func TestTailLinesKeepsTheLastLines(t *testing.T) {
 		}
 	}
 }
+
+// An Indexed Job's pod learns its index the way the Job controller tells it: JOB_COMPLETION_INDEX
+// is a fieldRef to the pod's completion-index annotation, and its shard list comes by envFrom.
+func TestEnvGivesAnIndexedJobsPodItsCompletionIndexByAnnotationFieldRef(t *testing.T) {
+	c := &corev1.Container{
+		EnvFrom: []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "conf"}}}},
+		Env: []corev1.EnvVar{
+			{Name: "JOB_COMPLETION_INDEX", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}},
+		},
+	}
+	facts := PodFacts{Name: "run-1-2-abcde", Annotations: map[string]string{"batch.kubernetes.io/job-completion-index": "2"}}
+	env, err := ResolveEnv(c, facts, lookupIn, objects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"A=1", "B=2", "JOB_COMPLETION_INDEX=2"}
+	if !reflect.DeepEqual(env, want) {
+		t.Fatalf("env = %q, want %q", env, want)
+	}
+}

@@ -1,0 +1,295 @@
+//! Sharded runs in operator mode against a real Kubernetes control plane (`tests/cluster/up`;
+//! every test here needs it): an attempt of a run with `shards: 3` is one Indexed Job of three
+//! completions, whose three pods the real Job controller creates (each with its
+//! `JOB_COMPLETION_INDEX`), the real scheduler binds and the process kubelet runs with the
+//! real `tomato exec --sharded` and the demo suite (Node's test runner). Each pod waits at its
+//! own gate (`<job>-<index>`), so the test decides when each shard runs, or kills it before
+//! it can report.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use serde_json::Value;
+use support::cluster::TestNs;
+use support::operator::*;
+
+/// The demo service with room for three shards (service and stand limits of 3).
+fn sharded_config(k: &TestNs) -> (tempfile::TempDir, std::sync::Arc<tomato::packs::PacksConfig>) {
+    let (dir, _) = demo_config(k, "");
+    let path = dir.path().join("demo.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text.replace(
+        "  concurrency: 1\nconcurrency: 1\n",
+        "  concurrency: 3\nconcurrency: 3\n",
+    );
+    assert!(
+        text.contains("concurrency: 3\nconcurrency: 3\n"),
+        "demo.yaml's limits moved"
+    );
+    std::fs::write(&path, text).unwrap();
+    let config = std::sync::Arc::new(tomato::packs::PacksConfig::load(dir.path()).unwrap());
+    config.check_operator().unwrap();
+    (dir, config)
+}
+
+/// The pods of Job `job`, by completion index, once there are `n`.
+async fn indexed_pods(k: &TestNs, job: &str, n: usize) -> Vec<Pod> {
+    let pods: Api<Pod> = Api::namespaced(k.client(), &k.ns);
+    eventually(&format!("{n} pods of Job {job}"), RUN_WAIT, || async {
+        let mut items = pods
+            .list(&ListParams::default().labels(&format!("job-name={job}")))
+            .await
+            .unwrap()
+            .items;
+        items.sort_by_key(index_of);
+        (items.len() == n).then_some(items)
+    })
+    .await
+}
+
+fn index_of(p: &Pod) -> Option<u32> {
+    p.metadata
+        .annotations
+        .as_ref()?
+        .get("batch.kubernetes.io/job-completion-index")?
+        .parse()
+        .ok()
+}
+
+/// Waits until the test container of `pod` ended; answers its exit code.
+async fn container_exit(k: &TestNs, pod: &Pod) -> i32 {
+    let pods: Api<Pod> = Api::namespaced(k.client(), &k.ns);
+    let name = pod.metadata.name.clone().unwrap();
+    eventually(&format!("the tests of pod {name} to end"), RUN_WAIT, || async {
+        let pod = pods.get(&name).await.unwrap();
+        pod.status?
+            .container_statuses?
+            .into_iter()
+            .find(|c| c.name == "tests")?
+            .state?
+            .terminated
+            .map(|t| t.exit_code)
+    })
+    .await
+}
+
+async fn api_run(replica: &Replica, name: &str) -> Value {
+    let r = reqwest::get(format!("{}/api/v1/runs/{name}", replica.url))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sharded_run_is_one_indexed_job_and_a_crashed_shard_fails_only_its_tests() {
+    let k = TestNs::new("shards").await;
+    let (_dir, config) = sharded_config(&k);
+    let replica = start_replica(&k, config, "tomato-0").await;
+    let mut t = template("demo");
+    t.category = None;
+    t.packs = vec!["api".into(), "basic".into(), "slow".into()];
+    t.shards = Some(3);
+    create_run(&k, "demo-sh", t).await;
+
+    // Attempt 1 is one Indexed Job: three completions at once, one pod per index, none retried.
+    let job = wait_job(&k, "demo-sh-1").await;
+    let spec = job.spec.clone().unwrap();
+    assert_eq!(spec.completion_mode.as_deref(), Some("Indexed"));
+    assert_eq!((spec.completions, spec.parallelism), (Some(3), Some(3)));
+    assert_eq!(spec.backoff_limit_per_index, Some(0));
+    let pods = indexed_pods(&k, "demo-sh-1", 3).await;
+    let indexes: BTreeSet<Option<u32>> = pods.iter().map(index_of).collect();
+    assert_eq!(indexes, BTreeSet::from([Some(0), Some(1), Some(2)]));
+
+    // The split (by pack: operator mode does not list tests) is in the run's status, each
+    // shard running, with its Job index as its launch.
+    let r = eventually("the shards in the API", WAIT, || async {
+        let r = api_run(&replica, "demo-sh").await;
+        (r["status"]["attempts"][0]["shards"].as_array()?.len() == 3).then_some(r)
+    })
+    .await;
+    let shards = r["status"]["attempts"][0]["shards"].as_array().unwrap().clone();
+    assert!(
+        shards
+            .iter()
+            .all(|s| s["unit"] == "packs" && s["state"] == "Running"),
+        "{r:#}"
+    );
+    assert_eq!(shards[2]["launch"], "Job demo-sh-1, index 2");
+
+    // Shard 1 (basic) runs and uploads; the API shows it ended, with its counts, while the
+    // others still wait at their gates.
+    k.open_gate("demo-sh-1-1");
+    assert_eq!(container_exit(&k, &pods[1]).await, 1, "basic has failing tests");
+    let r = eventually("shard 1 ended in the API", WAIT, || async {
+        let r = api_run(&replica, "demo-sh").await;
+        let s = r["status"]["attempts"][0]["shards"].as_array()?.clone();
+        (s[1]["state"] == "Finished").then_some(r)
+    })
+    .await;
+    let shards = r["status"]["attempts"][0]["shards"].as_array().unwrap();
+    assert_eq!(
+        (&shards[0]["state"], &shards[2]["state"]),
+        (&Value::from("Running"), &Value::from("Running")),
+        "{r:#}"
+    );
+    assert_eq!(
+        (&shards[1]["passed"], &shards[1]["failed"], &shards[1]["skipped"]),
+        (&Value::from(3), &Value::from(2), &Value::from(1)),
+        "{r:#}"
+    );
+    assert_eq!(r["status"]["attempts"][0]["state"], "Running");
+
+    // Each shard uploads once, with the run's token, naming an index the attempt has.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(k.client(), &k.ns);
+    let secret = secrets.get("demo-sh-upload-token").await.unwrap();
+    let token = String::from_utf8(secret.data.unwrap()["token"].0.clone()).unwrap();
+    let upload = |token: String, query: &'static str| {
+        let url = format!("{}/api/v1/runs/demo-sh/attempts/1/results{query}", replica.url);
+        async move {
+            let form = reqwest::multipart::Form::new().text("exitCode", "0");
+            let r = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .multipart(form)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let (code, body) = upload(token.clone(), "?shard=1").await;
+    assert_eq!(code, 409, "shard 1 already reported: {body}");
+    assert_eq!(upload("not-the-token".into(), "?shard=2").await.0, 401);
+    let (code, body) = upload(token.clone(), "?shard=3").await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("0 to 2"), "{body}");
+    let (code, body) = upload(token.clone(), "").await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("?shard="), "{body}");
+
+    // Shard 2 (slow) dies before it can report: once no upload came, its pod tells, and the
+    // API shows it crashed while shard 0 still runs.
+    k.kill_at_gate("demo-sh-1-2", "the node went away\n");
+    assert_eq!(container_exit(&k, &pods[2]).await, 137);
+    let r = eventually("shard 2 crashed in the API", WAIT, || async {
+        let r = api_run(&replica, "demo-sh").await;
+        let s = r["status"]["attempts"][0]["shards"].as_array()?.clone();
+        (s[2]["state"] == "Crashed").then_some(r)
+    })
+    .await;
+    assert_eq!(
+        r["status"]["attempts"][0]["shards"][0]["state"], "Running",
+        "{r:#}"
+    );
+    assert_eq!(r["status"]["attempts"][0]["state"], "Running");
+    // Shard 0 (api) runs last; then the Job is done.
+    k.open_gate("demo-sh-1-0");
+    assert_eq!(container_exit(&k, &pods[0]).await, 1, "api has a failing test");
+
+    // Attempt 2 reruns the failed tests (few: one ordinary Job) and the run ends.
+    let second = wait_job(&k, "demo-sh-2").await;
+    assert_eq!(
+        second.spec.as_ref().unwrap().completion_mode.as_deref(),
+        Some("NonIndexed"),
+        "the API server's default"
+    );
+    let run = runs(&k).get("demo-sh").await.unwrap();
+    let first = &run.status.as_ref().unwrap().attempts[0];
+    let crashed = &first.shards[2];
+    assert_eq!(crashed.state, tomato::crd::ShardState::Crashed, "{first:?}");
+    assert_eq!((crashed.broken, crashed.exit_code), (1, Some(137)));
+    assert!(
+        crashed
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("crashed (exit code 137)"),
+        "{crashed:?}"
+    );
+    let s = first.summary.unwrap();
+    assert_eq!(
+        (s.total, s.passed, s.failed, s.broken, s.skipped),
+        (9, 4, 3, 1, 1),
+        "{s:?}"
+    );
+    run_job(&k, &second).await;
+
+    let run = eventually("demo-sh finished", RUN_WAIT, || async {
+        let r = runs(&k).get("demo-sh").await.unwrap();
+        r.status
+            .as_ref()
+            .is_some_and(|s| s.phase.is_terminal())
+            .then_some(r)
+    })
+    .await;
+    let st = run.status.clone().unwrap();
+    assert_eq!(st.phase.to_string(), "Failed", "{st:?}");
+    // Split by pack, the crashed shard owed its pack ("slow"), which a rerun cannot select
+    // (it selects tests): attempt 2 reran the three failed tests only, and the run says so.
+    assert_eq!(st.attempts[1].summary.unwrap().total, 3, "{st:?}");
+    assert_eq!(
+        st.attempts[1].state,
+        tomato::crd::AttemptState::Finished,
+        "{st:?}"
+    );
+    assert_eq!(st.attempts[1].selection.tests.len(), 3, "{st:?}");
+    let message = st.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("3 tests still failing after 2 attempts; not rerun: slow, of a shard that crashed"),
+        "{message}"
+    );
+    let (_, tests) = {
+        let r = reqwest::get(format!("{}/api/v1/runs/demo-sh/tests", replica.url))
+            .await
+            .unwrap();
+        (r.status(), r.json::<Value>().await.unwrap())
+    };
+    let verdicts: std::collections::BTreeMap<String, String> = tests
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["id"].as_str().unwrap().into(),
+                t["verdict"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(verdicts["submits the order form"], "flaky", "{verdicts:#?}");
+    assert_eq!(verdicts["cart > applies the discount"], "failed", "{verdicts:#?}");
+    assert_eq!(
+        verdicts["talks to the billing backend"], "failed",
+        "{verdicts:#?}"
+    );
+    assert_eq!(
+        verdicts["slow"], "broken",
+        "the crashed shard's pack: {verdicts:#?}"
+    );
+    for passed in [
+        "adds numbers",
+        "formats prices",
+        "cart > totals line items",
+        "stand is named",
+    ] {
+        assert_eq!(verdicts[passed], "passed", "{verdicts:#?}");
+    }
+    assert_eq!(verdicts.len(), 9, "{verdicts:#?}");
+    // One Job per attempt: the three shards were completions of the first.
+    assert_eq!(job_names(&k).await, ["demo-sh-1", "demo-sh-2"]);
+    // The attempt's log holds every shard's, the crashed one's read from its pod.
+    let log = reqwest::get(format!("{}/api/v1/runs/demo-sh/attempts/1/log", replica.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        log.contains("===== shard 2 of 3 =====") && log.contains("the node went away"),
+        "{log}"
+    );
+}
