@@ -76,13 +76,35 @@ test('reads the environment', () => {
 test('passes', () => {});
 "#;
 
+/// A service that holds the `localhost` stand (one run at a time) for two minutes, so the demo
+/// runs queued behind it stay queued however slowly the browser checks before them go.
+const HOLD_SERVICE: &str = r#"
+description: holds the stand
+stands:
+  pattern: 'localhost'
+retries: 0
+launch:
+  command: [node, --test, --test-reporter=junit, "--test-reporter-destination={junit}", "{tests}"]
+packs:
+  hold:
+    tests: ["{dir}/hold.test.mjs"]
+"#;
+
+const HOLD_SUITE: &str = r#"
+import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+test('holds the stand', async () => { await sleep(120_000); });
+"#;
+
 /// Every page at desktop and phone sizes: no sideways scrolling, every action on screen,
 /// long failures clamped, charts that fit and say their units; screenshots of each.
 #[tokio::test]
 async fn every_page_works_on_a_desktop_and_on_a_phone() {
-    let config = config_with(&[("longfail.yaml", LONGFAIL_SERVICE)]);
+    let config = config_with(&[("longfail.yaml", LONGFAIL_SERVICE), ("hold.yaml", HOLD_SERVICE)]);
     std::fs::create_dir(config.path().join("longfail")).unwrap();
     std::fs::write(config.path().join("longfail/env.test.mjs"), LONGFAIL_SUITE).unwrap();
+    std::fs::create_dir(config.path().join("hold")).unwrap();
+    std::fs::write(config.path().join("hold/hold.test.mjs"), HOLD_SUITE).unwrap();
     let server = Server::start_with(Some(config.path()), &[]).await;
     browse("phone.test.mjs", &server).await;
 }

@@ -29,7 +29,9 @@ before(async () => {
   longRun = await runNow('service=longfail&stand=localhost');
   await waitFinished(finishedRun);
   await waitFinished(longRun);
-  // Something waiting in the queue, so the dashboard shows its actions.
+  // Something waiting in the queue, so the dashboard shows its actions: behind a run that holds
+  // the stand (one run at a time there), so it still waits when the checks below get to it.
+  await runNow('service=hold&stand=localhost');
   await runNow('service=demo&stand=localhost&category=slow');
   await runNow('service=demo&stand=localhost&category=slow');
   const { status } = await apiCall('POST', '/api/v1/schedules', {
