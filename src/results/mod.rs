@@ -2,8 +2,10 @@
 
 pub mod junit;
 mod merge;
+pub mod signature;
 
 pub use junit::{Case, CaseStatus};
+pub use signature::Signature;
 pub use merge::{MergedTest, TestVerdict, attempt_summary, merge, selection_filter, summarize};
 
 /// One test's result in one attempt: the JUnit case plus the id it is known by.
