@@ -184,6 +184,7 @@ async fn every_key_of_every_api_v1_answer_is_camel_case() {
         file: Some("f.py".into()),
         verdict: "flaky".into(),
         category: Some("Timeouts".into()),
+        signature: Some(crate::results::Signature::of("Timeout 5000ms exceeded", "")),
         attempts: vec![],
         explained_by: 1,
         message: String::new(),
