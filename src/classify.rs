@@ -204,7 +204,11 @@ pub fn recorded(stored: ByTest, stats: &[CategoryStat]) -> ByTest {
     }
     stats
         .iter()
-        .flat_map(|c| c.tests.iter().map(|t| (t.name.clone(), Classified::category(&c.name))))
+        .flat_map(|c| {
+            c.tests
+                .iter()
+                .map(|t| (t.name.clone(), Classified::category(&c.name)))
+        })
         .collect()
 }
 
@@ -316,10 +320,18 @@ mod tests {
             |_, _| true,
         );
         let c = classify(None, &tests, |_| None::<&[u8]>);
-        let sig = |id: &str| c.by_test[id].signature.clone().expect("a failing test has a signature");
+        let sig = |id: &str| {
+            c.by_test[id]
+                .signature
+                .clone()
+                .expect("a failing test has a signature")
+        };
         assert_eq!(sig("a"), sig("b"), "one assertion, other values");
         assert_ne!(sig("a"), sig("c"));
-        assert_eq!(sig("a"), Signature::of("expected 1 but was 2", "Error: x\n    at test.js:1:1"));
+        assert_eq!(
+            sig("a"),
+            Signature::of("expected 1 but was 2", "Error: x\n    at test.js:1:1")
+        );
         assert!(!c.by_test.contains_key("ok"));
     }
 

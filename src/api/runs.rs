@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{ApiError, AppState};
-use crate::crd::{Attempt, CategoryStat, Phase, ReportStatus, RunType, Summary, TestRun};
 use crate::classify::Classified;
+use crate::crd::{Attempt, CategoryStat, Phase, ReportStatus, RunType, Summary, TestRun};
 use crate::results::{CaseStatus, MergedTest, Signature};
 pub use crate::runs::new_run;
 use crate::store::{ListFilter, StoreError, created, random_suffix};

@@ -441,10 +441,7 @@ pub async fn store_categories(api: &Api<ConfigMap>, cm: &ConfigMap) -> Result<()
 
 /// A run's classification as recorded after its latest ended launch that recorded one; empty
 /// when none did.
-pub async fn load_categories(
-    api: &Api<ConfigMap>,
-    run: &TestRun,
-) -> Result<ByTest, ResultsError> {
+pub async fn load_categories(api: &Api<ConfigMap>, run: &TestRun) -> Result<ByTest, ResultsError> {
     let launches = run.status.as_ref().map_or(0, |s| s.attempts.len());
     for seq in (1..=launches).rev() {
         if let Some(cm) = api.get_opt(&categories_name(&run.name_any(), seq)).await? {
@@ -593,8 +590,16 @@ mod tests {
     #[test]
     fn a_classification_packs_into_one_owned_immutable_config_map_and_reads_back() {
         let categories: ByTest = [
-            ("a::one", "Product defects", Some(Signature::of("expected 1 but was 2", ""))),
-            ("a::two", "Product defects", Some(Signature::of("assert 3 == 4", ""))),
+            (
+                "a::one",
+                "Product defects",
+                Some(Signature::of("expected 1 but was 2", "")),
+            ),
+            (
+                "a::two",
+                "Product defects",
+                Some(Signature::of("assert 3 == 4", "")),
+            ),
             ("b::three", "Unclassified", None),
         ]
         .into_iter()
@@ -620,8 +625,12 @@ mod tests {
 
     #[test]
     fn a_classification_recorded_before_signatures_still_reads() {
-        let mut cm = pack_categories(&run(), 1, &ByTest::from([("a::one".to_string(), Classified::category("Timeouts"))]))
-            .unwrap();
+        let mut cm = pack_categories(
+            &run(),
+            1,
+            &ByTest::from([("a::one".to_string(), Classified::category("Timeouts"))]),
+        )
+        .unwrap();
         // As written before signatures: the categories file alone.
         cm.binary_data.as_mut().unwrap().remove(SIGNATURES_FILE);
         assert_eq!(

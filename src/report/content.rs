@@ -325,7 +325,9 @@ fn failure_groups(
     let mut groups: HashMap<&str, Vec<&MergedTest>> = HashMap::new();
     let failing: Vec<&MergedTest> = tests.iter().filter(|t| t.verdict.is_failing()).collect();
     for t in &failing {
-        let category = categories.get(&t.id).map_or(UNCLASSIFIED, |c| c.category.as_str());
+        let category = categories
+            .get(&t.id)
+            .map_or(UNCLASSIFIED, |c| c.category.as_str());
         if !order.contains(&category) {
             order.push(category);
         }

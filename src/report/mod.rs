@@ -165,7 +165,12 @@ impl Reporter {
     }
 
     /// The report of a finished run; `categories` maps test ids to their failure category.
-    pub fn content(&self, run: &TestRun, tests: &[MergedTest], categories: &crate::classify::ByTest) -> RunReport {
+    pub fn content(
+        &self,
+        run: &TestRun,
+        tests: &[MergedTest],
+        categories: &crate::classify::ByTest,
+    ) -> RunReport {
         RunReport::build(run, tests, categories, &self.public_url)
     }
 

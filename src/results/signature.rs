@@ -82,7 +82,10 @@ impl TryFrom<String> for Signature {
     type Error = NotASignature;
 
     fn try_from(s: String) -> Result<Signature, NotASignature> {
-        if s.len() == HEX_DIGITS && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if s.len() == HEX_DIGITS
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             Ok(Signature(s))
         } else {
             Err(NotASignature(s))
@@ -127,7 +130,11 @@ impl From<Signature> for String {
 /// The result is cut to 1000 characters at a word boundary. Pure; never panics.
 pub fn normalise(message: &str, trace: &str) -> String {
     let message = if message.trim().is_empty() {
-        trace.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or_default()
+        trace
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or_default()
     } else {
         message
     };
@@ -271,10 +278,25 @@ const LIBRARY_PATHS: &[&str] = &[
 const LIBRARY_PREFIXES: &[&str] = &["node:", "internal/", "<"];
 /// Java packages of the JDK, test frameworks, Selenium and build tools.
 const LIBRARY_PACKAGES: &[&str] = &[
-    "java.", "javax.", "jdk.", "sun.", "com.sun.", "kotlin.", "kotlinx.", "org.junit.",
-    "junit.", "org.opentest4j.", "org.testng.", "org.assertj.", "org.hamcrest.",
-    "org.openqa.selenium.", "org.apache.maven.", "org.gradle.", "worker.org.gradle.",
-    "io.restassured.", "org.springframework.",
+    "java.",
+    "javax.",
+    "jdk.",
+    "sun.",
+    "com.sun.",
+    "kotlin.",
+    "kotlinx.",
+    "org.junit.",
+    "junit.",
+    "org.opentest4j.",
+    "org.testng.",
+    "org.assertj.",
+    "org.hamcrest.",
+    "org.openqa.selenium.",
+    "org.apache.maven.",
+    "org.gradle.",
+    "worker.org.gradle.",
+    "io.restassured.",
+    "org.springframework.",
 ];
 
 /// The first frame of `trace` in the test's own code, as `<file name> <function>` (or the file
@@ -431,12 +453,18 @@ mod tests {
             normalise(missing, ""),
             "NoSuchElementException: Message: no such element: Unable to locate element: {\"<s>\":\"<s>\",\"<s>\":\"<s>\"} (Session info: chrome=<n>)"
         );
-        same((missing, ""), (&missing.replace("120.0.6099.109", "131.0.6778.85"), ""));
+        same(
+            (missing, ""),
+            (&missing.replace("120.0.6099.109", "131.0.6778.85"), ""),
+        );
     }
 
     #[test]
     fn go_and_playwright() {
-        assert_eq!(normalise("main_test.go:12: got 3, want 4", ""), "main_test.go:<n>: got <n>, want <n>");
+        assert_eq!(
+            normalise("main_test.go:12: got 3, want 4", ""),
+            "main_test.go:<n>: got <n>, want <n>"
+        );
         let pw = "TimeoutError: locator.click: Timeout 30000ms exceeded.\nCall log:\n  - waiting for getByRole('button', { name: 'Submit' })\n";
         assert_eq!(
             normalise(pw, ""),
@@ -444,7 +472,10 @@ mod tests {
         );
         let pw_nav = "page.goto: net::ERR_CONNECTION_REFUSED at http://localhost:3000/login\nCall log:\n  - navigating to \"http://localhost:3000/login\", waiting until \"load\"";
         same((pw_nav, ""), (&pw_nav.replace("3000", "5173"), ""));
-        assert!(normalise(pw_nav, "").starts_with("page.goto: net::ERR_CONNECTION_REFUSED at http://<host>/login"));
+        assert!(
+            normalise(pw_nav, "")
+                .starts_with("page.goto: net::ERR_CONNECTION_REFUSED at http://<host>/login")
+        );
     }
 
     #[test]
@@ -461,16 +492,25 @@ mod tests {
             ("took in 12 seconds on Mon, 07 Dec 2026 01:02:03 GMT", ""),
         );
         same(
-            (r"cannot open C:\Users\qa\AppData\Local\Temp\tmp8x2k\report.json", ""),
+            (
+                r"cannot open C:\Users\qa\AppData\Local\Temp\tmp8x2k\report.json",
+                "",
+            ),
             (r"cannot open C:\Users\ci\AppData\Local\Temp\abc\report.json", ""),
         );
-        same(("no file /var/folders/x7/k2_abc/T/tmp1/a", ""), ("no file /var/folders/q1/zz/T/tmp9/a", ""));
+        same(
+            ("no file /var/folders/x7/k2_abc/T/tmp1/a", ""),
+            ("no file /var/folders/q1/zz/T/tmp9/a", ""),
+        );
         same(
             ("connect ECONNREFUSED 127.0.0.1:8080", ""),
             ("connect ECONNREFUSED 10.2.3.4:5432", ""),
         );
         // Words of hex letters and apostrophes in prose stay.
-        assert_eq!(normalise("a decade of facade: don't 'x'", ""), "a decade of facade: don't '<s>'");
+        assert_eq!(
+            normalise("a decade of facade: don't 'x'", ""),
+            "a decade of facade: don't '<s>'"
+        );
     }
 
     #[test]
@@ -484,19 +524,29 @@ mod tests {
             Some("test_x.py")
         );
         let node = "AssertionError [ERR_ASSERTION]: Expected values to be strictly equal:\n    at node:internal/test_runner/runner:1:1\n    at Object.<anonymous> (/app/node_modules/mocha/lib/runner.js:1:1)\n    at TestContext.<anonymous> (/app/test/cart.test.js:14:12)\n    at Test.runInAsyncScope (node:async_hooks:206:9)";
-        assert_eq!(own_frame(node).as_deref(), Some("cart.test.js TestContext.<anonymous>"));
         assert_eq!(
-            own_frame("Error: boom\n    at new Promise (<anonymous>)\n    at /work/e2e/login.spec.ts:20:5").as_deref(),
+            own_frame(node).as_deref(),
+            Some("cart.test.js TestContext.<anonymous>")
+        );
+        assert_eq!(
+            own_frame("Error: boom\n    at new Promise (<anonymous>)\n    at /work/e2e/login.spec.ts:20:5")
+                .as_deref(),
             Some("login.spec.ts")
         );
-        assert_eq!(own_frame("    main_test.go:12: got 3, want 4").as_deref(), Some("main_test.go"));
+        assert_eq!(
+            own_frame("    main_test.go:12: got 3, want 4").as_deref(),
+            Some("main_test.go")
+        );
         assert_eq!(own_frame("no frames here\njust words"), None);
     }
 
     #[test]
     fn an_empty_message_is_read_from_the_trace() {
         assert_eq!(
-            normalise("", "\nTypeError: Cannot read properties of undefined (reading 'id')\n    at Object.<anonymous> (tests/u.test.js:3:9)"),
+            normalise(
+                "",
+                "\nTypeError: Cannot read properties of undefined (reading 'id')\n    at Object.<anonymous> (tests/u.test.js:3:9)"
+            ),
             "TypeError: Cannot read properties of undefined (reading '<s>')\nat u.test.js Object.<anonymous>"
         );
     }
@@ -521,7 +571,10 @@ mod tests {
         // Pinned: a change here means the definition changed, and VERSION must be bumped.
         let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
         ctx.update(b"v1\nassert <n> == <n>");
-        let hex: String = ctx.finish().as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let hex: String = ctx.finish().as_ref()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         assert_eq!(s.as_str(), hex);
     }
 

@@ -562,7 +562,12 @@ impl SqliteStore {
                     "INSERT INTO test_categories (run, test_id, category, signature) VALUES (?1, ?2, ?3, ?4)",
                 )?;
                 for (test, c) in &categories {
-                    stmt.execute(params![run, test, c.category, c.signature.as_ref().map(|s| s.as_str())])?;
+                    stmt.execute(params![
+                        run,
+                        test,
+                        c.category,
+                        c.signature.as_ref().map(|s| s.as_str())
+                    ])?;
                 }
             }
             tx.commit()?;
