@@ -740,6 +740,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn categories_classified_before_signatures_still_read_and_new_ones_keep_theirs() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // A data file as it was before migration 3: categories without signatures.
+            let conn = Connection::open(dir.path().join("tomato.db")).unwrap();
+            for sql in &MIGRATIONS[..2] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 2).unwrap();
+            conn.execute(
+                "INSERT INTO test_categories (run, test_id, category) VALUES ('old', 't', 'Timeouts')",
+                [],
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(
+            store.categories("old").await.unwrap(),
+            ByTest::from([("t".to_string(), Classified::category("Timeouts"))])
+        );
+        let new = ByTest::from([(
+            "t".to_string(),
+            Classified {
+                category: "Product defects".into(),
+                signature: Some(Signature::of("expected: <200> but was: <500>", "")),
+            },
+        )]);
+        store.put_categories("new", new.clone()).await.unwrap();
+        assert_eq!(store.categories("new").await.unwrap(), new);
+    }
+
+    #[tokio::test]
     async fn list_filters_by_service_phase_and_label() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).unwrap();
