@@ -32,6 +32,11 @@ pub const VERSION: &str = "v1";
 const HEX_DIGITS: usize = 16;
 /// Longest normalised message kept (characters); longer ones are cut at a word boundary.
 const MAX_CHARS: usize = 1000;
+/// Characters of a message read at most: enough for [`MAX_CHARS`] after masking, and a bound
+/// on the work a runaway message (a whole response body) can cause.
+const MAX_INPUT_CHARS: usize = 16 * MAX_CHARS;
+/// Lines of a trace searched for the test's own frame.
+const MAX_TRACE_LINES: usize = 500;
 /// Longest quoted value masked as a value; a longer quoted text is prose (a nested error
 /// message) and is masked piece by piece instead.
 const MAX_QUOTED: usize = 80;
@@ -127,7 +132,9 @@ impl From<Signature> for String {
 ///     inside a word, so `don't` stays) → `'<s>'`: last, so that a quoted value's length is
 ///     judged after the steps above (which makes [`normalise`] idempotent).
 ///
-/// The result is cut to 1000 characters at a word boundary. Pure; never panics.
+/// Only the first 16,000 characters of a message are read, and the result is cut to 1000
+/// characters at a word boundary; the frame is looked for in the first 500 lines of the trace.
+/// Pure; never panics.
 pub fn normalise(message: &str, trace: &str) -> String {
     let message = if message.trim().is_empty() {
         trace
@@ -193,6 +200,10 @@ static RULES: LazyLock<Rules> = LazyLock::new(|| {
 /// Masks a message (the steps of [`normalise`]).
 fn mask(message: &str) -> String {
     let r = &*RULES;
+    let message = match message.char_indices().nth(MAX_INPUT_CHARS) {
+        Some((end, _)) => &message[..end],
+        None => message,
+    };
     let s = r.ansi.replace_all(message, "");
     let s = r.space.replace_all(s.trim(), " ");
     let s = r.temp.replace_all(&s, "<tmp>");
@@ -318,7 +329,7 @@ pub fn own_frame(trace: &str) -> Option<String> {
         Some(func) => format!("{} {func}", base(file)),
         None => base(file),
     };
-    for line in trace.lines() {
+    for line in trace.lines().take(MAX_TRACE_LINES) {
         if let Some(c) = f.java.captures(line) {
             let class = &c[1];
             if LIBRARY_PACKAGES.iter().any(|p| class.starts_with(p)) {
@@ -393,6 +404,20 @@ mod tests {
         differ(
             (a, ""),
             (&a.replace("Connection refused", "Name or service not known"), ""),
+        );
+    }
+
+    #[test]
+    fn pytest_messages_as_its_junit_report_writes_them() {
+        let a = "AssertionError: order 6f1c2d4e-9a7b-4c1d-8e2f-0a1b2c3d4e5f at 2026-12-06T11:27:01.123456 took 0.123s\nassert 5234 == 42";
+        let b = "AssertionError: order 0b8e7f6a-1111-4222-8333-444455556666 at 2026-12-06T11:27:09.004211 took 1.5s\nassert 77 == 42";
+        assert_eq!(
+            normalise(a, "tests/test_sig.py:6: AssertionError"),
+            "AssertionError: order <uuid> at <time> took <duration> assert <n> == <n>\nat test_sig.py"
+        );
+        same(
+            (a, "tests/test_sig.py:6: AssertionError"),
+            (b, "tests/test_sig.py:7: AssertionError"),
         );
     }
 
