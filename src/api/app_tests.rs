@@ -321,6 +321,15 @@ async fn get_api_v1_answers_an_index_linking_the_openapi_document() {
 }
 
 #[tokio::test]
+async fn the_openapi_document_describes_each_tests_failure_signature() {
+    let (status, doc) = Api::new().get("/api/v1/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    let signature = &doc["components"]["schemas"]["TestView"]["properties"]["signature"];
+    assert_eq!(signature["pattern"], "^[0-9a-f]{16}$", "{signature}");
+    assert!(signature["description"].as_str().is_some_and(|d| d.contains("signature")), "{signature}");
+}
+
+#[tokio::test]
 async fn writes_answer_the_run_as_it_is_after_the_change() {
     let api = Api::new();
     let spec = json!({"service": "demo", "stand": "localhost"});
