@@ -35,6 +35,11 @@ fn categories(st: &Value) -> HashMap<String, (u64, Vec<String>)> {
 }
 
 async fn test_categories(server: &Server, id: &str) -> HashMap<String, Option<String>> {
+    per_test(server, id, "category").await
+}
+
+/// Test id → the string `field` of each test in `/api/v1/runs/{id}/tests`.
+async fn per_test(server: &Server, id: &str, field: &str) -> HashMap<String, Option<String>> {
     let (_, tests) = server.get(&format!("/api/v1/runs/{id}/tests")).await;
     tests
         .as_array()
@@ -43,7 +48,7 @@ async fn test_categories(server: &Server, id: &str) -> HashMap<String, Option<St
         .map(|t| {
             (
                 t["id"].as_str().unwrap().to_string(),
-                t["category"].as_str().map(str::to_string),
+                t[field].as_str().map(str::to_string),
             )
         })
         .collect()
@@ -264,22 +269,6 @@ def test_passes():
     pass
 "#;
 
-/// Test id → signature, from `/api/v1/runs/{id}/tests`.
-async fn test_signatures(server: &Server, id: &str) -> HashMap<String, Option<String>> {
-    let (_, tests) = server.get(&format!("/api/v1/runs/{id}/tests")).await;
-    tests
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            (
-                t["id"].as_str().unwrap().to_string(),
-                t["signature"].as_str().map(str::to_string),
-            )
-        })
-        .collect()
-}
-
 /// Issue 17, item 1: each failed test of a run carries its failure signature, and two runs
 /// failing the same way — other numbers, ids, times, hosts — get the same ones.
 #[tokio::test]
@@ -298,8 +287,8 @@ async fn two_runs_failing_the_same_way_share_their_failure_signatures() {
     server.wait_finished(&second, RUN).await;
 
     let (a, b) = (
-        test_signatures(&server, &first).await,
-        test_signatures(&server, &second).await,
+        per_test(&server, &first, "signature").await,
+        per_test(&server, &second, "signature").await,
     );
     let total = "tests.test_sig::test_order_total";
     let profile = "tests.test_sig::test_profile_loads";

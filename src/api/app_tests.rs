@@ -326,7 +326,12 @@ async fn the_openapi_document_describes_each_tests_failure_signature() {
     assert_eq!(status, StatusCode::OK);
     let signature = &doc["components"]["schemas"]["TestView"]["properties"]["signature"];
     assert_eq!(signature["pattern"], "^[0-9a-f]{16}$", "{signature}");
-    assert!(signature["description"].as_str().is_some_and(|d| d.contains("signature")), "{signature}");
+    assert!(
+        signature["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("signature")),
+        "{signature}"
+    );
 }
 
 #[tokio::test]
