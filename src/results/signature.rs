@@ -261,6 +261,8 @@ struct Frames {
     node: Regex,
     /// Go: `    main_test.go:12: got 3, want 4`.
     go: Regex,
+    /// A Python function's first line in the source pytest quotes: `def test_users(client):`.
+    def: Regex,
 }
 
 static FRAMES: LazyLock<Frames> = LazyLock::new(|| {
@@ -271,6 +273,7 @@ static FRAMES: LazyLock<Frames> = LazyLock::new(|| {
         java: re(r"^\s*at (?:[\w.-]+/)*([\w$.]+)\.([\w$<>]+)\(([^():]*)(?::\d+)?\)"),
         node: re(r"^\s*at (?:async )?(?:(\S+) (?:\[as \S+\] )?\()?([^()\s]+?):\d+(?::\d+)?\)?\s*$"),
         go: re(r"^\s*([\w./-]+\.go):\d+"),
+        def: re(r"^\s*(?:async\s+)?def (\w+)\("),
     }
 });
 
@@ -311,8 +314,10 @@ const LIBRARY_PACKAGES: &[&str] = &[
 ];
 
 /// The first frame of `trace` in the test's own code, as `<file name> <function>` (or the file
-/// name alone when the line names no function). Line and column numbers and the directories of
-/// the file are dropped: an edit above the failing line, or another checkout path, keeps it.
+/// name alone when the line names no function; for pytest's `file.py:5: AssertionError` the
+/// function is the one whose `def` line pytest quotes above it). Line and column numbers and
+/// the directories of the file are dropped: an edit above the failing line, or another
+/// checkout path, keeps it.
 ///
 /// Library frames are skipped: paths under `site-packages/`, `dist-packages/`, `node_modules/`,
 /// `/usr/lib/`, `/usr/local/lib/`, the Go toolchain and module cache; `node:…` and `internal/…`
@@ -329,7 +334,14 @@ pub fn own_frame(trace: &str) -> Option<String> {
         Some(func) => format!("{} {func}", base(file)),
         None => base(file),
     };
+    // pytest names no function on the line of the frame that raised (`tests/test_x.py:5:
+    // AssertionError`), but quotes that function's source above it: its `def` line names it.
+    let mut quoted_def: Option<&str> = None;
     for line in trace.lines().take(MAX_TRACE_LINES) {
+        if let Some(c) = f.def.captures(line) {
+            quoted_def = c.get(1).map(|m| m.as_str());
+            continue;
+        }
         if let Some(c) = f.java.captures(line) {
             let class = &c[1];
             if LIBRARY_PACKAGES.iter().any(|p| class.starts_with(p)) {
@@ -350,7 +362,7 @@ pub fn own_frame(trace: &str) -> Option<String> {
             if library_path(file) {
                 continue;
             }
-            return Some(frame(file, c.get(2).map(|m| m.as_str())));
+            return Some(frame(file, c.get(2).map(|m| m.as_str()).or(quoted_def)));
         }
         if let Some(c) = f.go.captures(line) {
             let file = &c[1];
@@ -418,6 +430,23 @@ mod tests {
         same(
             (a, "tests/test_sig.py:6: AssertionError"),
             (b, "tests/test_sig.py:7: AssertionError"),
+        );
+    }
+
+    #[test]
+    fn two_pytest_tests_of_one_file_failing_alike_are_told_apart_by_their_function() {
+        let trace = |name: &str| {
+            format!(
+                "def {name}():\n>       assert 3 == 4\nE       assert 3 == 4\n\ntests/test_x.py:5: AssertionError"
+            )
+        };
+        differ(
+            ("assert 3 == 4", &trace("test_total")),
+            ("assert 3 == 4", &trace("test_discount")),
+        );
+        same(
+            ("assert 3 == 4", &trace("test_total")),
+            ("assert 7 == 4", &trace("test_total")),
         );
     }
 
@@ -546,6 +575,10 @@ mod tests {
         assert_eq!(own_frame(pytest).as_deref(), Some("test_api.py test_users"));
         assert_eq!(
             own_frame("def test_x():\n>       assert 3 == 4\nE       assert 3 == 4\n\ntests/test_x.py:5: AssertionError").as_deref(),
+            Some("test_x.py test_x")
+        );
+        assert_eq!(
+            own_frame("tests/test_x.py:5: AssertionError").as_deref(),
             Some("test_x.py")
         );
         let node = "AssertionError [ERR_ASSERTION]: Expected values to be strictly equal:\n    at node:internal/test_runner/runner:1:1\n    at Object.<anonymous> (/app/node_modules/mocha/lib/runner.js:1:1)\n    at TestContext.<anonymous> (/app/test/cart.test.js:14:12)\n    at Test.runInAsyncScope (node:async_hooks:206:9)";
