@@ -957,6 +957,21 @@ mod tests {
     }
 
     #[test]
+    fn a_failure_shows_a_short_signature_with_its_text_while_the_definition_still_gives_it() {
+        let mut t = test("t", "failed");
+        t.message = "expected: <200> but was: <500>".into();
+        assert_eq!(signature_mark(&t), None, "none recorded, none shown");
+        t.signature = Some(crate::results::Signature::of(&t.message, &t.trace));
+        let mark = signature_mark(&t).unwrap();
+        assert_eq!(mark.short.len(), 8);
+        assert!(mark.full.starts_with(&mark.short));
+        assert_eq!(mark.text.as_deref(), Some("expected: <<n>> but was: <<n>>"));
+        // Recorded under another definition: the text would not be what it is the hash of.
+        t.signature = Some(crate::results::Signature::of("something else", ""));
+        assert_eq!(signature_mark(&t).unwrap().text, None);
+    }
+
+    #[test]
     fn a_run_is_described_by_its_packs_else_its_category_else_everything() {
         let mut r = run("demo-1");
         assert_eq!(selection_label(&r), "smoke");
