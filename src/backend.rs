@@ -26,9 +26,9 @@ pub trait Backend: Send + Sync + 'static {
     async fn set_priority(&self, name: &str, priority: u8) -> Result<TestRun, StoreError>;
     /// Every stored per-attempt test result of a run.
     async fn results(&self, name: &str) -> Result<Vec<AttemptResult>, StoreError>;
-    /// A run's stored classification (test id → failure category), empty when none is stored;
-    /// read it through [`crate::classify::recorded`].
-    async fn categories(&self, name: &str) -> Result<std::collections::HashMap<String, String>, StoreError>;
+    /// A run's stored classification (test id → failure category and signature), empty when
+    /// none is stored; read it through [`crate::classify::recorded`].
+    async fn categories(&self, name: &str) -> Result<crate::classify::ByTest, StoreError>;
     /// Run counts per `(service, phase)`, for metrics.
     async fn run_counts(&self) -> Result<Vec<(String, String, u64)>, StoreError>;
     /// Committed changes, for live views.
@@ -162,7 +162,7 @@ impl Backend for SqliteStore {
         SqliteStore::results(self, name).await
     }
 
-    async fn categories(&self, name: &str) -> Result<std::collections::HashMap<String, String>, StoreError> {
+    async fn categories(&self, name: &str) -> Result<crate::classify::ByTest, StoreError> {
         SqliteStore::categories(self, name).await
     }
 

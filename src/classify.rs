@@ -18,13 +18,17 @@
 //! apply to the attempts that end after the change. Runs recorded before classifications were
 //! stored (none stored, `status.categories` set) are read from `status.categories`
 //! ([`recorded`]), so their surfaces agree too.
+//!
+//! Beside its category, each classified test records its failure [`Signature`]
+//! ([`crate::results::signature`]) — computed here, once, for both modes, from the same
+//! message and trace the rules see. Runs recorded before signatures were stored have none.
 
 use std::collections::HashMap;
 use std::io::Read;
 
 use crate::crd::{CategoryStat, CategoryTest};
 use crate::grep::{CategoryRule, Engine, RuleMatches, RuleSet, RuleSetError, TestStatus};
-use crate::results::{CaseStatus, MergedTest, TestVerdict};
+use crate::results::{CaseStatus, MergedTest, Signature, TestVerdict};
 
 /// Category of failures no rule matched.
 pub const UNCLASSIFIED: &str = "Unclassified";
@@ -83,11 +87,35 @@ impl Classifier {
     }
 }
 
-/// The outcome: each classified test's category, and the per-category summary for status.
+/// One failing test's record: what the rules made of it, and what its failure is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Classified {
+    /// Category name (a rule's, or [`UNCLASSIFIED`]).
+    pub category: String,
+    /// The failure's signature; `None` for runs recorded before signatures were.
+    pub signature: Option<Signature>,
+}
+
+impl Classified {
+    /// A record with a category and no signature (runs recorded before signatures were).
+    pub fn category(category: impl Into<String>) -> Classified {
+        Classified {
+            category: category.into(),
+            signature: None,
+        }
+    }
+}
+
+/// Test id → its classification, as stored with a run.
+pub type ByTest = HashMap<String, Classified>;
+
+/// The outcome: each classified test's category and signature, and the per-category summary
+/// for status.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Classification {
-    /// Test id → category name, for failed, broken and flaky tests.
-    pub by_test: HashMap<String, String>,
+    /// Test id → category and signature, for failed, broken and flaky tests (a flaky test's
+    /// signature is that of its failing attempt).
+    pub by_test: ByTest,
     /// Categories in rule order (`Unclassified` last), each with its count and first tests.
     pub stats: Vec<CategoryStat>,
 }
@@ -138,7 +166,13 @@ pub fn classify<R: Read>(
             (Some(i), Some(c)) => c.rules()[i].name.clone(),
             _ => UNCLASSIFIED.to_string(),
         };
-        out.by_test.insert(t.id.clone(), name);
+        out.by_test.insert(
+            t.id.clone(),
+            Classified {
+                category: name,
+                signature: Some(Signature::of(&t.case.message, &t.case.trace)),
+            },
+        );
         let entry = counts.entry(index.unwrap_or(unclassified)).or_default();
         entry.0 += 1;
         if entry.1.len() < FIRST_TESTS {
@@ -164,13 +198,17 @@ pub fn classify<R: Read>(
 /// The categories of a run as recorded: the stored per-test classification, or, for a run
 /// recorded before classifications were stored, the tests `status.categories` lists (the only
 /// ones `/api/status` ever showed). Tests not in it are unclassified.
-pub fn recorded(stored: HashMap<String, String>, stats: &[CategoryStat]) -> HashMap<String, String> {
+pub fn recorded(stored: ByTest, stats: &[CategoryStat]) -> ByTest {
     if !stored.is_empty() {
         return stored;
     }
     stats
         .iter()
-        .flat_map(|c| c.tests.iter().map(|t| (t.name.clone(), c.name.clone())))
+        .flat_map(|c| {
+            c.tests
+                .iter()
+                .map(|t| (t.name.clone(), Classified::category(&c.name)))
+        })
         .collect()
 }
 
@@ -249,11 +287,11 @@ mod tests {
             |_, _| true,
         );
         let c = classify(Some(&classifier()), &tests, |_| None::<&[u8]>);
-        assert_eq!(c.by_test["refused"], "Infrastructure");
-        assert_eq!(c.by_test["slow"], "Timeouts");
-        assert_eq!(c.by_test["wrong"], "Product defects");
-        assert_eq!(c.by_test["setup"], "Test defects");
-        assert_eq!(c.by_test["odd"], UNCLASSIFIED);
+        assert_eq!(c.by_test["refused"].category, "Infrastructure");
+        assert_eq!(c.by_test["slow"].category, "Timeouts");
+        assert_eq!(c.by_test["wrong"].category, "Product defects");
+        assert_eq!(c.by_test["setup"].category, "Test defects");
+        assert_eq!(c.by_test["odd"].category, UNCLASSIFIED);
         assert!(!c.by_test.contains_key("ok"));
         let names: Vec<&str> = c.stats.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(
@@ -271,6 +309,33 @@ mod tests {
     }
 
     #[test]
+    fn each_classified_test_records_its_failure_signature() {
+        let tests = merge(
+            vec![
+                result(1, "a", CaseStatus::Failed, "expected 85 but was 90", ""),
+                result(1, "b", CaseStatus::Failed, "expected 1 but was 2", ""),
+                result(1, "c", CaseStatus::Errored, "fixture crashed", ""),
+                result(1, "ok", CaseStatus::Passed, "", ""),
+            ],
+            |_, _| true,
+        );
+        let c = classify(None, &tests, |_| None::<&[u8]>);
+        let sig = |id: &str| {
+            c.by_test[id]
+                .signature
+                .clone()
+                .expect("a failing test has a signature")
+        };
+        assert_eq!(sig("a"), sig("b"), "one assertion, other values");
+        assert_ne!(sig("a"), sig("c"));
+        assert_eq!(
+            sig("a"),
+            Signature::of("expected 1 but was 2", "Error: x\n    at test.js:1:1")
+        );
+        assert!(!c.by_test.contains_key("ok"));
+    }
+
+    #[test]
     fn a_flaky_test_is_classified_by_its_failing_attempt() {
         let tests = merge(
             vec![
@@ -280,7 +345,7 @@ mod tests {
             |_, _| true,
         );
         let c = classify(Some(&classifier()), &tests, |_| None::<&[u8]>);
-        assert_eq!(c.by_test["flaky"], "Timeouts");
+        assert_eq!(c.by_test["flaky"].category, "Timeouts");
     }
 
     #[test]
@@ -300,8 +365,8 @@ mod tests {
             Some(log.as_slice())
         });
         assert_eq!(opened, 1);
-        assert_eq!(c.by_test["a"], "Infrastructure");
-        assert_eq!(c.by_test["b"], "Infrastructure");
+        assert_eq!(c.by_test["a"].category, "Infrastructure");
+        assert_eq!(c.by_test["b"].category, "Infrastructure");
         assert_eq!(c.stats[0].count, 2);
     }
 

@@ -35,6 +35,11 @@ fn categories(st: &Value) -> HashMap<String, (u64, Vec<String>)> {
 }
 
 async fn test_categories(server: &Server, id: &str) -> HashMap<String, Option<String>> {
+    per_test(server, id, "category").await
+}
+
+/// Test id → the string `field` of each test in `/api/v1/runs/{id}/tests`.
+async fn per_test(server: &Server, id: &str, field: &str) -> HashMap<String, Option<String>> {
     let (_, tests) = server.get(&format!("/api/v1/runs/{id}/tests")).await;
     tests
         .as_array()
@@ -43,7 +48,7 @@ async fn test_categories(server: &Server, id: &str) -> HashMap<String, Option<St
         .map(|t| {
             (
                 t["id"].as_str().unwrap().to_string(),
-                t["category"].as_str().map(str::to_string),
+                t[field].as_str().map(str::to_string),
             )
         })
         .collect()
@@ -233,4 +238,75 @@ fn the_grep_command_counts_lines_per_rule() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("broken") && err.contains("logRegex"), "{err}");
+}
+
+/// A pytest service whose failures print different values on every run: a random total, a
+/// UUID, the time, an address and a port.
+const SIG: &str = r#"
+description: Failures that print volatile values
+stands: {pattern: localhost}
+launch:
+  command: [python3, -m, pytest, -p, no:cacheprovider, "--rootdir={dir}", -c, "{dir}/pytest.ini", "--junitxml={junit}", -o, junit_family=xunit1, "{tests}"]
+  env: {PYTHONDONTWRITEBYTECODE: "1"}
+retries: 0
+packs: {all: {tests: ["{dir}/tests/test_sig.py"]}}
+"#;
+
+const SIG_TESTS: &str = r#"
+import datetime, random, uuid
+
+def test_order_total():
+    total = random.randint(100, 100000)
+    assert total == 42, f"order {uuid.uuid4()} at {datetime.datetime.now().isoformat()} took {random.random():.3f}s"
+
+def test_profile_loads():
+    raise ConnectionError(
+        f"HTTPConnectionPool(host='10.0.0.{random.randint(1, 254)}', port={random.randint(1024, 65000)}): "
+        f"Max retries exceeded with url: /api/v1/users/{random.randint(1, 10**6)}"
+    )
+
+def test_passes():
+    pass
+"#;
+
+/// Issue 17, item 1: each failed test of a run carries its failure signature, and two runs
+/// failing the same way — other numbers, ids, times, hosts — get the same ones.
+#[tokio::test]
+async fn two_runs_failing_the_same_way_share_their_failure_signatures() {
+    let config = support::config_with(&[("sig.yaml", SIG)]);
+    let dir = config.path().join("sig");
+    std::fs::create_dir_all(dir.join("tests")).unwrap();
+    std::fs::write(dir.join("pytest.ini"), "[pytest]\njunit_family = xunit1\n").unwrap();
+    std::fs::write(dir.join("tests/test_sig.py"), SIG_TESTS).unwrap();
+    let server = Server::start_with(Some(config.path()), &[]).await;
+
+    let first = server.run_now("service=sig&stand=localhost").await;
+    let st = server.wait_finished(&first, RUN).await;
+    assert_eq!(st["summary"]["failed"].as_u64(), Some(2), "{st:#}");
+    let second = server.run_now("service=sig&stand=localhost").await;
+    server.wait_finished(&second, RUN).await;
+
+    let (a, b) = (
+        per_test(&server, &first, "signature").await,
+        per_test(&server, &second, "signature").await,
+    );
+    let total = "tests.test_sig::test_order_total";
+    let profile = "tests.test_sig::test_profile_loads";
+    let sig = |m: &HashMap<String, Option<String>>, t: &str| {
+        m.get(t)
+            .cloned()
+            .flatten()
+            .unwrap_or_else(|| panic!("{t} has no signature: {m:?}"))
+    };
+    for s in [sig(&a, total), sig(&a, profile)] {
+        assert!(s.len() == 16 && s.bytes().all(|c| c.is_ascii_hexdigit()), "{s}");
+    }
+    assert_eq!(sig(&a, total), sig(&b, total), "the same failure, other values");
+    assert_eq!(sig(&a, profile), sig(&b, profile));
+    assert_ne!(sig(&a, total), sig(&a, profile), "two failures, two signatures");
+    assert_eq!(a["tests.test_sig::test_passes"], None, "a passed test has none");
+
+    let (code, page) = server.get_text(&format!("/runs/{first}")).await;
+    assert_eq!(code, 200);
+    assert!(page.contains(&format!("sig {}", &sig(&a, total)[..8])), "{page}");
 }

@@ -184,6 +184,7 @@ async fn every_key_of_every_api_v1_answer_is_camel_case() {
         file: Some("f.py".into()),
         verdict: "flaky".into(),
         category: Some("Timeouts".into()),
+        signature: Some(crate::results::Signature::of("Timeout 5000ms exceeded", "")),
         attempts: vec![],
         explained_by: 1,
         message: String::new(),
@@ -316,6 +317,20 @@ async fn get_api_v1_answers_an_index_linking_the_openapi_document() {
     assert!(
         doc["paths"]["/api/v1"]["get"].is_object(),
         "the index is in the document"
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_each_tests_failure_signature() {
+    let (status, doc) = Api::new().get("/api/v1/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    let signature = &doc["components"]["schemas"]["TestView"]["properties"]["signature"];
+    assert_eq!(signature["pattern"], "^[0-9a-f]{16}$", "{signature}");
+    assert!(
+        signature["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("signature")),
+        "{signature}"
     );
 }
 

@@ -5,8 +5,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{ApiError, AppState};
+use crate::classify::Classified;
 use crate::crd::{Attempt, CategoryStat, Phase, ReportStatus, RunType, Summary, TestRun};
-use crate::results::{CaseStatus, MergedTest};
+use crate::results::{CaseStatus, MergedTest, Signature};
 pub use crate::runs::new_run;
 use crate::store::{ListFilter, StoreError, created, random_suffix};
 
@@ -276,6 +277,12 @@ pub struct TestView {
     pub verdict: String,
     /// Failure category (failed, broken and flaky tests).
     pub category: Option<String>,
+    /// Failure signature (failed, broken and flaky tests; a flaky test's is its failing
+    /// attempt's): 16 hex digits of a hash of the message and the test's own trace frame with
+    /// numbers, ids, times, hosts and temp paths masked, so the same failure in two runs has the
+    /// same one. Absent for runs recorded before signatures were.
+    #[schema(value_type = Option<String>, example = "3f9a0c1d2e4b5a67", pattern = "^[0-9a-f]{16}$")]
+    pub signature: Option<Signature>,
     /// Status on each attempt that ran it.
     pub attempts: Vec<TestAttempt>,
     /// The attempt whose result explains the verdict (a flaky test's failing attempt).
@@ -292,7 +299,8 @@ pub struct TestAttempt {
 }
 
 impl TestView {
-    pub fn of(t: &MergedTest, category: Option<String>) -> Self {
+    pub fn of(t: &MergedTest, classified: Option<Classified>) -> Self {
+        let (category, signature) = classified.map_or((None, None), |c| (Some(c.category), c.signature));
         let status = |s: CaseStatus| match s {
             CaseStatus::Passed => "passed",
             CaseStatus::Failed => "failed",
@@ -307,6 +315,7 @@ impl TestView {
             file: t.case.file.clone(),
             verdict: t.verdict.as_str().to_string(),
             category,
+            signature,
             attempts: t
                 .history
                 .iter()

@@ -334,7 +334,7 @@ impl Backend for KubeBackend {
             .map_err(|e| StoreError::Task(e.to_string()))
     }
 
-    async fn categories(&self, name: &str) -> Result<std::collections::HashMap<String, String>, StoreError> {
+    async fn categories(&self, name: &str) -> Result<crate::classify::ByTest, StoreError> {
         let run = self.find(name).await?.ok_or_else(|| not_found(name))?;
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &run.namespace().unwrap_or_default());
         results::load_categories(&api, &run)

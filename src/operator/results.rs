@@ -22,11 +22,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ListParams, PostParams};
 use kube::{Resource, ResourceExt};
 
+use crate::classify::{ByTest, Classified};
 use crate::core::ReportRead;
 use crate::crd::{LABEL_RUN, TestRun};
 use crate::launch::job::{LABEL_LAUNCH, bounded, label_value};
 use crate::packs::TestIdStyle;
-use crate::results::{self, AttemptResult};
+use crate::results::{self, AttemptResult, Signature};
 
 /// Largest part of a file in one ConfigMap key, and the most one ConfigMap carries: well
 /// under the API server's 1 MiB, with room for metadata.
@@ -421,25 +422,30 @@ pub fn categories_name(run: &str, seq: usize) -> String {
 }
 
 const CATEGORIES_FILE: &str = "categories.json.gz";
+/// Beside [`CATEGORIES_FILE`] since failure signatures were recorded; records without it
+/// (written before) still read, with no signatures.
+const SIGNATURES_FILE: &str = "signatures.json.gz";
 
-/// The immutable ConfigMap recording a run's classification (test id → category) after its
-/// `seq`-th launch ended: gzip'd JSON `{category: [test ids]}` (grouped, so that each category
-/// name is stored once), owned by the run. Pure.
-pub fn pack_categories(
-    run: &TestRun,
-    seq: usize,
-    categories: &std::collections::HashMap<String, String>,
-) -> Result<ConfigMap, ResultsError> {
+/// The immutable ConfigMap recording a run's classification after its `seq`-th launch ended,
+/// owned by the run: `categories.json.gz`, gzip'd JSON `{category: [test ids]}` (grouped, so
+/// that each category name is stored once), and `signatures.json.gz`, gzip'd JSON
+/// `{test id: signature}` (a file of its own, so the first keeps the format older readers
+/// know). Pure.
+pub fn pack_categories(run: &TestRun, seq: usize, categories: &ByTest) -> Result<ConfigMap, ResultsError> {
     let mut grouped: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for (test, category) in categories {
-        grouped.entry(category).or_default().push(test);
+    let mut signatures: BTreeMap<&str, &Signature> = BTreeMap::new();
+    for (test, c) in categories {
+        grouped.entry(&c.category).or_default().push(test);
+        if let Some(s) = &c.signature {
+            signatures.insert(test, s);
+        }
     }
     for ids in grouped.values_mut() {
         ids.sort_unstable();
     }
-    let json = serde_json::to_vec(&grouped).map_err(|e| ResultsError::Damaged(e.to_string()))?;
-    let gz = gzip(&json);
-    if gz.len() > PART_BYTES {
+    let gz = json_gz(&grouped)?;
+    let signatures_gz = json_gz(&signatures)?;
+    if gz.len() + signatures_gz.len() > PART_BYTES {
         return Err(ResultsError::TooLarge(format!(
             "the classification of {} tests takes {} KiB compressed, more than one ConfigMap holds",
             categories.len(),
@@ -459,26 +465,43 @@ pub fn pack_categories(
             owner_references: run.controller_owner_ref(&()).map(|r| vec![r]),
             ..Default::default()
         },
-        binary_data: Some(BTreeMap::from([(CATEGORIES_FILE.to_string(), ByteString(gz))])),
+        binary_data: Some(BTreeMap::from([
+            (CATEGORIES_FILE.to_string(), ByteString(gz)),
+            (SIGNATURES_FILE.to_string(), ByteString(signatures_gz)),
+        ])),
         immutable: Some(true),
         ..Default::default()
     })
 }
 
-/// Reads a classification back from its ConfigMap. Pure.
-pub fn unpack_categories(cm: &ConfigMap) -> Result<std::collections::HashMap<String, String>, ResultsError> {
+fn json_gz(value: &impl serde::Serialize) -> Result<Vec<u8>, ResultsError> {
+    let json = serde_json::to_vec(value).map_err(|e| ResultsError::Damaged(e.to_string()))?;
+    Ok(gzip(&json))
+}
+
+/// Reads a classification back from its ConfigMap (one without signatures, written before
+/// they were recorded, reads with none). Pure.
+pub fn unpack_categories(cm: &ConfigMap) -> Result<ByTest, ResultsError> {
     let damaged = |m: String| ResultsError::Damaged(format!("{}: {m}", cm.name_any()));
-    let gz = cm
-        .binary_data
-        .as_ref()
-        .and_then(|d| d.get(CATEGORIES_FILE))
-        .ok_or_else(|| damaged(format!("no {CATEGORIES_FILE}")))?;
+    let file = |name: &str| cm.binary_data.as_ref().and_then(|d| d.get(name));
+    let gz = file(CATEGORIES_FILE).ok_or_else(|| damaged(format!("no {CATEGORIES_FILE}")))?;
     let json = gunzip(&gz.0).map_err(damaged)?;
     let grouped: BTreeMap<String, Vec<String>> =
         serde_json::from_slice(&json).map_err(|e| damaged(e.to_string()))?;
+    let mut signatures: std::collections::HashMap<String, Signature> = match file(SIGNATURES_FILE) {
+        Some(gz) => {
+            let json = gunzip(&gz.0).map_err(damaged)?;
+            serde_json::from_slice(&json).map_err(|e| damaged(format!("{SIGNATURES_FILE}: {e}")))?
+        }
+        None => Default::default(),
+    };
     Ok(grouped
         .into_iter()
         .flat_map(|(category, ids)| ids.into_iter().map(move |id| (id, category.clone())))
+        .map(|(id, category)| {
+            let signature = signatures.remove(&id);
+            (id, Classified { category, signature })
+        })
         .collect())
 }
 
@@ -494,10 +517,7 @@ pub async fn store_categories(api: &Api<ConfigMap>, cm: &ConfigMap) -> Result<()
 
 /// A run's classification as recorded after its latest ended launch that recorded one; empty
 /// when none did.
-pub async fn load_categories(
-    api: &Api<ConfigMap>,
-    run: &TestRun,
-) -> Result<std::collections::HashMap<String, String>, ResultsError> {
+pub async fn load_categories(api: &Api<ConfigMap>, run: &TestRun) -> Result<ByTest, ResultsError> {
     let launches = run.status.as_ref().map_or(0, |s| s.attempts.len());
     for seq in (1..=launches).rev() {
         if let Some(cm) = api.get_opt(&categories_name(&run.name_any(), seq)).await? {
@@ -664,13 +684,29 @@ mod tests {
 
     #[test]
     fn a_classification_packs_into_one_owned_immutable_config_map_and_reads_back() {
-        let categories: std::collections::HashMap<String, String> = [
-            ("a::one", "Product defects"),
-            ("a::two", "Product defects"),
-            ("b::three", "Unclassified"),
+        let categories: ByTest = [
+            (
+                "a::one",
+                "Product defects",
+                Some(Signature::of("expected 1 but was 2", "")),
+            ),
+            (
+                "a::two",
+                "Product defects",
+                Some(Signature::of("assert 3 == 4", "")),
+            ),
+            ("b::three", "Unclassified", None),
         ]
         .into_iter()
-        .map(|(t, c)| (t.to_string(), c.to_string()))
+        .map(|(t, category, signature)| {
+            (
+                t.to_string(),
+                Classified {
+                    category: category.to_string(),
+                    signature,
+                },
+            )
+        })
         .collect();
         let cm = pack_categories(&run(), 2, &categories).unwrap();
         assert_eq!(
@@ -680,6 +716,22 @@ mod tests {
         assert_eq!(cm.immutable, Some(true));
         assert!(cm.metadata.owner_references.is_some());
         assert_eq!(unpack_categories(&cm).unwrap(), categories);
+    }
+
+    #[test]
+    fn a_classification_recorded_before_signatures_still_reads() {
+        let mut cm = pack_categories(
+            &run(),
+            1,
+            &ByTest::from([("a::one".to_string(), Classified::category("Timeouts"))]),
+        )
+        .unwrap();
+        // As written before signatures: the categories file alone.
+        cm.binary_data.as_mut().unwrap().remove(SIGNATURES_FILE);
+        assert_eq!(
+            unpack_categories(&cm).unwrap(),
+            ByTest::from([("a::one".to_string(), Classified::category("Timeouts"))])
+        );
     }
 
     #[test]

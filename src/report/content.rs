@@ -124,7 +124,7 @@ impl RunReport {
     pub fn build(
         run: &TestRun,
         tests: &[MergedTest],
-        categories: &HashMap<String, String>,
+        categories: &crate::classify::ByTest,
         public_url: &str,
     ) -> RunReport {
         let id = run.metadata.name.clone().unwrap_or_default();
@@ -319,13 +319,15 @@ fn attempt_state(s: AttemptState) -> &'static str {
 fn failure_groups(
     tests: &[MergedTest],
     st: &TestRunStatus,
-    categories: &HashMap<String, String>,
+    categories: &crate::classify::ByTest,
 ) -> (Vec<FailureGroup>, usize) {
     let mut order: Vec<&str> = st.categories.iter().map(|c| c.name.as_str()).collect();
     let mut groups: HashMap<&str, Vec<&MergedTest>> = HashMap::new();
     let failing: Vec<&MergedTest> = tests.iter().filter(|t| t.verdict.is_failing()).collect();
     for t in &failing {
-        let category = categories.get(&t.id).map_or(UNCLASSIFIED, String::as_str);
+        let category = categories
+            .get(&t.id)
+            .map_or(UNCLASSIFIED, |c| c.category.as_str());
         if !order.contains(&category) {
             order.push(category);
         }
@@ -431,12 +433,9 @@ mod tests {
     }
 
     /// Test id → category, as the classification would give for the tests `status.categories` lists.
-    fn categories_of(run: &TestRun) -> HashMap<String, String> {
+    fn categories_of(run: &TestRun) -> crate::classify::ByTest {
         let st = run.status.clone().unwrap_or_default();
-        st.categories
-            .iter()
-            .flat_map(|c| c.tests.iter().map(move |t| (t.name.clone(), c.name.clone())))
-            .collect()
+        crate::classify::recorded(Default::default(), &st.categories)
     }
 
     fn finished_run(verdict: Verdict, summary: Summary, categories: Vec<CategoryStat>) -> TestRun {

@@ -169,7 +169,7 @@ impl Reporter {
         &self,
         run: &TestRun,
         tests: &[MergedTest],
-        categories: &std::collections::HashMap<String, String>,
+        categories: &crate::classify::ByTest,
     ) -> RunReport {
         RunReport::build(run, tests, categories, &self.public_url)
     }

@@ -2,9 +2,11 @@
 
 pub mod junit;
 mod merge;
+pub mod signature;
 
 pub use junit::{Case, CaseStatus};
 pub use merge::{MergedTest, TestVerdict, attempt_summary, merge, selection_filter, summarize};
+pub use signature::Signature;
 
 /// One test's result in one attempt: the JUnit case plus the id it is known by.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -5,7 +5,6 @@
 //! One connection behind a mutex serializes writes; each call runs on tokio's blocking pool
 //! so an `fsync` never stalls the async runtime.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -17,7 +16,8 @@ use tokio::sync::broadcast;
 use tracing::{error, info};
 
 use super::{Change, ChangeOp, ListFilter, StoreError, random_uid};
-use crate::results::{AttemptResult, Case, CaseStatus};
+use crate::classify::{ByTest, Classified};
+use crate::results::{AttemptResult, Case, CaseStatus, Signature};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[
@@ -66,6 +66,11 @@ const MIGRATIONS: &[&str] = &[
         category TEXT NOT NULL,
         PRIMARY KEY (run, test_id)
     );
+    "#,
+    // 3: each failing test's failure signature (crate::results::signature), beside its
+    // category; NULL for tests classified before signatures were stored.
+    r#"
+    ALTER TABLE test_categories ADD COLUMN signature TEXT;
     "#,
 ];
 
@@ -546,21 +551,23 @@ impl SqliteStore {
         .await
     }
 
-    /// Replaces a run's classification (test id → category).
-    pub async fn put_categories(
-        &self,
-        run: &str,
-        categories: HashMap<String, String>,
-    ) -> Result<(), StoreError> {
+    /// Replaces a run's classification (test id → category and failure signature).
+    pub async fn put_categories(&self, run: &str, categories: ByTest) -> Result<(), StoreError> {
         let run = run.to_string();
         self.with_write(move |conn| {
             let tx = conn.transaction()?;
             tx.execute("DELETE FROM test_categories WHERE run = ?1", params![run])?;
             {
-                let mut stmt =
-                    tx.prepare("INSERT INTO test_categories (run, test_id, category) VALUES (?1, ?2, ?3)")?;
-                for (test, category) in &categories {
-                    stmt.execute(params![run, test, category])?;
+                let mut stmt = tx.prepare(
+                    "INSERT INTO test_categories (run, test_id, category, signature) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for (test, c) in &categories {
+                    stmt.execute(params![
+                        run,
+                        test,
+                        c.category,
+                        c.signature.as_ref().map(|s| s.as_str())
+                    ])?;
                 }
             }
             tx.commit()?;
@@ -569,13 +576,24 @@ impl SqliteStore {
         .await
     }
 
-    /// A run's stored classification (empty when none is stored).
-    pub async fn categories(&self, run: &str) -> Result<HashMap<String, String>, StoreError> {
+    /// A run's stored classification (empty when none is stored). A signature that does not
+    /// read as one (a damaged row) is dropped, not an error: the category still stands.
+    pub async fn categories(&self, run: &str) -> Result<ByTest, StoreError> {
         let run = run.to_string();
         self.with_conn(move |conn| {
-            let mut stmt = conn.prepare("SELECT test_id, category FROM test_categories WHERE run = ?1")?;
-            let rows = stmt.query_map(params![run], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Ok(rows.collect::<Result<HashMap<String, String>, _>>()?)
+            let mut stmt =
+                conn.prepare("SELECT test_id, category, signature FROM test_categories WHERE run = ?1")?;
+            let rows = stmt.query_map(params![run], |r| {
+                let signature: Option<String> = r.get(2)?;
+                Ok((
+                    r.get::<_, String>(0)?,
+                    Classified {
+                        category: r.get(1)?,
+                        signature: signature.and_then(|s| Signature::try_from(s).ok()),
+                    },
+                ))
+            })?;
+            Ok(rows.collect::<Result<ByTest, _>>()?)
         })
         .await
     }
@@ -719,6 +737,38 @@ mod tests {
         assert_eq!(store.instance(), instance, "the instance id is kept");
         let got: TestRun = store.get("demo-1").await.unwrap().unwrap();
         assert_eq!(got, created);
+    }
+
+    #[tokio::test]
+    async fn categories_classified_before_signatures_still_read_and_new_ones_keep_theirs() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // A data file as it was before migration 3: categories without signatures.
+            let conn = Connection::open(dir.path().join("tomato.db")).unwrap();
+            for sql in &MIGRATIONS[..2] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 2).unwrap();
+            conn.execute(
+                "INSERT INTO test_categories (run, test_id, category) VALUES ('old', 't', 'Timeouts')",
+                [],
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(
+            store.categories("old").await.unwrap(),
+            ByTest::from([("t".to_string(), Classified::category("Timeouts"))])
+        );
+        let new = ByTest::from([(
+            "t".to_string(),
+            Classified {
+                category: "Product defects".into(),
+                signature: Some(Signature::of("expected: <200> but was: <500>", "")),
+            },
+        )]);
+        store.put_categories("new", new.clone()).await.unwrap();
+        assert_eq!(store.categories("new").await.unwrap(), new);
     }
 
     #[tokio::test]

@@ -448,6 +448,7 @@ pub struct TestRow {
     pub verdict: String,
     pub flaky: bool,
     pub category: Option<String>,
+    pub signature: Option<SignatureMark>,
     /// Status per attempt that ran it (`1: failed`, `2: passed`).
     pub history: Vec<HistoryMark>,
     pub duration: Option<String>,
@@ -506,6 +507,7 @@ pub fn test_row(t: &TestView) -> TestRow {
         verdict: t.verdict.clone(),
         flaky: t.verdict == "flaky",
         category: t.category.clone(),
+        signature: signature_mark(t),
         history: t
             .attempts
             .iter()
@@ -519,6 +521,30 @@ pub fn test_row(t: &TestView) -> TestRow {
         trace: t.trace.clone(),
         explained_by: t.explained_by,
     }
+}
+
+/// A failure's signature as the page shows it: a short prefix, the whole one, and the
+/// normalised text it is the hash of (for a tooltip) when today's normalisation still gives
+/// the stored signature (it would not after a version change).
+#[derive(Serialize, Debug, PartialEq, Eq)]
+pub struct SignatureMark {
+    pub short: String,
+    pub full: String,
+    pub text: Option<String>,
+}
+
+/// Characters of a signature shown on the page.
+const SIGNATURE_SHOWN: usize = 8;
+
+pub fn signature_mark(t: &TestView) -> Option<SignatureMark> {
+    let s = t.signature.as_ref()?;
+    let text = crate::results::signature::normalise(&t.message, &t.trace);
+    let matches = crate::results::Signature::of_normalised(&text) == *s;
+    Some(SignatureMark {
+        short: s.as_str().chars().take(SIGNATURE_SHOWN).collect(),
+        full: s.to_string(),
+        text: matches.then_some(text),
+    })
 }
 
 /// Failures under one category.
@@ -535,6 +561,8 @@ pub struct CategoryGroup {
 pub struct CategoryEntry {
     pub name: String,
     pub message: String,
+    /// Its failure signature, when recorded.
+    pub signature: Option<SignatureMark>,
     /// Anchor of the test in the results table, when it is there.
     pub anchor: Option<String>,
 }
@@ -565,6 +593,7 @@ pub fn failure_groups(tests: &[TestView]) -> Vec<CategoryGroup> {
                 .map(|t| CategoryEntry {
                     name: t.name.clone(),
                     message: t.message.clone(),
+                    signature: signature_mark(t),
                     anchor: Some(test_anchor(&t.id)),
                 })
                 .collect(),
@@ -914,6 +943,7 @@ mod tests {
             file: None,
             verdict: verdict.into(),
             category: None,
+            signature: None,
             attempts: vec![],
             explained_by: 1,
             message: format!("{name} broke"),
@@ -924,6 +954,21 @@ mod tests {
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_failure_shows_a_short_signature_with_its_text_while_the_definition_still_gives_it() {
+        let mut t = test("t", "failed");
+        t.message = "expected: <200> but was: <500>".into();
+        assert_eq!(signature_mark(&t), None, "none recorded, none shown");
+        t.signature = Some(crate::results::Signature::of(&t.message, &t.trace));
+        let mark = signature_mark(&t).unwrap();
+        assert_eq!(mark.short.len(), 8);
+        assert!(mark.full.starts_with(&mark.short));
+        assert_eq!(mark.text.as_deref(), Some("expected: <<n>> but was: <<n>>"));
+        // Recorded under another definition: the text would not be what it is the hash of.
+        t.signature = Some(crate::results::Signature::of("something else", ""));
+        assert_eq!(signature_mark(&t).unwrap().text, None);
     }
 
     #[test]
