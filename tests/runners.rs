@@ -24,13 +24,34 @@ use tomato::results::{CaseStatus, junit};
 
 const RUN: Duration = Duration::from_secs(240);
 
-/// A packs_config directory with one service `<name>` whose directory is the suite
-/// `tests/runners/<suite>`.
+/// A packs_config directory with one service `<name>` whose directory is a copy of the suite
+/// `tests/runners/<suite>`: a copy, not a link, because runners write beside their sources
+/// (Maven's `target/`, Playwright's `test-results/`, pytest's caches) and two tests of one
+/// runner run at once — sharing them, one test read the other's half-written Surefire report.
 fn config(name: &str, suite: &str, yaml: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(format!("{name}.yaml")), yaml).unwrap();
-    std::os::unix::fs::symlink(format!("{REPO}/tests/runners/{suite}"), dir.path().join(name)).unwrap();
+    copy_suite(Path::new(&format!("{REPO}/tests/runners/{suite}")), &dir.path().join(name));
     dir
+}
+
+/// Copies a suite's sources; its installed packages (`node_modules`) are linked, and what
+/// runners wrote there earlier is left behind.
+fn copy_suite(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        let (src, dst) = (entry.path(), to.join(&name));
+        match name.to_str() {
+            Some("target" | "test-results" | "__pycache__" | ".pytest_cache") => {}
+            Some("node_modules") => std::os::unix::fs::symlink(&src, &dst).unwrap(),
+            _ if entry.file_type().unwrap().is_dir() => copy_suite(&src, &dst),
+            _ => {
+                std::fs::copy(&src, &dst).unwrap();
+            }
+        }
+    }
 }
 
 /// Every JUnit file the runner wrote for one launch (`junit.xml` and `junit/*.xml`).
