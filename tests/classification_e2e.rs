@@ -301,8 +301,23 @@ async fn two_runs_failing_the_same_way_share_their_failure_signatures() {
     for s in [sig(&a, total), sig(&a, profile)] {
         assert!(s.len() == 16 && s.bytes().all(|c| c.is_ascii_hexdigit()), "{s}");
     }
-    assert_eq!(sig(&a, total), sig(&b, total), "the same failure, other values");
-    assert_eq!(sig(&a, profile), sig(&b, profile));
+    let (ma, mb) = (
+        per_test(&server, &first, "message").await,
+        per_test(&server, &second, "message").await,
+    );
+    for t in [total, profile] {
+        let (ta, tb) = (
+            ma[t].clone().unwrap_or_default(),
+            mb[t].clone().unwrap_or_default(),
+        );
+        assert_eq!(
+            sig(&a, t),
+            sig(&b, t),
+            "the same failure, other values:\n{ta}\n  -> {:?}\n{tb}\n  -> {:?}",
+            tomato::results::signature::normalise(&ta, ""),
+            tomato::results::signature::normalise(&tb, ""),
+        );
+    }
     assert_ne!(sig(&a, total), sig(&a, profile), "two failures, two signatures");
     assert_eq!(a["tests.test_sig::test_passes"], None, "a passed test has none");
 

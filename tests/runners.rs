@@ -31,7 +31,10 @@ const RUN: Duration = Duration::from_secs(240);
 fn config(name: &str, suite: &str, yaml: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(format!("{name}.yaml")), yaml).unwrap();
-    copy_suite(Path::new(&format!("{REPO}/tests/runners/{suite}")), &dir.path().join(name));
+    copy_suite(
+        Path::new(&format!("{REPO}/tests/runners/{suite}")),
+        &dir.path().join(name),
+    );
     dir
 }
 

@@ -122,8 +122,10 @@ impl From<Signature> for String {
 ///    an address is one value).
 /// 8. Durations (`1.23s`, `250ms`, `in 3.2 seconds`, Selenium's `10 second(s)`) → `<duration>`:
 ///    before numbers, because the unit changes with the size (`950ms`, then `1.2s`).
-/// 9. Memory addresses and hex (`0x7f…`, runs of 6+ hex digits with a digit among them: ids,
-///    hashes, session ids) → `<hex>`: before numbers, which would leave their letters.
+/// 9. Memory addresses and hex (`0x7f…`, runs of 6+ hex digits with both a digit and a letter
+///    among them: ids, hashes, session ids) → `<hex>`: before numbers, which would leave their
+///    letters. A run of decimal digits only is left to step 10, so a number's signature does not
+///    depend on how many digits it has (a hash that happens to be all digits becomes `<n>`).
 /// 10. Numbers (integers, decimals, versions such as `120.0.6099.109`; ports too) → `<n>`; digits
 ///     in a word (`urllib3`, `sha256`, `v1`, `10px`) are part of the word and stay. Every rule
 ///     from 5 on masks whole words only, so masking never makes a new word boundary that a
@@ -214,8 +216,11 @@ fn mask(message: &str) -> String {
     let s = r.duration.replace_all(&s, "<duration>");
     let s = r.hex.replace_all(&s, |c: &Captures| {
         let m = &c[0];
-        // A word of hex letters only (`decade`, `facade`) is a word, not a value.
-        if m.starts_with("0x") || m.starts_with("0X") || m.bytes().any(|b| b.is_ascii_digit()) {
+        // A word of hex letters only (`decade`, `facade`) is a word, not a value; a run of
+        // decimal digits only is a number (step 10), whatever its length: `/users/99999` and
+        // `/users/100000` are the same failure.
+        let digits = m.bytes().filter(u8::is_ascii_digit).count();
+        if m.starts_with("0x") || m.starts_with("0X") || (digits > 0 && digits < m.len()) {
             "<hex>".to_string()
         } else {
             m.to_string()
@@ -530,6 +535,19 @@ mod tests {
             normalise(pw_nav, "")
                 .starts_with("page.goto: net::ERR_CONNECTION_REFUSED at http://<host>/login")
         );
+    }
+
+    #[test]
+    fn a_number_is_a_number_however_many_digits_it_has() {
+        // Six decimal digits are also six hex digits: they must not become `<hex>` while five
+        // become `<n>` (found by a real run: `/api/v1/users/{random id}`).
+        same(
+            ("GET /api/v1/users/99999 failed", ""),
+            ("GET /api/v1/users/100000 failed", ""),
+        );
+        same(("total 12345 != 42", ""), ("total 1234567890 != 42", ""));
+        assert_eq!(normalise("user 123456", ""), "user <n>");
+        assert_eq!(normalise("trace 3fa9c0e1", ""), "trace <hex>");
     }
 
     #[test]
