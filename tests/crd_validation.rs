@@ -532,7 +532,9 @@ async fn kubectl_apply_of_the_crds_helm_install_and_server_dry_runs_of_the_chart
     ] {
         assert!(installed.contains(kind), "no {kind} installed: {installed}");
     }
-    // What the README's other install routes send, as a server dry run in `tomato`.
+    // What the README's other install routes send, as a server dry run in `tomato`; the
+    // template with the chart's optional roles file, so that its volume and variable are
+    // checked by the API server too.
     k.cluster.kubectl_ok(&["create", "namespace", "tomato"], None);
     let helm_template = std::process::Command::new(k.cluster.bin.join("helm"))
         .args([
@@ -541,6 +543,8 @@ async fn kubectl_apply_of_the_crds_helm_install_and_server_dry_runs_of_the_chart
             &format!("{REPO}/charts/tomato"),
             "--namespace",
             "tomato",
+            "--set",
+            "apiRoles.existingSecret=tomato-roles",
         ])
         .env("HELM_CACHE_HOME", k.gates.path().join("helm-cache"))
         .env("HELM_CONFIG_HOME", k.gates.path().join("helm-config"))
@@ -552,10 +556,17 @@ async fn kubectl_apply_of_the_crds_helm_install_and_server_dry_runs_of_the_chart
         "{}",
         String::from_utf8_lossy(&helm_template.stderr)
     );
-    k.cluster.kubectl_ok(
-        &["apply", "--dry-run=server", "-f", "-"],
-        Some(&String::from_utf8_lossy(&helm_template.stdout)),
-    );
+    let rendered = String::from_utf8_lossy(&helm_template.stdout);
+    for expected in [
+        "name: TOMATO_API_ROLES_FILE",
+        "value: /etc/tomato/roles/roles.yaml",
+        "mountPath: /etc/tomato/roles",
+        "secretName: tomato-roles",
+    ] {
+        assert!(rendered.contains(expected), "no {expected:?} in:\n{rendered}");
+    }
+    k.cluster
+        .kubectl_ok(&["apply", "--dry-run=server", "-f", "-"], Some(&rendered));
     let kustomized = k.cluster.kubectl_ok(
         &["apply", "--dry-run=server", "-k", &format!("{REPO}/deploy")],
         None,
