@@ -2,9 +2,10 @@
 //! `deploy/` parses as the Kubernetes type its `kind` names, the Deployment has the probes and
 //! the hardening it should, the RBAC grants exactly what the operator's code uses, the
 //! examples are valid TestRun / NightlySchedule objects that fit the example packs_config,
-//! and the Helm chart carries the same CRDs and only uses values it defines. Helm itself is
-//! not installable from the registries here, so the chart's templates are not rendered; when
-//! `kubectl` is on the PATH, `kubectl kustomize deploy/` must build.
+//! and the Helm chart carries the same CRDs and only uses values it defines. The chart is
+//! rendered and installed on the real control plane by `tests/crd_validation.rs` (helm is built
+//! from its Go module by `tests/cluster/build`); when `kubectl` is on the PATH,
+//! `kubectl kustomize deploy/` must build.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
