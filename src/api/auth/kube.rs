@@ -204,3 +204,91 @@ impl KubeAuth {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::http::{Request, Response};
+    use kube::client::Body;
+
+    use super::*;
+
+    /// A client whose API server answers every TokenReview itself: `alice-token` is alice, any
+    /// other token is not authenticated. Counts the reviews asked.
+    fn client(asked: Arc<AtomicUsize>) -> kube::Client {
+        let service = tower::service_fn(move |req: Request<Body>| {
+            let asked = asked.clone();
+            async move {
+                assert!(req.uri().path().ends_with("/tokenreviews"), "{}", req.uri());
+                asked.fetch_add(1, Ordering::SeqCst);
+                let body = req.into_body().collect_bytes().await.expect("the review's body");
+                let review: TokenReview = serde_json::from_slice(&body).expect("a TokenReview");
+                let status = if review.spec.token == "alice-token" {
+                    serde_json::json!({"authenticated": true, "user": {"username": "alice", "groups": ["qa"]}})
+                } else {
+                    serde_json::json!({"authenticated": false})
+                };
+                let answer = serde_json::json!({
+                    "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                    "spec": {}, "status": status,
+                });
+                Ok::<_, std::convert::Infallible>(Response::new(Body::from(
+                    serde_json::to_vec(&answer).expect("JSON"),
+                )))
+            }
+        });
+        kube::Client::new(service, "tomato")
+    }
+
+    #[tokio::test]
+    async fn a_token_is_reviewed_once_within_the_ttl_whether_accepted_or_not() {
+        let asked = Arc::new(AtomicUsize::new(0));
+        let auth = KubeAuth::new(client(asked.clone()), "tomato");
+
+        let alice = auth
+            .authenticate("alice-token")
+            .await
+            .unwrap()
+            .expect("alice is authenticated");
+        assert_eq!(alice.username, "alice");
+        assert_eq!(auth.authenticate("alice-token").await.unwrap(), Some(alice));
+        assert_eq!(
+            asked.load(Ordering::SeqCst),
+            1,
+            "the second write is answered from the cache"
+        );
+
+        assert_eq!(auth.authenticate("stolen").await.unwrap(), None);
+        assert_eq!(auth.authenticate("stolen").await.unwrap(), None);
+        assert_eq!(
+            asked.load(Ordering::SeqCst),
+            2,
+            "a refused token is remembered too"
+        );
+
+        // The cache holds hashes, never a token.
+        let cache = auth.lock();
+        assert_eq!(cache.len(), 2);
+        let alice_key: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, b"alice-token")
+            .as_ref()
+            .try_into()
+            .unwrap();
+        assert!(cache.contains_key(&alice_key));
+    }
+
+    #[tokio::test]
+    async fn an_answer_older_than_the_ttl_is_asked_again() {
+        let asked = Arc::new(AtomicUsize::new(0));
+        let auth = KubeAuth::new(client(asked.clone()), "tomato");
+        auth.authenticate("alice-token").await.unwrap();
+        // Age the answer past the TTL rather than sleeping for it.
+        for (at, _) in auth.lock().values_mut() {
+            *at = at
+                .checked_sub(REVIEW_TTL + Duration::from_secs(1))
+                .expect("the machine has been up longer than the TTL");
+        }
+        assert!(auth.authenticate("alice-token").await.unwrap().is_some());
+        assert_eq!(asked.load(Ordering::SeqCst), 2);
+    }
+}
