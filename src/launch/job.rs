@@ -28,8 +28,9 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, Pod, PodSecurityContext, PodSpec,
-    PodTemplateSpec, ResourceRequirements, SecretKeySelector, SecurityContext, Volume, VolumeMount,
+    ConfigMap, Container, ContainerStateTerminated, EmptyDirVolumeSource, EnvVar, EnvVarSource, Pod,
+    PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SecretKeySelector, SecurityContext,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -385,6 +386,23 @@ pub fn shard_launches<'a>(
         .collect()
 }
 
+/// The metadata of an object that belongs to `run`'s `seq`-th launch (its shards, results and
+/// classification ConfigMaps): named `name`, in the run's namespace, labelled with the run and
+/// the launch, and owned by the run so it goes with it.
+pub fn launch_object_meta(run: &TestRun, name: String, seq: usize) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: run.metadata.namespace.clone(),
+        labels: Some(BTreeMap::from([
+            (LABEL_RUN.to_string(), label_value(&run.name_any())),
+            (LABEL_LAUNCH.to_string(), seq.to_string()),
+            ("app.kubernetes.io/managed-by".to_string(), "tomato".to_string()),
+        ])),
+        owner_references: run.controller_owner_ref(&()).map(|r| vec![r]),
+        ..Default::default()
+    }
+}
+
 /// The immutable ConfigMap giving each index of `run`'s `seq`-th launch its [`ShardLaunch`],
 /// owned by the run. Pure.
 pub fn shards_config_map(run: &TestRun, seq: usize, launches: &[ShardLaunch]) -> ConfigMap {
@@ -398,17 +416,7 @@ pub fn shards_config_map(run: &TestRun, seq: usize, launches: &[ShardLaunch]) ->
         })
         .collect();
     ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(shards_name(&run_name, seq)),
-            namespace: run.metadata.namespace.clone(),
-            labels: Some(BTreeMap::from([
-                (LABEL_RUN.to_string(), label_value(&run_name)),
-                (LABEL_LAUNCH.to_string(), seq.to_string()),
-                ("app.kubernetes.io/managed-by".to_string(), "tomato".to_string()),
-            ])),
-            owner_references: run.controller_owner_ref(&()).map(|r| vec![r]),
-            ..Default::default()
-        },
+        metadata: launch_object_meta(run, shards_name(&run_name, seq), seq),
         data: Some(data),
         immutable: Some(true),
         ..Default::default()
@@ -615,21 +623,16 @@ pub fn pod_launch_failure(pod: &Pod) -> Option<String> {
 
 /// When the test container terminated, if it has.
 pub fn pod_ended_at(pod: &Pod) -> Option<DateTime<Utc>> {
-    pod.status
-        .as_ref()?
-        .container_statuses
-        .iter()
-        .flatten()
-        .find(|c| c.name == TEST_CONTAINER)?
-        .state
-        .as_ref()?
-        .terminated
-        .as_ref()
-        .map(|t| t.finished_at.as_ref().map_or_else(Utc::now, chrono_time))
+    test_container_terminated(pod).map(|t| t.finished_at.as_ref().map_or_else(Utc::now, chrono_time))
 }
 
 /// The test container's exit code, once it terminated.
 pub fn pod_exit_code(pod: &Pod) -> Option<i32> {
+    test_container_terminated(pod).map(|t| t.exit_code)
+}
+
+/// The test container's terminated state, once it terminated.
+fn test_container_terminated(pod: &Pod) -> Option<&ContainerStateTerminated> {
     pod.status
         .as_ref()?
         .container_statuses
@@ -640,7 +643,6 @@ pub fn pod_exit_code(pod: &Pod) -> Option<i32> {
         .as_ref()?
         .terminated
         .as_ref()
-        .map(|t| t.exit_code)
 }
 
 #[cfg(test)]

@@ -18,14 +18,13 @@ use std::io::{BufReader, Read, Write};
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::ResourceExt;
 use kube::api::{Api, ListParams, PostParams};
-use kube::{Resource, ResourceExt};
 
 use crate::classify::{ByTest, Classified};
 use crate::core::ReportRead;
 use crate::crd::{LABEL_RUN, TestRun};
-use crate::launch::job::{LABEL_LAUNCH, bounded, label_value};
+use crate::launch::job::{LABEL_LAUNCH, bounded, label_value, launch_object_meta};
 use crate::packs::TestIdStyle;
 use crate::results::{self, AttemptResult, Signature};
 
@@ -211,24 +210,15 @@ pub fn pack_for(
         None => results_name(&run_name, seq),
     };
     let extra = maps.len() - 1;
-    let meta = |name: String, kind: &str, annotations: BTreeMap<String, String>| ObjectMeta {
-        name: Some(name),
-        namespace: run.metadata.namespace.clone(),
-        labels: Some({
-            let mut labels = BTreeMap::from([
-                (LABEL_RUN.to_string(), label_value(&run_name)),
-                (LABEL_LAUNCH.to_string(), seq.to_string()),
-                (LABEL_RESULTS.to_string(), kind.to_string()),
-                ("app.kubernetes.io/managed-by".to_string(), "tomato".to_string()),
-            ]);
-            if let Some(i) = shard {
-                labels.insert(LABEL_SHARD.to_string(), i.to_string());
-            }
-            labels
-        }),
-        annotations: (!annotations.is_empty()).then_some(annotations),
-        owner_references: run.controller_owner_ref(&()).map(|r| vec![r]),
-        ..Default::default()
+    let meta = |name: String, kind: &str, annotations: BTreeMap<String, String>| {
+        let mut meta = launch_object_meta(run, name, seq);
+        let labels = meta.labels.get_or_insert_default();
+        labels.insert(LABEL_RESULTS.to_string(), kind.to_string());
+        if let Some(i) = shard {
+            labels.insert(LABEL_SHARD.to_string(), i.to_string());
+        }
+        meta.annotations = (!annotations.is_empty()).then_some(annotations);
+        meta
     };
     let mut annotations = BTreeMap::from([
         (
@@ -454,17 +444,7 @@ pub fn pack_categories(run: &TestRun, seq: usize, categories: &ByTest) -> Result
     }
     let run_name = run.name_any();
     Ok(ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(categories_name(&run_name, seq)),
-            namespace: run.metadata.namespace.clone(),
-            labels: Some(BTreeMap::from([
-                (LABEL_RUN.to_string(), label_value(&run_name)),
-                (LABEL_LAUNCH.to_string(), seq.to_string()),
-                ("app.kubernetes.io/managed-by".to_string(), "tomato".to_string()),
-            ])),
-            owner_references: run.controller_owner_ref(&()).map(|r| vec![r]),
-            ..Default::default()
-        },
+        metadata: launch_object_meta(run, categories_name(&run_name, seq), seq),
         binary_data: Some(BTreeMap::from([
             (CATEGORIES_FILE.to_string(), ByteString(gz)),
             (SIGNATURES_FILE.to_string(), ByteString(signatures_gz)),
