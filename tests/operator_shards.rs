@@ -61,19 +61,7 @@ fn index_of(p: &Pod) -> Option<u32> {
 
 /// Waits until the test container of `pod` ended; answers its exit code.
 async fn container_exit(k: &TestNs, pod: &Pod) -> i32 {
-    let pods: Api<Pod> = Api::namespaced(k.client(), &k.ns);
-    let name = pod.metadata.name.clone().unwrap();
-    eventually(&format!("the tests of pod {name} to end"), RUN_WAIT, || async {
-        let pod = pods.get(&name).await.unwrap();
-        pod.status?
-            .container_statuses?
-            .into_iter()
-            .find(|c| c.name == "tests")?
-            .state?
-            .terminated
-            .map(|t| t.exit_code)
-    })
-    .await
+    support::operator::wait_pod_exit(k, &k.ns, &pod.metadata.name.clone().unwrap()).await
 }
 
 async fn api_run(replica: &Replica, name: &str) -> Value {

@@ -335,17 +335,14 @@ async fn wait_container_exit(k: &TestNs, job: &Job) -> i32 {
     let ns = job.namespace().unwrap_or_else(|| k.ns.clone());
     let job = job.name_any();
     let pod = job_pod(k, &ns, &job).await;
-    let pods: Api<Pod> = Api::namespaced(k.client(), &ns);
-    let name = pod.name_any();
-    eventually(&format!("the tests of Job {job} to end"), RUN_WAIT, || async {
-        let pod = pods.get(&name).await.unwrap();
-        pod.status?
-            .container_statuses?
-            .into_iter()
-            .find(|c| c.name == "tests")?
-            .state?
-            .terminated
-            .map(|t| t.exit_code)
+    wait_pod_exit(k, &ns, &pod.name_any()).await
+}
+
+/// Waits until the test container of the pod `name` has ended; answers its exit code.
+pub async fn wait_pod_exit(k: &TestNs, ns: &str, name: &str) -> i32 {
+    let pods: Api<Pod> = Api::namespaced(k.client(), ns);
+    eventually(&format!("the tests of pod {name} to end"), RUN_WAIT, || async {
+        tomato::launch::job::pod_exit_code(&pods.get(name).await.unwrap())
     })
     .await
 }
