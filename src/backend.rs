@@ -61,18 +61,15 @@ pub trait Backend: Send + Sync + 'static {
     /// goes (as a Kubernetes object with a finalizer). False when there is none.
     async fn delete_regression(&self, name: &str) -> Result<bool, StoreError>;
 
-    /// An attempt's log or JUnit XML where the mode keeps them itself (operator mode: in the
-    /// Kubernetes API). `seq` is the launch's position in `status.attempts`, from 1. `Ok(None)`
-    /// when that attempt has none (yet). Standalone mode serves files from its data directory
-    /// instead and keeps this default.
+    /// An attempt's log or JUnit XML, wherever the mode keeps them (standalone: files in the
+    /// data directory; operator: in the Kubernetes API). `seq` is the launch's position in
+    /// `status.attempts`, from 1. `Ok(None)` when that attempt has none (yet).
     async fn attempt_artifact(
         &self,
-        _run: &str,
-        _seq: usize,
-        _artifact: Artifact,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(None)
-    }
+        run: &str,
+        seq: usize,
+        artifact: Artifact,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// Receives the results `tomato exec` uploads for a run's `seq`-th launch, authenticated
     /// by the run's token. Only operator mode launches Jobs that upload. `namespace` is the
@@ -94,8 +91,9 @@ pub trait Backend: Send + Sync + 'static {
 /// What an attempt left behind, as the API serves it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Artifact {
-    /// stdout and stderr interleaved (the tail, when long).
-    Log,
+    /// stdout and stderr interleaved; with `tail`, only its last `tail` bytes from the first
+    /// whole line in them ([`crate::store::files::log_tail`]).
+    Log { tail: Option<u64> },
     /// The JUnit XML the runner wrote.
     Junit,
 }
@@ -160,6 +158,26 @@ impl Backend for SqliteStore {
 
     async fn results(&self, name: &str) -> Result<Vec<AttemptResult>, StoreError> {
         SqliteStore::results(self, name).await
+    }
+
+    async fn attempt_artifact(
+        &self,
+        run: &str,
+        seq: usize,
+        artifact: Artifact,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let dir = crate::store::files::attempt_dir(self.data_dir(), run, seq);
+        let read = tokio::task::spawn_blocking(move || match artifact {
+            Artifact::Log { tail } => crate::store::files::read_log_tail(&dir, tail).map(Some),
+            Artifact::Junit => match std::fs::read(dir.join(crate::store::files::JUNIT_FILE)) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                other => other.map(Some),
+            },
+        });
+        let io = |e: std::io::Error| StoreError::Task(format!("cannot read attempt {seq} of {run}: {e}"));
+        read.await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+            .map_err(io)
     }
 
     async fn categories(&self, name: &str) -> Result<crate::classify::ByTest, StoreError> {

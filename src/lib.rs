@@ -7,6 +7,7 @@
 //! [`client`] is `tomato` as a client of that API.
 
 pub mod api;
+pub mod app;
 pub mod backend;
 pub mod classify;
 pub mod cli;

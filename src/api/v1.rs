@@ -509,20 +509,12 @@ pub async fn attempt_log(
         })
         .transpose()?;
     check_attempt(&state, &id, n).await?;
-    let text = match &state.data_dir {
-        Some(data) => {
-            let log = crate::standalone::attempt_dir(data, &id, n).join(crate::launch::process::LOG_FILE);
-            read_tail(&log, tail).await?
-        }
-        None => {
-            let log = state
-                .backend
-                .attempt_artifact(&id, n, Artifact::Log)
-                .await?
-                .unwrap_or_default();
-            tail_text(&log, tail)
-        }
-    };
+    let log = state
+        .backend
+        .attempt_artifact(&id, n, Artifact::Log { tail })
+        .await?
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&log).into_owned();
     Ok((artifact_headers("text/plain; charset=utf-8"), text).into_response())
 }
 
@@ -536,16 +528,11 @@ pub async fn attempt_junit(
 ) -> Result<Response, ApiError> {
     let no_report = || ApiError::not_found("n", format!("attempt {n} of {id} wrote no junit.xml"));
     check_attempt(&state, &id, n).await?;
-    let bytes = match &state.data_dir {
-        Some(data) => tokio::fs::read(crate::standalone::attempt_dir(data, &id, n).join("junit.xml"))
-            .await
-            .map_err(|_| no_report())?,
-        None => state
-            .backend
-            .attempt_artifact(&id, n, Artifact::Junit)
-            .await?
-            .ok_or_else(no_report)?,
-    };
+    let bytes = state
+        .backend
+        .attempt_artifact(&id, n, Artifact::Junit)
+        .await?
+        .ok_or_else(no_report)?;
     Ok((artifact_headers("application/xml"), bytes).into_response())
 }
 
@@ -574,52 +561,6 @@ fn artifact_headers(content_type: &'static str) -> [(header::HeaderName, &'stati
 }
 
 /// The last `tail` bytes of a text, from a line boundary (all of it without `tail`).
-fn tail_text(bytes: &[u8], tail: Option<u64>) -> String {
-    let start = tail.map_or(0, |t| {
-        bytes
-            .len()
-            .saturating_sub(usize::try_from(t).unwrap_or(usize::MAX))
-    });
-    let mut text = String::from_utf8_lossy(&bytes[start..]).into_owned();
-    if start > 0
-        && let Some(nl) = text.find('\n')
-    {
-        text.drain(..=nl);
-    }
-    text
-}
-
-/// Reads a file, or its last `tail` bytes starting at a line boundary.
-pub async fn read_tail(path: &std::path::Path, tail: Option<u64>) -> Result<String, ApiError> {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let mut f = match tokio::fs::File::open(path).await {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
-        Err(e) => return Err(ApiError::internal("cannot open the log", e)),
-    };
-    let len = f
-        .metadata()
-        .await
-        .map_err(|e| ApiError::internal("cannot read the log", e))?
-        .len();
-    let start = tail.map_or(0, |t| len.saturating_sub(t));
-    f.seek(std::io::SeekFrom::Start(start))
-        .await
-        .map_err(|e| ApiError::internal("cannot read the log", e))?;
-    let mut buf = Vec::new();
-    f.take(len - start)
-        .read_to_end(&mut buf)
-        .await
-        .map_err(|e| ApiError::internal("cannot read the log", e))?;
-    let mut text = String::from_utf8_lossy(&buf).into_owned();
-    if start > 0
-        && let Some(nl) = text.find('\n')
-    {
-        text.drain(..=nl);
-    }
-    Ok(text)
-}
-
 /// A service as API clients see it.
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]

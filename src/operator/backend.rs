@@ -469,7 +469,10 @@ impl Backend for KubeBackend {
             return Ok(None);
         };
         match artifact {
-            Artifact::Log => stored.log().map(|l| Some(l.into_bytes())).map_err(task),
+            Artifact::Log { tail } => {
+                let log = stored.log().map_err(task)?;
+                Ok(Some(crate::store::files::log_tail(log.as_bytes(), tail).to_vec()))
+            }
             Artifact::Junit if !stored.has_junit() => Ok(None),
             Artifact::Junit => stored.junit_xml().map(Some).map_err(task),
         }

@@ -346,7 +346,7 @@ pub async fn serve(opts: OperatorOptions) -> anyhow::Result<()> {
     let public_url = opts
         .public_url
         .clone()
-        .unwrap_or_else(|| crate::api::default_public_url(addr, crate::api::hostname().as_deref()));
+        .unwrap_or_else(|| crate::app::default_public_url(addr, crate::app::hostname().as_deref()));
     let integrations = Integrations::new(
         crate::report::ReportSettings::load(opts.settings.as_deref())?,
         &config,
@@ -361,11 +361,10 @@ pub async fn serve(opts: OperatorOptions) -> anyhow::Result<()> {
         config,
         auth,
         public_url,
-        data_dir: None,
         tms_configured,
     };
     info!(%addr, namespace, identity, all_namespaces = opts.all_namespaces, "operator serving");
-    crate::api::serve(listener, state, stop.clone()).await?;
+    crate::app::serve(listener, state, stop.clone()).await?;
     stop.cancel();
     operator.stopped().await;
     info!("stopped");

@@ -13,7 +13,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-pub use driver::{Driver, attempt_dir};
+pub use driver::Driver;
 pub use regressions::Regressions;
 pub use scheduler::Scheduler;
 
@@ -60,14 +60,13 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let public_url = opts
         .public_url
         .clone()
-        .unwrap_or_else(|| crate::api::default_public_url(addr, crate::api::hostname().as_deref()));
+        .unwrap_or_else(|| crate::app::default_public_url(addr, crate::app::hostname().as_deref()));
     let integrations = crate::report::Integrations::new(report_settings, &config, &public_url)?;
     let state = AppState {
         backend: Arc::new(store.clone()),
         config: config.clone(),
         auth,
         public_url,
-        data_dir: Some(data_dir.clone()),
         tms_configured: integrations.regressions.tms.is_some(),
     };
 
@@ -86,7 +85,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         audit_log = ?state.auth.audit_log().path(),
         "serving"
     );
-    crate::api::serve(listener, state, shutdown.clone()).await?;
+    crate::app::serve(listener, state, shutdown.clone()).await?;
     shutdown.cancel();
     let _ = driver_task.await;
     let _ = scheduler_task.await;

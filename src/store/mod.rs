@@ -6,6 +6,7 @@
 //! acknowledged survives a `kill -9`. Every committed write is also announced on a broadcast
 //! channel ([`Change`]), which wakes the standalone driver and feeds the UI's live updates.
 
+pub mod files;
 pub mod sqlite;
 
 use chrono::{DateTime, TimeZone, Utc};

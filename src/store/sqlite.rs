@@ -180,6 +180,11 @@ impl SqliteStore {
         })
     }
 
+    /// The data directory: the database and, beside it, each launch's files ([`super::files`]).
+    pub fn data_dir(&self) -> &Path {
+        &self.writes.dir
+    }
+
     /// A stable id of this data directory (marks the processes it starts).
     pub fn instance(&self) -> &str {
         &self.instance

@@ -29,7 +29,7 @@ pub use csrf::refuse_cross_site_writes;
 
 use crate::api::AppState;
 
-/// The UI's routes, merged into [`crate::api::app`].
+/// The UI's routes, merged into [`crate::app::app`].
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(pages::dashboard_show))

@@ -201,10 +201,9 @@ pub async fn start_replica_authorized(
         config,
         auth,
         public_url: url.clone(),
-        data_dir: None,
         tms_configured,
     };
-    let app = tomato::api::app(state);
+    let app = tomato::app::app(state);
     let until = stop.clone();
     tokio::spawn(async move {
         let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();

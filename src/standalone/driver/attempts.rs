@@ -60,7 +60,7 @@ impl Driver {
         }
         let seq = run.status.as_ref().map_or(0, |s| s.attempts.len()) + 1;
         let dir = attempt_dir(&self.data_dir, &name, seq);
-        let junit = dir.join("junit.xml");
+        let junit = dir.join(JUNIT_FILE);
         let timeout = crate::launch::timeout_of(run, svc);
         // Tests rerun eagerly during the attempt this one reruns: adopted, not run again.
         let skip = match (selection.kind, selection.of_attempt) {
@@ -356,7 +356,7 @@ pub(super) fn after_exit(
     started: std::time::SystemTime,
 ) -> Option<String> {
     if let Some(from) = reports
-        && let Err(e) = results::collect_reports(Path::new(from), &dir.join("junit.xml"), started)
+        && let Err(e) = results::collect_reports(Path::new(from), &dir.join(JUNIT_FILE), started)
     {
         warn!(dir = %dir.display(), error = %e, "the runner's reports could not be collected");
     }
@@ -381,12 +381,6 @@ fn classify_run(
     })
 }
 
-/// `<data>/runs/<run>/attempt-<seq>`: one directory per launch (a relaunch after an
-/// interruption gets its own).
-pub fn attempt_dir(data_dir: &Path, run: &str, seq: usize) -> PathBuf {
-    data_dir.join("runs").join(run).join(format!("attempt-{seq}"))
-}
-
 /// Reads the JUnit report(s) a launch left in `dir` — `junit.xml`, or every `*.xml` under
 /// `junit/` — as attempt `number`'s results; `None` when it wrote none.
 pub(super) fn read_junit(
@@ -394,7 +388,7 @@ pub(super) fn read_junit(
     number: u32,
     style: &crate::packs::TestIdStyle,
 ) -> Result<Option<Vec<AttemptResult>>, String> {
-    let files = results::junit_files(&dir.join("junit.xml"));
+    let files = results::junit_files(&dir.join(JUNIT_FILE));
     if files.is_empty() {
         return Ok(None);
     }

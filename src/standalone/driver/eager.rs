@@ -74,7 +74,7 @@ pub(super) fn adopt(
             .into_owned();
         let target = dir.join("junit");
         let copied = std::fs::create_dir_all(&target).and_then(|()| {
-            for (k, f) in results::junit_files(&edir.join("junit.xml")).iter().enumerate() {
+            for (k, f) in results::junit_files(&edir.join(JUNIT_FILE)).iter().enumerate() {
                 std::fs::copy(f, target.join(format!("{name}-{k}.xml")))?;
             }
             Ok(())
@@ -100,7 +100,7 @@ mod tests {
         let write = |i: usize, ids: Option<&[&str]>| {
             let e = eager_dir(prev.path(), i);
             std::fs::create_dir_all(&e).unwrap();
-            std::fs::write(e.join("junit.xml"), JUNIT).unwrap();
+            std::fs::write(e.join(JUNIT_FILE), JUNIT).unwrap();
             if let Some(ids) = ids {
                 let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
                 finished(&e, &ids).unwrap();

@@ -42,7 +42,7 @@ mod eager;
 mod reporting;
 mod shards;
 
-pub use attempts::attempt_dir;
+use crate::store::files::{JUNIT_FILE, attempt_dir};
 
 /// Phases the driver still has work for.
 const UNFINISHED: [Phase; 4] = [Phase::Queued, Phase::Running, Phase::Retrying, Phase::Reporting];

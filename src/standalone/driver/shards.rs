@@ -133,7 +133,7 @@ impl ShardedAttempt {
         for (i, s) in split.shards.iter().enumerate() {
             let given = self.given(unit, &s.items, &listed);
             let sdir = self.dir.join(format!("shard-{i}"));
-            let junit = sdir.join("junit.xml");
+            let junit = sdir.join(JUNIT_FILE);
             let mut plan = plan(
                 &self.svc,
                 &AttemptRef {
@@ -442,7 +442,7 @@ impl ShardedAttempt {
         failed: &[&AttemptResult],
     ) -> Option<futures::future::BoxFuture<'static, ()>> {
         let dir = super::eager::eager_dir(&self.dir, index);
-        let junit = dir.join("junit.xml");
+        let junit = dir.join(JUNIT_FILE);
         let reruns: Vec<RerunTest<'_>> = failed
             .iter()
             .map(|r| RerunTest {

@@ -6,8 +6,9 @@ use axum::http::{Method, Request, StatusCode};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+use super::app;
 use super::app_tests::Api;
-use super::{AuditLog, Auth, Tokens, app};
+use crate::api::{AuditLog, Auth, Tokens};
 
 const ROLES: &str = "tokens:
   - {name: dashboards, role: read, token: read-secret-1}

@@ -8,7 +8,8 @@ use axum::http::{Method, Request, StatusCode};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use super::{AppState, Auth, app};
+use super::app;
+use crate::api::{AppState, Auth};
 
 pub(super) struct Api {
     pub(super) state: AppState,
@@ -44,7 +45,6 @@ impl Api {
             config: Arc::new(config),
             auth,
             public_url: "http://tomato.test".into(),
-            data_dir: Some(dir.path().to_path_buf()),
             tms_configured,
         };
         Api {
@@ -176,7 +176,7 @@ async fn every_key_of_every_api_v1_answer_is_camel_case() {
         .await;
     answers.push(("PATCH".into(), patched));
     // A test's view, as `/runs/{id}/tests` lists each (this run has no results yet).
-    let test = super::TestView {
+    let test = crate::api::TestView {
         id: "t".into(),
         name: "t".into(),
         classname: "c".into(),
