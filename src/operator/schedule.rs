@@ -2,8 +2,9 @@
 //! over the same pure schedule semantics ([`crate::schedule`]: cron in the schedule's time
 //! zone, `suspend`, `concurrencyPolicy`, `startingDeadlineSeconds`, history limits).
 //!
-//! Each reconcile decides from the schedule, its runs (found by their label; they carry the
-//! schedule's controller owner reference, so their changes wake it) and the time; it starts
+//! Each reconcile decides ([`crate::schedule::tick`], shared with the standalone scheduler)
+//! from the schedule, its runs (found by their label; they carry the schedule's controller
+//! owner reference, so their changes wake it) and the time; it starts
 //! the due run — named after the schedule and the scheduled minute, so a repeated reconcile
 //! or a new leader finds the name taken instead of starting it twice —, cancels runs a
 //! `Replace` policy replaces, deletes finished runs beyond the history limits, writes the
@@ -21,117 +22,85 @@ use tracing::{info, warn};
 
 use super::context::{Context, Error};
 use crate::crd::{LABEL_SCHEDULE, NightlySchedule, NightlyScheduleStatus, TestRun};
-use crate::schedule::{
-    Decision, check_spec, decide, newest_run, record, record_invalid, run_name, runs_view, since,
-};
+use crate::schedule::{Tick, tick};
 
-/// Reconciles one NightlySchedule.
+/// Reconciles one NightlySchedule ([`tick`] decides, this carries it out).
 pub async fn reconcile(schedule: Arc<NightlySchedule>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = schedule.namespace().unwrap_or_default();
     let name = schedule.name_any();
     let now = Utc::now();
-    let parsed = check_spec(&schedule.spec)
-        .map_err(|e| format!("spec.{}: {}", e.field, e.message))
-        .and_then(|s| {
-            ctx.config
-                .check_run(&schedule.spec.template)
-                .map(|_| s)
-                .map_err(|e| format!("spec.{}: {}", e.field, e.message))
-        });
-    let parsed = match parsed {
-        Ok(s) => s,
-        Err(message) => {
-            let mut st = schedule.status.clone().unwrap_or_default();
-            record_invalid(&mut st, message, now);
-            write_status(&ctx, &schedule, st).await?;
-            return Ok(Action::await_change());
-        }
-    };
-
     let runs_api: Api<TestRun> = ctx.api(&ns);
     let runs = runs_api
         .list(&ListParams::default().labels(&format!("{LABEL_SCHEDULE}={name}")))
         .await?
         .items;
-    let (mut active, expired) = runs_view(&runs, &schedule.spec);
-    let newest = newest_run(&runs);
-    let decision = decide(&name, &schedule.spec, &parsed, since(&schedule), &active, now);
-
-    let mut fired = None;
-    if let Decision::Fire {
-        scheduled, cancel, ..
-    } = &decision
-    {
-        for r in cancel {
-            info!(
-                schedule = name,
-                run = r,
-                "concurrencyPolicy Replace: cancelling the unfinished run"
-            );
-            runs_api
-                .patch(
-                    r,
-                    &PatchParams::default(),
-                    &Patch::Merge(serde_json::json!({"spec": {"cancel": true}})),
-                )
-                .await?;
-        }
-        let run = run_name(&name, *scheduled);
-        match crate::runs::scheduled_run(&ctx.config, &schedule, run.clone()) {
-            Ok(mut new) => {
-                new.metadata.namespace = Some(ns.clone());
-                new.status = None;
-                new.metadata.annotations.get_or_insert_default().insert(
-                    crate::store::ANNOTATION_CREATED.into(),
-                    crate::store::precise_time(now),
-                );
-                match runs_api.create(&PostParams::default(), &new).await {
-                    Ok(_) => info!(schedule = name, run, %scheduled, "scheduled run started"),
-                    // Started for this time already (by an earlier leader that died before recording it).
-                    Err(kube::Error::Api(e)) if e.code == 409 => {}
-                    Err(e) => return Err(e.into()),
-                }
-                if !active.contains(&run) {
-                    active.push(run.clone());
-                }
-                fired = Some((*scheduled, run));
+    let effects = match tick(&schedule, &runs, &ctx.config, now) {
+        Tick::Invalid { status } => {
+            if Some(&status) != schedule.status.as_ref() {
+                write_status(&ctx, &schedule, status).await?;
             }
-            Err(e) => warn!(schedule = name, error = %e, "the schedule's run template is refused"),
+            return Ok(Action::await_change());
         }
-    }
+        Tick::Due(effects) => effects,
+    };
 
-    for old in expired {
+    for r in &effects.cancel {
+        info!(
+            schedule = name,
+            run = r,
+            "concurrencyPolicy Replace: cancelling the unfinished run"
+        );
+        let cancel = Patch::Merge(serde_json::json!({"spec": {"cancel": true}}));
+        runs_api.patch(r, &PatchParams::default(), &cancel).await?;
+    }
+    let mut started = None;
+    if let Some((scheduled, mut new)) = effects.start {
+        let run = new.metadata.name.clone().unwrap_or_default();
+        new.metadata.namespace = Some(ns.clone());
+        new.status = None;
+        new.metadata.annotations.get_or_insert_default().insert(
+            crate::store::ANNOTATION_CREATED.into(),
+            crate::store::precise_time(now),
+        );
+        match runs_api.create(&PostParams::default(), &new).await {
+            Ok(_) => info!(schedule = name, run, %scheduled, "scheduled run started"),
+            // Started for this time already (by an earlier leader that died before recording it).
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+        started = Some(run);
+    }
+    if let Some(e) = &effects.refused {
+        warn!(schedule = name, error = %e, "the schedule's run template is refused");
+    }
+    if let Some(skipped) = &effects.newly_skipped {
+        info!(schedule = name, reason = %skipped, "due time not started");
+    }
+    for old in &effects.delete {
         info!(
             schedule = name,
             run = old,
             "deleting a run beyond the history limit"
         );
-        match runs_api.delete(&old, &DeleteParams::background()).await {
+        match runs_api.delete(old, &DeleteParams::background()).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => return Err(e.into()),
         }
     }
-
-    let mut st = schedule.status.clone().unwrap_or_default();
-    let next = decision.next();
-    record(
-        &mut st,
-        &decision,
-        fired.clone(),
-        newest,
-        active,
-        schedule.spec.suspend,
-        now,
-    );
-    if Some(&st) != schedule.status.as_ref() {
-        write_status(&ctx, &schedule, st).await?;
+    if Some(&effects.status) != schedule.status.as_ref() {
+        write_status(&ctx, &schedule, effects.status).await?;
     }
-    if let Some((_, run)) = &fired {
-        let note = format!("started run {run}");
-        ctx.event(schedule.as_ref(), false, "RunStarted", note).await;
+    if let Some(run) = started {
+        ctx.event(
+            schedule.as_ref(),
+            false,
+            "RunStarted",
+            format!("started run {run}"),
+        )
+        .await;
     }
-    Ok(match next {
+    Ok(match effects.next {
         Some(at) => Action::requeue(
             (at - Utc::now())
                 .to_std()

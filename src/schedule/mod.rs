@@ -401,5 +401,9 @@ pub fn check_spec(spec: &NightlyScheduleSpec) -> Result<Schedule, FieldError> {
     Ok(schedule)
 }
 
+mod tick;
+
+pub use tick::{Effects, Tick, tick};
+
 #[cfg(test)]
 mod tests;

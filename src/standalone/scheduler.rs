@@ -1,7 +1,7 @@
 //! The standalone scheduler: starts the runs of `NightlySchedule`s when they are due.
 //!
 //! One task. Each pass reads every schedule and its runs from the store, asks
-//! [`crate::schedule::decide`] what to do, does it, and then sleeps until the earliest next
+//! [`crate::schedule::tick`] what to do, does it, and then sleeps until the earliest next
 //! fire time — or until a schedule changes (woken at once) or a run changes (woken after a
 //! short debounce, since runs change often and only their end matters here). No polling.
 //!
@@ -21,10 +21,7 @@ use tracing::{error, info, warn};
 use crate::backend::Backend;
 use crate::crd::{LABEL_SCHEDULE, NightlySchedule, NightlyScheduleStatus, Phase, TestRun};
 use crate::packs::PacksConfig;
-use crate::runs::scheduled_run;
-use crate::schedule::{
-    Decision, check_spec, decide, newest_run, record, record_invalid, run_name, runs_view, since,
-};
+use crate::schedule::{Tick, tick};
 use crate::store::{ChangeOp, ListFilter, SqliteStore, StoreError};
 
 /// How long a burst of run changes is gathered before a pass.
@@ -97,124 +94,65 @@ impl Scheduler {
         self.store.list(&filter).await
     }
 
-    /// Brings one schedule up to date; returns when to look at it again.
+    /// Brings one schedule up to date ([`tick`] decides); returns when to look at it again.
     async fn reconcile(
         &self,
         s: &NightlySchedule,
         now: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
         let name = s.metadata.name.clone().unwrap_or_default();
-        let parsed = check_spec(&s.spec).map_err(|e| e.message).and_then(|sch| {
-            self.config
-                .check_run(&s.spec.template)
-                .map(|_| sch)
-                .map_err(|e| e.to_string())
-        });
-        let schedule = match parsed {
-            Ok(sch) => sch,
-            Err(message) => {
-                // Only reachable if packs_config changed under a stored schedule.
-                self.set_status(&name, move |st| record_invalid(st, message, now))
-                    .await?;
+        let runs = self.runs_of(&name).await?;
+        let effects = match tick(s, &runs, &self.config, now) {
+            Tick::Invalid { status } => {
+                self.set_status(&name, status).await?;
                 return Ok(None);
             }
+            Tick::Due(effects) => effects,
         };
-        let runs = self.runs_of(&name).await?;
-        let (active, expired) = runs_view(&runs, &s.spec);
-        let newest = newest_run(&runs);
-        let decision = decide(&name, &s.spec, &schedule, since(s), &active, now);
-
-        let mut fired: Option<(DateTime<Utc>, String)> = None;
-        match &decision {
-            Decision::Fire {
-                scheduled, cancel, ..
-            } => {
-                for r in cancel {
-                    info!(
-                        schedule = name,
-                        run = r,
-                        "concurrencyPolicy Replace: cancelling the unfinished run"
-                    );
-                    self.store
-                        .update::<TestRun, _>(r, |run| {
-                            let changed = !run.spec.cancel;
-                            run.spec.cancel = true;
-                            Ok((changed, ()))
-                        })
-                        .await?;
-                }
-                let run_name = run_name(&name, *scheduled);
-                // The template was checked above, so building the run cannot fail on input.
-                match scheduled_run(&self.config, s, run_name.clone()) {
-                    Ok(run) => {
-                        match self.store.create(run).await {
-                            Ok(_) => {
-                                info!(schedule = name, run = run_name, %scheduled, "scheduled run started")
-                            }
-                            // Already started for this time (by an instance that died before recording it).
-                            Err(StoreError::AlreadyExists { .. }) => {}
-                            Err(e) => return Err(e),
-                        }
-                        fired = Some((*scheduled, run_name));
-                    }
-                    Err(e) => warn!(schedule = name, error = %e, "the schedule's run template is refused"),
-                }
-            }
-            Decision::Skip {
-                scheduled, reason, ..
-            } => {
-                let last = s
-                    .status
-                    .as_ref()
-                    .and_then(|st| st.conditions.iter().find(|c| c.type_ == "Skipped"));
-                let message = format!("{scheduled}: {reason}");
-                if last.is_none_or(|c| c.message != message) {
-                    info!(schedule = name, %scheduled, %reason, "due time not started");
-                }
-            }
-            Decision::Wait { .. } => {}
+        for r in &effects.cancel {
+            info!(
+                schedule = name,
+                run = r,
+                "concurrencyPolicy Replace: cancelling the unfinished run"
+            );
+            self.store.cancel_run(r).await?;
         }
-
-        // History: delete finished runs beyond the limits.
-        for old in expired {
+        if let Some((scheduled, run)) = effects.start {
+            let run_name = run.metadata.name.clone().unwrap_or_default();
+            match self.store.create(run).await {
+                Ok(_) => info!(schedule = name, run = run_name, %scheduled, "scheduled run started"),
+                // Already started for this time (by an instance that died before recording it).
+                Err(StoreError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(e) = &effects.refused {
+            warn!(schedule = name, error = %e, "the schedule's run template is refused");
+        }
+        if let Some(skipped) = &effects.newly_skipped {
+            info!(schedule = name, reason = %skipped, "due time not started");
+        }
+        for old in &effects.delete {
             info!(
                 schedule = name,
                 run = old,
                 "deleting a run beyond the history limit"
             );
-            self.store.delete::<TestRun>(&old).await?;
+            self.store.delete::<TestRun>(old).await?;
         }
-
-        let next = decision.next();
-        let mut active = active;
-        if let Some((_, r)) = &fired
-            && !active.contains(r)
-        {
-            active.push(r.clone());
-        }
-        let suspend = s.spec.suspend;
-        let decision_for_status = decision.clone();
-        self.set_status(&name, move |st| {
-            record(st, &decision_for_status, fired, newest, active, suspend, now)
-        })
-        .await?;
+        self.set_status(&name, effects.status).await?;
         // A pending Forbid/Replace time is looked at again when a run changes; otherwise at `next`.
-        Ok(next)
+        Ok(effects.next)
     }
 
-    /// Writes a schedule's status if `f` changes it.
-    async fn set_status(
-        &self,
-        name: &str,
-        f: impl FnOnce(&mut NightlyScheduleStatus) + Send + 'static,
-    ) -> Result<(), StoreError> {
+    /// Writes a schedule's status if it changed (its spec, written by the API meanwhile, stays).
+    async fn set_status(&self, name: &str, status: NightlyScheduleStatus) -> Result<(), StoreError> {
         let res = self
             .store
             .update::<NightlySchedule, _>(name, move |s| {
-                let before = s.status.clone();
-                let st = s.status.get_or_insert_default();
-                f(st);
-                Ok((s.status != before, ()))
+                let changed = s.status.as_ref() != Some(&status);
+                s.status = Some(status);
+                Ok((changed, ()))
             })
             .await;
         match res {
