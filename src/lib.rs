@@ -32,6 +32,8 @@ pub mod shard;
 pub mod signals;
 pub mod standalone;
 pub mod store;
+pub mod suggest;
+pub mod template;
 pub mod text;
 pub mod tms;
 pub mod ui;

@@ -3,8 +3,9 @@
 //! service, the stand and the packs, like [`super::plan`]. Running it is the driver's job;
 //! reading what it printed is [`crate::shard::parse_listing`].
 
-use crate::packs::{Service, Var};
+use crate::packs::Service;
 use crate::shard::Unit;
+use crate::template::Var;
 
 /// A listing command and what each line it prints is.
 #[derive(Clone, Debug, PartialEq, Eq)]

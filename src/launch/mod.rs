@@ -16,8 +16,9 @@ use std::time::Duration;
 use std::collections::HashMap;
 
 use crate::crd::{Selection, SelectionKind, TestRun};
-use crate::packs::{Service, Var};
+use crate::packs::Service;
 use crate::results::{Case, MergedTest};
+use crate::template::Var;
 
 /// Names, for `tomato exec` in a Job, the directory where the runner writes report files of
 /// its own naming (`launch.reports`).
@@ -129,7 +130,7 @@ pub fn explain(cfg: &crate::packs::PacksConfig, service: &str) -> Result<String,
         let names: Vec<&str> = cfg.services().map(|s| s.name.as_str()).collect();
         format!(
             "there is no service {service:?}{}; the services are {}",
-            crate::packs::did_you_mean(service, names.iter().copied()),
+            crate::suggest::did_you_mean(service, names.iter().copied()),
             names.join(", ")
         )
     })?;
@@ -210,7 +211,7 @@ fn sample_failures(svc: &Service) -> Vec<Case> {
     use crate::packs::Runner;
     let case = Case::failed;
     match svc.runner {
-        Some(Runner::Pytest) | None if svc.rerun.test_id == crate::packs::TestIdStyle::Pytest => vec![
+        Some(Runner::Pytest) | None if svc.rerun.test_id == crate::results::TestIdStyle::Pytest => vec![
             case(
                 "tests.test_cart.TestCheckout",
                 "test_refund[a b]",
@@ -307,7 +308,7 @@ pub fn plan(svc: &Service, a: &AttemptRef<'_>) -> LaunchPlan {
                 tests.push(t.render(|v| match v {
                     Var::Id => r.id.to_string(),
                     Var::Dir => dir.clone(),
-                    v => crate::packs::case_var(r.case, v),
+                    v => crate::results::case_var(r.case, v),
                 }));
             }
         }

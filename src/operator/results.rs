@@ -25,7 +25,7 @@ use crate::classify::{ByTest, Classified};
 use crate::core::ReportRead;
 use crate::crd::{LABEL_RUN, TestRun};
 use crate::launch::job::{LABEL_LAUNCH, bounded, label_value, launch_object_meta};
-use crate::packs::TestIdStyle;
+use crate::results::TestIdStyle;
 use crate::results::{self, AttemptResult, Signature};
 
 /// Largest part of a file in one ConfigMap key, and the most one ConfigMap carries: well

@@ -24,8 +24,9 @@ use super::results::{self, AttemptResults, Owed, Source, StoredResults};
 use crate::core::ReportRead;
 use crate::crd::{Attempt, ShardState, ShardStatus, TestRun};
 use crate::launch::job::{JobState, ShardLaunch, read_shards, shards_name};
-use crate::packs::{Service, TestIdStyle};
+use crate::packs::Service;
 use crate::results::AttemptResult;
+use crate::results::TestIdStyle;
 use crate::shard;
 
 /// What one shard's stored results say.

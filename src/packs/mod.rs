@@ -9,9 +9,6 @@
 
 mod raw;
 mod runner;
-mod suggest;
-pub mod template;
-mod testid;
 mod wording;
 
 use std::collections::BTreeMap;
@@ -22,10 +19,9 @@ use std::time::Duration;
 
 use regex::Regex;
 
+use crate::results::TestIdStyle;
+use crate::template::Template;
 pub use runner::{RUNNERS, Runner};
-pub use suggest::did_you_mean;
-pub use template::{Template, Var};
-pub use testid::{TestIdStyle, case_var};
 
 use crate::crd::RunTemplate;
 use crate::report::Webhook;
@@ -168,7 +164,7 @@ impl Rerun {
     /// over `{id}` and `{dir}` only): what a shard of listed tests needs, since a listing gives
     /// ids, not the JUnit cases (names, classes, files) other selections are built from.
     pub fn selects_by_id(&self) -> bool {
-        use crate::packs::Var;
+        use crate::template::Var;
         match self.select {
             // Go's selection needs the package and the name, which its listed id
             // (`{package}::{name}`) holds: see crate::shard::listed_case.

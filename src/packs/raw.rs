@@ -9,12 +9,12 @@ use serde::Deserialize;
 
 use super::Webhook;
 use super::runner::Runner;
-use super::template::{COMMAND_VARS, PACK_VARS, TEST_VARS, Template, Var};
 use super::{
     ConfigError, DEFAULT_RETRIES, DEFAULT_TIMEOUT, DEFAULT_WORKING_DIR, JobLaunch, Launch, Pack, PullPolicy,
     ReportDefaults, Rerun, Service, TestIdStyle,
 };
 use crate::classify::Classifier;
+use crate::template::{COMMAND_VARS, PACK_VARS, TEST_VARS, Template, Var};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -393,7 +393,7 @@ pub(super) fn parse_service(config_dir: &Path, file: &Path, text: &str) -> Resul
                     format!("presets.{preset}[{i}]"),
                     format!(
                         "unknown pack {m:?}{}",
-                        super::suggest::did_you_mean(m, raw.packs.keys().map(String::as_str))
+                        crate::suggest::did_you_mean(m, raw.packs.keys().map(String::as_str))
                     ),
                 );
             }

@@ -9,8 +9,8 @@
 //! several runners take all the failed tests in one option (`-t`, `--grep`, `-Dtest`, `-run`),
 //! which a per-test template cannot express.
 
-use super::testid::TestIdStyle;
 use crate::results::Case;
+use crate::results::TestIdStyle;
 
 /// A runner preset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -54,7 +54,7 @@ impl Runner {
             let names: Vec<&str> = RUNNERS.iter().map(|r| r.as_str()).collect();
             format!(
                 "{s:?} is not a runner preset{}; the presets are {}",
-                super::suggest::did_you_mean(s, names.iter().copied()),
+                crate::suggest::did_you_mean(s, names.iter().copied()),
                 names.join(", ")
             )
         })
@@ -247,7 +247,7 @@ impl Runner {
                         format!(
                             "{}{}$",
                             if f.starts_with('/') { "" } else { "/" },
-                            regex::escape(&strip_up(f))
+                            regex::escape(&crate::results::strip_up(f))
                         )
                     })
                     .collect();
@@ -303,19 +303,6 @@ fn alternation(items: impl Iterator<Item = String>) -> String {
         }
     }
     seen.join("|")
-}
-
-/// A path with its leading `../` and `./` steps taken off: Jest writes test files relative
-/// to the working directory, which differs between the attempts' directories and a Job.
-pub(super) fn strip_up(path: &str) -> String {
-    let mut p = path;
-    loop {
-        if let Some(rest) = p.strip_prefix("../").or_else(|| p.strip_prefix("./")) {
-            p = rest;
-        } else {
-            return p.to_string();
-        }
-    }
 }
 
 /// Jest's full name of a test (what `-t` matches): the describe blocks and the title, joined
@@ -411,11 +398,11 @@ mod tests {
             let cmd: Vec<_> = r
                 .command()
                 .iter()
-                .map(|s| super::super::Template::parse(s, super::super::template::COMMAND_VARS).unwrap())
+                .map(|s| crate::template::Template::parse(s, crate::template::COMMAND_VARS).unwrap())
                 .collect();
             assert_eq!(
                 cmd.iter()
-                    .filter(|t| t.is_exactly(super::super::Var::Tests))
+                    .filter(|t| t.is_exactly(crate::template::Var::Tests))
                     .count(),
                 1,
                 "{r:?}"

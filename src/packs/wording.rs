@@ -10,7 +10,7 @@
 
 use serde_json::Value;
 
-use super::suggest::did_you_mean;
+use crate::suggest::did_you_mean;
 
 /// `reason` (from serde or the YAML parser, about `field`) in the user's words; `tree` is the
 /// document as read without a schema, for what the file holds at `field`.

@@ -3,10 +3,12 @@
 pub mod junit;
 mod merge;
 pub mod signature;
+mod testid;
 
 pub use junit::{Case, CaseStatus};
 pub use merge::{MergedTest, TestVerdict, attempt_summary, merge, selection_filter, summarize};
 pub use signature::Signature;
+pub use testid::{TestIdStyle, case_var, strip_up};
 
 /// One test's result in one attempt: the JUnit case plus the id it is known by.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,7 +29,7 @@ pub struct AttemptResult {
 /// of the same name, and a name filter reruns two same-named tests together. They become one
 /// result with the worst outcome — errored, failed, passed, skipped — and both outputs. (An
 /// invented `id #2` would be passed to the framework, which knows no such test.)
-pub fn assign_ids(attempt: u32, cases: Vec<Case>, style: &crate::packs::TestIdStyle) -> Vec<AttemptResult> {
+pub fn assign_ids(attempt: u32, cases: Vec<Case>, style: &TestIdStyle) -> Vec<AttemptResult> {
     let mut out: Vec<AttemptResult> = Vec::new();
     let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for mut case in cases {
@@ -121,7 +123,6 @@ pub fn collect_reports(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packs::TestIdStyle;
 
     fn case(file: &str, name: &str, status: CaseStatus, message: &str, out: &str) -> Case {
         Case {

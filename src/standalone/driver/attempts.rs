@@ -386,7 +386,7 @@ fn classify_run(
 pub(super) fn read_junit(
     dir: &Path,
     number: u32,
-    style: &crate::packs::TestIdStyle,
+    style: &crate::results::TestIdStyle,
 ) -> Result<Option<Vec<AttemptResult>>, String> {
     let files = results::junit_files(&dir.join(JUNIT_FILE));
     if files.is_empty() {
@@ -406,7 +406,7 @@ async fn ingest(
     run: &str,
     number: u32,
     dir: PathBuf,
-    style: crate::packs::TestIdStyle,
+    style: crate::results::TestIdStyle,
 ) -> ReportRead {
     let parsed = tokio::task::spawn_blocking(move || read_junit(&dir, number, &style)).await;
     match parsed {

@@ -35,7 +35,7 @@ pub(super) fn adopt(
     dir: &Path,
     selected: &[String],
     number: u32,
-    style: &crate::packs::TestIdStyle,
+    style: &crate::results::TestIdStyle,
 ) -> HashSet<String> {
     let selected: HashSet<&str> = selected.iter().map(String::as_str).collect();
     let mut covered = HashSet::new();
@@ -110,7 +110,7 @@ mod tests {
         write(1, Some(&["t::a", "t::b"])); // t::b was skipped: not rerun
         write(2, None); // still running when the attempt ended, or killed
         let selected = vec!["t::a".to_string(), "t::b".into()];
-        let style = crate::packs::TestIdStyle::default();
+        let style = crate::results::TestIdStyle::default();
         let covered = adopt(prev.path(), dir.path(), &selected, 2, &style);
         assert_eq!(covered, HashSet::from(["t::a".to_string()]));
         assert!(dir.path().join("junit/eager-0-0.xml").is_file());

@@ -148,7 +148,7 @@ impl Template {
                     let var = Var::parse(name).filter(|v| allowed.contains(v)).ok_or_else(|| {
                         let names: Vec<String> =
                             allowed.iter().map(|v| format!("{{{}}}", v.as_str())).collect();
-                        let near = super::suggest::nearest(name, allowed.iter().map(|v| v.as_str()))
+                        let near = crate::suggest::nearest(name, allowed.iter().map(|v| v.as_str()))
                             .map_or_else(String::new, |n| format!(" (did you mean {{{n}}}?)"));
                         format!(
                             "unknown placeholder {{{name}}} in {s:?}{near}; allowed here: {}",

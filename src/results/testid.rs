@@ -1,8 +1,8 @@
 //! How a JUnit case becomes a test id: the identity that merges a test's results across
 //! attempts and the value a rerun passes back to the framework.
 
-use super::template::{Template, Var};
-use crate::results::junit::Case;
+use super::junit::Case;
+use crate::template::{Template, Var};
 
 /// `rerun.testId` in packs_config: `pytest`, `node`, or a template over
 /// `{classname}`, `{name}`, `{file}`, `{suite}`.
@@ -76,7 +76,7 @@ impl TestIdStyle {
                 parts.join(" > ")
             }
             TestIdStyle::Jest => {
-                let file = super::runner::strip_up(case.file.as_deref().unwrap_or_default());
+                let file = strip_up(case.file.as_deref().unwrap_or_default());
                 if case.classname.is_empty() {
                     format!("{file}::{}", case.name)
                 } else {
@@ -132,6 +132,19 @@ fn pytest_id(case: &Case) -> String {
                 id.push_str(c);
             }
             format!("{id}::{}", case.name)
+        }
+    }
+}
+
+/// A path with its leading `../` and `./` steps taken off: Jest writes test files relative
+/// to the working directory, which differs between the attempts' directories and a Job.
+pub fn strip_up(path: &str) -> String {
+    let mut p = path;
+    loop {
+        if let Some(rest) = p.strip_prefix("../").or_else(|| p.strip_prefix("./")) {
+            p = rest;
+        } else {
+            return p.to_string();
         }
     }
 }
