@@ -12,8 +12,8 @@ use std::time::Duration;
 use report_support::{FakeHttp, SmtpSink, artifacts, free_port, part, screenshot};
 use serde_json::{Value, json};
 use support::{REPO, Server, config_with};
-use tomato::report::redact::base64;
-use tomato::report::templates::escape_jira;
+use tomato::integrations::redact::base64;
+use tomato::integrations::tracker::escape_jira;
 
 const RUN: Duration = Duration::from_secs(120);
 const FROM: &str = "Tomato <tomato@example.com>";

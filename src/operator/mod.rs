@@ -348,7 +348,7 @@ pub async fn serve(opts: OperatorOptions) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| crate::app::default_public_url(addr, crate::app::hostname().as_deref()));
     let integrations = Integrations::new(
-        crate::report::ReportSettings::load(opts.settings.as_deref())?,
+        crate::integrations::settings::ReportSettings::load(opts.settings.as_deref())?,
         &config,
         &public_url,
     )?;

@@ -29,13 +29,13 @@ use super::context::{Context, Error, MANAGER, write_status};
 use super::results::{self, AttemptResults, Source, StoredResults};
 use crate::core::{AttemptEnd, Next, Step};
 use crate::crd::{Attempt, AttemptState, DeliveryState, LABEL_RUN, Phase, TestRun, Verdict};
+use crate::integrations::delivery;
 use crate::launch::job::{
     JobAttempt, JobState, LABEL_JOB_NAME, TEST_CONTAINER, TOKEN_KEY, desired_job, job_name, job_state,
     label_value, pod_completion_index, pod_exit_code, pod_launch_failure, read_shards, shard_launches,
     shards_config_map, token_secret_name,
 };
 use crate::packs::Service;
-use crate::report::delivery;
 use crate::results::MergedTest;
 
 /// The finalizer that stops a run's Jobs before the run is deleted.
@@ -578,14 +578,14 @@ async fn report(run: &TestRun, ctx: &Context) -> Result<Action, Error> {
     let run = &fresh;
     let svc = ctx.config.service(&run.spec.template.service).cloned();
     let targets = ctx.reporter.targets(run, svc.as_deref());
-    let plans: Vec<delivery::ChannelPlan> = targets
+    let plans: Vec<crate::report::delivery::ChannelPlan> = targets
         .iter()
         .map(|(c, t)| (*c, t.as_ref().err().cloned()))
         .collect();
     let now = Utc::now();
     let mut planned_status = run.status.clone().unwrap_or_default();
-    let planned = delivery::plan(planned_status.report.get_or_insert_default(), &plans, now);
-    let finished = delivery::finish_if_delivered(&mut planned_status, now);
+    let planned = crate::report::delivery::plan(planned_status.report.get_or_insert_default(), &plans, now);
+    let finished = crate::report::delivery::finish_if_delivered(&mut planned_status, now);
     let run = if !planned.is_empty() || finished {
         write_status(&ctx.client, run, |st| *st = planned_status).await?
     } else {
@@ -661,7 +661,7 @@ async fn record_delivery(
     run: TestRun,
     ctx: &Context,
     channel: crate::report::Channel,
-    outcome: crate::report::Delivery,
+    outcome: crate::integrations::delivery::Delivery,
 ) -> Result<(TestRun, Option<crate::crd::ChannelReport>), Error> {
     let api: Api<TestRun> = ctx.api(&run.namespace().unwrap_or_default());
     let policy = ctx.reporter.retry().clone();
@@ -678,7 +678,7 @@ async fn record_delivery(
         };
         delivery::record(ch, outcome.clone(), &policy, now, jitter);
         let recorded = ch.clone();
-        let finished = delivery::finish_if_delivered(&mut st, now);
+        let finished = crate::report::delivery::finish_if_delivered(&mut st, now);
         match write_status(&ctx.client, &fresh, |s| *s = st).await {
             Ok(stored) => {
                 if finished {

@@ -24,7 +24,7 @@ use crate::template::Template;
 pub use runner::{RUNNERS, Runner};
 
 use crate::crd::RunTemplate;
-use crate::report::Webhook;
+use crate::integrations::settings::Webhook;
 
 /// Default number of reruns of failed tests.
 pub const DEFAULT_RETRIES: u8 = 3;
@@ -74,7 +74,7 @@ pub struct Service {
     /// Failure categories (`categories` / `categoriesFile`); `None` when the service has none.
     pub classifier: Option<Arc<crate::classify::Classifier>>,
     /// The default regression plan in test management (`regression.plan`).
-    pub regression_plan: Option<crate::tms::PlanRef>,
+    pub regression_plan: Option<crate::integrations::tms::PlanRef>,
 }
 
 /// How an attempt is launched.

@@ -420,14 +420,14 @@ pub(super) fn parse_service(config_dir: &Path, file: &Path, text: &str) -> Resul
     let regression_plan = match &raw.regression.plan {
         None => None,
         Some(serde_json::Value::Number(n)) => match n.as_u64() {
-            Some(id) if id > 0 => Some(crate::tms::PlanRef::Id(id)),
+            Some(id) if id > 0 => Some(crate::integrations::tms::PlanRef::Id(id)),
             _ => {
                 p.add("regression.plan", format!("{n} is not a plan id"));
                 None
             }
         },
         Some(serde_json::Value::String(s)) if !s.trim().is_empty() && s.len() <= 255 => {
-            Some(crate::tms::PlanRef::Name(s.trim().to_string()))
+            Some(crate::integrations::tms::PlanRef::Name(s.trim().to_string()))
         }
         Some(_) => {
             p.add(

@@ -335,11 +335,13 @@ fn a_service_names_its_default_regression_plan_by_id_or_name() {
     let cfg = load(&[("a.yaml", &by_name), ("b.yaml", &by_id), ("c.yaml", MINIMAL)]).unwrap();
     assert_eq!(
         cfg.service("a").unwrap().regression_plan,
-        Some(crate::tms::PlanRef::Name("Release regression".into()))
+        Some(crate::integrations::tms::PlanRef::Name(
+            "Release regression".into()
+        ))
     );
     assert_eq!(
         cfg.service("b").unwrap().regression_plan,
-        Some(crate::tms::PlanRef::Id(42))
+        Some(crate::integrations::tms::PlanRef::Id(42))
     );
     assert_eq!(cfg.service("c").unwrap().regression_plan, None);
     let bad = format!("{MINIMAL}regression: {{plan: [1]}}\n");

@@ -4,8 +4,8 @@
 //! - [`plan`]: the pure decisions — checking the spec, sharing cases among assessors,
 //!   progress, the next step;
 //! - [`reconcile`]: one step of a regression against test management, the tracker and
-//!   email, through small traits ([`crate::tms::TestManagement`], [`tracker::IssueTracker`],
-//!   [`crate::report::email::Mailer`]), returning the new status and when to look again;
+//!   email, through small traits ([`crate::integrations::tms::TestManagement`], [`tracker::IssueTracker`],
+//!   [`crate::integrations::email::Mailer`]), returning the new status and when to look again;
 //! - [`notify`]: the assessors' emails, the ticket and its summary comment, the final report;
 //! - [`tracker`]: the ticket in Jira or Yandex Tracker.
 //!
@@ -19,6 +19,5 @@
 pub mod notify;
 pub mod plan;
 pub mod reconcile;
-pub mod tracker;
 
 pub use reconcile::{Context, Outcome, cleanup, reconcile};

@@ -15,9 +15,9 @@ use minijinja::value::Serde;
 use serde::Serialize;
 
 use crate::crd::{Counts, Progress, Regression};
-use crate::report::settings::TrackerKind;
-use crate::report::templates::{escape_jira, escape_markdown};
-use crate::tms::{Execution, Outcome};
+use crate::integrations::settings::TrackerKind;
+use crate::integrations::tms::{Execution, Outcome};
+use crate::integrations::tracker::{escape_jira, escape_markdown};
 
 /// One case in a message.
 #[derive(Serialize, Clone, Debug, PartialEq, Eq)]

@@ -9,8 +9,8 @@ use crate::crd::{
     AssessorProgress, Assignment, Counts, DeliveryState, Progress, RegressionPhase, RegressionSpec,
     RegressionStatus,
 };
+use crate::integrations::tms::{Execution, Outcome, PlanRef};
 use crate::packs::{InputError, PacksConfig};
-use crate::tms::{Execution, Outcome, PlanRef};
 
 /// What to do next for a regression, read from its status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -415,7 +415,7 @@ mod tests {
             Utc::now(),
         );
         assert_eq!(next_step(&st), Step::Notify);
-        st.assessor_emails = Some(crate::report::delivery::skipped("no smtp", Utc::now()));
+        st.assessor_emails = Some(crate::integrations::delivery::skipped("no smtp", Utc::now()));
         assert_eq!(next_step(&st), Step::Follow);
         st.phase = RegressionPhase::Reporting;
         assert_eq!(next_step(&st), Step::Report);

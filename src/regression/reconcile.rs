@@ -24,15 +24,15 @@ use super::notify::{self, About, CaseLine};
 use super::plan::{
     Step, TICKET_CONDITION, assign, check_spec, next_step, phase_of, progress, progress_message, reported,
 };
-use super::tracker::{IssueTracker, NewIssue};
 use crate::crd::{
     ChannelReport, Condition, ConditionStatus, DeliveryState, Regression, RegressionPhase, RegressionStatus,
     RetryState, TicketRecord, TmsRecord,
 };
+use crate::integrations::delivery::{self, Delivery, DeliveryError, RetryPolicy};
+use crate::integrations::email::Mailer;
+use crate::integrations::tms::{ExecutionChange, NewPlan, NewRun, PlanType, TestManagement, TmsError};
+use crate::integrations::tracker::{IssueTracker, NewIssue};
 use crate::packs::PacksConfig;
-use crate::report::delivery::{self, Delivery, DeliveryError, RetryPolicy};
-use crate::report::email::Mailer;
-use crate::tms::{ExecutionChange, NewPlan, NewRun, PlanType, TestManagement, TmsError};
 
 /// Email: the transport and the sender.
 #[derive(Clone)]
@@ -60,24 +60,24 @@ impl Context {
     /// The clients regressions use: the reporter's test-management client, and the tracker and
     /// email from the report settings, each when configured.
     pub fn from_settings(
-        settings: &crate::report::ReportSettings,
-        tms: Option<Arc<dyn crate::tms::TestManagement>>,
+        settings: &crate::integrations::settings::ReportSettings,
+        tms: Option<Arc<dyn crate::integrations::tms::TestManagement>>,
         config: Arc<PacksConfig>,
         public_url: String,
     ) -> Result<Context, String> {
         use crate::regression::reconcile::Mail;
         let redactor = settings.redactor.clone();
         let tracker = match &settings.tracker {
-            Some(t) => Some(Arc::new(crate::regression::tracker::HttpTracker::new(
+            Some(t) => Some(Arc::new(crate::integrations::tracker::HttpTracker::new(
                 t.clone(),
                 redactor.clone(),
             )?)
-                as Arc<dyn crate::regression::tracker::IssueTracker>),
+                as Arc<dyn crate::integrations::tracker::IssueTracker>),
             None => None,
         };
         let mail = match &settings.smtp {
             Some(s) => Some(Mail {
-                mailer: Arc::new(crate::report::email::SmtpMailer::new(s, redactor.clone())?),
+                mailer: Arc::new(crate::integrations::email::SmtpMailer::new(s, redactor.clone())?),
                 from: s.from.clone(),
             }),
             None => None,
@@ -91,7 +91,7 @@ impl Context {
             poll: settings
                 .tms
                 .as_ref()
-                .map_or(crate::report::settings::DEFAULT_TMS_POLL, |t| t.poll),
+                .map_or(crate::integrations::settings::DEFAULT_TMS_POLL, |t| t.poll),
             retry: settings.retry.clone(),
         })
     }
@@ -359,7 +359,7 @@ async fn prepare(
     let run_plan = if plan.version_id == version.id {
         plan.id
     } else {
-        let plan_name = crate::tms::automated::fit(&format!("{} {}", plan.name, spec.version));
+        let plan_name = crate::integrations::tms::automated::fit(&format!("{} {}", plan.name, spec.version));
         let child = tms
             .ensure_plan(&NewPlan {
                 name: plan_name.clone(),
@@ -381,7 +381,7 @@ async fn prepare(
     let about_link = format!("{}/regressions/{name}", ctx.public_url.trim_end_matches('/'));
     let run = tms
         .ensure_run(&NewRun {
-            summary: crate::tms::automated::fit(&format!(
+            summary: crate::integrations::tms::automated::fit(&format!(
                 "Regression of {} {} ({name})",
                 spec.service, spec.version
             )),
@@ -764,8 +764,10 @@ async fn report(
             .map(|(_, e)| e)
             .filter(|e| !e.is_empty())
             .collect();
-        let (to, _) =
-            crate::report::email::recipients(assessor_emails.iter().chain(&reg.spec.emails), &service_emails);
+        let (to, _) = crate::integrations::email::recipients(
+            assessor_emails.iter().chain(&reg.spec.emails),
+            &service_emails,
+        );
         match (&ctx.mail, to.is_empty()) {
             (_, true) if st.report_email.is_none() => {
                 st.report_email = Some(delivery::skipped("no recipients", now));
@@ -780,7 +782,8 @@ async fn report(
                 let ch = st.report_email.get_or_insert_with(|| delivery::pending(now));
                 let delivery = match notify::report_email(&about, &progress, &problems, &mail.from, &to) {
                     Ok(message) => {
-                        crate::report::email::deliver(mail.mailer.as_ref(), &message, &to, &ch.sent_to).await
+                        crate::integrations::email::deliver(mail.mailer.as_ref(), &message, &to, &ch.sent_to)
+                            .await
                     }
                     Err(e) => Delivery {
                         sent_to: Vec::new(),
@@ -886,9 +889,9 @@ pub async fn cleanup(reg: &Regression, ctx: &Context, now: DateTime<Utc>) -> Cle
 mod tests {
     use super::*;
     use crate::crd::RegressionSpec;
-    use crate::report::settings::TrackerKind;
-    use crate::tms::Outcome as Verdict;
-    use crate::tms::memory::Memory;
+    use crate::integrations::settings::TrackerKind;
+    use crate::integrations::tms::Outcome as Verdict;
+    use crate::integrations::tms::memory::Memory;
 
     fn ctx(tms: &Arc<Memory>, tracker: Option<Arc<dyn IssueTracker>>) -> Context {
         let config =

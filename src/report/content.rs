@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::crd::{AttemptState, SelectionKind, Summary, TestRun, TestRunStatus, Verdict};
 use crate::results::{MergedTest, TestVerdict};
+use crate::text::{one_line, shorten};
 
 /// Tests listed per failure category (and flaky tests listed) before "and N more".
 pub const MAX_TESTS_PER_GROUP: usize = 50;
@@ -68,7 +69,7 @@ pub struct RunReport {
     pub link: String,
     /// Every test's final verdict, for the test-management record (not for templates).
     #[serde(skip)]
-    pub outcomes: Vec<crate::tms::automated::TestOutcome>,
+    pub outcomes: Vec<crate::integrations::tms::automated::TestOutcome>,
 }
 
 /// One attempt of the run.
@@ -169,7 +170,10 @@ impl RunReport {
             failing,
             flaky,
             flaky_more,
-            outcomes: tests.iter().map(crate::tms::automated::TestOutcome::of).collect(),
+            outcomes: tests
+                .iter()
+                .map(crate::integrations::tms::automated::TestOutcome::of)
+                .collect(),
         }
     }
 
@@ -382,21 +386,6 @@ fn timestamp(t: DateTime<Utc>) -> String {
 
 fn span(from: DateTime<Utc>, to: DateTime<Utc>) -> String {
     crate::duration::human((to - from).to_std().unwrap_or_default())
-}
-
-/// Whitespace runs (newlines included) as one space.
-pub fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// At most `max` characters, with `…` when cut.
-pub fn shorten(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
 }
 
 #[cfg(test)]

@@ -5,13 +5,13 @@
 //! - [`content`] builds one [`RunReport`] from the finished run — what every channel says;
 //! - [`templates`] renders it (minijinja, built-in templates, per-service overrides);
 //! - [`targets`] decides where each channel goes for a run, or why it is skipped;
-//! - [`delivery`] is a channel's state machine (`Pending` → `Sent` | `Failed`, or `Skipped`)
-//!   with its backoff schedule;
-//! - [`email`] (SMTP), [`tracker`] (Jira, Yandex Tracker) and [`webhook`] (Slack JSON) turn
-//!   a report into a message; [`http`] sends the JSON ones; [`redact`] keeps credentials out
-//!   of every reason;
+//! - [`delivery`] plans a run's channels (each one's state machine, `Pending` → `Sent` |
+//!   `Failed`, or `Skipped`, with its backoff, is [`crate::integrations::delivery`]'s);
+//! - [`email`], [`tracker`] (Jira, Yandex Tracker) and [`webhook`] (Slack JSON) turn a report
+//!   into a message; [`crate::integrations`] carries it (SMTP, HTTP, the tracker client) and
+//!   keeps credentials out of every reason;
 //! - the `tms` channel records a run that names a `version` in test management
-//!   ([`crate::tms::automated`]).
+//!   ([`crate::integrations::tms::automated`]).
 //!
 //! [`Reporter`] ties them together for a driver, which keeps the state: it asks for the
 //! targets, records them in `status.report`, hands each due channel to [`Reporter::deliver`]
@@ -20,25 +20,23 @@
 pub mod content;
 pub mod delivery;
 pub mod email;
-pub mod http;
-pub mod redact;
-pub mod settings;
 pub mod targets;
 pub mod templates;
 pub mod tracker;
 pub mod webhook;
 
 pub use content::RunReport;
-pub use delivery::{Delivery, DeliveryError, RetryPolicy};
-pub use settings::{ReportSettings, TmsSettings, Webhook};
 pub use targets::Target;
 pub use templates::Templates;
 
 use crate::crd::{ChannelReport, ReportStatus, TestRun};
+use crate::integrations::delivery::{Delivery, DeliveryError, RetryPolicy};
+use crate::integrations::email::{self as mail, Mailer, SmtpMailer};
+use crate::integrations::redact::Redactor;
+use crate::integrations::settings::{ReportSettings, Webhook};
+use crate::integrations::{http, tracker as tracker_client};
 use crate::packs::{PacksConfig, Service};
 use crate::results::MergedTest;
-use email::{Mailer, SmtpMailer};
-use redact::Redactor;
 
 /// A report channel: one field of `status.report`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -103,7 +101,7 @@ pub struct Reporter {
     http: reqwest::Client,
     redactor: Redactor,
     public_url: String,
-    tms: Option<std::sync::Arc<dyn crate::tms::TestManagement>>,
+    tms: Option<std::sync::Arc<dyn crate::integrations::tms::TestManagement>>,
 }
 
 impl Reporter {
@@ -125,8 +123,10 @@ impl Reporter {
             None => None,
         };
         let tms = match &settings.tms {
-            Some(t) => Some(std::sync::Arc::new(crate::tms::Kiwi::new(t, redactor.clone())?)
-                as std::sync::Arc<dyn crate::tms::TestManagement>),
+            Some(t) => Some(
+                std::sync::Arc::new(crate::integrations::tms::Kiwi::new(t, redactor.clone())?)
+                    as std::sync::Arc<dyn crate::integrations::tms::TestManagement>,
+            ),
             None => None,
         };
         Ok(Reporter {
@@ -141,7 +141,7 @@ impl Reporter {
     }
 
     /// The test-management system, when one is configured.
-    pub fn tms(&self) -> Option<std::sync::Arc<dyn crate::tms::TestManagement>> {
+    pub fn tms(&self) -> Option<std::sync::Arc<dyn crate::integrations::tms::TestManagement>> {
         self.tms.clone()
     }
 
@@ -227,7 +227,7 @@ impl Reporter {
                 };
             }
         };
-        email::deliver(mailer.as_ref(), &message, to, sent_to).await
+        mail::deliver(mailer.as_ref(), &message, to, sent_to).await
     }
 
     async fn tracker(&self, issue_key: &str, report: &RunReport) -> Delivery {
@@ -236,7 +236,7 @@ impl Reporter {
                 return Err(DeliveryError::Permanent("no tracker is configured".into()));
             };
             let text = self.render(tracker::template(settings.kind), report)?;
-            let post = tracker::comment(settings, issue_key, text);
+            let post = tracker_client::comment(settings, issue_key, text);
             http::send(&self.http, &post, &self.redactor).await
         }
         .await;
@@ -259,7 +259,7 @@ impl Reporter {
                 )),
             };
         };
-        let run = crate::tms::automated::AutomatedRun {
+        let run = crate::integrations::tms::automated::AutomatedRun {
             run: report.id.clone(),
             service: report.service.clone(),
             stand: report.stand.clone(),
@@ -267,7 +267,7 @@ impl Reporter {
             link: report.link.clone(),
             tests: report.outcomes.clone(),
         };
-        match crate::tms::automated::record(tms.as_ref(), &run).await {
+        match crate::integrations::tms::automated::record(tms.as_ref(), &run).await {
             Ok(recorded) => Delivery {
                 sent_to: vec![recorded.run_url],
                 result: Ok(()),

@@ -8,9 +8,9 @@
 use lettre::Address;
 
 use super::Channel;
-use super::email::recipients;
-use super::settings::{ReportSettings, Webhook};
 use crate::crd::TestRun;
+use crate::integrations::email::recipients;
+use crate::integrations::settings::{ReportSettings, Webhook};
 use crate::packs::Service;
 
 /// Where one channel delivers.
@@ -112,7 +112,7 @@ pub fn targets(
 mod tests {
     use super::*;
     use crate::crd::RunTemplate;
-    use crate::report::settings::{SmtpSettings, TrackerAuth, TrackerKind, TrackerSettings};
+    use crate::integrations::settings::{SmtpSettings, TrackerAuth, TrackerKind, TrackerSettings};
     use crate::secrets::Secret;
 
     fn run(emails: &[&str], issue_key: Option<&str>) -> TestRun {

@@ -16,6 +16,7 @@ use minijinja::syntax::SyntaxConfig;
 use minijinja::{AutoEscape, Environment, Value, value::Serde};
 
 use super::content::RunReport;
+use crate::integrations::tracker::{escape_jira, escape_markdown};
 use crate::packs::{ConfigError, ConfigErrors, PacksConfig};
 
 /// The email's subject line (whitespace is collapsed into one line).
@@ -207,41 +208,6 @@ fn escape(kind: &str, text: &str) -> String {
         "slack" => escape_slack(text),
         _ => text.to_string(),
     }
-}
-
-/// Jira wiki markup: a backslash before each character that starts markup, and one line (a
-/// newline would end the list item or table row the value is in).
-pub fn escape_jira(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in super::content::one_line(text).chars() {
-        if matches!(
-            c,
-            '\\' | '*' | '_' | '?' | '-' | '+' | '^' | '~' | '|' | '!' | '{' | '}' | '[' | ']' | '#'
-        ) {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// Markdown (CommonMark, YFM) inside a line: a backslash before each character that can
-/// start inline markup there — emphasis, code, links and images (`[`), HTML and autolinks
-/// (`<`), tables (`|`), strikethrough (`~`), entities (`&`), YFM's `{{ }}`/`{% %}` — and one
-/// line (a newline could start a heading or a list). CommonMark allows a backslash before
-/// any punctuation, so these all render as the characters themselves.
-pub fn escape_markdown(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in super::content::one_line(text).chars() {
-        if matches!(
-            c,
-            '\\' | '`' | '*' | '_' | '{' | '}' | '[' | ']' | '<' | '>' | '|' | '~' | '&'
-        ) {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// Slack mrkdwn: `&`, `<` and `>` as entities (the only escaping Slack defines; `<...>`

@@ -8,10 +8,11 @@
 
 use serde_json::{Value, json};
 
-use super::content::{RunReport, shorten};
-use super::http::{Auth, JsonPost};
-use super::settings::Webhook;
+use super::content::RunReport;
 use super::templates::escape_slack;
+use crate::integrations::http::{Auth, JsonPost};
+use crate::integrations::settings::Webhook;
+use crate::text::shorten;
 
 /// Slack's limit on a header block's text.
 const MAX_HEADER_CHARS: usize = 150;
@@ -92,7 +93,7 @@ pub fn payload(r: &RunReport, text: &str) -> Value {
                 let message = if t.message.is_empty() {
                     String::new()
                 } else {
-                    format!(" — _{}_", e(&shorten(&super::content::one_line(&t.message), 200)))
+                    format!(" — _{}_", e(&shorten(&crate::text::one_line(&t.message), 200)))
                 };
                 lines.push(format!("• `{}`{message}", e(&t.name).replace('`', "'")));
             }

@@ -18,8 +18,8 @@ pub use regressions::Regressions;
 pub use scheduler::Scheduler;
 
 use crate::api::{AppState, AuditLog, Auth, Tokens};
+use crate::integrations::settings::ReportSettings;
 use crate::packs::PacksConfig;
-use crate::report::ReportSettings;
 use crate::secrets::SecretsDir;
 use crate::store::SqliteStore;
 

@@ -259,8 +259,8 @@ pub fn regression_form(config: &crate::packs::PacksConfig, service: Option<&str>
             name: svc.name.clone(),
             stand_pattern: svc.stand_pattern_source(),
             default_plan: svc.regression_plan.as_ref().map(|p| match p {
-                crate::tms::PlanRef::Id(id) => format!("#{id}"),
-                crate::tms::PlanRef::Name(n) => n.clone(),
+                crate::integrations::tms::PlanRef::Id(id) => format!("#{id}"),
+                crate::integrations::tms::PlanRef::Name(n) => n.clone(),
             }),
         })
         .collect();

@@ -183,7 +183,7 @@ pub async fn start_replica_authorized(
     k.proxy.route_to_first(&url);
     let stop = CancellationToken::new();
     let lookup = |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-    let report_settings = tomato::report::ReportSettings::load_with(None, &lookup).unwrap();
+    let report_settings = tomato::integrations::settings::ReportSettings::load_with(None, &lookup).unwrap();
     let integrations = tomato::report::Integrations::new(report_settings, &config, &url).unwrap();
     let tms_configured = integrations.regressions.tms.is_some();
     let operator = Operator::start(

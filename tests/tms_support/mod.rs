@@ -17,10 +17,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tomato::report::redact::Redactor;
-use tomato::report::settings::TmsSettings;
+use tomato::integrations::redact::Redactor;
+use tomato::integrations::settings::TmsSettings;
+use tomato::integrations::tms::Kiwi as KiwiClient;
 use tomato::secrets::Secret;
-use tomato::tms::Kiwi as KiwiClient;
 
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
 /// The Kiwi TCMS version the tests run (pinned in tests/kiwi-requirements.txt).

@@ -28,11 +28,12 @@ use tracing::{error, info, warn};
 
 use crate::core::{AttemptEnd, ReportRead, Step};
 use crate::crd::{AttemptState, DeliveryState, Phase, Selection, TestRun, TestRunStatus};
+use crate::integrations::delivery::{self, Delivery};
 use crate::launch::process::{self, Exit, ProcessSpec};
 use crate::launch::{AttemptRef, plan};
 use crate::packs::{PacksConfig, Service};
 use crate::queue::{self, Entry};
-use crate::report::{Channel, Delivery, Reporter, delivery};
+use crate::report::{Channel, Reporter};
 use crate::results::{self, AttemptResult, MergedTest};
 use crate::secrets::SecretsDir;
 use crate::store::{ListFilter, SqliteStore, StoreError, created};

@@ -10,7 +10,7 @@ impl Driver {
         let name = run.metadata.name.clone().unwrap_or_default();
         let svc = self.config.service(&run.spec.template.service).cloned();
         let targets = self.reporter.targets(run, svc.as_deref());
-        let plans: Vec<delivery::ChannelPlan> = targets
+        let plans: Vec<crate::report::delivery::ChannelPlan> = targets
             .iter()
             .map(|(c, t)| (*c, t.as_ref().err().cloned()))
             .collect();
@@ -22,8 +22,8 @@ impl Driver {
                 if st.phase != Phase::Reporting {
                     return Ok((false, (Vec::new(), false)));
                 }
-                let planned = delivery::plan(st.report.get_or_insert_default(), &plans, now);
-                let finished = delivery::finish_if_delivered(st, now);
+                let planned = crate::report::delivery::plan(st.report.get_or_insert_default(), &plans, now);
+                let finished = crate::report::delivery::finish_if_delivered(st, now);
                 Ok((!planned.is_empty() || finished, (planned, finished)))
             })
             .await?;
@@ -103,7 +103,7 @@ impl Driver {
                 };
                 delivery::record(ch, d.delivery, &policy, now, jitter);
                 let recorded = ch.clone();
-                delivery::finish_if_delivered(st, now);
+                crate::report::delivery::finish_if_delivered(st, now);
                 Ok((true, Some(recorded)))
             })
             .await?;

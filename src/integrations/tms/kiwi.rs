@@ -28,8 +28,8 @@ use super::{
     CaseInfo, Ensured, Execution, ExecutionChange, NewCase, NewPlan, NewRun, Outcome, Plan, PlanRef,
     PlanType, TestManagement, TmsError, User,
 };
-use crate::report::redact::Redactor;
-use crate::report::settings::TmsSettings;
+use crate::integrations::redact::Redactor;
+use crate::integrations::settings::TmsSettings;
 use crate::secrets::Secret;
 
 /// How long one call may take.
@@ -103,7 +103,7 @@ impl Kiwi {
         let response = req.send().await.map_err(|e| {
             TmsError::Unreachable(self.clean(&format!(
                 "Kiwi TCMS at {host}: {}",
-                crate::report::email::chain(&e.without_url())
+                crate::integrations::email::chain(&e.without_url())
             )))
         })?;
         let status = response.status();

@@ -1,8 +1,10 @@
-//! The regression's ticket: finding or creating it, the release version in the tracker, and
-//! comments — for Jira (REST API v2) and Yandex Tracker (API v2), the trackers reports use.
+//! The issue tracker — Jira (REST API v2) or Yandex Tracker (API v2) — for everything Tomato
+//! does there: a run's report comment on its `issueKey`, and a regression's ticket (finding or
+//! creating it, the release version, comments).
 //!
 //! Requests are values built by pure functions (tested without a network) and sent by
-//! [`HttpTracker`], the one implementation of [`IssueTracker`]. A created ticket carries a
+//! [`HttpTracker`], the one implementation of [`IssueTracker`] (a run's comment is sent with
+//! [`comment`] and [`super::http::send`]). A created ticket carries a
 //! label (Jira) or tag (Yandex) unique to the regression (`tomato-<uid>`), and creation looks
 //! for it first, so a retry or a restart after the tracker accepted the ticket finds it
 //! instead of making a second one.
@@ -13,16 +15,21 @@
 //! - Yandex Tracker: versions `GET /v2/queues/{queue}/versions`, `POST /v2/versions`; search
 //!   `POST /v2/issues/_search` by tag; create `POST /v2/issues` (with `unique`, which the
 //!   tracker itself refuses to repeat); comment `POST /v2/issues/{key}/comments`.
+//!
+//! Why v2 for Jira: v3 wants the Atlassian Document Format, and v2's wiki markup is accepted
+//! by Cloud, Server and Data Center alike. Jira signs in with `Authorization: Basic` (user and
+//! API token) or `Bearer` (personal access token); Yandex Tracker with `OAuth <token>` (or
+//! `Bearer` with an IAM token) and the organisation in `X-Org-ID` (Yandex 360) or
+//! `X-Cloud-Org-ID` (Yandex Cloud).
 
 use async_trait::async_trait;
 use reqwest::{Method, Url};
 use serde_json::{Value, json};
 
-use crate::report::delivery::DeliveryError;
-use crate::report::http::{self, JsonPost};
-use crate::report::redact::Redactor;
-use crate::report::settings::{TrackerKind, TrackerSettings};
-use crate::report::tracker as report_tracker;
+use super::delivery::DeliveryError;
+use super::http::{self, Auth, JsonPost};
+use super::redact::Redactor;
+use super::settings::{TrackerAuth, TrackerKind, TrackerSettings};
 
 /// A ticket to create.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,9 +67,9 @@ fn url(settings: &TrackerSettings, path: &str) -> Url {
 fn request(settings: &TrackerSettings, path: &str, body: Value) -> JsonPost {
     JsonPost {
         url: url(settings, path),
-        label: report_tracker::label(settings),
-        auth: report_tracker::auth(settings),
-        headers: report_tracker::headers(settings),
+        label: label(settings),
+        auth: auth(settings),
+        headers: headers(settings),
         body,
     }
 }
@@ -246,15 +253,106 @@ impl IssueTracker for HttpTracker {
     }
 
     async fn comment(&self, key: &str, text: &str) -> Result<(), DeliveryError> {
-        let post = report_tracker::comment(&self.settings, key, text.to_string());
+        let post = comment(&self.settings, key, text.to_string());
         http::send(&self.http, &post, &self.redactor).await
     }
+}
+
+/// The request adding `text` as a comment to `issue_key`. The key has been checked at
+/// admission (`PROJECT-123`), so it is safe in a path.
+pub fn comment(settings: &TrackerSettings, issue_key: &str, text: String) -> JsonPost {
+    let base = settings.url.as_str().trim_end_matches('/');
+    let (path, body) = match settings.kind {
+        TrackerKind::Jira => (
+            format!("/rest/api/2/issue/{issue_key}/comment"),
+            json!({ "body": text }),
+        ),
+        TrackerKind::Yandex => (
+            format!("/v2/issues/{issue_key}/comments"),
+            json!({ "text": text }),
+        ),
+    };
+    let url = reqwest::Url::parse(&format!("{base}{path}"))
+        .expect("a checked base URL followed by a path of checked parts is a URL");
+    JsonPost {
+        label: label(settings),
+        url,
+        auth: auth(settings),
+        headers: headers(settings),
+        body,
+    }
+}
+
+/// How requests to the tracker sign in.
+pub fn auth(settings: &TrackerSettings) -> Auth {
+    match &settings.auth {
+        TrackerAuth::Basic { user, token } => Auth::Basic {
+            user: user.clone(),
+            password: token.clone(),
+        },
+        TrackerAuth::Bearer(token) => Auth::Token {
+            scheme: "Bearer",
+            token: token.clone(),
+        },
+        TrackerAuth::OAuth(token) => Auth::Token {
+            scheme: "OAuth",
+            token: token.clone(),
+        },
+    }
+}
+
+/// Names the tracker in reasons: `jira jira.example.com`.
+pub fn label(settings: &TrackerSettings) -> String {
+    format!(
+        "{} {}",
+        settings.kind.as_str(),
+        settings.url.host_str().unwrap_or_default()
+    )
+}
+
+/// Headers every request to the tracker carries (Yandex Tracker's organisation).
+pub fn headers(settings: &TrackerSettings) -> Vec<(&'static str, String)> {
+    settings.org.iter().map(|(h, v)| (*h, v.clone())).collect()
+}
+
+/// Jira wiki markup: a backslash before each character that starts markup, and one line (a
+/// newline would end the list item or table row the value is in).
+pub fn escape_jira(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in crate::text::one_line(text).chars() {
+        if matches!(
+            c,
+            '\\' | '*' | '_' | '?' | '-' | '+' | '^' | '~' | '|' | '!' | '{' | '}' | '[' | ']' | '#'
+        ) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Markdown (CommonMark, YFM) inside a line: a backslash before each character that can
+/// start inline markup there — emphasis, code, links and images (`[`), HTML and autolinks
+/// (`<`), tables (`|`), strikethrough (`~`), entities (`&`), YFM's `{{ }}`/`{% %}` — and one
+/// line (a newline could start a heading or a list). CommonMark allows a backslash before
+/// any punctuation, so these all render as the characters themselves.
+pub fn escape_markdown(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in crate::text::one_line(text).chars() {
+        if matches!(
+            c,
+            '\\' | '`' | '*' | '_' | '{' | '}' | '[' | ']' | '<' | '>' | '|' | '~' | '&'
+        ) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::settings::TrackerAuth;
     use crate::secrets::Secret;
 
     fn settings(kind: TrackerKind) -> TrackerSettings {
@@ -350,5 +448,52 @@ mod tests {
             Some("9")
         );
         assert_eq!(version_ref(TrackerKind::Yandex, &answer, "3.0"), None);
+    }
+
+    fn settings_at(kind: TrackerKind, url: &str, auth: TrackerAuth) -> TrackerSettings {
+        TrackerSettings {
+            kind,
+            url: reqwest::Url::parse(url).unwrap(),
+            auth,
+            org: (kind == TrackerKind::Yandex).then(|| ("X-Org-ID", "123".to_string())),
+        }
+    }
+
+    #[test]
+    fn jira_comment_goes_to_the_v2_comment_path_under_the_sites_base() {
+        let s = settings_at(
+            TrackerKind::Jira,
+            "https://example.com/jira/",
+            TrackerAuth::Basic {
+                user: "bot".into(),
+                token: Secret::new("t"),
+            },
+        );
+        let post = comment(&s, "QA-12", "hello".into());
+        assert_eq!(
+            post.url.as_str(),
+            "https://example.com/jira/rest/api/2/issue/QA-12/comment"
+        );
+        assert_eq!(post.body, json!({"body": "hello"}));
+        assert!(matches!(post.auth, Auth::Basic { ref user, .. } if user == "bot"));
+        assert!(post.headers.is_empty());
+        assert_eq!(post.label, "jira example.com");
+    }
+
+    #[test]
+    fn yandex_comment_carries_the_oauth_token_and_the_organisation() {
+        let s = settings_at(
+            TrackerKind::Yandex,
+            "https://api.tracker.yandex.net",
+            TrackerAuth::OAuth(Secret::new("y0")),
+        );
+        let post = comment(&s, "QA-12", "hello".into());
+        assert_eq!(
+            post.url.as_str(),
+            "https://api.tracker.yandex.net/v2/issues/QA-12/comments"
+        );
+        assert_eq!(post.body, json!({"text": "hello"}));
+        assert!(matches!(post.auth, Auth::Token { scheme: "OAuth", ref token } if token.expose() == "y0"));
+        assert_eq!(post.headers, vec![("X-Org-ID", "123".to_string())]);
     }
 }

@@ -107,7 +107,7 @@ pub async fn exchange(
     if status.is_success() {
         return Ok(serde_json::from_str(&body).unwrap_or(serde_json::Value::Null));
     }
-    let excerpt = super::content::shorten(&super::content::one_line(&body), MAX_BODY_CHARS);
+    let excerpt = crate::text::shorten(&crate::text::one_line(&body), MAX_BODY_CHARS);
     let reason = clean(format!(
         "HTTP {status}{}",
         if excerpt.is_empty() {
