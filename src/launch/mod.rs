@@ -5,6 +5,7 @@
 //! shell: each template renders to exactly one argument, whatever a user put in a stand name
 //! or a test name. [`process`] runs the plan as a local child process (standalone mode).
 
+pub mod aqua;
 pub mod exec;
 pub mod job;
 pub mod listing;

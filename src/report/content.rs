@@ -467,6 +467,7 @@ mod tests {
             summary: None,
             message: None,
             shards: Vec::new(),
+            aqua: Vec::new(),
         });
         st.summary = Some(summary);
         st.categories = categories;

@@ -995,6 +995,7 @@ mod tests {
             summary: None,
             message: None,
             shards: Vec::new(),
+            aqua: Vec::new(),
         };
         assert_eq!(attempt_label(&first), "every test of basic");
         let rerun = Attempt {
@@ -1170,6 +1171,7 @@ mod tests {
             summary: None,
             message: None,
             shards: Vec::new(),
+            aqua: Vec::new(),
         };
         let second = Attempt {
             number: 2,
@@ -1289,6 +1291,7 @@ mod tests {
             summary: None,
             message: None,
             shards: Vec::new(),
+            aqua: Vec::new(),
         }];
         assert_eq!(run_row(&r, &resolve, at("2024-05-02T00:00:00Z")).packs, "basic");
     }

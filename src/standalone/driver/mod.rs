@@ -37,6 +37,7 @@ use crate::results::{self, AttemptResult, MergedTest};
 use crate::secrets::SecretsDir;
 use crate::store::{ListFilter, SqliteStore, StoreError, created};
 
+mod aqua;
 mod attempts;
 mod eager;
 mod reporting;
@@ -248,11 +249,13 @@ impl Driver {
             let Some(name) = run.metadata.name.clone() else {
                 continue;
             };
+            // An Aqua attempt is not interrupted: its launches go on in Aqua, and reconcile
+            // polls them again (see `aqua`).
             if run
                 .status
                 .as_ref()
                 .and_then(TestRunStatus::running_attempt)
-                .is_none()
+                .is_none_or(|a| a.launch.as_deref() == Some(crate::launch::aqua::LAUNCH_REF))
             {
                 continue;
             }
