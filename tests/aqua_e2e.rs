@@ -5,11 +5,13 @@
 
 #[path = "support/aqua.rs"]
 mod aqua_support;
+mod report_support;
 mod support;
 
 use std::time::Duration;
 
 use aqua_support::{ALWAYS, AquaStandIn, MIXED};
+use report_support::{SmtpSink, free_port, part};
 use serde_json::{Value, json};
 use support::Server;
 
@@ -54,12 +56,19 @@ presets:
     )
 }
 
-async fn start(aqua: &AquaStandIn, extra: &str) -> Server {
+/// The server over the shipped packs_config plus the Aqua service, with Aqua's token in its
+/// environment; the config directory lives as long as the returned guard.
+async fn start(aqua: &AquaStandIn, extra: &str) -> (Server, tempfile::TempDir) {
+    start_with(aqua, extra, &[]).await
+}
+
+async fn start_with(aqua: &AquaStandIn, extra: &str, env: &[(&str, &str)]) -> (Server, tempfile::TempDir) {
     let cfg = support::config_with(&[("farm.yaml", &service(aqua, extra))]);
-    let server = Server::start_with(Some(cfg.path()), &[("AQUA_TOKEN", &format!("Bearer {TOKEN}"))]).await;
-    // The config directory must outlive the server.
-    std::mem::forget(cfg);
-    server
+    let token = format!("Bearer {TOKEN}");
+    let mut env = env.to_vec();
+    env.push(("AQUA_TOKEN", &token));
+    let server = Server::start_with(Some(cfg.path()), &env).await;
+    (server, cfg)
 }
 
 fn launches(st: &Value, attempt: usize) -> Vec<Value> {
@@ -74,9 +83,19 @@ fn launches(st: &Value, attempt: usize) -> Vec<Value> {
 #[tokio::test]
 async fn a_flaky_pack_is_restarted_once_and_the_run_ends_right() {
     let aqua = AquaStandIn::start(Some(TOKEN));
-    let server = start(&aqua, "").await;
+    let sink = SmtpSink::start(free_port(), None);
+    let smtp = format!("smtp://127.0.0.1:{}", sink.port);
+    let (server, _cfg) = start_with(
+        &aqua,
+        "",
+        &[
+            ("TOMATO_SMTP_URL", smtp.as_str()),
+            ("TOMATO_SMTP_FROM", "tomato@example.com"),
+        ],
+    )
+    .await;
     let id = server
-        .run_now("service=farm&stand=stand-qa1&category=mixed")
+        .run_now("service=farm&stand=stand-qa1&category=mixed&emails=qa@example.com")
         .await;
     let st = server.wait_finished(&id, LONG).await;
     assert_eq!(st["phase"], "Succeeded", "{st:#}\n{}", server.log());
@@ -128,16 +147,30 @@ async fn a_flaky_pack_is_restarted_once_and_the_run_ends_right() {
     let (_, legacy) = server.get_text(&format!("/api/status?run_id={id}")).await;
     let (_, v1) = server.get_text(&format!("/api/v1/runs/{id}")).await;
     let (_, page) = server.get_text(&format!("/runs/{id}")).await;
+    let page = page.replace("&#x2f;", "/");
     for url in [&first[0]["url"], &second[0]["url"]] {
         let url = url.as_str().unwrap();
         assert!(legacy.contains(url), "/api/status lacks {url}: {legacy}");
         assert!(v1.contains(url), "/api/v1 lacks {url}");
         assert!(page.contains(url), "the run page lacks {url}");
     }
+    let messages = sink.wait_messages(1, LONG).await;
+    let text = part(&messages[0], "text/plain").to_string();
+    let html = part(&messages[0], "text/html").replace("&#x2f;", "/");
+    for url in [&first[0]["url"], &second[0]["url"]] {
+        let url = url.as_str().unwrap();
+        assert!(text.contains(url), "the email's text lacks {url}: {text}");
+        assert!(
+            html.contains(&format!("href=\"{url}\"")),
+            "the email's HTML lacks a link to {url}"
+        );
+    }
     for (what, text) in [
         ("api", &legacy),
         ("v1", &v1),
         ("page", &page),
+        ("email", &html),
+        ("email text", &text),
         ("log", &server.log()),
     ] {
         assert!(!text.contains(TOKEN), "the Aqua token leaked into the {what}");
@@ -149,7 +182,7 @@ async fn a_flaky_pack_is_restarted_once_and_the_run_ends_right() {
 #[tokio::test]
 async fn an_always_failing_pack_exhausts_its_retries() {
     let aqua = AquaStandIn::start(Some(TOKEN));
-    let server = start(&aqua, "").await;
+    let (server, _cfg) = start(&aqua, "").await;
     let id = server
         .run_now("service=farm&stand=stand-qa1&category=always")
         .await;
@@ -182,7 +215,7 @@ async fn an_always_failing_pack_exhausts_its_retries() {
 async fn report_failed_ends_the_attempt_in_an_error_naming_it() {
     let aqua = AquaStandIn::start(Some(TOKEN));
     aqua.knobs(json!({"report_failed": true})).await;
-    let server = start(&aqua, "").await;
+    let (server, _cfg) = start(&aqua, "").await;
     let id = server
         .run_now("service=farm&stand=stand-qa1&category=mixed")
         .await;
@@ -201,7 +234,7 @@ async fn report_failed_ends_the_attempt_in_an_error_naming_it() {
 #[tokio::test]
 async fn a_500_or_a_hanging_poll_is_retried_then_named() {
     let aqua = AquaStandIn::start(Some(TOKEN));
-    let server = start(&aqua, "").await;
+    let (server, _cfg) = start(&aqua, "").await;
 
     aqua.knobs(json!({"poll_500": 2})).await;
     let id = server
@@ -238,7 +271,7 @@ async fn a_500_or_a_hanging_poll_is_retried_then_named() {
 async fn a_restart_of_tomato_mid_launch_resumes_polling() {
     let aqua = AquaStandIn::start(Some(TOKEN));
     aqua.knobs(json!({"delay": 6})).await;
-    let mut server = start(&aqua, "").await;
+    let (mut server, _cfg) = start(&aqua, "").await;
     let id = server
         .run_now("service=farm&stand=stand-qa1&category=mixed")
         .await;
@@ -267,7 +300,7 @@ async fn a_restart_of_tomato_mid_launch_resumes_polling() {
 async fn cancel_revokes_when_a_revoke_path_is_configured() {
     let aqua = AquaStandIn::start(Some(TOKEN));
     aqua.knobs(json!({"delay": 30})).await;
-    let server = start(&aqua, "    revokePath: \"launch/{launch}/revoke\"").await;
+    let (server, _cfg) = start(&aqua, "    revokePath: \"launch/{launch}/revoke\"").await;
     let id = server
         .run_now("service=farm&stand=stand-qa1&category=mixed")
         .await;
@@ -293,7 +326,7 @@ async fn cancel_revokes_when_a_revoke_path_is_configured() {
 async fn cancel_without_a_revoke_path_says_the_launch_goes_on() {
     let aqua = AquaStandIn::start(Some(TOKEN));
     aqua.knobs(json!({"delay": 30})).await;
-    let server = start(&aqua, "").await;
+    let (server, _cfg) = start(&aqua, "").await;
     let id = server
         .run_now("service=farm&stand=stand-qa1&category=mixed")
         .await;

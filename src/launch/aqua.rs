@@ -400,6 +400,33 @@ pub fn revoke_path(cfg: &AquaService, id: &str) -> Option<String> {
     })
 }
 
+/// One launch as every surface shows it (run page, email): its pack, id and page. The page
+/// comes from Aqua's answer: only an http(s) URL becomes a link.
+#[derive(serde::Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct LaunchLink {
+    pub pack: String,
+    pub id: String,
+    pub url: Option<String>,
+    /// The launch this one restarted.
+    pub restart_of: Option<String>,
+}
+
+/// The links of an attempt's launches.
+pub fn links(launches: &[AquaLaunch]) -> Vec<LaunchLink> {
+    launches
+        .iter()
+        .map(|l| LaunchLink {
+            pack: l.pack.clone(),
+            id: l.id.clone(),
+            url: l
+                .url
+                .clone()
+                .filter(|u| Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))),
+            restart_of: l.restart_of.clone(),
+        })
+        .collect()
+}
+
 /// What a cancelled run says of its launches: revoked, or going on in Aqua.
 pub fn cancel_note(launches: &[AquaLaunch], revoked: bool) -> String {
     let ids: Vec<String> = launches
@@ -554,6 +581,15 @@ mod tests {
         assert!(check_id("../pack", "x").is_err());
         assert!(check_id("a/b", "x").is_err());
         assert!(check_id("", "x").is_err());
+    }
+
+    #[test]
+    fn only_http_pages_become_links() {
+        let mut l = launch("a", "L1", None, None);
+        l.url = Some("javascript:alert(1)".into());
+        assert_eq!(links(&[l.clone()])[0].url, None);
+        l.url = Some("https://aqua/launch/L1".into());
+        assert_eq!(links(&[l])[0].url.as_deref(), Some("https://aqua/launch/L1"));
     }
 
     #[test]

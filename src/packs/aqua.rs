@@ -323,3 +323,133 @@ impl AquaService {
         out.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::packs::PacksConfig;
+
+    fn service(launch: &str, packs: &str) -> String {
+        format!(
+            "stands:\n  pattern: 'qa[0-9]+'\nlaunch:\n  launcher: aqua\n  aqua:\n{launch}\npacks:\n{packs}\n"
+        )
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        match PacksConfig::parse_service(Path::new("/cfg"), Path::new("/cfg/farm.yaml"), text) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0.iter().map(|e| format!("{}: {}", e.field, e.reason)).collect(),
+        }
+    }
+
+    const URL: &str = "    url: https://aqua.example";
+
+    #[test]
+    fn a_valid_aqua_service_renders_its_properties_per_run() {
+        let text = service(
+            &format!(
+                "{URL}\n    pollInterval: 5s\n    properties:\n      webdriver.base.url: 'https://{{stand}}/'\n      run: '{{run}}#{{attempt}}'\n    auth:\n      env: AQUA_TOKEN\n    revokePath: launch/{{launch}}/revoke"
+            ),
+            "  smoke:\n    aqua:\n      packId: 5F3C2A1B9D8E7F6A5B4C3D2E\n      properties:\n        run: 'pack-{run}'",
+        );
+        let svc = PacksConfig::parse_service(Path::new("/cfg"), Path::new("/cfg/farm.yaml"), &text).unwrap();
+        let aqua = svc.aqua.as_ref().unwrap();
+        assert_eq!(aqua.url.as_str(), "https://aqua.example/");
+        assert_eq!(aqua.poll_interval, std::time::Duration::from_secs(5));
+        let pack = svc.packs["smoke"].aqua.as_ref().unwrap();
+        assert_eq!(pack.pack_id, "5f3c2a1b9d8e7f6a5b4c3d2e");
+        assert_eq!(
+            aqua.properties_for(pack, "qa1", "farm-x", 2),
+            vec![
+                ("run".to_string(), "pack-farm-x".to_string()),
+                ("webdriver.base.url".to_string(), "https://qa1/".to_string()),
+            ],
+            "the pack's property wins over the service's"
+        );
+        assert_eq!(
+            crate::launch::aqua::revoke_path(aqua, "L1").as_deref(),
+            Some("launch/L1/revoke")
+        );
+    }
+
+    #[test]
+    fn a_pack_id_that_is_not_24_hex_digits_is_named() {
+        for bad in [
+            "5f3c2a1b9d8e7f6a5b4c3d2",
+            "5f3c2a1b9d8e7f6a5b4c3d2x",
+            "../../launch",
+        ] {
+            let e = errors(&service(
+                URL,
+                &format!("  smoke:\n    aqua:\n      packId: '{bad}'"),
+            ));
+            assert_eq!(e.len(), 1, "{e:?}");
+            assert!(
+                e[0].starts_with("packs.smoke.aqua.packId: ") && e[0].contains("24 hex digits"),
+                "{e:?}"
+            );
+        }
+        let e = errors(&service(URL, "  smoke:\n    tests: []"));
+        assert!(e[0].starts_with("packs.smoke.aqua.packId: is required"), "{e:?}");
+    }
+
+    #[test]
+    fn an_unknown_placeholder_names_the_pack_and_the_placeholder() {
+        let e = errors(&service(
+            URL,
+            "  smoke:\n    aqua:\n      packId: 5f3c2a1b9d8e7f6a5b4c3d2e\n      properties:\n        host: '{stnad}'",
+        ));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("packs.smoke.aqua.properties.host: pack smoke: unknown placeholder {stnad}")
+                && e[0].contains("did you mean {stand}?"),
+            "{e:?}"
+        );
+        let e = errors(&service(
+            &format!("{URL}\n    properties:\n      host: '{{tests}}'"),
+            "  smoke:\n    aqua:\n      packId: 5f3c2a1b9d8e7f6a5b4c3d2e",
+        ));
+        assert!(
+            e[0].starts_with("launch.aqua.properties.host: unknown placeholder {tests}"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn bad_urls_intervals_auth_and_revoke_paths_are_each_named() {
+        let e = errors(&service(
+            "    url: ftp://user:pw@aqua\n    pollInterval: 0s\n    auth:\n      file: relative/path\n    revokePath: launch/x",
+            "  smoke:\n    aqua:\n      packId: 5f3c2a1b9d8e7f6a5b4c3d2e",
+        ));
+        let fields: Vec<&str> = e.iter().map(|e| e.split(':').next().unwrap()).collect();
+        assert_eq!(
+            fields,
+            [
+                "launch.aqua.url",
+                "launch.aqua.pollInterval",
+                "launch.aqua.auth.file",
+                "launch.aqua.revokePath"
+            ],
+            "{e:?}"
+        );
+        let e = errors(&service(
+            "    url: https://bob:hunter2@aqua",
+            "  smoke:\n    aqua:\n      packId: 5f3c2a1b9d8e7f6a5b4c3d2e",
+        ));
+        assert!(!e[0].contains("hunter2"), "a credential is never repeated: {e:?}");
+    }
+
+    #[test]
+    fn aqua_settings_need_the_aqua_launcher() {
+        let text = "stands:\n  pattern: x\nlaunch:\n  command: [echo, '{tests}']\n  aqua:\n    url: https://a\npacks:\n  p:\n    tests: [t]\n    aqua:\n      packId: 5f3c2a1b9d8e7f6a5b4c3d2e\n";
+        let e = errors(text);
+        assert_eq!(
+            e,
+            [
+                "launch.aqua: is only read with launch.launcher: aqua",
+                "packs.p.aqua: is only read with launch.launcher: aqua"
+            ]
+        );
+    }
+}

@@ -126,9 +126,10 @@ struct RawRerun {
 struct RawPack {
     #[serde(default)]
     description: String,
-    /// Test selectors; not used by an Aqua pack (Aqua knows its suites).
-    #[serde(default)]
-    tests: Vec<String>,
+    /// Test selectors; not used by an Aqua pack (Aqua knows its suites). An `Option` without
+    /// a default, so that a pack written as a list stays an error (serde would read a list
+    /// into a struct whose fields all have defaults).
+    tests: Option<Vec<String>>,
     /// The pack in Aqua, for `launcher: aqua`.
     #[serde(default)]
     aqua: Option<super::aqua::RawAquaPack>,
@@ -409,8 +410,9 @@ pub(super) fn parse_service(config_dir: &Path, file: &Path, text: &str) -> Resul
             );
         }
         let field = format!("packs.{pname}.tests");
-        let tests = p.templates(&field, &pack.tests, PACK_VARS);
-        missing_pack_paths(&mut p, &field, &pack.tests, &config_dir.join(&name));
+        let selectors = pack.tests.as_deref().unwrap_or_default();
+        let tests = p.templates(&field, selectors, PACK_VARS);
+        missing_pack_paths(&mut p, &field, selectors, &config_dir.join(&name));
         let pack_aqua = match (&pack.aqua, aqua_launcher) {
             (Some(a), true) => super::aqua::pack(pname, a, &mut |f, r| p.add(f, r)),
             (None, true) => {
@@ -428,7 +430,7 @@ pub(super) fn parse_service(config_dir: &Path, file: &Path, text: &str) -> Resul
                 None
             }
             (None, false) => {
-                if pack.tests.is_empty() {
+                if selectors.is_empty() {
                     p.add(&field, "lists no test selector (files, directories, markers)");
                 }
                 None

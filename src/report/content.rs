@@ -82,6 +82,8 @@ pub struct AttemptLine {
     pub summary: Option<Summary>,
     pub duration: Option<String>,
     pub message: Option<String>,
+    /// Its launches in Aqua (Aqua services only).
+    pub aqua: Vec<crate::launch::aqua::LaunchLink>,
 }
 
 /// Failed and broken tests of one failure category.
@@ -210,6 +212,7 @@ impl RunReport {
                 }),
                 duration: Some("2s".into()),
                 message: None,
+                aqua: Vec::new(),
             }],
             summary: Summary {
                 total: 3,
@@ -307,6 +310,7 @@ fn attempt_line(a: &crate::crd::Attempt) -> AttemptLine {
         summary: a.summary,
         duration: a.started_at.zip(a.finished_at).map(|(s, f)| span(s, f)),
         message: a.message.clone(),
+        aqua: crate::launch::aqua::links(&a.aqua),
     }
 }
 

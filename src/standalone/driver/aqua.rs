@@ -185,6 +185,16 @@ impl Task {
                     continue;
                 }
                 let polled = self.client.poll(&l.id).await;
+                // Aqua's status is recorded as seen, REPORT_FAILED included; REPORT_FAILED is
+                // then polled again like a failed request (Aqua may build the report yet).
+                if let Ok(lo) = &polled
+                    && lo.launch_status != l.status
+                {
+                    l.status = lo.launch_status.clone();
+                    if !self.record(l.clone()).await {
+                        return Outcome::Stopped;
+                    }
+                }
                 let polled = polled.and_then(|lo| match aqua::progress(lo.launch_status.as_deref()) {
                     Progress::ReportFailed => Err(AquaError::Report {
                         launch: lo.id.clone(),
@@ -195,12 +205,6 @@ impl Task {
                 match polled {
                     Ok(lo) => {
                         failures[i] = 0;
-                        if lo.launch_status != l.status {
-                            l.status = lo.launch_status.clone();
-                            if !self.record(l.clone()).await {
-                                return Outcome::Stopped;
-                            }
-                        }
                         if aqua::progress(lo.launch_status.as_deref()) == Progress::ReportReady {
                             *done = Some(lo);
                         }
