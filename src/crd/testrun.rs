@@ -277,6 +277,12 @@ pub struct AquaLaunch {
     /// Failed or broken tests read from its report (what a rerun restarts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failing: Option<u32>,
+    /// Polls of it that failed in a row (operator mode counts them here, across reconciles).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failures: Option<u32>,
+    /// Why the last of those failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One part of a sharded attempt: what it runs and how far it got.

@@ -153,6 +153,78 @@ pub fn plan(selection: &Selection, attempt: &Attempt, previous: Option<&Attempt>
     todo
 }
 
+/// The next step of an Aqua attempt for a controller that polls (operator mode), from what the
+/// attempt's status records: make a launch or restart that is still to make, poll the
+/// launches still going, give up on a launch that failed too often, or read the reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    Make(Todo),
+    /// Poll these launches (still going, or whose last poll failed).
+    Poll(Vec<String>),
+    /// Every launch has its report: read them.
+    ReadReports,
+    /// The attempt ends in an error naming the cause.
+    Fail(String),
+}
+
+/// Decides [`Step`]: `error_retries` failed polls in a row of one launch are tolerated.
+pub fn step(selection: &Selection, attempt: &Attempt, previous: Option<&Attempt>, error_retries: u32) -> Step {
+    if let Some(l) = attempt
+        .aqua
+        .iter()
+        .find(|l| l.failures.unwrap_or(0) > error_retries)
+    {
+        let tries = l.failures.unwrap_or(0);
+        return Step::Fail(format!(
+            "Aqua launch {} of pack {}: {} (after {tries} tries)",
+            l.id,
+            l.pack,
+            l.error.as_deref().unwrap_or("polling failed")
+        ));
+    }
+    let todo = plan(selection, attempt, previous);
+    if let Some(t) = todo.iter().find(|t| !matches!(t, Todo::Poll { .. })) {
+        return Step::Make(t.clone());
+    }
+    if attempt.aqua.is_empty() {
+        return Step::Fail("the previous attempt left no Aqua launch to restart".into());
+    }
+    let going: Vec<String> = attempt
+        .aqua
+        .iter()
+        .filter(|l| progress(l.status.as_deref()) != Progress::ReportReady || l.failures.unwrap_or(0) > 0)
+        .map(|l| l.id.clone())
+        .collect();
+    if going.is_empty() {
+        Step::ReadReports
+    } else {
+        Step::Poll(going)
+    }
+}
+
+/// A poll's outcome folded into the launch's record: its status, and its run of failures
+/// (REPORT_FAILED counts as one: Aqua may build the report yet).
+pub fn polled(l: &mut AquaLaunch, answer: Result<&LaunchObject, &AquaError>) {
+    match answer {
+        Ok(lo) => {
+            l.status = lo.launch_status.clone();
+            if progress(l.status.as_deref()) == Progress::ReportFailed {
+                l.failures = Some(l.failures.unwrap_or(0) + 1);
+                l.error = Some("Aqua says REPORT_FAILED: it built no report".into());
+            } else {
+                l.failures = None;
+                l.error = None;
+            }
+        }
+        Err(e) => {
+            // A failure that waiting cannot mend ends the attempt at the next step.
+            let n = if e.transient() { l.failures.unwrap_or(0) + 1 } else { u32::MAX };
+            l.failures = Some(n);
+            l.error = Some(e.to_string());
+        }
+    }
+}
+
 /// The attempt a rerun reruns: the last one numbered `selection.of_attempt`.
 pub fn previous_of<'a>(status: &'a TestRunStatus, selection: &Selection) -> Option<&'a Attempt> {
     let of = selection.of_attempt?;
@@ -477,6 +549,8 @@ mod tests {
             restart_of: restart_of.map(Into::into),
             status: None,
             failing,
+            failures: None,
+            error: None,
         }
     }
 
@@ -581,6 +655,52 @@ mod tests {
         assert!(check_id("../pack", "x").is_err());
         assert!(check_id("a/b", "x").is_err());
         assert!(check_id("", "x").is_err());
+    }
+
+    #[test]
+    fn a_controller_makes_launches_first_then_polls_then_reads_then_gives_up() {
+        let sel = Selection::all(vec!["a".into()]);
+        let fresh = attempt(1, sel.clone(), vec![]);
+        assert_eq!(
+            step(&sel, &fresh, None, 2),
+            Step::Make(Todo::Launch { pack: "a".into() })
+        );
+        let mut l = launch("a", "L1", None, None);
+        l.status = Some("RUNNING".into());
+        let mut going = attempt(1, sel.clone(), vec![l.clone()]);
+        assert_eq!(step(&sel, &going, None, 2), Step::Poll(vec!["L1".into()]));
+        let ready = LaunchObject {
+            id: "L1".into(),
+            launch_url: None,
+            launch_status: Some("REPORT_READY".into()),
+            report_request_url: None,
+            total_suites: None,
+            failed_suites: None,
+        };
+        polled(&mut going.aqua[0], Ok(&ready));
+        assert_eq!(step(&sel, &going, None, 2), Step::ReadReports);
+        // Three failed polls in a row with two tolerated: the attempt fails, naming why.
+        let e = AquaError::Status {
+            what: "the poll of launch L1".into(),
+            status: 500,
+        };
+        for _ in 0..3 {
+            polled(&mut going.aqua[0], Err(&e));
+        }
+        match step(&sel, &going, None, 2) {
+            Step::Fail(why) => assert!(
+                why.contains("HTTP 500") && why.contains("after 3 tries"),
+                "{why}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        let failed = LaunchObject {
+            launch_status: Some("REPORT_FAILED".into()),
+            ..ready
+        };
+        let mut l = launch("a", "L1", None, None);
+        polled(&mut l, Ok(&failed));
+        assert_eq!((l.failures, l.error.is_some()), (Some(1), true));
     }
 
     #[test]

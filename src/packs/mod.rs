@@ -334,27 +334,13 @@ impl PacksConfig {
     pub fn check_operator(&self) -> Result<(), ConfigErrors> {
         let errors: Vec<ConfigError> = self
             .services()
-            .filter_map(|s| {
-                let (field, reason) = if s.aqua.is_some() {
-                    // The controller does not drive Aqua launches yet: refused at start-up
-                    // rather than run as a Job with no command.
-                    (
-                        "launch.launcher",
-                        "the aqua launcher runs in standalone mode (tomato serve) only; operator mode does not drive Aqua launches yet",
-                    )
-                } else if s.launch.job.image.is_none() {
-                    (
-                        "launch.image",
-                        "operator mode runs each attempt as a Job and needs the image of the test suite",
-                    )
-                } else {
-                    return None;
-                };
-                Some(ConfigError {
-                    file: s.file.clone(),
-                    field: field.into(),
-                    reason: reason.into(),
-                })
+            // An Aqua service needs no image: the controller polls Aqua, no Job runs.
+            .filter(|s| s.launch.job.image.is_none() && s.aqua.is_none())
+            .map(|s| ConfigError {
+                file: s.file.clone(),
+                field: "launch.image".into(),
+                reason: "operator mode runs each attempt as a Job and needs the image of the test suite"
+                    .into(),
             })
             .collect();
         if errors.is_empty() {

@@ -161,6 +161,48 @@ pub fn case_of(json: &[u8], uid: &str, suites: Vec<String>) -> Result<Case, Repo
     })
 }
 
+/// Cases as a JUnit XML report that [`super::junit::parse`] reads back into the same cases:
+/// how operator mode stores an Aqua attempt's tests, in the same results store and format as
+/// an uploaded JUnit report. Each case sits in `<testsuite>` elements nested as its suites.
+pub fn to_junit(cases: &[Case]) -> String {
+    use quick_xml::escape::escape;
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n");
+    for c in cases {
+        for s in &c.suites {
+            out.push_str(&format!("<testsuite name=\"{}\">", escape(s.as_str())));
+        }
+        out.push_str(&format!(
+            "<testcase classname=\"{}\" name=\"{}\"",
+            escape(c.classname.as_str()),
+            escape(c.name.as_str())
+        ));
+        if let Some(ms) = c.time_ms {
+            out.push_str(&format!(" time=\"{}.{:03}\"", ms / 1000, ms % 1000));
+        }
+        out.push('>');
+        let element = match c.status {
+            CaseStatus::Passed => None,
+            CaseStatus::Failed => Some("failure"),
+            CaseStatus::Errored => Some("error"),
+            CaseStatus::Skipped => Some("skipped"),
+        };
+        if let Some(e) = element {
+            out.push_str(&format!(
+                "<{e} message=\"{}\">{}</{e}>",
+                escape(c.message.as_str()),
+                escape(c.trace.as_str())
+            ));
+        }
+        out.push_str("</testcase>");
+        for _ in &c.suites {
+            out.push_str("</testsuite>");
+        }
+        out.push('\n');
+    }
+    out.push_str("</testsuites>\n");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,6 +239,31 @@ mod tests {
         assert!(e.contains("has no \"children\""), "{e}");
         assert!(test_case_path("../../etc/passwd").is_err());
         assert_eq!(test_case_path("ab12").unwrap(), "data/test-cases/ab12.json");
+    }
+
+    #[test]
+    fn cases_written_as_junit_read_back_the_same() {
+        let cases = vec![
+            case_of(
+                br#"{"name":"test_b <x>","fullName":"t#test_b <x>","status":"broken","statusMessage":"E: \"q\" & <a>","statusTrace":"line 1\nline 2","time":{"duration":1234}}"#,
+                "u1",
+                vec!["mixed".into(), "test_x".into()],
+            )
+            .unwrap(),
+            case_of(br#"{"name":"p","fullName":"t#p","status":"passed"}"#, "u2", vec!["mixed".into()]).unwrap(),
+            case_of(br#"{"name":"s","fullName":"t#s","status":"skipped","statusMessage":"later"}"#, "u3", vec![]).unwrap(),
+        ];
+        let xml = to_junit(&cases);
+        let mut back = Vec::new();
+        super::super::junit::parse(xml.as_bytes(), |c| back.push(c)).unwrap();
+        assert_eq!(back.len(), 3, "{xml}");
+        for (a, b) in cases.iter().zip(&back) {
+            assert_eq!(
+                (&a.suites, &a.classname, &a.name, a.status, &a.message, &a.trace, a.time_ms),
+                (&b.suites, &b.classname, &b.name, b.status, &b.message, &b.trace, b.time_ms),
+                "{xml}"
+            );
+        }
     }
 
     #[test]

@@ -158,6 +158,8 @@ impl Task {
                 },
                 status: lo.launch_status.clone(),
                 failing: None,
+                failures: None,
+                error: None,
             };
             info!(
                 run = self.name,
