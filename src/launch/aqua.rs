@@ -168,7 +168,12 @@ pub enum Step {
 }
 
 /// Decides [`Step`]: `error_retries` failed polls in a row of one launch are tolerated.
-pub fn step(selection: &Selection, attempt: &Attempt, previous: Option<&Attempt>, error_retries: u32) -> Step {
+pub fn step(
+    selection: &Selection,
+    attempt: &Attempt,
+    previous: Option<&Attempt>,
+    error_retries: u32,
+) -> Step {
     if let Some(l) = attempt
         .aqua
         .iter()
@@ -218,7 +223,11 @@ pub fn polled(l: &mut AquaLaunch, answer: Result<&LaunchObject, &AquaError>) {
         }
         Err(e) => {
             // A failure that waiting cannot mend ends the attempt at the next step.
-            let n = if e.transient() { l.failures.unwrap_or(0) + 1 } else { u32::MAX };
+            let n = if e.transient() {
+                l.failures.unwrap_or(0) + 1
+            } else {
+                u32::MAX
+            };
             l.failures = Some(n);
             l.error = Some(e.to_string());
         }
@@ -688,10 +697,7 @@ mod tests {
             polled(&mut going.aqua[0], Err(&e));
         }
         match step(&sel, &going, None, 2) {
-            Step::Fail(why) => assert!(
-                why.contains("HTTP 500") && why.contains("after 3 tries"),
-                "{why}"
-            ),
+            Step::Fail(why) => assert!(why.contains("HTTP 500") && why.contains("after 3 tries"), "{why}"),
             other => panic!("{other:?}"),
         }
         let failed = LaunchObject {

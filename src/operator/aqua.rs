@@ -56,9 +56,15 @@ pub async fn observe(
                         return Ok(Err(end(AttemptState::LaunchFailed, ReportRead::Missing, why)));
                     };
                     let props = cfg.properties_for(p, &run.spec.template.stand, &run.name_any(), number);
-                    (pack, retrying(cfg, || client.launch(&p.pack_id, &props)).await, None)
+                    (
+                        pack,
+                        retrying(cfg, || client.launch(&p.pack_id, &props)).await,
+                        None,
+                    )
                 }
-                Todo::Restart { pack, of } => (pack, retrying(cfg, || client.restart(of)).await, Some(of.clone())),
+                Todo::Restart { pack, of } => {
+                    (pack, retrying(cfg, || client.restart(of)).await, Some(of.clone()))
+                }
                 Todo::Poll { .. } => unreachable!("step() makes only launches and restarts"),
             };
             let lo = match made {
@@ -78,7 +84,13 @@ pub async fn observe(
                 failures: None,
                 error: None,
             };
-            info!(run = run.name_any(), attempt = number, pack, launch = l.id, "launched in Aqua");
+            info!(
+                run = run.name_any(),
+                attempt = number,
+                pack,
+                launch = l.id,
+                "launched in Aqua"
+            );
             let note = format!(
                 "attempt {number}: pack {pack} launched in Aqua as {}{}",
                 l.id,
@@ -137,7 +149,11 @@ pub async fn observe(
                     Ok(r) => r,
                     Err(e) => {
                         let why = format!("pack {}: {e}", l.pack);
-                        return Ok(Err(end(AttemptState::Finished, ReportRead::Invalid(why.clone()), why)));
+                        return Ok(Err(end(
+                            AttemptState::Finished,
+                            ReportRead::Invalid(why.clone()),
+                            why,
+                        )));
                     }
                 };
                 let failing = read
@@ -166,7 +182,14 @@ pub async fn observe(
             let links: Vec<String> = attempt
                 .aqua
                 .iter()
-                .map(|l| format!("[tomato] Aqua launch {} of pack {}: {}\n", l.id, l.pack, l.url.as_deref().unwrap_or("-")))
+                .map(|l| {
+                    format!(
+                        "[tomato] Aqua launch {} of pack {}: {}\n",
+                        l.id,
+                        l.pack,
+                        l.url.as_deref().unwrap_or("-")
+                    )
+                })
                 .collect();
             let stored = AttemptResults {
                 source: Source::Upload,

@@ -153,10 +153,20 @@ async fn launch(
     if svc.aqua.is_some() {
         // No Job: the attempt is its Aqua launches, made and polled by the next reconciles.
         write_status(&ctx.client, run, |st| {
-            st.begin_attempt(number, selection, crate::launch::aqua::LAUNCH_REF.into(), Utc::now());
+            st.begin_attempt(
+                number,
+                selection,
+                crate::launch::aqua::LAUNCH_REF.into(),
+                Utc::now(),
+            );
         })
         .await?;
-        info!(namespace = ns, run = name, attempt = number, "Aqua attempt started");
+        info!(
+            namespace = ns,
+            run = name,
+            attempt = number,
+            "Aqua attempt started"
+        );
         return Ok(Action::requeue(Duration::from_millis(100)));
     }
     ensure_token(run, ctx).await?;
@@ -785,7 +795,11 @@ async fn cancel(run: &TestRun, ctx: &Context) -> Result<Action, Error> {
             stop_job(&jobs, &job.name_any()).await?;
         }
     }
-    match ctx.config.service(&run.spec.template.service).filter(|s| s.aqua.is_some()) {
+    match ctx
+        .config
+        .service(&run.spec.template.service)
+        .filter(|s| s.aqua.is_some())
+    {
         Some(svc) => {
             let running = run.status.as_ref().and_then(|st| st.running_attempt());
             let note = super::aqua::cancel_note(svc, running).await;

@@ -259,8 +259,24 @@ mod tests {
         assert_eq!(back.len(), 3, "{xml}");
         for (a, b) in cases.iter().zip(&back) {
             assert_eq!(
-                (&a.suites, &a.classname, &a.name, a.status, &a.message, &a.trace, a.time_ms),
-                (&b.suites, &b.classname, &b.name, b.status, &b.message, &b.trace, b.time_ms),
+                (
+                    &a.suites,
+                    &a.classname,
+                    &a.name,
+                    a.status,
+                    &a.message,
+                    &a.trace,
+                    a.time_ms
+                ),
+                (
+                    &b.suites,
+                    &b.classname,
+                    &b.name,
+                    b.status,
+                    &b.message,
+                    &b.trace,
+                    b.time_ms
+                ),
                 "{xml}"
             );
         }

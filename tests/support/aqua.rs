@@ -1,3 +1,4 @@
+#![allow(dead_code)]
 //! The Aqua stand-in (`tests/support/aqua.py`) as a test fixture: Aqua itself cannot run here,
 //! so the tests talk to a server that speaks its HTTP API and, for each launch or restart,
 //! really runs a pytest suite with allure-pytest and builds a real Allure 2 report with the
