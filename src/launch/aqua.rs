@@ -307,12 +307,7 @@ impl Client {
         pack_id: &str,
         properties: &[(String, String)],
     ) -> Result<LaunchObject, AquaError> {
-        let mut url = self.api.clone();
-        url.path_segments_mut()
-            .expect("an http URL has path segments")
-            .pop_if_empty()
-            .extend(["launch", "pack", pack_id]);
-        url.query_pairs_mut().extend_pairs(properties);
+        let url = launch_url(&self.api, pack_id, properties);
         self.launch_object(url, &format!("the launch of pack {pack_id}"))
             .await
     }
@@ -447,6 +442,51 @@ impl Client {
             reason,
         }
     }
+}
+
+/// `launch/pack/{packId}?k=v...` under the API's URL: the id one path segment, each property
+/// an encoded query pair.
+pub fn launch_url(api: &Url, pack_id: &str, properties: &[(String, String)]) -> Url {
+    let mut url = api.clone();
+    url.path_segments_mut()
+        .expect("an http URL has path segments")
+        .pop_if_empty()
+        .extend(["launch", "pack", pack_id]);
+    url.query_pairs_mut().extend_pairs(properties);
+    url
+}
+
+/// `tomato check-config --explain` for an Aqua service: the request attempt 1 sends for each
+/// pack (over a sample run), and what a rerun asks.
+pub fn explain(svc: &crate::packs::Service, cfg: &AquaService) -> String {
+    let api = cfg
+        .url
+        .join(API)
+        .expect("a base URL ending in '/' takes a relative path");
+    let mut out = format!(
+        "\n{} (launcher: aqua, polled every {}):\n",
+        svc.name,
+        crate::duration::human(cfg.poll_interval)
+    );
+    for (name, pack) in &svc.packs {
+        if let Some(p) = &pack.aqua {
+            let props = cfg.properties_for(p, "<stand>", "<run>", 1);
+            out.push_str(&format!(
+                "  attempt 1, pack {name}: GET {}\n",
+                launch_url(&api, &p.pack_id, &props)
+            ));
+        }
+    }
+    out.push_str(&format!(
+        "  rerun: GET {api}launch/<id>/restart?failed-only=true for each launch with failing tests\n"
+    ));
+    if let Some(auth) = &cfg.auth {
+        out.push_str(&format!(
+            "  header {} from {:?} (never shown)\n",
+            auth.header, auth.source
+        ));
+    }
+    out
 }
 
 /// The root of a launch's Allure report: `reportRequestUrl` (absolute, or relative to Aqua's
@@ -707,6 +747,26 @@ mod tests {
         let mut l = launch("a", "L1", None, None);
         polled(&mut l, Ok(&failed));
         assert_eq!((l.failures, l.error.is_some()), (Some(1), true));
+    }
+
+    #[test]
+    fn properties_reach_aqua_as_encoded_query_pairs_never_as_syntax() {
+        let api = Url::parse("https://aqua.example/aqua-api/services/").unwrap();
+        let url = launch_url(
+            &api,
+            "5f3c2a1b9d8e7f6a5b4c3d2e",
+            &[
+                ("webdriver.base.url".into(), "https://qa1/?a=1&b=2".into()),
+                ("x".into(), "; rm -rf / #".into()),
+            ],
+        );
+        assert_eq!(
+            url.as_str(),
+            "https://aqua.example/aqua-api/services/launch/pack/5f3c2a1b9d8e7f6a5b4c3d2e?webdriver.base.url=https%3A%2F%2Fqa1%2F%3Fa%3D1%26b%3D2&x=%3B+rm+-rf+%2F+%23"
+        );
+        let back: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        assert_eq!(back[0].1, "https://qa1/?a=1&b=2");
+        assert_eq!(back[1].1, "; rm -rf / #");
     }
 
     #[test]

@@ -134,6 +134,9 @@ pub fn explain(cfg: &crate::packs::PacksConfig, service: &str) -> Result<String,
             names.join(", ")
         )
     })?;
+    if let Some(a) = &svc.aqua {
+        return Ok(aqua::explain(svc, a));
+    }
     let packs: Vec<String> = svc.packs.keys().cloned().collect();
     let junit = Path::new("<attempt>/junit.xml");
     let samples = sample_failures(svc);

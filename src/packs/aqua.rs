@@ -371,6 +371,13 @@ mod tests {
             crate::launch::aqua::revoke_path(aqua, "L1").as_deref(),
             Some("launch/L1/revoke")
         );
+        let explained = crate::launch::aqua::explain(&svc, aqua);
+        assert!(
+            explained.contains(
+                "attempt 1, pack smoke: GET https://aqua.example/aqua-api/services/launch/pack/5f3c2a1b9d8e7f6a5b4c3d2e?run=pack-%3Crun%3E&webdriver.base.url=https%3A%2F%2F%3Cstand%3E%2F"
+            ) && explained.contains("header Authorization from Env(\"AQUA_TOKEN\") (never shown)"),
+            "{explained}"
+        );
     }
 
     #[test]

@@ -250,12 +250,16 @@ impl Driver {
                 continue;
             };
             // An Aqua attempt is not interrupted: its launches go on in Aqua, and reconcile
-            // polls them again (see `aqua`).
+            // polls them again (see `aqua`) — while the service still runs in Aqua.
+            let still_aqua = self
+                .config
+                .service(&run.spec.template.service)
+                .is_some_and(|s| s.aqua.is_some());
             if run
                 .status
                 .as_ref()
                 .and_then(TestRunStatus::running_attempt)
-                .is_none_or(|a| a.launch.as_deref() == Some(crate::launch::aqua::LAUNCH_REF))
+                .is_none_or(|a| still_aqua && a.launch.as_deref() == Some(crate::launch::aqua::LAUNCH_REF))
             {
                 continue;
             }
