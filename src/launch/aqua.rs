@@ -104,6 +104,27 @@ pub fn backoff(interval: Duration, failures: u32) -> Duration {
     interval.saturating_mul(factor).min(MAX_BACKOFF.max(interval))
 }
 
+/// One request (a launch, a restart, a report read), tried again after [`backoff`] while its
+/// failure is transient, at most `errorRetries` more times: shared by both drivers.
+pub async fn retrying<T, F, Fut>(cfg: &AquaService, f: F) -> Result<T, AquaError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, AquaError>>,
+{
+    let mut failures = 0;
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if e.transient() && failures < cfg.error_retries => {
+                failures += 1;
+                tracing::warn!(error = %e, tries = failures, "Aqua request failed; trying again");
+                tokio::time::sleep(backoff(cfg.poll_interval, failures)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// One thing an attempt still has to do in Aqua.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Todo {

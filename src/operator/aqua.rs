@@ -17,7 +17,7 @@ use super::context::{Context, Error, write_status};
 use super::results::{self, AttemptResults, Source};
 use crate::core::{AttemptEnd, ReportRead};
 use crate::crd::{AquaLaunch, Attempt, AttemptState, TestRun};
-use crate::launch::aqua::{self as aqua, AquaError, Client, LaunchObject, Step, Todo};
+use crate::launch::aqua::{self as aqua, Client, LaunchObject, Step, Todo};
 use crate::packs::Service;
 
 /// Takes the next step of the running Aqua attempt `attempt` (the `seq`-th launch of the run).
@@ -58,13 +58,15 @@ pub async fn observe(
                     let props = cfg.properties_for(p, &run.spec.template.stand, &run.name_any(), number);
                     (
                         pack,
-                        retrying(cfg, || client.launch(&p.pack_id, &props)).await,
+                        aqua::retrying(cfg, || client.launch(&p.pack_id, &props)).await,
                         None,
                     )
                 }
-                Todo::Restart { pack, of } => {
-                    (pack, retrying(cfg, || client.restart(of)).await, Some(of.clone()))
-                }
+                Todo::Restart { pack, of } => (
+                    pack,
+                    aqua::retrying(cfg, || client.restart(of)).await,
+                    Some(of.clone()),
+                ),
                 Todo::Poll { .. } => unreachable!("step() makes only launches and restarts"),
             };
             let lo = match made {
@@ -142,8 +144,8 @@ pub async fn observe(
                 };
                 // The report's place is in the launch object, not the status: asked again.
                 let read = async {
-                    let fresh = retrying(cfg, || client.poll(&lo.id)).await?;
-                    retrying(cfg, || client.read_report(&fresh, &l.pack)).await
+                    let fresh = aqua::retrying(cfg, || client.poll(&lo.id)).await?;
+                    aqua::retrying(cfg, || client.read_report(&fresh, &l.pack)).await
                 };
                 let read = match read.await {
                     Ok(r) => r,
@@ -233,26 +235,6 @@ pub async fn cancel_note(svc: &Service, attempt: Option<&Attempt>) -> String {
         }
     }
     aqua::cancel_note(&going, revoked)
-}
-
-/// A launch or a report read, tried again with backoff while it fails transiently (at most
-/// `errorRetries` more times, within this reconcile).
-async fn retrying<T, F, Fut>(cfg: &crate::packs::aqua::AquaService, f: F) -> Result<T, AquaError>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<T, AquaError>>,
-{
-    let mut failures = 0;
-    loop {
-        match f().await {
-            Ok(v) => return Ok(v),
-            Err(e) if e.transient() && failures < cfg.error_retries => {
-                failures += 1;
-                tokio::time::sleep(aqua::backoff(cfg.poll_interval, failures)).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 /// Ends the cancelled run's status with what became of its launches.

@@ -139,10 +139,12 @@ impl Task {
                         return self.launch_failed(format!("pack {pack} has no Aqua pack id"));
                     };
                     let props = self.cfg.properties_for(p, &self.stand, &self.name, self.number);
-                    let made = self.retrying(|| self.client.launch(&p.pack_id, &props)).await;
+                    let made = aqua::retrying(&self.cfg, || self.client.launch(&p.pack_id, &props)).await;
                     (pack, made)
                 }
-                Todo::Restart { pack, of } => (pack, self.retrying(|| self.client.restart(of)).await),
+                Todo::Restart { pack, of } => {
+                    (pack, aqua::retrying(&self.cfg, || self.client.restart(of)).await)
+                }
             };
             let lo = match made {
                 Ok(lo) => lo,
@@ -239,7 +241,7 @@ impl Task {
             let lo = lo
                 .as_ref()
                 .expect("the loop above ends when every launch is done");
-            let read = self.retrying(|| self.client.read_report(lo, &l.pack)).await;
+            let read = aqua::retrying(&self.cfg, || self.client.read_report(lo, &l.pack)).await;
             let read = match read {
                 Ok(r) => r,
                 Err(e) => return self.error(format!("pack {}: {e}", l.pack)),
@@ -319,27 +321,6 @@ impl Task {
                     error!(run = self.name, error = %e, "cannot record an Aqua launch");
                     return None;
                 }
-            }
-        }
-    }
-
-    /// One request, tried again with backoff while its failure is transient, at most
-    /// `errorRetries` more times.
-    async fn retrying<T, F, Fut>(&self, f: F) -> Result<T, AquaError>
-    where
-        F: Fn() -> Fut,
-        Fut: std::future::Future<Output = Result<T, AquaError>>,
-    {
-        let mut failures = 0;
-        loop {
-            match f().await {
-                Ok(v) => return Ok(v),
-                Err(e) if e.transient() && failures < self.cfg.error_retries => {
-                    failures += 1;
-                    warn!(run = self.name, error = %e, tries = failures, "Aqua request failed; trying again");
-                    tokio::time::sleep(aqua::backoff(self.cfg.poll_interval, failures)).await;
-                }
-                Err(e) => return Err(e),
             }
         }
     }
