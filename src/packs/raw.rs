@@ -430,8 +430,13 @@ pub(super) fn parse_service(config_dir: &Path, file: &Path, text: &str) -> Resul
                 None
             }
             (None, false) => {
-                if selectors.is_empty() {
-                    p.add(&field, "lists no test selector (files, directories, markers)");
+                // An empty list is a choice (Maven's preset selects by its own configuration);
+                // no list at all is a pack that says nothing of what it runs.
+                if pack.tests.is_none() {
+                    p.add(
+                        &field,
+                        "is required: the pack's test selectors (files, directories, markers)",
+                    );
                 }
                 None
             }
