@@ -347,3 +347,33 @@ async fn cancel_without_a_revoke_path_says_the_launch_goes_on() {
         "{msg}"
     );
 }
+
+/// Aqua unreachable when the pack is launched: tried again with backoff, then attempt 1
+/// could not start, and the run's error names the pack and the cause.
+#[tokio::test]
+async fn an_unreachable_aqua_ends_the_run_in_an_error_naming_the_cause() {
+    let aqua = AquaStandIn::start(Some(TOKEN));
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let text = service(&aqua, "").replace(&aqua.url, &format!("http://127.0.0.1:{closed}"));
+    let cfg = support::config_with(&[("farm.yaml", &text)]);
+    let server = Server::start_with(Some(cfg.path()), &[("AQUA_TOKEN", "Bearer x")]).await;
+    let id = server
+        .run_now("service=farm&stand=stand-qa1&category=mixed")
+        .await;
+    let st = server.wait_finished(&id, LONG).await;
+    assert_eq!(st["phase"], "Error", "{st:#}");
+    let msg = st["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("attempt 1 could not start: pack mixed: Aqua did not answer the launch of pack")
+            && msg.contains("cannot connect"),
+        "{msg}"
+    );
+    assert_eq!(st["attempts"][0]["state"], "LaunchFailed");
+    assert!(
+        !server.log().contains("Bearer x"),
+        "the auth header is never logged"
+    );
+}
