@@ -75,7 +75,7 @@ pub fn after_attempt(end: &AttemptEnd, merged: &[MergedTest], max_attempts: u32)
         .collect();
     let more = end.number < max_attempts;
     let why_no_report = || match (&end.report, end.state, end.exit_code) {
-        (ReportRead::Invalid(e), _, _) => format!("its JUnit report is unreadable: {e}"),
+        (ReportRead::Invalid(e), _, _) => format!("its results could not be read: {e}"),
         (_, AttemptState::TimedOut, _) => end.message.clone().unwrap_or_else(|| "it timed out".into()),
         (_, _, Some(code)) => format!("it wrote no JUnit report (exit code {code}); see its log"),
         _ => "it wrote no JUnit report; see its log".to_string(),
@@ -388,6 +388,7 @@ impl TestRunStatus {
             summary: None,
             message: None,
             shards: Vec::new(),
+            aqua: Vec::new(),
         });
     }
 

@@ -32,6 +32,8 @@ pub enum Var {
     File,
     /// A failed test's innermost `<testsuite>` name.
     Suite,
+    /// An Aqua launch id (`launch.aqua.revokePath`).
+    Launch,
 }
 
 impl Var {
@@ -48,6 +50,7 @@ impl Var {
             "classname" => Var::Classname,
             "file" => Var::File,
             "suite" => Var::Suite,
+            "launch" => Var::Launch,
             _ => return None,
         })
     }
@@ -65,6 +68,7 @@ impl Var {
             Var::Classname => "classname",
             Var::File => "file",
             Var::Suite => "suite",
+            Var::Launch => "launch",
         }
     }
 }

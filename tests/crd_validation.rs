@@ -545,6 +545,8 @@ async fn kubectl_apply_of_the_crds_helm_install_and_server_dry_runs_of_the_chart
             "tomato",
             "--set",
             "apiRoles.existingSecret=tomato-roles",
+            "--set",
+            "aqua.existingSecret=tomato-aqua",
         ])
         .env("HELM_CACHE_HOME", k.gates.path().join("helm-cache"))
         .env("HELM_CONFIG_HOME", k.gates.path().join("helm-config"))
@@ -562,6 +564,7 @@ async fn kubectl_apply_of_the_crds_helm_install_and_server_dry_runs_of_the_chart
         "value: /etc/tomato/roles/roles.yaml",
         "mountPath: /etc/tomato/roles",
         "secretName: tomato-roles",
+        "- secretRef: {name: tomato-aqua}",
     ] {
         assert!(rendered.contains(expected), "no {expected:?} in:\n{rendered}");
     }

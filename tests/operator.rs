@@ -7,6 +7,8 @@
 //! uploads to the operator's API on a real socket. Each pod waits at a gate until its test
 //! lets it run (`run_job`), so a test sees a run while its attempt is still running.
 
+#[path = "support/aqua.rs"]
+mod aqua_support;
 mod support;
 
 use kube::ResourceExt;
@@ -871,5 +873,70 @@ async fn a_schedule_every_minute_fires_each_minute_and_prunes_runs_beyond_its_hi
     assert!(
         runs(&k).get_opt(&second).await.unwrap().is_some(),
         "the limit keeps one"
+    );
+}
+
+/// An Aqua service in operator mode: no Job is created; the controller launches the pack in
+/// the Aqua stand-in (`tests/support/aqua.py`: Aqua cannot run here; the stand-in speaks its
+/// HTTP API and serves real Allure reports of real pytest runs), polls it, restarts the failed
+/// suites once for the flaky test, and ends Succeeded with the launches in the status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aqua_service_runs_without_a_job_and_its_flaky_pack_is_restarted_once() {
+    let k = TestNs::new("aqua").await;
+    let aqua = aqua_support::AquaStandIn::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "stands:\n  pattern: 'stand-[a-z0-9]+'\nretries: 2\nlaunch:\n  launcher: aqua\n  aqua:\n    url: {}\n    pollInterval: 1s\n    \
+         properties:\n      webdriver.base.url: 'https://{{stand}}/'\npacks:\n  mixed:\n    aqua:\n      packId: {}\n",
+        aqua.url,
+        aqua_support::MIXED
+    );
+    std::fs::write(dir.path().join("farm.yaml"), text).unwrap();
+    let config = std::sync::Arc::new(tomato::packs::PacksConfig::load(dir.path()).unwrap());
+    config.check_operator().unwrap();
+    let _replica = start_replica(&k, config, "tomato-0").await;
+    let mut t = template("farm");
+    t.stand = "stand-qa1".into();
+    t.category = None;
+    t.retries = Some(2);
+    create_run(&k, "farm-1", t).await;
+
+    let run = eventually("farm-1 finished", Duration::from_secs(180), || async {
+        let r = runs(&k).get("farm-1").await.unwrap();
+        r.status
+            .as_ref()
+            .is_some_and(|s| s.phase.is_terminal())
+            .then_some(r)
+    })
+    .await;
+    let st = run.status.clone().unwrap();
+    assert_eq!(st.phase.to_string(), "Succeeded", "{st:#?}");
+    assert_eq!(st.attempts.len(), 2, "{st:#?}");
+    let (first, second) = (&st.attempts[0].aqua, &st.attempts[1].aqua);
+    assert_eq!((first.len(), second.len()), (1, 1), "{st:#?}");
+    assert_eq!(second[0].restart_of.as_ref(), Some(&first[0].id));
+    assert_eq!((first[0].failing, second[0].failing), (Some(1), Some(0)));
+    assert!(first[0].url.as_deref().unwrap().ends_with(&first[0].id));
+    let s = st.summary.unwrap();
+    assert_eq!(
+        (s.total, s.passed, s.flaky, s.skipped, s.failed, s.broken),
+        (3, 1, 1, 1, 0, 0),
+        "{s:?}"
+    );
+    assert!(
+        jobs(&k)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "an Aqua attempt creates no Job"
+    );
+    let seen = aqua.seen().await;
+    let made = seen["launches"].as_array().unwrap();
+    assert_eq!(made.len(), 2, "one launch, one restart: {seen:#}");
+    assert!(
+        made[0]["properties"].to_string().contains("https://stand-qa1/"),
+        "{seen:#}"
     );
 }

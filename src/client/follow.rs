@@ -277,6 +277,7 @@ mod tests {
             }),
             message: None,
             shards: Vec::new(),
+            aqua: Vec::new(),
         }
     }
 

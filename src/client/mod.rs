@@ -459,6 +459,7 @@ mod tests {
             summary: None,
             message: None,
             shards: Vec::new(),
+            aqua: Vec::new(),
         };
         let st = run.status.as_mut().unwrap();
         st.attempts = vec![attempt.clone(), attempt];

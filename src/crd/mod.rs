@@ -19,9 +19,9 @@ pub use regression::{
 };
 pub use schedule::{ConcurrencyPolicy, NightlySchedule, NightlyScheduleSpec, NightlyScheduleStatus};
 pub use testrun::{
-    Attempt, AttemptState, CategoryStat, CategoryTest, ChannelReport, DeliveryState, Phase, ReportStatus,
-    RunType, Selection, SelectionKind, ShardState, ShardStatus, Summary, TestRun, TestRunSpec, TestRunStatus,
-    Verdict,
+    AquaLaunch, Attempt, AttemptState, CategoryStat, CategoryTest, ChannelReport, DeliveryState, Phase,
+    ReportStatus, RunType, Selection, SelectionKind, ShardState, ShardStatus, Summary, TestRun, TestRunSpec,
+    TestRunStatus, Verdict,
 };
 
 /// API group of every Tomato resource.

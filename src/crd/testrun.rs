@@ -250,6 +250,39 @@ pub struct Attempt {
     /// The parts of a sharded attempt and how far each got (empty when it ran unsplit).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shards: Vec<ShardStatus>,
+    /// The Aqua launches of an attempt of an Aqua service (`launch.launcher: aqua`), one per
+    /// pack: recorded as soon as Aqua answers, so a restart of Tomato polls them again rather
+    /// than launching twice.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aqua: Vec<AquaLaunch>,
+}
+
+/// One launch in Aqua: what Tomato polls, and the page people open.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AquaLaunch {
+    /// The packs_config pack it runs.
+    pub pack: String,
+    /// Aqua's launch id.
+    pub id: String,
+    /// Aqua's page of the launch (`launchUrl`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The launch this one restarted the failed suites of (a rerun).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_of: Option<String>,
+    /// Aqua's last `launchStatus` seen (`REPORT_READY`, `REPORT_FAILED`, or still going).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Failed or broken tests read from its report (what a rerun restarts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing: Option<u32>,
+    /// Polls of it that failed in a row (operator mode counts them here, across reconciles).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failures: Option<u32>,
+    /// Why the last of those failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One part of a sharded attempt: what it runs and how far it got.

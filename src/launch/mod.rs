@@ -5,6 +5,7 @@
 //! shell: each template renders to exactly one argument, whatever a user put in a stand name
 //! or a test name. [`process`] runs the plan as a local child process (standalone mode).
 
+pub mod aqua;
 pub mod exec;
 pub mod job;
 pub mod listing;
@@ -134,6 +135,9 @@ pub fn explain(cfg: &crate::packs::PacksConfig, service: &str) -> Result<String,
             names.join(", ")
         )
     })?;
+    if let Some(a) = &svc.aqua {
+        return Ok(aqua::explain(svc, a));
+    }
     let packs: Vec<String> = svc.packs.keys().cloned().collect();
     let junit = Path::new("<attempt>/junit.xml");
     let samples = sample_failures(svc);

@@ -15,6 +15,7 @@
 //! stops them at once, and the replica keeps serving and waiting for its turn.
 
 pub mod admission;
+pub mod aqua;
 pub mod backend;
 pub mod context;
 pub mod lease;

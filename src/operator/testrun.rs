@@ -116,6 +116,9 @@ async fn advance(run: &TestRun, ctx: &Context) -> Result<Action, Error> {
     };
     let status = run.status.clone().unwrap_or_default();
     if let Some(attempt) = status.running_attempt() {
+        if svc.aqua.is_some() && attempt.launch.as_deref() == Some(crate::launch::aqua::LAUNCH_REF) {
+            return observe_aqua(run, ctx, &svc, status.attempts.len(), attempt).await;
+        }
         return observe(run, ctx, &svc, status.attempts.len(), attempt).await;
     }
     let max_attempts = 1 + u32::from(svc.retries_for(&run.spec.template));
@@ -147,6 +150,25 @@ async fn launch(
 ) -> Result<Action, Error> {
     let ns = run.namespace().unwrap_or_default();
     let name = run.name_any();
+    if svc.aqua.is_some() {
+        // No Job: the attempt is its Aqua launches, made and polled by the next reconciles.
+        write_status(&ctx.client, run, |st| {
+            st.begin_attempt(
+                number,
+                selection,
+                crate::launch::aqua::LAUNCH_REF.into(),
+                Utc::now(),
+            );
+        })
+        .await?;
+        info!(
+            namespace = ns,
+            run = name,
+            attempt = number,
+            "Aqua attempt started"
+        );
+        return Ok(Action::requeue(Duration::from_millis(100)));
+    }
     ensure_token(run, ctx).await?;
     let seq = run.status.as_ref().map_or(0, |s| s.attempts.len()) + 1;
     let reruns = crate::launch::reruns(&selection, merged);
@@ -334,6 +356,24 @@ async fn observe(
             store_pod_log(run, ctx, seq, &job_name, None).await?;
             Ok(Action::requeue(Duration::from_millis(100)))
         }
+    }
+}
+
+/// The running attempt of an Aqua service: its stored results end it; else the next step in
+/// Aqua ([`super::aqua::observe`]), or the end that step came to.
+async fn observe_aqua(
+    run: &TestRun,
+    ctx: &Context,
+    svc: &Service,
+    seq: usize,
+    attempt: &Attempt,
+) -> Result<Action, Error> {
+    if let Some(stored) = ctx.results.load(&ctx.client, run, seq).await? {
+        return end_attempt(run, ctx, svc, attempt, &stored, None).await;
+    }
+    match super::aqua::observe(run, ctx, svc, seq, attempt).await? {
+        Ok(action) => Ok(action),
+        Err(end) => record(run, ctx, svc, &end).await,
     }
 }
 
@@ -755,7 +795,20 @@ async fn cancel(run: &TestRun, ctx: &Context) -> Result<Action, Error> {
             stop_job(&jobs, &job.name_any()).await?;
         }
     }
-    write_status(&ctx.client, run, |st| st.cancel(Utc::now())).await?;
+    match ctx
+        .config
+        .service(&run.spec.template.service)
+        .filter(|s| s.aqua.is_some())
+    {
+        Some(svc) => {
+            let running = run.status.as_ref().and_then(|st| st.running_attempt());
+            let note = super::aqua::cancel_note(svc, running).await;
+            write_status(&ctx.client, run, |st| super::aqua::cancelled(st, note)).await?;
+        }
+        None => {
+            write_status(&ctx.client, run, |st| st.cancel(Utc::now())).await?;
+        }
+    }
     info!(run = run.name_any(), "cancelled");
     ctx.event(run, false, "Cancelled", "the run was cancelled".into())
         .await;

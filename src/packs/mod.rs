@@ -7,6 +7,7 @@
 //! first: the server refuses to start on an invalid config and prints them all. Everything
 //! after loading works on values that cannot be invalid (compiled regexes, parsed templates).
 
+pub mod aqua;
 mod raw;
 mod runner;
 mod wording;
@@ -64,6 +65,8 @@ pub struct Service {
     pub shards: u8,
     /// The runner preset (`launch.runner`) the launch and rerun settings were filled from.
     pub runner: Option<Runner>,
+    /// `launch.launcher: aqua`: the packs run in Aqua, not as a process or a Job.
+    pub aqua: Option<Arc<aqua::AquaService>>,
     pub launch: Launch,
     pub rerun: Rerun,
     /// Packs by name (sorted).
@@ -186,6 +189,8 @@ pub struct Pack {
     pub description: String,
     /// argv elements selecting the pack's tests (files, directories, markers).
     pub tests: Vec<Template>,
+    /// The pack in Aqua (`launch.launcher: aqua`).
+    pub aqua: Option<aqua::AquaPack>,
 }
 
 /// Reporting defaults of a service. (Its report templates may be overridden by files in
@@ -325,7 +330,8 @@ impl PacksConfig {
     pub fn check_operator(&self) -> Result<(), ConfigErrors> {
         let errors: Vec<ConfigError> = self
             .services()
-            .filter(|s| s.launch.job.image.is_none())
+            // An Aqua service needs no image: the controller polls Aqua, no Job runs.
+            .filter(|s| s.launch.job.image.is_none() && s.aqua.is_none())
             .map(|s| ConfigError {
                 file: s.file.clone(),
                 field: "launch.image".into(),

@@ -90,6 +90,12 @@ struct RawLaunch {
     working_dir: Option<String>,
     #[serde(default)]
     resources: RawResources,
+    /// `process` (the default: a local process, or a Job in operator mode) or `aqua`.
+    #[serde(default)]
+    launcher: Option<String>,
+    /// Aqua's settings, for `launcher: aqua`.
+    #[serde(default)]
+    aqua: Option<super::aqua::RawAqua>,
 }
 
 #[derive(Deserialize, Default)]
@@ -120,7 +126,13 @@ struct RawRerun {
 struct RawPack {
     #[serde(default)]
     description: String,
-    tests: Vec<String>,
+    /// Test selectors; not used by an Aqua pack (Aqua knows its suites). An `Option` without
+    /// a default, so that a pack written as a list stays an error (serde would read a list
+    /// into a struct whose fields all have defaults).
+    tests: Option<Vec<String>>,
+    /// The pack in Aqua, for `launcher: aqua`.
+    #[serde(default)]
+    aqua: Option<super::aqua::RawAquaPack>,
 }
 
 #[derive(Deserialize, Default)]
@@ -280,7 +292,38 @@ pub(super) fn parse_service(config_dir: &Path, file: &Path, text: &str) -> Resul
         .runner
         .as_deref()
         .and_then(|r| Runner::parse(r).map_err(|e| p.add("launch.runner", e)).ok());
-    let command = launch_command(&mut p, &raw.launch, runner);
+    let aqua_launcher = match raw.launch.launcher.as_deref() {
+        None | Some("process") => false,
+        Some("aqua") => true,
+        Some(other) => {
+            p.add(
+                "launch.launcher",
+                format!("{other:?} is not a launcher: process (the default) or aqua"),
+            );
+            false
+        }
+    };
+    let aqua = match (&raw.launch.aqua, aqua_launcher) {
+        (Some(a), true) => super::aqua::service(a, &mut |f, r| p.add(f, r)),
+        (None, true) => {
+            p.add(
+                "launch.aqua",
+                "launcher: aqua needs Aqua's settings (launch.aqua.url at least)",
+            );
+            None
+        }
+        (Some(_), false) => {
+            p.add("launch.aqua", "is only read with launch.launcher: aqua");
+            None
+        }
+        (None, false) => None,
+    };
+    // An Aqua service runs no command of its own: Aqua knows how to run its packs.
+    let command = if aqua_launcher && raw.launch.command.is_none() && runner.is_none() {
+        Vec::new()
+    } else {
+        launch_command(&mut p, &raw.launch, runner)
+    };
     let runner_env: Vec<(String, Template)> = runner
         .map(|r| {
             r.env()
@@ -367,13 +410,43 @@ pub(super) fn parse_service(config_dir: &Path, file: &Path, text: &str) -> Resul
             );
         }
         let field = format!("packs.{pname}.tests");
-        let tests = p.templates(&field, &pack.tests, PACK_VARS);
-        missing_pack_paths(&mut p, &field, &pack.tests, &config_dir.join(&name));
+        let selectors = pack.tests.as_deref().unwrap_or_default();
+        let tests = p.templates(&field, selectors, PACK_VARS);
+        missing_pack_paths(&mut p, &field, selectors, &config_dir.join(&name));
+        let pack_aqua = match (&pack.aqua, aqua_launcher) {
+            (Some(a), true) => super::aqua::pack(pname, a, &mut |f, r| p.add(f, r)),
+            (None, true) => {
+                p.add(
+                    format!("packs.{pname}.aqua.packId"),
+                    "is required: the service runs its packs in Aqua (launch.launcher: aqua)",
+                );
+                None
+            }
+            (Some(_), false) => {
+                p.add(
+                    format!("packs.{pname}.aqua"),
+                    "is only read with launch.launcher: aqua",
+                );
+                None
+            }
+            (None, false) => {
+                // An empty list is a choice (Maven's preset selects by its own configuration);
+                // no list at all is a pack that says nothing of what it runs.
+                if pack.tests.is_none() {
+                    p.add(
+                        &field,
+                        "is required: the pack's test selectors (files, directories, markers)",
+                    );
+                }
+                None
+            }
+        };
         packs.insert(
             pname.clone(),
             Pack {
                 description: pack.description.clone(),
                 tests,
+                aqua: pack_aqua,
             },
         );
     }
@@ -452,6 +525,7 @@ pub(super) fn parse_service(config_dir: &Path, file: &Path, text: &str) -> Resul
             retries: raw.retries,
             shards: u8::try_from(raw.shards).unwrap_or(1),
             runner,
+            aqua: aqua.map(std::sync::Arc::new),
             launch: Launch {
                 command,
                 timeout,

@@ -83,6 +83,8 @@ pub struct AttemptLine {
     pub summary: Option<Summary>,
     pub duration: Option<String>,
     pub message: Option<String>,
+    /// Its launches in Aqua (Aqua services only).
+    pub aqua: Vec<crate::launch::aqua::LaunchLink>,
 }
 
 /// Failed and broken tests of one failure category.
@@ -214,6 +216,7 @@ impl RunReport {
                 }),
                 duration: Some("2s".into()),
                 message: None,
+                aqua: Vec::new(),
             }],
             summary: Summary {
                 total: 3,
@@ -311,6 +314,7 @@ fn attempt_line(a: &crate::crd::Attempt) -> AttemptLine {
         summary: a.summary,
         duration: a.started_at.zip(a.finished_at).map(|(s, f)| span(s, f)),
         message: a.message.clone(),
+        aqua: crate::launch::aqua::links(&a.aqua),
     }
 }
 
@@ -456,6 +460,7 @@ mod tests {
             summary: None,
             message: None,
             shards: Vec::new(),
+            aqua: Vec::new(),
         });
         st.summary = Some(summary);
         st.categories = categories;

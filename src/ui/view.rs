@@ -355,6 +355,8 @@ pub struct AttemptView {
     pub junit_url: Option<String>,
     /// The parts of a sharded attempt (empty when it ran unsplit).
     pub shards: Vec<ShardView>,
+    /// The attempt's launches in Aqua (Aqua services only).
+    pub aqua: Vec<crate::launch::aqua::LaunchLink>,
 }
 
 /// One shard of an attempt on the run page: its state and how many of its tests reported.
@@ -432,6 +434,7 @@ pub fn attempt_view(run_id: &str, position: usize, a: &Attempt, now: DateTime<Ut
             .summary
             .map(|_| format!("/api/v1/runs/{run_id}/attempts/{position}/junit")),
         shards: a.shards.iter().map(shard_view).collect(),
+        aqua: crate::launch::aqua::links(&a.aqua),
     }
 }
 
@@ -995,6 +998,7 @@ mod tests {
             summary: None,
             message: None,
             shards: Vec::new(),
+            aqua: Vec::new(),
         };
         assert_eq!(attempt_label(&first), "every test of basic");
         let rerun = Attempt {
@@ -1170,6 +1174,7 @@ mod tests {
             summary: None,
             message: None,
             shards: Vec::new(),
+            aqua: Vec::new(),
         };
         let second = Attempt {
             number: 2,
@@ -1289,6 +1294,7 @@ mod tests {
             summary: None,
             message: None,
             shards: Vec::new(),
+            aqua: Vec::new(),
         }];
         assert_eq!(run_row(&r, &resolve, at("2024-05-02T00:00:00Z")).packs, "basic");
     }

@@ -19,6 +19,14 @@ impl Driver {
                 .await;
         };
         let status = run.status.clone().unwrap_or_default();
+        // An Aqua attempt running with no task (Tomato restarted): poll its launches again.
+        if svc.aqua.is_some()
+            && let Some(a) = status
+                .running_attempt()
+                .filter(|a| a.launch.as_deref() == Some(crate::launch::aqua::LAUNCH_REF))
+        {
+            return self.resume_aqua(run, &svc, a.number).await;
+        }
         let max_attempts = 1 + u32::from(svc.retries_for(&run.spec.template));
         let merged = self.merged(&name, &status).await?;
         let packs = || {
@@ -40,6 +48,9 @@ impl Driver {
                 return Ok(());
             }
         };
+        if svc.aqua.is_some() {
+            return self.launch_aqua(run, &svc, number, selection).await;
+        }
         self.launch(run, &svc, number, selection, &merged).await
     }
 

@@ -38,6 +38,7 @@ use crate::results::{self, AttemptResult, MergedTest};
 use crate::secrets::SecretsDir;
 use crate::store::{ListFilter, SqliteStore, StoreError, created};
 
+mod aqua;
 mod attempts;
 mod eager;
 mod reporting;
@@ -249,11 +250,17 @@ impl Driver {
             let Some(name) = run.metadata.name.clone() else {
                 continue;
             };
+            // An Aqua attempt is not interrupted: its launches go on in Aqua, and reconcile
+            // polls them again (see `aqua`) — while the service still runs in Aqua.
+            let still_aqua = self
+                .config
+                .service(&run.spec.template.service)
+                .is_some_and(|s| s.aqua.is_some());
             if run
                 .status
                 .as_ref()
                 .and_then(TestRunStatus::running_attempt)
-                .is_none()
+                .is_none_or(|a| still_aqua && a.launch.as_deref() == Some(crate::launch::aqua::LAUNCH_REF))
             {
                 continue;
             }

@@ -1,0 +1,247 @@
+//! Aqua attempts in operator mode: no Job; the controller polls. Each reconcile of a run whose
+//! attempt runs in Aqua takes the one step [`crate::launch::aqua::step`] decides from the
+//! attempt's status — make a launch (or restart) and record its id, poll the launches still
+//! going and record what Aqua said, or read the finished reports and store their tests in the
+//! results store as a JUnit report (the format every attempt's results have there) — and
+//! requeues after the poll interval. The ids live in the status, so a restarted operator or a
+//! new leader polls the same launches.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+use tracing::{info, warn};
+
+use super::context::{Context, Error, write_status};
+use super::results::{self, AttemptResults, Source};
+use crate::core::{AttemptEnd, ReportRead};
+use crate::crd::{AquaLaunch, Attempt, AttemptState, TestRun};
+use crate::launch::aqua::{self as aqua, Client, LaunchObject, Step, Todo};
+use crate::packs::Service;
+
+/// Takes the next step of the running Aqua attempt `attempt` (the `seq`-th launch of the run).
+/// `Ok(None)`: its results are stored; the caller reads them back as any attempt's.
+pub async fn observe(
+    run: &TestRun,
+    ctx: &Context,
+    svc: &Service,
+    seq: usize,
+    attempt: &Attempt,
+) -> Result<Result<Action, AttemptEnd>, Error> {
+    let cfg = svc.aqua.as_ref().expect("called for Aqua services only");
+    let client = Client::new(cfg);
+    let status = run.status.clone().unwrap_or_default();
+    let previous = aqua::previous_of(&status, &attempt.selection);
+    let number = attempt.number;
+    let end = |state, report, message: String| AttemptEnd {
+        number,
+        state,
+        exit_code: None,
+        report,
+        message: Some(message),
+        runner_error: None,
+    };
+    match aqua::step(&attempt.selection, attempt, previous, cfg.error_retries) {
+        Step::Fail(why) => Ok(Err(end(
+            AttemptState::Finished,
+            ReportRead::Invalid(why.clone()),
+            why,
+        ))),
+        Step::Make(todo) => {
+            let (pack, made, restart_of) = match &todo {
+                Todo::Launch { pack } => {
+                    let Some(p) = svc.packs.get(pack).and_then(|p| p.aqua.as_ref()) else {
+                        let why = format!("pack {pack} has no Aqua pack id");
+                        return Ok(Err(end(AttemptState::LaunchFailed, ReportRead::Missing, why)));
+                    };
+                    let props = cfg.properties_for(p, &run.spec.template.stand, &run.name_any(), number);
+                    (
+                        pack,
+                        aqua::retrying(cfg, || client.launch(&p.pack_id, &props)).await,
+                        None,
+                    )
+                }
+                Todo::Restart { pack, of } => (
+                    pack,
+                    aqua::retrying(cfg, || client.restart(of)).await,
+                    Some(of.clone()),
+                ),
+                Todo::Poll { .. } => unreachable!("step() makes only launches and restarts"),
+            };
+            let lo = match made {
+                Ok(lo) => lo,
+                Err(e) => {
+                    let why = format!("pack {pack}: {e}");
+                    return Ok(Err(end(AttemptState::LaunchFailed, ReportRead::Missing, why)));
+                }
+            };
+            let l = AquaLaunch {
+                pack: pack.clone(),
+                id: lo.id.clone(),
+                url: lo.launch_url.clone(),
+                restart_of,
+                status: lo.launch_status.clone(),
+                failing: None,
+                failures: None,
+                error: None,
+            };
+            info!(
+                run = run.name_any(),
+                attempt = number,
+                pack,
+                launch = l.id,
+                "launched in Aqua"
+            );
+            let note = format!(
+                "attempt {number}: pack {pack} launched in Aqua as {}{}",
+                l.id,
+                l.url.as_deref().map(|u| format!(" ({u})")).unwrap_or_default()
+            );
+            write_status(&ctx.client, run, |st| {
+                aqua::record(st, number, l);
+            })
+            .await?;
+            ctx.event(run, false, "AttemptStarted", note).await;
+            Ok(Ok(Action::requeue(cfg.poll_interval)))
+        }
+        Step::Poll(ids) => {
+            let mut changed = Vec::new();
+            let mut worst = 0;
+            for l in attempt.aqua.iter().filter(|l| ids.contains(&l.id)) {
+                let answer = client.poll(&l.id).await;
+                let mut next = l.clone();
+                aqua::polled(&mut next, answer.as_ref());
+                if let Err(e) = &answer {
+                    warn!(run = run.name_any(), launch = l.id, error = %e, "polling Aqua failed");
+                }
+                worst = worst.max(next.failures.unwrap_or(0));
+                if next != *l {
+                    changed.push(next);
+                }
+            }
+            if !changed.is_empty() {
+                write_status(&ctx.client, run, |st| {
+                    for l in changed {
+                        aqua::record(st, number, l);
+                    }
+                })
+                .await?;
+            }
+            Ok(Ok(Action::requeue(aqua::backoff(cfg.poll_interval, worst))))
+        }
+        Step::ReadReports => {
+            let mut cases = Vec::new();
+            let mut counted = Vec::new();
+            for l in &attempt.aqua {
+                let lo = LaunchObject {
+                    id: l.id.clone(),
+                    launch_url: l.url.clone(),
+                    launch_status: l.status.clone(),
+                    report_request_url: None,
+                    total_suites: None,
+                    failed_suites: None,
+                };
+                // The report's place is in the launch object, not the status: asked again.
+                let read = async {
+                    let fresh = aqua::retrying(cfg, || client.poll(&lo.id)).await?;
+                    aqua::retrying(cfg, || client.read_report(&fresh, &l.pack)).await
+                };
+                let read = match read.await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let why = format!("pack {}: {e}", l.pack);
+                        return Ok(Err(end(
+                            AttemptState::Finished,
+                            ReportRead::Invalid(why.clone()),
+                            why,
+                        )));
+                    }
+                };
+                let failing = read
+                    .iter()
+                    .filter(|c| {
+                        matches!(
+                            c.status,
+                            crate::results::CaseStatus::Failed | crate::results::CaseStatus::Errored
+                        )
+                    })
+                    .count() as u32;
+                counted.push(AquaLaunch {
+                    failing: Some(failing),
+                    ..l.clone()
+                });
+                cases.extend(read);
+            }
+            // The failing counts first: the next attempt restarts the launches that had some.
+            write_status(&ctx.client, run, |st| {
+                for l in counted {
+                    aqua::record(st, number, l);
+                }
+            })
+            .await?;
+            let junit = crate::results::allure_report::to_junit(&cases);
+            let links: Vec<String> = attempt
+                .aqua
+                .iter()
+                .map(|l| {
+                    format!(
+                        "[tomato] Aqua launch {} of pack {}: {}\n",
+                        l.id,
+                        l.pack,
+                        l.url.as_deref().unwrap_or("-")
+                    )
+                })
+                .collect();
+            let stored = AttemptResults {
+                source: Source::Upload,
+                exit_code: None,
+                signal: None,
+                junit_gz: vec![results::gzip(junit.as_bytes())],
+                log: links.concat().into_bytes(),
+                message: None,
+                owed: Vec::new(),
+            };
+            let maps = results::pack_for(run, seq, None, &stored)?;
+            results::store(&ctx.config_maps(&run.namespace().unwrap_or_default()), maps).await?;
+            Ok(Ok(Action::requeue(Duration::from_millis(100))))
+        }
+    }
+}
+
+/// Cancel: revokes the attempt's launches still going when a revoke path is configured; the
+/// answer is what the run's message says of them.
+pub async fn cancel_note(svc: &Service, attempt: Option<&Attempt>) -> String {
+    let Some(cfg) = svc.aqua.as_ref() else {
+        return "cancelled".into();
+    };
+    let client = Client::new(cfg);
+    let going: Vec<AquaLaunch> = attempt
+        .map(|a| a.aqua.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|l| aqua::progress(l.status.as_deref()) == aqua::Progress::Going)
+        .collect();
+    let mut revoked = !going.is_empty();
+    for l in &going {
+        match aqua::revoke_path(cfg, &l.id) {
+            Some(path) => {
+                if let Err(e) = client.revoke(&path).await {
+                    warn!(launch = l.id, error = %e, "revoking the Aqua launch failed");
+                    revoked = false;
+                }
+            }
+            None => revoked = false,
+        }
+    }
+    aqua::cancel_note(&going, revoked)
+}
+
+/// Ends the cancelled run's status with what became of its launches.
+pub fn cancelled(st: &mut crate::crd::TestRunStatus, note: String) {
+    st.cancel(Utc::now());
+    st.message = Some(note.clone());
+    if let Some(a) = st.attempts.last_mut() {
+        a.message = Some(note);
+    }
+}
