@@ -536,7 +536,7 @@ pub fn report_root(api: &Url, report: Option<&str>) -> Result<Url, String> {
 pub fn revoke_path(cfg: &AquaService, id: &str) -> Option<String> {
     cfg.revoke_path.as_ref().map(|t| {
         t.render(|v| match v {
-            crate::packs::Var::Launch => id.to_string(),
+            crate::template::Var::Launch => id.to_string(),
             _ => String::new(),
         })
     })

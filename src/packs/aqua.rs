@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::template::{Template, Var};
+use crate::template::{Template, Var};
 
 /// Variables a launch property may use: what Aqua's tests need to know of the run.
 pub const PROPERTY_VARS: &[Var] = &[Var::Stand, Var::Run, Var::Attempt];
