@@ -2,9 +2,17 @@
 //! re-runs only the failed tests, classifies failures and reports — as a Kubernetes operator
 //! or as a standalone server over SQLite, with one reconcile core.
 //!
-//! The pure core ([`queue`], [`core`], [`results`], [`packs`], [`shard`]) is apart from I/O; the
-//! drivers ([`standalone`]) carry out its decisions; [`api`] is the HTTP side of both modes;
-//! [`client`] is `tomato` as a client of that API.
+//! Layers, lowest first; a module imports only from its own layer or below (the README's
+//! "Layout" lists each module):
+//! - the pure core decides: [`crd`], [`template`], [`results`], [`classify`], [`packs`],
+//!   [`queue`], [`shard`], [`schedule`], [`core`];
+//! - [`integrations`] talk to the outside world (SMTP, HTTP, the tracker, test management),
+//!   and [`report`] and [`regression`] compose what to say above them;
+//! - [`launch`] and [`store`] are the mechanics the drivers use;
+//! - the drivers carry the core's decisions out: [`standalone`] over SQLite, [`operator`] over
+//!   the Kubernetes API;
+//! - [`backend`] is what the HTTP side sees of either mode; [`api`] and [`ui`] (built on the
+//!   API) are assembled into the server by [`app`]; [`client`] is `tomato` as a client of it.
 
 pub mod api;
 pub mod app;

@@ -1,5 +1,5 @@
 //! The API: the old tool's four handles, the versioned REST API, its OpenAPI document and
-//! metrics, with who may call what ([`auth`]) and one JSON error shape ([`ApiError`]).
+//! metrics, with who may call what (`auth`) and one JSON error shape ([`ApiError`]).
 //!
 //! Handlers are thin: extract and check parameters, call the backend, map the result. Both
 //! modes serve the same routes; only the [`Backend`] differs. [`crate::app`] assembles these
