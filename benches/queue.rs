@@ -22,6 +22,9 @@ impl Limits for Table {
     fn stand_concurrency(&self, s: &str) -> u32 {
         self.0.get(s).map_or(1, |l| l.1)
     }
+    fn slots(&self, _run: &tomato::crd::TestRun) -> u32 {
+        1
+    }
 }
 
 fn entries(n: usize) -> Vec<Entry> {

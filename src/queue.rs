@@ -21,6 +21,8 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
+use crate::crd::TestRun;
+
 /// Priority of a run when none is given (as the old tool).
 pub const DEFAULT_PRIORITY: u8 = 2;
 /// Highest (least urgent) priority.
@@ -43,6 +45,20 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// `run` as admission sees it; `active` when it already holds its slots. Both drivers
+    /// build their entries here.
+    pub fn of(run: &TestRun, active: bool, limits: &impl Limits) -> Entry {
+        Entry {
+            name: run.metadata.name.clone().unwrap_or_default(),
+            service: run.spec.template.service.clone(),
+            stand: stand_key(&run.spec.template.stand),
+            priority: run.spec.template.priority,
+            created: crate::crd::created(run),
+            active,
+            slots: limits.slots(run),
+        }
+    }
+
     /// The admission order: priority, then creation time, then name.
     pub fn order_key(&self) -> (u8, DateTime<Utc>, &str) {
         (self.priority, self.created, &self.name)
@@ -55,6 +71,8 @@ pub trait Limits {
     fn service_concurrency(&self, service: &str) -> u32;
     /// How many runs may be active at once on one stand, as configured for `service`.
     fn stand_concurrency(&self, service: &str) -> u32;
+    /// Slots `run` takes (one per shard it will get); 1 for a service no longer configured.
+    fn slots(&self, run: &TestRun) -> u32;
 }
 
 /// The outcome of one admission pass.
@@ -106,13 +124,6 @@ impl std::fmt::Display for WaitReason {
             }
         }
     }
-}
-
-/// Slots a run takes (one per shard it will get); 1 for a service packs_config no longer has.
-pub fn slots(config: &crate::packs::PacksConfig, run: &crate::crd::TestRun) -> u32 {
-    config
-        .service(&run.spec.template.service)
-        .map_or(1, |s| s.shard_slots(&run.spec.template))
 }
 
 /// Decides which queued runs start now. Pure: same input, same answer.
@@ -209,6 +220,31 @@ mod tests {
         fn stand_concurrency(&self, s: &str) -> u32 {
             self.0.get(s).map_or(1, |l| l.1)
         }
+        fn slots(&self, _run: &TestRun) -> u32 {
+            1
+        }
+    }
+
+    #[test]
+    fn an_entry_is_built_from_the_run_with_its_stand_normalised_and_its_slots() {
+        let mut run = TestRun::test(
+            "demo-1",
+            crate::crd::RunTemplate::test("demo")
+                .stand("LocalHost:8080")
+                .priority(1),
+        );
+        run.metadata.annotations = Some(
+            [(
+                crate::crd::ANNOTATION_CREATED.to_string(),
+                "2026-12-06T10:00:00.000000001Z".to_string(),
+            )]
+            .into(),
+        );
+        let e = Entry::of(&run, true, &Table::default());
+        assert_eq!(e.name, "demo-1");
+        assert_eq!(e.stand, stand_key("LocalHost:8080"));
+        assert_eq!((e.priority, e.active, e.slots), (1, true, 1));
+        assert_eq!(e.created, crate::crd::created(&run));
     }
 
     /// `(name, position)` of the waiting runs.

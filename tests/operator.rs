@@ -733,7 +733,7 @@ async fn a_due_schedule_starts_one_nightly_run_owned_by_it_and_a_suspended_or_in
     let (_dir, config) = demo_config(&k, "");
     let schedules: kube::Api<tomato::crd::NightlySchedule> = kube::Api::namespaced(k.client(), &k.ns);
     // Created (as its precise creation annotation says) three minutes ago: a time is due now.
-    let three_minutes_ago = tomato::store::precise_time(chrono::Utc::now() - chrono::Duration::minutes(3));
+    let three_minutes_ago = tomato::crd::precise_time(chrono::Utc::now() - chrono::Duration::minutes(3));
     for (name, schedule, suspend) in [
         ("every-minute", "* * * * *", false),
         ("paused", "* * * * *", true),

@@ -6,6 +6,7 @@
 //! validates, so field names are a public contract: add, never rename.
 
 mod common;
+mod created;
 #[cfg(test)]
 mod fixtures;
 mod regression;
@@ -13,6 +14,7 @@ mod schedule;
 mod testrun;
 
 pub use common::{Condition, ConditionStatus, EnvVar, EnvVarSource, RunTemplate, SecretKeySelector};
+pub use created::{ANNOTATION_CREATED, created, precise_time};
 pub use regression::{
     AssessorProgress, Assignment, Counts, Progress, Regression, RegressionPhase, RegressionSpec,
     RegressionStatus, RetryState, TicketRecord, TmsRecord,

@@ -26,7 +26,6 @@ use tracing::{info, warn};
 use super::context::{Context, write_status};
 use crate::crd::{Phase, TestRun};
 use crate::queue::{self, Entry};
-use crate::store::created;
 
 /// How often a pass runs with nothing to wake it.
 const IDLE_PASS: Duration = Duration::from_secs(30);
@@ -100,11 +99,11 @@ async fn pass(store: &Store<TestRun>, ctx: &Context) {
                 && ctx.config.check_run(&run.spec.template).is_ok();
             if queued && admitted.contains(&key) {
                 still_pending.insert(key);
-                entries.push(entry(run, true, queue::slots(&ctx.config, run)));
+                entries.push(Entry::of(run, true, &*ctx.config));
             } else if queued {
-                entries.push(entry(run, false, queue::slots(&ctx.config, run)));
+                entries.push(Entry::of(run, false, &*ctx.config));
             } else if phase.is_active() {
-                entries.push(entry(run, true, queue::slots(&ctx.config, run)));
+                entries.push(Entry::of(run, true, &*ctx.config));
             }
         }
         let decision = queue::admit(&entries, ctx.config.as_ref());
@@ -117,7 +116,7 @@ async fn pass(store: &Store<TestRun>, ctx: &Context) {
                     info!(namespace = ns, run = name, "admitted");
                     crate::metrics::global().dequeued(
                         &run.spec.template.service,
-                        (Utc::now() - crate::store::created(run.as_ref()))
+                        (Utc::now() - crate::crd::created(run.as_ref()))
                             .to_std()
                             .unwrap_or_default(),
                     );
@@ -157,16 +156,4 @@ async fn pass(store: &Store<TestRun>, ctx: &Context) {
         .lock()
         .expect("the admission lock is never held across a panic")
         .retain(|k| still_pending.contains(k));
-}
-
-fn entry(run: &TestRun, active: bool, slots: u32) -> Entry {
-    Entry {
-        name: run.name_any(),
-        service: run.spec.template.service.clone(),
-        stand: queue::stand_key(&run.spec.template.stand),
-        priority: run.spec.template.priority,
-        created: created(run),
-        active,
-        slots,
-    }
 }

@@ -22,13 +22,14 @@ use tracing::warn;
 
 use super::results::{self, AttemptResults, ResultsCache, Stored};
 use crate::backend::{Artifact, Backend, UploadError};
+use crate::crd::{ANNOTATION_CREATED, created, precise_time};
 use crate::crd::{
     AttemptState, NightlySchedule, NightlyScheduleSpec, Phase, Regression, RegressionSpec, TestRun,
 };
 use crate::launch::job::{TOKEN_KEY, job_name, token_secret_name};
 use crate::packs::PacksConfig;
 use crate::results::AttemptResult;
-use crate::store::{ANNOTATION_CREATED, Change, ChangeOp, ListFilter, StoreError, created, precise_time};
+use crate::store::{Change, ChangeOp, ListFilter, StoreError};
 
 /// Operator mode's backend. Create with [`KubeBackend::start`].
 #[derive(Clone)]

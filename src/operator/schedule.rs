@@ -59,8 +59,8 @@ pub async fn reconcile(schedule: Arc<NightlySchedule>, ctx: Arc<Context>) -> Res
         new.metadata.namespace = Some(ns.clone());
         new.status = None;
         new.metadata.annotations.get_or_insert_default().insert(
-            crate::store::ANNOTATION_CREATED.into(),
-            crate::store::precise_time(now),
+            crate::crd::ANNOTATION_CREATED.into(),
+            crate::crd::precise_time(now),
         );
         match runs_api.create(&PostParams::default(), &new).await {
             Ok(_) => info!(schedule = name, run, %scheduled, "scheduled run started"),

@@ -586,6 +586,10 @@ impl crate::queue::Limits for PacksConfig {
     fn stand_concurrency(&self, service: &str) -> u32 {
         self.service(service).map_or(1, |s| s.stand_concurrency)
     }
+    fn slots(&self, run: &crate::crd::TestRun) -> u32 {
+        self.service(&run.spec.template.service)
+            .map_or(1, |s| s.shard_slots(&run.spec.template))
+    }
 }
 
 #[cfg(test)]

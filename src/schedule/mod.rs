@@ -283,7 +283,7 @@ pub fn runs_view(runs: &[crate::crd::TestRun], spec: &NightlyScheduleSpec) -> (V
             Some(st) => finished.push(FinishedRun {
                 name: name(r),
                 succeeded: st.phase == crate::crd::Phase::Succeeded,
-                finished: st.finished_at.unwrap_or_else(|| crate::store::created(r)),
+                finished: st.finished_at.unwrap_or_else(|| crate::crd::created(r)),
             }),
         }
     }
@@ -300,7 +300,7 @@ pub fn runs_view(runs: &[crate::crd::TestRun], spec: &NightlyScheduleSpec) -> (V
 pub fn newest_run(runs: &[crate::crd::TestRun]) -> Option<String> {
     runs.iter()
         .max_by(|a, b| {
-            (crate::store::created(*a), &a.metadata.name).cmp(&(crate::store::created(*b), &b.metadata.name))
+            (crate::crd::created(*a), &a.metadata.name).cmp(&(crate::crd::created(*b), &b.metadata.name))
         })
         .and_then(|r| r.metadata.name.clone())
 }
@@ -311,7 +311,7 @@ pub fn since(s: &crate::crd::NightlySchedule) -> DateTime<Utc> {
     s.status
         .as_ref()
         .and_then(|st| st.last_schedule_time)
-        .unwrap_or_else(|| crate::store::created(s))
+        .unwrap_or_else(|| crate::crd::created(s))
 }
 
 /// Records a pass's outcome in a schedule's status: the time it fired (and the run), else the

@@ -411,7 +411,7 @@ fn a_run_started_by_hand_becomes_the_schedules_last_run() {
     let made = |name: &str, when: &str| {
         let mut r = crate::crd::TestRun::test(name, RunTemplate::test("demo")).nightly();
         r.metadata.annotations =
-            Some([(crate::store::ANNOTATION_CREATED.to_string(), when.to_string())].into());
+            Some([(crate::crd::ANNOTATION_CREATED.to_string(), when.to_string())].into());
         r
     };
     let runs = vec![

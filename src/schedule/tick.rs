@@ -166,7 +166,7 @@ mod tests {
 
     /// Sets when an object was created, as both stores record it.
     fn created_at(meta: &mut kube::api::ObjectMeta, when: &str) {
-        meta.annotations = Some([(crate::store::ANNOTATION_CREATED.to_string(), when.to_string())].into());
+        meta.annotations = Some([(crate::crd::ANNOTATION_CREATED.to_string(), when.to_string())].into());
     }
 
     fn due(t: Tick) -> Effects {

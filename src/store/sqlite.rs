@@ -297,9 +297,10 @@ impl SqliteStore {
                         .map_err(|e| StoreError::Invalid(e.to_string()))?,
                 ));
                 // creationTimestamp has whole seconds; queue order needs the exact instant.
-                meta.annotations
-                    .get_or_insert_default()
-                    .insert(super::ANNOTATION_CREATED.to_string(), super::precise_time(now));
+                meta.annotations.get_or_insert_default().insert(
+                    crate::crd::ANNOTATION_CREATED.to_string(),
+                    crate::crd::precise_time(now),
+                );
                 meta.generation = Some(1);
                 meta.resource_version = Some(rv.to_string());
                 tx.execute(

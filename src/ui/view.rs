@@ -13,11 +13,11 @@ use serde::Serialize;
 use super::chart;
 use super::format;
 use crate::api::{QueueEntry, TestView};
+use crate::crd::created;
 use crate::crd::{
     Attempt, AttemptState, ChannelReport, DeliveryState, Phase, SelectionKind, Summary, TestRun,
 };
 use crate::packs::{PacksConfig, Service};
-use crate::store::created;
 
 /// What the run-now form offers for one service.
 #[derive(Serialize, Debug)]
@@ -1243,13 +1243,8 @@ mod tests {
 
     fn finished(name: &str, created_at: &str, finished_at: &str) -> TestRun {
         let mut r = run(name);
-        r.metadata.annotations = Some(
-            [(
-                crate::store::ANNOTATION_CREATED.to_string(),
-                created_at.to_string(),
-            )]
-            .into(),
-        );
+        r.metadata.annotations =
+            Some([(crate::crd::ANNOTATION_CREATED.to_string(), created_at.to_string())].into());
         r.status = Some(TestRunStatus {
             phase: Phase::Succeeded,
             started_at: Some(at(created_at)),

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::core::{AttemptEnd, ReportRead, Step};
+use crate::crd::created;
 use crate::crd::{AttemptState, DeliveryState, Phase, Selection, TestRun, TestRunStatus};
 use crate::integrations::delivery::{self, Delivery};
 use crate::launch::process::{self, Exit, ProcessSpec};
@@ -36,7 +37,7 @@ use crate::queue::{self, Entry};
 use crate::report::{Channel, Reporter};
 use crate::results::{self, AttemptResult, MergedTest};
 use crate::secrets::SecretsDir;
-use crate::store::{ListFilter, SqliteStore, StoreError, created};
+use crate::store::{ListFilter, SqliteStore, StoreError};
 
 mod aqua;
 mod attempts;
@@ -388,9 +389,9 @@ impl Driver {
                 continue;
             }
             match phase {
-                Phase::Queued => entries.push(entry(run, false, queue::slots(&self.config, run))),
+                Phase::Queued => entries.push(Entry::of(run, false, &*self.config)),
                 Phase::Running | Phase::Retrying => {
-                    entries.push(entry(run, true, queue::slots(&self.config, run)));
+                    entries.push(Entry::of(run, true, &*self.config));
                     if !self.in_flight.contains_key(&name) {
                         self.advance(run).await?;
                     }
@@ -480,18 +481,6 @@ impl Driver {
     async fn merged(&self, name: &str, status: &TestRunStatus) -> Result<Vec<MergedTest>, StoreError> {
         let results = self.store.results(name).await?;
         Ok(crate::core::merge_run(status, results))
-    }
-}
-
-fn entry(run: &TestRun, active: bool, slots: u32) -> Entry {
-    Entry {
-        name: run.metadata.name.clone().unwrap_or_default(),
-        service: run.spec.template.service.clone(),
-        stand: queue::stand_key(&run.spec.template.stand),
-        priority: run.spec.template.priority,
-        created: created(run),
-        active,
-        slots,
     }
 }
 
