@@ -190,7 +190,7 @@ pub struct LogsArgs {
 fn parse_priority(s: &str) -> Result<u8, String> {
     s.parse::<u8>()
         .ok()
-        .filter(|p| *p <= crate::queue::MAX_PRIORITY)
+        .filter(|p| *p <= crate::crd::MAX_PRIORITY)
         .ok_or_else(|| format!("must be a whole number 0–9 (lower runs earlier), got {s:?}"))
 }
 

@@ -23,11 +23,6 @@ use chrono::{DateTime, Utc};
 
 use crate::crd::TestRun;
 
-/// Priority of a run when none is given (as the old tool).
-pub const DEFAULT_PRIORITY: u8 = 2;
-/// Highest (least urgent) priority.
-pub const MAX_PRIORITY: u8 = 9;
-
 /// What admission needs to know of a run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {

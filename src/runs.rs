@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
+use crate::crd::random_suffix;
 use crate::crd::{
     LABEL_SCHEDULE, LABEL_SERVICE, NightlySchedule, RunTemplate, RunType, TestRun, TestRunSpec, TestRunStatus,
 };
 use crate::packs::{InputError, PacksConfig};
-use crate::store::random_suffix;
 
 /// Builds a new, checked `TestRun` for `template` (named `<service>-<random>` unless `name`
 /// is given). Nothing is stored.

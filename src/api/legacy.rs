@@ -16,8 +16,8 @@ use serde::Serialize;
 
 use super::runs::{LegacyStatus, QueueView, find_run, new_run, queue_view, store_run};
 use super::{ApiError, AppState};
+use crate::crd::DEFAULT_PRIORITY;
 use crate::crd::{RunTemplate, RunType};
-use crate::queue::DEFAULT_PRIORITY;
 
 pub fn routes() -> axum::Router<AppState> {
     axum::Router::new()
@@ -168,7 +168,7 @@ pub async fn run_now(State(state): State<AppState>, params: Params) -> Result<Js
         Some(p) => p
             .parse::<u8>()
             .ok()
-            .filter(|p| *p <= crate::queue::MAX_PRIORITY)
+            .filter(|p| *p <= crate::crd::MAX_PRIORITY)
             .ok_or_else(|| {
                 ApiError::bad_request(
                     "priority",

@@ -56,7 +56,7 @@ fn generated_name(spec: &RegressionSpec) -> String {
     format!(
         "{}-{}",
         base.trim_end_matches('-').replace("--", "-"),
-        crate::store::random_suffix(5)
+        crate::crd::random_suffix(5)
     )
 }
 
@@ -117,7 +117,7 @@ pub async fn regressions_create(
     }
     let name = match (req.metadata.name, req.metadata.generate_name) {
         (Some(n), _) => n,
-        (None, Some(prefix)) => format!("{prefix}{}", crate::store::random_suffix(5)),
+        (None, Some(prefix)) => format!("{prefix}{}", crate::crd::random_suffix(5)),
         (None, None) => generated_name(&spec),
     };
     check_object_name(&name).map_err(|e| ApiError::bad_request("metadata.name", e))?;

@@ -7,10 +7,11 @@ use serde::Serialize;
 use super::{ApiError, AppState};
 use crate::classify::Classified;
 use crate::crd::created;
+use crate::crd::random_suffix;
 use crate::crd::{Attempt, CategoryStat, Phase, ReportStatus, RunType, Summary, TestRun};
 use crate::results::{CaseStatus, MergedTest, Signature};
 pub use crate::runs::new_run;
-use crate::store::{ListFilter, StoreError, random_suffix};
+use crate::store::{ListFilter, StoreError};
 
 /// Stores a run; a generated name that collides is drawn again.
 pub async fn store_run(

@@ -103,11 +103,11 @@ pub async fn schedules_create(
     )?;
     let name = match (req.metadata.name, req.metadata.generate_name) {
         (Some(n), _) => n,
-        (None, Some(prefix)) => format!("{prefix}{}", crate::store::random_suffix(5)),
+        (None, Some(prefix)) => format!("{prefix}{}", crate::crd::random_suffix(5)),
         (None, None) => format!(
             "{}-nightly-{}",
             spec.template.service,
-            crate::store::random_suffix(5)
+            crate::crd::random_suffix(5)
         ),
     };
     check_object_name(&name).map_err(|e| ApiError::bad_request("metadata.name", e))?;

@@ -292,7 +292,7 @@ pub async fn runs_create(
     let generated = req.metadata.name.is_none();
     let name = match (req.metadata.name, req.metadata.generate_name) {
         (Some(n), _) => Some(n),
-        (None, Some(prefix)) => Some(format!("{prefix}{}", crate::store::random_suffix(5))),
+        (None, Some(prefix)) => Some(format!("{prefix}{}", crate::crd::random_suffix(5))),
         (None, None) => None,
     };
     let run = new_run(
@@ -425,7 +425,7 @@ pub async fn runs_patch(
     if let Some(p) = patch.spec.priority {
         let p = u8::try_from(p)
             .ok()
-            .filter(|p| *p <= crate::queue::MAX_PRIORITY)
+            .filter(|p| *p <= crate::crd::MAX_PRIORITY)
             .ok_or_else(|| ApiError::bad_request("spec.priority", format!("must be 0–9, got {p}")))?;
         if run.status.as_ref().is_some_and(|s| s.phase != Phase::Queued) && p != run.spec.template.priority {
             return Err(ApiError::conflict("only a queued run can change priority"));

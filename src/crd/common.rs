@@ -69,8 +69,13 @@ pub struct RunTemplate {
     pub env: Vec<EnvVar>,
 }
 
+/// Priority of a run when none is given (as the old tool).
+pub const DEFAULT_PRIORITY: u8 = 2;
+/// Highest (least urgent) priority.
+pub const MAX_PRIORITY: u8 = 9;
+
 fn default_priority() -> u8 {
-    crate::queue::DEFAULT_PRIORITY
+    DEFAULT_PRIORITY
 }
 
 /// One extra environment variable for the tests: a literal value or a Secret reference.

@@ -10,7 +10,7 @@ impl RunTemplate {
             stand: "localhost".into(),
             category: None,
             packs: vec![],
-            priority: crate::queue::DEFAULT_PRIORITY,
+            priority: crate::crd::DEFAULT_PRIORITY,
             emails: vec![],
             issue_key: None,
             version: None,

@@ -6,15 +6,18 @@
 //! validates, so field names are a public contract: add, never rename.
 
 mod common;
-mod created;
 #[cfg(test)]
 mod fixtures;
+mod meta;
 mod regression;
 mod schedule;
 mod testrun;
 
-pub use common::{Condition, ConditionStatus, EnvVar, EnvVarSource, RunTemplate, SecretKeySelector};
-pub use created::{ANNOTATION_CREATED, created, precise_time};
+pub use common::{
+    Condition, ConditionStatus, DEFAULT_PRIORITY, EnvVar, EnvVarSource, MAX_PRIORITY, RunTemplate,
+    SecretKeySelector,
+};
+pub use meta::{ANNOTATION_CREATED, created, precise_time, random_suffix};
 pub use regression::{
     AssessorProgress, Assignment, Counts, Progress, Regression, RegressionPhase, RegressionSpec,
     RegressionStatus, RetryState, TicketRecord, TmsRecord,

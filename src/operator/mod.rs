@@ -302,7 +302,7 @@ pub async fn serve(opts: OperatorOptions) -> anyhow::Result<()> {
         .identity
         .clone()
         .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| format!("tomato-{}", crate::store::random_suffix(6)));
+        .unwrap_or_else(|| format!("tomato-{}", crate::crd::random_suffix(6)));
     let pull = match opts.exec_image_pull_policy.as_deref() {
         None => None,
         Some("Always") => Some(PullPolicy::Always),

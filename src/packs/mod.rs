@@ -385,7 +385,7 @@ impl PacksConfig {
                 Vec::new()
             }
         };
-        if t.priority > crate::queue::MAX_PRIORITY {
+        if t.priority > crate::crd::MAX_PRIORITY {
             errors.push(InputError::new(
                 "priority",
                 format!("must be 0–9, got {}", t.priority),

@@ -96,17 +96,6 @@ pub struct ListFilter {
     pub newest: Option<usize>,
 }
 
-/// A fresh random name suffix in the style of Kubernetes' `generateName` (lowercase letters
-/// and digits, no vowels so it never spells words).
-pub fn random_suffix(len: usize) -> String {
-    use rand::RngExt;
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let mut rng = rand::rng();
-    (0..len)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-        .collect()
-}
-
 /// A random RFC 4122 version-4 UUID, for `metadata.uid`.
 pub fn random_uid() -> String {
     let b: [u8; 16] = rand::random();

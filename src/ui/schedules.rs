@@ -199,7 +199,7 @@ pub fn schedule_form(
         issue_key: t.issue_key.clone().unwrap_or_default(),
         version: t.version.clone().unwrap_or_default(),
         priority: t.priority,
-        priorities: (0..=crate::queue::MAX_PRIORITY).collect(),
+        priorities: (0..=crate::crd::MAX_PRIORITY).collect(),
         retries: t.retries.map(|r| r.to_string()).unwrap_or_default(),
         timeout: spec.timeout.clone().unwrap_or_default(),
         schedule: spec.schedule.clone(),

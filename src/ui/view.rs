@@ -74,8 +74,8 @@ pub fn run_form(svc: &Service, recent: &[TestRun]) -> RunForm {
                 description: p.description.clone(),
             })
             .collect(),
-        default_priority: crate::queue::DEFAULT_PRIORITY,
-        priorities: (0..=crate::queue::MAX_PRIORITY).collect(),
+        default_priority: crate::crd::DEFAULT_PRIORITY,
+        priorities: (0..=crate::crd::MAX_PRIORITY).collect(),
     }
 }
 
@@ -876,7 +876,7 @@ pub fn run_page(
             .map(|a| a.selection.packs.clone())
             .unwrap_or_else(|| t.packs.clone()),
         priority: t.priority,
-        priorities: (0..=crate::queue::MAX_PRIORITY).collect(),
+        priorities: (0..=crate::crd::MAX_PRIORITY).collect(),
         nightly: run.spec.run_type == crate::crd::RunType::Nightly,
         schedule: run
             .metadata

@@ -324,7 +324,7 @@ impl TestNs {
         let cluster = tokio::task::spawn_blocking(cluster)
             .await
             .expect("the cluster starts");
-        let ns = format!("{prefix}-{}", tomato::store::random_suffix(5));
+        let ns = format!("{prefix}-{}", tomato::crd::random_suffix(5));
         cluster.kubectl_ok(&["create", "namespace", &ns], None);
         cluster.kubectl_ok(&["apply", "-f", "-"], Some(&rbac_for(rbac, &ns)));
         let token = cluster.kubectl_ok(&["create", "token", "tomato", "-n", &ns, "--duration=2h"], None);

@@ -1,5 +1,6 @@
-//! When an object was created, to the nanosecond: both stores (SQLite and the Kubernetes API)
-//! record it the same way, and the queue, schedules and history order by it.
+//! Metadata conventions both stores (SQLite and the Kubernetes API) share: when an object was
+//! created, to the nanosecond (the queue, schedules and history order by it), and generated
+//! name suffixes.
 
 use chrono::{DateTime, TimeZone, Utc};
 use kube::Resource;
@@ -28,4 +29,15 @@ pub fn created<K: Resource>(obj: &K) -> DateTime<Utc> {
                 .and_then(|t| Utc.timestamp_millis_opt(t.0.as_millisecond()).single())
         })
         .unwrap_or_default()
+}
+
+/// A fresh random name suffix in the style of Kubernetes' `generateName` (lowercase letters
+/// and digits, no vowels so it never spells words).
+pub fn random_suffix(len: usize) -> String {
+    use rand::RngExt;
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
 }
