@@ -1,5 +1,6 @@
 //! Test results: reading JUnit XML, and merging attempts into one verdict per test.
 
+pub mod allure;
 pub mod junit;
 mod merge;
 pub mod signature;
