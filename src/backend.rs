@@ -74,6 +74,28 @@ pub trait Backend: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// The Allure record (steps, parameters, attachments by test id) of a run's `seq`-th
+    /// launch where the mode keeps it itself (operator mode). Standalone mode reads it from its
+    /// data directory instead and keeps this default.
+    async fn allure_extras(
+        &self,
+        _run: &str,
+        _seq: usize,
+    ) -> Result<Option<crate::results::allure::AttemptExtras>, StoreError> {
+        Ok(None)
+    }
+
+    /// An attachment `source` the record of a run's `seq`-th launch keeps, with its entry
+    /// (operator mode; see [`Backend::allure_extras`]).
+    async fn attachment(
+        &self,
+        _run: &str,
+        _seq: usize,
+        _source: &str,
+    ) -> Result<Option<(Vec<u8>, crate::results::allure::Attachment)>, StoreError> {
+        Ok(None)
+    }
+
     /// Receives the results `tomato exec` uploads for a run's `seq`-th launch, authenticated
     /// by the run's token. Only operator mode launches Jobs that upload. `namespace` is the
     /// run's (default: the backend's own). `shard` is the completion index of a sharded

@@ -4,6 +4,7 @@
 //! and no socket. Handlers are thin: extract and check parameters, call the backend, map the
 //! result. Both modes serve the same app; only the [`Backend`] differs.
 
+mod allure;
 mod auth;
 mod error;
 mod extract;

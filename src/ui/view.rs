@@ -949,6 +949,7 @@ mod tests {
             message: format!("{name} broke"),
             trace: String::new(),
             duration_ms: None,
+            allure: None,
         }
     }
 
