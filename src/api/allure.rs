@@ -38,7 +38,6 @@ pub struct StepView {
     /// `passed`, `failed`, `broken`, `skipped` or `unknown`.
     pub status: String,
     pub duration_ms: Option<u64>,
-    #[serde(skip_serializing_if = "String::is_empty")]
     pub message: String,
     #[schema(no_recursion)]
     pub steps: Vec<StepView>,
@@ -57,6 +56,8 @@ pub struct AttachmentView {
     pub url: Option<String>,
     /// Why it is not kept (over a limit, an unsafe name, missing).
     pub refused: Option<String>,
+    /// The step that attached it (absent: the test itself).
+    pub step: Option<String>,
 }
 
 impl AllureView {
@@ -69,6 +70,7 @@ impl AllureView {
             size: a.size,
             url: a.refused.is_none().then(|| attachment_url(run, seq, &a.source)),
             refused: a.refused.clone(),
+            step: None,
         };
         fn step(s: &allure::Step, files: &[AttachmentView]) -> StepView {
             StepView {
@@ -86,6 +88,15 @@ impl AllureView {
         }
         let files: Vec<AttachmentView> = extras.attachments.iter().map(file).collect();
         let mut attachments = files.clone();
+        fn mark(s: &allure::Step, all: &mut [AttachmentView]) {
+            for &i in &s.attachments {
+                if let Some(a) = all.get_mut(i) {
+                    a.step.get_or_insert_with(|| s.name.clone());
+                }
+            }
+            s.steps.iter().for_each(|c| mark(c, all));
+        }
+        extras.steps.iter().for_each(|s| mark(s, &mut attachments));
         // Stable: images first (the failure's screenshot leads), each group in attach order.
         attachments.sort_by_key(|a| !(a.image && a.url.is_some()));
         AllureView {

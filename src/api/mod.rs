@@ -32,6 +32,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tower_http::trace::TraceLayer;
 
+pub use allure::{AllureView, AttachmentView, StepView, attempt_extras};
 pub use auth::{AuditLog, Auth, KubeAuth, Role, Tokens};
 pub use error::{ApiError, ErrorBody, FieldError};
 /// The legacy handles' parameters (query string plus form or JSON body); public for the fuzzer.

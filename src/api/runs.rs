@@ -376,11 +376,12 @@ pub async fn test_views(state: &AppState, run: &TestRun) -> Result<Vec<TestView>
             .rposition(|a| a.number == t.attempt)
             .map(|i| i + 1)
         {
-            if !records.contains_key(&seq) {
-                records.insert(seq, super::allure::attempt_extras(state, &name, seq).await);
+            if let std::collections::hash_map::Entry::Vacant(e) = records.entry(seq) {
+                e.insert(super::allure::attempt_extras(state, &name, seq).await);
             }
-            view.allure = records[&seq]
-                .as_ref()
+            view.allure = records
+                .get(&seq)
+                .and_then(Option::as_ref)
                 .and_then(|r| r.tests.get(&t.id))
                 .map(|e| super::allure::AllureView::of(&name, seq, e));
         }

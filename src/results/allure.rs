@@ -86,15 +86,15 @@ pub struct Parameter {
 /// The labels Tomato shows (Allure's suite, feature, story, severity and owner).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Labels {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub suite: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub feature: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub story: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub severity: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub owner: Option<String>,
 }
 
@@ -391,10 +391,16 @@ fn test_of(r: RawResult, failed_fixtures: &[(&'static str, &RawStep)]) -> (Allur
     } else {
         None
     };
-    let suites: Vec<String> = ["parentSuite", "suite", "subSuite"]
-        .iter()
-        .filter_map(|n| label(n))
-        .collect();
+    // pytest's suites are its module and class, which `classname` already says (and its
+    // JUnit names no suite of a test's own); other adapters' suites are their grouping.
+    let suites: Vec<String> = if pytest {
+        Vec::new()
+    } else {
+        ["parentSuite", "suite", "subSuite"]
+            .iter()
+            .filter_map(|n| label(n))
+            .collect()
+    };
     let mut status = case_status(r.status.as_deref());
     let details = r.status_details.unwrap_or_default();
     let mut message = cap(details.message.unwrap_or_default().trim_end().to_string());

@@ -48,7 +48,11 @@ fn allure_pytest_results_become_cases_with_the_ids_pytest_junit_gives() {
         declined.trace
     );
     assert!(declined.time_ms.is_some());
-    assert_eq!(declined.suites, ["tests", "test_shop", "TestPay"]);
+    assert!(
+        declined.suites.is_empty(),
+        "the classname says them: {:?}",
+        declined.suites
+    );
     let broken = &tests["tests/test_shop.py::test_broken"].case;
     assert_eq!(
         (broken.status, broken.message.as_str()),
