@@ -9,20 +9,9 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{REPO, Server, config_with};
+use support::{Server, allure_shop_config};
 
 const RUN: Duration = Duration::from_secs(120);
-
-/// A packs_config with the shop service (`allure-shop`) beside the shipped examples.
-pub fn shop_config() -> tempfile::TempDir {
-    let config = config_with(&[("allure-shop.yaml", include_str!("allure_shop/service.yaml"))]);
-    std::os::unix::fs::symlink(
-        format!("{REPO}/tests/allure_shop"),
-        config.path().join("allure-shop"),
-    )
-    .unwrap();
-    config
-}
 
 fn test<'a>(tests: &'a [Value], id: &str) -> &'a Value {
     tests
@@ -33,7 +22,7 @@ fn test<'a>(tests: &'a [Value], id: &str) -> &'a Value {
 
 #[tokio::test]
 async fn allure_results_of_a_process_service_show_steps_parameters_and_the_failure_screenshot() {
-    let config = shop_config();
+    let config = allure_shop_config();
     let server = Server::start_with(Some(config.path()), &[]).await;
     let id = server.run_now("service=allure-shop&stand=localhost").await;
     let st = server.wait_finished(&id, RUN).await;
