@@ -14,6 +14,7 @@ use serde::Serialize;
 use super::extract::ApiPath;
 use super::{ApiError, AppState};
 use crate::results::allure::{self, AttemptExtras, Extras, Labels, Parameter};
+use crate::results::attachments::attachment_url;
 
 /// A test's Allure extras in the tests API (camelCase; absent for a test without them).
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
@@ -106,23 +107,6 @@ impl AllureView {
             attachments,
         }
     }
-}
-
-/// `/api/v1/runs/{run}/attempts/{seq}/attachments/{source}`, with `source` percent-encoded.
-pub fn attachment_url(run: &str, seq: usize, source: &str) -> String {
-    let enc = |s: &str| -> String {
-        s.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-                _ => format!("%{b:02X}"),
-            })
-            .collect()
-    };
-    format!(
-        "/api/v1/runs/{}/attempts/{seq}/attachments/{}",
-        enc(run),
-        enc(source)
-    )
 }
 
 /// The Allure record of the `seq`-th launch of `run`, where the mode keeps it.

@@ -290,9 +290,11 @@ pub struct TestView {
     pub message: String,
     pub trace: String,
     pub duration_ms: Option<u64>,
-    /// Steps, parameters, labels and attachment links, when the attempt that explains the
-    /// verdict wrote Allure results for the test.
+    /// Steps (nested, with status and duration), parameters, labels and attachment links
+    /// (`steps`, `parameters`, `labels`, `attachments`), when the attempt that explains the
+    /// verdict wrote Allure results for the test; absent otherwise.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
     pub allure: Option<super::allure::AllureView>,
 }
 
