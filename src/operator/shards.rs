@@ -144,6 +144,8 @@ pub fn merge(stored: &[StoredResults], outcomes: &[Outcome]) -> AttemptResults {
         log,
         message: (!problems.is_empty()).then(|| problems.join("; ")),
         owed,
+        allure_gz: Vec::new(),
+        allure_notes: Vec::new(),
     }
 }
 
@@ -355,6 +357,8 @@ mod tests {
             log: log.as_bytes().to_vec(),
             message: None,
             owed: vec![],
+            allure_gz: Vec::new(),
+            allure_notes: Vec::new(),
         };
         let maps = pack_for(&run(), 1, Some(shard), &results).unwrap();
         assert!(

@@ -408,6 +408,8 @@ pub(super) async fn store_pod_log(
             ctx.timing.upload_grace.as_secs()
         )),
         owed: Vec::new(),
+        allure_gz: Vec::new(),
+        allure_notes: Vec::new(),
     };
     let maps = results::pack_for(run, seq, shard, &results)?;
     results::store(&ctx.config_maps(&ns), maps).await?;

@@ -163,11 +163,33 @@ pub fn read_dir(dir: &Path) -> Result<Option<Read>, AllureError> {
         ));
         names.truncate(MAX_FILES);
     }
+    let files = names.into_iter().map(|name| {
+        let bytes = read_capped(&dir.join(&name));
+        (name, bytes)
+    });
+    let mut read = read_files(files);
+    notes.append(&mut read.notes);
+    read.notes = notes;
+    Ok(Some(read))
+}
+
+/// Reads result and container files given as `(file name, its bytes or why they could not be
+/// read)`, in the order given: what [`read_dir`] does over a directory, and what operator mode
+/// does over the files `tomato exec` uploaded. Other names are ignored.
+pub fn read_files(files: impl IntoIterator<Item = (String, Result<Vec<u8>, String>)>) -> Read {
+    let mut notes = Vec::new();
     let mut results = Vec::new();
     let mut containers = Vec::new();
-    for name in names {
-        let bytes = match read_capped(&dir.join(&name)) {
-            Ok(b) => b,
+    for (name, bytes) in files {
+        let bytes = match bytes {
+            Ok(b) if b.len() as u64 <= MAX_FILE_BYTES => b,
+            Ok(_) => {
+                notes.push(format!(
+                    "{name}: larger than {} MB; skipped",
+                    MAX_FILE_BYTES >> 20
+                ));
+                continue;
+            }
             Err(why) => {
                 notes.push(format!("{name}: {why}; skipped"));
                 continue;
@@ -178,7 +200,7 @@ pub fn read_dir(dir: &Path) -> Result<Option<Read>, AllureError> {
                 Ok(r) => results.push(r),
                 Err(why) => notes.push(format!("{name}: {why}; skipped")),
             }
-        } else {
+        } else if name.ends_with("-container.json") {
             match parse_container(&bytes) {
                 Ok(c) => containers.push(c),
                 Err(why) => notes.push(format!("{name}: {why}; skipped")),
@@ -187,7 +209,7 @@ pub fn read_dir(dir: &Path) -> Result<Option<Read>, AllureError> {
     }
     let (tests, more) = assemble(results, &containers);
     notes.extend(more);
-    Ok(Some(Read { tests, notes }))
+    Read { tests, notes }
 }
 
 fn read_capped(path: &Path) -> Result<Vec<u8>, String> {
