@@ -395,6 +395,11 @@ impl StoredResults {
         &self.junit_gz
     }
 
+    /// The uploaded Allure files (gzip'd, by name) and exec's notes, for merging shards'.
+    pub fn allure_parts(&self) -> (&[(String, Vec<u8>)], &[String]) {
+        (&self.allure_gz, &self.allure_notes)
+    }
+
     /// Whether any JUnit report came.
     pub fn has_junit(&self) -> bool {
         !self.junit_gz.is_empty()
