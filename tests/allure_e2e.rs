@@ -168,3 +168,48 @@ async fn allure_results_of_a_process_service_show_steps_parameters_and_the_failu
     assert!(page.contains("receipt.bin: not kept"), "{page}");
     assert!(page.contains("0000-truncated-result.json: not JSON"), "{page}");
 }
+
+/// A sharded attempt's shards write Allure results each; their extras are gathered into the
+/// attempt's record, so the run page and the tests API show them as for an unsplit attempt.
+#[tokio::test]
+async fn a_sharded_attempts_allure_results_are_gathered_from_its_shards() {
+    let config = allure_shop_config();
+    let sharded = include_str!("allure_shop/service.yaml")
+        // Two shards need two slots of the service and of the stand.
+        .replace("retries: 1\n", "retries: 0\nshards: 2\nconcurrency: 2\n")
+        .replace("  pattern: 'localhost'\n", "  pattern: 'localhost'\n  concurrency: 2\n")
+        .replace(
+            "packs:\n  shop:\n    description: Cart and checkout\n    tests: [\"{dir}/tests\"]\n",
+            "packs:\n  cart:\n    tests: [\"{dir}/tests/test_shop.py::test_total\"]\n  checkout:\n    tests: [\"{dir}/tests/test_shop.py::TestCheckout\"]\n",
+        );
+    assert!(
+        sharded.contains("shards: 2") && sharded.contains("checkout:"),
+        "{sharded}"
+    );
+    std::fs::write(config.path().join("allure-shop.yaml"), sharded).unwrap();
+    let server = Server::start_with(Some(config.path()), &[]).await;
+    let id = server.run_now("service=allure-shop&stand=localhost").await;
+    let st = server.wait_finished(&id, RUN).await;
+    assert_eq!(
+        st["attempts"][0]["shards"].as_array().map(Vec::len),
+        Some(2),
+        "{st:#}"
+    );
+    assert_eq!(st["summary"]["total"], 4, "{st:#}");
+    let (_, tests) = server.get(&format!("/api/v1/runs/{id}/tests")).await;
+    let tests = tests.as_array().unwrap().clone();
+    assert_eq!(
+        test(&tests, "tests/test_shop.py::test_total[1]")["steps"][0]["name"],
+        "add 1 items"
+    );
+    let declined = test(&tests, "tests/test_shop.py::TestCheckout::test_declined_card");
+    let url = declined["attachments"][0]["url"].as_str().unwrap();
+    let r = server
+        .client
+        .get(format!("{}{url}", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/png");
+}

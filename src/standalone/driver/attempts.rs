@@ -463,6 +463,48 @@ async fn ingest(
     }
 }
 
+/// The Allure record of a sharded attempt, whose shards' Allure files were gathered into
+/// the attempt's own `allure-results/` ([`gather_allure`]): read, keyed by test id, and kept
+/// within the service's limits, as [`ingest`] does for an attempt run whole.
+pub(super) fn keep_gathered_allure(
+    dir: &Path,
+    style: &crate::packs::TestIdStyle,
+    limits: results::allure::Limits,
+) {
+    let files = results::allure_dir(&dir.join("junit.xml"));
+    let Ok(Some(read)) = results::allure::read_dir(&files) else {
+        return;
+    };
+    let (_, tests) = results::allure::unite(Vec::new(), read.tests, style);
+    let mut extras = results::allure::AttemptExtras {
+        tests,
+        notes: read.notes,
+    };
+    let used = dir
+        .parent()
+        .map_or(0, |run_dir| results::attachments::used_by_run(run_dir, dir));
+    if let Err(e) = results::attachments::keep(dir, &files, &mut extras, limits, used) {
+        warn!(dir = %dir.display(), error = %e, "the Allure extras could not be kept");
+    }
+}
+
+/// Moves a shard's Allure files (`<shard>/allure-results/`) into its attempt's, after the
+/// shard's results were read: adapters name them by UUID, so shards never collide, and the
+/// attempt's record and attachments then live where the API serves them.
+pub(super) fn gather_allure(shard_dir: &Path, attempt_dir: &Path) {
+    let from = results::allure_dir(&shard_dir.join("junit.xml"));
+    let Ok(entries) = std::fs::read_dir(&from) else {
+        return;
+    };
+    let to = results::allure_dir(&attempt_dir.join("junit.xml"));
+    if std::fs::create_dir_all(&to).is_err() {
+        return;
+    }
+    for e in entries.flatten() {
+        let _ = std::fs::rename(e.path(), to.join(e.file_name()));
+    }
+}
+
 /// Stores an attempt's results. A disk that refuses writes is waited out: the reports are on
 /// disk and the results are stored once there is room (the run stays Running meanwhile).
 pub(super) async fn store_results(
