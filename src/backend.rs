@@ -71,6 +71,24 @@ pub trait Backend: Send + Sync + 'static {
         artifact: Artifact,
     ) -> Result<Option<Vec<u8>>, StoreError>;
 
+    /// The Allure record (steps, parameters, attachments by test id) of a run's `seq`-th
+    /// launch, wherever the mode keeps it (standalone: beside the attempt's files; operator: in
+    /// the results ConfigMaps). `Ok(None)` when that launch wrote none.
+    async fn allure_extras(
+        &self,
+        run: &str,
+        seq: usize,
+    ) -> Result<Option<crate::results::allure::AttemptExtras>, StoreError>;
+
+    /// An attachment `source` the record of a run's `seq`-th launch keeps, with its entry
+    /// (see [`Backend::allure_extras`]); `Ok(None)` when it keeps none by that name.
+    async fn attachment(
+        &self,
+        run: &str,
+        seq: usize,
+        source: &str,
+    ) -> Result<Option<(Vec<u8>, crate::results::allure::Attachment)>, StoreError>;
+
     /// Receives the results `tomato exec` uploads for a run's `seq`-th launch, authenticated
     /// by the run's token. Only operator mode launches Jobs that upload. `namespace` is the
     /// run's (default: the backend's own). `shard` is the completion index of a sharded
@@ -178,6 +196,39 @@ impl Backend for SqliteStore {
         read.await
             .map_err(|e| StoreError::Task(e.to_string()))?
             .map_err(io)
+    }
+
+    async fn allure_extras(
+        &self,
+        run: &str,
+        seq: usize,
+    ) -> Result<Option<crate::results::allure::AttemptExtras>, StoreError> {
+        let dir = crate::store::files::attempt_dir(self.data_dir(), run, seq);
+        tokio::task::spawn_blocking(move || crate::results::attachments::load(&dir))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))
+    }
+
+    async fn attachment(
+        &self,
+        run: &str,
+        seq: usize,
+        source: &str,
+    ) -> Result<Option<(Vec<u8>, crate::results::allure::Attachment)>, StoreError> {
+        let dir = crate::store::files::attempt_dir(self.data_dir(), run, seq);
+        let source = source.to_string();
+        let found = tokio::task::spawn_blocking(move || crate::results::attachments::file_of(&dir, &source))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?;
+        let Some((path, kept)) = found else {
+            return Ok(None);
+        };
+        match tokio::fs::read(&path).await {
+            Ok(bytes) => Ok(Some((bytes, kept))),
+            // Refused or removed since the record was written: not kept.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::Task(format!("cannot read {}: {e}", path.display()))),
+        }
     }
 
     async fn categories(&self, name: &str) -> Result<crate::classify::ByTest, StoreError> {

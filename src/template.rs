@@ -16,6 +16,9 @@ pub enum Var {
     Tests,
     /// Path the test framework writes its JUnit XML to.
     Junit,
+    /// Directory the test framework writes Allure results to (`--alluredir={allure}`): the
+    /// attempt's own `allure-results/`, beside `{junit}`.
+    Allure,
     /// Run name.
     Run,
     /// Attempt number (1 = full run).
@@ -42,6 +45,7 @@ impl Var {
             "stand" => Var::Stand,
             "tests" => Var::Tests,
             "junit" => Var::Junit,
+            "allure" => Var::Allure,
             "run" => Var::Run,
             "attempt" => Var::Attempt,
             "dir" => Var::Dir,
@@ -60,6 +64,7 @@ impl Var {
             Var::Stand => "stand",
             Var::Tests => "tests",
             Var::Junit => "junit",
+            Var::Allure => "allure",
             Var::Run => "run",
             Var::Attempt => "attempt",
             Var::Dir => "dir",
@@ -78,6 +83,7 @@ pub const COMMAND_VARS: &[Var] = &[
     Var::Stand,
     Var::Tests,
     Var::Junit,
+    Var::Allure,
     Var::Run,
     Var::Attempt,
     Var::Dir,

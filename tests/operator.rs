@@ -940,3 +940,103 @@ async fn an_aqua_service_runs_without_a_job_and_its_flaky_pack_is_restarted_once
         "{seen:#}"
     );
 }
+
+/// Issue 16 in operator mode: the Job's real `tomato exec` runs the real pytest +
+/// allure-pytest suite of tests/allure_shop writing JUnit *and* Allure results and uploads
+/// both; each attempt's tests are one set (4, not 8), the rerun selects the failed test by
+/// its id, and the API serves steps, parameters and the failure screenshot from the stored
+/// upload, with the service's 64 KB per-test limit applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allure_results_uploaded_by_tomato_exec_are_one_set_with_the_junit_and_shown_by_the_api() {
+    let k = TestNs::new("op").await;
+    let dir = tempfile::tempdir().unwrap();
+    let service = include_str!("allure_shop/service.yaml")
+        .replace(
+            "  timeout: 5m\n",
+            &format!(
+                "  timeout: 5m\n  image: python:3-slim\n  workingDir: {}/tests/allure_shop\n",
+                support::REPO
+            ),
+        )
+        .replace(
+            "    - \"--alluredir={allure}\"\n",
+            "    - \"--alluredir={allure}\"\n    - --junitxml={junit}\n    - -o\n    - junit_family=xunit1\n",
+        );
+    assert!(service.contains("--junitxml={junit}"));
+    std::fs::write(dir.path().join("allure-shop.yaml"), service).unwrap();
+    std::os::unix::fs::symlink(
+        format!("{}/tests/allure_shop", support::REPO),
+        dir.path().join("allure-shop"),
+    )
+    .unwrap();
+    let config = std::sync::Arc::new(tomato::packs::PacksConfig::load(dir.path()).unwrap());
+    config.check_operator().unwrap();
+    let replica = start_replica(&k, config, "tomato-0").await;
+    let mut t = template("allure-shop");
+    t.category = None;
+    create_run(&k, "shop", t).await;
+
+    let run = wait_phase(&k, "shop", "Failed").await;
+    let st = run.status.unwrap();
+    assert_eq!(st.attempts.len(), 2, "{st:?}");
+    assert_eq!(
+        st.attempts[0].summary.unwrap().total,
+        4,
+        "JUnit and Allure are one set of tests"
+    );
+    assert_eq!(
+        st.attempts[1].selection.tests,
+        ["tests/test_shop.py::TestCheckout::test_declined_card"]
+    );
+    assert_eq!(st.attempts[1].summary.unwrap().total, 1);
+
+    let (code, tests) = get_json(&format!("{}/api/v1/runs/shop/tests", replica.url)).await;
+    assert_eq!(code, 200, "{tests}");
+    let find = |id: &str| {
+        tests
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == id)
+            .cloned()
+            .unwrap()
+    };
+    let total = find("tests/test_shop.py::test_total[1]");
+    assert_eq!(total["parameters"], json!([{"name": "qty", "value": "1"}]));
+    assert_eq!(total["steps"][0]["steps"][1]["name"], "check the total");
+    let declined = find("tests/test_shop.py::TestCheckout::test_declined_card");
+    assert!(
+        declined["trace"]
+            .as_str()
+            .unwrap()
+            .contains("self = <tests.test_shop.TestCheckout"),
+        "JUnit's verdict and trace: {declined}"
+    );
+    let shot = &declined["attachments"][0];
+    assert_eq!(shot["name"], "failure screenshot", "{declined}");
+    let url = shot["url"].as_str().unwrap();
+    assert!(
+        url.starts_with("/api/v1/runs/shop/attempts/2/attachments/"),
+        "{url}"
+    );
+    let r = reqwest::get(format!("{}{url}", replica.url)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/png");
+    assert!(r.bytes().await.unwrap().starts_with(b"\x89PNG"));
+    let receipt = find("tests/test_shop.py::TestCheckout::test_receipt_download");
+    let big = &receipt["steps"][0]["attachments"][0];
+    assert!(big["url"].is_null(), "{big}");
+    assert!(
+        big["refused"]
+            .as_str()
+            .unwrap()
+            .contains("64.0 KB of attachments per test"),
+        "{big}"
+    );
+    let (code, _) = get_text(&format!(
+        "{}/api/v1/runs/shop/attempts/1/attachments/..%2Fjunit.xml",
+        replica.url
+    ))
+    .await;
+    assert_eq!(code, 404);
+}

@@ -48,6 +48,15 @@ async fn browse(script: &str, server: &Server) {
     println!("{stdout}");
 }
 
+/// Allure results on the run page (issue 16): a real pytest + allure-pytest suite's steps,
+/// parameters and failure screenshot, as a person sees them.
+#[tokio::test]
+async fn allure_steps_parameters_and_the_failure_screenshot_show_on_the_run_page() {
+    let config = support::allure_shop_config();
+    let server = Server::start_with(Some(config.path()), &[]).await;
+    browse("allure.test.mjs", &server).await;
+}
+
 #[tokio::test]
 async fn dashboard_run_form_live_run_page_and_history_work_in_a_browser() {
     let server = Server::start().await;

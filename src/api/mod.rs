@@ -5,6 +5,7 @@
 //! modes serve the same routes; only the [`Backend`] differs. [`crate::app`] assembles these
 //! routes with the UI's into the server; the UI builds on this module, never the reverse.
 
+mod allure;
 mod auth;
 mod error;
 mod extract;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::get;
 
+pub use allure::{AllureView, AttachmentView, StepView, attempt_extras};
 pub use auth::{AuditLog, Auth, KubeAuth, Role, Tokens, audit_writes, authorize};
 pub use error::{ApiError, ErrorBody, FieldError, json_errors};
 /// The legacy handles' parameters (query string plus form or JSON body); public for the fuzzer.

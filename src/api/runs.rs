@@ -292,6 +292,12 @@ pub struct TestView {
     pub message: String,
     pub trace: String,
     pub duration_ms: Option<u64>,
+    /// Steps (nested, with status and duration), parameters, labels and attachment links
+    /// (`steps`, `parameters`, `labels`, `attachments`), when the attempt that explains the
+    /// verdict wrote Allure results for the test; absent otherwise.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
+    pub allure: Option<super::allure::AllureView>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -330,6 +336,7 @@ impl TestView {
             message: t.case.message.clone(),
             trace: t.case.trace.clone(),
             duration_ms: t.case.time_ms,
+            allure: None,
         }
     }
 }
@@ -356,8 +363,33 @@ pub async fn test_views(state: &AppState, run: &TestRun) -> Result<Vec<TestView>
         .map(|s| s.categories.as_slice())
         .unwrap_or_default();
     let categories = crate::classify::recorded(state.backend.categories(&name).await?, stats);
-    Ok(tests
-        .iter()
-        .map(|t| TestView::of(t, categories.get(&t.id).cloned()))
-        .collect())
+    // Each launch's Allure record, read once: a test's extras are its explaining attempt's
+    // (the last launch with that number: an interrupted launch is followed by its relaunch).
+    let attempts = run
+        .status
+        .as_ref()
+        .map(|s| s.attempts.as_slice())
+        .unwrap_or_default();
+    let mut records: std::collections::HashMap<usize, Option<crate::results::allure::AttemptExtras>> =
+        std::collections::HashMap::new();
+    let mut views = Vec::with_capacity(tests.len());
+    for t in &tests {
+        let mut view = TestView::of(t, categories.get(&t.id).cloned());
+        if let Some(seq) = attempts
+            .iter()
+            .rposition(|a| a.number == t.attempt)
+            .map(|i| i + 1)
+        {
+            if let std::collections::hash_map::Entry::Vacant(e) = records.entry(seq) {
+                e.insert(super::allure::attempt_extras(state, &name, seq).await);
+            }
+            view.allure = records
+                .get(&seq)
+                .and_then(Option::as_ref)
+                .and_then(|r| r.tests.get(&t.id))
+                .map(|e| super::allure::AllureView::of(&name, seq, e));
+        }
+        views.push(view);
+    }
+    Ok(views)
 }

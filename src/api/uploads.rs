@@ -54,7 +54,7 @@ pub struct UploadQuery {
 /// Receive an attempt's results from `tomato exec` (operator mode; authenticated by the run's upload token).
 #[utoipa::path(post, path = "/api/v1/runs/{id}/attempts/{n}/results", tag = "runs",
     params(("id" = String, Path, description = "Run name"), ("n" = usize, Path, description = "Attempt position, from 1"), UploadQuery),
-    request_body(content_type = "multipart/form-data", description = "exitCode or signal, junit (repeated), log"),
+    request_body(content_type = "multipart/form-data", description = "exitCode or signal, junit (repeated), log, allure (repeated: the files of the Allure results, by file name), allureNote (repeated)"),
     responses((status = 201, description = "Received", body = Received), (status = 400, body = super::ErrorBody),
         (status = 401, description = "No upload token, or not this run's", body = super::ErrorBody),
         (status = 404, body = super::ErrorBody), (status = 409, description = "The attempt is not waiting for results", body = super::ErrorBody)))]
@@ -82,6 +82,8 @@ pub async fn attempt_results_upload(
         log: Vec::new(),
         message: None,
         owed: Vec::new(),
+        allure_gz: Vec::new(),
+        allure_notes: Vec::new(),
     };
     let bad = |field: &str, e: &dyn std::fmt::Display| {
         ApiError::bad_request(field, format!("cannot read {field}: {e}"))
@@ -112,11 +114,36 @@ pub async fn attempt_results_upload(
                     .push(if gzipped { bytes.to_vec() } else { gzip(&bytes) });
             }
             "log" => results.log = field.bytes().await.map_err(|e| bad("log", &e))?.to_vec(),
+            // One file of the attempt's Allure results (`{allure}`), named by its file name,
+            // which must be a plain one: it becomes a stored key and an attachment's link.
+            "allure" => {
+                let file = field.file_name().unwrap_or_default().to_string();
+                let (file, gzipped) = match file.strip_suffix(".gz") {
+                    Some(f) => (f.to_string(), true),
+                    None => (file, field.content_type() == Some("application/gzip")),
+                };
+                if !crate::results::allure::safe_source(&file) {
+                    return Err(ApiError::bad_request(
+                        "allure",
+                        format!(
+                            "file name {q} is not a plain file name (letters, digits, -, _ and . only)",
+                            q = crate::text::quote(&file)
+                        ),
+                    ));
+                }
+                let bytes = field.bytes().await.map_err(|e| bad("allure", &e))?;
+                results
+                    .allure_gz
+                    .push((file, if gzipped { bytes.to_vec() } else { gzip(&bytes) }));
+            }
+            "allureNote" => results
+                .allure_notes
+                .push(field.text().await.map_err(|e| bad("allureNote", &e))?),
             other => {
                 return Err(ApiError::bad_request(
                     other,
                     format!(
-                        "unknown part {q_other}; known: exitCode, signal, junit, log",
+                        "unknown part {q_other}; known: exitCode, signal, junit, log, allure, allureNote",
                         q_other = crate::text::quote(other)
                     ),
                 ));

@@ -31,6 +31,10 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/api/v1/runs/{id}/tests", get(runs_tests))
         .route("/api/v1/runs/{id}/attempts/{n}/log", get(attempt_log))
         .route("/api/v1/runs/{id}/attempts/{n}/junit", get(attempt_junit))
+        .route(
+            "/api/v1/runs/{id}/attempts/{n}/attachments/{name}",
+            get(super::allure::attempt_attachment),
+        )
         .route("/api/v1/services", get(services_list))
         .route("/api/v1/services/{name}", get(services_get))
         .route("/api/v1/services/{name}/queue", get(services_queue))
@@ -537,7 +541,7 @@ pub async fn attempt_junit(
 }
 
 /// A 404 unless run `id` exists and has an `n`-th launch (`status.attempts`, from 1).
-async fn check_attempt(state: &AppState, id: &str, n: usize) -> Result<(), ApiError> {
+pub(super) async fn check_attempt(state: &AppState, id: &str, n: usize) -> Result<(), ApiError> {
     let run = find_run(state, id, "id").await?;
     let count = run.status.as_ref().map_or(0, |s| s.attempts.len());
     if n == 0 || n > count {

@@ -190,6 +190,7 @@ async fn every_key_of_every_api_v1_answer_is_camel_case() {
         message: String::new(),
         trace: String::new(),
         duration_ms: Some(5),
+        allure: None,
     };
     answers.push(("a test".into(), serde_json::to_value(&test).unwrap()));
 

@@ -266,6 +266,7 @@ async fn upload(opts: &ExecOptions, url: &str, ended: Ended) -> anyhow::Result<S
         })
         .collect();
     let log = tail(&opts.log, LOG_TAIL_BYTES);
+    let (allure, allure_notes) = allure_upload(&crate::results::allure_dir(&opts.junit));
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
         .build()?;
@@ -287,6 +288,17 @@ async fn upload(opts: &ExecOptions, url: &str, ended: Ended) -> anyhow::Result<S
                     .mime_str("application/gzip")?,
             );
         }
+        for (name, gz) in &allure {
+            form = form.part(
+                "allure",
+                reqwest::multipart::Part::bytes(gz.clone())
+                    .file_name(format!("{name}.gz"))
+                    .mime_str("application/gzip")?,
+            );
+        }
+        for note in &allure_notes {
+            form = form.text("allureNote", note.clone());
+        }
         form = form.part(
             "log",
             reqwest::multipart::Part::bytes(log.clone())
@@ -302,8 +314,9 @@ async fn upload(opts: &ExecOptions, url: &str, ended: Ended) -> anyhow::Result<S
         match sent {
             Ok(r) if r.status().is_success() => {
                 return Ok(format!(
-                    "uploaded {} JUnit report(s) and {} KiB of log",
+                    "uploaded {} JUnit report(s), {} Allure file(s) and {} KiB of log",
                     reports.len(),
+                    allure.len(),
                     log.len() / 1024
                 ));
             }
@@ -324,6 +337,65 @@ async fn upload(opts: &ExecOptions, url: &str, ended: Ended) -> anyhow::Result<S
         }
     }
     anyhow::bail!("{UPLOAD_TRIES} tries failed; the last: {last_error}")
+}
+
+/// The files of the attempt's Allure results (`{allure}`) to upload, gzip'd, by file name:
+/// every result and container file, and the attachments they reference within operator
+/// mode's limits ([`crate::operator::results::OPERATOR_ATTACHMENTS`]: results live in
+/// ConfigMaps there); each attachment left out is named in a note with the reason, so the run
+/// page says so instead of showing less. Names that are not plain file names are never sent.
+fn allure_upload(dir: &Path) -> (Vec<(String, Vec<u8>)>, Vec<String>) {
+    use crate::results::allure;
+    let Ok(Some(read)) = allure::read_dir(dir) else {
+        return (Vec::new(), Vec::new());
+    };
+    let mut files = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        let mut names: Vec<String> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|n| {
+                allure::safe_source(n) && (n.ends_with("-result.json") || n.ends_with("-container.json"))
+            })
+            .collect();
+        names.sort();
+        for n in names {
+            if let Ok(bytes) = std::fs::read(dir.join(&n))
+                && bytes.len() as u64 <= allure::MAX_FILE_BYTES
+            {
+                files.push((n, gzip(&bytes)));
+            }
+        }
+    }
+    let mut tests: Vec<(String, allure::Extras)> =
+        read.tests.into_iter().map(|t| (t.case.name, t.extras)).collect();
+    let size_of = |source: &str| {
+        std::fs::symlink_metadata(dir.join(source))
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+    };
+    allure::apply_limits(
+        &mut tests,
+        crate::operator::results::OPERATOR_ATTACHMENTS,
+        0,
+        size_of,
+    );
+    let mut notes = Vec::new();
+    for (name, extras) in &tests {
+        for a in &extras.attachments {
+            match &a.refused {
+                Some(why) => notes.push(format!("{name}: attachment {:?} refused: {why}", a.name)),
+                None if files.iter().any(|(n, _)| *n == a.source) => {}
+                None => {
+                    if let Ok(bytes) = std::fs::read(dir.join(&a.source)) {
+                        files.push((a.source.clone(), gzip(&bytes)));
+                    }
+                }
+            }
+        }
+    }
+    (files, notes)
 }
 
 /// Copies the running binary to `to` (mode 0755): the init container's whole job.
@@ -404,6 +476,40 @@ mod tests {
         assert_eq!(run_command(&opts).await.unwrap(), Ended::Code(127));
         let log = std::fs::read_to_string(dir.path().join("output.log")).unwrap();
         assert!(log.contains("cannot start"), "{log}");
+    }
+
+    /// Operator mode (issue 16): the Allure results go up with the JUnit, attachments within
+    /// operator mode's limits; one over them is named in a note, never silently left out.
+    #[test]
+    fn allure_results_are_uploaded_with_their_attachments_within_the_limits() {
+        let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/allure_samples/pytest/allure-results");
+        let dir = tempfile::tempdir().unwrap();
+        let mut sources = Vec::new();
+        for e in std::fs::read_dir(&sample).unwrap() {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            std::fs::copy(e.path(), dir.path().join(&name)).unwrap();
+            sources.push(name);
+        }
+        // The screenshot grows over the per-test limit.
+        let png = sources.iter().find(|n| n.ends_with(".png")).unwrap().clone();
+        std::fs::write(dir.path().join(&png), vec![0u8; (2 << 20) as usize]).unwrap();
+        std::fs::write(dir.path().join("stray.bin"), b"not referenced").unwrap();
+        let (files, notes) = allure_upload(dir.path());
+        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names.iter().filter(|n| n.ends_with("-result.json")).count(), 6);
+        assert_eq!(names.iter().filter(|n| n.ends_with("-container.json")).count(), 4);
+        assert!(names.iter().any(|n| n.ends_with("-attachment.txt")), "{names:?}");
+        assert!(!names.contains(&png.as_str()), "the big screenshot stays behind");
+        assert!(!names.contains(&"stray.bin"));
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].starts_with(
+                "test_card_declined: attachment \"screenshot\" refused: 2.0 MB is over the limit of 1.0 MB"
+            ),
+            "{notes:?}"
+        );
+        assert_eq!(allure_upload(&dir.path().join("none")), (Vec::new(), Vec::new()));
     }
 
     #[test]

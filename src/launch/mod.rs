@@ -25,6 +25,10 @@ use crate::template::Var;
 /// its own naming (`launch.reports`).
 pub const REPORTS_ENV: &str = "TOMATO_REPORTS";
 
+/// Names the directory where the runner may write Allure results (`{allure}`): an Allure
+/// adapter configured by environment (allure-js's `ALLURE_RESULTS_DIR`) can be pointed at it.
+pub const ALLURE_ENV: &str = "TOMATO_ALLURE_RESULTS";
+
 /// A failed test to re-run: its id and the JUnit case it came from (for `{name}`, `{file}`...).
 #[derive(Clone, Copy, Debug)]
 pub struct RerunTest<'a> {
@@ -285,6 +289,7 @@ pub fn timeout_of(run: &TestRun, svc: &Service) -> Duration {
 pub fn plan(svc: &Service, a: &AttemptRef<'_>) -> LaunchPlan {
     let dir = svc.dir.display().to_string();
     let junit = a.junit.display().to_string();
+    let allure = crate::results::allure_dir(a.junit).display().to_string();
     let number = a.number.to_string();
     let pack_var = |v: Var| match v {
         Var::Dir => dir.clone(),
@@ -326,6 +331,7 @@ pub fn plan(svc: &Service, a: &AttemptRef<'_>) -> LaunchPlan {
     let command_var = |v: Var| match v {
         Var::Stand => a.stand.to_string(),
         Var::Junit => junit.clone(),
+        Var::Allure => allure.clone(),
         Var::Run => a.run.to_string(),
         Var::Attempt => number.clone(),
         Var::Dir => dir.clone(),
@@ -349,6 +355,7 @@ pub fn plan(svc: &Service, a: &AttemptRef<'_>) -> LaunchPlan {
         ("TOMATO_TESTS".to_string(), ids.join("\n")),
         ("TOMATO_PACKS".to_string(), a.packs.join(",")),
         ("TOMATO_JUNIT".to_string(), junit.clone()),
+        (ALLURE_ENV.to_string(), allure.clone()),
     ];
     if let Some(r) = &reports {
         env.push((REPORTS_ENV.to_string(), r.clone()));

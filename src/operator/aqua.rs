@@ -201,6 +201,8 @@ pub async fn observe(
                 log: links.concat().into_bytes(),
                 message: None,
                 owed: Vec::new(),
+                allure_gz: Vec::new(),
+                allure_notes: Vec::new(),
             };
             let maps = results::pack_for(run, seq, None, &stored)?;
             results::store(&ctx.config_maps(&run.namespace().unwrap_or_default()), maps).await?;

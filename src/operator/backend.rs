@@ -458,6 +458,40 @@ impl Backend for KubeBackend {
         }
     }
 
+    async fn allure_extras(
+        &self,
+        run: &str,
+        seq: usize,
+    ) -> Result<Option<crate::results::allure::AttemptExtras>, StoreError> {
+        let run = self.find(run).await?.ok_or_else(|| not_found(run))?;
+        let Some(svc) = self.config.service(&run.spec.template.service) else {
+            return Ok(None);
+        };
+        let task = |e: results::ResultsError| StoreError::Task(e.to_string());
+        let Some(stored) = self.results.load(&self.client, &run, seq).await.map_err(task)? else {
+            return Ok(None);
+        };
+        Ok(stored.allure_extras(&svc.rerun.test_id, results::operator_limits(svc.attachments)))
+    }
+
+    async fn attachment(
+        &self,
+        run: &str,
+        seq: usize,
+        source: &str,
+    ) -> Result<Option<(Vec<u8>, crate::results::allure::Attachment)>, StoreError> {
+        let Some(record) = self.allure_extras(run, seq).await? else {
+            return Ok(None);
+        };
+        let Some(kept) = record.kept(source).cloned() else {
+            return Ok(None);
+        };
+        let run = self.find(run).await?.ok_or_else(|| not_found(run))?;
+        let task = |e: results::ResultsError| StoreError::Task(e.to_string());
+        let stored = self.results.load(&self.client, &run, seq).await.map_err(task)?;
+        Ok(stored.and_then(|s| s.allure_file(source)).map(|b| (b, kept)))
+    }
+
     async fn attempt_artifact(
         &self,
         run: &str,

@@ -47,8 +47,30 @@ const ANNOTATION_LOG_CUT: &str = "tomato.dev/log-cut-bytes";
 const LOG_FILE: &str = "output.log.gz";
 /// The tests a merged sharded attempt owes (given to a shard that did not report them).
 const OWED_FILE: &str = "owed.json.gz";
+/// Files of the uploaded Allure results are stored as `allure.<file name>.gz`.
+const ALLURE_PREFIX: &str = "allure.";
+/// What `tomato exec` left out of the Allure results.
+const ALLURE_NOTES_FILE: &str = "allure-notes.json.gz";
 /// Label giving the completion index of a shard's own results (absent on an attempt's).
 pub const LABEL_SHARD: &str = "tomato.dev/shard";
+
+/// Attachments operator mode keeps at most, per test and per attempt: results live in
+/// ConfigMaps (at most [`MAX_CONFIG_MAPS`] of [`PART_BYTES`] per attempt) until they move to
+/// a database (issue 14), so the service's limits are clamped to these. `tomato exec` sends
+/// no more than this of an attempt's attachments.
+pub const OPERATOR_ATTACHMENTS: results::allure::Limits = results::allure::Limits {
+    per_test: 1 << 20,
+    per_run: 8 << 20,
+};
+
+/// A service's attachment limits as operator mode applies them (clamped to
+/// [`OPERATOR_ATTACHMENTS`]; the per-run limit counts per attempt there).
+pub fn operator_limits(l: results::allure::Limits) -> results::allure::Limits {
+    results::allure::Limits {
+        per_test: l.per_test.min(OPERATOR_ATTACHMENTS.per_test),
+        per_run: l.per_run.min(OPERATOR_ATTACHMENTS.per_run),
+    }
+}
 
 /// Who reported the results.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +106,11 @@ pub struct AttemptResults {
     /// Tests a shard was given but did not report, each with why (a merged sharded attempt
     /// only): read back as broken results, exactly as standalone mode records them.
     pub owed: Vec<Owed>,
+    /// Allure results files `tomato exec` sent (result and container files and the
+    /// attachments it kept), by file name, gzip'd. Names are checked plain file names.
+    pub allure_gz: Vec<(String, Vec<u8>)>,
+    /// What `tomato exec` left out of the Allure results, and why.
+    pub allure_notes: Vec<String>,
 }
 
 /// A test owed by a shard that crashed, timed out or never reported ([`crate::shard::unreported`]).
@@ -108,6 +135,8 @@ pub struct StoredResults {
     /// Bytes cut from the start of the log.
     pub log_cut: u64,
     pub owed: Vec<Owed>,
+    allure_gz: Vec<(String, Vec<u8>)>,
+    allure_notes: Vec<String>,
 }
 
 /// Why results could not be stored or read.
@@ -172,6 +201,17 @@ pub fn pack_for(
     if !results.owed.is_empty() {
         let json = serde_json::to_vec(&results.owed).map_err(|e| ResultsError::Damaged(e.to_string()))?;
         files.push((OWED_FILE.into(), gzip(&json)));
+    }
+    for (name, gz) in &results.allure_gz {
+        // The upload checked it; a name that could break a key or the manifest is never stored.
+        if results::allure::safe_source(name) {
+            files.push((format!("{ALLURE_PREFIX}{name}.gz"), gz.clone()));
+        }
+    }
+    if !results.allure_notes.is_empty() {
+        let json =
+            serde_json::to_vec(&results.allure_notes).map_err(|e| ResultsError::Damaged(e.to_string()))?;
+        files.push((ALLURE_NOTES_FILE.into(), gzip(&json)));
     }
 
     // Split files into parts and pack parts into ConfigMaps (first fit, in order).
@@ -287,6 +327,8 @@ pub fn unpack(primary: &ConfigMap, parts: &[ConfigMap]) -> Result<StoredResults,
     let mut junit_gz = Vec::new();
     let mut log_gz = Vec::new();
     let mut owed = Vec::new();
+    let mut allure_gz = Vec::new();
+    let mut allure_notes = Vec::new();
     for entry in files.split(',').filter(|e| !e.is_empty()) {
         let (name, count) = entry
             .rsplit_once(':')
@@ -306,6 +348,15 @@ pub fn unpack(primary: &ConfigMap, parts: &[ConfigMap]) -> Result<StoredResults,
         } else if name == OWED_FILE {
             let json = gunzip(&bytes).map_err(&damaged)?;
             owed = serde_json::from_slice(&json).map_err(|e| damaged(format!("{OWED_FILE}: {e}")))?;
+        } else if name == ALLURE_NOTES_FILE {
+            let json = gunzip(&bytes).map_err(&damaged)?;
+            allure_notes =
+                serde_json::from_slice(&json).map_err(|e| damaged(format!("{ALLURE_NOTES_FILE}: {e}")))?;
+        } else if let Some(file) = name
+            .strip_prefix(ALLURE_PREFIX)
+            .and_then(|n| n.strip_suffix(".gz"))
+        {
+            allure_gz.push((file.to_string(), bytes));
         } else {
             junit_gz.push(bytes);
         }
@@ -324,6 +375,8 @@ pub fn unpack(primary: &ConfigMap, parts: &[ConfigMap]) -> Result<StoredResults,
         log_gz,
         log_cut: get(ANNOTATION_LOG_CUT).and_then(|v| v.parse().ok()).unwrap_or(0),
         owed,
+        allure_gz,
+        allure_notes,
     })
 }
 
@@ -340,6 +393,11 @@ impl StoredResults {
     /// The JUnit reports as stored (gzip'd), for merging shards' results.
     pub fn junit_parts(&self) -> &[Vec<u8>] {
         &self.junit_gz
+    }
+
+    /// The uploaded Allure files (gzip'd, by name) and exec's notes, for merging shards'.
+    pub fn allure_parts(&self) -> (&[(String, Vec<u8>)], &[String]) {
+        (&self.allure_gz, &self.allure_notes)
     }
 
     /// Whether any JUnit report came.
@@ -359,7 +417,8 @@ impl StoredResults {
     /// Parses the JUnit report(s) of attempt `number` into results with test ids. Streams
     /// through the decompressor: a large report never sits in memory whole.
     pub fn parse(&self, number: u32, style: &TestIdStyle) -> (ReportRead, Vec<AttemptResult>) {
-        if self.junit_gz.is_empty() && self.owed.is_empty() {
+        let allure = self.allure_read();
+        if self.junit_gz.is_empty() && self.owed.is_empty() && allure.is_none() {
             return (ReportRead::Missing, Vec::new());
         }
         let mut cases = Vec::new();
@@ -374,9 +433,55 @@ impl StoredResults {
                 return (ReportRead::Invalid(format!("{which}{e}")), Vec::new());
             }
         }
+        let allure = allure.map(|r| r.tests).unwrap_or_default();
+        let (cases, _) = results::allure::unite(cases, allure, style);
         let mut results = results::assign_ids(number, cases, style);
         results.extend(self.owed_results(number));
         (ReportRead::Found(results.len()), results)
+    }
+
+    /// The uploaded Allure result and container files, read; `None` when none came.
+    fn allure_read(&self) -> Option<results::allure::Read> {
+        let files: Vec<(String, Result<Vec<u8>, String>)> = self
+            .allure_gz
+            .iter()
+            .filter(|(n, _)| n.ends_with("-result.json") || n.ends_with("-container.json"))
+            .map(|(n, gz)| (n.clone(), gunzip(gz)))
+            .collect();
+        (!files.is_empty()).then(|| results::allure::read_files(files))
+    }
+
+    /// The attempt's Allure record (steps, parameters, labels, attachments by test id), with
+    /// `limits` applied to the attachments `tomato exec` sent (one not sent is refused with
+    /// the reason exec gave in the notes). `None` when no Allure results came.
+    pub fn allure_extras(
+        &self,
+        style: &TestIdStyle,
+        limits: results::allure::Limits,
+    ) -> Option<results::allure::AttemptExtras> {
+        let read = self.allure_read()?;
+        let (_, tests) = results::allure::unite(Vec::new(), read.tests, style);
+        let mut tests: Vec<(String, results::allure::Extras)> = tests.into_iter().collect();
+        let size_of = |source: &str| {
+            self.allure_gz
+                .iter()
+                .find(|(n, _)| n == source)
+                .and_then(|(_, gz)| gunzip(gz).ok())
+                .map(|b| b.len() as u64)
+        };
+        results::allure::apply_limits(&mut tests, limits, 0, size_of);
+        let mut notes = self.allure_notes.clone();
+        notes.extend(read.notes);
+        Some(results::allure::AttemptExtras {
+            tests: tests.into_iter().collect(),
+            notes,
+        })
+    }
+
+    /// An uploaded Allure file (an attachment) by its name.
+    pub fn allure_file(&self, name: &str) -> Option<Vec<u8>> {
+        let (_, gz) = self.allure_gz.iter().find(|(n, _)| n == name)?;
+        gunzip(gz).ok()
     }
 
     /// The owed tests as broken results of attempt `number`.
@@ -724,6 +829,8 @@ mod tests {
             log: b"line 1\nline 2\n".to_vec(),
             message: None,
             owed: vec![],
+            allure_gz: Vec::new(),
+            allure_notes: Vec::new(),
         };
         let maps = pack(&run(), 1, &results).unwrap();
         assert_eq!(maps.len(), 1);
@@ -754,6 +861,8 @@ mod tests {
             log: vec![b'x'; 10],
             message: None,
             owed: vec![],
+            allure_gz: Vec::new(),
+            allure_notes: Vec::new(),
         };
         let maps = pack(&run(), 3, &results).unwrap();
         assert!(maps.len() >= 4, "{} maps", maps.len());
@@ -785,6 +894,8 @@ mod tests {
             log,
             message: Some("tomato exec uploaded nothing".into()),
             owed: vec![],
+            allure_gz: Vec::new(),
+            allure_notes: Vec::new(),
         };
         let maps = pack(&run(), 1, &results).unwrap();
         let back = unpack(maps.last().unwrap(), &maps[..maps.len() - 1]).unwrap();
@@ -792,6 +903,66 @@ mod tests {
         assert_eq!(back.log_cut, 9);
         assert!(back.log().unwrap().ends_with("the end\n"));
         assert_eq!(back.parse(1, &TestIdStyle::Node).0, ReportRead::Missing);
+    }
+
+    /// Issue 16: uploaded Allure results are stored beside the JUnit, read back as the
+    /// attempt's tests (one set with the JUnit), and give the extras and attachments the API
+    /// serves in operator mode.
+    #[test]
+    fn uploaded_allure_results_are_stored_read_back_and_give_their_extras() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/allure_samples/pytest");
+        let mut allure_gz = Vec::new();
+        let mut png = String::new();
+        for e in std::fs::read_dir(dir.join("allure-results")).unwrap() {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".png") {
+                png = name.clone();
+            }
+            allure_gz.push((name, gzip(&std::fs::read(e.path()).unwrap())));
+        }
+        let results = AttemptResults {
+            source: Source::Upload,
+            exit_code: Some(1),
+            signal: None,
+            junit_gz: vec![gzip(&std::fs::read(dir.join("junit.xml")).unwrap())],
+            log: b"log".to_vec(),
+            message: None,
+            owed: Vec::new(),
+            allure_gz,
+            allure_notes: vec!["x: attachment \"big\" refused: too big".into()],
+        };
+        let mut maps = pack(&run(), 1, &results).unwrap();
+        let primary = maps.pop().unwrap();
+        let stored = unpack(&primary, &maps).unwrap();
+        let (read, tests) = stored.parse(1, &TestIdStyle::Pytest);
+        assert_eq!(
+            read,
+            ReportRead::Found(6),
+            "JUnit and Allure are one set of tests: {tests:?}"
+        );
+        let extras = stored
+            .allure_extras(
+                &TestIdStyle::Pytest,
+                operator_limits(results::allure::Limits::default()),
+            )
+            .unwrap();
+        let declined = &extras.tests["tests/test_shop.py::TestPay::test_card_declined"];
+        assert_eq!(declined.steps[0].name, "pay with a card");
+        assert!(extras.kept(&png).is_some());
+        assert_eq!(extras.notes, ["x: attachment \"big\" refused: too big"]);
+        assert!(stored.allure_file(&png).unwrap().starts_with(b"\x89PNG"));
+        assert_eq!(stored.allure_file("../etc/passwd"), None);
+
+        // Allure results alone are a report too.
+        let only = AttemptResults {
+            junit_gz: Vec::new(),
+            ..results
+        };
+        let mut maps = pack(&run(), 2, &only).unwrap();
+        let primary = maps.pop().unwrap();
+        let (read, _) = unpack(&primary, &maps).unwrap().parse(2, &TestIdStyle::Pytest);
+        assert_eq!(read, ReportRead::Found(6));
     }
 
     #[test]
@@ -804,6 +975,8 @@ mod tests {
             log: vec![],
             message: None,
             owed: vec![],
+            allure_gz: Vec::new(),
+            allure_notes: Vec::new(),
         };
         let maps = pack(&run(), 1, &results).unwrap();
         let back = unpack(&maps[0], &[]).unwrap();

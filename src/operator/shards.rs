@@ -118,9 +118,15 @@ pub fn merge(stored: &[StoredResults], outcomes: &[Outcome]) -> AttemptResults {
     let mut owed = Vec::new();
     let mut problems = Vec::new();
     let mut exit_code: Option<i32> = None;
+    let mut allure_gz = Vec::new();
+    let mut allure_notes = Vec::new();
     for (i, (s, o)) in stored.iter().zip(outcomes).enumerate() {
         if o.junit_ok {
             junit_gz.extend(s.junit_parts().iter().cloned());
+            // Allure adapters name their files by UUID: the shards' never collide.
+            let (files, notes) = s.allure_parts();
+            allure_gz.extend(files.iter().cloned());
+            allure_notes.extend(notes.iter().cloned());
         }
         log.extend_from_slice(format!("[tomato] ===== shard {i} of {n} =====\n").as_bytes());
         log.extend_from_slice(s.log().unwrap_or_default().as_bytes());
@@ -145,6 +151,8 @@ pub fn merge(stored: &[StoredResults], outcomes: &[Outcome]) -> AttemptResults {
         log,
         message: (!problems.is_empty()).then(|| problems.join("; ")),
         owed,
+        allure_gz,
+        allure_notes,
     }
 }
 
@@ -356,6 +364,8 @@ mod tests {
             log: log.as_bytes().to_vec(),
             message: None,
             owed: vec![],
+            allure_gz: Vec::new(),
+            allure_notes: Vec::new(),
         };
         let maps = pack_for(&run(), 1, Some(shard), &results).unwrap();
         assert!(

@@ -448,6 +448,8 @@ pub(super) async fn store_pod_log(
             ctx.timing.upload_grace.as_secs()
         )),
         owed: Vec::new(),
+        allure_gz: Vec::new(),
+        allure_notes: Vec::new(),
     };
     let maps = results::pack_for(run, seq, shard, &results)?;
     results::store(&ctx.config_maps(&ns), maps).await?;
@@ -667,7 +669,34 @@ async fn report(run: &TestRun, ctx: &Context) -> Result<Action, Error> {
         results::load_categories(&configmaps, &run).await?,
         &status.categories,
     );
-    let content = ctx.reporter.content(&run, &tests, &categories);
+    let mut content = ctx.reporter.content(&run, &tests, &categories);
+    // The email links each failed test's attachments (its last attempt's uploaded Allure
+    // results), as standalone mode does from its data directory.
+    if let Some(svc) = svc.as_deref() {
+        let mut records = std::collections::HashMap::new();
+        for seq in 1..=status.attempts.len() {
+            if let Ok(Some(stored)) = ctx.results.load(&ctx.client, &run, seq).await
+                && let Some(r) =
+                    stored.allure_extras(&svc.rerun.test_id, results::operator_limits(svc.attachments))
+            {
+                records.insert(seq, r);
+            }
+        }
+        let name = run.name_any();
+        content.link_attachments(ctx.reporter.public_url(), |id, number| {
+            let seq = status
+                .attempts
+                .iter()
+                .rposition(|a| a.number == number)
+                .map(|i| i + 1);
+            seq.and_then(|seq| {
+                records
+                    .get(&seq)
+                    .map(|r| crate::results::attachments::links(r, &name, seq, id))
+            })
+            .unwrap_or_default()
+        });
+    }
     // The latest stored object: each recorded delivery writes on top of the one before.
     let mut current = run.clone();
     for (channel, target, sent_to) in due {

@@ -78,6 +78,8 @@ pub struct Service {
     pub classifier: Option<Arc<crate::classify::Classifier>>,
     /// The default regression plan in test management (`regression.plan`).
     pub regression_plan: Option<crate::integrations::tms::PlanRef>,
+    /// Attachments of Allure results kept per test and per run (`attachments`).
+    pub attachments: crate::results::allure::Limits,
 }
 
 /// How an attempt is launched.

@@ -46,6 +46,20 @@ struct RawService {
     /// Or a categories.json file, relative to the packs_config directory.
     #[serde(default)]
     categories_file: Option<String>,
+    /// Limits on the attachments of Allure results that are kept.
+    #[serde(default)]
+    attachments: RawAttachments,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawAttachments {
+    /// Per test and attempt: `10MB`, `512KB`, or bytes.
+    #[serde(default)]
+    per_test: Option<String>,
+    /// Per run, over all its attempts.
+    #[serde(default)]
+    per_run: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -511,6 +525,26 @@ pub(super) fn parse_service(config_dir: &Path, file: &Path, text: &str) -> Resul
         }
     };
 
+    let attachments = {
+        let defaults = crate::results::allure::Limits::default();
+        let mut size = |field: &str, v: &Option<String>, default: u64| match v.as_deref().map(parse_size) {
+            None => default,
+            Some(Ok(n)) => n,
+            Some(Err(e)) => {
+                p.add(field, e);
+                default
+            }
+        };
+        crate::results::allure::Limits {
+            per_test: size(
+                "attachments.perTest",
+                &raw.attachments.per_test,
+                defaults.per_test,
+            ),
+            per_run: size("attachments.perRun", &raw.attachments.per_run, defaults.per_run),
+        }
+    };
+
     let classifier = load_categories(&mut p, config_dir, raw.categories, raw.categories_file.as_deref());
 
     match (stand_pattern, test_id) {
@@ -550,6 +584,7 @@ pub(super) fn parse_service(config_dir: &Path, file: &Path, text: &str) -> Resul
             },
             classifier,
             regression_plan,
+            attachments,
         }),
         _ => Err(p.errors),
     }
@@ -958,4 +993,29 @@ fn parse_yaml(text: &str) -> Result<RawService, (String, String)> {
             e.to_string().trim_start_matches("error: ").trim().to_string(),
         )
     })
+}
+
+/// A size in bytes as packs_config writes it: `10MB`, `512KB`, `1GB`, or a number of bytes
+/// (units are powers of 1024).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "KB" | "K" | "KIB" => 10,
+        "MB" | "M" | "MIB" => 20,
+        "GB" | "G" | "GIB" => 30,
+        _ => {
+            return Err(format!(
+                "{s:?} is not a size: write e.g. 10MB, 512KB or a number of bytes"
+            ));
+        }
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size: write e.g. 10MB, 512KB or a number of bytes"))?;
+    n.checked_mul(1 << shift)
+        .filter(|&b| b > 0)
+        .ok_or_else(|| format!("{s:?} must be more than 0 and at most 16 EB"))
 }

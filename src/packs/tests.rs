@@ -656,3 +656,19 @@ fn every_shape_error_of_a_file_is_reported_in_one_pass_in_the_users_words() {
         }
     }
 }
+
+#[test]
+fn attachment_limits_are_read_with_units_and_checked() {
+    let set = format!("{MINIMAL}attachments: {{perTest: 2MB, perRun: \"1048576\"}}\n");
+    let cfg = load(&[("a.yaml", &set), ("b.yaml", MINIMAL)]).unwrap();
+    let a = cfg.service("a").unwrap().attachments;
+    assert_eq!((a.per_test, a.per_run), (2 << 20, 1 << 20));
+    assert_eq!(
+        cfg.service("b").unwrap().attachments,
+        crate::results::allure::Limits::default()
+    );
+    let bad = format!("{MINIMAL}attachments: {{perTest: 10 parsecs}}\n");
+    let errs = load(&[("svc.yaml", &bad)]).unwrap_err();
+    assert_eq!(errs.0[0].field, "attachments.perTest");
+    assert!(errs.0[0].reason.contains("is not a size"), "{errs}");
+}

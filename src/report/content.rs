@@ -108,6 +108,15 @@ pub struct FailedTest {
     pub message: String,
     /// The last attempt that ran it.
     pub attempt: u32,
+    /// The files it attached on that attempt (Allure results), as absolute links.
+    pub attachments: Vec<AttachmentLink>,
+}
+
+/// A link to a file a test attached.
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct AttachmentLink {
+    pub name: String,
+    pub url: String,
 }
 
 #[derive(Serialize, Clone, Debug, PartialEq, Eq)]
@@ -179,6 +188,22 @@ impl RunReport {
         }
     }
 
+    /// Links each listed failed test to the files it attached on its last attempt:
+    /// `links(test id, attempt number)` gives their names and server-relative URLs, made
+    /// absolute here with the public URL as the run's own link is.
+    pub fn link_attachments(&mut self, public_url: &str, links: impl Fn(&str, u32) -> Vec<(String, String)>) {
+        let base = public_url.trim_end_matches('/');
+        for t in self.failures.iter_mut().flat_map(|g| g.tests.iter_mut()) {
+            t.attachments = links(&t.name, t.attempt)
+                .into_iter()
+                .map(|(name, url)| AttachmentLink {
+                    name,
+                    url: format!("{base}{url}"),
+                })
+                .collect();
+        }
+    }
+
     /// A report with a bit of everything, for checking templates without a run.
     pub fn sample() -> RunReport {
         let test = |name: &str, message: &str| FailedTest {
@@ -186,6 +211,7 @@ impl RunReport {
             verdict: "failed".into(),
             message: message.into(),
             attempt: 4,
+            attachments: Vec::new(),
         };
         RunReport {
             id: "demo-sample".into(),
@@ -358,6 +384,7 @@ fn failure_groups(
                     verdict: t.verdict.as_str().to_string(),
                     message: shorten(t.case.message.trim(), MAX_MESSAGE_CHARS),
                     attempt: t.attempt,
+                    attachments: Vec::new(),
                 })
                 .collect(),
         })

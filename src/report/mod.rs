@@ -164,6 +164,11 @@ impl Reporter {
         targets::targets(run, svc, &self.settings)
     }
 
+    /// Where people reach the web UI (the base of every link in a report).
+    pub fn public_url(&self) -> &str {
+        &self.public_url
+    }
+
     /// The report of a finished run; `categories` maps test ids to their failure category.
     pub fn content(
         &self,

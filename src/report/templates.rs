@@ -233,10 +233,35 @@ mod tests {
                 verdict: "failed".into(),
                 message: "expected <img src=x onerror=alert(1)> & *bold* [link|http://evil] {code}".into(),
                 attempt: 4,
+                attachments: Vec::new(),
             }],
             more: 0,
         }];
         r
+    }
+
+    /// Issue 16: a failed test's Allure attachments are linked from both emails, absolutely.
+    #[test]
+    fn the_email_links_a_failed_tests_attachments_with_the_public_url() {
+        let mut r = RunReport::sample();
+        r.link_attachments("https://tomato.example.com/", |id, attempt| {
+            if id == r#"tests/test_cart.py::test_applies_coupon"# || attempt == 4 {
+                vec![(
+                    "failure screenshot".into(),
+                    format!("/api/v1/runs/demo-sample/attempts/{attempt}/attachments/a-attachment.png"),
+                )]
+            } else {
+                Vec::new()
+            }
+        });
+        let t = Templates::built_in();
+        let url =
+            "https://tomato.example.com/api/v1/runs/demo-sample/attempts/4/attachments/a-attachment.png";
+        let text = t.render("demo", EMAIL_TEXT, &r).unwrap();
+        assert!(text.contains(&format!("failure screenshot: {url}")), "{text}");
+        let html = t.render("demo", EMAIL_HTML, &r).unwrap();
+        assert!(html.contains(">failure screenshot</a>"), "{html}");
+        assert!(html.contains(&url.replace('/', "&#x2f;")), "{html}");
     }
 
     #[test]

@@ -183,6 +183,7 @@ mod tests {
                 verdict: "failed".into(),
                 message: "a & b".into(),
                 attempt: 1,
+                attachments: Vec::new(),
             }],
             more: 0,
         }];

@@ -1,6 +1,8 @@
 //! Test results: reading JUnit XML, and merging attempts into one verdict per test.
 
+pub mod allure;
 pub mod allure_report;
+pub mod attachments;
 pub mod junit;
 mod merge;
 pub mod signature;
@@ -76,6 +78,15 @@ fn merge_case(into: &mut Case, other: Case) {
         into.trace = other.trace;
     }
 }
+/// Where an attempt's Allure results are (`{allure}`): `allure-results/` beside its JUnit
+/// report, so each attempt (and each Job) has its own, never an earlier attempt's files.
+pub fn allure_dir(junit: &std::path::Path) -> std::path::PathBuf {
+    junit
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .join("allure-results")
+}
+
 /// The JUnit files an attempt wrote: `junit` itself and every `*.xml` under `junit/` beside it.
 pub fn junit_files(junit: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();

@@ -138,7 +138,12 @@ pub async fn runs_show(
     let run = find_run(&state, &id).await?;
     let tests: Vec<TestView> = crate::api::test_views(&state, &run).await?;
     let max = view::max_attempts(&state.config, &run);
-    let view = view::run_page(&run, &tests, max, filter.as_deref(), Utc::now());
+    let mut view = view::run_page(&run, &tests, max, filter.as_deref(), Utc::now());
+    for a in &mut view.attempts {
+        if let Some(record) = crate::api::attempt_extras(&state, &id, a.position).await {
+            a.notes = record.notes;
+        }
+    }
     let layout = Layout::new(&state, format!("Run {id}"), format!("service:{}", view.service))
         .watching(format!("TestRun/{id}"), 150);
     Ok(page("run.html", &layout, &view))

@@ -357,6 +357,8 @@ pub struct AttemptView {
     pub shards: Vec<ShardView>,
     /// The attempt's launches in Aqua (Aqua services only).
     pub aqua: Vec<crate::launch::aqua::LaunchLink>,
+    /// What reading its Allure results said: files skipped, attachments refused.
+    pub notes: Vec<String>,
 }
 
 /// One shard of an attempt on the run page: its state and how many of its tests reported.
@@ -435,6 +437,7 @@ pub fn attempt_view(run_id: &str, position: usize, a: &Attempt, now: DateTime<Ut
             .map(|_| format!("/api/v1/runs/{run_id}/attempts/{position}/junit")),
         shards: a.shards.iter().map(shard_view).collect(),
         aqua: crate::launch::aqua::links(&a.aqua),
+        notes: Vec::new(),
     }
 }
 
@@ -459,6 +462,11 @@ pub struct TestRow {
     pub trace: String,
     /// The attempt whose result explains the verdict.
     pub explained_by: u32,
+    /// Steps, parameters, labels and attachments from Allure results, when there are any.
+    pub allure: Option<crate::api::AllureView>,
+    /// The image shown at the top of a failed (broken, flaky) test: its first kept image
+    /// attachment, the failure's screenshot as adapters attach it.
+    pub screenshot: Option<crate::api::AttachmentView>,
 }
 
 #[derive(Serialize, Debug)]
@@ -523,6 +531,13 @@ pub fn test_row(t: &TestView) -> TestRow {
         message: t.message.clone(),
         trace: t.trace.clone(),
         explained_by: t.explained_by,
+        allure: t.allure.clone(),
+        screenshot: t
+            .allure
+            .as_ref()
+            .filter(|_| matches!(t.verdict.as_str(), "failed" | "broken" | "flaky"))
+            .and_then(|a| a.attachments.iter().find(|f| f.image && f.url.is_some()))
+            .cloned(),
     }
 }
 
@@ -952,6 +967,7 @@ mod tests {
             message: format!("{name} broke"),
             trace: String::new(),
             duration_ms: None,
+            allure: None,
         }
     }
 

@@ -53,6 +53,18 @@ pub fn config_with(extra: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
+/// A packs_config with the `allure-shop` service (tests/allure_shop: pytest writing Allure
+/// results through allure-pytest) beside the shipped examples.
+pub fn allure_shop_config() -> tempfile::TempDir {
+    let config = config_with(&[("allure-shop.yaml", include_str!("../allure_shop/service.yaml"))]);
+    std::os::unix::fs::symlink(
+        format!("{REPO}/tests/allure_shop"),
+        config.path().join("allure-shop"),
+    )
+    .unwrap();
+    config
+}
+
 impl Server {
     /// Starts the server over the shipped packs_config.
     pub async fn start() -> Server {

@@ -172,6 +172,7 @@ impl Driver {
         let tx = self.done_tx.clone();
         let store = self.store.clone();
         let test_id = svc.rerun.test_id.clone();
+        let limits = svc.attachments;
         tokio::spawn(async move {
             let exit = proc.wait(token).await;
             let cancelled = exit == Exit::Cancelled;
@@ -201,7 +202,7 @@ impl Driver {
             let report = if cancelled {
                 ReportRead::Missing
             } else {
-                ingest(&store, &name, number, dir, test_id).await
+                ingest(&store, &name, number, dir, test_id, limits).await
             };
             let end = AttemptEnd {
                 number,
@@ -250,14 +251,15 @@ impl Driver {
             "every test of the rerun ran eagerly"
         );
         self.in_flight.insert(name.to_string(), CancellationToken::new());
-        let (tx, store, test_id, name) = (
+        let (tx, store, test_id, name, limits) = (
             self.done_tx.clone(),
             self.store.clone(),
             svc.rerun.test_id.clone(),
             name.to_string(),
+            svc.attachments,
         );
         tokio::spawn(async move {
-            let report = ingest(&store, &name, number, dir, test_id).await;
+            let report = ingest(&store, &name, number, dir, test_id, limits).await;
             let end = AttemptEnd {
                 number,
                 state: AttemptState::Finished,
@@ -393,14 +395,26 @@ fn classify_run(
 }
 
 /// Reads the JUnit report(s) a launch left in `dir` — `junit.xml`, or every `*.xml` under
-/// `junit/` — as attempt `number`'s results; `None` when it wrote none.
+/// `junit/` — and its Allure results (`allure-results/`) as attempt `number`'s results, one
+/// set of tests (see [`results::allure::unite`]); `None` when it wrote neither.
 pub(super) fn read_junit(
     dir: &Path,
     number: u32,
     style: &crate::results::TestIdStyle,
 ) -> Result<Option<Vec<AttemptResult>>, String> {
-    let files = results::junit_files(&dir.join(JUNIT_FILE));
-    if files.is_empty() {
+    read_reports(dir, number, style).map(|r| r.map(|(results, _)| results))
+}
+
+/// [`read_junit`], with the attempt's Allure extras by test id and the notes of reading them.
+pub(super) fn read_reports(
+    dir: &Path,
+    number: u32,
+    style: &crate::results::TestIdStyle,
+) -> Result<Option<(Vec<AttemptResult>, results::allure::AttemptExtras)>, String> {
+    let junit = dir.join(JUNIT_FILE);
+    let files = results::junit_files(&junit);
+    let allure = results::allure::read_dir(&results::allure_dir(&junit)).map_err(|e| e.to_string())?;
+    if files.is_empty() && allure.is_none() {
         return Ok(None);
     }
     let mut cases = Vec::new();
@@ -408,23 +422,91 @@ pub(super) fn read_junit(
         results::junit::parse_file(f, |c| cases.push(c))
             .map_err(|e| format!("{}: {e}", f.file_name().unwrap_or_default().to_string_lossy()))?;
     }
-    Ok(Some(results::assign_ids(number, cases, style)))
+    let allure = allure.unwrap_or_default();
+    let (cases, tests) = results::allure::unite(cases, allure.tests, style);
+    let extras = results::allure::AttemptExtras {
+        tests,
+        notes: allure.notes,
+    };
+    Ok(Some((results::assign_ids(number, cases, style), extras)))
 }
 
-/// Reads an attempt's JUnit report(s) and stores its results.
+/// Reads an attempt's reports, keeps its Allure extras within the service's attachment
+/// limits, and stores its results.
 async fn ingest(
     store: &SqliteStore,
     run: &str,
     number: u32,
     dir: PathBuf,
     style: crate::results::TestIdStyle,
+    limits: results::allure::Limits,
 ) -> ReportRead {
-    let parsed = tokio::task::spawn_blocking(move || read_junit(&dir, number, &style)).await;
+    let parsed = tokio::task::spawn_blocking(move || {
+        let read = read_reports(&dir, number, &style)?;
+        Ok::<_, String>(read.map(|(results, mut extras)| {
+            if !extras.tests.is_empty() || !extras.notes.is_empty() {
+                for n in &extras.notes {
+                    warn!(dir = %dir.display(), note = n, "Allure results");
+                }
+                let used = dir
+                    .parent()
+                    .map_or(0, |run_dir| results::attachments::used_by_run(run_dir, &dir));
+                let files = results::allure_dir(&dir.join("junit.xml"));
+                if let Err(e) = results::attachments::keep(&dir, &files, &mut extras, limits, used) {
+                    warn!(dir = %dir.display(), error = %e, "the Allure extras could not be kept");
+                }
+            }
+            results
+        }))
+    })
+    .await;
     match parsed {
         Ok(Ok(Some(results))) => store_results(store, run, number, results).await,
         Ok(Ok(None)) => ReportRead::Missing,
         Ok(Err(e)) => ReportRead::Invalid(e),
         Err(e) => ReportRead::Invalid(format!("the parser task failed: {e}")),
+    }
+}
+
+/// The Allure record of a sharded attempt, whose shards' Allure files were gathered into
+/// the attempt's own `allure-results/` ([`gather_allure`]): read, keyed by test id, and kept
+/// within the service's limits, as [`ingest`] does for an attempt run whole.
+pub(super) fn keep_gathered_allure(
+    dir: &Path,
+    style: &crate::results::TestIdStyle,
+    limits: results::allure::Limits,
+) {
+    let files = results::allure_dir(&dir.join("junit.xml"));
+    let Ok(Some(read)) = results::allure::read_dir(&files) else {
+        return;
+    };
+    let (_, tests) = results::allure::unite(Vec::new(), read.tests, style);
+    let mut extras = results::allure::AttemptExtras {
+        tests,
+        notes: read.notes,
+    };
+    let used = dir
+        .parent()
+        .map_or(0, |run_dir| results::attachments::used_by_run(run_dir, dir));
+    if let Err(e) = results::attachments::keep(dir, &files, &mut extras, limits, used) {
+        warn!(dir = %dir.display(), error = %e, "the Allure extras could not be kept");
+    }
+}
+
+/// Moves a shard's Allure files (`<shard>/allure-results/`) into its attempt's, after the
+/// shard's results were read: adapters name them by UUID, so shards never collide, and the
+/// attempt's record and attachments then live where the API serves them.
+pub(super) fn gather_allure(shard_dir: &Path, attempt_dir: &Path) {
+    let from = results::allure_dir(&shard_dir.join("junit.xml"));
+    let Ok(entries) = std::fs::read_dir(&from) else {
+        return;
+    };
+    let to = results::allure_dir(&attempt_dir.join("junit.xml"));
+    if std::fs::create_dir_all(&to).is_err() {
+        return;
+    }
+    for e in entries.flatten() {
+        let _ = std::fs::rename(e.path(), to.join(e.file_name()));
     }
 }
 

@@ -62,7 +62,28 @@ impl Driver {
         }
         let tests = self.merged(&name, status).await?;
         let categories = crate::classify::recorded(self.store.categories(&name).await?, &status.categories);
-        let content = Arc::new(self.reporter.content(&run, &tests, &categories));
+        let mut content = self.reporter.content(&run, &tests, &categories);
+        // The email links each failed test's attachments (its last attempt's Allure record).
+        let records: HashMap<usize, results::allure::AttemptExtras> = (1..=status.attempts.len())
+            .filter_map(|seq| {
+                let dir = attempt_dir(&self.data_dir, &name, seq);
+                results::attachments::load(&dir).map(|r| (seq, r))
+            })
+            .collect();
+        content.link_attachments(self.reporter.public_url(), |id, number| {
+            let seq = status
+                .attempts
+                .iter()
+                .rposition(|a| a.number == number)
+                .map(|i| i + 1);
+            seq.and_then(|seq| {
+                records
+                    .get(&seq)
+                    .map(|r| results::attachments::links(r, &name, seq, id))
+            })
+            .unwrap_or_default()
+        });
+        let content = Arc::new(content);
         for (channel, target, sent_to) in due {
             self.delivering.insert((name.clone(), channel));
             let (reporter, content, tx, run) = (

@@ -326,6 +326,22 @@ impl ShardedAttempt {
             }
         }
         self.join_logs(n);
+        // The shards' Allure files gathered into the attempt's own directory (after every
+        // read of the attempt's reports above), and its record kept from them.
+        {
+            let (dir, style, limits) = (
+                self.dir.clone(),
+                self.svc.rerun.test_id.clone(),
+                self.svc.attachments,
+            );
+            let _ = tokio::task::spawn_blocking(move || {
+                for i in 0..n {
+                    attempts::gather_allure(&dir.join(format!("shard-{i}")), &dir);
+                }
+                attempts::keep_gathered_allure(&dir, &style, limits)
+            })
+            .await;
+        }
         if cancelled || self.token.is_cancelled() {
             return AttemptDone {
                 run: self.run,
