@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use crate::crd::{NightlySchedule, NightlyScheduleSpec, Regression, RegressionSpec, TestRun};
-use crate::operator::results::AttemptResults;
 use crate::results::AttemptResult;
+use crate::results::upload::AttemptResults;
 use crate::store::{Change, ListFilter, SqliteStore, StoreError};
 
 #[async_trait]

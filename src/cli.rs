@@ -352,6 +352,16 @@ pub struct ExecArgs {
 }
 
 impl ExecArgs {
+    /// `tomato exec` as the command line asked: copy itself (init container), or run the tests
+    /// and upload their results. Returns the status to exit with.
+    pub async fn run(self) -> anyhow::Result<i32> {
+        if let Some(to) = &self.copy_self_to {
+            crate::launch::exec::copy_self_to(to)?;
+            return Ok(0);
+        }
+        crate::launch::exec::run(self.options().map_err(anyhow::Error::msg)?).await
+    }
+
     pub fn options(self) -> Result<crate::launch::exec::ExecOptions, String> {
         let mut opts = crate::launch::exec::ExecOptions {
             command: self.command,

@@ -16,7 +16,7 @@ fn main() -> ExitCode {
     {
         Command::Serve(args) => runtime().block_on(tomato::standalone::serve(args.options())),
         Command::Operator(args) => runtime().block_on(tomato::operator::serve(args.options())),
-        Command::Exec(args) => match runtime().block_on(tomato::launch::exec::main(args)) {
+        Command::Exec(args) => match runtime().block_on(args.run()) {
             Ok(code) => return ExitCode::from(u8::try_from(code).unwrap_or(1)),
             Err(e) => Err(e),
         },

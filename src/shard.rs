@@ -39,25 +39,6 @@ impl Unit {
 /// another process costs more than it saves.
 pub const RERUN_TESTS_PER_SHARD: usize = 10;
 
-/// Whether an attempt with `selection` runs sharded, and into how many shards at most: a
-/// full attempt when the run gets more than one shard, a rerun when it is large enough
-/// ([`RERUN_TESTS_PER_SHARD`] tests per shard, at least two shards). Both drivers ask this.
-pub fn shards_for(
-    run: &crate::crd::TestRun,
-    svc: &crate::packs::Service,
-    selection: &crate::crd::Selection,
-) -> Option<usize> {
-    let n = svc.shard_slots(&run.spec.template) as usize;
-    let sharded = match selection.kind {
-        crate::crd::SelectionKind::All => n > 1,
-        // A service that cannot select tests reruns its whole packs: nothing to split.
-        crate::crd::SelectionKind::Failed => {
-            n > 1 && svc.rerun.selects() && selection.tests.len() / RERUN_TESTS_PER_SHARD >= 2
-        }
-    };
-    sharded.then_some(n)
-}
-
 /// The items a listing command printed: one per line, blank lines and the runner's chatter
 /// left out. pytest's `--collect-only -q` ends with a summary (`3 tests collected in 0.01s`)
 /// and may print warnings: only node ids (`path::name`) count. Files are the lines that name

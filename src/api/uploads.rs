@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::extract::{ApiPath, ApiQuery};
 use super::{ApiError, AppState};
 use crate::backend::UploadError;
-use crate::operator::results::{AttemptResults, Source, gzip};
+use crate::results::upload::{AttemptResults, Source, gzip};
 
 /// Largest upload accepted (JUnit is gzip'd by `tomato exec`; the log is a capped tail).
 pub const MAX_UPLOAD_BYTES: usize = 64 << 20;

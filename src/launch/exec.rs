@@ -27,7 +27,7 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
-use crate::operator::results::{LOG_TAIL_BYTES, gzip};
+use crate::results::upload::{LOG_TAIL_BYTES, gzip};
 use crate::secrets::Secret;
 
 /// How long the command's process group gets between SIGTERM and SIGKILL.
@@ -93,15 +93,6 @@ impl Ended {
             Ended::Signal(s) => 128 + s,
         }
     }
-}
-
-/// `tomato exec` as the command line asked: copy itself (init container), or run and upload.
-pub async fn main(args: crate::cli::ExecArgs) -> anyhow::Result<i32> {
-    if let Some(to) = &args.copy_self_to {
-        copy_self_to(to)?;
-        return Ok(0);
-    }
-    run(args.options().map_err(anyhow::Error::msg)?).await
 }
 
 /// Runs the command, then uploads. Returns the status to exit with. An upload failure is
@@ -341,7 +332,7 @@ async fn upload(opts: &ExecOptions, url: &str, ended: Ended) -> anyhow::Result<S
 
 /// The files of the attempt's Allure results (`{allure}`) to upload, gzip'd, by file name:
 /// every result and container file, and the attachments they reference within operator
-/// mode's limits ([`crate::operator::results::OPERATOR_ATTACHMENTS`]: results live in
+/// mode's limits ([`crate::results::upload::OPERATOR_ATTACHMENTS`]: results live in
 /// ConfigMaps there); each attachment left out is named in a note with the reason, so the run
 /// page says so instead of showing less. Names that are not plain file names are never sent.
 fn allure_upload(dir: &Path) -> (Vec<(String, Vec<u8>)>, Vec<String>) {
@@ -377,7 +368,7 @@ fn allure_upload(dir: &Path) -> (Vec<(String, Vec<u8>)>, Vec<String>) {
     };
     allure::apply_limits(
         &mut tests,
-        crate::operator::results::OPERATOR_ATTACHMENTS,
+        crate::results::upload::OPERATOR_ATTACHMENTS,
         0,
         size_of,
     );

@@ -14,11 +14,12 @@ use kube::runtime::controller::Action;
 use tracing::{info, warn};
 
 use super::context::{Context, Error, write_status};
-use super::results::{self, AttemptResults, Source};
+use super::results;
 use crate::core::{AttemptEnd, ReportRead};
 use crate::crd::{AquaLaunch, Attempt, AttemptState, TestRun};
 use crate::launch::aqua::{self as aqua, Client, LaunchObject, Step, Todo};
 use crate::packs::Service;
+use crate::results::upload::{AttemptResults, Source};
 
 /// Takes the next step of the running Aqua attempt `attempt` (the `seq`-th launch of the run).
 /// `Ok(None)`: its results are stored; the caller reads them back as any attempt's.
@@ -197,7 +198,7 @@ pub async fn observe(
                 source: Source::Upload,
                 exit_code: None,
                 signal: None,
-                junit_gz: vec![results::gzip(junit.as_bytes())],
+                junit_gz: vec![crate::results::upload::gzip(junit.as_bytes())],
                 log: links.concat().into_bytes(),
                 message: None,
                 owed: Vec::new(),

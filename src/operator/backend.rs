@@ -20,7 +20,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use super::results::{self, AttemptResults, ResultsCache, Stored};
+use super::results::{self, ResultsCache, Stored};
 use crate::backend::{Artifact, Backend, UploadError};
 use crate::crd::{ANNOTATION_CREATED, created, precise_time};
 use crate::crd::{
@@ -29,6 +29,7 @@ use crate::crd::{
 use crate::launch::job::{TOKEN_KEY, job_name, token_secret_name};
 use crate::packs::PacksConfig;
 use crate::results::AttemptResult;
+use crate::results::upload::AttemptResults;
 use crate::store::{Change, ChangeOp, ListFilter, StoreError};
 
 /// Operator mode's backend. Create with [`KubeBackend::start`].
@@ -471,7 +472,10 @@ impl Backend for KubeBackend {
         let Some(stored) = self.results.load(&self.client, &run, seq).await.map_err(task)? else {
             return Ok(None);
         };
-        Ok(stored.allure_extras(&svc.rerun.test_id, results::operator_limits(svc.attachments)))
+        Ok(stored.allure_extras(
+            &svc.rerun.test_id,
+            crate::results::upload::operator_limits(svc.attachments),
+        ))
     }
 
     async fn attachment(

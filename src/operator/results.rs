@@ -14,7 +14,7 @@
 //! the pod, and a message saying so.
 
 use std::collections::BTreeMap;
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Read};
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -26,13 +26,12 @@ use crate::core::ReportRead;
 use crate::crd::{LABEL_RUN, TestRun};
 use crate::launch::job::{LABEL_LAUNCH, bounded, label_value, launch_object_meta};
 use crate::results::TestIdStyle;
+use crate::results::upload::{AttemptResults, LOG_TAIL_BYTES, Owed, Source, gzip};
 use crate::results::{self, AttemptResult, Signature};
 
 /// Largest part of a file in one ConfigMap key, and the most one ConfigMap carries: well
 /// under the API server's 1 MiB, with room for metadata.
 pub const PART_BYTES: usize = 700 * 1024;
-/// The log is cut to its last this many bytes before compression.
-pub const LOG_TAIL_BYTES: usize = 4 << 20;
 /// At most this many ConfigMaps per attempt (~20 MiB of compressed JUnit).
 pub const MAX_CONFIG_MAPS: usize = 32;
 
@@ -53,75 +52,6 @@ const ALLURE_PREFIX: &str = "allure.";
 const ALLURE_NOTES_FILE: &str = "allure-notes.json.gz";
 /// Label giving the completion index of a shard's own results (absent on an attempt's).
 pub const LABEL_SHARD: &str = "tomato.dev/shard";
-
-/// Attachments operator mode keeps at most, per test and per attempt: results live in
-/// ConfigMaps (at most [`MAX_CONFIG_MAPS`] of [`PART_BYTES`] per attempt) until they move to
-/// a database (issue 14), so the service's limits are clamped to these. `tomato exec` sends
-/// no more than this of an attempt's attachments.
-pub const OPERATOR_ATTACHMENTS: results::allure::Limits = results::allure::Limits {
-    per_test: 1 << 20,
-    per_run: 8 << 20,
-};
-
-/// A service's attachment limits as operator mode applies them (clamped to
-/// [`OPERATOR_ATTACHMENTS`]; the per-run limit counts per attempt there).
-pub fn operator_limits(l: results::allure::Limits) -> results::allure::Limits {
-    results::allure::Limits {
-        per_test: l.per_test.min(OPERATOR_ATTACHMENTS.per_test),
-        per_run: l.per_run.min(OPERATOR_ATTACHMENTS.per_run),
-    }
-}
-
-/// Who reported the results.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Source {
-    /// `tomato exec` uploaded them.
-    Upload,
-    /// No upload came; the log was read from the pod.
-    PodLog,
-}
-
-impl Source {
-    fn as_str(self) -> &'static str {
-        match self {
-            Source::Upload => "upload",
-            Source::PodLog => "pod-log",
-        }
-    }
-}
-
-/// One attempt's results as received.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AttemptResults {
-    pub source: Source,
-    pub exit_code: Option<i32>,
-    /// The signal that ended the tests, when one did.
-    pub signal: Option<i32>,
-    /// JUnit files, gzip'd, in the order the runner wrote them.
-    pub junit_gz: Vec<Vec<u8>>,
-    /// The log (plain); only its tail is kept.
-    pub log: Vec<u8>,
-    /// Why the results look the way they do (the fallback's explanation).
-    pub message: Option<String>,
-    /// Tests a shard was given but did not report, each with why (a merged sharded attempt
-    /// only): read back as broken results, exactly as standalone mode records them.
-    pub owed: Vec<Owed>,
-    /// Allure results files `tomato exec` sent (result and container files and the
-    /// attachments it kept), by file name, gzip'd. Names are checked plain file names.
-    pub allure_gz: Vec<(String, Vec<u8>)>,
-    /// What `tomato exec` left out of the Allure results, and why.
-    pub allure_notes: Vec<String>,
-}
-
-/// A test owed by a shard that crashed, timed out or never reported ([`crate::shard::unreported`]).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Owed {
-    pub id: String,
-    pub message: String,
-    /// The failure kind ([`crate::shard::UNREPORTED_ITEM`] for an owed pack or file).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub kind: String,
-}
 
 /// Stored results, read back.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -159,13 +89,6 @@ pub fn results_name(run: &str, seq: usize) -> String {
 /// uploaded); the attempt's own ([`results_name`]) is their merge.
 pub fn shard_results_name(run: &str, seq: usize, index: u32) -> String {
     bounded(run, &format!("-results-{seq}-shard-{index}"), 253)
-}
-
-/// Compresses bytes (JUnit as `tomato exec` sends it, or a log).
-pub fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    enc.write_all(bytes).expect("writing to a Vec cannot fail");
-    enc.finish().expect("writing to a Vec cannot fail")
 }
 
 fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, String> {
@@ -944,7 +867,7 @@ mod tests {
         let extras = stored
             .allure_extras(
                 &TestIdStyle::Pytest,
-                operator_limits(results::allure::Limits::default()),
+                crate::results::upload::operator_limits(results::allure::Limits::default()),
             )
             .unwrap();
         let declined = &extras.tests["tests/test_shop.py::TestPay::test_card_declined"];

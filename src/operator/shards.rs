@@ -20,13 +20,14 @@ use kube::runtime::controller::Action;
 use tracing::info;
 
 use super::context::{Context, Error, write_status};
-use super::results::{self, AttemptResults, Owed, Source, StoredResults};
+use super::results::{self, StoredResults};
 use crate::core::ReportRead;
 use crate::crd::{Attempt, ShardState, ShardStatus, TestRun};
 use crate::launch::job::{JobState, ShardLaunch, read_shards, shards_name};
 use crate::packs::Service;
 use crate::results::AttemptResult;
 use crate::results::TestIdStyle;
+use crate::results::upload::{AttemptResults, Owed, Source};
 use crate::shard;
 
 /// What one shard's stored results say.
@@ -331,7 +332,8 @@ pub fn initial_statuses(
 mod tests {
     use super::*;
     use crate::crd::RunTemplate;
-    use crate::operator::results::{gzip, pack_for, unpack};
+    use crate::operator::results::{pack_for, unpack};
+    use crate::results::upload::gzip;
 
     const JUNIT: &str = r#"<testsuites><testsuite name="t"><testcase classname="t" name="a"/><testcase classname="t" name="b"><failure message="no"/></testcase></testsuite></testsuites>"#;
 

@@ -26,7 +26,7 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use tracing::{info, warn};
 
 use super::context::{Context, Error, MANAGER, write_status};
-use super::results::{self, AttemptResults, Source, StoredResults};
+use super::results::{self, StoredResults};
 use crate::core::{AttemptEnd, Next, Step};
 use crate::crd::{Attempt, AttemptState, DeliveryState, LABEL_RUN, Phase, TestRun, Verdict};
 use crate::integrations::delivery;
@@ -37,6 +37,7 @@ use crate::launch::job::{
 };
 use crate::packs::Service;
 use crate::results::MergedTest;
+use crate::results::upload::{AttemptResults, Source};
 
 /// The finalizer that stops a run's Jobs before the run is deleted.
 pub const FINALIZER: &str = "tomato.dev/stop-jobs";
@@ -182,7 +183,7 @@ async fn launch(
         shards: 1,
     };
     // A sharded attempt: what each index runs goes into its ConfigMap before the Job exists.
-    let launches = match crate::shard::shards_for(run, svc, &selection) {
+    let launches = match svc.attempt_shards(run, &selection) {
         Some(n) => ensure_shards(run, ctx, svc, attempt, &reruns, n).await?,
         None => Vec::new(),
     };
@@ -676,8 +677,10 @@ async fn report(run: &TestRun, ctx: &Context) -> Result<Action, Error> {
         let mut records = std::collections::HashMap::new();
         for seq in 1..=status.attempts.len() {
             if let Ok(Some(stored)) = ctx.results.load(&ctx.client, &run, seq).await
-                && let Some(r) =
-                    stored.allure_extras(&svc.rerun.test_id, results::operator_limits(svc.attachments))
+                && let Some(r) = stored.allure_extras(
+                    &svc.rerun.test_id,
+                    crate::results::upload::operator_limits(svc.attachments),
+                )
             {
                 records.insert(seq, r);
             }

@@ -523,6 +523,28 @@ impl Service {
         t.shards.unwrap_or(self.shards).clamp(1, MAX_SHARDS)
     }
 
+    /// Whether an attempt with `selection` runs sharded, and into how many shards at most: a
+    /// full attempt when the run gets more than one shard, a rerun when it is large enough
+    /// ([`crate::shard::RERUN_TESTS_PER_SHARD`] tests per shard, at least two shards). Both drivers ask this.
+    pub fn attempt_shards(
+        &self,
+        run: &crate::crd::TestRun,
+        selection: &crate::crd::Selection,
+    ) -> Option<usize> {
+        let svc = self;
+        let n = svc.shard_slots(&run.spec.template) as usize;
+        let sharded = match selection.kind {
+            crate::crd::SelectionKind::All => n > 1,
+            // A service that cannot select tests reruns its whole packs: nothing to split.
+            crate::crd::SelectionKind::Failed => {
+                n > 1
+                    && svc.rerun.selects()
+                    && selection.tests.len() / crate::shard::RERUN_TESTS_PER_SHARD >= 2
+            }
+        };
+        sharded.then_some(n)
+    }
+
     /// How many shards a run really gets, and so how many slots of the service and the stand
     /// it takes: what it asks for, at most the smaller of the two limits (each shard counts
     /// against both; more could never start).

@@ -7,6 +7,7 @@ pub mod junit;
 mod merge;
 pub mod signature;
 mod testid;
+pub mod upload;
 
 pub use junit::{Case, CaseStatus};
 pub use merge::{MergedTest, TestVerdict, attempt_summary, merge, selection_filter, summarize};

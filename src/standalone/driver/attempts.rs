@@ -108,7 +108,7 @@ impl Driver {
                 .collect(),
             ..selection.clone()
         };
-        if let Some(shards) = crate::shard::shards_for(run, svc, &rest) {
+        if let Some(shards) = svc.attempt_shards(run, &rest) {
             return self
                 .launch_sharded(run, svc, number, selection, merged, dir, timeout, shards, skip)
                 .await;
