@@ -21,6 +21,10 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Command::Grep(args) => tomato::grep::run(&args),
+        Command::Completions { shell } => {
+            tomato::cli::completions(shell);
+            return ExitCode::SUCCESS;
+        }
         Command::Client(cmd) => return ExitCode::from(tomato::client::main(cmd)),
         Command::Crds { out_dir: None } => {
             print!("{}", tomato::crd::crds_yaml());

@@ -7,6 +7,7 @@
 //! progress bars and on a pipe as plain lines. This module only sequences them. Following
 //! polls the run once a second: one small GET, the same in both modes, through any proxy.
 
+pub mod args;
 pub mod follow;
 pub mod http;
 pub mod render;
@@ -20,8 +21,8 @@ pub use follow::{Event, Exit, Follower};
 use http::{Api, ClientError};
 use render::{Progress, print_line};
 
-use crate::cli::{ClientCommand, Connection, LogsArgs, OutputFormat, RunArgs};
 use crate::crd::{AttemptState, RunTemplate, TestRun};
+use args::{ClientCommand, Connection, LogsArgs, OutputFormat, RunArgs};
 
 /// How often a followed run is fetched.
 const POLL: Duration = Duration::from_secs(1);
@@ -30,12 +31,6 @@ const UNREACHABLE_GRACE: Duration = Duration::from_secs(30);
 
 /// Carries out a client command and answers the process exit code.
 pub fn main(cmd: ClientCommand) -> u8 {
-    if let ClientCommand::Completions { shell } = cmd {
-        use clap::CommandFactory;
-        let mut out = std::io::stdout();
-        clap_complete::generate(shell, &mut crate::cli::Cli::command(), "tomato", &mut out);
-        return Exit::Ok.code();
-    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -108,7 +103,6 @@ async fn execute(cmd: ClientCommand) -> Result<Exit, Failure> {
             Ok(Exit::Ok)
         }
         ClientCommand::Queue { service, conn } => queue(service, &conn).await,
-        ClientCommand::Completions { .. } => Ok(Exit::Ok),
     }
 }
 
