@@ -26,7 +26,7 @@ use super::{legacy, regressions, runs, schedules, uploads, v1};
     ),
     components(schemas(
         super::ErrorBody, legacy::RunId, legacy::RunIds, runs::QueueView, runs::QueueEntry, runs::ServiceQueue, runs::QueuedRun, super::FieldError, runs::LegacyStatus,
-        runs::TestView, runs::TestAttempt, v1::ServiceView, v1::ApiIndex, schedules::Deleted, schedules::Triggered, uploads::Received,
+        runs::TestView, runs::TestAttempt, super::allure::AllureView, super::allure::StepView, super::allure::AttachmentView, v1::ServiceView, v1::ApiIndex, schedules::Deleted, schedules::Triggered, uploads::Received,
     )),
     tags(
         (name = "legacy", description = "The old tool's four handles, kept byte for byte where its clients depend on them"),
@@ -112,6 +112,20 @@ pub fn document() -> Value {
         }
     }
     schemas.extend(request_schemas());
+    // TestView flattens a test's Allure extras into itself (`#[serde(flatten)]`, absent for a
+    // test without them), which utoipa can only describe as an `allOf` that would move every
+    // other field out of TestView's `properties`: its fields are added to TestView's own here,
+    // optional, exactly as they are sent.
+    let allure = schemas["AllureView"]["properties"].clone();
+    if let (Some(view), Some(extra)) = (
+        schemas
+            .get_mut("TestView")
+            .and_then(|v| v.get_mut("properties"))
+            .and_then(Value::as_object_mut),
+        allure.as_object(),
+    ) {
+        view.extend(extra.clone());
+    }
     let phases: Vec<&str> = crate::crd::Phase::ALL.iter().map(|p| p.as_str()).collect();
     let verdicts = ["failed", "broken", "flaky", "passed", "skipped"];
     for (path, method, op) in operations_mut(&mut doc) {
@@ -382,6 +396,37 @@ mod tests {
             }
             _ => {}
         }
+    }
+
+    /// A test's Allure extras are in the tests API's schema (flattened into TestView), so
+    /// clients generated from the document see `steps`, `parameters`, `labels`, `attachments`.
+    #[test]
+    fn the_test_view_documents_its_allure_fields() {
+        let doc = document();
+        let view = &doc["components"]["schemas"]["TestView"];
+        for field in ["steps", "parameters", "labels", "attachments"] {
+            assert!(
+                view["properties"].get(field).is_some(),
+                "TestView has no {field}: {view:#}"
+            );
+            let required = view["required"].as_array().cloned().unwrap_or_default();
+            assert!(
+                !required.contains(&Value::from(field)),
+                "{field} is sent only with Allure results"
+            );
+        }
+        assert!(
+            view["properties"].get("signature").is_some(),
+            "the other fields stay"
+        );
+        assert_eq!(
+            view["properties"]["steps"]["items"]["$ref"],
+            "#/components/schemas/StepView"
+        );
+        assert_eq!(
+            view["properties"]["attachments"]["items"]["$ref"],
+            "#/components/schemas/AttachmentView"
+        );
     }
 
     #[test]
