@@ -876,6 +876,90 @@ async fn a_schedule_every_minute_fires_each_minute_and_prunes_runs_beyond_its_hi
     );
 }
 
+/// An Aqua service (`farm`, pack `mixed`) in a fresh packs_config for operator mode, against
+/// the Aqua stand-in; `extra` adds lines to its `launch.aqua` block.
+fn aqua_config(
+    aqua: &aqua_support::AquaStandIn,
+    extra: &str,
+) -> (tempfile::TempDir, std::sync::Arc<tomato::packs::PacksConfig>) {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "stands:\n  pattern: 'stand-[a-z0-9]+'\nretries: 2\nlaunch:\n  launcher: aqua\n  aqua:\n    url: {}\n    pollInterval: 1s\n    \
+         errorRetries: 2\n{extra}packs:\n  mixed:\n    aqua:\n      packId: {}\n",
+        aqua.url,
+        aqua_support::MIXED
+    );
+    std::fs::write(dir.path().join("farm.yaml"), text).unwrap();
+    let config = std::sync::Arc::new(tomato::packs::PacksConfig::load(dir.path()).unwrap());
+    config.check_operator().unwrap();
+    (dir, config)
+}
+
+fn farm_template() -> tomato::crd::RunTemplate {
+    let mut t = template("farm");
+    t.stand = "stand-qa1".into();
+    t.category = None;
+    t.retries = Some(2);
+    t
+}
+
+/// Operator mode, cancelled while Aqua runs the pack (the stand-in holds it 30 s): the
+/// controller stops polling and, with a revoke path configured, revokes the launch; the run
+/// ends Cancelled saying so. Aqua cannot run here: `tests/support/aqua.py` speaks its API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_aqua_run_revokes_its_launch_in_operator_mode() {
+    let k = TestNs::new("aquacancel").await;
+    let aqua = aqua_support::AquaStandIn::start(None);
+    aqua.knobs(json!({"delay": 30})).await;
+    let (_dir, config) = aqua_config(&aqua, "    revokePath: \"launch/{launch}/revoke\"\n");
+    let _replica = start_replica(&k, config, "tomato-0").await;
+    create_run(&k, "farm-c", farm_template()).await;
+    eventually("farm-c launched in Aqua", Duration::from_secs(120), || async {
+        let r = runs(&k).get("farm-c").await.unwrap();
+        r.status
+            .as_ref()
+            .and_then(|s| s.attempts.first())
+            .is_some_and(|a| !a.aqua.is_empty())
+            .then_some(())
+    })
+    .await;
+    runs(&k)
+        .patch(
+            "farm-c",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"spec": {"cancel": true}})),
+        )
+        .await
+        .unwrap();
+    let run = wait_phase(&k, "farm-c", "Cancelled").await;
+    let msg = run.status.unwrap().message.unwrap_or_default();
+    assert!(msg.starts_with("cancelled; revoked in Aqua"), "{msg}");
+    let seen = aqua.seen().await;
+    assert_eq!(seen["launches"][0]["launchStatus"], "REVOKED", "{seen:#}");
+}
+
+/// Operator mode, `REPORT_FAILED`: polled again up to `errorRetries`, then the attempt is an
+/// error naming it, and the run ends Error. Aqua cannot run here: `tests/support/aqua.py`
+/// speaks its API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_failed_ends_an_aqua_run_in_an_error_naming_it_in_operator_mode() {
+    let k = TestNs::new("aquafail").await;
+    let aqua = aqua_support::AquaStandIn::start(None);
+    aqua.knobs(json!({"report_failed": true})).await;
+    let (_dir, config) = aqua_config(&aqua, "");
+    let _replica = start_replica(&k, config, "tomato-0").await;
+    create_run(&k, "farm-f", farm_template()).await;
+    let run = wait_phase(&k, "farm-f", "Error").await;
+    let st = run.status.unwrap();
+    let msg = st.message.clone().unwrap_or_default();
+    assert!(msg.contains("REPORT_FAILED"), "{msg}");
+    assert_eq!(
+        st.attempts[0].aqua[0].status.as_deref(),
+        Some("REPORT_FAILED"),
+        "{st:#?}"
+    );
+}
+
 /// An Aqua service in operator mode: no Job is created; the controller launches the pack in
 /// the Aqua stand-in (`tests/support/aqua.py`: Aqua cannot run here; the stand-in speaks its
 /// HTTP API and serves real Allure reports of real pytest runs), polls it, restarts the failed
@@ -884,22 +968,10 @@ async fn a_schedule_every_minute_fires_each_minute_and_prunes_runs_beyond_its_hi
 async fn an_aqua_service_runs_without_a_job_and_its_flaky_pack_is_restarted_once() {
     let k = TestNs::new("aqua").await;
     let aqua = aqua_support::AquaStandIn::start(None);
-    let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "stands:\n  pattern: 'stand-[a-z0-9]+'\nretries: 2\nlaunch:\n  launcher: aqua\n  aqua:\n    url: {}\n    pollInterval: 1s\n    \
-         properties:\n      webdriver.base.url: 'https://{{stand}}/'\npacks:\n  mixed:\n    aqua:\n      packId: {}\n",
-        aqua.url,
-        aqua_support::MIXED
-    );
-    std::fs::write(dir.path().join("farm.yaml"), text).unwrap();
-    let config = std::sync::Arc::new(tomato::packs::PacksConfig::load(dir.path()).unwrap());
-    config.check_operator().unwrap();
+    let props = "    properties:\n      webdriver.base.url: 'https://{stand}/'\n";
+    let (_dir, config) = aqua_config(&aqua, props);
     let _replica = start_replica(&k, config, "tomato-0").await;
-    let mut t = template("farm");
-    t.stand = "stand-qa1".into();
-    t.category = None;
-    t.retries = Some(2);
-    create_run(&k, "farm-1", t).await;
+    create_run(&k, "farm-1", farm_template()).await;
 
     let run = eventually("farm-1 finished", Duration::from_secs(180), || async {
         let r = runs(&k).get("farm-1").await.unwrap();
