@@ -685,20 +685,12 @@ async fn report(run: &TestRun, ctx: &Context) -> Result<Action, Error> {
                 records.insert(seq, r);
             }
         }
-        let name = run.name_any();
-        content.link_attachments(ctx.reporter.public_url(), |id, number| {
-            let seq = status
-                .attempts
-                .iter()
-                .rposition(|a| a.number == number)
-                .map(|i| i + 1);
-            seq.and_then(|seq| {
-                records
-                    .get(&seq)
-                    .map(|r| crate::results::attachments::links(r, &name, seq, id))
-            })
-            .unwrap_or_default()
-        });
+        content.link_recorded_attachments(
+            ctx.reporter.public_url(),
+            &run.name_any(),
+            &status.attempts,
+            &records,
+        );
     }
     // The latest stored object: each recorded delivery writes on top of the one before.
     let mut current = run.clone();

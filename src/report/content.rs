@@ -204,6 +204,28 @@ impl RunReport {
         }
     }
 
+    /// [`Self::link_attachments`] from the Allure records of run `run`'s launches (`records` by
+    /// launch position in `attempts`, from 1): a test's links come from the last launch with its
+    /// attempt number (an interrupted launch is followed by its relaunch). Both drivers gather
+    /// the records their own way and link them here.
+    pub fn link_recorded_attachments(
+        &mut self,
+        public_url: &str,
+        run: &str,
+        attempts: &[crate::crd::Attempt],
+        records: &HashMap<usize, crate::results::allure::AttemptExtras>,
+    ) {
+        self.link_attachments(public_url, |id, number| {
+            let seq = attempts.iter().rposition(|a| a.number == number).map(|i| i + 1);
+            seq.and_then(|seq| {
+                records
+                    .get(&seq)
+                    .map(|r| crate::results::attachments::links(r, run, seq, id))
+            })
+            .unwrap_or_default()
+        });
+    }
+
     /// A report with a bit of everything, for checking templates without a run.
     pub fn sample() -> RunReport {
         let test = |name: &str, message: &str| FailedTest {
@@ -655,5 +677,60 @@ mod tests {
         run.spec.template.packs.clear();
         run.spec.template.category = None;
         assert_eq!(RunReport::build(&run, &[], &HashMap::new(), "").selection, "");
+    }
+
+    /// A test's attachment links come from the last launch with its attempt number (the
+    /// relaunch after an interruption), absolute on the public URL.
+    #[test]
+    fn recorded_attachments_are_linked_from_the_last_launch_of_the_tests_attempt() {
+        let mut report = RunReport::sample();
+        let failed = report.failures[0].tests[0].clone();
+        let number = failed.attempt;
+        let launch = |n: u32| Attempt {
+            number: n,
+            selection: Selection::all(vec!["basic".into()]),
+            state: AttemptState::Finished,
+            launch: None,
+            started_at: None,
+            finished_at: None,
+            exit_code: None,
+            summary: None,
+            message: None,
+            shards: Vec::new(),
+            aqua: Vec::new(),
+        };
+        // Launches 1..=number, then `number` again (a relaunch): positions number and number+1.
+        let mut attempts: Vec<Attempt> = (1..=number).map(launch).collect();
+        attempts.push(launch(number));
+        let record = |source: &str| -> crate::results::allure::AttemptExtras {
+            serde_json::from_value(serde_json::json!({
+                "tests": {failed.name.clone(): {"attachments": [{"name": "shot", "source": source}]}}
+            }))
+            .unwrap()
+        };
+        let records = HashMap::from([
+            (number as usize, record("old-attachment.png")),
+            (number as usize + 1, record("new-attachment.png")),
+        ]);
+        report.link_recorded_attachments("https://tomato.example.com/", "demo-sample", &attempts, &records);
+        let links = &report.failures[0].tests[0].attachments;
+        assert_eq!(links.len(), 1, "{links:?}");
+        assert_eq!(links[0].name, "shot");
+        assert_eq!(
+            links[0].url,
+            format!(
+                "https://tomato.example.com/api/v1/runs/demo-sample/attempts/{}/attachments/new-attachment.png",
+                number + 1
+            )
+        );
+        // A test no record names gets no link.
+        assert!(
+            report
+                .failures
+                .iter()
+                .flat_map(|g| &g.tests)
+                .skip(1)
+                .all(|t| t.attachments.is_empty())
+        );
     }
 }

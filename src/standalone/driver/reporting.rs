@@ -70,19 +70,7 @@ impl Driver {
                 results::attachments::load(&dir).map(|r| (seq, r))
             })
             .collect();
-        content.link_attachments(self.reporter.public_url(), |id, number| {
-            let seq = status
-                .attempts
-                .iter()
-                .rposition(|a| a.number == number)
-                .map(|i| i + 1);
-            seq.and_then(|seq| {
-                records
-                    .get(&seq)
-                    .map(|r| results::attachments::links(r, &name, seq, id))
-            })
-            .unwrap_or_default()
-        });
+        content.link_recorded_attachments(self.reporter.public_url(), &name, &status.attempts, &records);
         let content = Arc::new(content);
         for (channel, target, sent_to) in due {
             self.delivering.insert((name.clone(), channel));
