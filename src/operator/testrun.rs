@@ -621,10 +621,7 @@ async fn report(run: &TestRun, ctx: &Context) -> Result<Action, Error> {
     let run = &fresh;
     let svc = ctx.config.service(&run.spec.template.service).cloned();
     let targets = ctx.reporter.targets(run, svc.as_deref());
-    let plans: Vec<crate::report::delivery::ChannelPlan> = targets
-        .iter()
-        .map(|(c, t)| (*c, t.as_ref().err().cloned()))
-        .collect();
+    let plans = crate::report::delivery::channel_plans(&targets);
     let now = Utc::now();
     let mut planned_status = run.status.clone().unwrap_or_default();
     let planned = crate::report::delivery::plan(planned_status.report.get_or_insert_default(), &plans, now);
@@ -641,18 +638,10 @@ async fn report(run: &TestRun, ctx: &Context) -> Result<Action, Error> {
 
     let status = run.status.clone().unwrap_or_default();
     let report = status.report.clone().unwrap_or_default();
-    let mut due = Vec::new();
-    let mut next_due: Option<chrono::DateTime<Utc>> = None;
-    for (channel, target) in targets {
-        let (Ok(target), Some(ch)) = (target, report.channel(channel)) else {
-            continue;
-        };
-        if delivery::is_due(ch, now) {
-            due.push((channel, target, ch.sent_to.clone()));
-        } else if let Some(at) = ch.next_at.filter(|_| ch.state == DeliveryState::Pending) {
-            next_due = Some(next_due.map_or(at, |t| t.min(at)));
-        }
-    }
+    let crate::report::delivery::Due {
+        now: due,
+        next_at: next_due,
+    } = crate::report::delivery::due(targets, &report, now, |_| false);
     if due.is_empty() {
         return Ok(match next_due {
             Some(at) => Action::requeue(

@@ -4,9 +4,9 @@
 
 use chrono::{DateTime, Utc};
 
-use super::Channel;
+use super::{Channel, Target};
 use crate::crd::{DeliveryState, Phase, ReportStatus, TestRunStatus};
-use crate::integrations::delivery::{pending, skipped};
+use crate::integrations::delivery::{is_due, pending, skipped};
 
 /// What a channel needs for this run: `None` to deliver, `Some(reason)` to skip.
 pub type ChannelPlan = (Channel, Option<String>);
@@ -40,6 +40,52 @@ pub fn finish_if_delivered(st: &mut TestRunStatus, now: DateTime<Utc>) -> bool {
         return true;
     }
     false
+}
+
+/// What each channel needs, from where it goes for the run ([`super::Reporter::targets`]):
+/// deliver to a target, or skip with the reason.
+pub fn channel_plans(targets: &[(Channel, Result<Target, String>)]) -> Vec<ChannelPlan> {
+    targets
+        .iter()
+        .map(|(c, t)| (*c, t.as_ref().err().cloned()))
+        .collect()
+}
+
+/// The channels to deliver now, and when the next pending one is due.
+#[derive(Debug)]
+pub struct Due {
+    /// Each due channel with its target and the targets it already reached (`sentTo`).
+    pub now: Vec<(Channel, Target, Vec<String>)>,
+    /// The earliest `nextAt` of the channels still pending and not due yet.
+    pub next_at: Option<DateTime<Utc>>,
+}
+
+/// The channels of `report` due at `now`, leaving out those `busy` says are being delivered
+/// already (standalone mode delivers off its loop). Both drivers ask this.
+pub fn due(
+    targets: Vec<(Channel, Result<Target, String>)>,
+    report: &ReportStatus,
+    now: DateTime<Utc>,
+    busy: impl Fn(Channel) -> bool,
+) -> Due {
+    let mut due = Due {
+        now: Vec::new(),
+        next_at: None,
+    };
+    for (channel, target) in targets {
+        let (Ok(target), Some(ch)) = (target, report.channel(channel)) else {
+            continue;
+        };
+        if busy(channel) {
+            continue;
+        }
+        if is_due(ch, now) {
+            due.now.push((channel, target, ch.sent_to.clone()));
+        } else if let Some(at) = ch.next_at.filter(|_| ch.state == DeliveryState::Pending) {
+            due.next_at = Some(due.next_at.map_or(at, |t| t.min(at)));
+        }
+    }
+    due
 }
 
 #[cfg(test)]
@@ -113,5 +159,33 @@ mod tests {
         );
         assert_eq!(st.verdict, Some(Verdict::Failed));
         assert_eq!(st.message.as_deref(), Some("1 test still failing"));
+    }
+
+    #[test]
+    fn due_channels_are_the_pending_ones_whose_time_came_and_the_rest_say_when() {
+        let mut report = ReportStatus::default();
+        let targets = vec![
+            (Channel::Email, Ok(Target::Email { to: Vec::new() })),
+            (
+                Channel::Tracker,
+                Ok(Target::Tracker {
+                    issue_key: "QA-1".into(),
+                }),
+            ),
+            (Channel::Webhook, Ok(Target::Webhook { hooks: Vec::new() })),
+            (Channel::Tms, Err("the run has no version".to_string())),
+        ];
+        plan(&mut report, &channel_plans(&targets), t(0));
+        assert_eq!(report.tms.as_ref().unwrap().state, DeliveryState::Skipped);
+        // The tracker failed once and waits until t(30); the webhook is being delivered.
+        let tracker = report.tracker.as_mut().unwrap();
+        tracker.next_at = Some(t(30));
+        let d = due(targets.clone(), &report, t(10), |c| c == Channel::Webhook);
+        let now: Vec<Channel> = d.now.iter().map(|(c, _, _)| *c).collect();
+        assert_eq!(now, vec![Channel::Email]);
+        assert_eq!(d.next_at, Some(t(30)));
+        let later = due(targets, &report, t(30), |_| false);
+        assert_eq!(later.now.len(), 3, "email, tracker and webhook are due");
+        assert_eq!(later.next_at, None);
     }
 }

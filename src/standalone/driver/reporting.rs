@@ -10,10 +10,7 @@ impl Driver {
         let name = run.metadata.name.clone().unwrap_or_default();
         let svc = self.config.service(&run.spec.template.service).cloned();
         let targets = self.reporter.targets(run, svc.as_deref());
-        let plans: Vec<crate::report::delivery::ChannelPlan> = targets
-            .iter()
-            .map(|(c, t)| (*c, t.as_ref().err().cloned()))
-            .collect();
+        let plans = crate::report::delivery::channel_plans(&targets);
         let now = Utc::now();
         let (run, (planned, finished)) = self
             .store
@@ -43,19 +40,12 @@ impl Driver {
             return Ok(());
         }
 
-        let mut due = Vec::new();
-        for (channel, target) in targets {
-            let (Ok(target), Some(ch)) = (target, report.channel(channel)) else {
-                continue;
-            };
-            if self.delivering.contains(&(name.clone(), channel)) {
-                continue;
-            }
-            if delivery::is_due(ch, now) {
-                due.push((channel, target, ch.sent_to.clone()));
-            } else if let Some(at) = ch.next_at.filter(|_| ch.state == DeliveryState::Pending) {
-                self.next_due = Some(self.next_due.map_or(at, |t| t.min(at)));
-            }
+        let crate::report::delivery::Due { now: due, next_at } =
+            crate::report::delivery::due(targets, &report, now, |c| {
+                self.delivering.contains(&(name.clone(), c))
+            });
+        if let Some(at) = next_at {
+            self.next_due = Some(self.next_due.map_or(at, |t| t.min(at)));
         }
         if due.is_empty() {
             return Ok(());
