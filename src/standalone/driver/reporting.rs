@@ -54,12 +54,13 @@ impl Driver {
         let categories = crate::classify::recorded(self.store.categories(&name).await?, &status.categories);
         let mut content = self.reporter.content(&run, &tests, &categories);
         // The email links each failed test's attachments (its last attempt's Allure record).
-        let records: HashMap<usize, results::allure::AttemptExtras> = (1..=status.attempts.len())
-            .filter_map(|seq| {
-                let dir = attempt_dir(&self.data_dir, &name, seq);
-                results::attachments::load(&dir).map(|r| (seq, r))
-            })
-            .collect();
+        // Read through the store's Backend side (off the async threads), as the API reads it.
+        let mut records: HashMap<usize, results::allure::AttemptExtras> = HashMap::new();
+        for seq in 1..=status.attempts.len() {
+            if let Some(r) = crate::backend::Backend::allure_extras(&self.store, &name, seq).await? {
+                records.insert(seq, r);
+            }
+        }
         content.link_recorded_attachments(self.reporter.public_url(), &name, &status.attempts, &records);
         let content = Arc::new(content);
         for (channel, target, sent_to) in due {
