@@ -451,7 +451,7 @@ async fn ingest(
                 let used = dir
                     .parent()
                     .map_or(0, |run_dir| results::attachments::used_by_run(run_dir, &dir));
-                let files = results::allure_dir(&dir.join("junit.xml"));
+                let files = results::allure_dir(&dir.join(JUNIT_FILE));
                 if let Err(e) = results::attachments::keep(&dir, &files, &mut extras, limits, used) {
                     warn!(dir = %dir.display(), error = %e, "the Allure extras could not be kept");
                 }
@@ -476,7 +476,7 @@ pub(super) fn keep_gathered_allure(
     style: &crate::results::TestIdStyle,
     limits: results::allure::Limits,
 ) {
-    let files = results::allure_dir(&dir.join("junit.xml"));
+    let files = results::allure_dir(&dir.join(JUNIT_FILE));
     let Ok(Some(read)) = results::allure::read_dir(&files) else {
         return;
     };
@@ -497,11 +497,11 @@ pub(super) fn keep_gathered_allure(
 /// shard's results were read: adapters name them by UUID, so shards never collide, and the
 /// attempt's record and attachments then live where the API serves them.
 pub(super) fn gather_allure(shard_dir: &Path, attempt_dir: &Path) {
-    let from = results::allure_dir(&shard_dir.join("junit.xml"));
+    let from = results::allure_dir(&shard_dir.join(JUNIT_FILE));
     let Ok(entries) = std::fs::read_dir(&from) else {
         return;
     };
-    let to = results::allure_dir(&attempt_dir.join("junit.xml"));
+    let to = results::allure_dir(&attempt_dir.join(JUNIT_FILE));
     if std::fs::create_dir_all(&to).is_err() {
         return;
     }
