@@ -347,6 +347,24 @@ impl TestRunStatus {
                 || self.message.as_deref() != Some(w.reason.to_string().as_str()))
     }
 
+    /// Whether [`TestRunStatus::wait_for`] would change anything.
+    pub fn wait_for_changes(&self, reason: &crate::queue::WaitReason) -> bool {
+        self.phase == Phase::Queued
+            && (self.queue_position.is_some() || self.message.as_deref() != Some(reason.to_string().as_str()))
+    }
+
+    /// A queued run stays queued, waiting for `reason` (in `message`), with no place stored:
+    /// standalone mode computes a queued run's place when it is read, since the place of every
+    /// run behind changes at each admission. Returns whether that changed anything.
+    pub fn wait_for(&mut self, reason: &crate::queue::WaitReason) -> bool {
+        let changed = self.wait_for_changes(reason);
+        if changed {
+            self.queue_position = None;
+            self.message = Some(reason.to_string());
+        }
+        changed
+    }
+
     /// A queued run stays queued: its place and, in `message`, what it waits for. Returns
     /// whether that changed (nothing to write otherwise).
     pub fn wait(&mut self, w: &crate::queue::Waiting) -> bool {

@@ -241,5 +241,6 @@ pub async fn nightly(State(state): State<AppState>, params: Params) -> Result<Js
 pub async fn status(State(state): State<AppState>, params: Params) -> Result<Json<LegacyStatus>, ApiError> {
     let id = params.required("run_id")?;
     let run = find_run(&state, id, "run_id").await?;
+    let run = super::runs::with_queue_position(&state, run).await?;
     Ok(Json(LegacyStatus::of(&run)))
 }

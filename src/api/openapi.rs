@@ -214,6 +214,15 @@ fn request_schemas() -> serde_json::Map<String, Value> {
                 "apiVersion": {"const": "tomato.dev/v1alpha1"},
                 "kind": {"const": kind},
                 "items": {"type": "array", "items": {"$ref": format!("#/components/schemas/{item}")}},
+                "metadata": {
+                    "type": "object",
+                    "properties": {
+                        "continue": {
+                            "type": "string",
+                            "description": "Present when more items follow: pass it back as `continue` for the next page",
+                        },
+                    },
+                },
             },
         })
     };

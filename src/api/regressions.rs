@@ -69,11 +69,7 @@ pub async fn regressions_list(
 ) -> Result<Json<ObjectList<Regression>>, ApiError> {
     super::v1::check_service_filter(&state, q.service.as_deref())?;
     let items = state.backend.list_regressions(q.service.as_deref()).await?;
-    Ok(Json(ObjectList {
-        api_version: "tomato.dev/v1alpha1",
-        kind: "RegressionList".into(),
-        items,
-    }))
+    Ok(Json(ObjectList::of("RegressionList", items)))
 }
 
 /// Create a regression. An unknown service, a stand the service does not have, no plan (and

@@ -1,6 +1,8 @@
 //! Operations and views shared by the legacy and v1 handlers: creating a run from checked
 //! input, the queue of a service, a run's status, its tests.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -197,6 +199,38 @@ pub async fn queue_view(state: &AppState, service: &str) -> Result<QueueView, Ap
         running,
         queued,
     })
+}
+
+/// A queued run as it stands in its queue now: `status.queuePosition` from the queue as it is.
+/// Standalone mode does not store the place (it moves at every admission ahead; see the
+/// driver), and a write's answer must not carry the one from before the write.
+pub async fn with_queue_position(state: &AppState, run: TestRun) -> Result<TestRun, ApiError> {
+    Ok(with_queue_positions(state, vec![run]).await?.remove(0))
+}
+
+/// [`with_queue_position`] of many runs, reading each service's queue once.
+pub async fn with_queue_positions(
+    state: &AppState,
+    mut runs: Vec<TestRun>,
+) -> Result<Vec<TestRun>, ApiError> {
+    let mut queues: HashMap<String, QueueView> = HashMap::new();
+    for run in &mut runs {
+        let name = run.metadata.name.clone().unwrap_or_default();
+        let service = run.spec.template.service.clone();
+        let Some(status) = run.status.as_mut().filter(|s| s.phase == Phase::Queued) else {
+            continue;
+        };
+        if !queues.contains_key(&service) {
+            let queue = queue_view(state, &service).await?;
+            queues.insert(service.clone(), queue);
+        }
+        status.queue_position = queues[&service]
+            .queued
+            .iter()
+            .find(|e| e.run_id == name)
+            .and_then(|e| e.position);
+    }
+    Ok(runs)
 }
 
 /// `GET /api/status`: a run's state in the legacy shape (snake_case at the top level; the

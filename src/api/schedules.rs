@@ -78,11 +78,7 @@ pub async fn schedules_list(
 ) -> Result<Json<ObjectList<NightlySchedule>>, ApiError> {
     super::v1::check_service_filter(&state, q.service.as_deref())?;
     let items = state.backend.list_schedules(q.service.as_deref()).await?;
-    Ok(Json(ObjectList {
-        api_version: "tomato.dev/v1alpha1",
-        kind: "NightlyScheduleList".into(),
-        items,
-    }))
+    Ok(Json(ObjectList::of("NightlyScheduleList", items)))
 }
 
 /// Create a schedule. Invalid cron, unknown time zone, service or category, or a bad policy is a

@@ -11,12 +11,15 @@ use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
 use super::extract::{ApiPath, ApiQuery};
-use super::runs::{ServiceQueue, TestView, find_run, new_run, queue_view, store_run, test_views};
+use super::runs::{
+    ServiceQueue, TestView, find_run, new_run, queue_view, store_run, test_views, with_queue_position,
+    with_queue_positions,
+};
 use super::spec::{RUN_FIELDS, parse_spec};
 use super::{ApiError, AppState, FieldError};
 use crate::backend::Artifact;
 use crate::crd::{Phase, TestRun, TestRunSpec};
-use crate::store::ListFilter;
+use crate::store::{Cursor, ListFilter};
 
 pub fn routes() -> axum::Router<AppState> {
     axum::Router::new()
@@ -81,6 +84,10 @@ pub struct RunsQuery {
     /// At most this many, newest first (default 100, at most 1000).
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// The next page: the `metadata.continue` of the previous answer (with the same filters).
+    #[serde(rename = "continue")]
+    #[param(rename = "continue")]
+    continue_: Option<String>,
 }
 
 /// A list in Kubernetes shape.
@@ -90,13 +97,26 @@ pub struct ObjectList<T> {
     pub api_version: &'static str,
     pub kind: String,
     pub items: Vec<T>,
+    pub metadata: ListMeta,
 }
 
-fn run_list(items: Vec<TestRun>) -> ObjectList<TestRun> {
-    ObjectList {
-        api_version: "tomato.dev/v1alpha1",
-        kind: "TestRunList".into(),
-        items,
+/// A list's metadata, as in the Kubernetes API.
+#[derive(Serialize, Default, utoipa::ToSchema)]
+pub struct ListMeta {
+    /// Present when more items follow: the token for the next page.
+    #[serde(rename = "continue", skip_serializing_if = "Option::is_none")]
+    pub continue_: Option<String>,
+}
+
+impl<T> ObjectList<T> {
+    /// A whole list (no further page).
+    pub fn of(kind: &str, items: Vec<T>) -> ObjectList<T> {
+        ObjectList {
+            api_version: "tomato.dev/v1alpha1",
+            kind: kind.into(),
+            items,
+            metadata: ListMeta::default(),
+        }
     }
 }
 
@@ -127,13 +147,31 @@ pub async fn runs_list(
     if limit == 0 || limit > 1000 {
         return Err(ApiError::bad_request("limit", "must be 1–1000"));
     }
+    let before = match q.continue_.as_deref() {
+        None | Some("") => None,
+        Some(token) => Some(Cursor::parse(token).ok_or_else(|| {
+            ApiError::bad_request(
+                "continue",
+                "is not a token this server gave: pass back the metadata.continue of the previous page",
+            )
+        })?),
+    };
     let filter = ListFilter {
         service: q.service,
         phases,
         label: q.schedule.map(|s| (crate::crd::LABEL_SCHEDULE.to_string(), s)),
-        newest: Some(limit),
+        // One more than asked tells whether another page follows.
+        newest: Some(limit + 1),
+        before,
     };
-    Ok(Json(run_list(state.backend.list_runs(&filter).await?)))
+    let mut items = state.backend.list_runs(&filter).await?;
+    let more = items.len() > limit;
+    items.truncate(limit);
+    let mut list = ObjectList::of("TestRunList", with_queue_positions(&state, items).await?);
+    if more {
+        list.metadata.continue_ = list.items.last().map(|r| Cursor::after(r).token());
+    }
+    Ok(Json(list))
 }
 
 /// Reads a Kubernetes-shaped object of `kind` as a client sends it: a body that is not one,
@@ -324,23 +362,6 @@ fn spec_field_error(field: &str, error: String) -> FieldError {
         parameter: format!("spec.{field}"),
         error,
     }
-}
-
-/// A queued run as it stands in its queue now: `status.queuePosition` from the queue as it is
-/// after a change (the driver writes the position on its next pass; a write's answer must not
-/// carry the one from before).
-async fn with_queue_position(state: &AppState, mut run: TestRun) -> Result<TestRun, ApiError> {
-    let name = run.metadata.name.clone().unwrap_or_default();
-    let Some(status) = run.status.as_mut().filter(|s| s.phase == Phase::Queued) else {
-        return Ok(run);
-    };
-    let queue = queue_view(state, &run.spec.template.service).await?;
-    status.queue_position = queue
-        .queued
-        .iter()
-        .find(|e| e.run_id == name)
-        .and_then(|e| e.position);
-    Ok(run)
 }
 
 /// Get a run.

@@ -622,6 +622,7 @@ async fn query_and_path_errors_name_their_parameter() {
         ("/api/v1/runs?limit=1001".to_string(), "limit"),
         ("/api/v1/runs?limit=many".to_string(), "limit"),
         ("/api/v1/runs?phase=Sleeping".to_string(), "phase"),
+        ("/api/v1/runs?continue=not-a-token".to_string(), "continue"),
         (format!("/api/v1/runs/{id}/tests?verdict=great"), "verdict"),
         ("/api/v1/schedules?service=".to_string(), "service"),
     ] {
@@ -638,4 +639,44 @@ async fn query_and_path_errors_name_their_parameter() {
         let (status, body) = api.get(&uri).await;
         assert_eq!(status, StatusCode::OK, "{uri}: {body}");
     }
+}
+
+/// `/api/v1/runs` pages like the Kubernetes API: `limit` items and, when more follow, an opaque
+/// `metadata.continue` that gives the next page; the pages cover every run once, newest first,
+/// with the filters kept.
+#[tokio::test]
+async fn run_list_pages_with_continue_tokens() {
+    let api = Api::new();
+    let mut queued = Vec::new();
+    for i in 0..7 {
+        let stand = if i % 2 == 0 { "localhost" } else { "127.0.0.1" };
+        let run = api.queue_run(json!({"service": "demo", "stand": stand})).await;
+        queued.push(run["metadata"]["name"].as_str().unwrap().to_string());
+    }
+    queued.reverse();
+    let mut seen: Vec<String> = Vec::new();
+    let mut uri = "/api/v1/runs?service=demo&limit=3".to_string();
+    let mut pages = 0;
+    loop {
+        let (status, body) = api.get(&uri).await;
+        assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+        pages += 1;
+        let items = body["items"].as_array().unwrap();
+        assert!(items.len() <= 3, "{body}");
+        seen.extend(
+            items
+                .iter()
+                .map(|r| r["metadata"]["name"].as_str().unwrap().to_string()),
+        );
+        match body["metadata"]["continue"].as_str() {
+            Some(token) => uri = format!("/api/v1/runs?service=demo&limit=3&continue={token}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, queued, "every run once, newest first");
+    assert_eq!(pages, 3);
+    // The last page says nothing follows; a list that fits says so too.
+    let (_, body) = api.get("/api/v1/runs?service=demo&limit=7").await;
+    assert_eq!(body["items"].as_array().unwrap().len(), 7);
+    assert!(body["metadata"].get("continue").is_none(), "{body}");
 }

@@ -302,6 +302,12 @@ impl Backend for KubeBackend {
                     .as_ref()
                     .is_none_or(|(k, v)| r.labels().get(k) == Some(v))
             })
+            .filter(|r| {
+                filter.before.as_ref().is_none_or(|c| {
+                    let at = crate::store::Cursor::after(r.as_ref());
+                    (&at.created, &at.name) < (&c.created, &c.name)
+                })
+            })
             .map(|r| (*r).clone())
             .collect();
         runs.sort_by_key(|r| (created(r), r.name_any()));

@@ -94,6 +94,52 @@ pub struct ListFilter {
     pub label: Option<(String, String)>,
     /// Newest first and at most this many (oldest first and unlimited when `None`).
     pub newest: Option<usize>,
+    /// Only objects older, in newest-first order, than this one: the next page of a list.
+    pub before: Option<Cursor>,
+}
+
+/// Where a newest-first page ended: the last object's creation time (as
+/// [`crate::crd::precise_time`] writes it) and name. A client gets it as an opaque
+/// `continue` token ([`Cursor::token`]) and hands it back for the next page, as with the
+/// Kubernetes API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    pub created: String,
+    pub name: String,
+}
+
+impl Cursor {
+    /// The cursor after `obj`.
+    pub fn after<K: kube::Resource>(obj: &K) -> Cursor {
+        Cursor {
+            created: crate::crd::precise_time(crate::crd::created(obj)),
+            name: obj.meta().name.clone().unwrap_or_default(),
+        }
+    }
+
+    /// The opaque token: URL-safe base64 of `created NUL name`.
+    pub fn token(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}\0{}", self.created, self.name))
+    }
+
+    /// Reads a token [`Cursor::token`] made; `None` for anything else.
+    pub fn parse(token: &str) -> Option<Cursor> {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .ok()?;
+        let text = String::from_utf8(bytes).ok()?;
+        let (created, name) = text.split_once('\0')?;
+        chrono::DateTime::parse_from_rfc3339(created).ok()?;
+        if name.is_empty() {
+            return None;
+        }
+        Some(Cursor {
+            created: created.to_string(),
+            name: name.to_string(),
+        })
+    }
 }
 
 /// A random RFC 4122 version-4 UUID, for `metadata.uid`.

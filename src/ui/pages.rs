@@ -136,6 +136,7 @@ pub async fn runs_show(
         });
     }
     let run = find_run(&state, &id).await?;
+    let run = crate::api::with_queue_position(&state, run).await?;
     let tests: Vec<TestView> = crate::api::test_views(&state, &run).await?;
     let max = view::max_attempts(&state.config, &run);
     let mut view = view::run_page(&run, &tests, max, filter.as_deref(), Utc::now());
@@ -144,8 +145,14 @@ pub async fn runs_show(
             a.notes = record.notes;
         }
     }
-    let layout = Layout::new(&state, format!("Run {id}"), format!("service:{}", view.service))
-        .watching(format!("TestRun/{id}"), 150);
+    // A queued run's place moves whenever a run ahead of it starts, which changes other runs,
+    // not this one: its page follows every run while it waits.
+    let watch = match run.status.as_ref().is_some_and(|s| s.phase == Phase::Queued) {
+        true => "TestRun".to_string(),
+        false => format!("TestRun/{id}"),
+    };
+    let layout =
+        Layout::new(&state, format!("Run {id}"), format!("service:{}", view.service)).watching(watch, 150);
     Ok(page("run.html", &layout, &view))
 }
 

@@ -94,6 +94,9 @@ pub struct Driver {
     /// Outcomes the store refused to record (a full disk): kept and recorded again until they
     /// are stored, so that no run is stranded `Running` by one failed write.
     unrecorded: Unrecorded,
+    /// The unfinished runs the last pass read, by name with their resource versions: a pass
+    /// parses only the runs that changed since ([`SqliteStore::list_cached`]).
+    unfinished: HashMap<String, (i64, Arc<TestRun>)>,
 }
 
 /// Attempt ends and report deliveries that are known but not yet stored, and when to try
@@ -145,6 +148,7 @@ impl Driver {
             delivered_rx,
             next_due: None,
             unrecorded: Unrecorded::default(),
+            unfinished: HashMap::new(),
         }
     }
 
@@ -285,12 +289,12 @@ impl Driver {
         }
     }
 
-    async fn unfinished(&self) -> Result<Vec<TestRun>, StoreError> {
+    async fn unfinished(&mut self) -> Result<Vec<Arc<TestRun>>, StoreError> {
         let filter = ListFilter {
             phases: UNFINISHED.iter().map(|p| p.to_string()).collect(),
             ..Default::default()
         };
-        self.store.list(&filter).await
+        self.store.list_cached(&filter, &mut self.unfinished).await
     }
 
     /// How long the loop may sleep: until the next report retry is due, or the next try of a
@@ -418,24 +422,30 @@ impl Driver {
             );
             self.advance(&run).await?;
         }
-        let waiting: HashMap<&str, &crate::queue::Waiting> =
-            admission.waiting.iter().map(|w| (w.name.as_str(), w)).collect();
-        // Renumber the queue in one transaction: a long queue moves as a whole at each admission.
-        let moved: Vec<(String, crate::queue::Waiting)> = runs
+        // What each queued run waits for is stored when it changes; its place is not: the place
+        // of every run behind moves at each admission, and rewriting a long queue each time
+        // made a pass cost the whole queue. Readers compute the place from the queue as it is
+        // (`api::runs::queue_positions`).
+        let waiting: HashMap<&str, &crate::queue::WaitReason> = admission
+            .waiting
+            .iter()
+            .map(|w| (w.name.as_str(), &w.reason))
+            .collect();
+        let moved: Vec<(String, crate::queue::WaitReason)> = runs
             .iter()
             .filter_map(|run| {
                 let name = run.metadata.name.as_deref()?;
-                let w = *waiting.get(name)?;
+                let reason = *waiting.get(name)?;
                 run.status
                     .as_ref()
-                    .is_none_or(|st| st.wait_changes(w))
-                    .then(|| (name.to_string(), w.clone()))
+                    .is_none_or(|st| st.wait_for_changes(reason))
+                    .then(|| (name.to_string(), reason.clone()))
             })
             .collect();
         if !moved.is_empty() {
             self.store
-                .update_many::<TestRun, crate::queue::Waiting>(moved, |r, w| {
-                    r.status.get_or_insert_default().wait(&w)
+                .update_many::<TestRun, crate::queue::WaitReason>(moved, |r, reason| {
+                    r.status.get_or_insert_default().wait_for(&reason)
                 })
                 .await?;
         }
