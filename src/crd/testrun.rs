@@ -283,6 +283,12 @@ pub struct AquaLaunch {
     /// Why the last of those failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The value of the `tomato.launch` property the launch was made with
+    /// (`<run>/<attempt>/<pack>`; a restart keeps its chain's). Recorded, with an empty `id`,
+    /// before Tomato asks Aqua to launch: a Tomato that finds such an intent looks the launch
+    /// up in Aqua by it before launching again, so a crash never launches a pack twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marker: Option<String>,
 }
 
 /// One part of a sharded attempt: what it runs and how far it got.

@@ -621,6 +621,7 @@ mod tests {
             failing,
             failures: None,
             error: None,
+            marker: None,
         }
     }
 

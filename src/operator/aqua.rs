@@ -86,6 +86,7 @@ pub async fn observe(
                 failing: None,
                 failures: None,
                 error: None,
+                marker: None,
             };
             info!(
                 run = run.name_any(),

@@ -65,7 +65,8 @@ pub struct Service {
     pub shards: u8,
     /// The runner preset (`launch.runner`) the launch and rerun settings were filled from.
     pub runner: Option<Runner>,
-    /// `launch.launcher: aqua`: the packs run in Aqua, not as a process or a Job.
+    /// Aqua's connection settings (`launch.aqua`), present when any pack runs in Aqua
+    /// (`launch.launcher: aqua` for every pack, or `packs.<name>.launcher: aqua` for one).
     pub aqua: Option<Arc<aqua::AquaService>>,
     pub launch: Launch,
     pub rerun: Rerun,
@@ -191,7 +192,8 @@ pub struct Pack {
     pub description: String,
     /// argv elements selecting the pack's tests (files, directories, markers).
     pub tests: Vec<Template>,
-    /// The pack in Aqua (`launch.launcher: aqua`).
+    /// The pack in Aqua: present exactly when the pack runs there (its own `launcher`, else
+    /// the service's); see [`crate::launch::split`].
     pub aqua: Option<aqua::AquaPack>,
 }
 
@@ -332,8 +334,9 @@ impl PacksConfig {
     pub fn check_operator(&self) -> Result<(), ConfigErrors> {
         let errors: Vec<ConfigError> = self
             .services()
-            // An Aqua service needs no image: the controller polls Aqua, no Job runs.
-            .filter(|s| s.launch.job.image.is_none() && s.aqua.is_none())
+            // A service whose packs all run in Aqua needs no image: the controller polls Aqua,
+            // no Job runs.
+            .filter(|s| s.launch.job.image.is_none() && s.packs.values().any(|p| p.aqua.is_none()))
             .map(|s| ConfigError {
                 file: s.file.clone(),
                 field: "launch.image".into(),

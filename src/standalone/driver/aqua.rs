@@ -162,6 +162,7 @@ impl Task {
                 failing: None,
                 failures: None,
                 error: None,
+                marker: None,
             };
             info!(
                 run = self.name,
