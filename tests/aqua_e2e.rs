@@ -377,3 +377,135 @@ async fn an_unreachable_aqua_ends_the_run_in_an_error_naming_the_cause() {
         "the auth header is never logged"
     );
 }
+
+/// A service whose packs run in two places (`packs.<name>.launcher`): `core` as a local pytest
+/// process (packs_config/demo-py's suite), `farm` in Aqua (the stand-in's `mixed` pack).
+fn mixed_service(aqua: &AquaStandIn) -> String {
+    format!(
+        r#"description: Some packs locally, one in Aqua
+stands:
+  pattern: 'stand-[a-z0-9]+'
+retries: 2
+launch:
+  command: [python3, -m, pytest, -p, "no:cacheprovider", "--rootdir={{dir}}", -c, "{{dir}}/pytest.ini",
+            "--junitxml={{junit}}", -o, junit_family=xunit1, "{{tests}}"]
+  env:
+    PYTHONDONTWRITEBYTECODE: "1"
+  aqua:
+    url: {url}
+    pollInterval: 1s
+    requestTimeout: 3s
+    errorRetries: 2
+    auth:
+      env: AQUA_TOKEN
+rerun:
+  testId: pytest
+  args: ["{{dir}}/{{id}}"]
+packs:
+  core:
+    tests: ["{{dir}}/tests/test_core.py"]
+  farm:
+    launcher: aqua
+    aqua:
+      packId: {MIXED}
+"#,
+        url = aqua.url
+    )
+}
+
+async fn start_mixed(aqua: &AquaStandIn) -> (Server, tempfile::TempDir) {
+    let cfg = support::config_with(&[("mix.yaml", &mixed_service(aqua))]);
+    std::os::unix::fs::symlink(
+        format!("{}/packs_config/demo-py", env!("CARGO_MANIFEST_DIR")),
+        cfg.path().join("mix"),
+    )
+    .unwrap();
+    let token = format!("Bearer {TOKEN}");
+    let server = Server::start_with(Some(cfg.path()), &[("AQUA_TOKEN", &token)]).await;
+    (server, cfg)
+}
+
+/// One attempt runs the local pack as a process and the Aqua pack in Aqua side by side, and
+/// their tests are one set: attempt 2 reruns only the local failed tests and restarts the
+/// Aqua launch (which had a failure); attempt 3 reruns the still-failing local test alone and
+/// restarts nothing in Aqua (its restart passed). Verdicts merge across both.
+#[tokio::test]
+async fn a_mixed_attempt_runs_both_parts_and_reruns_each_its_own_way() {
+    let aqua = AquaStandIn::start(Some(TOKEN));
+    let (server, _cfg) = start_mixed(&aqua).await;
+    let id = server.run_now("service=mix&stand=stand-qa1").await;
+    let st = server.wait_finished(&id, LONG).await;
+    assert_eq!(st["phase"], "Failed", "{st:#}\n{}", server.log());
+    let attempts = st["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 3, "{st:#}");
+    assert!(
+        attempts[0]["launch"].as_str().unwrap().starts_with("pid "),
+        "{st:#}"
+    );
+    let first = launches(&st, 0);
+    let second = launches(&st, 1);
+    assert_eq!((first.len(), second.len()), (1, 1), "{st:#}");
+    assert!(
+        launches(&st, 2).is_empty(),
+        "a passed restart is not restarted again: {st:#}"
+    );
+    assert_eq!(first[0]["pack"], "farm");
+    assert_eq!(second[0]["restartOf"], first[0]["id"]);
+    assert_eq!(
+        (&first[0]["failing"], &second[0]["failing"]),
+        (&json!(1), &json!(0))
+    );
+    // The local rerun selected only the local failed tests, never Aqua's.
+    let rerun: Vec<&str> = attempts[1]["selection"]["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(rerun.len(), 3, "two local, one in Aqua: {rerun:?}");
+    assert_eq!(
+        attempts[2]["selection"]["tests"],
+        json!(["tests/test_core.py::test_applies_coupon"]),
+        "{st:#}"
+    );
+    let s = &attempts[1]["summary"];
+    assert_eq!((&s["passed"], &s["failed"]), (&json!(2), &json!(1)), "{st:#}");
+
+    let verdicts = server.verdicts(&id).await;
+    let verdict = |suffix: &str| {
+        verdicts
+            .iter()
+            .find(|(k, _)| k.ends_with(suffix))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no test ending {suffix}: {verdicts:?}"))
+    };
+    assert_eq!(verdict("::test_applies_coupon"), "failed");
+    assert_eq!(verdict("::test_flaky_payment_gateway"), "flaky");
+    assert_eq!(verdict("::test_flaky"), "flaky", "Aqua's flaky test");
+    assert_eq!(verdict("::test_passes"), "passed", "Aqua's passing test");
+    assert_eq!(verdict("::test_adds_vat"), "passed");
+    let summary = &st["summary"];
+    assert_eq!(
+        (
+            &summary["passed"],
+            &summary["flaky"],
+            &summary["failed"],
+            &summary["skipped"]
+        ),
+        (&json!(3), &json!(2), &json!(1), &json!(2)),
+        "{st:#}"
+    );
+    let seen = aqua.seen().await;
+    assert_eq!(
+        seen["launches"].as_array().unwrap().len(),
+        2,
+        "one launch, one restart: {seen:#}"
+    );
+    // The launch links show on the run page beside the local attempts.
+    let (_, page) = server.get_text(&format!("/runs/{id}")).await;
+    let page = page.replace("&#x2f;", "/");
+    assert!(
+        page.contains(first[0]["url"].as_str().unwrap()),
+        "the run page lacks the launch"
+    );
+}

@@ -42,6 +42,7 @@ use crate::store::{ListFilter, SqliteStore, StoreError};
 mod aqua;
 mod attempts;
 mod eager;
+mod mixed;
 mod reporting;
 mod shards;
 
