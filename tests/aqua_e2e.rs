@@ -277,7 +277,9 @@ async fn a_restart_of_tomato_mid_launch_resumes_polling() {
         .await;
     server
         .wait_until(&id, "launched in Aqua", LONG, |st| {
-            st["attempts"][0]["aqua"][0]["id"].is_string()
+            st["attempts"][0]["aqua"][0]["id"]
+                .as_str()
+                .is_some_and(|id| !id.is_empty())
         })
         .await;
     server.restart().await;
@@ -306,7 +308,9 @@ async fn cancel_revokes_when_a_revoke_path_is_configured() {
         .await;
     server
         .wait_until(&id, "launched in Aqua", LONG, |st| {
-            st["attempts"][0]["aqua"][0]["id"].is_string()
+            st["attempts"][0]["aqua"][0]["id"]
+                .as_str()
+                .is_some_and(|id| !id.is_empty())
         })
         .await;
     let (code, body) = server
@@ -332,7 +336,9 @@ async fn cancel_without_a_revoke_path_says_the_launch_goes_on() {
         .await;
     server
         .wait_until(&id, "launched in Aqua", LONG, |st| {
-            st["attempts"][0]["aqua"][0]["id"].is_string()
+            st["attempts"][0]["aqua"][0]["id"]
+                .as_str()
+                .is_some_and(|id| !id.is_empty())
         })
         .await;
     server
@@ -507,5 +513,70 @@ async fn a_mixed_attempt_runs_both_parts_and_reruns_each_its_own_way() {
     assert!(
         page.contains(first[0]["url"].as_str().unwrap()),
         "the run page lacks the launch"
+    );
+}
+
+/// Tomato killed (`kill -9`) after Aqua made the launch but before Tomato learnt its id (the
+/// stand-in answers the launch late, and Tomato dies waiting): the intent it recorded first
+/// makes the next start look the launch up by its `tomato.launch` marker and adopt it, so the
+/// pack is launched exactly once, and the run ends as it would have.
+#[tokio::test]
+async fn a_crash_between_the_launch_and_its_record_never_launches_twice() {
+    let aqua = AquaStandIn::start(Some(TOKEN));
+    aqua.knobs(json!({"answer_delay": 30})).await;
+    let (mut server, _cfg) = start(&aqua, "").await;
+    let id = server
+        .run_now("service=farm&stand=stand-qa1&category=mixed")
+        .await;
+    // The stand-in made the launch; Tomato still waits for its answer.
+    let deadline = std::time::Instant::now() + LONG;
+    loop {
+        if aqua.seen().await["launches"]
+            .as_array()
+            .is_some_and(|l| !l.is_empty())
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no launch was made");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = server.status(&id).await;
+    let intent = &before["attempts"][0]["aqua"][0];
+    assert_eq!(intent["id"], "", "only the intent is recorded: {before:#}");
+    assert_eq!(intent["marker"], format!("{id}/1/mixed"), "{before:#}");
+    server.kill9();
+    aqua.knobs(json!({"answer_delay": 0})).await;
+    server.start_again().await;
+
+    let st = server.wait_finished(&id, LONG).await;
+    assert_eq!(st["phase"], "Succeeded", "{st:#}\n{}", server.log());
+    let seen = aqua.seen().await;
+    let made = seen["launches"].as_array().unwrap();
+    assert_eq!(
+        made.len(),
+        2,
+        "one launch (adopted, not made again) and one restart: {seen:#}"
+    );
+    assert_eq!(
+        launches(&st, 0)[0]["id"],
+        made[0]["id"],
+        "the launch made before the crash was adopted"
+    );
+    assert_eq!(launches(&st, 1)[0]["restartOf"], made[0]["id"]);
+    let props: Vec<(String, String)> = serde_json::from_value(made[0]["properties"].clone()).unwrap();
+    assert!(
+        props.contains(&("tomato.launch".into(), format!("{id}/1/mixed"))),
+        "{props:?}"
+    );
+    let looked_up = seen["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["path"].as_str().unwrap().ends_with("launch/page/simple"));
+    assert!(looked_up, "the launch was looked up by its marker: {seen:#}");
+    assert!(
+        server
+            .log()
+            .contains("found the launch made before Tomato stopped")
     );
 }

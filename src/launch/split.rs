@@ -265,5 +265,13 @@ mod tests {
         assert!(!text.contains("pack web: GET"), "{text}");
         let e = cfg.check_operator().unwrap_err();
         assert_eq!(e.0[0].field, "launch.image", "the local pack runs as a Job");
+        assert_eq!(e.0[1].field, "packs.farm.launcher");
+        assert!(
+            e.0[1].reason.starts_with(
+                "operator mode does not yet run one service's packs both in Aqua (farm) and as Jobs (web)"
+            ),
+            "{}",
+            e.0[1].reason
+        );
     }
 }

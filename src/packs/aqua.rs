@@ -307,6 +307,13 @@ fn properties(
                 add(format!("{field}.{k}"), "not a property name".into());
                 return None;
             }
+            if k == crate::launch::aqua::MARKER_PROPERTY {
+                add(
+                    format!("{field}.{k}"),
+                    "is set by Tomato itself (it finds its launches in Aqua by it)".into(),
+                );
+                return None;
+            }
             match Template::parse(v, PROPERTY_VARS) {
                 Ok(t) => Some((k.clone(), t)),
                 Err(e) => {

@@ -164,50 +164,65 @@ impl Task {
     /// The Aqua part of the attempt up to its tests: launches what is still to launch, polls
     /// to the end, reads the reports. `Err`: how the part ended without tests.
     pub(super) async fn collect(&self) -> Result<Vec<results::Case>, Outcome> {
-        let Some((selection, attempt, previous)) = self.attempt().await else {
+        let Some((selection, attempt, previous, known)) = self.attempt().await else {
             return Err(Outcome::Stopped);
         };
-        let mut launches: Vec<(AquaLaunch, Option<LaunchObject>)> =
-            attempt.aqua.iter().cloned().map(|l| (l, None)).collect();
+        let mut launches: Vec<(AquaLaunch, Option<LaunchObject>)> = attempt
+            .aqua
+            .iter()
+            .filter(|l| !aqua::is_intent(l))
+            .cloned()
+            .map(|l| (l, None))
+            .collect();
         for todo in aqua::plan(&selection, &attempt, previous.as_ref()) {
-            let (pack, made) = match &todo {
-                Todo::Poll { .. } => continue,
-                Todo::Launch { pack } => {
-                    let Some(p) = self.svc.packs.get(pack).and_then(|p| p.aqua.as_ref()) else {
-                        return Err(self.launch_failed(format!("pack {pack} has no Aqua pack id")));
-                    };
-                    let props = self.cfg.properties_for(p, &self.stand, &self.name, self.number);
-                    let made = aqua::retrying(&self.cfg, || self.client.launch(&p.pack_id, &props)).await;
-                    (pack, made)
+            let Some(pack) = todo.pack() else { continue };
+            let Some(p) = self.svc.packs.get(pack).and_then(|p| p.aqua.as_ref()) else {
+                return Err(self.launch_failed(format!("pack {pack} has no Aqua pack id")));
+            };
+            // The intent first: a crash after Aqua's answer leaves it to be looked up.
+            if let Some(intent) = aqua::intent(&todo, &self.name, self.number)
+                && !self.record(intent).await
+            {
+                return Err(Outcome::Stopped);
+            }
+            let found = match &todo {
+                Todo::Find { marker, .. } => {
+                    let found =
+                        aqua::retrying(&self.cfg, || self.client.find(&p.pack_id, marker, &known)).await;
+                    match found {
+                        Ok(found) => found,
+                        Err(e) => return Err(self.launch_failed(format!("pack {pack}: {e}"))),
+                    }
                 }
-                Todo::Restart { pack, of } => {
-                    (pack, aqua::retrying(&self.cfg, || self.client.restart(of)).await)
+                _ => None,
+            };
+            let adopted = found.is_some();
+            let made = match (found, todo.restart_of()) {
+                (Some(lo), _) => Ok(lo),
+                (None, Some(of)) => aqua::retrying(&self.cfg, || self.client.restart(of)).await,
+                (None, None) => {
+                    let props =
+                        aqua::launch_properties(&self.cfg, pack, p, &self.stand, &self.name, self.number);
+                    aqua::retrying(&self.cfg, || self.client.launch(&p.pack_id, &props)).await
                 }
             };
             let lo = match made {
                 Ok(lo) => lo,
                 Err(e) => return Err(self.launch_failed(format!("pack {pack}: {e}"))),
             };
-            let l = AquaLaunch {
-                pack: pack.clone(),
-                id: lo.id.clone(),
-                url: lo.launch_url.clone(),
-                restart_of: match &todo {
-                    Todo::Restart { of, .. } => Some(of.clone()),
-                    _ => None,
-                },
-                status: lo.launch_status.clone(),
-                failing: None,
-                failures: None,
-                error: None,
-                marker: None,
-            };
+            let l = aqua::launched(&todo, &lo, todo.marker(&self.name, self.number));
             info!(
                 run = self.name,
                 attempt = self.number,
                 pack,
                 launch = l.id,
-                "launched in Aqua"
+                adopted,
+                "{}",
+                if adopted {
+                    "found the launch made before Tomato stopped in Aqua; polling it"
+                } else {
+                    "launched in Aqua"
+                }
             );
             if !self.record(l.clone()).await {
                 return Err(Outcome::Stopped);
@@ -305,7 +320,15 @@ impl Task {
 
     /// The running attempt, its selection, and the attempt it reruns; `None` when it is no
     /// longer running.
-    async fn attempt(&self) -> Option<(Selection, crate::crd::Attempt, Option<crate::crd::Attempt>)> {
+    #[allow(clippy::type_complexity)]
+    async fn attempt(
+        &self,
+    ) -> Option<(
+        Selection,
+        crate::crd::Attempt,
+        Option<crate::crd::Attempt>,
+        Vec<String>,
+    )> {
         let run = self
             .retry_store(|| self.store.get::<TestRun>(&self.name))
             .await??;
@@ -317,7 +340,7 @@ impl Task {
         let previous = aqua::previous_of(&status, &attempt.selection).cloned();
         // Aqua's part only: the packs of a mixed attempt that run locally are not Aqua's.
         let selection = crate::launch::split::aqua_part(&self.svc, &attempt.selection);
-        Some((selection, attempt, previous))
+        Some((selection, attempt, previous, aqua::known_ids(&status)))
     }
 
     /// Records a launch in the attempt; false when the attempt no longer runs.
@@ -403,10 +426,10 @@ impl Task {
         let launches: Vec<AquaLaunch> = self
             .attempt()
             .await
-            .map(|(_, a, _)| a.aqua)
+            .map(|(_, a, _, _)| a.aqua)
             .unwrap_or_default()
             .into_iter()
-            .filter(|l| aqua::progress(l.status.as_deref()) == Progress::Going)
+            .filter(|l| !aqua::is_intent(l) && aqua::progress(l.status.as_deref()) == Progress::Going)
             .collect();
         let mut revoked = !launches.is_empty();
         for l in &launches {
