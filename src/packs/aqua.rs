@@ -540,4 +540,18 @@ mod tests {
             "{e:?}"
         );
     }
+
+    #[test]
+    fn the_marker_property_is_tomatos_own() {
+        let e = errors(&service(
+            &format!("{URL}\n    properties:\n      tomato.launch: '{{run}}'"),
+            "  smoke:\n    aqua:\n      packId: 5f3c2a1b9d8e7f6a5b4c3d2e",
+        ));
+        assert_eq!(
+            e,
+            [
+                "launch.aqua.properties.tomato.launch: is set by Tomato itself (it finds its launches in Aqua by it)"
+            ]
+        );
+    }
 }

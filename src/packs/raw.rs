@@ -313,7 +313,9 @@ pub(super) fn parse_service(config_dir: &Path, file: &Path, text: &str) -> Resul
         super::aqua::launcher("launch.launcher", raw.launch.launcher.as_deref(), &mut |f, r| {
             p.add(f, r)
         })
-        .unwrap_or(false);
+        // A launcher that is not one is named once; the rest is then checked as the file's
+        // other fields suggest (its Aqua settings present or not), so one typo is one error.
+        .unwrap_or(raw.launch.launcher.is_some() && raw.launch.aqua.is_some());
     // Where each pack runs: its own `launcher`, else the service's.
     let pack_in_aqua: BTreeMap<&str, bool> = raw
         .packs
@@ -321,7 +323,12 @@ pub(super) fn parse_service(config_dir: &Path, file: &Path, text: &str) -> Resul
         .map(|(pname, pack)| {
             let field = format!("packs.{pname}.launcher");
             let own = super::aqua::launcher(&field, pack.launcher.as_deref(), &mut |f, r| p.add(f, r));
-            (pname.as_str(), own.unwrap_or(service_aqua))
+            let in_aqua = match (&pack.launcher, own) {
+                (None, _) => service_aqua,
+                (Some(_), Some(own)) => own,
+                (Some(_), None) => pack.aqua.is_some(),
+            };
+            (pname.as_str(), in_aqua)
         })
         .collect();
     let in_aqua: Vec<&str> = pack_in_aqua
