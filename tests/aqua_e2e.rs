@@ -580,3 +580,44 @@ async fn a_crash_between_the_launch_and_its_record_never_launches_twice() {
             .contains("found the launch made before Tomato stopped")
     );
 }
+
+/// Tomato killed while a mixed attempt runs: its process is gone, so the attempt is marked
+/// interrupted and launched again, and the relaunch adopts the Aqua launch already made
+/// (it goes on in Aqua) instead of launching the pack a second time.
+#[tokio::test]
+async fn a_mixed_attempt_interrupted_by_a_restart_relaunches_only_its_local_part() {
+    let aqua = AquaStandIn::start(Some(TOKEN));
+    aqua.knobs(json!({"delay": 8})).await;
+    let (mut server, _cfg) = start_mixed(&aqua).await;
+    let id = server.run_now("service=mix&stand=stand-qa1").await;
+    server
+        .wait_until(&id, "launched in Aqua", LONG, |st| {
+            st["attempts"][0]["aqua"][0]["id"]
+                .as_str()
+                .is_some_and(|id| !id.is_empty())
+        })
+        .await;
+    server.restart().await;
+    aqua.knobs(json!({"delay": 0})).await;
+    let st = server.wait_finished(&id, LONG).await;
+    assert_eq!(st["phase"], "Failed", "{st:#}\n{}", server.log());
+    let attempts = st["attempts"].as_array().unwrap();
+    assert_eq!(attempts[0]["state"], "Interrupted", "{st:#}");
+    assert_eq!(attempts[1]["number"], 1, "the relaunch keeps its number: {st:#}");
+    assert!(
+        launches(&st, 0).is_empty(),
+        "its launch moved to the relaunch: {st:#}"
+    );
+    let seen = aqua.seen().await;
+    let made = seen["launches"].as_array().unwrap();
+    assert_eq!(made.len(), 2, "one launch and one restart, none twice: {seen:#}");
+    assert_eq!(launches(&st, 1)[0]["id"], made[0]["id"], "{st:#}");
+    assert_eq!(launches(&st, 2)[0]["restartOf"], made[0]["id"], "{st:#}");
+    let verdicts = server.verdicts(&id).await;
+    assert!(
+        verdicts
+            .iter()
+            .any(|(k, v)| k.ends_with("::test_flaky") && v == "flaky"),
+        "{verdicts:?}"
+    );
+}
