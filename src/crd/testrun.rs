@@ -250,9 +250,10 @@ pub struct Attempt {
     /// The parts of a sharded attempt and how far each got (empty when it ran unsplit).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shards: Vec<ShardStatus>,
-    /// The Aqua launches of an attempt of an Aqua service (`launch.launcher: aqua`), one per
-    /// pack: recorded as soon as Aqua answers, so a restart of Tomato polls them again rather
-    /// than launching twice.
+    /// The Aqua launches of the attempt's packs that run in Aqua (`launch.launcher: aqua`, or
+    /// the pack's own `launcher: aqua`), one per pack: each intent is recorded before Aqua is
+    /// asked and its id as soon as Aqua answers, so a restart of Tomato polls them (or looks
+    /// them up) again rather than launching twice.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aqua: Vec<AquaLaunch>,
 }

@@ -9,6 +9,11 @@
 //! and then its tests are read from the Allure report at `reportRequestUrl`
 //! ([`crate::results::allure_report`]).
 //!
+//! A launch is never made twice: every launch carries the property [`MARKER_PROPERTY`]
+//! (`<run>/<attempt>/<pack>`), and its [`intent`] is recorded before Aqua is asked; an intent
+//! found without its id ([`Todo::Find`]) is looked up in `launch/page/simple?packId=` and the
+//! launch [`adopt`]ed, and only made when Aqua has none.
+//!
 //! Split as the rest of Tomato is: [`plan`], [`progress`], [`backoff`] and [`record`] are pure
 //! decisions, unit-tested here and shared by both drivers; [`Client`] does the HTTP. Every
 //! value reaches Aqua as a URL path segment or an encoded query pair, never through a shell;

@@ -1,9 +1,13 @@
-//! Attempts of Aqua services (`launch.launcher: aqua`): no process; a task that launches (or
+//! The Aqua part of attempts (packs whose launcher is `aqua`: every pack of a service with
+//! `launch.launcher: aqua`, or one that says so itself): no process; a task that launches (or
 //! restarts) in Aqua, records each launch id in the attempt's status at once, polls until the
 //! reports are built, and stores their tests as the attempt's results — as any attempt's JUnit
-//! results are stored. Because the ids are in the status, a restart of Tomato starts the task
-//! again over the same attempt ([`Driver::resume_aqua`]), which polls what was launched
-//! instead of launching it twice. What to do is [`crate::launch::aqua::plan`]'s decision.
+//! results are stored ([`super::mixed`] stores them with a local part's instead). Before each
+//! launch its intent is recorded (pack and `tomato.launch` marker, no id yet); because the ids
+//! and intents are in the status, a restart of Tomato starts the task again over the same
+//! attempt ([`Driver::resume_aqua`]), which polls what was launched and looks an intent's
+//! launch up in Aqua instead of launching it twice. What to do is
+//! [`crate::launch::aqua::plan`]'s decision.
 
 use std::sync::Arc;
 
