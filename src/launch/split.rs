@@ -87,13 +87,17 @@ pub fn split(
         },
         SelectionKind::Failed => {
             let of = selection.of_attempt.unwrap_or_default();
-            let ran_in_aqua = |id: &str| {
-                merged
-                    .iter()
-                    .any(|t| t.id == id && t.case.suites.first().is_some_and(|s| aqua_packs.contains(s)))
-            };
-            let (aqua_tests, local_tests): (Vec<String>, Vec<String>) =
-                selection.tests.iter().cloned().partition(|id| ran_in_aqua(id));
+            // One pass over the merged tests: a rerun may select thousands.
+            let in_aqua: std::collections::HashSet<&str> = merged
+                .iter()
+                .filter(|t| t.case.suites.first().is_some_and(|s| aqua_packs.contains(s)))
+                .map(|t| t.id.as_str())
+                .collect();
+            let (aqua_tests, local_tests): (Vec<String>, Vec<String>) = selection
+                .tests
+                .iter()
+                .cloned()
+                .partition(|id| in_aqua.contains(id.as_str()));
             // A launch whose report had failures, or was never read, is restarted (as
             // crate::launch::aqua::plan decides); the rest of Aqua has nothing to do.
             let restarts = previous.is_some_and(|p| p.aqua.iter().any(|l| l.failing != Some(0)));
