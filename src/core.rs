@@ -395,6 +395,15 @@ impl TestRunStatus {
     /// An attempt was launched.
     pub fn begin_attempt(&mut self, number: u32, selection: Selection, launch: String, now: DateTime<Utc>) {
         self.phase = Phase::Running;
+        // A relaunch after an interruption adopts the Aqua launches its predecessor made (or
+        // meant to make): they go on in Aqua, so they are polled (or looked up), never made
+        // twice.
+        let aqua = match self.attempts.last_mut() {
+            Some(a) if a.number == number && a.state == AttemptState::Interrupted => {
+                std::mem::take(&mut a.aqua)
+            }
+            _ => Vec::new(),
+        };
         self.attempts.push(Attempt {
             number,
             selection,
@@ -406,7 +415,7 @@ impl TestRunStatus {
             summary: None,
             message: None,
             shards: Vec::new(),
-            aqua: Vec::new(),
+            aqua,
         });
     }
 
@@ -852,6 +861,34 @@ mod tests {
                 selection: sel
             })
         );
+    }
+
+    #[test]
+    fn a_relaunch_after_an_interruption_adopts_the_aqua_launches_of_its_predecessor() {
+        let now = Utc::now();
+        let mut st = TestRunStatus::default();
+        let sel = Selection::all(vec!["web".into(), "farm".into()]);
+        st.begin_attempt(1, sel.clone(), "pid 7".into(), now);
+        let launch = crate::crd::AquaLaunch {
+            pack: "farm".into(),
+            id: "L1".into(),
+            url: None,
+            restart_of: None,
+            status: None,
+            failing: None,
+            failures: None,
+            error: None,
+            marker: Some("r/1/farm".into()),
+        };
+        st.attempts[0].aqua.push(launch.clone());
+        st.stop_attempt(AttemptState::Interrupted, "restarted", now);
+        st.begin_attempt(1, sel.clone(), "pid 8".into(), now);
+        assert_eq!(st.attempts[1].aqua, vec![launch.clone()], "moved, not made again");
+        assert!(st.attempts[0].aqua.is_empty(), "listed once");
+        // An attempt after a finished one starts with no launch of its own.
+        st.attempts[1].state = AttemptState::Finished;
+        st.begin_attempt(2, sel, "pid 9".into(), now);
+        assert!(st.attempts[2].aqua.is_empty());
     }
 
     #[test]

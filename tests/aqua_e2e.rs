@@ -277,7 +277,9 @@ async fn a_restart_of_tomato_mid_launch_resumes_polling() {
         .await;
     server
         .wait_until(&id, "launched in Aqua", LONG, |st| {
-            st["attempts"][0]["aqua"][0]["id"].is_string()
+            st["attempts"][0]["aqua"][0]["id"]
+                .as_str()
+                .is_some_and(|id| !id.is_empty())
         })
         .await;
     server.restart().await;
@@ -306,7 +308,9 @@ async fn cancel_revokes_when_a_revoke_path_is_configured() {
         .await;
     server
         .wait_until(&id, "launched in Aqua", LONG, |st| {
-            st["attempts"][0]["aqua"][0]["id"].is_string()
+            st["attempts"][0]["aqua"][0]["id"]
+                .as_str()
+                .is_some_and(|id| !id.is_empty())
         })
         .await;
     let (code, body) = server
@@ -332,7 +336,9 @@ async fn cancel_without_a_revoke_path_says_the_launch_goes_on() {
         .await;
     server
         .wait_until(&id, "launched in Aqua", LONG, |st| {
-            st["attempts"][0]["aqua"][0]["id"].is_string()
+            st["attempts"][0]["aqua"][0]["id"]
+                .as_str()
+                .is_some_and(|id| !id.is_empty())
         })
         .await;
     server
@@ -375,5 +381,243 @@ async fn an_unreachable_aqua_ends_the_run_in_an_error_naming_the_cause() {
     assert!(
         !server.log().contains("Bearer x"),
         "the auth header is never logged"
+    );
+}
+
+/// A service whose packs run in two places (`packs.<name>.launcher`): `core` as a local pytest
+/// process (packs_config/demo-py's suite), `farm` in Aqua (the stand-in's `mixed` pack).
+fn mixed_service(aqua: &AquaStandIn) -> String {
+    format!(
+        r#"description: Some packs locally, one in Aqua
+stands:
+  pattern: 'stand-[a-z0-9]+'
+retries: 2
+launch:
+  command: [python3, -m, pytest, -p, "no:cacheprovider", "--rootdir={{dir}}", -c, "{{dir}}/pytest.ini",
+            "--junitxml={{junit}}", -o, junit_family=xunit1, "{{tests}}"]
+  env:
+    PYTHONDONTWRITEBYTECODE: "1"
+  aqua:
+    url: {url}
+    pollInterval: 1s
+    requestTimeout: 3s
+    errorRetries: 2
+    auth:
+      env: AQUA_TOKEN
+rerun:
+  testId: pytest
+  args: ["{{dir}}/{{id}}"]
+packs:
+  core:
+    tests: ["{{dir}}/tests/test_core.py"]
+  farm:
+    launcher: aqua
+    aqua:
+      packId: {MIXED}
+"#,
+        url = aqua.url
+    )
+}
+
+async fn start_mixed(aqua: &AquaStandIn) -> (Server, tempfile::TempDir) {
+    let cfg = support::config_with(&[("mix.yaml", &mixed_service(aqua))]);
+    std::os::unix::fs::symlink(
+        format!("{}/packs_config/demo-py", env!("CARGO_MANIFEST_DIR")),
+        cfg.path().join("mix"),
+    )
+    .unwrap();
+    let token = format!("Bearer {TOKEN}");
+    let server = Server::start_with(Some(cfg.path()), &[("AQUA_TOKEN", &token)]).await;
+    (server, cfg)
+}
+
+/// One attempt runs the local pack as a process and the Aqua pack in Aqua side by side, and
+/// their tests are one set: attempt 2 reruns only the local failed tests and restarts the
+/// Aqua launch (which had a failure); attempt 3 reruns the still-failing local test alone and
+/// restarts nothing in Aqua (its restart passed). Verdicts merge across both.
+#[tokio::test]
+async fn a_mixed_attempt_runs_both_parts_and_reruns_each_its_own_way() {
+    let aqua = AquaStandIn::start(Some(TOKEN));
+    let (server, _cfg) = start_mixed(&aqua).await;
+    let id = server.run_now("service=mix&stand=stand-qa1").await;
+    let st = server.wait_finished(&id, LONG).await;
+    assert_eq!(st["phase"], "Failed", "{st:#}\n{}", server.log());
+    let attempts = st["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 3, "{st:#}");
+    assert!(
+        attempts[0]["launch"].as_str().unwrap().starts_with("pid "),
+        "{st:#}"
+    );
+    let first = launches(&st, 0);
+    let second = launches(&st, 1);
+    assert_eq!((first.len(), second.len()), (1, 1), "{st:#}");
+    assert!(
+        launches(&st, 2).is_empty(),
+        "a passed restart is not restarted again: {st:#}"
+    );
+    assert_eq!(first[0]["pack"], "farm");
+    assert_eq!(second[0]["restartOf"], first[0]["id"]);
+    assert_eq!(
+        (&first[0]["failing"], &second[0]["failing"]),
+        (&json!(1), &json!(0))
+    );
+    // The local rerun selected only the local failed tests, never Aqua's.
+    let rerun: Vec<&str> = attempts[1]["selection"]["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(rerun.len(), 3, "two local, one in Aqua: {rerun:?}");
+    assert_eq!(
+        attempts[2]["selection"]["tests"],
+        json!(["tests/test_core.py::test_applies_coupon"]),
+        "{st:#}"
+    );
+    let s = &attempts[1]["summary"];
+    assert_eq!((&s["passed"], &s["failed"]), (&json!(2), &json!(1)), "{st:#}");
+
+    let verdicts = server.verdicts(&id).await;
+    let verdict = |suffix: &str| {
+        verdicts
+            .iter()
+            .find(|(k, _)| k.ends_with(suffix))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no test ending {suffix}: {verdicts:?}"))
+    };
+    assert_eq!(verdict("::test_applies_coupon"), "failed");
+    assert_eq!(verdict("::test_flaky_payment_gateway"), "flaky");
+    assert_eq!(verdict("::test_flaky"), "flaky", "Aqua's flaky test");
+    assert_eq!(verdict("::test_passes"), "passed", "Aqua's passing test");
+    assert_eq!(verdict("::test_adds_vat"), "passed");
+    let summary = &st["summary"];
+    assert_eq!(
+        (
+            &summary["passed"],
+            &summary["flaky"],
+            &summary["failed"],
+            &summary["skipped"]
+        ),
+        (&json!(3), &json!(2), &json!(1), &json!(2)),
+        "{st:#}"
+    );
+    let seen = aqua.seen().await;
+    assert_eq!(
+        seen["launches"].as_array().unwrap().len(),
+        2,
+        "one launch, one restart: {seen:#}"
+    );
+    // The launch links show on the run page beside the local attempts.
+    let (_, page) = server.get_text(&format!("/runs/{id}")).await;
+    let page = page.replace("&#x2f;", "/");
+    assert!(
+        page.contains(first[0]["url"].as_str().unwrap()),
+        "the run page lacks the launch"
+    );
+}
+
+/// Tomato killed (`kill -9`) after Aqua made the launch but before Tomato learnt its id (the
+/// stand-in answers the launch late, and Tomato dies waiting): the intent it recorded first
+/// makes the next start look the launch up by its `tomato.launch` marker and adopt it, so the
+/// pack is launched exactly once, and the run ends as it would have.
+#[tokio::test]
+async fn a_crash_between_the_launch_and_its_record_never_launches_twice() {
+    let aqua = AquaStandIn::start(Some(TOKEN));
+    aqua.knobs(json!({"answer_delay": 30})).await;
+    let (mut server, _cfg) = start(&aqua, "").await;
+    let id = server
+        .run_now("service=farm&stand=stand-qa1&category=mixed")
+        .await;
+    // The stand-in made the launch; Tomato still waits for its answer.
+    let deadline = std::time::Instant::now() + LONG;
+    loop {
+        if aqua.seen().await["launches"]
+            .as_array()
+            .is_some_and(|l| !l.is_empty())
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no launch was made");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = server.status(&id).await;
+    let intent = &before["attempts"][0]["aqua"][0];
+    assert_eq!(intent["id"], "", "only the intent is recorded: {before:#}");
+    assert_eq!(intent["marker"], format!("{id}/1/mixed"), "{before:#}");
+    server.kill9();
+    aqua.knobs(json!({"answer_delay": 0})).await;
+    server.start_again().await;
+
+    let st = server.wait_finished(&id, LONG).await;
+    assert_eq!(st["phase"], "Succeeded", "{st:#}\n{}", server.log());
+    let seen = aqua.seen().await;
+    let made = seen["launches"].as_array().unwrap();
+    assert_eq!(
+        made.len(),
+        2,
+        "one launch (adopted, not made again) and one restart: {seen:#}"
+    );
+    assert_eq!(
+        launches(&st, 0)[0]["id"],
+        made[0]["id"],
+        "the launch made before the crash was adopted"
+    );
+    assert_eq!(launches(&st, 1)[0]["restartOf"], made[0]["id"]);
+    let props: Vec<(String, String)> = serde_json::from_value(made[0]["properties"].clone()).unwrap();
+    assert!(
+        props.contains(&("tomato.launch".into(), format!("{id}/1/mixed"))),
+        "{props:?}"
+    );
+    let looked_up = seen["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["path"].as_str().unwrap().ends_with("launch/page/simple"));
+    assert!(looked_up, "the launch was looked up by its marker: {seen:#}");
+    assert!(
+        server
+            .log()
+            .contains("found the launch made before Tomato stopped")
+    );
+}
+
+/// Tomato killed while a mixed attempt runs: its process is gone, so the attempt is marked
+/// interrupted and launched again, and the relaunch adopts the Aqua launch already made
+/// (it goes on in Aqua) instead of launching the pack a second time.
+#[tokio::test]
+async fn a_mixed_attempt_interrupted_by_a_restart_relaunches_only_its_local_part() {
+    let aqua = AquaStandIn::start(Some(TOKEN));
+    aqua.knobs(json!({"delay": 8})).await;
+    let (mut server, _cfg) = start_mixed(&aqua).await;
+    let id = server.run_now("service=mix&stand=stand-qa1").await;
+    server
+        .wait_until(&id, "launched in Aqua", LONG, |st| {
+            st["attempts"][0]["aqua"][0]["id"]
+                .as_str()
+                .is_some_and(|id| !id.is_empty())
+        })
+        .await;
+    server.restart().await;
+    aqua.knobs(json!({"delay": 0})).await;
+    let st = server.wait_finished(&id, LONG).await;
+    assert_eq!(st["phase"], "Failed", "{st:#}\n{}", server.log());
+    let attempts = st["attempts"].as_array().unwrap();
+    assert_eq!(attempts[0]["state"], "Interrupted", "{st:#}");
+    assert_eq!(attempts[1]["number"], 1, "the relaunch keeps its number: {st:#}");
+    assert!(
+        launches(&st, 0).is_empty(),
+        "its launch moved to the relaunch: {st:#}"
+    );
+    let seen = aqua.seen().await;
+    let made = seen["launches"].as_array().unwrap();
+    assert_eq!(made.len(), 2, "one launch and one restart, none twice: {seen:#}");
+    assert_eq!(launches(&st, 1)[0]["id"], made[0]["id"], "{st:#}");
+    assert_eq!(launches(&st, 2)[0]["restartOf"], made[0]["id"], "{st:#}");
+    let verdicts = server.verdicts(&id).await;
+    assert!(
+        verdicts
+            .iter()
+            .any(|(k, v)| k.ends_with("::test_flaky") && v == "flaky"),
+        "{verdicts:?}"
     );
 }

@@ -1013,6 +1013,85 @@ async fn an_aqua_service_runs_without_a_job_and_its_flaky_pack_is_restarted_once
     );
 }
 
+/// Operator mode after a crash between Aqua's launch answer and the status write that would
+/// have recorded it: the run's status holds only the intent (pack, `tomato.launch` marker, no
+/// id) and Aqua holds the launch made with that marker. The controller looks it up by the
+/// marker and adopts it: the pack is launched once, and the run ends as it would have. Aqua
+/// cannot run here: `tests/support/aqua.py` speaks its API (its list is newest first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aqua_launch_made_before_a_crash_is_found_by_its_marker_not_made_again() {
+    let k = TestNs::new("aquaadopt").await;
+    let aqua = aqua_support::AquaStandIn::start(None);
+    let (_dir, config) = aqua_config(&aqua, "");
+    create_run(&k, "farm-a", farm_template()).await;
+    // What the crashed controller left: Aqua made the launch, the status has its intent.
+    let marker = "farm-a/1/mixed";
+    let made: serde_json::Value = reqwest::get(format!(
+        "{}/aqua-api/services/launch/pack/{}?tomato.launch={}",
+        aqua.url,
+        aqua_support::MIXED,
+        marker.replace('/', "%2F")
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let now = chrono::Utc::now().to_rfc3339();
+    runs(&k)
+        .patch_status(
+            "farm-a",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"status": {
+                "phase": "Running",
+                "startedAt": now,
+                "attempts": [{
+                    "number": 1,
+                    "selection": {"kind": "All", "packs": ["mixed"]},
+                    "state": "Running",
+                    "launch": "aqua",
+                    "startedAt": now,
+                    "aqua": [{"pack": "mixed", "id": "", "marker": marker}],
+                }],
+            }})),
+        )
+        .await
+        .unwrap();
+    let _replica = start_replica(&k, config, "tomato-0").await;
+    let run = eventually("farm-a finished", Duration::from_secs(180), || async {
+        let r = runs(&k).get("farm-a").await.unwrap();
+        r.status
+            .as_ref()
+            .is_some_and(|s| s.phase.is_terminal())
+            .then_some(r)
+    })
+    .await;
+    let st = run.status.clone().unwrap();
+    assert_eq!(st.phase.to_string(), "Succeeded", "{st:#?}");
+    assert_eq!(
+        st.attempts[0].aqua[0].id,
+        made["id"].as_str().unwrap(),
+        "adopted: {st:#?}"
+    );
+    assert_eq!(st.attempts[0].aqua[0].marker.as_deref(), Some(marker));
+    let seen = aqua.seen().await;
+    let launches = seen["launches"].as_array().unwrap();
+    assert_eq!(
+        launches.len(),
+        2,
+        "the launch made before, and one restart: {seen:#}"
+    );
+    assert_eq!(launches[1]["restartOf"], made["id"], "{seen:#}");
+    assert!(
+        seen["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["path"].as_str().unwrap().ends_with("launch/page/simple")),
+        "{seen:#}"
+    );
+}
+
 /// Issue 16 in operator mode: the Job's real `tomato exec` runs the real pytest +
 /// allure-pytest suite of tests/allure_shop writing JUnit *and* Allure results and uploads
 /// both; each attempt's tests are one set (4, not 8), the rerun selects the failed test by

@@ -250,9 +250,10 @@ pub struct Attempt {
     /// The parts of a sharded attempt and how far each got (empty when it ran unsplit).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shards: Vec<ShardStatus>,
-    /// The Aqua launches of an attempt of an Aqua service (`launch.launcher: aqua`), one per
-    /// pack: recorded as soon as Aqua answers, so a restart of Tomato polls them again rather
-    /// than launching twice.
+    /// The Aqua launches of the attempt's packs that run in Aqua (`launch.launcher: aqua`, or
+    /// the pack's own `launcher: aqua`), one per pack: each intent is recorded before Aqua is
+    /// asked and its id as soon as Aqua answers, so a restart of Tomato polls them (or looks
+    /// them up) again rather than launching twice.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aqua: Vec<AquaLaunch>,
 }
@@ -283,6 +284,12 @@ pub struct AquaLaunch {
     /// Why the last of those failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The value of the `tomato.launch` property the launch was made with
+    /// (`<run>/<attempt>/<pack>`; a restart keeps its chain's). Recorded, with an empty `id`,
+    /// before Tomato asks Aqua to launch: a Tomato that finds such an intent looks the launch
+    /// up in Aqua by it before launching again, so a crash never launches a pack twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marker: Option<String>,
 }
 
 /// One part of a sharded attempt: what it runs and how far it got.

@@ -9,6 +9,11 @@
 //! and then its tests are read from the Allure report at `reportRequestUrl`
 //! ([`crate::results::allure_report`]).
 //!
+//! A launch is never made twice: every launch carries the property [`MARKER_PROPERTY`]
+//! (`<run>/<attempt>/<pack>`), and its [`intent`] is recorded before Aqua is asked; an intent
+//! found without its id ([`Todo::Find`]) is looked up in `launch/page/simple?packId=` and the
+//! launch [`adopt`]ed, and only made when Aqua has none.
+//!
 //! Split as the rest of Tomato is: [`plan`], [`progress`], [`backoff`] and [`record`] are pure
 //! decisions, unit-tested here and shared by both drivers; [`Client`] does the HTTP. Every
 //! value reaches Aqua as a URL path segment or an encoded query pair, never through a shell;
@@ -77,6 +82,138 @@ pub struct LaunchObject {
     pub total_suites: Option<u32>,
     #[serde(default)]
     pub failed_suites: Option<u32>,
+    /// The pack it runs, with the properties it was launched with (how a launch Tomato made
+    /// is found again by its [`MARKER_PROPERTY`]).
+    #[serde(default)]
+    pub pack: Option<LaunchPack>,
+}
+
+/// `pack` of a launch object: only the properties are read.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+pub struct LaunchPack {
+    #[serde(default)]
+    pub properties: Vec<Property>,
+}
+
+/// One `{key, value}` of `pack.properties`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct Property {
+    pub key: String,
+    #[serde(default)]
+    pub value: String,
+}
+
+/// `launch/page/simple`'s answer.
+#[derive(Debug, Deserialize)]
+struct LaunchPage {
+    #[serde(default)]
+    launches: Vec<LaunchObject>,
+}
+
+/// The launch property carrying Tomato's marker of a launch (`<run>/<attempt>/<pack>`), sent
+/// with every launch: recorded before the launch is asked for, it lets a Tomato that crashed
+/// before recording Aqua's answer find that launch instead of making it again.
+pub const MARKER_PROPERTY: &str = "tomato.launch";
+/// Launches of one pack looked through (newest first) for a marker, in pages of
+/// [`FIND_PAGE`]: enough for the launches made while a Tomato was down.
+const FIND_PAGES: usize = 4;
+const FIND_PAGE: usize = 50;
+
+/// The marker of pack `pack`'s launch in attempt `attempt` of run `run`.
+pub fn marker(run: &str, attempt: u32, pack: &str) -> String {
+    format!("{run}/{attempt}/{pack}")
+}
+
+/// Whether a recorded launch is only an intent: asked for (or about to be), its id unknown.
+pub fn is_intent(l: &AquaLaunch) -> bool {
+    l.id.is_empty()
+}
+
+/// The properties pack `pack` is launched with in attempt `attempt`: the service's and the
+/// pack's ([`AquaService::properties_for`]), and Tomato's marker.
+pub fn launch_properties(
+    cfg: &AquaService,
+    pack_name: &str,
+    pack: &crate::packs::aqua::AquaPack,
+    stand: &str,
+    run: &str,
+    attempt: u32,
+) -> Vec<(String, String)> {
+    let mut props = cfg.properties_for(pack, stand, run, attempt);
+    props.push((MARKER_PROPERTY.to_string(), marker(run, attempt, pack_name)));
+    props
+}
+
+/// What is recorded before a launch or restart is asked for: the intent, with the marker
+/// its launch will carry (`None`: nothing to record first — a restart in a chain that has no
+/// marker, which cannot be found again, or a [`Todo::Find`], whose intent is recorded).
+pub fn intent(todo: &Todo, run: &str, attempt: u32) -> Option<AquaLaunch> {
+    let (pack, restart_of, marker) = match todo {
+        Todo::Launch { pack } => (pack, None, marker(run, attempt, pack)),
+        Todo::Restart {
+            pack,
+            of,
+            marker: Some(m),
+        } => (pack, Some(of.clone()), m.clone()),
+        _ => return None,
+    };
+    Some(AquaLaunch {
+        pack: pack.clone(),
+        id: String::new(),
+        url: None,
+        restart_of,
+        status: None,
+        failing: None,
+        failures: None,
+        error: None,
+        marker: Some(marker),
+    })
+}
+
+/// The launch Tomato made with `marker`, among launches of its pack (newest first): the first
+/// that carries the marker and is none of `known` (the run's recorded launch ids: a restart
+/// keeps its chain's properties, so the launch it restarted carries the marker too).
+pub fn adopt<'a>(launches: &'a [LaunchObject], marker: &str, known: &[String]) -> Option<&'a LaunchObject> {
+    launches.iter().find(|l| {
+        !known.contains(&l.id)
+            && l.pack.as_ref().is_some_and(|p| {
+                p.properties
+                    .iter()
+                    .any(|kv| kv.key == MARKER_PROPERTY && kv.value == marker)
+            })
+    })
+}
+
+/// The record of a launch Aqua answered (made, or found again) for `todo`.
+pub fn launched(todo: &Todo, lo: &LaunchObject, marker: Option<String>) -> AquaLaunch {
+    let (pack, restart_of) = match todo {
+        Todo::Launch { pack } => (pack.clone(), None),
+        Todo::Restart { pack, of, .. } => (pack.clone(), Some(of.clone())),
+        Todo::Find { pack, restart_of, .. } => (pack.clone(), restart_of.clone()),
+        Todo::Poll { .. } => (String::new(), None),
+    };
+    AquaLaunch {
+        pack,
+        id: lo.id.clone(),
+        url: lo.launch_url.clone(),
+        restart_of,
+        status: lo.launch_status.clone(),
+        failing: None,
+        failures: None,
+        error: None,
+        marker,
+    }
+}
+
+/// Every launch id a run's status records (what [`adopt`] must not take again).
+pub fn known_ids(status: &TestRunStatus) -> Vec<String> {
+    status
+        .attempts
+        .iter()
+        .flat_map(|a| &a.aqua)
+        .filter(|l| !is_intent(l))
+        .map(|l| l.id.clone())
+        .collect()
 }
 
 /// Where a launch is, from its `launchStatus`.
@@ -130,45 +267,101 @@ where
 pub enum Todo {
     /// Launch the pack (attempt 1).
     Launch { pack: String },
-    /// Restart the failed suites of this launch of the pack (a rerun).
-    Restart { pack: String, of: String },
+    /// Restart the failed suites of this launch of the pack (a rerun); `marker`: its chain's.
+    Restart {
+        pack: String,
+        of: String,
+        marker: Option<String>,
+    },
+    /// A launch (or a restart of `restart_of`) was asked for, but its answer was never
+    /// recorded (Tomato stopped in between): look it up in Aqua by its marker, and make it
+    /// only if Aqua has none.
+    Find {
+        pack: String,
+        marker: String,
+        restart_of: Option<String>,
+    },
     /// Poll a launch the attempt already has (also: after a restart of Tomato).
     Poll { id: String },
+}
+
+impl Todo {
+    /// The pack a launch, restart or lookup is for (`None` for a poll).
+    pub fn pack(&self) -> Option<&str> {
+        match self {
+            Todo::Launch { pack } | Todo::Restart { pack, .. } | Todo::Find { pack, .. } => Some(pack),
+            Todo::Poll { .. } => None,
+        }
+    }
+
+    /// The launch a restart (or the lookup of one) restarts; `None`: a launch of the pack.
+    pub fn restart_of(&self) -> Option<&str> {
+        match self {
+            Todo::Restart { of, .. } => Some(of),
+            Todo::Find { restart_of, .. } => restart_of.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The marker the launch made for this carries (see [`MARKER_PROPERTY`]).
+    pub fn marker(&self, run: &str, attempt: u32) -> Option<String> {
+        match self {
+            Todo::Launch { pack } => Some(marker(run, attempt, pack)),
+            Todo::Restart { marker, .. } => marker.clone(),
+            Todo::Find { marker, .. } => Some(marker.clone()),
+            Todo::Poll { .. } => None,
+        }
+    }
 }
 
 /// What attempt `attempt` (whose launches so far are in it) must do: attempt 1 launches each
 /// selected pack that has no launch yet; a rerun restarts each launch of the attempt it
 /// reruns (`previous`) that had failing tests, or whose report was never read, unless that
-/// restart is already recorded. Launches already recorded are polled, never made twice.
+/// restart is already recorded. Launches already recorded are polled, never made twice; an
+/// intent recorded without its launch's id is looked up first ([`Todo::Find`]).
 pub fn plan(selection: &Selection, attempt: &Attempt, previous: Option<&Attempt>) -> Vec<Todo> {
     let mut todo = Vec::new();
+    let find = |l: &AquaLaunch| Todo::Find {
+        pack: l.pack.clone(),
+        marker: l.marker.clone().unwrap_or_default(),
+        restart_of: l.restart_of.clone(),
+    };
     match selection.kind {
         SelectionKind::All => {
             for pack in &selection.packs {
-                if !attempt.aqua.iter().any(|l| &l.pack == pack) {
-                    todo.push(Todo::Launch { pack: pack.clone() });
+                match attempt
+                    .aqua
+                    .iter()
+                    .find(|l| &l.pack == pack && l.restart_of.is_none())
+                {
+                    Some(l) if is_intent(l) => todo.push(find(l)),
+                    Some(_) => {}
+                    None => todo.push(Todo::Launch { pack: pack.clone() }),
                 }
             }
         }
         SelectionKind::Failed => {
             for prev in previous.map_or(&[][..], |p| &p.aqua[..]) {
-                if prev.failing == Some(0) {
+                if prev.failing == Some(0) || is_intent(prev) {
                     continue;
                 }
-                if !attempt
+                match attempt
                     .aqua
                     .iter()
-                    .any(|l| l.restart_of.as_deref() == Some(&prev.id))
+                    .find(|l| l.restart_of.as_deref() == Some(&prev.id))
                 {
-                    todo.push(Todo::Restart {
+                    Some(l) if is_intent(l) => todo.push(find(l)),
+                    Some(_) => {}
+                    None => todo.push(Todo::Restart {
                         pack: prev.pack.clone(),
                         of: prev.id.clone(),
-                    });
+                        marker: prev.marker.clone(),
+                    }),
                 }
             }
         }
     }
-    for l in &attempt.aqua {
+    for l in attempt.aqua.iter().filter(|l| !is_intent(l)) {
         todo.push(Todo::Poll { id: l.id.clone() });
     }
     todo
@@ -212,12 +405,13 @@ pub fn step(
     if let Some(t) = todo.iter().find(|t| !matches!(t, Todo::Poll { .. })) {
         return Step::Make(t.clone());
     }
-    if attempt.aqua.is_empty() {
+    if attempt.aqua.iter().all(is_intent) {
         return Step::Fail("the previous attempt left no Aqua launch to restart".into());
     }
     let going: Vec<String> = attempt
         .aqua
         .iter()
+        .filter(|l| !is_intent(l))
         .filter(|l| progress(l.status.as_deref()) != Progress::ReportReady || l.failures.unwrap_or(0) > 0)
         .map(|l| l.id.clone())
         .collect();
@@ -271,7 +465,13 @@ pub fn record(status: &mut TestRunStatus, number: u32, launch: AquaLaunch) -> bo
     else {
         return false;
     };
-    match a.aqua.iter_mut().find(|l| l.id == launch.id) {
+    // A launch replaces its own record, or the intent it was made for (same pack, same
+    // launch restarted).
+    let slot = a.aqua.iter_mut().find(|l| {
+        (!is_intent(&launch) && l.id == launch.id)
+            || (is_intent(l) && l.pack == launch.pack && l.restart_of == launch.restart_of)
+    });
+    match slot {
         Some(l) => *l = launch,
         None => a.aqua.push(launch),
     }
@@ -355,6 +555,41 @@ impl Client {
         url.query_pairs_mut().append_pair("failed-only", "true");
         self.launch_object(url, &format!("the restart of launch {id}"))
             .await
+    }
+
+    /// The launch of pack `pack_id` carrying `marker` that is none of `known`, looked up in
+    /// `launch/page/simple?packId=` (newest first), a few pages deep; `None`: Aqua has none.
+    pub async fn find(
+        &self,
+        pack_id: &str,
+        marker: &str,
+        known: &[String],
+    ) -> Result<Option<LaunchObject>, AquaError> {
+        let what = format!("the list of launches of pack {pack_id}");
+        for page in 0..FIND_PAGES {
+            let mut url = self.api.clone();
+            url.path_segments_mut()
+                .expect("an http URL has path segments")
+                .pop_if_empty()
+                .extend(["launch", "page", "simple"]);
+            url.query_pairs_mut()
+                .append_pair("skip", &(page * FIND_PAGE).to_string())
+                .append_pair("limit", &FIND_PAGE.to_string())
+                .append_pair("packId", pack_id);
+            let body = self.get(url, &what).await?;
+            let list: LaunchPage = serde_json::from_slice(&body).map_err(|e| AquaError::Body {
+                what: what.clone(),
+                reason: e.to_string(),
+            })?;
+            if let Some(l) = adopt(&list.launches, marker, known) {
+                check_id(&l.id, &what)?;
+                return Ok(Some(l.clone()));
+            }
+            if list.launches.len() < FIND_PAGE {
+                break;
+            }
+        }
+        Ok(None)
     }
 
     /// The configured revoke path (`launch.aqua.revokePath`, rendered) of a launch.
@@ -491,7 +726,7 @@ pub fn explain(svc: &crate::packs::Service, cfg: &AquaService) -> String {
     );
     for (name, pack) in &svc.packs {
         if let Some(p) = &pack.aqua {
-            let props = cfg.properties_for(p, "<stand>", "<run>", 1);
+            let props = launch_properties(cfg, name, p, "<stand>", "<run>", 1);
             out.push_str(&format!(
                 "  attempt 1, pack {name}: GET {}\n",
                 launch_url(&api, &p.pack_id, &props)
@@ -557,6 +792,7 @@ pub struct LaunchLink {
 pub fn links(launches: &[AquaLaunch]) -> Vec<LaunchLink> {
     launches
         .iter()
+        .filter(|l| !is_intent(l))
         .map(|l| LaunchLink {
             pack: l.pack.clone(),
             id: l.id.clone(),
@@ -573,6 +809,7 @@ pub fn links(launches: &[AquaLaunch]) -> Vec<LaunchLink> {
 pub fn cancel_note(launches: &[AquaLaunch], revoked: bool) -> String {
     let ids: Vec<String> = launches
         .iter()
+        .filter(|l| !is_intent(l))
         .map(|l| match &l.url {
             Some(u) => format!("{} ({u})", l.id),
             None => l.id.clone(),
@@ -621,6 +858,7 @@ mod tests {
             failing,
             failures: None,
             error: None,
+            marker: None,
         }
     }
 
@@ -679,7 +917,8 @@ mod tests {
             plan(&sel2, &second, Some(&first)),
             vec![Todo::Restart {
                 pack: "a".into(),
-                of: "L1".into()
+                of: "L1".into(),
+                marker: None,
             }]
         );
         let restarted = attempt(2, sel2.clone(), vec![launch("a", "L3", Some("L1"), None)]);
@@ -687,6 +926,147 @@ mod tests {
             plan(&sel2, &restarted, Some(&first)),
             vec![Todo::Poll { id: "L3".into() }]
         );
+    }
+
+    fn with_marker(mut l: AquaLaunch, m: &str) -> AquaLaunch {
+        l.marker = Some(m.into());
+        l
+    }
+
+    fn listed(id: &str, marker: Option<&str>) -> LaunchObject {
+        LaunchObject {
+            id: id.into(),
+            launch_url: None,
+            launch_status: Some("RUNNING".into()),
+            report_request_url: None,
+            total_suites: None,
+            failed_suites: None,
+            pack: Some(LaunchPack {
+                properties: marker
+                    .map(|m| Property {
+                        key: MARKER_PROPERTY.into(),
+                        value: m.into(),
+                    })
+                    .into_iter()
+                    .chain([Property {
+                        key: "webdriver.base.url".into(),
+                        value: "https://qa1/".into(),
+                    }])
+                    .collect(),
+            }),
+        }
+    }
+
+    /// The guard against launching twice: the intent is recorded before the launch is asked
+    /// for, an intent found without its id is looked up (never launched blindly), and the
+    /// launch made with its marker is adopted, a launch the run already knows never.
+    #[test]
+    fn an_intent_without_an_id_is_looked_up_before_anything_is_launched_again() {
+        let sel = Selection::all(vec!["a".into()]);
+        let todo = Todo::Launch { pack: "a".into() };
+        let intent = intent(&todo, "run-1", 1).unwrap();
+        assert!(is_intent(&intent));
+        assert_eq!(intent.marker.as_deref(), Some("run-1/1/a"));
+        let mut st = TestRunStatus::default();
+        st.attempts.push(attempt(1, sel.clone(), vec![]));
+        assert!(record(&mut st, 1, intent.clone()));
+        assert!(record(&mut st, 1, intent.clone()), "recorded again: still one");
+        assert_eq!(st.attempts[0].aqua.len(), 1);
+
+        // Tomato stopped here: the next one finds the intent and looks the launch up.
+        let find = Todo::Find {
+            pack: "a".into(),
+            marker: "run-1/1/a".into(),
+            restart_of: None,
+        };
+        assert_eq!(plan(&sel, &st.attempts[0], None), vec![find.clone()]);
+        assert!(matches!(step(&sel, &st.attempts[0], None, 2), Step::Make(t) if t == find));
+        assert!(links(&st.attempts[0].aqua).is_empty(), "an intent is no link");
+
+        let page = [
+            listed("NEWER", Some("run-2/1/a")),
+            listed("MINE", Some("run-1/1/a")),
+            listed("OLD", None),
+        ];
+        assert_eq!(
+            adopt(&page, "run-1/1/a", &[]).map(|l| l.id.as_str()),
+            Some("MINE")
+        );
+        assert!(
+            adopt(&page, "run-1/1/a", &["MINE".into()]).is_none(),
+            "a known launch is not adopted"
+        );
+        assert!(adopt(&page, "run-9/1/a", &[]).is_none(), "none found: launch");
+
+        // Adopted (or made): the record replaces the intent, and is polled from then on.
+        let l = launched(&find, &page[1], find.marker("run-1", 1));
+        assert!(record(&mut st, 1, l));
+        assert_eq!(st.attempts[0].aqua.len(), 1);
+        assert_eq!(st.attempts[0].aqua[0].id, "MINE");
+        assert_eq!(
+            plan(&sel, &st.attempts[0], None),
+            vec![Todo::Poll { id: "MINE".into() }]
+        );
+        assert_eq!(known_ids(&st), ["MINE"]);
+    }
+
+    #[test]
+    fn a_restart_carries_its_chains_marker_and_its_intent_is_looked_up_too() {
+        let first = attempt(
+            1,
+            Selection::all(vec!["a".into()]),
+            vec![with_marker(launch("a", "L1", None, Some(1)), "run-1/1/a")],
+        );
+        let sel = Selection::failed(vec!["a".into()], 1, vec!["t".into()]);
+        let restart = Todo::Restart {
+            pack: "a".into(),
+            of: "L1".into(),
+            marker: Some("run-1/1/a".into()),
+        };
+        assert_eq!(
+            plan(&sel, &attempt(2, sel.clone(), vec![]), Some(&first)),
+            vec![restart.clone()]
+        );
+        let i = intent(&restart, "run-1", 2).unwrap();
+        assert_eq!(
+            (i.restart_of.as_deref(), i.marker.as_deref()),
+            (Some("L1"), Some("run-1/1/a"))
+        );
+        let second = attempt(2, sel.clone(), vec![i]);
+        assert_eq!(
+            plan(&sel, &second, Some(&first)),
+            vec![Todo::Find {
+                pack: "a".into(),
+                marker: "run-1/1/a".into(),
+                restart_of: Some("L1".into()),
+            }]
+        );
+        // Aqua copies the properties to the restart: the one not yet known is the restart.
+        let page = [listed("L2", Some("run-1/1/a")), listed("L1", Some("run-1/1/a"))];
+        assert_eq!(
+            adopt(&page, "run-1/1/a", &["L1".into()]).map(|l| l.id.as_str()),
+            Some("L2")
+        );
+        // A chain from before markers has no intent: it is restarted as before.
+        let old = Todo::Restart {
+            pack: "a".into(),
+            of: "L1".into(),
+            marker: None,
+        };
+        assert!(intent(&old, "run-1", 2).is_none());
+    }
+
+    #[test]
+    fn every_launch_carries_the_marker_property() {
+        let svc = crate::packs::PacksConfig::parse_service(
+            std::path::Path::new("/cfg"),
+            std::path::Path::new("/cfg/farm.yaml"),
+            "stands: {pattern: x}\nlaunch:\n  launcher: aqua\n  aqua: {url: 'https://a'}\npacks:\n  p: {aqua: {packId: 5f3c2a1b9d8e7f6a5b4c3d2e}}\n",
+        )
+        .unwrap();
+        let cfg = svc.aqua.as_ref().unwrap();
+        let props = launch_properties(cfg, "p", svc.packs["p"].aqua.as_ref().unwrap(), "qa1", "run-1", 3);
+        assert!(props.contains(&(MARKER_PROPERTY.to_string(), "run-1/3/p".to_string())));
     }
 
     #[test]
@@ -746,6 +1126,7 @@ mod tests {
             report_request_url: None,
             total_suites: None,
             failed_suites: None,
+            pack: None,
         };
         polled(&mut going.aqua[0], Ok(&ready));
         assert_eq!(step(&sel, &going, None, 2), Step::ReadReports);

@@ -10,6 +10,7 @@ pub mod exec;
 pub mod job;
 pub mod listing;
 pub mod process;
+pub mod split;
 
 use std::path::Path;
 use std::time::Duration;
@@ -139,10 +140,17 @@ pub fn explain(cfg: &crate::packs::PacksConfig, service: &str) -> Result<String,
             names.join(", ")
         )
     })?;
-    if let Some(a) = &svc.aqua {
-        return Ok(aqua::explain(svc, a));
+    // Packs that run in Aqua are explained as Aqua's requests; the rest as argv below.
+    let aqua_explained = svc.aqua.as_ref().map(|a| aqua::explain(svc, a));
+    let packs: Vec<String> = svc
+        .packs
+        .iter()
+        .filter(|(_, p)| p.aqua.is_none())
+        .map(|(n, _)| n.clone())
+        .collect();
+    if packs.is_empty() {
+        return Ok(aqua_explained.unwrap_or_default());
     }
-    let packs: Vec<String> = svc.packs.keys().cloned().collect();
     let junit = Path::new("<attempt>/junit.xml");
     let samples = sample_failures(svc);
     let ids: Vec<String> = samples.iter().map(|c| svc.rerun.test_id.id_of(c)).collect();
@@ -172,7 +180,14 @@ pub fn explain(cfg: &crate::packs::PacksConfig, service: &str) -> Result<String,
         .map_or("none (explicit command)".to_string(), |r| r.as_str().to_string());
     let _ = writeln!(out, "\n{} (runner preset: {runner}):", svc.name);
     for (title, p) in [
-        ("attempt 1, every pack".to_string(), attempt(1, &[])),
+        (
+            if aqua_explained.is_some() {
+                format!("attempt 1, the packs run locally ({})", packs.join(", "))
+            } else {
+                "attempt 1, every pack".to_string()
+            },
+            attempt(1, &[]),
+        ),
         (
             format!("rerun of two failed tests ({})", ids.join(" | ")),
             attempt(2, &reruns),
@@ -210,6 +225,9 @@ pub fn explain(cfg: &crate::packs::PacksConfig, service: &str) -> Result<String,
                 );
             }
         }
+    }
+    if let Some(a) = aqua_explained {
+        let _ = write!(out, "{a}");
     }
     Ok(out)
 }

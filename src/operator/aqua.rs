@@ -43,32 +43,51 @@ pub async fn observe(
         message: Some(message),
         runner_error: None,
     };
-    match aqua::step(&attempt.selection, attempt, previous, cfg.error_retries) {
+    let selection = crate::launch::split::aqua_part(svc, &attempt.selection);
+    match aqua::step(&selection, attempt, previous, cfg.error_retries) {
         Step::Fail(why) => Ok(Err(end(
             AttemptState::Finished,
             ReportRead::Invalid(why.clone()),
             why,
         ))),
         Step::Make(todo) => {
-            let (pack, made, restart_of) = match &todo {
-                Todo::Launch { pack } => {
-                    let Some(p) = svc.packs.get(pack).and_then(|p| p.aqua.as_ref()) else {
-                        let why = format!("pack {pack} has no Aqua pack id");
-                        return Ok(Err(end(AttemptState::LaunchFailed, ReportRead::Missing, why)));
-                    };
-                    let props = cfg.properties_for(p, &run.spec.template.stand, &run.name_any(), number);
-                    (
-                        pack,
-                        aqua::retrying(cfg, || client.launch(&p.pack_id, &props)).await,
-                        None,
-                    )
+            let name = run.name_any();
+            let pack = todo.pack().unwrap_or_default().to_string();
+            let Some(p) = svc.packs.get(&pack).and_then(|p| p.aqua.as_ref()) else {
+                let why = format!("pack {pack} has no Aqua pack id");
+                return Ok(Err(end(AttemptState::LaunchFailed, ReportRead::Missing, why)));
+            };
+            // The intent first, written with the run's resourceVersion (a second leader's
+            // write conflicts): a crash after Aqua's answer leaves it to be looked up.
+            let mut current = run.clone();
+            if let Some(intent) = aqua::intent(&todo, &name, number) {
+                current = write_status(&ctx.client, run, |st| {
+                    aqua::record(st, number, intent);
+                })
+                .await?;
+            }
+            let found = match &todo {
+                Todo::Find { marker, .. } => {
+                    let known = aqua::known_ids(&status);
+                    match aqua::retrying(cfg, || client.find(&p.pack_id, marker, &known)).await {
+                        Ok(found) => found,
+                        Err(e) => {
+                            let why = format!("pack {pack}: {e}");
+                            return Ok(Err(end(AttemptState::LaunchFailed, ReportRead::Missing, why)));
+                        }
+                    }
                 }
-                Todo::Restart { pack, of } => (
-                    pack,
-                    aqua::retrying(cfg, || client.restart(of)).await,
-                    Some(of.clone()),
-                ),
-                Todo::Poll { .. } => unreachable!("step() makes only launches and restarts"),
+                _ => None,
+            };
+            let adopted = found.is_some();
+            let made = match (found, todo.restart_of()) {
+                (Some(lo), _) => Ok(lo),
+                (None, Some(of)) => aqua::retrying(cfg, || client.restart(of)).await,
+                (None, None) => {
+                    let props =
+                        aqua::launch_properties(cfg, &pack, p, &run.spec.template.stand, &name, number);
+                    aqua::retrying(cfg, || client.launch(&p.pack_id, &props)).await
+                }
             };
             let lo = match made {
                 Ok(lo) => lo,
@@ -77,29 +96,27 @@ pub async fn observe(
                     return Ok(Err(end(AttemptState::LaunchFailed, ReportRead::Missing, why)));
                 }
             };
-            let l = AquaLaunch {
-                pack: pack.clone(),
-                id: lo.id.clone(),
-                url: lo.launch_url.clone(),
-                restart_of,
-                status: lo.launch_status.clone(),
-                failing: None,
-                failures: None,
-                error: None,
-            };
+            let l = aqua::launched(&todo, &lo, todo.marker(&name, number));
             info!(
-                run = run.name_any(),
+                run = name,
                 attempt = number,
                 pack,
                 launch = l.id,
-                "launched in Aqua"
+                adopted,
+                "{}",
+                if adopted {
+                    "found the launch made before the operator stopped in Aqua; polling it"
+                } else {
+                    "launched in Aqua"
+                }
             );
             let note = format!(
-                "attempt {number}: pack {pack} launched in Aqua as {}{}",
+                "attempt {number}: pack {pack} {} in Aqua as {}{}",
+                if adopted { "found again" } else { "launched" },
                 l.id,
                 l.url.as_deref().map(|u| format!(" ({u})")).unwrap_or_default()
             );
-            write_status(&ctx.client, run, |st| {
+            write_status(&ctx.client, &current, |st| {
                 aqua::record(st, number, l);
             })
             .await?;
@@ -134,7 +151,7 @@ pub async fn observe(
         Step::ReadReports => {
             let mut cases = Vec::new();
             let mut counted = Vec::new();
-            for l in &attempt.aqua {
+            for l in attempt.aqua.iter().filter(|l| !aqua::is_intent(l)) {
                 let lo = LaunchObject {
                     id: l.id.clone(),
                     launch_url: l.url.clone(),
@@ -142,6 +159,7 @@ pub async fn observe(
                     report_request_url: None,
                     total_suites: None,
                     failed_suites: None,
+                    pack: None,
                 };
                 // The report's place is in the launch object, not the status: asked again.
                 let read = async {
@@ -223,7 +241,7 @@ pub async fn cancel_note(svc: &Service, attempt: Option<&Attempt>) -> String {
         .map(|a| a.aqua.clone())
         .unwrap_or_default()
         .into_iter()
-        .filter(|l| aqua::progress(l.status.as_deref()) == aqua::Progress::Going)
+        .filter(|l| !aqua::is_intent(l) && aqua::progress(l.status.as_deref()) == aqua::Progress::Going)
         .collect();
     let mut revoked = !going.is_empty();
     for l in &going {

@@ -151,7 +151,21 @@ async fn launch(
 ) -> Result<Action, Error> {
     let ns = run.namespace().unwrap_or_default();
     let name = run.name_any();
-    if svc.aqua.is_some() {
+    // Which packs Aqua runs and which a Job runs: the decision standalone mode takes too.
+    let previous = run
+        .status
+        .as_ref()
+        .and_then(|st| crate::launch::aqua::previous_of(st, &selection));
+    let parts = crate::launch::split::split(svc, &selection, previous, merged);
+    if parts.is_mixed() {
+        // PacksConfig::check_operator refuses such services at start; a config changed
+        // under a running operator is refused here rather than run half.
+        let why = "operator mode does not yet run one attempt both in Aqua and as a Job: run this \
+                   service in standalone mode, or give its Aqua packs a service of their own"
+            .to_string();
+        return conclude(run, ctx, Verdict::Error, Some(why)).await;
+    }
+    if parts.local.is_none() {
         // No Job: the attempt is its Aqua launches, made and polled by the next reconciles.
         write_status(&ctx.client, run, |st| {
             st.begin_attempt(

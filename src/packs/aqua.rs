@@ -126,6 +126,30 @@ pub(super) struct RawAquaPack {
     properties: BTreeMap<String, String>,
 }
 
+/// Why Aqua's settings are refused where no pack runs in Aqua.
+pub(super) const ONLY_IN_AQUA: &str =
+    "is only read when a pack runs in Aqua (launch.launcher: aqua, or the pack's own launcher: aqua)";
+
+/// Reads a `launcher` field (`launch.launcher` or `packs.<name>.launcher`): `Some(true)` for
+/// `aqua`, `Some(false)` for `process`, `None` when absent or not a launcher (then named).
+pub(super) fn launcher(
+    field: &str,
+    value: Option<&str>,
+    add: &mut dyn FnMut(String, String),
+) -> Option<bool> {
+    match value? {
+        "process" => Some(false),
+        "aqua" => Some(true),
+        other => {
+            add(
+                field.to_string(),
+                format!("{other:?} is not a launcher: process (the default) or aqua"),
+            );
+            None
+        }
+    }
+}
+
 /// Whether `s` is an Aqua pack id: 24 hex digits.
 pub fn is_pack_id(s: &str) -> bool {
     s.len() == 24 && s.bytes().all(|b| b.is_ascii_hexdigit())
@@ -281,6 +305,13 @@ fn properties(
         .filter_map(|(k, v)| {
             if k.is_empty() || k.chars().any(|c| c.is_control() || c.is_whitespace()) {
                 add(format!("{field}.{k}"), "not a property name".into());
+                return None;
+            }
+            if k == crate::launch::aqua::MARKER_PROPERTY {
+                add(
+                    format!("{field}.{k}"),
+                    "is set by Tomato itself (it finds its launches in Aqua by it)".into(),
+                );
                 return None;
             }
             match Template::parse(v, PROPERTY_VARS) {
@@ -448,14 +479,78 @@ mod tests {
     }
 
     #[test]
-    fn aqua_settings_need_the_aqua_launcher() {
+    fn aqua_settings_need_a_pack_in_aqua() {
         let text = "stands:\n  pattern: x\nlaunch:\n  command: [echo, '{tests}']\n  aqua:\n    url: https://a\npacks:\n  p:\n    tests: [t]\n    aqua:\n      packId: 5f3c2a1b9d8e7f6a5b4c3d2e\n";
         let e = errors(text);
         assert_eq!(
             e,
             [
-                "launch.aqua: is only read with launch.launcher: aqua",
-                "packs.p.aqua: is only read with launch.launcher: aqua"
+                format!("launch.aqua: {}", super::ONLY_IN_AQUA),
+                format!("packs.p.aqua: {}", super::ONLY_IN_AQUA),
+            ]
+        );
+    }
+
+    /// A process service with one pack in Aqua, and an Aqua service with one pack run locally:
+    /// each pack's own `launcher` wins over the service's.
+    #[test]
+    fn a_pack_chooses_its_launcher_over_the_services() {
+        let parse = |t: &str| PacksConfig::parse_service(Path::new("/cfg"), Path::new("/cfg/mix.yaml"), t);
+        let process_first = "stands:\n  pattern: x\nlaunch:\n  command: [echo, '{tests}']\n  aqua:\n    url: https://a\npacks:\n  web:\n    tests: [t]\n  farm:\n    launcher: aqua\n    aqua:\n      packId: 5f3c2a1b9d8e7f6a5b4c3d2e\n";
+        let svc = parse(process_first).unwrap();
+        assert!(svc.aqua.is_some(), "the connection settings are kept");
+        assert!(svc.packs["farm"].aqua.is_some() && svc.packs["web"].aqua.is_none());
+        assert!(!svc.launch.command.is_empty());
+
+        let aqua_first = "stands:\n  pattern: x\nlaunch:\n  launcher: aqua\n  command: [echo, '{tests}']\n  aqua:\n    url: https://a\npacks:\n  web:\n    launcher: process\n    tests: [t]\n  farm:\n    aqua:\n      packId: 5f3c2a1b9d8e7f6a5b4c3d2e\n";
+        let svc = parse(aqua_first).unwrap();
+        assert!(svc.packs["farm"].aqua.is_some() && svc.packs["web"].aqua.is_none());
+    }
+
+    #[test]
+    fn a_pack_launcher_is_checked_and_names_the_pack_and_field() {
+        // A pack in Aqua without Aqua's connection settings.
+        let e = errors(
+            "stands:\n  pattern: x\nlaunch:\n  command: [echo, '{tests}']\npacks:\n  web:\n    tests: [t]\n  farm:\n    launcher: aqua\n    aqua:\n      packId: 5f3c2a1b9d8e7f6a5b4c3d2e\n",
+        );
+        assert_eq!(
+            e,
+            [
+                "launch.aqua: pack farm runs in Aqua (packs.farm.launcher: aqua) and needs Aqua's settings (launch.aqua.url at least)"
+            ]
+        );
+        // Not a launcher; a pack in Aqua without its pack id.
+        let e = errors(
+            "stands:\n  pattern: x\nlaunch:\n  command: [echo, '{tests}']\n  aqua:\n    url: https://a\npacks:\n  web:\n    launcher: jenkins\n    tests: [t]\n  farm:\n    launcher: aqua\n",
+        );
+        assert_eq!(
+            e,
+            [
+                "packs.web.launcher: \"jenkins\" is not a launcher: process (the default) or aqua",
+                "packs.farm.aqua.packId: is required: the pack runs in Aqua (packs.farm.launcher: aqua)",
+            ],
+            "{e:?}"
+        );
+        // A pack run locally in an Aqua service needs a command to run it with.
+        let e = errors(
+            "stands:\n  pattern: x\nlaunch:\n  launcher: aqua\n  aqua:\n    url: https://a\npacks:\n  web:\n    launcher: process\n    tests: [t]\n  farm:\n    aqua:\n      packId: 5f3c2a1b9d8e7f6a5b4c3d2e\n",
+        );
+        assert!(
+            e.len() == 1 && e[0].starts_with("launch: give a runner preset"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn the_marker_property_is_tomatos_own() {
+        let e = errors(&service(
+            &format!("{URL}\n    properties:\n      tomato.launch: '{{run}}'"),
+            "  smoke:\n    aqua:\n      packId: 5f3c2a1b9d8e7f6a5b4c3d2e",
+        ));
+        assert_eq!(
+            e,
+            [
+                "launch.aqua.properties.tomato.launch: is set by Tomato itself (it finds its launches in Aqua by it)"
             ]
         );
     }

@@ -65,7 +65,8 @@ pub struct Service {
     pub shards: u8,
     /// The runner preset (`launch.runner`) the launch and rerun settings were filled from.
     pub runner: Option<Runner>,
-    /// `launch.launcher: aqua`: the packs run in Aqua, not as a process or a Job.
+    /// Aqua's connection settings (`launch.aqua`), present when any pack runs in Aqua
+    /// (`launch.launcher: aqua` for every pack, or `packs.<name>.launcher: aqua` for one).
     pub aqua: Option<Arc<aqua::AquaService>>,
     pub launch: Launch,
     pub rerun: Rerun,
@@ -191,7 +192,8 @@ pub struct Pack {
     pub description: String,
     /// argv elements selecting the pack's tests (files, directories, markers).
     pub tests: Vec<Template>,
-    /// The pack in Aqua (`launch.launcher: aqua`).
+    /// The pack in Aqua: present exactly when the pack runs there (its own `launcher`, else
+    /// the service's); see [`crate::launch::split`].
     pub aqua: Option<aqua::AquaPack>,
 }
 
@@ -332,14 +334,37 @@ impl PacksConfig {
     pub fn check_operator(&self) -> Result<(), ConfigErrors> {
         let errors: Vec<ConfigError> = self
             .services()
-            // An Aqua service needs no image: the controller polls Aqua, no Job runs.
-            .filter(|s| s.launch.job.image.is_none() && s.aqua.is_none())
+            // A service whose packs all run in Aqua needs no image: the controller polls Aqua,
+            // no Job runs.
+            .filter(|s| s.launch.job.image.is_none() && s.packs.values().any(|p| p.aqua.is_none()))
             .map(|s| ConfigError {
                 file: s.file.clone(),
                 field: "launch.image".into(),
                 reason: "operator mode runs each attempt as a Job and needs the image of the test suite"
                     .into(),
             })
+            .chain(self.services().filter_map(|s| {
+                // One attempt as a Job and Aqua launches side by side is standalone mode's
+                // for now: refused here rather than run half.
+                let packs = |aqua: bool| -> Vec<&str> {
+                    s.packs
+                        .iter()
+                        .filter(|(_, p)| p.aqua.is_some() == aqua)
+                        .map(|(n, _)| n.as_str())
+                        .collect()
+                };
+                let (in_aqua, local) = (packs(true), packs(false));
+                (!in_aqua.is_empty() && !local.is_empty()).then(|| ConfigError {
+                    file: s.file.clone(),
+                    field: format!("packs.{}.launcher", in_aqua[0]),
+                    reason: format!(
+                        "operator mode does not yet run one service's packs both in Aqua ({}) and as Jobs ({}): \
+                         run it in standalone mode, or give the Aqua packs a service of their own",
+                        in_aqua.join(", "),
+                        local.join(", ")
+                    ),
+                })
+            }))
             .collect();
         if errors.is_empty() {
             Ok(())

@@ -144,9 +144,12 @@ struct RawPack {
     /// a default, so that a pack written as a list stays an error (serde would read a list
     /// into a struct whose fields all have defaults).
     tests: Option<Vec<String>>,
-    /// The pack in Aqua, for `launcher: aqua`.
+    /// The pack in Aqua, when it runs there.
     #[serde(default)]
     aqua: Option<super::aqua::RawAquaPack>,
+    /// `process` or `aqua`: where this pack runs, over the service's `launch.launcher`.
+    #[serde(default)]
+    launcher: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -306,34 +309,56 @@ pub(super) fn parse_service(config_dir: &Path, file: &Path, text: &str) -> Resul
         .runner
         .as_deref()
         .and_then(|r| Runner::parse(r).map_err(|e| p.add("launch.runner", e)).ok());
-    let aqua_launcher = match raw.launch.launcher.as_deref() {
-        None | Some("process") => false,
-        Some("aqua") => true,
-        Some(other) => {
-            p.add(
-                "launch.launcher",
-                format!("{other:?} is not a launcher: process (the default) or aqua"),
-            );
-            false
-        }
-    };
-    let aqua = match (&raw.launch.aqua, aqua_launcher) {
-        (Some(a), true) => super::aqua::service(a, &mut |f, r| p.add(f, r)),
-        (None, true) => {
+    let service_aqua =
+        super::aqua::launcher("launch.launcher", raw.launch.launcher.as_deref(), &mut |f, r| {
+            p.add(f, r)
+        })
+        // A launcher that is not one is named once; the rest is then checked as the file's
+        // other fields suggest (its Aqua settings present or not), so one typo is one error.
+        .unwrap_or(raw.launch.launcher.is_some() && raw.launch.aqua.is_some());
+    // Where each pack runs: its own `launcher`, else the service's.
+    let pack_in_aqua: BTreeMap<&str, bool> = raw
+        .packs
+        .iter()
+        .map(|(pname, pack)| {
+            let field = format!("packs.{pname}.launcher");
+            let own = super::aqua::launcher(&field, pack.launcher.as_deref(), &mut |f, r| p.add(f, r));
+            let in_aqua = match (&pack.launcher, own) {
+                (None, _) => service_aqua,
+                (Some(_), Some(own)) => own,
+                (Some(_), None) => pack.aqua.is_some(),
+            };
+            (pname.as_str(), in_aqua)
+        })
+        .collect();
+    let in_aqua: Vec<&str> = pack_in_aqua
+        .iter()
+        .filter(|(_, a)| **a)
+        .map(|(n, _)| *n)
+        .collect();
+    let aqua = match (&raw.launch.aqua, in_aqua.first()) {
+        (Some(a), Some(_)) => super::aqua::service(a, &mut |f, r| p.add(f, r)),
+        (None, Some(first)) => {
+            let who = if service_aqua {
+                "launcher: aqua".to_string()
+            } else {
+                format!("pack {first} runs in Aqua (packs.{first}.launcher: aqua) and")
+            };
             p.add(
                 "launch.aqua",
-                "launcher: aqua needs Aqua's settings (launch.aqua.url at least)",
+                format!("{who} needs Aqua's settings (launch.aqua.url at least)"),
             );
             None
         }
-        (Some(_), false) => {
-            p.add("launch.aqua", "is only read with launch.launcher: aqua");
+        (Some(_), None) => {
+            p.add("launch.aqua", super::aqua::ONLY_IN_AQUA);
             None
         }
-        (None, false) => None,
+        (None, None) => None,
     };
     // An Aqua service runs no command of its own: Aqua knows how to run its packs.
-    let command = if aqua_launcher && raw.launch.command.is_none() && runner.is_none() {
+    let all_in_aqua = !raw.packs.is_empty() && in_aqua.len() == raw.packs.len();
+    let command = if all_in_aqua && raw.launch.command.is_none() && runner.is_none() {
         Vec::new()
     } else {
         launch_command(&mut p, &raw.launch, runner)
@@ -427,20 +452,20 @@ pub(super) fn parse_service(config_dir: &Path, file: &Path, text: &str) -> Resul
         let selectors = pack.tests.as_deref().unwrap_or_default();
         let tests = p.templates(&field, selectors, PACK_VARS);
         missing_pack_paths(&mut p, &field, selectors, &config_dir.join(&name));
-        let pack_aqua = match (&pack.aqua, aqua_launcher) {
+        let this_in_aqua = pack_in_aqua.get(pname.as_str()).copied().unwrap_or(false);
+        let pack_aqua = match (&pack.aqua, this_in_aqua) {
             (Some(a), true) => super::aqua::pack(pname, a, &mut |f, r| p.add(f, r)),
             (None, true) => {
-                p.add(
-                    format!("packs.{pname}.aqua.packId"),
-                    "is required: the service runs its packs in Aqua (launch.launcher: aqua)",
-                );
+                let why = if pack.launcher.is_some() {
+                    format!("is required: the pack runs in Aqua (packs.{pname}.launcher: aqua)")
+                } else {
+                    "is required: the service runs its packs in Aqua (launch.launcher: aqua)".to_string()
+                };
+                p.add(format!("packs.{pname}.aqua.packId"), why);
                 None
             }
             (Some(_), false) => {
-                p.add(
-                    format!("packs.{pname}.aqua"),
-                    "is only read with launch.launcher: aqua",
-                );
+                p.add(format!("packs.{pname}.aqua"), super::aqua::ONLY_IN_AQUA);
                 None
             }
             (None, false) => {

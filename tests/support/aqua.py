@@ -5,7 +5,7 @@ It speaks Aqua's HTTP API as its public client code uses it (under /aqua-api/ser
   GET launch/{id}                       poll                           -> launch object
   GET launch/{id}/restart?failed-only=true  restart the failed suites  -> launch object, new id
   GET launch/{id}/revoke                revoke (Aqua documents none; Tomato's revokePath points here)
-  GET launch/page/simple?skip=&limit=&packId=   -> {"launches": [...]}
+  GET launch/page/simple?skip=&limit=&packId=   -> {"launches": [...]}, newest first
   GET pack/{packId}                     -> {"id", "name", "projects": [{"suites": [...]}]}
 and, for each launch or restart, really runs a small pytest suite (tests/aqua/suites) with
 allure-pytest, then builds a real Allure 2 report with the real Allure command line
@@ -18,6 +18,8 @@ Knobs for failure cases, POST /_control with JSON:
   {"poll_hang": n}      the next n polls hang (longer than any client waits) (-1: all)
   {"report_failed": b}  launches end REPORT_FAILED instead of REPORT_READY
   {"delay": s}          each launch waits s seconds before its tests run
+  {"answer_delay": s}   a launch is made at once but answered only s seconds later (a client
+                        that dies meanwhile never learns its id: Tomato's crash window)
 GET /_control answers what happened: launches (with properties) and requests (path, auth seen).
 
 Usage: aqua.py --work DIR [--token T]; prints "listening PORT" once it accepts requests.
@@ -51,7 +53,7 @@ PACKS = {
 lock = threading.Lock()
 launches = {}  # id -> dict
 requests_seen = []
-knobs = {"poll_500": 0, "poll_hang": 0, "report_failed": False, "delay": 0.0}
+knobs = {"poll_500": 0, "poll_hang": 0, "report_failed": False, "delay": 0.0, "answer_delay": 0.0}
 args = None
 base_url = ""
 
@@ -133,6 +135,7 @@ def start(pack_id, properties, restart_of=None):
         "restartOf": restart_of,
     }
     with lock:
+        l["seq"] = len(launches)
         launches[l["id"]] = l
     threading.Thread(target=run_launch, args=(l,), daemon=True).start()
     return l
@@ -179,12 +182,23 @@ class Handler(BaseHTTPRequestHandler):
         if parts[:2] == ["launch", "pack"] and len(parts) == 3:
             if parts[2] not in PACKS:
                 return self.answer(404, {"error": f"no pack {parts[2]}"})
-            return self.answer(200, launch_object(start(parts[2], query)))
+            made = start(parts[2], query)
+            if knobs["answer_delay"]:
+                time.sleep(knobs["answer_delay"])
+            return self.answer(200, launch_object(made))
         if parts[:2] == ["launch", "page"]:
-            pack = dict(query).get("packId")
+            q = dict(query)
+            pack = q.get("packId")
+            try:
+                skip, limit = int(q.get("skip", 0)), int(q.get("limit", 20))
+            except ValueError:
+                return self.answer(400, {"error": "skip and limit are numbers"})
             with lock:
-                found = [launch_object(l) for l in launches.values() if pack in (None, l["packId"])]
-            return self.answer(200, {"launches": found})
+                # Newest first, as Aqua lists them; a page of `limit` after `skip`.
+                found = sorted((l for l in launches.values() if pack in (None, l["packId"])),
+                               key=lambda l: (l["startTime"], l["seq"]), reverse=True)
+                page = [launch_object(l) for l in found[skip:skip + limit]]
+            return self.answer(200, {"launches": page})
         if parts[0] == "pack" and len(parts) == 2 and parts[1] in PACKS:
             name, file = PACKS[parts[1]]
             return self.answer(200, {"id": parts[1], "name": name, "projects": [{"suites": [{"name": file}]}]})

@@ -1,9 +1,13 @@
-//! Attempts of Aqua services (`launch.launcher: aqua`): no process; a task that launches (or
+//! The Aqua part of attempts (packs whose launcher is `aqua`: every pack of a service with
+//! `launch.launcher: aqua`, or one that says so itself): no process; a task that launches (or
 //! restarts) in Aqua, records each launch id in the attempt's status at once, polls until the
 //! reports are built, and stores their tests as the attempt's results — as any attempt's JUnit
-//! results are stored. Because the ids are in the status, a restart of Tomato starts the task
-//! again over the same attempt ([`Driver::resume_aqua`]), which polls what was launched
-//! instead of launching it twice. What to do is [`crate::launch::aqua::plan`]'s decision.
+//! results are stored ([`super::mixed`] stores them with a local part's instead). Before each
+//! launch its intent is recorded (pack and `tomato.launch` marker, no id yet); because the ids
+//! and intents are in the status, a restart of Tomato starts the task again over the same
+//! attempt ([`Driver::resume_aqua`]), which polls what was launched and looks an intent's
+//! launch up in Aqua instead of launching it twice. What to do is
+//! [`crate::launch::aqua::plan`]'s decision.
 
 use std::sync::Arc;
 
@@ -13,7 +17,7 @@ use crate::launch::aqua::{self as aqua, AquaError, Client, LaunchObject, Progres
 use crate::packs::aqua::AquaService;
 
 /// What the task needs, cloned out of the driver.
-struct Task {
+pub(super) struct Task {
     store: SqliteStore,
     name: String,
     number: u32,
@@ -21,11 +25,11 @@ struct Task {
     svc: Arc<Service>,
     cfg: Arc<AquaService>,
     client: Client,
-    token: CancellationToken,
+    pub(super) token: CancellationToken,
 }
 
 /// How the task ended.
-enum Outcome {
+pub(super) enum Outcome {
     Ended(AttemptEnd),
     /// The run was cancelled (the task recorded it); or its attempt is no longer running.
     Stopped,
@@ -75,36 +79,17 @@ impl Driver {
     }
 
     fn start_aqua_task(&mut self, run: &TestRun, svc: &Arc<Service>, number: u32) {
-        let Some(cfg) = svc.aqua.clone() else { return };
-        let name = run.metadata.name.clone().unwrap_or_default();
-        let token = CancellationToken::new();
-        self.in_flight.insert(name.clone(), token.clone());
-        let task = Task {
-            store: self.store.clone(),
-            name: name.clone(),
-            number,
-            stand: run.spec.template.stand.clone(),
-            svc: svc.clone(),
-            client: Client::new(&cfg),
-            cfg,
-            token,
+        let Some(task) = self.aqua_task(run, svc, number) else {
+            return;
         };
+        let name = task.name.clone();
+        self.in_flight.insert(name.clone(), task.token.clone());
         let tx = self.done_tx.clone();
         tokio::spawn(async move {
             let outcome = task.run().await;
             let (end, cancelled) = match outcome {
                 Outcome::Ended(end) => (end, false),
-                Outcome::Stopped => (
-                    AttemptEnd {
-                        number,
-                        state: AttemptState::Cancelled,
-                        exit_code: None,
-                        report: ReportRead::Missing,
-                        message: None,
-                        runner_error: None,
-                    },
-                    true,
-                ),
+                Outcome::Stopped => (stopped(number), true),
             };
             let _ = tx.send(AttemptDone {
                 run: name,
@@ -112,6 +97,34 @@ impl Driver {
                 cancelled,
             });
         });
+    }
+
+    /// The task of attempt `number`'s Aqua part, with a cancel token of its own; `None` when
+    /// the service has no Aqua settings (any more).
+    pub(super) fn aqua_task(&self, run: &TestRun, svc: &Arc<Service>, number: u32) -> Option<Task> {
+        let cfg = svc.aqua.clone()?;
+        Some(Task {
+            store: self.store.clone(),
+            name: run.metadata.name.clone().unwrap_or_default(),
+            number,
+            stand: run.spec.template.stand.clone(),
+            svc: svc.clone(),
+            client: Client::new(&cfg),
+            cfg,
+            token: CancellationToken::new(),
+        })
+    }
+}
+
+/// The end recorded for an attempt that was cancelled (or no longer runs).
+pub(super) fn stopped(number: u32) -> AttemptEnd {
+    AttemptEnd {
+        number,
+        state: AttemptState::Cancelled,
+        exit_code: None,
+        report: ReportRead::Missing,
+        message: None,
+        runner_error: None,
     }
 }
 
@@ -124,59 +137,104 @@ impl Task {
         }
     }
 
-    /// Launches what is still to launch, polls to the end, reads the reports.
+    /// [`Task::collect`] until the run is cancelled (then: revoked or said to go on, as
+    /// [`Task::cancelled`] records).
+    pub(super) async fn collect_or_cancel(&self) -> Result<Vec<results::Case>, Outcome> {
+        tokio::select! {
+            cases = self.collect() => cases,
+            _ = self.token.cancelled() => Err(self.cancelled().await),
+        }
+    }
+
+    /// Launches what is still to launch, polls to the end, reads the reports, and stores
+    /// their tests as the attempt's results.
     async fn work(&self) -> Outcome {
-        let Some((selection, attempt, previous)) = self.attempt().await else {
-            return Outcome::Stopped;
+        let cases = match self.collect().await {
+            Ok(cases) => cases,
+            Err(ended) => return ended,
         };
-        let mut launches: Vec<(AquaLaunch, Option<LaunchObject>)> =
-            attempt.aqua.iter().cloned().map(|l| (l, None)).collect();
+        let results = results::assign_ids(self.number, cases, &self.svc.rerun.test_id);
+        let report = attempts::store_results(&self.store, &self.name, self.number, results).await;
+        Outcome::Ended(AttemptEnd {
+            number: self.number,
+            state: AttemptState::Finished,
+            exit_code: None,
+            report,
+            message: None,
+            runner_error: None,
+        })
+    }
+
+    /// The Aqua part of the attempt up to its tests: launches what is still to launch, polls
+    /// to the end, reads the reports. `Err`: how the part ended without tests.
+    pub(super) async fn collect(&self) -> Result<Vec<results::Case>, Outcome> {
+        let Some((selection, attempt, previous, known)) = self.attempt().await else {
+            return Err(Outcome::Stopped);
+        };
+        let mut launches: Vec<(AquaLaunch, Option<LaunchObject>)> = attempt
+            .aqua
+            .iter()
+            .filter(|l| !aqua::is_intent(l))
+            .cloned()
+            .map(|l| (l, None))
+            .collect();
         for todo in aqua::plan(&selection, &attempt, previous.as_ref()) {
-            let (pack, made) = match &todo {
-                Todo::Poll { .. } => continue,
-                Todo::Launch { pack } => {
-                    let Some(p) = self.svc.packs.get(pack).and_then(|p| p.aqua.as_ref()) else {
-                        return self.launch_failed(format!("pack {pack} has no Aqua pack id"));
-                    };
-                    let props = self.cfg.properties_for(p, &self.stand, &self.name, self.number);
-                    let made = aqua::retrying(&self.cfg, || self.client.launch(&p.pack_id, &props)).await;
-                    (pack, made)
+            let Some(pack) = todo.pack() else { continue };
+            let Some(p) = self.svc.packs.get(pack).and_then(|p| p.aqua.as_ref()) else {
+                return Err(self.launch_failed(format!("pack {pack} has no Aqua pack id")));
+            };
+            // The intent first: a crash after Aqua's answer leaves it to be looked up.
+            if let Some(intent) = aqua::intent(&todo, &self.name, self.number)
+                && !self.record(intent).await
+            {
+                return Err(Outcome::Stopped);
+            }
+            let found = match &todo {
+                Todo::Find { marker, .. } => {
+                    let found =
+                        aqua::retrying(&self.cfg, || self.client.find(&p.pack_id, marker, &known)).await;
+                    match found {
+                        Ok(found) => found,
+                        Err(e) => return Err(self.launch_failed(format!("pack {pack}: {e}"))),
+                    }
                 }
-                Todo::Restart { pack, of } => {
-                    (pack, aqua::retrying(&self.cfg, || self.client.restart(of)).await)
+                _ => None,
+            };
+            let adopted = found.is_some();
+            let made = match (found, todo.restart_of()) {
+                (Some(lo), _) => Ok(lo),
+                (None, Some(of)) => aqua::retrying(&self.cfg, || self.client.restart(of)).await,
+                (None, None) => {
+                    let props =
+                        aqua::launch_properties(&self.cfg, pack, p, &self.stand, &self.name, self.number);
+                    aqua::retrying(&self.cfg, || self.client.launch(&p.pack_id, &props)).await
                 }
             };
             let lo = match made {
                 Ok(lo) => lo,
-                Err(e) => return self.launch_failed(format!("pack {pack}: {e}")),
+                Err(e) => return Err(self.launch_failed(format!("pack {pack}: {e}"))),
             };
-            let l = AquaLaunch {
-                pack: pack.clone(),
-                id: lo.id.clone(),
-                url: lo.launch_url.clone(),
-                restart_of: match &todo {
-                    Todo::Restart { of, .. } => Some(of.clone()),
-                    _ => None,
-                },
-                status: lo.launch_status.clone(),
-                failing: None,
-                failures: None,
-                error: None,
-            };
+            let l = aqua::launched(&todo, &lo, todo.marker(&self.name, self.number));
             info!(
                 run = self.name,
                 attempt = self.number,
                 pack,
                 launch = l.id,
-                "launched in Aqua"
+                adopted,
+                "{}",
+                if adopted {
+                    "found the launch made before Tomato stopped in Aqua; polling it"
+                } else {
+                    "launched in Aqua"
+                }
             );
             if !self.record(l.clone()).await {
-                return Outcome::Stopped;
+                return Err(Outcome::Stopped);
             }
             launches.push((l, None));
         }
         if launches.is_empty() {
-            return self.error("the previous attempt left no Aqua launch to restart".into());
+            return Err(self.error("the previous attempt left no Aqua launch to restart".into()));
         }
 
         // Poll every launch until each has its report (or failed), never faster than the
@@ -196,7 +254,7 @@ impl Task {
                 {
                     l.status = lo.launch_status.clone();
                     if !self.record(l.clone()).await {
-                        return Outcome::Stopped;
+                        return Err(Outcome::Stopped);
                     }
                 }
                 let polled = polled.and_then(|lo| match aqua::progress(lo.launch_status.as_deref()) {
@@ -220,12 +278,12 @@ impl Task {
                     }
                     Err(e) => {
                         let tries = failures[i] + 1;
-                        return self.error(format!(
+                        return Err(self.error(format!(
                             "Aqua launch {} of pack {}: {e} (after {tries} tr{})",
                             l.id,
                             l.pack,
                             if tries == 1 { "y" } else { "ies" }
-                        ));
+                        )));
                     }
                 }
             }
@@ -244,7 +302,7 @@ impl Task {
             let read = aqua::retrying(&self.cfg, || self.client.read_report(lo, &l.pack)).await;
             let read = match read {
                 Ok(r) => r,
-                Err(e) => return self.error(format!("pack {}: {e}", l.pack)),
+                Err(e) => return Err(self.error(format!("pack {}: {e}", l.pack))),
             };
             l.failing = Some(
                 read.iter()
@@ -257,25 +315,24 @@ impl Task {
                     .count() as u32,
             );
             if !self.record(l.clone()).await {
-                return Outcome::Stopped;
+                return Err(Outcome::Stopped);
             }
             cases.extend(read);
         }
-        let results = results::assign_ids(self.number, cases, &self.svc.rerun.test_id);
-        let report = attempts::store_results(&self.store, &self.name, self.number, results).await;
-        Outcome::Ended(AttemptEnd {
-            number: self.number,
-            state: AttemptState::Finished,
-            exit_code: None,
-            report,
-            message: None,
-            runner_error: None,
-        })
+        Ok(cases)
     }
 
     /// The running attempt, its selection, and the attempt it reruns; `None` when it is no
     /// longer running.
-    async fn attempt(&self) -> Option<(Selection, crate::crd::Attempt, Option<crate::crd::Attempt>)> {
+    #[allow(clippy::type_complexity)]
+    async fn attempt(
+        &self,
+    ) -> Option<(
+        Selection,
+        crate::crd::Attempt,
+        Option<crate::crd::Attempt>,
+        Vec<String>,
+    )> {
         let run = self
             .retry_store(|| self.store.get::<TestRun>(&self.name))
             .await??;
@@ -285,7 +342,9 @@ impl Task {
             .filter(|a| a.number == self.number)?
             .clone();
         let previous = aqua::previous_of(&status, &attempt.selection).cloned();
-        Some((attempt.selection.clone(), attempt, previous))
+        // Aqua's part only: the packs of a mixed attempt that run locally are not Aqua's.
+        let selection = crate::launch::split::aqua_part(&self.svc, &attempt.selection);
+        Some((selection, attempt, previous, aqua::known_ids(&status)))
     }
 
     /// Records a launch in the attempt; false when the attempt no longer runs.
@@ -362,13 +421,19 @@ impl Task {
     /// The run was cancelled: revoke its unfinished launches when a revoke path is
     /// configured, and record the cancel with a message saying what became of them.
     async fn cancelled(&self) -> Outcome {
+        // The token is also cancelled when Tomato stops: then the launches go on in Aqua and
+        // the next start polls them again; only a cancelled run revokes them.
+        let asked = matches!(self.store.get::<TestRun>(&self.name).await, Ok(Some(r)) if r.spec.cancel);
+        if !asked {
+            return Outcome::Stopped;
+        }
         let launches: Vec<AquaLaunch> = self
             .attempt()
             .await
-            .map(|(_, a, _)| a.aqua)
+            .map(|(_, a, _, _)| a.aqua)
             .unwrap_or_default()
             .into_iter()
-            .filter(|l| aqua::progress(l.status.as_deref()) == Progress::Going)
+            .filter(|l| !aqua::is_intent(l) && aqua::progress(l.status.as_deref()) == Progress::Going)
             .collect();
         let mut revoked = !launches.is_empty();
         for l in &launches {

@@ -48,10 +48,18 @@ impl Driver {
                 return Ok(());
             }
         };
-        if svc.aqua.is_some() {
-            return self.launch_aqua(run, &svc, number, selection).await;
+        // Which packs Aqua runs and which a local process runs: one decision, shared with
+        // operator mode (crate::launch::split).
+        let previous = crate::launch::aqua::previous_of(&status, &selection);
+        let parts = crate::launch::split::split(&svc, &selection, previous, &merged);
+        match parts.local {
+            None => self.launch_aqua(run, &svc, number, selection).await,
+            Some(local) if parts.aqua.is_some() => {
+                self.launch_mixed(run, &svc, number, selection, local, &merged)
+                    .await
+            }
+            Some(_) => self.launch(run, &svc, number, selection, &merged).await,
         }
-        self.launch(run, &svc, number, selection, &merged).await
     }
 
     /// Starts attempt `number` of `run`.
@@ -176,20 +184,7 @@ impl Driver {
         tokio::spawn(async move {
             let exit = proc.wait(token).await;
             let cancelled = exit == Exit::Cancelled;
-            let (state, exit_code, message) = match exit {
-                Exit::Code(c) => (AttemptState::Finished, Some(c), None),
-                Exit::Signal(s) => (
-                    AttemptState::Finished,
-                    None,
-                    Some(format!("killed by signal {s}")),
-                ),
-                Exit::TimedOut(t) => (
-                    AttemptState::TimedOut,
-                    None,
-                    Some(format!("timed out after {}", crate::duration::human(t))),
-                ),
-                Exit::Cancelled => (AttemptState::Cancelled, None, Some("cancelled".into())),
-            };
+            let (state, exit_code, message) = exit_state(exit);
             let runner_error = if cancelled {
                 None
             } else {
@@ -360,6 +355,24 @@ impl Driver {
     }
 }
 
+/// An attempt's state, exit code and message from how its process ended.
+pub(super) fn exit_state(exit: Exit) -> (AttemptState, Option<i32>, Option<String>) {
+    match exit {
+        Exit::Code(c) => (AttemptState::Finished, Some(c), None),
+        Exit::Signal(s) => (
+            AttemptState::Finished,
+            None,
+            Some(format!("killed by signal {s}")),
+        ),
+        Exit::TimedOut(t) => (
+            AttemptState::TimedOut,
+            None,
+            Some(format!("timed out after {}", crate::duration::human(t))),
+        ),
+        Exit::Cancelled => (AttemptState::Cancelled, None, Some("cancelled".into())),
+    }
+}
+
 /// What is read off an attempt's directory once its process ended: the report files the
 /// runner wrote into its own directory (`launch.reports`) are collected beside the JUnit
 /// report, and the runner's complaint, if any, is taken from the end of the log.
@@ -441,6 +454,21 @@ async fn ingest(
     style: crate::results::TestIdStyle,
     limits: results::allure::Limits,
 ) -> ReportRead {
+    match read_local(dir, number, style, limits).await {
+        Ok(Some(results)) => store_results(store, run, number, results).await,
+        Ok(None) => ReportRead::Missing,
+        Err(e) => ReportRead::Invalid(e),
+    }
+}
+
+/// What [`ingest`] reads, without storing it: the results of a launch's reports (`None`: it
+/// wrote none), its Allure extras kept beside them.
+pub(super) async fn read_local(
+    dir: PathBuf,
+    number: u32,
+    style: crate::results::TestIdStyle,
+    limits: results::allure::Limits,
+) -> Result<Option<Vec<AttemptResult>>, String> {
     let parsed = tokio::task::spawn_blocking(move || {
         let read = read_reports(&dir, number, &style)?;
         Ok::<_, String>(read.map(|(results, mut extras)| {
@@ -461,10 +489,8 @@ async fn ingest(
     })
     .await;
     match parsed {
-        Ok(Ok(Some(results))) => store_results(store, run, number, results).await,
-        Ok(Ok(None)) => ReportRead::Missing,
-        Ok(Err(e)) => ReportRead::Invalid(e),
-        Err(e) => ReportRead::Invalid(format!("the parser task failed: {e}")),
+        Ok(read) => read,
+        Err(e) => Err(format!("the parser task failed: {e}")),
     }
 }
 

@@ -14,7 +14,8 @@
 //! `Reporting` no longer holds its service's or stand's slot: its tests are done.
 //!
 //! This module holds the loop and the queue; [`attempts`] launches attempts and records their
-//! ends, [`reporting`] delivers the report.
+//! ends, [`aqua`] and [`mixed`] carry out attempts whose packs run in Aqua (all of them, or
+//! beside local ones), [`reporting`] delivers the report.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -42,6 +43,7 @@ use crate::store::{ListFilter, SqliteStore, StoreError};
 mod aqua;
 mod attempts;
 mod eager;
+mod mixed;
 mod reporting;
 mod shards;
 
