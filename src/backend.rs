@@ -149,7 +149,8 @@ impl Backend for SqliteStore {
     }
 
     async fn list_runs(&self, filter: &ListFilter) -> Result<Vec<TestRun>, StoreError> {
-        self.list(filter).await
+        let runs = self.list_runs_cached(filter).await?;
+        Ok(runs.iter().map(|r| TestRun::clone(r)).collect())
     }
 
     async fn cancel_run(&self, name: &str) -> Result<TestRun, StoreError> {

@@ -18,6 +18,7 @@ use tracing::{error, info};
 
 use super::{Change, ChangeOp, ListFilter, StoreError, random_uid};
 use crate::classify::{ByTest, Classified};
+use crate::crd::TestRun;
 use crate::results::{AttemptResult, Case, CaseStatus, Signature};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -102,10 +103,19 @@ pub const NAMESPACE: &str = "default";
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     readers: Arc<Readers>,
+    run_cache: Arc<RunCache>,
     changes: broadcast::Sender<Change>,
     instance: String,
     writes: Arc<WriteHealth>,
 }
+
+/// Runs parsed by [`SqliteStore::list_runs_cached`], by name, with the resource version they
+/// were parsed at: an entry is used only while its version is the stored one.
+type RunCache = Mutex<HashMap<String, (i64, Arc<TestRun>)>>;
+
+/// At most this many parsed runs are kept (a few thousand unfinished runs and the newest pages
+/// of finished ones; the cache starts over when full).
+const RUN_CACHE_LIMIT: usize = 5_000;
 
 /// The pool of read-only connections; a reader takes the first free one and waits for one
 /// only when all are busy.
@@ -239,6 +249,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             readers: Arc::new(readers),
+            run_cache: Arc::new(Mutex::new(HashMap::new())),
             changes,
             instance,
             writes: Arc::new(WriteHealth {
@@ -438,74 +449,71 @@ impl SqliteStore {
         .await
     }
 
-    /// The objects `filter` selects, oldest first, as [`SqliteStore::list`] gives them, but
-    /// parsing only those that changed since the caller last asked: `cache` holds what the
-    /// last call returned, by name, with its resource version, and is brought up to date
-    /// (objects no longer selected leave it). A driver pass over a long queue then costs an
-    /// index read plus what changed, not a parse of every queued object.
-    pub async fn list_cached<K>(
-        &self,
-        filter: &ListFilter,
-        cache: &mut HashMap<String, (i64, Arc<K>)>,
-    ) -> Result<Vec<Arc<K>>, StoreError>
-    where
-        K: Resource<DynamicType = ()> + DeserializeOwned + Send + Sync + 'static,
-    {
-        let kind = K::kind(&()).to_string();
-        let filter = ListFilter {
-            newest: None,
-            ..filter.clone()
-        };
-        let known: HashMap<String, i64> = cache.iter().map(|(n, (rv, _))| (n.clone(), *rv)).collect();
-        let rows = self
-            .with_conn(move |conn| {
-                let (sql, args) = list_sql_of("resource_version", &kind, &filter);
-                let mut stmt = conn.prepare(&sql)?;
-                let mut keyed = stmt
-                    .query_map(rusqlite::params_from_iter(args.iter()), |r| {
-                        Ok((
-                            r.get::<_, Option<String>>(0)?.unwrap_or_default(),
-                            r.get::<_, String>(1)?,
-                            r.get::<_, i64>(2)?,
-                        ))
-                    })?
-                    .collect::<Result<Vec<_>, _>>()?;
+    /// The runs `filter` selects, as [`SqliteStore::list`] gives them, but parsing only those
+    /// that changed since any list last parsed them: the store keeps the runs it parsed, by
+    /// name with their resource versions ([`RunCache`]). A driver pass over a long queue, or a
+    /// read of a service's queue, then costs an index read plus what changed, not a parse of
+    /// every queued run.
+    pub async fn list_runs_cached(&self, filter: &ListFilter) -> Result<Vec<Arc<TestRun>>, StoreError> {
+        let filter = filter.clone();
+        let cache = self.run_cache.clone();
+        self.with_conn(move |conn| {
+            let (sql, args) = list_sql_of("resource_version", "TestRun", &filter);
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let mut keyed = stmt
+                .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                    Ok((
+                        r.get::<_, Option<String>>(0)?.unwrap_or_default(),
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            if filter.newest.is_none() {
                 keyed.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
-                let mut get = conn.prepare_cached(
-                    "SELECT resource_version, body FROM objects WHERE kind = ?1 AND name = ?2",
-                )?;
-                let mut out: Vec<(String, i64, Option<K>)> = Vec::with_capacity(keyed.len());
-                for (_, name, rv) in keyed {
-                    if known.get(&name) == Some(&rv) {
-                        out.push((name, rv, None));
-                        continue;
-                    }
-                    // Read again with its version: it may have changed since the listing.
-                    let row: Option<(i64, String)> = get
-                        .query_row(params![kind, name], |r| Ok((r.get(0)?, r.get(1)?)))
-                        .optional()?;
-                    if let Some((rv, body)) = row {
-                        out.push((name, rv, Some(serde_json::from_str(&body)?)));
-                    }
-                }
-                Ok(out)
-            })
-            .await?;
-        let mut fresh = HashMap::with_capacity(rows.len());
-        let mut list = Vec::with_capacity(rows.len());
-        for (name, rv, parsed) in rows {
-            let obj = match parsed {
-                Some(obj) => Arc::new(obj),
-                None => match cache.remove(&name) {
-                    Some((_, obj)) => obj,
-                    None => continue,
-                },
+            }
+            let mut out: Vec<Option<Arc<TestRun>>> = {
+                let cached = cache.lock().unwrap_or_else(|p| p.into_inner());
+                keyed
+                    .iter()
+                    .map(|(_, name, rv)| {
+                        cached
+                            .get(name)
+                            .filter(|(v, _)| v == rv)
+                            .map(|(_, run)| run.clone())
+                    })
+                    .collect()
             };
-            list.push(obj.clone());
-            fresh.insert(name, (rv, obj));
-        }
-        *cache = fresh;
-        Ok(list)
+            let mut get = conn.prepare_cached(
+                "SELECT resource_version, body FROM objects WHERE kind = 'TestRun' AND name = ?1",
+            )?;
+            let mut parsed = Vec::new();
+            for (slot, (_, name, _)) in out.iter_mut().zip(&keyed) {
+                if slot.is_some() {
+                    continue;
+                }
+                // Read again with its version: it may have changed since the listing.
+                let row: Option<(i64, String)> = get
+                    .query_row(params![name], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                if let Some((rv, body)) = row {
+                    let run: Arc<TestRun> = Arc::new(serde_json::from_str(&body)?);
+                    *slot = Some(run.clone());
+                    parsed.push((name.clone(), rv, run));
+                }
+            }
+            if !parsed.is_empty() {
+                let mut cached = cache.lock().unwrap_or_else(|p| p.into_inner());
+                if cached.len() + parsed.len() > RUN_CACHE_LIMIT {
+                    cached.clear();
+                }
+                for (name, rv, run) in parsed {
+                    cached.insert(name, (rv, run));
+                }
+            }
+            Ok(out.into_iter().flatten().collect())
+        })
+        .await
     }
 
     /// Read-modify-write of one object in a transaction. `f` returns whether it changed

@@ -96,9 +96,6 @@ pub struct Driver {
     /// Outcomes the store refused to record (a full disk): kept and recorded again until they
     /// are stored, so that no run is stranded `Running` by one failed write.
     unrecorded: Unrecorded,
-    /// The unfinished runs the last pass read, by name with their resource versions: a pass
-    /// parses only the runs that changed since ([`SqliteStore::list_cached`]).
-    unfinished: HashMap<String, (i64, Arc<TestRun>)>,
 }
 
 /// Attempt ends and report deliveries that are known but not yet stored, and when to try
@@ -150,7 +147,6 @@ impl Driver {
             delivered_rx,
             next_due: None,
             unrecorded: Unrecorded::default(),
-            unfinished: HashMap::new(),
         }
     }
 
@@ -291,12 +287,14 @@ impl Driver {
         }
     }
 
-    async fn unfinished(&mut self) -> Result<Vec<Arc<TestRun>>, StoreError> {
+    /// The unfinished runs, parsing only those that changed since the last pass
+    /// ([`SqliteStore::list_runs_cached`]).
+    async fn unfinished(&self) -> Result<Vec<Arc<TestRun>>, StoreError> {
         let filter = ListFilter {
             phases: UNFINISHED.iter().map(|p| p.to_string()).collect(),
             ..Default::default()
         };
-        self.store.list_cached(&filter, &mut self.unfinished).await
+        self.store.list_runs_cached(&filter).await
     }
 
     /// How long the loop may sleep: until the next report retry is due, or the next try of a
