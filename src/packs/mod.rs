@@ -80,6 +80,9 @@ pub struct Service {
     pub regression_plan: Option<crate::integrations::tms::PlanRef>,
     /// Attachments of Allure results kept per test and per run (`attachments`).
     pub attachments: crate::results::allure::Limits,
+    /// How long finished runs and their files are kept (`retention`); the default keeps
+    /// everything.
+    pub retention: crate::retention::Policy,
 }
 
 /// How an attempt is launched.

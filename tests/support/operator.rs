@@ -245,6 +245,7 @@ pub async fn create_run(k: &TestNs, name: &str, template: RunTemplate) -> TestRu
             run_type: RunType::Regular,
             timeout: None,
             cancel: false,
+            retention: None,
         },
     );
     run.metadata.namespace = Some(k.ns.clone());
