@@ -38,6 +38,18 @@ use crate::crd::{Phase, RunRetention, TestRun};
 /// that date instead of a bare 404.
 pub const ANNOTATION_FILES_EXPIRED: &str = "tomato.dev/files-expired";
 
+/// How often a retention pass runs when `TOMATO_RETENTION_INTERVAL` does not say.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10 * 60);
+
+/// The pass interval from the value of `TOMATO_RETENTION_INTERVAL` (`10m`, `1h`, `30s`), else
+/// [`DEFAULT_INTERVAL`]. Both modes read it.
+pub fn interval(value: Option<&str>) -> Result<Duration, String> {
+    match value.filter(|v| !v.is_empty()) {
+        Some(v) => crate::duration::parse(v).map_err(|e| format!("TOMATO_RETENTION_INTERVAL: {e}")),
+        None => Ok(DEFAULT_INTERVAL),
+    }
+}
+
 /// A service's retention (`retention` in packs_config). The default keeps everything.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Policy {

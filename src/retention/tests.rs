@@ -419,3 +419,15 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_pass_interval_defaults_to_ten_minutes_and_names_the_variable_when_bad() {
+    assert_eq!(interval(None), Ok(DEFAULT_INTERVAL));
+    assert_eq!(interval(Some("")), Ok(DEFAULT_INTERVAL));
+    assert_eq!(interval(Some("30s")), Ok(Duration::from_secs(30)));
+    assert!(
+        interval(Some("0s"))
+            .unwrap_err()
+            .starts_with("TOMATO_RETENTION_INTERVAL:")
+    );
+}

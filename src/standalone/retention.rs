@@ -1,4 +1,4 @@
-//! The standalone retention task: once at start and then every [`DEFAULT_INTERVAL`] (or
+//! The standalone retention task: once at start and then every 10 minutes (or
 //! `TOMATO_RETENTION_INTERVAL`), removes the finished runs and the files that
 //! [`crate::retention::plan`] says have been kept long enough.
 //!
@@ -23,17 +23,9 @@ use crate::packs::PacksConfig;
 use crate::retention::{ANNOTATION_FILES_EXPIRED, Action, Removed, Step, plan};
 use crate::store::{ListFilter, SqliteStore, StoreError};
 
-/// How often a pass runs when `TOMATO_RETENTION_INTERVAL` does not say.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10 * 60);
-
-/// The pass interval from `TOMATO_RETENTION_INTERVAL` (`10m`, `1h`, `30s`), else the default.
+/// The pass interval from `TOMATO_RETENTION_INTERVAL`, else [`crate::retention::DEFAULT_INTERVAL`].
 pub fn interval_from_env() -> Result<Duration, String> {
-    match std::env::var("TOMATO_RETENTION_INTERVAL") {
-        Ok(v) if !v.is_empty() => {
-            crate::duration::parse(&v).map_err(|e| format!("TOMATO_RETENTION_INTERVAL: {e}"))
-        }
-        _ => Ok(DEFAULT_INTERVAL),
-    }
+    crate::retention::interval(std::env::var("TOMATO_RETENTION_INTERVAL").ok().as_deref())
 }
 
 pub struct Retention {
