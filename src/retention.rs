@@ -259,6 +259,15 @@ pub fn files_expired_at(run: &TestRun) -> Option<String> {
         .cloned()
 }
 
+/// "expired by retention on <date>": what every surface says of a run whose files retention
+/// removed at `at` (the annotation's RFC 3339 time, shown in UTC when it reads as one).
+pub fn files_expired_note(at: &str) -> String {
+    let when = DateTime::parse_from_rfc3339(at)
+        .map(|t| t.with_timezone(&Utc).format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_else(|_| at.to_string());
+    format!("expired by retention on {when}")
+}
+
 /// One thing to carry out.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Step {

@@ -293,6 +293,14 @@ async fn expired_files_are_answered_gone_with_the_date_while_the_run_and_its_ver
     let (status, tests) = call(&app, "/api/v1/runs/s-old/tests").await;
     assert_eq!(status, StatusCode::OK);
     assert!(tests.contains("t::a"), "the verdicts stay: {tests}");
+    // The run page says so instead of linking files.
+    let (status, page) = call(&app, "/runs/s-old").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("Logs, JUnit and attachments expired by retention on 2026-01-04 00:00 UTC"),
+        "{page}"
+    );
+    assert!(!page.contains("/api/v1/runs/s-old/attempts/1/log"), "{page}");
     // A run whose files are kept serves them.
     let (status, log) = call(&app, "/api/v1/runs/s-new/attempts/1/log").await;
     assert_eq!((status, log.as_str()), (StatusCode::OK, "log of s-new\n"));

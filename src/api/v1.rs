@@ -565,18 +565,11 @@ pub(super) async fn check_attempt(state: &AppState, id: &str, n: usize) -> Resul
     Ok(())
 }
 
-/// What a client reads for a run whose files retention removed at `at` (RFC 3339, as the
-/// annotation holds it; shown as a date and time in UTC when it reads as one).
+/// What a client reads for a run whose files retention removed at `at`.
 pub fn files_expired_message(id: &str, at: &str) -> String {
-    let when = chrono::DateTime::parse_from_rfc3339(at)
-        .map(|t| {
-            t.with_timezone(&chrono::Utc)
-                .format("%Y-%m-%d %H:%M UTC")
-                .to_string()
-        })
-        .unwrap_or_else(|_| at.to_string());
     format!(
-        "the files of run {id} (logs, JUnit, attachments) expired by retention on {when}; its verdicts are kept"
+        "the files of run {id} (logs, JUnit, attachments) {}; its verdicts are kept",
+        crate::retention::files_expired_note(at)
     )
 }
 
