@@ -80,12 +80,7 @@ pub async fn pass(
             )
         })
         .collect();
-    let steps = plan(
-        &runs,
-        |service| config.service(service).map(|s| &s.retention),
-        &referenced,
-        now,
-    );
+    let steps = plan(&runs, |service| config.retention(service), &referenced, now);
     let mut removed = Removed::default();
     for step in steps.iter().filter(|s| s.action == Action::Delete) {
         let (uid, resource_version) = versions

@@ -576,11 +576,7 @@ pub(super) fn parse_service(config_dir: &Path, file: &Path, text: &str) -> Resul
         }
     };
 
-    let retention = raw
-        .retention
-        .as_ref()
-        .map(|r| retention_policy(&mut p, r))
-        .unwrap_or_default();
+    let retention = raw.retention.as_ref().map(|r| retention_policy(&mut p, r));
 
     let classifier = load_categories(&mut p, config_dir, raw.categories, raw.categories_file.as_deref());
 
@@ -625,6 +621,54 @@ pub(super) fn parse_service(config_dir: &Path, file: &Path, text: &str) -> Resul
             retention,
         }),
         _ => Err(p.errors),
+    }
+}
+
+/// `_defaults.yaml`: what every service gets unless its own file says otherwise.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawDefaults {
+    #[serde(default)]
+    retention: Option<RawRetention>,
+}
+
+/// Reads and checks `_defaults.yaml`: the retention of every service without its own.
+pub(super) fn load_defaults(file: &Path) -> Result<Option<crate::retention::Policy>, Vec<ConfigError>> {
+    let mut p = Problems {
+        file,
+        errors: Vec::new(),
+    };
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            p.add("", format!("cannot read: {e}"));
+            return Err(p.errors);
+        }
+    };
+    let path = RefCell::new(String::new());
+    let options = serde_saphyr::options! { with_snippet: false };
+    // An empty file is no defaults.
+    let raw: Result<Option<RawDefaults>, _> =
+        serde_saphyr::with_deserializer_from_str_with_options(&text, options, |de| {
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                let at = e.path().to_string();
+                *path.borrow_mut() = if at == "." { String::new() } else { at };
+                e.into_inner()
+            })
+        });
+    let raw = match raw {
+        Ok(r) => r.unwrap_or_default(),
+        Err(e) => {
+            let reason = e.to_string().trim_start_matches("error: ").trim().to_string();
+            p.add(path.into_inner(), reason);
+            return Err(p.errors);
+        }
+    };
+    let policy = raw.retention.as_ref().map(|r| retention_policy(&mut p, r));
+    if p.errors.is_empty() {
+        Ok(policy)
+    } else {
+        Err(p.errors)
     }
 }
 

@@ -74,7 +74,7 @@ impl Retention {
         let schedules: Vec<NightlySchedule> = self.store.list(&ListFilter::default()).await?;
         Ok(plan(
             &runs,
-            |service| self.config.service(service).map(|s| &s.retention),
+            |service| self.config.retention(service),
             &referenced(&schedules),
             now,
         ))
