@@ -328,6 +328,8 @@ pub fn plan<'a>(
 pub struct Removed {
     pub runs: usize,
     pub files: usize,
+    /// Steps that failed (each logged); the next pass decides them again.
+    pub failed: usize,
 }
 
 impl Removed {
@@ -338,8 +340,9 @@ impl Removed {
         }
     }
 
+    /// Nothing removed and nothing failed: a pass worth no log line.
     pub fn is_empty(&self) -> bool {
-        self.runs == 0 && self.files == 0
+        self.runs == 0 && self.files == 0 && self.failed == 0
     }
 }
 

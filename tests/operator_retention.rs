@@ -140,9 +140,10 @@ async fn expired_testruns_are_deleted_on_time_with_what_they_own_and_the_others_
         .unwrap();
     assert_eq!(removed.runs, 1);
     assert_eq!(names(&k).await, ["f2", "f3", "own", "pinned", "queued", "s-new"]);
-    // What it owned goes by garbage collection.
+    // What it owned goes by garbage collection (which watches a kind only after its discovery
+    // resync, 30 s, has seen the CRD: on a cluster started for this binary that can be later).
     let cms = Api::<ConfigMap>::namespaced(k.client(), &k.ns);
-    eventually("s-old's ConfigMap collected", WAIT, || async {
+    eventually("s-old's ConfigMap collected", RUN_WAIT, || async {
         cms.get_opt("s-old-results")
             .await
             .unwrap()
@@ -150,7 +151,7 @@ async fn expired_testruns_are_deleted_on_time_with_what_they_own_and_the_others_
             .then_some(())
     })
     .await;
-    eventually("s-old's Job collected", WAIT, || async {
+    eventually("s-old's Job collected", RUN_WAIT, || async {
         jobs(&k).get_opt("s-old-1").await.unwrap().is_none().then_some(())
     })
     .await;

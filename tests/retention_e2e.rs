@@ -446,3 +446,22 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn a_run_that_cannot_be_removed_is_left_for_the_next_pass_and_the_others_still_go() {
+    let f = Fixture::new().await;
+    // f1's files are in the way: a plain file where its directory should be.
+    let dir = run_dir(&f.data, "f1");
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::write(&dir, "not a directory").unwrap();
+    let removed = f.retention().pass(day(10)).await.unwrap();
+    assert_eq!((removed.runs, removed.failed), (1, 1), "{removed:?}");
+    let f1: Option<TestRun> = f.store.get("f1").await.unwrap();
+    assert!(f1.is_some(), "a run whose files could not go stays");
+    let s_old: Option<TestRun> = f.store.get("s-old").await.unwrap();
+    assert!(s_old.is_none(), "the other expired run went");
+    std::fs::remove_file(&dir).unwrap();
+    let removed = f.retention().pass(day(10)).await.unwrap();
+    assert_eq!((removed.runs, removed.failed), (1, 0), "{removed:?}");
+    f.snapshot().await;
+}

@@ -35,6 +35,7 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, stop: CancellationToken) {
         match pass(&ctx.client, &ctx.config, &scope, Utc::now()).await {
             Ok(removed) if !removed.is_empty() => info!(
                 runs = removed.runs,
+                failed = removed.failed,
                 took = ?started.elapsed(),
                 "retention deleted expired runs"
             ),
@@ -113,7 +114,11 @@ pub async fn pass(
                     "retention: run left for the next pass"
                 );
             }
-            Err(e) => return Err(e.into()),
+            // One run the API server refuses must not keep the others from going.
+            Err(e) => {
+                warn!(namespace = step.namespace, run = step.run, error = %e, "retention could not delete a run; the next pass tries again");
+                removed.failed += 1;
+            }
         }
     }
     Ok(removed)

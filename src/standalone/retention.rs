@@ -47,6 +47,7 @@ impl Retention {
                 Ok(removed) if !removed.is_empty() => info!(
                     runs = removed.runs,
                     files = removed.files,
+                    failed = removed.failed,
                     took = ?started.elapsed(),
                     "retention removed expired runs and files"
                 ),
@@ -80,12 +81,19 @@ impl Retention {
         ))
     }
 
-    /// One pass at `now`: decides from what is stored and carries every step out.
+    /// One pass at `now`: decides from what is stored and carries every step out. A step that
+    /// fails (a directory that cannot be removed) is logged and counted, and the others still
+    /// go: one stuck run must not keep every other from expiring.
     pub async fn pass(&self, now: DateTime<Utc>) -> Result<Removed, StoreError> {
         let mut removed = Removed::default();
         for step in self.plan(now).await? {
-            self.apply(&step, now).await?;
-            removed.count(step.action);
+            match self.apply(&step, now).await {
+                Ok(()) => removed.count(step.action),
+                Err(e) => {
+                    warn!(run = step.run, action = ?step.action, error = %e, "retention could not remove a run's data; the next pass tries again");
+                    removed.failed += 1;
+                }
+            }
         }
         Ok(removed)
     }
