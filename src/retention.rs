@@ -22,7 +22,8 @@
 //! - A referenced run (a schedule's `status.lastRun`) is counted but not deleted while the
 //!   reference stands; its files may still expire.
 //! - No policy (a service without `retention`, or a service no longer in packs_config) keeps
-//!   everything: upgrading never deletes anyone's data by surprise.
+//!   everything but what a run asked for itself (its own `maxAge`): upgrading never deletes
+//!   anyone's data by surprise.
 //! - A run "expires" at `finished + maxAge` exactly: at that instant it goes, a moment before
 //!   it stays.
 
@@ -287,8 +288,8 @@ pub enum Action {
 
 /// Every step of a retention pass over stored runs: runs are grouped by namespace and
 /// service (a namespace is a team's own; standalone mode has one), each group decided by
-/// [`decide`] under its service's policy (`policy_of`; `None` keeps everything). `referenced`
-/// names `(namespace, run)` pairs something still points at.
+/// [`decide`] under its service's policy (`policy_of`; `None` keeps everything but what a run
+/// asks for itself). `referenced` names `(namespace, run)` pairs something still points at.
 pub fn plan<'a>(
     runs: &[TestRun],
     policy_of: impl Fn(&str) -> Option<&'a Policy>,
@@ -307,10 +308,16 @@ pub fn plan<'a>(
     }
     let mut steps = Vec::new();
     for ((ns, service), facts) in groups {
-        let Some(policy) = policy_of(service).filter(|p| !p.keeps_everything()) else {
+        // A run's own limits hold even where the service sets none.
+        let policy = policy_of(service).copied().unwrap_or_default();
+        if policy.keeps_everything()
+            && facts
+                .iter()
+                .all(|f| f.over.max_age.is_none() && f.over.files_max_age.is_none())
+        {
             continue;
-        };
-        let d = decide(policy, &facts, now);
+        }
+        let d = decide(&policy, &facts, now);
         let step = |run: String, action| Step {
             namespace: ns.clone(),
             run,

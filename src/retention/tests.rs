@@ -329,6 +329,21 @@ fn plan_groups_by_namespace_and_service_and_skips_services_without_policy() {
             action: Action::Delete
         }]
     );
+    // A run's own age limit holds in a service without retention.
+    let mut own = stored("b0", "unlisted", Phase::Succeeded, Some(at(1)));
+    own.spec.retention = Some(RunRetention {
+        max_age: Some("2d".into()),
+        ..RunRetention::default()
+    });
+    let with_own: Vec<TestRun> = runs.iter().cloned().chain([own]).collect();
+    let steps = plan(
+        &with_own,
+        |s| (s == "demo").then_some(&policy),
+        &HashSet::new(),
+        at(10),
+    );
+    let deleted: Vec<&str> = steps.iter().map(|s| s.run.as_str()).collect();
+    assert_eq!(deleted, ["a1", "b0"]);
     let referenced = HashSet::from([("default".to_string(), "a1".to_string())]);
     assert!(plan(&runs, |s| (s == "demo").then_some(&policy), &referenced, at(10)).is_empty());
 }
