@@ -5,9 +5,24 @@ use std::time::Duration;
 /// Parses `<number><unit>` groups (unit `s`, `m` or `h`), e.g. `1h30m`. Zero is refused:
 /// a zero timeout would kill every attempt at once.
 pub fn parse(s: &str) -> Result<Duration, String> {
+    parse_units(s, false)
+}
+
+/// Parses an age limit (retention's `maxAge`): like [`parse`], with days too (`30d`, `1d12h`).
+/// Timeouts stay without days: no attempt should run that long.
+pub fn parse_age(s: &str) -> Result<Duration, String> {
+    parse_units(s, true)
+}
+
+fn parse_units(s: &str, days: bool) -> Result<Duration, String> {
     let err = || {
+        let examples = if days {
+            "30d, 12h or 1d12h"
+        } else {
+            "90s, 30m or 1h30m"
+        };
         format!(
-            "invalid duration {q_s}: write it like 90s, 30m or 1h30m",
+            "invalid duration {q_s}: write it like {examples}",
             q_s = crate::text::quote(s)
         )
     };
@@ -25,6 +40,7 @@ pub fn parse(s: &str) -> Result<Duration, String> {
             's' => 1,
             'm' => 60,
             'h' => 3600,
+            'd' if days => 86_400,
             _ => return Err(err()),
         };
         let n: u64 = digits.parse().map_err(|_| err())?;
@@ -78,6 +94,18 @@ mod tests {
         for bad in ["", "10", "m", "5d", "1h 2m", "0s", "99999999999999999999h"] {
             assert!(parse(bad).is_err(), "{bad:?} should be refused");
         }
+    }
+
+    #[test]
+    fn ages_take_days_and_timeouts_do_not() {
+        assert_eq!(parse_age("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert_eq!(parse_age("1d12h"), Ok(Duration::from_secs(36 * 3600)));
+        assert_eq!(parse_age("45s"), Ok(Duration::from_secs(45)));
+        assert!(parse("1d").is_err());
+        for bad in ["", "0d", "d", "-1d", "1w", "30 d"] {
+            assert!(parse_age(bad).is_err(), "{bad:?} should be refused");
+        }
+        assert!(parse_age("1x").unwrap_err().contains("30d"));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! Layers, lowest first; a module imports only from its own layer or below (the README's
 //! "Layout" lists each module):
 //! - the pure core decides: [`crd`], [`template`], [`results`], [`classify`], [`packs`],
-//!   [`queue`], [`shard`], [`schedule`], [`core`];
+//!   [`queue`], [`shard`], [`schedule`], [`core`], [`retention`];
 //! - [`integrations`] talk to the outside world (SMTP, HTTP, the tracker, test management),
 //!   and [`report`] and [`regression`] compose what to say above them;
 //! - [`launch`] and [`store`] are the mechanics the drivers use;
@@ -34,6 +34,7 @@ pub mod queue;
 pub mod regression;
 pub mod report;
 pub mod results;
+pub mod retention;
 pub mod runs;
 pub mod schedule;
 pub mod secrets;

@@ -37,6 +37,7 @@ pub fn new_run(
             run_type,
             timeout,
             cancel: false,
+            retention: None,
         },
     );
     run.metadata.labels = Some(labels);

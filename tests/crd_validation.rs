@@ -339,6 +339,27 @@ async fn the_api_server_refuses_one_invalid_object_per_schema_constraint_and_cel
             vec!["spec.emails[0]", "should match"],
         ),
         (
+            "TestRun",
+            "retention maxAge pattern",
+            json!({"retention": {"maxAge": "30 days"}}),
+            vec!["spec.retention.maxAge", "should match"],
+        ),
+        (
+            "TestRun",
+            "retention files maxAge pattern",
+            json!({"retention": {"files": {"maxAge": "1w"}}}),
+            vec!["spec.retention.files.maxAge", "should match"],
+        ),
+        (
+            "TestRun",
+            "retention keep with maxAge",
+            json!({"retention": {"keep": true, "maxAge": "30d"}}),
+            vec![
+                "spec.retention",
+                "keep: true keeps the run and its files for good",
+            ],
+        ),
+        (
             "Regression",
             "version missing",
             json!({"version": null}),

@@ -37,6 +37,7 @@ async fn with_all_namespaces_a_run_in_another_namespace_receives_its_jobs_upload
             run_type: tomato::crd::RunType::Regular,
             timeout: None,
             cancel: false,
+            retention: None,
         },
     );
     run.metadata.namespace = Some(team_a.clone());

@@ -119,7 +119,8 @@ pub async fn attempt_extras(state: &AppState, run: &str, seq: usize) -> Option<A
 #[utoipa::path(get, path = "/api/v1/runs/{id}/attempts/{n}/attachments/{name}", tag = "runs",
     params(("id" = String, Path, description = "Run name"), ("n" = usize, Path, description = "Attempt position, from 1"),
         ("name" = String, Path, description = "The attachment's file name, as its link gives it")),
-    responses((status = 200, description = "The file", content_type = "application/octet-stream", body = Vec<u8>), (status = 404, body = super::ErrorBody)))]
+    responses((status = 200, description = "The file", content_type = "application/octet-stream", body = Vec<u8>), (status = 404, body = super::ErrorBody),
+        (status = 410, description = "The run's files expired by retention", body = super::ErrorBody)))]
 pub async fn attempt_attachment(
     State(state): State<AppState>,
     ApiPath((id, n, name)): ApiPath<(String, usize, String)>,

@@ -63,6 +63,16 @@ impl ApiError {
         }
     }
 
+    /// 410: the thing existed and was removed on purpose (a run's files expired by retention).
+    pub fn gone(parameter: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::GONE,
+            message: message.into(),
+            parameter: Some(parameter.into()),
+            errors: Vec::new(),
+        }
+    }
+
     pub fn conflict(message: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::CONFLICT,

@@ -88,7 +88,13 @@ pub fn document() -> Value {
         schemas.insert(name.to_string(), schema.to_value());
     }
     // A spec is checked field by field and an unknown field is refused (see `spec::parse_spec`).
-    for spec in ["TestRunSpec", "NightlyScheduleSpec", "RegressionSpec"] {
+    for spec in [
+        "TestRunSpec",
+        "NightlyScheduleSpec",
+        "RegressionSpec",
+        "RunRetention",
+        "FilesRetention",
+    ] {
         if let Some(s) = schemas.get_mut(spec) {
             s["additionalProperties"] = false.into();
         }

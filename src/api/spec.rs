@@ -23,6 +23,8 @@ pub enum Kind {
     OneOf(&'static [&'static str]),
     /// An id (a non-negative integer) or a name (a string).
     IdOrName,
+    /// A run's `retention`: `{keep, maxAge, files: {maxAge}}`, unknown keys refused.
+    Retention,
 }
 
 /// The run template's fields, shared by TestRun and NightlySchedule specs.
@@ -48,11 +50,12 @@ macro_rules! template_fields {
 const TEMPLATE: [(&str, Kind); 12] = template_fields!();
 
 /// Fields of a TestRun spec.
-pub const RUN_FIELDS: &[(&str, Kind)] = &concat_fields::<14>(
+pub const RUN_FIELDS: &[(&str, Kind)] = &concat_fields::<15>(
     &TEMPLATE,
     &[
         ("type", Kind::OneOf(&["Regular", "Nightly"])),
         ("cancel", Kind::Bool),
+        ("retention", Kind::Retention),
     ],
 );
 
@@ -131,6 +134,10 @@ pub fn parse_spec<T: DeserializeOwned>(spec: Value, fields: &[(&str, Kind)]) -> 
             }
             continue;
         }
+        if let Kind::Retention = kind {
+            errors.extend(check_retention(v));
+            continue;
+        }
         if let Err(what) = check(v, *kind) {
             errors.push(FieldError {
                 parameter: format!("spec.{k}"),
@@ -166,13 +173,49 @@ fn error_at(prefix: &str, e: serde_path_to_error::Error<serde_json::Error>) -> A
     ApiError::bad_request(field, message)
 }
 
+/// A run's `retention`: an object of known keys at each level (serde's `flatten` of the spec
+/// would let unknown ones through silently), then its types, each error at its path
+/// (`spec.retention.files.maxAge`). Its values are checked by [`crate::retention::check_override`].
+fn check_retention(v: &Value) -> Vec<FieldError> {
+    fn keys(v: &Value, at: &str, known: &[&str], errors: &mut Vec<FieldError>) {
+        let Some(map) = v.as_object() else {
+            errors.push(FieldError {
+                parameter: at.to_string(),
+                error: format!("must be an object with {}", known.join(", ")),
+            });
+            return;
+        };
+        for k in map.keys().filter(|k| !known.contains(&k.as_str())) {
+            errors.push(FieldError {
+                parameter: format!("{at}.{k}"),
+                error: format!(
+                    "unknown field {}; known: {}",
+                    crate::text::quote(k),
+                    known.join(", ")
+                ),
+            });
+        }
+    }
+    let mut errors = Vec::new();
+    keys(v, "spec.retention", &["keep", "maxAge", "files"], &mut errors);
+    if let Some(files) = v.get("files").filter(|f| !f.is_null()) {
+        keys(files, "spec.retention.files", &["maxAge"], &mut errors);
+    }
+    if errors.is_empty()
+        && let Err(e) = serde_path_to_error::deserialize::<_, crate::crd::RunRetention>(v.clone())
+    {
+        errors.extend(error_at("spec.retention", e).into_fields());
+    }
+    errors
+}
+
 fn check(v: &Value, kind: Kind) -> Result<(), String> {
     let ok = match kind {
         Kind::Str => v.is_string(),
         Kind::Bool => v.is_boolean(),
         Kind::Int(min, max) => v.as_i64().is_some_and(|n| (min..=max).contains(&n)),
         Kind::StrList => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
-        Kind::Env => true,
+        Kind::Env | Kind::Retention => true,
         Kind::OneOf(options) => v.as_str().is_some_and(|s| options.contains(&s)),
         Kind::IdOrName => v.is_string() || v.as_u64().is_some(),
     };
@@ -186,6 +229,7 @@ fn check(v: &Value, kind: Kind) -> Result<(), String> {
         Kind::Int(min, max) => format!("an integer {min}–{max}"),
         Kind::StrList => "a list of strings".into(),
         Kind::Env => "a list of {name, value | valueFrom}".into(),
+        Kind::Retention => "an object {keep, maxAge, files: {maxAge}}".into(),
         Kind::OneOf(options) => format!("one of {}", options.join(", ")),
         Kind::IdOrName => "an id (an integer) or a name (a string)".into(),
     })
@@ -298,6 +342,32 @@ mod tests {
             "spec.startingDeadlineSeconds"
         );
         assert!(parse_spec::<NightlyScheduleSpec>(base, SCHEDULE_FIELDS).is_ok());
+    }
+
+    #[test]
+    fn a_runs_retention_is_read_and_its_errors_name_the_nested_field() {
+        let with = |r: Value| json!({"service": "demo", "stand": "localhost", "retention": r});
+        let spec: TestRunSpec = parse_spec(with(json!({"keep": true})), RUN_FIELDS).unwrap();
+        assert!(spec.retention.unwrap().keep);
+        let spec: TestRunSpec = parse_spec(
+            with(json!({"maxAge": "400d", "files": {"maxAge": "30d"}})),
+            RUN_FIELDS,
+        )
+        .unwrap();
+        assert_eq!(spec.retention.unwrap().max_age.as_deref(), Some("400d"));
+        for (bad, field) in [
+            (json!({"days": 30}), "spec.retention.days"),
+            (json!({"files": {"days": 3}}), "spec.retention.files.days"),
+            (json!({"keep": "yes"}), "spec.retention.keep"),
+            (json!({"files": {"maxAge": 7}}), "spec.retention.files.maxAge"),
+            (json!("forever"), "spec.retention"),
+        ] {
+            assert_eq!(
+                field_of::<TestRunSpec>(with(bad.clone()), RUN_FIELDS),
+                field,
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -322,6 +322,9 @@ pub async fn runs_create(
     if let Some(Err(e)) = spec.timeout.as_deref().map(crate::duration::parse) {
         errors.push(spec_field_error("timeout", e));
     }
+    if let Some(Err(e)) = spec.retention.as_ref().map(crate::retention::check_override) {
+        errors.push(spec_field_error(e.field, e.message));
+    }
     if spec.cancel {
         errors.push(spec_field_error(
             "cancel",
@@ -337,7 +340,7 @@ pub async fn runs_create(
         (None, Some(prefix)) => Some(format!("{prefix}{}", crate::crd::random_suffix(5))),
         (None, None) => None,
     };
-    let run = new_run(
+    let mut run = new_run(
         &state.config,
         spec.template,
         spec.run_type,
@@ -352,6 +355,9 @@ pub async fn runs_create(
         };
         ApiError::bad_request(field, e.message)
     })?;
+    // Checked above; only runs created here carry their own retention (schedules and the
+    // legacy API leave it to the service's).
+    run.spec.retention = spec.retention;
     let run = store_run(&state, run, generated).await?;
     let run = with_queue_position(&state, run).await?;
     Ok((StatusCode::CREATED, Json(run)).into_response())
@@ -519,7 +525,8 @@ pub struct LogQuery {
 /// `status.attempts`, from 1.
 #[utoipa::path(get, path = "/api/v1/runs/{id}/attempts/{n}/log", tag = "runs",
     params(("id" = String, Path, description = "Run name"), ("n" = usize, Path, description = "Attempt position, from 1"), LogQuery),
-    responses((status = 200, description = "The log", content_type = "text/plain", body = String), (status = 404, body = super::ErrorBody)))]
+    responses((status = 200, description = "The log", content_type = "text/plain", body = String), (status = 404, body = super::ErrorBody),
+        (status = 410, description = "The run's files expired by retention", body = super::ErrorBody)))]
 pub async fn attempt_log(
     State(state): State<AppState>,
     ApiPath((id, n)): ApiPath<(String, usize)>,
@@ -546,7 +553,8 @@ pub async fn attempt_log(
 /// An attempt's JUnit XML as the framework wrote it.
 #[utoipa::path(get, path = "/api/v1/runs/{id}/attempts/{n}/junit", tag = "runs",
     params(("id" = String, Path, description = "Run name"), ("n" = usize, Path, description = "Attempt position, from 1")),
-    responses((status = 200, description = "The JUnit XML", content_type = "application/xml", body = String), (status = 404, body = super::ErrorBody)))]
+    responses((status = 200, description = "The JUnit XML", content_type = "application/xml", body = String), (status = 404, body = super::ErrorBody),
+        (status = 410, description = "The run's files expired by retention", body = super::ErrorBody)))]
 pub async fn attempt_junit(
     State(state): State<AppState>,
     ApiPath((id, n)): ApiPath<(String, usize)>,
@@ -561,7 +569,8 @@ pub async fn attempt_junit(
     Ok((artifact_headers("application/xml"), bytes).into_response())
 }
 
-/// A 404 unless run `id` exists and has an `n`-th launch (`status.attempts`, from 1).
+/// A 404 unless run `id` exists and has an `n`-th launch (`status.attempts`, from 1); a 410
+/// when retention removed the run's files (its verdicts stay), saying when.
 pub(super) async fn check_attempt(state: &AppState, id: &str, n: usize) -> Result<(), ApiError> {
     let run = find_run(state, id, "id").await?;
     let count = run.status.as_ref().map_or(0, |s| s.attempts.len());
@@ -571,7 +580,18 @@ pub(super) async fn check_attempt(state: &AppState, id: &str, n: usize) -> Resul
             format!("run {id} has {count} attempt(s); there is no attempt {n}"),
         ));
     }
+    if let Some(at) = crate::retention::files_expired_at(&run) {
+        return Err(ApiError::gone("id", files_expired_message(id, &at)));
+    }
     Ok(())
+}
+
+/// What a client reads for a run whose files retention removed at `at`.
+pub fn files_expired_message(id: &str, at: &str) -> String {
+    format!(
+        "the files of run {id} (logs, JUnit, attachments) {}; its verdicts are kept",
+        crate::retention::files_expired_note(at)
+    )
 }
 
 /// Headers of an attempt's files, which hold whatever the tests wrote: a browser opening one

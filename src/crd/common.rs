@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 pub const NAME_PATTERN: &str = "^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$";
 /// Pattern for per-attempt timeouts: one or more `<number><unit>` with unit `s`, `m` or `h` (`90s`, `1h30m`).
 pub const DURATION_PATTERN: &str = "^([0-9]+(s|m|h))+$";
+/// Pattern for retention's age limits: like [`DURATION_PATTERN`], with days too (`30d`, `1d12h`).
+pub const AGE_PATTERN: &str = "^([0-9]+(s|m|h|d))+$";
 /// Pattern for environment variable names.
 pub const ENV_NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
 

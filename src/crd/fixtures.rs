@@ -66,6 +66,7 @@ impl TestRun {
                 run_type: RunType::Regular,
                 timeout: None,
                 cancel: false,
+                retention: None,
             },
         );
         run.status = Some(TestRunStatus::default());

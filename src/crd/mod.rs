@@ -14,8 +14,8 @@ mod schedule;
 mod testrun;
 
 pub use common::{
-    Condition, ConditionStatus, DEFAULT_PRIORITY, EnvVar, EnvVarSource, MAX_PRIORITY, RunTemplate,
-    SecretKeySelector,
+    AGE_PATTERN, Condition, ConditionStatus, DEFAULT_PRIORITY, EnvVar, EnvVarSource, MAX_PRIORITY,
+    RunTemplate, SecretKeySelector,
 };
 pub use meta::{ANNOTATION_CREATED, created, precise_time, random_suffix};
 pub use regression::{
@@ -24,9 +24,9 @@ pub use regression::{
 };
 pub use schedule::{ConcurrencyPolicy, NightlySchedule, NightlyScheduleSpec, NightlyScheduleStatus};
 pub use testrun::{
-    AquaLaunch, Attempt, AttemptState, CategoryStat, CategoryTest, ChannelReport, DeliveryState, Phase,
-    ReportStatus, RunType, Selection, SelectionKind, ShardState, ShardStatus, Summary, TestRun, TestRunSpec,
-    TestRunStatus, Verdict,
+    AquaLaunch, Attempt, AttemptState, CategoryStat, CategoryTest, ChannelReport, DeliveryState,
+    FilesRetention, Phase, ReportStatus, RunRetention, RunType, Selection, SelectionKind, ShardState,
+    ShardStatus, Summary, TestRun, TestRunSpec, TestRunStatus, Verdict,
 };
 
 /// API group of every Tomato resource.

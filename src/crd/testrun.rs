@@ -5,7 +5,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{Condition, DURATION_PATTERN, RunTemplate};
+use super::common::{AGE_PATTERN, Condition, DURATION_PATTERN, RunTemplate};
 
 /// Spec of a TestRun: the run template plus the run's type and per-attempt timeout.
 // kube's printcolumn(...) repeats keys by design; clippy reads them as duplicated attributes.
@@ -55,6 +55,43 @@ pub struct TestRunSpec {
     /// object stops it too, and removes it.)
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cancel: bool,
+    /// How long the run is kept once finished, instead of its service's `retention` in
+    /// packs_config: `{keep: true}` pins it (a release run), `{maxAge: 365d}` gives it its own
+    /// age limit, `{files: {maxAge: 7d}}` its own limit for logs and reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<RunRetention>,
+}
+
+/// A run's own retention (`spec.retention`). Absent: the service's retention decides.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!(has(self.keep) && self.keep && (has(self.maxAge) || has(self.files)))",
+     "message": "keep: true keeps the run and its files for good; leave out maxAge and files"}
+]))]
+pub struct RunRetention {
+    /// Keep the run and its files whatever the service's retention says; it is not counted
+    /// against the service's `runs` limits either.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep: bool,
+    /// Delete the run this long after it finished (`30d`, `12h`, `1d12h`), instead of the
+    /// service's limits (its age and its count limits both).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = AGE_PATTERN))]
+    pub max_age: Option<String>,
+    /// The run's own limit for its files (logs, JUnit, attachments).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<FilesRetention>,
+}
+
+/// How long a run's files (logs, JUnit, attachments) are kept.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FilesRetention {
+    /// Remove the files this long after the run finished (`7d`); the verdicts stay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = AGE_PATTERN))]
+    pub max_age: Option<String>,
 }
 
 /// Whether a person or a schedule asked for the run.

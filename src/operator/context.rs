@@ -73,6 +73,8 @@ pub struct Timing {
     pub upload_grace: Duration,
     /// Retry delay after a failed reconcile.
     pub retry: Duration,
+    /// How often the leader's retention pass runs (`TOMATO_RETENTION_INTERVAL`).
+    pub retention: Duration,
 }
 
 impl Default for Timing {
@@ -81,6 +83,7 @@ impl Default for Timing {
             poll: Duration::from_secs(15),
             upload_grace: Duration::from_secs(60),
             retry: Duration::from_secs(5),
+            retention: crate::retention::DEFAULT_INTERVAL,
         }
     }
 }

@@ -9,6 +9,7 @@
 //! - [`lease`]: leader election, so that of several replicas exactly one reconciles;
 //! - [`backend`]: the HTTP side's reads (a reflector store) and writes;
 //! - [`results`]: attempt results kept as ConfigMaps owned by the run;
+//! - [`retention`]: the leader's periodic deletion of expired finished runs;
 //! - [`shards`]: a sharded attempt's Indexed Job, its shards' progress and their merge.
 //!
 //! Every replica serves the API; only the lease holder runs the controllers. Losing the lease
@@ -21,6 +22,7 @@ pub mod context;
 pub mod lease;
 pub mod regression;
 pub mod results;
+pub mod retention;
 pub mod schedule;
 pub mod shards;
 pub mod testrun;
@@ -222,6 +224,12 @@ async fn run_controllers(ctx: Arc<Context>, scope: Scope, stop: CancellationToke
         ctx.clone(),
         stop.clone(),
     )));
+    // Leader-only like the controllers: it runs, and stops, with them.
+    let mut retention = AbortOnDrop(tokio::spawn(retention::run(
+        ctx.clone(),
+        scope.clone(),
+        stop.clone(),
+    )));
     let runs = runs
         .run(
             |run, ctx| measured("testrun", testrun::reconcile(run, ctx)),
@@ -251,6 +259,7 @@ async fn run_controllers(ctx: Arc<Context>, scope: Scope, stop: CancellationToke
         .for_each(|_| std::future::ready(()));
     tokio::join!(runs, schedules, regressions);
     let _ = (&mut admission.0).await;
+    let _ = (&mut retention.0).await;
     info!("controllers stopped");
 }
 
@@ -330,6 +339,8 @@ pub async fn serve(opts: OperatorOptions) -> anyhow::Result<()> {
         },
         timing: Timing {
             upload_grace: opts.upload_grace,
+            retention: crate::retention::interval(std::env::var("TOMATO_RETENTION_INTERVAL").ok().as_deref())
+                .map_err(anyhow::Error::msg)?,
             ..Timing::default()
         },
         lease: lease::LeaseSettings {

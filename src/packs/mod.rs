@@ -42,7 +42,13 @@ pub const DEFAULT_WORKING_DIR: &str = "/tests";
 pub struct PacksConfig {
     pub dir: PathBuf,
     services: BTreeMap<String, Arc<Service>>,
+    /// `_defaults.yaml`'s `retention`: for every service without its own.
+    default_retention: Option<crate::retention::Policy>,
 }
+
+/// The file of settings every service gets unless its own file says otherwise. Its name
+/// cannot be a service's (a service name starts with a letter or digit).
+pub const DEFAULTS_FILE: &str = "_defaults.yaml";
 
 /// One service: what can be run and how.
 #[derive(Clone, Debug)]
@@ -81,6 +87,9 @@ pub struct Service {
     pub regression_plan: Option<crate::integrations::tms::PlanRef>,
     /// Attachments of Allure results kept per test and per run (`attachments`).
     pub attachments: crate::results::allure::Limits,
+    /// How long finished runs and their files are kept (`retention`), when the service's file
+    /// says; else `_defaults.yaml`'s ([`PacksConfig::retention`] answers which).
+    pub retention: Option<crate::retention::Policy>,
 }
 
 /// How an attempt is launched.
@@ -287,6 +296,16 @@ impl PacksConfig {
             .collect();
         files.sort();
         let mut errors = Vec::new();
+        let mut default_retention = None;
+        if let Some(at) = files
+            .iter()
+            .position(|f| f.file_name().is_some_and(|n| n == DEFAULTS_FILE))
+        {
+            match raw::load_defaults(&files.remove(at)) {
+                Ok(policy) => default_retention = policy,
+                Err(mut errs) => errors.append(&mut errs),
+            }
+        }
         let mut services = BTreeMap::new();
         for file in files {
             match raw::load_service(&dir, &file) {
@@ -312,7 +331,11 @@ impl PacksConfig {
             });
         }
         if errors.is_empty() {
-            Ok(PacksConfig { dir, services })
+            Ok(PacksConfig {
+                dir,
+                services,
+                default_retention,
+            })
         } else {
             Err(ConfigErrors(errors))
         }
@@ -327,6 +350,13 @@ impl PacksConfig {
 
     pub fn service(&self, name: &str) -> Option<&Arc<Service>> {
         self.services.get(name)
+    }
+
+    /// The retention of a service's runs: its own, else `_defaults.yaml`'s; `None` (keep
+    /// everything) for neither, or for a service no longer configured.
+    pub fn retention(&self, service: &str) -> Option<&crate::retention::Policy> {
+        let svc = self.service(service)?;
+        svc.retention.as_ref().or(self.default_retention.as_ref())
     }
 
     /// What operator mode needs beyond the common checks: every service names the image

@@ -49,6 +49,37 @@ struct RawService {
     /// Limits on the attachments of Allure results that are kept.
     #[serde(default)]
     attachments: RawAttachments,
+    /// How long finished runs and their files are kept (absent: for good).
+    #[serde(default)]
+    retention: Option<RawRetention>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawRetention {
+    #[serde(default)]
+    successful: Option<RawRunLimits>,
+    #[serde(default)]
+    failed: Option<RawRunLimits>,
+    #[serde(default)]
+    files: Option<RawFilesLimit>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawRunLimits {
+    /// `30d`, `12h`, `1d12h`.
+    #[serde(default)]
+    max_age: Option<String>,
+    /// Signed, so that a negative number is answered in our words, not serde's.
+    #[serde(default)]
+    runs: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawFilesLimit {
+    max_age: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -570,6 +601,8 @@ pub(super) fn parse_service(config_dir: &Path, file: &Path, text: &str) -> Resul
         }
     };
 
+    let retention = raw.retention.as_ref().map(|r| retention_policy(&mut p, r));
+
     let classifier = load_categories(&mut p, config_dir, raw.categories, raw.categories_file.as_deref());
 
     match (stand_pattern, test_id) {
@@ -610,8 +643,109 @@ pub(super) fn parse_service(config_dir: &Path, file: &Path, text: &str) -> Resul
             classifier,
             regression_plan,
             attachments,
+            retention,
         }),
         _ => Err(p.errors),
+    }
+}
+
+/// `_defaults.yaml`: what every service gets unless its own file says otherwise.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawDefaults {
+    #[serde(default)]
+    retention: Option<RawRetention>,
+}
+
+/// Reads and checks `_defaults.yaml`: the retention of every service without its own.
+pub(super) fn load_defaults(file: &Path) -> Result<Option<crate::retention::Policy>, Vec<ConfigError>> {
+    let mut p = Problems {
+        file,
+        errors: Vec::new(),
+    };
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            p.add("", format!("cannot read: {e}"));
+            return Err(p.errors);
+        }
+    };
+    let path = RefCell::new(String::new());
+    let options = serde_saphyr::options! { with_snippet: false };
+    // An empty file is no defaults.
+    let raw: Result<Option<RawDefaults>, _> =
+        serde_saphyr::with_deserializer_from_str_with_options(&text, options, |de| {
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                let at = e.path().to_string();
+                *path.borrow_mut() = if at == "." { String::new() } else { at };
+                e.into_inner()
+            })
+        });
+    let raw = match raw {
+        Ok(r) => r.unwrap_or_default(),
+        Err(e) => {
+            let reason = e.to_string().trim_start_matches("error: ").trim().to_string();
+            p.add(path.into_inner(), reason);
+            return Err(p.errors);
+        }
+    };
+    let policy = raw.retention.as_ref().map(|r| retention_policy(&mut p, r));
+    if p.errors.is_empty() {
+        Ok(policy)
+    } else {
+        Err(p.errors)
+    }
+}
+
+/// Most runs a `runs` limit may keep: beyond that it is no limit, and likely a typo.
+const MAX_RETENTION_RUNS: i64 = 1_000_000;
+
+/// Checks `retention` into a policy; each problem names its field (`retention.failed.runs`).
+fn retention_policy(p: &mut Problems<'_>, raw: &RawRetention) -> crate::retention::Policy {
+    let mut age = |field: String, v: &str| crate::duration::parse_age(v).map_err(|e| p.add(field, e)).ok();
+    let mut limits = |outcome: &str, raw: &Option<RawRunLimits>| {
+        let Some(raw) = raw else {
+            return (crate::retention::Limits::default(), None);
+        };
+        let max_age = raw
+            .max_age
+            .as_deref()
+            .and_then(|v| age(format!("retention.{outcome}.maxAge"), v));
+        let mut problem = None;
+        let runs = raw.runs.and_then(|n| match u32::try_from(n) {
+            Ok(n) if n >= 1 && i64::from(n) <= MAX_RETENTION_RUNS => Some(n),
+            _ => {
+                problem = Some((
+                    format!("retention.{outcome}.runs"),
+                    format!(
+                        "must be 1–{MAX_RETENTION_RUNS}, got {n} (leave it out to keep any number of runs)"
+                    ),
+                ));
+                None
+            }
+        });
+        if raw.max_age.is_none() && raw.runs.is_none() {
+            problem = Some((
+                format!("retention.{outcome}"),
+                "give maxAge (like 30d) and/or runs (how many of the newest to keep), or leave it out to keep every run"
+                    .into(),
+            ));
+        }
+        (crate::retention::Limits { max_age, runs }, problem)
+    };
+    let (successful, bad_successful) = limits("successful", &raw.successful);
+    let (failed, bad_failed) = limits("failed", &raw.failed);
+    let files = raw
+        .files
+        .as_ref()
+        .and_then(|f| age("retention.files.maxAge".into(), &f.max_age));
+    for (field, reason) in [bad_successful, bad_failed].into_iter().flatten() {
+        p.add(field, reason);
+    }
+    crate::retention::Policy {
+        successful,
+        failed,
+        files,
     }
 }
 

@@ -672,3 +672,93 @@ fn attachment_limits_are_read_with_units_and_checked() {
     assert_eq!(errs.0[0].field, "attachments.perTest");
     assert!(errs.0[0].reason.contains("is not a size"), "{errs}");
 }
+
+#[test]
+fn retention_is_read_per_outcome_with_files_apart_and_absent_keeps_everything() {
+    let text = format!(
+        "{MINIMAL}retention:\n  successful: {{maxAge: 30d, runs: 200}}\n  failed: {{maxAge: 1d12h}}\n  files: {{maxAge: 7d}}\n"
+    );
+    let cfg = load(&[("svc.yaml", &text), ("plain.yaml", MINIMAL)]).unwrap();
+    let r = *cfg.retention("svc").unwrap();
+    let day = Duration::from_secs(86_400);
+    assert_eq!(r.successful.max_age, Some(day * 30));
+    assert_eq!(r.successful.runs, Some(200));
+    assert_eq!(r.failed.max_age, Some(day + day / 2));
+    assert_eq!(r.failed.runs, None);
+    assert_eq!(r.files, Some(day * 7));
+    assert_eq!(cfg.retention("plain"), None);
+    assert_eq!(cfg.retention("unknown"), None);
+    // The shipped examples show the feature.
+    assert!(!shipped().retention("demo").unwrap().keeps_everything());
+}
+
+#[test]
+fn bad_retention_names_every_field_at_fault() {
+    let text = format!(
+        "{MINIMAL}retention:\n  successful: {{maxAge: 0d, runs: 0}}\n  failed: {{runs: -3}}\n  files: {{maxAge: soon}}\n"
+    );
+    let errs = load(&[("svc.yaml", &text)]).unwrap_err().0;
+    let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+    for f in [
+        "retention.successful.maxAge",
+        "retention.successful.runs",
+        "retention.failed.runs",
+        "retention.files.maxAge",
+    ] {
+        assert!(fields.contains(&f), "{f} not named in {errs:?}");
+    }
+    let runs = errs.iter().find(|e| e.field == "retention.failed.runs").unwrap();
+    assert!(runs.reason.contains("got -3"), "{}", runs.reason);
+
+    let empty = format!("{MINIMAL}retention:\n  successful: {{}}\n");
+    let errs = load(&[("svc.yaml", &empty)]).unwrap_err().0;
+    assert_eq!(errs[0].field, "retention.successful", "{errs:?}");
+
+    let unknown = format!("{MINIMAL}retention:\n  successful: {{days: 30}}\n");
+    let errs = load(&[("svc.yaml", &unknown)]).unwrap_err().0;
+    assert!(
+        errs.iter()
+            .any(|e| e.field.starts_with("retention.successful") && e.reason.contains("days")),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn defaults_give_every_service_without_its_own_retention_and_are_checked_like_it() {
+    let own = format!("{MINIMAL}retention:\n  failed: {{runs: 5}}\n");
+    let defaults = "retention:\n  successful: {maxAge: 30d}\n  files: {maxAge: 7d}\n";
+    let cfg = load(&[
+        ("_defaults.yaml", defaults),
+        ("svc.yaml", &own),
+        ("plain.yaml", MINIMAL),
+    ])
+    .unwrap();
+    assert!(
+        cfg.service("_defaults").is_none(),
+        "the defaults file is no service"
+    );
+    let plain = cfg.retention("plain").unwrap();
+    assert_eq!(plain.successful.max_age, Some(Duration::from_secs(30 * 86_400)));
+    assert_eq!(plain.files, Some(Duration::from_secs(7 * 86_400)));
+    // A service's own block replaces the defaults as a whole.
+    let svc = cfg.retention("svc").unwrap();
+    assert_eq!(
+        (svc.failed.runs, svc.successful.max_age, svc.files),
+        (Some(5), None, None)
+    );
+    // An empty defaults file is no defaults.
+    let cfg = load(&[("_defaults.yaml", ""), ("plain.yaml", MINIMAL)]).unwrap();
+    assert_eq!(cfg.retention("plain"), None);
+
+    let bad = "retention:\n  failed: {runs: 0}\nretries: 2\n";
+    let errs = load(&[("_defaults.yaml", bad), ("plain.yaml", MINIMAL)])
+        .unwrap_err()
+        .0;
+    assert!(errs[0].file.ends_with("_defaults.yaml"), "{errs:?}");
+    assert_eq!(errs[0].field, "retries", "only retention is read there: {errs:?}");
+    let bad = "retention:\n  failed: {runs: 0}\n";
+    let errs = load(&[("_defaults.yaml", bad), ("plain.yaml", MINIMAL)])
+        .unwrap_err()
+        .0;
+    assert_eq!(errs[0].field, "retention.failed.runs", "{errs:?}");
+}

@@ -3,6 +3,7 @@
 
 mod driver;
 mod regressions;
+pub mod retention;
 mod scheduler;
 
 use std::net::SocketAddr;
@@ -15,6 +16,7 @@ use tracing::info;
 
 pub use driver::Driver;
 pub use regressions::Regressions;
+pub use retention::Retention;
 pub use scheduler::Scheduler;
 
 use crate::api::{AppState, AuditLog, Auth, Tokens};
@@ -38,6 +40,7 @@ pub struct ServeOptions {
 /// Runs standalone mode until SIGINT or SIGTERM.
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let config = Arc::new(PacksConfig::load(&opts.config_dir)?);
+    let retention_every = retention::interval_from_env().map_err(anyhow::Error::msg)?;
     let names: Vec<&str> = config.services().map(|s| s.name.as_str()).collect();
     info!(config = %config.dir.display(), services = ?names, "packs_config loaded");
     let tokens = Tokens::from_env().map_err(anyhow::Error::msg)?;
@@ -74,6 +77,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let scheduler_task = tokio::spawn(Scheduler::new(store.clone(), config.clone()).run(shutdown.clone()));
     let regressions_task =
         tokio::spawn(Regressions::new(store.clone(), integrations.regressions).run(shutdown.clone()));
+    let retention_task =
+        tokio::spawn(Retention::new(store.clone(), config.clone()).run(retention_every, shutdown.clone()));
     let driver = Driver::new(store, config, &data_dir, secrets, integrations.reporter);
     let driver_task = tokio::spawn(driver.run(shutdown.clone()));
 
@@ -90,6 +95,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let _ = driver_task.await;
     let _ = scheduler_task.await;
     let _ = regressions_task.await;
+    let _ = retention_task.await;
     info!("stopped");
     Ok(())
 }

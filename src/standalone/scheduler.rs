@@ -138,7 +138,8 @@ impl Scheduler {
                 run = old,
                 "deleting a run beyond the history limit"
             );
-            self.store.delete::<TestRun>(old).await?;
+            // Its files too (they used to stay behind in the data directory).
+            super::retention::remove_run(&self.store, old).await?;
         }
         self.set_status(&name, effects.status).await?;
         // A pending Forbid/Replace time is looked at again when a run changes; otherwise at `next`.

@@ -9,10 +9,15 @@ use crate::launch::process::LOG_FILE;
 /// The JUnit report a launch wrote, as the API serves it.
 pub const JUNIT_FILE: &str = "junit.xml";
 
+/// `<data>/runs/<run>`: every file of a run (what retention removes).
+pub fn run_dir(data_dir: &Path, run: &str) -> PathBuf {
+    data_dir.join("runs").join(run)
+}
+
 /// `<data>/runs/<run>/attempt-<seq>`: one directory per launch (a relaunch after an
 /// interruption gets its own).
 pub fn attempt_dir(data_dir: &Path, run: &str, seq: usize) -> PathBuf {
-    data_dir.join("runs").join(run).join(format!("attempt-{seq}"))
+    run_dir(data_dir, run).join(format!("attempt-{seq}"))
 }
 
 /// The last `tail` bytes of a log, from the first line that starts in them (a line cut in

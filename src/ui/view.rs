@@ -849,6 +849,9 @@ pub struct RunPage {
     pub max_attempts: u32,
     pub attempts: Vec<AttemptView>,
     pub log: Option<LogView>,
+    /// "expired by retention on <date>" when retention removed the run's files (then there is
+    /// no log to show and no file to link).
+    pub files_expired: Option<String>,
     pub summary: Option<SummaryView>,
     pub categories: Vec<CategoryGroup>,
     pub flaky: Vec<TestRow>,
@@ -875,12 +878,20 @@ pub fn run_page(
         .iter()
         .filter(|tv| filter.is_none_or(|f| tv.verdict == f))
         .collect();
-    let log = st.attempts.iter().enumerate().next_back().map(|(i, a)| LogView {
-        url: format!("/api/v1/runs/{id}/attempts/{}/log", i + 1),
-        number: a.number,
-        position: i + 1,
-        follow: a.state == AttemptState::Running,
-    });
+    let files_expired =
+        crate::retention::files_expired_at(run).map(|at| crate::retention::files_expired_note(&at));
+    let log = st
+        .attempts
+        .iter()
+        .enumerate()
+        .next_back()
+        .filter(|_| files_expired.is_none())
+        .map(|(i, a)| LogView {
+            url: format!("/api/v1/runs/{id}/attempts/{}/log", i + 1),
+            number: a.number,
+            position: i + 1,
+            follow: a.state == AttemptState::Running,
+        });
     RunPage {
         service: t.service.clone(),
         stand: t.stand.clone(),
@@ -926,6 +937,7 @@ pub fn run_page(
             .map(|(i, a)| attempt_view(&id, i + 1, a, now))
             .collect(),
         log,
+        files_expired,
         summary: st.summary.as_ref().map(summary_view),
         categories: failure_groups(tests),
         flaky: tests
@@ -1173,6 +1185,41 @@ mod tests {
                 ("email", "Retrying", "pending"),
                 ("webhook", "Pending", "pending")
             ]
+        );
+    }
+
+    #[test]
+    fn a_run_whose_files_expired_says_so_instead_of_showing_its_log() {
+        let mut r = run("demo-1");
+        r.status = Some(TestRunStatus {
+            phase: Phase::Failed,
+            attempts: vec![Attempt {
+                number: 1,
+                selection: Selection::all(vec!["basic".into()]),
+                state: AttemptState::Finished,
+                launch: None,
+                started_at: None,
+                finished_at: None,
+                exit_code: Some(1),
+                summary: None,
+                message: None,
+                shards: Vec::new(),
+                aqua: Vec::new(),
+            }],
+            ..TestRunStatus::default()
+        });
+        let now = at("2024-05-01T10:02:00Z");
+        assert!(run_page(&r, &[], 4, None, now).log.is_some());
+        assert!(run_page(&r, &[], 4, None, now).files_expired.is_none());
+        r.metadata.annotations.get_or_insert_default().insert(
+            crate::retention::ANNOTATION_FILES_EXPIRED.into(),
+            "2024-06-01T03:04:05Z".into(),
+        );
+        let page = run_page(&r, &[], 4, None, now);
+        assert!(page.log.is_none());
+        assert_eq!(
+            page.files_expired.as_deref(),
+            Some("expired by retention on 2024-06-01 03:04 UTC")
         );
     }
 

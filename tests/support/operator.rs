@@ -43,7 +43,8 @@ pub fn demo_config_with_webhook(k: &TestNs, url: &str) -> (tempfile::TempDir, Ar
     demo_config_text(text)
 }
 
-fn demo_text(k: &TestNs) -> String {
+/// The text of [`demo_config`]'s `demo.yaml`.
+pub fn demo_text(k: &TestNs) -> String {
     let text = std::fs::read_to_string(format!("{REPO}/packs_config/demo.yaml")).unwrap();
     // The pod is `<job>-<suffix>` and its HOSTNAME is the pod's name (no braces: packs_config
     // reads them as placeholders). A non-empty gate file
@@ -67,7 +68,8 @@ fn demo_text(k: &TestNs) -> String {
     )
 }
 
-fn demo_config_text(text: String) -> (tempfile::TempDir, Arc<PacksConfig>) {
+/// A packs_config of one `demo.yaml` holding `text` (with the demo suite beside it).
+pub fn demo_config_text(text: String) -> (tempfile::TempDir, Arc<PacksConfig>) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("demo.yaml"), text).unwrap();
     std::os::unix::fs::symlink(format!("{REPO}/packs_config/demo"), dir.path().join("demo")).unwrap();
@@ -118,6 +120,7 @@ pub fn settings(ns: &str, identity: &str, api_url: &str) -> Settings {
             poll: Duration::from_millis(300),
             upload_grace: Duration::from_millis(800),
             retry: Duration::from_millis(300),
+            retention: Duration::from_secs(600),
         },
         lease: LeaseSettings {
             name: "tomato-operator".into(),
@@ -245,6 +248,7 @@ pub async fn create_run(k: &TestNs, name: &str, template: RunTemplate) -> TestRu
             run_type: RunType::Regular,
             timeout: None,
             cancel: false,
+            retention: None,
         },
     );
     run.metadata.namespace = Some(k.ns.clone());

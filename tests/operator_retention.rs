@@ -1,0 +1,200 @@
+//! Retention in operator mode on a real Kubernetes control plane (`tests/cluster/up`; every test
+//! here needs it): expired TestRuns are deleted, with what they own going by the API server's
+//! garbage collection, and every other run is kept — first with an explicit clock (the pass
+//! itself, with the operator's own ServiceAccount), then by a leading replica's pass at start.
+
+mod support;
+
+use chrono::{DateTime, TimeZone, Utc};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Resource;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+use support::cluster::TestNs;
+use support::operator::*;
+use tomato::crd::{RunRetention, TestRun};
+use tomato::operator::Scope;
+
+/// The demo service with retention limits of days (the explicit clock jumps them).
+fn config(k: &TestNs) -> (tempfile::TempDir, std::sync::Arc<tomato::packs::PacksConfig>) {
+    let text = demo_text(k);
+    let (head, _) = text
+        .split_once("\nretention:")
+        .expect("demo.yaml has a retention block");
+    demo_config_text(format!(
+        "{head}\nretention:\n  successful: {{maxAge: 10d}}\n  failed: {{maxAge: 30d, runs: 2}}\n"
+    ))
+}
+
+fn day(d: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + chrono::Duration::days(d)
+}
+
+/// Creates a run as `kubectl apply` would, then gives it a finished status (phase, finishedAt).
+async fn finished_run(
+    k: &TestNs,
+    name: &str,
+    phase: &str,
+    finished: DateTime<Utc>,
+    retention: Option<RunRetention>,
+) -> TestRun {
+    let mut run = TestRun::new(
+        name,
+        tomato::crd::TestRunSpec {
+            template: template("demo"),
+            run_type: tomato::crd::RunType::Regular,
+            timeout: None,
+            cancel: false,
+            retention,
+        },
+    );
+    run.metadata.namespace = Some(k.ns.clone());
+    runs(k).create(&PostParams::default(), &run).await.unwrap();
+    let status = json!({"status": {"phase": phase, "finishedAt": finished}});
+    runs(k)
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap()
+}
+
+/// A ConfigMap and a suspended Job owned by `run` the way the operator owns its results and
+/// attempts (a controller owner reference).
+async fn owned_by(k: &TestNs, run: &TestRun) {
+    let owner = run.controller_owner_ref(&()).unwrap();
+    let name = run.metadata.name.clone().unwrap();
+    let cm: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": format!("{name}-results"), "ownerReferences": [owner]},
+        "data": {"x": "y"},
+    }))
+    .unwrap();
+    Api::<ConfigMap>::namespaced(k.client(), &k.ns)
+        .create(&PostParams::default(), &cm)
+        .await
+        .unwrap();
+    let job: Job = serde_json::from_value(json!({
+        "metadata": {"name": format!("{name}-1"), "ownerReferences": [owner]},
+        "spec": {"suspend": true, "template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "t", "image": "node:20-slim", "command": ["true"]}]}}},
+    }))
+    .unwrap();
+    jobs(k).create(&PostParams::default(), &job).await.unwrap();
+}
+
+async fn names(k: &TestNs) -> Vec<String> {
+    let mut out: Vec<String> = runs(k)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|r| r.metadata.name.unwrap())
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_testruns_are_deleted_on_time_with_what_they_own_and_the_others_kept() {
+    let k = TestNs::new("ret").await;
+    let (_dir, config) = config(&k);
+    let pinned = RunRetention {
+        keep: true,
+        ..RunRetention::default()
+    };
+    let own = RunRetention {
+        max_age: Some("400d".into()),
+        ..RunRetention::default()
+    };
+    let s_old = finished_run(&k, "s-old", "Succeeded", day(0), None).await;
+    finished_run(&k, "s-new", "Succeeded", day(5), None).await;
+    finished_run(&k, "f1", "Failed", day(0), None).await;
+    finished_run(&k, "f2", "Cancelled", day(1), None).await;
+    finished_run(&k, "f3", "Error", day(2), None).await;
+    finished_run(&k, "pinned", "Succeeded", day(0), Some(pinned)).await;
+    finished_run(&k, "own", "Succeeded", day(0), Some(own)).await;
+    // Unfinished (no status: nothing reconciles it here) and very old.
+    create_run(&k, "queued", template("demo")).await;
+    owned_by(&k, &s_old).await;
+    let scope = Scope::Namespace(k.ns.clone());
+    // The operator's own credentials (deploy/rbac.yaml) are enough.
+    let client = k.operator_client.clone();
+
+    // Day 2: only the count limit of failed runs bites (f1 is the third newest).
+    let removed = tomato::operator::retention::pass(&client, &config, &scope, day(2))
+        .await
+        .unwrap();
+    assert_eq!(removed.runs, 1);
+    assert_eq!(
+        names(&k).await,
+        ["f2", "f3", "own", "pinned", "queued", "s-new", "s-old"]
+    );
+    // A second before day 10 the successful run of day 0 stays; at day 10 it goes.
+    let just_before = day(10) - chrono::Duration::seconds(1);
+    let removed = tomato::operator::retention::pass(&client, &config, &scope, just_before)
+        .await
+        .unwrap();
+    assert!(removed.is_empty(), "{removed:?}");
+    let removed = tomato::operator::retention::pass(&client, &config, &scope, day(10))
+        .await
+        .unwrap();
+    assert_eq!(removed.runs, 1);
+    assert_eq!(names(&k).await, ["f2", "f3", "own", "pinned", "queued", "s-new"]);
+    // What it owned goes by garbage collection (which watches a kind only after its discovery
+    // resync, 30 s, has seen the CRD: on a cluster started for this binary that can be later).
+    let cms = Api::<ConfigMap>::namespaced(k.client(), &k.ns);
+    eventually("s-old's ConfigMap collected", RUN_WAIT, || async {
+        cms.get_opt("s-old-results")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    eventually("s-old's Job collected", RUN_WAIT, || async {
+        jobs(&k).get_opt("s-old-1").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    // A year on, only the pinned run, the run with its own 400 days and the unfinished run stay.
+    tomato::operator::retention::pass(&client, &config, &scope, day(365))
+        .await
+        .unwrap();
+    assert_eq!(names(&k).await, ["own", "pinned", "queued"]);
+    tomato::operator::retention::pass(&client, &config, &scope, day(400))
+        .await
+        .unwrap();
+    assert_eq!(names(&k).await, ["pinned", "queued"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_deletes_expired_runs_when_it_starts_leading() {
+    let k = TestNs::new("ret-lead").await;
+    let (_dir, config) = config(&k);
+    let now = Utc::now();
+    finished_run(
+        &k,
+        "old-failure",
+        "Failed",
+        now - chrono::Duration::days(31),
+        None,
+    )
+    .await;
+    finished_run(
+        &k,
+        "old-success",
+        "Succeeded",
+        now - chrono::Duration::days(11),
+        None,
+    )
+    .await;
+    finished_run(&k, "recent", "Succeeded", now - chrono::Duration::days(9), None).await;
+    let replica = start_replica(&k, config, "tomato-0").await;
+    eventually("the expired runs deleted", WAIT, || async {
+        (names(&k).await == ["recent"]).then_some(())
+    })
+    .await;
+    assert!(replica.is_leader());
+    // Its controllers left the recent run as it was.
+    let recent = runs(&k).get("recent").await.unwrap();
+    assert_eq!(recent.status.unwrap().phase, tomato::crd::Phase::Succeeded);
+}
