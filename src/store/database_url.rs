@@ -12,7 +12,7 @@ use crate::integrations::redact::Redactor;
 pub const FIELD: &str = "--database-url (TOMATO_DATABASE_URL)";
 
 /// A checked PostgreSQL URL.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct DatabaseUrl {
     full: String,
     shown: String,

@@ -229,6 +229,55 @@ pub trait ResultsStore: Send + Sync + 'static {
     async fn delete_run(&self, run: &str) -> Result<bool, StoreError>;
 }
 
+/// How the results store is configured (`--database-url`, `--database-pool-size`,
+/// `--artifact-limit-mib`; see [`crate::cli::ResultsArgs`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResultsConfig {
+    /// PostgreSQL, when set; else the mode's own store.
+    pub database_url: Option<super::database_url::DatabaseUrl>,
+    /// Most connections the pool opens.
+    pub pool_size: u32,
+    pub limits: Limits,
+}
+
+impl Default for ResultsConfig {
+    fn default() -> Self {
+        ResultsConfig {
+            database_url: None,
+            pool_size: super::postgres::DEFAULT_POOL_SIZE,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl ResultsConfig {
+    /// Checks, at start, that the configured database takes connections and has the schema
+    /// this version needs (applying migrations), so a wrong URL, password or TLS setting stops
+    /// the start with a clear error instead of failing the first upload. `None` without a URL.
+    pub async fn check_database(&self) -> Result<Option<Arc<dyn ResultsStore>>, StoreError> {
+        match &self.database_url {
+            Some(url) => Ok(Some(open(url, self.pool_size, self.limits).await?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// At start: checks the configured results database ([`ResultsConfig::check_database`]) and
+/// says where results are kept meanwhile (`kept_in`, the mode's own place until the database
+/// is wired into it). Fails the start when the database cannot be used.
+pub async fn announce_database(config: &ResultsConfig, kept_in: &str) -> Result<(), StoreError> {
+    let Some(url) = &config.database_url else {
+        return Ok(());
+    };
+    let store = config.check_database().await?;
+    tracing::info!(database = %url, pool_size = config.pool_size, "the results database is reachable and migrated");
+    tracing::warn!(
+        "results are not written to the results database yet (issue 14: wired next); they stay in {kept_in}"
+    );
+    drop(store);
+    Ok(())
+}
+
 /// Opens the results store a URL names: `postgres://` or `postgresql://` (see
 /// [`super::database_url`]), migrated and ready. Standalone mode without a URL uses its
 /// [`super::SqliteStore`], which is a [`ResultsStore`] itself.
