@@ -654,3 +654,52 @@ async fn postgres_keeps_a_nul_in_test_output_as_a_replacement_character() {
     assert_eq!(back[0].case.message, "a\u{FFFD}b");
     assert_eq!(back[0].case.system_out, "\u{FFFD}");
 }
+
+// `tomato serve --database-url`: checked at start, for real.
+
+#[tokio::test]
+async fn serve_connects_to_and_migrates_the_configured_database_without_logging_its_password() {
+    let cluster = PgCluster::start();
+    let url = cluster.database().await.replace("tomato@", "tomato:s3cret-pass@");
+    let server = support::Server::start_with(None, &[("TOMATO_DATABASE_URL", url.as_str())]).await;
+    let log = server.log();
+    assert!(
+        log.contains("the results database is reachable and migrated"),
+        "{log}"
+    );
+    assert!(log.contains("postgres://***@127.0.0.1"), "{log}");
+    assert!(!log.contains("s3cret"), "{log}");
+    let store = PgStore::connect(&DatabaseUrl::parse(&url).unwrap(), 1, Limits::default())
+        .await
+        .unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn serve_refuses_to_start_when_the_database_cannot_be_reached() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let data = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tomato"))
+        .arg("serve")
+        .env("TOMATO_LISTEN", "127.0.0.1:0")
+        .env("TOMATO_DATA_DIR", data.path())
+        .env("TOMATO_CONFIG", format!("{}/packs_config", support::REPO))
+        .env(
+            "TOMATO_DATABASE_URL",
+            format!("postgres://tomato:s3cret-pass@127.0.0.1:{port}/x"),
+        )
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("cannot connect to postgres://***@127.0.0.1"),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret"), "{text}");
+}
