@@ -526,6 +526,7 @@ where
         "UPDATE objects SET body = ?3, resource_version = ?4 WHERE kind = ?1 AND name = ?2",
         params![kind, name, serde_json::to_string(&obj)?, rv],
     )?;
+    results::follow_phase(tx, kind, name, &after)?;
     Ok((obj, r, true))
 }
 

@@ -159,6 +159,39 @@ fn recorded_run(tx: &Transaction<'_>, run: &str) -> Result<Option<(String, Strin
     Ok(get(tx)?)
 }
 
+/// Keeps a recorded run's finished phase in step with its TestRun, in the transaction that
+/// writes the object: standalone's driver finishes a run by writing `status.phase` (and
+/// `finishedAt`) on it, and history reads the phase from `runs`. A run not recorded yet gets
+/// its phase when it is (`run_from_object!` reads it).
+pub(super) fn follow_phase(
+    tx: &Transaction<'_>,
+    kind: &str,
+    name: &str,
+    body: &serde_json::Value,
+) -> Result<(), StoreError> {
+    if kind != "TestRun" {
+        return Ok(());
+    }
+    let phase = body
+        .pointer("/status/phase")
+        .and_then(|v| v.as_str())
+        .and_then(|p| p.parse::<Phase>().ok())
+        .filter(|p| p.is_terminal());
+    let Some(phase) = phase else {
+        return Ok(());
+    };
+    let finished = body
+        .pointer("/status/finishedAt")
+        .and_then(|v| v.as_str())
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| micros(t.with_timezone(&Utc)));
+    tx.execute(
+        "UPDATE runs SET phase = ?2, finished = ?3 WHERE name = ?1 AND (phase IS NOT ?2 OR finished IS NOT ?3)",
+        params![name, phase.as_str(), finished],
+    )?;
+    Ok(())
+}
+
 /// Deletes a run's rows; returns how many there were.
 pub(super) fn delete_rows(tx: &Transaction<'_>, run: &str) -> Result<usize, StoreError> {
     let mut n = 0;
@@ -792,6 +825,22 @@ mod tests {
         let record = store.run("r").await.unwrap().unwrap();
         assert_eq!(Some(record.identity.uid), run.metadata.uid.clone());
         assert_eq!(record.identity.created, micros_of(crate::crd::created(&run)));
+        // Finishing the TestRun finishes its record, in the same write.
+        let finished = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        store
+            .update::<TestRun, _>("r", move |r| {
+                let st = r.status.get_or_insert_default();
+                st.phase = Phase::Succeeded;
+                st.finished_at = Some(finished);
+                Ok((true, ()))
+            })
+            .await
+            .unwrap();
+        let record = store.run("r").await.unwrap().unwrap();
+        assert_eq!(
+            (record.phase, record.finished),
+            (Some(Phase::Succeeded), Some(finished))
+        );
         // Deleting the TestRun deletes its record and results too.
         store.delete::<TestRun>("r").await.unwrap();
         assert!(store.run("r").await.unwrap().is_none());
