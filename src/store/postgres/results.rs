@@ -219,24 +219,29 @@ impl ResultsStore for PgStore {
     }
 
     async fn list_runs(&self, page: &RunPage) -> Result<Vec<RunRecord>, StoreError> {
-        // One statement for every filter: a NULL parameter switches its condition off.
-        let sql = format!(
-            "SELECT {RUN_COLUMNS} FROM runs
-             WHERE ($1::text IS NULL OR service = $1)
-               AND ($2::timestamptz IS NULL OR (created, name) < ($2, $3::text))
-             ORDER BY created DESC, name DESC LIMIT $4"
-        );
-        let (before_time, before_name) = match &page.before {
-            Some((t, n)) => (Some(micros_of(*t)), Some(n.clone())),
-            None => (None, None),
+        // The statement names only the filters in use: `$1 IS NULL OR ...` would leave a
+        // generic plan unable to pick the (service, created) index.
+        let mut sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE true");
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            format!("${n}")
         };
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(page.service.as_deref())
-            .bind(before_time)
-            .bind(before_name)
-            .bind(i64::from(page.limit))
-            .fetch_all(&self.pool)
-            .await?;
+        if page.service.is_some() {
+            sql.push_str(&format!(" AND service = {}", next()));
+        }
+        if page.before.is_some() {
+            sql.push_str(&format!(" AND (created, name) < ({}, {})", next(), next()));
+        }
+        sql.push_str(&format!(" ORDER BY created DESC, name DESC LIMIT {}", next()));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some(service) = &page.service {
+            query = query.bind(service.clone());
+        }
+        if let Some((created, name)) = &page.before {
+            query = query.bind(micros_of(*created)).bind(name.clone());
+        }
+        let rows = query.bind(i64::from(page.limit)).fetch_all(&self.pool).await?;
         rows.iter().map(run_record).collect()
     }
 
