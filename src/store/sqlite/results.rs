@@ -726,36 +726,38 @@ mod tests {
     use crate::crd::{RunTemplate, TestRun};
     use crate::store::results::{HistoryQuery, micros_of};
 
-    /// A data file as the version before migration 4 left it: a finished run with results
-    /// and a classification, kept as rows without service, stand or creation time.
+    /// A data file as the version before migration 4 wrote it (migrations 1–3 only): a finished
+    /// run with results and a classification, kept as rows without service, stand or creation
+    /// time, reads after the upgrade and joins history.
     #[tokio::test]
     async fn a_data_file_from_before_the_results_tables_reads_and_joins_history() {
         let dir = tempfile::tempdir().unwrap();
         let old = {
-            let store = SqliteStore::open(dir.path()).unwrap();
+            // Only the migrations the previous Tomato had, and a TestRun as it stored one.
+            let conn = Connection::open(dir.path().join("tomato.db")).unwrap();
+            for sql in &super::super::MIGRATIONS[..3] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 3).unwrap();
+            let created = DateTime::parse_from_rfc3339("2026-11-30T10:20:30.123456789Z")
+                .unwrap()
+                .with_timezone(&Utc);
             let mut run = TestRun::test("old-run", RunTemplate::test("demo"));
             run.spec.template.stand = "stand-a".into();
-            let run = store.create(run).await.unwrap();
-            let created = crate::crd::created(&run);
-            store
-                .update::<TestRun, _>("old-run", |r| {
-                    let st = r.status.get_or_insert_default();
-                    st.phase = Phase::Failed;
-                    st.finished_at = DateTime::from_timestamp(1_800_000_000, 0);
-                    Ok((true, ()))
-                })
-                .await
-                .unwrap();
-            drop(store);
-            // Back to schema version 3: what the previous Tomato wrote.
-            let conn = Connection::open(dir.path().join("tomato.db")).unwrap();
-            conn.execute_batch(
-                "DROP TABLE runs;
-                 DROP INDEX test_results_history; DROP INDEX test_results_history_stand; DROP INDEX test_results_failures;
-                 ALTER TABLE test_results DROP COLUMN service;
-                 ALTER TABLE test_results DROP COLUMN stand;
-                 ALTER TABLE test_results DROP COLUMN created;
-                 PRAGMA user_version = 3;",
+            run.metadata.uid = Some("old-uid".into());
+            run.metadata.annotations = Some(
+                [(
+                    crate::crd::ANNOTATION_CREATED.to_string(),
+                    crate::crd::precise_time(created),
+                )]
+                .into(),
+            );
+            let st = run.status.get_or_insert_default();
+            st.phase = Phase::Failed;
+            st.finished_at = DateTime::from_timestamp(1_800_000_000, 0);
+            conn.execute(
+                "INSERT INTO objects (kind, name, resource_version, body) VALUES ('TestRun', 'old-run', 1, ?1)",
+                params![serde_json::to_string(&run).unwrap()],
             )
             .unwrap();
             for (i, (id, status)) in [("t::a", "passed"), ("t::b", "failed")].iter().enumerate() {
@@ -785,6 +787,7 @@ mod tests {
             .expect("recorded by the migration");
         assert_eq!(record.identity.service, "demo");
         assert_eq!(record.identity.stand, "stand-a");
+        assert_eq!(record.identity.uid, "old-uid");
         assert_eq!(
             record.identity.created,
             micros_of(old),
