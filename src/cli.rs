@@ -108,6 +108,78 @@ pub struct ServeArgs {
     /// Report settings file (YAML: smtp, tracker, webhooks, retry); environment variables win over it.
     #[arg(long = "settings", env = "TOMATO_SETTINGS")]
     pub settings: Option<PathBuf>,
+    #[command(flatten)]
+    pub results: ResultsArgs,
+}
+
+/// Where test results are kept: the results store's flags, the same for both modes.
+#[derive(Args, Debug, Clone)]
+pub struct ResultsArgs {
+    /// PostgreSQL results store, e.g. postgres://tomato:PASSWORD@db:5432/tomato?sslmode=verify-full
+    /// (TLS as `sslmode` says). Checked at start: connected to and migrated. Operator mode's
+    /// results store; wired into the upload path next (issue 14): until then results stay in
+    /// ConfigMaps (operator) or the SQLite file (standalone). The password is never shown.
+    #[arg(
+        long = "database-url",
+        env = "TOMATO_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL",
+        value_parser = DatabaseUrlParser
+    )]
+    pub database_url: Option<crate::store::database_url::DatabaseUrl>,
+    /// Most connections to the results database.
+    #[arg(
+        long = "database-pool-size",
+        env = "TOMATO_DATABASE_POOL_SIZE",
+        default_value_t = crate::store::postgres::DEFAULT_POOL_SIZE,
+        value_parser = clap::value_parser!(u32).range(1..=1000)
+    )]
+    pub database_pool_size: u32,
+    /// Most MiB of artifacts (attempt logs and JUnit) the results store keeps per run; a write
+    /// over it is refused with an error naming the run and the limit.
+    #[arg(
+        long = "artifact-limit-mib",
+        env = "TOMATO_ARTIFACT_LIMIT_MIB",
+        default_value_t = crate::store::results::DEFAULT_ARTIFACT_BYTES_PER_RUN >> 20,
+        value_parser = clap::value_parser!(u64).range(1..=1 << 20)
+    )]
+    pub artifact_limit_mib: u64,
+}
+
+impl ResultsArgs {
+    pub fn config(self) -> crate::store::results::ResultsConfig {
+        crate::store::results::ResultsConfig {
+            database_url: self.database_url,
+            pool_size: self.database_pool_size,
+            limits: crate::store::results::Limits {
+                artifact_bytes_per_run: self.artifact_limit_mib << 20,
+            },
+        }
+    }
+}
+
+/// Reads `--database-url`. Its own parser, because clap's message for a refused value
+/// repeats the value — the password with it; this one says only what is wrong.
+#[derive(Clone)]
+struct DatabaseUrlParser;
+
+impl clap::builder::TypedValueParser for DatabaseUrlParser {
+    type Value = crate::store::database_url::DatabaseUrl;
+
+    fn parse_ref(
+        &self,
+        _cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Self::Value, clap::Error> {
+        use clap::error::ErrorKind;
+        let field = crate::store::database_url::FIELD;
+        let text = value
+            .to_str()
+            .ok_or_else(|| clap::Error::raw(ErrorKind::InvalidUtf8, format!("{field}: not valid UTF-8\n")))?;
+        crate::store::database_url::DatabaseUrl::parse(text)
+            .map_err(|e| clap::Error::raw(ErrorKind::ValueValidation, format!("{e}\n")))
+    }
 }
 
 impl Default for ServeArgs {
@@ -131,6 +203,7 @@ impl ServeArgs {
             secrets_dir: self.secrets_dir,
             public_url: self.public_url,
             settings: self.settings,
+            results: self.results.config(),
         }
     }
 }
@@ -178,6 +251,8 @@ pub struct OperatorArgs {
     /// Report settings file (YAML: smtp, tracker, webhooks, retry); environment variables win over it.
     #[arg(long = "settings", env = "TOMATO_SETTINGS")]
     pub settings: Option<PathBuf>,
+    #[command(flatten)]
+    pub results: ResultsArgs,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -199,6 +274,7 @@ impl OperatorArgs {
             lease_name: self.lease_name,
             upload_grace: self.upload_grace,
             settings: self.settings,
+            results: self.results.config(),
         }
     }
 }
@@ -308,6 +384,52 @@ mod tests {
         assert!(r.follow && r.cancel_on_interrupt);
         assert_eq!(r.conn.output, OutputFormat::Json);
         assert_eq!(r.conn.server, "http://t:1");
+    }
+
+    #[test]
+    fn the_database_url_is_checked_and_its_password_never_echoed() {
+        let cli = parse(&[
+            "serve",
+            "--database-url",
+            "postgresql://tomato:s3cret@db:5432/tomato?sslmode=require",
+            "--database-pool-size",
+            "4",
+            "--artifact-limit-mib",
+            "8",
+        ])
+        .unwrap();
+        let Some(Command::Serve(serve)) = cli.command else {
+            panic!("not serve")
+        };
+        assert!(!format!("{serve:?}").contains("s3cret"));
+        let config = serve.results.config();
+        assert_eq!(config.pool_size, 4);
+        assert_eq!(config.limits.artifact_bytes_per_run, 8 << 20);
+        assert_eq!(
+            config.database_url.unwrap().redacted(),
+            "postgresql://***@db:5432/tomato?sslmode=require"
+        );
+
+        for bad in [
+            "mysql://tomato:s3cret@db/tomato",
+            "postgres://tomato:s3cret@db:port/tomato",
+            "tomato:s3cret@db",
+        ] {
+            for cmd in [&["serve"][..], &["operator", "--exec-image", "x"]] {
+                let err = parse(&[cmd, &["--database-url", bad]].concat())
+                    .unwrap_err()
+                    .to_string();
+                assert!(
+                    err.contains("--database-url (TOMATO_DATABASE_URL)"),
+                    "{bad}: {err}"
+                );
+                assert!(!err.contains("s3cret"), "{bad}: {err}");
+            }
+        }
+        let err = parse(&["serve", "--database-pool-size", "0"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--database-pool-size"), "{err}");
     }
 
     #[test]

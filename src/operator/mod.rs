@@ -288,6 +288,9 @@ pub struct OperatorOptions {
     pub upload_grace: Duration,
     /// Report settings file (SMTP, tracker, webhooks, retry); environment variables win.
     pub settings: Option<PathBuf>,
+    /// The results store's settings: a PostgreSQL URL is checked at start (connected to and
+    /// migrated); the upload path moves to it next (issue 14).
+    pub results: crate::store::results::ResultsConfig,
 }
 
 /// The namespace this pod runs in, as Kubernetes mounts it.
@@ -297,6 +300,7 @@ const NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/name
 pub async fn serve(opts: OperatorOptions) -> anyhow::Result<()> {
     let config = Arc::new(PacksConfig::load(&opts.config_dir)?);
     config.check_operator()?;
+    crate::store::results::announce_database(&opts.results, "ConfigMaps owned by each TestRun").await?;
     let tokens = crate::api::Tokens::from_env().map_err(anyhow::Error::msg)?;
     let client = Client::try_default()
         .await

@@ -35,6 +35,9 @@ pub struct ServeOptions {
     pub public_url: Option<String>,
     /// Report settings file (SMTP, tracker, webhooks, retries); the environment wins over it.
     pub settings: Option<PathBuf>,
+    /// The results store's settings (the SQLite file's artifact limit; a PostgreSQL URL,
+    /// checked at start and not used by standalone mode yet).
+    pub results: crate::store::results::ResultsConfig,
 }
 
 /// Runs standalone mode until SIGINT or SIGTERM.
@@ -46,7 +49,9 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let tokens = Tokens::from_env().map_err(anyhow::Error::msg)?;
     let report_settings = ReportSettings::load(opts.settings.as_deref())?;
     let store = SqliteStore::open(&opts.data_dir)
-        .with_context(|| format!("cannot open the store in {}", opts.data_dir.display()))?;
+        .with_context(|| format!("cannot open the store in {}", opts.data_dir.display()))?
+        .with_limits(opts.results.limits);
+    crate::store::results::announce_database(&opts.results, "the SQLite file in the data directory").await?;
     let data_dir = opts.data_dir.canonicalize().unwrap_or(opts.data_dir.clone());
     let audit = AuditLog::from_env(Some(&data_dir.join("audit.jsonl"))).map_err(anyhow::Error::msg)?;
     let auth = Auth::new(tokens, audit);

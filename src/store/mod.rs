@@ -5,10 +5,19 @@
 //! committed (WAL, `synchronous=FULL`) before the call returns, so whatever the API
 //! acknowledged survives a `kill -9`. Every committed write is also announced on a broadcast
 //! channel ([`Change`]), which wakes the standalone driver and feeds the UI's live updates.
+//!
+//! Test results, classifications and artifacts sit behind one interface,
+//! [`results::ResultsStore`], kept by the same SQLite file or by PostgreSQL
+//! ([`postgres::PgStore`], `--database-url`).
 
+pub mod database_url;
 pub mod files;
+pub mod postgres;
+pub mod results;
 pub mod sqlite;
 
+pub use postgres::PgStore;
+pub use results::ResultsStore;
 pub use sqlite::SqliteStore;
 
 /// What a write did.
@@ -46,6 +55,19 @@ pub enum StoreError {
     /// caller did is wrong, and the same write succeeds once the disk has room again.
     #[error("{0}")]
     Unwritable(String),
+    /// PostgreSQL refused or failed (the text never holds the URL's password).
+    #[error("PostgreSQL error: {0}")]
+    Postgres(String),
+    /// A write would pass a configured size limit (the text names the limit and the run).
+    #[error("{0}")]
+    TooLarge(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        // A connection error may quote the address it was given: mask any user-info.
+        StoreError::Postgres(database_url::redact(&e.to_string()))
+    }
 }
 
 impl StoreError {
@@ -74,6 +96,8 @@ impl StoreError {
             StoreError::Json(_) => "json",
             StoreError::Task(_) => "task",
             StoreError::Unwritable(_) => "unwritable",
+            StoreError::Postgres(_) => "postgres",
+            StoreError::TooLarge(_) => "too_large",
         }
     }
 

@@ -1,10 +1,11 @@
 //! Test support: the real `tomato` binary on a free port with its own data directory; for
 //! operator mode, the real Kubernetes control plane of `tests/cluster/up` ([`cluster`]) and a
-//! harness over it ([`operator`]).
+//! harness over it ([`operator`]); a throwaway PostgreSQL cluster ([`postgres`]).
 #![allow(dead_code)]
 
 pub mod cluster;
 pub mod operator;
+pub mod postgres;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -1,4 +1,5 @@
-//! The embedded store: Kubernetes-shaped objects and test results in one SQLite file.
+//! The embedded store: Kubernetes-shaped objects and test results in one SQLite file (the
+//! results side, a [`super::ResultsStore`], is in `results.rs`).
 //!
 //! Objects are kept whole, as JSON (`body`), with the fields that queries filter on
 //! (`spec.service`, `status.phase`, creation time) exposed as generated, indexed columns.
@@ -17,9 +18,9 @@ use tokio::sync::broadcast;
 use tracing::{error, info};
 
 use super::{Change, ChangeOp, ListFilter, StoreError, random_uid};
-use crate::classify::{ByTest, Classified};
 use crate::crd::TestRun;
-use crate::results::{AttemptResult, Case, CaseStatus, Signature};
+
+mod results;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[
@@ -89,6 +90,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX objects_service_phase ON objects (kind, service, phase, created, name);
     CREATE INDEX objects_schedule_created ON objects (kind, schedule, created, name);
     "#,
+    // 5: runs as rows and test results indexed for history and failures (results.rs).
+    results::MIGRATION_HISTORY,
 ];
 
 /// Read-only connections beside the writer: readers never wait behind a write's `fsync` or
@@ -107,6 +110,7 @@ pub struct SqliteStore {
     changes: broadcast::Sender<Change>,
     instance: String,
     writes: Arc<WriteHealth>,
+    results: Arc<results::ResultsSettings>,
 }
 
 /// Runs parsed by [`SqliteStore::list_runs_cached`], by name, with the resource version they
@@ -256,6 +260,7 @@ impl SqliteStore {
                 dir: dir.to_path_buf(),
                 refused: Mutex::new(None),
             }),
+            results: Arc::default(),
         })
     }
 
@@ -594,8 +599,7 @@ impl SqliteStore {
                     params![k2, n2],
                 )?;
                 if k2 == "TestRun" {
-                    tx.execute("DELETE FROM test_results WHERE run = ?1", params![n2])?;
-                    tx.execute("DELETE FROM test_categories WHERE run = ?1", params![n2])?;
+                    results::delete_rows(&tx, &n2)?;
                 }
                 if n > 0 {
                     next_revision(&tx)?;
@@ -622,169 +626,6 @@ impl SqliteStore {
             )?;
             let rows = stmt.query_map(params![kind], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
-    }
-
-    /// Replaces the results of one attempt of a run.
-    pub async fn put_results(
-        &self,
-        run: &str,
-        attempt: u32,
-        results: Vec<AttemptResult>,
-    ) -> Result<(), StoreError> {
-        let run = run.to_string();
-        self.with_write(move |conn| {
-            let tx = conn.transaction()?;
-            tx.execute("DELETE FROM test_results WHERE run = ?1 AND attempt = ?2", params![run, attempt])?;
-            {
-                let mut stmt = tx.prepare(
-                    "INSERT INTO test_results (run, attempt, ordinal, test_id, status, suites, classname, name, file,
-                     time_ms, message, kind, trace, system_out, system_err)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-                )?;
-                for (i, r) in results.iter().enumerate() {
-                    let c = &r.case;
-                    stmt.execute(params![
-                        run,
-                        attempt,
-                        i as i64,
-                        r.id,
-                        status_str(c.status),
-                        serde_json::to_string(&c.suites)?,
-                        c.classname,
-                        c.name,
-                        c.file,
-                        c.time_ms.map(|t| t as i64),
-                        c.message,
-                        c.kind,
-                        c.trace,
-                        c.system_out,
-                        c.system_err,
-                    ])?;
-                }
-            }
-            tx.commit()?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// Each test's recorded duration on `service`: the mean over the results of its last
-    /// `runs` runs that passed or failed (a skipped or broken case says nothing of how long
-    /// the test takes). What shards are balanced by.
-    pub async fn test_durations(
-        &self,
-        service: &str,
-        runs: u32,
-    ) -> Result<std::collections::HashMap<String, std::time::Duration>, StoreError> {
-        let service = service.to_string();
-        self.with_conn(move |conn| {
-            let mut stmt = conn.prepare(
-                "SELECT r.test_id, avg(r.time_ms) FROM test_results r
-                 JOIN (SELECT name FROM objects WHERE kind = 'TestRun' AND service = ?1
-                       ORDER BY created DESC LIMIT ?2) o ON r.run = o.name
-                 WHERE r.time_ms IS NOT NULL AND r.status IN ('passed', 'failed')
-                 GROUP BY r.test_id",
-            )?;
-            let rows = stmt.query_map(params![service, runs], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?))
-            })?;
-            let mut out = std::collections::HashMap::new();
-            for row in rows {
-                let (id, ms) = row?;
-                out.insert(id, std::time::Duration::from_millis(ms.max(0.0) as u64));
-            }
-            Ok(out)
-        })
-        .await
-    }
-
-    /// Replaces a run's classification (test id → category and failure signature).
-    pub async fn put_categories(&self, run: &str, categories: ByTest) -> Result<(), StoreError> {
-        let run = run.to_string();
-        self.with_write(move |conn| {
-            let tx = conn.transaction()?;
-            tx.execute("DELETE FROM test_categories WHERE run = ?1", params![run])?;
-            {
-                let mut stmt = tx.prepare(
-                    "INSERT INTO test_categories (run, test_id, category, signature) VALUES (?1, ?2, ?3, ?4)",
-                )?;
-                for (test, c) in &categories {
-                    stmt.execute(params![
-                        run,
-                        test,
-                        c.category,
-                        c.signature.as_ref().map(|s| s.as_str())
-                    ])?;
-                }
-            }
-            tx.commit()?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// A run's stored classification (empty when none is stored). A signature that does not
-    /// read as one (a damaged row) is dropped, not an error: the category still stands.
-    pub async fn categories(&self, run: &str) -> Result<ByTest, StoreError> {
-        let run = run.to_string();
-        self.with_conn(move |conn| {
-            let mut stmt =
-                conn.prepare("SELECT test_id, category, signature FROM test_categories WHERE run = ?1")?;
-            let rows = stmt.query_map(params![run], |r| {
-                let signature: Option<String> = r.get(2)?;
-                Ok((
-                    r.get::<_, String>(0)?,
-                    Classified {
-                        category: r.get(1)?,
-                        signature: signature.and_then(|s| Signature::try_from(s).ok()),
-                    },
-                ))
-            })?;
-            Ok(rows.collect::<Result<ByTest, _>>()?)
-        })
-        .await
-    }
-
-    /// Every stored result of a run, in attempt order.
-    pub async fn results(&self, run: &str) -> Result<Vec<AttemptResult>, StoreError> {
-        let run = run.to_string();
-        self.with_conn(move |conn| {
-            let mut stmt = conn.prepare(
-                "SELECT attempt, test_id, status, suites, classname, name, file, time_ms, message, kind, trace,
-                 system_out, system_err FROM test_results WHERE run = ?1 ORDER BY attempt, ordinal",
-            )?;
-            let rows = stmt.query_map(params![run], |r| {
-                Ok((
-                    r.get::<_, u32>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    Case {
-                        suites: Vec::new(),
-                        classname: r.get(4)?,
-                        name: r.get(5)?,
-                        file: r.get(6)?,
-                        time_ms: r.get::<_, Option<i64>>(7)?.map(|t| t.max(0) as u64),
-                        status: CaseStatus::Passed,
-                        message: r.get(8)?,
-                        kind: r.get(9)?,
-                        trace: r.get(10)?,
-                        system_out: r.get(11)?,
-                        system_err: r.get(12)?,
-                    },
-                ))
-            })?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (attempt, id, status, suites, mut case) = row?;
-                case.status = parse_status(&status)
-                    .ok_or_else(|| StoreError::Invalid(format!("unknown stored test status {status:?}")))?;
-                case.suites = serde_json::from_str(&suites)?;
-                out.push(AttemptResult { attempt, id, case });
-            }
-            Ok(out)
         })
         .await
     }
@@ -828,6 +669,7 @@ where
         "UPDATE objects SET body = ?3, resource_version = ?4 WHERE kind = ?1 AND name = ?2",
         params![kind, name, serde_json::to_string(&obj)?, rv],
     )?;
+    results::follow_phase(tx, kind, name, &after)?;
     Ok((obj, r, true))
 }
 
@@ -837,25 +679,6 @@ fn next_revision(tx: &rusqlite::Transaction<'_>) -> Result<i64, StoreError> {
         [],
         |r| r.get(0),
     )?)
-}
-
-fn status_str(s: CaseStatus) -> &'static str {
-    match s {
-        CaseStatus::Passed => "passed",
-        CaseStatus::Failed => "failed",
-        CaseStatus::Errored => "errored",
-        CaseStatus::Skipped => "skipped",
-    }
-}
-
-fn parse_status(s: &str) -> Option<CaseStatus> {
-    Some(match s {
-        "passed" => CaseStatus::Passed,
-        "failed" => CaseStatus::Failed,
-        "errored" => CaseStatus::Errored,
-        "skipped" => CaseStatus::Skipped,
-        _ => return None,
-    })
 }
 
 /// The query [`SqliteStore::list`] makes for `filter`, and its arguments. Every filter it
@@ -908,7 +731,9 @@ fn list_sql_of(column: &str, kind: &str, filter: &ListFilter) -> (String, Vec<St
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::classify::{ByTest, Classified};
     use crate::crd::{Phase, RunTemplate, TestRun};
+    use crate::results::Signature;
 
     fn run(name: &str, service: &str) -> TestRun {
         TestRun::test(name, RunTemplate::test(service))
@@ -952,6 +777,7 @@ mod tests {
             .unwrap();
         }
         let store = SqliteStore::open(dir.path()).unwrap();
+        store.create(run("new", "demo")).await.unwrap();
         assert_eq!(
             store.categories("old").await.unwrap(),
             ByTest::from([("t".to_string(), Classified::category("Timeouts"))])
