@@ -110,10 +110,9 @@ struct LaunchPage {
     launches: Vec<LaunchObject>,
 }
 
-/// The launch property carrying Tomato's marker of a launch (`<run>/<attempt>/<pack>`), sent
-/// with every launch: recorded before the launch is asked for, it lets a Tomato that crashed
-/// before recording Aqua's answer find that launch instead of making it again.
-pub const MARKER_PROPERTY: &str = "tomato.launch";
+/// The launch property carrying Tomato's marker of a launch (defined with the config, which
+/// reserves it).
+pub use crate::packs::aqua::MARKER_PROPERTY;
 /// Launches of one pack looked through (newest first) for a marker, in pages of
 /// [`FIND_PAGE`]: enough for the launches made while a Tomato was down.
 const FIND_PAGES: usize = 4;

@@ -14,6 +14,12 @@ use serde::Deserialize;
 
 use crate::template::{Template, Var};
 
+/// The launch property carrying Tomato's marker of a launch (`<run>/<attempt>/<pack>`), sent
+/// with every launch: recorded before the launch is asked for, it lets a Tomato that crashed
+/// before recording Aqua's answer find that launch instead of making it again
+/// ([`crate::launch::aqua`]). A service's own properties may not set it.
+pub const MARKER_PROPERTY: &str = "tomato.launch";
+
 /// Variables a launch property may use: what Aqua's tests need to know of the run.
 pub const PROPERTY_VARS: &[Var] = &[Var::Stand, Var::Run, Var::Attempt];
 /// Variables of the revoke path: the launch to revoke.
@@ -307,7 +313,7 @@ fn properties(
                 add(format!("{field}.{k}"), "not a property name".into());
                 return None;
             }
-            if k == crate::launch::aqua::MARKER_PROPERTY {
+            if k == MARKER_PROPERTY {
                 add(
                     format!("{field}.{k}"),
                     "is set by Tomato itself (it finds its launches in Aqua by it)".into(),
