@@ -77,7 +77,6 @@ fn sizes(bench: bool) -> Sizes {
 
 /// A store under test and how to measure its size.
 struct Subject {
-    name: &'static str,
     store: Arc<dyn ResultsStore>,
     sizer: Sizer,
     _keep: Box<dyn std::any::Any>,
@@ -114,8 +113,7 @@ fn sqlite() -> Subject {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let store = SqliteStore::open(dir.path()).expect("open the SQLite store");
     Subject {
-        name: "sqlite",
-        store: Arc::new(store.with_limits(Limits::default())),
+        store: Arc::new(store),
         sizer: Sizer::Sqlite(dir.path().join("tomato.db")),
         _keep: Box::new(dir),
     }
@@ -129,7 +127,6 @@ async fn postgres() -> Subject {
         .expect("connect to the test cluster");
     let empty = store.database_bytes().await.expect("the database size");
     Subject {
-        name: "postgres",
         store: Arc::new(store.clone()),
         sizer: Sizer::Postgres(store, empty),
         _keep: Box::new(cluster),
@@ -396,6 +393,6 @@ async fn main() {
             filled = runs;
             figures.push(measure(&subject, runs, &sizes, took, t0).await);
         }
-        print(subject.name, &figures, sizes.tests);
+        print(subject.store.backend(), &figures, sizes.tests);
     }
 }

@@ -136,7 +136,9 @@ pub struct ResultsArgs {
     )]
     pub database_pool_size: u32,
     /// Most MiB of artifacts (attempt logs and JUnit) the results store keeps per run; a write
-    /// over it is refused with an error naming the run and the limit.
+    /// through the store over it is refused with an error naming the run and the limit (the
+    /// launchers still write their own files directly: enforced once uploads go through the
+    /// results store, issue 14).
     #[arg(
         long = "artifact-limit-mib",
         env = "TOMATO_ARTIFACT_LIMIT_MIB",

@@ -340,38 +340,22 @@ pub fn selection_failure(
 
 /// Status transitions. Each takes the time explicitly so that tests and both drivers agree.
 impl TestRunStatus {
-    /// Whether [`TestRunStatus::wait`] would change anything (what to write, without a copy).
-    pub fn wait_changes(&self, w: &crate::queue::Waiting) -> bool {
+    /// Whether [`TestRunStatus::wait_at`] would change anything (what to write, without a copy).
+    pub fn wait_at_changes(&self, position: Option<u32>, reason: &crate::queue::WaitReason) -> bool {
         self.phase == Phase::Queued
-            && (self.queue_position != Some(w.position)
-                || self.message.as_deref() != Some(w.reason.to_string().as_str()))
+            && (self.queue_position != position
+                || self.message.as_deref() != Some(reason.to_string().as_str()))
     }
 
-    /// Whether [`TestRunStatus::wait_for`] would change anything.
-    pub fn wait_for_changes(&self, reason: &crate::queue::WaitReason) -> bool {
-        self.phase == Phase::Queued
-            && (self.queue_position.is_some() || self.message.as_deref() != Some(reason.to_string().as_str()))
-    }
-
-    /// A queued run stays queued, waiting for `reason` (in `message`), with no place stored:
-    /// standalone mode computes a queued run's place when it is read, since the place of every
-    /// run behind changes at each admission. Returns whether that changed anything.
-    pub fn wait_for(&mut self, reason: &crate::queue::WaitReason) -> bool {
-        let changed = self.wait_for_changes(reason);
+    /// A queued run stays queued, waiting for `reason` (in `message`) at `position`. Operator
+    /// mode stores the place; standalone mode stores none (`None`) and computes a queued run's
+    /// place when it is read, since the place of every run behind changes at each admission.
+    /// Returns whether that changed anything (nothing to write otherwise).
+    pub fn wait_at(&mut self, position: Option<u32>, reason: &crate::queue::WaitReason) -> bool {
+        let changed = self.wait_at_changes(position, reason);
         if changed {
-            self.queue_position = None;
+            self.queue_position = position;
             self.message = Some(reason.to_string());
-        }
-        changed
-    }
-
-    /// A queued run stays queued: its place and, in `message`, what it waits for. Returns
-    /// whether that changed (nothing to write otherwise).
-    pub fn wait(&mut self, w: &crate::queue::Waiting) -> bool {
-        let changed = self.wait_changes(w);
-        if changed {
-            self.queue_position = Some(w.position);
-            self.message = Some(w.reason.to_string());
         }
         changed
     }

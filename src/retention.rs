@@ -51,6 +51,23 @@ pub fn interval(value: Option<&str>) -> Result<Duration, String> {
     }
 }
 
+/// The pass interval from the environment's `TOMATO_RETENTION_INTERVAL` ([`interval`]); both
+/// modes read it the same way.
+pub fn interval_from_env() -> Result<Duration, String> {
+    interval(std::env::var("TOMATO_RETENTION_INTERVAL").ok().as_deref())
+}
+
+/// The runs schedules point at (`status.lastRun`), by namespace and name: kept while they do.
+pub fn referenced(schedules: &[crate::crd::NightlySchedule]) -> std::collections::HashSet<(String, String)> {
+    schedules
+        .iter()
+        .filter_map(|s| {
+            let run = s.status.as_ref()?.last_run.clone()?;
+            Some((s.metadata.namespace.clone().unwrap_or_default(), run))
+        })
+        .collect()
+}
+
 /// A service's retention (`retention` in packs_config). The default keeps everything.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Policy {

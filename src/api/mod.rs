@@ -32,7 +32,7 @@ pub use legacy::Params;
 pub use regressions::NO_TMS;
 pub use runs::{
     LegacyStatus, QueueEntry, QueueView, TestView, merged_tests, new_run, queue_view, test_views,
-    with_queue_position, with_queue_positions,
+    with_queue_position,
 };
 
 use crate::backend::Backend;

@@ -215,16 +215,15 @@ pub async fn with_queue_positions(
 ) -> Result<Vec<TestRun>, ApiError> {
     let mut queues: HashMap<String, QueueView> = HashMap::new();
     for run in &mut runs {
-        let name = run.metadata.name.clone().unwrap_or_default();
-        let service = run.spec.template.service.clone();
         let Some(status) = run.status.as_mut().filter(|s| s.phase == Phase::Queued) else {
             continue;
         };
-        if !queues.contains_key(&service) {
-            let queue = queue_view(state, &service).await?;
-            queues.insert(service.clone(), queue);
+        let service = &run.spec.template.service;
+        let name = run.metadata.name.as_deref().unwrap_or_default();
+        if !queues.contains_key(service) {
+            queues.insert(service.clone(), queue_view(state, service).await?);
         }
-        status.queue_position = queues[&service]
+        status.queue_position = queues[service]
             .queued
             .iter()
             .find(|e| e.run_id == name)

@@ -25,7 +25,7 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use crate::crd::{AquaLaunch, Attempt, Selection, SelectionKind, TestRunStatus};
-use crate::packs::aqua::{AquaAuth, AquaService};
+use crate::packs::aqua::{AquaAuth, AquaPack, AquaService};
 use crate::results::Case;
 use crate::results::allure_report;
 
@@ -147,25 +147,19 @@ pub fn launch_properties(
 /// its launch will carry (`None`: nothing to record first — a restart in a chain that has no
 /// marker, which cannot be found again, or a [`Todo::Find`], whose intent is recorded).
 pub fn intent(todo: &Todo, run: &str, attempt: u32) -> Option<AquaLaunch> {
-    let (pack, restart_of, marker) = match todo {
-        Todo::Launch { pack } => (pack, None, marker(run, attempt, pack)),
-        Todo::Restart {
-            pack,
-            of,
-            marker: Some(m),
-        } => (pack, Some(of.clone()), m.clone()),
-        _ => return None,
-    };
+    if !matches!(todo, Todo::Launch { .. } | Todo::Restart { marker: Some(_), .. }) {
+        return None;
+    }
     Some(AquaLaunch {
-        pack: pack.clone(),
+        pack: todo.pack()?.to_string(),
         id: String::new(),
         url: None,
-        restart_of,
+        restart_of: todo.restart_of().map(str::to_string),
         status: None,
         failing: None,
         failures: None,
         error: None,
-        marker: Some(marker),
+        marker: todo.marker(run, attempt),
     })
 }
 
@@ -183,24 +177,19 @@ pub fn adopt<'a>(launches: &'a [LaunchObject], marker: &str, known: &[String]) -
     })
 }
 
-/// The record of a launch Aqua answered (made, or found again) for `todo`.
-pub fn launched(todo: &Todo, lo: &LaunchObject, marker: Option<String>) -> AquaLaunch {
-    let (pack, restart_of) = match todo {
-        Todo::Launch { pack } => (pack.clone(), None),
-        Todo::Restart { pack, of, .. } => (pack.clone(), Some(of.clone())),
-        Todo::Find { pack, restart_of, .. } => (pack.clone(), restart_of.clone()),
-        Todo::Poll { .. } => (String::new(), None),
-    };
+/// The record of a launch Aqua answered (made, or found again) for `todo` of attempt
+/// `attempt` of `run`.
+pub fn launched(todo: &Todo, lo: &LaunchObject, run: &str, attempt: u32) -> AquaLaunch {
     AquaLaunch {
-        pack,
+        pack: todo.pack().unwrap_or_default().to_string(),
         id: lo.id.clone(),
         url: lo.launch_url.clone(),
-        restart_of,
+        restart_of: todo.restart_of().map(str::to_string),
         status: lo.launch_status.clone(),
         failing: None,
         failures: None,
         error: None,
-        marker,
+        marker: todo.marker(run, attempt),
     }
 }
 
@@ -259,6 +248,44 @@ where
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Which attempt a launch belongs to, and where it runs.
+pub struct LaunchFor<'a> {
+    pub run: &'a str,
+    pub attempt: u32,
+    pub stand: &'a str,
+}
+
+/// Carries out a launch, a restart or the lookup of an intent (`todo`, for pack `p`) the
+/// same way in both modes: an intent is looked up first among the pack's launches (skipping
+/// the run's `known` ids), and only when none carries its marker is the pack launched or the
+/// launch restarted, each request with [`retrying`]. Returns the record of Aqua's answer and
+/// whether it was found again rather than made. The caller records the intent before and the
+/// launch after.
+pub async fn make(
+    client: &Client,
+    cfg: &AquaService,
+    todo: &Todo,
+    p: &AquaPack,
+    at: &LaunchFor<'_>,
+    known: &[String],
+) -> Result<(AquaLaunch, bool), AquaError> {
+    let found = match todo {
+        Todo::Find { marker, .. } => retrying(cfg, || client.find(&p.pack_id, marker, known)).await?,
+        _ => None,
+    };
+    let adopted = found.is_some();
+    let lo = match (found, todo.restart_of()) {
+        (Some(lo), _) => lo,
+        (None, Some(of)) => retrying(cfg, || client.restart(of)).await?,
+        (None, None) => {
+            let pack = todo.pack().unwrap_or_default();
+            let props = launch_properties(cfg, pack, p, at.stand, at.run, at.attempt);
+            retrying(cfg, || client.launch(&p.pack_id, &props)).await?
+        }
+    };
+    Ok((launched(todo, &lo, at.run, at.attempt), adopted))
 }
 
 /// One thing an attempt still has to do in Aqua.
@@ -998,7 +1025,7 @@ mod tests {
         assert!(adopt(&page, "run-9/1/a", &[]).is_none(), "none found: launch");
 
         // Adopted (or made): the record replaces the intent, and is polled from then on.
-        let l = launched(&find, &page[1], find.marker("run-1", 1));
+        let l = launched(&find, &page[1], "run-1", 1);
         assert!(record(&mut st, 1, l));
         assert_eq!(st.attempts[0].aqua.len(), 1);
         assert_eq!(st.attempts[0].aqua[0].id, "MINE");

@@ -138,11 +138,15 @@ async fn pass(store: &Store<TestRun>, ctx: &Context) {
         }
         for w in &decision.waiting {
             let Some(run) = by_name.get(&w.name) else { continue };
-            if !run.status.as_ref().is_none_or(|st| st.wait_changes(w)) {
+            if !run
+                .status
+                .as_ref()
+                .is_none_or(|st| st.wait_at_changes(Some(w.position), &w.reason))
+            {
                 continue;
             }
             if let Err(e) = write_status(&ctx.client, run, |st| {
-                st.wait(w);
+                st.wait_at(Some(w.position), &w.reason);
             })
             .await
             {

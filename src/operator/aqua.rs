@@ -17,7 +17,7 @@ use super::context::{Context, Error, write_status};
 use super::results;
 use crate::core::{AttemptEnd, ReportRead};
 use crate::crd::{AquaLaunch, Attempt, AttemptState, TestRun};
-use crate::launch::aqua::{self as aqua, Client, LaunchObject, Step, Todo};
+use crate::launch::aqua::{self as aqua, Client, LaunchObject, Step};
 use crate::packs::Service;
 use crate::results::upload::{AttemptResults, Source};
 
@@ -66,37 +66,19 @@ pub async fn observe(
                 })
                 .await?;
             }
-            let found = match &todo {
-                Todo::Find { marker, .. } => {
-                    let known = aqua::known_ids(&status);
-                    match aqua::retrying(cfg, || client.find(&p.pack_id, marker, &known)).await {
-                        Ok(found) => found,
-                        Err(e) => {
-                            let why = format!("pack {pack}: {e}");
-                            return Ok(Err(end(AttemptState::LaunchFailed, ReportRead::Missing, why)));
-                        }
-                    }
-                }
-                _ => None,
+            let at = aqua::LaunchFor {
+                run: &name,
+                attempt: number,
+                stand: &run.spec.template.stand,
             };
-            let adopted = found.is_some();
-            let made = match (found, todo.restart_of()) {
-                (Some(lo), _) => Ok(lo),
-                (None, Some(of)) => aqua::retrying(cfg, || client.restart(of)).await,
-                (None, None) => {
-                    let props =
-                        aqua::launch_properties(cfg, &pack, p, &run.spec.template.stand, &name, number);
-                    aqua::retrying(cfg, || client.launch(&p.pack_id, &props)).await
-                }
-            };
-            let lo = match made {
-                Ok(lo) => lo,
+            let (l, adopted) = match aqua::make(&client, cfg, &todo, p, &at, &aqua::known_ids(&status)).await
+            {
+                Ok(made) => made,
                 Err(e) => {
                     let why = format!("pack {pack}: {e}");
                     return Ok(Err(end(AttemptState::LaunchFailed, ReportRead::Missing, why)));
                 }
             };
-            let l = aqua::launched(&todo, &lo, todo.marker(&name, number));
             info!(
                 run = name,
                 attempt = number,

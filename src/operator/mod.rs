@@ -343,8 +343,7 @@ pub async fn serve(opts: OperatorOptions) -> anyhow::Result<()> {
         },
         timing: Timing {
             upload_grace: opts.upload_grace,
-            retention: crate::retention::interval(std::env::var("TOMATO_RETENTION_INTERVAL").ok().as_deref())
-                .map_err(anyhow::Error::msg)?,
+            retention: crate::retention::interval_from_env().map_err(anyhow::Error::msg)?,
             ..Timing::default()
         },
         lease: lease::LeaseSettings {

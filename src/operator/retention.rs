@@ -12,7 +12,6 @@
 //! results ConfigMaps its test verdicts are read from, so removing them would lose the
 //! verdicts. It comes with the results database (issue 14).
 
-use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -25,7 +24,7 @@ use tracing::{debug, info, warn};
 use super::{Context, Error, Scope, scoped};
 use crate::crd::{NightlySchedule, TestRun};
 use crate::packs::PacksConfig;
-use crate::retention::{Action, Removed, plan};
+use crate::retention::{Action, Removed, plan, referenced};
 
 /// Runs a pass at once and then every `ctx.timing.retention`, until `stop` (the end of this
 /// replica's term as leader).
@@ -64,30 +63,20 @@ pub async fn pass(
         .list(&ListParams::default())
         .await?
         .items;
-    let referenced: HashSet<(String, String)> = schedules
-        .iter()
-        .filter_map(|s| {
-            let run = s.status.as_ref()?.last_run.clone()?;
-            Some((s.namespace().unwrap_or_default(), run))
-        })
-        .collect();
-    // What each delete is conditional on: the object as the decision saw it.
-    let versions: BTreeMap<(String, String), (Option<String>, Option<String>)> = runs
-        .iter()
-        .map(|r| {
-            (
-                (r.namespace().unwrap_or_default(), r.name_any()),
-                (r.metadata.uid.clone(), r.resource_version()),
-            )
-        })
-        .collect();
-    let steps = plan(&runs, |service| config.retention(service), &referenced, now);
+    let steps = plan(
+        &runs,
+        |service| config.retention(service),
+        &referenced(&schedules),
+        now,
+    );
     let mut removed = Removed::default();
     for step in steps.iter().filter(|s| s.action == Action::Delete) {
-        let (uid, resource_version) = versions
-            .get(&(step.namespace.clone(), step.run.clone()))
-            .cloned()
-            .unwrap_or_default();
+        // Conditional on the object as the decision saw it.
+        let seen = runs
+            .iter()
+            .find(|r| r.namespace().unwrap_or_default() == step.namespace && r.name_any() == step.run);
+        let (uid, resource_version) =
+            seen.map_or((None, None), |r| (r.metadata.uid.clone(), r.resource_version()));
         let params = DeleteParams {
             preconditions: Some(Preconditions {
                 uid,

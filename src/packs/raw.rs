@@ -287,7 +287,7 @@ pub(super) fn parse_service(config_dir: &Path, file: &Path, text: &str) -> Resul
             format!("{name:?} is not a valid service name (lowercase letters, digits, '-', '_'; at most 63)"),
         );
     }
-    let raw = match parse_yaml(text) {
+    let raw = match parse_yaml::<RawService>(text) {
         Ok(r) => r,
         Err((field, reason)) => {
             // The document as read without a schema: what the file holds at a wrong field.
@@ -670,22 +670,11 @@ pub(super) fn load_defaults(file: &Path) -> Result<Option<crate::retention::Poli
             return Err(p.errors);
         }
     };
-    let path = RefCell::new(String::new());
-    let options = serde_saphyr::options! { with_snippet: false };
     // An empty file is no defaults.
-    let raw: Result<Option<RawDefaults>, _> =
-        serde_saphyr::with_deserializer_from_str_with_options(&text, options, |de| {
-            serde_path_to_error::deserialize(de).map_err(|e| {
-                let at = e.path().to_string();
-                *path.borrow_mut() = if at == "." { String::new() } else { at };
-                e.into_inner()
-            })
-        });
-    let raw = match raw {
+    let raw = match parse_yaml::<Option<RawDefaults>>(&text) {
         Ok(r) => r.unwrap_or_default(),
-        Err(e) => {
-            let reason = e.to_string().trim_start_matches("error: ").trim().to_string();
-            p.add(path.into_inner(), reason);
+        Err((field, reason)) => {
+            p.add(field, reason);
             return Err(p.errors);
         }
     };
@@ -1136,7 +1125,7 @@ fn remove_path(tree: &mut serde_json::Value, path: &str) -> bool {
 
 /// Parses YAML, returning the failing field's path (from serde_path_to_error) and the
 /// parser's reason with its line and column.
-fn parse_yaml(text: &str) -> Result<RawService, (String, String)> {
+fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, (String, String)> {
     let path = RefCell::new(String::new());
     let options = serde_saphyr::options! { with_snippet: false };
     serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {

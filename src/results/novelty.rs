@@ -111,17 +111,13 @@ impl Tags {
         c
     }
 
-    /// Whether anything calls for attention: a new or changed failure (what
-    /// `notify: newFailures` sends for).
+    /// Whether anything calls for attention: a new or changed failure (what a report option
+    /// to notify only on new failures would send for; not wired yet).
     pub fn has_news(&self) -> bool {
         self.failures
             .values()
             .any(|n| !matches!(n, Novelty::Known { .. }))
     }
-}
-
-fn failing(v: TestVerdict) -> bool {
-    matches!(v, TestVerdict::Failed | TestVerdict::Broken)
 }
 
 /// Tags `run`'s failures against `history` (earlier runs' failures; any order, the run itself
@@ -137,7 +133,7 @@ pub fn tag(run: &[Outcome], history: &[PastFailure], previous: Option<&[Outcome]
         v.sort_by(|a, b| (a.at, &a.run).cmp(&(b.at, &b.run)));
     }
     let mut failures = BTreeMap::new();
-    for o in run.iter().filter(|o| failing(o.verdict)) {
+    for o in run.iter().filter(|o| o.verdict.is_failing()) {
         let past = by_test
             .get(o.test.as_str())
             .map(Vec::as_slice)
@@ -171,7 +167,7 @@ pub fn tag(run: &[Outcome], history: &[PastFailure], previous: Option<&[Outcome]
     let fixed: BTreeSet<String> = previous
         .unwrap_or_default()
         .iter()
-        .filter(|o| failing(o.verdict) && passed_now.contains(o.test.as_str()))
+        .filter(|o| o.verdict.is_failing() && passed_now.contains(o.test.as_str()))
         .map(|o| o.test.clone())
         .collect();
     Tags {
@@ -340,7 +336,7 @@ mod tests {
             let tags = tag(&run, &history, None);
             for o in &run {
                 let tagged = tags.failures.get(&o.test);
-                if !failing(o.verdict) {
+                if !o.verdict.is_failing() {
                     // A test may appear twice in generated input; only check the unique ones.
                     if run.iter().filter(|x| x.test == o.test).count() == 1 {
                         proptest::prop_assert!(tagged.is_none());

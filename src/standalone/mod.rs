@@ -43,7 +43,7 @@ pub struct ServeOptions {
 /// Runs standalone mode until SIGINT or SIGTERM.
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let config = Arc::new(PacksConfig::load(&opts.config_dir)?);
-    let retention_every = retention::interval_from_env().map_err(anyhow::Error::msg)?;
+    let retention_every = crate::retention::interval_from_env().map_err(anyhow::Error::msg)?;
     let names: Vec<&str> = config.services().map(|s| s.name.as_str()).collect();
     info!(config = %config.dir.display(), services = ?names, "packs_config loaded");
     let tokens = Tokens::from_env().map_err(anyhow::Error::msg)?;

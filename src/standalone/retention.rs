@@ -9,7 +9,6 @@
 //! what is stored) finishes removing — never a mark without the removal behind it, and never
 //! anything removed that the decision keeps.
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,13 +19,8 @@ use tracing::{debug, info, warn};
 
 use crate::crd::{NightlySchedule, Phase, TestRun};
 use crate::packs::PacksConfig;
-use crate::retention::{ANNOTATION_FILES_EXPIRED, Action, Removed, Step, plan};
+use crate::retention::{ANNOTATION_FILES_EXPIRED, Action, Removed, Step, plan, referenced};
 use crate::store::{ListFilter, SqliteStore, StoreError};
-
-/// The pass interval from `TOMATO_RETENTION_INTERVAL`, else [`crate::retention::DEFAULT_INTERVAL`].
-pub fn interval_from_env() -> Result<Duration, String> {
-    crate::retention::interval(std::env::var("TOMATO_RETENTION_INTERVAL").ok().as_deref())
-}
 
 pub struct Retention {
     store: SqliteStore,
@@ -129,17 +123,6 @@ impl Retention {
     }
 }
 
-/// The runs schedules point at (`status.lastRun`): kept while they do.
-fn referenced(schedules: &[NightlySchedule]) -> HashSet<(String, String)> {
-    schedules
-        .iter()
-        .filter_map(|s| {
-            let run = s.status.as_ref()?.last_run.clone()?;
-            Some((s.metadata.namespace.clone().unwrap_or_default(), run))
-        })
-        .collect()
-}
-
 /// Removes a whole run: its files first, then its object with its test results and
 /// categories (one transaction, announced so that live views drop it). Also how a schedule's
 /// history limit removes its runs.
@@ -154,13 +137,7 @@ pub async fn remove_run(store: &SqliteStore, run: &str) -> Result<(), StoreError
 /// here because it becomes a path.
 pub async fn remove_files(data_dir: &Path, run: &str) -> Result<(), StoreError> {
     crate::runs::check_object_name(run).map_err(StoreError::Invalid)?;
-    let dir = crate::store::files::run_dir(data_dir, run);
-    match tokio::fs::remove_dir_all(&dir).await {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(StoreError::Task(format!(
-            "cannot remove the files of run {run} ({}): {e}",
-            dir.display()
-        ))),
-    }
+    crate::store::files::remove_run_dir(data_dir, run)
+        .await
+        .map(|_| ())
 }

@@ -14,6 +14,34 @@ pub fn run_dir(data_dir: &Path, run: &str) -> PathBuf {
     data_dir.join("runs").join(run)
 }
 
+/// [`run_dir`] of a name that can only be one directory (not empty, `.` or `..`, no path
+/// separator or NUL, at most 253 bytes, as every stored run's name is): the name becomes a
+/// path, so it is checked again where it does.
+pub fn checked_run_dir(data_dir: &Path, run: &str) -> Result<PathBuf, super::StoreError> {
+    let bad =
+        run.is_empty() || run == "." || run == ".." || run.contains(['/', '\\', '\0']) || run.len() > 253;
+    if bad {
+        return Err(super::StoreError::Invalid(format!(
+            "run: {run:?} cannot name a directory (empty, `.`/`..`, a path separator or over 253 bytes)"
+        )));
+    }
+    Ok(run_dir(data_dir, run))
+}
+
+/// Removes a run's files (`<data>/runs/<run>`: every launch's log, JUnit and Allure results);
+/// whether there were any.
+pub async fn remove_run_dir(data_dir: &Path, run: &str) -> Result<bool, super::StoreError> {
+    let dir = checked_run_dir(data_dir, run)?;
+    match tokio::fs::remove_dir_all(&dir).await {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(super::StoreError::Task(format!(
+            "cannot remove the files of run {run} ({}): {e}",
+            dir.display()
+        ))),
+    }
+}
+
 /// `<data>/runs/<run>/attempt-<seq>`: one directory per launch (a relaunch after an
 /// interruption gets its own).
 pub fn attempt_dir(data_dir: &Path, run: &str, seq: usize) -> PathBuf {

@@ -240,36 +240,15 @@ pub struct ResultsConfig {
     pub limits: Limits,
 }
 
-impl Default for ResultsConfig {
-    fn default() -> Self {
-        ResultsConfig {
-            database_url: None,
-            pool_size: super::postgres::DEFAULT_POOL_SIZE,
-            limits: Limits::default(),
-        }
-    }
-}
-
-impl ResultsConfig {
-    /// Checks, at start, that the configured database takes connections and has the schema
-    /// this version needs (applying migrations), so a wrong URL, password or TLS setting stops
-    /// the start with a clear error instead of failing the first upload. `None` without a URL.
-    pub async fn check_database(&self) -> Result<Option<Arc<dyn ResultsStore>>, StoreError> {
-        match &self.database_url {
-            Some(url) => Ok(Some(open(url, self.pool_size, self.limits).await?)),
-            None => Ok(None),
-        }
-    }
-}
-
-/// At start: checks the configured results database ([`ResultsConfig::check_database`]) and
-/// says where results are kept meanwhile (`kept_in`, the mode's own place until the database
-/// is wired into it). Fails the start when the database cannot be used.
+/// At start: checks that the configured results database takes connections and has the
+/// schema this version needs (applying migrations), so a wrong URL, password or TLS setting
+/// stops the start with a clear error; and says where results are kept meanwhile (`kept_in`,
+/// the mode's own place until the database is wired into it).
 pub async fn announce_database(config: &ResultsConfig, kept_in: &str) -> Result<(), StoreError> {
     let Some(url) = &config.database_url else {
         return Ok(());
     };
-    let store = config.check_database().await?;
+    let store = open(url, config.pool_size, config.limits).await?;
     tracing::info!(database = %url, pool_size = config.pool_size, "the results database is reachable and migrated");
     tracing::warn!(
         "results are not written to the results database yet (issue 14: wired next); they stay in {kept_in}"
@@ -325,17 +304,7 @@ pub fn check_finished(phase: Phase) -> Result<(), StoreError> {
     }
 }
 
-/// How a test status is stored (both stores).
-pub fn status_str(s: CaseStatus) -> &'static str {
-    match s {
-        CaseStatus::Passed => "passed",
-        CaseStatus::Failed => "failed",
-        CaseStatus::Errored => "errored",
-        CaseStatus::Skipped => "skipped",
-    }
-}
-
-/// A stored test status read back.
+/// A stored test status ([`CaseStatus::as_str`]) read back.
 pub fn parse_status(s: &str) -> Result<CaseStatus, StoreError> {
     Ok(match s {
         "passed" => CaseStatus::Passed,
@@ -381,7 +350,7 @@ mod tests {
             CaseStatus::Errored,
             CaseStatus::Skipped,
         ] {
-            assert_eq!(parse_status(status_str(s)).unwrap(), s);
+            assert_eq!(parse_status(s.as_str()).unwrap(), s);
         }
         assert!(parse_status("weird").is_err());
     }

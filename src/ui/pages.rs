@@ -147,9 +147,10 @@ pub async fn runs_show(
     }
     // A queued run's place moves whenever a run ahead of it starts, which changes other runs,
     // not this one: its page follows every run while it waits.
-    let watch = match run.status.as_ref().is_some_and(|s| s.phase == Phase::Queued) {
-        true => "TestRun".to_string(),
-        false => format!("TestRun/{id}"),
+    let watch = if run.status.as_ref().is_some_and(|s| s.phase == Phase::Queued) {
+        "TestRun".to_string()
+    } else {
+        format!("TestRun/{id}")
     };
     let layout =
         Layout::new(&state, format!("Run {id}"), format!("service:{}", view.service)).watching(watch, 150);

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::crd::{AquaLaunch, AttemptState};
-use crate::launch::aqua::{self as aqua, AquaError, Client, LaunchObject, Progress, Todo};
+use crate::launch::aqua::{self as aqua, AquaError, Client, LaunchObject, Progress};
 use crate::packs::aqua::AquaService;
 
 /// What the task needs, cloned out of the driver.
@@ -189,32 +189,15 @@ impl Task {
             {
                 return Err(Outcome::Stopped);
             }
-            let found = match &todo {
-                Todo::Find { marker, .. } => {
-                    let found =
-                        aqua::retrying(&self.cfg, || self.client.find(&p.pack_id, marker, &known)).await;
-                    match found {
-                        Ok(found) => found,
-                        Err(e) => return Err(self.launch_failed(format!("pack {pack}: {e}"))),
-                    }
-                }
-                _ => None,
+            let at = aqua::LaunchFor {
+                run: &self.name,
+                attempt: self.number,
+                stand: &self.stand,
             };
-            let adopted = found.is_some();
-            let made = match (found, todo.restart_of()) {
-                (Some(lo), _) => Ok(lo),
-                (None, Some(of)) => aqua::retrying(&self.cfg, || self.client.restart(of)).await,
-                (None, None) => {
-                    let props =
-                        aqua::launch_properties(&self.cfg, pack, p, &self.stand, &self.name, self.number);
-                    aqua::retrying(&self.cfg, || self.client.launch(&p.pack_id, &props)).await
-                }
-            };
-            let lo = match made {
-                Ok(lo) => lo,
+            let (l, adopted) = match aqua::make(&self.client, &self.cfg, &todo, p, &at, &known).await {
+                Ok(made) => made,
                 Err(e) => return Err(self.launch_failed(format!("pack {pack}: {e}"))),
             };
-            let l = aqua::launched(&todo, &lo, todo.marker(&self.name, self.number));
             info!(
                 run = self.name,
                 attempt = self.number,

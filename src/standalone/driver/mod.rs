@@ -438,14 +438,14 @@ impl Driver {
                 let reason = *waiting.get(name)?;
                 run.status
                     .as_ref()
-                    .is_none_or(|st| st.wait_for_changes(reason))
+                    .is_none_or(|st| st.wait_at_changes(None, reason))
                     .then(|| (name.to_string(), reason.clone()))
             })
             .collect();
         if !moved.is_empty() {
             self.store
                 .update_many::<TestRun, crate::queue::WaitReason>(moved, |r, reason| {
-                    r.status.get_or_insert_default().wait_for(&reason)
+                    r.status.get_or_insert_default().wait_at(None, &reason)
                 })
                 .await?;
         }

@@ -24,7 +24,7 @@ use super::results::Limits;
 mod results;
 
 /// `pg_advisory_xact_lock` key serialising migrations ("tomato" in ASCII).
-pub const MIGRATION_LOCK: i64 = 0x746f_6d61_746f;
+const MIGRATION_LOCK: i64 = 0x746f_6d61_746f;
 
 /// Default size of the connection pool.
 pub const DEFAULT_POOL_SIZE: u32 = 10;

@@ -17,7 +17,7 @@ use crate::results::{AttemptResult, Case, Signature};
 use crate::store::StoreError;
 use crate::store::results::{
     ArtifactKind, Failure, HistoryEntry, HistoryQuery, ResultsStore, RunIdentity, RunPage, RunRecord,
-    check_artifact_limit, check_finished, micros_of, parse_phase, parse_status, status_str,
+    check_artifact_limit, check_finished, micros_of, parse_phase, parse_status,
 };
 
 /// Rows per bulk insert: bounds one statement's size when an attempt has tens of thousands
@@ -101,7 +101,7 @@ async fn insert_chunk(
             i32::try_from(first + i).map_err(|_| StoreError::Invalid("results: too many tests".into()))?,
         );
         test_id.push(pg_text(&r.id));
-        status.push(status_str(c.status));
+        status.push(c.status.as_str());
         suites.push(pg_text(&serde_json::to_string(&c.suites)?));
         classname.push(pg_text(&c.classname));
         name.push(pg_text(&c.name));

@@ -11,10 +11,10 @@
 //! **A run is recorded from its TestRun.** Standalone mode keeps each run as an object in the
 //! same file, so [`ResultsStore::put_results`] records a run it does not know yet from that
 //! object (uid, service, stand, precise creation time) in the same transaction; the driver
-//! needs no separate call. Files written before this table existed are recorded by migration 4.
+//! needs no separate call. Files written before this table existed are recorded by migration 5.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -27,13 +27,13 @@ use crate::crd::Phase;
 use crate::launch::process::LOG_FILE;
 use crate::results::{AttemptResult, Case, CaseStatus, Signature};
 use crate::store::StoreError;
-use crate::store::files::{JUNIT_FILE, attempt_dir};
+use crate::store::files::{self, JUNIT_FILE, attempt_dir};
 use crate::store::results::{
     ArtifactKind, Failure, HistoryEntry, HistoryQuery, Limits, ResultsStore, RunIdentity, RunPage, RunRecord,
-    check_artifact_limit, check_finished, parse_phase, parse_status, status_str,
+    check_artifact_limit, check_finished, parse_phase, parse_status,
 };
 
-/// The columns of `runs`, from a stored TestRun object (`objects` row): what migration 4
+/// The columns of `runs`, from a stored TestRun object (`objects` row): what migration 5
 /// records for every run already kept and [`ResultsStore::put_results`] for a run not yet
 /// recorded. Times are microseconds since the Unix epoch (sortable integers); the creation
 /// time's fraction is read from its text, as SQLite's own `subsec` keeps only milliseconds.
@@ -54,7 +54,7 @@ macro_rules! run_from_object {
     };
 }
 
-/// Migration 4: runs as rows, and each test result carrying its run's service, stand and
+/// Migration 5: runs as rows, and each test result carrying its run's service, stand and
 /// creation time, indexed for history ("the last N results of test T (on stand S)") and for
 /// failures ("every failure of service X since t": a partial index over failures only).
 pub(super) const MIGRATION_HISTORY: &str = concat!(
@@ -97,18 +97,6 @@ fn micros(t: DateTime<Utc>) -> i64 {
 
 fn time(us: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(us).unwrap_or_default()
-}
-
-/// A run name as one path component of the data directory (artifacts are files there).
-fn checked_run_dir(data_dir: &Path, run: &str) -> Result<PathBuf, StoreError> {
-    let bad =
-        run.is_empty() || run == "." || run == ".." || run.contains(['/', '\\', '\0']) || run.len() > 253;
-    if bad {
-        return Err(StoreError::Invalid(format!(
-            "run: {run:?} cannot name a directory (empty, `.`/`..`, a path separator or over 253 bytes)"
-        )));
-    }
-    Ok(data_dir.join("runs").join(run))
 }
 
 fn artifact_file(kind: ArtifactKind) -> &'static str {
@@ -257,7 +245,7 @@ fn insert_results(
             attempt,
             i as i64,
             r.id,
-            status_str(c.status),
+            c.status.as_str(),
             serde_json::to_string(&c.suites)?,
             c.classname,
             c.name,
@@ -393,8 +381,7 @@ impl ResultsStore for SqliteStore {
         if let Some(name) = replaced {
             // The earlier run's files go with it (after the rows: a crash between leaves files
             // no row points at, never rows without their files).
-            let dir = checked_run_dir(self.data_dir(), &name)?;
-            self.remove_dir(dir).await?;
+            files::remove_run_dir(self.data_dir(), &name).await?;
         }
         Ok(())
     }
@@ -650,7 +637,7 @@ impl ResultsStore for SqliteStore {
         kind: ArtifactKind,
         bytes: Vec<u8>,
     ) -> Result<(), StoreError> {
-        let run_dir = checked_run_dir(self.data_dir(), run)?;
+        let run_dir = files::checked_run_dir(self.data_dir(), run)?;
         let dir = attempt_dir(self.data_dir(), run, launch as usize);
         let (run, settings) = (run.to_string(), self.results.clone());
         let write = tokio::task::spawn_blocking(move || {
@@ -684,7 +671,7 @@ impl ResultsStore for SqliteStore {
         launch: u32,
         kind: ArtifactKind,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        checked_run_dir(self.data_dir(), run)?;
+        files::checked_run_dir(self.data_dir(), run)?;
         let path = attempt_dir(self.data_dir(), run, launch as usize).join(artifact_file(kind));
         match tokio::fs::read(&path).await {
             Ok(bytes) => Ok(Some(bytes)),
@@ -694,7 +681,7 @@ impl ResultsStore for SqliteStore {
     }
 
     async fn delete_run(&self, run: &str) -> Result<bool, StoreError> {
-        let dir = checked_run_dir(self.data_dir(), run)?;
+        files::checked_run_dir(self.data_dir(), run)?;
         let name = run.to_string();
         let rows = self
             .with_write(move |conn| {
@@ -704,19 +691,8 @@ impl ResultsStore for SqliteStore {
                 Ok(n)
             })
             .await?;
-        let had_files = self.remove_dir(dir).await?;
+        let had_files = files::remove_run_dir(self.data_dir(), run).await?;
         Ok(rows > 0 || had_files)
-    }
-}
-
-impl SqliteStore {
-    /// Removes a directory tree; whether there was one.
-    async fn remove_dir(&self, dir: PathBuf) -> Result<bool, StoreError> {
-        match tokio::fs::remove_dir_all(&dir).await {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(StoreError::Task(format!("cannot remove {}: {e}", dir.display()))),
-        }
     }
 }
 
@@ -726,7 +702,7 @@ mod tests {
     use crate::crd::{RunTemplate, TestRun};
     use crate::store::results::{HistoryQuery, micros_of};
 
-    /// A data file as the version before migration 4 wrote it (migrations 1–3 only): a finished
+    /// A data file as the version before migrations 4 and 5 wrote it (migrations 1–3 only): a finished
     /// run with results and a classification, kept as rows without service, stand or creation
     /// time, reads after the upgrade and joins history.
     #[tokio::test]
