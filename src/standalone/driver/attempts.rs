@@ -3,6 +3,14 @@
 
 use super::*;
 
+/// A started attempt process ([`Driver::start_process`]): what its end is read with.
+pub(super) struct Started {
+    pub proc: process::RunningProcess,
+    /// Where a runner that names its own report files writes them.
+    pub reports: Option<String>,
+    pub started: std::time::SystemTime,
+}
+
 impl Driver {
     /// Launches whatever attempt an active run without an attempt in flight needs next.
     pub(super) async fn advance(&mut self, run: &TestRun) -> Result<(), StoreError> {
@@ -79,7 +87,6 @@ impl Driver {
         }
         let seq = run.status.as_ref().map_or(0, |s| s.attempts.len()) + 1;
         let dir = attempt_dir(&self.data_dir, &name, seq);
-        let junit = dir.join(JUNIT_FILE);
         let timeout = crate::launch::timeout_of(run, svc);
         // Tests rerun eagerly during the attempt this one reruns: adopted, not run again.
         let skip = match (selection.kind, selection.of_attempt) {
@@ -123,59 +130,19 @@ impl Driver {
         }
         let mut reruns = crate::launch::reruns(&selection, merged);
         reruns.retain(|r| !skip.contains(r.id));
-        let plan = plan(
-            svc,
-            &AttemptRef {
-                files: &[],
-                run: &name,
-                stand: &run.spec.template.stand,
-                number,
-                packs: &selection.packs,
-                reruns: &reruns,
-                junit: &junit,
-                timeout,
-            },
-        );
-        let reports = plan.reports.clone();
-        let started = std::time::SystemTime::now();
-        let spawned = self.secrets.env(&run.spec.template.env).and_then(|extra_env| {
-            process::spawn(ProcessSpec {
-                plan,
-                extra_env,
-                dir: dir.clone(),
-                owner: self.store.instance().to_string(),
-            })
-        });
-        let proc = match spawned {
-            Ok(p) => p,
-            Err(reason) => return self.launch_failed(&name, number, selection, reason).await,
-        };
-        info!(
-            run = name,
-            attempt = number,
-            pid = proc.pid,
-            tests = reruns.len(),
-            "attempt started"
-        );
-        let launch_ref = format!("pid {}", proc.pid);
         let token = CancellationToken::new();
-        let begun = self
-            .store
-            .update::<TestRun, _>(&name, move |r| {
-                r.status
-                    .get_or_insert_default()
-                    .begin_attempt(number, selection, launch_ref, Utc::now());
-                Ok((true, ()))
-            })
-            .await;
-        if let Err(e) = begun {
-            // Nothing records this process: stop it (its whole group) rather than leave it
-            // running untracked; the run is launched again once the store takes writes.
-            token.cancel();
-            proc.wait(token).await;
-            return Err(e);
-        }
-
+        let packs = selection.packs.clone();
+        let what = format!("attempt started ({} tests selected)", reruns.len());
+        let Some(Started {
+            proc,
+            reports,
+            started,
+        }) = self
+            .start_process(run, svc, number, selection, &packs, &reruns, &dir, &token, &what)
+            .await?
+        else {
+            return Ok(());
+        };
         self.in_flight.insert(name.clone(), token.clone());
         let tx = self.done_tx.clone();
         let store = self.store.clone();
@@ -270,6 +237,79 @@ impl Driver {
             });
         });
         Ok(())
+    }
+
+    /// Starts the process of an attempt (`packs`, with `reruns` selected) in `dir` and records
+    /// the attempt begun with its pid; both a plain and a mixed attempt start this way. `None`:
+    /// the process could not start, and that launch failure is recorded. When the record
+    /// fails, the process is stopped (its whole group) rather than left running untracked;
+    /// the run is launched again once the store takes writes.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn start_process(
+        &mut self,
+        run: &TestRun,
+        svc: &Service,
+        number: u32,
+        selection: Selection,
+        packs: &[String],
+        reruns: &[crate::launch::RerunTest<'_>],
+        dir: &std::path::Path,
+        token: &CancellationToken,
+        what: &str,
+    ) -> Result<Option<Started>, StoreError> {
+        let name = run.metadata.name.clone().unwrap_or_default();
+        let junit = dir.join(JUNIT_FILE);
+        let plan = plan(
+            svc,
+            &AttemptRef {
+                files: &[],
+                run: &name,
+                stand: &run.spec.template.stand,
+                number,
+                packs,
+                reruns,
+                junit: &junit,
+                timeout: crate::launch::timeout_of(run, svc),
+            },
+        );
+        let reports = plan.reports.clone();
+        let started = std::time::SystemTime::now();
+        let spawned = self.secrets.env(&run.spec.template.env).and_then(|extra_env| {
+            process::spawn(ProcessSpec {
+                plan,
+                extra_env,
+                dir: dir.to_path_buf(),
+                owner: self.store.instance().to_string(),
+            })
+        });
+        let proc = match spawned {
+            Ok(p) => p,
+            Err(reason) => {
+                self.launch_failed(&name, number, selection, reason).await?;
+                return Ok(None);
+            }
+        };
+        info!(run = name, attempt = number, pid = proc.pid, packs = ?packs, "{what}");
+        let launch_ref = format!("pid {}", proc.pid);
+        let begun = self
+            .store
+            .update::<TestRun, _>(&name, move |r| {
+                r.status
+                    .get_or_insert_default()
+                    .begin_attempt(number, selection, launch_ref, Utc::now());
+                Ok((true, ()))
+            })
+            .await;
+        if let Err(e) = begun {
+            token.cancel();
+            proc.wait(token.clone()).await;
+            return Err(e);
+        }
+        Ok(Some(Started {
+            proc,
+            reports,
+            started,
+        }))
     }
 
     /// Records an attempt that could not be started (and so ended at once).

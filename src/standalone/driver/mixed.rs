@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use super::aqua::Outcome;
-use super::attempts::{after_exit, exit_state, read_local, store_results};
+use super::attempts::{Started, after_exit, exit_state, read_local, store_results};
 use super::*;
 
 /// How the local part ended: its state, exit code and message, the runner's complaint, and
@@ -101,58 +101,29 @@ impl Driver {
         };
         let seq = run.status.as_ref().map_or(0, |s| s.attempts.len()) + 1;
         let dir = attempt_dir(&self.data_dir, &name, seq);
-        let junit = dir.join(JUNIT_FILE);
         let reruns = crate::launch::reruns(&local, merged);
-        let plan = plan(
-            svc,
-            &AttemptRef {
-                files: &[],
-                run: &name,
-                stand: &run.spec.template.stand,
-                number,
-                packs: &local.packs,
-                reruns: &reruns,
-                junit: &junit,
-                timeout: crate::launch::timeout_of(run, svc),
-            },
-        );
-        let reports = plan.reports.clone();
-        let started = std::time::SystemTime::now();
-        let spawned = self.secrets.env(&run.spec.template.env).and_then(|extra_env| {
-            process::spawn(ProcessSpec {
-                plan,
-                extra_env,
-                dir: dir.clone(),
-                owner: self.store.instance().to_string(),
-            })
-        });
-        let proc = match spawned {
-            Ok(p) => p,
-            Err(reason) => return self.launch_failed(&name, number, selection, reason).await,
-        };
-        info!(
-            run = name,
-            attempt = number,
-            pid = proc.pid,
-            local = ?local.packs,
-            "attempt started: local packs as a process, the rest in Aqua"
-        );
-        let launch_ref = format!("pid {}", proc.pid);
         let token = task.token.clone();
-        let begun = self
-            .store
-            .update::<TestRun, _>(&name, move |r| {
-                r.status
-                    .get_or_insert_default()
-                    .begin_attempt(number, selection, launch_ref, Utc::now());
-                Ok((true, ()))
-            })
-            .await;
-        if let Err(e) = begun {
-            token.cancel();
-            proc.wait(token).await;
-            return Err(e);
-        }
+        let what = "attempt started: local packs as a process, the rest in Aqua";
+        let Some(Started {
+            proc,
+            reports,
+            started,
+        }) = self
+            .start_process(
+                run,
+                svc,
+                number,
+                selection,
+                &local.packs,
+                &reruns,
+                &dir,
+                &token,
+                what,
+            )
+            .await?
+        else {
+            return Ok(());
+        };
         task.token = token.clone();
         self.in_flight.insert(name.clone(), token.clone());
         let (tx, store, style, limits) = (
