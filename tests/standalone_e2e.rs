@@ -289,16 +289,24 @@ async fn runned_lists_the_running_run_and_the_queue_in_priority_order() {
         .await;
     assert_eq!(code, 202);
 
+    // A fraction is no priority; `0.0` is the number 0 (JSON has one kind of number).
+    let patch = |priority: Value| {
+        server
+            .client
+            .patch(format!("{}/api/v1/runs/{low}", server.url))
+            .json(&json!({"spec": {"priority": priority}}))
+    };
+    let (code, body) = server.send(patch(json!(0.5))).await;
+    assert_eq!(
+        (code, body["parameter"].as_str()),
+        (400, Some("spec.priority")),
+        "{body}"
+    );
+
     // Re-prioritising takes effect at once: the low run jumps to the front.
-    let (code, body) = server
-        .send(
-            server
-                .client
-                .patch(format!("{}/api/v1/runs/{low}", server.url))
-                .json(&json!({"spec": {"priority": 0}})),
-        )
-        .await;
+    let (code, body) = server.send(patch(json!(0.0))).await;
     assert_eq!(code, 200, "{body}");
+    assert_eq!(body["spec"]["priority"], 0, "{body}");
     let (_, q) = server.get("/api/runned?project=demo").await;
     assert_eq!(
         q["queued"][0]["run_id"],

@@ -152,12 +152,37 @@ pub fn document() -> Value {
                 _ => {}
             }
         }
+        // Every handler that takes a body refuses a request without one.
+        if let Some(body) = op.get_mut("requestBody") {
+            body["required"] = true.into();
+        }
         // Results uploads authenticate with the run's own token and say so themselves.
         let write = method != "get" && !path.ends_with("/results");
         let upload = path.ends_with("/results");
+        if upload {
+            op["requestBody"]["content"]["multipart/form-data"]["schema"] = upload_form();
+        }
         shared_responses(op, write, !upload);
     }
     doc
+}
+
+/// The parts of a results upload (`tomato exec` sends them; `uploads::attempt_results_upload`
+/// reads them and refuses any other part by name).
+fn upload_form() -> Value {
+    let file = json!({"type": "string", "contentMediaType": "application/octet-stream"});
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+            "exitCode": {"type": "integer", "format": "int32", "description": "The test command's exit code"},
+            "signal": {"type": "integer", "format": "int32", "description": "The signal that ended it, instead of an exit code"},
+            "junit": {"type": "array", "items": file, "description": "JUnit XML reports, plain or gzipped (`.gz` or application/gzip)"},
+            "log": {"type": "string", "contentMediaType": "text/plain", "description": "The attempt's output"},
+            "allure": {"type": "array", "items": file, "description": "The files of the Allure results, each under its plain file name"},
+            "allureNote": {"type": "array", "items": {"type": "string"}, "description": "What could not be sent of the Allure results"},
+        },
+    })
 }
 
 /// The pattern of a comma-separated list of `names` as the list filters read it: entries

@@ -418,7 +418,9 @@ pub struct RunPatch {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PatchSpec {
-    priority: Option<i64>,
+    /// A JSON number: `4.0` is the integer 4 to JSON Schema (and to the document), so it is
+    /// read as one; a fraction is refused below.
+    priority: Option<serde_json::Number>,
     cancel: Option<bool>,
 }
 
@@ -454,8 +456,13 @@ pub async fn runs_patch(
         check_cancellable(&run)?;
     }
     if let Some(p) = patch.spec.priority {
-        let p = u8::try_from(p)
-            .ok()
+        let whole = p.as_i64().or_else(|| {
+            p.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 1e15)
+                .map(|f| f as i64)
+        });
+        let p = whole
+            .and_then(|p| u8::try_from(p).ok())
             .filter(|p| *p <= crate::crd::MAX_PRIORITY)
             .ok_or_else(|| ApiError::bad_request("spec.priority", format!("must be 0–9, got {p}")))?;
         if run.status.as_ref().is_some_and(|s| s.phase != Phase::Queued) && p != run.spec.template.priority {
