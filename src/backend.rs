@@ -29,6 +29,12 @@ pub trait Backend: Send + Sync + 'static {
     /// A run's stored classification (test id → failure category and signature), empty when
     /// none is stored; read it through [`crate::classify::recorded`].
     async fn categories(&self, name: &str) -> Result<crate::classify::ByTest, StoreError>;
+    /// The results store that keeps this mode's history (standalone: the SQLite file), read
+    /// by [`crate::history`]; `None` where results are not in one yet (operator mode keeps
+    /// them in ConfigMaps until issue 14 moves them to the database).
+    fn history(&self) -> Option<&dyn crate::store::ResultsStore> {
+        None
+    }
     /// Run counts per `(service, phase)`, for metrics.
     async fn run_counts(&self) -> Result<Vec<(String, String, u64)>, StoreError>;
     /// Committed changes, for live views.
@@ -138,6 +144,10 @@ pub enum UploadError {
 impl Backend for SqliteStore {
     fn mode(&self) -> &'static str {
         "standalone"
+    }
+
+    fn history(&self) -> Option<&dyn crate::store::ResultsStore> {
+        Some(self)
     }
 
     async fn create_run(&self, run: TestRun) -> Result<TestRun, StoreError> {

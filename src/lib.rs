@@ -24,6 +24,7 @@ pub mod core;
 pub mod crd;
 pub mod duration;
 pub mod grep;
+pub mod history;
 pub mod integrations;
 pub mod launch;
 pub mod logging;

@@ -35,23 +35,7 @@ fn categories(st: &Value) -> HashMap<String, (u64, Vec<String>)> {
 }
 
 async fn test_categories(server: &Server, id: &str) -> HashMap<String, Option<String>> {
-    per_test(server, id, "category").await
-}
-
-/// Test id → the string `field` of each test in `/api/v1/runs/{id}/tests`.
-async fn per_test(server: &Server, id: &str, field: &str) -> HashMap<String, Option<String>> {
-    let (_, tests) = server.get(&format!("/api/v1/runs/{id}/tests")).await;
-    tests
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            (
-                t["id"].as_str().unwrap().to_string(),
-                t[field].as_str().map(str::to_string),
-            )
-        })
-        .collect()
+    server.per_test(id, "/category").await
 }
 
 #[tokio::test]
@@ -287,8 +271,8 @@ async fn two_runs_failing_the_same_way_share_their_failure_signatures() {
     server.wait_finished(&second, RUN).await;
 
     let (a, b) = (
-        per_test(&server, &first, "signature").await,
-        per_test(&server, &second, "signature").await,
+        server.per_test(&first, "/signature").await,
+        server.per_test(&second, "/signature").await,
     );
     let total = "tests.test_sig::test_order_total";
     let profile = "tests.test_sig::test_profile_loads";
@@ -302,8 +286,8 @@ async fn two_runs_failing_the_same_way_share_their_failure_signatures() {
         assert!(s.len() == 16 && s.bytes().all(|c| c.is_ascii_hexdigit()), "{s}");
     }
     let (ma, mb) = (
-        per_test(&server, &first, "message").await,
-        per_test(&server, &second, "message").await,
+        server.per_test(&first, "/message").await,
+        server.per_test(&second, "/message").await,
     );
     for t in [total, profile] {
         let (ta, tb) = (

@@ -331,6 +331,14 @@ pub struct TestView {
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     #[schema(ignore)]
     pub allure: Option<super::allure::AllureView>,
+    /// What this test's outcome is against the service's history, once the run has its
+    /// verdict (see `crate::history`): for a failed or broken test `{"kind": "new"}`,
+    /// `{"kind": "known", "sinceRun", "since", "times", "stands"}` or `{"kind": "changed",
+    /// "previous", "lastRun", "last"}`; `{"kind": "fixed"}` for a test that failed in the
+    /// previous comparable run (same service, stand and packs) and passes now. Null otherwise,
+    /// and where no history is kept (operator mode, until its results are in the database).
+    #[schema(value_type = Option<Object>)]
+    pub novelty: Option<serde_json::Value>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -370,6 +378,7 @@ impl TestView {
             trace: t.case.trace.clone(),
             duration_ms: t.case.time_ms,
             allure: None,
+            novelty: None,
         }
     }
 }
@@ -405,9 +414,14 @@ pub async fn test_views(state: &AppState, run: &TestRun) -> Result<Vec<TestView>
         .unwrap_or_default();
     let mut records: std::collections::HashMap<usize, Option<crate::results::allure::AttemptExtras>> =
         std::collections::HashMap::new();
+    let tags = match run.status.as_ref().and_then(|s| s.verdict) {
+        Some(_) => crate::history::tags(state.backend.as_ref(), run, &tests).await?,
+        None => None,
+    };
     let mut views = Vec::with_capacity(tests.len());
     for t in &tests {
         let mut view = TestView::of(t, categories.get(&t.id).cloned());
+        view.novelty = tags.as_ref().and_then(|tags| tags.of(&t.id));
         if let Some(seq) = attempts
             .iter()
             .rposition(|a| a.number == t.attempt)

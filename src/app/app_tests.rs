@@ -191,6 +191,7 @@ async fn every_key_of_every_api_v1_answer_is_camel_case() {
         trace: String::new(),
         duration_ms: Some(5),
         allure: None,
+        novelty: Some(serde_json::json!({"kind": "known", "sinceRun": "demo-1", "times": 2})),
     };
     answers.push(("a test".into(), serde_json::to_value(&test).unwrap()));
 

@@ -65,6 +65,9 @@ pub struct RunReport {
     pub flaky: Vec<FlakyTest>,
     /// Flaky tests not listed in `flaky`.
     pub flaky_more: usize,
+    /// How the failures compare with the service's history, which reports lead with; `None`
+    /// where no history is kept (operator mode, until its results are in the database).
+    pub novelty: Option<NoveltyReport>,
     /// The run page.
     pub link: String,
     /// Every test's final verdict, for the test-management record (not for templates).
@@ -130,6 +133,88 @@ pub struct FlakyTest {
     pub message: String,
 }
 
+/// A run's failures against the service's history ([`crate::history`]): "3 new, 12 known, 2
+/// fixed", and the failures that are new (then those that changed) listed first.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NoveltyReport {
+    pub new: u32,
+    pub known: u32,
+    pub changed: u32,
+    pub fixed: u32,
+    /// The counts in words, those that are not zero: `3 new, 12 known, 2 fixed`, or
+    /// `nothing new` when there is nothing to count.
+    pub line: String,
+    /// New failures, then changed ones (at most [`MAX_NEWS`]).
+    pub news: Vec<NewFailure>,
+    /// New and changed failures not listed.
+    pub news_more: usize,
+}
+
+/// One failure the history had never seen (`new`), or never this way (`changed`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NewFailure {
+    pub name: String,
+    /// `new` or `changed`.
+    pub kind: &'static str,
+    pub verdict: String,
+    pub message: String,
+}
+
+/// New and changed failures a report lists.
+pub const MAX_NEWS: usize = 10;
+
+impl NoveltyReport {
+    /// From a run's tags and its merged tests (for the failures' verdicts and messages).
+    pub fn of(tags: &crate::results::Tags, tests: &[MergedTest]) -> NoveltyReport {
+        let c = tags.counts();
+        let words: Vec<String> = [
+            (c.new, "new"),
+            (c.known, "known"),
+            (c.changed, "changed"),
+            (c.fixed, "fixed"),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, w)| format!("{n} {w}"))
+        .collect();
+        let by_id: HashMap<&str, &MergedTest> = tests.iter().map(|t| (t.id.as_str(), t)).collect();
+        let news: Vec<NewFailure> = ["new", "changed"]
+            .iter()
+            .flat_map(|kind| {
+                tags.failures
+                    .iter()
+                    .filter(move |(_, n)| n.as_str() == *kind)
+                    .map(move |(id, _)| (*kind, id))
+            })
+            .map(|(kind, id)| NewFailure {
+                name: id.clone(),
+                kind,
+                verdict: by_id
+                    .get(id.as_str())
+                    .map_or("failed", |t| t.verdict.as_str())
+                    .to_string(),
+                message: by_id
+                    .get(id.as_str())
+                    .map(|t| shorten(t.case.message.trim(), MAX_MESSAGE_CHARS))
+                    .unwrap_or_default(),
+            })
+            .collect();
+        NoveltyReport {
+            new: c.new,
+            known: c.known,
+            changed: c.changed,
+            fixed: c.fixed,
+            line: if words.is_empty() {
+                "nothing new".into()
+            } else {
+                words.join(", ")
+            },
+            news_more: news.len().saturating_sub(MAX_NEWS),
+            news: news.into_iter().take(MAX_NEWS).collect(),
+        }
+    }
+}
+
 impl RunReport {
     /// Builds the report of a run whose verdict is final. `tests` are its merged tests
     /// (`crate::core::merge_run`); `public_url` is where people reach Tomato's web UI.
@@ -181,6 +266,7 @@ impl RunReport {
             failing,
             flaky,
             flaky_more,
+            novelty: None,
             outcomes: tests
                 .iter()
                 .map(crate::integrations::tms::automated::TestOutcome::of)
@@ -287,6 +373,20 @@ impl RunReport {
                 message: "TimeoutError".into(),
             }],
             flaky_more: 0,
+            novelty: Some(NoveltyReport {
+                new: 1,
+                known: 0,
+                changed: 0,
+                fixed: 1,
+                line: "1 new, 1 fixed".into(),
+                news: vec![NewFailure {
+                    name: "cart > applies the discount".into(),
+                    kind: "new",
+                    verdict: "failed".into(),
+                    message: "expected 85 but was 90".into(),
+                }],
+                news_more: 0,
+            }),
             link: "http://localhost:8080/runs/demo-sample".into(),
             outcomes: Vec::new(),
         }
@@ -528,6 +628,47 @@ mod tests {
             skipped,
             broken,
         }
+    }
+
+    #[test]
+    fn the_novelty_line_counts_what_is_not_zero_and_lists_new_failures_before_changed_ones() {
+        use crate::results::{Novelty, Tags};
+        let tests = merged(&[
+            (1, "a", CaseStatus::Failed, "boom a"),
+            (1, "b", CaseStatus::Errored, "boom b"),
+            (1, "c", CaseStatus::Failed, "boom c"),
+            (1, "d", CaseStatus::Passed, ""),
+        ]);
+        let known = Novelty::Known {
+            since_run: "r1".into(),
+            since: Utc::now(),
+            times: 2,
+            stands: vec!["s".into()],
+        };
+        let changed = Novelty::Changed {
+            previous: None,
+            last_run: "r1".into(),
+            last: Utc::now(),
+        };
+        let tags = Tags {
+            failures: [
+                ("a".to_string(), changed),
+                ("b".to_string(), Novelty::New),
+                ("c".to_string(), known),
+            ]
+            .into(),
+            fixed: vec!["d".into()],
+        };
+        let n = NoveltyReport::of(&tags, &tests);
+        assert_eq!(n.line, "1 new, 1 known, 1 changed, 1 fixed");
+        let news: Vec<(&str, &str, &str)> = n
+            .news
+            .iter()
+            .map(|t| (t.name.as_str(), t.kind, t.verdict.as_str()))
+            .collect();
+        assert_eq!(news, [("b", "new", "broken"), ("a", "changed", "failed")]);
+        assert_eq!(n.news[0].message, "boom b");
+        assert_eq!(NoveltyReport::of(&Tags::default(), &tests).line, "nothing new");
     }
 
     #[test]

@@ -85,6 +85,17 @@ pub fn payload(r: &RunReport, text: &str) -> Value {
     if let Some(m) = r.message.as_deref().filter(|_| r.verdict == "Error") {
         blocks.push(section(&format!("*Why:* {}", e(m))));
     }
+    if let Some(n) = &r.novelty {
+        let mut lines = vec![format!("*Against history:* {}", e(&n.line))];
+        for t in n.news.iter().take(TESTS_PER_CATEGORY) {
+            lines.push(format!("• {} `{}`", t.kind, e(&t.name).replace('`', "'")));
+        }
+        let more = n.news.len() + n.news_more;
+        if more > TESTS_PER_CATEGORY {
+            lines.push(format!("• … and {} more", more - TESTS_PER_CATEGORY));
+        }
+        blocks.push(section(&lines.join("\n")));
+    }
     if !r.failures.is_empty() {
         let mut lines = vec![format!("*Failures by category* ({})", r.failing)];
         for g in &r.failures {

@@ -43,7 +43,7 @@ pub struct Outcome {
 
 /// What a failure of this run is, against the history.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "novelty", rename_all = "camelCase")]
+#[serde(tag = "kind", rename_all = "camelCase")]
 pub enum Novelty {
     /// Never failed this way before.
     New,
@@ -109,6 +109,19 @@ impl Tags {
             }
         }
         c
+    }
+
+    /// One test's tag as the API shows it: its failure's [`Novelty`], `{"kind": "fixed"}`, or
+    /// `None` for a test that is neither.
+    pub fn of(&self, test: &str) -> Option<serde_json::Value> {
+        match self.failures.get(test) {
+            Some(n) => serde_json::to_value(n).ok(),
+            None => self
+                .fixed
+                .binary_search_by(|f| f.as_str().cmp(test))
+                .is_ok()
+                .then(|| serde_json::json!({"kind": "fixed"})),
+        }
     }
 
     /// Whether anything calls for attention: a new or changed failure (what a report option

@@ -455,6 +455,8 @@ pub struct TestRow {
     pub flaky: bool,
     pub category: Option<String>,
     pub signature: Option<SignatureMark>,
+    /// `new`, `known`, `changed` or `fixed` against the service's history (`crate::history`).
+    pub novelty: Option<String>,
     /// Status per attempt that ran it (`1: failed`, `2: passed`).
     pub history: Vec<HistoryMark>,
     pub duration: Option<String>,
@@ -519,6 +521,11 @@ pub fn test_row(t: &TestView) -> TestRow {
         flaky: t.verdict == "flaky",
         category: t.category.clone(),
         signature: signature_mark(t),
+        novelty: t
+            .novelty
+            .as_ref()
+            .and_then(|n| n["kind"].as_str())
+            .map(str::to_string),
         history: t
             .attempts
             .iter()
@@ -562,6 +569,46 @@ pub fn signature_mark(t: &TestView) -> Option<SignatureMark> {
         short: s.as_str().chars().take(SIGNATURE_SHOWN).collect(),
         full: s.to_string(),
         text: matches.then_some(text),
+    })
+}
+
+/// The lead of a finished run's page: how its failures compare with the service's history,
+/// and the failures that are new (never seen) or changed (seen before, never this way).
+#[derive(Serialize, Debug)]
+pub struct NoveltyView {
+    pub new: usize,
+    pub known: usize,
+    pub changed: usize,
+    pub fixed: usize,
+    /// New failures first, then changed ones.
+    pub news: Vec<TestRow>,
+}
+
+/// The novelty lead from the tests' tags; `None` when no test carries one (no history kept,
+/// no verdict yet, or nothing failed now or in the previous comparable run).
+pub fn novelty_view(tests: &[TestView]) -> Option<NoveltyView> {
+    let kind = |t: &TestView| {
+        t.novelty
+            .as_ref()
+            .and_then(|n| n["kind"].as_str())
+            .map(str::to_string)
+    };
+    let kinds: Vec<(String, &TestView)> = tests.iter().filter_map(|t| Some((kind(t)?, t))).collect();
+    if kinds.is_empty() {
+        return None;
+    }
+    let count = |k: &str| kinds.iter().filter(|(kind, _)| kind == k).count();
+    let news = ["new", "changed"]
+        .iter()
+        .flat_map(|k| kinds.iter().filter(move |(kind, _)| kind == k))
+        .map(|(_, t)| test_row(t))
+        .collect();
+    Some(NoveltyView {
+        new: count("new"),
+        known: count("known"),
+        changed: count("changed"),
+        fixed: count("fixed"),
+        news,
     })
 }
 
@@ -853,6 +900,9 @@ pub struct RunPage {
     /// no log to show and no file to link).
     pub files_expired: Option<String>,
     pub summary: Option<SummaryView>,
+    /// What is new against the service's history (absent where none is kept, or before the
+    /// verdict).
+    pub novelty: Option<NoveltyView>,
     pub categories: Vec<CategoryGroup>,
     pub flaky: Vec<TestRow>,
     pub filters: Vec<FilterTab>,
@@ -939,6 +989,7 @@ pub fn run_page(
         log,
         files_expired,
         summary: st.summary.as_ref().map(summary_view),
+        novelty: novelty_view(tests),
         categories: failure_groups(tests),
         flaky: tests
             .iter()
@@ -980,7 +1031,43 @@ mod tests {
             trace: String::new(),
             duration_ms: None,
             allure: None,
+            novelty: None,
         }
+    }
+
+    #[test]
+    fn the_novelty_lead_counts_every_tag_and_lists_new_failures_before_changed_ones() {
+        let tagged = |name: &str, verdict: &str, kind: Option<&str>| TestView {
+            novelty: kind.map(|k| serde_json::json!({"kind": k})),
+            ..test(name, verdict)
+        };
+        assert!(
+            novelty_view(&[test("a", "failed"), test("b", "passed")]).is_none(),
+            "no history, no lead"
+        );
+        let tests = [
+            tagged("changed-1", "broken", Some("changed")),
+            tagged("known-1", "failed", Some("known")),
+            tagged("new-1", "failed", Some("new")),
+            tagged("fixed-1", "passed", Some("fixed")),
+            tagged("new-2", "failed", Some("new")),
+            tagged("plain", "passed", None),
+        ];
+        let v = novelty_view(&tests).unwrap();
+        assert_eq!((v.new, v.known, v.changed, v.fixed), (2, 1, 1, 1));
+        let news: Vec<(&str, Option<&str>)> = v
+            .news
+            .iter()
+            .map(|t| (t.name.as_str(), t.novelty.as_deref()))
+            .collect();
+        assert_eq!(
+            news,
+            [
+                ("new-1", Some("new")),
+                ("new-2", Some("new")),
+                ("changed-1", Some("changed"))
+            ]
+        );
     }
 
     fn at(s: &str) -> DateTime<Utc> {

@@ -275,6 +275,16 @@ impl Server {
 
     /// Merged tests of a run by id → verdict.
     pub async fn verdicts(&self, id: &str) -> HashMap<String, String> {
+        self.per_test(id, "/verdict")
+            .await
+            .into_iter()
+            .map(|(test, verdict)| (test, verdict.unwrap_or_default()))
+            .collect()
+    }
+
+    /// Merged tests of a run by id → the string at `pointer` (a JSON pointer) in each test of
+    /// `/api/v1/runs/{id}/tests`, `None` where there is none.
+    pub async fn per_test(&self, id: &str, pointer: &str) -> HashMap<String, Option<String>> {
         let (code, tests) = self.get(&format!("/api/v1/runs/{id}/tests")).await;
         assert_eq!(code, 200, "{tests}");
         tests
@@ -284,7 +294,7 @@ impl Server {
             .map(|t| {
                 (
                     t["id"].as_str().unwrap().to_string(),
-                    t["verdict"].as_str().unwrap().to_string(),
+                    t.pointer(pointer).and_then(Value::as_str).map(str::to_string),
                 )
             })
             .collect()

@@ -53,6 +53,9 @@ impl Driver {
         let tests = self.merged(&name, status).await?;
         let categories = crate::classify::recorded(self.store.categories(&name).await?, &status.categories);
         let mut content = self.reporter.content(&run, &tests, &categories);
+        if let Some(tags) = crate::history::tags(&self.store, &run, &tests).await? {
+            content.novelty = Some(crate::report::content::NoveltyReport::of(&tags, &tests));
+        }
         // The email links each failed test's attachments (its last attempt's Allure record).
         // Read through the store's Backend side (off the async threads), as the API reads it.
         let mut records: HashMap<usize, results::allure::AttemptExtras> = HashMap::new();

@@ -1,0 +1,178 @@
+//! Failure memory end to end (issue 17, item 2) in standalone mode: a real Node test service
+//! run three times with its failures changing between runs. Each run's tests carry their
+//! novelty in `/api/v1/runs/{id}/tests` (new, known, changed, fixed), the report email (to a
+//! real SMTP server, aiosmtpd) leads with "n new, n known, ..." and the new failures, and the
+//! run page leads with what is new.
+
+mod report_support;
+mod support;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use report_support::{SmtpSink, free_port, part};
+use serde_json::{Value, json};
+use support::Server;
+
+const RUN: Duration = Duration::from_secs(90);
+
+const FLIP: &str = r#"
+description: A service whose failures change from run to run (state.json says how)
+stands: {pattern: localhost}
+launch: {command: [node, --test, --test-reporter=junit, "--test-reporter-destination={junit}", "{tests}"]}
+retries: 0
+packs: {basic: {tests: ["{dir}/flip.test.mjs"]}}
+report: {emails: [qa@example.com]}
+"#;
+
+/// One test per entry of state.json: it fails with the entry's message, or passes on null.
+const TESTS: &str = r#"
+import { test } from 'node:test';
+import assert from 'node:assert';
+import { readFileSync } from 'node:fs';
+
+const state = JSON.parse(readFileSync(new URL('./state.json', import.meta.url), 'utf8'));
+for (const [name, failure] of Object.entries(state)) {
+  test(name, () => {
+    if (failure) assert.fail(failure);
+  });
+}
+"#;
+
+fn set_state(service_dir: &Path, state: Value) {
+    std::fs::write(service_dir.join("state.json"), state.to_string()).unwrap();
+}
+
+/// Test id → its novelty kind (absent when it has none).
+async fn novelty(server: &Server, id: &str) -> HashMap<String, Option<String>> {
+    server.per_test(id, "/novelty/kind").await
+}
+
+fn kinds(pairs: &[(&str, Option<&str>)]) -> HashMap<String, Option<String>> {
+    pairs
+        .iter()
+        .map(|(t, k)| (format!("test::{t}"), k.map(str::to_string)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_known_changed_and_fixed_failures_show_in_the_api_the_email_and_the_run_page() {
+    let sink = SmtpSink::start(free_port(), None);
+    let config = support::config_with(&[("flip.yaml", FLIP)]);
+    let dir = config.path().join("flip");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("flip.test.mjs"), TESTS).unwrap();
+    let smtp = format!("smtp://127.0.0.1:{}", sink.port);
+    let server = Server::start_with(
+        Some(config.path()),
+        &[
+            ("TOMATO_SMTP_URL", &smtp),
+            ("TOMATO_SMTP_FROM", "tomato@example.com"),
+        ],
+    )
+    .await;
+
+    // Run 1: two failures the service never had.
+    set_state(
+        &dir,
+        json!({"login": "expected 200, got 500", "cart": "timed out after 30 s", "search": null}),
+    );
+    let first = server.run_now("service=flip&stand=localhost").await;
+    let st = server.wait_finished(&first, RUN).await;
+    assert_eq!(st["phase"], "Failed", "{st:#}");
+    assert_eq!(
+        novelty(&server, &first).await,
+        kinds(&[("login", Some("new")), ("cart", Some("new")), ("search", None)])
+    );
+
+    // Run 2: login fails the same way (another status number: one signature), cart another
+    // way, search for the first time.
+    set_state(
+        &dir,
+        json!({"login": "expected 200, got 503", "cart": "element #buy not found", "search": "no results for shoes"}),
+    );
+    let second = server.run_now("service=flip&stand=localhost").await;
+    server.wait_finished(&second, RUN).await;
+    let (_, tests) = server.get(&format!("/api/v1/runs/{second}/tests")).await;
+    let login = tests
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "login")
+        .unwrap();
+    assert_eq!(login["novelty"]["kind"], "known", "{login:#}");
+    assert_eq!(login["novelty"]["sinceRun"], first.as_str(), "{login:#}");
+    assert_eq!(login["novelty"]["times"], 1, "{login:#}");
+    assert_eq!(
+        novelty(&server, &second).await,
+        kinds(&[
+            ("login", Some("known")),
+            ("cart", Some("changed")),
+            ("search", Some("new"))
+        ])
+    );
+
+    // Run 3: cart and search pass again (fixed against run 2), login is still known.
+    set_state(
+        &dir,
+        json!({"login": "expected 200, got 500", "cart": null, "search": null}),
+    );
+    let third = server.run_now("service=flip&stand=localhost").await;
+    server.wait_finished(&third, RUN).await;
+    assert_eq!(
+        novelty(&server, &third).await,
+        kinds(&[
+            ("login", Some("known")),
+            ("cart", Some("fixed")),
+            ("search", Some("fixed"))
+        ])
+    );
+    // Asked again, an earlier run's tags are the same: only the runs before it count.
+    assert_eq!(
+        novelty(&server, &first).await,
+        kinds(&[("login", Some("new")), ("cart", Some("new")), ("search", None)])
+    );
+
+    // The emails lead with the counts and list the new failures, new before changed.
+    let messages = sink.wait_messages(3, RUN).await;
+    assert_eq!(messages.len(), 3, "{messages:#?}");
+    let by_run = |id: &str| {
+        messages
+            .iter()
+            .find(|m| m["subject"].as_str().unwrap().contains(id))
+            .map(|m| part(m, "text/plain").to_string())
+            .unwrap_or_else(|| panic!("no email for {id}: {messages:#?}"))
+    };
+    let text = by_run(&second);
+    assert!(text.contains("History    1 new, 1 known, 1 changed"), "{text}");
+    let (new, changed, by_category) = (
+        text.find("    - test::search [new, failed]")
+            .unwrap_or_else(|| panic!("{text}")),
+        text.find("    - test::cart [changed, failed]")
+            .unwrap_or_else(|| panic!("{text}")),
+        text.find("Failures by category")
+            .unwrap_or_else(|| panic!("{text}")),
+    );
+    assert!(new < changed && changed < by_category, "{text}");
+    let text = by_run(&third);
+    assert!(text.contains("History    1 known, 2 fixed"), "{text}");
+    assert!(!text.contains("New failures"), "{text}");
+
+    // The run page leads with what is new.
+    let (code, page) = server.get_text(&format!("/runs/{second}")).await;
+    assert_eq!(code, 200);
+    let lead = page.find("What is new").unwrap_or_else(|| panic!("{page}"));
+    assert!(
+        lead < page.find("Failures by category").unwrap(),
+        "the lead comes first"
+    );
+    assert!(
+        page.contains(r#"<span class="badge novelty-new">1 new</span>"#),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"<span class="badge novelty-changed">changed</span>"#),
+        "{page}"
+    );
+}
