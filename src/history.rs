@@ -23,7 +23,7 @@ use crate::backend::Backend;
 use crate::crd::{Phase, TestRun};
 use crate::results::{MergedTest, Outcome, PastFailure, Tags, tag_novelty};
 use crate::store::StoreError;
-use crate::store::results::{RunPage, micros_of};
+use crate::store::results::{HistoryQuery, RunPage, micros_of};
 
 /// How far back a failure counts as known.
 pub const WINDOW_DAYS: i64 = 90;
@@ -31,6 +31,34 @@ pub const WINDOW_DAYS: i64 = 90;
 pub const MAX_FAILURES: u32 = 50_000;
 /// At most this many earlier runs of the service are looked at for the previous comparable one.
 pub const COMPARABLE_SCAN: u32 = 50;
+/// Attempts a run can have (1 + at most 9 retries): a test's last N runs are at most this
+/// many results per run.
+const MAX_ATTEMPTS: u32 = 10;
+
+pub mod timeline;
+
+/// The last `runs` runs of one test of `service` (on `stand`), or `None` when the backend
+/// keeps no history.
+pub async fn test_timeline(
+    backend: &dyn Backend,
+    service: &str,
+    test_id: &str,
+    stand: Option<&str>,
+    runs: u32,
+) -> Result<Option<timeline::Timeline>, StoreError> {
+    let Some(store) = backend.history() else {
+        return Ok(None);
+    };
+    let entries = store
+        .test_history(&HistoryQuery {
+            service: service.to_string(),
+            test_id: test_id.to_string(),
+            stand: stand.map(str::to_string),
+            limit: runs.saturating_mul(MAX_ATTEMPTS),
+        })
+        .await?;
+    Ok(Some(timeline::timeline(&entries, runs as usize)))
+}
 
 /// The tags of `run`'s failures (its merged `tests`, with the signatures its classification
 /// recorded), or `None` when the backend keeps no history.

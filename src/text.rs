@@ -16,6 +16,17 @@
 /// The longest prefix of a bad value an error message quotes, in characters.
 pub const QUOTE_MAX: usize = 80;
 
+/// `s` as one URL path segment: every byte but letters, digits, `-`, `_` and `~`
+/// percent-encoded, so `/`, `..` or `?` in a test id or a typo cannot turn into another path.
+pub fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// `value` as an error message shows it: Rust-quoted (controls escaped), at most
 /// [`QUOTE_MAX`] characters of it, with `…` after the quote when it was cut.
 pub fn quote(value: &str) -> String {

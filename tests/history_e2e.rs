@@ -2,7 +2,8 @@
 //! run three times with its failures changing between runs. Each run's tests carry their
 //! novelty in `/api/v1/runs/{id}/tests` (new, known, changed, fixed), the report email (to a
 //! real SMTP server, aiosmtpd) leads with "n new, n known, ..." and the new failures, and the
-//! run page leads with what is new.
+//! run page leads with what is new. With `report.notify: newFailures` a run with nothing new
+//! gets no email (Skipped, saying why); the others do.
 
 mod report_support;
 mod support;
@@ -23,7 +24,7 @@ stands: {pattern: localhost}
 launch: {command: [node, --test, --test-reporter=junit, "--test-reporter-destination={junit}", "{tests}"]}
 retries: 0
 packs: {basic: {tests: ["{dir}/flip.test.mjs"]}}
-report: {emails: [qa@example.com]}
+report: {emails: [qa@example.com], notify: newFailures}
 "#;
 
 /// One test per entry of state.json: it fails with the entry's message, or passes on null.
@@ -47,6 +48,16 @@ fn set_state(service_dir: &Path, state: Value) {
 /// Test id → its novelty kind (absent when it has none).
 async fn novelty(server: &Server, id: &str) -> HashMap<String, Option<String>> {
     server.per_test(id, "/novelty/kind").await
+}
+
+/// The verdicts of a test history's runs, newest first.
+fn verdicts(history: &Value) -> Vec<&str> {
+    history["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["verdict"].as_str().unwrap())
+        .collect()
 }
 
 fn kinds(pairs: &[(&str, Option<&str>)]) -> HashMap<String, Option<String>> {
@@ -119,7 +130,16 @@ async fn new_known_changed_and_fixed_failures_show_in_the_api_the_email_and_the_
         json!({"login": "expected 200, got 500", "cart": null, "search": null}),
     );
     let third = server.run_now("service=flip&stand=localhost").await;
-    server.wait_finished(&third, RUN).await;
+    let st = server.wait_finished(&third, RUN).await;
+    let email = st["report"]["email"].clone();
+    assert_eq!(email["state"], "Skipped", "nothing new, no email: {st:#}");
+    assert!(
+        email["reason"]
+            .as_str()
+            .unwrap()
+            .contains("report.notify: newFailures"),
+        "{email:#}"
+    );
     assert_eq!(
         novelty(&server, &third).await,
         kinds(&[
@@ -135,8 +155,8 @@ async fn new_known_changed_and_fixed_failures_show_in_the_api_the_email_and_the_
     );
 
     // The emails lead with the counts and list the new failures, new before changed.
-    let messages = sink.wait_messages(3, RUN).await;
-    assert_eq!(messages.len(), 3, "{messages:#?}");
+    let messages = sink.wait_messages(2, RUN).await;
+    assert_eq!(messages.len(), 2, "runs 1 and 2 had something new: {messages:#?}");
     let by_run = |id: &str| {
         messages
             .iter()
@@ -155,9 +175,8 @@ async fn new_known_changed_and_fixed_failures_show_in_the_api_the_email_and_the_
             .unwrap_or_else(|| panic!("{text}")),
     );
     assert!(new < changed && changed < by_category, "{text}");
-    let text = by_run(&third);
-    assert!(text.contains("History    1 known, 2 fixed"), "{text}");
-    assert!(!text.contains("New failures"), "{text}");
+    let text = by_run(&first);
+    assert!(text.contains("History    2 new"), "{text}");
 
     // The run page leads with what is new.
     let (code, page) = server.get_text(&format!("/runs/{second}")).await;
@@ -175,4 +194,57 @@ async fn new_known_changed_and_fixed_failures_show_in_the_api_the_email_and_the_
         page.contains(r#"<span class="badge novelty-changed">changed</span>"#),
         "{page}"
     );
+
+    let (_, page) = server.get_text(&format!("/runs/{third}")).await;
+    assert!(
+        page.contains(r#"<span class="badge novelty-fixed">2 fixed</span>"#),
+        "{page}"
+    );
+    assert!(page.contains("No new failures"), "{page}");
+
+    // Each test's history (item 3): API and page, linked from the run page's test rows.
+    let (code, login) = server.get("/api/v1/services/flip/tests/test%3A%3Alogin").await;
+    assert_eq!(code, 200, "{login:#}");
+    assert_eq!(verdicts(&login), ["failed", "failed", "failed"], "{login:#}");
+    assert_eq!(login["runs"][0]["run"], third.as_str(), "newest first");
+    assert_eq!(login["overall"]["failureRate"], 1.0, "{login:#}");
+    let signatures = login["signatures"].as_array().unwrap();
+    assert_eq!(signatures.len(), 1, "one failure, three runs: {login:#}");
+    assert_eq!(
+        (
+            &signatures[0]["runs"],
+            &signatures[0]["firstRun"],
+            &signatures[0]["lastRun"]
+        ),
+        (&json!(3), &json!(first), &json!(third))
+    );
+    let (_, cart) = server
+        .get("/api/v1/services/flip/tests/test%3A%3Acart?stand=localhost&limit=2")
+        .await;
+    assert_eq!(
+        verdicts(&cart),
+        ["passed", "failed"],
+        "the last two runs: {cart:#}"
+    );
+    assert_eq!(cart["signatures"].as_array().unwrap().len(), 1, "{cart:#}");
+    let (code, err) = server.get("/api/v1/services/flip/tests/test%3A%3Anope").await;
+    assert_eq!((code, err["parameter"].as_str()), (404, Some("id")), "{err:#}");
+    let (code, err) = server
+        .get("/api/v1/services/flip/tests/test%3A%3Acart?limit=0")
+        .await;
+    assert_eq!((code, err["parameter"].as_str()), (400, Some("limit")), "{err:#}");
+
+    let (_, run_page) = server.get_text(&format!("/runs/{second}")).await;
+    assert!(
+        run_page.contains(r#"href="/services/flip/tests/test%3A%3Acart""#),
+        "{run_page}"
+    );
+    let (code, page) = server.get_text("/services/flip/tests/test%3A%3Acart").await;
+    assert_eq!(code, 200, "{page}");
+    assert_eq!(page.matches(r#"class="cell verdict-"#).count(), 3, "{page}");
+    assert!(
+        page.contains(r#"class="cell verdict-passed""#) && page.contains(r#"class="cell verdict-failed""#),
+        "{page}"
+    );
+    assert!(page.contains(&format!(r#"href="/runs/{first}""#)), "{page}");
 }

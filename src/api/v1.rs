@@ -41,6 +41,7 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/api/v1/services", get(services_list))
         .route("/api/v1/services/{name}", get(services_get))
         .route("/api/v1/services/{name}/queue", get(services_queue))
+        .route("/api/v1/services/{name}/tests/{id}", get(services_test_history))
 }
 
 /// What `GET /api/v1` answers: where the API's document and collections are.
@@ -662,6 +663,83 @@ pub async fn services_get(
         )
     })?;
     Ok(Json(service_view(s)))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TestHistoryQuery {
+    /// Only runs on this stand.
+    stand: Option<String>,
+    /// How many of the test's newest runs (default 50, 1 to 500).
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<u32>,
+}
+
+/// A test's history in a service, as `/api/v1/services/{name}/tests/{id}` answers it.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TestHistoryView {
+    pub service: String,
+    pub test: String,
+    pub stand: Option<String>,
+    #[serde(flatten)]
+    pub timeline: crate::history::timeline::Timeline,
+}
+
+/// One test's history: its verdict in each of its last runs (newest first), failure and flake
+/// rates overall and per stand, durations, and its failure signatures with when each was first
+/// and last seen. Standalone mode (operator mode keeps no history until its results are in
+/// the database: 404 saying so).
+#[utoipa::path(get, path = "/api/v1/services/{name}/tests/{id}", tag = "services",
+    params(("name" = String, Path, description = "Service"), ("id" = String, Path, description = "Test id, as `/api/v1/runs/{id}/tests` gives it (URL-encoded)"), TestHistoryQuery),
+    responses((status = 200, description = "The test's history", body = TestHistoryView), (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
+pub async fn services_test_history(
+    State(state): State<AppState>,
+    ApiPath((name, id)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<TestHistoryQuery>,
+) -> Result<Json<TestHistoryView>, ApiError> {
+    if state.config.service(&name).is_none() {
+        return Err(ApiError::not_found(
+            "name",
+            format!("unknown service {q_name}", q_name = crate::text::quote(&name)),
+        ));
+    }
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "limit",
+            format!("must be 1–500, got {limit}"),
+        ));
+    }
+    let stand = q.stand.filter(|s| !s.is_empty());
+    let timeline = crate::history::test_timeline(state.backend.as_ref(), &name, &id, stand.as_deref(), limit)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "id",
+                "this mode keeps no test history yet (operator mode: until its results are in the database)",
+            )
+        })?;
+    if timeline.runs.is_empty() {
+        return Err(ApiError::not_found(
+            "id",
+            format!(
+                "service {q_name} has no results of test {q_id}{on}",
+                q_name = crate::text::quote(&name),
+                q_id = crate::text::quote(&id),
+                on = stand
+                    .as_deref()
+                    .map(|s| format!(" on stand {}", crate::text::quote(s)))
+                    .unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(Json(TestHistoryView {
+        service: name,
+        test: id,
+        stand,
+        timeline,
+    }))
 }
 
 /// A service's queue: what runs now and what waits, in admission order.

@@ -208,12 +208,7 @@ fn protocol(url: &str, e: impl std::fmt::Display) -> ClientError {
 /// A path segment, percent-encoded: run ids and service names are DNS-style names, but a
 /// typo (`..`, `a/b`) must not turn into another path.
 fn seg(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    crate::text::path_segment(s)
 }
 
 #[cfg(test)]

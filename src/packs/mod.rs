@@ -214,6 +214,23 @@ pub struct ReportDefaults {
     pub emails: Vec<String>,
     /// Webhooks that receive every run's report, in addition to `TOMATO_WEBHOOK_URLS`.
     pub webhooks: Vec<Webhook>,
+    /// When email and webhooks are sent (`report.notify`).
+    pub notify: Notify,
+}
+
+/// When a service's email and webhook reports are sent (`report.notify` in packs_config).
+/// The tracker comment and the test-management record are the run's record, not a
+/// notification: they always go.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Notify {
+    /// Every finished run.
+    #[default]
+    Always,
+    /// Only a run with a new or changed failure against the service's history
+    /// (`crate::history`); otherwise both channels are Skipped with the reason. Where no
+    /// history is kept (operator mode, for now) every run is sent: nothing says it is old.
+    NewFailures,
 }
 
 /// One problem in packs_config.

@@ -190,6 +190,8 @@ struct RawReport {
     emails: Vec<String>,
     #[serde(default)]
     webhooks: Vec<String>,
+    #[serde(default)]
+    notify: super::Notify,
 }
 
 #[derive(Deserialize, Default)]
@@ -639,6 +641,7 @@ pub(super) fn parse_service(config_dir: &Path, file: &Path, text: &str) -> Resul
             report: ReportDefaults {
                 emails: raw.report.emails,
                 webhooks,
+                notify: raw.report.notify,
             },
             classifier,
             regression_plan,

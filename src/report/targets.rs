@@ -108,12 +108,67 @@ pub fn targets(
     ]
 }
 
+/// Applies a service's `report.notify: newFailures`: when the run's failures hold nothing new
+/// (`news` is `Some(false)`), email and webhooks are skipped with the reason; tracker and
+/// test management are the run's record and go regardless. `news` is `None` where no history
+/// is kept: nothing says the failures are old, so everything goes.
+pub fn quiet(
+    targets: Vec<(Channel, Result<Target, String>)>,
+    notify: crate::packs::Notify,
+    news: Option<bool>,
+) -> Vec<(Channel, Result<Target, String>)> {
+    if notify != crate::packs::Notify::NewFailures || news != Some(false) {
+        return targets;
+    }
+    targets
+        .into_iter()
+        .map(|(channel, target)| match (channel, target) {
+            (Channel::Email | Channel::Webhook, Ok(_)) => (
+                channel,
+                Err("nothing new: no new or changed failure against the service's history (report.notify: newFailures)"
+                    .to_string()),
+            ),
+            other => other,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::crd::RunTemplate;
     use crate::integrations::settings::{SmtpSettings, TrackerAuth, TrackerKind, TrackerSettings};
     use crate::secrets::Secret;
+
+    #[test]
+    fn new_failures_only_quiets_email_and_webhooks_when_nothing_is_new() {
+        use crate::packs::Notify;
+        let mut versioned = run(&["qa@example.com"], Some("QA-1"));
+        versioned.spec.template.version = Some("2.0".into());
+        let mut settings = configured();
+        settings.webhooks = vec![Webhook::parse("https://hooks.example.com/x").unwrap()];
+        settings.tms = Some(crate::integrations::settings::TmsSettings {
+            url: "https://kiwi.example.com".parse().unwrap(),
+            user: "tomato".into(),
+            password: Secret::new("x"),
+            poll: crate::integrations::settings::DEFAULT_TMS_POLL,
+        });
+        let all = targets(&versioned, None, &settings);
+        assert!(all.iter().all(|(_, t)| t.is_ok()), "{all:?}");
+        for (notify, news) in [
+            (Notify::Always, Some(false)),
+            (Notify::NewFailures, Some(true)),
+            (Notify::NewFailures, None),
+        ] {
+            assert_eq!(quiet(all.clone(), notify, news), all, "{notify:?} {news:?}");
+        }
+        let quieted = quiet(all.clone(), Notify::NewFailures, Some(false));
+        let r = reasons(quieted.clone());
+        assert!(r[0].starts_with("nothing new"), "email: {r:?}");
+        assert!(r[2].starts_with("nothing new"), "webhook: {r:?}");
+        assert_eq!(quieted[1], all[1], "the tracker comment still goes");
+        assert_eq!(quieted[3], all[3], "the test-management record still goes");
+    }
 
     fn run(emails: &[&str], issue_key: Option<&str>) -> TestRun {
         let template = RunTemplate::test("demo").emails(emails);

@@ -107,7 +107,8 @@ impl MergedTest {
     }
 }
 
-fn verdict_of(history: &[(u32, CaseStatus)]) -> TestVerdict {
+/// The verdict of one test's `(attempt, status)` history in a run, in attempt order.
+pub fn verdict_of(history: &[(u32, CaseStatus)]) -> TestVerdict {
     let ran: Vec<CaseStatus> = history
         .iter()
         .map(|(_, s)| *s)

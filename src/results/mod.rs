@@ -11,7 +11,7 @@ mod testid;
 pub mod upload;
 
 pub use junit::{Case, CaseStatus};
-pub use merge::{MergedTest, TestVerdict, attempt_summary, merge, selection_filter, summarize};
+pub use merge::{MergedTest, TestVerdict, attempt_summary, merge, selection_filter, summarize, verdict_of};
 pub use novelty::{Counts as NoveltyCounts, Novelty, Outcome, PastFailure, Tags, tag as tag_novelty};
 pub use signature::Signature;
 pub use testid::{TestIdStyle, case_var, strip_up};

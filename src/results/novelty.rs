@@ -124,8 +124,8 @@ impl Tags {
         }
     }
 
-    /// Whether anything calls for attention: a new or changed failure (what a report option
-    /// to notify only on new failures would send for; not wired yet).
+    /// Whether anything calls for attention: a new or changed failure (what
+    /// `report.notify: newFailures` sends for).
     pub fn has_news(&self) -> bool {
         self.failures
             .values()

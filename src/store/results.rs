@@ -108,6 +108,9 @@ pub struct HistoryEntry {
     pub status: CaseStatus,
     pub time_ms: Option<u64>,
     pub message: String,
+    /// The failure signature its run classified the test with (failed, broken and flaky
+    /// tests; the same on each of the run's attempts).
+    pub signature: Option<crate::results::Signature>,
 }
 
 /// One failed or broken (errored) test result of a service.

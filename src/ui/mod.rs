@@ -20,6 +20,7 @@ mod pages;
 mod regressions;
 mod render;
 mod schedules;
+mod test_history;
 pub mod view;
 
 use axum::Router;
@@ -35,6 +36,7 @@ pub fn routes() -> Router<AppState> {
         .route("/", get(pages::dashboard_show))
         .route("/runs/{id}", get(pages::runs_show))
         .route("/services/{name}", get(pages::services_history))
+        .route("/services/{name}/tests/{id}", get(test_history::tests_show))
         .route("/schedules", get(schedules::schedules_list))
         .route("/schedules/new", get(schedules::schedules_new))
         .route("/schedules/{name}/edit", get(schedules::schedules_edit))

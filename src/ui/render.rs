@@ -24,6 +24,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("dashboard.html", include_str!("templates/dashboard.html")),
     ("run.html", include_str!("templates/run.html")),
     ("service.html", include_str!("templates/service.html")),
+    ("test.html", include_str!("templates/test.html")),
     ("schedules.html", include_str!("templates/schedules.html")),
     ("schedule_form.html", include_str!("templates/schedule_form.html")),
     ("regressions.html", include_str!("templates/regressions.html")),

@@ -447,6 +447,8 @@ pub struct TestRow {
     /// Anchor for links from the category list.
     pub anchor: String,
     pub id: String,
+    /// The id as one URL path segment, for the link to the test's history page.
+    pub id_segment: String,
     pub name: String,
     /// Suite and class, when they add something to the name.
     pub context: String,
@@ -514,6 +516,7 @@ pub fn test_row(t: &TestView) -> TestRow {
     TestRow {
         anchor: test_anchor(&t.id),
         id: t.id.clone(),
+        id_segment: crate::text::path_segment(&t.id),
         name: t.name.clone(),
         context,
         file: t.file.clone(),

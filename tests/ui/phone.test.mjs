@@ -14,6 +14,7 @@ const SIZES = [
 
 let finishedRun;
 let longRun;
+let failedTest;
 
 async function waitFinished(id) {
   for (let i = 0; i < 600; i++) {
@@ -29,6 +30,8 @@ before(async () => {
   longRun = await runNow('service=longfail&stand=localhost');
   await waitFinished(finishedRun);
   await waitFinished(longRun);
+  const { data: tests } = await apiCall('GET', `/api/v1/runs/${finishedRun}/tests?verdict=failed`);
+  failedTest = tests[0].id;
   // Something waiting in the queue, so the dashboard shows its actions: behind a run that holds
   // the stand (one run at a time there), so it still waits when the checks below get to it.
   await runNow('service=hold&stand=localhost');
@@ -63,6 +66,7 @@ const PAGES = () => [
   { name: 'run-long-failure', path: `/runs/${longRun}`, ready: 'details.trace' },
   { name: 'schedules', path: '/schedules', ready: 'tr[data-schedule]' },
   { name: 'history', path: '/services/demo', ready: 'svg.chart.line' },
+  { name: 'test-history', path: `/services/demo/tests/${encodeURIComponent(failedTest)}`, ready: '.verdict-strip .cell' },
   { name: 'regressions', path: '/regressions', ready: '#regressions-unavailable' },
   { name: 'regression-form', path: '/regressions/new', ready: 'form[data-form="regression"]' },
   { name: 'schedule-form', path: '/schedules/new', ready: 'form[data-form="schedule"]' },

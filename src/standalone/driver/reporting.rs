@@ -9,7 +9,21 @@ impl Driver {
     pub(super) async fn report(&mut self, run: &TestRun) -> Result<(), StoreError> {
         let name = run.metadata.name.clone().unwrap_or_default();
         let svc = self.config.service(&run.spec.template.service).cloned();
-        let targets = self.reporter.targets(run, svc.as_deref());
+        let mut targets = self.reporter.targets(run, svc.as_deref());
+        // `report.notify: newFailures` asks the history once, when the channels are planned.
+        let notify = svc.as_ref().map(|s| s.report.notify).unwrap_or_default();
+        let unplanned = run.status.as_ref().is_some_and(|st| {
+            let report = st.report.clone().unwrap_or_default();
+            Channel::ALL.iter().any(|c| report.channel(*c).is_none())
+        });
+        if notify == crate::packs::Notify::NewFailures && unplanned {
+            let status = run.status.clone().unwrap_or_default();
+            let tests = self.merged(&name, &status).await?;
+            let news = crate::history::tags(&self.store, run, &tests)
+                .await?
+                .map(|tags| tags.has_news());
+            targets = crate::report::targets::quiet(targets, notify, news);
+        }
         let plans = crate::report::delivery::channel_plans(&targets);
         let now = Utc::now();
         let (run, (planned, finished)) = self

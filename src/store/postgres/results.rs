@@ -381,8 +381,10 @@ impl ResultsStore for PgStore {
 
     async fn test_history(&self, query: &HistoryQuery) -> Result<Vec<HistoryEntry>, StoreError> {
         // Two statements rather than an optional filter, so each uses its own index.
-        let select = "SELECT r.name, t.stand, t.created, t.attempt, t.status, t.time_ms, t.message
-                      FROM test_results t JOIN runs r ON r.id = t.run_id";
+        let select =
+            "SELECT r.name, t.stand, t.created, t.attempt, t.status, t.time_ms, t.message, c.signature
+                      FROM test_results t JOIN runs r ON r.id = t.run_id
+                      LEFT JOIN test_categories c ON c.run_id = t.run_id AND c.test_id = t.test_id";
         let order = "ORDER BY t.created DESC, t.attempt DESC LIMIT $3";
         let rows = match &query.stand {
             Some(stand) => {
@@ -418,6 +420,9 @@ impl ResultsStore for PgStore {
                     status: parse_status(&status)?,
                     time_ms: time_ms(row.try_get("time_ms")?),
                     message: row.try_get("message")?,
+                    signature: row
+                        .try_get::<Option<String>, _>("signature")?
+                        .and_then(|s| Signature::try_from(s).ok()),
                 })
             })
             .collect()

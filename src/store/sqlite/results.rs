@@ -540,8 +540,10 @@ impl ResultsStore for SqliteStore {
     async fn test_history(&self, query: &HistoryQuery) -> Result<Vec<HistoryEntry>, StoreError> {
         let q = query.clone();
         self.with_conn(move |conn| {
-            let select = "SELECT run, stand, created, attempt, status, time_ms, message FROM test_results";
-            let order = "ORDER BY created DESC, attempt DESC LIMIT ?";
+            let select =
+                "SELECT r.run, r.stand, r.created, r.attempt, r.status, r.time_ms, r.message, c.signature
+                 FROM test_results r LEFT JOIN test_categories c ON c.run = r.run AND c.test_id = r.test_id";
+            let order = "ORDER BY r.created DESC, r.attempt DESC LIMIT ?";
             let map = |r: &rusqlite::Row<'_>| {
                 Ok((
                     r.get::<_, String>(0)?,
@@ -551,32 +553,36 @@ impl ResultsStore for SqliteStore {
                     r.get::<_, String>(4)?,
                     r.get::<_, Option<i64>>(5)?,
                     r.get::<_, String>(6)?,
+                    r.get::<_, Option<String>>(7)?,
                 ))
             };
             let rows: Vec<_> = match &q.stand {
                 Some(stand) => conn
                     .prepare_cached(&format!(
-                        "{select} WHERE service = ? AND test_id = ? AND stand = ? {order}"
+                        "{select} WHERE r.service = ? AND r.test_id = ? AND r.stand = ? {order}"
                     ))?
                     .query_map(params![q.service, q.test_id, stand, q.limit], map)?
                     .collect::<Result<_, _>>()?,
                 None => conn
-                    .prepare_cached(&format!("{select} WHERE service = ? AND test_id = ? {order}"))?
+                    .prepare_cached(&format!("{select} WHERE r.service = ? AND r.test_id = ? {order}"))?
                     .query_map(params![q.service, q.test_id, q.limit], map)?
                     .collect::<Result<_, _>>()?,
             };
             rows.into_iter()
-                .map(|(run, stand, created, attempt, status, time_ms, message)| {
-                    Ok(HistoryEntry {
-                        run,
-                        stand,
-                        created: time(created),
-                        attempt,
-                        status: parse_status(&status)?,
-                        time_ms: time_ms.map(|t| t.max(0) as u64),
-                        message,
-                    })
-                })
+                .map(
+                    |(run, stand, created, attempt, status, time_ms, message, signature)| {
+                        Ok(HistoryEntry {
+                            run,
+                            stand,
+                            created: time(created),
+                            attempt,
+                            status: parse_status(&status)?,
+                            time_ms: time_ms.map(|t| t.max(0) as u64),
+                            message,
+                            signature: signature.and_then(|s| Signature::try_from(s).ok()),
+                        })
+                    },
+                )
                 .collect()
         })
         .await
