@@ -35,7 +35,49 @@ pub const COMPARABLE_SCAN: u32 = 50;
 /// many results per run.
 const MAX_ATTEMPTS: u32 = 10;
 
+pub mod compare;
 pub mod timeline;
+
+/// Compares `run` with `before` (by default its previous comparable run): `None` when there is
+/// no run to compare with. Works wherever results are kept (an explicit `before` needs no
+/// history store).
+pub async fn compare_runs(
+    backend: &dyn Backend,
+    run: &TestRun,
+    before: Option<TestRun>,
+    slower_by: f64,
+) -> Result<Option<(TestRun, compare::Comparison)>, StoreError> {
+    let before = match before {
+        Some(b) => b,
+        None => match previous_comparable(backend, run, micros_of(crate::crd::created(run))).await? {
+            Some(b) => b,
+            None => return Ok(None),
+        },
+    };
+    let side = |r: &TestRun| {
+        let name = r.metadata.name.clone().unwrap_or_default();
+        let status = r.status.clone().unwrap_or_default();
+        async move {
+            let tests = crate::core::merge_run(&status, backend.results(&name).await?);
+            let signatures = backend.categories(&name).await?;
+            Ok::<_, StoreError>((tests, signatures))
+        }
+    };
+    let (old_tests, old_signatures) = side(&before).await?;
+    let (new_tests, new_signatures) = side(run).await?;
+    let comparison = compare::compare(
+        &compare::Side {
+            tests: &old_tests,
+            signatures: &old_signatures,
+        },
+        &compare::Side {
+            tests: &new_tests,
+            signatures: &new_signatures,
+        },
+        slower_by,
+    );
+    Ok(Some((before, comparison)))
+}
 
 /// The last `runs` runs of one test of `service` (on `stand`), or `None` when the backend
 /// keeps no history.

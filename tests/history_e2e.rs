@@ -247,4 +247,73 @@ async fn new_known_changed_and_fixed_failures_show_in_the_api_the_email_and_the_
         "{page}"
     );
     assert!(page.contains(&format!(r#"href="/runs/{first}""#)), "{page}");
+
+    // Two runs compared (item 4): by default with the previous comparable run.
+    let tests_of = |v: &Value, key: &str| -> Vec<String> {
+        v[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["test"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (code, c) = server.get(&format!("/api/v1/runs/{third}/compare")).await;
+    assert_eq!(code, 200, "{c:#}");
+    assert_eq!(c["with"], second.as_str(), "{c:#}");
+    assert_eq!(
+        tests_of(&c, "newlyPassing"),
+        ["test::cart", "test::search"],
+        "{c:#}"
+    );
+    assert_eq!(tests_of(&c, "stillFailing"), ["test::login"], "{c:#}");
+    assert_eq!(c["stillFailing"][0]["sameSignature"], true, "{c:#}");
+    let (_, c) = server
+        .get(&format!("/api/v1/runs/{second}/compare?with={first}"))
+        .await;
+    assert_eq!(tests_of(&c, "newlyFailing"), ["test::search"], "{c:#}");
+    let mut same: Vec<(String, bool)> = c["stillFailing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["test"].as_str().unwrap().to_string(),
+                s["sameSignature"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    same.sort();
+    assert_eq!(
+        same,
+        [
+            ("test::cart".to_string(), false),
+            ("test::login".to_string(), true)
+        ],
+        "{c:#}"
+    );
+    let (code, err) = server.get(&format!("/api/v1/runs/{first}/compare")).await;
+    assert_eq!(
+        (code, err["parameter"].as_str()),
+        (404, Some("with")),
+        "the first run has none: {err:#}"
+    );
+    let (code, err) = server
+        .get(&format!("/api/v1/runs/{third}/compare?slowerBy=0"))
+        .await;
+    assert_eq!(
+        (code, err["parameter"].as_str()),
+        (400, Some("slowerBy")),
+        "{err:#}"
+    );
+
+    let (_, run_page) = server.get_text(&format!("/runs/{third}")).await;
+    assert!(
+        run_page.contains(&format!(r#"href="/runs/{third}/compare""#)),
+        "{run_page}"
+    );
+    let (code, page) = server.get_text(&format!("/runs/{third}/compare")).await;
+    assert_eq!(code, 200, "{page}");
+    let passing = page.find("Passing again").unwrap_or_else(|| panic!("{page}"));
+    assert!(page[passing..].contains("test::search"), "{page}");
+    assert!(page.contains(&format!(r#"href="/runs/{second}""#)), "{page}");
 }

@@ -16,7 +16,7 @@ use super::{legacy, regressions, runs, schedules, uploads, v1};
     info(title = "Tomato", description = "Runs a QA team's autotests: queue, launch, rerun failed tests, classify, report."),
     paths(
         legacy::runned, legacy::run_now, legacy::nightly, legacy::status,
-        v1::index, v1::runs_list, v1::runs_create, v1::runs_get, v1::runs_cancel, v1::runs_patch, v1::runs_tests,
+        v1::index, v1::runs_list, v1::runs_create, v1::runs_get, v1::runs_cancel, v1::runs_patch, v1::runs_tests, v1::runs_compare,
         v1::attempt_log, v1::attempt_junit, super::allure::attempt_attachment, v1::services_list, v1::services_get, v1::services_queue, v1::services_test_history,
         schedules::schedules_list, schedules::schedules_create, schedules::schedules_get, schedules::schedules_replace,
         schedules::schedules_patch, schedules::schedules_delete, schedules::schedules_trigger,
@@ -26,7 +26,7 @@ use super::{legacy, regressions, runs, schedules, uploads, v1};
     ),
     components(schemas(
         super::ErrorBody, legacy::RunId, legacy::RunIds, runs::QueueView, runs::QueueEntry, runs::ServiceQueue, runs::QueuedRun, super::FieldError, runs::LegacyStatus,
-        runs::TestView, runs::TestAttempt, super::allure::AllureView, super::allure::StepView, super::allure::AttachmentView, v1::ServiceView, v1::TestHistoryView, crate::history::timeline::Timeline, crate::history::timeline::Rates, crate::history::timeline::RunOutcome, crate::history::timeline::SignatureSeen, v1::ApiIndex, schedules::Deleted, schedules::Triggered, uploads::Received,
+        runs::TestView, runs::TestAttempt, super::allure::AllureView, super::allure::StepView, super::allure::AttachmentView, v1::ServiceView, v1::TestHistoryView, v1::ComparisonView, crate::history::compare::Comparison, crate::history::compare::Change, crate::history::compare::StillFailing, crate::history::compare::Slower, crate::history::timeline::Timeline, crate::history::timeline::Rates, crate::history::timeline::RunOutcome, crate::history::timeline::SignatureSeen, v1::ApiIndex, schedules::Deleted, schedules::Triggered, uploads::Received,
     )),
     tags(
         (name = "legacy", description = "The old tool's four handles, kept byte for byte where its clients depend on them"),

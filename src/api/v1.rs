@@ -32,6 +32,7 @@ pub fn routes() -> axum::Router<AppState> {
             get(runs_get).delete(runs_cancel).patch(runs_patch),
         )
         .route("/api/v1/runs/{id}/tests", get(runs_tests))
+        .route("/api/v1/runs/{id}/compare", get(runs_compare))
         .route("/api/v1/runs/{id}/attempts/{n}/log", get(attempt_log))
         .route("/api/v1/runs/{id}/attempts/{n}/junit", get(attempt_junit))
         .route(
@@ -663,6 +664,71 @@ pub async fn services_get(
         )
     })?;
     Ok(Json(service_view(s)))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+pub struct CompareQuery {
+    /// The run to compare with (default: the previous comparable run, same service, stand,
+    /// packs and category, that ended with a verdict; standalone mode).
+    with: Option<String>,
+    /// How much slower, in percent, a passing test must be to be listed (default 50; and at
+    /// least 100 ms slower).
+    #[param(minimum = 1, maximum = 10000)]
+    slower_by: Option<u32>,
+}
+
+/// Two runs compared, as `/api/v1/runs/{id}/compare` answers.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ComparisonView {
+    pub run: String,
+    pub with: String,
+    #[serde(flatten)]
+    pub comparison: crate::history::compare::Comparison,
+}
+
+/// Compare a run with an earlier one: newly failing and newly passing tests, those still
+/// failing (the same way or not), those flaky in one run only, tests added and removed, and
+/// passing tests that got slower.
+#[utoipa::path(get, path = "/api/v1/runs/{id}/compare", tag = "runs",
+    params(("id" = String, Path, description = "Run name"), CompareQuery),
+    responses((status = 200, description = "The comparison", body = ComparisonView), (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
+pub async fn runs_compare(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<CompareQuery>,
+) -> Result<Json<ComparisonView>, ApiError> {
+    let slower_by = q.slower_by.unwrap_or(50);
+    if !(1..=10_000).contains(&slower_by) {
+        return Err(ApiError::bad_request(
+            "slowerBy",
+            format!("must be 1–10000 (percent), got {slower_by}"),
+        ));
+    }
+    let run = find_run(&state, &id, "id").await?;
+    let before = match q.with.as_deref().filter(|w| !w.is_empty()) {
+        Some(w) => Some(find_run(&state, w, "with").await?),
+        None => None,
+    };
+    let (before, comparison) =
+        crate::history::compare_runs(state.backend.as_ref(), &run, before, f64::from(slower_by) / 100.0)
+            .await?
+            .ok_or_else(|| {
+                ApiError::not_found(
+                    "with",
+                    format!(
+                        "run {q_id} has no previous comparable run (same service, stand, packs and category, ended with a verdict): name one with ?with=",
+                        q_id = crate::text::quote(&id)
+                    ),
+                )
+            })?;
+    Ok(Json(ComparisonView {
+        run: id,
+        with: before.metadata.name.unwrap_or_default(),
+        comparison,
+    }))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

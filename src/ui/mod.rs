@@ -13,6 +13,7 @@
 
 mod assets;
 pub mod chart;
+mod compare;
 mod csrf;
 mod events;
 pub mod format;
@@ -35,6 +36,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(pages::dashboard_show))
         .route("/runs/{id}", get(pages::runs_show))
+        .route("/runs/{id}/compare", get(compare::runs_compare))
         .route("/services/{name}", get(pages::services_history))
         .route("/services/{name}/tests/{id}", get(test_history::tests_show))
         .route("/schedules", get(schedules::schedules_list))

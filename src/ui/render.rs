@@ -25,6 +25,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("run.html", include_str!("templates/run.html")),
     ("service.html", include_str!("templates/service.html")),
     ("test.html", include_str!("templates/test.html")),
+    ("compare.html", include_str!("templates/compare.html")),
     ("schedules.html", include_str!("templates/schedules.html")),
     ("schedule_form.html", include_str!("templates/schedule_form.html")),
     ("regressions.html", include_str!("templates/regressions.html")),

@@ -66,6 +66,7 @@ const PAGES = () => [
   { name: 'run-long-failure', path: `/runs/${longRun}`, ready: 'details.trace' },
   { name: 'schedules', path: '/schedules', ready: 'tr[data-schedule]' },
   { name: 'history', path: '/services/demo', ready: 'svg.chart.line' },
+  { name: 'compare', path: `/runs/${finishedRun}/compare?with=${longRun}`, ready: '#newly-failing' },
   { name: 'test-history', path: `/services/demo/tests/${encodeURIComponent(failedTest)}`, ready: '.verdict-strip .cell' },
   { name: 'regressions', path: '/regressions', ready: '#regressions-unavailable' },
   { name: 'regression-form', path: '/regressions/new', ready: 'form[data-form="regression"]' },
