@@ -276,7 +276,7 @@ async fn measure(s: &Subject, runs: usize, sizes: &Sizes, fill_time: Duration, t
     let since = newest - chrono::Duration::days(7);
     let failures = time(sizes.reps, |_| async move {
         store
-            .failures_since(SERVICES[0], since, 1_000)
+            .failures_since(SERVICES[0], since, None, 1_000)
             .await
             .expect("failures")
             .len()

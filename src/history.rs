@@ -4,8 +4,9 @@
 //! Read, not stored: the tags of a run are a function of the history *before* it (runs
 //! created earlier), so they read the same every time, and every surface (the API's test
 //! list, the run page, the report) asks here. The history is the service's failures of the
-//! last [`WINDOW_DAYS`] days before the run (at most [`MAX_FAILURES`] failing results, newest
-//! first); retention that removed older runs shortens it.
+//! last [`WINDOW_DAYS`] days before the run (at most [`MAX_FAILURES`] failing results, the
+//! newest before the run first: later runs never crowd an old run's history out); retention
+//! that removed older runs shortens it.
 //!
 //! The previous *comparable* run — the one whose failures that now pass are "fixed" — is the
 //! newest earlier run of the same service on the same stand over the same packs that ended
@@ -125,7 +126,7 @@ pub async fn tags(
     let since = created - Duration::days(WINDOW_DAYS);
     let mut seen = HashSet::new();
     let history: Vec<PastFailure> = store
-        .failures_since(service, since, MAX_FAILURES)
+        .failures_since(service, since, Some(created), MAX_FAILURES)
         .await?
         .into_iter()
         .filter(|f| f.created < created && f.run != name)

@@ -325,7 +325,7 @@ async fn failures_since_a_time_come_with_their_classification(store: &dyn Result
         .unwrap();
 
     let week = store
-        .failures_since("demo", now - Span::days(7), 100)
+        .failures_since("demo", now - Span::days(7), None, 100)
         .await
         .unwrap();
     let seen: Vec<(&str, &str)> = week
@@ -362,15 +362,23 @@ async fn failures_since_a_time_come_with_their_classification(store: &dyn Result
     );
     assert_eq!(
         store
-            .failures_since("demo", now - Span::days(7), 3)
+            .failures_since("demo", now - Span::days(7), None, 3)
             .await
             .unwrap()
             .len(),
         3
     );
+    // `until` is exclusive: the run created at it is not before it.
+    let before_day = store
+        .failures_since("demo", now - Span::days(30), Some(now - Span::days(1)), 100)
+        .await
+        .unwrap();
+    let runs: std::collections::BTreeSet<&str> = before_day.iter().map(|f| f.run.as_str()).collect();
+    assert_eq!(runs, ["old", "week"].into(), "{before_day:?}");
+    assert_eq!(before_day.len(), 4, "two failing results each: {before_day:?}");
     assert_eq!(
         store
-            .failures_since("demo", now - Span::days(30), 100)
+            .failures_since("demo", now - Span::days(30), None, 100)
             .await
             .unwrap()
             .len(),
@@ -378,7 +386,7 @@ async fn failures_since_a_time_come_with_their_classification(store: &dyn Result
     );
     assert!(
         store
-            .failures_since("demo", now + Span::days(1), 100)
+            .failures_since("demo", now + Span::days(1), None, 100)
             .await
             .unwrap()
             .is_empty()

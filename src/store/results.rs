@@ -200,12 +200,15 @@ pub trait ResultsStore: Send + Sync + 'static {
     /// The last `limit` results of a test, newest first (run creation time, then attempt).
     async fn test_history(&self, query: &HistoryQuery) -> Result<Vec<HistoryEntry>, StoreError>;
 
-    /// Failed and errored results of `service` in runs created at or after `since`, newest
-    /// first, at most `limit`, with the category and signature each run was classified with.
+    /// Failed and errored results of `service` in runs created at or after `since` (and,
+    /// with `until`, strictly before it), newest first, at most `limit`, with the category and
+    /// signature each run was classified with. `until` keeps the history of an old run from
+    /// being crowded out by the failures of the runs after it.
     async fn failures_since(
         &self,
         service: &str,
         since: DateTime<Utc>,
+        until: Option<DateTime<Utc>>,
         limit: u32,
     ) -> Result<Vec<Failure>, StoreError>;
 

@@ -432,6 +432,7 @@ impl ResultsStore for PgStore {
         &self,
         service: &str,
         since: DateTime<Utc>,
+        until: Option<DateTime<Utc>>,
         limit: u32,
     ) -> Result<Vec<Failure>, StoreError> {
         let rows = sqlx::query(
@@ -439,11 +440,13 @@ impl ResultsStore for PgStore {
              FROM test_results t JOIN runs r ON r.id = t.run_id
              LEFT JOIN test_categories c ON c.run_id = t.run_id AND c.test_id = t.test_id
              WHERE t.service = $1 AND t.status IN ('failed', 'errored') AND t.created >= $2
+               AND t.created < COALESCE($4, 'infinity'::timestamptz)
              ORDER BY t.created DESC, t.attempt DESC LIMIT $3",
         )
         .bind(service)
         .bind(micros_of(since))
         .bind(i64::from(limit))
+        .bind(until.map(micros_of))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()

@@ -592,18 +592,21 @@ impl ResultsStore for SqliteStore {
         &self,
         service: &str,
         since: DateTime<Utc>,
+        until: Option<DateTime<Utc>>,
         limit: u32,
     ) -> Result<Vec<Failure>, StoreError> {
         let service = service.to_string();
+        // Both bounds on the indexed column, so the index gives the range.
+        let until = until.map_or(i64::MAX, micros);
         self.with_conn(move |conn| {
             // `status IN ('failed', 'errored')` exactly as the partial index says, so it is used.
             let mut stmt = conn.prepare_cached(
                 "SELECT r.test_id, r.run, r.stand, r.created, r.attempt, r.status, r.message, c.category, c.signature
                  FROM test_results r LEFT JOIN test_categories c ON c.run = r.run AND c.test_id = r.test_id
-                 WHERE r.service = ?1 AND r.status IN ('failed', 'errored') AND r.created >= ?2
-                 ORDER BY r.created DESC, r.attempt DESC LIMIT ?3",
+                 WHERE r.service = ?1 AND r.status IN ('failed', 'errored') AND r.created >= ?2 AND r.created < ?3
+                 ORDER BY r.created DESC, r.attempt DESC LIMIT ?4",
             )?;
-            let rows = stmt.query_map(params![service, micros(since), limit], |r| {
+            let rows = stmt.query_map(params![service, micros(since), until, limit], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
@@ -788,7 +791,7 @@ mod tests {
             .unwrap();
         assert_eq!(history.len(), 1);
         let failures = store
-            .failures_since("demo", old - chrono::Duration::microseconds(1), 10)
+            .failures_since("demo", old - chrono::Duration::microseconds(1), None, 10)
             .await
             .unwrap();
         assert_eq!(failures.len(), 1);
