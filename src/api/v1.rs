@@ -650,6 +650,16 @@ pub async fn services_list(State(state): State<AppState>) -> Json<Vec<ServiceVie
     Json(state.config.services().map(|s| service_view(s)).collect())
 }
 
+/// The service `name` of packs_config, or a 404 naming the path parameter `name`.
+fn find_service<'a>(state: &'a AppState, name: &str) -> Result<&'a crate::packs::Service, ApiError> {
+    state.config.service(name).map(|s| &**s).ok_or_else(|| {
+        ApiError::not_found(
+            "name",
+            format!("unknown service {q_name}", q_name = crate::text::quote(name)),
+        )
+    })
+}
+
 /// One service.
 #[utoipa::path(get, path = "/api/v1/services/{name}", tag = "services", params(("name" = String, Path, description = "Service")),
     responses((status = 200, description = "The service", body = ServiceView), (status = 404, body = super::ErrorBody)))]
@@ -657,12 +667,7 @@ pub async fn services_get(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<ServiceView>, ApiError> {
-    let s = state.config.service(&name).ok_or_else(|| {
-        ApiError::not_found(
-            "name",
-            format!("unknown service {q_name}", q_name = crate::text::quote(&name)),
-        )
-    })?;
+    let s = find_service(&state, &name)?;
     Ok(Json(service_view(s)))
 }
 
@@ -764,12 +769,7 @@ pub async fn services_test_history(
     ApiPath((name, id)): ApiPath<(String, String)>,
     ApiQuery(q): ApiQuery<TestHistoryQuery>,
 ) -> Result<Json<TestHistoryView>, ApiError> {
-    if state.config.service(&name).is_none() {
-        return Err(ApiError::not_found(
-            "name",
-            format!("unknown service {q_name}", q_name = crate::text::quote(&name)),
-        ));
-    }
+    find_service(&state, &name)?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::bad_request(
@@ -815,11 +815,6 @@ pub async fn services_queue(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<ServiceQueue>, ApiError> {
-    if state.config.service(&name).is_none() {
-        return Err(ApiError::not_found(
-            "name",
-            format!("unknown service {q_name}", q_name = crate::text::quote(&name)),
-        ));
-    }
+    find_service(&state, &name)?;
     Ok(Json(queue_view(&state, &name).await?.into()))
 }

@@ -5,6 +5,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
+use super::pages::find_run;
 use super::render::{Layout, UiError, page};
 use crate::api::AppState;
 use crate::history::compare::{Comparison, DEFAULT_SLOWER_BY};
@@ -31,17 +32,9 @@ pub async fn runs_compare(
     Path(id): Path<String>,
     Query(q): Query<CompareQuery>,
 ) -> Result<Response, UiError> {
-    let find = |name: String| {
-        let state = state.clone();
-        async move {
-            state.backend.get_run(&name).await?.ok_or_else(|| {
-                UiError::not_found(format!("There is no run {name:?}. It may have been deleted."))
-            })
-        }
-    };
-    let run = find(id.clone()).await?;
+    let run = find_run(&state, &id).await?;
     let before = match q.with.filter(|w| !w.is_empty()) {
-        Some(w) => Some(find(w).await?),
+        Some(w) => Some(find_run(&state, &w).await?),
         None => None,
     };
     let (before, c) = crate::history::compare_runs(state.backend.as_ref(), &run, before, DEFAULT_SLOWER_BY)

@@ -157,7 +157,7 @@ pub async fn runs_show(
     Ok(page("run.html", &layout, &view))
 }
 
-async fn find_run(state: &AppState, id: &str) -> Result<TestRun, UiError> {
+pub(super) async fn find_run(state: &AppState, id: &str) -> Result<TestRun, UiError> {
     state
         .backend
         .get_run(id)
