@@ -1,7 +1,8 @@
 //! Retention in operator mode on a real Kubernetes control plane (`tests/cluster/up`; every test
 //! here needs it): expired TestRuns are deleted, with what they own going by the API server's
 //! garbage collection, and every other run is kept — first with an explicit clock (the pass
-//! itself, with the operator's own ServiceAccount), then by a leading replica's pass at start.
+//! itself, with the operator's own ServiceAccount, and a real PostgreSQL results database),
+//! then by a leading replica's pass at start.
 
 mod support;
 
@@ -15,6 +16,9 @@ use support::cluster::TestNs;
 use support::operator::*;
 use tomato::crd::{RunRetention, TestRun};
 use tomato::operator::Scope;
+use tomato::operator::results::Keeper;
+use tomato::store::ResultsStore;
+use tomato::store::results::RunIdentity;
 
 /// The demo service with retention limits of days (the explicit clock jumps them).
 fn config(k: &TestNs) -> (tempfile::TempDir, std::sync::Arc<tomato::packs::PacksConfig>) {
@@ -98,6 +102,41 @@ async fn names(k: &TestNs) -> Vec<String> {
 async fn expired_testruns_are_deleted_on_time_with_what_they_own_and_the_others_kept() {
     let k = TestNs::new("ret").await;
     let (_dir, config) = config(&k);
+    let pg = support::postgres::PgCluster::start();
+    let url = tomato::store::database_url::DatabaseUrl::parse(&pg.database().await).unwrap();
+    let db: std::sync::Arc<dyn ResultsStore> = std::sync::Arc::new(
+        tomato::store::PgStore::connect(&url, 2, Default::default())
+            .await
+            .unwrap(),
+    );
+    let keeper = Keeper::new(k.operator_client.clone(), &k.ns, Some(db.clone()));
+    // What the database keeps of a run, as the operator records it (its key is its name).
+    let record = |name: &str, uid: String, created: DateTime<Utc>| {
+        let identity = RunIdentity {
+            name: name.into(),
+            uid,
+            service: "demo".into(),
+            stand: "localhost".into(),
+            created: tomato::store::results::micros_of(created),
+        };
+        let db = db.clone();
+        async move { db.record_run(&identity).await.unwrap() }
+    };
+    let kept = || async {
+        let page = tomato::store::results::RunPage {
+            limit: 100,
+            ..Default::default()
+        };
+        let mut names: Vec<String> = db
+            .list_runs(&page)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.identity.name)
+            .collect();
+        names.sort();
+        names
+    };
     let pinned = RunRetention {
         keep: true,
         ..RunRetention::default()
@@ -119,9 +158,27 @@ async fn expired_testruns_are_deleted_on_time_with_what_they_own_and_the_others_
     let scope = Scope::Namespace(k.ns.clone());
     // The operator's own credentials (deploy/rbac.yaml) are enough.
     let client = k.operator_client.clone();
+    for r in runs(&k).list(&ListParams::default()).await.unwrap().items {
+        let created = tomato::crd::created(&r);
+        record(
+            &r.metadata.name.clone().unwrap(),
+            r.metadata.uid.clone().unwrap(),
+            created,
+        )
+        .await;
+    }
+    // Deleted by hand an hour ago (no TestRun is left): forgotten by the first pass. Recorded
+    // a moment ago with no TestRun in the listing yet: kept, it may be a run being created.
+    record(
+        "by-hand",
+        "uid-by-hand".into(),
+        Utc::now() - chrono::Duration::hours(1),
+    )
+    .await;
+    record("just-created", "uid-new".into(), Utc::now()).await;
 
     // Day 2: only the count limit of failed runs bites (f1 is the third newest).
-    let removed = tomato::operator::retention::pass(&client, &config, &scope, day(2))
+    let removed = tomato::operator::retention::pass(&client, &config, &scope, &keeper, day(2))
         .await
         .unwrap();
     assert_eq!(removed.runs, 1);
@@ -129,13 +186,27 @@ async fn expired_testruns_are_deleted_on_time_with_what_they_own_and_the_others_
         names(&k).await,
         ["f2", "f3", "own", "pinned", "queued", "s-new", "s-old"]
     );
+    // The database forgot the deleted run and the one deleted by hand, nothing else.
+    assert_eq!(
+        kept().await,
+        [
+            "f2",
+            "f3",
+            "just-created",
+            "own",
+            "pinned",
+            "queued",
+            "s-new",
+            "s-old"
+        ]
+    );
     // A second before day 10 the successful run of day 0 stays; at day 10 it goes.
     let just_before = day(10) - chrono::Duration::seconds(1);
-    let removed = tomato::operator::retention::pass(&client, &config, &scope, just_before)
+    let removed = tomato::operator::retention::pass(&client, &config, &scope, &keeper, just_before)
         .await
         .unwrap();
     assert!(removed.is_empty(), "{removed:?}");
-    let removed = tomato::operator::retention::pass(&client, &config, &scope, day(10))
+    let removed = tomato::operator::retention::pass(&client, &config, &scope, &keeper, day(10))
         .await
         .unwrap();
     assert_eq!(removed.runs, 1);
@@ -156,14 +227,15 @@ async fn expired_testruns_are_deleted_on_time_with_what_they_own_and_the_others_
     })
     .await;
     // A year on, only the pinned run, the run with its own 400 days and the unfinished run stay.
-    tomato::operator::retention::pass(&client, &config, &scope, day(365))
+    tomato::operator::retention::pass(&client, &config, &scope, &keeper, day(365))
         .await
         .unwrap();
     assert_eq!(names(&k).await, ["own", "pinned", "queued"]);
-    tomato::operator::retention::pass(&client, &config, &scope, day(400))
+    tomato::operator::retention::pass(&client, &config, &scope, &keeper, day(400))
         .await
         .unwrap();
     assert_eq!(names(&k).await, ["pinned", "queued"]);
+    assert_eq!(kept().await, ["just-created", "pinned", "queued"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

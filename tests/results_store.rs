@@ -83,6 +83,7 @@ suite!(
     durations_average_the_newest_runs_that_passed_or_failed,
     runs_are_recorded_finished_listed_and_replaced_by_a_new_uid,
     artifacts_are_kept_within_the_per_run_limit,
+    an_added_artifact_is_kept_once_and_racing_adds_have_one_winner,
     deleting_a_run_removes_everything_of_it_and_nothing_else,
 );
 
@@ -551,6 +552,73 @@ async fn artifacts_are_kept_within_the_per_run_limit(store: &dyn ResultsStore) {
     assert_eq!(
         store.artifact("r1", 1, ArtifactKind::Junit).await.unwrap(),
         Some(junit)
+    );
+}
+
+/// What operator mode's upload relies on: the first upload of a launch's (or a shard's)
+/// results stays, a retried or racing one is told so and changes nothing, and uploads count
+/// against the run's artifact limit like logs do.
+async fn an_added_artifact_is_kept_once_and_racing_adds_have_one_winner(store: &dyn ResultsStore) {
+    record(store, "r1", "demo", "a", now()).await;
+    let whole = ArtifactKind::Results { shard: None };
+    let shard = |i| ArtifactKind::Results { shard: Some(i) };
+    assert!(
+        store
+            .add_artifact("r1", 1, whole, b"first".to_vec())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .add_artifact("r1", 1, whole, b"second".to_vec())
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.artifact("r1", 1, whole).await.unwrap(),
+        Some(b"first".to_vec())
+    );
+    // A shard's upload and the next launch's are apart from it.
+    assert_eq!(store.artifact("r1", 1, shard(0)).await.unwrap(), None);
+    assert!(
+        store
+            .add_artifact("r1", 1, shard(0), b"s0".to_vec())
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .add_artifact("r1", 1, shard(1), b"s1".to_vec())
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .add_artifact("r1", 2, whole, b"next".to_vec())
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.artifact("r1", 1, shard(1)).await.unwrap(),
+        Some(b"s1".to_vec())
+    );
+    assert_eq!(
+        store.artifact("r1", 2, whole).await.unwrap(),
+        Some(b"next".to_vec())
+    );
+
+    // Eight racing adds of one artifact: exactly one wins, and its bytes are kept.
+    let adds = (0..8u8).map(|i| store.add_artifact("r1", 3, whole, vec![i; 64]));
+    let won: Vec<bool> = futures::future::join_all(adds)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
+    let winner = won.iter().position(|w| *w).unwrap() as u8;
+    assert_eq!(
+        store.artifact("r1", 3, whole).await.unwrap(),
+        Some(vec![winner; 64])
     );
 }
 

@@ -145,7 +145,7 @@ impl Follower {
                     number: a.number,
                     what: crate::ui::view::attempt_label(a),
                     tests: match a.selection.kind {
-                        SelectionKind::Failed => u32::try_from(a.selection.tests.len()).ok(),
+                        SelectionKind::Failed => u32::try_from(a.selection.count()).ok(),
                         SelectionKind::All => None,
                     },
                 });

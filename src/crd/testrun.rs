@@ -408,15 +408,27 @@ pub struct Selection {
     /// For `Failed`: the test ids re-run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tests: Vec<String>,
+    /// For `Failed`, when the list is kept in the results database instead of here (operator
+    /// mode with a database, more than [`Selection::STATUS_TESTS_MAX`] tests; `tests` is then
+    /// empty in the stored object): how many tests are re-run. Keeps a rerun of thousands of
+    /// tests from growing the TestRun object; the API fills `tests` back in when it serves
+    /// one run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_tests: Option<u32>,
 }
 
 impl Selection {
+    /// Most test ids a rerun's selection keeps in the TestRun itself when a results database
+    /// can keep the list (a few KiB of ids).
+    pub const STATUS_TESTS_MAX: usize = 100;
+
     pub fn all(packs: Vec<String>) -> Self {
         Selection {
             kind: SelectionKind::All,
             packs,
             of_attempt: None,
             tests: Vec::new(),
+            stored_tests: None,
         }
     }
 
@@ -426,6 +438,23 @@ impl Selection {
             packs,
             of_attempt: Some(of_attempt),
             tests,
+            stored_tests: None,
+        }
+    }
+
+    /// How many tests a rerun selects, whether their list is here or kept elsewhere.
+    pub fn count(&self) -> usize {
+        match self.stored_tests {
+            Some(n) if self.tests.is_empty() => n as usize,
+            _ => self.tests.len(),
+        }
+    }
+
+    /// The selection as the TestRun object keeps it: a list kept elsewhere (`stored_tests`)
+    /// is left out.
+    pub fn compact(&mut self) {
+        if self.stored_tests.is_some() {
+            self.tests.clear();
         }
     }
 }

@@ -14,7 +14,6 @@ use kube::runtime::controller::Action;
 use tracing::{info, warn};
 
 use super::context::{Context, Error, write_status};
-use super::results;
 use crate::core::{AttemptEnd, ReportRead};
 use crate::crd::{AquaLaunch, Attempt, AttemptState, TestRun};
 use crate::launch::aqua::{self as aqua, Client, LaunchObject, Step};
@@ -205,8 +204,7 @@ pub async fn observe(
                 allure_gz: Vec::new(),
                 allure_notes: Vec::new(),
             };
-            let maps = results::pack_for(run, seq, None, &stored)?;
-            results::store(&ctx.config_maps(&run.namespace().unwrap_or_default()), maps).await?;
+            ctx.results.store(run, seq, None, &stored).await?;
             Ok(Ok(Action::requeue(Duration::from_millis(100))))
         }
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -20,7 +20,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use super::results::{self, ResultsCache, Stored};
+use super::results::{self, Keeper, Stored};
 use crate::backend::{Artifact, Backend, UploadError};
 use crate::crd::{ANNOTATION_CREATED, created, precise_time};
 use crate::crd::{
@@ -43,7 +43,7 @@ pub struct KubeBackend {
     schedules: Store<NightlySchedule>,
     regressions: Store<Regression>,
     changes: broadcast::Sender<Change>,
-    results: Arc<ResultsCache>,
+    results: Arc<Keeper>,
 }
 
 impl KubeBackend {
@@ -52,7 +52,7 @@ impl KubeBackend {
         client: Client,
         namespace: &str,
         config: Arc<PacksConfig>,
-        results: Arc<ResultsCache>,
+        results: Arc<Keeper>,
         stop: CancellationToken,
     ) -> Self {
         let (changes, _) = broadcast::channel(1024);
@@ -263,6 +263,12 @@ fn store_error(e: kube::Error) -> StoreError {
 
 #[async_trait]
 impl Backend for KubeBackend {
+    /// The results database, when one is configured: history, novelty and comparisons read
+    /// it as standalone mode's read its SQLite file.
+    fn history(&self) -> Option<&dyn crate::store::ResultsStore> {
+        self.results.database()
+    }
+
     fn mode(&self) -> &'static str {
         "operator"
     }
@@ -337,15 +343,15 @@ impl Backend for KubeBackend {
             return Ok(Vec::new());
         };
         self.results
-            .run_results(&self.client, &run, &svc.rerun.test_id)
+            .run_results(&run, &svc.rerun.test_id)
             .await
             .map_err(|e| StoreError::Task(e.to_string()))
     }
 
     async fn categories(&self, name: &str) -> Result<crate::classify::ByTest, StoreError> {
         let run = self.find(name).await?.ok_or_else(|| not_found(name))?;
-        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &run.namespace().unwrap_or_default());
-        results::load_categories(&api, &run)
+        self.results
+            .load_categories(&run)
             .await
             .map_err(|e| StoreError::Task(e.to_string()))
     }
@@ -475,7 +481,7 @@ impl Backend for KubeBackend {
             return Ok(None);
         };
         let task = |e: results::ResultsError| StoreError::Task(e.to_string());
-        let Some(stored) = self.results.load(&self.client, &run, seq).await.map_err(task)? else {
+        let Some(stored) = self.results.load(&run, seq).await.map_err(task)? else {
             return Ok(None);
         };
         Ok(stored.allure_extras(
@@ -498,7 +504,7 @@ impl Backend for KubeBackend {
         };
         let run = self.find(run).await?.ok_or_else(|| not_found(run))?;
         let task = |e: results::ResultsError| StoreError::Task(e.to_string());
-        let stored = self.results.load(&self.client, &run, seq).await.map_err(task)?;
+        let stored = self.results.load(&run, seq).await.map_err(task)?;
         Ok(stored.and_then(|s| s.allure_file(source)).map(|b| (b, kept)))
     }
 
@@ -510,7 +516,7 @@ impl Backend for KubeBackend {
     ) -> Result<Option<Vec<u8>>, StoreError> {
         let run = self.find(run).await?.ok_or_else(|| not_found(run))?;
         let task = |e: results::ResultsError| StoreError::Task(e.to_string());
-        let Some(stored) = self.results.load(&self.client, &run, seq).await.map_err(task)? else {
+        let Some(stored) = self.results.load(&run, seq).await.map_err(task)? else {
             return Ok(None);
         };
         match artifact {
@@ -578,10 +584,7 @@ impl Backend for KubeBackend {
         };
         crate::launch::job::check_shard_upload(shards, shard).map_err(UploadError::Invalid)?;
         let shard = shard.filter(|_| shards > 1);
-        let maps =
-            results::pack_for(&run, seq, shard, &results).map_err(|e| UploadError::Invalid(e.to_string()))?;
-        let api = Api::namespaced(self.client.clone(), ns);
-        match results::store(&api, maps).await {
+        match self.results.store(&run, seq, shard, &results).await {
             Ok(Stored::Created) => Ok(()),
             Ok(Stored::AlreadyThere) => Err(UploadError::Conflict(match shard {
                 Some(i) => {
@@ -589,6 +592,11 @@ impl Backend for KubeBackend {
                 }
                 None => format!("the results of attempt {seq} of {name} were already recorded"),
             })),
+            // Too large for the ConfigMaps, or over the database's per-run artifact limit.
+            Err(
+                e @ (results::ResultsError::TooLarge(_)
+                | results::ResultsError::Store(crate::store::StoreError::TooLarge(_))),
+            ) => Err(UploadError::Invalid(e.to_string())),
             Err(e) => Err(UploadError::Store(e.to_string())),
         }
     }

@@ -12,7 +12,7 @@ use kube::{Client, Resource, ResourceExt};
 use tracing::warn;
 
 use super::admission::Queue;
-use super::results::{ResultsCache, ResultsError};
+use super::results::{Keeper, ResultsError};
 use crate::crd::{TestRun, TestRunStatus};
 use crate::launch::job::JobSettings;
 use crate::packs::PacksConfig;
@@ -96,7 +96,7 @@ pub struct Context {
     pub timing: Timing,
     pub recorder: Recorder,
     pub queue: Arc<Queue>,
-    pub results: Arc<ResultsCache>,
+    pub results: Arc<Keeper>,
     /// Delivers reports (the same code as standalone mode's).
     pub reporter: Arc<crate::report::Reporter>,
     /// Test management, tracker and email for regressions (the same as standalone mode's).
@@ -112,7 +112,7 @@ impl Context {
         jobs: JobSettings,
         timing: Timing,
         identity: &str,
-        results: Arc<ResultsCache>,
+        results: Arc<Keeper>,
         integrations: Integrations,
     ) -> Self {
         let recorder = Recorder::new(

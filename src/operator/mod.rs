@@ -79,7 +79,8 @@ pub struct Operator {
 
 impl Operator {
     /// Starts the TestRun watch (for the API), the lease loop, and — while this replica holds
-    /// the lease — the controllers. Everything stops when `stop` is cancelled.
+    /// the lease — the controllers, keeping results in ConfigMaps owned by each run.
+    /// Everything stops when `stop` is cancelled.
     pub fn start(
         client: Client,
         config: Arc<PacksConfig>,
@@ -87,7 +88,23 @@ impl Operator {
         integrations: Integrations,
         stop: CancellationToken,
     ) -> Self {
-        let results = Arc::new(results::ResultsCache::default());
+        Self::start_with_database(client, config, settings, integrations, None, stop)
+    }
+
+    /// [`Operator::start`] keeping results in `database` (`--database-url`) when given.
+    pub fn start_with_database(
+        client: Client,
+        config: Arc<PacksConfig>,
+        settings: Settings,
+        integrations: Integrations,
+        database: Option<Arc<dyn crate::store::ResultsStore>>,
+        stop: CancellationToken,
+    ) -> Self {
+        let results = Arc::new(results::Keeper::new(
+            client.clone(),
+            &settings.namespace,
+            database,
+        ));
         let backend = KubeBackend::start(
             client.clone(),
             &settings.namespace,
@@ -288,8 +305,8 @@ pub struct OperatorOptions {
     pub upload_grace: Duration,
     /// Report settings file (SMTP, tracker, webhooks, retry); environment variables win.
     pub settings: Option<PathBuf>,
-    /// The results store's settings: a PostgreSQL URL is checked at start (connected to and
-    /// migrated); the upload path moves to it next (issue 14).
+    /// The results store's settings: with a PostgreSQL URL, results are kept there (connected
+    /// to and migrated at start) instead of in ConfigMaps.
     pub results: crate::store::results::ResultsConfig,
 }
 
@@ -300,7 +317,17 @@ const NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/name
 pub async fn serve(opts: OperatorOptions) -> anyhow::Result<()> {
     let config = Arc::new(PacksConfig::load(&opts.config_dir)?);
     config.check_operator()?;
-    crate::store::results::announce_database(&opts.results, "ConfigMaps owned by each TestRun").await?;
+    let database = match &opts.results.database_url {
+        Some(url) => {
+            let store = crate::store::results::open(url, opts.results.pool_size, opts.results.limits).await?;
+            info!(database = %url, pool_size = opts.results.pool_size, "results are kept in the results database");
+            Some(store)
+        }
+        None => {
+            info!("results are kept in ConfigMaps owned by each TestRun (no --database-url)");
+            None
+        }
+    };
     let tokens = crate::api::Tokens::from_env().map_err(anyhow::Error::msg)?;
     let client = Client::try_default()
         .await
@@ -370,7 +397,14 @@ pub async fn serve(opts: OperatorOptions) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let tms_configured = integrations.regressions.tms.is_some();
     let auth = crate::api::Auth::for_operator(tokens, &client, &namespace).map_err(anyhow::Error::msg)?;
-    let operator = Operator::start(client, config.clone(), settings, integrations, stop.clone());
+    let operator = Operator::start_with_database(
+        client,
+        config.clone(),
+        settings,
+        integrations,
+        database,
+        stop.clone(),
+    );
     let state = crate::api::AppState {
         backend: Arc::new(operator.backend.clone()),
         config,

@@ -28,6 +28,7 @@ use crate::launch::job::{LABEL_LAUNCH, bounded, label_value, launch_object_meta}
 use crate::results::TestIdStyle;
 use crate::results::upload::{AttemptResults, LOG_TAIL_BYTES, Owed, Source, gzip};
 use crate::results::{self, AttemptResult, Signature};
+use crate::store::results::{ArtifactKind, ResultsStore, RunIdentity};
 
 /// Largest part of a file in one ConfigMap key, and the most one ConfigMap carries: well
 /// under the API server's 1 MiB, with room for metadata.
@@ -78,6 +79,8 @@ pub enum ResultsError {
     Damaged(String),
     #[error("the Kubernetes API failed: {0}")]
     Kube(#[from] kube::Error),
+    #[error("the results database failed: {0}")]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// The primary results ConfigMap of a run's `seq`-th launch.
@@ -112,30 +115,9 @@ pub fn pack_for(
     shard: Option<u32>,
     results: &AttemptResults,
 ) -> Result<Vec<ConfigMap>, ResultsError> {
+    let stored = StoredResults::of(results);
+    let files = stored.files()?;
     let run_name = run.name_any();
-    let cut = results.log.len().saturating_sub(LOG_TAIL_BYTES);
-    let mut files: Vec<(String, Vec<u8>)> = results
-        .junit_gz
-        .iter()
-        .enumerate()
-        .map(|(i, j)| (format!("junit-{i}.xml.gz"), j.clone()))
-        .collect();
-    files.push((LOG_FILE.into(), gzip(&results.log[cut..])));
-    if !results.owed.is_empty() {
-        let json = serde_json::to_vec(&results.owed).map_err(|e| ResultsError::Damaged(e.to_string()))?;
-        files.push((OWED_FILE.into(), gzip(&json)));
-    }
-    for (name, gz) in &results.allure_gz {
-        // The upload checked it; a name that could break a key or the manifest is never stored.
-        if results::allure::safe_source(name) {
-            files.push((format!("{ALLURE_PREFIX}{name}.gz"), gz.clone()));
-        }
-    }
-    if !results.allure_notes.is_empty() {
-        let json =
-            serde_json::to_vec(&results.allure_notes).map_err(|e| ResultsError::Damaged(e.to_string()))?;
-        files.push((ALLURE_NOTES_FILE.into(), gzip(&json)));
-    }
 
     // Split files into parts and pack parts into ConfigMaps (first fit, in order).
     let mut maps: Vec<BTreeMap<String, ByteString>> = vec![BTreeMap::new()];
@@ -188,19 +170,19 @@ pub fn pack_for(
             ANNOTATION_PARTS.to_string(),
             format!("{extra};{}", manifest.join(",")),
         ),
-        (ANNOTATION_SOURCE.to_string(), results.source.as_str().to_string()),
+        (ANNOTATION_SOURCE.to_string(), stored.source.as_str().to_string()),
     ]);
-    if let Some(code) = results.exit_code {
+    if let Some(code) = stored.exit_code {
         annotations.insert(ANNOTATION_EXIT_CODE.into(), code.to_string());
     }
-    if let Some(signal) = results.signal {
+    if let Some(signal) = stored.signal {
         annotations.insert(ANNOTATION_SIGNAL.into(), signal.to_string());
     }
-    if let Some(m) = &results.message {
+    if let Some(m) = &stored.message {
         annotations.insert(ANNOTATION_MESSAGE.into(), m.clone());
     }
-    if cut > 0 {
-        annotations.insert(ANNOTATION_LOG_CUT.into(), cut.to_string());
+    if stored.log_cut > 0 {
+        annotations.insert(ANNOTATION_LOG_CUT.into(), stored.log_cut.to_string());
     }
 
     let mut out: Vec<ConfigMap> = maps
@@ -229,7 +211,7 @@ pub fn unpack(primary: &ConfigMap, parts: &[ConfigMap]) -> Result<StoredResults,
     let annotations = primary.metadata.annotations.clone().unwrap_or_default();
     let get = |k: &str| annotations.get(k).map(String::as_str);
     let manifest = get(ANNOTATION_PARTS).ok_or_else(|| damaged("no parts list".into()))?;
-    let (extra, files) = manifest
+    let (extra, files_list) = manifest
         .split_once(';')
         .ok_or_else(|| damaged("malformed parts list".into()))?;
     let extra: usize = extra
@@ -247,12 +229,8 @@ pub fn unpack(primary: &ConfigMap, parts: &[ConfigMap]) -> Result<StoredResults,
             data.insert(k.as_str(), &v.0);
         }
     }
-    let mut junit_gz = Vec::new();
-    let mut log_gz = Vec::new();
-    let mut owed = Vec::new();
-    let mut allure_gz = Vec::new();
-    let mut allure_notes = Vec::new();
-    for entry in files.split(',').filter(|e| !e.is_empty()) {
+    let mut files = Vec::new();
+    for entry in files_list.split(',').filter(|e| !e.is_empty()) {
         let (name, count) = entry
             .rsplit_once(':')
             .ok_or_else(|| damaged(format!("malformed entry {entry:?}")))?;
@@ -266,26 +244,10 @@ pub fn unpack(primary: &ConfigMap, parts: &[ConfigMap]) -> Result<StoredResults,
                 .ok_or_else(|| damaged(format!("part {i} of {name} is missing")))?;
             bytes.extend_from_slice(part);
         }
-        if name == LOG_FILE {
-            log_gz = bytes;
-        } else if name == OWED_FILE {
-            let json = gunzip(&bytes).map_err(&damaged)?;
-            owed = serde_json::from_slice(&json).map_err(|e| damaged(format!("{OWED_FILE}: {e}")))?;
-        } else if name == ALLURE_NOTES_FILE {
-            let json = gunzip(&bytes).map_err(&damaged)?;
-            allure_notes =
-                serde_json::from_slice(&json).map_err(|e| damaged(format!("{ALLURE_NOTES_FILE}: {e}")))?;
-        } else if let Some(file) = name
-            .strip_prefix(ALLURE_PREFIX)
-            .and_then(|n| n.strip_suffix(".gz"))
-        {
-            allure_gz.push((file.to_string(), bytes));
-        } else {
-            junit_gz.push(bytes);
-        }
+        files.push((name.to_string(), bytes));
     }
     let number = |k: &str| get(k).and_then(|v| v.parse::<i32>().ok());
-    Ok(StoredResults {
+    let meta = Meta {
         source: if get(ANNOTATION_SOURCE) == Some("pod-log") {
             Source::PodLog
         } else {
@@ -294,16 +256,196 @@ pub fn unpack(primary: &ConfigMap, parts: &[ConfigMap]) -> Result<StoredResults,
         exit_code: number(ANNOTATION_EXIT_CODE),
         signal: number(ANNOTATION_SIGNAL),
         message: get(ANNOTATION_MESSAGE).map(str::to_string),
-        junit_gz,
-        log_gz,
         log_cut: get(ANNOTATION_LOG_CUT).and_then(|v| v.parse().ok()).unwrap_or(0),
-        owed,
-        allure_gz,
-        allure_notes,
-    })
+    };
+    StoredResults::from_files(meta, files).map_err(damaged)
+}
+
+/// What stored results say besides their files.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Meta {
+    #[serde(with = "source_name")]
+    source: Source,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    signal: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+    #[serde(default)]
+    log_cut: u64,
+}
+
+/// [`Source`] by its stored name (`upload`, `pod-log`).
+mod source_name {
+    use crate::results::upload::Source;
+
+    pub fn serialize<S: serde::Serializer>(source: &Source, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(source.as_str())
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Source, D::Error> {
+        let name = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+        Ok(if name == "pod-log" {
+            Source::PodLog
+        } else {
+            Source::Upload
+        })
+    }
+}
+
+/// First line of results kept in the results database ([`StoredResults::encode`]).
+const ENCODING: &[u8] = b"tomato-results/1\n";
+
+/// The header line of the database encoding: the metadata and each file's name and length.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Header {
+    #[serde(flatten)]
+    meta: Meta,
+    files: Vec<(String, usize)>,
 }
 
 impl StoredResults {
+    /// What is kept of an upload (or of the pod-log fallback): everything but the log's
+    /// start, cut to its last [`LOG_TAIL_BYTES`]. Pure.
+    pub fn of(results: &AttemptResults) -> StoredResults {
+        let cut = results.log.len().saturating_sub(LOG_TAIL_BYTES);
+        StoredResults {
+            source: results.source,
+            exit_code: results.exit_code,
+            signal: results.signal,
+            message: results.message.clone(),
+            junit_gz: results.junit_gz.clone(),
+            log_gz: gzip(&results.log[cut..]),
+            log_cut: cut as u64,
+            owed: results.owed.clone(),
+            // The upload checked them; a name that could break a key or a manifest is never
+            // stored.
+            allure_gz: results
+                .allure_gz
+                .iter()
+                .filter(|(name, _)| results::allure::safe_source(name))
+                .cloned()
+                .collect(),
+            allure_notes: results.allure_notes.clone(),
+        }
+    }
+
+    /// The files both encodings keep, by name, in order: the JUnit reports, the log, what a
+    /// shard owed, the Allure files and exec's notes.
+    fn files(&self) -> Result<Vec<(String, Vec<u8>)>, ResultsError> {
+        let mut files: Vec<(String, Vec<u8>)> = self
+            .junit_gz
+            .iter()
+            .enumerate()
+            .map(|(i, j)| (format!("junit-{i}.xml.gz"), j.clone()))
+            .collect();
+        files.push((LOG_FILE.into(), self.log_gz.clone()));
+        if !self.owed.is_empty() {
+            files.push((OWED_FILE.into(), json_gz(&self.owed)?));
+        }
+        for (name, gz) in &self.allure_gz {
+            files.push((format!("{ALLURE_PREFIX}{name}.gz"), gz.clone()));
+        }
+        if !self.allure_notes.is_empty() {
+            files.push((ALLURE_NOTES_FILE.into(), json_gz(&self.allure_notes)?));
+        }
+        Ok(files)
+    }
+
+    /// Reads back what [`StoredResults::files`] gave, with the metadata beside them.
+    fn from_files(meta: Meta, files: Vec<(String, Vec<u8>)>) -> Result<StoredResults, String> {
+        let mut stored = StoredResults {
+            source: meta.source,
+            exit_code: meta.exit_code,
+            signal: meta.signal,
+            message: meta.message,
+            junit_gz: Vec::new(),
+            log_gz: Vec::new(),
+            log_cut: meta.log_cut,
+            owed: Vec::new(),
+            allure_gz: Vec::new(),
+            allure_notes: Vec::new(),
+        };
+        for (name, bytes) in files {
+            if name == LOG_FILE {
+                stored.log_gz = bytes;
+            } else if name == OWED_FILE {
+                let json = gunzip(&bytes)?;
+                stored.owed = serde_json::from_slice(&json).map_err(|e| format!("{OWED_FILE}: {e}"))?;
+            } else if name == ALLURE_NOTES_FILE {
+                let json = gunzip(&bytes)?;
+                stored.allure_notes =
+                    serde_json::from_slice(&json).map_err(|e| format!("{ALLURE_NOTES_FILE}: {e}"))?;
+            } else if let Some(file) = name
+                .strip_prefix(ALLURE_PREFIX)
+                .and_then(|n| n.strip_suffix(".gz"))
+            {
+                stored.allure_gz.push((file.to_string(), bytes));
+            } else {
+                stored.junit_gz.push(bytes);
+            }
+        }
+        Ok(stored)
+    }
+
+    /// The encoding kept in the results database: a version line, a JSON header line (the
+    /// metadata, and each file's name and length), then the files' bytes one after the
+    /// other. The files are gzip'd already, so the whole is not compressed again. Pure.
+    pub fn encode(&self) -> Result<Vec<u8>, ResultsError> {
+        let files = self.files()?;
+        let header = Header {
+            meta: Meta {
+                source: self.source,
+                exit_code: self.exit_code,
+                signal: self.signal,
+                message: self.message.clone(),
+                log_cut: self.log_cut,
+            },
+            files: files.iter().map(|(n, b)| (n.clone(), b.len())).collect(),
+        };
+        let header = serde_json::to_vec(&header).map_err(|e| ResultsError::Damaged(e.to_string()))?;
+        let mut out = Vec::with_capacity(
+            ENCODING.len() + header.len() + 1 + files.iter().map(|(_, b)| b.len()).sum::<usize>(),
+        );
+        out.extend_from_slice(ENCODING);
+        out.extend_from_slice(&header);
+        out.push(b'\n');
+        for (_, bytes) in files {
+            out.extend_from_slice(&bytes);
+        }
+        Ok(out)
+    }
+
+    /// Reads [`StoredResults::encode`]'s bytes back; `what` names them in errors. Pure.
+    pub fn decode(bytes: &[u8], what: &str) -> Result<StoredResults, ResultsError> {
+        let damaged = |m: String| ResultsError::Damaged(format!("{what}: {m}"));
+        let rest = bytes
+            .strip_prefix(ENCODING)
+            .ok_or_else(|| damaged("not results in a format this Tomato reads".into()))?;
+        let end = rest
+            .iter()
+            .position(|b| *b == b'\n')
+            .ok_or_else(|| damaged("no header line".into()))?;
+        let header: Header =
+            serde_json::from_slice(&rest[..end]).map_err(|e| damaged(format!("header: {e}")))?;
+        let mut body = &rest[end + 1..];
+        let mut files = Vec::with_capacity(header.files.len());
+        for (name, len) in header.files {
+            if body.len() < len {
+                return Err(damaged(format!("{name} is cut short")));
+            }
+            let (file, tail) = body.split_at(len);
+            files.push((name, file.to_vec()));
+            body = tail;
+        }
+        if !body.is_empty() {
+            return Err(damaged(format!("{} bytes after the last file", body.len())));
+        }
+        StoredResults::from_files(header.meta, files).map_err(damaged)
+    }
+
     /// The log tail, as text.
     pub fn log(&self) -> Result<String, ResultsError> {
         if self.log_gz.is_empty() {
@@ -598,46 +740,160 @@ pub async fn load_for(
     unpack(&primary, &parts).map(Some)
 }
 
-/// Recently read results, by run uid and launch. Stored results are immutable, so an entry
-/// never goes stale; the cache only saves API calls and decompression for the API's
-/// `/tests`, `/log` and `/junit` and for the controller's merges.
-#[derive(Default)]
-pub struct ResultsCache {
-    entries: std::sync::Mutex<std::collections::VecDeque<(String, usize, std::sync::Arc<StoredResults>)>>,
+/// Where operator mode keeps results, and the one way the controllers and the API reach
+/// them: the results database when one is configured (`--database-url`), else ConfigMaps
+/// owned by the run ([`pack`]).
+///
+/// With a database, an upload is kept as one artifact per launch (or shard) in
+/// [`StoredResults::encode`]'s form, each ended attempt's tests as rows (what history
+/// queries), and the classification as rows; nothing but the bounded status stays in etcd.
+/// Results an earlier version kept in ConfigMaps are still read when the database has none
+/// for that launch (or run), so an upgrade loses nothing.
+///
+/// **Keys.** A run of the namespace the API serves is kept under its name, as standalone mode
+/// keeps runs, so history's run names are the API's; a run of another namespace (with
+/// `--all-namespaces`) under `namespace/name`.
+///
+/// Recently read results are cached by run uid, launch and shard: stored results never
+/// change, so an entry never goes stale; the cache saves reads and decompression for the
+/// API's `/tests`, `/log` and `/junit` and for the controller's merges.
+pub struct Keeper {
+    client: kube::Client,
+    database: Option<std::sync::Arc<dyn ResultsStore>>,
+    home: String,
+    cache: std::sync::Mutex<std::collections::VecDeque<(CacheKey, std::sync::Arc<StoredResults>)>>,
 }
+
+/// Run uid, launch, shard.
+type CacheKey = (String, usize, Option<u32>);
 
 /// Entries kept (the oldest go first).
 const CACHE_ENTRIES: usize = 64;
 
-impl ResultsCache {
+impl Keeper {
+    /// Results kept in `database`, or in ConfigMaps without one; `home` is the namespace
+    /// the API serves.
+    pub fn new(client: kube::Client, home: &str, database: Option<std::sync::Arc<dyn ResultsStore>>) -> Self {
+        Keeper {
+            client,
+            database,
+            home: home.to_string(),
+            cache: Default::default(),
+        }
+    }
+
+    /// The results database, when one is configured (history reads it).
+    pub fn database(&self) -> Option<&dyn ResultsStore> {
+        self.database.as_deref()
+    }
+
+    /// `run`'s key in the database (see the type's comment).
+    pub fn key(&self, run: &TestRun) -> String {
+        let ns = run.namespace().unwrap_or_default();
+        if ns == self.home || ns.is_empty() {
+            run.name_any()
+        } else {
+            format!("{ns}/{}", run.name_any())
+        }
+    }
+
+    fn config_maps(&self, run: &TestRun) -> Api<ConfigMap> {
+        Api::namespaced(self.client.clone(), &run.namespace().unwrap_or_default())
+    }
+
+    /// Records `run` in the database (idempotent; a new run under an old name replaces it).
+    async fn record(&self, db: &dyn ResultsStore, run: &TestRun) -> Result<String, ResultsError> {
+        let key = self.key(run);
+        db.record_run(&RunIdentity {
+            name: key.clone(),
+            uid: run.metadata.uid.clone().unwrap_or_default(),
+            service: run.spec.template.service.clone(),
+            stand: run.spec.template.stand.clone(),
+            created: crate::store::results::micros_of(crate::crd::created(run)),
+        })
+        .await?;
+        Ok(key)
+    }
+
+    /// Keeps the results of `run`'s `seq`-th launch (`shard` none) or of one of its shards.
+    /// The first to arrive stays: a retried upload, or the pod-log fallback racing one, finds
+    /// [`Stored::AlreadyThere`].
+    pub async fn store(
+        &self,
+        run: &TestRun,
+        seq: usize,
+        shard: Option<u32>,
+        results: &AttemptResults,
+    ) -> Result<Stored, ResultsError> {
+        let Some(db) = self.database() else {
+            return store(&self.config_maps(run), pack_for(run, seq, shard, results)?).await;
+        };
+        let bytes = StoredResults::of(results).encode()?;
+        let key = self.record(db, run).await?;
+        let launch = u32::try_from(seq).map_err(|_| ResultsError::Damaged(format!("launch {seq}")))?;
+        Ok(
+            if db
+                .add_artifact(&key, launch, ArtifactKind::Results { shard }, bytes)
+                .await?
+            {
+                Stored::Created
+            } else {
+                Stored::AlreadyThere
+            },
+        )
+    }
+
     /// The stored results of `run`'s `seq`-th launch, if stored.
     pub async fn load(
         &self,
-        client: &kube::Client,
         run: &TestRun,
         seq: usize,
     ) -> Result<Option<std::sync::Arc<StoredResults>>, ResultsError> {
-        let uid = run.metadata.uid.clone().unwrap_or_default();
+        self.load_for(run, seq, None).await
+    }
+
+    /// The stored results of `run`'s `seq`-th launch (`shard` none) or of one of its shards.
+    pub async fn load_for(
+        &self,
+        run: &TestRun,
+        seq: usize,
+        shard: Option<u32>,
+    ) -> Result<Option<std::sync::Arc<StoredResults>>, ResultsError> {
+        let key: CacheKey = (run.metadata.uid.clone().unwrap_or_default(), seq, shard);
         if let Some(hit) = self
-            .entries
+            .cache
             .lock()
             .expect("the cache lock is never held across a panic")
             .iter()
-            .find(|(u, s, _)| *u == uid && *s == seq)
-            .map(|(_, _, r)| r.clone())
+            .find(|(k, _)| *k == key)
+            .map(|(_, r)| r.clone())
         {
             return Ok(Some(hit));
         }
-        let api: Api<ConfigMap> = Api::namespaced(client.clone(), &run.namespace().unwrap_or_default());
-        let Some(found) = load(&api, &run.name_any(), seq).await? else {
+        let mut found = None;
+        if let (Some(db), Ok(launch)) = (self.database(), u32::try_from(seq)) {
+            let name = self.key(run);
+            if let Some(bytes) = db
+                .artifact(&name, launch, ArtifactKind::Results { shard })
+                .await?
+            {
+                let what = format!("the stored results of launch {seq} of {name}");
+                found = Some(StoredResults::decode(&bytes, &what)?);
+            }
+        }
+        if found.is_none() {
+            // Without a database, or kept by a version before it.
+            found = load_for(&self.config_maps(run), &run.name_any(), seq, shard).await?;
+        }
+        let Some(found) = found else {
             return Ok(None);
         };
         let found = std::sync::Arc::new(found);
         let mut entries = self
-            .entries
+            .cache
             .lock()
             .expect("the cache lock is never held across a panic");
-        entries.push_back((uid, seq, found.clone()));
+        entries.push_back((key, found.clone()));
         while entries.len() > CACHE_ENTRIES {
             entries.pop_front();
         }
@@ -648,7 +904,6 @@ impl ResultsCache {
     /// whose relaunch carries their number), with test ids in the service's style.
     pub async fn run_results(
         &self,
-        client: &kube::Client,
         run: &TestRun,
         style: &TestIdStyle,
     ) -> Result<Vec<AttemptResult>, ResultsError> {
@@ -662,11 +917,72 @@ impl ResultsCache {
             if a.state == crate::crd::AttemptState::Interrupted {
                 continue;
             }
-            if let Some(stored) = self.load(client, run, i + 1).await? {
+            if let Some(stored) = self.load(run, i + 1).await? {
                 out.extend(stored.parse(a.number, style).1);
             }
         }
         Ok(out)
+    }
+
+    /// Keeps an ended attempt's test results as rows, for history (with a database; without
+    /// one the stored reports are all there is).
+    pub async fn record_attempt(
+        &self,
+        run: &TestRun,
+        attempt: u32,
+        results: Vec<AttemptResult>,
+    ) -> Result<(), ResultsError> {
+        if let Some(db) = self.database() {
+            let key = self.record(db, run).await?;
+            db.put_results(&key, attempt, results).await?;
+        }
+        Ok(())
+    }
+
+    /// Records how `run` finished (with a database).
+    pub async fn finish(&self, run: &TestRun, phase: crate::crd::Phase) -> Result<(), ResultsError> {
+        if let Some(db) = self.database() {
+            let key = self.record(db, run).await?;
+            db.finish_run(&key, phase, chrono::Utc::now()).await?;
+        }
+        Ok(())
+    }
+
+    /// Forgets everything kept of `run` in the database (its ConfigMaps go with the run).
+    pub async fn forget(&self, run: &TestRun) -> Result<bool, ResultsError> {
+        match self.database() {
+            Some(db) => Ok(db.delete_run(&self.key(run)).await?),
+            None => Ok(false),
+        }
+    }
+
+    /// Keeps `run`'s classification as it stands after its `seq`-th launch ended.
+    pub async fn store_categories(
+        &self,
+        run: &TestRun,
+        seq: usize,
+        categories: &ByTest,
+    ) -> Result<(), ResultsError> {
+        match self.database() {
+            Some(db) => {
+                let key = self.record(db, run).await?;
+                db.put_categories(&key, categories.clone()).await?;
+                Ok(())
+            }
+            None => store_categories(&self.config_maps(run), &pack_categories(run, seq, categories)?).await,
+        }
+    }
+
+    /// `run`'s latest stored classification; empty when none is stored.
+    pub async fn load_categories(&self, run: &TestRun) -> Result<ByTest, ResultsError> {
+        if let Some(db) = self.database() {
+            let found = db.categories(&self.key(run)).await?;
+            if !found.is_empty() {
+                return Ok(found);
+            }
+        }
+        // Without a database, or kept by a version before it.
+        load_categories(&self.config_maps(run), run).await
     }
 }
 
@@ -803,6 +1119,68 @@ mod tests {
             unpack(primary, &parts[1..]),
             Err(ResultsError::Damaged(_))
         ));
+    }
+
+    /// Everything an upload can carry, for the encodings' round trips.
+    fn full_upload() -> AttemptResults {
+        let mut log = vec![b'a'; LOG_TAIL_BYTES];
+        log.extend_from_slice(b"\nthe end\n");
+        AttemptResults {
+            source: Source::PodLog,
+            exit_code: Some(137),
+            signal: Some(9),
+            junit_gz: vec![gzip(&sample()), gzip(b"<testsuite/>")],
+            log,
+            message: Some("killed; the log was read from the pod".into()),
+            owed: vec![Owed {
+                id: "a::owed".into(),
+                message: "shard 1 crashed".into(),
+                kind: String::new(),
+            }],
+            allure_gz: vec![
+                ("x-result.json".into(), gzip(b"{}")),
+                ("shot.png".into(), gzip(b"PNG")),
+            ],
+            allure_notes: vec!["big.mp4: left out, over the limit".into()],
+        }
+    }
+
+    /// The results database keeps uploads in `encode`'s form: it reads back to exactly what
+    /// the ConfigMaps read back to (so every reader sees one thing, whichever keeps it).
+    #[test]
+    fn the_database_encoding_reads_back_as_the_config_maps_do() {
+        let upload = full_upload();
+        let stored = StoredResults::of(&upload);
+        let bytes = stored.encode().unwrap();
+        let back = StoredResults::decode(&bytes, "launch 1").unwrap();
+        assert_eq!(back, stored);
+        let maps = pack(&run(), 1, &upload).unwrap();
+        let from_maps = unpack(maps.last().unwrap(), &maps[..maps.len() - 1]).unwrap();
+        assert_eq!(back, from_maps);
+        assert_eq!(back.log_cut, 9);
+        assert_eq!(back.owed_results(2).len(), 1);
+        assert_eq!(back.allure_file("shot.png").unwrap(), b"PNG");
+        // Nothing but the log's tail is kept, and nothing is compressed twice.
+        assert!(bytes.len() < LOG_TAIL_BYTES / 100, "{} bytes", bytes.len());
+    }
+
+    #[test]
+    fn damaged_database_bytes_are_refused_naming_what_is_wrong() {
+        let bytes = StoredResults::of(&full_upload()).encode().unwrap();
+        let err = |b: &[u8]| StoredResults::decode(b, "launch 1 of r").unwrap_err().to_string();
+        assert!(err(b"PK\x03\x04").contains("launch 1 of r: not results in a format"));
+        assert!(err(&bytes[..bytes.len() - 3]).contains("is cut short"));
+        let mut longer = bytes.clone();
+        longer.extend_from_slice(b"xyz");
+        assert!(err(&longer).contains("3 bytes after the last file"));
+        let header_end = bytes
+            .iter()
+            .skip(ENCODING.len())
+            .position(|b| *b == b'\n')
+            .unwrap();
+        let mut bad_header = bytes.clone();
+        bad_header[ENCODING.len() + header_end - 1] = b'!';
+        assert!(err(&bad_header).contains("header:"));
     }
 
     #[test]

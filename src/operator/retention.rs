@@ -8,9 +8,14 @@
 //! conditional on the resourceVersion the pass decided on: a run changed meanwhile (pinned
 //! with `kubectl patch`, say) is left for the next pass to decide again.
 //!
-//! Files-only expiry is skipped in operator mode: an attempt's log and JUnit live in the same
-//! results ConfigMaps its test verdicts are read from, so removing them would lose the
-//! verdicts. It comes with the results database (issue 14).
+//! With a results database, what it keeps of each deleted run is deleted too, and so is
+//! what it keeps of runs deleted otherwise (`kubectl delete`): each pass forgets the recorded
+//! runs, created before its listing, that no TestRun of the scope carries any more. That is
+//! why one results database serves one operator installation.
+//!
+//! Files-only expiry is skipped in operator mode: an attempt's log and JUnit are kept with
+//! the uploaded reports its test verdicts are read from, so removing them would lose the
+//! verdicts.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,6 +26,7 @@ use kube::{Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::results::Keeper;
 use super::{Context, Error, Scope, scoped};
 use crate::crd::{NightlySchedule, TestRun};
 use crate::packs::PacksConfig;
@@ -31,7 +37,7 @@ use crate::retention::{Action, Removed, plan, referenced};
 pub async fn run(ctx: Arc<Context>, scope: Scope, stop: CancellationToken) {
     loop {
         let started = Instant::now();
-        match pass(&ctx.client, &ctx.config, &scope, Utc::now()).await {
+        match pass(&ctx.client, &ctx.config, &scope, &ctx.results, Utc::now()).await {
             Ok(removed) if !removed.is_empty() => info!(
                 runs = removed.runs,
                 failed = removed.failed,
@@ -48,13 +54,16 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, stop: CancellationToken) {
     }
 }
 
-/// One pass at `now` over the TestRuns of `scope`: deletes every run retention lets go.
+/// One pass at `now` over the TestRuns of `scope`: deletes every run retention lets go, and
+/// what `results` keeps of it and of runs deleted since the last pass.
 pub async fn pass(
     client: &Client,
     config: &PacksConfig,
     scope: &Scope,
+    results: &Keeper,
     now: DateTime<Utc>,
 ) -> Result<Removed, Error> {
+    let listed = Utc::now();
     let runs = scoped::<TestRun>(client, scope)
         .list(&ListParams::default())
         .await?
@@ -93,6 +102,11 @@ pub async fn pass(
                     "retention: deleted an expired run"
                 );
                 removed.count(Action::Delete);
+                if let Some(run) = seen
+                    && let Err(e) = results.forget(run).await
+                {
+                    warn!(run = step.run, error = %e, "retention: the results database kept the run; the next pass forgets it");
+                }
             }
             // Gone already, or changed since the decision: the next pass decides again.
             Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {
@@ -110,5 +124,50 @@ pub async fn pass(
             }
         }
     }
+    forget_deleted(results, &runs, listed).await;
     Ok(removed)
+}
+
+/// Forgets the runs the results database keeps that none of `runs` (listed at `listed`) is:
+/// deleted by retention, or by hand. A run recorded after the listing may not be in it yet,
+/// so only runs created a minute before it are looked at.
+async fn forget_deleted(results: &Keeper, runs: &[TestRun], listed: DateTime<Utc>) {
+    let Some(db) = results.database() else {
+        return;
+    };
+    let live: std::collections::HashSet<String> = runs.iter().map(|r| results.key(r)).collect();
+    let before = listed - chrono::Duration::minutes(1);
+    let mut page = crate::store::results::RunPage {
+        service: None,
+        before: Some((before, String::new())),
+        limit: 500,
+    };
+    let mut forgotten = 0usize;
+    loop {
+        let records = match db.list_runs(&page).await {
+            Ok(records) => records,
+            Err(e) => {
+                warn!(error = %e, "retention could not list the results database's runs; the next pass tries again");
+                return;
+            }
+        };
+        let Some(last) = records.last() else { break };
+        page.before = Some((last.identity.created, last.identity.name.clone()));
+        let full = records.len() == page.limit as usize;
+        for record in records.iter().filter(|r| !live.contains(&r.identity.name)) {
+            match db.delete_run(&record.identity.name).await {
+                Ok(true) => forgotten += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    warn!(run = record.identity.name, error = %e, "retention could not forget a deleted run")
+                }
+            }
+        }
+        if !full {
+            break;
+        }
+    }
+    if forgotten > 0 {
+        info!(runs = forgotten, "retention forgot the results of deleted runs");
+    }
 }

@@ -20,7 +20,7 @@ use kube::runtime::controller::Action;
 use tracing::info;
 
 use super::context::{Context, Error, write_status};
-use super::results::{self, StoredResults};
+use super::results::StoredResults;
 use crate::core::ReportRead;
 use crate::crd::{Attempt, ShardState, ShardStatus, TestRun};
 use crate::launch::job::{JobState, ShardLaunch, read_shards, shards_name};
@@ -184,7 +184,7 @@ pub(super) async fn observe(
     // While the Job runs, only the shards still shown running are looked up (one GET each per
     // poll); once it has ended, every shard's results are read for the merge.
     let active = *state == JobState::Active;
-    let mut stored: Vec<Option<StoredResults>> = Vec::with_capacity(launches.len());
+    let mut stored: Vec<Option<std::sync::Arc<StoredResults>>> = Vec::with_capacity(launches.len());
     for i in 0..launches.len() {
         let shown_ended = attempt
             .shards
@@ -193,7 +193,7 @@ pub(super) async fn observe(
         stored.push(if active && shown_ended {
             None
         } else {
-            results::load_for(&maps, &name, seq, Some(i as u32)).await?
+            ctx.results.load_for(run, seq, Some(i as u32)).await?
         });
     }
 
@@ -257,7 +257,7 @@ pub(super) async fn observe(
         }
         return Ok(Action::requeue(std::time::Duration::from_millis(100)));
     }
-    let stored: Vec<StoredResults> = stored.into_iter().flatten().collect();
+    let stored: Vec<StoredResults> = stored.into_iter().flatten().map(|s| (*s).clone()).collect();
     let outcomes: Vec<Outcome> = launches
         .iter()
         .zip(&stored)
@@ -265,7 +265,7 @@ pub(super) async fn observe(
         .map(|(i, (l, s))| outcome(i as u32, l, s, attempt.number, &svc.rerun.test_id, timed_out))
         .collect();
     let merged = merge(&stored, &outcomes);
-    results::store(&maps, results::pack(run, seq, &merged)?).await?;
+    ctx.results.store(run, seq, None, &merged).await?;
     info!(
         run = name,
         attempt = attempt.number,
@@ -278,9 +278,9 @@ pub(super) async fn observe(
 
 /// The shards shown running, with no results stored, whose pod's tests ended more than
 /// `grace` ago: no upload is coming, their pod's log stands for their results. Pure.
-pub fn silent_shards(
+pub fn silent_shards<T>(
     shards: &[ShardStatus],
-    stored: &[Option<StoredResults>],
+    stored: &[Option<T>],
     pods: &[k8s_openapi::api::core::v1::Pod],
     grace: std::time::Duration,
     now: chrono::DateTime<Utc>,
@@ -413,7 +413,7 @@ mod tests {
         let log = String::from_utf8(merged.log.clone()).unwrap();
         assert!(log.contains("===== shard 1 of 2 =====\nkilled"), "{log}");
         // Stored and read back as the attempt's results: two from JUnit, one broken.
-        let maps = results::pack(&run(), 1, &merged).unwrap();
+        let maps = super::super::results::pack(&run(), 1, &merged).unwrap();
         let back = unpack(maps.last().unwrap(), &[]).unwrap();
         let (read, all) = back.parse(1, &style);
         assert_eq!(read, ReportRead::Found(3));

@@ -123,10 +123,7 @@ async fn advance(run: &TestRun, ctx: &Context) -> Result<Action, Error> {
         return observe(run, ctx, &svc, status.attempts.len(), attempt).await;
     }
     let max_attempts = 1 + u32::from(svc.retries_for(&run.spec.template));
-    let results = ctx
-        .results
-        .run_results(&ctx.client, run, &svc.rerun.test_id)
-        .await?;
+    let results = ctx.results.run_results(run, &svc.rerun.test_id).await?;
     let merged = crate::core::merge_run(&status, results);
     let packs = || {
         svc.resolve_packs(run.spec.template.category.as_deref(), &run.spec.template.packs)
@@ -333,7 +330,7 @@ async fn observe(
     let jobs: Api<Job> = ctx.api(&ns);
     let job = jobs.get_opt(&job_name).await?;
     let state = job.as_ref().map(job_state);
-    if let Some(stored) = ctx.results.load(&ctx.client, run, seq).await? {
+    if let Some(stored) = ctx.results.load(run, seq).await? {
         return end_attempt(run, ctx, svc, attempt, &stored, state.as_ref()).await;
     }
     if let (Some(job), Some(state), false) = (&job, &state, attempt.shards.is_empty()) {
@@ -383,7 +380,7 @@ async fn observe_aqua(
     seq: usize,
     attempt: &Attempt,
 ) -> Result<Action, Error> {
-    if let Some(stored) = ctx.results.load(&ctx.client, run, seq).await? {
+    if let Some(stored) = ctx.results.load(run, seq).await? {
         return end_attempt(run, ctx, svc, attempt, &stored, None).await;
     }
     match super::aqua::observe(run, ctx, svc, seq, attempt).await? {
@@ -466,8 +463,7 @@ pub(super) async fn store_pod_log(
         allure_gz: Vec::new(),
         allure_notes: Vec::new(),
     };
-    let maps = results::pack_for(run, seq, shard, &results)?;
-    results::store(&ctx.config_maps(&ns), maps).await?;
+    ctx.results.store(run, seq, shard, &results).await?;
     Ok(())
 }
 
@@ -522,10 +518,15 @@ async fn end_attempt(
 /// Records an attempt's end and the decision, in one status write; announces both.
 async fn record(run: &TestRun, ctx: &Context, svc: &Service, end: &AttemptEnd) -> Result<Action, Error> {
     let max_attempts = 1 + u32::from(svc.retries_for(&run.spec.template));
-    let results = ctx
-        .results
-        .run_results(&ctx.client, run, &svc.rerun.test_id)
-        .await?;
+    let results = ctx.results.run_results(run, &svc.rerun.test_id).await?;
+    // The ended attempt's tests become history rows (with a results database) before the
+    // status says it ended, so a reader never sees an ended attempt without them.
+    let ended: Vec<_> = results
+        .iter()
+        .filter(|r| r.attempt == end.number)
+        .cloned()
+        .collect();
+    ctx.results.record_attempt(run, end.number, ended).await?;
     let mut decided = run.status.clone().unwrap_or_default();
     let (next, merged) = crate::core::record_end(&mut decided, end, results, max_attempts, Utc::now());
     let classification = classify(run, ctx, svc, &decided, &merged).await?;
@@ -536,13 +537,17 @@ async fn record(run: &TestRun, ctx: &Context, svc: &Service, end: &AttemptEnd) -
         .iter()
         .rposition(|a| a.number == end.number)
         .map_or(decided.attempts.len(), |i| i + 1);
-    match results::pack_categories(run, seq, &classification.by_test) {
-        Ok(cm) => {
-            let api: Api<ConfigMap> = ctx.api(&run.namespace().unwrap_or_default());
-            results::store_categories(&api, &cm).await?;
-        }
+    match ctx
+        .results
+        .store_categories(run, seq, &classification.by_test)
+        .await
+    {
+        Ok(()) => {}
         // Surfaces then read the tests `status.categories` lists (classify::recorded).
-        Err(e) => warn!(run = run.name_any(), error = %e, "the classification is not stored"),
+        Err(e @ results::ResultsError::TooLarge(_)) => {
+            warn!(run = run.name_any(), error = %e, "the classification is not stored")
+        }
+        Err(e) => return Err(e.into()),
     }
     decided.categories = classification.stats;
     let stored = write_status(&ctx.client, run, |st| *st = decided).await?;
@@ -668,18 +673,14 @@ async fn report(run: &TestRun, ctx: &Context) -> Result<Action, Error> {
         });
     }
     let tests = merged(&run, ctx, svc.as_deref()).await?;
-    let configmaps: Api<ConfigMap> = ctx.api(&run.namespace().unwrap_or_default());
-    let categories = crate::classify::recorded(
-        results::load_categories(&configmaps, &run).await?,
-        &status.categories,
-    );
+    let categories = crate::classify::recorded(ctx.results.load_categories(&run).await?, &status.categories);
     let mut content = ctx.reporter.content(&run, &tests, &categories);
     // The email links each failed test's attachments (its last attempt's uploaded Allure
     // results), as standalone mode does from its data directory.
     if let Some(svc) = svc.as_deref() {
         let mut records = std::collections::HashMap::new();
         for seq in 1..=status.attempts.len() {
-            if let Ok(Some(stored)) = ctx.results.load(&ctx.client, &run, seq).await
+            if let Ok(Some(stored)) = ctx.results.load(&run, seq).await
                 && let Some(r) = stored.allure_extras(
                     &svc.rerun.test_id,
                     crate::results::upload::operator_limits(svc.attachments),
@@ -765,6 +766,7 @@ async fn record_delivery(
 
 async fn announce_finished(run: &TestRun, ctx: &Context) {
     let st = run.status.clone().unwrap_or_default();
+    record_finished(run, ctx, st.phase).await;
     let s = st.summary.unwrap_or_default();
     let note = format!(
         "{}: {} passed, {} failed, {} flaky, {} broken, {} skipped",
@@ -775,15 +777,21 @@ async fn announce_finished(run: &TestRun, ctx: &Context) {
         .await;
 }
 
+/// Records in the results database how the run finished (history's "previous comparable
+/// run" reads the TestRun's own status; this keeps the database's record complete for
+/// queries that outlive it). A failure is logged, not retried: the run's status stands.
+async fn record_finished(run: &TestRun, ctx: &Context, phase: Phase) {
+    if let Err(e) = ctx.results.finish(run, phase).await {
+        warn!(run = run.name_any(), error = %e, "the results database did not record how the run finished");
+    }
+}
+
 /// The run's merged verdicts, failing first.
 async fn merged(run: &TestRun, ctx: &Context, svc: Option<&Service>) -> Result<Vec<MergedTest>, Error> {
     let Some(svc) = svc else {
         return Ok(Vec::new());
     };
-    let results = ctx
-        .results
-        .run_results(&ctx.client, run, &svc.rerun.test_id)
-        .await?;
+    let results = ctx.results.run_results(run, &svc.rerun.test_id).await?;
     let mut merged = crate::core::merge_run(run.status.as_ref().unwrap_or(&Default::default()), results);
     merged.sort_by_key(|t| t.verdict);
     Ok(merged)
@@ -801,7 +809,7 @@ async fn classify(
     let mut logs: HashMap<u32, String> = HashMap::new();
     for (i, a) in status.attempts.iter().enumerate() {
         // The last launch of a number wins (an interrupted launch is followed by its relaunch).
-        if let Some(stored) = ctx.results.load(&ctx.client, run, i + 1).await? {
+        if let Some(stored) = ctx.results.load(run, i + 1).await? {
             logs.insert(a.number, stored.log()?);
         }
     }
@@ -837,6 +845,7 @@ async fn cancel(run: &TestRun, ctx: &Context) -> Result<Action, Error> {
         }
     }
     info!(run = run.name_any(), "cancelled");
+    record_finished(run, ctx, Phase::Cancelled).await;
     ctx.event(run, false, "Cancelled", "the run was cancelled".into())
         .await;
     Ok(Action::await_change())

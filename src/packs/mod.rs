@@ -609,9 +609,7 @@ impl Service {
             crate::crd::SelectionKind::All => n > 1,
             // A service that cannot select tests reruns its whole packs: nothing to split.
             crate::crd::SelectionKind::Failed => {
-                n > 1
-                    && svc.rerun.selects()
-                    && selection.tests.len() / crate::shard::RERUN_TESTS_PER_SHARD >= 2
+                n > 1 && svc.rerun.selects() && selection.count() / crate::shard::RERUN_TESTS_PER_SHARD >= 2
             }
         };
         sharded.then_some(n)

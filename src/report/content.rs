@@ -447,7 +447,7 @@ fn attempt_line(a: &crate::crd::Attempt) -> AttemptLine {
     let ran = match a.selection.kind {
         SelectionKind::All => format!("all tests of {}", a.selection.packs.join(", ")),
         SelectionKind::Failed => {
-            let n = a.selection.tests.len();
+            let n = a.selection.count();
             format!(
                 "{n} failed test{} of attempt {}",
                 if n == 1 { "" } else { "s" },

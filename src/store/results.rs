@@ -137,13 +137,20 @@ pub enum ArtifactKind {
     Log,
     /// The JUnit XML the runner wrote.
     Junit,
+    /// Everything `tomato exec` uploaded for a launch (its reports, log tail, exit code and
+    /// notes) in operator mode's own encoding (`operator::results::StoredResults`), or one
+    /// shard's upload (`shard`).
+    Results { shard: Option<u32> },
 }
 
 impl ArtifactKind {
-    pub fn as_str(self) -> &'static str {
+    /// The kind's stored name: `log`, `junit`, `results`, `results-shard-<i>`.
+    pub fn name(self) -> std::borrow::Cow<'static, str> {
         match self {
-            ArtifactKind::Log => "log",
-            ArtifactKind::Junit => "junit",
+            ArtifactKind::Log => "log".into(),
+            ArtifactKind::Junit => "junit".into(),
+            ArtifactKind::Results { shard: None } => "results".into(),
+            ArtifactKind::Results { shard: Some(i) } => format!("results-shard-{i}").into(),
         }
     }
 }
@@ -221,6 +228,18 @@ pub trait ResultsStore: Send + Sync + 'static {
         kind: ArtifactKind,
         bytes: Vec<u8>,
     ) -> Result<(), StoreError>;
+
+    /// Keeps an artifact of a run's `launch`-th launch unless one of that kind is already
+    /// kept, atomically: of two racing writers exactly one wins. Returns whether this write
+    /// kept it (`false`: the earlier one stays and nothing changed). `TooLarge` as for
+    /// [`ResultsStore::put_artifact`].
+    async fn add_artifact(
+        &self,
+        run: &str,
+        launch: u32,
+        kind: ArtifactKind,
+        bytes: Vec<u8>,
+    ) -> Result<bool, StoreError>;
 
     /// An artifact of a run's `launch`-th launch; `None` when none is kept.
     async fn artifact(

@@ -321,7 +321,7 @@ pub fn attempt_label(a: &Attempt) -> String {
         SelectionKind::All if a.selection.packs.is_empty() => "every test".to_string(),
         SelectionKind::All => format!("every test of {}", a.selection.packs.join(", ")),
         SelectionKind::Failed => {
-            let n = a.selection.tests.len();
+            let n = a.selection.count();
             let of = a
                 .selection
                 .of_attempt

@@ -180,6 +180,39 @@ pub async fn start_replica_authorized(
     scope: Scope,
     auth: tomato::api::Auth,
 ) -> Replica {
+    start_replica_full(k, config, identity, vars, scope, auth, None).await
+}
+
+/// [`start_replica`] keeping results in `database` (as `--database-url` makes it).
+pub async fn start_replica_with_database(
+    k: &TestNs,
+    config: Arc<PacksConfig>,
+    identity: &str,
+    database: Arc<dyn tomato::store::ResultsStore>,
+) -> Replica {
+    let scope = Scope::Namespace(k.ns.clone());
+    start_replica_full(
+        k,
+        config,
+        identity,
+        &[],
+        scope,
+        tomato::api::Auth::open(),
+        Some(database),
+    )
+    .await
+}
+
+/// Every way of starting a replica, in one.
+async fn start_replica_full(
+    k: &TestNs,
+    config: Arc<PacksConfig>,
+    identity: &str,
+    vars: &[(String, String)],
+    scope: Scope,
+    auth: tomato::api::Auth,
+    database: Option<Arc<dyn tomato::store::ResultsStore>>,
+) -> Replica {
     init_tracing();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -189,7 +222,7 @@ pub async fn start_replica_authorized(
     let report_settings = tomato::integrations::settings::ReportSettings::load_with(None, &lookup).unwrap();
     let integrations = tomato::report::Integrations::new(report_settings, &config, &url).unwrap();
     let tms_configured = integrations.regressions.tms.is_some();
-    let operator = Operator::start(
+    let operator = Operator::start_with_database(
         k.operator_client.clone(),
         config.clone(),
         Settings {
@@ -197,6 +230,7 @@ pub async fn start_replica_authorized(
             ..settings(&k.ns, identity, &k.proxy.url)
         },
         integrations,
+        database,
         stop.clone(),
     );
     let state = tomato::api::AppState {

@@ -475,45 +475,19 @@ impl ResultsStore for PgStore {
         kind: ArtifactKind,
         bytes: Vec<u8>,
     ) -> Result<(), StoreError> {
-        let launch = i32::try_from(launch)
-            .map_err(|_| StoreError::Invalid(format!("launch: {launch} is out of range")))?;
-        let mut tx = self.pool.begin().await?;
-        // The run's row lock serialises artifact writes of one run, so two cannot both pass
-        // its limit.
-        let run_id = run_id_for_update(&mut tx, run)
-            .await?
-            .ok_or_else(|| not_found(run))?;
-        let (current, replaced): (i64, i64) = sqlx::query_as(
-            "SELECT coalesce(sum(size), 0)::int8,
-                    coalesce(sum(size) FILTER (WHERE launch = $2 AND kind = $3), 0)::int8
-             FROM artifacts WHERE run_id = $1",
-        )
-        .bind(run_id)
-        .bind(launch)
-        .bind(kind.as_str())
-        .fetch_one(&mut *tx)
-        .await?;
-        let size = bytes.len() as u64;
-        check_artifact_limit(
-            run,
-            self.limits.artifact_bytes_per_run,
-            current.max(0) as u64,
-            replaced.max(0) as u64,
-            size,
-        )?;
-        sqlx::query(
-            "INSERT INTO artifacts (run_id, launch, kind, size, bytes) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (run_id, launch, kind) DO UPDATE SET size = excluded.size, bytes = excluded.bytes",
-        )
-        .bind(run_id)
-        .bind(launch)
-        .bind(kind.as_str())
-        .bind(i64::try_from(size).unwrap_or(i64::MAX))
-        .bind(bytes)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        self.write_artifact(run, launch, kind, bytes, true)
+            .await
+            .map(|_| ())
+    }
+
+    async fn add_artifact(
+        &self,
+        run: &str,
+        launch: u32,
+        kind: ArtifactKind,
+        bytes: Vec<u8>,
+    ) -> Result<bool, StoreError> {
+        self.write_artifact(run, launch, kind, bytes, false).await
     }
 
     async fn artifact(
@@ -531,7 +505,7 @@ impl ResultsStore for PgStore {
         )
         .bind(run)
         .bind(launch)
-        .bind(kind.as_str())
+        .bind(kind.name().as_ref())
         .fetch_optional(&self.pool)
         .await?)
     }
@@ -542,5 +516,61 @@ impl ResultsStore for PgStore {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+}
+
+impl PgStore {
+    /// Writes an artifact, replacing one already kept (`replace`) or keeping it (then
+    /// answering `false`). The run's row lock serialises artifact writes of one run, so two
+    /// cannot both pass its limit, and two adds of one artifact cannot both win.
+    async fn write_artifact(
+        &self,
+        run: &str,
+        launch: u32,
+        kind: ArtifactKind,
+        bytes: Vec<u8>,
+        replace: bool,
+    ) -> Result<bool, StoreError> {
+        let launch = i32::try_from(launch)
+            .map_err(|_| StoreError::Invalid(format!("launch: {launch} is out of range")))?;
+        let kind = kind.name();
+        let mut tx = self.pool.begin().await?;
+        let run_id = run_id_for_update(&mut tx, run)
+            .await?
+            .ok_or_else(|| not_found(run))?;
+        let (current, existing): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT coalesce(sum(size), 0)::int8,
+                    max(size) FILTER (WHERE launch = $2 AND kind = $3)
+             FROM artifacts WHERE run_id = $1",
+        )
+        .bind(run_id)
+        .bind(launch)
+        .bind(kind.as_ref())
+        .fetch_one(&mut *tx)
+        .await?;
+        if existing.is_some() && !replace {
+            return Ok(false);
+        }
+        let size = bytes.len() as u64;
+        check_artifact_limit(
+            run,
+            self.limits.artifact_bytes_per_run,
+            current.max(0) as u64,
+            existing.unwrap_or(0).max(0) as u64,
+            size,
+        )?;
+        sqlx::query(
+            "INSERT INTO artifacts (run_id, launch, kind, size, bytes) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (run_id, launch, kind) DO UPDATE SET size = excluded.size, bytes = excluded.bytes",
+        )
+        .bind(run_id)
+        .bind(launch)
+        .bind(kind.as_ref())
+        .bind(i64::try_from(size).unwrap_or(i64::MAX))
+        .bind(bytes)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }

@@ -99,12 +99,18 @@ fn time(us: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(us).unwrap_or_default()
 }
 
-fn artifact_file(kind: ArtifactKind) -> &'static str {
+/// The file an artifact is kept in, in its launch's attempt directory: where the standalone
+/// driver writes the log and JUnit itself.
+fn artifact_file(kind: ArtifactKind) -> String {
     match kind {
-        ArtifactKind::Log => LOG_FILE,
-        ArtifactKind::Junit => JUNIT_FILE,
+        ArtifactKind::Log => LOG_FILE.into(),
+        ArtifactKind::Junit => JUNIT_FILE.into(),
+        ArtifactKind::Results { .. } => format!("{}{RESULTS_SUFFIX}", kind.name()),
     }
 }
+
+/// Ends the file name of a [`ArtifactKind::Results`] artifact.
+const RESULTS_SUFFIX: &str = ".tomato-results";
 
 fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
@@ -118,7 +124,16 @@ fn artifact_bytes(run_dir: &Path) -> u64 {
     entries
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with("attempt-"))
-        .map(|e| file_len(&e.path().join(LOG_FILE)) + file_len(&e.path().join(JUNIT_FILE)))
+        .map(|e| {
+            let results: u64 = std::fs::read_dir(e.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|f| f.file_name().to_string_lossy().ends_with(RESULTS_SUFFIX))
+                .map(|f| file_len(&f.path()))
+                .sum();
+            file_len(&e.path().join(LOG_FILE)) + file_len(&e.path().join(JUNIT_FILE)) + results
+        })
         .sum()
 }
 
@@ -301,6 +316,59 @@ fn read_results(conn: &Connection, run: &str) -> Result<Vec<AttemptResult>, Stor
 }
 
 impl SqliteStore {
+    /// Writes an artifact, replacing one already kept (`replace`) or keeping it (then
+    /// answering `false`), through a temporary file: a rename replaces, a hard link adds
+    /// only when the name is free. One writer at a time, so two writes to one run cannot
+    /// both pass its limit.
+    async fn write_artifact(
+        &self,
+        run: &str,
+        launch: u32,
+        kind: ArtifactKind,
+        bytes: Vec<u8>,
+        replace: bool,
+    ) -> Result<bool, StoreError> {
+        let run_dir = files::checked_run_dir(self.data_dir(), run)?;
+        let dir = attempt_dir(self.data_dir(), run, launch as usize);
+        let (run, settings) = (run.to_string(), self.results.clone());
+        let write = tokio::task::spawn_blocking(move || {
+            let _one_writer = settings.artifacts.lock().unwrap_or_else(|p| p.into_inner());
+            let path = dir.join(artifact_file(kind));
+            if !replace && path.exists() {
+                return Ok(false);
+            }
+            let limit = settings.limits.artifact_bytes_per_run;
+            check_artifact_limit(
+                &run,
+                limit,
+                artifact_bytes(&run_dir),
+                file_len(&path),
+                bytes.len() as u64,
+            )?;
+            let io = |e: std::io::Error| {
+                StoreError::Task(format!(
+                    "cannot write the {} of {run:?} launch {launch}: {e}",
+                    kind.name()
+                ))
+            };
+            std::fs::create_dir_all(&dir).map_err(io)?;
+            let tmp = dir.join(format!(".{}.tmp", artifact_file(kind)));
+            std::fs::write(&tmp, &bytes).map_err(io)?;
+            if replace {
+                std::fs::rename(&tmp, &path).map_err(io)?;
+            } else {
+                let linked = std::fs::hard_link(&tmp, &path);
+                let _ = std::fs::remove_file(&tmp);
+                match linked {
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+                    other => other.map_err(io)?,
+                }
+            }
+            Ok(true)
+        });
+        write.await.map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
     /// The same store with these limits.
     pub fn with_limits(mut self, limits: Limits) -> SqliteStore {
         self.results = std::sync::Arc::new(ResultsSettings {
@@ -646,32 +714,19 @@ impl ResultsStore for SqliteStore {
         kind: ArtifactKind,
         bytes: Vec<u8>,
     ) -> Result<(), StoreError> {
-        let run_dir = files::checked_run_dir(self.data_dir(), run)?;
-        let dir = attempt_dir(self.data_dir(), run, launch as usize);
-        let (run, settings) = (run.to_string(), self.results.clone());
-        let write = tokio::task::spawn_blocking(move || {
-            let _one_writer = settings.artifacts.lock().unwrap_or_else(|p| p.into_inner());
-            let path = dir.join(artifact_file(kind));
-            let limit = settings.limits.artifact_bytes_per_run;
-            check_artifact_limit(
-                &run,
-                limit,
-                artifact_bytes(&run_dir),
-                file_len(&path),
-                bytes.len() as u64,
-            )?;
-            let io = |e: std::io::Error| {
-                StoreError::Task(format!(
-                    "cannot write the {} of {run:?} launch {launch}: {e}",
-                    kind.as_str()
-                ))
-            };
-            std::fs::create_dir_all(&dir).map_err(io)?;
-            let tmp = dir.join(format!(".{}.tmp", artifact_file(kind)));
-            std::fs::write(&tmp, &bytes).map_err(io)?;
-            std::fs::rename(&tmp, &path).map_err(io)
-        });
-        write.await.map_err(|e| StoreError::Task(e.to_string()))?
+        self.write_artifact(run, launch, kind, bytes, true)
+            .await
+            .map(|_| ())
+    }
+
+    async fn add_artifact(
+        &self,
+        run: &str,
+        launch: u32,
+        kind: ArtifactKind,
+        bytes: Vec<u8>,
+    ) -> Result<bool, StoreError> {
+        self.write_artifact(run, launch, kind, bytes, false).await
     }
 
     async fn artifact(
