@@ -110,6 +110,20 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<(), UploadError> {
         Err(UploadError::NotSupported)
     }
+
+    /// What index `shard` (none: the whole launch) of a run's `seq`-th launch runs, for
+    /// `tomato exec --fetch`, authenticated by the run's token as an upload is: a launch too
+    /// large for its Job object is kept in the results database. Operator mode only.
+    async fn launch_of(
+        &self,
+        _namespace: Option<&str>,
+        _run: &str,
+        _seq: usize,
+        _shard: Option<u32>,
+        _token: &str,
+    ) -> Result<crate::launch::job::ShardLaunch, UploadError> {
+        Err(UploadError::NotSupported)
+    }
 }
 
 /// What an attempt left behind, as the API serves it.

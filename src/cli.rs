@@ -295,11 +295,19 @@ pub struct ExecArgs {
     /// Copy this binary to PATH and exit (a Job's init container).
     #[arg(long = "copy-self-to", conflicts_with = "command")]
     pub copy_self_to: Option<PathBuf>,
-    /// Run one shard of an Indexed Job: the command is `TOMATO_SHARD_<JOB_COMPLETION_INDEX>`'s.
+    /// Run one shard of an Indexed Job: the command is `TOMATO_SHARD_<JOB_COMPLETION_INDEX>`'s
+    /// (or, with --fetch, the API's for that index).
     #[arg(long, conflicts_with_all = ["command", "copy_self_to"])]
     pub sharded: bool,
+    /// Read the command (and its tests' variables) from --launch-url with the run's token:
+    /// the operator's way for a launch too large for its Job object.
+    #[arg(long, conflicts_with_all = ["command", "copy_self_to"], requires = "launch_url")]
+    pub fetch: bool,
+    /// Where --fetch reads the launch.
+    #[arg(long = "launch-url", env = crate::launch::job::ENV_LAUNCH_URL)]
+    pub launch_url: Option<String>,
     /// The tests' command and arguments, after `--`.
-    #[arg(last = true, required_unless_present_any = ["copy_self_to", "sharded"])]
+    #[arg(last = true, required_unless_present_any = ["copy_self_to", "sharded", "fetch"])]
     pub command: Vec<String>,
 }
 
@@ -311,10 +319,36 @@ impl ExecArgs {
             crate::launch::exec::copy_self_to(to)?;
             return Ok(0);
         }
-        crate::launch::exec::run(self.options().map_err(anyhow::Error::msg)?).await
+        let fetched = match (&self.launch_url, self.fetch) {
+            (Some(url), true) => {
+                let token = crate::secrets::from_env(crate::launch::job::ENV_UPLOAD_TOKEN)
+                    .map_err(anyhow::Error::msg)?;
+                let shard = if self.sharded {
+                    Some(
+                        crate::launch::exec::completion_index(|k| std::env::var(k).ok())
+                            .map_err(anyhow::Error::msg)?,
+                    )
+                } else {
+                    None
+                };
+                let mut launch = crate::launch::exec::fetch_launch(url, token.as_ref(), shard)
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+                if let Some(work) = self.junit.parent() {
+                    launch.relocate(crate::launch::job::WORK_DIR, &work.display().to_string());
+                }
+                Some((shard, launch))
+            }
+            _ => None,
+        };
+        crate::launch::exec::run(self.options(fetched).map_err(anyhow::Error::msg)?).await
     }
 
-    pub fn options(self) -> Result<crate::launch::exec::ExecOptions, String> {
+    /// The options of the run; `fetched` is what --fetch read (and for which index).
+    pub fn options(
+        self,
+        fetched: Option<(Option<u32>, crate::launch::job::ShardLaunch)>,
+    ) -> Result<crate::launch::exec::ExecOptions, String> {
         let mut opts = crate::launch::exec::ExecOptions {
             command: self.command,
             junit: self.junit,
@@ -323,14 +357,26 @@ impl ExecArgs {
             token: crate::secrets::from_env(crate::launch::job::ENV_UPLOAD_TOKEN)?,
             env: Vec::new(),
         };
-        if self.sharded {
-            let (index, launch) = crate::launch::exec::resolve_shard(|k| std::env::var(k).ok())?;
+        let own = match fetched {
+            Some((index, launch)) => Some((index, launch)),
+            None if self.sharded => {
+                let (index, launch) = crate::launch::exec::resolve_shard(|k| std::env::var(k).ok())?;
+                Some((Some(index), launch))
+            }
+            None => None,
+        };
+        if let Some((index, launch)) = own {
+            if launch.argv.is_empty() {
+                return Err("the launch read has no command".into());
+            }
             opts.command = launch.argv;
             opts.env = launch.env;
-            opts.env.push(("TOMATO_SHARD".into(), index.to_string()));
-            opts.upload_url = opts
-                .upload_url
-                .map(|u| crate::launch::exec::shard_upload_url(&u, index));
+            if let Some(index) = index {
+                opts.env.push(("TOMATO_SHARD".into(), index.to_string()));
+                opts.upload_url = opts
+                    .upload_url
+                    .map(|u| crate::launch::exec::shard_upload_url(&u, index));
+            }
         }
         Ok(opts)
     }
@@ -343,6 +389,27 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("tomato").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn exec_fetch_needs_a_launch_url_and_no_command() {
+        let exec = |args: &[&str]| parse(&[&["exec"][..], args].concat());
+        assert!(
+            exec(&[
+                "--fetch",
+                "--launch-url",
+                "http://tomato/api/v1/runs/r/attempts/2/launch"
+            ])
+            .is_ok()
+        );
+        assert!(
+            exec(&["--fetch", "--sharded", "--launch-url", "http://x/launch"]).is_ok(),
+            "a shard of a fetched launch"
+        );
+        let err = exec(&["--fetch", "--launch-url", "http://x/launch", "--", "pytest"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cannot be used with"), "{err}");
     }
 
     #[test]

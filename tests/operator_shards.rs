@@ -5,6 +5,10 @@
 //! real `tomato exec --sharded` and the demo suite (Node's test runner). Each pod waits at its
 //! own gate (`<job>-<index>`), so the test decides when each shard runs, or kills it before
 //! it can report.
+//!
+//! The same run goes twice: with results in ConfigMaps (each index's launch in the shards
+//! ConfigMap, given by `envFrom`), and with a real PostgreSQL results database (each index's
+//! launch kept there and read by `tomato exec --sharded --fetch` through the API).
 
 mod support;
 
@@ -77,26 +81,97 @@ async fn a_sharded_run_is_one_indexed_job_and_a_crashed_shard_fails_only_its_tes
     let k = TestNs::new("shards").await;
     let (_dir, config) = sharded_config(&k);
     let replica = start_replica(&k, config, "tomato-0").await;
+    sharded_run(&k, &replica).await;
+    k.cluster
+        .kubectl_ok(&["get", "configmap", "demo-sh-shards-1", "-n", &k.ns], None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_results_database_each_shard_fetches_its_launch_through_the_api() {
+    let k = TestNs::new("shards-db").await;
+    let (_dir, config) = sharded_config(&k);
+    let pg = support::postgres::PgCluster::start();
+    let url = tomato::store::database_url::DatabaseUrl::parse(&pg.database().await).unwrap();
+    let db: std::sync::Arc<dyn tomato::store::ResultsStore> = std::sync::Arc::new(
+        tomato::store::PgStore::connect(&url, 4, Default::default())
+            .await
+            .unwrap(),
+    );
+    let replica = start_replica_with_database(&k, config, "tomato-0", db).await;
+    sharded_run(&k, &replica).await;
+    // Nothing of the launch is in a ConfigMap or the Job: each pod read its own from the API.
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(k.client(), &k.ns);
+    assert!(cms.get_opt("demo-sh-shards-1").await.unwrap().is_none());
+    let job = jobs(&k).get("demo-sh-1").await.unwrap();
+    let command = container(&job).command.clone().unwrap();
+    assert_eq!(command[1..], ["exec", "--fetch", "--sharded"], "{command:?}");
+    assert!(container(&job).env_from.is_none());
+
+    // The launch is read only with the run's token, naming a shard the launch has.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(k.client(), &k.ns);
+    let secret = secrets.get("demo-sh-upload-token").await.unwrap();
+    let token = String::from_utf8(secret.data.unwrap()["token"].0.clone()).unwrap();
+    let read = |token: &str, query: &str| {
+        let url = format!("{}/api/v1/runs/demo-sh/attempts/1/launch{query}", replica.url);
+        let token = token.to_string();
+        async move {
+            let r = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let (code, body) = read(&token, "?shard=1").await;
+    assert_eq!(code, 200, "{body}");
+    let launch: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(launch["items"], serde_json::json!(["basic"]), "{launch:#}");
+    assert!(
+        launch["argv"].to_string().contains("basic.test.mjs"),
+        "{launch:#}"
+    );
+    assert_eq!(read("not-the-token", "?shard=1").await.0, 401);
+    let (code, body) = read(&token, "").await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("?shard="), "{body}");
+    let (code, body) = read(&token, "?shard=7").await;
+    assert_eq!(code, 404, "{body}");
+    // Attempt 2 (three tests) is small: its Job carries its command itself.
+    let second = jobs(&k).get("demo-sh-2").await.unwrap();
+    assert!(
+        !container(&second)
+            .command
+            .clone()
+            .unwrap()
+            .contains(&"--fetch".to_string()),
+        "{second:?}"
+    );
+}
+
+/// The sharded run both tests make, from its creation to its end.
+async fn sharded_run(k: &TestNs, replica: &Replica) {
     let mut t = template("demo");
     t.category = None;
     t.packs = vec!["api".into(), "basic".into(), "slow".into()];
     t.shards = Some(3);
-    create_run(&k, "demo-sh", t).await;
+    create_run(k, "demo-sh", t).await;
 
     // Attempt 1 is one Indexed Job: three completions at once, one pod per index, none retried.
-    let job = wait_job(&k, "demo-sh-1").await;
+    let job = wait_job(k, "demo-sh-1").await;
     let spec = job.spec.clone().unwrap();
     assert_eq!(spec.completion_mode.as_deref(), Some("Indexed"));
     assert_eq!((spec.completions, spec.parallelism), (Some(3), Some(3)));
     assert_eq!(spec.backoff_limit_per_index, Some(0));
-    let pods = indexed_pods(&k, "demo-sh-1", 3).await;
+    let pods = indexed_pods(k, "demo-sh-1", 3).await;
     let indexes: BTreeSet<Option<u32>> = pods.iter().map(index_of).collect();
     assert_eq!(indexes, BTreeSet::from([Some(0), Some(1), Some(2)]));
 
     // The split (by pack: operator mode does not list tests) is in the run's status, each
     // shard running, with its Job index as its launch.
     let r = eventually("the shards in the API", WAIT, || async {
-        let r = api_run(&replica, "demo-sh").await;
+        let r = api_run(replica, "demo-sh").await;
         (r["status"]["attempts"][0]["shards"].as_array()?.len() == 3).then_some(r)
     })
     .await;
@@ -112,9 +187,9 @@ async fn a_sharded_run_is_one_indexed_job_and_a_crashed_shard_fails_only_its_tes
     // Shard 1 (basic) runs and uploads; the API shows it ended, with its counts, while the
     // others still wait at their gates.
     k.open_gate("demo-sh-1-1");
-    assert_eq!(container_exit(&k, &pods[1]).await, 1, "basic has failing tests");
+    assert_eq!(container_exit(k, &pods[1]).await, 1, "basic has failing tests");
     let r = eventually("shard 1 ended in the API", WAIT, || async {
-        let r = api_run(&replica, "demo-sh").await;
+        let r = api_run(replica, "demo-sh").await;
         let s = r["status"]["attempts"][0]["shards"].as_array()?.clone();
         (s[1]["state"] == "Finished").then_some(r)
     })
@@ -163,9 +238,9 @@ async fn a_sharded_run_is_one_indexed_job_and_a_crashed_shard_fails_only_its_tes
     // Shard 2 (slow) dies before it can report: once no upload came, its pod tells, and the
     // API shows it crashed while shard 0 still runs.
     k.kill_at_gate("demo-sh-1-2", "the node went away\n");
-    assert_eq!(container_exit(&k, &pods[2]).await, 137);
+    assert_eq!(container_exit(k, &pods[2]).await, 137);
     let r = eventually("shard 2 crashed in the API", WAIT, || async {
-        let r = api_run(&replica, "demo-sh").await;
+        let r = api_run(replica, "demo-sh").await;
         let s = r["status"]["attempts"][0]["shards"].as_array()?.clone();
         (s[2]["state"] == "Crashed").then_some(r)
     })
@@ -177,16 +252,16 @@ async fn a_sharded_run_is_one_indexed_job_and_a_crashed_shard_fails_only_its_tes
     assert_eq!(r["status"]["attempts"][0]["state"], "Running");
     // Shard 0 (api) runs last; then the Job is done.
     k.open_gate("demo-sh-1-0");
-    assert_eq!(container_exit(&k, &pods[0]).await, 1, "api has a failing test");
+    assert_eq!(container_exit(k, &pods[0]).await, 1, "api has a failing test");
 
     // Attempt 2 reruns the failed tests (few: one ordinary Job) and the run ends.
-    let second = wait_job(&k, "demo-sh-2").await;
+    let second = wait_job(k, "demo-sh-2").await;
     assert_eq!(
         second.spec.as_ref().unwrap().completion_mode.as_deref(),
         Some("NonIndexed"),
         "the API server's default"
     );
-    let run = runs(&k).get("demo-sh").await.unwrap();
+    let run = runs(k).get("demo-sh").await.unwrap();
     let first = &run.status.as_ref().unwrap().attempts[0];
     let crashed = &first.shards[2];
     assert_eq!(crashed.state, tomato::crd::ShardState::Crashed, "{first:?}");
@@ -205,10 +280,10 @@ async fn a_sharded_run_is_one_indexed_job_and_a_crashed_shard_fails_only_its_tes
         (9, 4, 3, 1, 1),
         "{s:?}"
     );
-    run_job(&k, &second).await;
+    run_job(k, &second).await;
 
     let run = eventually("demo-sh finished", RUN_WAIT, || async {
-        let r = runs(&k).get("demo-sh").await.unwrap();
+        let r = runs(k).get("demo-sh").await.unwrap();
         r.status
             .as_ref()
             .is_some_and(|s| s.phase.is_terminal())
@@ -268,7 +343,7 @@ async fn a_sharded_run_is_one_indexed_job_and_a_crashed_shard_fails_only_its_tes
     }
     assert_eq!(verdicts.len(), 9, "{verdicts:#?}");
     // One Job per attempt: the three shards were completions of the first.
-    assert_eq!(job_names(&k).await, ["demo-sh-1", "demo-sh-2"]);
+    assert_eq!(job_names(k).await, ["demo-sh-1", "demo-sh-2"]);
     // The attempt's log holds every shard's, the crashed one's read from its pod.
     let log = reqwest::get(format!("{}/api/v1/runs/demo-sh/attempts/1/log", replica.url))
         .await

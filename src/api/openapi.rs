@@ -23,10 +23,11 @@ use super::{legacy, regressions, runs, schedules, uploads, v1};
         regressions::regressions_list, regressions::regressions_create, regressions::regressions_get,
         regressions::regressions_patch, regressions::regressions_delete,
         uploads::attempt_results_upload,
+        uploads::attempt_launch,
     ),
     components(schemas(
         super::ErrorBody, legacy::RunId, legacy::RunIds, runs::QueueView, runs::QueueEntry, runs::ServiceQueue, runs::QueuedRun, super::FieldError, runs::LegacyStatus,
-        runs::TestView, runs::TestAttempt, super::allure::AllureView, super::allure::StepView, super::allure::AttachmentView, v1::ServiceView, v1::TestHistoryView, v1::ComparisonView, crate::history::compare::Comparison, crate::history::compare::Change, crate::history::compare::StillFailing, crate::history::compare::Slower, crate::history::timeline::Timeline, crate::history::timeline::Rates, crate::history::timeline::RunOutcome, crate::history::timeline::SignatureSeen, v1::ApiIndex, schedules::Deleted, schedules::Triggered, uploads::Received,
+        runs::TestView, runs::TestAttempt, super::allure::AllureView, super::allure::StepView, super::allure::AttachmentView, v1::ServiceView, v1::TestHistoryView, v1::ComparisonView, crate::history::compare::Comparison, crate::history::compare::Change, crate::history::compare::StillFailing, crate::history::compare::Slower, crate::history::timeline::Timeline, crate::history::timeline::Rates, crate::history::timeline::RunOutcome, crate::history::timeline::SignatureSeen, v1::ApiIndex, schedules::Deleted, schedules::Triggered, uploads::Received, crate::launch::job::ShardLaunch,
     )),
     tags(
         (name = "legacy", description = "The old tool's four handles, kept byte for byte where its clients depend on them"),

@@ -8,11 +8,15 @@
 //! check and has its own, larger body limit. A shard of a sharded attempt (one index of its
 //! Indexed Job) adds `?shard=<index>`: each shard's results are stored apart, once each, and
 //! merged into the attempt's when the Job has ended.
+//!
+//! `GET /api/v1/runs/{id}/attempts/{n}/launch`: where `tomato exec --fetch` reads what it
+//! runs (argv and the variables carrying its tests), with the same token, when the launch is
+//! too large for its Job object and the results database keeps it instead.
 
 use axum::Json;
 use axum::extract::{Multipart, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
 use super::extract::{ApiPath, ApiQuery};
@@ -29,6 +33,7 @@ pub fn routes() -> axum::Router<AppState> {
             "/api/v1/runs/{id}/attempts/{n}/results",
             post(attempt_results_upload),
         )
+        .route("/api/v1/runs/{id}/attempts/{n}/launch", get(attempt_launch))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
 }
 
@@ -65,14 +70,7 @@ pub async fn attempt_results_upload(
     headers: HeaderMap,
     mut form: Multipart,
 ) -> Result<(StatusCode, Json<Received>), ApiError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| ApiError::unauthorized("send the run's upload token: Authorization: Bearer <token>"))?
-        .to_string();
+    let token = run_token(&headers)?;
 
     let mut results = AttemptResults {
         source: Source::Upload,
@@ -163,13 +161,55 @@ pub async fn attempt_results_upload(
         .await
     {
         Ok(()) => Ok((StatusCode::CREATED, Json(received))),
-        Err(e) => Err(match e {
-            UploadError::NotSupported => ApiError::not_found("id", e.to_string()),
-            UploadError::Unauthorized => ApiError::unauthorized(e.to_string()),
-            UploadError::NotFound(m) => ApiError::not_found("id", m),
-            UploadError::Conflict(m) => ApiError::conflict(m),
-            UploadError::Invalid(m) => ApiError::bad_request("body", m),
-            UploadError::Store(m) => ApiError::internal("storing uploaded results failed", m),
-        }),
+        Err(e) => Err(upload_error(e, "body", "storing uploaded results failed")),
     }
+}
+
+/// The run's upload token from `Authorization: Bearer`.
+fn run_token(headers: &HeaderMap) -> Result<String, ApiError> {
+    Ok(headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::unauthorized("send the run's upload token: Authorization: Bearer <token>"))?
+        .to_string())
+}
+
+/// The answer to a refused upload or launch read; `invalid` names the field a 400 is about.
+fn upload_error(e: UploadError, invalid: &str, failed: &str) -> ApiError {
+    match e {
+        UploadError::NotSupported => ApiError::not_found("id", e.to_string()),
+        UploadError::Unauthorized => ApiError::unauthorized(e.to_string()),
+        UploadError::NotFound(m) => ApiError::not_found("id", m),
+        UploadError::Conflict(m) => ApiError::conflict(m),
+        UploadError::Invalid(m) => ApiError::bad_request(invalid, m),
+        UploadError::Store(m) => ApiError::internal(failed, m),
+    }
+}
+
+/// What an attempt's pod runs, for `tomato exec --fetch` (operator mode with a results database; authenticated by the run's upload token).
+#[utoipa::path(get, path = "/api/v1/runs/{id}/attempts/{n}/launch", tag = "runs",
+    params(("id" = String, Path, description = "Run name"), ("n" = usize, Path, description = "Attempt position, from 1"), UploadQuery),
+    responses((status = 200, description = "The argv and the variables carrying the tests of the launch (or of one shard)", body = crate::launch::job::ShardLaunch),
+        (status = 400, description = "A sharded launch asked without ?shard", body = super::ErrorBody),
+        (status = 401, description = "No upload token, or not this run's", body = super::ErrorBody),
+        (status = 404, description = "No such run, launch or shard, or a launch its Job carries itself", body = super::ErrorBody)))]
+pub async fn attempt_launch(
+    State(state): State<AppState>,
+    ApiPath((id, n)): ApiPath<(String, usize)>,
+    ApiQuery(q): ApiQuery<UploadQuery>,
+    headers: HeaderMap,
+) -> Result<Json<crate::launch::job::ShardLaunch>, ApiError> {
+    let token = run_token(&headers)?;
+    if let Some(ns) = &q.namespace {
+        crate::runs::check_object_name(ns).map_err(|e| ApiError::bad_request("namespace", e))?;
+    }
+    state
+        .backend
+        .launch_of(q.namespace.as_deref(), &id, n, q.shard, &token)
+        .await
+        .map(Json)
+        .map_err(|e| upload_error(e, "shard", "reading the launch failed"))
 }

@@ -13,6 +13,11 @@
 //! [`super::job`]), sets `TOMATO_SHARD`, and uploads with `?shard=<index>`. The other
 //! indexes' `TOMATO_SHARD_<i>` are not passed on to the tests.
 //!
+//! `tomato exec --fetch` reads the same [`super::job::ShardLaunch`] from the API
+//! (`TOMATO_LAUNCH_URL`, `?shard=<index>` added with `--sharded`) with the run's token: the
+//! operator does so when a launch is too large for its Job object and its results database
+//! keeps it instead. Nothing but the URL is in the pod.
+//!
 //! `tomato exec --copy-self-to PATH` is the Job's init container: it copies this binary into
 //! a volume the test container mounts, since the test suite's image does not contain Tomato.
 
@@ -54,13 +59,8 @@ pub struct ExecOptions {
 /// The shard this pod of an Indexed Job runs, from its environment (`var` reads one
 /// variable): its index and what it runs. Pure.
 pub fn resolve_shard(var: impl Fn(&str) -> Option<String>) -> Result<(u32, super::job::ShardLaunch), String> {
-    use super::job::{ENV_COMPLETION_INDEX, ENV_SHARD_PREFIX};
-    let raw = var(ENV_COMPLETION_INDEX)
-        .ok_or_else(|| format!("--sharded needs {ENV_COMPLETION_INDEX} (an Indexed Job sets it)"))?;
-    let index: u32 = raw
-        .trim()
-        .parse()
-        .map_err(|_| format!("{ENV_COMPLETION_INDEX} is {raw:?}, not an index"))?;
+    use super::job::ENV_SHARD_PREFIX;
+    let index = completion_index(&var)?;
     let key = format!("{ENV_SHARD_PREFIX}{index}");
     let json = var(&key)
         .ok_or_else(|| format!("--sharded: {key} is not set (the shards ConfigMap has no index {index})"))?;
@@ -70,6 +70,16 @@ pub fn resolve_shard(var: impl Fn(&str) -> Option<String>) -> Result<(u32, super
         return Err(format!("--sharded: {key} has no command"));
     }
     Ok((index, launch))
+}
+
+/// This pod's completion index in an Indexed Job (`var` reads one variable). Pure.
+pub fn completion_index(var: impl Fn(&str) -> Option<String>) -> Result<u32, String> {
+    use super::job::ENV_COMPLETION_INDEX;
+    let raw = var(ENV_COMPLETION_INDEX)
+        .ok_or_else(|| format!("--sharded needs {ENV_COMPLETION_INDEX} (an Indexed Job sets it)"))?;
+    raw.trim()
+        .parse()
+        .map_err(|_| format!("{ENV_COMPLETION_INDEX} is {raw:?}, not an index"))
 }
 
 /// The upload URL of shard `index`: the attempt's with `shard=<index>` in its query.
@@ -387,6 +397,55 @@ fn allure_upload(dir: &Path) -> (Vec<(String, Vec<u8>)>, Vec<String>) {
         }
     }
     (files, notes)
+}
+
+/// `tomato exec --fetch`: what this pod runs, read from `url` (with `?shard=<index>` for one
+/// index of a sharded Job) with the run's token. Tried like an upload (the API may be
+/// restarting); a refusal (401, 404, 400) is not tried again.
+pub async fn fetch_launch(
+    url: &str,
+    token: Option<&Secret>,
+    shard: Option<u32>,
+) -> Result<super::job::ShardLaunch, String> {
+    let token = token.ok_or_else(|| {
+        format!(
+            "--fetch needs the run's token in {}",
+            super::job::ENV_UPLOAD_TOKEN
+        )
+    })?;
+    let url = match shard {
+        Some(i) => shard_upload_url(url, i),
+        None => url.to_string(),
+    };
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
+    let mut last_error = String::new();
+    for attempt in 0..UPLOAD_TRIES {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_secs(1 << (attempt - 1))).await;
+        }
+        match client.get(&url).bearer_auth(token.expose()).send().await {
+            Ok(r) if r.status().is_success() => {
+                return r
+                    .json()
+                    .await
+                    .map_err(|e| format!("the launch read from {url} is not one: {e}"));
+            }
+            Ok(r) if r.status().is_client_error() => {
+                let status = r.status();
+                let body = r.text().await.unwrap_or_default();
+                return Err(format!("{url} refused to say what to run ({status}): {body}"));
+            }
+            Ok(r) => last_error = format!("{url} answered {}", r.status()),
+            Err(e) => last_error = format!("{url}: {e}"),
+        }
+        eprintln!("[tomato exec] reading the launch failed ({last_error}); trying again");
+    }
+    Err(format!(
+        "{UPLOAD_TRIES} tries to read what to run failed; the last: {last_error}"
+    ))
 }
 
 /// Copies the running binary to `to` (mode 0755): the init container's whole job.

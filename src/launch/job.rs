@@ -67,6 +67,13 @@ pub const ENV_UPLOAD_TOKEN: &str = "TOMATO_UPLOAD_TOKEN";
 /// Key of the token in the run's token Secret.
 pub const TOKEN_KEY: &str = "token";
 
+/// Where `tomato exec --fetch` reads what it runs (`?shard=<index>` added for a shard).
+pub const ENV_LAUNCH_URL: &str = "TOMATO_LAUNCH_URL";
+/// Above this many bytes of argv and per-launch variables, a launch is fetched by
+/// `tomato exec` rather than written into the Job (and copied into its pod) when a results
+/// database can keep it: a Job and its pod then stay a few KiB whatever a rerun selects.
+pub const FETCH_OVER_BYTES: usize = 16 * 1024;
+
 /// Set by the Job controller in each pod of an Indexed Job: the pod's completion index.
 pub const ENV_COMPLETION_INDEX: &str = "JOB_COMPLETION_INDEX";
 /// The annotation (and label) the Job controller puts the completion index in.
@@ -77,7 +84,7 @@ pub const ENV_SHARD_PREFIX: &str = "TOMATO_SHARD_";
 const SHARD_VARS: &[&str] = &["TOMATO_TESTS", "TOMATO_PACKS"];
 
 /// What one index of a sharded attempt's Job runs (stored as JSON under `TOMATO_SHARD_<i>`).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ShardLaunch {
     /// The tests' argv for this shard.
     pub argv: Vec<String>,
@@ -125,6 +132,10 @@ pub struct JobAttempt<'a> {
     pub timeout: Duration,
     /// Completions of an Indexed Job, one per shard; 1 (or 0) is an ordinary Job.
     pub shards: usize,
+    /// `tomato exec` fetches what it runs (argv and the shard's variables) from the API
+    /// ([`ENV_LAUNCH_URL`]) instead of the Job carrying it: a launch too large for the Job
+    /// object, kept in the results database (operator mode with one).
+    pub fetch: bool,
 }
 
 /// The Job for `attempt` of `run`. Pure: the same input gives the same Job, which is what makes
@@ -132,22 +143,7 @@ pub struct JobAttempt<'a> {
 pub fn desired_job(run: &TestRun, service: &Service, attempt: JobAttempt<'_>, settings: &JobSettings) -> Job {
     let run_name = run.metadata.name.clone().unwrap_or_default();
     let job = &service.launch.job;
-    // In a Job `{dir}` is the suite's place in the image, not the packs_config directory.
-    let mut in_image = service.clone();
-    in_image.dir = job.working_dir.clone().into();
-    let launch = plan(
-        &in_image,
-        &AttemptRef {
-            files: &[],
-            run: &run_name,
-            stand: &run.spec.template.stand,
-            number: attempt.number,
-            packs: &attempt.selection.packs,
-            reruns: attempt.reruns,
-            junit: std::path::Path::new(JUNIT_PATH),
-            timeout: attempt.timeout,
-        },
-    );
+    let launch = job_plan(run, service, attempt);
 
     let mut env: Vec<EnvVar> = launch
         .env
@@ -202,6 +198,20 @@ pub fn desired_job(run: &TestRun, service: &Service, attempt: JobAttempt<'_>, se
 
     let sharded = attempt.shards > 1;
     let mut command = vec![EXEC_PATH.to_string(), "exec".into()];
+    if attempt.fetch {
+        command.push("--fetch".into());
+        env.retain(|v| !SHARD_VARS.contains(&v.name.as_str()));
+        env.push(EnvVar {
+            name: ENV_LAUNCH_URL.into(),
+            value: Some(format!(
+                "{}/api/v1/runs/{run_name}/attempts/{}/launch?namespace={}",
+                settings.api_url.trim_end_matches('/'),
+                attempt.seq,
+                run.namespace().unwrap_or_default()
+            )),
+            value_from: None,
+        });
+    }
     if sharded {
         // Each index's argv is in its `TOMATO_SHARD_<i>`; so are its tests and packs.
         command.push("--sharded".into());
@@ -211,7 +221,7 @@ pub fn desired_job(run: &TestRun, service: &Service, attempt: JobAttempt<'_>, se
             value: Some(attempt.shards.to_string()),
             value_from: None,
         });
-    } else {
+    } else if !attempt.fetch {
         command.push("--".into());
         command.extend(launch.argv);
     }
@@ -298,7 +308,7 @@ pub fn desired_job(run: &TestRun, service: &Service, attempt: JobAttempt<'_>, se
                         command: Some(command),
                         working_dir: Some(job.working_dir.clone()),
                         env: Some(env),
-                        env_from: sharded.then(|| {
+                        env_from: (sharded && !attempt.fetch).then(|| {
                             vec![k8s_openapi::api::core::v1::EnvFromSource {
                                 config_map_ref: Some(k8s_openapi::api::core::v1::ConfigMapEnvSource {
                                     name: shards_name(&run_name, attempt.seq),
@@ -384,6 +394,70 @@ pub fn shard_launches<'a>(
             }
         })
         .collect()
+}
+
+/// The argv and environment of an unsharded attempt's Job, from [`super::plan`] as in
+/// standalone mode (in a Job `{dir}` is the suite's place in the image, not the packs_config
+/// directory). Pure.
+fn job_plan(run: &TestRun, service: &Service, attempt: JobAttempt<'_>) -> super::LaunchPlan {
+    let run_name = run.metadata.name.clone().unwrap_or_default();
+    let mut in_image = service.clone();
+    in_image.dir = service.launch.job.working_dir.clone().into();
+    plan(
+        &in_image,
+        &AttemptRef {
+            files: &[],
+            run: &run_name,
+            stand: &run.spec.template.stand,
+            number: attempt.number,
+            packs: &attempt.selection.packs,
+            reruns: attempt.reruns,
+            junit: std::path::Path::new(JUNIT_PATH),
+            timeout: attempt.timeout,
+        },
+    )
+}
+
+/// What an unsharded attempt runs, in the shape `tomato exec --fetch` reads (one index):
+/// its argv and the variables that carry its tests and packs. Pure.
+pub fn whole_launch(run: &TestRun, service: &Service, attempt: JobAttempt<'_>) -> ShardLaunch {
+    let launch = job_plan(run, service, attempt);
+    ShardLaunch {
+        argv: launch.argv,
+        env: launch
+            .env
+            .into_iter()
+            .filter(|(k, _)| SHARD_VARS.contains(&k.as_str()))
+            .collect(),
+        unit: Unit::Tests.as_str().to_string(),
+        items: Vec::new(),
+        expected_seconds: None,
+    }
+}
+
+impl ShardLaunch {
+    /// Points the paths under `from` (the Job's [`WORK_DIR`], as the launch names it) at `to`,
+    /// where this pod's work directory really is: the same place in a real pod; elsewhere
+    /// when something maps the pod's mounts (the test cluster's process kubelet rewrites the
+    /// Job's own argv and env, which a fetched launch is not part of).
+    pub fn relocate(&mut self, from: &str, to: &str) {
+        if from == to {
+            return;
+        }
+        let moved = |s: &mut String| {
+            if s.contains(from) {
+                *s = s.replace(from, to);
+            }
+        };
+        self.argv.iter_mut().for_each(moved);
+        self.env.iter_mut().for_each(|(_, v)| moved(v));
+    }
+
+    /// Bytes of argv and variables: what a Job (and each of its pods) would carry.
+    pub fn bytes(&self) -> usize {
+        self.argv.iter().map(|a| a.len() + 1).sum::<usize>()
+            + self.env.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>()
+    }
 }
 
 /// The metadata of an object that belongs to `run`'s `seq`-th launch (its shards, results and
@@ -733,6 +807,7 @@ mod tests {
                 reruns: &[],
                 timeout: Duration::from_secs(600),
                 shards: 1,
+                fetch: false,
             },
             &settings(),
         );
@@ -779,6 +854,7 @@ mod tests {
                 reruns: &[],
                 timeout: Duration::from_secs(60),
                 shards: 1,
+                fetch: false,
             },
             &settings(),
         );
@@ -839,6 +915,7 @@ mod tests {
                 reruns: &reruns,
                 timeout: Duration::from_secs(60),
                 shards: 1,
+                fetch: false,
             },
             &settings(),
         );
@@ -854,6 +931,82 @@ mod tests {
         );
     }
 
+    /// A launch kept in the results database: the Job carries no argv and none of the
+    /// variables that carry its tests, only where `tomato exec --fetch` reads them; what it
+    /// reads there is exactly what the Job would have carried.
+    #[test]
+    fn a_fetched_launch_leaves_its_argv_and_tests_out_of_the_job() {
+        let case = Case::failed("cart", "applies the discount", None);
+        let reruns = [RerunTest {
+            id: "cart > applies the discount",
+            case: &case,
+        }];
+        let selection = Selection::failed(
+            vec!["basic".into()],
+            1,
+            vec!["cart > applies the discount".into()],
+        );
+        let mut attempt = JobAttempt {
+            seq: 2,
+            number: 2,
+            selection: &selection,
+            reruns: &reruns,
+            timeout: Duration::from_secs(60),
+            shards: 1,
+            fetch: false,
+        };
+        let carried = desired_job(&run(), &service(), attempt, &settings());
+        attempt.fetch = true;
+        let job = desired_job(&run(), &service(), attempt, &settings());
+        let cmd = container(&job).command.clone().unwrap();
+        assert_eq!(cmd, [EXEC_PATH, "exec", "--fetch"]);
+        let env = container(&job).env.clone().unwrap();
+        assert!(
+            env.iter().all(|v| !SHARD_VARS.contains(&v.name.as_str())),
+            "{env:?}"
+        );
+        assert_eq!(
+            env_of(&job, ENV_LAUNCH_URL).value.as_deref(),
+            Some("http://tomato.qa.svc:8080/api/v1/runs/demo-x7k2q9bd/attempts/2/launch?namespace=qa")
+        );
+        let fetched = whole_launch(&run(), &service(), attempt);
+        let carried_cmd = container(&carried).command.clone().unwrap();
+        assert_eq!(fetched.argv, carried_cmd[3..], "exec -- <argv>");
+        assert_eq!(
+            fetched.env,
+            [
+                (
+                    "TOMATO_TESTS".to_string(),
+                    "cart > applies the discount".to_string()
+                ),
+                ("TOMATO_PACKS".to_string(), "basic".to_string())
+            ]
+        );
+        assert!(fetched.bytes() > fetched.argv.concat().len());
+    }
+
+    #[test]
+    fn a_fetched_launch_is_relocated_to_where_the_work_directory_really_is() {
+        let mut launch = ShardLaunch {
+            argv: vec![
+                "pytest".into(),
+                format!("--junitxml={JUNIT_PATH}"),
+                "/suite/x.py".into(),
+            ],
+            env: vec![("OUT".into(), format!("{WORK_DIR}/out"))],
+            unit: "tests".into(),
+            items: vec![],
+            expected_seconds: None,
+        };
+        let same = launch.clone();
+        launch.relocate(WORK_DIR, WORK_DIR);
+        assert_eq!(launch, same, "a real pod: nothing moves");
+        launch.relocate(WORK_DIR, "/var/pods/p1/work");
+        assert_eq!(launch.argv[1], "--junitxml=/var/pods/p1/work/junit.xml");
+        assert_eq!(launch.argv[2], "/suite/x.py");
+        assert_eq!(launch.env[0].1, "/var/pods/p1/work/out");
+    }
+
     #[test]
     fn the_same_attempt_always_gives_the_same_job() {
         let selection = Selection::all(vec!["basic".into()]);
@@ -864,6 +1017,7 @@ mod tests {
             reruns: &[],
             timeout: Duration::from_secs(60),
             shards: 1,
+            fetch: false,
         };
         assert_eq!(
             desired_job(&run(), &service(), attempt, &settings()),
@@ -882,6 +1036,7 @@ mod tests {
             reruns: &[],
             timeout: Duration::from_secs(60),
             shards: 1,
+            fetch: false,
         };
         let split = crate::shard::split_first(None, &packs, &Default::default(), "", 3);
         let launches = shard_launches(&run(), &service(), attempt, &split, |_| None);
@@ -937,6 +1092,7 @@ mod tests {
             reruns: &[],
             timeout: Duration::from_secs(60),
             shards: 2,
+            fetch: false,
         };
         let split = crate::shard::split_rerun(&ids, &Default::default(), 4);
         assert_eq!(split.shards.len(), 2, "one shard per 10 tests");

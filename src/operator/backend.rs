@@ -98,9 +98,19 @@ impl KubeBackend {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
 
-    /// The run: from the store, else (not seen yet) from the API.
+    /// The run: from the store, else (not seen yet) from the API; with each rerun's tests
+    /// filled in, also those kept in the results database. (A listing leaves them out:
+    /// `selection.storedTests` counts them.)
     async fn find(&self, name: &str) -> Result<Option<TestRun>, StoreError> {
-        self.cached(&self.runs, self.api(), name).await
+        match self.cached(&self.runs, self.api(), name).await? {
+            Some(run) => self
+                .results
+                .hydrate(&run)
+                .await
+                .map(Some)
+                .map_err(|e| StoreError::Task(e.to_string())),
+            None => Ok(None),
+        }
     }
 
     /// An object from its reflector store, or from the API for a name the store has not seen
@@ -258,6 +268,31 @@ fn store_error(e: kube::Error) -> StoreError {
         kube::Error::Api(a) if a.code == 409 => StoreError::Invalid(a.message),
         kube::Error::Api(a) if a.code == 422 || a.code == 400 => StoreError::Invalid(a.message),
         e => StoreError::Task(format!("the Kubernetes API failed: {e}")),
+    }
+}
+
+impl KubeBackend {
+    /// The run `name` of namespace `ns`, fresh from the API (a Job's call may race the status
+    /// write that recorded its attempt), when `token` is its upload token.
+    async fn authenticated_run(&self, ns: &str, name: &str, token: &str) -> Result<TestRun, UploadError> {
+        let store = |e: kube::Error| UploadError::Store(e.to_string());
+        let run = Api::<TestRun>::namespaced(self.client.clone(), ns)
+            .get_opt(name)
+            .await
+            .map_err(store)?
+            .ok_or_else(|| UploadError::NotFound(format!("run {name:?} not found")))?;
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), ns);
+        let expected = secrets
+            .get_opt(&token_secret_name(name))
+            .await
+            .map_err(store)?
+            .and_then(|s| s.data)
+            .and_then(|d| d.get(TOKEN_KEY).cloned())
+            .ok_or(UploadError::Unauthorized)?;
+        if !bool::from(expected.0.as_slice().ct_eq(token.as_bytes())) {
+            return Err(UploadError::Unauthorized);
+        }
+        Ok(run)
     }
 }
 
@@ -529,6 +564,43 @@ impl Backend for KubeBackend {
         }
     }
 
+    async fn launch_of(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        seq: usize,
+        shard: Option<u32>,
+        token: &str,
+    ) -> Result<crate::launch::job::ShardLaunch, UploadError> {
+        let ns = namespace.unwrap_or(&self.namespace);
+        let run = self.authenticated_run(ns, name, token).await?;
+        let launches = self
+            .results
+            .launches(&run, seq)
+            .await
+            .map_err(|e| UploadError::Store(e.to_string()))?
+            .ok_or_else(|| {
+                UploadError::NotFound(format!(
+                    "launch {seq} of {name} has nothing to fetch: its Job carries its command"
+                ))
+            })?;
+        let count = launches.len();
+        let index = match (shard, count) {
+            (None, 1) => 0,
+            (None, n) => {
+                return Err(UploadError::Invalid(format!(
+                    "launch {seq} of {name} runs as {n} shards: say which (?shard=<index>)"
+                )));
+            }
+            (Some(i), _) => i as usize,
+        };
+        launches.into_iter().nth(index).ok_or_else(|| {
+            UploadError::NotFound(format!(
+                "launch {seq} of {name} has {count} shard(s); there is no shard {index}"
+            ))
+        })
+    }
+
     async fn receive_results(
         &self,
         namespace: Option<&str>,
@@ -540,23 +612,7 @@ impl Backend for KubeBackend {
     ) -> Result<(), UploadError> {
         let store = |e: kube::Error| UploadError::Store(e.to_string());
         let ns = namespace.unwrap_or(&self.namespace);
-        // Fresh from the API: the upload may race the status write that recorded the attempt.
-        let run = Api::<TestRun>::namespaced(self.client.clone(), ns)
-            .get_opt(name)
-            .await
-            .map_err(store)?
-            .ok_or_else(|| UploadError::NotFound(format!("run {name:?} not found")))?;
-        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), ns);
-        let expected = secrets
-            .get_opt(&token_secret_name(name))
-            .await
-            .map_err(store)?
-            .and_then(|s| s.data)
-            .and_then(|d| d.get(TOKEN_KEY).cloned())
-            .ok_or(UploadError::Unauthorized)?;
-        if !bool::from(expected.0.as_slice().ct_eq(token.as_bytes())) {
-            return Err(UploadError::Unauthorized);
-        }
+        let run = self.authenticated_run(ns, name, token).await?;
         let attempts = run
             .status
             .as_ref()

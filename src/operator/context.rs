@@ -184,6 +184,10 @@ pub async fn write_status(
     obj.metadata.managed_fields = None;
     let st = obj.status.get_or_insert_default();
     change(st);
+    // A rerun's long list kept in the results database stays out of the object.
+    for a in &mut st.attempts {
+        a.selection.compact();
+    }
     st.observed_generation = run.metadata.generation;
     let api: Api<TestRun> = Api::namespaced(client.clone(), &run.namespace().unwrap_or_default());
     Ok(api

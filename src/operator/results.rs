@@ -23,7 +23,8 @@ use kube::api::{Api, ListParams, PostParams};
 
 use crate::classify::{ByTest, Classified};
 use crate::core::ReportRead;
-use crate::crd::{LABEL_RUN, TestRun};
+use crate::crd::{LABEL_RUN, Selection, TestRun};
+use crate::launch::job::ShardLaunch;
 use crate::launch::job::{LABEL_LAUNCH, bounded, label_value, launch_object_meta};
 use crate::results::TestIdStyle;
 use crate::results::upload::{AttemptResults, LOG_TAIL_BYTES, Owed, Source, gzip};
@@ -761,7 +762,48 @@ pub struct Keeper {
     client: kube::Client,
     database: Option<std::sync::Arc<dyn ResultsStore>>,
     home: String,
-    cache: std::sync::Mutex<std::collections::VecDeque<(CacheKey, std::sync::Arc<StoredResults>)>>,
+    cache: Recent<CacheKey, StoredResults>,
+    /// Selections read back from the database, by run uid and launch (they never change).
+    selections: Recent<(String, usize), Vec<String>>,
+}
+
+/// The last [`CACHE_ENTRIES`] values read, by key: for values that never change once stored.
+struct Recent<K, V>(std::sync::Mutex<std::collections::VecDeque<(K, std::sync::Arc<V>)>>);
+
+impl<K, V> Default for Recent<K, V> {
+    fn default() -> Self {
+        Recent(Default::default())
+    }
+}
+
+impl<K: PartialEq, V> Recent<K, V> {
+    fn get(&self, key: &K) -> Option<std::sync::Arc<V>> {
+        self.0
+            .lock()
+            .expect("the cache lock is never held across a panic")
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// Keeps `value` (the oldest entry goes when there are too many) and answers it shared.
+    fn put(&self, key: K, value: V) -> std::sync::Arc<V> {
+        let value = std::sync::Arc::new(value);
+        let mut entries = self
+            .0
+            .lock()
+            .expect("the cache lock is never held across a panic");
+        entries.push_back((key, value.clone()));
+        while entries.len() > CACHE_ENTRIES {
+            entries.pop_front();
+        }
+        value
+    }
+}
+
+/// A launch's position as the database keys it.
+fn launch_number(seq: usize) -> Result<u32, ResultsError> {
+    u32::try_from(seq).map_err(|_| ResultsError::Damaged(format!("launch {seq} is out of range")))
 }
 
 /// Run uid, launch, shard.
@@ -779,6 +821,7 @@ impl Keeper {
             database,
             home: home.to_string(),
             cache: Default::default(),
+            selections: Default::default(),
         }
     }
 
@@ -830,7 +873,7 @@ impl Keeper {
         };
         let bytes = StoredResults::of(results).encode()?;
         let key = self.record(db, run).await?;
-        let launch = u32::try_from(seq).map_err(|_| ResultsError::Damaged(format!("launch {seq}")))?;
+        let launch = launch_number(seq)?;
         Ok(
             if db
                 .add_artifact(&key, launch, ArtifactKind::Results { shard }, bytes)
@@ -860,14 +903,7 @@ impl Keeper {
         shard: Option<u32>,
     ) -> Result<Option<std::sync::Arc<StoredResults>>, ResultsError> {
         let key: CacheKey = (run.metadata.uid.clone().unwrap_or_default(), seq, shard);
-        if let Some(hit) = self
-            .cache
-            .lock()
-            .expect("the cache lock is never held across a panic")
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, r)| r.clone())
-        {
+        if let Some(hit) = self.cache.get(&key) {
             return Ok(Some(hit));
         }
         let mut found = None;
@@ -885,19 +921,7 @@ impl Keeper {
             // Without a database, or kept by a version before it.
             found = load_for(&self.config_maps(run), &run.name_any(), seq, shard).await?;
         }
-        let Some(found) = found else {
-            return Ok(None);
-        };
-        let found = std::sync::Arc::new(found);
-        let mut entries = self
-            .cache
-            .lock()
-            .expect("the cache lock is never held across a panic");
-        entries.push_back((key, found.clone()));
-        while entries.len() > CACHE_ENTRIES {
-            entries.pop_front();
-        }
-        Ok(Some(found))
+        Ok(found.map(|found| self.cache.put(key, found)))
     }
 
     /// Every stored result of `run` (each launch that stored some, except interrupted ones,
@@ -970,6 +994,149 @@ impl Keeper {
                 Ok(())
             }
             None => store_categories(&self.config_maps(run), &pack_categories(run, seq, categories)?).await,
+        }
+    }
+
+    /// Keeps a rerun's long list of tests out of the TestRun: with a database, a selection of
+    /// more than [`Selection::STATUS_TESTS_MAX`] tests is kept there (under launch `seq`) and
+    /// marked `storedTests`, which the status write leaves the list out for
+    /// ([`Selection::compact`]). Without one, or for a short list, nothing changes.
+    pub async fn keep_selection(
+        &self,
+        run: &TestRun,
+        seq: usize,
+        selection: &mut Selection,
+    ) -> Result<(), ResultsError> {
+        selection.stored_tests = None;
+        let Some(db) = self.database() else {
+            return Ok(());
+        };
+        if selection.tests.len() <= Selection::STATUS_TESTS_MAX {
+            return Ok(());
+        }
+        let key = self.record(db, run).await?;
+        // Kept once per launch: a second writer (a reconcile retried) has the same list.
+        db.add_artifact(
+            &key,
+            launch_number(seq)?,
+            ArtifactKind::Selection,
+            json_gz(&selection.tests)?,
+        )
+        .await?;
+        selection.stored_tests = Some(u32::try_from(selection.tests.len()).unwrap_or(u32::MAX));
+        Ok(())
+    }
+
+    /// `run` with each selection kept in the database ([`Keeper::keep_selection`]) filled back
+    /// in, as every reader of a run's attempts expects it.
+    pub async fn hydrate(&self, run: &TestRun) -> Result<TestRun, ResultsError> {
+        let mut run = run.clone();
+        let wanted: Vec<usize> = run
+            .status
+            .iter()
+            .flat_map(|st| st.attempts.iter().enumerate())
+            .filter(|(_, a)| a.selection.stored_tests.is_some() && a.selection.tests.is_empty())
+            .map(|(i, _)| i)
+            .collect();
+        if wanted.is_empty() {
+            return Ok(run);
+        }
+        let Some(db) = self.database() else {
+            return Err(ResultsError::Damaged(format!(
+                "{}: its reruns' tests are kept in a results database, and none is configured",
+                run.name_any()
+            )));
+        };
+        let key = self.key(&run);
+        let uid = run.metadata.uid.clone().unwrap_or_default();
+        for i in wanted {
+            let seq = i + 1;
+            let tests = match self.selections.get(&(uid.clone(), seq)) {
+                Some(t) => t,
+                None => {
+                    let bytes = db
+                        .artifact(&key, launch_number(seq)?, ArtifactKind::Selection)
+                        .await?
+                        .ok_or_else(|| {
+                            ResultsError::Damaged(format!(
+                                "the tests launch {seq} of {key} re-runs are not in the results database"
+                            ))
+                        })?;
+                    let json = gunzip(&bytes).map_err(ResultsError::Damaged)?;
+                    let tests: Vec<String> = serde_json::from_slice(&json).map_err(|e| {
+                        ResultsError::Damaged(format!("the selection of launch {seq} of {key}: {e}"))
+                    })?;
+                    self.selections.put((uid.clone(), seq), tests)
+                }
+            };
+            if let Some(a) = run.status.as_mut().and_then(|st| st.attempts.get_mut(i)) {
+                a.selection.tests = (*tests).clone();
+            }
+        }
+        Ok(run)
+    }
+
+    /// Keeps what each index of `run`'s `seq`-th launch runs: in the database (which
+    /// `tomato exec --fetch` reads through the API), else in the immutable ConfigMap
+    /// `<run>-shards-<seq>` the Job's pods read with `envFrom`. One already kept for that
+    /// launch stays (a reconcile retried computes the same) and is answered.
+    pub async fn keep_launches(
+        &self,
+        run: &TestRun,
+        seq: usize,
+        launches: Vec<ShardLaunch>,
+    ) -> Result<Vec<ShardLaunch>, ResultsError> {
+        let Some(db) = self.database() else {
+            let cm = crate::launch::job::shards_config_map(run, seq, &launches);
+            let api = self.config_maps(run);
+            return match api.create(&PostParams::default(), &cm).await {
+                Ok(_) => Ok(launches),
+                Err(kube::Error::Api(e)) if e.code == 409 => {
+                    let existing = api.get(&cm.name_any()).await?;
+                    crate::launch::job::read_shards(&existing).map_err(ResultsError::Damaged)
+                }
+                Err(e) => Err(e.into()),
+            };
+        };
+        let key = self.record(db, run).await?;
+        let launch = launch_number(seq)?;
+        if db
+            .add_artifact(&key, launch, ArtifactKind::Launches, json_gz(&launches)?)
+            .await?
+        {
+            return Ok(launches);
+        }
+        self.launches(run, seq).await?.ok_or_else(|| {
+            ResultsError::Damaged(format!("the launches of launch {seq} of {key} went missing"))
+        })
+    }
+
+    /// What each index of `run`'s `seq`-th launch runs, as [`Keeper::keep_launches`] kept it;
+    /// `None` when nothing was kept (an unsharded launch the Job carries itself).
+    pub async fn launches(
+        &self,
+        run: &TestRun,
+        seq: usize,
+    ) -> Result<Option<Vec<ShardLaunch>>, ResultsError> {
+        if let Some(db) = self.database() {
+            let key = self.key(run);
+            if let Some(bytes) = db
+                .artifact(&key, launch_number(seq)?, ArtifactKind::Launches)
+                .await?
+            {
+                let json = gunzip(&bytes).map_err(ResultsError::Damaged)?;
+                return serde_json::from_slice(&json).map(Some).map_err(|e| {
+                    ResultsError::Damaged(format!("the launches of launch {seq} of {key}: {e}"))
+                });
+            }
+        }
+        // Without a database, or kept by a version before it.
+        let name = crate::launch::job::shards_name(&run.name_any(), seq);
+        match self.config_maps(run).get_opt(&name).await? {
+            Some(cm) => crate::launch::job::read_shards(&cm)
+                .map(Some)
+                .map_err(ResultsError::Damaged),
+            None => Ok(None),
         }
     }
 

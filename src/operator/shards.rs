@@ -23,7 +23,7 @@ use super::context::{Context, Error, write_status};
 use super::results::StoredResults;
 use crate::core::ReportRead;
 use crate::crd::{Attempt, ShardState, ShardStatus, TestRun};
-use crate::launch::job::{JobState, ShardLaunch, read_shards, shards_name};
+use crate::launch::job::{JobState, ShardLaunch};
 use crate::packs::Service;
 use crate::results::AttemptResult;
 use crate::results::TestIdStyle;
@@ -172,14 +172,12 @@ pub(super) async fn observe(
     state: &JobState,
     pods: &[k8s_openapi::api::core::v1::Pod],
 ) -> Result<Action, Error> {
-    let ns = run.namespace().unwrap_or_default();
     let name = run.name_any();
-    let maps = ctx.config_maps(&ns);
-    let cm = maps
-        .get_opt(&shards_name(&name, seq))
+    let launches = ctx
+        .results
+        .launches(run, seq)
         .await?
-        .ok_or_else(|| Error::Waiting(format!("the shards ConfigMap of launch {seq} is missing")))?;
-    let launches = read_shards(&cm).map_err(Error::Waiting)?;
+        .ok_or_else(|| Error::Waiting(format!("what the shards of launch {seq} run is missing")))?;
     let timed_out = state.is_deadline_exceeded();
     // While the Job runs, only the shards still shown running are looked up (one GET each per
     // poll); once it has ended, every shard's results are read for the merge.

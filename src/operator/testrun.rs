@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
@@ -32,8 +32,7 @@ use crate::crd::{Attempt, AttemptState, DeliveryState, LABEL_RUN, Phase, TestRun
 use crate::integrations::delivery;
 use crate::launch::job::{
     JobAttempt, JobState, LABEL_JOB_NAME, TEST_CONTAINER, TOKEN_KEY, desired_job, job_name, job_state,
-    label_value, pod_completion_index, pod_exit_code, pod_launch_failure, read_shards, shard_launches,
-    shards_config_map, token_secret_name,
+    label_value, pod_completion_index, pod_exit_code, pod_launch_failure, shard_launches, token_secret_name,
 };
 use crate::packs::Service;
 use crate::results::MergedTest;
@@ -64,7 +63,8 @@ pub async fn reconcile(run: Arc<TestRun>, ctx: Arc<Context>) -> Result<Action, E
     }
     finalizer(&api, FINALIZER, run, |event| async {
         match event {
-            Finalizer::Apply(run) => apply(&run, &ctx).await,
+            // Every step sees each rerun's tests, also those kept in the results database.
+            Finalizer::Apply(run) => apply(&ctx.results.hydrate(&run).await?, &ctx).await,
             Finalizer::Cleanup(run) => cleanup(&run, &ctx).await,
         }
     })
@@ -143,11 +143,14 @@ async fn launch(
     ctx: &Context,
     svc: &Service,
     number: u32,
-    selection: crate::crd::Selection,
+    mut selection: crate::crd::Selection,
     merged: &[MergedTest],
 ) -> Result<Action, Error> {
     let ns = run.namespace().unwrap_or_default();
     let name = run.name_any();
+    let seq = run.status.as_ref().map_or(0, |s| s.attempts.len()) + 1;
+    // A rerun of thousands of tests keeps its list in the results database, not the object.
+    ctx.results.keep_selection(run, seq, &mut selection).await?;
     // Which packs Aqua runs and which a Job runs: the decision standalone mode takes too.
     let previous = run
         .status
@@ -182,7 +185,6 @@ async fn launch(
         return Ok(Action::requeue(Duration::from_millis(100)));
     }
     ensure_token(run, ctx).await?;
-    let seq = run.status.as_ref().map_or(0, |s| s.attempts.len()) + 1;
     let reruns = crate::launch::reruns(&selection, merged);
     let timeout = crate::launch::timeout_of(run, svc);
     let mut attempt = JobAttempt {
@@ -192,6 +194,7 @@ async fn launch(
         reruns: &reruns,
         timeout,
         shards: 1,
+        fetch: false,
     };
     // A sharded attempt: what each index runs goes into its ConfigMap before the Job exists.
     let launches = match svc.attempt_shards(run, &selection) {
@@ -199,6 +202,20 @@ async fn launch(
         None => Vec::new(),
     };
     attempt.shards = launches.len().max(1);
+    // With a results database, what the pods run stays out of the Job when it is large: the
+    // shards' launches are kept there, and so is a whole launch over FETCH_OVER_BYTES;
+    // `tomato exec --fetch` reads its own through the API.
+    if ctx.results.database().is_some() {
+        if launches.len() > 1 {
+            attempt.fetch = true;
+        } else {
+            let whole = crate::launch::job::whole_launch(run, svc, attempt);
+            if whole.bytes() > crate::launch::job::FETCH_OVER_BYTES {
+                ctx.results.keep_launches(run, seq, vec![whole]).await?;
+                attempt.fetch = true;
+            }
+        }
+    }
     let job = desired_job(run, svc, attempt, &ctx.jobs);
     let job_name = job.name_any();
     let jobs: Api<Job> = ctx.api(&ns);
@@ -275,16 +292,7 @@ async fn ensure_shards(
         );
         return Ok(Vec::new());
     }
-    let cm = shards_config_map(run, attempt.seq, &launches);
-    let maps: Api<ConfigMap> = ctx.api(&run.namespace().unwrap_or_default());
-    match maps.create(&PostParams::default(), &cm).await {
-        Ok(_) => Ok(launches),
-        Err(kube::Error::Api(e)) if e.code == 409 => {
-            let existing = maps.get(&cm.name_any()).await?;
-            read_shards(&existing).map_err(Error::Waiting)
-        }
-        Err(e) => Err(e.into()),
-    }
+    Ok(ctx.results.keep_launches(run, attempt.seq, launches).await?)
 }
 
 /// Creates the run's upload token Secret once; an existing one is kept (a new token would
@@ -634,6 +642,7 @@ async fn report(run: &TestRun, ctx: &Context) -> Result<Action, Error> {
     let Some(fresh) = api.get_opt(&run.name_any()).await? else {
         return Ok(Action::await_change());
     };
+    let fresh = ctx.results.hydrate(&fresh).await?;
     if fresh.status.as_ref().map(|s| s.phase) != Some(Phase::Reporting) {
         return Ok(Action::await_change());
     }

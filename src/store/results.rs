@@ -141,6 +141,11 @@ pub enum ArtifactKind {
     /// notes) in operator mode's own encoding (`operator::results::StoredResults`), or one
     /// shard's upload (`shard`).
     Results { shard: Option<u32> },
+    /// The test ids a rerun selects, when too many for the TestRun object (operator mode).
+    Selection,
+    /// What each index of a launch's Job runs (argv and its own environment), which
+    /// `tomato exec` fetches when it is too large for the Job object (operator mode).
+    Launches,
 }
 
 impl ArtifactKind {
@@ -151,6 +156,8 @@ impl ArtifactKind {
             ArtifactKind::Junit => "junit".into(),
             ArtifactKind::Results { shard: None } => "results".into(),
             ArtifactKind::Results { shard: Some(i) } => format!("results-shard-{i}").into(),
+            ArtifactKind::Selection => "selection".into(),
+            ArtifactKind::Launches => "launches".into(),
         }
     }
 }

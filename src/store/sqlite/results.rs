@@ -105,11 +105,11 @@ fn artifact_file(kind: ArtifactKind) -> String {
     match kind {
         ArtifactKind::Log => LOG_FILE.into(),
         ArtifactKind::Junit => JUNIT_FILE.into(),
-        ArtifactKind::Results { .. } => format!("{}{RESULTS_SUFFIX}", kind.name()),
+        _ => format!("{}{RESULTS_SUFFIX}", kind.name()),
     }
 }
 
-/// Ends the file name of a [`ArtifactKind::Results`] artifact.
+/// Ends the file name of an artifact only operator mode keeps (results, selections, launches).
 const RESULTS_SUFFIX: &str = ".tomato-results";
 
 fn file_len(path: &Path) -> u64 {
