@@ -6,7 +6,17 @@
 //! - history of one test over its last 200 runs (`test_history`, limit 200);
 //! - failures of one service in the last 7 days (`failures_since`, first 1,000);
 //! - the run list's first page (`list_runs`, 50 of one service);
-//! - a run's test list (`results` of one run: every test of it).
+//! - a run's test list (`results` of one run: every test of it);
+//!
+//! and the reads failure memory makes, each with the pure work that follows it, as the API does
+//! it (`tomato::history`):
+//! - a test's page: its last 50 runs (`test_history`) and their timeline (rates, durations,
+//!   signatures);
+//! - a run's novelty tags: the service's failures of the 90 days before the newest run
+//!   (`failures_since`, at most 50,000), the run's and its previous comparable run's tests and
+//!   classification, and the tagging;
+//! - a comparison of the newest run with its previous comparable one: both runs' tests and
+//!   classifications, merged and compared.
 //!
 //! Each is measured after the first size is filled and again after the second (same process,
 //! same stores), and its growth between the two printed: index lookups stay flat, scans grow
@@ -30,7 +40,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tomato::classify::{ByTest, Classified};
+use tomato::history::{compare, timeline};
 use tomato::results::{AttemptResult, Case, CaseStatus, Signature};
+use tomato::results::{MergedTest, Outcome, PastFailure};
 use tomato::store::database_url::DatabaseUrl;
 use tomato::store::results::{HistoryQuery, Limits, ResultsStore, RunIdentity, RunPage};
 use tomato::store::{PgStore, SqliteStore};
@@ -302,6 +314,79 @@ async fn measure(s: &Subject, runs: usize, sizes: &Sizes, fill_time: Duration, t
     .await;
     assert_eq!(tests.1, sizes.tests, "a run's test list");
     reads.push(("run's tests", tests.0, tests.1));
+
+    // Failure memory. The newest run and its previous comparable one (same service: two back).
+    let (newest_run, previous_run) = (run_name(runs - 1), run_name(runs - 3));
+    let test_page = time(sizes.reps, |r| {
+        let query = HistoryQuery {
+            service: SERVICES[(runs - 1) % SERVICES.len()].into(),
+            test_id: test_id((r * 37) % sizes.tests),
+            stand: None,
+            limit: 50 * 10,
+        };
+        async move {
+            let entries = store.test_history(&query).await.expect("history");
+            timeline::timeline(&entries, 50).runs.len()
+        }
+    })
+    .await;
+    assert_eq!(
+        test_page.1,
+        50.min(runs / SERVICES.len()),
+        "a test page of 50 runs"
+    );
+    reads.push(("test page", test_page.0, test_page.1));
+    let novelty = time(sizes.reps, |_| {
+        let (newest_run, previous_run) = (newest_run.clone(), previous_run.clone());
+        async move {
+            let service = SERVICES[(runs - 1) % SERVICES.len()];
+            let window = newest - chrono::Duration::days(tomato::history::WINDOW_DAYS);
+            let history: Vec<PastFailure> = store
+                .failures_since(service, window, Some(newest), tomato::history::MAX_FAILURES)
+                .await
+                .expect("failures")
+                .into_iter()
+                .map(|f| PastFailure {
+                    run: f.run,
+                    at: f.created,
+                    stand: f.stand,
+                    test: f.test_id,
+                    signature: f.signature,
+                })
+                .collect();
+            let (tests, classified) = side(store, &newest_run).await;
+            let (before, _) = side(store, &previous_run).await;
+            let outcomes = outcomes(&tests, Some(&classified));
+            let previous = outcomes_of(&before);
+            let tags = tomato::results::tag_novelty(&outcomes, &history, Some(&previous));
+            tags.failures.len() + tags.fixed.len()
+        }
+    })
+    .await;
+    assert!(novelty.1 > 0, "the newest run has failures to tag");
+    reads.push(("novelty tags", novelty.0, novelty.1));
+    let comparison = time(sizes.reps, |_| {
+        let (newest_run, previous_run) = (newest_run.clone(), previous_run.clone());
+        async move {
+            let (after, after_classified) = side(store, &newest_run).await;
+            let (before, before_classified) = side(store, &previous_run).await;
+            let c = compare::compare(
+                &compare::Side {
+                    tests: &before,
+                    signatures: &before_classified,
+                },
+                &compare::Side {
+                    tests: &after,
+                    signatures: &after_classified,
+                },
+                50.0,
+            );
+            c.newly_failing.len() + c.newly_passing.len() + c.still_failing.len()
+        }
+    })
+    .await;
+    assert!(comparison.1 > 0, "two runs failing different tests differ");
+    reads.push(("comparison", comparison.0, comparison.1));
     let bytes = s.sizer.bytes().await;
     Figures {
         runs,
@@ -310,6 +395,30 @@ async fn measure(s: &Subject, runs: usize, sizes: &Sizes, fill_time: Duration, t
         bytes_per_1000: bytes as f64 / (runs * sizes.tests) as f64 * 1_000.0,
         fill: fill_time,
     }
+}
+
+/// A run's merged tests and classification, as the API reads them for history.
+async fn side(store: &dyn ResultsStore, run: &str) -> (Vec<MergedTest>, ByTest) {
+    let results = store.results(run).await.expect("results");
+    let tests = tomato::results::merge(results, |_, _| true);
+    (tests, store.categories(run).await.expect("categories"))
+}
+
+fn outcomes(tests: &[MergedTest], classified: Option<&ByTest>) -> Vec<Outcome> {
+    tests
+        .iter()
+        .map(|t| Outcome {
+            test: t.id.clone(),
+            verdict: t.verdict,
+            signature: classified
+                .and_then(|c| c.get(&t.id))
+                .and_then(|c| c.signature.clone()),
+        })
+        .collect()
+}
+
+fn outcomes_of(tests: &[MergedTest]) -> Vec<Outcome> {
+    outcomes(tests, None)
 }
 
 fn micros(d: Duration) -> String {
@@ -322,33 +431,21 @@ fn ratio(d: Duration, pk: Duration) -> f64 {
 
 fn print(store: &str, figures: &[Figures], tests: usize) {
     println!("\n{store}");
-    println!(
-        "  {:>7} {:>10} {:>24} {:>24} {:>24} {:>24} {:>14} {:>10}",
-        "runs",
-        "pk lookup",
-        "history of 200 runs",
-        "failures, 7 days",
-        "run list page",
-        "a run's test list",
-        "bytes/1k res.",
-        "fill"
-    );
+    let Some(first) = figures.first() else { return };
+    let mut header = format!("  {:>7} {:>10}", "runs", "pk lookup");
+    for (name, _, _) in &first.reads {
+        header.push_str(&format!(" {name:>26}"));
+    }
+    println!("{header} {:>14} {:>10}", "bytes/1k res.", "fill");
     for f in figures {
-        let cell = |i: usize| {
-            let (_, d, n) = f.reads[i];
-            format!("{:.1}x ({}, {n} rows)", ratio(d, f.pk), micros(d))
-        };
-        println!(
-            "  {:>7} {:>10} {:>24} {:>24} {:>24} {:>24} {:>14.0} {:>9.0}s",
-            f.runs,
-            micros(f.pk),
-            cell(0),
-            cell(1),
-            cell(2),
-            cell(3),
-            f.bytes_per_1000,
-            f.fill.as_secs_f64()
-        );
+        let mut line = format!("  {:>7} {:>10}", f.runs, micros(f.pk));
+        for (_, d, n) in &f.reads {
+            line.push_str(&format!(
+                " {:>26}",
+                format!("{:.1}x ({}, {n})", ratio(*d, f.pk), micros(*d))
+            ));
+        }
+        println!("{line} {:>14.0} {:>9.0}s", f.bytes_per_1000, f.fill.as_secs_f64());
     }
     if let [first, .., last] = figures {
         let growth: Vec<String> = (0..first.reads.len())

@@ -37,7 +37,30 @@ pub const COMPARABLE_SCAN: u32 = 50;
 const MAX_ATTEMPTS: u32 = 10;
 
 pub mod compare;
+pub mod rules;
 pub mod timeline;
+
+/// Said where a mode keeps no history (operator mode without a results database).
+pub const NO_HISTORY: &str =
+    "this Tomato keeps no history: operator mode keeps it only with a results database (--database-url)";
+
+/// Proposed categories rules for `service`'s unclassified failures of the last `days` days
+/// ([`rules::suggest`], clusters of at least `min_failures`), or `None` when the backend keeps
+/// no history.
+pub async fn rule_suggestions(
+    backend: &dyn Backend,
+    service: &str,
+    days: u32,
+    min_failures: usize,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<Vec<rules::Suggestion>>, StoreError> {
+    let Some(store) = backend.history() else {
+        return Ok(None);
+    };
+    let since = now - Duration::days(i64::from(days));
+    let failures = store.failures_since(service, since, None, MAX_FAILURES).await?;
+    Ok(Some(rules::suggest(&failures, min_failures)))
+}
 
 /// Compares `run` with `before` (by default its previous comparable run): `None` when there is
 /// no run to compare with. Works wherever results are kept (an explicit `before` needs no

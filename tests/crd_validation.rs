@@ -554,8 +554,8 @@ async fn kubectl_apply_of_the_crds_helm_install_and_server_dry_runs_of_the_chart
         assert!(installed.contains(kind), "no {kind} installed: {installed}");
     }
     // What the README's other install routes send, as a server dry run in `tomato`; the
-    // template with the chart's optional roles file, so that its volume and variable are
-    // checked by the API server too.
+    // template with the chart's optional roles file and results database, so that their
+    // volume and variables are checked by the API server too.
     k.cluster.kubectl_ok(&["create", "namespace", "tomato"], None);
     let helm_template = std::process::Command::new(k.cluster.bin.join("helm"))
         .args([
@@ -568,6 +568,8 @@ async fn kubectl_apply_of_the_crds_helm_install_and_server_dry_runs_of_the_chart
             "apiRoles.existingSecret=tomato-roles",
             "--set",
             "aqua.existingSecret=tomato-aqua",
+            "--set",
+            "database.existingSecret=tomato-database",
         ])
         .env("HELM_CACHE_HOME", k.gates.path().join("helm-cache"))
         .env("HELM_CONFIG_HOME", k.gates.path().join("helm-config"))
@@ -586,6 +588,8 @@ async fn kubectl_apply_of_the_crds_helm_install_and_server_dry_runs_of_the_chart
         "mountPath: /etc/tomato/roles",
         "secretName: tomato-roles",
         "- secretRef: {name: tomato-aqua}",
+        "name: TOMATO_DATABASE_URL",
+        "valueFrom: {secretKeyRef: {name: tomato-database, key: url}}",
     ] {
         assert!(rendered.contains(expected), "no {expected:?} in:\n{rendered}");
     }

@@ -316,4 +316,86 @@ async fn new_known_changed_and_fixed_failures_show_in_the_api_the_email_and_the_
     let passing = page.find("Passing again").unwrap_or_else(|| panic!("{page}"));
     assert!(page[passing..].contains("test::search"), "{page}");
     assert!(page.contains(&format!(r#"href="/runs/{second}""#)), "{page}");
+
+    suggested_rules(&server).await;
+}
+
+/// Issue 17 item 6: flip has no categories, so every failure is unclassified. login failed the
+/// same way in all three runs (one signature): with `min=3` it alone becomes a proposed rule,
+/// back-tested on the window's failures; the API, the page and `tomato rules suggest` agree.
+async fn suggested_rules(server: &Server) {
+    let (code, answer) = server.get("/api/v1/services/flip/rules/suggestions?min=3").await;
+    assert_eq!(code, 200, "{answer:#}");
+    let list = answer["suggestions"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{answer:#}");
+    let s = &list[0];
+    assert_eq!(
+        (s["failures"].as_u64(), s["runs"].as_u64()),
+        (Some(3), Some(3)),
+        "{s:#}"
+    );
+    assert_eq!(s["tests"], json!(["test::login"]), "{s:#}");
+    let regex = s["rule"]["messageRegex"].as_str().unwrap();
+    assert!(regex.contains("expected") && regex.contains("got"), "{regex}");
+    assert!(
+        !regex.contains("500") && !regex.contains("503"),
+        "values are not words: {regex}"
+    );
+    assert_eq!(
+        (&s["backtest"]["matched"], &s["backtest"]["unclassified"]),
+        (&json!(3), &json!(3)),
+        "{s:#}"
+    );
+    // What it proposes is a rule a service's categories take.
+    let rule: tomato::grep::CategoryRule = serde_json::from_value(s["rule"].clone()).unwrap();
+    tomato::grep::RuleSet::from_rules(vec![rule]).expect("a valid rule");
+    // Smaller clusters with min=1: cart's two failures differ (two signatures), search once.
+    let (_, all) = server.get("/api/v1/services/flip/rules/suggestions?min=1").await;
+    assert_eq!(all["suggestions"].as_array().unwrap().len(), 4, "{all:#}");
+    for (query, parameter) in [("min=0", "min"), ("min=1001", "min"), ("days=91", "days")] {
+        let (code, err) = server
+            .get(&format!("/api/v1/services/flip/rules/suggestions?{query}"))
+            .await;
+        assert_eq!(
+            (code, err["parameter"].as_str()),
+            (400, Some(parameter)),
+            "{err:#}"
+        );
+    }
+    let (code, _) = server.get("/api/v1/services/nope/rules/suggestions").await;
+    assert_eq!(code, 404);
+
+    let (code, page) = server.get_text("/services/flip/rules?min=3").await;
+    assert_eq!(code, 200, "{page}");
+    assert!(page.contains(regex) && page.contains("data-copy"), "{page}");
+    let (_, service_page) = server.get_text("/services/flip").await;
+    assert!(
+        service_page.contains(r#"href="/services/flip/rules""#),
+        "{service_page}"
+    );
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tomato"))
+        .args([
+            "rules",
+            "suggest",
+            "--service",
+            "flip",
+            "--min",
+            "3",
+            "--server",
+            &server.url,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("1 rule(s) proposed") && text.contains(regex),
+        "{text}"
+    );
+    assert!(text.contains("matches 3 of"), "{text}");
 }

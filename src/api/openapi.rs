@@ -17,7 +17,7 @@ use super::{legacy, regressions, runs, schedules, uploads, v1};
     paths(
         legacy::runned, legacy::run_now, legacy::nightly, legacy::status,
         v1::index, v1::runs_list, v1::runs_create, v1::runs_get, v1::runs_cancel, v1::runs_patch, v1::runs_tests, v1::runs_compare,
-        v1::attempt_log, v1::attempt_junit, super::allure::attempt_attachment, v1::services_list, v1::services_get, v1::services_queue, v1::services_test_history,
+        v1::attempt_log, v1::attempt_junit, super::allure::attempt_attachment, v1::services_list, v1::services_get, v1::services_queue, v1::services_test_history, v1::services_rule_suggestions,
         schedules::schedules_list, schedules::schedules_create, schedules::schedules_get, schedules::schedules_replace,
         schedules::schedules_patch, schedules::schedules_delete, schedules::schedules_trigger,
         regressions::regressions_list, regressions::regressions_create, regressions::regressions_get,
@@ -27,7 +27,7 @@ use super::{legacy, regressions, runs, schedules, uploads, v1};
     ),
     components(schemas(
         super::ErrorBody, legacy::RunId, legacy::RunIds, runs::QueueView, runs::QueueEntry, runs::ServiceQueue, runs::QueuedRun, super::FieldError, runs::LegacyStatus,
-        runs::TestView, runs::TestAttempt, super::allure::AllureView, super::allure::StepView, super::allure::AttachmentView, v1::ServiceView, v1::TestHistoryView, v1::ComparisonView, crate::history::compare::Comparison, crate::history::compare::Change, crate::history::compare::StillFailing, crate::history::compare::Slower, crate::history::timeline::Timeline, crate::history::timeline::Rates, crate::history::timeline::RunOutcome, crate::history::timeline::SignatureSeen, v1::ApiIndex, schedules::Deleted, schedules::Triggered, uploads::Received, crate::launch::job::ShardLaunch,
+        runs::TestView, runs::TestAttempt, super::allure::AllureView, super::allure::StepView, super::allure::AttachmentView, v1::ServiceView, v1::TestHistoryView, v1::SuggestionsView, crate::history::rules::Suggestion, crate::history::rules::Backtest, v1::ComparisonView, crate::history::compare::Comparison, crate::history::compare::Change, crate::history::compare::StillFailing, crate::history::compare::Slower, crate::history::timeline::Timeline, crate::history::timeline::Rates, crate::history::timeline::RunOutcome, crate::history::timeline::SignatureSeen, v1::ApiIndex, schedules::Deleted, schedules::Triggered, uploads::Received, crate::launch::job::ShardLaunch,
     )),
     tags(
         (name = "legacy", description = "The old tool's four handles, kept byte for byte where its clients depend on them"),

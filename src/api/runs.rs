@@ -336,7 +336,7 @@ pub struct TestView {
     /// `{"kind": "known", "sinceRun", "since", "times", "stands"}` or `{"kind": "changed",
     /// "previous", "lastRun", "last"}`; `{"kind": "fixed"}` for a test that failed in the
     /// previous comparable run (same service, stand and packs) and passes now. Null otherwise,
-    /// and where no history is kept (operator mode, until its results are in the database).
+    /// and where no history is kept (operator mode without a results database).
     #[schema(value_type = Option<Object>)]
     pub novelty: Option<serde_json::Value>,
 }

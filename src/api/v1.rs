@@ -43,6 +43,10 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/api/v1/services/{name}", get(services_get))
         .route("/api/v1/services/{name}/queue", get(services_queue))
         .route("/api/v1/services/{name}/tests/{id}", get(services_test_history))
+        .route(
+            "/api/v1/services/{name}/rules/suggestions",
+            get(services_rule_suggestions),
+        )
 }
 
 /// What `GET /api/v1` answers: where the API's document and collections are.
@@ -759,8 +763,8 @@ pub struct TestHistoryView {
 
 /// One test's history: its verdict in each of its last runs (newest first), failure and flake
 /// rates overall and per stand, durations, and its failure signatures with when each was first
-/// and last seen. Standalone mode (operator mode keeps no history until its results are in
-/// the database: 404 saying so).
+/// and last seen. Where history is kept: standalone mode, operator mode with a results
+/// database (else 404 saying so).
 #[utoipa::path(get, path = "/api/v1/services/{name}/tests/{id}", tag = "services",
     params(("name" = String, Path, description = "Service"), ("id" = String, Path, description = "Test id, as `/api/v1/runs/{id}/tests` gives it (URL-encoded)"), TestHistoryQuery),
     responses((status = 200, description = "The test's history", body = TestHistoryView), (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
@@ -780,12 +784,7 @@ pub async fn services_test_history(
     let stand = q.stand.filter(|s| !s.is_empty());
     let timeline = crate::history::test_timeline(state.backend.as_ref(), &name, &id, stand.as_deref(), limit)
         .await?
-        .ok_or_else(|| {
-            ApiError::not_found(
-                "id",
-                "this mode keeps no test history yet (operator mode: until its results are in the database)",
-            )
-        })?;
+        .ok_or_else(|| ApiError::not_found("id", crate::history::NO_HISTORY))?;
     if timeline.runs.is_empty() {
         return Err(ApiError::not_found(
             "id",
@@ -805,6 +804,66 @@ pub async fn services_test_history(
         test: id,
         stand,
         timeline,
+    }))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SuggestionsQuery {
+    /// The window of failures looked at, in days back from now (default 30, 1 to 90).
+    #[param(minimum = 1, maximum = 90)]
+    days: Option<u32>,
+    /// The fewest unclassified failures a cluster needs for a rule (default 3, 1 to 1000).
+    #[param(minimum = 1, maximum = 1000)]
+    min: Option<u32>,
+}
+
+/// The rules proposed for a service, as `/api/v1/services/{name}/rules/suggestions` answers.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SuggestionsView {
+    pub service: String,
+    pub days: u32,
+    pub min: u32,
+    /// Biggest cluster first.
+    pub suggestions: Vec<crate::history::rules::Suggestion>,
+}
+
+/// Categories rules proposed for the service's unclassified failures: clustered by failure
+/// signature over the last `days`, one `messageRegex` rule per cluster of at least `min`,
+/// each back-tested on the window's failures (what it would match, how many unclassified,
+/// and which categories it collides with). Where history is kept (else 404 saying so).
+#[utoipa::path(get, path = "/api/v1/services/{name}/rules/suggestions", tag = "services",
+    params(("name" = String, Path, description = "Service"), SuggestionsQuery),
+    responses((status = 200, description = "The proposed rules", body = SuggestionsView), (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
+pub async fn services_rule_suggestions(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(q): ApiQuery<SuggestionsQuery>,
+) -> Result<Json<SuggestionsView>, ApiError> {
+    find_service(&state, &name)?;
+    let days = q.days.unwrap_or(30);
+    if !(1..=90).contains(&days) {
+        return Err(ApiError::bad_request("days", format!("must be 1–90, got {days}")));
+    }
+    let min = q.min.unwrap_or(3);
+    if !(1..=1000).contains(&min) {
+        return Err(ApiError::bad_request("min", format!("must be 1–1000, got {min}")));
+    }
+    let suggestions = crate::history::rule_suggestions(
+        state.backend.as_ref(),
+        &name,
+        days,
+        min as usize,
+        chrono::Utc::now(),
+    )
+    .await?
+    .ok_or_else(|| ApiError::not_found("name", crate::history::NO_HISTORY))?;
+    Ok(Json(SuggestionsView {
+        service: name,
+        days,
+        min,
+        suggestions,
     }))
 }
 

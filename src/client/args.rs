@@ -5,7 +5,7 @@ use clap::{Args, Subcommand};
 
 /// The client's subcommands (and `completions`), whose usage errors exit with
 /// [`super::Exit::Refused`].
-pub const CLIENT_COMMANDS: &[&str] = &["run", "status", "logs", "cancel", "queue", "completions"];
+pub const CLIENT_COMMANDS: &[&str] = &["run", "status", "logs", "cancel", "queue", "rules", "completions"];
 
 /// `tomato` as a client of a Tomato server's API.
 #[derive(Subcommand, Debug)]
@@ -36,6 +36,31 @@ pub enum ClientCommand {
     Queue {
         /// Only this service.
         service: Option<String>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Categories rules: `tomato rules suggest --service S` proposes rules for its unclassified
+    /// failures.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+/// `tomato rules ...`.
+#[derive(Subcommand, Debug)]
+pub enum RulesCommand {
+    /// Propose categories rules for a service's unclassified failures: one per failure
+    /// signature shared by at least --min failures of the last --days, each with its
+    /// back-test (what it would match, and which categories it collides with).
+    Suggest {
+        /// The service.
+        #[arg(long)]
+        service: String,
+        /// Days of failures looked at (1 to 90).
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        /// Fewest failures a cluster needs (1 to 1000).
+        #[arg(long, default_value_t = 3)]
+        min: u32,
         #[command(flatten)]
         conn: Connection,
     },

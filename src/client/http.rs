@@ -120,6 +120,15 @@ impl Api {
         .await
     }
 
+    /// The rules proposed for a service's unclassified failures, as the server answers them.
+    pub async fn rule_suggestions(&self, service: &str, days: u32, min: u32) -> Result<Value, ClientError> {
+        self.json(self.http.get(self.url(&format!(
+            "/api/v1/services/{}/rules/suggestions?days={days}&min={min}",
+            seg(service)
+        ))))
+        .await
+    }
+
     /// The names of every service in packs_config.
     pub async fn service_names(&self) -> Result<Vec<String>, ClientError> {
         #[derive(Deserialize)]

@@ -103,6 +103,20 @@ async fn execute(cmd: ClientCommand) -> Result<Exit, Failure> {
             Ok(Exit::Ok)
         }
         ClientCommand::Queue { service, conn } => queue(service, &conn).await,
+        ClientCommand::Rules(args::RulesCommand::Suggest {
+            service,
+            days,
+            min,
+            conn,
+        }) => {
+            let api = connect(&conn)?;
+            let answer = api.rule_suggestions(&service, days, min).await?;
+            match conn.output {
+                OutputFormat::Json => print_json(&answer),
+                OutputFormat::Text => print_line(&render::suggestions_text(&answer)),
+            }
+            Ok(Exit::Ok)
+        }
     }
 }
 

@@ -303,6 +303,57 @@ pub struct QueueList {
     pub queued: Vec<QueueItem>,
 }
 
+/// `tomato rules suggest` in text: each proposed rule as the JSON to paste into the service's
+/// categories, with its cluster and back-test. Reads the API's answer loosely: a field this
+/// client does not know is left out, not an error.
+pub fn suggestions_text(answer: &serde_json::Value) -> String {
+    let service = answer["service"].as_str().unwrap_or("?");
+    let days = answer["days"].as_u64().unwrap_or(0);
+    let list = answer["suggestions"].as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        return format!(
+            "{service}: no unclassified failures shared by enough runs in the last {days} days; nothing to suggest"
+        );
+    }
+    let mut out = vec![format!(
+        "{service}: {} rule(s) proposed from the last {days} days' unclassified failures",
+        list.len()
+    )];
+    for s in &list {
+        let b = &s["backtest"];
+        let collisions: Vec<String> = b["collisions"]
+            .as_object()
+            .map(|m| m.iter().map(|(k, v)| format!("{k} ({v})")).collect())
+            .unwrap_or_default();
+        out.push(String::new());
+        out.push(format!(
+            "signature {}: {} failures in {} runs ({})",
+            s["signature"].as_str().unwrap_or("?"),
+            s["failures"],
+            s["runs"],
+            s["tests"]
+                .as_array()
+                .map(|t| t.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", "))
+                .unwrap_or_default()
+        ));
+        out.push(format!("  e.g. {}", s["example"].as_str().unwrap_or_default()));
+        out.push(format!(
+            "  back-test: matches {} of {} failures, {} unclassified; collides with {}",
+            b["matched"],
+            b["checked"],
+            b["unclassified"],
+            if collisions.is_empty() {
+                "no category".to_string()
+            } else {
+                collisions.join(", ")
+            }
+        ));
+        let rule = serde_json::to_string_pretty(&s["rule"]).unwrap_or_default();
+        out.extend(rule.lines().map(|l| format!("  {l}")));
+    }
+    out.join("\n")
+}
+
 /// `tomato queue` in text: per service, what runs and what waits, in admission order.
 pub fn queue_text(q: &QueueList) -> String {
     let mut out = vec![format!(

@@ -66,7 +66,7 @@ pub struct RunReport {
     /// Flaky tests not listed in `flaky`.
     pub flaky_more: usize,
     /// How the failures compare with the service's history, which reports lead with; `None`
-    /// where no history is kept (operator mode, until its results are in the database).
+    /// where no history is kept (operator mode without a results database).
     pub novelty: Option<NoveltyReport>,
     /// The run page.
     pub link: String,

@@ -20,6 +20,7 @@ pub mod format;
 mod pages;
 mod regressions;
 mod render;
+mod rules;
 mod schedules;
 mod test_history;
 pub mod view;
@@ -39,6 +40,7 @@ pub fn routes() -> Router<AppState> {
         .route("/runs/{id}/compare", get(compare::runs_compare))
         .route("/services/{name}", get(pages::services_history))
         .route("/services/{name}/tests/{id}", get(test_history::tests_show))
+        .route("/services/{name}/rules", get(rules::rules_suggest))
         .route("/schedules", get(schedules::schedules_list))
         .route("/schedules/new", get(schedules::schedules_new))
         .route("/schedules/{name}/edit", get(schedules::schedules_edit))

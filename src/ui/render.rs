@@ -26,6 +26,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("service.html", include_str!("templates/service.html")),
     ("test.html", include_str!("templates/test.html")),
     ("compare.html", include_str!("templates/compare.html")),
+    ("rules.html", include_str!("templates/rules.html")),
     ("schedules.html", include_str!("templates/schedules.html")),
     ("schedule_form.html", include_str!("templates/schedule_form.html")),
     ("regressions.html", include_str!("templates/regressions.html")),

@@ -161,19 +161,10 @@ pub async fn tests_show(
     }
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     let stand = q.stand.filter(|s| !s.is_empty());
-    let timeline = crate::history::test_timeline(
-        state.backend.as_ref(),
-        &service,
-        &test,
-        stand.as_deref(),
-        limit,
-    )
-    .await?
-    .ok_or_else(|| {
-        UiError::not_found(
-            "This mode keeps no test history yet (operator mode: until its results are in the database).",
-        )
-    })?;
+    let timeline =
+        crate::history::test_timeline(state.backend.as_ref(), &service, &test, stand.as_deref(), limit)
+            .await?
+            .ok_or_else(|| UiError::not_found(format!("{}.", crate::history::NO_HISTORY)))?;
     if timeline.runs.is_empty() {
         return Err(UiError::not_found(format!(
             "Service {service:?} has no results of test {test:?}{}.",

@@ -527,6 +527,27 @@
     }
   });
 
+  // ---------------------------------------------------------------- copy
+  // A button with data-copy="#id" copies that element's text (a proposed rule).
+  document.addEventListener('click', async (e) => {
+    const button = e.target.closest?.('button[data-copy]');
+    if (!button) return;
+    const source = document.querySelector(button.dataset.copy);
+    if (!source) return;
+    try {
+      await navigator.clipboard.writeText(source.textContent);
+      toast('Copied');
+    } catch (_) {
+      // No clipboard (an insecure origin): select the text for Ctrl-C instead.
+      const range = document.createRange();
+      range.selectNodeContents(source);
+      const selection = window.getSelection();
+      selection.removeAllRanges();
+      selection.addRange(range);
+      toast('Selected: press Ctrl-C to copy');
+    }
+  });
+
   // ---------------------------------------------------------------- start
   document.getElementById('token-forget')?.addEventListener('click', () => {
     storeToken('');
