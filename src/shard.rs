@@ -95,6 +95,9 @@ pub fn listed_case(id: &str) -> crate::results::Case {
     }
 }
 
+/// How many of a service's latest runs its recorded test durations average over (both modes).
+pub const DURATION_RUNS: u32 = 20;
+
 /// How an attempt is split: what the items are, and the shards.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Split {

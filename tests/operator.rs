@@ -19,26 +19,6 @@ use std::time::Duration;
 use support::cluster::TestNs;
 use support::operator::*;
 
-/// A local webhook endpoint collecting the bodies posted to it.
-async fn webhook_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    let posted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let store = posted.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |body: String| {
-            let store = store.clone();
-            async move {
-                store.lock().unwrap().push(body);
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, posted)
-}
-
 async fn get_json(url: &str) -> (u16, Value) {
     let r = reqwest::get(url).await.unwrap();
     let code = r.status().as_u16();

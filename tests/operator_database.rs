@@ -157,6 +157,39 @@ async fn with_a_database_results_leave_etcd_and_every_replica_serves_them_with_h
     assert_eq!(compared["with"], "first", "{compared:#}");
     assert_eq!(compared["stillFailing"][0]["sameSignature"], true, "{compared:#}");
     assert_eq!(results_config_maps(&k).await, Vec::<String>::new());
+
+    // A run deleted and created again under its name is another run: what the database kept
+    // of the first one never ends or shows as the new one's attempt 1.
+    runs(&k)
+        .delete("first", &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the first run gone", WAIT, || async {
+        runs(&k).get_opt("first").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    // The new run's pods wait at their gates (closed again), so its attempt 1 can only end
+    // with what the database kept of the old one.
+    for gate in ["first-1", "first-2"] {
+        let _ = std::fs::remove_file(k.gates.path().join(gate));
+    }
+    create_run(&k, "first", template("demo")).await;
+    wait_job(&k, "first-1").await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let again = runs(&k).get("first").await.unwrap();
+    let attempts = &again.status.as_ref().unwrap().attempts;
+    assert_eq!(attempts.len(), 1, "{attempts:#?}");
+    assert_eq!(
+        attempts[0].state,
+        tomato::crd::AttemptState::Running,
+        "{attempts:#?}"
+    );
+    let (code, tests) = get_json(&format!("{}/api/v1/runs/first/tests", leader.url)).await;
+    assert_eq!(
+        (code, tests),
+        (200, serde_json::json!([])),
+        "no tests of the deleted run"
+    );
 }
 
 /// An upgrade: runs whose results a version without the database kept in ConfigMaps are
@@ -213,14 +246,18 @@ async fn results_kept_in_config_maps_before_the_upgrade_are_still_served() {
     );
 }
 
-/// A generated suite of 5,000 failing tests, each with a 2 KiB trace, written as JUnit by a
-/// real Python process in the Job's pod.
+/// A generated suite of 5,000 tests, written as JUnit by a real Python process in the Job's
+/// pod: on attempt 1 all fail, each with a 2 KiB trace; on a rerun the odd ones pass.
 const BIG_SUITE: &str = r#"
-import sys
+import os, sys
 # No braces: packs_config reads them as placeholders.
+attempt = int(os.environ.get("TOMATO_ATTEMPT", "1"))
 step = '  File "suite/test_%05d.py", line %d, in step_%d\n    check(value_%d)\n'
 cases = []
 for i in range(5000):
+    if attempt > 1 and i % 2 == 1:
+        cases.append('<testcase classname="big.Suite" name="test_%05d" time="0.001"/>' % i)
+        continue
     trace = "".join(step % (i, n, n, n) for n in range(40))
     cases.append('<testcase classname="big.Suite" name="test_%05d" time="0.001"><failure message="expected %d but was %d">%sAssertionError</failure></testcase>' % (i, i, i + 1, trace))
 with open(sys.argv[1], "w") as f:
@@ -229,7 +266,7 @@ print("wrote 5000 failing tests")
 sys.exit(1)
 "#;
 
-fn big_config() -> (tempfile::TempDir, Arc<tomato::packs::PacksConfig>) {
+fn big_config(webhook: &str) -> (tempfile::TempDir, Arc<tomato::packs::PacksConfig>) {
     let dir = tempfile::tempdir().unwrap();
     let yaml = serde_json::json!({
         "description": "5,000 failing tests with long traces",
@@ -244,7 +281,7 @@ fn big_config() -> (tempfile::TempDir, Arc<tomato::packs::PacksConfig>) {
         "rerun": {"testId": "pytest"},
         "packs": {"all": {"description": "everything", "tests": ["all"]}},
         "presets": {"smoke": ["all"]},
-        "report": {"emails": []},
+        "report": {"emails": [], "webhooks": [webhook]},
     });
     std::fs::write(
         dir.path().join("big.yaml"),
@@ -267,12 +304,14 @@ async fn a_run_of_5000_failing_tests_with_long_traces_leaves_no_object_over_64_k
     let k = TestNs::new("opdb-big").await;
     let pg = PgCluster::start();
     let db = database(&pg).await;
-    let (_dir, config) = big_config();
+    let (hook, hooks) = webhook_receiver().await;
+    let (_dir, config) = big_config(&hook);
     let replica = start_replica_with_database(&k, config, "tomato-0", db.clone()).await;
     create_run(&k, "big", template("big")).await;
     wait_phase(&k, "big", "Failed").await;
     let run = runs(&k).get("big").await.unwrap();
-    assert_eq!(run.status.as_ref().unwrap().summary.unwrap().failed, 5000);
+    let summary = run.status.as_ref().unwrap().summary.unwrap();
+    assert_eq!((summary.failed, summary.flaky), (2500, 2500), "{summary:?}");
     // Attempt 1 and the rerun of its 5,000 failures, each as rows.
     let attempts = &run.status.as_ref().unwrap().attempts;
     assert_eq!(attempts.len(), 2, "{attempts:#?}");
@@ -288,8 +327,8 @@ async fn a_run_of_5000_failing_tests_with_long_traces_leaves_no_object_over_64_k
     );
     let (_, log) = get_text(&format!("{}/api/v1/runs/big/attempts/2/log", replica.url)).await;
     assert_eq!(
-        attempts[1].summary.map(|s| s.failed),
-        Some(5000),
+        attempts[1].summary.map(|s| (s.failed, s.passed)),
+        Some((2500, 2500)),
         "{:#?}\n{}",
         attempts[1],
         &log[log.len().saturating_sub(3000)..]
@@ -350,8 +389,20 @@ async fn a_run_of_5000_failing_tests_with_long_traces_leaves_no_object_over_64_k
     assert!(over.is_empty(), "objects over 64 KiB: {over:?} (run uid {uid})");
     assert!(sizes.iter().any(|(n, _)| n.starts_with("Job/")), "{sizes:?}");
 
-    // And the API still serves every test, from the database.
-    let (code, tests) = get_json(&format!("{}/api/v1/runs/big/tests?verdict=failed", replica.url)).await;
-    assert_eq!(code, 200);
-    assert_eq!(tests.as_array().map(Vec::len), Some(5000));
+    // The API serves every test from the database, the rerun's passes merged in (which needs
+    // the rerun's list of 5,000, kept in the database); so did the first report.
+    for (verdict, n) in [("failed", 2500), ("flaky", 2500)] {
+        let (code, tests) = get_json(&format!(
+            "{}/api/v1/runs/big/tests?verdict={verdict}",
+            replica.url
+        ))
+        .await;
+        assert_eq!(code, 200);
+        assert_eq!(tests.as_array().map(Vec::len), Some(n), "{verdict}");
+    }
+    let posted = eventually("the webhook report", WAIT, || async {
+        hooks.lock().unwrap().first().cloned()
+    })
+    .await;
+    assert!(posted.contains("*Flaky tests* (2500)"), "{posted}");
 }

@@ -387,7 +387,17 @@ impl TestView {
 pub async fn merged_tests(state: &AppState, run: &TestRun) -> Result<Vec<MergedTest>, ApiError> {
     let name = run.metadata.name.clone().unwrap_or_default();
     let results = state.backend.results(&name).await?;
-    let status = run.status.clone().unwrap_or_default();
+    let mut status = run.status.clone().unwrap_or_default();
+    // A run from a listing leaves out rerun lists kept in a results database (operator mode,
+    // `storedTests`); the run served alone has them, and the merge needs them.
+    if status
+        .attempts
+        .iter()
+        .any(|a| a.selection.tests.is_empty() && a.selection.stored_tests.is_some())
+        && let Some(full) = state.backend.get_run(&name).await?
+    {
+        status = full.status.unwrap_or_default();
+    }
     let mut merged = crate::core::merge_run(&status, results);
     merged.sort_by_key(|t| t.verdict);
     Ok(merged)

@@ -141,9 +141,25 @@ fn proposed_rule(signature: &str, members: &[&Failure]) -> Option<CategoryRule> 
             break;
         }
     }
-    if shared.is_empty() {
-        return None;
+    // The words are in the first member's order; one whose message has them in another order
+    // would not match: drop words from the end until every member matches.
+    while !shared.is_empty() {
+        let rule = rule_of(signature, &shared, members);
+        let set = RuleSet::from_rules(vec![rule.clone()]).ok()?;
+        let all = members.iter().all(|f| {
+            set.classify(test_status(f.status), &f.message, "", &RuleMatches::none())
+                .is_some()
+        });
+        if all {
+            return Some(rule);
+        }
+        shared.pop();
     }
+    None
+}
+
+/// The rule made of `shared` words for a cluster of `members`.
+fn rule_of(signature: &str, shared: &[&str], members: &[&Failure]) -> CategoryRule {
     let regex = format!(
         ".*{}.*",
         shared
@@ -162,7 +178,7 @@ fn proposed_rule(signature: &str, members: &[&Failure]) -> Option<CategoryRule> 
         .collect();
     statuses.sort();
     statuses.dedup();
-    Some(CategoryRule {
+    CategoryRule {
         name,
         description: Some(format!(
             "Proposed by Tomato from {} unclassified failures of signature {signature}",
@@ -171,31 +187,34 @@ fn proposed_rule(signature: &str, members: &[&Failure]) -> Option<CategoryRule> 
         matched_statuses: statuses,
         message_regex: Some(regex),
         ..CategoryRule::default()
-    })
-}
-
-fn status_name(status: CaseStatus) -> &'static str {
-    match status {
-        CaseStatus::Errored => TestStatus::Broken.as_str(),
-        _ => TestStatus::Failed.as_str(),
     }
 }
 
-/// Tries `rule` on every failure (its message, as the classifier would); `None` when the
-/// rule does not compile (it always should: its words are escaped).
+fn test_status(status: CaseStatus) -> TestStatus {
+    match status {
+        CaseStatus::Errored => TestStatus::Broken,
+        _ => TestStatus::Failed,
+    }
+}
+
+fn status_name(status: CaseStatus) -> &'static str {
+    test_status(status).as_str()
+}
+
+/// Tries `rule` on every failure (its message, as the classifier would), one per run and
+/// test as the clusters count them; `None` when the rule does not compile (it always should:
+/// its words are escaped).
 fn backtest(rule: &CategoryRule, failures: &[Failure]) -> Option<Backtest> {
     let set = RuleSet::from_rules(vec![rule.clone()]).ok()?;
-    let mut out = Backtest {
-        checked: failures.len(),
-        ..Backtest::default()
-    };
+    let mut out = Backtest::default();
+    let mut seen = HashSet::new();
     for f in failures {
-        let status = match f.status {
-            CaseStatus::Errored => TestStatus::Broken,
-            _ => TestStatus::Failed,
-        };
+        if !seen.insert((f.run.as_str(), f.test_id.as_str())) {
+            continue;
+        }
+        out.checked += 1;
         if set
-            .classify(status, &f.message, "", &RuleMatches::none())
+            .classify(test_status(f.status), &f.message, "", &RuleMatches::none())
             .is_none()
         {
             continue;
@@ -317,6 +336,20 @@ mod tests {
         }
     }
 
+    /// A cluster whose members have the shared words in other orders still gets a rule that
+    /// matches every member (fewer words), never one that misses its own cluster.
+    #[test]
+    fn a_proposed_rule_matches_every_member_of_its_cluster() {
+        let same = Some(Signature::of("one shape", ""));
+        let mut a = failure("r1", "a", "beta alpha gamma", None);
+        let mut b = failure("r2", "b", "alpha beta gamma", None);
+        a.signature = same.clone();
+        b.signature = same;
+        let got = suggest(&[a, b], 2);
+        assert_eq!(got[0].rule.message_regex.as_deref(), Some(".*beta.*"), "{got:#?}");
+        assert_eq!(got[0].backtest.matched, 2);
+    }
+
     #[test]
     fn small_clusters_repeats_and_wordless_messages_propose_nothing() {
         let mut all = window();
@@ -325,7 +358,13 @@ mod tests {
         let mut rerun = all[0].clone();
         rerun.attempt = 2;
         all.push(rerun);
-        assert_eq!(suggest(&all, 2)[0].failures, 3);
+        let got = suggest(&all, 2);
+        assert_eq!(got[0].failures, 3);
+        assert_eq!(
+            (got[0].backtest.checked, got[0].backtest.matched),
+            (7, 4),
+            "one per run and test"
+        );
         let wordless = vec![
             failure("r1", "a", "42 != 43", None),
             failure("r2", "a", "42 != 44", None),

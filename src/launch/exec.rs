@@ -39,6 +39,8 @@ use crate::secrets::Secret;
 const GRACE: Duration = Duration::from_secs(10);
 /// Upload tries (with 1, 2, 4, ... seconds between them).
 const UPLOAD_TRIES: u32 = 6;
+/// Tries to read a fetched launch (1, 2, 4, ... 64 seconds between them: two minutes).
+const FETCH_TRIES: u32 = 8;
 
 /// What `tomato exec` was asked to do.
 #[derive(Clone, Debug)]
@@ -401,7 +403,8 @@ fn allure_upload(dir: &Path) -> (Vec<(String, Vec<u8>)>, Vec<String>) {
 
 /// `tomato exec --fetch`: what this pod runs, read from `url` (with `?shard=<index>` for one
 /// index of a sharded Job) with the run's token. Tried like an upload (the API may be
-/// restarting); a refusal (401, 404, 400) is not tried again.
+/// restarting, or an older replica without the route may answer 404 during a rolling
+/// upgrade); a refusal (400, 401, 403) is not tried again.
 pub async fn fetch_launch(
     url: &str,
     token: Option<&Secret>,
@@ -422,7 +425,7 @@ pub async fn fetch_launch(
         .build()
         .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
     let mut last_error = String::new();
-    for attempt in 0..UPLOAD_TRIES {
+    for attempt in 0..FETCH_TRIES {
         if attempt > 0 {
             tokio::time::sleep(Duration::from_secs(1 << (attempt - 1))).await;
         }
@@ -433,7 +436,7 @@ pub async fn fetch_launch(
                     .await
                     .map_err(|e| format!("the launch read from {url} is not one: {e}"));
             }
-            Ok(r) if r.status().is_client_error() => {
+            Ok(r) if r.status().is_client_error() && r.status() != reqwest::StatusCode::NOT_FOUND => {
                 let status = r.status();
                 let body = r.text().await.unwrap_or_default();
                 return Err(format!("{url} refused to say what to run ({status}): {body}"));
@@ -444,7 +447,7 @@ pub async fn fetch_launch(
         eprintln!("[tomato exec] reading the launch failed ({last_error}); trying again");
     }
     Err(format!(
-        "{UPLOAD_TRIES} tries to read what to run failed; the last: {last_error}"
+        "{FETCH_TRIES} tries to read what to run failed; the last: {last_error}"
     ))
 }
 

@@ -204,7 +204,7 @@ pub async fn observe(
                 allure_gz: Vec::new(),
                 allure_notes: Vec::new(),
             };
-            ctx.results.store(run, seq, None, &stored).await?;
+            ctx.results.store_or_cut(run, seq, None, &stored).await?;
             Ok(Ok(Action::requeue(Duration::from_millis(100))))
         }
     }

@@ -102,14 +102,17 @@ impl KubeBackend {
     /// filled in, also those kept in the results database. (A listing leaves them out:
     /// `selection.storedTests` counts them.)
     async fn find(&self, name: &str) -> Result<Option<TestRun>, StoreError> {
-        match self.cached(&self.runs, self.api(), name).await? {
-            Some(run) => self
-                .results
-                .hydrate(&run)
-                .await
-                .map(Some)
-                .map_err(|e| StoreError::Task(e.to_string())),
-            None => Ok(None),
+        let Some(run) = self.cached(&self.runs, self.api(), name).await? else {
+            return Ok(None);
+        };
+        match self.results.hydrate(&run).await {
+            Ok(full) => Ok(Some(full)),
+            // The run still shows (its rerun counts say how many were re-run); only the
+            // lists are missing while the database cannot give them.
+            Err(e) => {
+                tracing::warn!(run = name, error = %e, "serving the run without its rerun lists");
+                Ok(Some(run))
+            }
         }
     }
 
@@ -573,6 +576,9 @@ impl Backend for KubeBackend {
         token: &str,
     ) -> Result<crate::launch::job::ShardLaunch, UploadError> {
         let ns = namespace.unwrap_or(&self.namespace);
+        if seq == 0 || u32::try_from(seq).is_err() {
+            return Err(UploadError::NotFound(format!("run {name} has no attempt {seq}")));
+        }
         let run = self.authenticated_run(ns, name, token).await?;
         let launches = self
             .results

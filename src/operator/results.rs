@@ -671,7 +671,9 @@ pub async fn store_categories(api: &Api<ConfigMap>, cm: &ConfigMap) -> Result<()
 pub async fn load_categories(api: &Api<ConfigMap>, run: &TestRun) -> Result<ByTest, ResultsError> {
     let launches = run.status.as_ref().map_or(0, |s| s.attempts.len());
     for seq in (1..=launches).rev() {
-        if let Some(cm) = api.get_opt(&categories_name(&run.name_any(), seq)).await? {
+        if let Some(cm) = api.get_opt(&categories_name(&run.name_any(), seq)).await?
+            && owned_by(&cm, run.metadata.uid.as_deref())
+        {
             return unpack_categories(&cm);
         }
     }
@@ -704,19 +706,38 @@ pub async fn store(api: &Api<ConfigMap>, maps: Vec<ConfigMap>) -> Result<Stored,
 /// Reads the stored results of a run's `seq`-th launch, if stored.
 pub async fn load(
     api: &Api<ConfigMap>,
-    run: &str,
+    run: &TestRun,
     seq: usize,
 ) -> Result<Option<StoredResults>, ResultsError> {
     load_for(api, run, seq, None).await
 }
 
+/// Whether `obj`'s controller is the run of `uid` (or either is unknown).
+fn owned_by(obj: &impl kube::Resource, uid: Option<&str>) -> bool {
+    let controller = obj
+        .meta()
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true));
+    match (controller, uid) {
+        (Some(owner), Some(uid)) => owner.uid == uid,
+        _ => true,
+    }
+}
+
 /// Reads the stored results of a launch (`shard` none) or of one of its shards, if stored.
+/// Results an earlier run of the same name left (deleted and created again, its ConfigMaps
+/// not yet garbage-collected) are not this run's: `None`.
 pub async fn load_for(
     api: &Api<ConfigMap>,
-    run: &str,
+    run: &TestRun,
     seq: usize,
     shard: Option<u32>,
 ) -> Result<Option<StoredResults>, ResultsError> {
+    let uid = run.metadata.uid.clone();
+    let run_name = run.name_any();
+    let run = run_name.as_str();
     let name = match shard {
         Some(i) => shard_results_name(run, seq, i),
         None => results_name(run, seq),
@@ -724,6 +745,9 @@ pub async fn load_for(
     let Some(primary) = api.get_opt(&name).await? else {
         return Ok(None);
     };
+    if !owned_by(&primary, uid.as_deref()) {
+        return Ok(None);
+    }
     // Most results fit the primary; only when they do not are parts looked up.
     if let Ok(stored) = unpack(&primary, &[]) {
         return Ok(Some(stored));
@@ -801,6 +825,9 @@ impl<K: PartialEq, V> Recent<K, V> {
     }
 }
 
+/// The log's end kept when an attempt's results are too large to keep ([`Keeper::store_or_cut`]).
+const CUT_LOG_BYTES: usize = 64 * 1024;
+
 /// A launch's position as the database keys it.
 fn launch_number(seq: usize) -> Result<u32, ResultsError> {
     u32::try_from(seq).map_err(|_| ResultsError::Damaged(format!("launch {seq} is out of range")))
@@ -842,6 +869,23 @@ impl Keeper {
 
     fn config_maps(&self, run: &TestRun) -> Api<ConfigMap> {
         Api::namespaced(self.client.clone(), &run.namespace().unwrap_or_default())
+    }
+
+    /// `run`'s key when the database's record under it is this run's (same uid): what a read
+    /// may trust. A run deleted and created again under its name is another run, whose
+    /// predecessor's results must not show until its own first write replaces them.
+    async fn current_key(
+        &self,
+        db: &dyn ResultsStore,
+        run: &TestRun,
+    ) -> Result<Option<String>, ResultsError> {
+        let key = self.key(run);
+        let uid = run.metadata.uid.as_deref().unwrap_or_default();
+        Ok(db
+            .run(&key)
+            .await?
+            .filter(|r| uid.is_empty() || r.identity.uid == uid)
+            .map(|_| key))
     }
 
     /// Records `run` in the database (idempotent; a new run under an old name replaces it).
@@ -886,6 +930,40 @@ impl Keeper {
         )
     }
 
+    /// [`Keeper::store`] for what the controller itself records (the pod-log fallback, a
+    /// sharded attempt's merge, an Aqua report), which no one could send again smaller: when it
+    /// is over a limit, a cut-down record is kept instead — no reports, the log's last 64 KiB,
+    /// and a message saying why — so the attempt still ends rather than retrying forever.
+    pub async fn store_or_cut(
+        &self,
+        run: &TestRun,
+        seq: usize,
+        shard: Option<u32>,
+        results: &AttemptResults,
+    ) -> Result<Stored, ResultsError> {
+        match self.store(run, seq, shard, results).await {
+            Err(
+                e @ (ResultsError::TooLarge(_) | ResultsError::Store(crate::store::StoreError::TooLarge(_))),
+            ) => {
+                tracing::warn!(run = run.name_any(), launch = seq, error = %e, "results too large to keep; keeping the log's end");
+                let cut = results.log.len().saturating_sub(CUT_LOG_BYTES);
+                let reduced = AttemptResults {
+                    source: results.source,
+                    exit_code: results.exit_code,
+                    signal: results.signal,
+                    junit_gz: Vec::new(),
+                    log: results.log[cut..].to_vec(),
+                    message: Some(format!("the attempt's results were not kept: {e}")),
+                    owed: Vec::new(),
+                    allure_gz: Vec::new(),
+                    allure_notes: Vec::new(),
+                };
+                self.store(run, seq, shard, &reduced).await
+            }
+            other => other,
+        }
+    }
+
     /// The stored results of `run`'s `seq`-th launch, if stored.
     pub async fn load(
         &self,
@@ -907,19 +985,18 @@ impl Keeper {
             return Ok(Some(hit));
         }
         let mut found = None;
-        if let (Some(db), Ok(launch)) = (self.database(), u32::try_from(seq)) {
-            let name = self.key(run);
-            if let Some(bytes) = db
+        if let (Some(db), Ok(launch)) = (self.database(), u32::try_from(seq))
+            && let Some(name) = self.current_key(db, run).await?
+            && let Some(bytes) = db
                 .artifact(&name, launch, ArtifactKind::Results { shard })
                 .await?
-            {
-                let what = format!("the stored results of launch {seq} of {name}");
-                found = Some(StoredResults::decode(&bytes, &what)?);
-            }
+        {
+            let what = format!("the stored results of launch {seq} of {name}");
+            found = Some(StoredResults::decode(&bytes, &what)?);
         }
         if found.is_none() {
             // Without a database, or kept by a version before it.
-            found = load_for(&self.config_maps(run), &run.name_any(), seq, shard).await?;
+            found = load_for(&self.config_maps(run), run, seq, shard).await?;
         }
         Ok(found.map(|found| self.cache.put(key, found)))
     }
@@ -1093,6 +1170,14 @@ impl Keeper {
                 Ok(_) => Ok(launches),
                 Err(kube::Error::Api(e)) if e.code == 409 => {
                     let existing = api.get(&cm.name_any()).await?;
+                    if !owned_by(&existing, run.metadata.uid.as_deref()) {
+                        // An earlier run's of this name, not yet garbage-collected.
+                        api.delete(&cm.name_any(), &Default::default()).await?;
+                        return Err(ResultsError::Damaged(format!(
+                            "{} was an earlier run's; deleted, to be written again",
+                            cm.name_any()
+                        )));
+                    }
                     crate::launch::job::read_shards(&existing).map_err(ResultsError::Damaged)
                 }
                 Err(e) => Err(e.into()),
@@ -1118,17 +1203,16 @@ impl Keeper {
         run: &TestRun,
         seq: usize,
     ) -> Result<Option<Vec<ShardLaunch>>, ResultsError> {
-        if let Some(db) = self.database() {
-            let key = self.key(run);
-            if let Some(bytes) = db
+        if let Some(db) = self.database()
+            && let Some(key) = self.current_key(db, run).await?
+            && let Some(bytes) = db
                 .artifact(&key, launch_number(seq)?, ArtifactKind::Launches)
                 .await?
-            {
-                let json = gunzip(&bytes).map_err(ResultsError::Damaged)?;
-                return serde_json::from_slice(&json).map(Some).map_err(|e| {
-                    ResultsError::Damaged(format!("the launches of launch {seq} of {key}: {e}"))
-                });
-            }
+        {
+            let json = gunzip(&bytes).map_err(ResultsError::Damaged)?;
+            return serde_json::from_slice(&json)
+                .map(Some)
+                .map_err(|e| ResultsError::Damaged(format!("the launches of launch {seq} of {key}: {e}")));
         }
         // Without a database, or kept by a version before it.
         let name = crate::launch::job::shards_name(&run.name_any(), seq);
@@ -1142,8 +1226,10 @@ impl Keeper {
 
     /// `run`'s latest stored classification; empty when none is stored.
     pub async fn load_categories(&self, run: &TestRun) -> Result<ByTest, ResultsError> {
-        if let Some(db) = self.database() {
-            let found = db.categories(&self.key(run)).await?;
+        if let Some(db) = self.database()
+            && let Some(key) = self.current_key(db, run).await?
+        {
+            let found = db.categories(&key).await?;
             if !found.is_empty() {
                 return Ok(found);
             }

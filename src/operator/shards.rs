@@ -263,7 +263,7 @@ pub(super) async fn observe(
         .map(|(i, (l, s))| outcome(i as u32, l, s, attempt.number, &svc.rerun.test_id, timed_out))
         .collect();
     let merged = merge(&stored, &outcomes);
-    ctx.results.store(run, seq, None, &merged).await?;
+    ctx.results.store_or_cut(run, seq, None, &merged).await?;
     info!(
         run = name,
         attempt = attempt.number,

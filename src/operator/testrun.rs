@@ -219,6 +219,23 @@ async fn launch(
     let job = desired_job(run, svc, attempt, &ctx.jobs);
     let job_name = job.name_any();
     let jobs: Api<Job> = ctx.api(&ns);
+    // A Job of this name owned by another run is an earlier run's of the same name (deleted
+    // and created again), not yet garbage-collected: adopting it would end this attempt with
+    // that run's outcome. It is deleted, and the launch waits for it to go.
+    if let Some(existing) = jobs.get_opt(&job_name).await?
+        && let Some(owner) = existing
+            .owner_references()
+            .iter()
+            .find(|o| o.controller == Some(true))
+        && Some(&owner.uid) != run.metadata.uid.as_ref()
+    {
+        if existing.metadata.deletion_timestamp.is_none() {
+            jobs.delete(&job_name, &DeleteParams::background()).await?;
+        }
+        return Err(Error::Waiting(format!(
+            "the Job {job_name} of an earlier run of this name is still there; launching once it is gone"
+        )));
+    }
     jobs.patch(
         &job_name,
         &PatchParams::apply(MANAGER).force(),
@@ -260,9 +277,10 @@ async fn launch(
 /// The shards of a sharded launch, from its ConfigMap: created now from the split, or — when
 /// a crash came between creating it and recording the launch — read back as it was created,
 /// so the Job and the status follow the split the Job may already run. Operator mode cannot
-/// run a listing command (the suite lives in its image), so attempt 1 is split by pack; a
-/// large rerun by its failed tests. No durations are recorded in operator mode yet, so the
-/// split spreads items evenly. Fewer than two shards (one pack) is an unsharded launch.
+/// run a listing command (the suite lives in its image), so attempt 1 is split by pack, evenly
+/// (a pack's tests are not known up front); a large rerun by its failed tests, balanced by
+/// their recorded durations when a results database keeps them. Fewer than two shards (one
+/// pack) is an unsharded launch.
 async fn ensure_shards(
     run: &TestRun,
     ctx: &Context,
@@ -271,11 +289,19 @@ async fn ensure_shards(
     reruns: &[crate::launch::RerunTest<'_>],
     n: usize,
 ) -> Result<Vec<crate::launch::job::ShardLaunch>, Error> {
-    let none = HashMap::new();
     let split = match attempt.selection.kind {
-        crate::crd::SelectionKind::Failed => crate::shard::split_rerun(&attempt.selection.tests, &none, n),
+        crate::crd::SelectionKind::Failed => {
+            let durations = match ctx.results.database() {
+                Some(db) => db
+                    .test_durations(&svc.name, crate::shard::DURATION_RUNS)
+                    .await
+                    .map_err(super::results::ResultsError::from)?,
+                None => HashMap::new(),
+            };
+            crate::shard::split_rerun(&attempt.selection.tests, &durations, n)
+        }
         crate::crd::SelectionKind::All => {
-            crate::shard::split_first(None, &attempt.selection.packs, &none, "", n)
+            crate::shard::split_first(None, &attempt.selection.packs, &HashMap::new(), "", n)
         }
     };
     if split.shards.len() < 2 {
@@ -471,7 +497,7 @@ pub(super) async fn store_pod_log(
         allure_gz: Vec::new(),
         allure_notes: Vec::new(),
     };
-    ctx.results.store(run, seq, shard, &results).await?;
+    ctx.results.store_or_cut(run, seq, shard, &results).await?;
     Ok(())
 }
 
@@ -617,6 +643,9 @@ async fn conclude(
 }
 
 async fn announce_verdict(run: &TestRun, ctx: &Context, verdict: Verdict, message: Option<String>) {
+    // The verdict is final: history may count the run as a previous comparable one now,
+    // while its reports are still being delivered.
+    record_finished(run, ctx, verdict.phase()).await;
     let note = match message {
         Some(m) => format!("{}: {m}", verdict.phase()),
         None => verdict.phase().to_string(),
@@ -655,7 +684,10 @@ async fn report(run: &TestRun, ctx: &Context) -> Result<Action, Error> {
     let planned = crate::report::delivery::plan(planned_status.report.get_or_insert_default(), &plans, now);
     let finished = crate::report::delivery::finish_if_delivered(&mut planned_status, now);
     let run = if !planned.is_empty() || finished {
-        write_status(&ctx.client, run, |st| *st = planned_status).await?
+        // The written object leaves out rerun lists kept in the database: fill them back in
+        // before the tests are merged for the report.
+        let written = write_status(&ctx.client, run, |st| *st = planned_status).await?;
+        ctx.results.hydrate(&written).await?
     } else {
         run.clone()
     };

@@ -459,3 +459,23 @@ pub async fn event_reasons(k: &TestNs, name: &str) -> Vec<String> {
     items.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
     items.into_iter().filter_map(|e| e.reason).collect()
 }
+
+/// A local webhook endpoint collecting the bodies posted to it.
+pub async fn webhook_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let posted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let store = posted.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: String| {
+            let store = store.clone();
+            async move {
+                store.lock().unwrap().push(body);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, posted)
+}

@@ -16,12 +16,10 @@ use crate::crd::{ShardState, ShardStatus};
 use crate::launch::RerunTest;
 use crate::launch::listing::{self, ListPlan};
 use crate::results::Case;
-use crate::shard::{self, Split, Unit};
+use crate::shard::{self, DURATION_RUNS, Split, Unit};
 
 /// How long listing the tests may take; past it the attempt is split by pack.
 const LIST_TIMEOUT: Duration = Duration::from_secs(120);
-/// How many of the service's latest runs the recorded durations are averaged over.
-const DURATION_RUNS: u32 = 20;
 
 /// Everything the task of a sharded attempt needs (owned: it outlives the loop's borrow).
 struct ShardedAttempt {
