@@ -270,3 +270,87 @@ async fn the_leader_deletes_expired_runs_when_it_starts_leading() {
     let recent = runs(&k).get("recent").await.unwrap();
     assert_eq!(recent.status.unwrap().phase, tomato::crd::Phase::Succeeded);
 }
+
+/// Files-only expiry in operator mode needs the results database, where each attempt's
+/// verdicts are rows of their own: when `retention.files.maxAge` passes, a finished run's
+/// uploads lose their reports and log (keeping its exit code), the run is marked
+/// `tomato.dev/files-expired` (the API then answers its files with 410, as in standalone
+/// mode), and its tests are still read, from the rows. Real PostgreSQL, explicit clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_database_a_runs_files_expire_on_time_and_its_verdicts_stay() {
+    use tomato::results::upload::{AttemptResults, Source, gzip};
+    let k = TestNs::new("ret-files").await;
+    let text = demo_text(&k);
+    let (head, _) = text
+        .split_once("\nretention:")
+        .expect("demo.yaml has a retention block");
+    let (_dir, config) = demo_config_text(format!("{head}\nretention:\n  files: {{maxAge: 2d}}\n"));
+    let pg = support::postgres::PgCluster::start();
+    let url = tomato::store::database_url::DatabaseUrl::parse(&pg.database().await).unwrap();
+    let db: std::sync::Arc<dyn ResultsStore> = std::sync::Arc::new(
+        tomato::store::PgStore::connect(&url, 2, Default::default())
+            .await
+            .unwrap(),
+    );
+    let keeper = Keeper::new(k.operator_client.clone(), &k.ns, Some(db.clone()));
+
+    // A finished run of one attempt, its upload and verdict rows kept as the operator keeps them.
+    finished_run(&k, "done", "Failed", day(0), None).await;
+    let attempts = json!({"status": {"attempts": [
+        {"number": 1, "selection": {"kind": "All", "packs": ["basic"]}, "state": "Finished"}
+    ]}});
+    let run = runs(&k)
+        .patch_status("done", &PatchParams::default(), &Patch::Merge(&attempts))
+        .await
+        .unwrap();
+    let junit = std::fs::read(format!("{}/tests/junit_samples/node.xml", support::REPO)).unwrap();
+    let upload = AttemptResults {
+        source: Source::Upload,
+        exit_code: Some(1),
+        signal: None,
+        junit_gz: vec![gzip(&junit)],
+        log: b"the attempt's log\n".to_vec(),
+        message: None,
+        owed: Vec::new(),
+        allure_gz: Vec::new(),
+        allure_notes: Vec::new(),
+    };
+    keeper.store(&run, 1, None, &upload).await.unwrap();
+    let style = tomato::results::TestIdStyle::Node;
+    let before = keeper.run_results(&run, &style).await.unwrap();
+    assert_eq!(before.len(), 7, "the sample's tests");
+    keeper.record_attempt(&run, 1, before.clone()).await.unwrap();
+
+    let client = k.operator_client.clone();
+    let scope = Scope::Namespace(k.ns.clone());
+    let pass = |at| tomato::operator::retention::pass(&client, &config, &scope, &keeper, at);
+    let removed = pass(day(2) - chrono::Duration::seconds(1)).await.unwrap();
+    assert_eq!(removed.files, 0, "not yet: {removed:?}");
+    let removed = pass(day(2)).await.unwrap();
+    assert_eq!((removed.files, removed.runs), (1, 0), "{removed:?}");
+
+    let run = runs(&k).get("done").await.unwrap();
+    assert!(tomato::retention::files_expired_at(&run).is_some(), "marked");
+    let kept = db
+        .artifact(
+            "done",
+            1,
+            tomato::store::results::ArtifactKind::Results { shard: None },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let stored = tomato::operator::results::StoredResults::decode(&kept, "launch 1").unwrap();
+    assert!(!stored.has_junit(), "the report went");
+    assert_eq!(stored.log().unwrap(), "", "the log went");
+    assert_eq!(stored.exit_code, Some(1), "how it ended stays");
+    // The verdicts stay, read from the rows now that the reports are gone.
+    let after = keeper.run_results(&run, &style).await.unwrap();
+    let verdicts = |r: &[tomato::results::AttemptResult]| -> Vec<(String, tomato::results::CaseStatus)> {
+        r.iter().map(|x| (x.id.clone(), x.case.status)).collect()
+    };
+    assert_eq!(verdicts(&after), verdicts(&before));
+    // Marked, it is not looked at again.
+    let removed = pass(day(30)).await.unwrap();
+    assert_eq!(removed.files, 0, "{removed:?}");
+}

@@ -1008,6 +1008,13 @@ impl Keeper {
         run: &TestRun,
         style: &TestIdStyle,
     ) -> Result<Vec<AttemptResult>, ResultsError> {
+        // Its files expired: the uploads are gone, the verdicts are the database's rows.
+        if crate::retention::files_expired_at(run).is_some()
+            && let Some(db) = self.database()
+            && let Some(key) = self.current_key(db, run).await?
+        {
+            return Ok(db.results(&key).await?);
+        }
         let mut out = Vec::new();
         let attempts = run
             .status
@@ -1045,6 +1052,41 @@ impl Keeper {
         if let Some(db) = self.database() {
             let key = self.record(db, run).await?;
             db.finish_run(&key, phase, chrono::Utc::now()).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes what `run`'s launches uploaded (reports, logs, attachments) from the database,
+    /// keeping each upload's exit code and message; the verdicts stay as rows
+    /// ([`Keeper::run_results`] reads them once the run is marked expired). Idempotent.
+    pub async fn expire_files(&self, run: &TestRun) -> Result<(), ResultsError> {
+        let Some(db) = self.database() else {
+            return Ok(());
+        };
+        let Some(key) = self.current_key(db, run).await? else {
+            return Ok(());
+        };
+        let attempts = run
+            .status
+            .as_ref()
+            .map(|s| s.attempts.clone())
+            .unwrap_or_default();
+        for (i, a) in attempts.iter().enumerate() {
+            let launch = launch_number(i + 1)?;
+            let parts = std::iter::once(None).chain((0..a.shards.len()).map(|s| Some(s as u32)));
+            for shard in parts {
+                let kind = ArtifactKind::Results { shard };
+                let Some(bytes) = db.artifact(&key, launch, kind).await? else {
+                    continue;
+                };
+                let what = format!("the stored results of launch {} of {key}", i + 1);
+                let mut stored = StoredResults::decode(&bytes, &what)?;
+                stored.junit_gz.clear();
+                stored.log_gz.clear();
+                stored.allure_gz.clear();
+                stored.allure_notes.clear();
+                db.put_artifact(&key, launch, kind, stored.encode()?).await?;
+            }
         }
         Ok(())
     }

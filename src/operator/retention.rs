@@ -13,9 +13,12 @@
 //! runs, created before its listing, that no TestRun of the scope carries any more. That is
 //! why one results database serves one operator installation.
 //!
-//! Files-only expiry is skipped in operator mode: an attempt's log and JUnit are kept with
-//! the uploaded reports its test verdicts are read from, so removing them would lose the
-//! verdicts.
+//! Files-only expiry (`retention.files`) needs the results database: there each attempt's
+//! verdicts are rows of their own, so the uploads (reports, logs, attachments) can go while
+//! the verdicts, categories and history stay, and the run is marked
+//! `tomato.dev/files-expired` as in standalone mode (its files then answer 410). Results in
+//! ConfigMaps carry the verdicts inside the reports, so without a database files-only expiry
+//! is skipped.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -79,6 +82,30 @@ pub async fn pass(
         now,
     );
     let mut removed = Removed::default();
+    if results.database().is_some() {
+        for step in steps.iter().filter(|s| s.action == Action::ExpireFiles) {
+            let Some(run) = runs
+                .iter()
+                .find(|r| r.namespace().unwrap_or_default() == step.namespace && r.name_any() == step.run)
+            else {
+                continue;
+            };
+            match expire_files(client, results, run, now).await {
+                Ok(()) => {
+                    info!(
+                        namespace = step.namespace,
+                        run = step.run,
+                        "retention: removed an expired run's files"
+                    );
+                    removed.count(Action::ExpireFiles);
+                }
+                Err(e) => {
+                    warn!(namespace = step.namespace, run = step.run, error = %e, "retention could not remove a run's files; the next pass tries again");
+                    removed.failed += 1;
+                }
+            }
+        }
+    }
     for step in steps.iter().filter(|s| s.action == Action::Delete) {
         // Conditional on the object as the decision saw it.
         let seen = runs
@@ -126,6 +153,33 @@ pub async fn pass(
     }
     forget_deleted(results, &runs, listed).await;
     Ok(removed)
+}
+
+/// Removes `run`'s files from the results database (its verdicts stay), then marks it: a
+/// crash in between leaves it unmarked, and the next pass removes nothing twice.
+async fn expire_files(
+    client: &Client,
+    results: &Keeper,
+    run: &TestRun,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    results.expire_files(run).await?;
+    let api: Api<TestRun> = Api::namespaced(client.clone(), &run.namespace().unwrap_or_default());
+    let patch = serde_json::json!({"metadata": {"annotations": {
+        crate::retention::ANNOTATION_FILES_EXPIRED: crate::crd::precise_time(now),
+    }}});
+    match api
+        .patch(
+            &run.name_any(),
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Forgets the runs the results database keeps that none of `runs` (listed at `listed`) is:
