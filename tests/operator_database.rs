@@ -19,17 +19,6 @@ use support::REPO;
 use support::cluster::TestNs;
 use support::operator::*;
 use support::postgres::PgCluster;
-use tomato::store::ResultsStore;
-use tomato::store::database_url::DatabaseUrl;
-
-async fn database(pg: &PgCluster) -> Arc<dyn ResultsStore> {
-    let url = DatabaseUrl::parse(&pg.database().await).unwrap();
-    Arc::new(
-        tomato::store::PgStore::connect(&url, 4, Default::default())
-            .await
-            .unwrap(),
-    )
-}
 
 async fn get_json(url: &str) -> (u16, Value) {
     let r = reqwest::get(url).await.unwrap();
@@ -71,7 +60,7 @@ async fn demo_run(k: &TestNs, name: &str, upload_to: &str) {
 async fn with_a_database_results_leave_etcd_and_every_replica_serves_them_with_history() {
     let k = TestNs::new("opdb").await;
     let pg = PgCluster::start();
-    let db = database(&pg).await;
+    let db = pg.store(4).await;
     let (_dir, config) = demo_config(&k, "");
     let leader = start_replica_with_database(&k, config.clone(), "tomato-0", db.clone()).await;
     eventually("tomato-0 leads", WAIT, || async {
@@ -215,7 +204,7 @@ async fn results_kept_in_config_maps_before_the_upgrade_are_still_served() {
     before.stop().await;
 
     let pg = PgCluster::start();
-    let db = database(&pg).await;
+    let db = pg.store(4).await;
     let after = start_replica_with_database(&k, config, "tomato-new", db.clone()).await;
     eventually("the new replica leads", WAIT, || async {
         after.is_leader().then_some(())
@@ -303,7 +292,7 @@ async fn a_run_of_5000_failing_tests_with_long_traces_leaves_no_object_over_64_k
     const LIMIT: usize = 64 << 10;
     let k = TestNs::new("opdb-big").await;
     let pg = PgCluster::start();
-    let db = database(&pg).await;
+    let db = pg.store(4).await;
     let (hook, hooks) = webhook_receiver().await;
     let (_dir, config) = big_config(&hook);
     let replica = start_replica_with_database(&k, config, "tomato-0", db.clone()).await;

@@ -17,7 +17,6 @@ use support::operator::*;
 use tomato::crd::{RunRetention, TestRun};
 use tomato::operator::Scope;
 use tomato::operator::results::Keeper;
-use tomato::store::ResultsStore;
 use tomato::store::results::RunIdentity;
 
 /// The demo service with retention limits of days (the explicit clock jumps them).
@@ -103,12 +102,7 @@ async fn expired_testruns_are_deleted_on_time_with_what_they_own_and_the_others_
     let k = TestNs::new("ret").await;
     let (_dir, config) = config(&k);
     let pg = support::postgres::PgCluster::start();
-    let url = tomato::store::database_url::DatabaseUrl::parse(&pg.database().await).unwrap();
-    let db: std::sync::Arc<dyn ResultsStore> = std::sync::Arc::new(
-        tomato::store::PgStore::connect(&url, 2, Default::default())
-            .await
-            .unwrap(),
-    );
+    let db = pg.store(2).await;
     let keeper = Keeper::new(k.operator_client.clone(), &k.ns, Some(db.clone()));
     // What the database keeps of a run, as the operator records it (its key is its name).
     let record = |name: &str, uid: String, created: DateTime<Utc>| {
@@ -286,12 +280,7 @@ async fn with_a_database_a_runs_files_expire_on_time_and_its_verdicts_stay() {
         .expect("demo.yaml has a retention block");
     let (_dir, config) = demo_config_text(format!("{head}\nretention:\n  files: {{maxAge: 2d}}\n"));
     let pg = support::postgres::PgCluster::start();
-    let url = tomato::store::database_url::DatabaseUrl::parse(&pg.database().await).unwrap();
-    let db: std::sync::Arc<dyn ResultsStore> = std::sync::Arc::new(
-        tomato::store::PgStore::connect(&url, 2, Default::default())
-            .await
-            .unwrap(),
-    );
+    let db = pg.store(2).await;
     let keeper = Keeper::new(k.operator_client.clone(), &k.ns, Some(db.clone()));
 
     // A finished run of one attempt, its upload and verdict rows kept as the operator keeps them.

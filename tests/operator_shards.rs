@@ -91,12 +91,7 @@ async fn with_a_results_database_each_shard_fetches_its_launch_through_the_api()
     let k = TestNs::new("shards-db").await;
     let (_dir, config) = sharded_config(&k);
     let pg = support::postgres::PgCluster::start();
-    let url = tomato::store::database_url::DatabaseUrl::parse(&pg.database().await).unwrap();
-    let db: std::sync::Arc<dyn tomato::store::ResultsStore> = std::sync::Arc::new(
-        tomato::store::PgStore::connect(&url, 4, Default::default())
-            .await
-            .unwrap(),
-    );
+    let db = pg.store(4).await;
     let replica = start_replica_with_database(&k, config, "tomato-0", db).await;
     sharded_run(&k, &replica).await;
     // Nothing of the launch is in a ConfigMap or the Job: each pod read its own from the API.

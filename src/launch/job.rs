@@ -172,15 +172,19 @@ pub fn desired_job(run: &TestRun, service: &Service, attempt: JobAttempt<'_>, se
         value: Some(LOG_PATH.into()),
         value_from: None,
     });
-    env.push(EnvVar {
-        name: ENV_UPLOAD_URL.into(),
-        // The run's namespace rides along: with --all-namespaces it is not the operator's.
-        value: Some(format!(
-            "{}/api/v1/runs/{run_name}/attempts/{}/results?namespace={}",
+    // The attempt's routes of the API; the run's namespace rides along: with
+    // --all-namespaces it is not the operator's.
+    let attempt_url = |route: &str| {
+        format!(
+            "{}/api/v1/runs/{run_name}/attempts/{}/{route}?namespace={}",
             settings.api_url.trim_end_matches('/'),
             attempt.seq,
             run.namespace().unwrap_or_default()
-        )),
+        )
+    };
+    env.push(EnvVar {
+        name: ENV_UPLOAD_URL.into(),
+        value: Some(attempt_url("results")),
         value_from: None,
     });
     env.push(EnvVar {
@@ -203,12 +207,7 @@ pub fn desired_job(run: &TestRun, service: &Service, attempt: JobAttempt<'_>, se
         env.retain(|v| !SHARD_VARS.contains(&v.name.as_str()));
         env.push(EnvVar {
             name: ENV_LAUNCH_URL.into(),
-            value: Some(format!(
-                "{}/api/v1/runs/{run_name}/attempts/{}/launch?namespace={}",
-                settings.api_url.trim_end_matches('/'),
-                attempt.seq,
-                run.namespace().unwrap_or_default()
-            )),
+            value: Some(attempt_url("launch")),
             value_from: None,
         });
     }

@@ -703,15 +703,6 @@ pub async fn store(api: &Api<ConfigMap>, maps: Vec<ConfigMap>) -> Result<Stored,
     Ok(Stored::Created)
 }
 
-/// Reads the stored results of a run's `seq`-th launch, if stored.
-pub async fn load(
-    api: &Api<ConfigMap>,
-    run: &TestRun,
-    seq: usize,
-) -> Result<Option<StoredResults>, ResultsError> {
-    load_for(api, run, seq, None).await
-}
-
 /// Whether `obj`'s controller is the run of `uid` (or either is unknown).
 fn owned_by(obj: &impl kube::Resource, uid: Option<&str>) -> bool {
     let controller = obj

@@ -204,6 +204,16 @@ impl PgCluster {
         format!("postgres://{USER}@127.0.0.1:{}/{db}?sslmode=disable", self.port)
     }
 
+    /// A fresh database's results store, migrated, with a pool of `pool_size`.
+    pub async fn store(&self, pool_size: u32) -> std::sync::Arc<dyn tomato::store::ResultsStore> {
+        let url = tomato::store::database_url::DatabaseUrl::parse(&self.database().await).unwrap();
+        std::sync::Arc::new(
+            tomato::store::PgStore::connect(&url, pool_size, Default::default())
+                .await
+                .unwrap(),
+        )
+    }
+
     /// Creates a fresh database and answers its URL.
     pub async fn database(&self) -> String {
         static NEXT: AtomicU32 = AtomicU32::new(1);
