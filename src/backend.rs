@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
-use crate::crd::{NightlySchedule, NightlyScheduleSpec, Regression, RegressionSpec, TestRun};
+use crate::crd::{Mute, NightlySchedule, NightlyScheduleSpec, Regression, RegressionSpec, TestRun};
 use crate::results::AttemptResult;
 use crate::results::upload::AttemptResults;
 use crate::store::{Change, ListFilter, SqliteStore, StoreError};
@@ -66,6 +66,14 @@ pub trait Backend: Send + Sync + 'static {
     /// Asks for a regression's deletion: its test run in test management is stopped, then it
     /// goes (as a Kubernetes object with a finalizer). False when there is none.
     async fn delete_regression(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// Stores a new mute (name set by the caller, spec checked).
+    async fn create_mute(&self, mute: Mute) -> Result<Mute, StoreError>;
+    async fn get_mute(&self, name: &str) -> Result<Option<Mute>, StoreError>;
+    /// Mutes, optionally of one service, by name.
+    async fn list_mutes(&self, service: Option<&str>) -> Result<Vec<Mute>, StoreError>;
+    /// Deletes a mute (unmutes). False when there is none.
+    async fn delete_mute(&self, name: &str) -> Result<bool, StoreError>;
 
     /// An attempt's log or JUnit XML, wherever the mode keeps them (standalone: files in the
     /// data directory; operator: in the Kubernetes API). `seq` is the launch's position in
@@ -321,6 +329,29 @@ impl Backend for SqliteStore {
     async fn delete_schedule(&self, name: &str) -> Result<bool, StoreError> {
         // The standalone scheduler cancels the runs it leaves unfinished.
         self.delete::<NightlySchedule>(name).await
+    }
+
+    async fn create_mute(&self, mute: Mute) -> Result<Mute, StoreError> {
+        self.create(mute).await
+    }
+
+    async fn get_mute(&self, name: &str) -> Result<Option<Mute>, StoreError> {
+        self.get(name).await
+    }
+
+    async fn list_mutes(&self, service: Option<&str>) -> Result<Vec<Mute>, StoreError> {
+        let mut all: Vec<Mute> = self
+            .list(&ListFilter {
+                service: service.map(str::to_string),
+                ..Default::default()
+            })
+            .await?;
+        all.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        Ok(all)
+    }
+
+    async fn delete_mute(&self, name: &str) -> Result<bool, StoreError> {
+        self.delete::<Mute>(name).await
     }
 
     async fn create_regression(&self, regression: Regression) -> Result<Regression, StoreError> {

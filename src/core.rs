@@ -56,16 +56,21 @@ pub enum Next {
 
 /// Decides what follows an attempt, given the merged verdicts so far and the run's attempt
 /// budget (`1 + retries`).
-pub fn after_attempt(end: &AttemptEnd, merged: &[MergedTest], max_attempts: u32) -> Next {
-    let failing: Vec<String> = merged
-        .iter()
-        .filter(|t| t.verdict.is_failing())
-        .map(|t| t.id.clone())
-        .collect();
+/// Failing tests in `muted` (a Mute covers them: [`crate::mute`]) neither fail the verdict nor
+/// are rerun.
+pub fn after_attempt(
+    end: &AttemptEnd,
+    merged: &[MergedTest],
+    muted: &HashSet<&str>,
+    max_attempts: u32,
+) -> Next {
+    let counts = |t: &&MergedTest| t.verdict.is_failing() && !muted.contains(t.id.as_str());
+    let failing: Vec<String> = merged.iter().filter(counts).map(|t| t.id.clone()).collect();
     // A pack or file a crashed shard owed is no test a rerun can select: it stays broken.
     let unselectable: Vec<&str> = merged
         .iter()
-        .filter(|t| t.verdict.is_failing() && t.case.kind == crate::shard::UNREPORTED_ITEM)
+        .filter(counts)
+        .filter(|t| t.case.kind == crate::shard::UNREPORTED_ITEM)
         .map(|t| t.id.as_str())
         .collect();
     let rerun: Vec<String> = failing
@@ -136,9 +141,18 @@ pub fn after_attempt(end: &AttemptEnd, merged: &[MergedTest], max_attempts: u32)
         };
     }
     if failing.is_empty() {
+        let n = merged
+            .iter()
+            .filter(|t| t.verdict.is_failing() && muted.contains(t.id.as_str()))
+            .count();
         return Next::Finish {
             verdict: Verdict::Succeeded,
-            message: None,
+            message: (n > 0).then(|| {
+                format!(
+                    "{n} failing test{} muted (known failures)",
+                    if n == 1 { " is" } else { "s are" }
+                )
+            }),
         };
     }
     if more && !rerun.is_empty() {
@@ -231,7 +245,13 @@ pub fn next_step(
                 message: a.message.clone(),
                 runner_error: None,
             };
-            match after_attempt(&end, merged, max_attempts) {
+            let muted: HashSet<&str> = status
+                .muted
+                .iter()
+                .filter(|m| !m.passed)
+                .map(|m| m.test.as_str())
+                .collect();
+            match after_attempt(&end, merged, &muted, max_attempts) {
                 Next::Rerun { number, tests } => Step::Launch {
                     number,
                     selection: Selection::failed(a.selection.packs.clone(), a.number, tests),
@@ -246,13 +266,16 @@ pub fn next_step(
 /// Records how the running attempt ended and what follows, in `status`: the attempt's own
 /// counts (over what it selected: a runner may list the rest as skipped), the run's merged
 /// summary, and the decision ([`after_attempt`]) as phase `Retrying` or `Reporting`.
-/// `results` are every stored result of the run, this attempt's included. Returns the
-/// decision (for the driver to log and announce) and the merged verdicts (for classification).
+/// `results` are every stored result of the run, this attempt's included; `mutes` the
+/// service's mutes in force now (recorded in `status.muted`: a later [`next_step`] decides
+/// from that record). Returns the decision (for the driver to log and announce) and the
+/// merged verdicts (for classification).
 pub fn record_end(
     status: &mut TestRunStatus,
     end: &AttemptEnd,
     results: Vec<AttemptResult>,
     max_attempts: u32,
+    mutes: &crate::mute::Active,
     now: DateTime<Utc>,
 ) -> (Next, Vec<MergedTest>) {
     let mut end = end.clone();
@@ -276,8 +299,19 @@ pub fn record_end(
     });
     status.end_attempt(end, summary, now);
     let merged = merge_run(status, results);
-    let next = after_attempt(end, &merged, max_attempts);
-    status.summary = Some(results::summarize(&merged));
+    let applied = crate::mute::apply(&merged, mutes);
+    let muted = applied.muted_failures();
+    let next = after_attempt(end, &merged, &muted, max_attempts);
+    let mut summary = results::summarize(&merged);
+    for t in merged.iter().filter(|t| muted.contains(t.id.as_str())) {
+        match t.verdict {
+            results::TestVerdict::Failed => summary.failed -= 1,
+            _ => summary.broken -= 1,
+        }
+        summary.muted += 1;
+    }
+    status.summary = Some(summary);
+    status.muted = applied.bounded();
     match &next {
         Next::Rerun { number, tests } => status.retry(*number, tests.len()),
         Next::Finish { verdict, message } => status.conclude(*verdict, message.clone(), now),
@@ -532,7 +566,7 @@ mod tests {
     fn failed_tests_are_rerun_while_attempts_remain() {
         let m = merged(&[(1, "a", Passed), (1, "b", Failed), (1, "c", Errored)]);
         assert_eq!(
-            after_attempt(&end(1, ReportRead::Found(3)), &m, 4),
+            after_attempt(&end(1, ReportRead::Found(3)), &m, &HashSet::new(), 4),
             Next::Rerun {
                 number: 2,
                 tests: vec!["b".into(), "c".into()]
@@ -553,7 +587,7 @@ mod tests {
         results.extend(crashed.clone());
         let m = merge(results, |_, _| true);
         assert_eq!(
-            after_attempt(&end(1, ReportRead::Found(3)), &m, 4),
+            after_attempt(&end(1, ReportRead::Found(3)), &m, &HashSet::new(), 4),
             Next::Rerun {
                 number: 2,
                 tests: vec!["b".into()]
@@ -561,7 +595,7 @@ mod tests {
             "the failed test is rerun, the pack is not"
         );
         let only = merge(crashed, |_, _| true);
-        match after_attempt(&end(1, ReportRead::Found(1)), &only, 4) {
+        match after_attempt(&end(1, ReportRead::Found(1)), &only, &HashSet::new(), 4) {
             Next::Finish {
                 verdict: Verdict::Failed,
                 message: Some(m),
@@ -578,7 +612,7 @@ mod tests {
             (3, "b", Failed),
             (4, "b", Failed),
         ]);
-        match after_attempt(&end(4, ReportRead::Found(1)), &m, 4) {
+        match after_attempt(&end(4, ReportRead::Found(1)), &m, &HashSet::new(), 4) {
             Next::Finish {
                 verdict: Verdict::Failed,
                 message: Some(msg),
@@ -593,7 +627,7 @@ mod tests {
     fn zero_retries_means_one_attempt() {
         let m = merged(&[(1, "b", Failed)]);
         assert!(matches!(
-            after_attempt(&end(1, ReportRead::Found(1)), &m, 1),
+            after_attempt(&end(1, ReportRead::Found(1)), &m, &HashSet::new(), 1),
             Next::Finish {
                 verdict: Verdict::Failed,
                 ..
@@ -605,7 +639,7 @@ mod tests {
     fn flaky_only_run_succeeds() {
         let m = merged(&[(1, "a", Failed), (2, "a", Passed)]);
         assert_eq!(
-            after_attempt(&end(2, ReportRead::Found(1)), &m, 4),
+            after_attempt(&end(2, ReportRead::Found(1)), &m, &HashSet::new(), 4),
             Next::Finish {
                 verdict: Verdict::Succeeded,
                 message: None
@@ -623,7 +657,7 @@ mod tests {
             message: Some("command not found: nope".into()),
             runner_error: None,
         };
-        match after_attempt(&e, &[], 4) {
+        match after_attempt(&e, &[], &HashSet::new(), 4) {
             Next::Finish {
                 verdict: Verdict::Error,
                 message: Some(m),
@@ -634,7 +668,7 @@ mod tests {
 
     #[test]
     fn a_first_attempt_without_report_is_an_error_naming_the_exit_code() {
-        match after_attempt(&end(1, ReportRead::Missing), &[], 4) {
+        match after_attempt(&end(1, ReportRead::Missing), &[], &HashSet::new(), 4) {
             Next::Finish {
                 verdict: Verdict::Error,
                 message: Some(m),
@@ -647,14 +681,14 @@ mod tests {
     fn a_rerun_without_report_is_retried_then_fails() {
         let m = merged(&[(1, "b", Failed)]);
         assert_eq!(
-            after_attempt(&end(2, ReportRead::Missing), &m, 4),
+            after_attempt(&end(2, ReportRead::Missing), &m, &HashSet::new(), 4),
             Next::Rerun {
                 number: 3,
                 tests: vec!["b".into()]
             }
         );
         assert!(matches!(
-            after_attempt(&end(4, ReportRead::Missing), &m, 4),
+            after_attempt(&end(4, ReportRead::Missing), &m, &HashSet::new(), 4),
             Next::Finish {
                 verdict: Verdict::Failed,
                 message: Some(_)
@@ -665,7 +699,7 @@ mod tests {
     #[test]
     fn an_empty_first_report_is_an_error() {
         assert!(matches!(
-            after_attempt(&end(1, ReportRead::Found(0)), &[], 4),
+            after_attempt(&end(1, ReportRead::Found(0)), &[], &HashSet::new(), 4),
             Next::Finish {
                 verdict: Verdict::Error,
                 ..
@@ -736,7 +770,7 @@ mod tests {
         let mut e = end(2, ReportRead::Missing);
         e.exit_code = Some(4);
         e.runner_error = Some("ERROR: not found: /s/t.py::a".into());
-        let (next, merged) = record_end(&mut st, &e, results, 4, Utc::now());
+        let (next, merged) = record_end(&mut st, &e, results, 4, &crate::mute::Active::none(), Utc::now());
         let Next::Finish {
             verdict: Verdict::Failed,
             message: Some(m),
@@ -774,7 +808,14 @@ mod tests {
     #[test]
     fn a_rerun_reporting_selected_tests_as_skipped_or_absent_is_a_selection_failure() {
         let (mut st, results) = rerunning(&[(2, "a", Passed), (2, "b", Skipped), (2, "c", Skipped)]);
-        let (next, merged) = record_end(&mut st, &end(2, ReportRead::Found(3)), results, 4, Utc::now());
+        let (next, merged) = record_end(
+            &mut st,
+            &end(2, ReportRead::Found(3)),
+            results,
+            4,
+            &crate::mute::Active::none(),
+            Utc::now(),
+        );
         assert!(
             matches!(&next, Next::Finish { verdict: Verdict::Failed, message: Some(m) } if m.contains("1 of the 2 selected tests ran")),
             "{next:?}"
@@ -794,7 +835,14 @@ mod tests {
     #[test]
     fn a_rerun_that_ran_its_whole_selection_is_no_selection_failure() {
         let (mut st, results) = rerunning(&[(2, "a", Passed), (2, "b", Failed)]);
-        let (next, _) = record_end(&mut st, &end(2, ReportRead::Found(2)), results, 4, Utc::now());
+        let (next, _) = record_end(
+            &mut st,
+            &end(2, ReportRead::Found(2)),
+            results,
+            4,
+            &crate::mute::Active::none(),
+            Utc::now(),
+        );
         assert_eq!(
             next,
             Next::Rerun {
@@ -886,7 +934,14 @@ mod tests {
             result(1, "flaky", Failed),
             result(1, "bad", Failed),
         ];
-        let (next, _) = record_end(&mut st, &end(1, ReportRead::Found(3)), first.clone(), 4, now);
+        let (next, _) = record_end(
+            &mut st,
+            &end(1, ReportRead::Found(3)),
+            first.clone(),
+            4,
+            &crate::mute::Active::none(),
+            now,
+        );
         assert_eq!(
             next,
             Next::Rerun {
@@ -906,7 +961,14 @@ mod tests {
             result(2, "flaky", Passed),
             result(2, "bad", Failed),
         ]);
-        let (next, merged) = record_end(&mut st, &end(2, ReportRead::Found(3)), all, 2, now);
+        let (next, merged) = record_end(
+            &mut st,
+            &end(2, ReportRead::Found(3)),
+            all,
+            2,
+            &crate::mute::Active::none(),
+            now,
+        );
         assert_eq!(merged.len(), 3);
         assert!(matches!(
             next,
@@ -920,5 +982,124 @@ mod tests {
         assert_eq!((attempt2.total, attempt2.skipped), (2, 0));
         let run = st.summary.unwrap();
         assert_eq!((run.passed, run.flaky, run.failed), (1, 1, 1));
+    }
+
+    fn muting(tests: &[&str], now: DateTime<Utc>) -> crate::mute::Active {
+        let mutes: Vec<crate::crd::Mute> = tests
+            .iter()
+            .map(|t| {
+                let mut m = crate::crd::Mute::new(
+                    &format!("mute-{t}"),
+                    crate::crd::MuteSpec {
+                        service: "demo".into(),
+                        test: t.to_string(),
+                        signature: None,
+                        reason: "known".into(),
+                        ticket: None,
+                        expires: now + chrono::Duration::days(1),
+                        lift_when_ticket_closed: false,
+                        author: None,
+                    },
+                );
+                m.metadata.name = Some(format!("mute-{t}"));
+                m
+            })
+            .collect();
+        crate::mute::Active::of(&mutes, "demo", now)
+    }
+
+    #[test]
+    fn a_muted_failure_is_not_rerun_does_not_fail_the_verdict_and_counts_as_muted() {
+        let now = Utc::now();
+        let mut st = TestRunStatus::default();
+        st.admit(now);
+        st.begin_attempt(1, Selection::all(vec!["p".into()]), "pid 1".into(), now);
+        let first = vec![
+            result(1, "ok", Passed),
+            result(1, "known", Failed),
+            result(1, "flaky", Failed),
+            result(1, "fixed", Passed),
+        ];
+        let mutes = muting(&["known", "fixed"], now);
+        let (next, merged) = record_end(
+            &mut st,
+            &end(1, ReportRead::Found(4)),
+            first.clone(),
+            4,
+            &mutes,
+            now,
+        );
+        assert_eq!(
+            next,
+            Next::Rerun {
+                number: 2,
+                tests: vec!["flaky".into()]
+            },
+            "the muted failure is not rerun"
+        );
+        let muted: Vec<(&str, bool)> = st.muted.iter().map(|m| (m.test.as_str(), m.passed)).collect();
+        assert_eq!(muted, vec![("known", false), ("fixed", true)]);
+        assert_eq!(
+            next_step(&st, &merged, 4, || unreachable!()),
+            Some(Step::Launch {
+                number: 2,
+                selection: Selection::failed(vec!["p".into()], 1, vec!["flaky".into()]),
+            }),
+            "after a restart the same decision, from the recorded mutes"
+        );
+
+        st.begin_attempt(
+            2,
+            Selection::failed(vec!["p".into()], 1, vec!["flaky".into()]),
+            "pid 2".into(),
+            now,
+        );
+        let mut all = first;
+        all.push(result(2, "flaky", Passed));
+        let (next, _) = record_end(
+            &mut st,
+            &end(2, ReportRead::Found(1)),
+            all.clone(),
+            4,
+            &mutes,
+            now,
+        );
+        assert_eq!(
+            next,
+            Next::Finish {
+                verdict: Verdict::Succeeded,
+                message: Some("1 failing test is muted (known failures)".into())
+            }
+        );
+        let s = st.summary.unwrap();
+        assert_eq!(
+            (s.total, s.passed, s.flaky, s.failed, s.broken, s.muted),
+            (4, 2, 1, 0, 0, 1)
+        );
+
+        // Without the mute the same results fail the run.
+        let mut again = TestRunStatus::default();
+        again.admit(now);
+        again.begin_attempt(1, Selection::all(vec!["p".into()]), "pid 1".into(), now);
+        let (next, _) = record_end(
+            &mut again,
+            &end(1, ReportRead::Found(4)),
+            all.into_iter().filter(|r| r.attempt == 1).collect(),
+            1,
+            &crate::mute::Active::none(),
+            now,
+        );
+        assert!(
+            matches!(
+                next,
+                Next::Finish {
+                    verdict: Verdict::Failed,
+                    ..
+                }
+            ),
+            "{next:?}"
+        );
+        assert!(again.muted.is_empty());
+        assert_eq!(again.summary.unwrap().muted, 0);
     }
 }

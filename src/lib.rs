@@ -29,6 +29,7 @@ pub mod integrations;
 pub mod launch;
 pub mod logging;
 pub mod metrics;
+pub mod mute;
 pub mod operator;
 pub mod packs;
 pub mod queue;

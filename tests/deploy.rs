@@ -164,9 +164,15 @@ fn needed(lease: bool) -> BTreeSet<(String, String, String)> {
         &["regressions"],
         &["get", "list", "watch", "create", "patch", "update", "delete"],
     );
+    add("tomato.dev", &["mutes"], &["get", "list", "create", "delete"]);
     add(
         "tomato.dev",
-        &["testruns/status", "nightlyschedules/status", "regressions/status"],
+        &[
+            "testruns/status",
+            "nightlyschedules/status",
+            "regressions/status",
+            "mutes/status",
+        ],
         &["get", "update", "patch"],
     );
     add(

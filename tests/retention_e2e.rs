@@ -272,6 +272,7 @@ async fn expired_files_are_answered_gone_with_the_date_while_the_run_and_its_ver
         auth: tomato::api::Auth::open(),
         public_url: "http://localhost".into(),
         tms_configured: false,
+        tracker_configured: false,
     });
     for artifact in ["log", "junit", "attachments/shot.png"] {
         let (status, body) = call(&app, &format!("/api/v1/runs/s-old/attempts/1/{artifact}")).await;

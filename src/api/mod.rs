@@ -11,6 +11,7 @@ mod error;
 mod extract;
 mod legacy;
 mod metrics;
+pub mod mutes;
 mod openapi;
 mod regressions;
 mod runs;
@@ -50,6 +51,9 @@ pub struct AppState {
     /// Whether test management (Kiwi TCMS) is configured. Without it a regression can only
     /// fail, so none is accepted, and the regressions page says why.
     pub tms_configured: bool,
+    /// Whether an issue tracker is configured (a mute that lifts itself on a closed ticket
+    /// needs it to read the ticket).
+    pub tracker_configured: bool,
 }
 
 /// Every route of the API: the old tool's handles, `/api/v1`, schedules, regressions and
@@ -60,6 +64,7 @@ pub fn routes() -> Router<AppState> {
         .merge(v1::routes())
         .merge(schedules::routes())
         .merge(regressions::routes())
+        .merge(mutes::routes())
         .route("/metrics", get(metrics::metrics))
 }
 

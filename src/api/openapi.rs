@@ -9,7 +9,7 @@ use schemars::generate::SchemaSettings;
 use serde_json::{Value, json};
 use utoipa::OpenApi;
 
-use super::{legacy, regressions, runs, schedules, uploads, v1};
+use super::{legacy, mutes, regressions, runs, schedules, uploads, v1};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,6 +22,7 @@ use super::{legacy, regressions, runs, schedules, uploads, v1};
         schedules::schedules_patch, schedules::schedules_delete, schedules::schedules_trigger,
         regressions::regressions_list, regressions::regressions_create, regressions::regressions_get,
         regressions::regressions_patch, regressions::regressions_delete,
+        mutes::mutes_list, mutes::mutes_create, mutes::mutes_get, mutes::mutes_delete,
         uploads::attempt_results_upload,
         uploads::attempt_launch,
     ),
@@ -35,6 +36,7 @@ use super::{legacy, regressions, runs, schedules, uploads, v1};
         (name = "services", description = "Services from packs_config"),
         (name = "schedules", description = "Nightly schedules (CronJob semantics)"),
         (name = "regressions", description = "Manual regressions of a release, handed to assessors"),
+        (name = "mutes", description = "Known failures muted with a reason, a ticket and an expiry"),
     )
 )]
 struct ApiDoc;
@@ -80,6 +82,7 @@ pub fn document() -> Value {
             generator.subschema_for::<crate::crd::NightlySchedule>(),
         ),
         ("Regression", generator.subschema_for::<crate::crd::Regression>()),
+        ("Mute", generator.subschema_for::<crate::crd::Mute>()),
     ];
     let schemas = doc["components"]["schemas"]
         .as_object_mut()
@@ -93,6 +96,7 @@ pub fn document() -> Value {
         "TestRunSpec",
         "NightlyScheduleSpec",
         "RegressionSpec",
+        "MuteSpec",
         "RunRetention",
         "FilesRetention",
     ] {
@@ -271,6 +275,7 @@ fn request_schemas() -> serde_json::Map<String, Value> {
         "TestRunRequest": object("TestRun", "TestRunSpec", "A run to queue"),
         "NightlyScheduleRequest": object("NightlySchedule", "NightlyScheduleSpec", "A nightly schedule"),
         "RegressionRequest": object("Regression", "RegressionSpec", "A manual regression of a release"),
+        "MuteRequest": object("Mute", "MuteSpec", "A known failure to mute"),
         "RunPatch": {
             "type": "object",
             "description": "What may change in a run: its priority (while queued) and cancel",
@@ -295,6 +300,7 @@ fn request_schemas() -> serde_json::Map<String, Value> {
         "TestRunList": list("TestRunList", "TestRun"),
         "NightlyScheduleList": list("NightlyScheduleList", "NightlySchedule"),
         "RegressionList": list("RegressionList", "Regression"),
+        "MuteList": list("MuteList", "Mute"),
     });
     match schemas {
         Value::Object(map) => map,

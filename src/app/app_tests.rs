@@ -46,6 +46,7 @@ impl Api {
             auth,
             public_url: "http://tomato.test".into(),
             tms_configured,
+            tracker_configured: false,
         };
         Api {
             state,

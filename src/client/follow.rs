@@ -177,6 +177,7 @@ impl Follower {
                             flaky: 0,
                             skipped: sh.skipped,
                             broken: sh.broken,
+                            muted: 0,
                         },
                         message: sh.message.clone(),
                     });

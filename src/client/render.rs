@@ -579,6 +579,7 @@ mod tests {
             flaky: 1,
             skipped: 1,
             broken: 0,
+            muted: 0,
         };
         assert_eq!(counts(&s), "4 passed, 1 failed, 1 flaky, 1 skipped of 7");
         assert_eq!(

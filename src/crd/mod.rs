@@ -9,6 +9,7 @@ mod common;
 #[cfg(test)]
 mod fixtures;
 mod meta;
+mod mute;
 mod regression;
 mod schedule;
 mod testrun;
@@ -18,6 +19,7 @@ pub use common::{
     RunTemplate, SecretKeySelector,
 };
 pub use meta::{ANNOTATION_CREATED, created, precise_time, random_suffix};
+pub use mute::{Mute, MuteSpec, MuteState, MuteStatus, SIGNATURE_PATTERN, TICKET_PATTERN};
 pub use regression::{
     AssessorProgress, Assignment, Counts, Progress, Regression, RegressionPhase, RegressionSpec,
     RegressionStatus, RetryState, TicketRecord, TmsRecord,
@@ -25,8 +27,8 @@ pub use regression::{
 pub use schedule::{ConcurrencyPolicy, NightlySchedule, NightlyScheduleSpec, NightlyScheduleStatus};
 pub use testrun::{
     AquaLaunch, Attempt, AttemptState, CategoryStat, CategoryTest, ChannelReport, DeliveryState,
-    FilesRetention, Phase, ReportStatus, RunRetention, RunType, Selection, SelectionKind, ShardState,
-    ShardStatus, Summary, TestRun, TestRunSpec, TestRunStatus, Verdict,
+    FilesRetention, MAX_MUTED_RECORDS, MutedTest, Phase, ReportStatus, RunRetention, RunType, Selection,
+    SelectionKind, ShardState, ShardStatus, Summary, TestRun, TestRunSpec, TestRunStatus, Verdict,
 };
 
 /// API group of every Tomato resource.
@@ -44,10 +46,15 @@ pub const FINALIZER_REGRESSION: &str = "tomato.dev/regression";
 pub fn all_crds()
 -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> {
     use kube::CustomResourceExt;
-    vec![TestRun::crd(), NightlySchedule::crd(), Regression::crd()]
-        .into_iter()
-        .map(with_kubernetes_formats)
-        .collect()
+    vec![
+        TestRun::crd(),
+        NightlySchedule::crd(),
+        Regression::crd(),
+        Mute::crd(),
+    ]
+    .into_iter()
+    .map(with_kubernetes_formats)
+    .collect()
 }
 
 /// The CRD with every integer `format` one Kubernetes knows: schemars names Rust's unsigned

@@ -236,6 +236,11 @@ pub struct TestRunStatus {
     /// Failure categories: count and the first few tests of each.
     #[serde(default)]
     pub categories: Vec<CategoryStat>,
+    /// The failing tests a Mute covered when the last attempt ended (they do not fail the
+    /// verdict), and the muted tests that passed; at most [`MAX_MUTED_RECORDS`], the rest
+    /// counted in `summary.muted`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub muted: Vec<MutedTest>,
     /// Delivery of the report, per channel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<ReportStatus>,
@@ -258,6 +263,33 @@ pub struct Summary {
     pub skipped: u32,
     /// Errored or could not run.
     pub broken: u32,
+    /// Still failing or broken, but covered by a Mute: not counted in `failed` or `broken`,
+    /// and not failing the verdict.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub muted: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// How many tests `status.muted` names at most (a bounded status; `summary.muted` counts all).
+pub const MAX_MUTED_RECORDS: usize = 200;
+
+/// A test a Mute covered in a run.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MutedTest {
+    /// The test's id.
+    pub test: String,
+    /// The Mute's name.
+    pub mute: String,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
+    /// The test passed (or was flaky) although muted: the mute may no longer be needed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub passed: bool,
 }
 
 /// One launch of the tests.

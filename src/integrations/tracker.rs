@@ -57,6 +57,9 @@ pub trait IssueTracker: Send + Sync {
     /// Creates the issue; returns its key.
     async fn create_issue(&self, issue: &NewIssue) -> Result<String, DeliveryError>;
     async fn comment(&self, key: &str, text: &str) -> Result<(), DeliveryError>;
+    /// The ticket's status, and whether the tracker counts it as closed (a mute that lifts
+    /// itself on a closed ticket reads it).
+    async fn ticket_state(&self, key: &str) -> Result<crate::mute::TicketState, DeliveryError>;
 }
 
 fn url(settings: &TrackerSettings, path: &str) -> Url {
@@ -71,6 +74,46 @@ fn request(settings: &TrackerSettings, path: &str, body: Value) -> JsonPost {
         auth: auth(settings),
         headers: headers(settings),
         body,
+    }
+}
+
+/// `GET` one issue (its status). The key has been checked (`PROJECT-123`), so it is safe in
+/// a path.
+pub fn issue_request(settings: &TrackerSettings, key: &str) -> (Method, JsonPost) {
+    let path = match settings.kind {
+        TrackerKind::Jira => format!("/rest/api/2/issue/{key}?fields=status"),
+        TrackerKind::Yandex => format!("/v2/issues/{key}"),
+    };
+    (Method::GET, request(settings, &path, Value::Null))
+}
+
+/// An issue's status from the tracker's answer to [`issue_request`]:
+/// - Jira: `fields.status.name`, closed when its `statusCategory.key` is `done` (every
+///   workflow's final statuses, whatever their names);
+/// - Yandex Tracker: `status.display` (else `status.key`), closed when the issue has a
+///   `resolution` or its status key is `closed` or `resolved` (the built-in final statuses).
+pub fn ticket_state(kind: TrackerKind, answer: &Value) -> Option<crate::mute::TicketState> {
+    match kind {
+        TrackerKind::Jira => {
+            let status = answer.pointer("/fields/status")?;
+            Some(crate::mute::TicketState {
+                status: status.get("name")?.as_str()?.to_string(),
+                closed: status.pointer("/statusCategory/key").and_then(Value::as_str) == Some("done"),
+            })
+        }
+        TrackerKind::Yandex => {
+            let status = answer.get("status")?;
+            let key = status.get("key").and_then(Value::as_str).unwrap_or_default();
+            let name = status.get("display").and_then(Value::as_str).unwrap_or(key);
+            if name.is_empty() {
+                return None;
+            }
+            let resolved = answer.get("resolution").is_some_and(|r| !r.is_null());
+            Some(crate::mute::TicketState {
+                status: name.to_string(),
+                closed: resolved || matches!(key, "closed" | "resolved"),
+            })
+        }
     }
 }
 
@@ -256,6 +299,23 @@ impl IssueTracker for HttpTracker {
         let post = comment(&self.settings, key, text.to_string());
         http::send(&self.http, &post, &self.redactor).await
     }
+
+    async fn ticket_state(&self, key: &str) -> Result<crate::mute::TicketState, DeliveryError> {
+        let answer = self.send(issue_request(&self.settings, key)).await?;
+        ticket_state(self.settings.kind, &answer)
+            .ok_or_else(|| DeliveryError::Permanent(format!("the tracker's answer for {key} has no status")))
+    }
+}
+
+/// Reads a ticket's state with `tracker`, if one is configured (both modes' mute passes).
+pub async fn read_ticket(
+    tracker: Option<std::sync::Arc<dyn IssueTracker>>,
+    key: String,
+) -> Result<crate::mute::TicketState, String> {
+    match tracker {
+        Some(t) => t.ticket_state(&key).await.map_err(|e| e.reason().to_string()),
+        None => Err("no tracker is configured (TOMATO_TRACKER_URL)".into()),
+    }
 }
 
 /// The request adding `text` as a comment to `issue_key`. The key has been checked at
@@ -376,6 +436,56 @@ mod tests {
             label: "tomato-1234".into(),
             version: Some("2.0".into()),
         }
+    }
+
+    #[test]
+    fn a_tickets_state_is_read_from_each_trackers_real_answer_shape() {
+        let (method, req) = issue_request(&settings(TrackerKind::Jira), "QA-7");
+        assert_eq!(method, Method::GET);
+        assert_eq!(
+            req.url.as_str(),
+            "https://jira.example.com/rest/api/2/issue/QA-7?fields=status"
+        );
+        let (_, req) = issue_request(&settings(TrackerKind::Yandex), "QA-7");
+        assert_eq!(req.url.as_str(), "https://api.tracker.yandex.net/v2/issues/QA-7");
+        assert_eq!(req.headers, vec![("X-Org-ID", "42".to_string())]);
+
+        // Jira: a custom final status is closed by its category, whatever its name.
+        let jira = |name: &str, category: &str| {
+            json!({"id": "10001", "key": "QA-7", "fields": {"status": {"name": name, "id": "3",
+                "statusCategory": {"id": 3, "key": category, "name": "Done"}}}})
+        };
+        let state = |kind, v: &Value| ticket_state(kind, v).map(|t| (t.status, t.closed));
+        assert_eq!(
+            state(TrackerKind::Jira, &jira("Shipped", "done")),
+            Some(("Shipped".into(), true))
+        );
+        assert_eq!(
+            state(TrackerKind::Jira, &jira("In Progress", "indeterminate")),
+            Some(("In Progress".into(), false))
+        );
+        assert_eq!(state(TrackerKind::Jira, &json!({"key": "QA-7"})), None);
+
+        let yandex = |key: &str, display: &str, resolution: Value| {
+            json!({"key": "QA-7", "status": {"self": "https://api.tracker.yandex.net/v2/statuses/3",
+                "id": "3", "key": key, "display": display}, "resolution": resolution})
+        };
+        assert_eq!(
+            state(TrackerKind::Yandex, &yandex("closed", "Закрыт", Value::Null)),
+            Some(("Закрыт".into(), true))
+        );
+        assert_eq!(
+            state(
+                TrackerKind::Yandex,
+                &yandex("inReview", "Ревью", json!({"key": "fixed", "display": "Решён"}))
+            ),
+            Some(("Ревью".into(), true)),
+            "a resolution closes it"
+        );
+        assert_eq!(
+            state(TrackerKind::Yandex, &yandex("open", "Открыт", Value::Null)),
+            Some(("Открыт".into(), false))
+        );
     }
 
     #[test]

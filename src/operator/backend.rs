@@ -24,7 +24,7 @@ use super::results::{self, Keeper, Stored};
 use crate::backend::{Artifact, Backend, UploadError};
 use crate::crd::{ANNOTATION_CREATED, created, precise_time};
 use crate::crd::{
-    AttemptState, NightlySchedule, NightlyScheduleSpec, Phase, Regression, RegressionSpec, TestRun,
+    AttemptState, Mute, NightlySchedule, NightlyScheduleSpec, Phase, Regression, RegressionSpec, TestRun,
 };
 use crate::launch::job::{TOKEN_KEY, job_name, token_secret_name};
 use crate::packs::PacksConfig;
@@ -87,6 +87,10 @@ impl KubeBackend {
     }
 
     fn regressions_api(&self) -> Api<Regression> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    fn mutes_api(&self) -> Api<Mute> {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
 
@@ -446,6 +450,39 @@ impl Backend for KubeBackend {
             .delete(name, &DeleteParams::background())
             .await
         {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(a)) if a.code == 404 => Ok(false),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    async fn create_mute(&self, mut mute: Mute) -> Result<Mute, StoreError> {
+        mute.status = None;
+        self.create(self.mutes_api(), mute).await
+    }
+
+    async fn get_mute(&self, name: &str) -> Result<Option<Mute>, StoreError> {
+        self.mutes_api().get_opt(name).await.map_err(store_error)
+    }
+
+    /// Read from the API, not a cache: mutes are read rarely (a service's page, the API),
+    /// and a mute just made must show at once.
+    async fn list_mutes(&self, service: Option<&str>) -> Result<Vec<Mute>, StoreError> {
+        let mut all: Vec<Mute> = self
+            .mutes_api()
+            .list(&kube::api::ListParams::default())
+            .await
+            .map_err(store_error)?
+            .items
+            .into_iter()
+            .filter(|m| service.is_none_or(|s| m.spec.service == s))
+            .collect();
+        all.sort_by_key(ResourceExt::name_any);
+        Ok(all)
+    }
+
+    async fn delete_mute(&self, name: &str) -> Result<bool, StoreError> {
+        match self.mutes_api().delete(name, &DeleteParams::default()).await {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(a)) if a.code == 404 => Ok(false),
             Err(e) => Err(store_error(e)),

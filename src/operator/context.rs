@@ -75,6 +75,8 @@ pub struct Timing {
     pub retry: Duration,
     /// How often the leader's retention pass runs (`TOMATO_RETENTION_INTERVAL`).
     pub retention: Duration,
+    /// How often the leader's mute pass runs (`TOMATO_MUTE_INTERVAL`).
+    pub mutes: Duration,
 }
 
 impl Default for Timing {
@@ -84,6 +86,7 @@ impl Default for Timing {
             upload_grace: Duration::from_secs(60),
             retry: Duration::from_secs(5),
             retention: crate::retention::DEFAULT_INTERVAL,
+            mutes: crate::mute::DEFAULT_INTERVAL,
         }
     }
 }

@@ -10,6 +10,7 @@
 //! - [`backend`]: the HTTP side's reads (a reflector store) and writes;
 //! - [`results`]: attempt results kept as ConfigMaps owned by the run;
 //! - [`retention`]: the leader's periodic deletion of expired finished runs;
+//! - [`mutes`]: the leader's periodic pass over Mutes (expiry, closed tickets);
 //! - [`shards`]: a sharded attempt's Indexed Job, its shards' progress and their merge.
 //!
 //! Every replica serves the API; only the lease holder runs the controllers. Losing the lease
@@ -20,6 +21,7 @@ pub mod aqua;
 pub mod backend;
 pub mod context;
 pub mod lease;
+pub mod mutes;
 pub mod regression;
 pub mod results;
 pub mod retention;
@@ -197,7 +199,7 @@ async fn lead_when_elected(
     }
 }
 
-fn scoped<K>(client: &Client, scope: &Scope) -> Api<K>
+pub(crate) fn scoped<K>(client: &Client, scope: &Scope) -> Api<K>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
 {
@@ -247,6 +249,7 @@ async fn run_controllers(ctx: Arc<Context>, scope: Scope, stop: CancellationToke
         scope.clone(),
         stop.clone(),
     )));
+    let mut mutes = AbortOnDrop(tokio::spawn(mutes::run(ctx.clone(), scope.clone(), stop.clone())));
     let runs = runs
         .run(
             |run, ctx| measured("testrun", testrun::reconcile(run, ctx)),
@@ -277,6 +280,7 @@ async fn run_controllers(ctx: Arc<Context>, scope: Scope, stop: CancellationToke
     tokio::join!(runs, schedules, regressions);
     let _ = (&mut admission.0).await;
     let _ = (&mut retention.0).await;
+    let _ = (&mut mutes.0).await;
     info!("controllers stopped");
 }
 
@@ -371,6 +375,7 @@ pub async fn serve(opts: OperatorOptions) -> anyhow::Result<()> {
         timing: Timing {
             upload_grace: opts.upload_grace,
             retention: crate::retention::interval_from_env().map_err(anyhow::Error::msg)?,
+            mutes: crate::mute::interval_from_env().map_err(anyhow::Error::msg)?,
             ..Timing::default()
         },
         lease: lease::LeaseSettings {
@@ -396,6 +401,7 @@ pub async fn serve(opts: OperatorOptions) -> anyhow::Result<()> {
     )?;
     let stop = CancellationToken::new();
     let tms_configured = integrations.regressions.tms.is_some();
+    let tracker_configured = integrations.regressions.tracker.is_some();
     let auth = crate::api::Auth::for_operator(tokens, &client, &namespace).map_err(anyhow::Error::msg)?;
     let operator = Operator::start_with_database(
         client,
@@ -411,6 +417,7 @@ pub async fn serve(opts: OperatorOptions) -> anyhow::Result<()> {
         auth,
         public_url,
         tms_configured,
+        tracker_configured,
     };
     info!(%addr, namespace, identity, all_namespaces = opts.all_namespaces, "operator serving");
     crate::app::serve(listener, state, stop.clone()).await?;

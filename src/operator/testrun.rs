@@ -549,6 +549,30 @@ async fn end_attempt(
     record(run, ctx, svc, &end).await
 }
 
+/// The service's mutes in force at `now`, from the run's namespace.
+async fn mutes_in_force(
+    ctx: &Context,
+    run: &TestRun,
+    svc: &Service,
+    now: chrono::DateTime<Utc>,
+) -> Result<crate::mute::Active, Error> {
+    let api: Api<crate::crd::Mute> =
+        Api::namespaced(ctx.client.clone(), &run.namespace().unwrap_or_default());
+    // Every Mute of the namespace: one made with kubectl need not carry the service label.
+    match api.list(&ListParams::default()).await {
+        Ok(listed) => Ok(crate::mute::Active::of(&listed.items, &svc.name, now)),
+        // The Mute CRD is not installed (an upgrade that did not apply crds/): nothing muted.
+        Err(kube::Error::Api(e)) if e.code == 404 => {
+            warn!(
+                run = run.name_any(),
+                "the Mute CRD is not installed: no failure is muted"
+            );
+            Ok(crate::mute::Active::none())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Records an attempt's end and the decision, in one status write; announces both.
 async fn record(run: &TestRun, ctx: &Context, svc: &Service, end: &AttemptEnd) -> Result<Action, Error> {
     let max_attempts = 1 + u32::from(svc.retries_for(&run.spec.template));
@@ -562,7 +586,9 @@ async fn record(run: &TestRun, ctx: &Context, svc: &Service, end: &AttemptEnd) -
         .collect();
     ctx.results.record_attempt(run, end.number, ended).await?;
     let mut decided = run.status.clone().unwrap_or_default();
-    let (next, merged) = crate::core::record_end(&mut decided, end, results, max_attempts, Utc::now());
+    let now = Utc::now();
+    let mutes = mutes_in_force(ctx, run, svc, now).await?;
+    let (next, merged) = crate::core::record_end(&mut decided, end, results, max_attempts, &mutes, now);
     let classification = classify(run, ctx, svc, &decided, &merged).await?;
     // The per-test categories are stored before the status that says the attempt ended: every
     // surface reads them from there (crate::classify's module comment).

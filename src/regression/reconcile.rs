@@ -1066,6 +1066,9 @@ mod tests {
             self.comments.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             Err(DeliveryError::Transient("jira: HTTP 503".into()))
         }
+        async fn ticket_state(&self, _: &str) -> Result<crate::mute::TicketState, DeliveryError> {
+            Err(DeliveryError::Transient("jira: HTTP 503".into()))
+        }
     }
 
     /// A summary comment that failed waits for its retry: reconciling before then neither
@@ -1124,6 +1127,9 @@ mod tests {
         }
         async fn comment(&self, _: &str, _: &str) -> Result<(), DeliveryError> {
             Ok(())
+        }
+        async fn ticket_state(&self, _: &str) -> Result<crate::mute::TicketState, DeliveryError> {
+            Err(DeliveryError::Permanent("jira: HTTP 403".into()))
         }
     }
 

@@ -627,6 +627,7 @@ mod tests {
             flaky,
             skipped,
             broken,
+            muted: 0,
         }
     }
 

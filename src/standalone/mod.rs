@@ -2,6 +2,7 @@
 //! same HTTP app as operator mode, on one machine.
 
 mod driver;
+pub mod mutes;
 mod regressions;
 pub mod retention;
 mod scheduler;
@@ -44,6 +45,7 @@ pub struct ServeOptions {
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let config = Arc::new(PacksConfig::load(&opts.config_dir)?);
     let retention_every = crate::retention::interval_from_env().map_err(anyhow::Error::msg)?;
+    let mute_every = crate::mute::interval_from_env().map_err(anyhow::Error::msg)?;
     let names: Vec<&str> = config.services().map(|s| s.name.as_str()).collect();
     info!(config = %config.dir.display(), services = ?names, "packs_config loaded");
     let tokens = Tokens::from_env().map_err(anyhow::Error::msg)?;
@@ -76,14 +78,18 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         auth,
         public_url,
         tms_configured: integrations.regressions.tms.is_some(),
+        tracker_configured: integrations.regressions.tracker.is_some(),
     };
 
     let shutdown = CancellationToken::new();
     let scheduler_task = tokio::spawn(Scheduler::new(store.clone(), config.clone()).run(shutdown.clone()));
+    let tracker = integrations.regressions.tracker.clone();
     let regressions_task =
         tokio::spawn(Regressions::new(store.clone(), integrations.regressions).run(shutdown.clone()));
     let retention_task =
         tokio::spawn(Retention::new(store.clone(), config.clone()).run(retention_every, shutdown.clone()));
+    let mutes_task =
+        tokio::spawn(mutes::Mutes::new(store.clone(), tracker).run(mute_every, shutdown.clone()));
     let driver = Driver::new(store, config, &data_dir, secrets, integrations.reporter);
     let driver_task = tokio::spawn(driver.run(shutdown.clone()));
 
@@ -101,6 +107,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let _ = scheduler_task.await;
     let _ = regressions_task.await;
     let _ = retention_task.await;
+    let _ = mutes_task.await;
     info!("stopped");
     Ok(())
 }

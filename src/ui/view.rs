@@ -1140,6 +1140,7 @@ mod tests {
             flaky: 1,
             skipped: 1,
             broken: 0,
+            muted: 0,
         };
         assert_eq!(pass_fraction(&s), Some(0.8));
         assert_eq!(summary_view(&s).pass_rate, "80%");

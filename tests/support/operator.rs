@@ -121,6 +121,7 @@ pub fn settings(ns: &str, identity: &str, api_url: &str) -> Settings {
             upload_grace: Duration::from_millis(800),
             retry: Duration::from_millis(300),
             retention: Duration::from_secs(600),
+            mutes: Duration::from_secs(1),
         },
         lease: LeaseSettings {
             name: "tomato-operator".into(),
@@ -222,6 +223,7 @@ async fn start_replica_full(
     let report_settings = tomato::integrations::settings::ReportSettings::load_with(None, &lookup).unwrap();
     let integrations = tomato::report::Integrations::new(report_settings, &config, &url).unwrap();
     let tms_configured = integrations.regressions.tms.is_some();
+    let integrations_tracker = integrations.regressions.tracker.is_some();
     let operator = Operator::start_with_database(
         k.operator_client.clone(),
         config.clone(),
@@ -239,6 +241,7 @@ async fn start_replica_full(
         auth,
         public_url: url.clone(),
         tms_configured,
+        tracker_configured: integrations_tracker,
     };
     let app = tomato::app::app(state);
     let until = stop.clone();

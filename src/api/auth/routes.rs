@@ -39,6 +39,7 @@ pub enum Resource {
     TestRun,
     NightlySchedule,
     Regression,
+    Mute,
 }
 
 impl Resource {
@@ -48,6 +49,7 @@ impl Resource {
             Resource::TestRun => "testruns",
             Resource::NightlySchedule => "nightlyschedules",
             Resource::Regression => "regressions",
+            Resource::Mute => "mutes",
         }
     }
 }
@@ -106,8 +108,9 @@ pub enum Access {
 /// Classifies a request by its method and path.
 ///
 /// - `run`: `POST /api/v1/runs`, `PATCH` and `DELETE /api/v1/runs/{id}` (re-prioritise,
-///   cancel — a cancel patches `spec.cancel`, so its Kubernetes verb is `patch`), and the
-///   legacy `POST /api/run_now`;
+///   cancel — a cancel patches `spec.cancel`, so its Kubernetes verb is `patch`), the
+///   legacy `POST /api/run_now`, and muting and unmuting (`POST /api/v1/mutes`,
+///   `DELETE /api/v1/mutes/{name}`);
 /// - `admin`: every write under `/api/v1/schedules` (a trigger creates a TestRun) and
 ///   `/api/v1/regressions`, and the legacy `POST /api/nightly` (triggers schedules).
 pub fn access(method: &Method, path: &str) -> Access {
@@ -154,6 +157,9 @@ pub fn access(method: &Method, path: &str) -> Access {
         (Verb::Create, ["api", "v1", "schedules", _, "trigger"]) => {
             write(TestRun, Verb::Create, None, Role::Admin)
         }
+        // Muting a known failure is a tester's everyday work, as queueing a run is.
+        (Verb::Create, ["api", "v1", "mutes"]) => write(Mute, verb, None, Role::Run),
+        (Verb::Delete, ["api", "v1", "mutes", name]) => write(Mute, verb, Some(name), Role::Run),
         (Verb::Create, ["api", "v1", "regressions"]) => write(Regression, verb, None, Role::Admin),
         (Verb::Patch | Verb::Delete, ["api", "v1", "regressions", name]) => {
             write(Regression, verb, Some(name), Role::Admin)
@@ -200,6 +206,8 @@ mod tests {
             Some(Role::Admin)
         );
         assert_eq!(role(Method::POST, "/api/v1/regressions"), Some(Role::Admin));
+        assert_eq!(role(Method::POST, "/api/v1/mutes"), Some(Role::Run));
+        assert_eq!(role(Method::DELETE, "/api/v1/mutes/m"), Some(Role::Run));
         assert_eq!(role(Method::PATCH, "/api/v1/regressions/r"), Some(Role::Admin));
         assert_eq!(role(Method::DELETE, "/api/v1/regressions/r"), Some(Role::Admin));
     }

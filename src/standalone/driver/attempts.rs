@@ -359,7 +359,16 @@ impl Driver {
         let max_attempts = 1 + u32::from(svc.retries_for(&run.spec.template));
         let results = self.store.results(name).await?;
         let mut decided = run.status.clone().unwrap_or_default();
-        let (next, merged) = crate::core::record_end(&mut decided, &end, results, max_attempts, Utc::now());
+        let now = Utc::now();
+        let mutes = self
+            .store
+            .list::<crate::crd::Mute>(&crate::store::ListFilter {
+                service: Some(svc.name.clone()),
+                ..Default::default()
+            })
+            .await?;
+        let mutes = crate::mute::Active::of(&mutes, &svc.name, now);
+        let (next, merged) = crate::core::record_end(&mut decided, &end, results, max_attempts, &mutes, now);
         let classification = {
             let (svc, data_dir, run, status) = (
                 svc.clone(),
@@ -387,6 +396,7 @@ impl Driver {
                 st.message = decided.message;
                 st.conditions = decided.conditions;
                 st.categories = categories;
+                st.muted = decided.muted;
                 Ok((true, ()))
             })
             .await?;
