@@ -339,6 +339,12 @@ pub struct TestView {
     /// and where no history is kept (operator mode without a results database).
     #[schema(value_type = Option<Object>)]
     pub novelty: Option<serde_json::Value>,
+    /// The Mute that covered this test when the run's last attempt ended
+    /// (`{"mute", "reason", "ticket"?, "passed"?}`): a muted failure does not fail the run;
+    /// `passed: true` marks a muted test that passed (the mute may no longer be needed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub muted: Option<crate::crd::MutedTest>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -379,6 +385,7 @@ impl TestView {
             duration_ms: t.case.time_ms,
             allure: None,
             novelty: None,
+            muted: None,
         }
     }
 }
@@ -428,10 +435,16 @@ pub async fn test_views(state: &AppState, run: &TestRun) -> Result<Vec<TestView>
         Some(_) => crate::history::tags(state.backend.as_ref(), run, &tests).await?,
         None => None,
     };
+    let muted: std::collections::HashMap<&str, &crate::crd::MutedTest> = run
+        .status
+        .as_ref()
+        .map(|s| s.muted.iter().map(|m| (m.test.as_str(), m)).collect())
+        .unwrap_or_default();
     let mut views = Vec::with_capacity(tests.len());
     for t in &tests {
         let mut view = TestView::of(t, categories.get(&t.id).cloned());
         view.novelty = tags.as_ref().and_then(|tags| tags.of(&t.id));
+        view.muted = muted.get(t.id.as_str()).map(|m| (*m).clone());
         if let Some(seq) = attempts
             .iter()
             .rposition(|a| a.number == t.attempt)

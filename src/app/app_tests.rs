@@ -193,6 +193,7 @@ async fn every_key_of_every_api_v1_answer_is_camel_case() {
         duration_ms: Some(5),
         allure: None,
         novelty: Some(serde_json::json!({"kind": "known", "sinceRun": "demo-1", "times": 2})),
+        muted: None,
     };
     answers.push(("a test".into(), serde_json::to_value(&test).unwrap()));
 

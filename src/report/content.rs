@@ -65,6 +65,9 @@ pub struct RunReport {
     pub flaky: Vec<FlakyTest>,
     /// Flaky tests not listed in `flaky`.
     pub flaky_more: usize,
+    /// Failing tests a Mute covered (not in `failures`: they do not fail the run), and muted
+    /// tests that passed, as the run recorded them.
+    pub muted: Vec<crate::crd::MutedTest>,
     /// How the failures compare with the service's history, which reports lead with; `None`
     /// where no history is kept (operator mode without a results database).
     pub novelty: Option<NoveltyReport>,
@@ -266,6 +269,7 @@ impl RunReport {
             failing,
             flaky,
             flaky_more,
+            muted: st.muted.clone(),
             novelty: None,
             outcomes: tests
                 .iter()
@@ -333,6 +337,7 @@ impl RunReport {
             priority: 2,
             run_type: "Regular".into(),
             verdict: "Failed".into(),
+            muted: Vec::new(),
             headline: "1 failed, 1 flaky".into(),
             message: Some("1 test still failing after 4 attempts".into()),
             started: Some("2024-05-01 12:00:00 UTC".into()),
@@ -407,6 +412,7 @@ pub fn headline(verdict: Verdict, s: &Summary, message: Option<&str>) -> String 
                 count(s.failed, "failed"),
                 count(s.broken, "broken"),
                 count(s.flaky, "flaky"),
+                count(s.muted, "muted"),
             ]
             .into_iter()
             .flatten()
@@ -419,8 +425,13 @@ pub fn headline(verdict: Verdict, s: &Summary, message: Option<&str>) -> String 
             }
         }
         Verdict::Succeeded => {
-            let mut parts = vec![format!("all {} passed", s.passed + s.flaky)];
+            let passed = s.passed + s.flaky;
+            let mut parts = vec![match s.muted {
+                0 => format!("all {passed} passed"),
+                _ => format!("{passed} passed"),
+            }];
             parts.extend(count(s.flaky, "flaky"));
+            parts.extend(count(s.muted, "muted"));
             parts.extend(count(s.skipped, "skipped"));
             parts.join(", ")
         }
@@ -479,7 +490,16 @@ fn failure_groups(
 ) -> (Vec<FailureGroup>, usize) {
     let mut order: Vec<&str> = st.categories.iter().map(|c| c.name.as_str()).collect();
     let mut groups: HashMap<&str, Vec<&MergedTest>> = HashMap::new();
-    let failing: Vec<&MergedTest> = tests.iter().filter(|t| t.verdict.is_failing()).collect();
+    let muted: std::collections::HashSet<&str> = st
+        .muted
+        .iter()
+        .filter(|m| !m.passed)
+        .map(|m| m.test.as_str())
+        .collect();
+    let failing: Vec<&MergedTest> = tests
+        .iter()
+        .filter(|t| t.verdict.is_failing() && !muted.contains(t.id.as_str()))
+        .collect();
     for t in &failing {
         let category = categories
             .get(&t.id)
@@ -670,6 +690,17 @@ mod tests {
         assert_eq!(news, [("b", "new", "broken"), ("a", "changed", "failed")]);
         assert_eq!(n.news[0].message, "boom b");
         assert_eq!(NoveltyReport::of(&Tags::default(), &tests).line, "nothing new");
+    }
+
+    #[test]
+    fn headline_counts_muted_failures_without_saying_all_passed() {
+        let mut s = counts(5, 1, 0, 0, 0);
+        s.muted = 2;
+        assert_eq!(headline(Verdict::Failed, &s, None), "1 failed, 2 muted");
+        s.failed = 0;
+        assert_eq!(headline(Verdict::Succeeded, &s, None), "5 passed, 2 muted");
+        s.muted = 0;
+        assert_eq!(headline(Verdict::Succeeded, &s, None), "all 5 passed");
     }
 
     #[test]

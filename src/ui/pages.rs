@@ -204,6 +204,8 @@ struct History {
     /// Runs the flaky counts are out of (those that produced results).
     with_results: usize,
     form: RunForm,
+    /// The service's mutes, in force or not.
+    mutes: Vec<view::MuteRow>,
 }
 
 /// `GET /services/{name}`: the last runs, pass-rate and duration trends, the most flaky tests.
@@ -329,6 +331,13 @@ pub async fn services_history(
         flaky,
         with_results,
         form: view::run_form(&svc, &runs),
+        mutes: state
+            .backend
+            .list_mutes(Some(&name))
+            .await?
+            .iter()
+            .map(|m| view::mute_row(m, now))
+            .collect(),
         name,
     };
     let layout = Layout::new(

@@ -218,6 +218,8 @@ pub struct SummaryView {
     pub broken: u32,
     pub flaky: u32,
     pub skipped: u32,
+    /// Failing, but covered by a Mute (not in `failed` or `broken`).
+    pub muted: u32,
     /// Passed (flaky included) of those that ran.
     pub pass_rate: String,
     /// The stacked bar, as SVG.
@@ -240,12 +242,14 @@ pub fn summary_view(s: &Summary) -> SummaryView {
         broken: s.broken,
         flaky: s.flaky,
         skipped: s.skipped,
+        muted: s.muted,
         pass_rate: format::percent(s.passed + s.flaky, ran),
         bar: chart::stacked_bar(&[
             ("passed", s.passed),
             ("flaky", s.flaky),
             ("failed", s.failed),
             ("broken", s.broken),
+            ("muted", s.muted),
             ("skipped", s.skipped),
         ]),
     }
@@ -441,6 +445,48 @@ pub fn attempt_view(run_id: &str, position: usize, a: &Attempt, now: DateTime<Ut
     }
 }
 
+/// A mute in a service's list.
+#[derive(Serialize, Debug)]
+pub struct MuteRow {
+    pub name: String,
+    pub test: String,
+    pub test_segment: String,
+    pub signature: Option<String>,
+    pub reason: String,
+    pub ticket: Option<String>,
+    pub lift: bool,
+    pub ticket_status: Option<String>,
+    pub expires: String,
+    pub expires_rfc3339: String,
+    /// `Active`, `Expired` or `Lifted`, as in force at `now` (an expiry the pass has not
+    /// written yet shows already).
+    pub state: &'static str,
+    pub message: Option<String>,
+}
+
+pub fn mute_row(m: &crate::crd::Mute, now: chrono::DateTime<chrono::Utc>) -> MuteRow {
+    let st = m.status.clone().unwrap_or_default();
+    let state = match (crate::mute::in_force(m, now), st.state) {
+        (true, _) => crate::crd::MuteState::Active,
+        (false, crate::crd::MuteState::Lifted) => crate::crd::MuteState::Lifted,
+        (false, _) => crate::crd::MuteState::Expired,
+    };
+    MuteRow {
+        name: m.metadata.name.clone().unwrap_or_default(),
+        test: m.spec.test.clone(),
+        test_segment: crate::text::path_segment(&m.spec.test),
+        signature: m.spec.signature.clone(),
+        reason: m.spec.reason.clone(),
+        ticket: m.spec.ticket.clone(),
+        lift: m.spec.lift_when_ticket_closed,
+        ticket_status: st.ticket_status.clone(),
+        expires: m.spec.expires.format("%Y-%m-%d %H:%M UTC").to_string(),
+        expires_rfc3339: m.spec.expires.to_rfc3339(),
+        state: state.as_str(),
+        message: st.message.clone(),
+    }
+}
+
 /// One test in the results table.
 #[derive(Serialize, Debug)]
 pub struct TestRow {
@@ -459,6 +505,10 @@ pub struct TestRow {
     pub signature: Option<SignatureMark>,
     /// `new`, `known`, `changed` or `fixed` against the service's history (`crate::history`).
     pub novelty: Option<String>,
+    /// The Mute that covered the test (a muted failure, or a muted test that passed).
+    pub muted: Option<crate::crd::MutedTest>,
+    /// Whether the page offers to mute it: failed or broken, and not muted.
+    pub mutable: bool,
     /// Status per attempt that ran it (`1: failed`, `2: passed`).
     pub history: Vec<HistoryMark>,
     pub duration: Option<String>,
@@ -529,6 +579,8 @@ pub fn test_row(t: &TestView) -> TestRow {
             .as_ref()
             .and_then(|n| n["kind"].as_str())
             .map(str::to_string),
+        muted: t.muted.clone(),
+        mutable: t.muted.is_none() && matches!(t.verdict.as_str(), "failed" | "broken"),
         history: t
             .attempts
             .iter()
@@ -1035,6 +1087,7 @@ mod tests {
             duration_ms: None,
             allure: None,
             novelty: None,
+            muted: None,
         }
     }
 

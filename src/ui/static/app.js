@@ -440,6 +440,33 @@
     );
   }
 
+  // ---------------------------------------------------------------- mute form
+  // A failing test's mute: `expires` is a number of days from now; the signature only when
+  // asked ("only this failure").
+  function muteSpec(form) {
+    const f = new FormData(form);
+    const days = Number(f.get('expires') || 0);
+    const spec = {
+      service: form.dataset.service,
+      test: form.dataset.test,
+      reason: (f.get('reason') || '').trim(),
+      expires: new Date(Date.now() + days * 86400000).toISOString(),
+      liftWhenTicketClosed: f.get('liftWhenTicketClosed') === 'on',
+    };
+    const ticket = (f.get('ticket') || '').trim();
+    if (ticket) spec.ticket = ticket;
+    if (f.get('signatureOnly') === 'on' && form.dataset.signature) spec.signature = form.dataset.signature;
+    return spec;
+  }
+
+  function submitMute(form) {
+    submitForm(
+      form,
+      () => api('POST', '/api/v1/mutes', { spec: muteSpec(form) }),
+      (res) => { toast('Muted as ' + created(res) + ': counts from the next attempt that ends'); scheduleRefresh(); },
+    );
+  }
+
   // ---------------------------------------------------------------- buttons
   async function act(fn, done) {
     try {
@@ -484,6 +511,10 @@
         () => api('DELETE', regressionUrl(name)),
         () => toast('Deleting ' + name),
       );
+    } else if (action === 'unmute') {
+      const name = el.dataset.mute;
+      if (!confirm('Unmute (delete mute ' + name + ')? The failure counts again from the next attempt that ends.')) return;
+      act(() => api('DELETE', '/api/v1/mutes/' + encodeURIComponent(name)), () => toast('Unmuted ' + name));
     } else if (action === 'schedule-delete') {
       const name = el.dataset.schedule;
       if (!confirm('Delete schedule ' + name + '? Its runs stay in history.')) return;
@@ -524,6 +555,9 @@
     } else if (form.matches('form[data-form="deadline"]')) {
       e.preventDefault();
       submitDeadline(form);
+    } else if (form.matches('form[data-form="mute"]')) {
+      e.preventDefault();
+      submitMute(form);
     }
   });
 
