@@ -67,7 +67,7 @@ pub struct RunReport {
     pub flaky_more: usize,
     /// Failing tests a Mute covered (not in `failures`: they do not fail the run), and muted
     /// tests that passed, as the run recorded them.
-    pub muted: Vec<crate::crd::MutedTest>,
+    pub muted: Vec<MutedLine>,
     /// How the failures compare with the service's history, which reports lead with; `None`
     /// where no history is kept (operator mode without a results database).
     pub novelty: Option<NoveltyReport>,
@@ -76,6 +76,31 @@ pub struct RunReport {
     /// Every test's final verdict, for the test-management record (not for templates).
     #[serde(skip)]
     pub outcomes: Vec<crate::integrations::tms::automated::TestOutcome>,
+}
+
+/// A test a Mute covered, as reports and the run page show it (every field present, for
+/// templates).
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct MutedLine {
+    pub test: String,
+    /// The Mute's name.
+    pub mute: String,
+    pub reason: String,
+    pub ticket: Option<String>,
+    /// It passed although muted: the mute may no longer be needed.
+    pub passed: bool,
+}
+
+impl MutedLine {
+    pub fn of(m: &crate::crd::MutedTest) -> MutedLine {
+        MutedLine {
+            test: m.test.clone(),
+            mute: m.mute.clone(),
+            reason: m.reason.clone(),
+            ticket: m.ticket.clone(),
+            passed: m.passed,
+        }
+    }
 }
 
 /// One attempt of the run.
@@ -269,7 +294,7 @@ impl RunReport {
             failing,
             flaky,
             flaky_more,
-            muted: st.muted.clone(),
+            muted: st.muted.iter().map(MutedLine::of).collect(),
             novelty: None,
             outcomes: tests
                 .iter()
@@ -337,7 +362,13 @@ impl RunReport {
             priority: 2,
             run_type: "Regular".into(),
             verdict: "Failed".into(),
-            muted: Vec::new(),
+            muted: vec![MutedLine {
+                test: "tests/test_pay.py::test_refund".into(),
+                mute: "demo-mute-x7k2q".into(),
+                reason: "refunds are off on stands until 1.1".into(),
+                ticket: Some("QA-7".into()),
+                passed: false,
+            }],
             headline: "1 failed, 1 flaky".into(),
             message: Some("1 test still failing after 4 attempts".into()),
             started: Some("2024-05-01 12:00:00 UTC".into()),

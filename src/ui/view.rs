@@ -506,7 +506,7 @@ pub struct TestRow {
     /// `new`, `known`, `changed` or `fixed` against the service's history (`crate::history`).
     pub novelty: Option<String>,
     /// The Mute that covered the test (a muted failure, or a muted test that passed).
-    pub muted: Option<crate::crd::MutedTest>,
+    pub muted: Option<crate::report::content::MutedLine>,
     /// Whether the page offers to mute it: failed or broken, and not muted.
     pub mutable: bool,
     /// Status per attempt that ran it (`1: failed`, `2: passed`).
@@ -579,7 +579,7 @@ pub fn test_row(t: &TestView) -> TestRow {
             .as_ref()
             .and_then(|n| n["kind"].as_str())
             .map(str::to_string),
-        muted: t.muted.clone(),
+        muted: t.muted.as_ref().map(crate::report::content::MutedLine::of),
         mutable: t.muted.is_none() && matches!(t.verdict.as_str(), "failed" | "broken"),
         history: t
             .attempts

@@ -274,6 +274,8 @@ struct TrackerState {
     issues: Vec<Issue>,
     versions: Vec<(String, String)>,
     requests: Vec<(String, String)>,
+    /// Issue key → (status name, closed), for issues moved from `Open`.
+    statuses: HashMap<String, (String, bool)>,
 }
 
 /// Which tracker [`FakeTracker`] speaks.
@@ -290,12 +292,15 @@ pub enum Dialect {
 /// - Jira REST API v2 (bearer token): project versions (`GET
 ///   /rest/api/2/project/{key}/versions`, `POST /rest/api/2/version`), issue search by label
 ///   (`GET /rest/api/2/search?jql=...`), issue creation (`POST /rest/api/2/issue`, answering
-///   the new key) and comments (`POST /rest/api/2/issue/{key}/comment`).
+///   the new key), comments (`POST /rest/api/2/issue/{key}/comment`) and an issue's status
+///   (`GET /rest/api/2/issue/{key}?fields=status`: `fields.status.name` and its
+///   `statusCategory.key`, `done` once closed).
 /// - Yandex Tracker API v2 (`Authorization: OAuth <token>` and the `X-Org-ID` header, both
 ///   required): queue versions (`GET /v2/queues/{queue}/versions`, `POST /v2/versions`, with
 ///   numeric ids), issue search (`POST /v2/issues/_search` by queue and tags), issue creation
 ///   (`POST /v2/issues`, refusing a repeated `unique` with 409 as the tracker does) and
-///   comments (`POST /v2/issues/{key}/comments`).
+///   comments (`POST /v2/issues/{key}/comments`) and an issue (`GET /v2/issues/{key}`: its
+///   `status` key and display name, and a `resolution` once closed).
 pub struct FakeTracker {
     pub url: String,
     pub dialect: Dialect,
@@ -353,6 +358,17 @@ fn jira(st: &mut TrackerState, method: &str, path: &str, query: &str, body: &Val
             let key = st.add(project, body["fields"].clone());
             answer(201, json!({"id": "1", "key": key}))
         }
+        ("GET", ["issue", key]) => match st.status_of(key) {
+            Some((name, closed)) => answer(
+                200,
+                json!({"id": "10001", "key": key, "fields": {"status": {"name": name, "id": "3",
+                    "statusCategory": {"id": if closed { 3 } else { 4 }, "key": if closed { "done" } else { "indeterminate" }}}}}),
+            ),
+            None => answer(
+                404,
+                json!({"errorMessages": ["Issue does not exist or you do not have permission to see it."]}),
+            ),
+        },
         ("POST", ["issue", key, "comment"]) => {
             let text = body["body"].as_str().unwrap_or_default();
             match st.comment(key, text) {
@@ -408,6 +424,15 @@ fn yandex(st: &mut TrackerState, method: &str, path: &str, body: &Value) -> Answ
             let key = st.add(queue, body.clone());
             answer(201, json!({"id": "5f0", "key": key}))
         }
+        ("GET", ["issues", key]) => match st.status_of(key) {
+            Some((name, closed)) => answer(
+                200,
+                json!({"self": format!("https://api.tracker.yandex.net/v2/issues/{key}"), "key": key,
+                    "status": {"id": "1", "key": if closed { "closed" } else { "open" }, "display": name},
+                    "resolution": if closed { json!({"key": "fixed", "display": "Решён"}) } else { Value::Null }}),
+            ),
+            None => answer(404, json!({"errorMessages": ["Задача не существует."]})),
+        },
         ("POST", ["issues", key, "comments"]) => {
             let text = body["text"].as_str().unwrap_or_default();
             match st.comment(key, text) {
@@ -420,6 +445,16 @@ fn yandex(st: &mut TrackerState, method: &str, path: &str, body: &Value) -> Answ
 }
 
 impl TrackerState {
+    /// An existing issue's status name and whether it is closed (`Open` until set).
+    fn status_of(&self, key: &str) -> Option<(String, bool)> {
+        self.issues.iter().any(|i| i.key == key).then(|| {
+            self.statuses
+                .get(key)
+                .cloned()
+                .unwrap_or_else(|| ("Open".to_string(), false))
+        })
+    }
+
     /// Stores a new issue of `project`; returns its key.
     fn add(&mut self, project: &str, fields: Value) -> String {
         let key = format!("{project}-{}", self.issues.len() + 1);
@@ -510,6 +545,15 @@ impl FakeTracker {
             fields: json!({}),
             comments: Vec::new(),
         });
+    }
+
+    /// Moves an issue to the status `name`, closed or not.
+    pub fn set_status(&self, key: &str, name: &str, closed: bool) {
+        self.state
+            .lock()
+            .unwrap()
+            .statuses
+            .insert(key.to_string(), (name.to_string(), closed));
     }
 
     pub fn issues(&self) -> Vec<Issue> {
