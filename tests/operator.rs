@@ -1171,3 +1171,121 @@ async fn allure_results_uploaded_by_tomato_exec_are_one_set_with_the_junit_and_s
     .await;
     assert_eq!(code, 404);
 }
+
+/// Issue 17 item 5 in operator mode: a Mute made with kubectl (no service label) covers the
+/// demo suite's always-failing test, so it is not rerun (only the flaky one is) and the run
+/// Succeeds with it counted as muted; the API lists that Mute and makes another, refusing a bad one; the leader's mute pass
+/// writes an expired mute's status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mute_made_with_kubectl_keeps_a_known_failure_from_failing_the_run() {
+    use tomato::crd::{Mute, MuteSpec};
+    let k = TestNs::new("mute").await;
+    let (_dir, config) = demo_config(&k, "");
+    let replica = start_replica(&k, config, "tomato-0").await;
+    let mutes: kube::Api<Mute> = kube::Api::namespaced(k.client(), &k.ns);
+    let mut known = Mute::new(
+        "discount-known",
+        MuteSpec {
+            service: "demo".into(),
+            test: "cart > applies the discount".into(),
+            signature: None,
+            reason: "the discount rule changes in 2.0".into(),
+            ticket: Some("QA-12".into()),
+            expires: chrono::Utc::now() + chrono::Duration::days(7),
+            lift_when_ticket_closed: false,
+            author: None,
+        },
+    );
+    known.metadata.namespace = Some(k.ns.clone());
+    mutes.create(&PostParams::default(), &known).await.unwrap();
+
+    create_run(&k, "demo-muted", template("demo")).await;
+    let first = wait_job(&k, "demo-muted-1").await;
+    assert_eq!(run_job(&k, &first).await, 1, "the demo suite has a failing test");
+    let second = wait_job(&k, "demo-muted-2").await;
+    let argv = container(&second).command.clone().unwrap();
+    let patterns: Vec<&String> = argv
+        .iter()
+        .filter(|a| a.starts_with("--test-name-pattern"))
+        .collect();
+    assert_eq!(
+        patterns,
+        ["--test-name-pattern=^submits the order form$"],
+        "the muted failure is not rerun: {argv:?}"
+    );
+    run_job(&k, &second).await;
+    let run = wait_phase(&k, "demo-muted", "Succeeded").await;
+    let st = run.status.clone().unwrap();
+    assert_eq!(st.summary.unwrap().muted, 1, "{st:?}");
+    assert_eq!(st.summary.unwrap().failed, 0, "{st:?}");
+    assert_eq!(st.muted.len(), 1, "{st:?}");
+    assert_eq!(
+        (
+            st.muted[0].test.as_str(),
+            st.muted[0].mute.as_str(),
+            st.muted[0].passed
+        ),
+        ("cart > applies the discount", "discount-known", false)
+    );
+    let (_, tests) = get_json(&format!("{}/api/v1/runs/demo-muted/tests", replica.url)).await;
+    let muted: Vec<&Value> = tests
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| !t["muted"].is_null())
+        .collect();
+    assert_eq!(muted.len(), 1, "{tests:#}");
+    assert_eq!(muted[0]["muted"]["ticket"], "QA-12", "{tests:#}");
+
+    // The API lists the kubectl-made mute under its service, and makes one of its own.
+    let (code, list) = get_json(&format!("{}/api/v1/mutes?service=demo", replica.url)).await;
+    assert_eq!(code, 200, "{list:#}");
+    assert_eq!(list["items"][0]["metadata"]["name"], "discount-known", "{list:#}");
+    let http = reqwest::Client::new();
+    let soon = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
+    let r = http
+        .post(format!("{}/api/v1/mutes", replica.url))
+        .json(&json!({"spec": {"service": "demo", "test": "submits the order form", "reason": "for a moment", "expires": soon}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let made: Value = r.json().await.unwrap();
+    let name = made["metadata"]["name"].as_str().unwrap().to_string();
+    let r = http
+        .post(format!("{}/api/v1/mutes", replica.url))
+        .json(&json!({"spec": {"service": "demo", "test": "x", "reason": "r", "expires": soon, "ticket": "nope"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let err: Value = r.json().await.unwrap();
+    assert_eq!(err["parameter"], "spec.ticket", "{err:#}");
+
+    // The leader's pass marks the short mute expired.
+    let expired = eventually("the short mute expired", WAIT, || async {
+        let m = mutes.get(&name).await.unwrap();
+        m.status
+            .as_ref()
+            .is_some_and(|s| s.state == tomato::crd::MuteState::Expired)
+            .then_some(m)
+    })
+    .await;
+    assert!(
+        expired
+            .status
+            .unwrap()
+            .message
+            .unwrap()
+            .starts_with("expired on "),
+        "the pass says why"
+    );
+    let r = http
+        .delete(format!("{}/api/v1/mutes/{name}", replica.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(mutes.get_opt(&name).await.unwrap().is_none());
+    drop(replica);
+}
