@@ -75,6 +75,12 @@ pub trait Backend: Send + Sync + 'static {
     /// Deletes a mute (unmutes). False when there is none.
     async fn delete_mute(&self, name: &str) -> Result<bool, StoreError>;
 
+    /// The stands held by an outage now ([`crate::outage::holds`]).
+    async fn stand_holds(&self) -> Result<Vec<crate::outage::Hold>, StoreError>;
+    /// Resolves every record holding `stand` (a [`crate::queue::stand_key`]) as resumed by
+    /// `by` (`probe`, or who resumed it); how many were resolved.
+    async fn resume_stand(&self, stand: &str, by: &str) -> Result<usize, StoreError>;
+
     /// An attempt's log or JUnit XML, wherever the mode keeps them (standalone: files in the
     /// data directory; operator: in the Kubernetes API). `seq` is the launch's position in
     /// `status.attempts`, from 1. `Ok(None)` when that attempt has none (yet).
@@ -329,6 +335,41 @@ impl Backend for SqliteStore {
     async fn delete_schedule(&self, name: &str) -> Result<bool, StoreError> {
         // The standalone scheduler cancels the runs it leaves unfinished.
         self.delete::<NightlySchedule>(name).await
+    }
+
+    async fn stand_holds(&self) -> Result<Vec<crate::outage::Hold>, StoreError> {
+        let errored = self
+            .list_runs_cached(&ListFilter {
+                phases: vec![crate::crd::Phase::Error.to_string()],
+                newest: Some(crate::outage::SCAN),
+                ..Default::default()
+            })
+            .await?;
+        Ok(crate::outage::holds(errored.iter().map(|r| r.as_ref())))
+    }
+
+    async fn resume_stand(&self, stand: &str, by: &str) -> Result<usize, StoreError> {
+        let stand = crate::queue::stand_key(stand);
+        let Some(hold) = self.stand_holds().await?.into_iter().find(|h| h.stand == stand) else {
+            return Ok(0);
+        };
+        let mut resolved = 0;
+        for name in hold.runs {
+            let by = by.to_string();
+            let (_, done) = self
+                .update::<TestRun, _>(&name, move |r| {
+                    let now = chrono::Utc::now();
+                    let done = r
+                        .status
+                        .as_mut()
+                        .and_then(|s| s.stand_down.as_mut())
+                        .is_some_and(|d| crate::outage::resolve(d, &by, now));
+                    Ok((done, done))
+                })
+                .await?;
+            resolved += usize::from(done);
+        }
+        Ok(resolved)
     }
 
     async fn create_mute(&self, mute: Mute) -> Result<Mute, StoreError> {

@@ -60,6 +60,15 @@ impl Classifier {
     }
 
     /// The rules, in order.
+    /// The names of the categories whose rules say `infrastructure: true`.
+    pub fn infrastructure(&self) -> std::collections::HashSet<&str> {
+        self.rules()
+            .iter()
+            .filter(|r| r.infrastructure)
+            .map(|r| r.name.as_str())
+            .collect()
+    }
+
     pub fn rules(&self) -> &[CategoryRule] {
         self.rules.rules()
     }

@@ -319,6 +319,58 @@ pub fn record_end(
     (next, merged)
 }
 
+/// After an attempt's failures are classified: when they mean the stand is down
+/// ([`crate::outage::detect`] over the failing tests no mute covers, by category), the run
+/// ends `Error` at once (a rerun would fail the same way) and records the outage, which holds
+/// the stand. Returns the new decision then; `None` leaves `next` as it was. A run that
+/// succeeded or errored already is left alone.
+pub fn stand_down(
+    status: &mut TestRunStatus,
+    next: &Next,
+    merged: &[MergedTest],
+    categories: &crate::classify::ByTest,
+    infrastructure: &HashSet<&str>,
+    settings: crate::outage::Settings,
+    stand: &str,
+    now: DateTime<Utc>,
+) -> Option<Next> {
+    let failing_run = match next {
+        Next::Rerun { .. } => true,
+        Next::Finish { verdict, .. } => *verdict == Verdict::Failed,
+    };
+    if !failing_run || infrastructure.is_empty() {
+        return None;
+    }
+    let muted: HashSet<&str> = status
+        .muted
+        .iter()
+        .filter(|m| !m.passed)
+        .map(|m| m.test.as_str())
+        .collect();
+    let outage = crate::outage::detect(
+        merged
+            .iter()
+            .filter(|t| t.verdict.is_failing() && !muted.contains(t.id.as_str()))
+            .map(|t| categories.get(&t.id).map(|c| c.category.as_str())),
+        infrastructure,
+        settings,
+    )?;
+    let stand = crate::queue::stand_key(stand);
+    let message = outage.message(&stand);
+    status.conclude(Verdict::Error, Some(message.clone()), now);
+    status.stand_down = Some(crate::crd::StandDown {
+        stand,
+        reason: message.clone(),
+        since: now,
+        resolved_at: None,
+        resolved_by: None,
+    });
+    Some(Next::Finish {
+        verdict: Verdict::Error,
+        message: Some(message),
+    })
+}
+
 /// Checks a rerun against what it selected: every selected test must have really run
 /// (passed, failed or errored) in the rerun's report. A runner that refused the selection
 /// (pytest's exit 4 or 5, Jest's "No tests found", Maven's "No tests matching pattern"),
@@ -1101,5 +1153,77 @@ mod tests {
         );
         assert!(again.muted.is_empty());
         assert_eq!(again.summary.unwrap().muted, 0);
+    }
+
+    #[test]
+    fn infrastructure_failures_end_the_run_in_error_without_reruns_and_hold_the_stand() {
+        let now = Utc::now();
+        let mut st = TestRunStatus::default();
+        st.admit(now);
+        st.begin_attempt(1, Selection::all(vec!["p".into()]), "pid 1".into(), now);
+        let results = vec![
+            result(1, "a", Failed),
+            result(1, "b", Failed),
+            result(1, "c", Errored),
+            result(1, "d", Failed),
+            result(1, "ok", Passed),
+        ];
+        let (next, merged) = record_end(
+            &mut st,
+            &end(1, ReportRead::Found(5)),
+            results,
+            4,
+            &crate::mute::Active::none(),
+            now,
+        );
+        assert!(matches!(next, Next::Rerun { .. }));
+        let category = |c: &str| crate::classify::Classified {
+            category: c.into(),
+            signature: None,
+        };
+        let mut by_test: crate::classify::ByTest = ["a", "b", "c"]
+            .into_iter()
+            .map(|t| (t.to_string(), category("Infrastructure problems")))
+            .collect();
+        by_test.insert("d".into(), category("Product defects"));
+        let infra = HashSet::from(["Infrastructure problems"]);
+        let settings = crate::outage::Settings { share: 0.75, min: 3 };
+        let mut untouched = st.clone();
+        assert_eq!(
+            stand_down(
+                &mut untouched,
+                &next,
+                &merged,
+                &by_test,
+                &HashSet::new(),
+                settings,
+                "qa1",
+                now
+            ),
+            None,
+            "no infrastructure categories, no outage"
+        );
+        assert_eq!(untouched, st);
+        let decided = stand_down(
+            &mut st,
+            &next,
+            &merged,
+            &by_test,
+            &infra,
+            settings,
+            "https://QA1/app",
+            now,
+        );
+        let message = "stand qa1 looks down: Infrastructure problems, 3 of 4 failures";
+        assert_eq!(
+            decided,
+            Some(Next::Finish {
+                verdict: Verdict::Error,
+                message: Some(message.into())
+            })
+        );
+        assert_eq!((st.phase, st.verdict), (Phase::Reporting, Some(Verdict::Error)));
+        let down = st.stand_down.clone().unwrap();
+        assert_eq!((down.stand.as_str(), down.reason.as_str()), ("qa1", message));
     }
 }

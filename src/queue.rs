@@ -17,7 +17,7 @@
 //!
 //! Cost: one sort of the queued runs plus hash lookups, O(n log n); see `benches/queue.rs`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 
@@ -95,6 +95,8 @@ pub enum WaitReason {
     Service { service: String, limit: u32 },
     /// Its stand already hosts `limit` runs, of any service.
     Stand { stand: String, limit: u32 },
+    /// Its stand is held: a run found it down ([`crate::outage`]); `reason` says how.
+    StandDown { stand: String, reason: String },
 }
 
 impl std::fmt::Display for WaitReason {
@@ -117,12 +119,18 @@ impl std::fmt::Display for WaitReason {
                     runs(*limit)
                 )
             }
+            WaitReason::StandDown { stand, reason } => write!(
+                f,
+                "held: {reason}; runs on {stand} wait until its probe answers or someone resumes it"
+            ),
         }
     }
 }
 
 /// Decides which queued runs start now. Pure: same input, same answer.
-pub fn admit(entries: &[Entry], limits: &impl Limits) -> Admission {
+/// `held` are the stands held by an outage ([`crate::outage::held`]): their queued runs wait,
+/// whatever the free slots.
+pub fn admit(entries: &[Entry], limits: &impl Limits, held: &BTreeMap<String, String>) -> Admission {
     let mut service_load: HashMap<&str, u32> = HashMap::new();
     let mut stand_load: HashMap<&str, u32> = HashMap::new();
     for e in entries.iter().filter(|e| e.active) {
@@ -144,6 +152,19 @@ pub fn admit(entries: &[Entry], limits: &impl Limits) -> Admission {
                 limits.stand_concurrency(&e.service),
             )
         });
+        if let Some(reason) = held.get(&e.stand) {
+            let pos = positions.entry(&e.service).or_default();
+            *pos += 1;
+            admission.waiting.push(Waiting {
+                name: e.name.clone(),
+                position: *pos,
+                reason: WaitReason::StandDown {
+                    stand: e.stand.clone(),
+                    reason: reason.clone(),
+                },
+            });
+            continue;
+        }
         let svc = service_load.entry(&e.service).or_default();
         let stand = stand_load.entry(&e.stand).or_default();
         // A sharded run waits until all its shards fit (the driver never launches more
@@ -203,7 +224,7 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
     use proptest::prelude::*;
-    use std::collections::{BTreeMap, HashSet};
+    use std::collections::HashSet;
 
     /// Limits from a table; unknown services get 1/1.
     #[derive(Default, Debug)]
@@ -260,6 +281,31 @@ mod tests {
     }
 
     #[test]
+    fn runs_on_a_held_stand_wait_with_its_reason_and_free_no_slot_for_it() {
+        let runs = vec![
+            entry("held", "demo", "s1", 1, 0, false),
+            entry("other", "demo", "s2", 2, 1, false),
+        ];
+        let held = BTreeMap::from([(
+            "s1".to_string(),
+            "stand s1 looks down: DNS, 3 of 3 failures".to_string(),
+        )]);
+        let limits = Table(BTreeMap::from([("demo".to_string(), (5, 5))]));
+        let adm = admit(&runs, &limits, &held);
+        assert_eq!(adm.admitted, vec!["other"], "the other stand's run starts");
+        assert_eq!(places(&adm), vec![("held".to_string(), 1)]);
+        let reason = adm.waiting[0].reason.to_string();
+        assert_eq!(
+            reason,
+            "held: stand s1 looks down: DNS, 3 of 3 failures; runs on s1 wait until its probe answers or someone resumes it"
+        );
+        assert_eq!(
+            admit(&runs, &limits, &BTreeMap::new()).admitted,
+            vec!["held", "other"]
+        );
+    }
+
+    #[test]
     fn lower_priority_number_runs_first_then_older_then_name() {
         let runs = vec![
             entry("c", "demo", "s1", 2, 1, false),
@@ -267,7 +313,7 @@ mod tests {
             entry("b", "demo", "s1", 2, 0, false),
             entry("d", "demo", "s1", 2, 1, false),
         ];
-        let adm = admit(&runs, &Table::default());
+        let adm = admit(&runs, &Table::default(), &BTreeMap::new());
         assert_eq!(adm.admitted, vec!["a"]);
         assert_eq!(
             places(&adm),
@@ -288,7 +334,7 @@ mod tests {
             sharded("b", 1, false),
             entry("c", "demo", "s1", 2, 2, false),
         ];
-        let adm = admit(&runs, &limits);
+        let adm = admit(&runs, &limits, &BTreeMap::new());
         assert!(adm.admitted.is_empty(), "{adm:?}");
         assert_eq!(
             adm.waiting[0].reason.to_string(),
@@ -299,7 +345,7 @@ mod tests {
             slots: 64,
             ..entry("g", "demo", "s1", 2, 0, false)
         }];
-        assert_eq!(admit(&greedy, &limits).admitted, vec!["g"]);
+        assert_eq!(admit(&greedy, &limits, &BTreeMap::new()).admitted, vec!["g"]);
     }
 
     #[test]
@@ -308,7 +354,7 @@ mod tests {
             entry("r", "demo", "s1", 5, 0, true),
             entry("q", "demo", "s2", 0, 1, false),
         ];
-        let adm = admit(&runs, &Table::default());
+        let adm = admit(&runs, &Table::default(), &BTreeMap::new());
         assert!(adm.admitted.is_empty());
         assert_eq!(places(&adm), vec![("q".to_string(), 1)]);
         assert_eq!(
@@ -325,7 +371,7 @@ mod tests {
             entry("b", "demo", "s1", 2, 1, false),
             entry("c", "demo", "s1", 2, 2, false),
         ];
-        let adm = admit(&runs, &limits);
+        let adm = admit(&runs, &limits, &BTreeMap::new());
         assert_eq!(adm.admitted, vec!["a", "b"]);
         assert_eq!(places(&adm), vec![("c".to_string(), 1)]);
     }
@@ -337,7 +383,7 @@ mod tests {
             entry("y", "demo", "qa1", 0, 1, false),
             entry("z", "demo", "qa2", 3, 2, false),
         ];
-        let adm = admit(&runs, &Table::default());
+        let adm = admit(&runs, &Table::default(), &BTreeMap::new());
         // y waits for its stand; z may use the free stand meanwhile.
         assert_eq!(adm.admitted, vec!["z"]);
         assert_eq!(places(&adm), vec![("y".to_string(), 1)]);
@@ -357,7 +403,7 @@ mod tests {
             entry("late", "a", "qa", 2, 10, false),
             entry("early", "b", "qa", 2, 0, false),
         ];
-        assert_eq!(admit(&runs, &limits).admitted, vec!["early"]);
+        assert_eq!(admit(&runs, &limits, &BTreeMap::new()).admitted, vec!["early"]);
     }
 
     #[test]
@@ -402,7 +448,7 @@ mod tests {
         /// Every queued run is either admitted or waiting, exactly once; active runs are neither.
         #[test]
         fn every_queued_run_is_accounted_for_once(runs in arb_entries(), limits in arb_limits()) {
-            let adm = admit(&runs, &limits);
+            let adm = admit(&runs, &limits, &BTreeMap::new());
             let mut seen = HashSet::new();
             for n in adm.admitted.iter().chain(adm.waiting.iter().map(|w| &w.name)) {
                 prop_assert!(seen.insert(n.clone()), "{} appears twice", n);
@@ -414,7 +460,7 @@ mod tests {
         /// After admission no service and no stand exceeds its limit (unless it already did).
         #[test]
         fn limits_are_never_exceeded(runs in arb_entries(), limits in arb_limits()) {
-            let adm = admit(&runs, &limits);
+            let adm = admit(&runs, &limits, &BTreeMap::new());
             let admitted: HashSet<&str> = adm.admitted.iter().map(String::as_str).collect();
             let holding: Vec<&Entry> = runs.iter().filter(|e| e.active || admitted.contains(e.name.as_str())).collect();
             for e in &holding {
@@ -433,7 +479,7 @@ mod tests {
         /// No waiting run could have been admitted: it is blocked by its service or its stand.
         #[test]
         fn admission_is_work_conserving(runs in arb_entries(), limits in arb_limits()) {
-            let adm = admit(&runs, &limits);
+            let adm = admit(&runs, &limits, &BTreeMap::new());
             let admitted: HashSet<&str> = adm.admitted.iter().map(String::as_str).collect();
             let holding: Vec<&Entry> = runs.iter().filter(|e| e.active || admitted.contains(e.name.as_str())).collect();
             for Waiting { name, .. } in &adm.waiting {
@@ -449,7 +495,7 @@ mod tests {
         /// and stand waits (order is kept where the same resources are wanted).
         #[test]
         fn order_is_kept_per_service_and_stand(runs in arb_entries(), limits in arb_limits()) {
-            let adm = admit(&runs, &limits);
+            let adm = admit(&runs, &limits, &BTreeMap::new());
             for Waiting { name, .. } in &adm.waiting {
                 let w = runs.iter().find(|e| &e.name == name).unwrap();
                 for a in &adm.admitted {
@@ -464,7 +510,7 @@ mod tests {
         /// Positions in each service's queue are 1..=n in admission order.
         #[test]
         fn positions_count_up_per_service(runs in arb_entries(), limits in arb_limits()) {
-            let adm = admit(&runs, &limits);
+            let adm = admit(&runs, &limits, &BTreeMap::new());
             let mut next: BTreeMap<String, u32> = BTreeMap::new();
             for Waiting { name, position: pos, .. } in &adm.waiting {
                 let e = runs.iter().find(|e| &e.name == name).unwrap();

@@ -17,6 +17,7 @@ mod regressions;
 mod runs;
 mod schedules;
 mod spec;
+mod stands;
 mod uploads;
 mod v1;
 
@@ -65,6 +66,7 @@ pub fn routes() -> Router<AppState> {
         .merge(schedules::routes())
         .merge(regressions::routes())
         .merge(mutes::routes())
+        .merge(stands::routes())
         .route("/metrics", get(metrics::metrics))
 }
 

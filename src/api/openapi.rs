@@ -9,7 +9,7 @@ use schemars::generate::SchemaSettings;
 use serde_json::{Value, json};
 use utoipa::OpenApi;
 
-use super::{legacy, mutes, regressions, runs, schedules, uploads, v1};
+use super::{legacy, mutes, regressions, runs, schedules, stands, uploads, v1};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,12 +23,13 @@ use super::{legacy, mutes, regressions, runs, schedules, uploads, v1};
         regressions::regressions_list, regressions::regressions_create, regressions::regressions_get,
         regressions::regressions_patch, regressions::regressions_delete,
         mutes::mutes_list, mutes::mutes_create, mutes::mutes_get, mutes::mutes_delete,
+        stands::stands_list, stands::stands_resume,
         uploads::attempt_results_upload,
         uploads::attempt_launch,
     ),
     components(schemas(
         super::ErrorBody, legacy::RunId, legacy::RunIds, runs::QueueView, runs::QueueEntry, runs::ServiceQueue, runs::QueuedRun, super::FieldError, runs::LegacyStatus,
-        runs::TestView, runs::TestAttempt, super::allure::AllureView, super::allure::StepView, super::allure::AttachmentView, v1::ServiceView, v1::TestHistoryView, v1::SuggestionsView, crate::history::rules::Suggestion, crate::history::rules::Backtest, v1::ComparisonView, crate::history::compare::Comparison, crate::history::compare::Change, crate::history::compare::StillFailing, crate::history::compare::Slower, crate::history::timeline::Timeline, crate::history::timeline::Rates, crate::history::timeline::RunOutcome, crate::history::timeline::SignatureSeen, v1::ApiIndex, schedules::Deleted, schedules::Triggered, uploads::Received, crate::launch::job::ShardLaunch,
+        runs::TestView, runs::TestAttempt, super::allure::AllureView, super::allure::StepView, super::allure::AttachmentView, v1::ServiceView, v1::TestHistoryView, v1::SuggestionsView, crate::history::rules::Suggestion, crate::history::rules::Backtest, v1::ComparisonView, crate::history::compare::Comparison, crate::history::compare::Change, crate::history::compare::StillFailing, crate::history::compare::Slower, crate::history::timeline::Timeline, crate::history::timeline::Rates, crate::history::timeline::RunOutcome, crate::history::timeline::SignatureSeen, v1::ApiIndex, schedules::Deleted, schedules::Triggered, stands::HeldStands, stands::Resumed, crate::outage::Hold, uploads::Received, crate::launch::job::ShardLaunch,
     )),
     tags(
         (name = "legacy", description = "The old tool's four handles, kept byte for byte where its clients depend on them"),
@@ -37,6 +38,7 @@ use super::{legacy, mutes, regressions, runs, schedules, uploads, v1};
         (name = "schedules", description = "Nightly schedules (CronJob semantics)"),
         (name = "regressions", description = "Manual regressions of a release, handed to assessors"),
         (name = "mutes", description = "Known failures muted with a reason, a ticket and an expiry"),
+        (name = "stands", description = "Stands held by an outage, and resuming them"),
     )
 )]
 struct ApiDoc;

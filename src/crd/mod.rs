@@ -28,7 +28,7 @@ pub use schedule::{ConcurrencyPolicy, NightlySchedule, NightlyScheduleSpec, Nigh
 pub use testrun::{
     AquaLaunch, Attempt, AttemptState, CategoryStat, CategoryTest, ChannelReport, DeliveryState,
     FilesRetention, MAX_MUTED_RECORDS, MutedTest, Phase, ReportStatus, RunRetention, RunType, Selection,
-    SelectionKind, ShardState, ShardStatus, Summary, TestRun, TestRunSpec, TestRunStatus, Verdict,
+    SelectionKind, ShardState, ShardStatus, StandDown, Summary, TestRun, TestRunSpec, TestRunStatus, Verdict,
 };
 
 /// API group of every Tomato resource.

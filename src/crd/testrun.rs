@@ -241,6 +241,10 @@ pub struct TestRunStatus {
     /// counted in `summary.muted`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub muted: Vec<MutedTest>,
+    /// Set when this run found its stand down ([`crate::outage`]): further runs on the stand
+    /// wait until the record is resolved (the stand's probe answers, or a person resumes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stand_down: Option<StandDown>,
     /// Delivery of the report, per channel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<ReportStatus>,
@@ -275,6 +279,23 @@ fn is_zero(n: &u32) -> bool {
 
 /// How many tests `status.muted` names at most (a bounded status; `summary.muted` counts all).
 pub const MAX_MUTED_RECORDS: usize = 200;
+
+/// A stand a run found down, and whether it is back.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StandDown {
+    /// The stand, normalised (host and port: `qa1.example.com`).
+    pub stand: String,
+    /// `stand <s> looks down: <category>, <n> of <m> failures`.
+    pub reason: String,
+    pub since: DateTime<Utc>,
+    /// When the stand was found back (its probe answered) or resumed by a person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// `probe`, or who resumed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_by: Option<String>,
+}
 
 /// A test a Mute covered in a run.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]

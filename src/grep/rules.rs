@@ -136,6 +136,11 @@ pub struct CategoryRule {
     /// Allure's flaky marker; accepted, not evaluated (see the module docs).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub flaky: bool,
+    /// Tomato extension: failures of this category mean the stand (or a backend it needs) is
+    /// down, not the product: when they dominate an attempt, the run ends and the stand is
+    /// held ([`crate::outage`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub infrastructure: bool,
     /// Any other key: kept (so a file round-trips) and reported as a warning.
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_json::Value>,
@@ -377,7 +382,7 @@ impl RuleSet {
             for key in rule.other.keys() {
                 warnings.push(format!(
                     "{label}: unknown key `{key}` ignored (known: name, description, descriptionHtml, \
-                     matchedStatuses, messageRegex, traceRegex, logRegex, flags, flaky)"
+                     matchedStatuses, messageRegex, traceRegex, logRegex, flags, flaky, infrastructure)"
                 ));
             }
             if rule.flaky {

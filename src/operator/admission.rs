@@ -106,7 +106,8 @@ async fn pass(store: &Store<TestRun>, ctx: &Context) {
                 entries.push(Entry::of(run, true, &*ctx.config));
             }
         }
-        let decision = queue::admit(&entries, ctx.config.as_ref());
+        let held = crate::outage::held(runs.iter().map(|r| r.as_ref()));
+        let decision = queue::admit(&entries, ctx.config.as_ref(), &held);
         tracing::debug!(namespace = ns, entries = entries.len(), admitted = ?decision.admitted, waiting = ?decision.waiting, "admission pass");
         let by_name: HashMap<String, &Arc<TestRun>> = runs.iter().map(|r| (r.name_any(), r)).collect();
         for name in &decision.admitted {

@@ -456,6 +456,43 @@ impl Backend for KubeBackend {
         }
     }
 
+    async fn stand_holds(&self) -> Result<Vec<crate::outage::Hold>, StoreError> {
+        let runs = self.runs.state();
+        Ok(crate::outage::holds(runs.iter().map(|r| r.as_ref())))
+    }
+
+    /// Each holding run's record is resolved with a merge patch of its status (any replica
+    /// may: resolving twice changes nothing).
+    async fn resume_stand(&self, stand: &str, by: &str) -> Result<usize, StoreError> {
+        let stand = crate::queue::stand_key(stand);
+        let Some(hold) = self.stand_holds().await?.into_iter().find(|h| h.stand == stand) else {
+            return Ok(0);
+        };
+        let mut resolved = 0;
+        for name in hold.runs {
+            let Some(run) = self.find(&name).await? else {
+                continue;
+            };
+            let Some(mut record) = run.status.as_ref().and_then(|s| s.stand_down.clone()) else {
+                continue;
+            };
+            if !crate::outage::resolve(&mut record, by, chrono::Utc::now()) {
+                continue;
+            }
+            let patch = Patch::Merge(serde_json::json!({ "status": { "standDown": record } }));
+            match self
+                .api()
+                .patch_status(&name, &PatchParams::default(), &patch)
+                .await
+            {
+                Ok(_) => resolved += 1,
+                Err(kube::Error::Api(a)) if a.code == 404 => {}
+                Err(e) => return Err(store_error(e)),
+            }
+        }
+        Ok(resolved)
+    }
+
     async fn create_mute(&self, mut mute: Mute) -> Result<Mute, StoreError> {
         mute.status = None;
         self.create(self.mutes_api(), mute).await

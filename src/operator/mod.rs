@@ -116,6 +116,13 @@ impl Operator {
         );
         let (leader_tx, leader) = watch::channel(false);
         let leader_rx = leader.clone();
+        // Held stands' probes: asked by the leader only (any replica could resolve a hold).
+        tokio::spawn(crate::stands::run(
+            Arc::new(backend.clone()),
+            config.clone(),
+            Some(leader.clone()),
+            stop.clone(),
+        ));
         // The lease is released only once the controllers have stopped (see
         // `lead_when_elected`), so no other replica leads while this one still reconciles.
         let release = CancellationToken::new();

@@ -609,6 +609,22 @@ async fn record(run: &TestRun, ctx: &Context, svc: &Service, end: &AttemptEnd) -
         }
         Err(e) => return Err(e.into()),
     }
+    let infrastructure = svc
+        .classifier
+        .as_deref()
+        .map(|c| c.infrastructure())
+        .unwrap_or_default();
+    let next = crate::core::stand_down(
+        &mut decided,
+        &next,
+        &merged,
+        &classification.by_test,
+        &infrastructure,
+        svc.outage,
+        &run.spec.template.stand,
+        now,
+    )
+    .unwrap_or(next);
     decided.categories = classification.stats;
     let stored = write_status(&ctx.client, run, |st| *st = decided).await?;
     info!(run = run.name_any(), attempt = end.number, state = ?end.state, next = ?next, "attempt ended");

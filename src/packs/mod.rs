@@ -63,6 +63,11 @@ pub struct Service {
     pub stand_pattern: Regex,
     /// Runs at once on one stand (`stands.concurrency`), counted across services.
     pub stand_concurrency: u32,
+    /// How to tell a held stand is back (`stands.probe`); without one, only a person resumes
+    /// it.
+    pub stand_probe: Option<crate::outage::Probe>,
+    /// When infrastructure failures mean the stand is down (`outage`).
+    pub outage: crate::outage::Settings,
     /// Runs of this service at once.
     pub concurrency: u32,
     /// Reruns of failed tests when a run does not say.

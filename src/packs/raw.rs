@@ -52,6 +52,35 @@ struct RawService {
     /// How long finished runs and their files are kept (absent: for good).
     #[serde(default)]
     retention: Option<RawRetention>,
+    /// When an attempt's infrastructure failures mean the stand is down (crate::outage).
+    #[serde(default)]
+    outage: Option<RawOutage>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawOutage {
+    /// Share of an attempt's failures (0–1, default 0.8).
+    #[serde(default)]
+    share: Option<f64>,
+    /// And at least this many (default 3).
+    #[serde(default)]
+    min: Option<u32>,
+}
+
+/// How to tell a held stand is back: `GET url` answers `status`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawProbe {
+    url: String,
+    #[serde(default = "default_probe_status")]
+    status: u16,
+    #[serde(default)]
+    every: Option<String>,
+}
+
+fn default_probe_status() -> u16 {
+    200
 }
 
 #[derive(Deserialize, Default)]
@@ -99,6 +128,8 @@ struct RawStands {
     pattern: String,
     #[serde(default = "one")]
     concurrency: u32,
+    #[serde(default)]
+    probe: Option<RawProbe>,
 }
 
 #[derive(Deserialize)]
@@ -324,6 +355,54 @@ pub(super) fn parse_service(config_dir: &Path, file: &Path, text: &str) -> Resul
     if raw.stands.concurrency == 0 {
         p.add("stands.concurrency", "must be at least 1");
     }
+    let outage = {
+        let o = raw.outage.as_ref();
+        let share = o.and_then(|o| o.share).unwrap_or(crate::outage::DEFAULT_SHARE);
+        let min = o.and_then(|o| o.min).unwrap_or(crate::outage::DEFAULT_MIN);
+        if !(share > 0.0 && share <= 1.0) {
+            p.add(
+                "outage.share",
+                format!("must be above 0 and at most 1, got {share}"),
+            );
+        }
+        if min == 0 {
+            p.add("outage.min", "must be at least 1");
+        }
+        crate::outage::Settings { share, min }
+    };
+    let stand_probe = raw.stands.probe.as_ref().and_then(|probe| {
+        let mut ok = true;
+        if let Err(e) = crate::outage::Probe::check(&probe.url) {
+            p.add("stands.probe.url", e);
+            ok = false;
+        }
+        if !(100..=599).contains(&probe.status) {
+            p.add(
+                "stands.probe.status",
+                format!("{} is not an HTTP status", probe.status),
+            );
+            ok = false;
+        }
+        let every = match probe.every.as_deref().map(crate::duration::parse) {
+            None => std::time::Duration::from_secs(30),
+            Some(Ok(d)) if d >= std::time::Duration::from_secs(1) => d,
+            Some(Ok(_)) => {
+                p.add("stands.probe.every", "must be at least 1s");
+                ok = false;
+                std::time::Duration::from_secs(30)
+            }
+            Some(Err(e)) => {
+                p.add("stands.probe.every", e);
+                ok = false;
+                std::time::Duration::from_secs(30)
+            }
+        };
+        ok.then(|| crate::outage::Probe {
+            url: probe.url.clone(),
+            status: probe.status,
+            every,
+        })
+    });
     if raw.concurrency == 0 {
         p.add("concurrency", "must be at least 1");
     }
@@ -615,6 +694,8 @@ pub(super) fn parse_service(config_dir: &Path, file: &Path, text: &str) -> Resul
             file: file.to_path_buf(),
             stand_pattern,
             stand_concurrency: raw.stands.concurrency,
+            stand_probe,
+            outage,
             concurrency: raw.concurrency,
             retries: raw.retries,
             shards: u8::try_from(raw.shards).unwrap_or(1),

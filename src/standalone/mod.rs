@@ -88,6 +88,12 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         tokio::spawn(Regressions::new(store.clone(), integrations.regressions).run(shutdown.clone()));
     let retention_task =
         tokio::spawn(Retention::new(store.clone(), config.clone()).run(retention_every, shutdown.clone()));
+    let stands_task = tokio::spawn(crate::stands::run(
+        Arc::new(store.clone()),
+        config.clone(),
+        None,
+        shutdown.clone(),
+    ));
     let mutes_task =
         tokio::spawn(mutes::Mutes::new(store.clone(), tracker).run(mute_every, shutdown.clone()));
     let driver = Driver::new(store, config, &data_dir, secrets, integrations.reporter);
@@ -108,6 +114,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let _ = regressions_task.await;
     let _ = retention_task.await;
     let _ = mutes_task.await;
+    let _ = stands_task.await;
     info!("stopped");
     Ok(())
 }

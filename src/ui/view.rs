@@ -904,6 +904,15 @@ pub fn time_labels(times: &[DateTime<Utc>]) -> Vec<String> {
     times.iter().map(|t| t.format(format).to_string()).collect()
 }
 
+/// A stand a run found down, as its page shows it.
+#[derive(Serialize, Debug)]
+pub struct StandDownView {
+    pub stand: String,
+    pub reason: String,
+    /// `probe on <date>` or `<who> on <date>` once the stand is back; `None` while it is held.
+    pub resolved: Option<String>,
+}
+
 /// The live log panel: which attempt's log it shows and whether it keeps following it.
 #[derive(Serialize, Debug)]
 pub struct LogView {
@@ -958,6 +967,8 @@ pub struct RunPage {
     /// What is new against the service's history (absent where none is kept, or before the
     /// verdict).
     pub novelty: Option<NoveltyView>,
+    /// The outage this run found (`status.standDown`): its stand is held until resolved.
+    pub stand_down: Option<StandDownView>,
     pub categories: Vec<CategoryGroup>,
     pub flaky: Vec<TestRow>,
     pub filters: Vec<FilterTab>,
@@ -1045,6 +1056,17 @@ pub fn run_page(
         files_expired,
         summary: st.summary.as_ref().map(summary_view),
         novelty: novelty_view(tests),
+        stand_down: st.stand_down.as_ref().map(|d| StandDownView {
+            stand: d.stand.clone(),
+            reason: d.reason.clone(),
+            resolved: d.resolved_at.map(|at| {
+                format!(
+                    "{} on {}",
+                    d.resolved_by.as_deref().unwrap_or("resolved"),
+                    at.format("%Y-%m-%d %H:%M UTC")
+                )
+            }),
+        }),
         categories: failure_groups(tests),
         flaky: tests
             .iter()

@@ -159,6 +159,8 @@ pub fn access(method: &Method, path: &str) -> Access {
         }
         // Muting a known failure is a tester's everyday work, as queueing a run is.
         (Verb::Create, ["api", "v1", "mutes"]) => write(Mute, verb, None, Role::Run),
+        // Resuming a stand resolves the outage records in its runs' status.
+        (Verb::Create, ["api", "v1", "stands", _, "resume"]) => write(TestRun, Verb::Patch, None, Role::Run),
         (Verb::Delete, ["api", "v1", "mutes", name]) => write(Mute, verb, Some(name), Role::Run),
         (Verb::Create, ["api", "v1", "regressions"]) => write(Regression, verb, None, Role::Admin),
         (Verb::Patch | Verb::Delete, ["api", "v1", "regressions", name]) => {
@@ -208,6 +210,7 @@ mod tests {
         assert_eq!(role(Method::POST, "/api/v1/regressions"), Some(Role::Admin));
         assert_eq!(role(Method::POST, "/api/v1/mutes"), Some(Role::Run));
         assert_eq!(role(Method::DELETE, "/api/v1/mutes/m"), Some(Role::Run));
+        assert_eq!(role(Method::POST, "/api/v1/stands/qa1/resume"), Some(Role::Run));
         assert_eq!(role(Method::PATCH, "/api/v1/regressions/r"), Some(Role::Admin));
         assert_eq!(role(Method::DELETE, "/api/v1/regressions/r"), Some(Role::Admin));
     }

@@ -376,12 +376,32 @@ impl Driver {
                 name.to_string(),
                 decided.clone(),
             );
-            tokio::task::spawn_blocking(move || classify_run(&svc, &data_dir, &run, &status, &merged))
-                .await
-                .map_err(|e| StoreError::Task(e.to_string()))?
+            tokio::task::spawn_blocking(move || {
+                let c = classify_run(&svc, &data_dir, &run, &status, &merged);
+                (c, merged)
+            })
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
         };
+        let (classification, merged_for_outage) = classification;
         // The per-test categories go first: once the status says the attempt ended, every
         // surface reads them (crate::classify's module comment).
+        let infrastructure = svc
+            .classifier
+            .as_deref()
+            .map(|c| c.infrastructure())
+            .unwrap_or_default();
+        let next = crate::core::stand_down(
+            &mut decided,
+            &next,
+            &merged_for_outage,
+            &classification.by_test,
+            &infrastructure,
+            svc.outage,
+            &run.spec.template.stand,
+            now,
+        )
+        .unwrap_or(next);
         self.store.put_categories(name, classification.by_test).await?;
         let categories = classification.stats;
         info!(run = name, attempt = end.number, state = ?end.state, next = ?next, "attempt ended");
@@ -397,6 +417,7 @@ impl Driver {
                 st.conditions = decided.conditions;
                 st.categories = categories;
                 st.muted = decided.muted;
+                st.stand_down = decided.stand_down;
                 Ok((true, ()))
             })
             .await?;

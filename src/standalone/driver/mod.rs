@@ -49,6 +49,9 @@ mod shards;
 
 use crate::store::files::{JUNIT_FILE, attempt_dir};
 
+/// How many of the newest runs that ended `Error` are read for stands held by an outage: a
+/// hold older than that many errored runs is forgotten.
+const HELD_SCAN: usize = 500;
 /// Phases the driver still has work for.
 const UNFINISHED: [Phase; 4] = [Phase::Queued, Phase::Running, Phase::Retrying, Phase::Reporting];
 
@@ -297,6 +300,19 @@ impl Driver {
         self.store.list_runs_cached(&filter).await
     }
 
+    /// The stands held by an outage ([`crate::outage::held`]): from the newest
+    /// [`HELD_SCAN`] runs that ended `Error` (an outage ends its run so), parsed only when they
+    /// changed.
+    async fn held_stands(&self) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
+        let filter = ListFilter {
+            phases: vec![crate::crd::Phase::Error.to_string()],
+            newest: Some(HELD_SCAN),
+            ..Default::default()
+        };
+        let errored = self.store.list_runs_cached(&filter).await?;
+        Ok(crate::outage::held(errored.iter().map(|r| r.as_ref())))
+    }
+
     /// How long the loop may sleep: until the next report retry is due, or the next try of a
     /// refused write, at most [`IDLE_WAKE`].
     fn sleep(&self) -> Duration {
@@ -406,7 +422,7 @@ impl Driver {
             }
         }
 
-        let admission = queue::admit(&entries, self.config.as_ref());
+        let admission = queue::admit(&entries, self.config.as_ref(), &self.held_stands().await?);
         for name in &admission.admitted {
             info!(run = name, "admitted");
             let (run, _) = self

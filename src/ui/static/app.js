@@ -511,6 +511,13 @@
         () => api('DELETE', regressionUrl(name)),
         () => toast('Deleting ' + name),
       );
+    } else if (action === 'stand-resume') {
+      const stand = el.dataset.stand;
+      if (!confirm('Resume stand ' + stand + '? The runs waiting for it start.')) return;
+      act(
+        () => api('POST', '/api/v1/stands/' + encodeURIComponent(stand) + '/resume'),
+        () => toast('Resumed ' + stand),
+      );
     } else if (action === 'unmute') {
       const name = el.dataset.mute;
       if (!confirm('Unmute (delete mute ' + name + ')? The failure counts again from the next attempt that ends.')) return;
