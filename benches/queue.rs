@@ -91,10 +91,10 @@ fn main() {
     let limits = Table((0..20).map(|i| (format!("svc{i}"), (1 + i % 3, 1))).collect());
 
     let mut best = f64::INFINITY;
-    let mut result = admit(&entries, &limits);
+    let mut result = admit(&entries, &limits, &std::collections::BTreeMap::new());
     for _ in 0..runs {
         let t = Instant::now();
-        result = admit(&entries, &limits);
+        result = admit(&entries, &limits, &std::collections::BTreeMap::new());
         best = best.min(t.elapsed().as_secs_f64());
     }
     println!(

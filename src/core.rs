@@ -329,8 +329,7 @@ pub fn stand_down(
     next: &Next,
     merged: &[MergedTest],
     categories: &crate::classify::ByTest,
-    infrastructure: &HashSet<&str>,
-    settings: crate::outage::Settings,
+    policy: &crate::outage::Policy<'_>,
     stand: &str,
     now: DateTime<Utc>,
 ) -> Option<Next> {
@@ -338,7 +337,7 @@ pub fn stand_down(
         Next::Rerun { .. } => true,
         Next::Finish { verdict, .. } => *verdict == Verdict::Failed,
     };
-    if !failing_run || infrastructure.is_empty() {
+    if !failing_run || policy.infrastructure.is_empty() {
         return None;
     }
     let muted: HashSet<&str> = status
@@ -352,8 +351,8 @@ pub fn stand_down(
             .iter()
             .filter(|t| t.verdict.is_failing() && !muted.contains(t.id.as_str()))
             .map(|t| categories.get(&t.id).map(|c| c.category.as_str())),
-        infrastructure,
-        settings,
+        &policy.infrastructure,
+        policy.settings,
     )?;
     let stand = crate::queue::stand_key(stand);
     let message = outage.message(&stand);
@@ -1186,34 +1185,23 @@ mod tests {
             .map(|t| (t.to_string(), category("Infrastructure problems")))
             .collect();
         by_test.insert("d".into(), category("Product defects"));
-        let infra = HashSet::from(["Infrastructure problems"]);
         let settings = crate::outage::Settings { share: 0.75, min: 3 };
+        let policy = crate::outage::Policy {
+            infrastructure: HashSet::from(["Infrastructure problems"]),
+            settings,
+        };
+        let none = crate::outage::Policy {
+            infrastructure: HashSet::new(),
+            settings,
+        };
         let mut untouched = st.clone();
         assert_eq!(
-            stand_down(
-                &mut untouched,
-                &next,
-                &merged,
-                &by_test,
-                &HashSet::new(),
-                settings,
-                "qa1",
-                now
-            ),
+            stand_down(&mut untouched, &next, &merged, &by_test, &none, "qa1", now),
             None,
             "no infrastructure categories, no outage"
         );
         assert_eq!(untouched, st);
-        let decided = stand_down(
-            &mut st,
-            &next,
-            &merged,
-            &by_test,
-            &infra,
-            settings,
-            "https://QA1/app",
-            now,
-        );
+        let decided = stand_down(&mut st, &next, &merged, &by_test, &policy, "https://QA1/app", now);
         let message = "stand qa1 looks down: Infrastructure problems, 3 of 4 failures";
         assert_eq!(
             decided,

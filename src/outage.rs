@@ -44,6 +44,14 @@ impl Default for Settings {
     }
 }
 
+/// A service's outage policy: its infrastructure categories and when they mean an outage
+/// (see `packs::Service::outage_policy`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Policy<'a> {
+    pub infrastructure: HashSet<&'a str>,
+    pub settings: Settings,
+}
+
 /// An outage found in an attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outage {
@@ -260,15 +268,16 @@ mod tests {
 
     fn run(name: &str, down: Option<(&str, u32, bool)>) -> TestRun {
         let mut r = TestRun::test(name, crate::crd::RunTemplate::test("demo").stand("qa1"));
-        let mut st = crate::crd::TestRunStatus::default();
-        st.stand_down = down.map(|(stand, minute, resolved)| StandDown {
-            stand: stand.into(),
-            reason: format!("{name} found it"),
-            since: DateTime::from_timestamp(60 * i64::from(minute), 0).unwrap(),
-            resolved_at: resolved.then(Utc::now),
-            resolved_by: resolved.then(|| "probe".into()),
+        r.status = Some(crate::crd::TestRunStatus {
+            stand_down: down.map(|(stand, minute, resolved)| StandDown {
+                stand: stand.into(),
+                reason: format!("{name} found it"),
+                since: DateTime::from_timestamp(60 * i64::from(minute), 0).unwrap(),
+                resolved_at: resolved.then(Utc::now),
+                resolved_by: resolved.then(|| "probe".into()),
+            }),
+            ..Default::default()
         });
-        r.status = Some(st);
         r
     }
 

@@ -1289,3 +1289,64 @@ async fn a_mute_made_with_kubectl_keeps_a_known_failure_from_failing_the_run() {
     assert!(mutes.get_opt(&name).await.unwrap().is_none());
     drop(replica);
 }
+
+/// Issue 17 item 7 in operator mode: with a rule that calls the demo suite's two failures
+/// infrastructure (`outage.min: 2`), attempt 1 finds the stand down: the run ends `Error` without
+/// a rerun and holds `localhost`; the next run waits queued with that reason and gets no Job
+/// until a person resumes the stand through the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stand_found_down_holds_the_next_run_until_it_is_resumed() {
+    let k = TestNs::new("outage").await;
+    let text = demo_text(&k).replace(
+        "categoriesFile: demo/categories.json",
+        "categories:\n  - name: Stand down\n    matchedStatuses: [failed, broken]\n    \
+         messageRegex: '.*(TimeoutError|expected total).*'\n    infrastructure: true\n\
+         outage: {share: 0.8, min: 2}",
+    );
+    let (_dir, config) = demo_config_text(text);
+    let replica = start_replica(&k, config, "tomato-0").await;
+    create_run(&k, "demo-down", template("demo")).await;
+    let first = wait_job(&k, "demo-down-1").await;
+    run_job(&k, &first).await;
+    let run = wait_phase(&k, "demo-down", "Error").await;
+    let st = run.status.clone().unwrap();
+    assert_eq!(
+        st.message.as_deref(),
+        Some("stand localhost looks down: Stand down, 2 of 2 failures"),
+        "{st:?}"
+    );
+    assert_eq!(st.attempts.len(), 1, "no rerun: {st:?}");
+    assert_eq!(
+        st.stand_down.as_ref().map(|d| d.stand.as_str()),
+        Some("localhost")
+    );
+
+    create_run(&k, "demo-after", template("demo")).await;
+    let waiting = eventually("the next run held", WAIT, || async {
+        let r = runs(&k).get("demo-after").await.unwrap();
+        r.status
+            .as_ref()
+            .and_then(|s| s.message.clone())
+            .filter(|m| m.starts_with("held: stand localhost looks down"))
+            .map(|_| r)
+    })
+    .await;
+    assert_eq!(waiting.status.unwrap().phase.to_string(), "Queued");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(job_names(&k).await, ["demo-down-1"], "no Job on a held stand");
+    let (code, holds) = get_json(&format!("{}/api/v1/stands", replica.url)).await;
+    assert_eq!(code, 200, "{holds:#}");
+    assert_eq!(holds["items"][0]["runs"], json!(["demo-down"]), "{holds:#}");
+
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/v1/stands/localhost/resume", replica.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    wait_job(&k, "demo-after-1").await;
+    let resolved = runs(&k).get("demo-down").await.unwrap();
+    let record = resolved.status.unwrap().stand_down.unwrap();
+    assert_eq!(record.resolved_by.as_deref(), Some("resumed through the API"));
+    drop(replica);
+}

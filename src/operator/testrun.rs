@@ -609,18 +609,12 @@ async fn record(run: &TestRun, ctx: &Context, svc: &Service, end: &AttemptEnd) -
         }
         Err(e) => return Err(e.into()),
     }
-    let infrastructure = svc
-        .classifier
-        .as_deref()
-        .map(|c| c.infrastructure())
-        .unwrap_or_default();
     let next = crate::core::stand_down(
         &mut decided,
         &next,
         &merged,
         &classification.by_test,
-        &infrastructure,
-        svc.outage,
+        &svc.outage_policy(),
         &run.spec.template.stand,
         now,
     )

@@ -509,6 +509,19 @@ impl PacksConfig {
 }
 
 impl Service {
+    /// The service's outage policy: its categories marked `infrastructure: true`, and
+    /// `outage`'s share and minimum.
+    pub fn outage_policy(&self) -> crate::outage::Policy<'_> {
+        crate::outage::Policy {
+            infrastructure: self
+                .classifier
+                .as_deref()
+                .map(|c| c.infrastructure())
+                .unwrap_or_default(),
+            settings: self.outage,
+        }
+    }
+
     /// The stand must match `stands.pattern` as a whole.
     pub fn check_stand(&self, stand: &str) -> Result<(), InputError> {
         if stand.trim().is_empty() {

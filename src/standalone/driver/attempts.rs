@@ -386,18 +386,12 @@ impl Driver {
         let (classification, merged_for_outage) = classification;
         // The per-test categories go first: once the status says the attempt ended, every
         // surface reads them (crate::classify's module comment).
-        let infrastructure = svc
-            .classifier
-            .as_deref()
-            .map(|c| c.infrastructure())
-            .unwrap_or_default();
         let next = crate::core::stand_down(
             &mut decided,
             &next,
             &merged_for_outage,
             &classification.by_test,
-            &infrastructure,
-            svc.outage,
+            &svc.outage_policy(),
             &run.spec.template.stand,
             now,
         )
