@@ -132,7 +132,11 @@ fn sqlite() -> Subject {
 }
 
 async fn postgres() -> Subject {
-    let cluster = pg::PgCluster::start();
+    // Extra server settings for an experiment (`RESULTS_BENCH_PG=shared_buffers=1GB,...`);
+    // the figures in the README are with PostgreSQL's defaults.
+    let extra = std::env::var("RESULTS_BENCH_PG").unwrap_or_default();
+    let settings: Vec<&str> = extra.split(',').filter(|s| !s.is_empty()).collect();
+    let cluster = pg::PgCluster::start_with(&settings);
     let url = DatabaseUrl::parse(&cluster.database().await).expect("the test URL");
     let store = PgStore::connect(&url, 4, Limits::default())
         .await

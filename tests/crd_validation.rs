@@ -20,6 +20,8 @@ fn object(ns: &str, kind: &str, name: &str, patch: &Value) -> Value {
         "Regression" => {
             json!({"service": "demo", "version": "3.0", "stand": "localhost", "assessors": ["alice"]})
         }
+        "Mute" => json!({"service": "demo", "test": "cart > applies the discount", "reason": "known",
+            "expires": "2030-01-01T00:00:00Z"}),
         other => panic!("no such kind {other}"),
     };
     merge(&mut spec, patch);
@@ -370,6 +372,42 @@ async fn the_api_server_refuses_one_invalid_object_per_schema_constraint_and_cel
             "service pattern",
             json!({"service": "Shop"}),
             vec!["spec.service", "should match"],
+        ),
+        (
+            "Mute",
+            "signature pattern",
+            json!({"signature": "XYZ"}),
+            vec!["spec.signature", "should match"],
+        ),
+        (
+            "Mute",
+            "ticket pattern",
+            json!({"ticket": "qa 1"}),
+            vec!["spec.ticket", "should match"],
+        ),
+        (
+            "Mute",
+            "empty reason",
+            json!({"reason": ""}),
+            vec!["spec.reason", "at least 1"],
+        ),
+        (
+            "Mute",
+            "expires missing",
+            json!({"expires": null}),
+            vec!["spec.expires", "Required value"],
+        ),
+        (
+            "Mute",
+            "expires format",
+            json!({"expires": "next week"}),
+            vec!["spec.expires"],
+        ),
+        (
+            "Mute",
+            "lifting without a ticket",
+            json!({"liftWhenTicketClosed": true}),
+            vec!["spec.liftWhenTicketClosed needs spec.ticket"],
         ),
     ];
     let mut wrong = Vec::new();

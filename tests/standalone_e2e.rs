@@ -261,9 +261,13 @@ async fn runned_lists_the_running_run_and_the_queue_in_priority_order() {
         assert_eq!(e["stand"], "localhost");
         assert!(e["created"].is_string());
     }
-    // The driver keeps status.queuePosition in step.
+    // The driver keeps status.queuePosition in step, and says what the run waits for (the
+    // reason is written by the admission pass, which may come a moment after the position
+    // reads 3: readers compute the position from the queue).
     let st = server
-        .wait_until(&low, "at position 3", RUN, |s| s["queue_position"] == 3)
+        .wait_until(&low, "at position 3 with its reason", RUN, |s| {
+            s["queue_position"] == 3 && !s["message"].is_null()
+        })
         .await;
     assert_eq!(st["phase"], "Queued");
     // It says what it waits for, in its status and in the queue.

@@ -683,3 +683,77 @@ async fn run_list_pages_with_continue_tokens() {
     assert_eq!(body["items"].as_array().unwrap().len(), 7);
     assert!(body["metadata"].get("continue").is_none(), "{body}");
 }
+
+/// The mutes and stands routes' error paths, in process: a body that is no object, an unknown
+/// field, a missing spec, an unknown mute (get and delete), a service filter naming no
+/// service, and resuming a stand nothing holds; nothing is stored on any of them.
+#[tokio::test]
+async fn mutes_and_stands_answer_their_error_paths_naming_the_parameter() {
+    let api = Api::new();
+    let (status, answer) = call_raw(&api, Method::POST, "/api/v1/mutes", "application/json", "[1]").await;
+    assert_eq!(
+        (status, &answer["parameter"]),
+        (StatusCode::BAD_REQUEST, &json!("body"))
+    );
+    let expires = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
+    for (body, parameter) in [
+        (json!({"metadata": {"name": "m"}}), "spec"),
+        (
+            json!({"spec": {"service": "demo", "test": "t", "reason": "r", "expires": expires, "why": 1}}),
+            "spec.why",
+        ),
+        (
+            json!({"spec": {"service": "demo", "test": "t", "reason": "r", "expires": expires, "liftWhenTicketClosed": "yes"}}),
+            "spec.liftWhenTicketClosed",
+        ),
+        (
+            json!({"metadata": {"name": "Bad Name"}, "spec": {"service": "demo", "test": "t", "reason": "r", "expires": expires}}),
+            "metadata.name",
+        ),
+        (
+            json!({"spec": {"service": "demo", "test": "t", "reason": "r", "expires": expires, "ticket": "QA-1", "liftWhenTicketClosed": true}}),
+            "spec.liftWhenTicketClosed",
+        ),
+    ] {
+        let (status, answer) = api.post("/api/v1/mutes", body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        assert_eq!(answer["parameter"], parameter, "{body}: {answer}");
+    }
+    let (_, list) = api.get("/api/v1/mutes").await;
+    assert_eq!(list["items"], json!([]), "nothing stored");
+    let (status, answer) = api.get("/api/v1/mutes?service=nope").await;
+    assert_eq!(
+        (status, &answer["parameter"]),
+        (StatusCode::BAD_REQUEST, &json!("service"))
+    );
+    for method in [Method::GET, Method::DELETE] {
+        let (status, answer) = api.call(method.clone(), "/api/v1/mutes/none", None).await;
+        assert_eq!(
+            (status, &answer["parameter"]),
+            (StatusCode::NOT_FOUND, &json!("name")),
+            "{method}: {answer}"
+        );
+    }
+
+    let (status, held) = api.get("/api/v1/stands").await;
+    assert_eq!((status, &held["items"]), (StatusCode::OK, &json!([])));
+    let (status, answer) = api.call(Method::POST, "/api/v1/stands/qa1/resume", None).await;
+    assert_eq!(
+        (status, &answer["parameter"]),
+        (StatusCode::NOT_FOUND, &json!("stand")),
+        "{answer}"
+    );
+    assert_eq!(answer["error"], "no outage holds stand \"qa1\"");
+
+    // A good mute is stored with its service label and listed by service.
+    let (status, made) = api
+        .post(
+            "/api/v1/mutes",
+            json!({"spec": {"service": "demo", "test": "t", "reason": "r", "expires": expires}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    assert_eq!(made["metadata"]["labels"]["tomato.dev/service"], "demo");
+    let (_, list) = api.get("/api/v1/mutes?service=demo").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+}

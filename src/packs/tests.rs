@@ -762,3 +762,50 @@ fn defaults_give_every_service_without_its_own_retention_and_are_checked_like_it
         .0;
     assert_eq!(errs[0].field, "retention.failed.runs", "{errs:?}");
 }
+
+#[test]
+fn a_bad_probe_or_outage_setting_is_named_and_good_ones_load() {
+    let bad = r#"
+stands:
+  pattern: localhost
+  probe: {url: "ftp://{stand}/{path}", status: 42, every: 0s}
+outage: {share: 1.5, min: 0}
+launch: {command: [node]}
+packs: {a: {tests: [x]}}
+"#;
+    let errs = load(&[("bad.yaml", bad)]).unwrap_err();
+    let fields: Vec<&str> = errs.0.iter().map(|e| e.field.as_str()).collect();
+    for f in [
+        "stands.probe.url",
+        "stands.probe.status",
+        "stands.probe.every",
+        "outage.share",
+        "outage.min",
+    ] {
+        assert!(fields.contains(&f), "{f} not reported in {errs:?}");
+    }
+    let good = r#"
+stands:
+  pattern: localhost
+  probe: {url: "https://{stand}/health"}
+outage: {min: 5}
+launch: {command: [node, "{tests}"]}
+packs: {a: {tests: [x]}}
+"#;
+    let config = load(&[("good.yaml", good)]).unwrap();
+    let svc = config.service("good").unwrap();
+    let probe = svc.stand_probe.clone().unwrap();
+    assert_eq!(
+        (probe.status, probe.every),
+        (200, std::time::Duration::from_secs(30))
+    );
+    assert_eq!((svc.outage.share, svc.outage.min), (0.8, 5));
+    assert!(
+        shipped()
+            .service("demo")
+            .unwrap()
+            .outage_policy()
+            .infrastructure
+            .contains("Infrastructure problems")
+    );
+}

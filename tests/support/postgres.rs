@@ -92,6 +92,12 @@ fn free_port() -> u16 {
 impl PgCluster {
     /// Initialises and starts a cluster; panics with PostgreSQL's own output when it cannot.
     pub fn start() -> PgCluster {
+        PgCluster::start_with(&[])
+    }
+
+    /// [`PgCluster::start`] with more server settings (`["shared_buffers=1GB"]`), each passed
+    /// as `-c`.
+    pub fn start_with(settings: &[&str]) -> PgCluster {
         let initdb = binary("initdb").expect(
             "initdb is missing: install PostgreSQL (Debian: apt-get install -y postgresql; .ci/run does)",
         );
@@ -150,6 +156,7 @@ impl PgCluster {
                 "-c",
                 "full_page_writes=off",
             ])
+            .args(settings.iter().flat_map(|s| ["-c", s]))
             .current_dir(dir.path())
             .env("LC_ALL", "C")
             .stdin(Stdio::null())
