@@ -1,7 +1,7 @@
 //! The Kubernetes artefacts, checked offline (no cluster runs here): every manifest in
 //! `deploy/` parses as the Kubernetes type its `kind` names, the Deployment has the probes and
 //! the hardening it should, the RBAC grants exactly what the operator's code uses, the
-//! examples are valid TestRun / NightlySchedule objects that fit the example packs_config,
+//! examples are valid TestRun / NightlySchedule / Mute objects that fit the example packs_config,
 //! and the Helm chart carries the same CRDs and only uses values it defines. The chart is
 //! rendered and installed on the real control plane by `tests/crd_validation.rs` (helm is built
 //! from its Go module by `tests/cluster/build`); when `kubectl` is on the PATH,
@@ -284,6 +284,10 @@ fn the_examples_are_valid_resources_that_fit_the_example_packs_config() {
         serde_json::from_value(documents("deploy/examples/nightlyschedule.yaml").remove(0)).unwrap();
     config.check_run(&schedule.spec.template).unwrap();
     tomato::schedule::check_spec(&schedule.spec).unwrap();
+    let mute: tomato::crd::Mute =
+        serde_json::from_value(documents("deploy/examples/mute.yaml").remove(0)).unwrap();
+    assert!(config.service(&mute.spec.service).is_some(), "{mute:?}");
+    assert!(tomato::mute::is_ticket_key(mute.spec.ticket.as_deref().unwrap()));
 }
 
 #[test]
