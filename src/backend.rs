@@ -338,14 +338,8 @@ impl Backend for SqliteStore {
     }
 
     async fn stand_holds(&self) -> Result<Vec<crate::outage::Hold>, StoreError> {
-        let errored = self
-            .list_runs_cached(&ListFilter {
-                phases: vec![crate::crd::Phase::Error.to_string()],
-                newest: Some(crate::outage::SCAN),
-                ..Default::default()
-            })
-            .await?;
-        Ok(crate::outage::holds(errored.iter().map(|r| r.as_ref())))
+        let runs = self.list_runs_cached(&ListFilter::outage_holds()).await?;
+        Ok(crate::outage::holds(runs.iter().map(|r| r.as_ref())))
     }
 
     async fn resume_stand(&self, stand: &str, by: &str) -> Result<usize, StoreError> {

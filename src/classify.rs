@@ -59,7 +59,6 @@ impl Classifier {
         Ok(Classifier { rules, engine })
     }
 
-    /// The rules, in order.
     /// The names of the categories whose rules say `infrastructure: true`.
     pub fn infrastructure(&self) -> std::collections::HashSet<&str> {
         self.rules()
@@ -69,6 +68,7 @@ impl Classifier {
             .collect()
     }
 
+    /// The rules, in order.
     pub fn rules(&self) -> &[CategoryRule] {
         self.rules.rules()
     }

@@ -96,7 +96,8 @@ impl Active {
 /// What mutes did to a run's merged tests.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Applied {
-    /// Every muted failing test and every muted test that passed, failing ones first.
+    /// Every muted failing test (at most [`MAX_MUTED_RECORDS`]) and every muted test that
+    /// passed, failing ones first.
     pub records: Vec<MutedTest>,
 }
 
@@ -110,15 +111,19 @@ impl Applied {
             .collect()
     }
 
-    /// The records a run's status keeps (at most [`MAX_MUTED_RECORDS`], failing ones first).
+    /// The records a run's status keeps: every muted failure, and muted tests that passed up
+    /// to [`MAX_MUTED_RECORDS`] records in all (those only inform).
     pub fn bounded(mut self) -> Vec<MutedTest> {
-        self.records.truncate(MAX_MUTED_RECORDS);
+        let failing = self.records.iter().filter(|r| !r.passed).count();
+        self.records.truncate(failing.max(MAX_MUTED_RECORDS));
         self.records
     }
 }
 
 /// Which of `merged` a mute covers: each failing or broken test whose failure an [`Active`]
-/// mute covers, and each passed or flaky test some mute of which is in force.
+/// mute covers (at most [`MAX_MUTED_RECORDS`]: beyond, they count as failing), and each passed
+/// or flaky test some mute of which is in force. A pack or file a crashed shard owed
+/// ([`crate::shard::UNREPORTED_ITEM`]) is no test: never muted.
 pub fn apply(merged: &[MergedTest], active: &Active) -> Applied {
     if active.is_empty() {
         return Applied::default();
@@ -132,10 +137,15 @@ pub fn apply(merged: &[MergedTest], active: &Active) -> Applied {
     };
     let mut failing = Vec::new();
     let mut passed = Vec::new();
-    for t in merged {
+    for t in merged
+        .iter()
+        .filter(|t| t.case.kind != crate::shard::UNREPORTED_ITEM)
+    {
         if t.verdict.is_failing() {
             let signature = Signature::of(&t.case.message, &t.case.trace);
-            if let Some(e) = active.covering(&t.id, &signature) {
+            if let Some(e) = active.covering(&t.id, &signature)
+                && failing.len() < MAX_MUTED_RECORDS
+            {
                 failing.push(record(t, e, false));
             }
         } else if matches!(t.verdict, TestVerdict::Passed | TestVerdict::Flaky)
@@ -189,6 +199,11 @@ pub fn assess(mute: &Mute, now: DateTime<Utc>, ticket: Option<Result<TicketState
         }
         return st;
     }
+    if st.state == MuteState::Expired {
+        // Its expiry was moved later: in force again, and no longer "expired on ...".
+        st.ended_at = None;
+        st.message = None;
+    }
     st.state = MuteState::Active;
     let key = mute.spec.ticket.as_deref().unwrap_or_default();
     match ticket {
@@ -229,7 +244,7 @@ pub fn interval_from_env() -> Result<std::time::Duration, String> {
 }
 
 /// One pass over `mutes` at `now`: the new status of each mute whose status changes, as
-/// `(name, status)`. Each mute whose ticket is due ([`ticket_due`] with `every`) has it read
+/// `(index in mutes, status)` (names repeat across namespaces). Each mute whose ticket is due ([`ticket_due`] with `every`) has it read
 /// with `read` (an error, such as no tracker being configured, is recorded in the status
 /// and leaves the mute in force).
 pub async fn pass<F, Fut>(
@@ -237,21 +252,21 @@ pub async fn pass<F, Fut>(
     now: DateTime<Utc>,
     every: std::time::Duration,
     read: F,
-) -> Vec<(String, MuteStatus)>
+) -> Vec<(usize, MuteStatus)>
 where
     F: Fn(String) -> Fut,
     Fut: std::future::Future<Output = Result<TicketState, String>>,
 {
     let every = Duration::from_std(every).unwrap_or(Duration::MAX);
     let mut changed = Vec::new();
-    for m in mutes {
+    for (i, m) in mutes.iter().enumerate() {
         let ticket = match (&m.spec.ticket, ticket_due(m, now, every)) {
             (Some(key), true) => Some(read(key.clone()).await),
             _ => None,
         };
         let st = assess(m, now, ticket);
         if m.status.as_ref() != Some(&st) {
-            changed.push((m.metadata.name.clone().unwrap_or_default(), st));
+            changed.push((i, st));
         }
     }
     changed
@@ -265,6 +280,8 @@ pub fn check_spec(spec: &MuteSpec, now: DateTime<Utc>) -> Vec<(&'static str, Str
         errors.push(("test", "the test id is empty".to_string()));
     } else if spec.test.chars().count() > 1024 {
         errors.push(("test", "the test id is longer than 1024 characters".to_string()));
+    } else if let Err(e) = crate::text::check_text(&spec.test) {
+        errors.push(("test", e));
     }
     if let Some(sig) = &spec.signature
         && !(sig.len() == 16
@@ -284,6 +301,8 @@ pub fn check_spec(spec: &MuteSpec, now: DateTime<Utc>) -> Vec<(&'static str, Str
         errors.push(("reason", "say why the failure is muted".to_string()));
     } else if spec.reason.chars().count() > 1000 {
         errors.push(("reason", "the reason is longer than 1000 characters".to_string()));
+    } else if let Err(e) = crate::text::check_text(&spec.reason) {
+        errors.push(("reason", e));
     }
     if let Some(t) = &spec.ticket
         && !is_ticket_key(t)
@@ -304,8 +323,12 @@ pub fn check_spec(spec: &MuteSpec, now: DateTime<Utc>) -> Vec<(&'static str, Str
             format!("is more than {MAX_DURATION_DAYS} days away: mute for a while, then look again"),
         ));
     }
-    if spec.author.as_ref().is_some_and(|a| a.chars().count() > 253) {
-        errors.push(("author", "is longer than 253 characters".to_string()));
+    if let Some(a) = &spec.author {
+        if a.chars().count() > 253 {
+            errors.push(("author", "is longer than 253 characters".to_string()));
+        } else if let Err(e) = crate::text::check_name(a) {
+            errors.push(("author", e));
+        }
     }
     errors
 }
@@ -470,6 +493,16 @@ mod tests {
         assert!(failures.contains("f") && failures.contains("b") && failures.len() == 2);
         assert_eq!(applied.records[0].ticket.as_deref(), Some("QA-7"));
         assert!(apply(&merged, &Active::none()).records.is_empty());
+
+        // A pack a crashed shard owed is no test: a mute of its id does not cover it.
+        let mut owed = test("pack:basic", TestVerdict::Broken, "the shard crashed");
+        owed.case.kind = crate::shard::UNREPORTED_ITEM.to_string();
+        let mutes = vec![mute("m-pack", "pack:basic", None, at(20))];
+        assert!(
+            apply(&[owed], &Active::of(&mutes, "demo", at(10)))
+                .records
+                .is_empty()
+        );
     }
 
     #[test]
@@ -529,6 +562,13 @@ mod tests {
             expired,
             "the first noticed instant stays"
         );
+        keep.spec.expires = at(30);
+        let again = assess(&keep, at(22), None);
+        assert_eq!(
+            (again.state, again.ended_at, again.message),
+            (MuteState::Active, None, None),
+            "an expiry moved later puts the mute back in force"
+        );
     }
 
     #[test]
@@ -572,11 +612,8 @@ mod tests {
         )
         .await;
         assert_eq!(*reads.lock().unwrap(), vec!["QA-9".to_string()]);
-        let got: Vec<(&str, MuteState)> = changed.iter().map(|(n, s)| (n.as_str(), s.state)).collect();
-        assert_eq!(
-            got,
-            vec![("lifting", MuteState::Lifted), ("expiring", MuteState::Expired)]
-        );
+        let got: Vec<(usize, MuteState)> = changed.iter().map(|(i, s)| (*i, s.state)).collect();
+        assert_eq!(got, vec![(0, MuteState::Lifted), (2, MuteState::Expired)]);
     }
 
     #[test]

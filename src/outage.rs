@@ -106,10 +106,6 @@ pub fn detect<'a>(
     })
 }
 
-/// How many of the newest runs that ended `Error` (as an outage ends its run) standalone mode
-/// reads for holds: a hold older than that many errored runs is forgotten.
-pub const SCAN: usize = 500;
-
 /// A held stand: why (the oldest unresolved record's reason), since when, and the runs whose
 /// records hold it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
@@ -196,9 +192,18 @@ impl Probe {
         Probe::url_for(url, "example.com").map(|_| ())
     }
 
-    /// The URL to ask for `stand` (scheme and path of the stand dropped: its host and port).
+    /// The URL to ask for `stand` (scheme and path of the stand dropped: its host and port,
+    /// which must be nothing else: letters, digits, `.`, `-`, `_`, `:` and an IPv6 address's
+    /// brackets, so a stand cannot steer the probe to another host or path).
     pub fn url_for(template: &str, stand: &str) -> Result<reqwest::Url, String> {
         let host = crate::queue::stand_key(stand);
+        if host.is_empty()
+            || !host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']'))
+        {
+            return Err(format!("{host:?} is not a host name or address to probe"));
+        }
         let url = template.replace("{stand}", &host);
         let parsed = reqwest::Url::parse(&url).map_err(|e| format!("{url:?} is not a URL ({e})"))?;
         if !matches!(parsed.scheme(), "http" | "https") {
@@ -317,6 +322,12 @@ mod tests {
                 .as_str(),
             "https://qa1.example.com:8443/health"
         );
+        for steering in ["evil.com\\", "qa1 .example.com", "%65vil.com"] {
+            assert!(
+                Probe::url_for("https://{stand}.stands.corp/health", steering).is_err(),
+                "{steering}"
+            );
+        }
         let p = Probe {
             url: "http://{stand}/".into(),
             status: 204,

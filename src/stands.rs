@@ -2,33 +2,49 @@
 //! ([`crate::outage`]), its services' probe (`stands.probe`) is asked every `every`; when it
 //! answers the expected status, every record holding the stand is resolved (`probe`) and the
 //! queued runs on it start. A person resumes a stand through the API instead
-//! (`POST /api/v1/stands/{stand}/resume`). The same loop serves both modes, over
-//! [`Backend`]; in operator mode only the leader asks.
+//! (`POST /api/v1/stands/{stand}/resume`). The same loop serves both modes, over [`Holds`]:
+//! standalone mode's store, and in operator mode the leader's view of every run it
+//! reconciles (all namespaces with `--all-namespaces`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::backend::Backend;
+use crate::outage::Hold;
 use crate::packs::PacksConfig;
-use crate::store::StoreError;
+use crate::store::{SqliteStore, StoreError};
+
+/// Where the holds are read and resolved.
+#[async_trait]
+pub trait Holds: Send + Sync {
+    async fn stand_holds(&self) -> Result<Vec<Hold>, StoreError>;
+    /// Resolves every record holding `stand` as resumed by `by`; how many.
+    async fn resume_stand(&self, stand: &str, by: &str) -> Result<usize, StoreError>;
+}
+
+#[async_trait]
+impl Holds for SqliteStore {
+    async fn stand_holds(&self) -> Result<Vec<Hold>, StoreError> {
+        Backend::stand_holds(self).await
+    }
+
+    async fn resume_stand(&self, stand: &str, by: &str) -> Result<usize, StoreError> {
+        Backend::resume_stand(self, stand, by).await
+    }
+}
 
 /// How often the holds are looked at (each probe is asked at its own `every`).
 const TICK: Duration = Duration::from_secs(2);
 /// How long a probe may take to answer.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Asks the held stands' probes until `stop`; with `leader`, only while it says so.
-pub async fn run(
-    backend: Arc<dyn Backend>,
-    config: Arc<PacksConfig>,
-    leader: Option<watch::Receiver<bool>>,
-    stop: CancellationToken,
-) {
+/// Asks the held stands' probes until `stop`.
+pub async fn run(holds: Arc<dyn Holds>, config: Arc<PacksConfig>, stop: CancellationToken) {
     let client = match crate::integrations::http::client() {
         Ok(c) => c,
         Err(e) => {
@@ -38,9 +54,7 @@ pub async fn run(
     };
     let mut asked: HashMap<String, Instant> = HashMap::new();
     loop {
-        if leader.as_ref().is_none_or(|l| *l.borrow())
-            && let Err(e) = pass(backend.as_ref(), &config, &client, &mut asked).await
-        {
+        if let Err(e) = pass(holds.as_ref(), &config, &client, &mut asked).await {
             warn!(error = %e, "stand probe pass failed; the next pass tries again");
         }
         tokio::select! {
@@ -53,7 +67,7 @@ pub async fn run(
 /// One look at the holds: asks each due probe (`asked` keeps when each stand was asked);
 /// returns the stands found back.
 pub async fn pass(
-    backend: &dyn Backend,
+    backend: &dyn Holds,
     config: &PacksConfig,
     client: &reqwest::Client,
     asked: &mut HashMap<String, Instant>,
@@ -83,8 +97,16 @@ pub async fn pass(
                 continue;
             }
         };
+        // Logged without user info or query (a template may carry a token there).
+        let shown = {
+            let mut u = url.clone();
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u
+        };
         let answer = client
-            .get(url.clone())
+            .get(url)
             .timeout(PROBE_TIMEOUT)
             .send()
             .await
@@ -92,10 +114,10 @@ pub async fn pass(
             .map_err(|e| crate::integrations::email::chain(&e.without_url()));
         if probe.is_up(answer.clone()) {
             let n = backend.resume_stand(&hold.stand, "probe").await?;
-            info!(stand = hold.stand, %url, resolved = n, "the stand's probe answers: the stand is back, its runs start");
+            info!(stand = hold.stand, url = %shown, resolved = n, "the stand's probe answers: the stand is back, its runs start");
             back.push(hold.stand);
         } else {
-            debug!(stand = hold.stand, %url, answer = ?answer, "the stand is still down");
+            debug!(stand = hold.stand, url = %shown, answer = ?answer, "the stand is still down");
         }
     }
     Ok(back)

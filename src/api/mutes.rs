@@ -90,8 +90,8 @@ pub fn checked_spec(state: &AppState, spec: serde_json::Value) -> Result<MuteSpe
     }
 }
 
-/// Stores a checked mute: its name (given, from `generateName`, or `<service>-mute-xxxxx`)
-/// and the service label.
+/// Stores a checked mute: its name (given, from `generateName`, or `<service>-mute-xxxxx`:
+/// generated names are tried again on a clash) and the service label.
 pub async fn store_mute(
     state: &AppState,
     name: Option<String>,
@@ -99,16 +99,32 @@ pub async fn store_mute(
     mut labels: std::collections::BTreeMap<String, String>,
     spec: MuteSpec,
 ) -> Result<Mute, ApiError> {
-    let name = match (name, generate_name) {
-        (Some(n), _) => n,
-        (None, Some(prefix)) => format!("{prefix}{}", crate::crd::random_suffix(5)),
-        (None, None) => format!("{}-mute-{}", spec.service, crate::crd::random_suffix(5)),
-    };
-    check_object_name(&name).map_err(|e| ApiError::bad_request("metadata.name", e))?;
     labels.insert(LABEL_SERVICE.to_string(), spec.service.clone());
-    let mut mute = Mute::new(&name, spec);
-    mute.metadata.labels = Some(labels);
-    Ok(state.backend.create_mute(mute).await?)
+    // A service name may hold `_` and be 63 characters long; an object name may not.
+    let base: String = spec
+        .service
+        .replace('_', "-")
+        .chars()
+        .take(45)
+        .collect::<String>()
+        .trim_end_matches('-')
+        .to_string();
+    let generated = name.is_none();
+    let mut tries = 0;
+    loop {
+        let name = match (&name, &generate_name) {
+            (Some(n), _) => n.clone(),
+            (None, Some(prefix)) => format!("{prefix}{}", crate::crd::random_suffix(5)),
+            (None, None) => format!("{base}-mute-{}", crate::crd::random_suffix(5)),
+        };
+        check_object_name(&name).map_err(|e| ApiError::bad_request("metadata.name", e))?;
+        let mut mute = Mute::new(&name, spec.clone());
+        mute.metadata.labels = Some(labels.clone());
+        match state.backend.create_mute(mute).await {
+            Err(crate::store::StoreError::AlreadyExists { .. }) if generated && tries < 3 => tries += 1,
+            res => return Ok(res?),
+        }
+    }
 }
 
 /// Mute a test's failures (or one signature of them). An unknown service, an empty test id or
@@ -147,6 +163,7 @@ pub async fn mutes_get(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Mute>, ApiError> {
+    check_object_name(&name).map_err(|e| ApiError::bad_request("name", e))?;
     state
         .backend
         .get_mute(&name)
@@ -162,6 +179,7 @@ pub async fn mutes_delete(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Deleted>, ApiError> {
+    check_object_name(&name).map_err(|e| ApiError::bad_request("name", e))?;
     if !state.backend.delete_mute(&name).await? {
         return Err(not_found(&name));
     }

@@ -67,7 +67,7 @@ pub struct MuteSpec {
     /// Lift the mute once its ticket is closed (the tracker of the report settings is read).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub lift_when_ticket_closed: bool,
-    /// Who muted it (the API fills in the caller when it knows one).
+    /// Who muted it, as the client says (free text, shown with the mute).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253))]
     pub author: Option<String>,

@@ -237,8 +237,7 @@ pub struct TestRunStatus {
     #[serde(default)]
     pub categories: Vec<CategoryStat>,
     /// The failing tests a Mute covered when the last attempt ended (they do not fail the
-    /// verdict), and the muted tests that passed; at most [`MAX_MUTED_RECORDS`], the rest
-    /// counted in `summary.muted`.
+    /// verdict; at most [`MAX_MUTED_RECORDS`]), and muted tests that passed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub muted: Vec<MutedTest>,
     /// Set when this run found its stand down ([`crate::outage`]): further runs on the stand
@@ -277,8 +276,10 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
-/// How many tests `status.muted` names at most (a bounded status; `summary.muted` counts all).
-pub const MAX_MUTED_RECORDS: usize = 200;
+/// How many failing tests one run mutes at most (beyond, they count as failing, so the
+/// verdict, a later rerun selection and the reports, which all read `status.muted`, agree),
+/// and how many records of muted tests that passed `status.muted` keeps.
+pub const MAX_MUTED_RECORDS: usize = 1000;
 
 /// A stand a run found down, and whether it is back.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]

@@ -20,6 +20,7 @@ pub mod admission;
 pub mod aqua;
 pub mod backend;
 pub mod context;
+pub mod holds;
 pub mod lease;
 pub mod mutes;
 pub mod regression;
@@ -116,13 +117,7 @@ impl Operator {
         );
         let (leader_tx, leader) = watch::channel(false);
         let leader_rx = leader.clone();
-        // Held stands' probes: asked by the leader only (any replica could resolve a hold).
-        tokio::spawn(crate::stands::run(
-            Arc::new(backend.clone()),
-            config.clone(),
-            Some(leader.clone()),
-            stop.clone(),
-        ));
+
         // The lease is released only once the controllers have stopped (see
         // `lead_when_elected`), so no other replica leads while this one still reconciles.
         let release = CancellationToken::new();
@@ -257,6 +252,12 @@ async fn run_controllers(ctx: Arc<Context>, scope: Scope, stop: CancellationToke
         stop.clone(),
     )));
     let mut mutes = AbortOnDrop(tokio::spawn(mutes::run(ctx.clone(), scope.clone(), stop.clone())));
+    // Held stands' probes, over every run the controller sees (all namespaces it reconciles).
+    let mut probes = AbortOnDrop(tokio::spawn(crate::stands::run(
+        Arc::new(holds::ScopedHolds::new(runs.store(), client.clone())),
+        ctx.config.clone(),
+        stop.clone(),
+    )));
     let runs = runs
         .run(
             |run, ctx| measured("testrun", testrun::reconcile(run, ctx)),
@@ -288,6 +289,7 @@ async fn run_controllers(ctx: Arc<Context>, scope: Scope, stop: CancellationToke
     let _ = (&mut admission.0).await;
     let _ = (&mut retention.0).await;
     let _ = (&mut mutes.0).await;
+    let _ = (&mut probes.0).await;
     info!("controllers stopped");
 }
 

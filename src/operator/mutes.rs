@@ -44,10 +44,9 @@ pub async fn pass(ctx: &Context, scope: &Scope) -> Result<usize, Error> {
     })
     .await;
     let n = changed.len();
-    for (name, status) in changed {
-        let Some(mute) = mutes.iter().find(|m| m.name_any() == name) else {
-            continue;
-        };
+    for (i, status) in changed {
+        let mute = &mutes[i];
+        let name = mute.name_any();
         info!(mute = name, state = status.state.as_str(), message = ?status.message, "mute status");
         let api: Api<Mute> = Api::namespaced(ctx.client.clone(), &mute.namespace().unwrap_or_default());
         // A merge patch keeps what it does not name: a field now absent is sent as null.

@@ -561,11 +561,13 @@ async fn mutes_in_force(
     // Every Mute of the namespace: one made with kubectl need not carry the service label.
     match api.list(&ListParams::default()).await {
         Ok(listed) => Ok(crate::mute::Active::of(&listed.items, &svc.name, now)),
-        // The Mute CRD is not installed (an upgrade that did not apply crds/): nothing muted.
-        Err(kube::Error::Api(e)) if e.code == 404 => {
+        // The Mute CRD is not installed, or the operator may not list Mutes (an upgrade that
+        // did not apply crds/ or the new RBAC): nothing is muted rather than no attempt ending.
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 403 => {
             warn!(
                 run = run.name_any(),
-                "the Mute CRD is not installed: no failure is muted"
+                code = e.code,
+                "cannot list Mutes (apply crds/ and the RBAC of this version): no failure is muted"
             );
             Ok(crate::mute::Active::none())
         }

@@ -68,6 +68,9 @@ pub struct RunReport {
     /// Failing tests a Mute covered (not in `failures`: they do not fail the run), and muted
     /// tests that passed, as the run recorded them.
     pub muted: Vec<MutedLine>,
+    /// Of `muted`: the failing tests (they did not fail the run) and those that passed.
+    pub muted_failing: usize,
+    pub muted_passed: usize,
     /// How the failures compare with the service's history, which reports lead with; `None`
     /// where no history is kept (operator mode without a results database).
     pub novelty: Option<NoveltyReport>,
@@ -295,6 +298,8 @@ impl RunReport {
             flaky,
             flaky_more,
             muted: st.muted.iter().map(MutedLine::of).collect(),
+            muted_failing: st.muted.iter().filter(|m| !m.passed).count(),
+            muted_passed: st.muted.iter().filter(|m| m.passed).count(),
             novelty: None,
             outcomes: tests
                 .iter()
@@ -369,6 +374,8 @@ impl RunReport {
                 ticket: Some("QA-7".into()),
                 passed: false,
             }],
+            muted_failing: 1,
+            muted_passed: 0,
             headline: "1 failed, 1 flaky".into(),
             message: Some("1 test still failing after 4 attempts".into()),
             started: Some("2024-05-01 12:00:00 UTC".into()),

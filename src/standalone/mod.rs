@@ -91,7 +91,6 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let stands_task = tokio::spawn(crate::stands::run(
         Arc::new(store.clone()),
         config.clone(),
-        None,
         shutdown.clone(),
     ));
     let mutes_task =

@@ -44,7 +44,8 @@ impl Mutes {
         })
         .await;
         let n = changed.len();
-        for (name, status) in changed {
+        for (i, status) in changed {
+            let name = mutes[i].metadata.name.clone().unwrap_or_default();
             info!(mute = name, state = status.state.as_str(), message = ?status.message, "mute status");
             let res = self
                 .store

@@ -122,6 +122,27 @@ pub struct ListFilter {
     pub before: Option<Cursor>,
 }
 
+impl ListFilter {
+    /// The runs standalone mode reads for stands held by an outage ([`crate::outage`]): the
+    /// newest [`OUTAGE_SCAN`] in `Reporting` or `Error`. An outage ends its run `Error`,
+    /// through `Reporting` while its report goes out: the stand is held from the moment the
+    /// outage is recorded, not from the report's delivery.
+    pub fn outage_holds() -> ListFilter {
+        ListFilter {
+            phases: vec![
+                crate::crd::Phase::Reporting.to_string(),
+                crate::crd::Phase::Error.to_string(),
+            ],
+            newest: Some(OUTAGE_SCAN),
+            ..Default::default()
+        }
+    }
+}
+
+/// How many runs [`ListFilter::outage_holds`] reads: a hold older than that many runs in its
+/// phases is forgotten.
+pub const OUTAGE_SCAN: usize = 500;
+
 /// Where a newest-first page ended: the last object's creation time (as
 /// [`crate::crd::precise_time`] writes it) and name. A client gets it as an opaque
 /// `continue` token ([`Cursor::token`]) and hands it back for the next page, as with the

@@ -49,9 +49,6 @@ mod shards;
 
 use crate::store::files::{JUNIT_FILE, attempt_dir};
 
-/// How many of the newest runs that ended `Error` are read for stands held by an outage: a
-/// hold older than that many errored runs is forgotten.
-const HELD_SCAN: usize = 500;
 /// Phases the driver still has work for.
 const UNFINISHED: [Phase; 4] = [Phase::Queued, Phase::Running, Phase::Retrying, Phase::Reporting];
 
@@ -300,17 +297,11 @@ impl Driver {
         self.store.list_runs_cached(&filter).await
     }
 
-    /// The stands held by an outage ([`crate::outage::held`]): from the newest
-    /// [`HELD_SCAN`] runs that ended `Error` (an outage ends its run so), parsed only when they
-    /// changed.
+    /// The stands held by an outage ([`crate::outage::held`], over the runs
+    /// [`ListFilter::outage_holds`] selects), parsed only when they changed.
     async fn held_stands(&self) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
-        let filter = ListFilter {
-            phases: vec![crate::crd::Phase::Error.to_string()],
-            newest: Some(HELD_SCAN),
-            ..Default::default()
-        };
-        let errored = self.store.list_runs_cached(&filter).await?;
-        Ok(crate::outage::held(errored.iter().map(|r| r.as_ref())))
+        let runs = self.store.list_runs_cached(&ListFilter::outage_holds()).await?;
+        Ok(crate::outage::held(runs.iter().map(|r| r.as_ref())))
     }
 
     /// How long the loop may sleep: until the next report retry is due, or the next try of a
