@@ -338,7 +338,7 @@ impl Backend for SqliteStore {
     }
 
     async fn stand_holds(&self) -> Result<Vec<crate::outage::Hold>, StoreError> {
-        let runs = self.list_runs_cached(&ListFilter::outage_holds()).await?;
+        let runs = self.outage_runs().await?;
         Ok(crate::outage::holds(runs.iter().map(|r| r.as_ref())))
     }
 

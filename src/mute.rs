@@ -24,6 +24,9 @@ use chrono::{DateTime, Duration, Utc};
 use crate::crd::{MAX_MUTED_RECORDS, Mute, MuteSpec, MuteState, MuteStatus, MutedTest};
 use crate::results::{MergedTest, Signature, TestVerdict};
 
+/// Characters of a mute's reason a run's record keeps.
+const REASON_CHARS: usize = 200;
+
 /// The longest a mute may last from its creation: a mute is a promise to look again.
 pub const MAX_DURATION_DAYS: i64 = 366;
 
@@ -128,10 +131,16 @@ pub fn apply(merged: &[MergedTest], active: &Active) -> Applied {
     if active.is_empty() {
         return Applied::default();
     }
+    // The reason is shortened in the record (the Mute keeps it whole): 500 records stay far
+    // under an object's size limit.
+    let reason = |e: &Entry| match e.reason.char_indices().nth(REASON_CHARS) {
+        Some((cut, _)) => format!("{}…", &e.reason[..cut]),
+        None => e.reason.clone(),
+    };
     let record = |t: &MergedTest, e: &Entry, passed: bool| MutedTest {
         test: t.id.clone(),
         mute: e.name.clone(),
-        reason: e.reason.clone(),
+        reason: reason(e),
         ticket: e.ticket.clone(),
         passed,
     };

@@ -205,9 +205,11 @@ impl Probe {
             return Err(format!("{host:?} is not a host name or address to probe"));
         }
         let url = template.replace("{stand}", &host);
-        let parsed = reqwest::Url::parse(&url).map_err(|e| format!("{url:?} is not a URL ({e})"))?;
+        // The errors name the stand, not the URL: a template may carry a token.
+        let parsed =
+            reqwest::Url::parse(&url).map_err(|e| format!("the probe URL for {host} is not a URL ({e})"))?;
         if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(format!("{url:?} is not an http(s) URL"));
+            return Err(format!("the probe URL for {host} is not an http(s) URL"));
         }
         Ok(parsed)
     }

@@ -163,7 +163,7 @@ pub async fn mutes_get(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Mute>, ApiError> {
-    check_object_name(&name).map_err(|e| ApiError::bad_request("name", e))?;
+    check_lookup_name(&name)?;
     state
         .backend
         .get_mute(&name)
@@ -179,11 +179,35 @@ pub async fn mutes_delete(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Deleted>, ApiError> {
-    check_object_name(&name).map_err(|e| ApiError::bad_request("name", e))?;
+    check_lookup_name(&name)?;
     if !state.backend.delete_mute(&name).await? {
         return Err(not_found(&name));
     }
     Ok(Json(Deleted { deleted: name }))
+}
+
+/// A name to look up: any name Kubernetes allows for a custom resource (a DNS subdomain, at
+/// most 253 characters: a Mute made with kubectl may have a longer name than the API makes).
+fn check_lookup_name(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "name",
+            format!("{} is not a resource name", crate::text::quote(name)),
+        ))
+    }
 }
 
 fn not_found(name: &str) -> ApiError {

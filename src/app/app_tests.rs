@@ -726,11 +726,22 @@ async fn mutes_and_stands_answer_their_error_paths_naming_the_parameter() {
         (status, &answer["parameter"]),
         (StatusCode::BAD_REQUEST, &json!("service"))
     );
+    // Any name a Mute made with kubectl can have is looked up (a DNS subdomain, beyond the 63
+    // characters the API gives); what no resource can be named is a 400.
+    let long = format!("/api/v1/mutes/{}.{}", "a".repeat(40), "b".repeat(40));
     for method in [Method::GET, Method::DELETE] {
-        let (status, answer) = api.call(method.clone(), "/api/v1/mutes/none", None).await;
+        for uri in ["/api/v1/mutes/none", long.as_str()] {
+            let (status, answer) = api.call(method.clone(), uri, None).await;
+            assert_eq!(
+                (status, &answer["parameter"]),
+                (StatusCode::NOT_FOUND, &json!("name")),
+                "{method} {uri}: {answer}"
+            );
+        }
+        let (status, answer) = api.call(method.clone(), "/api/v1/mutes/Bad_Name", None).await;
         assert_eq!(
             (status, &answer["parameter"]),
-            (StatusCode::NOT_FOUND, &json!("name")),
+            (StatusCode::BAD_REQUEST, &json!("name")),
             "{method}: {answer}"
         );
     }

@@ -279,7 +279,7 @@ fn is_zero(n: &u32) -> bool {
 /// How many failing tests one run mutes at most (beyond, they count as failing, so the
 /// verdict, a later rerun selection and the reports, which all read `status.muted`, agree),
 /// and how many records of muted tests that passed `status.muted` keeps.
-pub const MAX_MUTED_RECORDS: usize = 1000;
+pub const MAX_MUTED_RECORDS: usize = 500;
 
 /// A stand a run found down, and whether it is back.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]

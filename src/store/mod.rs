@@ -123,24 +123,28 @@ pub struct ListFilter {
 }
 
 impl ListFilter {
-    /// The runs standalone mode reads for stands held by an outage ([`crate::outage`]): the
-    /// newest [`OUTAGE_SCAN`] in `Reporting` or `Error`. An outage ends its run `Error`,
-    /// through `Reporting` while its report goes out: the stand is held from the moment the
-    /// outage is recorded, not from the report's delivery.
-    pub fn outage_holds() -> ListFilter {
-        ListFilter {
-            phases: vec![
-                crate::crd::Phase::Reporting.to_string(),
-                crate::crd::Phase::Error.to_string(),
-            ],
-            newest: Some(OUTAGE_SCAN),
-            ..Default::default()
-        }
+    /// The runs standalone mode reads for stands held by an outage ([`crate::outage`]), as
+    /// two index reads: every run in `Reporting` (few: they are unfinished), and the newest
+    /// [`OUTAGE_SCAN`] in `Error`. An outage ends its run `Error`, through `Reporting` while its
+    /// report goes out: the stand is held from the moment the outage is recorded. (One filter
+    /// of both phases would walk the creation index and read every run's body.)
+    pub fn outage_holds() -> [ListFilter; 2] {
+        [
+            ListFilter {
+                phases: vec![crate::crd::Phase::Reporting.to_string()],
+                ..Default::default()
+            },
+            ListFilter {
+                phases: vec![crate::crd::Phase::Error.to_string()],
+                newest: Some(OUTAGE_SCAN),
+                ..Default::default()
+            },
+        ]
     }
 }
 
-/// How many runs [`ListFilter::outage_holds`] reads: a hold older than that many runs in its
-/// phases is forgotten.
+/// How many runs in `Error` [`ListFilter::outage_holds`] reads: a hold older than that many
+/// errored runs is forgotten.
 pub const OUTAGE_SCAN: usize = 500;
 
 /// Where a newest-first page ended: the last object's creation time (as

@@ -300,7 +300,7 @@ impl Driver {
     /// The stands held by an outage ([`crate::outage::held`], over the runs
     /// [`ListFilter::outage_holds`] selects), parsed only when they changed.
     async fn held_stands(&self) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
-        let runs = self.store.list_runs_cached(&ListFilter::outage_holds()).await?;
+        let runs = self.store.outage_runs().await?;
         Ok(crate::outage::held(runs.iter().map(|r| r.as_ref())))
     }
 

@@ -475,6 +475,14 @@ impl SqliteStore {
     /// name with their resource versions ([`RunCache`]). A driver pass over a long queue, or a
     /// read of a service's queue, then costs an index read plus what changed, not a parse of
     /// every queued run.
+    /// The runs that may hold a stand ([`ListFilter::outage_holds`]), each read from an index.
+    pub async fn outage_runs(&self) -> Result<Vec<Arc<TestRun>>, StoreError> {
+        let [reporting, errored] = ListFilter::outage_holds();
+        let mut runs = self.list_runs_cached(&reporting).await?;
+        runs.extend(self.list_runs_cached(&errored).await?);
+        Ok(runs)
+    }
+
     pub async fn list_runs_cached(&self, filter: &ListFilter) -> Result<Vec<Arc<TestRun>>, StoreError> {
         let filter = filter.clone();
         let cache = self.run_cache.clone();
