@@ -950,6 +950,8 @@ mod tests {
                 ..Default::default()
             },
         ];
+        // The reads that find stands held by an outage, on every driver pass.
+        let filters: Vec<ListFilter> = filters.into_iter().chain(ListFilter::outage_holds()).collect();
         let plans = store
             .with_conn(move |conn| {
                 let mut plans = Vec::new();
