@@ -188,6 +188,8 @@ pub async fn mutes_delete(
 
 /// A name to look up: any name Kubernetes allows for a custom resource (a DNS subdomain, at
 /// most 253 characters: a Mute made with kubectl may have a longer name than the API makes).
+/// Any other name cannot exist: it is answered 404 without asking the backend (so no decoded
+/// `/` reaches a Kubernetes API path).
 fn check_lookup_name(name: &str) -> Result<(), ApiError> {
     let ok = !name.is_empty()
         && name.len() <= 253
@@ -200,14 +202,7 @@ fn check_lookup_name(name: &str) -> Result<(), ApiError> {
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         });
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(
-            "name",
-            format!("{} is not a resource name", crate::text::quote(name)),
-        ))
-    }
+    if ok { Ok(()) } else { Err(not_found(name)) }
 }
 
 fn not_found(name: &str) -> ApiError {

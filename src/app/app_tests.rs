@@ -727,7 +727,7 @@ async fn mutes_and_stands_answer_their_error_paths_naming_the_parameter() {
         (StatusCode::BAD_REQUEST, &json!("service"))
     );
     // Any name a Mute made with kubectl can have is looked up (a DNS subdomain, beyond the 63
-    // characters the API gives); what no resource can be named is a 400.
+    // characters the API gives); what no resource can be named is not found either.
     let long = format!("/api/v1/mutes/{}.{}", "a".repeat(40), "b".repeat(40));
     for method in [Method::GET, Method::DELETE] {
         for uri in ["/api/v1/mutes/none", long.as_str()] {
@@ -738,10 +738,10 @@ async fn mutes_and_stands_answer_their_error_paths_naming_the_parameter() {
                 "{method} {uri}: {answer}"
             );
         }
-        let (status, answer) = api.call(method.clone(), "/api/v1/mutes/Bad_Name", None).await;
+        let (status, answer) = api.call(method.clone(), "/api/v1/mutes/a%2Fb", None).await;
         assert_eq!(
             (status, &answer["parameter"]),
-            (StatusCode::BAD_REQUEST, &json!("name")),
+            (StatusCode::NOT_FOUND, &json!("name")),
             "{method}: {answer}"
         );
     }
