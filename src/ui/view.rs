@@ -695,9 +695,12 @@ pub const UNCLASSIFIED: &str = "Unclassified";
 /// section of their own.
 pub fn failure_groups(tests: &[TestView]) -> Vec<CategoryGroup> {
     let mut by_name: BTreeMap<String, Vec<&TestView>> = BTreeMap::new();
+    // A muted failure does not fail the run: it shows in the muted tile and its own row, as
+    // the email lists it apart, not among the failures.
     for t in tests
         .iter()
         .filter(|t| t.verdict == "failed" || t.verdict == "broken")
+        .filter(|t| t.muted.as_ref().is_none_or(|m| m.passed))
     {
         let c = t.category.clone().unwrap_or_else(|| UNCLASSIFIED.to_string());
         by_name.entry(c).or_default().push(t);
@@ -1264,6 +1267,20 @@ mod tests {
         let names: Vec<(&str, u32)> = groups.iter().map(|g| (g.name.as_str(), g.count)).collect();
         assert_eq!(names, vec![("Infrastructure", 2), ("Product defects", 1)]);
         assert_eq!(groups[0].tests[0].anchor, Some(test_anchor("c")));
+
+        // A muted failure is no failure of the run: it is left out of the groups.
+        tests[0].muted = Some(crate::crd::MutedTest {
+            test: "a".into(),
+            mute: "m".into(),
+            reason: "known".into(),
+            ticket: None,
+            passed: false,
+        });
+        let names: Vec<(String, u32)> = failure_groups(&tests)
+            .into_iter()
+            .map(|g| (g.name, g.count))
+            .collect();
+        assert_eq!(names, vec![("Infrastructure".to_string(), 2)]);
     }
 
     #[test]

@@ -33,8 +33,17 @@ test('steps, parameters and the inline failure screenshot show on the run page',
   const log = failed.locator('details.steps a.attachment.file', { hasText: 'server log' });
   assert.equal(await log.getAttribute('download'), '');
   assert.match(await failed.locator('.labels').innerText(), /owner: payments-team/);
-  await failed.scrollIntoViewIfNeeded();
-  await failed.screenshot({ path: `${process.env.TOMATO_UI_ARTIFACTS}/allure-failed-test.png` });
+  // A live update may re-render the results table while the screenshot is taken (the row is
+  // then replaced by its twin): take it again from the new row.
+  for (let tries = 1; ; tries++) {
+    try {
+      await failed.scrollIntoViewIfNeeded();
+      await failed.screenshot({ path: `${process.env.TOMATO_UI_ARTIFACTS}/allure-failed-test.png` });
+      break;
+    } catch (e) {
+      if (tries >= 3 || !/not attached to the DOM|not stable/.test(String(e))) throw e;
+    }
+  }
 
   // A passed, parametrised test: nested steps with status and duration, and its parameter.
   const total = page.locator('tr[data-verdict="passed"]', { hasText: 'test_total[3]' });
