@@ -306,14 +306,7 @@ impl Backend for SqliteStore {
     }
 
     async fn list_schedules(&self, service: Option<&str>) -> Result<Vec<NightlySchedule>, StoreError> {
-        let mut all: Vec<NightlySchedule> = self
-            .list(&ListFilter {
-                service: service.map(str::to_string),
-                ..Default::default()
-            })
-            .await?;
-        all.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-        Ok(all)
+        by_name(self, service).await
     }
 
     async fn replace_schedule(
@@ -375,14 +368,7 @@ impl Backend for SqliteStore {
     }
 
     async fn list_mutes(&self, service: Option<&str>) -> Result<Vec<Mute>, StoreError> {
-        let mut all: Vec<Mute> = self
-            .list(&ListFilter {
-                service: service.map(str::to_string),
-                ..Default::default()
-            })
-            .await?;
-        all.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-        Ok(all)
+        by_name(self, service).await
     }
 
     async fn delete_mute(&self, name: &str) -> Result<bool, StoreError> {
@@ -437,6 +423,21 @@ impl Backend for SqliteStore {
             Err(e) => Err(e),
         }
     }
+}
+
+/// The objects of kind `K` (of one service, when given), by name.
+async fn by_name<K>(store: &SqliteStore, service: Option<&str>) -> Result<Vec<K>, StoreError>
+where
+    K: kube::Resource<DynamicType = ()> + serde::de::DeserializeOwned + Send + 'static,
+{
+    let mut all: Vec<K> = store
+        .list(&ListFilter {
+            service: service.map(str::to_string),
+            ..Default::default()
+        })
+        .await?;
+    all.sort_by(|a, b| a.meta().name.cmp(&b.meta().name));
+    Ok(all)
 }
 
 /// Keeps a schedule's service label in step with its spec (a replaced spec may name another

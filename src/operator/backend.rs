@@ -90,6 +90,12 @@ impl KubeBackend {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
 
+    /// The stands held in this backend's namespace ([`super::holds::ScopedHolds`] over its
+    /// reflector).
+    fn holds(&self) -> super::holds::ScopedHolds {
+        super::holds::ScopedHolds::new(self.runs.clone(), self.client.clone())
+    }
+
     fn mutes_api(&self) -> Api<Mute> {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
@@ -457,40 +463,15 @@ impl Backend for KubeBackend {
     }
 
     async fn stand_holds(&self) -> Result<Vec<crate::outage::Hold>, StoreError> {
-        let runs = self.runs.state();
-        Ok(crate::outage::holds(runs.iter().map(|r| r.as_ref())))
+        use crate::stands::Holds;
+        self.holds().stand_holds().await
     }
 
-    /// Each holding run's record is resolved with a merge patch of its status (any replica
+    /// The leader's own way of resolving holds, over this backend's namespace (any replica
     /// may: resolving twice changes nothing).
     async fn resume_stand(&self, stand: &str, by: &str) -> Result<usize, StoreError> {
-        let stand = crate::queue::stand_key(stand);
-        let Some(hold) = self.stand_holds().await?.into_iter().find(|h| h.stand == stand) else {
-            return Ok(0);
-        };
-        let mut resolved = 0;
-        for name in hold.runs {
-            let Some(run) = self.find(&name).await? else {
-                continue;
-            };
-            let Some(mut record) = run.status.as_ref().and_then(|s| s.stand_down.clone()) else {
-                continue;
-            };
-            if !crate::outage::resolve(&mut record, by, chrono::Utc::now()) {
-                continue;
-            }
-            let patch = Patch::Merge(serde_json::json!({ "status": { "standDown": record } }));
-            match self
-                .api()
-                .patch_status(&name, &PatchParams::default(), &patch)
-                .await
-            {
-                Ok(_) => resolved += 1,
-                Err(kube::Error::Api(a)) if a.code == 404 => {}
-                Err(e) => return Err(store_error(e)),
-            }
-        }
-        Ok(resolved)
+        use crate::stands::Holds;
+        self.holds().resume_stand(stand, by).await
     }
 
     async fn create_mute(&self, mut mute: Mute) -> Result<Mute, StoreError> {
