@@ -303,6 +303,10 @@ pub struct ExecArgs {
     /// the operator's way for a launch too large for its Job object.
     #[arg(long, conflicts_with_all = ["command", "copy_self_to"], requires = "launch_url")]
     pub fetch: bool,
+    /// Run the command as a listing of the tests (operator mode's listing Job): its output
+    /// is passed through, its error output shown only when it fails; nothing is uploaded.
+    #[arg(long, conflicts_with_all = ["copy_self_to", "sharded", "fetch"], requires = "command")]
+    pub list: bool,
     /// Where --fetch reads the launch.
     #[arg(long = "launch-url", env = crate::launch::job::ENV_LAUNCH_URL)]
     pub launch_url: Option<String>,
@@ -318,6 +322,9 @@ impl ExecArgs {
         if let Some(to) = &self.copy_self_to {
             crate::launch::exec::copy_self_to(to)?;
             return Ok(0);
+        }
+        if self.list {
+            return crate::launch::exec::list(&self.command).await;
         }
         let fetched = match (&self.launch_url, self.fetch) {
             (Some(url), true) => {
@@ -410,6 +417,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("cannot be used with"), "{err}");
+    }
+
+    #[test]
+    fn exec_list_needs_a_command_and_goes_alone() {
+        let exec = |args: &[&str]| parse(&[&["exec"][..], args].concat());
+        assert!(exec(&["--list", "--", "pytest", "--collect-only"]).is_ok());
+        assert!(exec(&["--list"]).is_err(), "no command");
+        assert!(exec(&["--list", "--sharded", "--", "x"]).is_err());
     }
 
     #[test]

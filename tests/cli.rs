@@ -516,3 +516,47 @@ async fn the_token_comes_from_tomato_token_and_never_shows() {
     assert_eq!(ok.code, 0, "{}", ok.stderr);
     assert!(!ok.stdout.contains(secret) && !ok.stderr.contains(secret));
 }
+
+/// `tomato exec --list` (the container of operator mode's listing Job): the listing's output
+/// passes through untouched, its error output is held back while it succeeds (the pod log the
+/// operator splits by would mix it in) and shown when it fails, with its exit code.
+#[tokio::test]
+async fn exec_list_passes_the_listing_through_and_shows_its_errors_only_when_it_fails() {
+    let list = |script: &str| {
+        let mut cmd = tomato(
+            "http://127.0.0.1:9",
+            &["exec", "--list", "--", "sh", "-c", script],
+        );
+        cmd.env("TOMATO_UPLOAD_TOKEN", "tok-list-secret");
+        output(cmd)
+    };
+    let ok = list("echo tests/a.py::one; echo 'a warning' >&2; echo tests/b.py::two").await;
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    assert_eq!(ok.stdout, "tests/a.py::one\ntests/b.py::two\n");
+    assert_eq!(ok.stderr, "", "held back while the listing succeeds");
+
+    let failed = list("echo partial; echo 'ERROR: not found: tests/x.py' >&2; exit 4").await;
+    assert_eq!(failed.code, 4);
+    assert!(
+        failed.stderr.contains("exited with 4") && failed.stderr.contains("ERROR: not found: tests/x.py"),
+        "{}",
+        failed.stderr
+    );
+    // The run's token is not the listing's business.
+    let env = list("env").await;
+    assert!(!env.stdout.contains("tok-list-secret"), "{}", env.stdout);
+
+    let missing = output(tomato(
+        "http://127.0.0.1:9",
+        &["exec", "--list", "--", "/no/such/lister"],
+    ))
+    .await;
+    assert_eq!(missing.code, 127);
+    assert!(
+        missing.stderr.contains("cannot start the listing command"),
+        "{}",
+        missing.stderr
+    );
+    let bare = output(tomato("http://127.0.0.1:9", &["exec", "--list"])).await;
+    assert_eq!(bare.code, 2, "a listing needs its command: {}", bare.stderr);
+}

@@ -351,3 +351,177 @@ async fn sharded_run(k: &TestNs, replica: &Replica) {
         "{log}"
     );
 }
+
+/// The pytest example service sharded in two, as a Job of the suite's image would run it
+/// (the process kubelet runs its pods as local processes in `workingDir`); `list` replaces
+/// the runner preset's listing when given.
+fn pytest_config(list: Option<&str>) -> (tempfile::TempDir, std::sync::Arc<tomato::packs::PacksConfig>) {
+    let dir = tempfile::tempdir().unwrap();
+    let list = list.map(|l| format!("\n  list: {l}")).unwrap_or_default();
+    let text = format!(
+        "stands: {{pattern: 'localhost', concurrency: 2}}\nconcurrency: 2\nshards: 2\n\
+         launch:\n  runner: pytest\n  image: python:3.11-slim\n  workingDir: {}/packs_config/demo-py\n  \
+         timeout: 5m\n  env: {{PYTHONDONTWRITEBYTECODE: '1'}}{list}\n\
+         packs:\n  core: {{tests: ['{{dir}}/tests/test_core.py']}}\n  accounts: {{tests: ['{{dir}}/tests/test_accounts.py']}}\n",
+        support::REPO
+    );
+    std::fs::write(dir.path().join("py.yaml"), text).unwrap();
+    let config = std::sync::Arc::new(tomato::packs::PacksConfig::load(dir.path()).unwrap());
+    config.check_operator().unwrap();
+    (dir, config)
+}
+
+/// Runs `name` of the pytest service (both packs) to its end; answers its status.
+async fn finished_py_run(k: &TestNs, name: &str) -> tomato::crd::TestRunStatus {
+    let mut t = template("py");
+    t.category = None;
+    t.packs = vec!["core".into(), "accounts".into()];
+    create_run(k, name, t).await;
+    let run = eventually(&format!("{name} finished"), RUN_WAIT, || async {
+        let r = runs(k).get(name).await.unwrap();
+        r.status
+            .as_ref()
+            .is_some_and(|s| s.phase.is_terminal())
+            .then_some(r)
+    })
+    .await;
+    run.status.unwrap()
+}
+
+/// Events about `name` of reason `reason`: their notes.
+async fn event_notes(k: &TestNs, name: &str, reason: &str) -> Vec<String> {
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(k.client(), &k.ns);
+    events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .filter_map(|e| e.note)
+        .collect()
+}
+
+/// Attempt 1 of a service that can list its tests (pytest's preset) is split test by test, as
+/// in standalone mode: a listing Job of the suite's own image (`tomato exec --list`) collects
+/// them, the operator reads them from its pod's log and splits them, then deletes it. A
+/// listing that fails leaves the attempt split by pack, with a warning event saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempt_one_is_split_by_the_tests_a_listing_job_collects() {
+    let k = TestNs::new("shards-list").await;
+    let (_dir, config) = pytest_config(None);
+    let replica = start_replica(&k, config, "tomato-0").await;
+    let mut t = template("py");
+    t.category = None;
+    t.packs = vec!["core".into(), "accounts".into()];
+    create_run(&k, "py-list", t).await;
+
+    // The listing Job comes first: the attempt's own pod, listing instead of testing.
+    let listing = wait_job(&k, "py-list-list-1").await;
+    let command = container(&listing).command.clone().unwrap();
+    assert_eq!(command[1..4], ["exec", "--list", "--"], "{command:?}");
+    assert!(command.contains(&"--collect-only".to_string()), "{command:?}");
+    assert_eq!(
+        listing.metadata.labels.as_ref().unwrap()["tomato.dev/listing"],
+        "true"
+    );
+    let env = env(&listing);
+    assert!(
+        !env.contains_key("TOMATO_UPLOAD_TOKEN") && !env.contains_key("TOMATO_UPLOAD_URL"),
+        "a listing uploads nothing: {env:?}"
+    );
+
+    let run = eventually("py-list finished", RUN_WAIT, || async {
+        let r = runs(&k).get("py-list").await.unwrap();
+        r.status
+            .as_ref()
+            .is_some_and(|s| s.phase.is_terminal())
+            .then_some(r)
+    })
+    .await;
+    let st = run.status.unwrap();
+    let first = &st.attempts[0];
+    assert_eq!(first.shards.len(), 2, "{first:?}");
+    let mut items: Vec<String> = Vec::new();
+    for s in &first.shards {
+        assert_eq!(s.unit.as_deref(), Some("tests"), "{s:?}");
+        assert!(s.tests >= 3, "seven tests split evenly: {s:?}");
+    }
+    // Each shard ran only its own tests; together, exactly what pytest collects.
+    let counted: u32 = first
+        .shards
+        .iter()
+        .map(|s| s.passed + s.failed + s.skipped + s.broken)
+        .sum();
+    assert_eq!(counted, 7, "{first:?}");
+    let launches = k.cluster.kubectl_ok(
+        &["get", "configmap", "py-list-shards-1", "-n", &k.ns, "-o", "json"],
+        None,
+    );
+    let cm: Value = serde_json::from_str(&launches).unwrap();
+    for (_, launch) in cm["data"].as_object().unwrap() {
+        let launch: Value = serde_json::from_str(launch.as_str().unwrap()).unwrap();
+        assert_eq!(launch["unit"], "tests", "{launch:#}");
+        items.extend(
+            launch["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i.as_str().unwrap().to_string()),
+        );
+    }
+    items.sort();
+    assert_eq!(
+        items,
+        [
+            "tests/test_accounts.py::TestProfile::test_changes_avatar",
+            "tests/test_accounts.py::TestProfile::test_shows_name",
+            "tests/test_core.py::test_adds_vat",
+            "tests/test_core.py::test_applies_coupon",
+            "tests/test_core.py::test_flaky_payment_gateway",
+            "tests/test_core.py::test_gift_cards",
+            "tests/test_core.py::test_rounds_prices",
+        ]
+    );
+    let s = first.summary.unwrap();
+    assert_eq!((s.total, s.passed, s.failed, s.skipped), (7, 3, 3, 1), "{s:?}");
+    // The flaky test passed on the rerun; the run fails on its two real failures.
+    assert_eq!(st.phase.to_string(), "Failed", "{st:?}");
+    assert_eq!(st.attempts[1].summary.unwrap().total, 3, "{st:?}");
+    assert_eq!(st.attempts[1].summary.unwrap().passed, 1, "{st:?}");
+    assert!(
+        event_notes(&k, "py-list", "ListingTests").await[0].contains("Job py-list-list-1"),
+        "the listing is announced"
+    );
+    // Its listing served: the Job is gone once the split was recorded.
+    eventually("the listing Job deleted", WAIT, || async {
+        jobs(&k)
+            .get_opt("py-list-list-1")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    drop(replica);
+
+    // A listing that fails: the attempt is split by pack, and an event says why.
+    let k = TestNs::new("shards-nolist").await;
+    let (_dir, config) = pytest_config(Some("[python3, -c, \"import sys; sys.exit('no listing here')\"]"));
+    let _replica = start_replica(&k, config, "tomato-0").await;
+    let st = finished_py_run(&k, "py-nolist").await;
+    let first = &st.attempts[0];
+    assert_eq!(first.shards.len(), 2, "{first:?}");
+    for s in &first.shards {
+        assert_eq!(s.unit.as_deref(), Some("packs"), "{s:?}");
+    }
+    assert_eq!(first.summary.unwrap().total, 7, "{first:?}");
+    let notes = event_notes(&k, "py-nolist", "ListingFailed").await;
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("no listing here") && n.contains("split by pack")),
+        "{notes:?}"
+    );
+}

@@ -18,6 +18,11 @@
 //! operator does so when a launch is too large for its Job object and its results database
 //! keeps it instead. Nothing but the URL is in the pod.
 //!
+//! `tomato exec --list -- <command>` is the container of the Job that lists a sharded attempt's
+//! tests in operator mode (see [`super::job::listing_job`]): the listing command's standard
+//! output becomes the pod's log, which the operator reads and splits by; its standard error is
+//! held back (the pod log would mix it into the listing) and printed only when it fails.
+//!
 //! `tomato exec --copy-self-to PATH` is the Job's init container: it copies this binary into
 //! a volume the test container mounts, since the test suite's image does not contain Tomato.
 
@@ -222,6 +227,46 @@ async fn run_command(opts: &ExecOptions) -> anyhow::Result<Ended> {
         (None, Some(s)) => Ended::Signal(s),
         (None, None) => Ended::Code(1),
     })
+}
+
+/// How much of a failed listing's standard error `tomato exec --list` prints.
+const LIST_STDERR_BYTES: usize = 16 * 1024;
+
+/// `tomato exec --list`: runs the listing command (argv, never a shell) with its standard
+/// output passed straight through and its standard error kept; on failure prints the end of
+/// that to our standard error. Returns the status to exit with.
+pub async fn list(command: &[String]) -> anyhow::Result<i32> {
+    use anyhow::Context;
+    let (program, args) = command.split_first().context("no command given after `--`")?;
+    let child = Command::new(program)
+        .args(args)
+        .env_remove(crate::launch::job::ENV_UPLOAD_TOKEN)
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::piped())
+        .spawn();
+    let child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("[tomato exec] cannot start the listing command {program:?}: {e}");
+            return Ok(127);
+        }
+    };
+    let out = child.wait_with_output().await?;
+    use std::os::unix::process::ExitStatusExt;
+    let code = match (out.status.code(), out.status.signal()) {
+        (Some(c), _) => c,
+        (None, Some(s)) => 128 + s,
+        (None, None) => 1,
+    };
+    if code != 0 {
+        let start = out.stderr.len().saturating_sub(LIST_STDERR_BYTES);
+        eprintln!(
+            "[tomato exec] the listing command exited with {code}; its error output ends:\n{}",
+            String::from_utf8_lossy(&out.stderr[start..])
+        );
+    }
+    Ok(code)
 }
 
 /// Copies a stream to `to` and to the shared log file.

@@ -338,6 +338,57 @@ pub fn desired_job(run: &TestRun, service: &Service, attempt: JobAttempt<'_>, se
     }
 }
 
+/// Marks the Job that lists a launch's tests before it is split (its value: `true`).
+pub const LABEL_LISTING: &str = "tomato.dev/listing";
+
+/// `<run>-list-<seq>`: the Job listing the tests of a run's `seq`-th launch before it is split.
+pub fn listing_job_name(run: &str, seq: usize) -> String {
+    bounded(run, &format!("-list-{seq}"), 63)
+}
+
+/// The Job that lists the tests of `attempt` before it is split into shards (operator mode,
+/// where the suite is in its image and only a pod of that image can list it): the attempt's
+/// own pod (image, working directory, variables, the run's secrets, resources) running
+/// `tomato exec --list -- <listing>` instead of the tests. It uploads nothing — the operator
+/// reads its pod's log — so it gets no upload URL or token, and it may take at most
+/// [`super::listing::LIST_TIMEOUT`] (or the attempt's timeout, when shorter). Pure.
+pub fn listing_job(
+    run: &TestRun,
+    service: &Service,
+    attempt: JobAttempt<'_>,
+    listing: &super::listing::ListPlan,
+    settings: &JobSettings,
+) -> Job {
+    let whole = JobAttempt {
+        shards: 1,
+        fetch: false,
+        ..attempt
+    };
+    let mut job = desired_job(run, service, whole, settings);
+    let run_name = run.metadata.name.clone().unwrap_or_default();
+    job.metadata.name = Some(listing_job_name(&run_name, attempt.seq));
+    for labels in job.metadata.labels.iter_mut().chain(
+        job.spec
+            .iter_mut()
+            .filter_map(|s| s.template.metadata.as_mut()?.labels.as_mut()),
+    ) {
+        labels.insert(LABEL_LISTING.into(), "true".into());
+    }
+    if let Some(spec) = job.spec.as_mut() {
+        let deadline = super::listing::LIST_TIMEOUT.min(attempt.timeout);
+        spec.active_deadline_seconds = Some(deadline.as_secs().max(1) as i64);
+        if let Some(container) = spec.template.spec.as_mut().and_then(|p| p.containers.first_mut()) {
+            let mut command = vec![EXEC_PATH.to_string(), "exec".into(), "--list".into(), "--".into()];
+            command.extend(listing.argv.iter().cloned());
+            container.command = Some(command);
+            if let Some(env) = container.env.as_mut() {
+                env.retain(|v| ![ENV_UPLOAD_URL, ENV_UPLOAD_TOKEN, ENV_EXEC_LOG].contains(&v.name.as_str()));
+            }
+        }
+    }
+    job
+}
+
 /// `<run>-<seq>`: the Job of a run's `seq`-th launch. Job names become pod labels, so they
 /// are kept to 63 characters: a longer run name is cut and a hash of it keeps names distinct.
 pub fn job_name(run: &str, seq: usize) -> String {
@@ -838,6 +889,59 @@ mod tests {
         );
         let limits = c.resources.as_ref().unwrap().limits.as_ref().unwrap();
         assert_eq!(limits["memory"].0, "1Gi");
+    }
+
+    #[test]
+    fn a_listing_job_is_the_attempts_pod_listing_instead_of_testing_and_uploading_nothing() {
+        let selection = Selection::all(vec!["basic".into(), "api".into()]);
+        let mut svc = service();
+        svc.runner = Some(crate::packs::Runner::Pytest);
+        svc.rerun.select = Some(crate::packs::Runner::Pytest);
+        svc.launch.list = None;
+        let mut in_image = svc.clone();
+        in_image.dir = "/suite".into();
+        let plan = crate::launch::listing::list_plan(&in_image, "localhost", &selection.packs).unwrap();
+        let attempt = JobAttempt {
+            seq: 1,
+            number: 1,
+            selection: &selection,
+            reruns: &[],
+            timeout: Duration::from_secs(600),
+            shards: 2,
+            fetch: true,
+        };
+        let job = listing_job(&run(), &svc, attempt, &plan, &settings());
+        assert_eq!(job.metadata.name.as_deref(), Some("demo-x7k2q9bd-list-1"));
+        assert_eq!(job.metadata.labels.as_ref().unwrap()[LABEL_LISTING], "true");
+        let spec = job.spec.as_ref().unwrap();
+        assert_eq!(spec.completion_mode, None, "one pod, not an Indexed Job");
+        assert_eq!(
+            spec.active_deadline_seconds,
+            Some(120),
+            "the listing's own deadline, shorter than the attempt's"
+        );
+        let c = container(&job);
+        let cmd = c.command.as_ref().unwrap();
+        assert_eq!(&cmd[..4], [EXEC_PATH, "exec", "--list", "--"]);
+        assert_eq!(cmd[4..], plan.argv[..]);
+        assert!(cmd.contains(&"/suite/basic.test.mjs".to_string()), "{cmd:?}");
+        assert_eq!(c.image.as_deref(), Some("node:20"), "the suite's own image");
+        assert_eq!(c.working_dir.as_deref(), Some("/suite"));
+        assert!(c.env_from.is_none());
+        let names: Vec<&str> = c.env.iter().flatten().map(|e| e.name.as_str()).collect();
+        for absent in [ENV_UPLOAD_URL, ENV_UPLOAD_TOKEN, ENV_LAUNCH_URL] {
+            assert!(!names.contains(&absent), "{absent} in {names:?}");
+        }
+        assert_eq!(
+            env_of(&job, "TOMATO_STAND").value.as_deref(),
+            Some("localhost; rm -rf /")
+        );
+        let short = JobAttempt {
+            timeout: Duration::from_secs(30),
+            ..attempt
+        };
+        let job = listing_job(&run(), &svc, short, &plan, &settings());
+        assert_eq!(job.spec.unwrap().active_deadline_seconds, Some(30));
     }
 
     #[test]

@@ -7,6 +7,19 @@ use crate::packs::Service;
 use crate::shard::Unit;
 use crate::template::Var;
 
+/// How long listing the tests may take (a process standalone, a Job's deadline in a
+/// cluster); past it the attempt is split by pack.
+pub const LIST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// What a listing printed, as the items to split by (tests or files). Pure.
+pub fn read(plan: &ListPlan, output: &str) -> Vec<String> {
+    if plan.go {
+        crate::shard::parse_go_listing(output)
+    } else {
+        crate::shard::parse_listing(output, plan.unit, plan.pytest)
+    }
+}
+
 /// A listing command and what each line it prints is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListPlan {

@@ -22,6 +22,7 @@ pub mod backend;
 pub mod context;
 pub mod holds;
 pub mod lease;
+pub mod listing;
 pub mod mutes;
 pub mod regression;
 pub mod results;

@@ -197,8 +197,13 @@ async fn launch(
         fetch: false,
     };
     // A sharded attempt: what each index runs goes into its ConfigMap before the Job exists.
-    let launches = match svc.attempt_shards(run, &selection) {
-        Some(n) => ensure_shards(run, ctx, svc, attempt, &reruns, n).await?,
+    let sharded = svc.attempt_shards(run, &selection);
+    let launches = match sharded {
+        Some(n) => match ensure_shards(run, ctx, svc, attempt, &reruns, n).await? {
+            Some(launches) => launches,
+            // Its listing Job runs; its end wakes this run again (the poll is a safety net).
+            None => return Ok(Action::requeue(ctx.timing.poll)),
+        },
         None => Vec::new(),
     };
     attempt.shards = launches.len().max(1);
@@ -252,6 +257,10 @@ async fn launch(
         }
     })
     .await?;
+    if sharded.is_some() && number == 1 {
+        // The split is recorded: the tests' listing (if there was one) has served.
+        super::listing::forget(run, ctx, seq).await?;
+    }
     info!(
         namespace = ns,
         run = name,
@@ -276,11 +285,12 @@ async fn launch(
 
 /// The shards of a sharded launch, from its ConfigMap: created now from the split, or — when
 /// a crash came between creating it and recording the launch — read back as it was created,
-/// so the Job and the status follow the split the Job may already run. Operator mode cannot
-/// run a listing command (the suite lives in its image), so attempt 1 is split by pack, evenly
-/// (a pack's tests are not known up front); a large rerun by its failed tests, balanced by
-/// their recorded durations when a results database keeps them. Fewer than two shards (one
-/// pack) is an unsharded launch.
+/// so the Job and the status follow the split the Job may already run. Attempt 1 is split by
+/// its tests (or files) when the service can list them — listed by a Job of the suite's own
+/// image ([`super::listing`]): `None` while that runs — else by pack, evenly (a pack's tests
+/// are not known up front); a large rerun by its failed tests. Tests are balanced by their
+/// recorded durations when a results database keeps them. Fewer than two shards (one pack)
+/// is an unsharded launch.
 async fn ensure_shards(
     run: &TestRun,
     ctx: &Context,
@@ -288,26 +298,67 @@ async fn ensure_shards(
     attempt: JobAttempt<'_>,
     reruns: &[crate::launch::RerunTest<'_>],
     n: usize,
-) -> Result<Vec<crate::launch::job::ShardLaunch>, Error> {
+) -> Result<Option<Vec<crate::launch::job::ShardLaunch>>, Error> {
+    let durations = || async {
+        match ctx.results.database() {
+            Some(db) => db
+                .test_durations(&svc.name, crate::shard::DURATION_RUNS)
+                .await
+                .map_err(|e| Error::from(super::results::ResultsError::from(e))),
+            None => Ok(HashMap::new()),
+        }
+    };
     let split = match attempt.selection.kind {
         crate::crd::SelectionKind::Failed => {
-            let durations = match ctx.results.database() {
-                Some(db) => db
-                    .test_durations(&svc.name, crate::shard::DURATION_RUNS)
-                    .await
-                    .map_err(super::results::ResultsError::from)?,
-                None => HashMap::new(),
-            };
-            crate::shard::split_rerun(&attempt.selection.tests, &durations, n)
+            crate::shard::split_rerun(&attempt.selection.tests, &durations().await?, n)
         }
         crate::crd::SelectionKind::All => {
-            crate::shard::split_first(None, &attempt.selection.packs, &HashMap::new(), "", n)
+            // In the pod, `{dir}` is the suite's place in the image.
+            let mut in_image = svc.clone();
+            in_image.dir = svc.launch.job.working_dir.clone().into();
+            let plan = crate::launch::listing::list_plan(
+                &in_image,
+                &run.spec.template.stand,
+                &attempt.selection.packs,
+            );
+            let listed = match plan {
+                None => None,
+                Some(plan) => match super::listing::list(run, ctx, svc, attempt, &plan).await? {
+                    super::listing::Listing::Underway => return Ok(None),
+                    super::listing::Listing::Listed(items) => Some((plan.unit, items)),
+                    super::listing::Listing::Failed(why) => {
+                        warn!(
+                            run = run.name_any(),
+                            why, "cannot list the tests; splitting by pack"
+                        );
+                        let note = format!("cannot list the tests ({why}); attempt 1 is split by pack");
+                        ctx.event(run, true, "ListingFailed", note).await;
+                        None
+                    }
+                },
+            };
+            let dir = svc.launch.job.working_dir.as_str();
+            crate::shard::split_first(listed, &attempt.selection.packs, &durations().await?, dir, n)
         }
     };
     if split.shards.len() < 2 {
-        return Ok(Vec::new());
+        return Ok(Some(Vec::new()));
     }
-    let cases: HashMap<&str, &crate::results::Case> = reruns.iter().map(|r| (r.id, r.case)).collect();
+    // A listed test stands for its case until it has run (as in standalone mode).
+    let listed: HashMap<&str, crate::results::Case> = match (attempt.selection.kind, split.unit) {
+        (crate::crd::SelectionKind::All, crate::shard::Unit::Tests) => split
+            .shards
+            .iter()
+            .flat_map(|s| &s.items)
+            .map(|id| (id.as_str(), crate::shard::listed_case(id)))
+            .collect(),
+        _ => HashMap::new(),
+    };
+    let cases: HashMap<&str, &crate::results::Case> = reruns
+        .iter()
+        .map(|r| (r.id, r.case))
+        .chain(listed.iter().map(|(id, case)| (*id, case)))
+        .collect();
     let launches = shard_launches(run, svc, attempt, &split, |id| cases.get(id).copied());
     if let Err(why) = crate::launch::job::shards_fit(&launches) {
         warn!(
@@ -316,9 +367,9 @@ async fn ensure_shards(
             why,
             "running the attempt unsharded"
         );
-        return Ok(Vec::new());
+        return Ok(Some(Vec::new()));
     }
-    Ok(ctx.results.keep_launches(run, attempt.seq, launches).await?)
+    Ok(Some(ctx.results.keep_launches(run, attempt.seq, launches).await?))
 }
 
 /// Creates the run's upload token Secret once; an existing one is kept (a new token would
@@ -502,7 +553,7 @@ pub(super) async fn store_pod_log(
 }
 
 /// The pods of a Job, oldest first.
-async fn job_pods(ctx: &Context, ns: &str, job_name: &str) -> Result<Vec<Pod>, Error> {
+pub(super) async fn job_pods(ctx: &Context, ns: &str, job_name: &str) -> Result<Vec<Pod>, Error> {
     let pods: Api<Pod> = ctx.api(ns);
     let mut items = pods
         .list(&ListParams::default().labels(&format!("{LABEL_JOB_NAME}={job_name}")))

@@ -18,9 +18,6 @@ use crate::launch::listing::{self, ListPlan};
 use crate::results::Case;
 use crate::shard::{self, DURATION_RUNS, Split, Unit};
 
-/// How long listing the tests may take; past it the attempt is split by pack.
-const LIST_TIMEOUT: Duration = Duration::from_secs(120);
-
 /// Everything the task of a sharded attempt needs (owned: it outlives the loop's borrow).
 struct ShardedAttempt {
     store: SqliteStore,
@@ -420,7 +417,7 @@ impl ShardedAttempt {
                 argv: lp.argv.clone(),
                 reports: None,
                 env,
-                timeout: LIST_TIMEOUT.min(self.timeout),
+                timeout: listing::LIST_TIMEOUT.min(self.timeout),
             },
             extra_env: self.extra_env.clone(),
             dir: dir.clone(),
@@ -439,11 +436,7 @@ impl ShardedAttempt {
             .filter(|l| !l.starts_with("[tomato]"))
             .map(|l| format!("{l}\n"))
             .collect();
-        Ok(if lp.go {
-            shard::parse_go_listing(&body)
-        } else {
-            shard::parse_listing(&body, lp.unit, lp.pytest)
-        })
+        Ok(listing::read(lp, &body))
     }
 
     /// Starts the eager rerun of shard `index`'s `failed` tests as attempt `next` (see
