@@ -532,11 +532,16 @@ async fn exec_list_passes_the_listing_through_and_shows_its_errors_only_when_it_
     };
     let ok = list("echo tests/a.py::one; echo 'a warning' >&2; echo tests/b.py::two").await;
     assert_eq!(ok.code, 0, "{}", ok.stderr);
-    assert_eq!(ok.stdout, "tests/a.py::one\ntests/b.py::two\n");
+    assert_eq!(
+        ok.stdout,
+        "[tomato exec] the listing begins\ntests/a.py::one\ntests/b.py::two\n[tomato exec] the listing ends\n",
+        "between the lines that show the log holds the whole listing"
+    );
     assert_eq!(ok.stderr, "", "held back while the listing succeeds");
 
     let failed = list("echo partial; echo 'ERROR: not found: tests/x.py' >&2; exit 4").await;
     assert_eq!(failed.code, 4);
+    assert!(!failed.stdout.contains("the listing ends"), "{}", failed.stdout);
     assert!(
         failed.stderr.contains("exited with 4") && failed.stderr.contains("ERROR: not found: tests/x.py"),
         "{}",

@@ -418,7 +418,7 @@ async fn attempt_one_is_split_by_the_tests_a_listing_job_collects() {
     create_run(&k, "py-list", t).await;
 
     // The listing Job comes first: the attempt's own pod, listing instead of testing.
-    let listing = wait_job(&k, "py-list-list-1").await;
+    let listing = wait_job(&k, "py-list-1-list").await;
     let command = container(&listing).command.clone().unwrap();
     assert_eq!(command[1..4], ["exec", "--list", "--"], "{command:?}");
     assert!(command.contains(&"--collect-only".to_string()), "{command:?}");
@@ -491,13 +491,13 @@ async fn attempt_one_is_split_by_the_tests_a_listing_job_collects() {
     assert_eq!(st.attempts[1].summary.unwrap().total, 3, "{st:?}");
     assert_eq!(st.attempts[1].summary.unwrap().passed, 1, "{st:?}");
     assert!(
-        event_notes(&k, "py-list", "ListingTests").await[0].contains("Job py-list-list-1"),
+        event_notes(&k, "py-list", "ListingTests").await[0].contains("Job py-list-1-list"),
         "the listing is announced"
     );
     // Its listing served: the Job is gone once the split was recorded.
     eventually("the listing Job deleted", WAIT, || async {
         jobs(&k)
-            .get_opt("py-list-list-1")
+            .get_opt("py-list-1-list")
             .await
             .unwrap()
             .is_none()

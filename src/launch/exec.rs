@@ -232,12 +232,21 @@ async fn run_command(opts: &ExecOptions) -> anyhow::Result<Ended> {
 /// How much of a failed listing's standard error `tomato exec --list` prints.
 const LIST_STDERR_BYTES: usize = 16 * 1024;
 
+/// The lines `tomato exec --list` prints around the listing. The operator reads the listing
+/// from the pod's log, which the kubelet rotates (at 10 MiB by default) and then serves only
+/// its newest file: a log without both lines does not hold the whole listing.
+pub const LIST_BEGINS: &str = "[tomato exec] the listing begins";
+pub const LIST_ENDS: &str = "[tomato exec] the listing ends";
+
 /// `tomato exec --list`: runs the listing command (argv, never a shell) with its standard
-/// output passed straight through and its standard error kept; on failure prints the end of
-/// that to our standard error. Returns the status to exit with.
+/// output passed straight through between [`LIST_BEGINS`] and [`LIST_ENDS`], and the end of
+/// its standard error kept; on failure prints that to our standard error. Returns the status
+/// to exit with.
 pub async fn list(command: &[String]) -> anyhow::Result<i32> {
     use anyhow::Context;
     let (program, args) = command.split_first().context("no command given after `--`")?;
+    // Before the command can write: it shares our standard output.
+    println!("{LIST_BEGINS}");
     let child = Command::new(program)
         .args(args)
         .env_remove(crate::launch::job::ENV_UPLOAD_TOKEN)
@@ -245,25 +254,38 @@ pub async fn list(command: &[String]) -> anyhow::Result<i32> {
         .stdout(Stdio::inherit())
         .stderr(Stdio::piped())
         .spawn();
-    let child = match child {
+    let mut child = match child {
         Ok(c) => c,
         Err(e) => {
             eprintln!("[tomato exec] cannot start the listing command {program:?}: {e}");
             return Ok(127);
         }
     };
-    let out = child.wait_with_output().await?;
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let tail = tokio::spawn(async move {
+        let mut kept: Vec<u8> = Vec::new();
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Ok(n @ 1..) = stderr.read(&mut buf).await {
+            kept.extend_from_slice(&buf[..n]);
+            let over = kept.len().saturating_sub(LIST_STDERR_BYTES);
+            kept.drain(..over);
+        }
+        kept
+    });
+    let status = child.wait().await?;
+    let errors = tail.await.unwrap_or_default();
     use std::os::unix::process::ExitStatusExt;
-    let code = match (out.status.code(), out.status.signal()) {
+    let code = match (status.code(), status.signal()) {
         (Some(c), _) => c,
         (None, Some(s)) => 128 + s,
         (None, None) => 1,
     };
-    if code != 0 {
-        let start = out.stderr.len().saturating_sub(LIST_STDERR_BYTES);
+    if code == 0 {
+        println!("{LIST_ENDS}");
+    } else {
         eprintln!(
             "[tomato exec] the listing command exited with {code}; its error output ends:\n{}",
-            String::from_utf8_lossy(&out.stderr[start..])
+            String::from_utf8_lossy(&errors)
         );
     }
     Ok(code)

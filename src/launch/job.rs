@@ -341,10 +341,16 @@ pub fn desired_job(run: &TestRun, service: &Service, attempt: JobAttempt<'_>, se
 /// Marks the Job that lists a launch's tests before it is split (its value: `true`).
 pub const LABEL_LISTING: &str = "tomato.dev/listing";
 
-/// `<run>-list-<seq>`: the Job listing the tests of a run's `seq`-th launch before it is split.
+/// `<run>-<seq>-list`: the Job listing the tests of a run's `seq`-th launch before it is
+/// split. It ends in `-list`, so it is never another run's attempt Job (whose names end in the
+/// launch's number: run `demo-list`'s first is `demo-list-1`).
 pub fn listing_job_name(run: &str, seq: usize) -> String {
-    bounded(run, &format!("-list-{seq}"), 63)
+    bounded(run, &format!("-{seq}-list"), 63)
 }
+
+/// How long a finished listing Job stays when nothing deleted it (a crash between the split's
+/// record and the deletion): the Job TTL controller takes it then.
+const LISTING_TTL_SECONDS: i32 = 3600;
 
 /// The Job that lists the tests of `attempt` before it is split into shards (operator mode,
 /// where the suite is in its image and only a pod of that image can list it): the attempt's
@@ -377,6 +383,7 @@ pub fn listing_job(
     if let Some(spec) = job.spec.as_mut() {
         let deadline = super::listing::LIST_TIMEOUT.min(attempt.timeout);
         spec.active_deadline_seconds = Some(deadline.as_secs().max(1) as i64);
+        spec.ttl_seconds_after_finished = Some(LISTING_TTL_SECONDS);
         if let Some(container) = spec.template.spec.as_mut().and_then(|p| p.containers.first_mut()) {
             let mut command = vec![EXEC_PATH.to_string(), "exec".into(), "--list".into(), "--".into()];
             command.extend(listing.argv.iter().cloned());
@@ -911,10 +918,11 @@ mod tests {
             fetch: true,
         };
         let job = listing_job(&run(), &svc, attempt, &plan, &settings());
-        assert_eq!(job.metadata.name.as_deref(), Some("demo-x7k2q9bd-list-1"));
+        assert_eq!(job.metadata.name.as_deref(), Some("demo-x7k2q9bd-1-list"));
         assert_eq!(job.metadata.labels.as_ref().unwrap()[LABEL_LISTING], "true");
         let spec = job.spec.as_ref().unwrap();
         assert_eq!(spec.completion_mode, None, "one pod, not an Indexed Job");
+        assert_eq!(spec.ttl_seconds_after_finished, Some(LISTING_TTL_SECONDS));
         assert_eq!(
             spec.active_deadline_seconds,
             Some(120),

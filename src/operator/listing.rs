@@ -21,12 +21,15 @@ use tracing::info;
 use super::context::{Context, Error, MANAGER};
 use crate::crd::TestRun;
 use crate::launch::job::{
-    JobAttempt, JobState, TEST_CONTAINER, job_state, listing_job, listing_job_name, pod_launch_failure,
+    JobAttempt, JobState, LABEL_LISTING, TEST_CONTAINER, job_state, listing_job, listing_job_name,
+    pod_launch_failure,
 };
 use crate::launch::listing::ListPlan;
 use crate::packs::Service;
 
-/// Largest listing read from the pod's log (a million test ids fit).
+/// Largest log read from the listing's pod. The kubelet rotates a container's log at 10 MiB
+/// by default and then serves only the newest file; [`outcome`] knows a cut listing by its
+/// missing first line.
 const MAX_LISTING_BYTES: i64 = 64 << 20;
 
 /// Where the listing of an attempt's tests stands.
@@ -60,10 +63,15 @@ pub fn outcome(
             }
             Listing::Failed(why)
         }
-        JobState::Succeeded { .. } => match log {
-            None => Listing::Failed("its pod's log could not be read".into()),
-            Some(log) => {
-                let items = crate::launch::listing::read(plan, log);
+        JobState::Succeeded { .. } => match log.map(whole_listing) {
+            None => Listing::Failed("its pod left no log".into()),
+            Some(None) => Listing::Failed(
+                "its pod's log does not hold the whole listing (the kubelet keeps the newest \
+                 part of a large log only)"
+                    .into(),
+            ),
+            Some(Some(body)) => {
+                let items = crate::launch::listing::read(plan, body);
                 if items.is_empty() {
                     Listing::Failed(format!("the listing printed no {}", plan.unit.as_str()))
                 } else {
@@ -72,6 +80,14 @@ pub fn outcome(
             }
         },
     }
+}
+
+/// What `tomato exec --list` printed between its first and last lines, when the log holds both.
+fn whole_listing(log: &str) -> Option<&str> {
+    use crate::launch::exec::{LIST_BEGINS, LIST_ENDS};
+    let start = log.find(&format!("{LIST_BEGINS}\n"))? + LIST_BEGINS.len() + 1;
+    let len = log[start..].rfind(&format!("{LIST_ENDS}\n"))?;
+    Some(&log[start..start + len])
 }
 
 /// The last three non-empty lines of a log, on one line, at most 300 characters.
@@ -110,6 +126,11 @@ pub async fn list(
         ctx.event(run, false, "ListingTests", note).await;
         return Ok(Listing::Underway);
     };
+    if job.labels().get(LABEL_LISTING).map(String::as_str) != Some("true") {
+        return Ok(Listing::Failed(format!(
+            "a Job {name} that is not a listing is in the way"
+        )));
+    }
     let controller = job.owner_references().iter().find(|o| o.controller == Some(true));
     if controller.is_some_and(|o| Some(&o.uid) != run.metadata.uid.as_ref()) {
         // An earlier run's of this name, not yet garbage-collected: it is not this run's listing.
@@ -123,20 +144,25 @@ pub async fn list(
     let launch_failure = pods.iter().find_map(pod_launch_failure);
     let log = match (&state, pods.last()) {
         (JobState::Active, _) | (_, None) => None,
-        (_, Some(pod)) => read_log(ctx, &ns, pod).await,
+        (_, Some(pod)) => read_log(ctx, &ns, pod).await?,
     };
     Ok(outcome(&state, launch_failure, log.as_deref(), plan))
 }
 
-/// The listing pod's log (its test container's: what `tomato exec --list` passed through).
-async fn read_log(ctx: &Context, ns: &str, pod: &Pod) -> Option<String> {
+/// The listing pod's log (its test container's: what `tomato exec --list` passed through);
+/// `None` when the pod or its log is gone. Any other failure is the reconcile's, retried.
+async fn read_log(ctx: &Context, ns: &str, pod: &Pod) -> Result<Option<String>, Error> {
     let pods: Api<Pod> = ctx.api(ns);
     let params = LogParams {
         container: Some(TEST_CONTAINER.into()),
         limit_bytes: Some(MAX_LISTING_BYTES),
         ..Default::default()
     };
-    pods.logs(&pod.name_any(), &params).await.ok()
+    match pods.logs(&pod.name_any(), &params).await {
+        Ok(log) => Ok(Some(log)),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Deletes the listing Job of `run`'s `seq`-th launch once its split is recorded (a missing
@@ -187,8 +213,8 @@ mod tests {
 
     #[test]
     fn a_succeeded_listing_gives_the_tests_it_printed() {
-        let log =
-            "tests/test_a.py::test_one\ntests/test_a.py::TestK::test_two\n\n2 tests collected in 0.01s\n";
+        let log = "[tomato exec] the listing begins\ntests/test_a.py::test_one\ntests/test_a.py::TestK::test_two\n\n\
+                   2 tests collected in 0.01s\n[tomato exec] the listing ends\n";
         assert_eq!(
             outcome(&JobState::Succeeded { at: None }, None, Some(log), &pytest()),
             Listing::Listed(vec![
@@ -264,13 +290,30 @@ mod tests {
     #[test]
     fn a_listing_of_nothing_or_an_unreadable_log_is_split_by_pack() {
         let done = JobState::Succeeded { at: None };
+        let empty =
+            "[tomato exec] the listing begins\nno tests ran in 0.01s\n[tomato exec] the listing ends\n";
         assert_eq!(
-            outcome(&done, None, Some("no tests ran in 0.01s\n"), &pytest()),
+            outcome(&done, None, Some(empty), &pytest()),
             Listing::Failed("the listing printed no tests".into())
         );
         assert_eq!(
             outcome(&done, None, None, &pytest()),
-            Listing::Failed("its pod's log could not be read".into())
+            Listing::Failed("its pod left no log".into())
         );
+    }
+
+    #[test]
+    fn a_listing_whose_start_the_log_rotated_away_is_not_taken_for_the_whole() {
+        let done = JobState::Succeeded { at: None };
+        let cut = "tests/test_z.py::test_last\n[tomato exec] the listing ends\n";
+        let Listing::Failed(why) = outcome(&done, None, Some(cut), &pytest()) else {
+            panic!("a cut listing was taken");
+        };
+        assert!(why.contains("does not hold the whole listing"), "{why}");
+        let unended = "[tomato exec] the listing begins\ntests/test_a.py::test_one\n";
+        assert!(matches!(
+            outcome(&done, None, Some(unended), &pytest()),
+            Listing::Failed(_)
+        ));
     }
 }

@@ -321,6 +321,14 @@ async fn ensure_shards(
                 &run.spec.template.stand,
                 &attempt.selection.packs,
             );
+            if plan.is_some()
+                && let Some(kept) = ctx.results.launches(run, attempt.seq).await?
+                && kept.len() > 1
+            {
+                // Split already (a reconcile that raced the status write, or a restart after
+                // the split was kept): its listing Job may be gone; it is not run again.
+                return Ok(Some(kept));
+            }
             let listed = match plan {
                 None => None,
                 Some(plan) => match super::listing::list(run, ctx, svc, attempt, &plan).await? {
