@@ -485,6 +485,7 @@ impl TestRunStatus {
             message: None,
             shards: Vec::new(),
             aqua,
+            mixed: false,
         });
     }
 

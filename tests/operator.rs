@@ -993,6 +993,126 @@ async fn an_aqua_service_runs_without_a_job_and_its_flaky_pack_is_restarted_once
     );
 }
 
+/// A service whose packs run in two places, in operator mode: `core` as the attempt's Job
+/// (packs_config/demo-py's pytest suite, which the process kubelet runs in `workingDir`),
+/// `farm` in Aqua (the stand-in's `mixed` pack: Aqua cannot run here; `tests/support/aqua.py`
+/// speaks its HTTP API and serves real Allure reports of real pytest runs).
+fn mixed_config(
+    aqua: &aqua_support::AquaStandIn,
+) -> (tempfile::TempDir, std::sync::Arc<tomato::packs::PacksConfig>) {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "stands:\n  pattern: 'stand-[a-z0-9]+'\nretries: 2\nlaunch:\n  runner: pytest\n  image: python:3.11-slim\n  \
+         workingDir: {}/packs_config/demo-py\n  env: {{PYTHONDONTWRITEBYTECODE: '1'}}\n  aqua:\n    url: {}\n    \
+         pollInterval: 1s\n    errorRetries: 2\npacks:\n  core:\n    tests: ['{{dir}}/tests/test_core.py']\n  farm:\n    \
+         launcher: aqua\n    aqua:\n      packId: {}\n",
+        support::REPO,
+        aqua.url,
+        aqua_support::MIXED
+    );
+    std::fs::write(dir.path().join("mix.yaml"), text).unwrap();
+    let config = std::sync::Arc::new(tomato::packs::PacksConfig::load(dir.path()).unwrap());
+    config.check_operator().unwrap();
+    (dir, config)
+}
+
+/// One attempt runs the local pack as a Job and the Aqua pack in Aqua side by side, their
+/// results kept apart and merged into one set: attempt 2 reruns only the local failed tests in
+/// its Job and restarts the Aqua launch (which had a failure); attempt 3 reruns the
+/// still-failing local test alone, as a plain Job, restarting nothing in Aqua. Verdicts merge
+/// across both, as in standalone mode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mixed_attempt_runs_its_job_and_its_aqua_launch_side_by_side_in_operator_mode() {
+    let k = TestNs::new("aquamix").await;
+    let aqua = aqua_support::AquaStandIn::start(None);
+    let (_dir, config) = mixed_config(&aqua);
+    let replica = start_replica(&k, config, "tomato-0").await;
+    let mut t = farm_template();
+    t.service = "mix".into();
+    create_run(&k, "mix-1", t).await;
+
+    let run = eventually("mix-1 finished", Duration::from_secs(240), || async {
+        let r = runs(&k).get("mix-1").await.unwrap();
+        r.status
+            .as_ref()
+            .is_some_and(|s| s.phase.is_terminal())
+            .then_some(r)
+    })
+    .await;
+    let st = run.status.clone().unwrap();
+    assert_eq!(st.phase.to_string(), "Failed", "{st:#?}");
+    let a = &st.attempts;
+    assert_eq!(a.len(), 3, "{st:#?}");
+    assert_eq!(
+        (a[0].mixed, a[1].mixed, a[2].mixed),
+        (true, true, false),
+        "attempt 3 has nothing to restart in Aqua: {st:#?}"
+    );
+    assert_eq!(a[0].launch.as_deref(), Some("mix-1-1"));
+    let (first, second) = (&a[0].aqua, &a[1].aqua);
+    assert_eq!((first.len(), second.len(), a[2].aqua.len()), (1, 1, 0), "{st:#?}");
+    assert_eq!(first[0].pack, "farm");
+    assert_eq!(second[0].restart_of.as_ref(), Some(&first[0].id));
+    assert_eq!((first[0].failing, second[0].failing), (Some(1), Some(0)));
+    // Attempt 1: the Job's five tests and Aqua's three, one set.
+    let s1 = a[0].summary.unwrap();
+    assert_eq!(
+        (s1.total, s1.passed, s1.failed, s1.skipped),
+        (8, 3, 3, 2),
+        "{s1:?}"
+    );
+    // The local rerun selected the local failed tests (and the Aqua one, restarted in Aqua).
+    assert_eq!(a[1].selection.tests.len(), 3, "{st:#?}");
+    assert_eq!(
+        a[2].selection.tests,
+        ["tests/test_core.py::test_applies_coupon"],
+        "{st:#?}"
+    );
+    let s2 = a[1].summary.unwrap();
+    assert_eq!((s2.passed, s2.failed), (2, 1), "{s2:?}");
+
+    let (_, tests) = get_json(&format!("{}/api/v1/runs/mix-1/tests", replica.url)).await;
+    let verdict = |suffix: &str| {
+        tests
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"].as_str().unwrap().ends_with(suffix))
+            .map(|t| t["verdict"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| panic!("no test ending {suffix}: {tests:#}"))
+    };
+    assert_eq!(verdict("::test_applies_coupon"), "failed");
+    assert_eq!(verdict("::test_flaky_payment_gateway"), "flaky");
+    assert_eq!(verdict("::test_flaky"), "flaky", "Aqua's flaky test");
+    assert_eq!(verdict("::test_passes"), "passed", "Aqua's passing test");
+    assert_eq!(verdict("::test_adds_vat"), "passed");
+    let s = st.summary.unwrap();
+    assert_eq!((s.passed, s.flaky, s.failed, s.skipped), (3, 2, 1, 2), "{s:?}");
+    let seen = aqua.seen().await;
+    assert_eq!(
+        seen["launches"].as_array().unwrap().len(),
+        2,
+        "one launch, one restart: {seen:#}"
+    );
+    // One Job per attempt, each running only the local pack's tests.
+    assert_eq!(job_names(&k).await, ["mix-1-1", "mix-1-2", "mix-1-3"]);
+    let job = jobs(&k).get("mix-1-1").await.unwrap();
+    let command = container(&job).command.clone().unwrap().join(" ");
+    assert!(
+        command.contains("test_core.py") && !command.contains("farm"),
+        "{command}"
+    );
+    assert_eq!(job.metadata.labels.as_ref().unwrap()["tomato.dev/part"], "local");
+    // The attempt's log holds the Job's output, then Aqua's launch links.
+    let (_, log) = get_text(&format!("{}/api/v1/runs/mix-1/attempts/1/log", replica.url)).await;
+    assert!(
+        log.contains("test_core.py")
+            && log.contains("===== the packs run in Aqua =====")
+            && log.contains(&first[0].id),
+        "{log}"
+    );
+}
+
 /// Operator mode after a crash between Aqua's launch answer and the status write that would
 /// have recorded it: the run's status holds only the intent (pack, `tomato.launch` marker, no
 /// id) and Aqua holds the launch made with that marker. The controller looks it up by the

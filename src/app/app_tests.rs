@@ -262,6 +262,7 @@ async fn a_sharded_attempts_shards_are_in_the_api_in_camel_case_and_on_the_run_p
                     shard(1, ShardState::Crashed, 0, 3),
                 ],
                 aqua: Vec::new(),
+                mixed: false,
             });
             Ok((true, ()))
         })

@@ -279,6 +279,7 @@ mod tests {
             message: None,
             shards: Vec::new(),
             aqua: Vec::new(),
+            mixed: false,
         }
     }
 

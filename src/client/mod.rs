@@ -468,6 +468,7 @@ mod tests {
             message: None,
             shards: Vec::new(),
             aqua: Vec::new(),
+            mixed: false,
         };
         let st = run.status.as_mut().unwrap();
         st.attempts = vec![attempt.clone(), attempt];

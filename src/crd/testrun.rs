@@ -347,6 +347,11 @@ pub struct Attempt {
     /// them up) again rather than launching twice.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aqua: Vec<AquaLaunch>,
+    /// Its Aqua packs run in Aqua beside its Job (operator mode: a service whose packs run in
+    /// two places). Each part's results are kept apart until both are in, then merged into the
+    /// attempt's one set.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mixed: bool,
 }
 
 /// One launch in Aqua: what Tomato polls, and the page people open.

@@ -871,6 +871,7 @@ mod tests {
             message: None,
             shards: Vec::new(),
             aqua,
+            mixed: false,
         }
     }
 

@@ -338,6 +338,10 @@ pub fn desired_job(run: &TestRun, service: &Service, attempt: JobAttempt<'_>, se
     }
 }
 
+/// Marks the Job of a mixed attempt's local part (value `local`): its upload is kept apart
+/// from the Aqua part's until both are in (operator mode, see `operator::mixed`).
+pub const LABEL_PART: &str = "tomato.dev/part";
+
 /// Marks the Job that lists a launch's tests before it is split (its value: `true`).
 pub const LABEL_LISTING: &str = "tomato.dev/listing";
 

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use chrono::Utc;
 use kube::ResourceExt;
-use kube::runtime::controller::Action;
 use tracing::{info, warn};
 
 use super::context::{Context, Error, write_status};
@@ -20,15 +19,18 @@ use crate::launch::aqua::{self as aqua, Client, LaunchObject, Step};
 use crate::packs::Service;
 use crate::results::upload::{AttemptResults, Source};
 
-/// Takes the next step of the running Aqua attempt `attempt` (the `seq`-th launch of the run).
-/// `Ok(None)`: its results are stored; the caller reads them back as any attempt's.
+/// Takes the next step of the running Aqua attempt `attempt` (the `seq`-th launch of the run),
+/// or of its Aqua part (`part`: where its results are kept apart, [`super::mixed`]). Answers
+/// when to look again (its results stored: soon; the caller reads them back as any attempt's),
+/// or the end the step came to.
 pub async fn observe(
     run: &TestRun,
     ctx: &Context,
     svc: &Service,
     seq: usize,
     attempt: &Attempt,
-) -> Result<Result<Action, AttemptEnd>, Error> {
+    part: Option<u32>,
+) -> Result<Result<Duration, AttemptEnd>, Error> {
     let cfg = svc.aqua.as_ref().expect("called for Aqua services only");
     let client = Client::new(cfg);
     let status = run.status.clone().unwrap_or_default();
@@ -102,7 +104,7 @@ pub async fn observe(
             })
             .await?;
             ctx.event(run, false, "AttemptStarted", note).await;
-            Ok(Ok(Action::requeue(cfg.poll_interval)))
+            Ok(Ok(cfg.poll_interval))
         }
         Step::Poll(ids) => {
             let mut changed = Vec::new();
@@ -127,7 +129,7 @@ pub async fn observe(
                 })
                 .await?;
             }
-            Ok(Ok(Action::requeue(aqua::backoff(cfg.poll_interval, worst))))
+            Ok(Ok(aqua::backoff(cfg.poll_interval, worst)))
         }
         Step::ReadReports => {
             let mut cases = Vec::new();
@@ -204,8 +206,8 @@ pub async fn observe(
                 allure_gz: Vec::new(),
                 allure_notes: Vec::new(),
             };
-            ctx.results.store_or_cut(run, seq, None, &stored).await?;
-            Ok(Ok(Action::requeue(Duration::from_millis(100))))
+            ctx.results.store_or_cut(run, seq, part, &stored).await?;
+            Ok(Ok(Duration::from_millis(100)))
         }
     }
 }

@@ -679,10 +679,10 @@ impl Backend for KubeBackend {
             .as_ref()
             .map(|s| s.attempts.clone())
             .unwrap_or_default();
-        // How many shards the attempt has (1: unsharded), from its status or, before that is
-        // written, from its Job's completions.
-        let shards = match attempts.get(seq.wrapping_sub(1)) {
-            Some(a) if a.state == AttemptState::Running => a.shards.len().max(1),
+        // How many shards the attempt has (1: unsharded), and whether its Job runs the local
+        // part of a mixed attempt, from its status or, before that is written, from its Job.
+        let (shards, mixed) = match attempts.get(seq.wrapping_sub(1)) {
+            Some(a) if a.state == AttemptState::Running => (a.shards.len().max(1), a.mixed),
             Some(a) => {
                 return Err(UploadError::Conflict(format!(
                     "attempt {seq} of {name} is {:?}: its results are no longer expected",
@@ -695,19 +695,28 @@ impl Backend for KubeBackend {
                 let Some(job) = jobs.get_opt(&job_name(name, seq)).await.map_err(store)? else {
                     return Err(UploadError::NotFound(format!("run {name} has no attempt {seq}")));
                 };
-                crate::launch::job::job_shards(&job)
+                let local_part = job
+                    .labels()
+                    .get(crate::launch::job::LABEL_PART)
+                    .map(String::as_str)
+                    == Some("local");
+                (crate::launch::job::job_shards(&job), local_part)
             }
             None => return Err(UploadError::NotFound(format!("run {name} has no attempt {seq}"))),
         };
         crate::launch::job::check_shard_upload(shards, shard).map_err(UploadError::Invalid)?;
-        let shard = shard.filter(|_| shards > 1);
+        let shard = if mixed {
+            Some(super::mixed::LOCAL_PART)
+        } else {
+            shard.filter(|_| shards > 1)
+        };
         match self.results.store(&run, seq, shard, &results).await {
             Ok(Stored::Created) => Ok(()),
             Ok(Stored::AlreadyThere) => Err(UploadError::Conflict(match shard {
-                Some(i) => {
+                Some(i) if !mixed => {
                     format!("the results of shard {i} of attempt {seq} of {name} were already recorded")
                 }
-                None => format!("the results of attempt {seq} of {name} were already recorded"),
+                _ => format!("the results of attempt {seq} of {name} were already recorded"),
             })),
             // Too large for the ConfigMaps, or over the database's per-run artifact limit.
             Err(

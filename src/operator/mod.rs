@@ -23,6 +23,7 @@ pub mod context;
 pub mod holds;
 pub mod lease;
 pub mod listing;
+pub mod mixed;
 pub mod mutes;
 pub mod regression;
 pub mod results;

@@ -157,14 +157,6 @@ async fn launch(
         .as_ref()
         .and_then(|st| crate::launch::aqua::previous_of(st, &selection));
     let parts = crate::launch::split::split(svc, &selection, previous, merged);
-    if parts.is_mixed() {
-        // PacksConfig::check_operator refuses such services at start; a config changed
-        // under a running operator is refused here rather than run half.
-        let why = "operator mode does not yet run one attempt both in Aqua and as a Job: run this \
-                   service in standalone mode, or give its Aqua packs a service of their own"
-            .to_string();
-        return conclude(run, ctx, Verdict::Error, Some(why)).await;
-    }
     if parts.local.is_none() {
         // No Job: the attempt is its Aqua launches, made and polled by the next reconciles.
         write_status(&ctx.client, run, |st| {
@@ -185,19 +177,23 @@ async fn launch(
         return Ok(Action::requeue(Duration::from_millis(100)));
     }
     ensure_token(run, ctx).await?;
-    let reruns = crate::launch::reruns(&selection, merged);
+    // A mixed attempt's Job runs its local part (its packs, or its local failed tests) whole;
+    // the Aqua part is made and polled by the next reconciles (super::mixed).
+    let mixed = parts.is_mixed();
+    let local = parts.local.clone().unwrap_or_else(|| selection.clone());
+    let reruns = crate::launch::reruns(&local, merged);
     let timeout = crate::launch::timeout_of(run, svc);
     let mut attempt = JobAttempt {
         seq,
         number,
-        selection: &selection,
+        selection: &local,
         reruns: &reruns,
         timeout,
         shards: 1,
         fetch: false,
     };
     // A sharded attempt: what each index runs goes into its ConfigMap before the Job exists.
-    let sharded = svc.attempt_shards(run, &selection);
+    let sharded = svc.attempt_shards(run, &selection).filter(|_| !mixed);
     let launches = match sharded {
         Some(n) => match ensure_shards(run, ctx, svc, attempt, &reruns, n).await? {
             Some(launches) => launches,
@@ -221,7 +217,14 @@ async fn launch(
             }
         }
     }
-    let job = desired_job(run, svc, attempt, &ctx.jobs);
+    let mut job = desired_job(run, svc, attempt, &ctx.jobs);
+    if mixed {
+        // Its upload is the local part's (the backend keeps it apart), even before the
+        // status says the attempt is mixed.
+        for labels in job.metadata.labels.iter_mut() {
+            labels.insert(crate::launch::job::LABEL_PART.into(), "local".into());
+        }
+    }
     let job_name = job.name_any();
     let jobs: Api<Job> = ctx.api(&ns);
     // A Job of this name owned by another run is an earlier run's of the same name (deleted
@@ -254,6 +257,7 @@ async fn launch(
         st.begin_attempt(number, selection, job_name.clone(), now);
         if let Some(a) = st.attempts.last_mut() {
             a.shards = shards;
+            a.mixed = mixed;
         }
     })
     .await?;
@@ -423,6 +427,9 @@ async fn observe(
     let jobs: Api<Job> = ctx.api(&ns);
     let job = jobs.get_opt(&job_name).await?;
     let state = job.as_ref().map(job_state);
+    if attempt.mixed {
+        return super::mixed::observe(run, ctx, svc, seq, attempt, &job_name).await;
+    }
     if let Some(stored) = ctx.results.load(run, seq).await? {
         return end_attempt(run, ctx, svc, attempt, &stored, state.as_ref()).await;
     }
@@ -436,15 +443,7 @@ async fn observe(
         return super::shards::observe(run, ctx, svc, seq, attempt, job, state, &pods).await;
     }
     match state {
-        None => {
-            let why = format!("its Job {job_name} disappeared before it reported; launched again");
-            write_status(&ctx.client, run, |st| {
-                st.stop_attempt(AttemptState::Interrupted, &why, Utc::now());
-            })
-            .await?;
-            ctx.event(run, true, "AttemptInterrupted", why).await;
-            Ok(Action::await_change())
-        }
+        None => job_disappeared(run, ctx, &job_name).await,
         Some(JobState::Active) => {
             let pods = job_pods(ctx, &ns, &job_name).await?;
             if let Some(why) = pods.iter().find_map(pod_launch_failure) {
@@ -464,6 +463,18 @@ async fn observe(
     }
 }
 
+/// The attempt's Job is gone before it reported (deleted by hand, or garbage-collected): the
+/// attempt is interrupted, and launched again.
+pub(super) async fn job_disappeared(run: &TestRun, ctx: &Context, job_name: &str) -> Result<Action, Error> {
+    let why = format!("its Job {job_name} disappeared before it reported; launched again");
+    write_status(&ctx.client, run, |st| {
+        st.stop_attempt(AttemptState::Interrupted, &why, Utc::now());
+    })
+    .await?;
+    ctx.event(run, true, "AttemptInterrupted", why).await;
+    Ok(Action::await_change())
+}
+
 /// The running attempt of an Aqua service: its stored results end it; else the next step in
 /// Aqua ([`super::aqua::observe`]), or the end that step came to.
 async fn observe_aqua(
@@ -476,14 +487,14 @@ async fn observe_aqua(
     if let Some(stored) = ctx.results.load(run, seq).await? {
         return end_attempt(run, ctx, svc, attempt, &stored, None).await;
     }
-    match super::aqua::observe(run, ctx, svc, seq, attempt).await? {
-        Ok(action) => Ok(action),
+    match super::aqua::observe(run, ctx, svc, seq, attempt, None).await? {
+        Ok(after) => Ok(Action::requeue(after)),
         Err(end) => record(run, ctx, svc, &end).await,
     }
 }
 
 /// A pod of the attempt cannot start (its image, a missing Secret): the attempt failed to launch.
-async fn launch_failed(
+pub(super) async fn launch_failed(
     run: &TestRun,
     ctx: &Context,
     svc: &Service,
@@ -508,7 +519,8 @@ async fn launch_failed(
 const POD_LOG_TAIL_LINES: i64 = 50_000;
 
 /// No upload came: record the pod's log (and exit code) as the attempt's results, or as
-/// shard `shard`'s (the pod of that completion index).
+/// shard `shard`'s (the pod of that completion index), or as a mixed attempt's local part
+/// (its Job's one pod, which has no index).
 pub(super) async fn store_pod_log(
     run: &TestRun,
     ctx: &Context,
@@ -521,7 +533,7 @@ pub(super) async fn store_pod_log(
     let pods = job_pods(ctx, &ns, job_name).await?;
     let pod = pods
         .iter()
-        .rfind(|p| shard.is_none() || pod_completion_index(p) == shard);
+        .rfind(|p| shard.is_none() || pod_completion_index(p).is_none_or(|i| Some(i) == shard));
     let (log, exit_code) = match pod {
         Some(p) => {
             // The end of the log holds the failures and the summary: ask for its last lines
@@ -572,7 +584,7 @@ pub(super) async fn job_pods(ctx: &Context, ns: &str, job_name: &str) -> Result<
 }
 
 /// Results are stored: the attempt ended. Records it and the core's decision.
-async fn end_attempt(
+pub(super) async fn end_attempt(
     run: &TestRun,
     ctx: &Context,
     svc: &Service,
@@ -635,7 +647,12 @@ async fn mutes_in_force(
 }
 
 /// Records an attempt's end and the decision, in one status write; announces both.
-async fn record(run: &TestRun, ctx: &Context, svc: &Service, end: &AttemptEnd) -> Result<Action, Error> {
+pub(super) async fn record(
+    run: &TestRun,
+    ctx: &Context,
+    svc: &Service,
+    end: &AttemptEnd,
+) -> Result<Action, Error> {
     let max_attempts = 1 + u32::from(svc.retries_for(&run.spec.template));
     let results = ctx.results.run_results(run, &svc.rerun.test_id).await?;
     // The ended attempt's tests become history rows (with a results database) before the
@@ -1003,7 +1020,7 @@ async fn active_jobs(run: &TestRun, jobs: &Api<Job>) -> Result<Vec<Job>, Error> 
 
 /// Deletes a Job and its pods (a missing Job is fine). Foreground deletion keeps the Job
 /// until its pods are gone, so "the Job is gone" means "the tests stopped".
-async fn stop_job(jobs: &Api<Job>, name: &str) -> Result<(), Error> {
+pub(super) async fn stop_job(jobs: &Api<Job>, name: &str) -> Result<(), Error> {
     match jobs.delete(name, &DeleteParams::foreground()).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),

@@ -395,28 +395,6 @@ impl PacksConfig {
                 reason: "operator mode runs each attempt as a Job and needs the image of the test suite"
                     .into(),
             })
-            .chain(self.services().filter_map(|s| {
-                // One attempt as a Job and Aqua launches side by side is standalone mode's
-                // for now: refused here rather than run half.
-                let packs = |aqua: bool| -> Vec<&str> {
-                    s.packs
-                        .iter()
-                        .filter(|(_, p)| p.aqua.is_some() == aqua)
-                        .map(|(n, _)| n.as_str())
-                        .collect()
-                };
-                let (in_aqua, local) = (packs(true), packs(false));
-                (!in_aqua.is_empty() && !local.is_empty()).then(|| ConfigError {
-                    file: s.file.clone(),
-                    field: format!("packs.{}.launcher", in_aqua[0]),
-                    reason: format!(
-                        "operator mode does not yet run one service's packs both in Aqua ({}) and as Jobs ({}): \
-                         run it in standalone mode, or give the Aqua packs a service of their own",
-                        in_aqua.join(", "),
-                        local.join(", ")
-                    ),
-                })
-            }))
             .collect();
         if errors.is_empty() {
             Ok(())

@@ -668,6 +668,7 @@ mod tests {
             message: None,
             shards: Vec::new(),
             aqua: Vec::new(),
+            mixed: false,
         });
         st.summary = Some(summary);
         st.categories = categories;
@@ -909,6 +910,7 @@ mod tests {
             message: None,
             shards: Vec::new(),
             aqua: Vec::new(),
+            mixed: false,
         };
         // Launches 1..=number, then `number` again (a relaunch): positions number and number+1.
         let mut attempts: Vec<Attempt> = (1..=number).map(launch).collect();

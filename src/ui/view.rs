@@ -1195,6 +1195,7 @@ mod tests {
             message: None,
             shards: Vec::new(),
             aqua: Vec::new(),
+            mixed: false,
         };
         assert_eq!(attempt_label(&first), "every test of basic");
         let rerun = Attempt {
@@ -1388,6 +1389,7 @@ mod tests {
                 message: None,
                 shards: Vec::new(),
                 aqua: Vec::new(),
+                mixed: false,
             }],
             ..TestRunStatus::default()
         });
@@ -1421,6 +1423,7 @@ mod tests {
             message: None,
             shards: Vec::new(),
             aqua: Vec::new(),
+            mixed: false,
         };
         let second = Attempt {
             number: 2,
@@ -1536,6 +1539,7 @@ mod tests {
             message: None,
             shards: Vec::new(),
             aqua: Vec::new(),
+            mixed: false,
         }];
         assert_eq!(run_row(&r, &resolve, at("2024-05-02T00:00:00Z")).packs, "basic");
     }
