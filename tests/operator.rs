@@ -1113,6 +1113,40 @@ async fn a_mixed_attempt_runs_its_job_and_its_aqua_launch_side_by_side_in_operat
     );
 }
 
+/// A mixed attempt whose Aqua part cannot go on (the stand-in holds its launch 8 s, then
+/// answers `REPORT_FAILED` past `errorRetries`), after its Job's tests are in: the attempt ends
+/// in an error naming it, as an Aqua attempt would, and the Job's tests are kept. Aqua cannot
+/// run here: `tests/support/aqua.py` speaks its API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mixed_attempt_whose_aqua_part_fails_keeps_its_jobs_tests_and_names_the_error() {
+    let k = TestNs::new("aquamixfail").await;
+    let aqua = aqua_support::AquaStandIn::start(None);
+    aqua.knobs(json!({"report_failed": true, "delay": 8})).await;
+    let (_dir, config) = mixed_config(&aqua);
+    let replica = start_replica(&k, config, "tomato-0").await;
+    let mut t = farm_template();
+    t.service = "mix".into();
+    create_run(&k, "mix-f", t).await;
+    let run = wait_phase(&k, "mix-f", "Error").await;
+    let st = run.status.unwrap();
+    let msg = st.message.clone().unwrap_or_default();
+    assert!(msg.contains("REPORT_FAILED"), "{msg}");
+    assert_eq!(st.attempts.len(), 1, "{st:#?}");
+    assert!(st.attempts[0].mixed, "{st:#?}");
+    let (_, tests) = get_json(&format!("{}/api/v1/runs/mix-f/tests", replica.url)).await;
+    let ids: Vec<&str> = tests
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 5, "the Job's five tests, kept: {tests:#}");
+    assert!(
+        ids.iter().all(|id| id.starts_with("tests/test_core.py::")),
+        "{ids:?}"
+    );
+}
+
 /// Operator mode after a crash between Aqua's launch answer and the status write that would
 /// have recorded it: the run's status holds only the intent (pack, `tomato.launch` marker, no
 /// id) and Aqua holds the launch made with that marker. The controller looks it up by the

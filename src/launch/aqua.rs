@@ -831,6 +831,24 @@ pub fn links(launches: &[AquaLaunch]) -> Vec<LaunchLink> {
         .collect()
 }
 
+/// What became of an attempt's Aqua launches still going when the rest of the attempt could
+/// not run (its Job could not start); `None` when none was going.
+pub fn stopped_note(launches: &[AquaLaunch], revoked: bool) -> Option<String> {
+    let ids: Vec<&str> = launches
+        .iter()
+        .filter(|l| !is_intent(l))
+        .map(|l| l.id.as_str())
+        .collect();
+    match (ids.is_empty(), revoked) {
+        (true, _) => None,
+        (false, true) => Some(format!("revoked in Aqua: {}", ids.join(", "))),
+        (false, false) => Some(format!(
+            "the launch goes on in Aqua (no revoke path is configured): {}",
+            ids.join(", ")
+        )),
+    }
+}
+
 /// What a cancelled run says of its launches: revoked, or going on in Aqua.
 pub fn cancel_note(launches: &[AquaLaunch], revoked: bool) -> String {
     let ids: Vec<String> = launches

@@ -215,8 +215,18 @@ pub async fn observe(
 /// Cancel: revokes the attempt's launches still going when a revoke path is configured; the
 /// answer is what the run's message says of them.
 pub async fn cancel_note(svc: &Service, attempt: Option<&Attempt>) -> String {
-    let Some(cfg) = svc.aqua.as_ref() else {
+    if svc.aqua.is_none() {
         return "cancelled".into();
+    }
+    let (going, revoked) = revoke_going(svc, attempt).await;
+    aqua::cancel_note(&going, revoked)
+}
+
+/// Revokes the attempt's launches still going, when a revoke path is configured: answers them
+/// and whether every one was revoked.
+pub async fn revoke_going(svc: &Service, attempt: Option<&Attempt>) -> (Vec<AquaLaunch>, bool) {
+    let Some(cfg) = svc.aqua.as_ref() else {
+        return (Vec::new(), false);
     };
     let client = Client::new(cfg);
     let going: Vec<AquaLaunch> = attempt
@@ -237,7 +247,7 @@ pub async fn cancel_note(svc: &Service, attempt: Option<&Attempt>) -> String {
             None => revoked = false,
         }
     }
-    aqua::cancel_note(&going, revoked)
+    (going, revoked)
 }
 
 /// Ends the cancelled run's status with what became of its launches.

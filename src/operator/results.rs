@@ -1064,7 +1064,9 @@ impl Keeper {
             .unwrap_or_default();
         for (i, a) in attempts.iter().enumerate() {
             let launch = launch_number(i + 1)?;
-            let parts = std::iter::once(None).chain((0..a.shards.len()).map(|s| Some(s as u32)));
+            // A mixed attempt keeps its Job's and its Aqua launches' results as parts 0 and 1.
+            let parts = if a.mixed { 2 } else { a.shards.len() };
+            let parts = std::iter::once(None).chain((0..parts).map(|s| Some(s as u32)));
             for shard in parts {
                 let kind = ArtifactKind::Results { shard };
                 let Some(bytes) = db.artifact(&key, launch, kind).await? else {

@@ -592,6 +592,18 @@ pub(super) async fn end_attempt(
     stored: &StoredResults,
     job: Option<&JobState>,
 ) -> Result<Action, Error> {
+    let end = attempt_end(run, svc, attempt, stored, job);
+    record(run, ctx, svc, &end).await
+}
+
+/// How an attempt whose results are `stored` ended, its Job in state `job`. Pure.
+pub(super) fn attempt_end(
+    run: &TestRun,
+    svc: &Service,
+    attempt: &Attempt,
+    stored: &StoredResults,
+    job: Option<&JobState>,
+) -> AttemptEnd {
     let (report, _) = stored.parse(attempt.number, &svc.rerun.test_id);
     let timed_out = job.is_some_and(JobState::is_deadline_exceeded);
     let timeout = crate::launch::timeout_of(run, svc);
@@ -602,7 +614,7 @@ pub(super) async fn end_attempt(
     } else {
         stored.signal.map(|s| format!("killed by signal {s}"))
     };
-    let end = AttemptEnd {
+    AttemptEnd {
         number: attempt.number,
         state: if timed_out {
             AttemptState::TimedOut
@@ -616,8 +628,7 @@ pub(super) async fn end_attempt(
             .log()
             .ok()
             .and_then(|log| crate::launch::runner_error(&log)),
-    };
-    record(run, ctx, svc, &end).await
+    }
 }
 
 /// The service's mutes in force at `now`, from the run's namespace.
