@@ -48,6 +48,10 @@ pub struct AllureTest {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Extras {
+    /// The test's title, when the code gave it one that is not its name (`@allure.title`):
+    /// the test is named as its runner names it, so it is one test with its JUnit twin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<Step>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -397,6 +401,12 @@ fn test_of(r: RawResult, failed_fixtures: &[(&'static str, &RawStep)]) -> (Allur
     });
     let name = cap(name.unwrap_or_default());
     let pytest = label("framework").as_deref() == Some("pytest");
+    // `@allure.title` renames a pytest result; pytest's JUnit names it by its function (and
+    // its parameters' ids): named so, it is one test with its JUnit twin, its title kept apart.
+    let (name, title) = match pytest.then(|| pytest_node_name(&name, r.full_name.as_deref(), &r.parameters)) {
+        Some(Some(node)) => (node, Some(name)),
+        _ => (name, None),
+    };
     // The class as the runner's JUnit names it: Java adapters say it in `testClass`;
     // allure-pytest writes `fullName` as `package.Class#function`.
     let classname = label("testClass")
@@ -502,12 +512,42 @@ fn test_of(r: RawResult, failed_fixtures: &[(&'static str, &RawStep)]) -> (Allur
         system_err: String::new(),
     };
     let extras = Extras {
+        title,
         steps,
         parameters,
         labels,
         attachments: all,
     };
     (AllureTest { case, extras }, note)
+}
+
+/// The name pytest gives a test that `@allure.title` renamed to `title`: its function (from
+/// `fullName`, `package.Class#function`) with its parameters' ids (`test_pay[card]`: string
+/// values without the quotes Allure's `repr` adds, joined by `-`, as pytest does for plain
+/// values). `None` when `title` is the test's own name.
+fn pytest_node_name(title: &str, full_name: Option<&str>, parameters: &[RawParameter]) -> Option<String> {
+    let function = full_name?.rsplit_once('#')?.1;
+    if function.is_empty() || title == function || title.starts_with(&format!("{function}[")) {
+        return None;
+    }
+    if parameters.is_empty() {
+        return Some(function.to_string());
+    }
+    let ids: Vec<String> = parameters
+        .iter()
+        .map(|p| {
+            let v = match &p.value {
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(v) => v.to_string(),
+                None => String::new(),
+            };
+            match v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')) {
+                Some(inner) => inner.to_string(),
+                None => v,
+            }
+        })
+        .collect();
+    Some(format!("{function}[{}]", ids.join("-")))
 }
 
 /// pytest's file for a test: `titlePath` down to the module (`["tests", "test_x.py", "Cls"]`

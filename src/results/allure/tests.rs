@@ -331,3 +331,45 @@ fn junit_and_allure_of_one_attempt_are_one_set_of_tests() {
             .is_empty()
     );
 }
+
+/// tests/allure_samples/pytest-titles: `@allure.title` renames results (with parameters or
+/// without); each stays one test with its JUnit twin, named as pytest names it, its title kept.
+#[test]
+fn tests_renamed_by_allure_title_are_one_set_with_their_junit_twins() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/allure_samples/pytest-titles");
+    let mut junit = Vec::new();
+    crate::results::junit::parse_file(&dir.join("junit.xml"), |c| junit.push(c)).unwrap();
+    assert_eq!(junit.len(), 6);
+    let allure = read_dir(&dir.join("allure-results")).unwrap().unwrap().tests;
+    assert_eq!(allure.len(), 6);
+    let (cases, extras) = unite(junit, allure, &TestIdStyle::Pytest);
+    let results = crate::results::assign_ids(1, cases, &TestIdStyle::Pytest);
+    let ids: std::collections::BTreeSet<&str> = results.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        std::collections::BTreeSet::from([
+            "tests/test_titles.py::TestLogin::test_login",
+            "tests/test_titles.py::test_checkout",
+            "tests/test_titles.py::test_pay[card]",
+            "tests/test_titles.py::test_pay[cash]",
+            "tests/test_titles.py::test_untitled[1-a b]",
+            "tests/test_titles.py::test_untitled[2-x]",
+        ]),
+        "one test each, not a JUnit one and an Allure one"
+    );
+    assert_eq!(results.len(), 6);
+    let title = |id: &str| extras[id].title.as_deref();
+    assert_eq!(
+        title("tests/test_titles.py::test_checkout"),
+        Some("Checkout works")
+    );
+    assert_eq!(
+        title("tests/test_titles.py::test_pay[cash]"),
+        Some("Pay with cash")
+    );
+    assert_eq!(
+        title("tests/test_titles.py::TestLogin::test_login"),
+        Some("Login with a good password")
+    );
+    assert_eq!(title("tests/test_titles.py::test_untitled[1-a b]"), None);
+}
