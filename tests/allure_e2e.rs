@@ -70,6 +70,8 @@ async fn allure_results_of_a_process_service_show_steps_parameters_and_the_failu
 
     let declined = test(&tests, "tests/test_shop.py::TestCheckout::test_declined_card");
     assert_eq!(declined["verdict"], "failed");
+    // `@allure.title` renamed it: its id and rerun are still pytest's, its title kept apart.
+    assert_eq!(declined["title"], "A declined card is refused");
     assert!(
         declined["message"]
             .as_str()
@@ -164,6 +166,11 @@ async fn allure_results_of_a_process_service_show_steps_parameters_and_the_failu
         "{page}"
     );
     assert!(page.contains("<dt>qty</dt><dd class=\"mono\">3</dd>"), "{page}");
+    // `@allure.title` renamed it in Allure: one test with its JUnit twin, its title shown.
+    assert!(
+        page.contains("<div class=\"allure-title\">A declined card is refused</div>"),
+        "{page}"
+    );
     assert!(page.contains(">server log</a>"), "{page}");
     assert!(page.contains("receipt.bin: not kept"), "{page}");
     assert!(page.contains("0000-truncated-result.json: not JSON"), "{page}");

@@ -20,6 +20,8 @@ use crate::results::attachments::attachment_url;
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AllureView {
+    /// Its title, when the code gave it one that is not its name (`@allure.title`).
+    pub title: Option<String>,
     /// Its steps, nested, each with status and duration (failed set-up and tear-down
     /// fixtures first, named `set up: …` / `tear down: …`).
     pub steps: Vec<StepView>,
@@ -101,6 +103,7 @@ impl AllureView {
         // Stable: images first (the failure's screenshot leads), each group in attach order.
         attachments.sort_by_key(|a| !(a.image && a.url.is_some()));
         AllureView {
+            title: extras.title.clone(),
             steps: extras.steps.iter().map(|s| step(s, &files)).collect(),
             parameters: extras.parameters.clone(),
             labels: extras.labels.clone(),

@@ -135,8 +135,14 @@ pub(super) async fn observe(
             .await?;
         return Ok(Action::requeue(Duration::from_millis(100)));
     }
-    // The Job first: its trouble ends the attempt before Aqua is asked anything more.
-    let mut next = ctx.timing.poll;
+    // The Job first: its trouble ends the attempt before Aqua is asked anything more. Its
+    // end wakes the run (the Job is watched); the poll looks for a pod stuck on its image.
+    // Once its results are in, Aqua's own interval (and backoff) alone sets the pace.
+    let mut next = if local.is_none() {
+        ctx.timing.poll
+    } else {
+        Duration::MAX
+    };
     if local.is_none() {
         match &state {
             None => return testrun::job_disappeared(run, ctx, job_name).await,

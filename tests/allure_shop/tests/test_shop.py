@@ -42,6 +42,7 @@ def test_total(qty):
 class TestCheckout:
     @allure.feature("checkout")
     @allure.label("owner", "payments-team")
+    @allure.title("A declined card is refused")
     def test_declined_card(self):
         with allure.step("pay with the test card"):
             allure.attach("POST /pay -> 402 card_declined", name="server log",
