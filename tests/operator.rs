@@ -1113,7 +1113,7 @@ async fn a_mixed_attempt_runs_its_job_and_its_aqua_launch_side_by_side_in_operat
     );
 }
 
-/// A mixed attempt whose Aqua part cannot go on (the stand-in holds its launch 8 s, then
+/// A mixed attempt whose Aqua part cannot go on (the stand-in holds its launch 25 s, then
 /// answers `REPORT_FAILED` past `errorRetries`), after its Job's tests are in: the attempt ends
 /// in an error naming it, as an Aqua attempt would, and the Job's tests are kept. Aqua cannot
 /// run here: `tests/support/aqua.py` speaks its API.
@@ -1121,14 +1121,22 @@ async fn a_mixed_attempt_runs_its_job_and_its_aqua_launch_side_by_side_in_operat
 async fn a_mixed_attempt_whose_aqua_part_fails_keeps_its_jobs_tests_and_names_the_error() {
     let k = TestNs::new("aquamixfail").await;
     let aqua = aqua_support::AquaStandIn::start(None);
-    aqua.knobs(json!({"report_failed": true, "delay": 8})).await;
+    aqua.knobs(json!({"report_failed": true, "delay": 25})).await;
     let (_dir, config) = mixed_config(&aqua);
     let replica = start_replica(&k, config, "tomato-0").await;
     let mut t = farm_template();
     t.service = "mix".into();
     create_run(&k, "mix-f", t).await;
-    let run = wait_phase(&k, "mix-f", "Error").await;
+    let run = eventually("mix-f finished", RUN_WAIT, || async {
+        let r = runs(&k).get("mix-f").await.unwrap();
+        r.status
+            .as_ref()
+            .is_some_and(|s| s.phase.is_terminal())
+            .then_some(r)
+    })
+    .await;
     let st = run.status.unwrap();
+    assert_eq!(st.phase.to_string(), "Error", "{st:#?}");
     let msg = st.message.clone().unwrap_or_default();
     assert!(msg.contains("REPORT_FAILED"), "{msg}");
     assert_eq!(st.attempts.len(), 1, "{st:#?}");
