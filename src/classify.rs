@@ -23,7 +23,7 @@
 //! ([`crate::results::signature`]) — computed here, once, for both modes, from the same
 //! message and trace the rules see. Runs recorded before signatures were stored have none.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 
 use crate::crd::{CategoryStat, CategoryTest};
@@ -204,6 +204,48 @@ pub fn classify<R: Read>(
     out
 }
 
+/// The run's categories without the tests in `left_out`: the failing tests a Mute covers do not
+/// fail the run, so its failures by category (`status.categories`, `/api/status`) leave them
+/// out, as the run page and the email do. Categories keep their order and a category left
+/// empty goes; each lists its first tests in the run's order, as [`classify`] does. Pure.
+pub fn stats_without(
+    classification: &Classification,
+    tests: &[MergedTest],
+    left_out: &HashSet<&str>,
+) -> Vec<CategoryStat> {
+    if left_out.is_empty() {
+        return classification.stats.clone();
+    }
+    classification
+        .stats
+        .iter()
+        .filter_map(|c| {
+            let members: Vec<&MergedTest> = tests
+                .iter()
+                .filter(|t| !left_out.contains(t.id.as_str()))
+                .filter(|t| {
+                    classification
+                        .by_test
+                        .get(&t.id)
+                        .is_some_and(|k| k.category == c.name)
+                })
+                .collect();
+            (!members.is_empty()).then(|| CategoryStat {
+                name: c.name.clone(),
+                count: members.len() as u32,
+                tests: members
+                    .iter()
+                    .take(FIRST_TESTS)
+                    .map(|t| CategoryTest {
+                        name: t.id.clone(),
+                        message: shorten(&t.case.message),
+                    })
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
 /// The categories of a run as recorded: the stored per-test classification, or, for a run
 /// recorded before classifications were stored, the tests `status.categories` lists (the only
 /// ones `/api/status` ever showed). Tests not in it are unclassified.
@@ -268,6 +310,32 @@ mod tests {
             rule("Test defects", serde_json::json!({"matchedStatuses": ["broken"]})),
         ])
         .unwrap()
+    }
+
+    #[test]
+    fn muted_failures_leave_the_categories_which_keep_their_order() {
+        let tests = merge(
+            vec![
+                result(1, "slow-a", CaseStatus::Failed, "TimeoutError: a", ""),
+                result(1, "slow-b", CaseStatus::Failed, "TimeoutError: b", ""),
+                result(1, "wrong", CaseStatus::Failed, "expected 85 but was 90", ""),
+                result(1, "setup", CaseStatus::Errored, "fixture crashed", ""),
+            ],
+            |_, _| true,
+        );
+        let c = classify(Some(&classifier()), &tests, |_| None::<&[u8]>);
+        assert_eq!(stats_without(&c, &tests, &HashSet::new()), c.stats);
+        let muted = HashSet::from(["slow-a", "wrong"]);
+        let left = stats_without(&c, &tests, &muted);
+        let names: Vec<(&str, u32)> = left.iter().map(|s| (s.name.as_str(), s.count)).collect();
+        assert_eq!(names, [("Timeouts", 1), ("Test defects", 1)], "{left:?}");
+        assert_eq!(left[0].tests[0].name, "slow-b");
+        assert_eq!(left[0].tests[0].message, "TimeoutError: b");
+        assert_eq!(
+            c.by_test.len(),
+            4,
+            "the muted tests keep their category and signature"
+        );
     }
 
     #[test]

@@ -245,12 +245,7 @@ pub fn next_step(
                 message: a.message.clone(),
                 runner_error: None,
             };
-            let muted: HashSet<&str> = status
-                .muted
-                .iter()
-                .filter(|m| !m.passed)
-                .map(|m| m.test.as_str())
-                .collect();
+            let muted = status.muted_failing();
             match after_attempt(&end, merged, &muted, max_attempts) {
                 Next::Rerun { number, tests } => Step::Launch {
                     number,
@@ -340,12 +335,7 @@ pub fn stand_down(
     if !failing_run || policy.infrastructure.is_empty() {
         return None;
     }
-    let muted: HashSet<&str> = status
-        .muted
-        .iter()
-        .filter(|m| !m.passed)
-        .map(|m| m.test.as_str())
-        .collect();
+    let muted = status.muted_failing();
     let outage = crate::outage::detect(
         merged
             .iter()
@@ -425,6 +415,16 @@ pub fn selection_failure(
 
 /// Status transitions. Each takes the time explicitly so that tests and both drivers agree.
 impl TestRunStatus {
+    /// The failing tests a Mute covered, as the run recorded them (`status.muted`, not those
+    /// that passed): they neither fail the verdict nor are rerun nor count as failures.
+    pub fn muted_failing(&self) -> HashSet<&str> {
+        self.muted
+            .iter()
+            .filter(|m| !m.passed)
+            .map(|m| m.test.as_str())
+            .collect()
+    }
+
     /// Whether [`TestRunStatus::wait_at`] would change anything (what to write, without a copy).
     pub fn wait_at_changes(&self, position: Option<u32>, reason: &crate::queue::WaitReason) -> bool {
         self.phase == Phase::Queued

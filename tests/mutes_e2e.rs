@@ -213,6 +213,15 @@ async fn muted_failures_do_not_fail_the_run_are_not_rerun_and_lift_when_their_ti
         (&json!(1), &json!(1), &json!(1)),
         "{run:#}"
     );
+    // The failures by category are the run's failures: the muted one is not among them.
+    let categorized: Vec<&str> = run["status"]["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["tests"].as_array().unwrap())
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(categorized, ["test::cart"], "{run:#}");
     assert_eq!(
         muted(&server, &first).await,
         HashMap::from([

@@ -708,7 +708,7 @@ pub(super) async fn record(
         now,
     )
     .unwrap_or(next);
-    decided.categories = classification.stats;
+    decided.categories = crate::classify::stats_without(&classification, &merged, &decided.muted_failing());
     let stored = write_status(&ctx.client, run, |st| *st = decided).await?;
     info!(run = run.name_any(), attempt = end.number, state = ?end.state, next = ?next, "attempt ended");
     crate::metrics::global().attempt_ended(

@@ -396,8 +396,9 @@ impl Driver {
             now,
         )
         .unwrap_or(next);
+        let categories =
+            crate::classify::stats_without(&classification, &merged_for_outage, &decided.muted_failing());
         self.store.put_categories(name, classification.by_test).await?;
-        let categories = classification.stats;
         info!(run = name, attempt = end.number, state = ?end.state, next = ?next, "attempt ended");
         let took = crate::core::attempt_took(&decided, end.number);
         self.store
