@@ -65,6 +65,14 @@ fn refuse(value: &str, bad: impl Fn(char) -> bool, what: &str) -> Result<(), Str
     }
 }
 
+/// Two optional remarks as one (`a; b`), or whichever there is.
+pub fn joined(a: Option<String>, b: Option<String>) -> Option<String> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Whitespace runs (newlines included) as one space.
 pub fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")

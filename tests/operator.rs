@@ -862,17 +862,13 @@ fn aqua_config(
     aqua: &aqua_support::AquaStandIn,
     extra: &str,
 ) -> (tempfile::TempDir, std::sync::Arc<tomato::packs::PacksConfig>) {
-    let dir = tempfile::tempdir().unwrap();
     let text = format!(
         "stands:\n  pattern: 'stand-[a-z0-9]+'\nretries: 2\nlaunch:\n  launcher: aqua\n  aqua:\n    url: {}\n    pollInterval: 1s\n    \
          errorRetries: 2\n{extra}packs:\n  mixed:\n    aqua:\n      packId: {}\n",
         aqua.url,
         aqua_support::MIXED
     );
-    std::fs::write(dir.path().join("farm.yaml"), text).unwrap();
-    let config = std::sync::Arc::new(tomato::packs::PacksConfig::load(dir.path()).unwrap());
-    config.check_operator().unwrap();
-    (dir, config)
+    operator_config("farm.yaml", &text)
 }
 
 fn farm_template() -> tomato::crd::RunTemplate {
@@ -899,7 +895,8 @@ async fn a_cancelled_aqua_run_revokes_its_launch_in_operator_mode() {
         r.status
             .as_ref()
             .and_then(|s| s.attempts.first())
-            .is_some_and(|a| !a.aqua.is_empty())
+            // Its id recorded, not only the intent written before Aqua is asked.
+            .is_some_and(|a| a.aqua.iter().any(|l| !tomato::launch::aqua::is_intent(l)))
             .then_some(())
     })
     .await;
@@ -953,15 +950,7 @@ async fn an_aqua_service_runs_without_a_job_and_its_flaky_pack_is_restarted_once
     let _replica = start_replica(&k, config, "tomato-0").await;
     create_run(&k, "farm-1", farm_template()).await;
 
-    let run = eventually("farm-1 finished", Duration::from_secs(180), || async {
-        let r = runs(&k).get("farm-1").await.unwrap();
-        r.status
-            .as_ref()
-            .is_some_and(|s| s.phase.is_terminal())
-            .then_some(r)
-    })
-    .await;
-    let st = run.status.clone().unwrap();
+    let st = wait_finished(&k, "farm-1", Duration::from_secs(180)).await;
     assert_eq!(st.phase.to_string(), "Succeeded", "{st:#?}");
     assert_eq!(st.attempts.len(), 2, "{st:#?}");
     let (first, second) = (&st.attempts[0].aqua, &st.attempts[1].aqua);
@@ -1000,7 +989,6 @@ async fn an_aqua_service_runs_without_a_job_and_its_flaky_pack_is_restarted_once
 fn mixed_config(
     aqua: &aqua_support::AquaStandIn,
 ) -> (tempfile::TempDir, std::sync::Arc<tomato::packs::PacksConfig>) {
-    let dir = tempfile::tempdir().unwrap();
     let text = format!(
         "stands:\n  pattern: 'stand-[a-z0-9]+'\nretries: 2\nlaunch:\n  runner: pytest\n  image: python:3.11-slim\n  \
          workingDir: {}/packs_config/demo-py\n  env: {{PYTHONDONTWRITEBYTECODE: '1'}}\n  aqua:\n    url: {}\n    \
@@ -1010,10 +998,7 @@ fn mixed_config(
         aqua.url,
         aqua_support::MIXED
     );
-    std::fs::write(dir.path().join("mix.yaml"), text).unwrap();
-    let config = std::sync::Arc::new(tomato::packs::PacksConfig::load(dir.path()).unwrap());
-    config.check_operator().unwrap();
-    (dir, config)
+    operator_config("mix.yaml", &text)
 }
 
 /// One attempt runs the local pack as a Job and the Aqua pack in Aqua side by side, their
@@ -1031,15 +1016,7 @@ async fn a_mixed_attempt_runs_its_job_and_its_aqua_launch_side_by_side_in_operat
     t.service = "mix".into();
     create_run(&k, "mix-1", t).await;
 
-    let run = eventually("mix-1 finished", Duration::from_secs(240), || async {
-        let r = runs(&k).get("mix-1").await.unwrap();
-        r.status
-            .as_ref()
-            .is_some_and(|s| s.phase.is_terminal())
-            .then_some(r)
-    })
-    .await;
-    let st = run.status.clone().unwrap();
+    let st = wait_finished(&k, "mix-1", Duration::from_secs(240)).await;
     assert_eq!(st.phase.to_string(), "Failed", "{st:#?}");
     let a = &st.attempts;
     assert_eq!(a.len(), 3, "{st:#?}");
@@ -1127,15 +1104,7 @@ async fn a_mixed_attempt_whose_aqua_part_fails_keeps_its_jobs_tests_and_names_th
     let mut t = farm_template();
     t.service = "mix".into();
     create_run(&k, "mix-f", t).await;
-    let run = eventually("mix-f finished", RUN_WAIT, || async {
-        let r = runs(&k).get("mix-f").await.unwrap();
-        r.status
-            .as_ref()
-            .is_some_and(|s| s.phase.is_terminal())
-            .then_some(r)
-    })
-    .await;
-    let st = run.status.unwrap();
+    let st = wait_finished(&k, "mix-f", RUN_WAIT).await;
     assert_eq!(st.phase.to_string(), "Error", "{st:#?}");
     let msg = st.message.clone().unwrap_or_default();
     assert!(msg.contains("REPORT_FAILED"), "{msg}");
@@ -1200,15 +1169,7 @@ async fn an_aqua_launch_made_before_a_crash_is_found_by_its_marker_not_made_agai
         .await
         .unwrap();
     let _replica = start_replica(&k, config, "tomato-0").await;
-    let run = eventually("farm-a finished", Duration::from_secs(180), || async {
-        let r = runs(&k).get("farm-a").await.unwrap();
-        r.status
-            .as_ref()
-            .is_some_and(|s| s.phase.is_terminal())
-            .then_some(r)
-    })
-    .await;
-    let st = run.status.clone().unwrap();
+    let st = wait_finished(&k, "farm-a", Duration::from_secs(180)).await;
     assert_eq!(st.phase.to_string(), "Succeeded", "{st:#?}");
     assert_eq!(
         st.attempts[0].aqua[0].id,

@@ -277,15 +277,7 @@ async fn sharded_run(k: &TestNs, replica: &Replica) {
     );
     run_job(k, &second).await;
 
-    let run = eventually("demo-sh finished", RUN_WAIT, || async {
-        let r = runs(k).get("demo-sh").await.unwrap();
-        r.status
-            .as_ref()
-            .is_some_and(|s| s.phase.is_terminal())
-            .then_some(r)
-    })
-    .await;
-    let st = run.status.clone().unwrap();
+    let st = wait_finished(k, "demo-sh", RUN_WAIT).await;
     assert_eq!(st.phase.to_string(), "Failed", "{st:?}");
     // Split by pack, the crashed shard owed its pack ("slow"), which a rerun cannot select
     // (it selects tests): attempt 2 reran the three failed tests only, and the run says so.
@@ -356,7 +348,6 @@ async fn sharded_run(k: &TestNs, replica: &Replica) {
 /// (the process kubelet runs its pods as local processes in `workingDir`); `list` replaces
 /// the runner preset's listing when given.
 fn pytest_config(list: Option<&str>) -> (tempfile::TempDir, std::sync::Arc<tomato::packs::PacksConfig>) {
-    let dir = tempfile::tempdir().unwrap();
     let list = list.map(|l| format!("\n  list: {l}")).unwrap_or_default();
     let text = format!(
         "stands: {{pattern: 'localhost', concurrency: 2}}\nconcurrency: 2\nshards: 2\n\
@@ -365,42 +356,15 @@ fn pytest_config(list: Option<&str>) -> (tempfile::TempDir, std::sync::Arc<tomat
          packs:\n  core: {{tests: ['{{dir}}/tests/test_core.py']}}\n  accounts: {{tests: ['{{dir}}/tests/test_accounts.py']}}\n",
         support::REPO
     );
-    std::fs::write(dir.path().join("py.yaml"), text).unwrap();
-    let config = std::sync::Arc::new(tomato::packs::PacksConfig::load(dir.path()).unwrap());
-    config.check_operator().unwrap();
-    (dir, config)
+    operator_config("py.yaml", &text)
 }
 
-/// Runs `name` of the pytest service (both packs) to its end; answers its status.
-async fn finished_py_run(k: &TestNs, name: &str) -> tomato::crd::TestRunStatus {
+/// A run of the pytest service's two packs.
+fn py_template() -> tomato::crd::RunTemplate {
     let mut t = template("py");
     t.category = None;
     t.packs = vec!["core".into(), "accounts".into()];
-    create_run(k, name, t).await;
-    let run = eventually(&format!("{name} finished"), RUN_WAIT, || async {
-        let r = runs(k).get(name).await.unwrap();
-        r.status
-            .as_ref()
-            .is_some_and(|s| s.phase.is_terminal())
-            .then_some(r)
-    })
-    .await;
-    run.status.unwrap()
-}
-
-/// Events about `name` of reason `reason`: their notes.
-async fn event_notes(k: &TestNs, name: &str, reason: &str) -> Vec<String> {
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(k.client(), &k.ns);
-    events
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .filter(|e| e.reason.as_deref() == Some(reason))
-        .filter_map(|e| e.note)
-        .collect()
+    t
 }
 
 /// Attempt 1 of a service that can list its tests (pytest's preset) is split test by test, as
@@ -412,10 +376,7 @@ async fn attempt_one_is_split_by_the_tests_a_listing_job_collects() {
     let k = TestNs::new("shards-list").await;
     let (_dir, config) = pytest_config(None);
     let replica = start_replica(&k, config, "tomato-0").await;
-    let mut t = template("py");
-    t.category = None;
-    t.packs = vec!["core".into(), "accounts".into()];
-    create_run(&k, "py-list", t).await;
+    create_run(&k, "py-list", py_template()).await;
 
     // The listing Job comes first: the attempt's own pod, listing instead of testing.
     let listing = wait_job(&k, "py-list-1-list").await;
@@ -432,15 +393,7 @@ async fn attempt_one_is_split_by_the_tests_a_listing_job_collects() {
         "a listing uploads nothing: {env:?}"
     );
 
-    let run = eventually("py-list finished", RUN_WAIT, || async {
-        let r = runs(&k).get("py-list").await.unwrap();
-        r.status
-            .as_ref()
-            .is_some_and(|s| s.phase.is_terminal())
-            .then_some(r)
-    })
-    .await;
-    let st = run.status.unwrap();
+    let st = wait_finished(&k, "py-list", RUN_WAIT).await;
     let first = &st.attempts[0];
     assert_eq!(first.shards.len(), 2, "{first:?}");
     let mut items: Vec<String> = Vec::new();
@@ -510,7 +463,8 @@ async fn attempt_one_is_split_by_the_tests_a_listing_job_collects() {
     let k = TestNs::new("shards-nolist").await;
     let (_dir, config) = pytest_config(Some("[python3, -c, \"import sys; sys.exit('no listing here')\"]"));
     let _replica = start_replica(&k, config, "tomato-0").await;
-    let st = finished_py_run(&k, "py-nolist").await;
+    create_run(&k, "py-nolist", py_template()).await;
+    let st = wait_finished(&k, "py-nolist", RUN_WAIT).await;
     let first = &st.attempts[0];
     assert_eq!(first.shards.len(), 2, "{first:?}");
     for s in &first.shards {

@@ -831,14 +831,22 @@ pub fn links(launches: &[AquaLaunch]) -> Vec<LaunchLink> {
         .collect()
 }
 
+/// The launches made (not mere intents), each as `id (page)` for a run's message.
+fn named(launches: &[AquaLaunch]) -> Vec<String> {
+    launches
+        .iter()
+        .filter(|l| !is_intent(l))
+        .map(|l| match &l.url {
+            Some(u) => format!("{} ({u})", l.id),
+            None => l.id.clone(),
+        })
+        .collect()
+}
+
 /// What became of an attempt's Aqua launches still going when the rest of the attempt could
 /// not run (its Job could not start); `None` when none was going.
 pub fn stopped_note(launches: &[AquaLaunch], revoked: bool) -> Option<String> {
-    let ids: Vec<&str> = launches
-        .iter()
-        .filter(|l| !is_intent(l))
-        .map(|l| l.id.as_str())
-        .collect();
+    let ids = named(launches);
     match (ids.is_empty(), revoked) {
         (true, _) => None,
         (false, true) => Some(format!("revoked in Aqua: {}", ids.join(", "))),
@@ -851,14 +859,7 @@ pub fn stopped_note(launches: &[AquaLaunch], revoked: bool) -> Option<String> {
 
 /// What a cancelled run says of its launches: revoked, or going on in Aqua.
 pub fn cancel_note(launches: &[AquaLaunch], revoked: bool) -> String {
-    let ids: Vec<String> = launches
-        .iter()
-        .filter(|l| !is_intent(l))
-        .map(|l| match &l.url {
-            Some(u) => format!("{} ({u})", l.id),
-            None => l.id.clone(),
-        })
-        .collect();
+    let ids = named(launches);
     if ids.is_empty() {
         "cancelled before Aqua launched anything".into()
     } else if revoked {

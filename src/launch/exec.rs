@@ -103,6 +103,16 @@ pub enum Ended {
 }
 
 impl Ended {
+    /// How a process ended, from its exit status.
+    pub fn of(status: std::process::ExitStatus) -> Ended {
+        use std::os::unix::process::ExitStatusExt;
+        match (status.code(), status.signal()) {
+            (Some(c), _) => Ended::Code(c),
+            (None, Some(s)) => Ended::Signal(s),
+            (None, None) => Ended::Code(1),
+        }
+    }
+
     /// The status to exit with, as a shell would report it.
     pub fn exit_code(self) -> i32 {
         match self {
@@ -221,12 +231,7 @@ async fn run_command(opts: &ExecOptions) -> anyhow::Result<Ended> {
         let _ = err.await;
     })
     .await;
-    use std::os::unix::process::ExitStatusExt;
-    Ok(match (status.code(), status.signal()) {
-        (Some(c), _) => Ended::Code(c),
-        (None, Some(s)) => Ended::Signal(s),
-        (None, None) => Ended::Code(1),
-    })
+    Ok(Ended::of(status))
 }
 
 /// How much of a failed listing's standard error `tomato exec --list` prints.
@@ -272,14 +277,8 @@ pub async fn list(command: &[String]) -> anyhow::Result<i32> {
         }
         kept
     });
-    let status = child.wait().await?;
+    let code = Ended::of(child.wait().await?).exit_code();
     let errors = tail.await.unwrap_or_default();
-    use std::os::unix::process::ExitStatusExt;
-    let code = match (status.code(), status.signal()) {
-        (Some(c), _) => c,
-        (None, Some(s)) => 128 + s,
-        (None, None) => 1,
-    };
     if code == 0 {
         println!("{LIST_ENDS}");
     } else {

@@ -131,8 +131,7 @@ pub async fn list(
             "a Job {name} that is not a listing is in the way"
         )));
     }
-    let controller = job.owner_references().iter().find(|o| o.controller == Some(true));
-    if controller.is_some_and(|o| Some(&o.uid) != run.metadata.uid.as_ref()) {
+    if !super::results::owned_by(&job, run.metadata.uid.as_deref()) {
         // An earlier run's of this name, not yet garbage-collected: it is not this run's listing.
         if job.metadata.deletion_timestamp.is_none() {
             jobs.delete(&name, &DeleteParams::background()).await?;
@@ -169,17 +168,8 @@ async fn read_log(ctx: &Context, ns: &str, pod: &Pod) -> Result<Option<String>, 
 /// one is fine: the service could not list, or it is gone already).
 pub async fn forget(run: &TestRun, ctx: &Context, seq: usize) -> Result<(), Error> {
     let jobs: Api<Job> = ctx.api(&run.namespace().unwrap_or_default());
-    match jobs
-        .delete(
-            &listing_job_name(&run.name_any(), seq),
-            &DeleteParams::background(),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    let name = listing_job_name(&run.name_any(), seq);
+    super::testrun::delete_job(&jobs, &name, &DeleteParams::background()).await
 }
 
 #[cfg(test)]

@@ -54,10 +54,7 @@ pub fn merge(local: &StoredResults, local_readable: bool, aqua: Option<&StoredRe
         }
         log.push_str("[tomato] ===== the packs run in Aqua =====\n");
         log.push_str(&aqua.log().unwrap_or_default());
-        message = match (message, &aqua.message) {
-            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
-            (a, b) => a.or_else(|| b.clone()),
-        };
+        message = crate::text::joined(message, aqua.message.clone());
     }
     AttemptResults {
         source: local.source,
@@ -116,10 +113,7 @@ pub(super) async fn observe(
         {
             if trouble == ReportRead::Missing {
                 let said = "the packs run locally wrote no report".to_string();
-                end.message = Some(match end.message {
-                    Some(m) => format!("{m}; {said}"),
-                    None => said,
-                });
+                end.message = crate::text::joined(end.message, Some(said));
             }
             end.report = trouble;
         }
@@ -138,12 +132,9 @@ pub(super) async fn observe(
     // The Job first: its trouble ends the attempt before Aqua is asked anything more. Its
     // end wakes the run (the Job is watched); the poll looks for a pod stuck on its image.
     // Once its results are in, Aqua's own interval (and backoff) alone sets the pace.
-    let mut next = if local.is_none() {
-        ctx.timing.poll
-    } else {
-        Duration::MAX
-    };
+    let mut next = Duration::MAX;
     if local.is_none() {
+        next = ctx.timing.poll;
         match &state {
             None => return testrun::job_disappeared(run, ctx, job_name).await,
             Some(JobState::Active) => {
@@ -151,10 +142,8 @@ pub(super) async fn observe(
                 if let Some(why) = pods.iter().find_map(pod_launch_failure) {
                     // Nothing of the attempt can be judged: its launches in Aqua are stopped too.
                     let (going, revoked) = super::aqua::revoke_going(svc, Some(attempt)).await;
-                    let why = match crate::launch::aqua::stopped_note(&going, revoked) {
-                        Some(note) => format!("{why}; {note}"),
-                        None => why,
-                    };
+                    let note = crate::launch::aqua::stopped_note(&going, revoked);
+                    let why = crate::text::joined(Some(why), note).unwrap_or_default();
                     return testrun::launch_failed(run, ctx, svc, attempt, &jobs, job_name, why).await;
                 }
             }

@@ -704,7 +704,7 @@ pub async fn store(api: &Api<ConfigMap>, maps: Vec<ConfigMap>) -> Result<Stored,
 }
 
 /// Whether `obj`'s controller is the run of `uid` (or either is unknown).
-fn owned_by(obj: &impl kube::Resource, uid: Option<&str>) -> bool {
+pub(super) fn owned_by(obj: &impl kube::Resource, uid: Option<&str>) -> bool {
     let controller = obj
         .meta()
         .owner_references

@@ -231,11 +231,7 @@ async fn launch(
     // and created again), not yet garbage-collected: adopting it would end this attempt with
     // that run's outcome. It is deleted, and the launch waits for it to go.
     if let Some(existing) = jobs.get_opt(&job_name).await?
-        && let Some(owner) = existing
-            .owner_references()
-            .iter()
-            .find(|o| o.controller == Some(true))
-        && Some(&owner.uid) != run.metadata.uid.as_ref()
+        && !results::owned_by(&existing, run.metadata.uid.as_deref())
     {
         if existing.metadata.deletion_timestamp.is_none() {
             jobs.delete(&job_name, &DeleteParams::background()).await?;
@@ -1032,7 +1028,12 @@ async fn active_jobs(run: &TestRun, jobs: &Api<Job>) -> Result<Vec<Job>, Error> 
 /// Deletes a Job and its pods (a missing Job is fine). Foreground deletion keeps the Job
 /// until its pods are gone, so "the Job is gone" means "the tests stopped".
 pub(super) async fn stop_job(jobs: &Api<Job>, name: &str) -> Result<(), Error> {
-    match jobs.delete(name, &DeleteParams::foreground()).await {
+    delete_job(jobs, name, &DeleteParams::foreground()).await
+}
+
+/// Deletes a Job as `params` say; a missing Job is fine.
+pub(super) async fn delete_job(jobs: &Api<Job>, name: &str, params: &DeleteParams) -> Result<(), Error> {
+    match jobs.delete(name, params).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
         Err(e) => Err(e.into()),

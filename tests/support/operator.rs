@@ -78,6 +78,15 @@ pub fn demo_config_text(text: String) -> (tempfile::TempDir, Arc<PacksConfig>) {
     (dir, config)
 }
 
+/// A packs_config of one service file `file` holding `text`, checked for operator mode.
+pub fn operator_config(file: &str, text: &str) -> (tempfile::TempDir, Arc<PacksConfig>) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(file), text).unwrap();
+    let config = Arc::new(PacksConfig::load(dir.path()).unwrap());
+    config.check_operator().unwrap();
+    (dir, config)
+}
+
 /// A running operator replica with its API on a local port.
 pub struct Replica {
     pub url: String,
@@ -448,8 +457,8 @@ pub async fn job_names(k: &TestNs) -> Vec<String> {
     names
 }
 
-/// Reasons of the Events recorded about an object, oldest first.
-pub async fn event_reasons(k: &TestNs, name: &str) -> Vec<String> {
+/// The Events recorded about an object, oldest first.
+pub async fn events_about(k: &TestNs, name: &str) -> Vec<k8s_openapi::api::events::v1::Event> {
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(k.client(), &k.ns);
     let mut items: Vec<_> = events
         .list(&ListParams::default())
@@ -460,7 +469,35 @@ pub async fn event_reasons(k: &TestNs, name: &str) -> Vec<String> {
         .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
         .collect();
     items.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
-    items.into_iter().filter_map(|e| e.reason).collect()
+    items
+}
+
+/// Reasons of the Events recorded about an object, oldest first.
+pub async fn event_reasons(k: &TestNs, name: &str) -> Vec<String> {
+    events_about(k, name)
+        .await
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect()
+}
+
+/// Notes of the Events of reason `reason` recorded about an object, oldest first.
+pub async fn event_notes(k: &TestNs, name: &str, reason: &str) -> Vec<String> {
+    events_about(k, name)
+        .await
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .filter_map(|e| e.note)
+        .collect()
+}
+
+/// The status of run `name` once it has finished (a terminal phase), within `timeout`.
+pub async fn wait_finished(k: &TestNs, name: &str, timeout: Duration) -> tomato::crd::TestRunStatus {
+    eventually(&format!("{name} finished"), timeout, || async {
+        let r = runs(k).get(name).await.unwrap();
+        r.status.filter(|s| s.phase.is_terminal())
+    })
+    .await
 }
 
 /// A local webhook endpoint collecting the bodies posted to it.

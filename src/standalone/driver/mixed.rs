@@ -34,10 +34,7 @@ pub(super) fn combine(
     local: LocalEnd,
     aqua: Result<Vec<AttemptResult>, AttemptEnd>,
 ) -> (AttemptEnd, Vec<AttemptResult>) {
-    let join = |a: Option<String>, b: Option<String>| match (a, b) {
-        (Some(a), Some(b)) => Some(format!("{a}; {b}")),
-        (a, b) => a.or(b),
-    };
+    let join = crate::text::joined;
     let (mut stored, local_report) = match local.results {
         Ok(Some(r)) => (r, None),
         Ok(None) => (Vec::new(), Some(ReportRead::Missing)),
