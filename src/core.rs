@@ -360,6 +360,61 @@ pub fn stand_down(
     })
 }
 
+/// The rules an attempt's end is decided by: the run's attempt budget, the service's mutes in
+/// force and outage policy, and the stand the run tests.
+pub struct EndRules<'a> {
+    pub max_attempts: u32,
+    pub mutes: &'a crate::mute::Active,
+    pub outage: crate::outage::Policy<'a>,
+    pub stand: &'a str,
+}
+
+/// What an attempt's end comes to: everything a driver writes for it.
+#[derive(Clone, Debug)]
+pub struct Decided {
+    /// The status to write in one go: the attempt ended, the merged summary, the mutes, the
+    /// decision (or the stand-down that overrode it), the categories without muted failures.
+    pub status: TestRunStatus,
+    /// What follows, for the driver to log and announce.
+    pub next: Next,
+    /// Each classified test's category and signature, to store before `status`: once the
+    /// status says the attempt ended, every surface reads them ([`crate::classify`]).
+    pub by_test: crate::classify::ByTest,
+}
+
+/// Decides an attempt's end, the one sequence both drivers carry out: [`record_end`] (attempt
+/// counts, mutes, rerun or verdict), then `classify` over the merged tests (the only step that
+/// reads anything: each attempt's log, which the driver supplies), then [`stand_down`] (an
+/// outage overrides the decision), then the categories without the muted failures.
+pub fn decide_end(
+    status: &TestRunStatus,
+    end: &AttemptEnd,
+    results: Vec<AttemptResult>,
+    rules: &EndRules<'_>,
+    classify: impl FnOnce(&TestRunStatus, &[MergedTest]) -> crate::classify::Classification,
+    now: DateTime<Utc>,
+) -> Decided {
+    let mut decided = status.clone();
+    let (next, merged) = record_end(&mut decided, end, results, rules.max_attempts, rules.mutes, now);
+    let classification = classify(&decided, &merged);
+    let next = stand_down(
+        &mut decided,
+        &next,
+        &merged,
+        &classification.by_test,
+        &rules.outage,
+        rules.stand,
+        now,
+    )
+    .unwrap_or(next);
+    decided.categories = crate::classify::stats_without(&classification, &merged, &decided.muted_failing());
+    Decided {
+        status: decided,
+        next,
+        by_test: classification.by_test,
+    }
+}
+
 /// Checks a rerun against what it selected: every selected test must have really run
 /// (passed, failed or errored) in the rerun's report. A runner that refused the selection
 /// (pytest's exit 4 or 5, Jest's "No tests found", Maven's "No tests matching pattern"),
@@ -1214,5 +1269,108 @@ mod tests {
         assert_eq!((st.phase, st.verdict), (Phase::Reporting, Some(Verdict::Error)));
         let down = st.stand_down.clone().unwrap();
         assert_eq!((down.stand.as_str(), down.reason.as_str()), ("qa1", message));
+    }
+
+    /// A classification that puts every failing test in the category its id starts with
+    /// (`infra-…`, `bug-…`), categories in that rule order.
+    fn by_prefix(merged: &[MergedTest]) -> crate::classify::Classification {
+        let mut out = crate::classify::Classification::default();
+        for (prefix, name) in [("infra", "Infrastructure problems"), ("bug", "Product defects")] {
+            let members: Vec<&MergedTest> = merged
+                .iter()
+                .filter(|t| t.verdict.is_failing() && t.id.starts_with(prefix))
+                .collect();
+            for t in &members {
+                let c = crate::classify::Classified {
+                    category: name.into(),
+                    signature: None,
+                };
+                out.by_test.insert(t.id.clone(), c);
+            }
+            if !members.is_empty() {
+                out.stats.push(crate::crd::CategoryStat {
+                    name: name.into(),
+                    count: members.len() as u32,
+                    tests: Vec::new(),
+                });
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn deciding_an_end_classifies_the_ended_attempt_and_leaves_muted_failures_out_of_the_categories() {
+        let now = Utc::now();
+        let mut st = TestRunStatus::default();
+        st.admit(now);
+        st.begin_attempt(1, Selection::all(vec!["p".into()]), "pid 1".into(), now);
+        let results = vec![result(1, "bug-a", Failed), result(1, "bug-b", Failed), result(1, "ok", Passed)];
+        let mutes = muting(&["bug-b"], now);
+        let rules = EndRules {
+            max_attempts: 2,
+            mutes: &mutes,
+            outage: crate::outage::Policy {
+                infrastructure: HashSet::new(),
+                settings: crate::outage::Settings { share: 0.75, min: 3 },
+            },
+            stand: "qa1",
+        };
+        let mut seen = None;
+        let decided = decide_end(
+            &st,
+            &end(1, ReportRead::Found(3)),
+            results,
+            &rules,
+            |status, merged| {
+                seen = Some((status.attempts[0].state, merged.len()));
+                by_prefix(merged)
+            },
+            now,
+        );
+        assert_eq!(seen, Some((AttemptState::Finished, 3)), "classified after the attempt ended");
+        assert_eq!(decided.next, Next::Rerun { number: 2, tests: vec!["bug-a".into()] });
+        assert_eq!(decided.status.phase, Phase::Retrying);
+        assert_eq!(decided.by_test.len(), 2, "a muted failure keeps its category on the test");
+        let counts: Vec<(&str, u32)> = decided.status.categories.iter().map(|c| (c.name.as_str(), c.count)).collect();
+        assert_eq!(counts, vec![("Product defects", 1)]);
+        assert_eq!(decided.status.summary.unwrap().muted, 1);
+        assert_eq!(st.phase, Phase::Running, "the status passed in is left as it was");
+    }
+
+    #[test]
+    fn deciding_an_end_lets_an_outage_override_the_rerun() {
+        let now = Utc::now();
+        let mut st = TestRunStatus::default();
+        st.admit(now);
+        st.begin_attempt(1, Selection::all(vec!["p".into()]), "pid 1".into(), now);
+        let results = vec![
+            result(1, "infra-a", Failed),
+            result(1, "infra-b", Errored),
+            result(1, "infra-c", Failed),
+            result(1, "bug-d", Failed),
+        ];
+        let mutes = crate::mute::Active::none();
+        let rules = EndRules {
+            max_attempts: 4,
+            mutes: &mutes,
+            outage: crate::outage::Policy {
+                infrastructure: HashSet::from(["Infrastructure problems"]),
+                settings: crate::outage::Settings { share: 0.75, min: 3 },
+            },
+            stand: "qa1",
+        };
+        let decided = decide_end(&st, &end(1, ReportRead::Found(4)), results, &rules, |_, m| by_prefix(m), now);
+        let message = "stand qa1 looks down: Infrastructure problems, 3 of 4 failures";
+        assert_eq!(
+            decided.next,
+            Next::Finish {
+                verdict: Verdict::Error,
+                message: Some(message.into())
+            }
+        );
+        assert_eq!(decided.status.verdict, Some(Verdict::Error));
+        assert_eq!(decided.status.stand_down.unwrap().stand, "qa1");
+        let counts: Vec<(&str, u32)> = decided.status.categories.iter().map(|c| (c.name.as_str(), c.count)).collect();
+        assert_eq!(counts, vec![("Infrastructure problems", 3), ("Product defects", 1)]);
     }
 }

@@ -27,6 +27,9 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error(transparent)]
     Results(#[from] ResultsError),
+    /// What a report reads of a run ([`crate::report::compose::RunRecords`]) could not be read.
+    #[error("cannot read the run's records: {0}")]
+    Records(#[from] crate::store::StoreError),
     #[error("cannot serialize an object: {0}")]
     Json(#[from] serde_json::Error),
     #[error("finalizer: {0}")]
@@ -42,7 +45,7 @@ impl Error {
         match self {
             Error::Kube(kube::Error::Api(e)) if e.code == 409 => "conflict",
             Error::Kube(_) => "kube",
-            Error::Results(_) => "results",
+            Error::Results(_) | Error::Records(_) => "results",
             Error::Json(_) => "json",
             Error::Finalizer(_) => "finalizer",
             Error::Waiting(_) => "waiting",

@@ -586,6 +586,11 @@ impl Service {
         t.retries.unwrap_or(self.retries)
     }
 
+    /// At most how many attempts a run gets: the first and its reruns.
+    pub fn max_attempts(&self, t: &RunTemplate) -> u32 {
+        1 + u32::from(self.retries_for(t))
+    }
+
     /// The number of shards a run asks for: its own `shards`, else the service's.
     pub fn shards_for(&self, t: &RunTemplate) -> u8 {
         t.shards.unwrap_or(self.shards).clamp(1, MAX_SHARDS)

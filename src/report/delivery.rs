@@ -5,8 +5,8 @@
 use chrono::{DateTime, Utc};
 
 use super::{Channel, Target};
-use crate::crd::{DeliveryState, Phase, ReportStatus, TestRunStatus};
-use crate::integrations::delivery::{is_due, pending, skipped};
+use crate::crd::{ChannelReport, DeliveryState, Phase, ReportStatus, TestRunStatus};
+use crate::integrations::delivery::{Delivery, RetryPolicy, is_due, pending, record, skipped};
 
 /// What a channel needs for this run: `None` to deliver, `Some(reason)` to skip.
 pub type ChannelPlan = (Channel, Option<String>);
@@ -51,6 +51,66 @@ pub fn channel_plans(targets: &[(Channel, Result<Target, String>)]) -> Vec<Chann
         .collect()
 }
 
+/// What planning a run's channels changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Planned {
+    /// The channels given a state now.
+    pub channels: Vec<Channel>,
+    /// Whether the run ended (no channel left pending).
+    pub finished: bool,
+}
+
+impl Planned {
+    /// Whether the status changed and must be written.
+    pub fn changed(&self) -> bool {
+        !self.channels.is_empty() || self.finished
+    }
+}
+
+/// A `Reporting` run's planning pass, the first thing each reporting step does in both modes:
+/// every channel without a state gets its first ([`plan`], from `targets`), and the run ends
+/// once none is pending ([`finish_if_delivered`]). A run in any other phase is left alone.
+pub fn plan_run(
+    st: &mut TestRunStatus,
+    targets: &[(Channel, Result<Target, String>)],
+    now: DateTime<Utc>,
+) -> Planned {
+    if st.phase != Phase::Reporting {
+        return Planned::default();
+    }
+    let channels = plan(st.report.get_or_insert_default(), &channel_plans(targets), now);
+    let finished = finish_if_delivered(st, now);
+    Planned { channels, finished }
+}
+
+/// A delivery's outcome as recorded on its channel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recorded {
+    /// The channel's state after the outcome (`Sent`, `Failed`, or `Pending` with its retry).
+    pub channel: ChannelReport,
+    /// Whether the run ended with it (it was the last pending channel).
+    pub finished: bool,
+}
+
+/// Records one delivery's outcome in `status.report.<channel>` ([`record`]) and ends the run
+/// when it was the last pending channel. `None`, changing nothing, when the channel is no
+/// longer pending (another delivery recorded it first). `jitter` in `[0, 1)` spreads a retry.
+pub fn record_outcome(
+    st: &mut TestRunStatus,
+    channel: Channel,
+    outcome: Delivery,
+    policy: &RetryPolicy,
+    now: DateTime<Utc>,
+    jitter: f64,
+) -> Option<Recorded> {
+    let slot = st.report.get_or_insert_default().channel_mut(channel);
+    let ch = slot.as_mut().filter(|c| c.state == DeliveryState::Pending)?;
+    record(ch, outcome, policy, now, jitter);
+    let channel = ch.clone();
+    let finished = finish_if_delivered(st, now);
+    Some(Recorded { channel, finished })
+}
+
 /// The channels to deliver now, and when the next pending one is due.
 #[derive(Debug)]
 pub struct Due {
@@ -92,7 +152,7 @@ pub fn due(
 mod tests {
     use super::*;
     use crate::crd::Verdict;
-    use crate::integrations::delivery::{Delivery, DeliveryError, RetryPolicy, record};
+    use crate::integrations::delivery::DeliveryError;
 
     fn t(secs: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_700_000_000 + secs, 0).unwrap()
@@ -187,5 +247,59 @@ mod tests {
         let later = due(targets, &report, t(30), |_| false);
         assert_eq!(later.now.len(), 3, "email, tracker and webhook are due");
         assert_eq!(later.next_at, None);
+    }
+
+    fn email_only() -> Vec<(Channel, Result<Target, String>)> {
+        vec![
+            (Channel::Email, Ok(Target::Email { to: Vec::new() })),
+            (Channel::Tracker, Err("the run has no issueKey".to_string())),
+            (Channel::Webhook, Err("no webhook is configured".to_string())),
+            (Channel::Tms, Err("the run has no version".to_string())),
+        ]
+    }
+
+    #[test]
+    fn a_planning_pass_plans_a_reporting_run_once_and_leaves_other_phases_alone() {
+        let mut running = TestRunStatus::default();
+        running.admit(t(0));
+        assert_eq!(plan_run(&mut running, &email_only(), t(1)), Planned::default());
+        assert!(running.report.is_none(), "a running run is not planned");
+
+        let mut st = TestRunStatus::default();
+        st.conclude(Verdict::Succeeded, None, t(0));
+        let first = plan_run(&mut st, &email_only(), t(1));
+        assert_eq!(first.channels, Channel::ALL.to_vec());
+        assert!(first.changed() && !first.finished, "the email is pending");
+        let again = plan_run(&mut st, &email_only(), t(2));
+        assert!(!again.changed(), "a second pass writes nothing");
+    }
+
+    #[test]
+    fn an_outcome_is_recorded_on_a_pending_channel_only_and_the_last_one_ends_the_run() {
+        let mut st = TestRunStatus::default();
+        st.conclude(Verdict::Failed, None, t(0));
+        plan_run(&mut st, &email_only(), t(0));
+        let policy = RetryPolicy {
+            attempts: 3,
+            ..RetryPolicy::default()
+        };
+        let retry = record_outcome(&mut st, Channel::Email, failed("timeout"), &policy, t(1), 0.0).unwrap();
+        assert_eq!(retry.channel.state, DeliveryState::Pending);
+        assert!(retry.channel.next_at.is_some() && !retry.finished);
+        assert_eq!(st.phase, Phase::Reporting);
+
+        let sent = Delivery {
+            sent_to: vec!["qa@example.com".into()],
+            result: Ok(()),
+        };
+        let done = record_outcome(&mut st, Channel::Email, sent.clone(), &policy, t(40), 0.0).unwrap();
+        assert_eq!(done.channel.state, DeliveryState::Sent);
+        assert_eq!(done.channel.sent_to, vec!["qa@example.com".to_string()]);
+        assert!(done.finished);
+        assert_eq!(st.phase, Phase::Failed);
+
+        let before = st.clone();
+        assert_eq!(record_outcome(&mut st, Channel::Email, sent, &policy, t(41), 0.0), None);
+        assert_eq!(st, before, "a channel no longer pending is left as it is");
     }
 }

@@ -17,6 +17,7 @@
 //! targets, records them in `status.report`, hands each due channel to [`Reporter::deliver`]
 //! off its loop, and records what came back. Nothing here touches the store.
 
+pub mod compose;
 pub mod content;
 pub mod delivery;
 pub mod email;

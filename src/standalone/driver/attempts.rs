@@ -35,7 +35,7 @@ impl Driver {
         {
             return self.resume_aqua(run, &svc, a.number).await;
         }
-        let max_attempts = 1 + u32::from(svc.retries_for(&run.spec.template));
+        let max_attempts = svc.max_attempts(&run.spec.template);
         let merged = self.merged(&name, &status).await?;
         let packs = || {
             svc.resolve_packs(run.spec.template.category.as_deref(), &run.spec.template.packs)
@@ -356,9 +356,7 @@ impl Driver {
         let Some(svc) = self.config.service(&run.spec.template.service).cloned() else {
             return Ok(());
         };
-        let max_attempts = 1 + u32::from(svc.retries_for(&run.spec.template));
         let results = self.store.results(name).await?;
-        let mut decided = run.status.clone().unwrap_or_default();
         let now = Utc::now();
         let mutes = self
             .store
@@ -368,37 +366,41 @@ impl Driver {
             })
             .await?;
         let mutes = crate::mute::Active::of(&mutes, &svc.name, now);
-        let (next, merged) = crate::core::record_end(&mut decided, &end, results, max_attempts, &mutes, now);
-        let classification = {
-            let (svc, data_dir, run, status) = (
-                svc.clone(),
+        // Classification reads the attempts' logs: the decision is taken off the async threads.
+        let crate::core::Decided {
+            status: decided,
+            next,
+            by_test,
+        } = {
+            let (status, data_dir, run_name, end) = (
+                run.status.clone().unwrap_or_default(),
                 self.data_dir.clone(),
                 name.to_string(),
-                decided.clone(),
+                end.clone(),
             );
+            let (svc, stand) = (svc.clone(), run.spec.template.stand.clone());
             tokio::task::spawn_blocking(move || {
-                let c = classify_run(&svc, &data_dir, &run, &status, &merged);
-                (c, merged)
+                let rules = crate::core::EndRules {
+                    max_attempts: svc.max_attempts(&run.spec.template),
+                    mutes: &mutes,
+                    outage: svc.outage_policy(),
+                    stand: &stand,
+                };
+                crate::core::decide_end(
+                    &status,
+                    &end,
+                    results,
+                    &rules,
+                    |status, merged| classify_run(&svc, &data_dir, &run_name, status, merged),
+                    now,
+                )
             })
             .await
             .map_err(|e| StoreError::Task(e.to_string()))?
         };
-        let (classification, merged_for_outage) = classification;
         // The per-test categories go first: once the status says the attempt ended, every
         // surface reads them (crate::classify's module comment).
-        let next = crate::core::stand_down(
-            &mut decided,
-            &next,
-            &merged_for_outage,
-            &classification.by_test,
-            &svc.outage_policy(),
-            &run.spec.template.stand,
-            now,
-        )
-        .unwrap_or(next);
-        let categories =
-            crate::classify::stats_without(&classification, &merged_for_outage, &decided.muted_failing());
-        self.store.put_categories(name, classification.by_test).await?;
+        self.store.put_categories(name, by_test).await?;
         info!(run = name, attempt = end.number, state = ?end.state, next = ?next, "attempt ended");
         let took = crate::core::attempt_took(&decided, end.number);
         self.store
@@ -410,7 +412,7 @@ impl Driver {
                 st.verdict = decided.verdict;
                 st.message = decided.message;
                 st.conditions = decided.conditions;
-                st.categories = categories;
+                st.categories = decided.categories;
                 st.muted = decided.muted;
                 st.stand_down = decided.stand_down;
                 Ok((true, ()))

@@ -30,7 +30,7 @@ use tracing::{error, info, warn};
 use crate::core::{AttemptEnd, ReportRead, Step};
 use crate::crd::created;
 use crate::crd::{AttemptState, DeliveryState, Phase, Selection, TestRun, TestRunStatus};
-use crate::integrations::delivery::{self, Delivery};
+use crate::integrations::delivery::Delivery;
 use crate::launch::process::{self, Exit, ProcessSpec};
 use crate::launch::{AttemptRef, plan};
 use crate::packs::{PacksConfig, Service};

@@ -2,6 +2,7 @@
 //! tasks of their own and their outcome recorded as it comes back.
 
 use super::*;
+use crate::report::{compose, delivery as report_delivery};
 
 impl Driver {
     /// Reporting: gives each channel its first state, hands the due ones to delivery tasks,
@@ -9,45 +10,28 @@ impl Driver {
     pub(super) async fn report(&mut self, run: &TestRun) -> Result<(), StoreError> {
         let name = run.metadata.name.clone().unwrap_or_default();
         let svc = self.config.service(&run.spec.template.service).cloned();
-        let mut targets = self.reporter.targets(run, svc.as_deref());
-        // `report.notify: newFailures` asks the history once, when the channels are planned.
-        let notify = svc.as_ref().map(|s| s.report.notify).unwrap_or_default();
-        let unplanned = run.status.as_ref().is_some_and(|st| {
-            let report = st.report.clone().unwrap_or_default();
-            Channel::ALL.iter().any(|c| report.channel(*c).is_none())
-        });
-        if notify == crate::packs::Notify::NewFailures && unplanned {
-            let status = run.status.clone().unwrap_or_default();
-            let tests = self.merged(&name, &status).await?;
-            let news = crate::history::tags(&self.store, run, &tests)
-                .await?
-                .map(|tags| tags.has_news());
-            targets = crate::report::targets::quiet(targets, notify, news);
-        }
-        let plans = crate::report::delivery::channel_plans(&targets);
+        let status = run.status.clone().unwrap_or_default();
+        let tests = self.merged(&name, &status).await?;
+        let targets = compose::targets(&self.reporter, &self.store, run, svc.as_deref(), &tests).await?;
         let now = Utc::now();
-        let (run, (planned, finished)) = self
+        let planning = targets.clone();
+        let (run, planned) = self
             .store
             .update::<TestRun, _>(&name, move |r| {
-                let st = r.status.get_or_insert_default();
-                if st.phase != Phase::Reporting {
-                    return Ok((false, (Vec::new(), false)));
-                }
-                let planned = crate::report::delivery::plan(st.report.get_or_insert_default(), &plans, now);
-                let finished = crate::report::delivery::finish_if_delivered(st, now);
-                Ok((!planned.is_empty() || finished, (planned, finished)))
+                let planned = report_delivery::plan_run(r.status.get_or_insert_default(), &planning, now);
+                Ok((planned.changed(), planned))
             })
             .await?;
         let Some(status) = run.status.as_ref() else {
             return Ok(());
         };
         let report = status.report.clone().unwrap_or_default();
-        for c in &planned {
+        for c in &planned.channels {
             if let Some(ch) = report.channel(*c) {
                 info!(run = name, channel = %c, state = ?ch.state, reason = ch.reason.as_deref().unwrap_or(""), "report channel planned");
             }
         }
-        if finished {
+        if planned.finished {
             info!(run = name, phase = %status.phase, "run finished");
         }
         if status.phase != Phase::Reporting {
@@ -64,21 +48,7 @@ impl Driver {
         if due.is_empty() {
             return Ok(());
         }
-        let tests = self.merged(&name, status).await?;
-        let categories = crate::classify::recorded(self.store.categories(&name).await?, &status.categories);
-        let mut content = self.reporter.content(&run, &tests, &categories);
-        if let Some(tags) = crate::history::tags(&self.store, &run, &tests).await? {
-            content.novelty = Some(crate::report::content::NoveltyReport::of(&tags, &tests));
-        }
-        // The email links each failed test's attachments (its last attempt's Allure record).
-        // Read through the store's Backend side (off the async threads), as the API reads it.
-        let mut records: HashMap<usize, results::allure::AttemptExtras> = HashMap::new();
-        for seq in 1..=status.attempts.len() {
-            if let Some(r) = crate::backend::Backend::allure_extras(&self.store, &name, seq).await? {
-                records.insert(seq, r);
-            }
-        }
-        content.link_recorded_attachments(self.reporter.public_url(), &name, &status.attempts, &records);
+        let content = compose::report(&self.reporter, &self.store, &run, &tests).await?;
         let content = Arc::new(content);
         for (channel, target, sent_to) in due {
             self.delivering.insert((name.clone(), channel));
@@ -113,15 +83,8 @@ impl Driver {
             .store
             .update::<TestRun, _>(&d.run, move |r| {
                 let st = r.status.get_or_insert_default();
-                let now = Utc::now();
-                let slot = st.report.get_or_insert_default().channel_mut(channel);
-                let Some(ch) = slot.as_mut().filter(|c| c.state == DeliveryState::Pending) else {
-                    return Ok((false, None));
-                };
-                delivery::record(ch, d.delivery, &policy, now, jitter);
-                let recorded = ch.clone();
-                crate::report::delivery::finish_if_delivered(st, now);
-                Ok((true, Some(recorded)))
+                let recorded = report_delivery::record_outcome(st, channel, d.delivery, &policy, Utc::now(), jitter);
+                Ok((recorded.is_some(), recorded.map(|r| r.channel)))
             })
             .await?;
         let name = d.run;

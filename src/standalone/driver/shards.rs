@@ -95,7 +95,7 @@ impl Driver {
             extra_env,
             owner: self.store.instance().to_string(),
             token,
-            eager_next: (svc.rerun.eager && number < 1 + u32::from(svc.retries_for(&run.spec.template)))
+            eager_next: (svc.rerun.eager && number < svc.max_attempts(&run.spec.template))
                 .then_some(number + 1),
             skip,
         };

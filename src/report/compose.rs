@@ -1,0 +1,96 @@
+//! What both drivers read to report a run, read once through the mode's [`RunRecords`]:
+//! where each channel goes (with `report.notify: newFailures` applied against the service's
+//! history) and the report itself (recorded categories, novelty, attachment links). The
+//! drivers differ only in how they deliver it: standalone mode off its loop, operator mode in
+//! the reconcile.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+
+use super::content::{NoveltyReport, RunReport};
+use super::{Channel, Reporter, Target};
+use crate::backend::Backend;
+use crate::classify::ByTest;
+use crate::crd::TestRun;
+use crate::packs::{Notify, Service};
+use crate::results::allure::AttemptExtras;
+use crate::results::{MergedTest, Tags};
+use crate::store::{SqliteStore, StoreError};
+
+/// What a report reads of a run beyond its status and tests, as each mode keeps it.
+#[async_trait]
+pub trait RunRecords: Send + Sync {
+    /// The per-test categories stored when its attempts ended.
+    async fn categories(&self, run: &TestRun) -> Result<ByTest, StoreError>;
+    /// Launch `seq`'s Allure record (attachments, steps), if it uploaded one.
+    async fn allure_extras(&self, run: &TestRun, seq: usize) -> Result<Option<AttemptExtras>, StoreError>;
+    /// How the run's failures compare with the service's history; `None` where none is kept.
+    async fn novelty(&self, run: &TestRun, tests: &[MergedTest]) -> Result<Option<Tags>, StoreError>;
+}
+
+/// Standalone mode's store keeps them all.
+#[async_trait]
+impl RunRecords for SqliteStore {
+    async fn categories(&self, run: &TestRun) -> Result<ByTest, StoreError> {
+        Backend::categories(self, run.metadata.name.as_deref().unwrap_or_default()).await
+    }
+
+    async fn allure_extras(&self, run: &TestRun, seq: usize) -> Result<Option<AttemptExtras>, StoreError> {
+        Backend::allure_extras(self, run.metadata.name.as_deref().unwrap_or_default(), seq).await
+    }
+
+    async fn novelty(&self, run: &TestRun, tests: &[MergedTest]) -> Result<Option<Tags>, StoreError> {
+        crate::history::tags(self, run, tests).await
+    }
+}
+
+/// Each channel's target for `run`, or why it is skipped. Under `report.notify: newFailures`
+/// the history is asked whether the failures hold anything new — once, while a channel still
+/// has no state: a channel planned already keeps its plan.
+pub async fn targets(
+    reporter: &Reporter,
+    records: &dyn RunRecords,
+    run: &TestRun,
+    svc: Option<&Service>,
+    tests: &[MergedTest],
+) -> Result<Vec<(Channel, Result<Target, String>)>, StoreError> {
+    let targets = reporter.targets(run, svc);
+    let notify = svc.map(|s| s.report.notify).unwrap_or_default();
+    let report = run.status.as_ref().and_then(|st| st.report.clone()).unwrap_or_default();
+    let unplanned = Channel::ALL.iter().any(|c| report.channel(*c).is_none());
+    if notify != Notify::NewFailures || !unplanned {
+        return Ok(targets);
+    }
+    let news = records
+        .novelty(run, tests)
+        .await?
+        .map(|tags| tags.has_news());
+    Ok(super::targets::quiet(targets, notify, news))
+}
+
+/// The report of `run` over its merged `tests`: the categories as recorded, how its failures
+/// compare with the history (where one is kept), and each failed test's attachments (its last
+/// attempt's Allure record) linked.
+pub async fn report(
+    reporter: &Reporter,
+    records: &dyn RunRecords,
+    run: &TestRun,
+    tests: &[MergedTest],
+) -> Result<RunReport, StoreError> {
+    let name = run.metadata.name.as_deref().unwrap_or_default();
+    let status = run.status.clone().unwrap_or_default();
+    let categories = crate::classify::recorded(records.categories(run).await?, &status.categories);
+    let mut content = reporter.content(run, tests, &categories);
+    if let Some(tags) = records.novelty(run, tests).await? {
+        content.novelty = Some(NoveltyReport::of(&tags, tests));
+    }
+    let mut extras = HashMap::new();
+    for seq in 1..=status.attempts.len() {
+        if let Some(r) = records.allure_extras(run, seq).await? {
+            extras.insert(seq, r);
+        }
+    }
+    content.link_recorded_attachments(reporter.public_url(), name, &status.attempts, &extras);
+    Ok(content)
+}
