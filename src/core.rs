@@ -1304,7 +1304,11 @@ mod tests {
         let mut st = TestRunStatus::default();
         st.admit(now);
         st.begin_attempt(1, Selection::all(vec!["p".into()]), "pid 1".into(), now);
-        let results = vec![result(1, "bug-a", Failed), result(1, "bug-b", Failed), result(1, "ok", Passed)];
+        let results = vec![
+            result(1, "bug-a", Failed),
+            result(1, "bug-b", Failed),
+            result(1, "ok", Passed),
+        ];
         let mutes = muting(&["bug-b"], now);
         let rules = EndRules {
             max_attempts: 2,
@@ -1327,11 +1331,30 @@ mod tests {
             },
             now,
         );
-        assert_eq!(seen, Some((AttemptState::Finished, 3)), "classified after the attempt ended");
-        assert_eq!(decided.next, Next::Rerun { number: 2, tests: vec!["bug-a".into()] });
+        assert_eq!(
+            seen,
+            Some((AttemptState::Finished, 3)),
+            "classified after the attempt ended"
+        );
+        assert_eq!(
+            decided.next,
+            Next::Rerun {
+                number: 2,
+                tests: vec!["bug-a".into()]
+            }
+        );
         assert_eq!(decided.status.phase, Phase::Retrying);
-        assert_eq!(decided.by_test.len(), 2, "a muted failure keeps its category on the test");
-        let counts: Vec<(&str, u32)> = decided.status.categories.iter().map(|c| (c.name.as_str(), c.count)).collect();
+        assert_eq!(
+            decided.by_test.len(),
+            2,
+            "a muted failure keeps its category on the test"
+        );
+        let counts: Vec<(&str, u32)> = decided
+            .status
+            .categories
+            .iter()
+            .map(|c| (c.name.as_str(), c.count))
+            .collect();
         assert_eq!(counts, vec![("Product defects", 1)]);
         assert_eq!(decided.status.summary.unwrap().muted, 1);
         assert_eq!(st.phase, Phase::Running, "the status passed in is left as it was");
@@ -1359,7 +1382,14 @@ mod tests {
             },
             stand: "qa1",
         };
-        let decided = decide_end(&st, &end(1, ReportRead::Found(4)), results, &rules, |_, m| by_prefix(m), now);
+        let decided = decide_end(
+            &st,
+            &end(1, ReportRead::Found(4)),
+            results,
+            &rules,
+            |_, m| by_prefix(m),
+            now,
+        );
         let message = "stand qa1 looks down: Infrastructure problems, 3 of 4 failures";
         assert_eq!(
             decided.next,
@@ -1370,7 +1400,15 @@ mod tests {
         );
         assert_eq!(decided.status.verdict, Some(Verdict::Error));
         assert_eq!(decided.status.stand_down.unwrap().stand, "qa1");
-        let counts: Vec<(&str, u32)> = decided.status.categories.iter().map(|c| (c.name.as_str(), c.count)).collect();
-        assert_eq!(counts, vec![("Infrastructure problems", 3), ("Product defects", 1)]);
+        let counts: Vec<(&str, u32)> = decided
+            .status
+            .categories
+            .iter()
+            .map(|c| (c.name.as_str(), c.count))
+            .collect();
+        assert_eq!(
+            counts,
+            vec![("Infrastructure problems", 3), ("Product defects", 1)]
+        );
     }
 }

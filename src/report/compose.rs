@@ -57,15 +57,16 @@ pub async fn targets(
 ) -> Result<Vec<(Channel, Result<Target, String>)>, StoreError> {
     let targets = reporter.targets(run, svc);
     let notify = svc.map(|s| s.report.notify).unwrap_or_default();
-    let report = run.status.as_ref().and_then(|st| st.report.clone()).unwrap_or_default();
+    let report = run
+        .status
+        .as_ref()
+        .and_then(|st| st.report.clone())
+        .unwrap_or_default();
     let unplanned = Channel::ALL.iter().any(|c| report.channel(*c).is_none());
     if notify != Notify::NewFailures || !unplanned {
         return Ok(targets);
     }
-    let news = records
-        .novelty(run, tests)
-        .await?
-        .map(|tags| tags.has_news());
+    let news = records.novelty(run, tests).await?.map(|tags| tags.has_news());
     Ok(super::targets::quiet(targets, notify, news))
 }
 

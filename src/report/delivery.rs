@@ -299,7 +299,10 @@ mod tests {
         assert_eq!(st.phase, Phase::Failed);
 
         let before = st.clone();
-        assert_eq!(record_outcome(&mut st, Channel::Email, sent, &policy, t(41), 0.0), None);
+        assert_eq!(
+            record_outcome(&mut st, Channel::Email, sent, &policy, t(41), 0.0),
+            None
+        );
         assert_eq!(st, before, "a channel no longer pending is left as it is");
     }
 }

@@ -13,13 +13,12 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use tracing::{info, warn};
 
-use crate::operator::context::{Context, Error, MANAGER, write_status};
-use crate::operator::results::{self};
 use crate::crd::{LABEL_RUN, TestRun};
 use crate::launch::job::{
-    JobAttempt, TOKEN_KEY, desired_job,
-    label_value, shard_launches, token_secret_name,
+    JobAttempt, TOKEN_KEY, desired_job, label_value, shard_launches, token_secret_name,
 };
+use crate::operator::context::{Context, Error, MANAGER, write_status};
+use crate::operator::results::{self};
 use crate::packs::Service;
 use crate::results::MergedTest;
 
@@ -293,4 +292,3 @@ pub(super) async fn ensure_token(run: &TestRun, ctx: &Context) -> Result<(), Err
         Err(e) => Err(e.into()),
     }
 }
-

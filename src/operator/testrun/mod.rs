@@ -34,10 +34,7 @@ pub(super) use record::record;
 use super::context::{Context, Error, write_status};
 use crate::core::Step;
 use crate::crd::{LABEL_RUN, Phase, TestRun, Verdict};
-use crate::launch::job::{
-    JobState, job_state,
-    label_value,
-};
+use crate::launch::job::{JobState, job_state, label_value};
 
 /// The finalizer that stops a run's Jobs before the run is deleted.
 pub const FINALIZER: &str = "tomato.dev/stop-jobs";
@@ -133,7 +130,9 @@ async fn advance(run: &TestRun, ctx: &Context) -> Result<Action, Error> {
     match crate::core::next_step(&status, &merged, max_attempts, packs) {
         None => Ok(Action::await_change()),
         Some(Step::Finish { verdict, message }) => conclude(run, ctx, verdict, message).await,
-        Some(Step::Launch { number, selection }) => launch::launch(run, ctx, &svc, number, selection, &merged).await,
+        Some(Step::Launch { number, selection }) => {
+            launch::launch(run, ctx, &svc, number, selection, &merged).await
+        }
     }
 }
 
@@ -150,7 +149,12 @@ async fn conclude(
     Ok(Action::await_change())
 }
 
-pub(super) async fn announce_verdict(run: &TestRun, ctx: &Context, verdict: Verdict, message: Option<String>) {
+pub(super) async fn announce_verdict(
+    run: &TestRun,
+    ctx: &Context,
+    verdict: Verdict,
+    message: Option<String>,
+) {
     // The verdict is final: history may count the run as a previous comparable one now,
     // while its reports are still being delivered.
     record_finished(run, ctx, verdict.phase()).await;

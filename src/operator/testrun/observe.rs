@@ -10,14 +10,15 @@ use kube::ResourceExt;
 use kube::api::{Api, ListParams, LogParams};
 use kube::runtime::controller::Action;
 
-use crate::operator::context::{Context, Error, write_status};
-use crate::operator::results::StoredResults;
 use super::{record, stop_job};
 use crate::core::AttemptEnd;
 use crate::crd::{Attempt, AttemptState, TestRun};
 use crate::launch::job::{
-    JobState, LABEL_JOB_NAME, TEST_CONTAINER, job_name, job_state, pod_completion_index, pod_exit_code, pod_launch_failure,
+    JobState, LABEL_JOB_NAME, TEST_CONTAINER, job_name, job_state, pod_completion_index, pod_exit_code,
+    pod_launch_failure,
 };
+use crate::operator::context::{Context, Error, write_status};
+use crate::operator::results::StoredResults;
 use crate::packs::Service;
 use crate::results::upload::{AttemptResults, Source};
 
@@ -75,7 +76,11 @@ pub(super) async fn observe(
 
 /// The attempt's Job is gone before it reported (deleted by hand, or garbage-collected): the
 /// attempt is interrupted, and launched again.
-pub(in crate::operator) async fn job_disappeared(run: &TestRun, ctx: &Context, job_name: &str) -> Result<Action, Error> {
+pub(in crate::operator) async fn job_disappeared(
+    run: &TestRun,
+    ctx: &Context,
+    job_name: &str,
+) -> Result<Action, Error> {
     let why = format!("its Job {job_name} disappeared before it reported; launched again");
     write_status(&ctx.client, run, |st| {
         st.stop_attempt(AttemptState::Interrupted, &why, Utc::now());
@@ -183,7 +188,11 @@ pub(in crate::operator) async fn store_pod_log(
 }
 
 /// The pods of a Job, oldest first.
-pub(in crate::operator) async fn job_pods(ctx: &Context, ns: &str, job_name: &str) -> Result<Vec<Pod>, Error> {
+pub(in crate::operator) async fn job_pods(
+    ctx: &Context,
+    ns: &str,
+    job_name: &str,
+) -> Result<Vec<Pod>, Error> {
     let pods: Api<Pod> = ctx.api(ns);
     let mut items = pods
         .list(&ListParams::default().labels(&format!("{LABEL_JOB_NAME}={job_name}")))
@@ -240,4 +249,3 @@ pub(in crate::operator) fn attempt_end(
             .and_then(|log| crate::launch::runner_error(&log)),
     }
 }
-

@@ -9,11 +9,11 @@ use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 use tracing::{info, warn};
 
-use crate::operator::context::{Context, Error, write_status};
-use crate::operator::results::{self};
 use super::announce_verdict;
 use crate::core::{AttemptEnd, Next};
 use crate::crd::{AttemptState, TestRun};
+use crate::operator::context::{Context, Error, write_status};
+use crate::operator::results::{self};
 use crate::packs::Service;
 
 /// The service's mutes in force at `now`, from the run's namespace.
@@ -160,4 +160,3 @@ pub(super) async fn attempt_logs(
     }
     Ok(logs)
 }
-

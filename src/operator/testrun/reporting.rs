@@ -10,13 +10,13 @@ use kube::api::Api;
 use kube::runtime::controller::Action;
 use tracing::{info, warn};
 
-use crate::operator::context::{Context, Error, write_status};
 use super::record_finished;
-use crate::report::{compose, delivery as report_delivery};
-use crate::store::StoreError;
-use crate::crd::{Phase, DeliveryState, TestRun};
+use crate::crd::{DeliveryState, Phase, TestRun};
+use crate::operator::context::{Context, Error, write_status};
 use crate::packs::Service;
+use crate::report::{compose, delivery as report_delivery};
 use crate::results::MergedTest;
+use crate::store::StoreError;
 
 /// The Reporting phase: the verdict is final (`status.verdict`); the report goes out through
 /// the reporting code shared with standalone mode ([`crate::report`]). Each channel's state
@@ -59,7 +59,11 @@ pub(super) async fn report(run: &TestRun, ctx: &Context) -> Result<Action, Error
         return Ok(Action::await_change());
     }
 
-    let report = run.status.as_ref().and_then(|s| s.report.clone()).unwrap_or_default();
+    let report = run
+        .status
+        .as_ref()
+        .and_then(|s| s.report.clone())
+        .unwrap_or_default();
     let report_delivery::Due {
         now: due,
         next_at: next_due,
@@ -167,7 +171,11 @@ impl compose::RunRecords for Context {
         ))
     }
 
-    async fn novelty(&self, _: &TestRun, _: &[MergedTest]) -> Result<Option<crate::results::Tags>, StoreError> {
+    async fn novelty(
+        &self,
+        _: &TestRun,
+        _: &[MergedTest],
+    ) -> Result<Option<crate::results::Tags>, StoreError> {
         Ok(None)
     }
 }
@@ -190,7 +198,11 @@ async fn announce_finished(run: &TestRun, ctx: &Context) {
 }
 
 /// The run's merged verdicts, failing first.
-pub(super) async fn merged(run: &TestRun, ctx: &Context, svc: Option<&Service>) -> Result<Vec<MergedTest>, Error> {
+pub(super) async fn merged(
+    run: &TestRun,
+    ctx: &Context,
+    svc: Option<&Service>,
+) -> Result<Vec<MergedTest>, Error> {
     let Some(svc) = svc else {
         return Ok(Vec::new());
     };
@@ -199,4 +211,3 @@ pub(super) async fn merged(run: &TestRun, ctx: &Context, svc: Option<&Service>) 
     merged.sort_by_key(|t| t.verdict);
     Ok(merged)
 }
-

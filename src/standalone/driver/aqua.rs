@@ -154,7 +154,7 @@ impl Task {
             Err(ended) => return ended,
         };
         let results = results::assign_ids(self.number, cases, &self.svc.rerun.test_id);
-        let report = attempts::store_results(&self.store, &self.name, self.number, results).await;
+        let report = super::ended::store_results(&self.store, &self.name, self.number, results).await;
         Outcome::Ended(AttemptEnd {
             number: self.number,
             state: AttemptState::Finished,

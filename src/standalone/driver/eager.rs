@@ -26,6 +26,41 @@ pub(super) fn finished(dir: &Path, ids: &[String]) -> std::io::Result<()> {
     std::fs::write(dir.join(EAGER_TESTS), ids.join("\n"))
 }
 
+/// The tests of rerun `number` about to start in `dir` (of `run`, selecting `selection`) that an
+/// eager rerun already ran: their reports are moved in ([`adopt`]) and they are not run again.
+/// Empty unless the service reruns eagerly and this is a rerun.
+pub(super) async fn adopted(
+    run: &TestRun,
+    svc: &Service,
+    number: u32,
+    selection: &Selection,
+    data_dir: &Path,
+    dir: &Path,
+) -> HashSet<String> {
+    let (crate::crd::SelectionKind::Failed, Some(of), true) =
+        (selection.kind, selection.of_attempt, svc.rerun.eager)
+    else {
+        return HashSet::new();
+    };
+    let name = run.metadata.name.clone().unwrap_or_default();
+    let Some(prev) = run
+        .status
+        .as_ref()
+        .and_then(|st| st.attempts.iter().rposition(|a| a.number == of))
+        .map(|i| attempt_dir(data_dir, &name, i + 1))
+    else {
+        return HashSet::new();
+    };
+    let (d, tests, style) = (
+        dir.to_path_buf(),
+        selection.tests.clone(),
+        svc.rerun.test_id.clone(),
+    );
+    tokio::task::spawn_blocking(move || adopt(&prev, &d, &tests, number, &style))
+        .await
+        .unwrap_or_default()
+}
+
 /// Moves the eager reruns made during the launch in `prev` into the rerun about to start in
 /// `dir` (attempt `number`, `selected` the tests it reruns): each eager report that has a result
 /// (not skipped) for every test it was given, all of them selected, is copied into `dir/junit/`.
@@ -56,7 +91,7 @@ pub(super) fn adopt(
             continue; // it did not end normally
         };
         let ids: Vec<&str> = ids.lines().filter(|l| !l.is_empty()).collect();
-        let Ok(Some(results)) = attempts::read_junit(&edir, number, style) else {
+        let Ok(Some(results)) = super::ended::read_junit(&edir, number, style) else {
             continue;
         };
         let ran: HashSet<&str> = results
@@ -85,6 +120,63 @@ pub(super) fn adopt(
         }
     }
     covered
+}
+
+impl Driver {
+    /// A rerun whose every test was rerun eagerly ([`super::eager`]): no process; the
+    /// attempt is their adopted reports, read as any attempt's are.
+    pub(super) async fn adopt_eager(
+        &mut self,
+        name: &str,
+        number: u32,
+        selection: Selection,
+        dir: PathBuf,
+        svc: &Service,
+    ) -> Result<(), StoreError> {
+        let tests = selection.tests.len();
+        self.store
+            .update::<TestRun, _>(name, move |r| {
+                r.status.get_or_insert_default().begin_attempt(
+                    number,
+                    selection,
+                    "eager reruns".into(),
+                    Utc::now(),
+                );
+                Ok((true, ()))
+            })
+            .await?;
+        info!(
+            run = name,
+            attempt = number,
+            tests,
+            "every test of the rerun ran eagerly"
+        );
+        self.in_flight.insert(name.to_string(), CancellationToken::new());
+        let (tx, store, test_id, name, limits) = (
+            self.done_tx.clone(),
+            self.store.clone(),
+            svc.rerun.test_id.clone(),
+            name.to_string(),
+            svc.attachments,
+        );
+        tokio::spawn(async move {
+            let report = super::ended::ingest(&store, &name, number, dir, test_id, limits).await;
+            let end = AttemptEnd {
+                number,
+                state: AttemptState::Finished,
+                exit_code: None,
+                report,
+                message: Some("its tests were rerun eagerly, while the attempt before still ran".into()),
+                runner_error: None,
+            };
+            let _ = tx.send(AttemptDone {
+                run: name,
+                end,
+                cancelled: false,
+            });
+        });
+        Ok(())
+    }
 }
 
 #[cfg(test)]

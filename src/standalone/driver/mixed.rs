@@ -11,7 +11,8 @@
 use std::sync::Arc;
 
 use super::aqua::Outcome;
-use super::attempts::{Started, after_exit, exit_state, read_local, store_results};
+use super::attempts::Started;
+use super::ended::{after_exit, exit_state, read_local, store_results};
 use super::*;
 
 /// How the local part ended: its state, exit code and message, the runner's complaint, and

@@ -43,6 +43,7 @@ use crate::store::{ListFilter, SqliteStore, StoreError};
 mod aqua;
 mod attempts;
 mod eager;
+mod ended;
 mod mixed;
 mod reporting;
 mod shards;

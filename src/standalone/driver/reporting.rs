@@ -83,7 +83,8 @@ impl Driver {
             .store
             .update::<TestRun, _>(&d.run, move |r| {
                 let st = r.status.get_or_insert_default();
-                let recorded = report_delivery::record_outcome(st, channel, d.delivery, &policy, Utc::now(), jitter);
+                let recorded =
+                    report_delivery::record_outcome(st, channel, d.delivery, &policy, Utc::now(), jitter);
                 Ok((recorded.is_some(), recorded.map(|r| r.channel)))
             })
             .await?;

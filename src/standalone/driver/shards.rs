@@ -315,7 +315,7 @@ impl ShardedAttempt {
         if !self.skip.is_empty() {
             let (dir, number, style) = (self.dir.clone(), number, self.svc.rerun.test_id.clone());
             if let Ok(Ok(Some(adopted))) =
-                tokio::task::spawn_blocking(move || attempts::read_junit(&dir, number, &style)).await
+                tokio::task::spawn_blocking(move || super::ended::read_junit(&dir, number, &style)).await
             {
                 results.extend(adopted);
             }
@@ -331,9 +331,9 @@ impl ShardedAttempt {
             );
             let _ = tokio::task::spawn_blocking(move || {
                 for i in 0..n {
-                    attempts::gather_allure(&dir.join(format!("shard-{i}")), &dir);
+                    super::ended::gather_allure(&dir.join(format!("shard-{i}")), &dir);
                 }
-                attempts::keep_gathered_allure(&dir, &style, limits)
+                super::ended::keep_gathered_allure(&dir, &style, limits)
             })
             .await;
         }
@@ -354,7 +354,7 @@ impl ShardedAttempt {
         let report = if results.is_empty() {
             ReportRead::Missing
         } else {
-            attempts::store_results(&self.store, &self.run, number, results).await
+            super::ended::store_results(&self.store, &self.run, number, results).await
         };
         let state = if timed_out == n {
             AttemptState::TimedOut
@@ -503,7 +503,7 @@ impl ShardedAttempt {
         Some(Box::pin(async move {
             if let Exit::Code(_) = p.wait(token).await {
                 let recorded = tokio::task::spawn_blocking(move || {
-                    let _ = attempts::after_exit(&dir, reports.as_deref(), started);
+                    let _ = super::ended::after_exit(&dir, reports.as_deref(), started);
                     super::eager::finished(&dir, &ids)
                 })
                 .await;
@@ -536,8 +536,8 @@ impl ShardedAttempt {
     ) -> (Vec<AttemptResult>, Option<String>) {
         let (sdir, style, number) = (sdir.to_path_buf(), self.svc.rerun.test_id.clone(), self.number);
         tokio::task::spawn_blocking(move || {
-            let _ = attempts::after_exit(&sdir, reports.as_deref(), started);
-            match attempts::read_junit(&sdir, number, &style) {
+            let _ = super::ended::after_exit(&sdir, reports.as_deref(), started);
+            match super::ended::read_junit(&sdir, number, &style) {
                 Ok(Some(r)) => (r, None),
                 Ok(None) => (Vec::new(), None),
                 Err(e) => (Vec::new(), Some(e)),
