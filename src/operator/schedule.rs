@@ -54,6 +54,7 @@ pub async fn reconcile(schedule: Arc<NightlySchedule>, ctx: Arc<Context>) -> Res
         runs_api.patch(r, &PatchParams::default(), &cancel).await?;
     }
     let mut started = None;
+    effects.log(&name);
     if let Some((scheduled, mut new)) = effects.start {
         let run = new.metadata.name.clone().unwrap_or_default();
         new.metadata.namespace = Some(ns.clone());
@@ -70,18 +71,7 @@ pub async fn reconcile(schedule: Arc<NightlySchedule>, ctx: Arc<Context>) -> Res
         }
         started = Some(run);
     }
-    if let Some(e) = &effects.refused {
-        warn!(schedule = name, error = %e, "the schedule's run template is refused");
-    }
-    if let Some(skipped) = &effects.newly_skipped {
-        info!(schedule = name, reason = %skipped, "due time not started");
-    }
     for old in &effects.delete {
-        info!(
-            schedule = name,
-            run = old,
-            "deleting a run beyond the history limit"
-        );
         match runs_api.delete(old, &DeleteParams::background()).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 404 => {}

@@ -44,6 +44,23 @@ pub struct Effects {
     pub next: Option<DateTime<Utc>>,
 }
 
+impl Effects {
+    /// Logs what the pass decided that the log should say, the same in both modes: a refused
+    /// template, a due time newly not started, each run about to be deleted for the history
+    /// limits.
+    pub fn log(&self, schedule: &str) {
+        if let Some(e) = &self.refused {
+            tracing::warn!(schedule, error = %e, "the schedule's run template is refused");
+        }
+        if let Some(skipped) = &self.newly_skipped {
+            tracing::info!(schedule, reason = %skipped, "due time not started");
+        }
+        for old in &self.delete {
+            tracing::info!(schedule, run = old, "deleting a run beyond the history limit");
+        }
+    }
+}
+
 /// Decides schedule `s`'s pass at `now`, given its runs (found by their schedule label).
 pub fn tick(s: &NightlySchedule, runs: &[TestRun], config: &PacksConfig, now: DateTime<Utc>) -> Tick {
     let name = s.metadata.name.clone().unwrap_or_default();

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 use crate::backend::Backend;
 use crate::crd::{LABEL_SCHEDULE, NightlySchedule, NightlyScheduleStatus, Phase, TestRun};
@@ -117,6 +117,7 @@ impl Scheduler {
             );
             self.store.cancel_run(r).await?;
         }
+        effects.log(&name);
         if let Some((scheduled, run)) = effects.start {
             let run_name = run.metadata.name.clone().unwrap_or_default();
             match self.store.create(run).await {
@@ -126,18 +127,7 @@ impl Scheduler {
                 Err(e) => return Err(e),
             }
         }
-        if let Some(e) = &effects.refused {
-            warn!(schedule = name, error = %e, "the schedule's run template is refused");
-        }
-        if let Some(skipped) = &effects.newly_skipped {
-            info!(schedule = name, reason = %skipped, "due time not started");
-        }
         for old in &effects.delete {
-            info!(
-                schedule = name,
-                run = old,
-                "deleting a run beyond the history limit"
-            );
             // Its files too (they used to stay behind in the data directory).
             super::retention::remove_run(&self.store, old).await?;
         }
