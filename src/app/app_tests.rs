@@ -14,12 +14,12 @@ use crate::api::{AppState, Auth};
 pub(super) struct Api {
     pub(super) state: AppState,
     /// The same store, to play the driver's part (write a run's status).
-    store: crate::store::SqliteStore,
+    pub(super) store: crate::store::SqliteStore,
     _dir: tempfile::TempDir,
 }
 
 impl Api {
-    fn new() -> Api {
+    pub(super) fn new() -> Api {
         Api::with_tms(false)
     }
 
@@ -458,7 +458,7 @@ async fn without_test_management_a_regression_is_refused_and_the_pages_say_why()
 }
 
 /// A request with a raw body (any bytes, any content type).
-async fn call_raw(
+pub(super) async fn call_raw(
     api: &Api,
     method: Method,
     uri: &str,
