@@ -222,3 +222,523 @@ async fn the_legacy_handles_refuse_bad_input_naming_the_parameter_and_queue_noth
     assert_refused(&api, cases).await;
     assert_eq!(run_names(&api).await, Vec::<String>::new(), "nothing was queued");
 }
+
+#[tokio::test]
+async fn creating_a_run_refuses_bad_metadata_specs_and_bodies_naming_the_field() {
+    let api = Api::new();
+    api.queue_run(json!({"service": "demo", "stand": "localhost"}))
+        .await;
+    let before = run_names(&api).await;
+    let spec = |extra: Value| {
+        let mut s = json!({"service": "demo", "stand": "localhost"});
+        for (k, v) in extra.as_object().unwrap() {
+            s[k] = v.clone();
+        }
+        s
+    };
+    let create = |body: Value, answer| post("/api/v1/runs", body, answer);
+    let raw = |content_type, text: &str, answer| {
+        refusal(
+            Method::POST,
+            "/api/v1/runs",
+            Body::Raw(content_type, text.into()),
+            answer,
+        )
+    };
+    let cases = vec![
+        // As tests/standalone_e2e.rs, retention_e2e.rs and shards_e2e.rs send them.
+        create(
+            json!({"metadata": {"labels": {"tomato.dev/schedule": "nightly"}}, "spec": spec(json!({}))}),
+            bad(
+                "metadata.labels.tomato.dev/schedule",
+                "\"tomato.dev/schedule\" is set by Tomato itself",
+            ),
+        ),
+        create(
+            json!({"metadata": {"labels": {"team": "<qa>"}}, "spec": spec(json!({}))}),
+            bad(
+                "metadata.labels.team",
+                "\"<qa>\" is not a label value (letters, digits, '-', '_', '.'; at most 63)",
+            ),
+        ),
+        create(
+            json!({"metadata": {"name": "Bad Name!"}, "spec": spec(json!({}))}),
+            bad(
+                "metadata.name",
+                "\"Bad Name!\" is not a valid name (lowercase letters, digits, '-' and '.'; at most 63)",
+            ),
+        ),
+        raw(
+            "application/json",
+            "{bad",
+            bad(
+                "body",
+                "the body is not JSON: key must be a string at line 1 column 2",
+            ),
+        ),
+        create(
+            json!({"spec": {"service": "demo"}}),
+            bad("spec.stand", "missing field `stand`"),
+        ),
+        create(
+            json!({"spec": spec(json!({"prority": 1}))}),
+            bad(
+                "spec.prority",
+                "unknown field \"prority\"; known: service, stand, category, packs, priority, emails, issueKey, version, retries, shards, env, timeout, type, cancel, retention",
+            ),
+        ),
+        create(
+            json!({"spec": spec(json!({"priority": "high"}))}),
+            bad("spec.priority", "must be an integer 0–9"),
+        ),
+        create(
+            json!({"spec": spec(json!({"timeout": "soon"}))}),
+            bad(
+                "spec.timeout",
+                "invalid duration \"soon\": write it like 90s, 30m or 1h30m",
+            ),
+        ),
+        create(
+            json!({"spec": spec(json!({"type": "Weekly"}))}),
+            bad("spec.type", "must be one of Regular, Nightly"),
+        ),
+        create(
+            json!({"spec": spec(json!({"env": [{"name": "A"}]}))}),
+            bad("spec.env", "A: give a value or valueFrom.secretKeyRef"),
+        ),
+        create(
+            json!({"spec": spec(json!({"retention": {"maxAge": "0d"}}))}),
+            bad(
+                "spec.retention.maxAge",
+                "invalid duration \"0d\": must be longer than zero",
+            ),
+        ),
+        create(
+            json!({"spec": spec(json!({"shards": 65}))}),
+            bad("spec.shards", "must be an integer 1–64"),
+        ),
+        create(
+            json!({"metadata": {"name": before[0]}, "spec": spec(json!({}))}),
+            conflict(format!("TestRun \"{}\" already exists", before[0])),
+        ),
+        // No test sent these.
+        create(
+            json!({"spec": {"stand": "localhost"}}),
+            bad("spec.service", "missing field `service`"),
+        ),
+        create(json!({}), bad("spec", "spec is required")),
+        create(json!({"spec": "demo"}), bad("spec", "spec must be an object")),
+        create(
+            json!({"spec": spec(json!({"env": [{"value": "x"}]}))}),
+            bad("spec.env[0].name", "missing field `name`"),
+        ),
+        create(
+            json!({"spec": spec(json!({"retention": {"files": {"maxAge": 3}}}))}),
+            bad(
+                "spec.retention.files.maxAge",
+                "invalid type: integer `3`, expected a string",
+            ),
+        ),
+        // Any content type is read as JSON (old clients send none or text/plain).
+        raw(
+            "text/plain",
+            "[1]",
+            bad("body", "the body must be a JSON object, not an array"),
+        ),
+        raw("", "{}", bad("spec", "spec is required")),
+        refusal(
+            Method::POST,
+            "/api/v1/runs",
+            Body::Raw("application/json", " ".repeat((1 << 20) + 1)),
+            (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Some("body"),
+                "the request body is too large".into(),
+            ),
+        ),
+        refusal(
+            Method::POST,
+            "/api/run_now",
+            Body::Raw("application/json", " ".repeat((1 << 20) + 1)),
+            (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Some("body"),
+                "the request body is too large".into(),
+            ),
+        ),
+        refusal(Method::PUT, "/api/v1/runs", Body::None, not_allowed()),
+    ];
+    assert_refused(&api, cases).await;
+    assert_eq!(run_names(&api).await, before, "nothing was queued");
+}
+
+#[tokio::test]
+async fn every_run_route_answers_an_unknown_run_with_404_naming_id() {
+    let api = Api::new();
+    let cases = vec![
+        get("/api/v1/runs/nope", missing("id", "run \"nope\" not found")),
+        refusal(
+            Method::PATCH,
+            "/api/v1/runs/nope",
+            Body::Json(json!({"spec": {"priority": 1}})),
+            missing("id", "run \"nope\" not found"),
+        ),
+        refusal(
+            Method::DELETE,
+            "/api/v1/runs/nope",
+            Body::None,
+            missing("id", "run \"nope\" not found"),
+        ),
+        get("/api/v1/runs/nope/tests", missing("id", "run \"nope\" not found")),
+        get(
+            "/api/v1/runs/nope/compare",
+            missing("id", "run \"nope\" not found"),
+        ),
+        get(
+            "/api/v1/runs/nope/attempts/1/log",
+            missing("id", "run \"nope\" not found"),
+        ),
+        get(
+            "/api/v1/runs/nope/attempts/1/junit",
+            missing("id", "run \"nope\" not found"),
+        ),
+        get(
+            "/api/v1/runs/nope/attempts/1/attachments/a.png",
+            missing("id", "run \"nope\" not found"),
+        ),
+    ];
+    assert_refused(&api, cases).await;
+}
+
+#[tokio::test]
+async fn a_run_refuses_a_bad_patch_a_cancel_once_it_has_its_verdict_and_files_it_lacks() {
+    let api = Api::new();
+    let run = api
+        .queue_run(json!({"service": "demo", "stand": "localhost"}))
+        .await;
+    let id = run["metadata"]["name"].as_str().unwrap().to_string();
+    let runs = format!("/api/v1/runs/{id}");
+    let patch = |body: Value, answer| refusal(Method::PATCH, runs.clone(), Body::Json(body), answer);
+    let queued = vec![
+        // As tests/standalone_e2e.rs sends it.
+        patch(
+            json!({"spec": {"priority": 0.5}}),
+            bad("spec.priority", "must be 0–9, got 0.5"),
+        ),
+        // No test sent these.
+        patch(
+            json!({"spec": {"priority": 10}}),
+            bad("spec.priority", "must be 0–9, got 10"),
+        ),
+        patch(
+            json!({"spec": {"stand": "localhost"}}),
+            bad(
+                "spec",
+                "only spec.priority and spec.cancel can change: unknown field `stand`, expected `priority` or `cancel`",
+            ),
+        ),
+        get(
+            format!("{runs}/attempts/1/log"),
+            missing("n", format!("run {id} has 0 attempt(s); there is no attempt 1")),
+        ),
+        get(
+            format!("{runs}/compare?slowerBy=0"),
+            bad("slowerBy", "must be 1–10000 (percent), got 0"),
+        ),
+        get(
+            format!("{runs}/compare?with=nope"),
+            missing("with", "run \"nope\" not found"),
+        ),
+    ];
+    assert_refused(&api, queued).await;
+
+    api.store
+        .update::<crate::crd::TestRun, _>(&id, |r| {
+            let st = r.status.get_or_insert_default();
+            st.phase = crate::crd::Phase::Failed;
+            st.verdict = Some(crate::crd::Verdict::Failed);
+            Ok((true, ()))
+        })
+        .await
+        .unwrap();
+    let ended = vec![
+        // As tests/standalone_e2e.rs and history_e2e.rs send them.
+        refusal(
+            Method::DELETE,
+            runs.clone(),
+            Body::None,
+            conflict(format!(
+                "run {id} is Failed and already has its verdict; there is nothing to cancel"
+            )),
+        ),
+        get(
+            format!("{runs}/attempts/1/junit"),
+            missing("n", format!("run {id} has 0 attempt(s); there is no attempt 1")),
+        ),
+        get(
+            format!("{runs}/compare"),
+            missing(
+                "with",
+                format!(
+                    "run \"{id}\" has no previous comparable run (same service, stand, packs and category, ended with a verdict): name one with ?with="
+                ),
+            ),
+        ),
+        get(
+            format!("{runs}/compare?slowerBy=0"),
+            bad("slowerBy", "must be 1–10000 (percent), got 0"),
+        ),
+        // As tests/allure_e2e.rs sends them: names are never paths.
+        get(
+            format!("{runs}/attempts/1/attachments/..%2F..%2Fsecrets"),
+            missing(
+                "name",
+                format!("attempt 1 of {id} keeps no attachment \"../../secrets\""),
+            ),
+        ),
+        get(
+            format!("{runs}/attempts/1/attachments/.allure.json"),
+            missing(
+                "name",
+                format!("attempt 1 of {id} keeps no attachment \".allure.json\""),
+            ),
+        ),
+    ];
+    assert_refused(&api, ended).await;
+}
+
+#[tokio::test]
+async fn service_routes_refuse_unknown_services_and_tests_and_out_of_range_queries() {
+    let api = Api::new();
+    let cases = vec![
+        // As tests/history_e2e.rs sends them.
+        get(
+            "/api/v1/services/demo/tests/test%3A%3Anope",
+            missing("id", "service \"demo\" has no results of test \"test::nope\""),
+        ),
+        get(
+            "/api/v1/services/demo/tests/test%3A%3Acart?limit=0",
+            bad("limit", "must be 1–500, got 0"),
+        ),
+        get(
+            "/api/v1/services/demo/rules/suggestions?min=0",
+            bad("min", "must be 1–1000, got 0"),
+        ),
+        get(
+            "/api/v1/services/demo/rules/suggestions?min=1001",
+            bad("min", "must be 1–1000, got 1001"),
+        ),
+        get(
+            "/api/v1/services/demo/rules/suggestions?days=91",
+            bad("days", "must be 1–90, got 91"),
+        ),
+        get(
+            "/api/v1/services/nope/rules/suggestions",
+            missing("name", "unknown service \"nope\""),
+        ),
+        // No test sent these.
+        get(
+            "/api/v1/services/nope",
+            missing("name", "unknown service \"nope\""),
+        ),
+        get(
+            "/api/v1/services/nope/queue",
+            missing("name", "unknown service \"nope\""),
+        ),
+        get(
+            "/api/v1/services/nope/tests/t",
+            missing("name", "unknown service \"nope\""),
+        ),
+        get("/api/v1/nope", missing("path", "no such endpoint")),
+    ];
+    assert_refused(&api, cases).await;
+}
+
+#[tokio::test]
+async fn schedules_refuse_bad_specs_patches_filters_and_unknown_names() {
+    let api = Api::new();
+    let schedule = |extra: Value| {
+        let mut body = json!({"metadata": {"name": "bad"}, "spec": {"service": "demo", "stand": "localhost",
+            "category": "smoke", "schedule": "0 2 * * *", "timeZone": "Europe/Moscow"}});
+        for (k, v) in extra.as_object().unwrap() {
+            body["spec"][k] = v.clone();
+        }
+        body
+    };
+    let create = |extra: Value, answer| post("/api/v1/schedules", schedule(extra), answer);
+    let (status, made) = api.post("/api/v1/schedules", schedule(json!({}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let cases = vec![
+        // As tests/schedules_e2e.rs sends them.
+        create(
+            json!({"schedule": "every night"}),
+            bad(
+                "spec.schedule",
+                "\"every night\" is not a cron expression: give 5 fields (minute hour day-of-month month day-of-week) or a macro such as @daily",
+            ),
+        ),
+        create(
+            json!({"schedule": "0 25 * * *"}),
+            bad(
+                "spec.schedule",
+                "\"0 25 * * *\" is not a valid cron expression: Component error: Number out of bounds.",
+            ),
+        ),
+        create(
+            json!({"timeZone": "Moon/Base"}),
+            bad(
+                "spec.timeZone",
+                "\"Moon/Base\" is not an IANA time zone (such as UTC or Europe/Moscow)",
+            ),
+        ),
+        create(
+            json!({"service": "nope"}),
+            bad("spec.service", "unknown service \"nope\"; known: demo, demo-py"),
+        ),
+        create(
+            json!({"category": "weekly"}),
+            bad(
+                "spec.category",
+                "unknown category \"weekly\" of demo; known: api, slow, smoke",
+            ),
+        ),
+        create(
+            json!({"concurrencyPolicy": "Sometimes"}),
+            bad("spec.concurrencyPolicy", "must be one of Allow, Forbid, Replace"),
+        ),
+        create(
+            json!({"startingDeadlineSeconds": -1}),
+            bad("spec.startingDeadlineSeconds", "must be an integer of at least 0"),
+        ),
+        create(
+            json!({"stand": "prod.example.com"}),
+            bad(
+                "spec.stand",
+                "\"prod.example.com\" is not a stand of demo (must match localhost(:[0-9]+)?|127\\.0\\.0\\.1(:[0-9]+)?)",
+            ),
+        ),
+        create(
+            json!({"scheduel": "0 2 * * *"}),
+            bad(
+                "spec.scheduel",
+                "unknown field \"scheduel\"; known: service, stand, category, packs, priority, emails, issueKey, version, retries, shards, env, timeout, schedule, timeZone, suspend, concurrencyPolicy, startingDeadlineSeconds, successfulRunsHistoryLimit, failedRunsHistoryLimit",
+            ),
+        ),
+        refusal(
+            Method::PATCH,
+            "/api/v1/schedules/bad",
+            Body::Json(json!({"spec": {"timeZone": "Nowhere"}})),
+            bad(
+                "spec.timeZone",
+                "\"Nowhere\" is not an IANA time zone (such as UTC or Europe/Moscow)",
+            ),
+        ),
+        get(
+            "/api/v1/schedules?service=demo-pi",
+            bad("service", "unknown service \"demo-pi\"; known: demo, demo-py"),
+        ),
+        get(
+            "/api/v1/schedules/gone",
+            missing("name", "schedule \"gone\" not found"),
+        ),
+        // No test sent these.
+        create(json!({}), conflict("NightlySchedule \"bad\" already exists")),
+        refusal(
+            Method::PUT,
+            "/api/v1/schedules/gone",
+            Body::Json(schedule(json!({}))),
+            bad("metadata.name", "\"bad\" does not match the URL's \"gone\""),
+        ),
+        refusal(
+            Method::PUT,
+            "/api/v1/schedules/gone",
+            Body::Json({
+                let mut body = schedule(json!({}));
+                body["metadata"]["name"] = json!("gone");
+                body
+            }),
+            missing("name", "schedule \"gone\" not found"),
+        ),
+        refusal(
+            Method::PATCH,
+            "/api/v1/schedules/gone",
+            Body::Json(json!({"spec": {"suspend": true}})),
+            missing("name", "schedule \"gone\" not found"),
+        ),
+        refusal(
+            Method::DELETE,
+            "/api/v1/schedules/gone",
+            Body::None,
+            missing("name", "schedule \"gone\" not found"),
+        ),
+        refusal(
+            Method::POST,
+            "/api/v1/schedules/gone/trigger",
+            Body::None,
+            missing("name", "schedule \"gone\" not found"),
+        ),
+    ];
+    assert_refused(&api, cases).await;
+}
+
+#[tokio::test]
+async fn mutes_refuse_each_bad_field_naming_it_and_store_nothing() {
+    let api = Api::new();
+    let in_days = |days: i64| (chrono::Utc::now() + chrono::Duration::days(days)).to_rfc3339();
+    let mute = |spec: Value, answer| post("/api/v1/mutes", json!({ "spec": spec }), answer);
+    let cases = vec![
+        // As tests/mutes_e2e.rs sends them.
+        mute(
+            json!({"service": "nope", "test": "t", "reason": "r", "expires": in_days(1)}),
+            bad("spec.service", "unknown service \"nope\"; known: demo, demo-py"),
+        ),
+        mute(
+            json!({"service": "demo", "test": "t", "reason": "r", "expires": "tomorrow"}),
+            bad("spec.expires", "input contains invalid characters"),
+        ),
+        mute(
+            json!({"service": "demo", "test": "t", "reason": "r", "expires": in_days(1), "liftWhenTicketClosed": true}),
+            bad("spec.liftWhenTicketClosed", "needs a ticket to watch"),
+        ),
+        mute(
+            json!({"service": "demo", "test": "t", "reason": "r", "expires": in_days(1), "until": "x"}),
+            bad(
+                "spec.until",
+                "unknown field \"until\"; known: service, test, signature, reason, ticket, expires, liftWhenTicketClosed, author",
+            ),
+        ),
+        mute(
+            json!({"service": "demo", "reason": "r", "expires": in_days(1)}),
+            bad("spec.test", "missing field `test`"),
+        ),
+        refusal(
+            Method::DELETE,
+            "/api/v1/mutes/gone",
+            Body::None,
+            missing("name", "mute \"gone\" not found"),
+        ),
+    ];
+    assert_refused(&api, cases).await;
+    // Every field at fault at once, the first also as `parameter` (tests/mutes_e2e.rs).
+    let (status, err) = api
+        .post(
+            "/api/v1/mutes",
+            json!({"spec": {"service": "demo", "test": "test::login", "reason": " ", "signature": "XYZ",
+                "ticket": "qa 1", "expires": "2020-01-01T00:00:00Z"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err:#}");
+    let fields: Vec<&str> = err["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["parameter"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        ["spec.signature", "spec.reason", "spec.ticket", "spec.expires"],
+        "{err:#}"
+    );
+    let (_, list) = api.get("/api/v1/mutes").await;
+    assert_eq!(list["items"], json!([]), "nothing stored");
+}
