@@ -6,7 +6,7 @@
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use super::app_tests::{Api, call_raw};
+use super::app_tests::{Api, call_raw, named_fields};
 
 /// A request's body.
 enum Body {
@@ -226,8 +226,7 @@ async fn the_legacy_handles_refuse_bad_input_naming_the_parameter_and_queue_noth
 #[tokio::test]
 async fn creating_a_run_refuses_bad_metadata_specs_and_bodies_naming_the_field() {
     let api = Api::new();
-    api.queue_run(json!({"service": "demo", "stand": "localhost"}))
-        .await;
+    api.queue_demo_run().await;
     let before = run_names(&api).await;
     let spec = |extra: Value| {
         let mut s = json!({"service": "demo", "stand": "localhost"});
@@ -413,10 +412,7 @@ async fn every_run_route_answers_an_unknown_run_with_404_naming_id() {
 #[tokio::test]
 async fn a_run_refuses_a_bad_patch_a_cancel_once_it_has_its_verdict_and_files_it_lacks() {
     let api = Api::new();
-    let run = api
-        .queue_run(json!({"service": "demo", "stand": "localhost"}))
-        .await;
-    let id = run["metadata"]["name"].as_str().unwrap().to_string();
+    let id = api.queue_demo_run().await;
     let runs = format!("/api/v1/runs/{id}");
     let patch = |body: Value, answer| refusal(Method::PATCH, runs.clone(), Body::Json(body), answer);
     let queued = vec![
@@ -728,14 +724,8 @@ async fn mutes_refuse_each_bad_field_naming_it_and_store_nothing() {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{err:#}");
-    let fields: Vec<&str> = err["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["parameter"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        fields,
+        named_fields(&err),
         ["spec.signature", "spec.reason", "spec.ticket", "spec.expires"],
         "{err:#}"
     );
