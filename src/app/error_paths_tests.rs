@@ -70,6 +70,15 @@ fn not_allowed() -> Answer {
     )
 }
 
+/// 401: the run's upload token is not sent.
+fn no_token() -> Answer {
+    (
+        StatusCode::UNAUTHORIZED,
+        Some("Authorization"),
+        "send the run's upload token: Authorization: Bearer <token>".into(),
+    )
+}
+
 fn conflict(error: impl Into<String>) -> Answer {
     (StatusCode::CONFLICT, None, error.into())
 }
@@ -731,4 +740,62 @@ async fn mutes_refuse_each_bad_field_naming_it_and_store_nothing() {
     );
     let (_, list) = api.get("/api/v1/mutes").await;
     assert_eq!(list["items"], json!([]), "nothing stored");
+}
+
+#[tokio::test]
+async fn uploads_launches_and_regressions_refuse_what_they_cannot_take() {
+    let api = Api::new();
+    let id = api.queue_demo_run().await;
+    let results = format!("/api/v1/runs/{id}/attempts/1/results");
+    let multipart = "multipart/form-data; boundary=X";
+    let upload = |uri: &str, content_type, body: &str, answer| {
+        refusal(Method::POST, uri, Body::Raw(content_type, body.into()), answer)
+    };
+    let cases = vec![
+        // No test sent these.
+        upload(
+            &results,
+            "application/json",
+            "{}",
+            bad("body", "Invalid `boundary` for `multipart/form-data` request"),
+        ),
+        upload(&results, multipart, "--X--\r\n", no_token()),
+        upload(
+            &format!("/api/v1/runs/{id}/attempts/one/results"),
+            multipart,
+            "--X--\r\n",
+            bad("n", "\"one\" is not a non-negative integer"),
+        ),
+        get(
+            format!("/api/v1/runs/{id}/attempts/1/launch?shard=x"),
+            bad(
+                "shard",
+                "the query string is not valid: invalid digit found in string",
+            ),
+        ),
+        get(format!("/api/v1/runs/{id}/attempts/1/launch"), no_token()),
+        post(
+            "/api/v1/regressions",
+            json!({"spec": {"service": "demo", "version": "2.0", "plan": 1, "stand": "localhost"}}),
+            conflict(
+                "test management is not configured on this server, so a regression could only fail: set TOMATO_TMS_URL, TOMATO_TMS_USER and TOMATO_TMS_PASSWORD (Kiwi TCMS) and restart Tomato",
+            ),
+        ),
+        get(
+            "/api/v1/regressions/nope",
+            missing("name", "regression \"nope\" not found"),
+        ),
+        refusal(
+            Method::DELETE,
+            "/api/v1/regressions/nope",
+            Body::None,
+            missing("name", "regression \"nope\" not found"),
+        ),
+        get(
+            "/api/v1/regressions?service=nope",
+            bad("service", "unknown service \"nope\"; known: demo, demo-py"),
+        ),
+        get("/api/v1/stands/qa1/resume", not_allowed()),
+    ];
+    assert_refused(&api, cases).await;
 }
