@@ -799,3 +799,48 @@ async fn uploads_launches_and_regressions_refuse_what_they_cannot_take() {
     ];
     assert_refused(&api, cases).await;
 }
+
+/// What the framework answers itself, before any handler: the JSON error, with what a
+/// client needs beside it (the methods a route takes).
+#[tokio::test]
+async fn framework_refusals_keep_their_headers_and_a_declared_length_over_the_limit_is_413() {
+    use axum::body::Body as HttpBody;
+    use axum::http::{Request, header};
+    use tower::ServiceExt;
+    let api = Api::new();
+    let send = |req: Request<HttpBody>| async {
+        let res = super::app(api.state.clone())
+            .oneshot(req)
+            .await
+            .expect("an answer");
+        let (parts, body) = res.into_parts();
+        let body = axum::body::to_bytes(body, usize::MAX).await.expect("the body");
+        (
+            parts,
+            serde_json::from_slice::<Value>(&body).expect("a JSON error"),
+        )
+    };
+    let (parts, body) = send(Request::delete("/api/v1/runs").body(HttpBody::empty()).unwrap()).await;
+    assert_eq!(parts.status, StatusCode::METHOD_NOT_ALLOWED, "{body}");
+    assert_eq!(body["parameter"], "method", "{body}");
+    assert_eq!(parts.headers[header::ALLOW], "GET,HEAD,POST");
+    // As tests/standalone_e2e.rs sends it: the length declared, the limit layer refuses it.
+    for uri in ["/api/run_now", "/api/v1/runs"] {
+        let (parts, body) = send(
+            Request::post(uri)
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::CONTENT_LENGTH, (1 << 20) + 1)
+                .body(HttpBody::from(vec![b' '; (1 << 20) + 1]))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (parts.status, &body),
+            (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &json!({"error": "the request body is too large", "parameter": "body"})
+            ),
+            "{uri}"
+        );
+    }
+}
