@@ -698,6 +698,13 @@ async fn mutes_refuse_each_bad_field_naming_it_and_store_nothing() {
             bad("spec.service", "unknown service \"nope\"; known: demo, demo-py"),
         ),
         mute(
+            json!({"service": "demo", "test": "t", "reason": "r", "expires": in_days(400)}),
+            bad(
+                "spec.expires",
+                "is more than 366 days away: mute for a while, then look again",
+            ),
+        ),
+        mute(
             json!({"service": "demo", "test": "t", "reason": "r", "expires": "tomorrow"}),
             bad("spec.expires", "input contains invalid characters"),
         ),
