@@ -10,6 +10,9 @@ use tracing::error;
 use crate::packs::InputError;
 use crate::store::StoreError;
 
+/// The message of a 413, whoever answers it.
+const TOO_LARGE: &str = "the request body is too large";
+
 /// An error answered to an API client. Internal details are logged, not sent.
 #[derive(Debug)]
 pub struct ApiError {
@@ -78,6 +81,16 @@ impl ApiError {
             status: StatusCode::CONFLICT,
             message: message.into(),
             parameter: None,
+            errors: Vec::new(),
+        }
+    }
+
+    /// 413: the body is over the size limit.
+    pub fn too_large() -> Self {
+        ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            message: TOO_LARGE.into(),
+            parameter: Some("body".into()),
             errors: Vec::new(),
         }
     }
@@ -221,7 +234,7 @@ pub async fn json_errors(req: axum::extract::Request, next: axum::middleware::Ne
 /// The parameter a framework error is about, by its status, and the message to send.
 fn framework_error(status: StatusCode, text: String) -> (Option<&'static str>, String) {
     match status {
-        StatusCode::PAYLOAD_TOO_LARGE => (Some("body"), "the request body is too large".into()),
+        StatusCode::PAYLOAD_TOO_LARGE => (Some("body"), TOO_LARGE.into()),
         StatusCode::NOT_FOUND => (Some("path"), "no such endpoint".into()),
         StatusCode::METHOD_NOT_ALLOWED => (Some("method"), "this endpoint does not take that method".into()),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => (Some("Content-Type"), text),

@@ -8,6 +8,7 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::ApiError;
+use super::de::{DeError, Query};
 use crate::text::quote;
 
 /// The query string as `T`. A value of the wrong type, out of its type's range or missing
@@ -19,27 +20,27 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or_default();
-        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
-        serde_path_to_error::deserialize(de)
+        serde_path_to_error::deserialize(query_de(query))
             .map(ApiQuery)
             .map_err(|e| query_error(&e))
     }
 }
 
-fn query_error(e: &serde_path_to_error::Error<serde_urlencoded::de::Error>) -> ApiError {
+fn query_de(query: &str) -> Query<'_> {
+    Query(serde_urlencoded::Deserializer::new(form_urlencoded::parse(
+        query.as_bytes(),
+    )))
+}
+
+fn query_error(e: &serde_path_to_error::Error<DeError>) -> ApiError {
     let path = e.path().to_string();
-    let message = e.inner().to_string();
-    // serde reports a missing field at the enclosing object, the struct itself.
-    let missing = message
-        .strip_prefix("missing field `")
-        .and_then(|m| m.split_once('`'))
-        .map(|(field, _)| field.to_string());
-    let parameter = match missing {
-        Some(field) => field,
-        None if path == "." || path == "?" => "query".into(),
-        None => path,
+    let parameter = match e.inner() {
+        // serde reports a missing field at the enclosing object, the struct itself.
+        DeError::Missing(field) => field.to_string(),
+        DeError::Other(_) if path == "." || path == "?" => "query".into(),
+        DeError::Other(_) => path,
     };
-    ApiError::bad_request(parameter, format!("the query string is not valid: {message}"))
+    ApiError::bad_request(parameter, format!("the query string is not valid: {}", e.inner()))
 }
 
 /// The path parameters as `T`. A segment of the wrong type (`/runs/x/attempts/one/log`) is a
@@ -115,8 +116,7 @@ mod tests {
     }
 
     fn parse(q: &str) -> Result<Q, ApiError> {
-        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(q.as_bytes()));
-        serde_path_to_error::deserialize(de).map_err(|e| query_error(&e))
+        serde_path_to_error::deserialize(query_de(q)).map_err(|e| query_error(&e))
     }
 
     #[test]

@@ -51,7 +51,7 @@ impl<S: Send + Sync> FromRequest<S> for Params {
             .to_ascii_lowercase();
         let body = axum::body::Bytes::from_request(req, state)
             .await
-            .map_err(|e| ApiError::bad_request("body", format!("cannot read the body: {e}")))?;
+            .map_err(body_error)?;
         let from_body: Vec<(String, String)> = if body.iter().all(u8::is_ascii_whitespace) {
             Vec::new()
         } else if content_type.starts_with("application/json")
@@ -79,6 +79,17 @@ impl<S: Send + Sync> FromRequest<S> for Params {
             params.entry(k).or_insert(v);
         }
         Ok(Params(params))
+    }
+}
+
+/// A body that cannot be read, by the rejection's type: over the size limit (sent without a
+/// `Content-Length`, so the limit layer could not refuse it first) is the 413 the framework
+/// answers for one that says its length, not a 400.
+fn body_error(e: axum::extract::rejection::BytesRejection) -> ApiError {
+    use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
+    match e {
+        BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => ApiError::too_large(),
+        e => ApiError::bad_request("body", format!("cannot read the body: {e}")),
     }
 }
 

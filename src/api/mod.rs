@@ -7,6 +7,7 @@
 
 mod allure;
 mod auth;
+mod de;
 mod error;
 mod extract;
 mod legacy;

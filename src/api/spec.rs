@@ -8,6 +8,7 @@
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::de::{DeError, JsonValue};
 use super::{ApiError, FieldError};
 
 /// What a spec field must hold.
@@ -129,7 +130,7 @@ pub fn parse_spec<T: DeserializeOwned>(spec: Value, fields: &[(&str, Kind)]) -> 
         }
         if let Kind::Env = kind {
             // Deserialized alone, so that a nested error keeps its path (`spec.env[0].name`).
-            if let Err(e) = serde_path_to_error::deserialize::<_, Vec<crate::crd::EnvVar>>(v.clone()) {
+            if let Err(e) = deserialize::<Vec<crate::crd::EnvVar>>(v.clone()) {
                 errors.extend(error_at("spec.env", e).into_fields());
             }
             continue;
@@ -148,15 +149,15 @@ pub fn parse_spec<T: DeserializeOwned>(spec: Value, fields: &[(&str, Kind)]) -> 
     if let Some(e) = ApiError::fields(errors) {
         return Err(e);
     }
-    serde_path_to_error::deserialize::<_, T>(spec)
+    deserialize::<T>(spec)
         .map_err(|e| ApiError::fields(error_at("spec", e).into_fields()).expect("one error"))
 }
 
 /// A serde error as a 400 naming the field: `prefix` plus the error's path, plus the field
 /// itself when it is missing (serde reports that at the enclosing object).
-fn error_at(prefix: &str, e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+fn error_at(prefix: &str, e: serde_path_to_error::Error<DeError>) -> ApiError {
     let path = e.path().to_string();
-    let message = e.into_inner().to_string();
+    let error = e.into_inner();
     let mut field = prefix.to_string();
     if path != "." && path != "?" {
         if !path.starts_with('[') {
@@ -164,13 +165,15 @@ fn error_at(prefix: &str, e: serde_path_to_error::Error<serde_json::Error>) -> A
         }
         field.push_str(&path);
     }
-    if let Some((missing, _)) = message
-        .strip_prefix("missing field `")
-        .and_then(|m| m.split_once('`'))
-    {
+    if let DeError::Missing(missing) = error {
         field = format!("{field}.{missing}");
     }
-    ApiError::bad_request(field, message)
+    ApiError::bad_request(field, error.to_string())
+}
+
+/// `v` as `T`, an error at its path, a missing field by name ([`DeError`]).
+fn deserialize<T: DeserializeOwned>(v: Value) -> Result<T, serde_path_to_error::Error<DeError>> {
+    serde_path_to_error::deserialize(JsonValue(v))
 }
 
 /// A run's `retention`: an object of known keys at each level (serde's `flatten` of the spec
@@ -202,7 +205,7 @@ fn check_retention(v: &Value) -> Vec<FieldError> {
         keys(files, "spec.retention.files", &["maxAge"], &mut errors);
     }
     if errors.is_empty()
-        && let Err(e) = serde_path_to_error::deserialize::<_, crate::crd::RunRetention>(v.clone())
+        && let Err(e) = deserialize::<crate::crd::RunRetention>(v.clone())
     {
         errors.extend(error_at("spec.retention", e).into_fields());
     }

@@ -14,12 +14,12 @@ use crate::api::{AppState, Auth};
 pub(super) struct Api {
     pub(super) state: AppState,
     /// The same store, to play the driver's part (write a run's status).
-    store: crate::store::SqliteStore,
+    pub(super) store: crate::store::SqliteStore,
     _dir: tempfile::TempDir,
 }
 
 impl Api {
-    fn new() -> Api {
+    pub(super) fn new() -> Api {
         Api::with_tms(false)
     }
 
@@ -85,11 +85,29 @@ impl Api {
         self.call(Method::POST, uri, Some(body)).await
     }
 
+    /// Queues a run of demo on localhost; its name.
+    pub(super) async fn queue_demo_run(&self) -> String {
+        let run = self
+            .queue_run(json!({"service": "demo", "stand": "localhost"}))
+            .await;
+        run["metadata"]["name"].as_str().unwrap().to_string()
+    }
+
     pub(super) async fn queue_run(&self, spec: Value) -> Value {
         let (status, run) = self.post("/api/v1/runs", json!({ "spec": spec })).await;
         assert_eq!(status, StatusCode::CREATED, "{run}");
         run
     }
+}
+
+/// The parameters an error's `errors` names, in order.
+pub(super) fn named_fields(body: &Value) -> Vec<&str> {
+    body["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no errors listed: {body}"))
+        .iter()
+        .map(|e| e["parameter"].as_str().unwrap())
+        .collect()
 }
 
 fn is_camel_case(key: &str) -> bool {
@@ -378,12 +396,7 @@ async fn validation_names_every_field_at_once_and_the_first_as_before() {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let named: Vec<&str> = body["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["parameter"].as_str().unwrap())
-        .collect();
+    let named = named_fields(&body);
     assert_eq!(
         named,
         ["spec.stand", "spec.category", "spec.emails", "spec.issueKey"],
@@ -402,12 +415,7 @@ async fn validation_names_every_field_at_once_and_the_first_as_before() {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let named: Vec<&str> = body["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["parameter"].as_str().unwrap())
-        .collect();
+    let named = named_fields(&body);
     assert_eq!(named, ["spec.schedule", "spec.stand"], "{body}");
 }
 
@@ -458,7 +466,7 @@ async fn without_test_management_a_regression_is_refused_and_the_pages_say_why()
 }
 
 /// A request with a raw body (any bytes, any content type).
-async fn call_raw(
+pub(super) async fn call_raw(
     api: &Api,
     method: Method,
     uri: &str,
@@ -610,10 +618,7 @@ async fn a_bad_value_is_quoted_up_to_a_bounded_prefix() {
 #[tokio::test]
 async fn query_and_path_errors_name_their_parameter() {
     let api = Api::new();
-    let run = api
-        .queue_run(json!({"service": "demo", "stand": "localhost"}))
-        .await;
-    let id = run["metadata"]["name"].as_str().unwrap();
+    let id = &api.queue_demo_run().await;
     for (uri, parameter) in [
         (
             format!("/api/v1/runs/{id}/attempts/1/log?tail=9223372036854775808"),

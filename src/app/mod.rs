@@ -12,6 +12,8 @@ mod head_guard;
 mod app_tests;
 #[cfg(test)]
 mod auth_tests;
+#[cfg(test)]
+mod error_paths_tests;
 
 use axum::Router;
 use axum::http::StatusCode;
