@@ -595,18 +595,13 @@ mod tests {
         st.attempts[0].state = AttemptState::Finished;
         st.attempts[0].finished_at = Some(t0 + chrono::Duration::seconds(3));
         st.attempts.push(Attempt {
-            number: 2,
-            selection: Selection::failed(vec!["basic".into()], 1, vec!["a".into(), "b".into()]),
-            state: AttemptState::Finished,
-            launch: None,
             started_at: Some(t0 + chrono::Duration::seconds(4)),
             finished_at: Some(t0 + chrono::Duration::seconds(6)),
             exit_code: Some(1),
-            summary: None,
-            message: None,
-            shards: Vec::new(),
-            aqua: Vec::new(),
-            mixed: false,
+            ..Attempt::test(
+                2,
+                Selection::failed(vec!["basic".into()], 1, vec!["a".into(), "b".into()]),
+            )
         });
         st.summary = Some(summary);
         st.categories = categories;
@@ -836,20 +831,7 @@ mod tests {
         let mut report = RunReport::sample();
         let failed = report.failures[0].tests[0].clone();
         let number = failed.attempt;
-        let launch = |n: u32| Attempt {
-            number: n,
-            selection: Selection::all(vec!["basic".into()]),
-            state: AttemptState::Finished,
-            launch: None,
-            started_at: None,
-            finished_at: None,
-            exit_code: None,
-            summary: None,
-            message: None,
-            shards: Vec::new(),
-            aqua: Vec::new(),
-            mixed: false,
-        };
+        let launch = |n: u32| Attempt::test(n, Selection::all(vec!["basic".into()]));
         // Launches 1..=number, then `number` again (a relaunch): positions number and number+1.
         let mut attempts: Vec<Attempt> = (1..=number).map(launch).collect();
         attempts.push(launch(number));

@@ -282,18 +282,9 @@ mod tests {
             "no attempt, no packs named: every pack"
         );
         let a = Attempt {
-            number: 2,
-            selection: crate::crd::Selection::all(vec!["basic".into()]),
             state: crate::crd::AttemptState::TimedOut,
-            launch: None,
-            started_at: None,
-            finished_at: None,
-            exit_code: None,
-            summary: None,
             message: Some("too slow".into()),
-            shards: Vec::new(),
-            aqua: Vec::new(),
-            mixed: false,
+            ..Attempt::test(2, crate::crd::Selection::all(vec!["basic".into()]))
         };
         let f = AttemptFacts::of(&a);
         assert_eq!(

@@ -1150,18 +1150,10 @@ mod tests {
     #[test]
     fn attempts_say_what_they_ran() {
         let first = Attempt {
-            number: 1,
-            selection: Selection::all(vec!["basic".into()]),
-            state: AttemptState::Finished,
-            launch: None,
             started_at: Some(at("2024-05-01T10:00:00Z")),
             finished_at: Some(at("2024-05-01T10:01:05Z")),
             exit_code: Some(1),
-            summary: None,
-            message: None,
-            shards: Vec::new(),
-            aqua: Vec::new(),
-            mixed: false,
+            ..Attempt::test(1, Selection::all(vec!["basic".into()]))
         };
         assert_eq!(attempt_label(&first), "every test of basic");
         let rerun = Attempt {
@@ -1344,18 +1336,8 @@ mod tests {
         r.status = Some(TestRunStatus {
             phase: Phase::Failed,
             attempts: vec![Attempt {
-                number: 1,
-                selection: Selection::all(vec!["basic".into()]),
-                state: AttemptState::Finished,
-                launch: None,
-                started_at: None,
-                finished_at: None,
                 exit_code: Some(1),
-                summary: None,
-                message: None,
-                shards: Vec::new(),
-                aqua: Vec::new(),
-                mixed: false,
+                ..Attempt::test(1, Selection::all(vec!["basic".into()]))
             }],
             ..TestRunStatus::default()
         });
@@ -1378,18 +1360,10 @@ mod tests {
     fn the_run_page_follows_the_running_attempts_log_and_filters_tests() {
         let mut r = run("demo-1");
         let first = Attempt {
-            number: 1,
-            selection: Selection::all(vec!["basic".into()]),
-            state: AttemptState::Finished,
-            launch: None,
             started_at: Some(at("2024-05-01T10:00:00Z")),
             finished_at: Some(at("2024-05-01T10:01:00Z")),
             exit_code: Some(1),
-            summary: None,
-            message: None,
-            shards: Vec::new(),
-            aqua: Vec::new(),
-            mixed: false,
+            ..Attempt::test(1, Selection::all(vec!["basic".into()]))
         };
         let second = Attempt {
             number: 2,
@@ -1494,18 +1468,8 @@ mod tests {
         assert_eq!(row.category.as_deref(), Some("smoke"));
         assert_eq!(row.duration.as_deref(), Some("350 ms"), "not 0s");
         r.status.as_mut().unwrap().attempts = vec![Attempt {
-            number: 1,
-            selection: Selection::all(vec!["basic".into()]),
-            state: AttemptState::Finished,
-            launch: None,
-            started_at: None,
-            finished_at: None,
             exit_code: Some(0),
-            summary: None,
-            message: None,
-            shards: Vec::new(),
-            aqua: Vec::new(),
-            mixed: false,
+            ..Attempt::test(1, Selection::all(vec!["basic".into()]))
         }];
         assert_eq!(run_row(&r, &resolve, at("2024-05-02T00:00:00Z")).packs, "basic");
     }
