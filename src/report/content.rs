@@ -225,10 +225,10 @@ impl RunReport {
         let summary = st.summary.unwrap_or_default();
         let verdict = st.verdict.unwrap_or(Verdict::Error);
         let packs = model::run_packs(run);
-        let selection = match (&t.category, t.packs.is_empty()) {
-            (Some(c), _) if !c.is_empty() && t.packs.is_empty() => c.clone(),
-            (_, false) => t.packs.join("+"),
-            _ => String::new(),
+        let selection = match model::Covers::of(run) {
+            model::Covers::Packs(packs) => packs.join("+"),
+            model::Covers::Category(c) => c.to_string(),
+            model::Covers::Everything => String::new(),
         };
         let finished = finished_at(&st);
         let (failures, failing) = failure_groups(tests, &st, categories);

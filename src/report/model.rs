@@ -31,6 +31,27 @@ pub fn run_packs(run: &TestRun) -> Vec<String> {
         .unwrap_or_else(|| run.spec.template.packs.clone())
 }
 
+/// What a run selects, as its template says: the packs it names, else its category, else
+/// every pack of the service. Each surface words it its own way (`basic+api` in a report's
+/// title, `basic, api` or `all packs` on the page).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Covers<'a> {
+    Packs(&'a [String]),
+    Category(&'a str),
+    Everything,
+}
+
+impl<'a> Covers<'a> {
+    pub fn of(run: &'a TestRun) -> Covers<'a> {
+        let t = &run.spec.template;
+        match t.category.as_deref().filter(|c| !c.is_empty()) {
+            _ if !t.packs.is_empty() => Covers::Packs(&t.packs),
+            Some(c) => Covers::Category(c),
+            None => Covers::Everything,
+        }
+    }
+}
+
 /// A run's category (preset), when it names one.
 pub fn category_of(run: &TestRun) -> Option<String> {
     run.spec.template.category.clone().filter(|c| !c.is_empty())
@@ -277,6 +298,16 @@ mod tests {
     fn the_facts_of_an_attempt_and_a_run() {
         let run = TestRun::test("demo-1", crate::crd::RunTemplate::test("demo").category("smoke"));
         assert_eq!(category_of(&run).as_deref(), Some("smoke"));
+        assert_eq!(Covers::of(&run), Covers::Category("smoke"));
+        let packs = TestRun::test(
+            "demo-2",
+            crate::crd::RunTemplate::test("demo")
+                .category("smoke")
+                .packs(&["api"]),
+        );
+        assert_eq!(Covers::of(&packs), Covers::Packs(&["api".to_string()]));
+        let every = TestRun::test("demo-3", crate::crd::RunTemplate::test("demo").category(""));
+        assert_eq!(Covers::of(&every), Covers::Everything);
         assert!(
             run_packs(&run).is_empty(),
             "no attempt, no packs named: every pack"

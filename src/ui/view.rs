@@ -101,13 +101,10 @@ pub fn phase(p: Phase) -> PhaseView {
 
 /// What a run covers, in a few words: its category, its packs, or every pack.
 pub fn selection_label(run: &TestRun) -> String {
-    let t = &run.spec.template;
-    if !t.packs.is_empty() {
-        t.packs.join(", ")
-    } else if let Some(c) = t.category.as_deref().filter(|c| !c.is_empty()) {
-        c.to_string()
-    } else {
-        "all packs".to_string()
+    match model::Covers::of(run) {
+        model::Covers::Packs(packs) => packs.join(", "),
+        model::Covers::Category(c) => c.to_string(),
+        model::Covers::Everything => "all packs".to_string(),
     }
 }
 
