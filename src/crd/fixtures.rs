@@ -1,6 +1,6 @@
 //! Builder-style fixtures for tests: `TestRun::test("demo-1", RunTemplate::test("demo").priority(1))`.
 
-use super::{RunTemplate, RunType, TestRun, TestRunSpec, TestRunStatus};
+use super::{Attempt, AttemptState, RunTemplate, RunType, Selection, TestRun, TestRunSpec, TestRunStatus};
 
 impl RunTemplate {
     /// A template for `service` on `localhost`, priority 2, nothing else set.
@@ -77,5 +77,27 @@ impl TestRun {
     pub fn nightly(mut self) -> Self {
         self.spec.run_type = RunType::Nightly;
         self
+    }
+}
+
+impl Attempt {
+    /// Attempt `number` of `selection`, finished, with nothing else recorded (no times, exit
+    /// code, results, message, shards or Aqua launches): a test sets what it looks at with
+    /// `Attempt { exit_code: Some(1), ..Attempt::test(1, selection) }`.
+    pub fn test(number: u32, selection: Selection) -> Self {
+        Attempt {
+            number,
+            selection,
+            state: AttemptState::Finished,
+            launch: None,
+            started_at: None,
+            finished_at: None,
+            exit_code: None,
+            summary: None,
+            message: None,
+            shards: Vec::new(),
+            aqua: Vec::new(),
+            mixed: false,
+        }
     }
 }

@@ -879,18 +879,10 @@ mod tests {
 
     fn attempt(number: u32, selection: Selection, aqua: Vec<AquaLaunch>) -> Attempt {
         Attempt {
-            number,
-            selection,
             state: AttemptState::Running,
             launch: Some(LAUNCH_REF.into()),
-            started_at: None,
-            finished_at: None,
-            exit_code: None,
-            summary: None,
-            message: None,
-            shards: Vec::new(),
             aqua,
-            mixed: false,
+            ..Attempt::test(number, selection)
         }
     }
 

@@ -115,7 +115,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::crd::{AquaLaunch, AttemptState};
+    use crate::crd::AquaLaunch;
     use crate::packs::PacksConfig;
     use crate::results::{Case, CaseStatus, TestVerdict};
 
@@ -139,17 +139,7 @@ mod tests {
 
     fn attempt_with(launches: &[(&str, Option<u32>)]) -> Attempt {
         Attempt {
-            number: 1,
-            selection: Selection::all(vec!["farm".into(), "ui".into(), "web".into()]),
-            state: AttemptState::Finished,
             launch: Some("pid 1".into()),
-            started_at: None,
-            finished_at: None,
-            exit_code: None,
-            summary: None,
-            message: None,
-            shards: Vec::new(),
-            mixed: false,
             aqua: launches
                 .iter()
                 .map(|(pack, failing)| AquaLaunch {
@@ -164,6 +154,7 @@ mod tests {
                     marker: None,
                 })
                 .collect(),
+            ..Attempt::test(1, Selection::all(vec!["farm".into(), "ui".into(), "web".into()]))
         }
     }
 

@@ -11,8 +11,10 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::crd::{AttemptState, SelectionKind, Summary, TestRun, TestRunStatus, Verdict};
-use crate::results::{MergedTest, TestVerdict};
+use super::model::{self, AttemptFacts};
+pub use super::model::{MutedLine, UNCLASSIFIED};
+use crate::crd::{SelectionKind, Summary, TestRun, TestRunStatus, Verdict};
+use crate::results::{MergedTest, NoveltyCounts, TestVerdict};
 use crate::text::{one_line, shorten};
 
 /// Tests listed per failure category (and flaky tests listed) before "and N more".
@@ -21,8 +23,6 @@ pub const MAX_TESTS_PER_GROUP: usize = 50;
 pub const MAX_MESSAGE_CHARS: usize = 500;
 /// Characters of an Error run's message kept in the headline (and so the subject).
 const MAX_HEADLINE_MESSAGE_CHARS: usize = 100;
-/// The group of failed tests no classification rule matched.
-pub const UNCLASSIFIED: &str = "Unclassified";
 
 /// One finished run, as every report channel tells it.
 #[derive(Serialize, Clone, Debug, PartialEq)]
@@ -57,8 +57,8 @@ pub struct RunReport {
     pub duration: Option<String>,
     pub attempts: Vec<AttemptLine>,
     pub summary: Summary,
-    /// Failed and broken tests grouped by failure category, categories in the order the
-    /// classification gave them, `Unclassified` last.
+    /// Failed and broken tests grouped by failure category, in the one order of
+    /// [`model::failure_groups`] (largest first, `Unclassified` last).
     pub failures: Vec<FailureGroup>,
     /// Failed and broken tests in all.
     pub failing: usize,
@@ -81,44 +81,15 @@ pub struct RunReport {
     pub outcomes: Vec<crate::integrations::tms::automated::TestOutcome>,
 }
 
-/// A test a Mute covered, as reports and the run page show it (every field present, for
-/// templates).
-#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
-pub struct MutedLine {
-    pub test: String,
-    /// The Mute's name.
-    pub mute: String,
-    pub reason: String,
-    pub ticket: Option<String>,
-    /// It passed although muted: the mute may no longer be needed.
-    pub passed: bool,
-}
-
-impl MutedLine {
-    pub fn of(m: &crate::crd::MutedTest) -> MutedLine {
-        MutedLine {
-            test: m.test.clone(),
-            mute: m.mute.clone(),
-            reason: m.reason.clone(),
-            ticket: m.ticket.clone(),
-            passed: m.passed,
-        }
-    }
-}
-
 /// One attempt of the run.
 #[derive(Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct AttemptLine {
-    pub number: u32,
+    /// Its number, state, summary, message and Aqua launches, as every surface tells them.
+    #[serde(flatten)]
+    pub facts: AttemptFacts,
     /// `all tests of basic, api` or `2 failed tests of attempt 1`.
     pub ran: String,
-    /// `Finished`, `TimedOut`, `LaunchFailed`, `Interrupted`, `Cancelled`, `Running`.
-    pub state: String,
-    pub summary: Option<Summary>,
     pub duration: Option<String>,
-    pub message: Option<String>,
-    /// Its launches in Aqua (Aqua services only).
-    pub aqua: Vec<crate::launch::aqua::LaunchLink>,
 }
 
 /// Failed and broken tests of one failure category.
@@ -168,10 +139,9 @@ pub struct FlakyTest {
 /// fixed", and the failures that are new (then those that changed) listed first.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct NoveltyReport {
-    pub new: u32,
-    pub known: u32,
-    pub changed: u32,
-    pub fixed: u32,
+    /// `new`, `known`, `changed` and `fixed`.
+    #[serde(flatten)]
+    pub counts: NoveltyCounts,
     /// The counts in words, those that are not zero: `3 new, 12 known, 2 fixed`, or
     /// `nothing new` when there is nothing to count.
     pub line: String,
@@ -197,7 +167,13 @@ pub const MAX_NEWS: usize = 10;
 impl NoveltyReport {
     /// From a run's tags and its merged tests (for the failures' verdicts and messages).
     pub fn of(tags: &crate::results::Tags, tests: &[MergedTest]) -> NoveltyReport {
-        let c = tags.counts();
+        let tagged: Vec<(&str, &str)> = tags
+            .failures
+            .iter()
+            .map(|(id, n)| (n.as_str(), id.as_str()))
+            .chain(tags.fixed.iter().map(|id| ("fixed", id.as_str())))
+            .collect();
+        let model::Novelty { counts: c, news } = model::novelty(&tagged);
         let words: Vec<String> = [
             (c.new, "new"),
             (c.known, "known"),
@@ -209,32 +185,20 @@ impl NoveltyReport {
         .map(|(n, w)| format!("{n} {w}"))
         .collect();
         let by_id: HashMap<&str, &MergedTest> = tests.iter().map(|t| (t.id.as_str(), t)).collect();
-        let news: Vec<NewFailure> = ["new", "changed"]
-            .iter()
-            .flat_map(|kind| {
-                tags.failures
-                    .iter()
-                    .filter(move |(_, n)| n.as_str() == *kind)
-                    .map(move |(id, _)| (*kind, id))
-            })
+        let news: Vec<NewFailure> = news
+            .into_iter()
             .map(|(kind, id)| NewFailure {
-                name: id.clone(),
+                name: id.to_string(),
                 kind,
-                verdict: by_id
-                    .get(id.as_str())
-                    .map_or("failed", |t| t.verdict.as_str())
-                    .to_string(),
+                verdict: by_id.get(id).map_or("failed", |t| t.verdict.as_str()).to_string(),
                 message: by_id
-                    .get(id.as_str())
+                    .get(id)
                     .map(|t| shorten(t.case.message.trim(), MAX_MESSAGE_CHARS))
                     .unwrap_or_default(),
             })
             .collect();
         NoveltyReport {
-            new: c.new,
-            known: c.known,
-            changed: c.changed,
-            fixed: c.fixed,
+            counts: c,
             line: if words.is_empty() {
                 "nothing new".into()
             } else {
@@ -260,15 +224,11 @@ impl RunReport {
         let st = run.status.clone().unwrap_or_default();
         let summary = st.summary.unwrap_or_default();
         let verdict = st.verdict.unwrap_or(Verdict::Error);
-        let packs = st
-            .attempts
-            .first()
-            .map(|a| a.selection.packs.clone())
-            .unwrap_or_else(|| t.packs.clone());
-        let selection = match (&t.category, t.packs.is_empty()) {
-            (Some(c), _) if !c.is_empty() && t.packs.is_empty() => c.clone(),
-            (_, false) => t.packs.join("+"),
-            _ => String::new(),
+        let packs = model::run_packs(run);
+        let selection = match model::Covers::of(run) {
+            model::Covers::Packs(packs) => packs.join("+"),
+            model::Covers::Category(c) => c.to_string(),
+            model::Covers::Everything => String::new(),
         };
         let finished = finished_at(&st);
         let (failures, failing) = failure_groups(tests, &st, categories);
@@ -278,7 +238,7 @@ impl RunReport {
             id,
             service: t.service.clone(),
             stand: t.stand.clone(),
-            category: t.category.clone().filter(|c| !c.is_empty()),
+            category: model::category_of(run),
             packs,
             selection,
             version: t.version.clone(),
@@ -288,8 +248,8 @@ impl RunReport {
             verdict: verdict.phase().to_string(),
             headline: headline(verdict, &summary, st.message.as_deref()),
             message: st.message.clone(),
-            started: st.started_at.map(timestamp),
-            finished: finished.map(timestamp),
+            started: st.started_at.map(model::timestamp),
+            finished: finished.map(model::timestamp),
             duration: st.started_at.zip(finished).map(|(s, f)| span(s, f)),
             attempts: st.attempts.iter().map(attempt_line).collect(),
             summary,
@@ -382,18 +342,20 @@ impl RunReport {
             finished: Some("2024-05-01 12:01:05 UTC".into()),
             duration: Some("1m5s".into()),
             attempts: vec![AttemptLine {
-                number: 1,
+                facts: AttemptFacts {
+                    number: 1,
+                    state: "Finished",
+                    summary: Some(Summary {
+                        total: 3,
+                        passed: 1,
+                        failed: 2,
+                        ..Summary::default()
+                    }),
+                    message: None,
+                    aqua: Vec::new(),
+                },
                 ran: "all tests of basic".into(),
-                state: "Finished".into(),
-                summary: Some(Summary {
-                    total: 3,
-                    passed: 1,
-                    failed: 2,
-                    ..Summary::default()
-                }),
                 duration: Some("2s".into()),
-                message: None,
-                aqua: Vec::new(),
             }],
             summary: Summary {
                 total: 3,
@@ -417,10 +379,12 @@ impl RunReport {
             }],
             flaky_more: 0,
             novelty: Some(NoveltyReport {
-                new: 1,
-                known: 0,
-                changed: 0,
-                fixed: 1,
+                counts: NoveltyCounts {
+                    new: 1,
+                    known: 0,
+                    changed: 0,
+                    fixed: 1,
+                },
                 line: "1 new, 1 fixed".into(),
                 news: vec![NewFailure {
                     name: "cart > applies the discount".into(),
@@ -505,58 +469,36 @@ fn attempt_line(a: &crate::crd::Attempt) -> AttemptLine {
         }
     };
     AttemptLine {
-        number: a.number,
+        facts: AttemptFacts::of(a),
         ran,
-        state: attempt_state(a.state).to_string(),
-        summary: a.summary,
         duration: a.started_at.zip(a.finished_at).map(|(s, f)| span(s, f)),
-        message: a.message.clone(),
-        aqua: crate::launch::aqua::links(&a.aqua),
     }
 }
 
-fn attempt_state(s: AttemptState) -> &'static str {
-    s.as_str()
-}
-
 /// Failed and broken tests by category (`categories`: test id → category, from the
-/// classification), in the order of `status.categories`; `Unclassified` last.
+/// classification), in the order of [`model::failure_groups`]; a failure a Mute covers is
+/// left out (the report lists it under `muted`).
 fn failure_groups(
     tests: &[MergedTest],
     st: &TestRunStatus,
     categories: &crate::classify::ByTest,
 ) -> (Vec<FailureGroup>, usize) {
-    let mut order: Vec<&str> = st.categories.iter().map(|c| c.name.as_str()).collect();
-    let mut groups: HashMap<&str, Vec<&MergedTest>> = HashMap::new();
-    let muted: std::collections::HashSet<&str> = st
-        .muted
+    let muted: HashMap<&str, &crate::crd::MutedTest> =
+        st.muted.iter().map(|m| (m.test.as_str(), m)).collect();
+    let failures = tests
         .iter()
-        .filter(|m| !m.passed)
-        .map(|m| m.test.as_str())
-        .collect();
-    let failing: Vec<&MergedTest> = tests
-        .iter()
-        .filter(|t| t.verdict.is_failing() && !muted.contains(t.id.as_str()))
-        .collect();
-    for t in &failing {
-        let category = categories
-            .get(&t.id)
-            .map_or(UNCLASSIFIED, |c| c.category.as_str());
-        if !order.contains(&category) {
-            order.push(category);
-        }
-        groups.entry(category).or_default().push(t);
-    }
-    // Unclassified goes last, whatever the order of discovery.
-    order.sort_by_key(|c| *c == UNCLASSIFIED);
-    let out = order
+        .filter(|t| model::is_run_failure(t.verdict.as_str(), muted.get(t.id.as_str()).copied()))
+        .map(|t| (t, categories.get(&t.id).map(|c| c.category.as_str())));
+    let groups = model::failure_groups(failures, &st.categories);
+    let failing = groups.iter().map(|g| g.tests.len()).sum();
+    let out = groups
         .into_iter()
-        .filter_map(|c| groups.remove(c).map(|ts| (c, ts)))
-        .map(|(category, ts)| FailureGroup {
-            category: category.to_string(),
-            count: ts.len(),
-            more: ts.len().saturating_sub(MAX_TESTS_PER_GROUP),
-            tests: ts
+        .map(|g| FailureGroup {
+            category: g.category,
+            count: g.tests.len(),
+            more: g.tests.len().saturating_sub(MAX_TESTS_PER_GROUP),
+            tests: g
+                .tests
                 .into_iter()
                 .take(MAX_TESTS_PER_GROUP)
                 .map(|t| FailedTest {
@@ -569,7 +511,7 @@ fn failure_groups(
                 .collect(),
         })
         .collect();
-    (out, failing.len())
+    (out, failing)
 }
 
 fn flaky_tests(tests: &[MergedTest]) -> (Vec<FlakyTest>, usize) {
@@ -591,10 +533,6 @@ fn flaky_tests(tests: &[MergedTest]) -> (Vec<FlakyTest>, usize) {
     (listed, flaky.len().saturating_sub(MAX_TESTS_PER_GROUP))
 }
 
-fn timestamp(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
-}
-
 fn span(from: DateTime<Utc>, to: DateTime<Utc>) -> String {
     crate::duration::human((to - from).to_std().unwrap_or_default())
 }
@@ -602,7 +540,7 @@ fn span(from: DateTime<Utc>, to: DateTime<Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{Attempt, CategoryStat, CategoryTest, Phase, RunTemplate, Selection};
+    use crate::crd::{Attempt, AttemptState, CategoryStat, CategoryTest, Phase, RunTemplate, Selection};
     use crate::results::{AttemptResult, Case, CaseStatus, merge};
 
     fn case(name: &str, status: CaseStatus, message: &str) -> Case {
@@ -657,18 +595,13 @@ mod tests {
         st.attempts[0].state = AttemptState::Finished;
         st.attempts[0].finished_at = Some(t0 + chrono::Duration::seconds(3));
         st.attempts.push(Attempt {
-            number: 2,
-            selection: Selection::failed(vec!["basic".into()], 1, vec!["a".into(), "b".into()]),
-            state: AttemptState::Finished,
-            launch: None,
             started_at: Some(t0 + chrono::Duration::seconds(4)),
             finished_at: Some(t0 + chrono::Duration::seconds(6)),
             exit_code: Some(1),
-            summary: None,
-            message: None,
-            shards: Vec::new(),
-            aqua: Vec::new(),
-            mixed: false,
+            ..Attempt::test(
+                2,
+                Selection::failed(vec!["basic".into()], 1, vec!["a".into(), "b".into()]),
+            )
         });
         st.summary = Some(summary);
         st.categories = categories;
@@ -898,20 +831,7 @@ mod tests {
         let mut report = RunReport::sample();
         let failed = report.failures[0].tests[0].clone();
         let number = failed.attempt;
-        let launch = |n: u32| Attempt {
-            number: n,
-            selection: Selection::all(vec!["basic".into()]),
-            state: AttemptState::Finished,
-            launch: None,
-            started_at: None,
-            finished_at: None,
-            exit_code: None,
-            summary: None,
-            message: None,
-            shards: Vec::new(),
-            aqua: Vec::new(),
-            mixed: false,
-        };
+        let launch = |n: u32| Attempt::test(n, Selection::all(vec!["basic".into()]));
         // Launches 1..=number, then `number` again (a relaunch): positions number and number+1.
         let mut attempts: Vec<Attempt> = (1..=number).map(launch).collect();
         attempts.push(launch(number));

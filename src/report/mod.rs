@@ -2,6 +2,8 @@
 //! tracker ticket, a chat webhook — and record, per channel, whether it got there.
 //!
 //! The pure parts decide and say; the I/O parts only carry a message somewhere:
+//! - [`model`] is the one per-run view model: the groups, orders, counts and times every
+//!   surface (these channels and the run page) computes from a run, computed once;
 //! - [`content`] builds one [`RunReport`] from the finished run — what every channel says;
 //! - [`templates`] renders it (minijinja, built-in templates, per-service overrides);
 //! - [`targets`] decides where each channel goes for a run, or why it is skipped;
@@ -21,6 +23,7 @@ pub mod compose;
 pub mod content;
 pub mod delivery;
 pub mod email;
+pub mod model;
 pub mod targets;
 pub mod templates;
 pub mod tracker;

@@ -47,7 +47,7 @@ pub fn seconds_between(from: DateTime<Utc>, to: DateTime<Utc>) -> i64 {
 /// An instant in UTC, to the second: `2024-05-01 12:00:03 UTC`. Pages mark it up with its
 /// RFC 3339 value too, so the browser can show it in the reader's zone.
 pub fn time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+    crate::report::model::timestamp(t)
 }
 
 /// An instant as an RFC 3339 value for `<time datetime>` and `data-since`.

@@ -18,6 +18,8 @@ use crate::crd::{
     Attempt, AttemptState, ChannelReport, DeliveryState, Phase, SelectionKind, Summary, TestRun,
 };
 use crate::packs::{PacksConfig, Service};
+pub use crate::report::model::category_of;
+use crate::report::model::{self, AttemptFacts, MutedLine};
 
 /// What the run-now form offers for one service.
 #[derive(Serialize, Debug)]
@@ -99,13 +101,10 @@ pub fn phase(p: Phase) -> PhaseView {
 
 /// What a run covers, in a few words: its category, its packs, or every pack.
 pub fn selection_label(run: &TestRun) -> String {
-    let t = &run.spec.template;
-    if !t.packs.is_empty() {
-        t.packs.join(", ")
-    } else if let Some(c) = t.category.as_deref().filter(|c| !c.is_empty()) {
-        c.to_string()
-    } else {
-        "all packs".to_string()
+    match model::Covers::of(run) {
+        model::Covers::Packs(packs) => packs.join(", "),
+        model::Covers::Category(c) => c.to_string(),
+        model::Covers::Everything => "all packs".to_string(),
     }
 }
 
@@ -124,11 +123,6 @@ pub fn packs_label(run: &TestRun, resolve: impl Fn(&TestRun) -> Vec<String>) -> 
     } else {
         packs.join(", ")
     }
-}
-
-/// A run's category (preset), when it names one.
-pub fn category_of(run: &TestRun) -> Option<String> {
-    run.spec.template.category.clone().filter(|c| !c.is_empty())
 }
 
 /// How a page resolves a run's category into packs: from packs_config.
@@ -340,27 +334,24 @@ pub fn attempt_label(a: &Attempt) -> String {
 pub struct AttemptView {
     /// Position in `status.attempts`, from 1: what the log and JUnit URLs take.
     pub position: usize,
-    pub number: u32,
+    /// Its number, state, summary, message and Aqua launches, as every surface tells them.
+    #[serde(flatten)]
+    pub facts: AttemptFacts,
     pub what: String,
     /// The re-run test ids (reruns only).
     pub tests: Vec<String>,
-    pub state: &'static str,
     pub state_class: String,
     pub running: bool,
     pub started: Option<String>,
     pub started_at: Option<String>,
     pub duration: Option<String>,
-    pub summary: Option<Summary>,
     pub exit_code: Option<i32>,
     pub launch: Option<String>,
-    pub message: Option<String>,
     pub log_url: String,
     /// Only when the attempt's report was read (an attempt that could not launch has none).
     pub junit_url: Option<String>,
     /// The parts of a sharded attempt (empty when it ran unsplit).
     pub shards: Vec<ShardView>,
-    /// The attempt's launches in Aqua (Aqua services only).
-    pub aqua: Vec<crate::launch::aqua::LaunchLink>,
     /// What reading its Allure results said: files skipped, attachments refused.
     pub notes: Vec<String>,
 }
@@ -412,36 +403,28 @@ pub fn shard_view(s: &crate::crd::ShardStatus) -> ShardView {
     }
 }
 
-fn attempt_state(s: AttemptState) -> &'static str {
-    s.as_str()
-}
-
 pub fn attempt_view(run_id: &str, position: usize, a: &Attempt, now: DateTime<Utc>) -> AttemptView {
-    let state = attempt_state(a.state);
+    let facts = AttemptFacts::of(a);
     AttemptView {
         position,
-        number: a.number,
         what: attempt_label(a),
         tests: a.selection.tests.clone(),
-        state,
-        state_class: state.to_ascii_lowercase(),
+        state_class: facts.state.to_ascii_lowercase(),
         running: a.state == AttemptState::Running,
         started: a.started_at.map(format::time),
         started_at: a.started_at.map(format::rfc3339),
         duration: a
             .started_at
             .map(|s| format::span_ms(format::millis_between(s, a.finished_at.unwrap_or(now)))),
-        summary: a.summary,
         exit_code: a.exit_code,
         launch: a.launch.clone(),
-        message: a.message.clone(),
         log_url: format!("/api/v1/runs/{run_id}/attempts/{position}/log"),
         junit_url: a
             .summary
             .map(|_| format!("/api/v1/runs/{run_id}/attempts/{position}/junit")),
         shards: a.shards.iter().map(shard_view).collect(),
-        aqua: crate::launch::aqua::links(&a.aqua),
         notes: Vec::new(),
+        facts,
     }
 }
 
@@ -506,7 +489,7 @@ pub struct TestRow {
     /// `new`, `known`, `changed` or `fixed` against the service's history (`crate::history`).
     pub novelty: Option<String>,
     /// The Mute that covered the test (a muted failure, or a muted test that passed).
-    pub muted: Option<crate::report::content::MutedLine>,
+    pub muted: Option<MutedLine>,
     /// Whether the page offers to mute it: failed or broken, and not muted.
     pub mutable: bool,
     /// Status per attempt that ran it (`1: failed`, `2: passed`).
@@ -579,7 +562,7 @@ pub fn test_row(t: &TestView) -> TestRow {
             .as_ref()
             .and_then(|n| n["kind"].as_str())
             .map(str::to_string),
-        muted: t.muted.as_ref().map(crate::report::content::MutedLine::of),
+        muted: t.muted.as_ref().map(MutedLine::of),
         mutable: t.muted.is_none() && matches!(t.verdict.as_str(), "failed" | "broken"),
         history: t
             .attempts
@@ -631,10 +614,9 @@ pub fn signature_mark(t: &TestView) -> Option<SignatureMark> {
 /// and the failures that are new (never seen) or changed (seen before, never this way).
 #[derive(Serialize, Debug)]
 pub struct NoveltyView {
-    pub new: usize,
-    pub known: usize,
-    pub changed: usize,
-    pub fixed: usize,
+    /// `new`, `known`, `changed` and `fixed`.
+    #[serde(flatten)]
+    pub counts: crate::results::NoveltyCounts,
     /// New failures first, then changed ones.
     pub news: Vec<TestRow>,
 }
@@ -642,28 +624,17 @@ pub struct NoveltyView {
 /// The novelty lead from the tests' tags; `None` when no test carries one (no history kept,
 /// no verdict yet, or nothing failed now or in the previous comparable run).
 pub fn novelty_view(tests: &[TestView]) -> Option<NoveltyView> {
-    let kind = |t: &TestView| {
-        t.novelty
-            .as_ref()
-            .and_then(|n| n["kind"].as_str())
-            .map(str::to_string)
-    };
-    let kinds: Vec<(String, &TestView)> = tests.iter().filter_map(|t| Some((kind(t)?, t))).collect();
-    if kinds.is_empty() {
+    let tagged: Vec<(&str, &TestView)> = tests
+        .iter()
+        .filter_map(|t| Some((t.novelty.as_ref()?["kind"].as_str()?, t)))
+        .collect();
+    if tagged.is_empty() {
         return None;
     }
-    let count = |k: &str| kinds.iter().filter(|(kind, _)| kind == k).count();
-    let news = ["new", "changed"]
-        .iter()
-        .flat_map(|k| kinds.iter().filter(move |(kind, _)| kind == k))
-        .map(|(_, t)| test_row(t))
-        .collect();
+    let n = model::novelty(&tagged);
     Some(NoveltyView {
-        new: count("new"),
-        known: count("known"),
-        changed: count("changed"),
-        fixed: count("fixed"),
-        news,
+        counts: n.counts,
+        news: n.news.into_iter().map(|(_, t)| test_row(t)).collect(),
     })
 }
 
@@ -687,31 +658,25 @@ pub struct CategoryEntry {
     pub anchor: Option<String>,
 }
 
-/// Category of a failure no rule matched (DESIGN.md "Failure classification").
-pub const UNCLASSIFIED: &str = "Unclassified";
-
 /// Failed and broken tests grouped by their category (the classifier's, which every test view
-/// carries), largest group first; a failure no rule matched is `Unclassified`. Flaky tests have a
-/// section of their own.
-pub fn failure_groups(tests: &[TestView]) -> Vec<CategoryGroup> {
-    let mut by_name: BTreeMap<String, Vec<&TestView>> = BTreeMap::new();
-    // A muted failure does not fail the run: it shows in the muted tile and its own row, as
-    // the email lists it apart, not among the failures.
-    for t in tests
+/// carries; `Unclassified` when no rule matched), in the one order of
+/// [`model::failure_groups`]: largest first, `Unclassified` last, equal groups in rule order
+/// (`rule_order`: the run's `status.categories`). A muted failure does not fail the run: it
+/// shows in the muted tile and its own row, as the email lists it apart, not among the
+/// failures. Flaky tests have a section of their own.
+pub fn failure_groups(tests: &[TestView], rule_order: &[crate::crd::CategoryStat]) -> Vec<CategoryGroup> {
+    let failures = tests
         .iter()
-        .filter(|t| t.verdict == "failed" || t.verdict == "broken")
-        .filter(|t| t.muted.as_ref().is_none_or(|m| m.passed))
-    {
-        let c = t.category.clone().unwrap_or_else(|| UNCLASSIFIED.to_string());
-        by_name.entry(c).or_default().push(t);
-    }
-    let mut groups: Vec<CategoryGroup> = by_name
+        .filter(|t| model::is_run_failure(&t.verdict, t.muted.as_ref()))
+        .map(|t| (t, t.category.as_deref()));
+    model::failure_groups(failures, rule_order)
         .into_iter()
-        .map(|(name, ts)| CategoryGroup {
-            name,
-            count: ts.len() as u32,
+        .map(|g| CategoryGroup {
+            name: g.category,
+            count: g.tests.len() as u32,
             more: 0,
-            tests: ts
+            tests: g
+                .tests
                 .into_iter()
                 .map(|t| CategoryEntry {
                     name: t.name.clone(),
@@ -721,9 +686,7 @@ pub fn failure_groups(tests: &[TestView]) -> Vec<CategoryGroup> {
                 })
                 .collect(),
         })
-        .collect();
-    groups.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.name.cmp(&b.name)));
-    groups
+        .collect()
 }
 
 /// A filter tab over the results table.
@@ -1015,11 +978,7 @@ pub fn run_page(
         service: t.service.clone(),
         stand: t.stand.clone(),
         what: selection_label(run),
-        packs: st
-            .attempts
-            .first()
-            .map(|a| a.selection.packs.clone())
-            .unwrap_or_else(|| t.packs.clone()),
+        packs: model::run_packs(run),
         priority: t.priority,
         priorities: (0..=crate::crd::MAX_PRIORITY).collect(),
         nightly: run.spec.run_type == crate::crd::RunType::Nightly,
@@ -1070,7 +1029,7 @@ pub fn run_page(
                 )
             }),
         }),
-        categories: failure_groups(tests),
+        categories: failure_groups(tests, &st.categories),
         flaky: tests
             .iter()
             .filter(|tv| tv.verdict == "flaky")
@@ -1090,6 +1049,7 @@ mod tests {
     use super::*;
     use crate::api::TestView;
     use crate::crd::{RunTemplate, Selection, TestRunStatus};
+    use crate::report::model::UNCLASSIFIED;
 
     fn run(name: &str) -> TestRun {
         TestRun::test(name, RunTemplate::test("demo").category("smoke"))
@@ -1135,7 +1095,10 @@ mod tests {
             tagged("plain", "passed", None),
         ];
         let v = novelty_view(&tests).unwrap();
-        assert_eq!((v.new, v.known, v.changed, v.fixed), (2, 1, 1, 1));
+        assert_eq!(
+            (v.counts.new, v.counts.known, v.counts.changed, v.counts.fixed),
+            (2, 1, 1, 1)
+        );
         let news: Vec<(&str, Option<&str>)> = v
             .news
             .iter()
@@ -1184,18 +1147,10 @@ mod tests {
     #[test]
     fn attempts_say_what_they_ran() {
         let first = Attempt {
-            number: 1,
-            selection: Selection::all(vec!["basic".into()]),
-            state: AttemptState::Finished,
-            launch: None,
             started_at: Some(at("2024-05-01T10:00:00Z")),
             finished_at: Some(at("2024-05-01T10:01:05Z")),
             exit_code: Some(1),
-            summary: None,
-            message: None,
-            shards: Vec::new(),
-            aqua: Vec::new(),
-            mixed: false,
+            ..Attempt::test(1, Selection::all(vec!["basic".into()]))
         };
         assert_eq!(attempt_label(&first), "every test of basic");
         let rerun = Attempt {
@@ -1239,7 +1194,7 @@ mod tests {
             test("c", "broken"),
             test("d", "passed"),
         ];
-        let groups = failure_groups(&tests);
+        let groups = failure_groups(&tests, &[]);
         assert_eq!(groups.len(), 1);
         assert_eq!(groups[0].name, UNCLASSIFIED);
         assert_eq!(groups[0].count, 2);
@@ -1264,7 +1219,7 @@ mod tests {
         tests[1].category = Some("Infrastructure".into());
         tests[2].category = Some("Infrastructure".into());
         tests[3].category = Some("Timeouts".into());
-        let groups = failure_groups(&tests);
+        let groups = failure_groups(&tests, &[]);
         let names: Vec<(&str, u32)> = groups.iter().map(|g| (g.name.as_str(), g.count)).collect();
         assert_eq!(names, vec![("Infrastructure", 2), ("Product defects", 1)]);
         assert_eq!(groups[0].tests[0].anchor, Some(test_anchor("c")));
@@ -1277,7 +1232,7 @@ mod tests {
             ticket: None,
             passed: false,
         });
-        let names: Vec<(String, u32)> = failure_groups(&tests)
+        let names: Vec<(String, u32)> = failure_groups(&tests, &[])
             .into_iter()
             .map(|g| (g.name, g.count))
             .collect();
@@ -1378,18 +1333,8 @@ mod tests {
         r.status = Some(TestRunStatus {
             phase: Phase::Failed,
             attempts: vec![Attempt {
-                number: 1,
-                selection: Selection::all(vec!["basic".into()]),
-                state: AttemptState::Finished,
-                launch: None,
-                started_at: None,
-                finished_at: None,
                 exit_code: Some(1),
-                summary: None,
-                message: None,
-                shards: Vec::new(),
-                aqua: Vec::new(),
-                mixed: false,
+                ..Attempt::test(1, Selection::all(vec!["basic".into()]))
             }],
             ..TestRunStatus::default()
         });
@@ -1412,18 +1357,10 @@ mod tests {
     fn the_run_page_follows_the_running_attempts_log_and_filters_tests() {
         let mut r = run("demo-1");
         let first = Attempt {
-            number: 1,
-            selection: Selection::all(vec!["basic".into()]),
-            state: AttemptState::Finished,
-            launch: None,
             started_at: Some(at("2024-05-01T10:00:00Z")),
             finished_at: Some(at("2024-05-01T10:01:00Z")),
             exit_code: Some(1),
-            summary: None,
-            message: None,
-            shards: Vec::new(),
-            aqua: Vec::new(),
-            mixed: false,
+            ..Attempt::test(1, Selection::all(vec!["basic".into()]))
         };
         let second = Attempt {
             number: 2,
@@ -1528,18 +1465,8 @@ mod tests {
         assert_eq!(row.category.as_deref(), Some("smoke"));
         assert_eq!(row.duration.as_deref(), Some("350 ms"), "not 0s");
         r.status.as_mut().unwrap().attempts = vec![Attempt {
-            number: 1,
-            selection: Selection::all(vec!["basic".into()]),
-            state: AttemptState::Finished,
-            launch: None,
-            started_at: None,
-            finished_at: None,
             exit_code: Some(0),
-            summary: None,
-            message: None,
-            shards: Vec::new(),
-            aqua: Vec::new(),
-            mixed: false,
+            ..Attempt::test(1, Selection::all(vec!["basic".into()]))
         }];
         assert_eq!(run_row(&r, &resolve, at("2024-05-02T00:00:00Z")).packs, "basic");
     }
