@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
-use crate::crd::{Mute, NightlySchedule, NightlyScheduleSpec, Regression, RegressionSpec, TestRun};
+use crate::crd::{Mute, NightlySchedule, NightlyScheduleSpec, Priority, Regression, RegressionSpec, TestRun};
 use crate::results::AttemptResult;
 use crate::results::upload::AttemptResults;
 use crate::store::{Change, ListFilter, SqliteStore, StoreError};
@@ -23,7 +23,7 @@ pub trait Backend: Send + Sync + 'static {
     /// Asks a run to stop (`spec.cancel = true`).
     async fn cancel_run(&self, name: &str) -> Result<TestRun, StoreError>;
     /// Changes a run's priority (`spec.priority`).
-    async fn set_priority(&self, name: &str, priority: u8) -> Result<TestRun, StoreError>;
+    async fn set_priority(&self, name: &str, priority: Priority) -> Result<TestRun, StoreError>;
     /// Every stored per-attempt test result of a run.
     async fn results(&self, name: &str) -> Result<Vec<AttemptResult>, StoreError>;
     /// A run's stored classification (test id → failure category and signature), empty when
@@ -202,7 +202,7 @@ impl Backend for SqliteStore {
         Ok(run)
     }
 
-    async fn set_priority(&self, name: &str, priority: u8) -> Result<TestRun, StoreError> {
+    async fn set_priority(&self, name: &str, priority: Priority) -> Result<TestRun, StoreError> {
         let (run, _) = self
             .update::<TestRun, _>(name, move |r| {
                 let changed = r.spec.template.priority != priority;

@@ -15,8 +15,8 @@ mod schedule;
 mod testrun;
 
 pub use common::{
-    AGE_PATTERN, Condition, ConditionStatus, DEFAULT_PRIORITY, EnvVar, EnvVarSource, MAX_PRIORITY,
-    RunTemplate, SecretKeySelector,
+    AGE_PATTERN, Condition, ConditionStatus, EnvVar, EnvVarSource, Priority, PriorityError, RunTemplate,
+    SecretKeySelector,
 };
 pub use meta::{ANNOTATION_CREATED, created, precise_time, random_suffix};
 pub use mute::{Mute, MuteSpec, MuteState, MuteStatus, SIGNATURE_PATTERN, TICKET_PATTERN};

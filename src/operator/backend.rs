@@ -380,7 +380,7 @@ impl Backend for KubeBackend {
         self.patch_spec(name, serde_json::json!({ "cancel": true })).await
     }
 
-    async fn set_priority(&self, name: &str, priority: u8) -> Result<TestRun, StoreError> {
+    async fn set_priority(&self, name: &str, priority: crate::crd::Priority) -> Result<TestRun, StoreError> {
         self.patch_spec(name, serde_json::json!({ "priority": priority }))
             .await
     }

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::crd::{AttemptState, SelectionKind, Summary, TestRun, TestRunStatus, Verdict};
+use crate::crd::{AttemptState, Priority, SelectionKind, Summary, TestRun, TestRunStatus, Verdict};
 use crate::results::{MergedTest, TestVerdict};
 use crate::text::{one_line, shorten};
 
@@ -40,7 +40,7 @@ pub struct RunReport {
     pub version: Option<String>,
     #[serde(rename = "issueKey")]
     pub issue_key: Option<String>,
-    pub priority: u8,
+    pub priority: Priority,
     /// `Regular` or `Nightly`.
     #[serde(rename = "type")]
     pub run_type: String,
@@ -364,7 +364,7 @@ impl RunReport {
             selection: "smoke".into(),
             version: Some("1.0".into()),
             issue_key: Some("QA-1".into()),
-            priority: 2,
+            priority: Priority::DEFAULT,
             run_type: "Regular".into(),
             verdict: "Failed".into(),
             muted: vec![MutedLine {
@@ -844,7 +844,7 @@ mod tests {
             ("demo", "localhost", "smoke")
         );
         assert_eq!(
-            (r.version.as_deref(), r.issue_key.as_deref(), r.priority),
+            (r.version.as_deref(), r.issue_key.as_deref(), r.priority.get()),
             (Some("2.4"), Some("QA-7"), 1)
         );
         assert_eq!((r.run_type.as_str(), r.verdict.as_str()), ("Nightly", "Failed"));

@@ -15,7 +15,7 @@ use super::format;
 use crate::api::{QueueEntry, TestView};
 use crate::crd::created;
 use crate::crd::{
-    Attempt, AttemptState, ChannelReport, DeliveryState, Phase, SelectionKind, Summary, TestRun,
+    Attempt, AttemptState, ChannelReport, DeliveryState, Phase, Priority, SelectionKind, Summary, TestRun,
 };
 use crate::packs::{PacksConfig, Service};
 
@@ -29,8 +29,8 @@ pub struct RunForm {
     pub recent_stands: Vec<String>,
     pub presets: Vec<PresetOption>,
     pub packs: Vec<PackOption>,
-    pub default_priority: u8,
-    pub priorities: Vec<u8>,
+    pub default_priority: Priority,
+    pub priorities: Vec<Priority>,
 }
 
 #[derive(Serialize, Debug)]
@@ -74,8 +74,8 @@ pub fn run_form(svc: &Service, recent: &[TestRun]) -> RunForm {
                 description: p.description.clone(),
             })
             .collect(),
-        default_priority: crate::crd::DEFAULT_PRIORITY,
-        priorities: (0..=crate::crd::MAX_PRIORITY).collect(),
+        default_priority: Priority::DEFAULT,
+        priorities: Priority::all().collect(),
     }
 }
 
@@ -156,7 +156,7 @@ pub fn max_attempts(config: &PacksConfig, run: &TestRun) -> u32 {
 #[derive(Serialize, Debug)]
 pub struct ActiveRow {
     pub id: String,
-    pub priority: u8,
+    pub priority: Priority,
     pub stand: String,
     /// The packs it runs.
     pub packs: String,
@@ -937,8 +937,8 @@ pub struct RunPage {
     pub stand: String,
     pub what: String,
     pub packs: Vec<String>,
-    pub priority: u8,
-    pub priorities: Vec<u8>,
+    pub priority: Priority,
+    pub priorities: Vec<Priority>,
     pub nightly: bool,
     pub schedule: Option<String>,
     pub phase: PhaseView,
@@ -1021,7 +1021,7 @@ pub fn run_page(
             .map(|a| a.selection.packs.clone())
             .unwrap_or_else(|| t.packs.clone()),
         priority: t.priority,
-        priorities: (0..=crate::crd::MAX_PRIORITY).collect(),
+        priorities: Priority::all().collect(),
         nightly: run.spec.run_type == crate::crd::RunType::Nightly,
         schedule: run
             .metadata
