@@ -7,7 +7,9 @@
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
-use crate::crd::{Mute, NightlySchedule, NightlyScheduleSpec, Priority, Regression, RegressionSpec, TestRun};
+use crate::crd::{
+    Mute, NightlySchedule, NightlyScheduleSpec, Phase, Priority, Regression, RegressionSpec, TestRun,
+};
 use crate::results::AttemptResult;
 use crate::results::upload::AttemptResults;
 use crate::store::{Change, ListFilter, SqliteStore, StoreError};
@@ -36,7 +38,7 @@ pub trait Backend: Send + Sync + 'static {
         None
     }
     /// Run counts per `(service, phase)`, for metrics.
-    async fn run_counts(&self) -> Result<Vec<(String, String, u64)>, StoreError>;
+    async fn run_counts(&self) -> Result<Vec<(String, Phase, u64)>, StoreError>;
     /// Committed changes, for live views.
     fn subscribe(&self) -> broadcast::Receiver<Change>;
     /// Whether the mode is ready to serve (store open, driver running).
@@ -274,8 +276,13 @@ impl Backend for SqliteStore {
         SqliteStore::categories(self, name).await
     }
 
-    async fn run_counts(&self) -> Result<Vec<(String, String, u64)>, StoreError> {
-        self.count_by_service_and_phase("TestRun").await
+    async fn run_counts(&self) -> Result<Vec<(String, Phase, u64)>, StoreError> {
+        // The store keeps the phase as its name; an unknown one counts as the default.
+        let counts = self.count_by_service_and_phase("TestRun").await?;
+        Ok(counts
+            .into_iter()
+            .map(|(service, phase, n)| (service, phase.parse().unwrap_or_default(), n))
+            .collect())
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Change> {

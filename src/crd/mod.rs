@@ -26,7 +26,7 @@ pub use regression::{
 };
 pub use schedule::{ConcurrencyPolicy, NightlySchedule, NightlyScheduleSpec, NightlyScheduleStatus};
 pub use testrun::{
-    AquaLaunch, Attempt, AttemptState, CategoryStat, CategoryTest, ChannelReport, DeliveryState,
+    AquaLaunch, Attempt, AttemptState, CategoryStat, CategoryTest, Channel, ChannelReport, DeliveryState,
     FilesRetention, MAX_MUTED_RECORDS, MutedTest, Phase, ReportStatus, RunRetention, RunType, Selection,
     SelectionKind, ShardState, ShardStatus, StandDown, Summary, TestRun, TestRunSpec, TestRunStatus, Verdict,
 };

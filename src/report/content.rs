@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::crd::{AttemptState, Priority, SelectionKind, Summary, TestRun, TestRunStatus, Verdict};
+use crate::crd::{AttemptState, Priority, RunType, SelectionKind, Summary, TestRun, TestRunStatus, Verdict};
 use crate::results::{MergedTest, TestVerdict};
 use crate::text::{one_line, shorten};
 
@@ -43,9 +43,9 @@ pub struct RunReport {
     pub priority: Priority,
     /// `Regular` or `Nightly`.
     #[serde(rename = "type")]
-    pub run_type: String,
+    pub run_type: RunType,
     /// `Succeeded`, `Failed` or `Error`.
-    pub verdict: String,
+    pub verdict: Verdict,
     /// The outcome in a few words: `3 failed, 1 flaky`, `all 5 passed`, `error: <why>`.
     pub headline: String,
     /// The run's message (why it errored, how many tests still fail).
@@ -113,7 +113,7 @@ pub struct AttemptLine {
     /// `all tests of basic, api` or `2 failed tests of attempt 1`.
     pub ran: String,
     /// `Finished`, `TimedOut`, `LaunchFailed`, `Interrupted`, `Cancelled`, `Running`.
-    pub state: String,
+    pub state: AttemptState,
     pub summary: Option<Summary>,
     pub duration: Option<String>,
     pub message: Option<String>,
@@ -284,8 +284,8 @@ impl RunReport {
             version: t.version.clone(),
             issue_key: t.issue_key.clone(),
             priority: t.priority,
-            run_type: format!("{:?}", run.spec.run_type),
-            verdict: verdict.phase().to_string(),
+            run_type: run.spec.run_type,
+            verdict,
             headline: headline(verdict, &summary, st.message.as_deref()),
             message: st.message.clone(),
             started: st.started_at.map(timestamp),
@@ -365,8 +365,8 @@ impl RunReport {
             version: Some("1.0".into()),
             issue_key: Some("QA-1".into()),
             priority: Priority::DEFAULT,
-            run_type: "Regular".into(),
-            verdict: "Failed".into(),
+            run_type: RunType::Regular,
+            verdict: Verdict::Failed,
             muted: vec![MutedLine {
                 test: "tests/test_pay.py::test_refund".into(),
                 mute: "demo-mute-x7k2q".into(),
@@ -384,7 +384,7 @@ impl RunReport {
             attempts: vec![AttemptLine {
                 number: 1,
                 ran: "all tests of basic".into(),
-                state: "Finished".into(),
+                state: AttemptState::Finished,
                 summary: Some(Summary {
                     total: 3,
                     passed: 1,
@@ -507,16 +507,12 @@ fn attempt_line(a: &crate::crd::Attempt) -> AttemptLine {
     AttemptLine {
         number: a.number,
         ran,
-        state: attempt_state(a.state).to_string(),
+        state: a.state,
         summary: a.summary,
         duration: a.started_at.zip(a.finished_at).map(|(s, f)| span(s, f)),
         message: a.message.clone(),
         aqua: crate::launch::aqua::links(&a.aqua),
     }
-}
-
-fn attempt_state(s: AttemptState) -> &'static str {
-    s.as_str()
 }
 
 /// Failed and broken tests by category (`categories`: test id → category, from the

@@ -344,7 +344,7 @@ pub struct AttemptView {
     pub what: String,
     /// The re-run test ids (reruns only).
     pub tests: Vec<String>,
-    pub state: &'static str,
+    pub state: AttemptState,
     pub state_class: String,
     pub running: bool,
     pub started: Option<String>,
@@ -369,7 +369,7 @@ pub struct AttemptView {
 #[derive(Serialize, Debug)]
 pub struct ShardView {
     pub index: u32,
-    pub state: &'static str,
+    pub state: crate::crd::ShardState,
     pub state_class: String,
     /// `12 tests`, `3 files`, `2 packs`.
     pub given: String,
@@ -399,7 +399,7 @@ pub fn shard_view(s: &crate::crd::ShardStatus) -> ShardView {
     };
     ShardView {
         index: s.index,
-        state: s.state.as_str(),
+        state: s.state,
         state_class: s.state.as_str().to_ascii_lowercase(),
         given: format!("{} {unit}", s.tests),
         done,
@@ -412,19 +412,14 @@ pub fn shard_view(s: &crate::crd::ShardStatus) -> ShardView {
     }
 }
 
-fn attempt_state(s: AttemptState) -> &'static str {
-    s.as_str()
-}
-
 pub fn attempt_view(run_id: &str, position: usize, a: &Attempt, now: DateTime<Utc>) -> AttemptView {
-    let state = attempt_state(a.state);
     AttemptView {
         position,
         number: a.number,
         what: attempt_label(a),
         tests: a.selection.tests.clone(),
-        state,
-        state_class: state.to_ascii_lowercase(),
+        state: a.state,
+        state_class: a.state.as_str().to_ascii_lowercase(),
         running: a.state == AttemptState::Running,
         started: a.started_at.map(format::time),
         started_at: a.started_at.map(format::rfc3339),
