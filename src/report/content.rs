@@ -138,7 +138,7 @@ pub struct FailedTest {
     /// `tests/test_core.py::test_applies_coupon`).
     pub name: String,
     /// `failed` or `broken`.
-    pub verdict: String,
+    pub verdict: TestVerdict,
     pub message: String,
     /// The last attempt that ran it.
     pub attempt: u32,
@@ -187,7 +187,7 @@ pub struct NewFailure {
     pub name: String,
     /// `new` or `changed`.
     pub kind: &'static str,
-    pub verdict: String,
+    pub verdict: TestVerdict,
     pub message: String,
 }
 
@@ -220,10 +220,7 @@ impl NoveltyReport {
             .map(|(kind, id)| NewFailure {
                 name: id.clone(),
                 kind,
-                verdict: by_id
-                    .get(id.as_str())
-                    .map_or("failed", |t| t.verdict.as_str())
-                    .to_string(),
+                verdict: by_id.get(id.as_str()).map_or(TestVerdict::Failed, |t| t.verdict),
                 message: by_id
                     .get(id.as_str())
                     .map(|t| shorten(t.case.message.trim(), MAX_MESSAGE_CHARS))
@@ -350,7 +347,7 @@ impl RunReport {
     pub fn sample() -> RunReport {
         let test = |name: &str, message: &str| FailedTest {
             name: name.into(),
-            verdict: "failed".into(),
+            verdict: TestVerdict::Failed,
             message: message.into(),
             attempt: 4,
             attachments: Vec::new(),
@@ -425,7 +422,7 @@ impl RunReport {
                 news: vec![NewFailure {
                     name: "cart > applies the discount".into(),
                     kind: "new",
-                    verdict: "failed".into(),
+                    verdict: TestVerdict::Failed,
                     message: "expected 85 but was 90".into(),
                 }],
                 news_more: 0,
@@ -557,7 +554,7 @@ fn failure_groups(
                 .take(MAX_TESTS_PER_GROUP)
                 .map(|t| FailedTest {
                     name: t.id.clone(),
-                    verdict: t.verdict.as_str().to_string(),
+                    verdict: t.verdict,
                     message: shorten(t.case.message.trim(), MAX_MESSAGE_CHARS),
                     attempt: t.attempt,
                     attachments: Vec::new(),
@@ -816,7 +813,7 @@ mod tests {
             groups,
             vec![("Infrastructure", vec!["b"]), (UNCLASSIFIED, vec!["a", "c"])]
         );
-        assert_eq!(r.failures[0].tests[0].verdict, "broken");
+        assert_eq!(r.failures[0].tests[0].verdict.as_str(), "broken");
         assert_eq!(r.failing, 3);
         assert_eq!(r.flaky.len(), 1);
         assert_eq!(

@@ -192,7 +192,7 @@ mod tests {
             count: 1,
             tests: vec![FailedTest {
                 name: "<http://evil|click>".into(),
-                verdict: "failed".into(),
+                verdict: crate::results::TestVerdict::Failed,
                 message: "a & b".into(),
                 attempt: 1,
                 attachments: Vec::new(),
