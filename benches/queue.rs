@@ -41,7 +41,7 @@ fn entries(n: usize) -> Vec<Entry> {
             name: format!("run-{i:05}"),
             service: format!("svc{}", next() % 20),
             stand: format!("stand{}", next() % 50),
-            priority: (next() % 10) as u8,
+            priority: tomato::crd::Priority::new((next() % 10) as u8).unwrap(),
             created: Utc
                 .timestamp_opt(1_700_000_000 + (next() % 86_400) as i64, 0)
                 .unwrap(),

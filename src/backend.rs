@@ -7,7 +7,9 @@
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
-use crate::crd::{Mute, NightlySchedule, NightlyScheduleSpec, Regression, RegressionSpec, TestRun};
+use crate::crd::{
+    Mute, NightlySchedule, NightlyScheduleSpec, Phase, Priority, Regression, RegressionSpec, TestRun,
+};
 use crate::results::AttemptResult;
 use crate::results::upload::AttemptResults;
 use crate::store::{Change, ListFilter, SqliteStore, StoreError};
@@ -23,7 +25,7 @@ pub trait Backend: Send + Sync + 'static {
     /// Asks a run to stop (`spec.cancel = true`).
     async fn cancel_run(&self, name: &str) -> Result<TestRun, StoreError>;
     /// Changes a run's priority (`spec.priority`).
-    async fn set_priority(&self, name: &str, priority: u8) -> Result<TestRun, StoreError>;
+    async fn set_priority(&self, name: &str, priority: Priority) -> Result<TestRun, StoreError>;
     /// Every stored per-attempt test result of a run.
     async fn results(&self, name: &str) -> Result<Vec<AttemptResult>, StoreError>;
     /// A run's stored classification (test id → failure category and signature), empty when
@@ -36,7 +38,7 @@ pub trait Backend: Send + Sync + 'static {
         None
     }
     /// Run counts per `(service, phase)`, for metrics.
-    async fn run_counts(&self) -> Result<Vec<(String, String, u64)>, StoreError>;
+    async fn run_counts(&self) -> Result<Vec<(String, Phase, u64)>, StoreError>;
     /// Committed changes, for live views.
     fn subscribe(&self) -> broadcast::Receiver<Change>;
     /// Whether the mode is ready to serve (store open, driver running).
@@ -202,7 +204,7 @@ impl Backend for SqliteStore {
         Ok(run)
     }
 
-    async fn set_priority(&self, name: &str, priority: u8) -> Result<TestRun, StoreError> {
+    async fn set_priority(&self, name: &str, priority: Priority) -> Result<TestRun, StoreError> {
         let (run, _) = self
             .update::<TestRun, _>(name, move |r| {
                 let changed = r.spec.template.priority != priority;
@@ -274,8 +276,13 @@ impl Backend for SqliteStore {
         SqliteStore::categories(self, name).await
     }
 
-    async fn run_counts(&self) -> Result<Vec<(String, String, u64)>, StoreError> {
-        self.count_by_service_and_phase("TestRun").await
+    async fn run_counts(&self) -> Result<Vec<(String, Phase, u64)>, StoreError> {
+        // The store keeps the phase as its name; an unknown one counts as the default.
+        let counts = self.count_by_service_and_phase("TestRun").await?;
+        Ok(counts
+            .into_iter()
+            .map(|(service, phase, n)| (service, phase.parse().unwrap_or_default(), n))
+            .collect())
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Change> {

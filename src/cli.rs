@@ -462,7 +462,7 @@ mod tests {
         };
         assert_eq!(r.packs, ["basic", "api"]);
         assert_eq!(r.emails, ["a@x", "b@y"]);
-        assert_eq!(r.priority, Some(0));
+        assert_eq!(r.priority.map(crate::crd::Priority::get), Some(0));
         assert_eq!(r.env[1].name, "B");
         assert_eq!(r.env[1].value.as_deref(), Some("x=y"));
         assert!(r.follow && r.cancel_on_interrupt);

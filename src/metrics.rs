@@ -27,6 +27,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::crd::{AttemptState, Channel, Phase};
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ControllerLabels {
     pub controller: String,
@@ -184,10 +186,10 @@ impl Metrics {
     }
 
     /// An attempt of `service` ended in state `outcome` after `took` (when its start is known).
-    pub fn attempt_ended(&self, service: &str, outcome: &str, took: Option<Duration>) {
+    pub fn attempt_ended(&self, service: &str, outcome: AttemptState, took: Option<Duration>) {
         let l = AttemptLabels {
             service: service.to_string(),
-            outcome: outcome.to_string(),
+            outcome: outcome.as_str().to_string(),
         };
         self.attempts.get_or_create(&l).inc();
         if let Some(took) = took {
@@ -207,10 +209,10 @@ impl Metrics {
     }
 
     /// A report delivery attempt on `channel` ended with `outcome` (`sent`, `retrying`, `failed`).
-    pub fn delivered(&self, channel: &str, outcome: &str) {
+    pub fn delivered(&self, channel: Channel, outcome: &str) {
         self.deliveries
             .get_or_create(&DeliveryLabels {
-                channel: channel.to_string(),
+                channel: channel.as_str().to_string(),
                 outcome: outcome.to_string(),
             })
             .inc();
@@ -227,26 +229,31 @@ impl Metrics {
 
     /// Replaces the run counts with a fresh count from the store: `(service, phase, n)`, every
     /// known service and phase included (zeros too, so that a series never vanishes).
-    pub fn set_runs(&self, counts: impl IntoIterator<Item = (String, String, u64)>) {
+    pub fn set_runs(&self, counts: impl IntoIterator<Item = (String, Phase, u64)>) {
         self.runs.clear();
         self.queue_length.clear();
         for (service, phase, n) in counts {
             let n = i64::try_from(n).unwrap_or(i64::MAX);
-            if phase == crate::crd::Phase::Queued.to_string() {
+            if phase == Phase::Queued {
                 self.queue_length
                     .get_or_create(&ServiceLabels {
                         service: service.clone(),
                     })
                     .set(n);
             }
-            self.runs.get_or_create(&RunLabels { service, phase }).set(n);
+            self.runs
+                .get_or_create(&RunLabels {
+                    service,
+                    phase: phase.as_str().to_string(),
+                })
+                .set(n);
         }
     }
 
     /// A scrape: the run counts replaced by `counts` ([`Metrics::set_runs`]), then every
     /// family encoded, with no other scrape in between (one scrape's clearing never shows in
     /// another's answer).
-    pub fn scrape(&self, counts: impl IntoIterator<Item = (String, String, u64)>) -> String {
+    pub fn scrape(&self, counts: impl IntoIterator<Item = (String, Phase, u64)>) -> String {
         let _one_at_a_time = self.scrape_lock.lock().unwrap_or_else(|p| p.into_inner());
         self.set_runs(counts);
         self.encode()
@@ -292,9 +299,9 @@ mod tests {
         let m = Metrics::new();
         m.reconciled("testrun", Duration::from_millis(3), None);
         m.reconciled("testrun", Duration::from_millis(5), Some("kube"));
-        m.attempt_ended("demo", "Finished", Some(Duration::from_secs(2)));
-        m.delivered("email", "sent");
-        m.set_runs([("demo".to_string(), "Queued".to_string(), 3)]);
+        m.attempt_ended("demo", AttemptState::Finished, Some(Duration::from_secs(2)));
+        m.delivered(Channel::Email, "sent");
+        m.set_runs([("demo".to_string(), Phase::Queued, 3)]);
         let text = m.encode();
         assert!(text.contains("# TYPE tomato_reconciles_total counter"), "{text}");
         assert!(
@@ -325,11 +332,11 @@ mod tests {
     fn the_grafana_dashboard_queries_only_exported_series() {
         let m = Metrics::new();
         m.reconciled("testrun", Duration::from_millis(3), Some("kube"));
-        m.attempt_ended("demo", "Finished", Some(Duration::from_secs(2)));
+        m.attempt_ended("demo", AttemptState::Finished, Some(Duration::from_secs(2)));
         m.dequeued("demo", Duration::from_secs(1));
-        m.delivered("email", "sent");
+        m.delivered(Channel::Email, "sent");
         m.store_op("read", Duration::from_millis(1));
-        m.set_runs([("demo".to_string(), "Queued".to_string(), 3)]);
+        m.set_runs([("demo".to_string(), Phase::Queued, 3)]);
         let _client = SseClient::connect();
         let text = m.encode();
         let exported: std::collections::BTreeSet<&str> = text
@@ -361,7 +368,7 @@ mod tests {
     #[test]
     fn a_label_value_with_quotes_and_newlines_is_escaped() {
         let m = Metrics::new();
-        let text = m.scrape([("a\"b\nc\\".to_string(), "Queued".to_string(), 1)]);
+        let text = m.scrape([("a\"b\nc\\".to_string(), Phase::Queued, 1)]);
         assert!(
             text.contains(r#"tomato_runs{service="a\"b\nc\\",phase="Queued"} 1"#),
             "{text}"

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 
-use crate::crd::TestRun;
+use crate::crd::{Priority, TestRun};
 
 /// What admission needs to know of a run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,7 +30,7 @@ pub struct Entry {
     pub service: String,
     /// Normalized stand (see [`stand_key`]).
     pub stand: String,
-    pub priority: u8,
+    pub priority: Priority,
     pub created: DateTime<Utc>,
     /// True when the run already holds its slots (admitted and unfinished).
     pub active: bool,
@@ -55,7 +55,7 @@ impl Entry {
     }
 
     /// The admission order: priority, then creation time, then name.
-    pub fn order_key(&self) -> (u8, DateTime<Utc>, &str) {
+    pub fn order_key(&self) -> (Priority, DateTime<Utc>, &str) {
         (self.priority, self.created, &self.name)
     }
 }
@@ -259,7 +259,7 @@ mod tests {
         let e = Entry::of(&run, true, &Table::default());
         assert_eq!(e.name, "demo-1");
         assert_eq!(e.stand, stand_key("LocalHost:8080"));
-        assert_eq!((e.priority, e.active, e.slots), (1, true, 1));
+        assert_eq!((e.priority.get(), e.active, e.slots), (1, true, 1));
         assert_eq!(e.created, crate::crd::created(&run));
     }
 
@@ -273,7 +273,7 @@ mod tests {
             name: name.into(),
             service: service.into(),
             stand: stand.into(),
-            priority,
+            priority: Priority::new(priority).unwrap(),
             slots: 1,
             created: Utc.timestamp_opt(1_700_000_000 + t, 0).unwrap(),
             active,

@@ -233,7 +233,7 @@ async fn admission_runs_the_most_urgent_run_first_and_keeps_queue_positions_curr
     // Queued before the operator starts, so one pass sees all three.
     for (name, priority) in [("late", 5), ("urgent", 0), ("normal", 3)] {
         let mut t = template("demo");
-        t.priority = priority;
+        t.priority = tomato::crd::Priority::new(priority).unwrap();
         t.retries = Some(0);
         create_run(&k, name, t).await;
     }
@@ -582,7 +582,7 @@ async fn the_legacy_api_creates_a_testrun_with_the_asked_spec_and_answers_status
     let run = runs(&k).get(&id).await.unwrap();
     let t = &run.spec.template;
     assert_eq!(
-        (t.service.as_str(), t.stand.as_str(), t.priority),
+        (t.service.as_str(), t.stand.as_str(), t.priority.get()),
         ("demo", "localhost:3000", 4)
     );
     assert_eq!(t.category.as_deref(), Some("smoke"));

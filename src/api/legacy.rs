@@ -16,8 +16,7 @@ use serde::Serialize;
 
 use super::runs::{LegacyStatus, QueueView, find_run, new_run, queue_view, store_run};
 use super::{ApiError, AppState};
-use crate::crd::DEFAULT_PRIORITY;
-use crate::crd::{RunTemplate, RunType};
+use crate::crd::{Priority, RunTemplate, RunType};
 
 pub fn routes() -> axum::Router<AppState> {
     axum::Router::new()
@@ -175,17 +174,17 @@ pub async fn run_now(State(state): State<AppState>, params: Params) -> Result<Js
     let service = params.required("service")?.to_string();
     let stand = params.required("stand")?.to_string();
     let priority = match params.get("priority") {
-        None => DEFAULT_PRIORITY,
-        Some(p) => p
-            .parse::<u8>()
-            .ok()
-            .filter(|p| *p <= crate::crd::MAX_PRIORITY)
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "priority",
-                    format!("must be an integer 0–9, got {q_p}", q_p = crate::text::quote(p)),
-                )
-            })?,
+        None => Priority::DEFAULT,
+        Some(p) => p.parse::<Priority>().map_err(|_| {
+            ApiError::bad_request(
+                "priority",
+                format!(
+                    "must be an integer {}, got {q_p}",
+                    Priority::range(),
+                    q_p = crate::text::quote(p)
+                ),
+            )
+        })?,
     };
     let template = RunTemplate {
         service,

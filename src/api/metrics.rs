@@ -18,9 +18,8 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
         }
     }
     for (service, phase, n) in state.backend.run_counts().await? {
-        let phase = phase.parse::<Phase>().unwrap_or_default();
         *by.entry((service, phase)).or_default() += n;
     }
-    let text = crate::metrics::global().scrape(by.into_iter().map(|((s, p), n)| (s, p.to_string(), n)));
+    let text = crate::metrics::global().scrape(by.into_iter().map(|((s, p), n)| (s, p, n)));
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }

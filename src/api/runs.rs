@@ -10,7 +10,7 @@ use super::{ApiError, AppState};
 use crate::classify::Classified;
 use crate::crd::created;
 use crate::crd::random_suffix;
-use crate::crd::{Attempt, CategoryStat, Phase, ReportStatus, RunType, Summary, TestRun};
+use crate::crd::{Attempt, CategoryStat, Phase, Priority, ReportStatus, RunType, Summary, TestRun};
 use crate::results::{CaseStatus, MergedTest, Signature};
 pub use crate::runs::new_run;
 use crate::store::{ListFilter, StoreError};
@@ -47,7 +47,8 @@ pub async fn find_run(state: &AppState, name: &str, parameter: &str) -> Result<T
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct QueueEntry {
     pub run_id: String,
-    pub priority: u8,
+    #[schema(value_type = u8)]
+    pub priority: Priority,
     pub stand: String,
     pub category: Option<String>,
     #[serde(rename = "type")]
@@ -96,7 +97,8 @@ pub struct ServiceQueue {
 #[serde(rename_all = "camelCase")]
 pub struct QueuedRun {
     pub run_id: String,
-    pub priority: u8,
+    #[schema(value_type = u8)]
+    pub priority: Priority,
     pub stand: String,
     pub category: Option<String>,
     #[serde(rename = "type")]
@@ -244,7 +246,8 @@ pub struct LegacyStatus {
     #[serde(rename = "type")]
     #[schema(value_type = String)]
     pub run_type: RunType,
-    pub priority: u8,
+    #[schema(value_type = u8)]
+    pub priority: Priority,
     #[schema(value_type = String)]
     pub phase: Phase,
     pub message: Option<String>,

@@ -36,7 +36,13 @@ macro_rules! template_fields {
             ("stand", Kind::Str),
             ("category", Kind::Str),
             ("packs", Kind::StrList),
-            ("priority", Kind::Int(0, 9)),
+            (
+                "priority",
+                Kind::Int(
+                    crate::crd::Priority::MIN.get() as i64,
+                    crate::crd::Priority::MAX.get() as i64,
+                ),
+            ),
             ("emails", Kind::StrList),
             ("issueKey", Kind::Str),
             ("version", Kind::Str),

@@ -18,7 +18,7 @@ use super::runs::{
 use super::spec::{RUN_FIELDS, parse_spec};
 use super::{ApiError, AppState, FieldError};
 use crate::backend::Artifact;
-use crate::crd::{Phase, TestRun, TestRunSpec};
+use crate::crd::{Phase, Priority, PriorityError, TestRun, TestRunSpec};
 use crate::store::{Cursor, ListFilter};
 
 pub fn routes() -> axum::Router<AppState> {
@@ -468,9 +468,8 @@ pub async fn runs_patch(
                 .map(|f| f as i64)
         });
         let p = whole
-            .and_then(|p| u8::try_from(p).ok())
-            .filter(|p| *p <= crate::crd::MAX_PRIORITY)
-            .ok_or_else(|| ApiError::bad_request("spec.priority", format!("must be 0–9, got {p}")))?;
+            .map_or_else(|| Err(PriorityError::new(&p)), Priority::try_from)
+            .map_err(|e| ApiError::bad_request("spec.priority", e.to_string()))?;
         if run.status.as_ref().is_some_and(|s| s.phase != Phase::Queued) && p != run.spec.template.priority {
             return Err(ApiError::conflict("only a queued run can change priority"));
         }

@@ -99,7 +99,7 @@ pub struct RunArgs {
     pub packs: Vec<String>,
     /// Queue priority 0–9; lower runs earlier (the server's default is 2).
     #[arg(long, value_parser = parse_priority)]
-    pub priority: Option<u8>,
+    pub priority: Option<crate::crd::Priority>,
     /// Split each attempt into this many shards, 1–64 (default: the service's `shards`).
     #[arg(long, value_parser = parse_shards)]
     pub shards: Option<u8>,
@@ -137,11 +137,13 @@ pub struct LogsArgs {
     pub conn: Connection,
 }
 
-fn parse_priority(s: &str) -> Result<u8, String> {
-    s.parse::<u8>()
-        .ok()
-        .filter(|p| *p <= crate::crd::MAX_PRIORITY)
-        .ok_or_else(|| format!("must be a whole number 0–9 (lower runs earlier), got {s:?}"))
+fn parse_priority(s: &str) -> Result<crate::crd::Priority, String> {
+    s.parse().map_err(|_| {
+        format!(
+            "must be a whole number {} (lower runs earlier), got {s:?}",
+            crate::crd::Priority::range()
+        )
+    })
 }
 
 fn parse_shards(s: &str) -> Result<u8, String> {

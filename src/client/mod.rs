@@ -132,7 +132,7 @@ pub fn run_request(args: &RunArgs) -> Value {
         stand: args.stand.clone(),
         category: args.category.clone(),
         packs: args.packs.clone(),
-        priority: args.priority.unwrap_or(crate::crd::DEFAULT_PRIORITY),
+        priority: args.priority.unwrap_or_default(),
         emails: args.emails.clone(),
         issue_key: args.issue_key.clone(),
         version: None,

@@ -37,9 +37,8 @@ pub struct RunTemplate {
     #[schemars(inner(regex(pattern = NAME_PATTERN)))]
     pub packs: Vec<String>,
     /// Queue priority 0–9; lower runs earlier.
-    #[serde(default = "default_priority")]
-    #[schemars(range(min = 0, max = 9))]
-    pub priority: u8,
+    #[serde(default)]
+    pub priority: Priority,
     /// Report recipients, in addition to the service's defaults.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(
@@ -71,13 +70,117 @@ pub struct RunTemplate {
     pub env: Vec<EnvVar>,
 }
 
-/// Priority of a run when none is given (as the old tool).
-pub const DEFAULT_PRIORITY: u8 = 2;
-/// Highest (least urgent) priority.
-pub const MAX_PRIORITY: u8 = 9;
+/// A run's queue priority, 0–9; lower runs earlier.
+///
+/// The range is checked here only: [`Priority::new`] and deserialization refuse a value
+/// outside it, so a `Priority` in hand is always valid. It serializes as the bare integer,
+/// and its JSON Schema is the integer with its bounds.
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(transparent)]
+pub struct Priority(u8);
 
-fn default_priority() -> u8 {
-    DEFAULT_PRIORITY
+impl Priority {
+    /// The most urgent priority.
+    pub const MIN: Priority = Priority(0);
+    /// Highest (least urgent) priority.
+    pub const MAX: Priority = Priority(9);
+    /// Priority of a run when none is given (as the old tool).
+    pub const DEFAULT: Priority = Priority(2);
+
+    /// `n` as a priority, or an error naming the allowed range.
+    pub fn new(n: u8) -> Result<Priority, PriorityError> {
+        Priority::try_from(i64::from(n))
+    }
+
+    pub const fn get(self) -> u8 {
+        self.0
+    }
+
+    /// Every priority, most urgent first.
+    pub fn all() -> impl Iterator<Item = Priority> {
+        (Priority::MIN.0..=Priority::MAX.0).map(Priority)
+    }
+
+    /// The allowed range as messages spell it (`0–9`).
+    pub fn range() -> String {
+        format!("{}–{}", Priority::MIN.0, Priority::MAX.0)
+    }
+}
+
+impl Default for Priority {
+    fn default() -> Self {
+        Priority::DEFAULT
+    }
+}
+
+impl TryFrom<i64> for Priority {
+    type Error = PriorityError;
+    fn try_from(n: i64) -> Result<Self, Self::Error> {
+        u8::try_from(n)
+            .ok()
+            .filter(|p| (Priority::MIN.0..=Priority::MAX.0).contains(p))
+            .map(Priority)
+            .ok_or_else(|| PriorityError::new(n))
+    }
+}
+
+/// A whole number in range, as a person types it (`"4"`).
+impl std::str::FromStr for Priority {
+    type Err = PriorityError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse::<i64>()
+            .map_err(|_| PriorityError::new(s))
+            .and_then(Priority::try_from)
+    }
+}
+
+impl std::fmt::Display for Priority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl PartialEq<u8> for Priority {
+    fn eq(&self, other: &u8) -> bool {
+        self.0 == *other
+    }
+}
+
+impl<'de> Deserialize<'de> for Priority {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Priority::try_from(i64::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+impl JsonSchema for Priority {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Priority".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let mut schema = u8::json_schema(generator);
+        schema.insert("minimum".into(), Priority::MIN.0.into());
+        schema.insert("maximum".into(), Priority::MAX.0.into());
+        schema
+    }
+}
+
+/// A priority out of range (or not a whole number): `must be 0–9, got 12`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("must be {range}, got {got}", range = Priority::range())]
+pub struct PriorityError {
+    got: String,
+}
+
+impl PriorityError {
+    /// The error for `got`, the value as it was given.
+    pub fn new(got: impl std::fmt::Display) -> Self {
+        PriorityError { got: got.to_string() }
+    }
 }
 
 /// One extra environment variable for the tests: a literal value or a Secret reference.
@@ -175,5 +278,76 @@ impl Condition {
                 observed_generation: None,
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_priority_is_built_only_in_range() {
+        assert_eq!(Priority::new(0), Ok(Priority::MIN));
+        assert_eq!(Priority::new(9), Ok(Priority::MAX));
+        assert_eq!(Priority::new(2).map(Priority::get), Ok(2));
+        assert_eq!(Priority::default(), Priority::DEFAULT);
+        assert_eq!(Priority::new(10).unwrap_err().to_string(), "must be 0–9, got 10");
+        assert_eq!(
+            Priority::try_from(-1).unwrap_err().to_string(),
+            "must be 0–9, got -1"
+        );
+        assert_eq!("4".parse::<Priority>(), Ok(Priority::new(4).unwrap()));
+        assert_eq!(
+            "high".parse::<Priority>().unwrap_err().to_string(),
+            "must be 0–9, got high"
+        );
+        assert_eq!(
+            Priority::all().map(Priority::get).collect::<Vec<_>>(),
+            (0..=9).collect::<Vec<u8>>()
+        );
+        assert!(Priority::MIN < Priority::DEFAULT, "lower runs earlier");
+    }
+
+    #[test]
+    fn a_priority_is_a_bare_integer_in_json_and_out_of_range_is_refused() {
+        let p = Priority::new(7).unwrap();
+        assert_eq!(serde_json::to_value(p).unwrap(), serde_json::json!(7));
+        assert_eq!(
+            serde_json::from_value::<Priority>(serde_json::json!(7)).unwrap(),
+            p
+        );
+        for bad in [
+            serde_json::json!(10),
+            serde_json::json!(-1),
+            serde_json::json!(300),
+        ] {
+            let e = serde_json::from_value::<Priority>(bad.clone())
+                .unwrap_err()
+                .to_string();
+            assert_eq!(e, format!("must be 0–9, got {bad}"));
+        }
+        assert!(serde_json::from_value::<Priority>(serde_json::json!("2")).is_err());
+        // In a template: the default when absent, refused (naming the range) when out of range.
+        let t: RunTemplate =
+            serde_json::from_value(serde_json::json!({"service": "s", "stand": "h"})).unwrap();
+        assert_eq!(t.priority, Priority::DEFAULT);
+        let e = serde_json::from_value::<RunTemplate>(
+            serde_json::json!({"service": "s", "stand": "h", "priority": 12}),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("must be 0–9, got 12"), "{e}");
+    }
+
+    #[test]
+    fn a_priority_schema_is_the_integer_with_its_bounds() {
+        let schema = serde_json::to_value(schemars::schema_for!(Priority)).unwrap();
+        assert_eq!(
+            (&schema["type"], &schema["minimum"], &schema["maximum"]),
+            (
+                &serde_json::json!("integer"),
+                &serde_json::json!(0),
+                &serde_json::json!(9)
+            )
+        );
     }
 }

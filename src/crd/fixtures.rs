@@ -10,7 +10,7 @@ impl RunTemplate {
             stand: "localhost".into(),
             category: None,
             packs: vec![],
-            priority: crate::crd::DEFAULT_PRIORITY,
+            priority: crate::crd::Priority::DEFAULT,
             emails: vec![],
             issue_key: None,
             version: None,
@@ -36,7 +36,7 @@ impl RunTemplate {
     }
 
     pub fn priority(mut self, priority: u8) -> Self {
-        self.priority = priority;
+        self.priority = crate::crd::Priority::new(priority).expect("a fixture's priority is in range");
         self
     }
 

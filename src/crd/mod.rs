@@ -15,8 +15,8 @@ mod schedule;
 mod testrun;
 
 pub use common::{
-    AGE_PATTERN, Condition, ConditionStatus, DEFAULT_PRIORITY, EnvVar, EnvVarSource, MAX_PRIORITY,
-    RunTemplate, SecretKeySelector,
+    AGE_PATTERN, Condition, ConditionStatus, EnvVar, EnvVarSource, Priority, PriorityError, RunTemplate,
+    SecretKeySelector,
 };
 pub use meta::{ANNOTATION_CREATED, created, precise_time, random_suffix};
 pub use mute::{Mute, MuteSpec, MuteState, MuteStatus, SIGNATURE_PATTERN, TICKET_PATTERN};
@@ -26,7 +26,7 @@ pub use regression::{
 };
 pub use schedule::{ConcurrencyPolicy, NightlySchedule, NightlyScheduleSpec, NightlyScheduleStatus};
 pub use testrun::{
-    AquaLaunch, Attempt, AttemptState, CategoryStat, CategoryTest, ChannelReport, DeliveryState,
+    AquaLaunch, Attempt, AttemptState, CategoryStat, CategoryTest, Channel, ChannelReport, DeliveryState,
     FilesRetention, MAX_MUTED_RECORDS, MutedTest, Phase, ReportStatus, RunRetention, RunType, Selection,
     SelectionKind, ShardState, ShardStatus, StandDown, Summary, TestRun, TestRunSpec, TestRunStatus, Verdict,
 };

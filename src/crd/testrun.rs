@@ -102,6 +102,22 @@ pub enum RunType {
     Nightly,
 }
 
+impl RunType {
+    /// The type as the spec spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunType::Regular => "Regular",
+            RunType::Nightly => "Nightly",
+        }
+    }
+}
+
+impl std::fmt::Display for RunType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Life cycle of a run:
 /// `Queued` → `Running` → (`Retrying` → `Running`)* → `Reporting` → `Succeeded` | `Failed` | `Error` | `Cancelled`.
 #[derive(
@@ -206,6 +222,17 @@ impl Verdict {
             Verdict::Failed => Phase::Failed,
             Verdict::Error => Phase::Error,
         }
+    }
+
+    /// The verdict as status spells it: the name of the phase it ends the run in.
+    pub fn as_str(self) -> &'static str {
+        self.phase().as_str()
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -576,6 +603,61 @@ pub struct CategoryTest {
     pub name: String,
     #[serde(default)]
     pub message: String,
+}
+
+/// A report channel: one field of `status.report`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Channel {
+    Email,
+    Tracker,
+    Webhook,
+    /// The record of the run in test management.
+    Tms,
+}
+
+impl Channel {
+    /// Every channel, in the order they are planned.
+    pub const ALL: [Channel; 4] = [Channel::Email, Channel::Tracker, Channel::Webhook, Channel::Tms];
+
+    /// The field of `status.report`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Tracker => "tracker",
+            Channel::Webhook => "webhook",
+            Channel::Tms => "tms",
+        }
+    }
+}
+
+impl std::fmt::Display for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ReportStatus {
+    pub fn channel(&self, c: Channel) -> Option<&ChannelReport> {
+        self.slot(c).as_ref()
+    }
+
+    pub fn channel_mut(&mut self, c: Channel) -> &mut Option<ChannelReport> {
+        match c {
+            Channel::Email => &mut self.email,
+            Channel::Tracker => &mut self.tracker,
+            Channel::Webhook => &mut self.webhook,
+            Channel::Tms => &mut self.tms,
+        }
+    }
+
+    fn slot(&self, c: Channel) -> &Option<ChannelReport> {
+        match c {
+            Channel::Email => &self.email,
+            Channel::Tracker => &self.tracker,
+            Channel::Webhook => &self.webhook,
+            Channel::Tms => &self.tms,
+        }
+    }
 }
 
 /// Delivery of the report, per channel.

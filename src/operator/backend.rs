@@ -380,7 +380,7 @@ impl Backend for KubeBackend {
         self.patch_spec(name, serde_json::json!({ "cancel": true })).await
     }
 
-    async fn set_priority(&self, name: &str, priority: u8) -> Result<TestRun, StoreError> {
+    async fn set_priority(&self, name: &str, priority: crate::crd::Priority) -> Result<TestRun, StoreError> {
         self.patch_spec(name, serde_json::json!({ "priority": priority }))
             .await
     }
@@ -404,10 +404,10 @@ impl Backend for KubeBackend {
             .map_err(|e| StoreError::Task(e.to_string()))
     }
 
-    async fn run_counts(&self) -> Result<Vec<(String, String, u64)>, StoreError> {
-        let mut counts: std::collections::BTreeMap<(String, String), u64> = Default::default();
+    async fn run_counts(&self) -> Result<Vec<(String, Phase, u64)>, StoreError> {
+        let mut counts: std::collections::BTreeMap<(String, Phase), u64> = Default::default();
         for r in self.runs.state() {
-            let phase = r.status.as_ref().map_or(Phase::Queued, |s| s.phase).to_string();
+            let phase = r.status.as_ref().map_or(Phase::Queued, |s| s.phase);
             *counts
                 .entry((r.spec.template.service.clone(), phase))
                 .or_default() += 1;

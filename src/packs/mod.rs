@@ -442,12 +442,6 @@ impl PacksConfig {
                 Vec::new()
             }
         };
-        if t.priority > crate::crd::MAX_PRIORITY {
-            errors.push(InputError::new(
-                "priority",
-                format!("must be 0–9, got {}", t.priority),
-            ));
-        }
         if t.emails.len() > MAX_EMAILS {
             errors.push(InputError::new(
                 "emails",

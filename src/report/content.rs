@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::model::{self, AttemptFacts};
 pub use super::model::{MutedLine, UNCLASSIFIED};
-use crate::crd::{SelectionKind, Summary, TestRun, TestRunStatus, Verdict};
+use crate::crd::{Priority, RunType, SelectionKind, Summary, TestRun, TestRunStatus, Verdict};
 use crate::results::{MergedTest, NoveltyCounts, TestVerdict};
 use crate::text::{one_line, shorten};
 
@@ -40,12 +40,12 @@ pub struct RunReport {
     pub version: Option<String>,
     #[serde(rename = "issueKey")]
     pub issue_key: Option<String>,
-    pub priority: u8,
+    pub priority: Priority,
     /// `Regular` or `Nightly`.
     #[serde(rename = "type")]
-    pub run_type: String,
+    pub run_type: RunType,
     /// `Succeeded`, `Failed` or `Error`.
-    pub verdict: String,
+    pub verdict: Verdict,
     /// The outcome in a few words: `3 failed, 1 flaky`, `all 5 passed`, `error: <why>`.
     pub headline: String,
     /// The run's message (why it errored, how many tests still fail).
@@ -109,7 +109,7 @@ pub struct FailedTest {
     /// `tests/test_core.py::test_applies_coupon`).
     pub name: String,
     /// `failed` or `broken`.
-    pub verdict: String,
+    pub verdict: TestVerdict,
     pub message: String,
     /// The last attempt that ran it.
     pub attempt: u32,
@@ -157,7 +157,7 @@ pub struct NewFailure {
     pub name: String,
     /// `new` or `changed`.
     pub kind: &'static str,
-    pub verdict: String,
+    pub verdict: TestVerdict,
     pub message: String,
 }
 
@@ -190,7 +190,7 @@ impl NoveltyReport {
             .map(|(kind, id)| NewFailure {
                 name: id.to_string(),
                 kind,
-                verdict: by_id.get(id).map_or("failed", |t| t.verdict.as_str()).to_string(),
+                verdict: by_id.get(id).map_or(TestVerdict::Failed, |t| t.verdict),
                 message: by_id
                     .get(id)
                     .map(|t| shorten(t.case.message.trim(), MAX_MESSAGE_CHARS))
@@ -244,8 +244,8 @@ impl RunReport {
             version: t.version.clone(),
             issue_key: t.issue_key.clone(),
             priority: t.priority,
-            run_type: format!("{:?}", run.spec.run_type),
-            verdict: verdict.phase().to_string(),
+            run_type: run.spec.run_type,
+            verdict,
             headline: headline(verdict, &summary, st.message.as_deref()),
             message: st.message.clone(),
             started: st.started_at.map(model::timestamp),
@@ -310,7 +310,7 @@ impl RunReport {
     pub fn sample() -> RunReport {
         let test = |name: &str, message: &str| FailedTest {
             name: name.into(),
-            verdict: "failed".into(),
+            verdict: TestVerdict::Failed,
             message: message.into(),
             attempt: 4,
             attachments: Vec::new(),
@@ -324,9 +324,9 @@ impl RunReport {
             selection: "smoke".into(),
             version: Some("1.0".into()),
             issue_key: Some("QA-1".into()),
-            priority: 2,
-            run_type: "Regular".into(),
-            verdict: "Failed".into(),
+            priority: Priority::DEFAULT,
+            run_type: RunType::Regular,
+            verdict: Verdict::Failed,
             muted: vec![MutedLine {
                 test: "tests/test_pay.py::test_refund".into(),
                 mute: "demo-mute-x7k2q".into(),
@@ -344,7 +344,7 @@ impl RunReport {
             attempts: vec![AttemptLine {
                 facts: AttemptFacts {
                     number: 1,
-                    state: "Finished",
+                    state: crate::crd::AttemptState::Finished,
                     summary: Some(Summary {
                         total: 3,
                         passed: 1,
@@ -389,7 +389,7 @@ impl RunReport {
                 news: vec![NewFailure {
                     name: "cart > applies the discount".into(),
                     kind: "new",
-                    verdict: "failed".into(),
+                    verdict: TestVerdict::Failed,
                     message: "expected 85 but was 90".into(),
                 }],
                 news_more: 0,
@@ -503,7 +503,7 @@ fn failure_groups(
                 .take(MAX_TESTS_PER_GROUP)
                 .map(|t| FailedTest {
                     name: t.id.clone(),
-                    verdict: t.verdict.as_str().to_string(),
+                    verdict: t.verdict,
                     message: shorten(t.case.message.trim(), MAX_MESSAGE_CHARS),
                     attempt: t.attempt,
                     attachments: Vec::new(),
@@ -753,7 +753,7 @@ mod tests {
             groups,
             vec![("Infrastructure", vec!["b"]), (UNCLASSIFIED, vec!["a", "c"])]
         );
-        assert_eq!(r.failures[0].tests[0].verdict, "broken");
+        assert_eq!(r.failures[0].tests[0].verdict.as_str(), "broken");
         assert_eq!(r.failing, 3);
         assert_eq!(r.flaky.len(), 1);
         assert_eq!(
@@ -777,7 +777,7 @@ mod tests {
             ("demo", "localhost", "smoke")
         );
         assert_eq!(
-            (r.version.as_deref(), r.issue_key.as_deref(), r.priority),
+            (r.version.as_deref(), r.issue_key.as_deref(), r.priority.get()),
             (Some("2.4"), Some("QA-7"), 1)
         );
         assert_eq!((r.run_type.as_str(), r.verdict.as_str()), ("Nightly", "Failed"));

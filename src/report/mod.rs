@@ -33,7 +33,8 @@ pub use content::RunReport;
 pub use targets::Target;
 pub use templates::Templates;
 
-use crate::crd::{ChannelReport, ReportStatus, TestRun};
+pub use crate::crd::Channel;
+use crate::crd::TestRun;
 use crate::integrations::delivery::{Delivery, DeliveryError, RetryPolicy};
 use crate::integrations::email::{self as mail, Mailer, SmtpMailer};
 use crate::integrations::redact::Redactor;
@@ -41,61 +42,6 @@ use crate::integrations::settings::{ReportSettings, Webhook};
 use crate::integrations::{http, tracker as tracker_client};
 use crate::packs::{PacksConfig, Service};
 use crate::results::MergedTest;
-
-/// A report channel: one field of `status.report`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Channel {
-    Email,
-    Tracker,
-    Webhook,
-    /// The record of the run in test management.
-    Tms,
-}
-
-impl Channel {
-    /// Every channel, in the order they are planned.
-    pub const ALL: [Channel; 4] = [Channel::Email, Channel::Tracker, Channel::Webhook, Channel::Tms];
-
-    /// The field of `status.report`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::Email => "email",
-            Channel::Tracker => "tracker",
-            Channel::Webhook => "webhook",
-            Channel::Tms => "tms",
-        }
-    }
-}
-
-impl std::fmt::Display for Channel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl ReportStatus {
-    pub fn channel(&self, c: Channel) -> Option<&ChannelReport> {
-        self.slot(c).as_ref()
-    }
-
-    pub fn channel_mut(&mut self, c: Channel) -> &mut Option<ChannelReport> {
-        match c {
-            Channel::Email => &mut self.email,
-            Channel::Tracker => &mut self.tracker,
-            Channel::Webhook => &mut self.webhook,
-            Channel::Tms => &mut self.tms,
-        }
-    }
-
-    fn slot(&self, c: Channel) -> &Option<ChannelReport> {
-        match c {
-            Channel::Email => &self.email,
-            Channel::Tracker => &self.tracker,
-            Channel::Webhook => &self.webhook,
-            Channel::Tms => &self.tms,
-        }
-    }
-}
 
 /// Everything a driver needs to report runs: settings, templates, transports.
 pub struct Reporter {
@@ -197,7 +143,7 @@ impl Reporter {
             Target::Tms { version } => self.tms_record(version, report).await,
         };
         crate::metrics::global().delivered(
-            target.channel().as_str(),
+            target.channel(),
             match &delivery.result {
                 Ok(()) => "sent",
                 Err(DeliveryError::Transient(_)) => "transient_error",

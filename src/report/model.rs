@@ -64,7 +64,7 @@ pub fn category_of(run: &TestRun) -> Option<String> {
 pub struct AttemptFacts {
     pub number: u32,
     /// `Finished`, `TimedOut`, `LaunchFailed`, `Interrupted`, `Cancelled`, `Running`.
-    pub state: &'static str,
+    pub state: crate::crd::AttemptState,
     pub summary: Option<Summary>,
     pub message: Option<String>,
     /// Its launches in Aqua (Aqua services only).
@@ -75,7 +75,7 @@ impl AttemptFacts {
     pub fn of(a: &Attempt) -> AttemptFacts {
         AttemptFacts {
             number: a.number,
-            state: a.state.as_str(),
+            state: a.state,
             summary: a.summary,
             message: a.message.clone(),
             aqua: crate::launch::aqua::links(&a.aqua),
@@ -320,7 +320,7 @@ mod tests {
         let f = AttemptFacts::of(&a);
         assert_eq!(
             (f.number, f.state, f.message.as_deref()),
-            (2, "TimedOut", Some("too slow"))
+            (2, crate::crd::AttemptState::TimedOut, Some("too slow"))
         );
         let t = DateTime::parse_from_rfc3339("2024-05-01T12:00:03.5Z")
             .unwrap()

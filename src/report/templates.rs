@@ -230,7 +230,7 @@ mod tests {
             count: 1,
             tests: vec![FailedTest {
                 name: "<script>alert('name')</script>".into(),
-                verdict: "failed".into(),
+                verdict: crate::results::TestVerdict::Failed,
                 message: "expected <img src=x onerror=alert(1)> & *bold* [link|http://evil] {code}".into(),
                 attempt: 4,
                 attachments: Vec::new(),

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::content::RunReport;
 use super::templates::escape_slack;
+use crate::crd::Verdict;
 use crate::integrations::http::{Auth, JsonPost};
 use crate::integrations::settings::Webhook;
 use crate::text::shorten;
@@ -37,10 +38,10 @@ pub fn payload(r: &RunReport, text: &str) -> Value {
     let e = escape_slack;
     let title = format!(
         "{} {}{} on {}: {}",
-        match r.verdict.as_str() {
-            "Succeeded" => "✅",
-            "Failed" => "❌",
-            _ => "⚠️",
+        match r.verdict {
+            Verdict::Succeeded => "✅",
+            Verdict::Failed => "❌",
+            Verdict::Error => "⚠️",
         },
         r.service,
         if r.selection.is_empty() {
@@ -82,7 +83,7 @@ pub fn payload(r: &RunReport, text: &str) -> Value {
         section(&counts),
         json!({"type": "section", "fields": fields}),
     ];
-    if let Some(m) = r.message.as_deref().filter(|_| r.verdict == "Error") {
+    if let Some(m) = r.message.as_deref().filter(|_| r.verdict == Verdict::Error) {
         blocks.push(section(&format!("*Why:* {}", e(m))));
     }
     if let Some(n) = &r.novelty {
@@ -191,7 +192,7 @@ mod tests {
             count: 1,
             tests: vec![FailedTest {
                 name: "<http://evil|click>".into(),
-                verdict: "failed".into(),
+                verdict: crate::results::TestVerdict::Failed,
                 message: "a & b".into(),
                 attempt: 1,
                 attachments: Vec::new(),

@@ -227,7 +227,7 @@ fn stored(name: &str, service: &str, phase: Phase, finished: Option<DateTime<Utc
             stand: "localhost".into(),
             category: None,
             packs: vec![],
-            priority: 2,
+            priority: crate::crd::Priority::DEFAULT,
             emails: vec![],
             issue_key: None,
             version: None,

@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::format;
 use super::render::{Layout, UiError, page};
 use crate::api::AppState;
-use crate::crd::{ConcurrencyPolicy, NightlySchedule, NightlyScheduleSpec};
+use crate::crd::{ConcurrencyPolicy, NightlySchedule, NightlyScheduleSpec, Priority};
 
 /// An instant in an IANA zone, to the minute, with the zone's abbreviation: `2024-05-02 02:00 MSK`.
 pub fn in_zone(t: DateTime<Utc>, zone: &str) -> Result<String, String> {
@@ -141,8 +141,8 @@ pub struct ScheduleForm {
     pub emails: String,
     pub issue_key: String,
     pub version: String,
-    pub priority: u8,
-    pub priorities: Vec<u8>,
+    pub priority: Priority,
+    pub priorities: Vec<Priority>,
     pub retries: String,
     pub timeout: String,
     pub schedule: String,
@@ -199,7 +199,7 @@ pub fn schedule_form(
         issue_key: t.issue_key.clone().unwrap_or_default(),
         version: t.version.clone().unwrap_or_default(),
         priority: t.priority,
-        priorities: (0..=crate::crd::MAX_PRIORITY).collect(),
+        priorities: Priority::all().collect(),
         retries: t.retries.map(|r| r.to_string()).unwrap_or_default(),
         timeout: spec.timeout.clone().unwrap_or_default(),
         schedule: spec.schedule.clone(),
@@ -360,7 +360,7 @@ mod tests {
             ("0 2 * * *", "UTC", "Forbid")
         );
         assert_eq!(
-            (form.successful_limit, form.failed_limit, form.priority),
+            (form.successful_limit, form.failed_limit, form.priority.get()),
             (7, 14, 2)
         );
         assert!(form.zones.contains(&"Europe/Moscow"));

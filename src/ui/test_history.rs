@@ -11,6 +11,7 @@ use super::format;
 use super::render::{Layout, UiError, page};
 use crate::api::AppState;
 use crate::history::timeline::{Rates, Timeline};
+use crate::results::TestVerdict;
 
 #[derive(Deserialize)]
 pub struct TestQuery {
@@ -42,7 +43,7 @@ pub struct TestPage {
 #[derive(Serialize, Debug)]
 pub struct Cell {
     pub run: String,
-    pub verdict: String,
+    pub verdict: TestVerdict,
     pub title: String,
 }
 
@@ -74,7 +75,7 @@ pub struct RunLine {
     pub run: String,
     pub stand: String,
     pub created: String,
-    pub verdict: String,
+    pub verdict: TestVerdict,
     pub attempts: u32,
     pub duration: Option<String>,
     pub message: String,
@@ -105,7 +106,7 @@ pub fn test_page(service: &str, test: &str, stand: Option<String>, limit: u32, t
             .rev()
             .map(|o| Cell {
                 run: o.run.clone(),
-                verdict: o.verdict.as_str().to_string(),
+                verdict: o.verdict,
                 title: format!(
                     "{}: {} on {} ({})",
                     o.run,
@@ -140,7 +141,7 @@ pub fn test_page(service: &str, test: &str, stand: Option<String>, limit: u32, t
                 run: o.run.clone(),
                 stand: o.stand.clone(),
                 created: format::time(o.created),
-                verdict: o.verdict.as_str().to_string(),
+                verdict: o.verdict,
                 attempts: o.attempts,
                 duration: o.duration_ms.map(format::millis),
                 message: o.message.clone(),

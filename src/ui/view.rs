@@ -15,7 +15,7 @@ use super::format;
 use crate::api::{QueueEntry, TestView};
 use crate::crd::created;
 use crate::crd::{
-    Attempt, AttemptState, ChannelReport, DeliveryState, Phase, SelectionKind, Summary, TestRun,
+    Attempt, AttemptState, ChannelReport, DeliveryState, Phase, Priority, SelectionKind, Summary, TestRun,
 };
 use crate::packs::{PacksConfig, Service};
 pub use crate::report::model::category_of;
@@ -31,8 +31,8 @@ pub struct RunForm {
     pub recent_stands: Vec<String>,
     pub presets: Vec<PresetOption>,
     pub packs: Vec<PackOption>,
-    pub default_priority: u8,
-    pub priorities: Vec<u8>,
+    pub default_priority: Priority,
+    pub priorities: Vec<Priority>,
 }
 
 #[derive(Serialize, Debug)]
@@ -76,8 +76,8 @@ pub fn run_form(svc: &Service, recent: &[TestRun]) -> RunForm {
                 description: p.description.clone(),
             })
             .collect(),
-        default_priority: crate::crd::DEFAULT_PRIORITY,
-        priorities: (0..=crate::crd::MAX_PRIORITY).collect(),
+        default_priority: Priority::DEFAULT,
+        priorities: Priority::all().collect(),
     }
 }
 
@@ -150,7 +150,7 @@ pub fn max_attempts(config: &PacksConfig, run: &TestRun) -> u32 {
 #[derive(Serialize, Debug)]
 pub struct ActiveRow {
     pub id: String,
-    pub priority: u8,
+    pub priority: Priority,
     pub stand: String,
     /// The packs it runs.
     pub packs: String,
@@ -360,7 +360,7 @@ pub struct AttemptView {
 #[derive(Serialize, Debug)]
 pub struct ShardView {
     pub index: u32,
-    pub state: &'static str,
+    pub state: crate::crd::ShardState,
     pub state_class: String,
     /// `12 tests`, `3 files`, `2 packs`.
     pub given: String,
@@ -390,7 +390,7 @@ pub fn shard_view(s: &crate::crd::ShardStatus) -> ShardView {
     };
     ShardView {
         index: s.index,
-        state: s.state.as_str(),
+        state: s.state,
         state_class: s.state.as_str().to_ascii_lowercase(),
         given: format!("{} {unit}", s.tests),
         done,
@@ -409,7 +409,7 @@ pub fn attempt_view(run_id: &str, position: usize, a: &Attempt, now: DateTime<Ut
         position,
         what: attempt_label(a),
         tests: a.selection.tests.clone(),
-        state_class: facts.state.to_ascii_lowercase(),
+        state_class: facts.state.as_str().to_ascii_lowercase(),
         running: a.state == AttemptState::Running,
         started: a.started_at.map(format::time),
         started_at: a.started_at.map(format::rfc3339),
@@ -900,8 +900,8 @@ pub struct RunPage {
     pub stand: String,
     pub what: String,
     pub packs: Vec<String>,
-    pub priority: u8,
-    pub priorities: Vec<u8>,
+    pub priority: Priority,
+    pub priorities: Vec<Priority>,
     pub nightly: bool,
     pub schedule: Option<String>,
     pub phase: PhaseView,
@@ -980,7 +980,7 @@ pub fn run_page(
         what: selection_label(run),
         packs: model::run_packs(run),
         priority: t.priority,
-        priorities: (0..=crate::crd::MAX_PRIORITY).collect(),
+        priorities: Priority::all().collect(),
         nightly: run.spec.run_type == crate::crd::RunType::Nightly,
         schedule: run
             .metadata

@@ -275,7 +275,7 @@ pub fn template(service: &str) -> RunTemplate {
         stand: "localhost".into(),
         category: Some("smoke".into()),
         packs: vec![],
-        priority: 2,
+        priority: tomato::crd::Priority::DEFAULT,
         emails: vec![],
         issue_key: None,
         version: None,

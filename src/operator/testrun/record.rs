@@ -104,7 +104,7 @@ pub(in crate::operator) async fn record(
     info!(run = run.name_any(), attempt = end.number, state = ?end.state, next = ?next, "attempt ended");
     crate::metrics::global().attempt_ended(
         &svc.name,
-        end.state.as_str(),
+        end.state,
         stored
             .status
             .as_ref()

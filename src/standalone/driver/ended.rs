@@ -111,7 +111,7 @@ impl Driver {
                 Ok((true, ()))
             })
             .await?;
-        crate::metrics::global().attempt_ended(&svc.name, end.state.as_str(), took);
+        crate::metrics::global().attempt_ended(&svc.name, end.state, took);
         Ok(())
     }
 }

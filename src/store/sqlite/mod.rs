@@ -990,7 +990,7 @@ mod tests {
         assert_eq!(r.metadata.generation, Some(1));
         let (r, _) = store
             .update::<TestRun, _>("a", |r| {
-                r.spec.template.priority = 0;
+                r.spec.template.priority = crate::crd::Priority::MIN;
                 Ok((true, ()))
             })
             .await
