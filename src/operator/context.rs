@@ -178,25 +178,39 @@ impl Context {
     }
 }
 
-/// Writes a run's status through the status subresource, with the run's resourceVersion (a
-/// concurrent change makes it fail with 409, and the reconcile is retried on fresh state).
+/// Writes a run's status through the status subresource ([`replace_status`]).
 /// `observedGeneration` is set on every write. Returns the stored run.
 pub async fn write_status(
     client: &Client,
     run: &TestRun,
     change: impl FnOnce(&mut TestRunStatus),
 ) -> Result<TestRun, Error> {
-    let mut obj = run.clone();
-    obj.metadata.managed_fields = None;
-    let st = obj.status.get_or_insert_default();
-    change(st);
-    // A rerun's long list kept in the results database stays out of the object.
-    for a in &mut st.attempts {
-        a.selection.compact();
-    }
-    st.observed_generation = run.metadata.generation;
-    let api: Api<TestRun> = Api::namespaced(client.clone(), &run.namespace().unwrap_or_default());
-    Ok(api
-        .replace_status(&run.name_any(), &PostParams::default(), &obj)
-        .await?)
+    replace_status(client, run, |obj| {
+        let st = obj.status.get_or_insert_default();
+        change(st);
+        // A rerun's long list kept in the results database stays out of the object.
+        for a in &mut st.attempts {
+            a.selection.compact();
+        }
+        st.observed_generation = run.metadata.generation;
+    })
+    .await
+}
+
+/// Replaces an object's status through the status subresource, as `set` writes it into a
+/// copy, with the object's resourceVersion: a concurrent change makes it fail with 409, and
+/// the reconcile is retried on fresh state. The one status write of every controller.
+pub async fn replace_status<K>(client: &Client, obj: &K, set: impl FnOnce(&mut K)) -> Result<K, Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let mut copy = obj.clone();
+    copy.meta_mut().managed_fields = None;
+    set(&mut copy);
+    let api: Api<K> = Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default());
+    Ok(api.replace_status(&obj.name_any(), &PostParams::default(), &copy).await?)
 }

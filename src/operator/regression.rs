@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use kube::ResourceExt;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event, finalizer};
 use tracing::{info, warn};
@@ -104,12 +104,7 @@ async fn write_status(
     if status == *before {
         return Ok(());
     }
-    let mut obj = reg.clone();
-    obj.metadata.managed_fields = None;
-    obj.status = Some(status);
-    let api: Api<Regression> = ctx.api(&reg.namespace().unwrap_or_default());
-    api.replace_status(&reg.name_any(), &PostParams::default(), &obj)
-        .await?;
+    super::context::replace_status(&ctx.client, reg, |r| r.status = Some(status)).await?;
     Ok(())
 }
 

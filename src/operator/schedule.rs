@@ -114,11 +114,6 @@ async fn write_status(
     schedule: &NightlySchedule,
     status: NightlyScheduleStatus,
 ) -> Result<(), Error> {
-    let mut obj = schedule.clone();
-    obj.metadata.managed_fields = None;
-    obj.status = Some(status);
-    let api: Api<NightlySchedule> = ctx.api(&schedule.namespace().unwrap_or_default());
-    api.replace_status(&schedule.name_any(), &PostParams::default(), &obj)
-        .await?;
+    super::context::replace_status(&ctx.client, schedule, |s| s.status = Some(status)).await?;
     Ok(())
 }
