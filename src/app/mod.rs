@@ -52,6 +52,21 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Binds the server's address and settles its public URL: `public_url` when given, else
+/// this host at the bound port (which `:0` only knows once bound). Both modes start so.
+pub async fn listen(
+    addr: std::net::SocketAddr,
+    public_url: Option<&str>,
+) -> anyhow::Result<(tokio::net::TcpListener, String)> {
+    use anyhow::Context as _;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let bound = listener.local_addr()?;
+    let url = public_url.map_or_else(|| default_public_url(bound, hostname().as_deref()), str::to_string);
+    Ok((listener, url))
+}
+
 /// Where people reach the server when `TOMATO_PUBLIC_URL` does not say: the listen address,
 /// or, when that is every interface (`0.0.0.0`, `::`), this machine's host name — a link to
 /// `http://0.0.0.0:8080` in a report email would lead nowhere.

@@ -397,14 +397,8 @@ pub async fn serve(opts: OperatorOptions) -> anyhow::Result<()> {
             renew_every: Duration::from_secs(5),
         },
     };
-    let listener = tokio::net::TcpListener::bind(opts.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", opts.listen))?;
+    let (listener, public_url) = crate::app::listen(opts.listen, opts.public_url.as_deref()).await?;
     let addr = listener.local_addr()?;
-    let public_url = opts
-        .public_url
-        .clone()
-        .unwrap_or_else(|| crate::app::default_public_url(addr, crate::app::hostname().as_deref()));
     let integrations = Integrations::new(
         crate::integrations::settings::ReportSettings::load(opts.settings.as_deref())?,
         &config,

@@ -63,14 +63,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             .unwrap_or_else(|| data_dir.join("secrets")),
     );
 
-    let listener = tokio::net::TcpListener::bind(opts.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", opts.listen))?;
+    let (listener, public_url) = crate::app::listen(opts.listen, opts.public_url.as_deref()).await?;
     let addr = listener.local_addr()?;
-    let public_url = opts
-        .public_url
-        .clone()
-        .unwrap_or_else(|| crate::app::default_public_url(addr, crate::app::hostname().as_deref()));
     let integrations = crate::report::Integrations::new(report_settings, &config, &public_url)?;
     let state = AppState {
         backend: Arc::new(store.clone()),
