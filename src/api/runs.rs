@@ -154,7 +154,7 @@ pub async fn queue_view(state: &AppState, service: &str) -> Result<QueueView, Ap
     let phases = [Phase::Queued, Phase::Running, Phase::Retrying, Phase::Reporting];
     let filter = ListFilter {
         service: Some(service.to_string()),
-        phases: phases.iter().map(|p| p.to_string()).collect(),
+        phases: phases.to_vec(),
         ..Default::default()
     };
     let mut runs = state.backend.list_runs(&filter).await?;

@@ -144,8 +144,7 @@ pub async fn runs_list(
     {
         phases.push(
             p.parse::<Phase>()
-                .map_err(|e| ApiError::bad_request("phase", e))?
-                .to_string(),
+                .map_err(|e| ApiError::bad_request("phase", e))?,
         );
     }
     check_service_filter(&state, q.service.as_deref())?;

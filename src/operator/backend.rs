@@ -347,7 +347,7 @@ impl Backend for KubeBackend {
                     .is_none_or(|s| &r.spec.template.service == s)
             })
             .filter(|r| {
-                let phase = r.status.as_ref().map_or(Phase::Queued, |s| s.phase).to_string();
+                let phase = r.status.as_ref().map_or(Phase::Queued, |s| s.phase);
                 filter.phases.is_empty() || filter.phases.contains(&phase)
             })
             .filter(|r| {

@@ -58,11 +58,7 @@ impl Retention {
     /// What a pass at `now` would do, from what is stored.
     pub async fn plan(&self, now: DateTime<Utc>) -> Result<Vec<Step>, StoreError> {
         let finished = ListFilter {
-            phases: Phase::ALL
-                .iter()
-                .filter(|p| p.is_terminal())
-                .map(|p| p.to_string())
-                .collect(),
+            phases: Phase::ALL.into_iter().filter(|p| p.is_terminal()).collect(),
             ..ListFilter::default()
         };
         let runs: Vec<TestRun> = self.store.list(&finished).await?;

@@ -155,10 +155,7 @@ impl Scheduler {
     /// Cancels unfinished runs whose schedule was deleted.
     async fn cancel_orphans(&self, schedules: &HashSet<String>) -> Result<(), StoreError> {
         let filter = ListFilter {
-            phases: [Phase::Queued, Phase::Running, Phase::Retrying]
-                .iter()
-                .map(|p| p.to_string())
-                .collect(),
+            phases: vec![Phase::Queued, Phase::Running, Phase::Retrying],
             ..Default::default()
         };
         let runs: Vec<TestRun> = self.store.list(&filter).await?;

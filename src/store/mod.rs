@@ -113,7 +113,7 @@ pub struct ListFilter {
     /// Only objects whose `spec.service` is this.
     pub service: Option<String>,
     /// Only objects whose `status.phase` is one of these (an empty list means any).
-    pub phases: Vec<String>,
+    pub phases: Vec<crate::crd::Phase>,
     /// Only objects carrying this label with this value.
     pub label: Option<(String, String)>,
     /// Newest first and at most this many (oldest first and unlimited when `None`).
@@ -131,11 +131,11 @@ impl ListFilter {
     pub fn outage_holds() -> [ListFilter; 2] {
         [
             ListFilter {
-                phases: vec![crate::crd::Phase::Reporting.to_string()],
+                phases: vec![crate::crd::Phase::Reporting],
                 ..Default::default()
             },
             ListFilter {
-                phases: vec![crate::crd::Phase::Error.to_string()],
+                phases: vec![crate::crd::Phase::Error],
                 newest: Some(OUTAGE_SCAN),
                 ..Default::default()
             },

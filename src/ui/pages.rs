@@ -57,10 +57,7 @@ pub async fn dashboard_show(State(state): State<AppState>) -> Result<Response, U
             .backend
             .list_runs(&ListFilter {
                 service: Some(svc.name.clone()),
-                phases: [Phase::Queued, Phase::Running, Phase::Retrying, Phase::Reporting]
-                    .iter()
-                    .map(|p| p.to_string())
-                    .collect(),
+                phases: vec![Phase::Queued, Phase::Running, Phase::Retrying, Phase::Reporting],
                 ..Default::default()
             })
             .await?;
@@ -91,11 +88,7 @@ pub async fn dashboard_show(State(state): State<AppState>) -> Result<Response, U
     let finished = state
         .backend
         .list_runs(&ListFilter {
-            phases: Phase::ALL
-                .iter()
-                .filter(|p| p.is_terminal())
-                .map(|p| p.to_string())
-                .collect(),
+            phases: Phase::ALL.into_iter().filter(|p| p.is_terminal()).collect(),
             // By creation; a run queued long ago may have finished last, so look further.
             newest: Some(RECENT_LOOKBACK),
             ..Default::default()

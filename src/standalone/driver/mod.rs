@@ -292,7 +292,7 @@ impl Driver {
     /// ([`SqliteStore::list_runs_cached`]).
     async fn unfinished(&self) -> Result<Vec<Arc<TestRun>>, StoreError> {
         let filter = ListFilter {
-            phases: UNFINISHED.iter().map(|p| p.to_string()).collect(),
+            phases: UNFINISHED.to_vec(),
             ..Default::default()
         };
         self.store.list_runs_cached(&filter).await

@@ -713,7 +713,7 @@ fn list_sql_of(column: &str, kind: &str, filter: &ListFilter) -> (String, Vec<St
         sql.push_str(" AND phase IN (");
         sql.push_str(&vec!["?"; filter.phases.len()].join(", "));
         sql.push(')');
-        args.extend(filter.phases.iter().cloned());
+        args.extend(filter.phases.iter().map(|p| p.as_str().to_string()));
     }
     match &filter.label {
         // The schedule label has its own indexed column.
@@ -834,7 +834,7 @@ mod tests {
         };
         assert_eq!(names(store.list(&f).await.unwrap()), vec!["a", "b"]);
         let f = ListFilter {
-            phases: vec!["Running".into()],
+            phases: vec![Phase::Running],
             ..Default::default()
         };
         assert_eq!(names(store.list(&f).await.unwrap()), vec!["a"]);
@@ -888,12 +888,8 @@ mod tests {
     async fn every_list_is_answered_from_an_index() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).unwrap();
-        let unfinished: Vec<String> = ["Queued", "Running", "Retrying", "Reporting"]
-            .map(String::from)
-            .into();
-        let finished: Vec<String> = ["Succeeded", "Failed", "Error", "Cancelled"]
-            .map(String::from)
-            .into();
+        let unfinished = vec![Phase::Queued, Phase::Running, Phase::Retrying, Phase::Reporting];
+        let finished = vec![Phase::Succeeded, Phase::Failed, Phase::Error, Phase::Cancelled];
         let cursor = Some(super::super::Cursor {
             created: "2026-01-01T00:00:00.000000000Z".into(),
             name: "r".into(),
@@ -927,12 +923,12 @@ mod tests {
             },
             ListFilter {
                 service: Some("demo".into()),
-                phases: vec!["Failed".into()],
+                phases: vec![Phase::Failed],
                 newest: Some(51),
                 ..Default::default()
             },
             ListFilter {
-                phases: vec!["Failed".into()],
+                phases: vec![Phase::Failed],
                 newest: Some(51),
                 ..Default::default()
             },
