@@ -312,7 +312,8 @@ pub struct TestView {
     pub suite: String,
     pub file: Option<String>,
     /// `passed`, `flaky`, `failed`, `broken` or `skipped`.
-    pub verdict: String,
+    #[schema(value_type = String)]
+    pub verdict: crate::results::TestVerdict,
     /// Failure category (failed, broken and flaky tests).
     pub category: Option<String>,
     /// Failure signature (failed, broken and flaky tests; a flaky test's is its failing
@@ -371,7 +372,7 @@ impl TestView {
             classname: t.case.classname.clone(),
             suite: t.case.suites.join(" > "),
             file: t.case.file.clone(),
-            verdict: t.verdict.as_str().to_string(),
+            verdict: t.verdict,
             category,
             signature,
             attempts: t

@@ -201,7 +201,7 @@ async fn every_key_of_every_api_v1_answer_is_camel_case() {
         classname: "c".into(),
         suite: "s".into(),
         file: Some("f.py".into()),
-        verdict: "flaky".into(),
+        verdict: crate::results::TestVerdict::Flaky,
         category: Some("Timeouts".into()),
         signature: Some(crate::results::Signature::of("Timeout 5000ms exceeded", "")),
         attempts: vec![],

@@ -63,7 +63,10 @@ pub async fn listen(
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let bound = listener.local_addr()?;
-    let url = public_url.map_or_else(|| default_public_url(bound, hostname().as_deref()), str::to_string);
+    let url = public_url.map_or_else(
+        || default_public_url(bound, hostname().as_deref()),
+        str::to_string,
+    );
     Ok((listener, url))
 }
 

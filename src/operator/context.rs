@@ -212,5 +212,7 @@ where
     copy.meta_mut().managed_fields = None;
     set(&mut copy);
     let api: Api<K> = Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default());
-    Ok(api.replace_status(&obj.name_any(), &PostParams::default(), &copy).await?)
+    Ok(api
+        .replace_status(&obj.name_any(), &PostParams::default(), &copy)
+        .await?)
 }

@@ -487,7 +487,7 @@ fn failure_groups(
         st.muted.iter().map(|m| (m.test.as_str(), m)).collect();
     let failures = tests
         .iter()
-        .filter(|t| model::is_run_failure(t.verdict.as_str(), muted.get(t.id.as_str()).copied()))
+        .filter(|t| model::is_run_failure(t.verdict, muted.get(t.id.as_str()).copied()))
         .map(|t| (t, categories.get(&t.id).map(|c| c.category.as_str())));
     let groups = model::failure_groups(failures, &st.categories);
     let failing = groups.iter().map(|g| g.tests.len()).sum();

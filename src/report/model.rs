@@ -14,7 +14,7 @@ use serde::Serialize;
 
 pub use crate::classify::UNCLASSIFIED;
 use crate::crd::{Attempt, CategoryStat, MutedTest, Summary, TestRun};
-use crate::results::NoveltyCounts;
+use crate::results::{NoveltyCounts, TestVerdict};
 
 /// An instant as every surface writes it, in UTC to the second: `2024-05-01 12:00:03 UTC`.
 pub fn timestamp(t: DateTime<Utc>) -> String {
@@ -112,8 +112,8 @@ impl MutedLine {
 /// it, if any) is one of the run's failures: failed or broken, and not a failure a Mute covers
 /// (that one does not fail the run; surfaces list it apart). Flaky tests are no failures: they
 /// have a list of their own.
-pub fn is_run_failure(verdict: &str, muted: Option<&MutedTest>) -> bool {
-    matches!(verdict, "failed" | "broken") && muted.is_none_or(|m| m.passed)
+pub fn is_run_failure(verdict: TestVerdict, muted: Option<&MutedTest>) -> bool {
+    verdict.is_failing() && muted.is_none_or(|m| m.passed)
 }
 
 /// The failures of one category, in the order they were given.
@@ -258,14 +258,14 @@ mod tests {
             ticket: None,
             passed,
         };
-        assert!(is_run_failure("failed", None));
-        assert!(is_run_failure("broken", None));
-        assert!(!is_run_failure("flaky", None));
-        assert!(!is_run_failure("passed", None));
-        assert!(!is_run_failure("skipped", None));
-        assert!(!is_run_failure("failed", Some(&mute(false))));
+        assert!(is_run_failure(TestVerdict::Failed, None));
+        assert!(is_run_failure(TestVerdict::Broken, None));
+        assert!(!is_run_failure(TestVerdict::Flaky, None));
+        assert!(!is_run_failure(TestVerdict::Passed, None));
+        assert!(!is_run_failure(TestVerdict::Skipped, None));
+        assert!(!is_run_failure(TestVerdict::Failed, Some(&mute(false))));
         assert!(
-            is_run_failure("failed", Some(&mute(true))),
+            is_run_failure(TestVerdict::Failed, Some(&mute(true))),
             "a mute that saw it pass covers no failure"
         );
     }

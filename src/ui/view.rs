@@ -20,6 +20,7 @@ use crate::crd::{
 use crate::packs::{PacksConfig, Service};
 pub use crate::report::model::category_of;
 use crate::report::model::{self, AttemptFacts, MutedLine};
+use crate::results::TestVerdict;
 
 /// What the run-now form offers for one service.
 #[derive(Serialize, Debug)]
@@ -553,8 +554,8 @@ pub fn test_row(t: &TestView) -> TestRow {
         name: t.name.clone(),
         context,
         file: t.file.clone(),
-        verdict: t.verdict.clone(),
-        flaky: t.verdict == "flaky",
+        verdict: t.verdict.as_str().to_string(),
+        flaky: t.verdict == TestVerdict::Flaky,
         category: t.category.clone(),
         signature: signature_mark(t),
         novelty: t
@@ -563,7 +564,7 @@ pub fn test_row(t: &TestView) -> TestRow {
             .and_then(|n| n["kind"].as_str())
             .map(str::to_string),
         muted: t.muted.as_ref().map(MutedLine::of),
-        mutable: t.muted.is_none() && matches!(t.verdict.as_str(), "failed" | "broken"),
+        mutable: t.muted.is_none() && t.verdict.is_failing(),
         history: t
             .attempts
             .iter()
@@ -580,7 +581,7 @@ pub fn test_row(t: &TestView) -> TestRow {
         screenshot: t
             .allure
             .as_ref()
-            .filter(|_| matches!(t.verdict.as_str(), "failed" | "broken" | "flaky"))
+            .filter(|_| t.verdict.is_failing() || t.verdict == TestVerdict::Flaky)
             .and_then(|a| a.attachments.iter().find(|f| f.image && f.url.is_some()))
             .cloned(),
     }
@@ -667,7 +668,7 @@ pub struct CategoryEntry {
 pub fn failure_groups(tests: &[TestView], rule_order: &[crate::crd::CategoryStat]) -> Vec<CategoryGroup> {
     let failures = tests
         .iter()
-        .filter(|t| model::is_run_failure(&t.verdict, t.muted.as_ref()))
+        .filter(|t| model::is_run_failure(t.verdict, t.muted.as_ref()))
         .map(|t| (t, t.category.as_deref()));
     model::failure_groups(failures, rule_order)
         .into_iter()
@@ -718,7 +719,7 @@ pub fn filter_tabs(tests: &[TestView], active: Option<&str>) -> Vec<FilterTab> {
         tabs.push(FilterTab {
             key: key.to_string(),
             label,
-            count: tests.iter().filter(|t| t.verdict == key).count(),
+            count: tests.iter().filter(|t| t.verdict.as_str() == key).count(),
             active: active == Some(key),
         });
     }
@@ -958,7 +959,7 @@ pub fn run_page(
     let created = created(run);
     let shown: Vec<&TestView> = tests
         .iter()
-        .filter(|tv| filter.is_none_or(|f| tv.verdict == f))
+        .filter(|tv| filter.is_none_or(|f| tv.verdict.as_str() == f))
         .collect();
     let files_expired =
         crate::retention::files_expired_at(run).map(|at| crate::retention::files_expired_note(&at));
@@ -1032,7 +1033,7 @@ pub fn run_page(
         categories: failure_groups(tests, &st.categories),
         flaky: tests
             .iter()
-            .filter(|tv| tv.verdict == "flaky")
+            .filter(|tv| tv.verdict == TestVerdict::Flaky)
             .map(test_row)
             .collect(),
         filters: filter_tabs(tests, filter),
@@ -1062,7 +1063,7 @@ mod tests {
             classname: String::new(),
             suite: String::new(),
             file: None,
-            verdict: verdict.into(),
+            verdict: serde_json::from_value(serde_json::json!(verdict)).expect("a verdict name"),
             category: None,
             signature: None,
             attempts: vec![],
