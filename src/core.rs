@@ -853,12 +853,18 @@ mod tests {
         }
     }
 
-    /// A run at its rerun: attempt 1 found `a` and `b` failing, attempt 2 selects them.
-    fn rerunning(results: &[(u32, &str, CaseStatus)]) -> (TestRunStatus, Vec<AttemptResult>) {
-        let now = Utc::now();
+    /// An admitted run whose attempt 1 (over pack `p`) is running.
+    fn attempt_one_running(now: DateTime<Utc>) -> TestRunStatus {
         let mut st = TestRunStatus::default();
         st.admit(now);
         st.begin_attempt(1, Selection::all(vec!["p".into()]), "pid 1".into(), now);
+        st
+    }
+
+    /// A run at its rerun: attempt 1 found `a` and `b` failing, attempt 2 selects them.
+    fn rerunning(results: &[(u32, &str, CaseStatus)]) -> (TestRunStatus, Vec<AttemptResult>) {
+        let now = Utc::now();
+        let mut st = attempt_one_running(now);
         st.end_attempt(&end(1, ReportRead::Found(3)), Some(Summary::default()), now);
         let sel = Selection::failed(vec!["p".into()], 1, vec!["a".into(), "b".into()]);
         st.begin_attempt(2, sel, "pid 2".into(), now);
@@ -1033,9 +1039,7 @@ mod tests {
     #[test]
     fn record_end_counts_only_what_a_rerun_selected_and_decides_the_rerun() {
         let now = Utc::now();
-        let mut st = TestRunStatus::default();
-        st.admit(now);
-        st.begin_attempt(1, Selection::all(vec!["p".into()]), "job-1".into(), now);
+        let mut st = attempt_one_running(now);
         let first = vec![
             result(1, "a", Passed),
             result(1, "flaky", Failed),
@@ -1118,9 +1122,7 @@ mod tests {
     #[test]
     fn a_muted_failure_is_not_rerun_does_not_fail_the_verdict_and_counts_as_muted() {
         let now = Utc::now();
-        let mut st = TestRunStatus::default();
-        st.admit(now);
-        st.begin_attempt(1, Selection::all(vec!["p".into()]), "pid 1".into(), now);
+        let mut st = attempt_one_running(now);
         let first = vec![
             result(1, "ok", Passed),
             result(1, "known", Failed),
@@ -1213,9 +1215,7 @@ mod tests {
     #[test]
     fn infrastructure_failures_end_the_run_in_error_without_reruns_and_hold_the_stand() {
         let now = Utc::now();
-        let mut st = TestRunStatus::default();
-        st.admit(now);
-        st.begin_attempt(1, Selection::all(vec!["p".into()]), "pid 1".into(), now);
+        let mut st = attempt_one_running(now);
         let results = vec![
             result(1, "a", Failed),
             result(1, "b", Failed),
@@ -1301,9 +1301,7 @@ mod tests {
     #[test]
     fn deciding_an_end_classifies_the_ended_attempt_and_leaves_muted_failures_out_of_the_categories() {
         let now = Utc::now();
-        let mut st = TestRunStatus::default();
-        st.admit(now);
-        st.begin_attempt(1, Selection::all(vec!["p".into()]), "pid 1".into(), now);
+        let mut st = attempt_one_running(now);
         let results = vec![
             result(1, "bug-a", Failed),
             result(1, "bug-b", Failed),
@@ -1363,9 +1361,7 @@ mod tests {
     #[test]
     fn deciding_an_end_lets_an_outage_override_the_rerun() {
         let now = Utc::now();
-        let mut st = TestRunStatus::default();
-        st.admit(now);
-        st.begin_attempt(1, Selection::all(vec!["p".into()]), "pid 1".into(), now);
+        let mut st = attempt_one_running(now);
         let results = vec![
             result(1, "infra-a", Failed),
             result(1, "infra-b", Errored),
