@@ -1301,7 +1301,7 @@ mod tests {
     #[test]
     fn deciding_an_end_classifies_the_ended_attempt_and_leaves_muted_failures_out_of_the_categories() {
         let now = Utc::now();
-        let mut st = attempt_one_running(now);
+        let st = attempt_one_running(now);
         let results = vec![
             result(1, "bug-a", Failed),
             result(1, "bug-b", Failed),
@@ -1361,7 +1361,7 @@ mod tests {
     #[test]
     fn deciding_an_end_lets_an_outage_override_the_rerun() {
         let now = Utc::now();
-        let mut st = attempt_one_running(now);
+        let st = attempt_one_running(now);
         let results = vec![
             result(1, "infra-a", Failed),
             result(1, "infra-b", Errored),

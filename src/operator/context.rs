@@ -27,9 +27,6 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error(transparent)]
     Results(#[from] ResultsError),
-    /// What a report reads of a run ([`crate::report::compose::RunRecords`]) could not be read.
-    #[error("cannot read the run's records: {0}")]
-    Records(#[from] crate::store::StoreError),
     #[error("cannot serialize an object: {0}")]
     Json(#[from] serde_json::Error),
     #[error("finalizer: {0}")]
@@ -45,7 +42,7 @@ impl Error {
         match self {
             Error::Kube(kube::Error::Api(e)) if e.code == 409 => "conflict",
             Error::Kube(_) => "kube",
-            Error::Results(_) | Error::Records(_) => "results",
+            Error::Results(_) => "results",
             Error::Json(_) => "json",
             Error::Finalizer(_) => "finalizer",
             Error::Waiting(_) => "waiting",
@@ -199,7 +196,8 @@ pub async fn write_status(
 
 /// Replaces an object's status through the status subresource, as `set` writes it into a
 /// copy, with the object's resourceVersion: a concurrent change makes it fail with 409, and
-/// the reconcile is retried on fresh state. The one status write of every controller.
+/// the reconcile is retried on fresh state. The run, schedule and regression controllers
+/// write their status so (the mute pass and the stand holds patch single fields).
 pub async fn replace_status<K>(client: &Client, obj: &K, set: impl FnOnce(&mut K)) -> Result<K, Error>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>

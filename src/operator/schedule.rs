@@ -34,7 +34,7 @@ pub async fn reconcile(schedule: Arc<NightlySchedule>, ctx: Arc<Context>) -> Res
         .list(&ListParams::default().labels(&format!("{LABEL_SCHEDULE}={name}")))
         .await?
         .items;
-    let effects = match tick(&schedule, &runs, &ctx.config, now) {
+    let mut effects = match tick(&schedule, &runs, &ctx.config, now) {
         Tick::Invalid { status } => {
             if Some(&status) != schedule.status.as_ref() {
                 write_status(&ctx, &schedule, status).await?;
@@ -54,8 +54,7 @@ pub async fn reconcile(schedule: Arc<NightlySchedule>, ctx: Arc<Context>) -> Res
         runs_api.patch(r, &PatchParams::default(), &cancel).await?;
     }
     let mut started = None;
-    effects.log(&name);
-    if let Some((scheduled, mut new)) = effects.start {
+    if let Some((scheduled, mut new)) = effects.start.take() {
         let run = new.metadata.name.clone().unwrap_or_default();
         new.metadata.namespace = Some(ns.clone());
         new.status = None;
@@ -71,6 +70,7 @@ pub async fn reconcile(schedule: Arc<NightlySchedule>, ctx: Arc<Context>) -> Res
         }
         started = Some(run);
     }
+    effects.log(&name);
     for old in &effects.delete {
         match runs_api.delete(old, &DeleteParams::background()).await {
             Ok(_) => {}

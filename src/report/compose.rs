@@ -21,17 +21,21 @@ use crate::store::{SqliteStore, StoreError};
 /// What a report reads of a run beyond its status and tests, as each mode keeps it.
 #[async_trait]
 pub trait RunRecords: Send + Sync {
+    /// Why a record could not be read (each mode's own error).
+    type Error: Send;
     /// The per-test categories stored when its attempts ended.
-    async fn categories(&self, run: &TestRun) -> Result<ByTest, StoreError>;
+    async fn categories(&self, run: &TestRun) -> Result<ByTest, Self::Error>;
     /// Launch `seq`'s Allure record (attachments, steps), if it uploaded one.
-    async fn allure_extras(&self, run: &TestRun, seq: usize) -> Result<Option<AttemptExtras>, StoreError>;
+    async fn allure_extras(&self, run: &TestRun, seq: usize) -> Result<Option<AttemptExtras>, Self::Error>;
     /// How the run's failures compare with the service's history; `None` where none is kept.
-    async fn novelty(&self, run: &TestRun, tests: &[MergedTest]) -> Result<Option<Tags>, StoreError>;
+    async fn novelty(&self, run: &TestRun, tests: &[MergedTest]) -> Result<Option<Tags>, Self::Error>;
 }
 
 /// Standalone mode's store keeps them all.
 #[async_trait]
 impl RunRecords for SqliteStore {
+    type Error = StoreError;
+
     async fn categories(&self, run: &TestRun) -> Result<ByTest, StoreError> {
         Backend::categories(self, run.metadata.name.as_deref().unwrap_or_default()).await
     }
@@ -45,40 +49,47 @@ impl RunRecords for SqliteStore {
     }
 }
 
-/// Each channel's target for `run`, or why it is skipped. Under `report.notify: newFailures`
-/// the history is asked whether the failures hold anything new — once, while a channel still
-/// has no state: a channel planned already keeps its plan.
-pub async fn targets(
-    reporter: &Reporter,
-    records: &dyn RunRecords,
-    run: &TestRun,
-    svc: Option<&Service>,
-    tests: &[MergedTest],
-) -> Result<Vec<(Channel, Result<Target, String>)>, StoreError> {
-    let targets = reporter.targets(run, svc);
+/// Whether choosing the channels' targets asks the history, and so needs the run's merged
+/// tests: under `report.notify: newFailures`, while a channel still has no state (a channel
+/// planned already keeps its plan). A driver reads and merges the tests only then, or once a
+/// channel is due.
+pub fn targets_need_tests(run: &TestRun, svc: Option<&Service>) -> bool {
     let notify = svc.map(|s| s.report.notify).unwrap_or_default();
     let report = run
         .status
         .as_ref()
         .and_then(|st| st.report.clone())
         .unwrap_or_default();
-    let unplanned = Channel::ALL.iter().any(|c| report.channel(*c).is_none());
-    if notify != Notify::NewFailures || !unplanned {
+    notify == Notify::NewFailures && Channel::ALL.iter().any(|c| report.channel(*c).is_none())
+}
+
+/// Each channel's target for `run`, or why it is skipped; under `report.notify: newFailures`
+/// email and webhooks are skipped when the failures hold nothing new against the history.
+/// `tests` are the run's merged tests when [`targets_need_tests`] says so (else unused).
+pub async fn targets<R: RunRecords + ?Sized>(
+    reporter: &Reporter,
+    records: &R,
+    run: &TestRun,
+    svc: Option<&Service>,
+    tests: Option<&[MergedTest]>,
+) -> Result<Vec<(Channel, Result<Target, String>)>, R::Error> {
+    let targets = reporter.targets(run, svc);
+    let Some(tests) = tests.filter(|_| targets_need_tests(run, svc)) else {
         return Ok(targets);
-    }
+    };
     let news = records.novelty(run, tests).await?.map(|tags| tags.has_news());
-    Ok(super::targets::quiet(targets, notify, news))
+    Ok(super::targets::quiet(targets, Notify::NewFailures, news))
 }
 
 /// The report of `run` over its merged `tests`: the categories as recorded, how its failures
 /// compare with the history (where one is kept), and each failed test's attachments (its last
 /// attempt's Allure record) linked.
-pub async fn report(
+pub async fn report<R: RunRecords + ?Sized>(
     reporter: &Reporter,
-    records: &dyn RunRecords,
+    records: &R,
     run: &TestRun,
     tests: &[MergedTest],
-) -> Result<RunReport, StoreError> {
+) -> Result<RunReport, R::Error> {
     let name = run.metadata.name.as_deref().unwrap_or_default();
     let status = run.status.clone().unwrap_or_default();
     let categories = crate::classify::recorded(records.categories(run).await?, &status.categories);

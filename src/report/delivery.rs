@@ -9,12 +9,12 @@ use crate::crd::{ChannelReport, DeliveryState, Phase, ReportStatus, TestRunStatu
 use crate::integrations::delivery::{Delivery, RetryPolicy, is_due, pending, record, skipped};
 
 /// What a channel needs for this run: `None` to deliver, `Some(reason)` to skip.
-pub type ChannelPlan = (Channel, Option<String>);
+type ChannelPlan = (Channel, Option<String>);
 
 /// Gives every channel without a state its first one (`Pending`, or `Skipped` with the
 /// reason), and skips a `Pending` channel that has nothing to deliver any more (its settings
 /// were removed while it waited). Returns the channels whose state it set.
-pub fn plan(report: &mut ReportStatus, plans: &[ChannelPlan], now: DateTime<Utc>) -> Vec<Channel> {
+fn plan(report: &mut ReportStatus, plans: &[ChannelPlan], now: DateTime<Utc>) -> Vec<Channel> {
     let mut changed = Vec::new();
     for (channel, skip) in plans {
         let slot = report.channel_mut(*channel);
@@ -30,7 +30,7 @@ pub fn plan(report: &mut ReportStatus, plans: &[ChannelPlan], now: DateTime<Utc>
 
 /// Ends a `Reporting` run once no channel is `Pending`: the run takes its verdict's phase.
 /// Returns whether it did.
-pub fn finish_if_delivered(st: &mut TestRunStatus, now: DateTime<Utc>) -> bool {
+fn finish_if_delivered(st: &mut TestRunStatus, now: DateTime<Utc>) -> bool {
     let report = st.report.clone().unwrap_or_default();
     let done = Channel::ALL
         .iter()
@@ -44,7 +44,7 @@ pub fn finish_if_delivered(st: &mut TestRunStatus, now: DateTime<Utc>) -> bool {
 
 /// What each channel needs, from where it goes for the run ([`super::Reporter::targets`]):
 /// deliver to a target, or skip with the reason.
-pub fn channel_plans(targets: &[(Channel, Result<Target, String>)]) -> Vec<ChannelPlan> {
+fn channel_plans(targets: &[(Channel, Result<Target, String>)]) -> Vec<ChannelPlan> {
     targets
         .iter()
         .map(|(c, t)| (*c, t.as_ref().err().cloned()))

@@ -7,7 +7,9 @@
 //! - [`content`] builds one [`RunReport`] from the finished run — what every channel says;
 //! - [`templates`] renders it (minijinja, built-in templates, per-service overrides);
 //! - [`targets`] decides where each channel goes for a run, or why it is skipped;
-//! - [`delivery`] plans a run's channels (each one's state machine, `Pending` → `Sent` |
+//! - [`compose`] reads what a report needs beyond the run (categories, novelty, attachment
+//!   links) through each mode's [`compose::RunRecords`];
+//! - [`delivery`] plans a run's channels and records their outcomes, pure (each one's state machine, `Pending` → `Sent` |
 //!   `Failed`, or `Skipped`, with its backoff, is [`crate::integrations::delivery`]'s);
 //! - [`email`], [`tracker`] (Jira, Yandex Tracker) and [`webhook`] (Slack JSON) turn a report
 //!   into a message; [`crate::integrations`] carries it (SMTP, HTTP, the tracker client) and
@@ -17,7 +19,8 @@
 //!
 //! [`Reporter`] ties them together for a driver, which keeps the state: it asks for the
 //! targets, records them in `status.report`, hands each due channel to [`Reporter::deliver`]
-//! off its loop, and records what came back. Nothing here touches the store.
+//! off its loop, and records what came back. Only [`compose`] reads anything, through the
+//! mode's records; nothing here writes.
 
 pub mod compose;
 pub mod content;

@@ -108,7 +108,7 @@ impl MutedLine {
     }
 }
 
-/// Whether a test (its verdict as `TestVerdict::as_str` writes it, and the Mute that covered
+/// Whether a test (its verdict, and the Mute that covered
 /// it, if any) is one of the run's failures: failed or broken, and not a failure a Mute covers
 /// (that one does not fail the run; surfaces list it apart). Flaky tests are no failures: they
 /// have a list of their own.

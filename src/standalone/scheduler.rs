@@ -102,7 +102,7 @@ impl Scheduler {
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
         let name = s.metadata.name.clone().unwrap_or_default();
         let runs = self.runs_of(&name).await?;
-        let effects = match tick(s, &runs, &self.config, now) {
+        let mut effects = match tick(s, &runs, &self.config, now) {
             Tick::Invalid { status } => {
                 self.set_status(&name, status).await?;
                 return Ok(None);
@@ -117,8 +117,7 @@ impl Scheduler {
             );
             self.store.cancel_run(r).await?;
         }
-        effects.log(&name);
-        if let Some((scheduled, run)) = effects.start {
+        if let Some((scheduled, run)) = effects.start.take() {
             let run_name = run.metadata.name.clone().unwrap_or_default();
             match self.store.create(run).await {
                 Ok(_) => info!(schedule = name, run = run_name, %scheduled, "scheduled run started"),
@@ -127,6 +126,7 @@ impl Scheduler {
                 Err(e) => return Err(e),
             }
         }
+        effects.log(&name);
         for old in &effects.delete {
             // Its files too (they used to stay behind in the data directory).
             super::retention::remove_run(&self.store, old).await?;

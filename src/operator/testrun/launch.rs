@@ -177,7 +177,7 @@ pub(super) async fn launch(
 /// are not known up front); a large rerun by its failed tests. Tests are balanced by their
 /// recorded durations when a results database keeps them. Fewer than two shards (one pack)
 /// is an unsharded launch.
-pub(super) async fn ensure_shards(
+async fn ensure_shards(
     run: &TestRun,
     ctx: &Context,
     svc: &Service,
@@ -268,7 +268,7 @@ pub(super) async fn ensure_shards(
 
 /// Creates the run's upload token Secret once; an existing one is kept (a new token would
 /// lock out a Job already running with the old one).
-pub(super) async fn ensure_token(run: &TestRun, ctx: &Context) -> Result<(), Error> {
+async fn ensure_token(run: &TestRun, ctx: &Context) -> Result<(), Error> {
     let secrets: Api<Secret> = ctx.api(&run.namespace().unwrap_or_default());
     let name = token_secret_name(&run.name_any());
     // Created once; a later launch finds it taken (409) and keeps the token the earlier Jobs got.

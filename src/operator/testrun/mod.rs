@@ -2,7 +2,7 @@
 //!
 //! `reconcile` is level-triggered: from the run's status and what exists in the cluster (its
 //! Jobs, its results ConfigMaps) it takes the one next step the shared core
-//! ([`crate::core::next_step`], [`crate::core::record_end`]) decides, and writes the outcome
+//! ([`crate::core::next_step`], [`crate::core::decide_end`]) decides, and writes the outcome
 //! through the status subresource with the run's resourceVersion, so a step is never taken
 //! twice on stale state. Every child is named deterministically (`<run>-<n>` for the n-th
 //! launch) and applied with server-side apply, so a reconcile repeated after a crash or by a

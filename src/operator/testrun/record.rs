@@ -17,7 +17,7 @@ use crate::operator::results::{self};
 use crate::packs::Service;
 
 /// The service's mutes in force at `now`, from the run's namespace.
-pub(super) async fn mutes_in_force(
+async fn mutes_in_force(
     ctx: &Context,
     run: &TestRun,
     svc: &Service,
@@ -147,7 +147,7 @@ pub(in crate::operator) async fn record(
 
 /// Each attempt's stored log by attempt number, for the classification rules that look at
 /// logs (the last launch of a number wins: an interrupted launch is followed by its relaunch).
-pub(super) async fn attempt_logs(
+async fn attempt_logs(
     run: &TestRun,
     ctx: &Context,
     status: &crate::crd::TestRunStatus,

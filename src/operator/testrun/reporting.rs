@@ -13,10 +13,10 @@ use tracing::{info, warn};
 use super::record_finished;
 use crate::crd::{DeliveryState, Phase, TestRun};
 use crate::operator::context::{Context, Error, write_status};
+use crate::operator::results::ResultsError;
 use crate::packs::Service;
 use crate::report::{compose, delivery as report_delivery};
 use crate::results::MergedTest;
-use crate::store::StoreError;
 
 /// The Reporting phase: the verdict is final (`status.verdict`); the report goes out through
 /// the reporting code shared with standalone mode ([`crate::report`]). Each channel's state
@@ -41,8 +41,12 @@ pub(super) async fn report(run: &TestRun, ctx: &Context) -> Result<Action, Error
     }
     let run = &fresh;
     let svc = ctx.config.service(&run.spec.template.service).cloned();
-    let tests = merged(run, ctx, svc.as_deref()).await?;
-    let targets = compose::targets(&ctx.reporter, ctx, run, svc.as_deref(), &tests).await?;
+    // The tests are read and merged only when the targets need them or a channel is due.
+    let mut tests = None;
+    if compose::targets_need_tests(run, svc.as_deref()) {
+        tests = Some(merged(run, ctx, svc.as_deref()).await?);
+    }
+    let targets = compose::targets(&ctx.reporter, ctx, run, svc.as_deref(), tests.as_deref()).await?;
     let now = Utc::now();
     let mut planned_status = run.status.clone().unwrap_or_default();
     let planned = report_delivery::plan_run(&mut planned_status, &targets, now);
@@ -79,6 +83,10 @@ pub(super) async fn report(run: &TestRun, ctx: &Context) -> Result<Action, Error
             None => Action::await_change(),
         });
     }
+    let tests = match tests {
+        Some(tests) => tests,
+        None => merged(&run, ctx, svc.as_deref()).await?,
+    };
     let content = compose::report(&ctx.reporter, ctx, &run, &tests).await?;
     // The latest stored object: each recorded delivery writes on top of the one before.
     let mut current = run.clone();
@@ -150,20 +158,29 @@ async fn record_delivery(
 /// in this replica's view, so novelty is for the API and the run page.
 #[async_trait::async_trait]
 impl compose::RunRecords for Context {
-    async fn categories(&self, run: &TestRun) -> Result<crate::classify::ByTest, StoreError> {
-        self.results.load_categories(run).await.map_err(records_error)
+    type Error = ResultsError;
+
+    async fn categories(&self, run: &TestRun) -> Result<crate::classify::ByTest, ResultsError> {
+        self.results.load_categories(run).await
     }
 
+    /// A launch whose record cannot be read is left without links (the report still goes),
+    /// as an attempt whose upload carried no Allure record is.
     async fn allure_extras(
         &self,
         run: &TestRun,
         seq: usize,
-    ) -> Result<Option<crate::results::allure::AttemptExtras>, StoreError> {
+    ) -> Result<Option<crate::results::allure::AttemptExtras>, ResultsError> {
         let Some(svc) = self.config.service(&run.spec.template.service) else {
             return Ok(None);
         };
-        let Some(stored) = self.results.load(run, seq).await.map_err(records_error)? else {
-            return Ok(None);
+        let stored = match self.results.load(run, seq).await {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                warn!(run = run.name_any(), launch = seq, error = %e, "the report links no attachments of this launch");
+                return Ok(None);
+            }
         };
         Ok(stored.allure_extras(
             &svc.rerun.test_id,
@@ -175,13 +192,9 @@ impl compose::RunRecords for Context {
         &self,
         _: &TestRun,
         _: &[MergedTest],
-    ) -> Result<Option<crate::results::Tags>, StoreError> {
+    ) -> Result<Option<crate::results::Tags>, ResultsError> {
         Ok(None)
     }
-}
-
-fn records_error(e: crate::operator::results::ResultsError) -> StoreError {
-    StoreError::Task(e.to_string())
 }
 
 async fn announce_finished(run: &TestRun, ctx: &Context) {

@@ -1,5 +1,5 @@
-//! Attempts: launching the next one a run needs, reading its results when it ends, and
-//! recording the core's decision (rerun or verdict).
+//! Attempts: launching the next one a run needs (a process, or its Aqua or mixed launch);
+//! its end is read and recorded in [`super::ended`].
 
 use super::*;
 

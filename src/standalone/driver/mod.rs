@@ -13,9 +13,10 @@
 //! what each attempt did as it comes back, and wakes when the next retry is due. A run in
 //! `Reporting` no longer holds its service's or stand's slot: its tests are done.
 //!
-//! This module holds the loop and the queue; [`attempts`] launches attempts and records their
-//! ends, [`aqua`] and [`mixed`] carry out attempts whose packs run in Aqua (all of them, or
-//! beside local ones), [`reporting`] delivers the report.
+//! This module holds the loop and the queue; [`attempts`] launches attempts, [`ended`] reads
+//! what an attempt left and records the core's decision, [`shards`] runs a sharded attempt and
+//! [`eager`] its eager reruns, [`aqua`] and [`mixed`] carry out attempts whose packs run in
+//! Aqua (all of them, or beside local ones), [`reporting`] delivers the report.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};

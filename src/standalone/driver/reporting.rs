@@ -10,9 +10,16 @@ impl Driver {
     pub(super) async fn report(&mut self, run: &TestRun) -> Result<(), StoreError> {
         let name = run.metadata.name.clone().unwrap_or_default();
         let svc = self.config.service(&run.spec.template.service).cloned();
-        let status = run.status.clone().unwrap_or_default();
-        let tests = self.merged(&name, &status).await?;
-        let targets = compose::targets(&self.reporter, &self.store, run, svc.as_deref(), &tests).await?;
+        // The tests are read and merged only when the targets need them or a channel is due.
+        let mut tests = None;
+        if compose::targets_need_tests(run, svc.as_deref()) {
+            tests = Some(
+                self.merged(&name, run.status.as_ref().unwrap_or(&Default::default()))
+                    .await?,
+            );
+        }
+        let targets =
+            compose::targets(&self.reporter, &self.store, run, svc.as_deref(), tests.as_deref()).await?;
         let now = Utc::now();
         let planning = targets.clone();
         let (run, planned) = self
@@ -48,6 +55,10 @@ impl Driver {
         if due.is_empty() {
             return Ok(());
         }
+        let tests = match tests {
+            Some(tests) => tests,
+            None => self.merged(&name, status).await?,
+        };
         let content = compose::report(&self.reporter, &self.store, &run, &tests).await?;
         let content = Arc::new(content);
         for (channel, target, sent_to) in due {
