@@ -1298,6 +1298,33 @@ mod tests {
         out
     }
 
+    /// The rules of a run on stand `qa1` whose `infrastructure` categories mean an outage
+    /// (3 failures, three quarters of them, at least).
+    fn end_rules<'a>(
+        max_attempts: u32,
+        mutes: &'a crate::mute::Active,
+        infrastructure: &[&'a str],
+    ) -> EndRules<'a> {
+        EndRules {
+            max_attempts,
+            mutes,
+            outage: crate::outage::Policy {
+                infrastructure: infrastructure.iter().copied().collect(),
+                settings: crate::outage::Settings { share: 0.75, min: 3 },
+            },
+            stand: "qa1",
+        }
+    }
+
+    /// Each category of `status.categories` with its count.
+    fn category_counts(status: &TestRunStatus) -> Vec<(&str, u32)> {
+        status
+            .categories
+            .iter()
+            .map(|c| (c.name.as_str(), c.count))
+            .collect()
+    }
+
     #[test]
     fn deciding_an_end_classifies_the_ended_attempt_and_leaves_muted_failures_out_of_the_categories() {
         let now = Utc::now();
@@ -1308,15 +1335,7 @@ mod tests {
             result(1, "ok", Passed),
         ];
         let mutes = muting(&["bug-b"], now);
-        let rules = EndRules {
-            max_attempts: 2,
-            mutes: &mutes,
-            outage: crate::outage::Policy {
-                infrastructure: HashSet::new(),
-                settings: crate::outage::Settings { share: 0.75, min: 3 },
-            },
-            stand: "qa1",
-        };
+        let rules = end_rules(2, &mutes, &[]);
         let mut seen = None;
         let decided = decide_end(
             &st,
@@ -1347,12 +1366,7 @@ mod tests {
             2,
             "a muted failure keeps its category on the test"
         );
-        let counts: Vec<(&str, u32)> = decided
-            .status
-            .categories
-            .iter()
-            .map(|c| (c.name.as_str(), c.count))
-            .collect();
+        let counts = category_counts(&decided.status);
         assert_eq!(counts, vec![("Product defects", 1)]);
         assert_eq!(decided.status.summary.unwrap().muted, 1);
         assert_eq!(st.phase, Phase::Running, "the status passed in is left as it was");
@@ -1369,15 +1383,7 @@ mod tests {
             result(1, "bug-d", Failed),
         ];
         let mutes = crate::mute::Active::none();
-        let rules = EndRules {
-            max_attempts: 4,
-            mutes: &mutes,
-            outage: crate::outage::Policy {
-                infrastructure: HashSet::from(["Infrastructure problems"]),
-                settings: crate::outage::Settings { share: 0.75, min: 3 },
-            },
-            stand: "qa1",
-        };
+        let rules = end_rules(4, &mutes, &["Infrastructure problems"]);
         let decided = decide_end(
             &st,
             &end(1, ReportRead::Found(4)),
@@ -1395,13 +1401,8 @@ mod tests {
             }
         );
         assert_eq!(decided.status.verdict, Some(Verdict::Error));
-        assert_eq!(decided.status.stand_down.unwrap().stand, "qa1");
-        let counts: Vec<(&str, u32)> = decided
-            .status
-            .categories
-            .iter()
-            .map(|c| (c.name.as_str(), c.count))
-            .collect();
+        assert_eq!(decided.status.stand_down.as_ref().unwrap().stand, "qa1");
+        let counts = category_counts(&decided.status);
         assert_eq!(
             counts,
             vec![("Infrastructure problems", 3), ("Product defects", 1)]
