@@ -46,7 +46,16 @@ pub(super) async fn report(run: &TestRun, ctx: &Context) -> Result<Action, Error
     if compose::targets_need_tests(run, svc.as_deref()) {
         tests = Some(merged(run, ctx, svc.as_deref()).await?);
     }
-    let targets = compose::targets(&ctx.reporter, ctx, run, svc.as_deref(), tests.as_deref()).await?;
+    let mut history = compose::HistoryRead::default();
+    let targets = compose::targets(
+        &ctx.reporter,
+        ctx,
+        run,
+        svc.as_deref(),
+        tests.as_deref(),
+        &mut history,
+    )
+    .await?;
     let now = Utc::now();
     let mut planned_status = run.status.clone().unwrap_or_default();
     let planned = report_delivery::plan_run(&mut planned_status, &targets, now);
@@ -87,7 +96,7 @@ pub(super) async fn report(run: &TestRun, ctx: &Context) -> Result<Action, Error
         Some(tests) => tests,
         None => merged(&run, ctx, svc.as_deref()).await?,
     };
-    let content = compose::report(&ctx.reporter, ctx, &run, &tests).await?;
+    let content = compose::report(&ctx.reporter, ctx, &run, &tests, history).await?;
     // The latest stored object: each recorded delivery writes on top of the one before.
     let mut current = run.clone();
     for (channel, target, sent_to) in due {

@@ -18,8 +18,16 @@ impl Driver {
                     .await?,
             );
         }
-        let targets =
-            compose::targets(&self.reporter, &self.store, run, svc.as_deref(), tests.as_deref()).await?;
+        let mut history = compose::HistoryRead::default();
+        let targets = compose::targets(
+            &self.reporter,
+            &self.store,
+            run,
+            svc.as_deref(),
+            tests.as_deref(),
+            &mut history,
+        )
+        .await?;
         let now = Utc::now();
         let planning = targets.clone();
         let (run, planned) = self
@@ -59,7 +67,7 @@ impl Driver {
             Some(tests) => tests,
             None => self.merged(&name, status).await?,
         };
-        let content = compose::report(&self.reporter, &self.store, &run, &tests).await?;
+        let content = compose::report(&self.reporter, &self.store, &run, &tests, history).await?;
         let content = Arc::new(content);
         for (channel, target, sent_to) in due {
             self.delivering.insert((name.clone(), channel));
